@@ -1,0 +1,313 @@
+//! Building an agent from its config, and running it.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use mesh_config::RuntimeConfig;
+use mesh_gossip::{Gossip, GossipConfig, Keyring, Role, Timing};
+use mesh_raft::{MeshNode, RaftNode, RaftTiming};
+use mesh_state::StateStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::handle::AgentView;
+use crate::{duties, identity};
+
+/// Gossip tag names other agents read.
+pub(crate) mod tags {
+    pub const NODE_ID: &str = "id";
+    pub const RAFT_ID: &str = "raft_id";
+    pub const RPC: &str = "rpc_addr";
+    pub const HTTP: &str = "http_addr";
+    pub const EXPECT: &str = "expect";
+    pub const INIT: &str = "raft_init";
+    pub const VERSION: &str = "version";
+}
+
+/// A built agent: listeners bound, store open, gossip started.
+pub struct Agent {
+    pub(crate) config: RuntimeConfig,
+    pub(crate) node_id: Uuid,
+    pub(crate) state: Arc<StateStore>,
+    pub(crate) raft: Option<RaftNode>,
+    pub(crate) gossip: Gossip,
+    http: parking::Slot<TcpListener>,
+    rpc: parking::Slot<TcpListener>,
+    /// Actual addresses after binding (port 0 resolved).
+    pub http_addr: Option<SocketAddr>,
+    pub rpc_addr: Option<SocketAddr>,
+    pub(crate) shutdown: watch::Sender<Stop>,
+    _dev_dir: Option<tempfile::TempDir>,
+}
+
+/// Why the agent stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    Running,
+    Leave,
+    Signal,
+}
+
+mod parking {
+    /// A value taken once at `run`.
+    pub struct Slot<T>(std::sync::Mutex<Option<T>>);
+    impl<T> Slot<T> {
+        pub fn new(v: Option<T>) -> Self {
+            Slot(std::sync::Mutex::new(v))
+        }
+        pub fn take(&self) -> Option<T> {
+            self.0.lock().expect("slot lock").take()
+        }
+    }
+}
+
+async fn bind(addr: Option<SocketAddr>, what: &str, flag: &str) -> anyhow::Result<Option<TcpListener>> {
+    let Some(addr) = addr else { return Ok(None) };
+    TcpListener::bind(addr)
+        .await
+        .map(Some)
+        .with_context(|| format!("cannot listen for {what} on {addr} (port in use? choose another with {flag})"))
+}
+
+fn advertised(ip: IpAddr, fallback: IpAddr, port: u16) -> SocketAddr {
+    let ip = if ip.is_unspecified() { fallback } else { ip };
+    SocketAddr::new(ip, port)
+}
+
+impl Agent {
+    /// Bind listeners, open storage and start gossip and Raft. Nothing is
+    /// written to the data dir until every listener is bound.
+    pub async fn build(config: RuntimeConfig) -> anyhow::Result<Agent> {
+        let started = Instant::now();
+        let http = bind(config.http_addr(), "HTTP", "-http-port").await?;
+        let rpc = if config.server {
+            bind(config.server_addr(), "server RPC", "-server-port").await?
+        } else {
+            None
+        };
+        if config.server && rpc.is_none() {
+            bail!("a server needs its server RPC port (ports.server must not be -1)");
+        }
+        let http_addr = http.as_ref().map(|l| l.local_addr()).transpose()?;
+        let rpc_addr = rpc
+            .as_ref()
+            .map(|l| l.local_addr())
+            .transpose()?
+            .map(|a| advertised(config.advertise_addr, config.advertise_addr, a.port()));
+
+        let (data_dir, dev_dir) = data_dir(&config)?;
+        let node_id = match &data_dir {
+            Some(dir) => identity::load_or_create(dir)?,
+            None => Uuid::new_v4(),
+        };
+
+        let state = Arc::new(StateStore::new());
+        let raft = if config.server {
+            let dir = data_dir.as_ref().expect("servers have a data dir").join("raft");
+            let (log, sm) = mesh_store::open(&dir, state.clone())?;
+            let timing = if config.dev {
+                RaftTiming::dev()
+            } else {
+                RaftTiming::lan(config.raft_multiplier)
+            };
+            let node = RaftNode::start(identity::raft_id(&node_id), timing, log, sm, state.clone())
+                .await
+                .context("starting raft")?;
+            Some(node)
+        } else {
+            None
+        };
+
+        let mut gossip_tags = BTreeMap::new();
+        gossip_tags.insert(tags::NODE_ID.into(), node_id.to_string());
+        gossip_tags.insert(tags::VERSION.into(), env!("CARGO_PKG_VERSION").into());
+        if let Some(addr) = http_addr {
+            gossip_tags.insert(
+                tags::HTTP.into(),
+                advertised(addr.ip(), config.advertise_addr, addr.port()).to_string(),
+            );
+        }
+        if let (Some(raft), Some(rpc)) = (&raft, rpc_addr) {
+            gossip_tags.insert(tags::RAFT_ID.into(), raft.id().to_string());
+            gossip_tags.insert(tags::RPC.into(), rpc.to_string());
+            gossip_tags.insert(tags::EXPECT.into(), config.bootstrap_expect.to_string());
+            if raft.is_initialized().await {
+                gossip_tags.insert(tags::INIT.into(), "1".into());
+            }
+        }
+        let gossip_bind = config
+            .serf_lan_addr()
+            .context("the LAN gossip port must not be disabled")?;
+        let keyring = config
+            .encrypt
+            .as_deref()
+            .map(Keyring::from_base64)
+            .transpose()
+            .context("invalid -encrypt key")?;
+        let gossip = Gossip::start(GossipConfig {
+            name: config.node_name.clone(),
+            bind: gossip_bind,
+            advertise: (gossip_bind.port() != 0 && gossip_bind.ip().is_unspecified())
+                .then(|| SocketAddr::new(config.advertise_addr, gossip_bind.port())),
+            dc: config.datacenter.clone(),
+            role: if config.server { Role::Server } else { Role::Client },
+            tags: gossip_tags,
+            keyring,
+            timing: Timing::lan(),
+        })
+        .await
+        .with_context(|| format!("starting LAN gossip on {gossip_bind} (port in use? choose another with -serf-lan-port)"))?;
+
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "agent built");
+        Ok(Agent {
+            config,
+            node_id,
+            state,
+            raft,
+            gossip,
+            http: parking::Slot::new(http),
+            rpc: parking::Slot::new(rpc),
+            http_addr,
+            rpc_addr,
+            shutdown: watch::channel(Stop::Running).0,
+            _dev_dir: dev_dir,
+        })
+    }
+
+    /// This server's Raft membership entry.
+    pub(crate) fn mesh_node(&self) -> Option<MeshNode> {
+        Some(MeshNode {
+            name: self.config.node_name.clone(),
+            rpc_addr: self.rpc_addr?.to_string(),
+            http_addr: self.http_addr.map(|a| a.to_string()).unwrap_or_default(),
+        })
+    }
+
+    /// Serve until a signal or a leave; then stop every task.
+    pub async fn run(self: Arc<Self>) -> anyhow::Result<()> {
+        let mut tasks = tokio::task::JoinSet::new();
+        if let Some(listener) = self.http.take() {
+            let router = mesh_api::Api::new(
+                self.raft.clone(),
+                self.state.clone(),
+                Arc::new(AgentView::new(self.clone())),
+            )
+            .router();
+            let mut stop = self.shutdown.subscribe();
+            tasks.spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s != Stop::Running).await;
+                    })
+                    .await
+                    .context("HTTP server")
+            });
+        }
+        if let (Some(listener), Some(raft)) = (self.rpc.take(), self.raft.clone()) {
+            let mut stop = self.shutdown.subscribe();
+            tasks.spawn(async move {
+                tonic::transport::Server::builder()
+                    .add_service(raft.service().into_server())
+                    .serve_with_incoming_shutdown(
+                        tokio_stream::wrappers::TcpListenerStream::new(listener),
+                        async move {
+                            let _ = stop.wait_for(|s| *s != Stop::Running).await;
+                        },
+                    )
+                    .await
+                    .context("server RPC")
+            });
+        }
+        tasks.spawn(duties::retry_join(self.clone()));
+        if self.raft.is_some() {
+            tasks.spawn(duties::bootstrap(self.clone()));
+            tasks.spawn(duties::membership(self.clone()));
+        }
+        tasks.spawn(duties::announce_ready(self.clone()));
+
+        let reason = self.wait_for_stop(&mut tasks).await?;
+        if reason == Stop::Leave || (reason == Stop::Signal && !self.config.server) {
+            self.leave().await;
+        }
+        let _ = self.shutdown.send(Stop::Signal);
+        if let Some(raft) = &self.raft {
+            raft.shutdown().await;
+        }
+        self.gossip.shutdown().await;
+        tasks.abort_all();
+        tracing::info!("agent stopped");
+        Ok(())
+    }
+
+    async fn wait_for_stop(
+        &self,
+        tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    ) -> anyhow::Result<Stop> {
+        let mut stop = self.shutdown.subscribe();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return Ok(Stop::Signal),
+                _ = term.recv() => return Ok(Stop::Signal),
+                reason = stop.wait_for(|s| *s != Stop::Running) => {
+                    return Ok(reason.map(|r| *r).unwrap_or(Stop::Signal));
+                }
+                Some(done) = tasks.join_next() => {
+                    if let Ok(Err(e)) = done {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Graceful leave: a leader hands its seat back first, then gossip says goodbye.
+    async fn leave(&self) {
+        tracing::info!("leaving the cluster");
+        if let Some(raft) = &self.raft {
+            if raft.is_leader() {
+                if let Err(e) = raft.remove_server(raft.id()).await {
+                    tracing::warn!(error = %e, "removing self from raft configuration");
+                }
+            }
+        }
+        if let Err(e) = self.gossip.leave(Duration::from_secs(5)).await {
+            tracing::warn!(error = %e, "gossip leave");
+        }
+    }
+
+    /// Ask the agent to leave and stop.
+    pub fn request_leave(&self) {
+        let _ = self.shutdown.send(Stop::Leave);
+    }
+}
+
+/// The data dir to use: the configured one, or a temp dir for `-dev`.
+fn data_dir(
+    config: &RuntimeConfig,
+) -> anyhow::Result<(Option<PathBuf>, Option<tempfile::TempDir>)> {
+    if let Some(dir) = &config.data_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+        if !dir.is_dir() {
+            bail!("data dir {} is not a directory", dir.display());
+        }
+        return Ok((Some(dir.clone()), None));
+    }
+    if config.dev {
+        let tmp = tempfile::Builder::new()
+            .prefix("mesh-dev-")
+            .tempdir()
+            .context("creating a temp data dir for -dev")?;
+        return Ok((Some(tmp.path().to_path_buf()), Some(tmp)));
+    }
+    if config.server {
+        bail!("a server needs a data dir: pass -data-dir=PATH (or data_dir in a config file)");
+    }
+    Ok((None, None))
+}

@@ -1,0 +1,208 @@
+//! Background duties: joining the pool, bootstrapping Raft once, keeping
+//! Raft membership in step with gossip (leader only), announcing readiness.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_gossip::{Member, MemberStatus, Role};
+use mesh_raft::MeshNode;
+use tokio::net::lookup_host;
+
+use crate::build::{tags, Agent, Stop};
+
+/// Join the addresses in `retry_join`, retrying until one answers.
+pub(crate) async fn retry_join(agent: Arc<Agent>) -> anyhow::Result<()> {
+    let targets = agent.config.retry_join.clone();
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let mut stop = agent.shutdown.subscribe();
+    loop {
+        let mut addrs: Vec<SocketAddr> = Vec::new();
+        for target in &targets {
+            let with_port = if target.contains(':') && !target.starts_with('[') {
+                target.clone()
+            } else {
+                format!("{target}:8301")
+            };
+            let resolved = lookup_host(with_port).await;
+            match resolved {
+                Ok(found) => addrs.extend(found),
+                Err(e) => tracing::warn!(%target, error = %e, "retry_join: cannot resolve"),
+            }
+        }
+        match agent.gossip.join(&addrs).await {
+            Ok(n) => {
+                tracing::info!(joined = n, "retry_join: joined the cluster");
+                return Ok(());
+            }
+            Err(e) => tracing::warn!(error = %e, "retry_join: no agent answered; retrying"),
+        }
+        let wait = agent.config.retry_interval;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s != Stop::Running) => return Ok(()),
+        }
+    }
+}
+
+/// A server as gossip announces it.
+fn server_of(member: &Member, dc: &str) -> Option<(u64, MeshNode)> {
+    if member.role != Role::Server || member.dc != dc {
+        return None;
+    }
+    let id = member.tags.get(tags::RAFT_ID)?.parse().ok()?;
+    let rpc = member.tags.get(tags::RPC)?.clone();
+    Some((
+        id,
+        MeshNode {
+            name: member.name.clone(),
+            rpc_addr: rpc,
+            http_addr: member.tags.get(tags::HTTP).cloned().unwrap_or_default(),
+        },
+    ))
+}
+
+/// With `bootstrap_expect = N`, wait until N servers (none of them part of
+/// a cluster yet) see each other, then all initialise Raft with that same
+/// set. A node with Raft state never bootstraps again.
+pub(crate) async fn bootstrap(agent: Arc<Agent>) -> anyhow::Result<()> {
+    let raft = agent.raft.clone().expect("bootstrap runs on servers");
+    let expect = agent.config.bootstrap_expect as usize;
+    let mut members = agent.gossip.subscribe();
+    let mut stop = agent.shutdown.subscribe();
+    if expect == 1 && !raft.is_initialized().await {
+        // A single server needs no gossip round to know it is alone.
+        if let Some(me) = agent.mesh_node() {
+            raft.bootstrap(BTreeMap::from([(raft.id(), me)]))
+                .await
+                .map_err(|e| anyhow::anyhow!("raft bootstrap failed: {e}"))?;
+        }
+    }
+    loop {
+        if raft.is_initialized().await {
+            mark_initialized(&agent);
+            return Ok(());
+        }
+        if expect > 0 {
+            let view = members.borrow_and_update().clone();
+            let alive: Vec<&Member> = view
+                .iter()
+                .filter(|m| m.status == MemberStatus::Alive)
+                .collect();
+            let joined_cluster_exists = alive.iter().any(|m| {
+                m.role == Role::Server && m.tags.get(tags::INIT).map(String::as_str) == Some("1")
+            });
+            let servers: BTreeMap<u64, MeshNode> = alive
+                .iter()
+                .filter_map(|m| server_of(m, &agent.config.datacenter))
+                .collect();
+            if !joined_cluster_exists && servers.len() == expect {
+                tracing::info!(servers = ?servers.values().map(|n| &n.name).collect::<Vec<_>>(), "bootstrapping raft");
+                match raft.bootstrap(servers).await {
+                    Ok(true) => tracing::info!("raft bootstrapped"),
+                    Ok(false) => tracing::info!("raft already initialised; not bootstrapping"),
+                    Err(e) => tracing::error!(error = %e, "raft bootstrap failed"),
+                }
+                continue;
+            } else if !joined_cluster_exists && servers.len() > expect {
+                tracing::warn!(
+                    seen = servers.len(),
+                    expect,
+                    "more servers than bootstrap_expect are present; not bootstrapping"
+                );
+            }
+        }
+        tokio::select! {
+            _ = members.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.wait_for(|s| *s != Stop::Running) => return Ok(()),
+        }
+    }
+}
+
+fn mark_initialized(agent: &Agent) {
+    let me = agent
+        .gossip
+        .members()
+        .into_iter()
+        .find(|m| m.name == agent.config.node_name);
+    let mut local = me.map(|m| m.tags).unwrap_or_default();
+    if local.get(tags::INIT).map(String::as_str) != Some("1") {
+        local.insert(tags::INIT.into(), "1".into());
+        agent.gossip.set_tags(local);
+    }
+}
+
+/// On the leader: servers that gossip shows alive become voters; servers
+/// that left gracefully are removed. Failed servers stay voters (they may
+/// come back), as Consul does without autopilot cleanup.
+pub(crate) async fn membership(agent: Arc<Agent>) -> anyhow::Result<()> {
+    let raft = agent.raft.clone().expect("membership runs on servers");
+    let mut members = agent.gossip.subscribe();
+    let mut metrics = raft.raft().metrics();
+    let mut stop = agent.shutdown.subscribe();
+    loop {
+        if raft.is_leader() {
+            let view = members.borrow_and_update().clone();
+            let (servers, _) = raft.servers();
+            let known: BTreeSet<u64> = servers.iter().filter(|s| s.voter).map(|s| s.id).collect();
+            for m in &view {
+                let Some((id, node)) = server_of(m, &agent.config.datacenter) else {
+                    continue;
+                };
+                match m.status {
+                    MemberStatus::Alive if !known.contains(&id) => {
+                        tracing::info!(server = %node, "adding server to raft as a voter");
+                        if let Err(e) = raft.add_voter(id, node).await {
+                            tracing::warn!(error = %e, "adding voter");
+                        }
+                    }
+                    MemberStatus::Left if servers.iter().any(|s| s.id == id) => {
+                        tracing::info!(server = %node, "server left; removing it from raft");
+                        if let Err(e) = raft.remove_server(id).await {
+                            tracing::warn!(error = %e, "removing server");
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if !servers.is_empty() {
+                mark_initialized(&agent);
+            }
+        } else if metrics.borrow_and_update().membership_config.nodes().next().is_some() {
+            mark_initialized(&agent);
+        }
+        tokio::select! {
+            _ = members.changed() => {}
+            _ = metrics.changed() => {}
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.wait_for(|s| *s != Stop::Running) => return Ok(()),
+        }
+    }
+}
+
+/// Print one line once the agent serves: for people, and for tests that
+/// started it on port 0 to learn its addresses.
+pub(crate) async fn announce_ready(agent: Arc<Agent>) -> anyhow::Result<()> {
+    // A single-server cluster is ready once it leads; larger ones once serving.
+    if let Some(raft) = &agent.raft {
+        if agent.config.bootstrap_expect == 1 {
+            let mut m = raft.raft().metrics();
+            let _ = m.wait_for(|m| m.current_leader.is_some()).await;
+        }
+    }
+    let fmt = |a: Option<SocketAddr>| a.map_or("-".to_string(), |a| a.to_string());
+    println!(
+        "==> mesh agent ready: node={} dc={} server={} http={} rpc={} serf_lan={}",
+        agent.config.node_name,
+        agent.config.datacenter,
+        agent.config.server,
+        fmt(agent.http_addr),
+        fmt(agent.rpc_addr),
+        agent.gossip.local_addr(),
+    );
+    Ok(())
+}

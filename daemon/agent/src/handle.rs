@@ -1,0 +1,77 @@
+//! The agent as the HTTP API sees it.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use mesh_api::{AgentHandle, MemberView};
+use mesh_gossip::{MemberStatus, Role};
+
+use crate::build::{tags, Agent};
+
+pub(crate) struct AgentView {
+    agent: Arc<Agent>,
+}
+
+impl AgentView {
+    pub(crate) fn new(agent: Arc<Agent>) -> Self {
+        AgentView { agent }
+    }
+}
+
+impl AgentHandle for AgentView {
+    fn node_name(&self) -> String {
+        self.agent.config.node_name.clone()
+    }
+
+    fn datacenter(&self) -> String {
+        self.agent.config.datacenter.clone()
+    }
+
+    fn node_id(&self) -> String {
+        self.agent.node_id.to_string()
+    }
+
+    fn is_server(&self) -> bool {
+        self.agent.config.server
+    }
+
+    fn members(&self) -> Vec<MemberView> {
+        self.agent
+            .gossip
+            .members()
+            .into_iter()
+            .map(|m| {
+                let mut tags = m.tags.clone();
+                tags.insert("role".into(), if m.role == Role::Server { "consul" } else { "node" }.into());
+                tags.insert("dc".into(), m.dc.clone());
+                let status = match m.status {
+                    MemberStatus::Alive | MemberStatus::Suspect => 1,
+                    MemberStatus::Left => 3,
+                    MemberStatus::Failed => 4,
+                };
+                MemberView {
+                    name: m.name,
+                    addr: m.addr.ip().to_string(),
+                    port: m.addr.port(),
+                    tags,
+                    status,
+                    state: m.status.to_string(),
+                }
+            })
+            .collect()
+    }
+
+    fn server_http_addr(&self) -> Option<String> {
+        self.agent
+            .gossip
+            .members()
+            .into_iter()
+            .filter(|m| m.role == Role::Server && m.status == MemberStatus::Alive)
+            .find_map(|m| m.tags.get(tags::HTTP).cloned())
+    }
+
+    fn leave(&self) -> BoxFuture<'static, ()> {
+        let agent = self.agent.clone();
+        Box::pin(async move { agent.request_leave() })
+    }
+}

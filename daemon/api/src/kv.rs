@@ -1,0 +1,175 @@
+//! `/v1/kv/:key`: get (single, ?recurse, ?keys, ?raw), put (?cas, ?flags), delete.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use mesh_state::Table;
+use mesh_types::{Command, KvEntry, Outcome, MAX_KV_VALUE_BYTES};
+use serde::Serialize;
+
+use crate::{Api, ApiError, QueryOptions};
+
+/// A KV pair in Consul's JSON shape.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct KvPair {
+    lock_index: u64,
+    key: String,
+    flags: u64,
+    value: Option<String>,
+    create_index: u64,
+    modify_index: u64,
+}
+
+impl From<&KvEntry> for KvPair {
+    fn from(e: &KvEntry) -> Self {
+        KvPair {
+            lock_index: e.lock_index,
+            key: e.key.clone(),
+            flags: e.flags,
+            value: (!e.value.is_empty())
+                .then(|| base64::engine::general_purpose::STANDARD.encode(&e.value)),
+            create_index: e.create_index,
+            modify_index: e.modify_index,
+        }
+    }
+}
+
+enum Found {
+    One(Option<KvEntry>),
+    Many(Vec<KvEntry>),
+    Keys(Vec<String>),
+}
+
+pub(crate) async fn get_root(
+    state: State<Api>,
+    query: Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    get(state, Path(String::new()), query).await
+}
+
+pub(crate) async fn get(
+    State(api): State<Api>,
+    Path(key): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let opts = QueryOptions::parse(&params)?;
+    let recurse = params.contains_key("recurse");
+    let keys = params.contains_key("keys");
+    let separator = params.get("separator").cloned();
+    if key.is_empty() && !recurse && !keys {
+        return Err(ApiError::bad_request(
+            "Missing key name (use ?recurse or ?keys to list the whole store)",
+        ));
+    }
+    let (found, index) = api
+        .blocking_read(&opts, Table::Kv, |s| {
+            if keys {
+                (Found::Keys(s.kv_keys(&key, separator.as_deref())), s.table_index(Table::Kv))
+            } else if recurse {
+                (Found::Many(s.kv_list(&key).cloned().collect()), s.table_index(Table::Kv))
+            } else {
+                // A single key blocks on its own modify index, so writes to
+                // other keys do not wake it.
+                let entry = s.kv_get(&key).cloned();
+                let index = entry
+                    .as_ref()
+                    .map_or(s.table_index(Table::Kv), |e| e.modify_index);
+                (Found::One(entry), index)
+            }
+        })
+        .await?;
+    let headers = api.read_headers(index);
+    let not_found = || (StatusCode::NOT_FOUND, headers.clone()).into_response();
+    Ok(match found {
+        Found::One(None) => not_found(),
+        Found::One(Some(entry)) if params.contains_key("raw") => {
+            let mut resp = (headers, entry.value).into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            resp
+        }
+        Found::One(Some(entry)) => (headers, Json(vec![KvPair::from(&entry)])).into_response(),
+        Found::Many(entries) if entries.is_empty() => not_found(),
+        Found::Many(entries) => {
+            let pairs: Vec<KvPair> = entries.iter().map(KvPair::from).collect();
+            (headers, Json(pairs)).into_response()
+        }
+        Found::Keys(list) if list.is_empty() => not_found(),
+        Found::Keys(list) => (headers, Json(list)).into_response(),
+    })
+}
+
+fn parse_u64(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
+    params
+        .get(name)
+        .map(|v| {
+            v.parse().map_err(|_| {
+                ApiError::bad_request(format!("Invalid {name} {v:?}: must be a non-negative integer"))
+            })
+        })
+        .transpose()
+}
+
+async fn write(api: &Api, cmd: Command) -> Result<Response, ApiError> {
+    let raft = api.raft.as_ref().ok_or_else(|| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no server available")
+    })?;
+    let (_, outcome) = raft.propose(&cmd).await?;
+    match outcome {
+        Outcome::Bool(ok) => Ok(Json(ok).into_response()),
+        Outcome::Done => Ok(Json(true).into_response()),
+        Outcome::Rejected(why) => Err(ApiError::bad_request(why)),
+    }
+}
+
+pub(crate) async fn put(
+    State(api): State<Api>,
+    Path(key): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if key.is_empty() {
+        return Err(ApiError::bad_request("Missing key name"));
+    }
+    if body.len() > MAX_KV_VALUE_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "Value exceeds {MAX_KV_VALUE_BYTES} byte limit ({} bytes given)",
+                body.len()
+            ),
+        ));
+    }
+    let cmd = Command::KvSet {
+        key,
+        value: body.to_vec(),
+        flags: parse_u64(&params, "flags")?.unwrap_or(0),
+        cas: parse_u64(&params, "cas")?,
+    };
+    write(&api, cmd).await
+}
+
+pub(crate) async fn delete(
+    State(api): State<Api>,
+    Path(key): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let recurse = params.contains_key("recurse");
+    if key.is_empty() && !recurse {
+        return Err(ApiError::bad_request("Missing key name"));
+    }
+    let cmd = Command::KvDelete {
+        key,
+        recurse,
+        cas: parse_u64(&params, "cas")?,
+    };
+    write(&api, cmd).await
+}

@@ -1,0 +1,103 @@
+//! The Consul-compatible HTTP API under `/v1`: routes, blocking queries,
+//! consistency modes and Consul's error conventions.
+
+#![forbid(unsafe_code)]
+
+mod agent;
+mod error;
+mod forward;
+mod kv;
+mod query;
+mod status;
+
+use std::sync::Arc;
+
+use axum::routing::{get, put};
+use axum::Router;
+use futures::future::BoxFuture;
+use mesh_raft::RaftNode;
+use mesh_state::StateStore;
+use serde::Serialize;
+
+pub use error::ApiError;
+pub use query::{parse_duration, QueryOptions};
+
+/// A gossip member as `/v1/agent/members` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct MemberView {
+    pub name: String,
+    pub addr: String,
+    pub port: u16,
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// Consul's numeric status: 1 alive, 2 leaving, 3 left, 4 failed.
+    pub status: u8,
+    /// alive, suspect, failed or left.
+    pub state: String,
+}
+
+/// What the API needs from the agent that hosts it.
+pub trait AgentHandle: Send + Sync + 'static {
+    /// This agent's node name.
+    fn node_name(&self) -> String;
+    /// This agent's datacenter.
+    fn datacenter(&self) -> String;
+    /// This agent's node ID (UUID).
+    fn node_id(&self) -> String;
+    /// Whether this agent is a server.
+    fn is_server(&self) -> bool;
+    /// The gossip member list.
+    fn members(&self) -> Vec<MemberView>;
+    /// The HTTP address of a server to forward to (client agents).
+    fn server_http_addr(&self) -> Option<String>;
+    /// Leave the cluster gracefully and shut the agent down.
+    fn leave(&self) -> BoxFuture<'static, ()>;
+}
+
+/// Everything a handler can reach.
+#[derive(Clone)]
+pub struct Api {
+    pub(crate) raft: Option<RaftNode>,
+    pub(crate) state: Arc<StateStore>,
+    pub(crate) agent: Arc<dyn AgentHandle>,
+    pub(crate) http: reqwest::Client,
+}
+
+impl Api {
+    /// The API of a server (`raft` set) or a client agent (`raft` none: requests that
+    /// need the catalog are forwarded to a server).
+    pub fn new(raft: Option<RaftNode>, state: Arc<StateStore>, agent: Arc<dyn AgentHandle>) -> Self {
+        Api {
+            raft,
+            state,
+            agent,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// All `/v1` routes.
+    pub fn router(self) -> Router {
+        let cluster = Router::new()
+            .route("/v1/status/leader", get(status::leader))
+            .route("/v1/status/peers", get(status::peers))
+            .route(
+                "/v1/operator/raft/configuration",
+                get(status::raft_configuration),
+            )
+            .route(
+                "/v1/kv/{*key}",
+                get(kv::get).put(kv::put).delete(kv::delete),
+            )
+            .route("/v1/kv/", get(kv::get_root))
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                forward::to_server_if_client,
+            ));
+        Router::new()
+            .route("/v1/agent/members", get(agent::members))
+            .route("/v1/agent/self", get(agent::self_info))
+            .route("/v1/agent/leave", put(agent::leave))
+            .merge(cluster)
+            .with_state(self)
+    }
+}

@@ -1,0 +1,177 @@
+//! Query options shared by read endpoints: blocking (`?index=&wait=`) and
+//! consistency (`?stale`, `?consistent`), and the headers Consul returns.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderValue};
+use mesh_raft::ReadMode;
+use mesh_state::{State, Table};
+use rand::Rng;
+use tokio::time::Instant;
+
+use crate::{Api, ApiError};
+
+/// Default and maximum blocking wait (Consul's).
+const DEFAULT_WAIT: Duration = Duration::from_secs(5 * 60);
+const MAX_WAIT: Duration = Duration::from_secs(10 * 60);
+
+/// Parsed `?index=&wait=&stale&consistent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryOptions {
+    pub index: u64,
+    pub wait: Duration,
+    pub mode: ReadMode,
+}
+
+impl QueryOptions {
+    /// Parse from the query parameters; a bad value is a 400 naming it.
+    pub fn parse(params: &HashMap<String, String>) -> Result<Self, ApiError> {
+        let index = match params.get("index") {
+            Some(v) if !v.is_empty() => v
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("Invalid index {v:?}: must be a non-negative integer")))?,
+            _ => 0,
+        };
+        let wait = match params.get("wait") {
+            Some(v) if !v.is_empty() => parse_duration(v)
+                .map_err(|e| ApiError::bad_request(format!("Invalid wait time {v:?}: {e}")))?
+                .min(MAX_WAIT),
+            _ => DEFAULT_WAIT,
+        };
+        let stale = params.contains_key("stale");
+        let consistent = params.contains_key("consistent");
+        let mode = match (stale, consistent) {
+            (true, true) => {
+                return Err(ApiError::bad_request(
+                    "Cannot specify ?stale with ?consistent, conflicting semantics.",
+                ))
+            }
+            (true, false) => ReadMode::Stale,
+            (false, true) => ReadMode::Consistent,
+            (false, false) => ReadMode::Default,
+        };
+        Ok(QueryOptions { index, wait, mode })
+    }
+}
+
+/// Parse a Go-style duration: `10s`, `5m`, `250ms`, `1h30m`, or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    if rest.is_empty() || rest.starts_with('-') {
+        return Err("must be a positive duration like 10s or 5m".into());
+    }
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or("missing unit (ns, us, ms, s, m, h)")?;
+        let (num, tail) = rest.split_at(num_end);
+        let value: f64 = num.parse().map_err(|_| format!("bad number {num:?}"))?;
+        let unit_end = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_end);
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            other => return Err(format!("unknown unit {other:?}")),
+        };
+        total += Duration::try_from_secs_f64(value * scale).map_err(|e| e.to_string())?;
+        rest = next;
+    }
+    Ok(total)
+}
+
+impl Api {
+    /// Run a read with Consul's blocking semantics: pass the consistency
+    /// barrier, then answer at once unless `?index` equals the current index,
+    /// in which case wait (woken by state changes, never by polling) until it
+    /// moves or `wait` (plus up to wait/16 jitter) passes.
+    pub(crate) async fn blocking_read<T>(
+        &self,
+        opts: &QueryOptions,
+        table: Table,
+        read: impl Fn(&State) -> (T, u64),
+    ) -> Result<(T, u64), ApiError> {
+        if let Some(raft) = &self.raft {
+            raft.read_barrier(opts.mode).await?;
+        }
+        let jitter = if opts.index > 0 {
+            let max = (opts.wait.as_millis() / 16) as u64;
+            Duration::from_millis(rand::rng().random_range(0..=max))
+        } else {
+            Duration::ZERO
+        };
+        let deadline = Instant::now() + opts.wait + jitter;
+        loop {
+            let mut changed = self.state.hub().subscribe(table);
+            let (value, index) = self.state.read(&read);
+            // Any index other than the one the client saw means there is news
+            // (a smaller one means the state was restored from a snapshot).
+            if opts.index == 0 || index != opts.index || Instant::now() >= deadline {
+                return Ok((value, index.max(1)));
+            }
+            tokio::select! {
+                _ = changed.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    let (value, index) = self.state.read(&read);
+                    return Ok((value, index.max(1)));
+                }
+            }
+        }
+    }
+
+    /// Consul's response headers for a read at `index`.
+    pub(crate) fn read_headers(&self, index: u64) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("X-Consul-Index", HeaderValue::from(index));
+        let (known, contact) = match &self.raft {
+            Some(raft) if raft.is_leader() => (true, 0),
+            Some(raft) => (raft.leader().is_some(), 0),
+            None => (false, 0),
+        };
+        headers.insert(
+            "X-Consul-KnownLeader",
+            HeaderValue::from_static(if known { "true" } else { "false" }),
+        );
+        headers.insert("X-Consul-LastContact", HeaderValue::from(contact as u64));
+        headers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert!(parse_duration("-5s").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn query_options() {
+        let p = |s: &[(&str, &str)]| {
+            QueryOptions::parse(&s.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        };
+        let o = p(&[("index", "7"), ("wait", "1h")]).unwrap();
+        assert_eq!((o.index, o.wait, o.mode), (7, MAX_WAIT, ReadMode::Default));
+        assert_eq!(p(&[("stale", "")]).unwrap().mode, ReadMode::Stale);
+        assert!(p(&[("index", "-1")]).is_err());
+        assert!(p(&[("wait", "-3s")]).is_err());
+        assert!(p(&[("stale", ""), ("consistent", "")]).is_err());
+    }
+}

@@ -1,0 +1,86 @@
+//! `mesh`: the agent and the command-line client, with Consul's flags and habits.
+#![forbid(unsafe_code)]
+
+mod agent;
+mod argv;
+mod kv;
+mod members;
+mod misc;
+mod operator;
+mod output;
+mod validate;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+/// A Consul-compatible service mesh.
+#[derive(Debug, Parser)]
+#[command(name = "mesh", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run an agent (server with -server or -dev, client otherwise)
+    Agent(agent::AgentArgs),
+    /// List the members of the LAN gossip pool
+    Members(members::MembersArgs),
+    /// Cluster operations
+    Operator(operator::OperatorArgs),
+    /// Read and write the key/value store
+    Kv(kv::KvArgs),
+    /// Ask the agent to leave the cluster and shut down
+    Leave(output::HttpArgs),
+    /// Generate a gossip encryption key
+    Keygen,
+    /// Check agent config files without starting an agent
+    Validate(validate::ValidateArgs),
+    /// Print the version
+    Version,
+}
+
+fn main() -> ExitCode {
+    let argv = argv::normalise(std::env::args_os());
+    let matches = Cli::command().get_matches_from(argv);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(run(cli, &matches)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("Error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Agent(args) => {
+            agent::run(&args, matches.subcommand_matches("agent")).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Members(args) => members::run(&args).await,
+        Command::Operator(args) => operator::run(&args).await,
+        Command::Kv(args) => kv::run(&args).await,
+        Command::Leave(http) => misc::leave(&http).await,
+        Command::Keygen => misc::keygen(),
+        Command::Validate(args) => Ok(validate::run(&args)),
+        Command::Version => misc::version(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

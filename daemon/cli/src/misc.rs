@@ -1,0 +1,52 @@
+//! Small commands: `keygen`, `leave`, `version`.
+
+use std::process::ExitCode;
+
+use base64::Engine as _;
+
+use crate::output::HttpArgs;
+
+/// Prints a new 32-byte gossip key, base64-encoded, for `encrypt` / `-encrypt`.
+pub fn keygen() -> anyhow::Result<ExitCode> {
+    println!("{}", new_key());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn new_key() -> String {
+    let key: [u8; 32] = rand::random();
+    base64::engine::general_purpose::STANDARD.encode(key)
+}
+
+/// Asks the agent to leave gracefully.
+pub async fn leave(http: &HttpArgs) -> anyhow::Result<ExitCode> {
+    http.client()?.leave().await?;
+    println!("Graceful leave complete");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the version.
+pub fn version() -> anyhow::Result<ExitCode> {
+    println!("mesh v{}", env!("CARGO_PKG_VERSION"));
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_32_random_bytes() {
+        let a = new_key();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(&a)
+            .unwrap();
+        assert_eq!(decoded.len(), 32);
+        assert_ne!(a, new_key());
+        // A generated key is accepted by the agent config.
+        let raw = mesh_config::RawConfig {
+            encrypt: Some(a),
+            ..mesh_config::RawConfig::dev()
+        };
+        mesh_config::RuntimeConfig::build(raw).unwrap();
+    }
+}

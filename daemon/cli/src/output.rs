@@ -1,0 +1,93 @@
+//! Shared flags and printing: `-http-addr`, `-token`, `-format`, aligned tables.
+
+use clap::{Args, ValueEnum};
+use mesh_client::Client;
+
+/// How to reach the agent; every client command takes these.
+#[derive(Debug, Clone, Default, Args)]
+pub struct HttpArgs {
+    /// Agent HTTP address [default: $MESH_HTTP_ADDR, $CONSUL_HTTP_ADDR or 127.0.0.1:8500]
+    #[arg(long = "http-addr", value_name = "ADDR")]
+    pub http_addr: Option<String>,
+    /// ACL token [default: $MESH_HTTP_TOKEN or $CONSUL_HTTP_TOKEN]
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+}
+
+impl HttpArgs {
+    /// A client for the chosen agent.
+    pub fn client(&self) -> anyhow::Result<Client> {
+        let addr = self.http_addr.clone().unwrap_or_else(mesh_client::env_addr);
+        let token = self.token.clone().or_else(mesh_client::env_token);
+        Ok(Client::new(&addr)?.with_token(token))
+    }
+}
+
+/// Output for people (`table`) or scripts (`json`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns.
+    #[default]
+    #[value(alias = "pretty")]
+    Table,
+    /// JSON in the HTTP API's shape.
+    Json,
+}
+
+/// Prints rows under a header with columns padded to line up.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    print!("{}", render_table(header, rows));
+}
+
+/// The text `print_table` prints.
+pub fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, (cell, width)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// Pretty JSON on stdout.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns() {
+        let rows = vec![
+            vec![
+                "node-long".to_string(),
+                "1".to_string(),
+                "alive".to_string(),
+            ],
+            vec!["n".to_string(), "10.0.0.2".to_string(), "left".to_string()],
+        ];
+        assert_eq!(
+            render_table(&["Node", "Address", "Status"], &rows),
+            "Node       Address   Status\nnode-long  1         alive\nn          10.0.0.2  left\n"
+        );
+    }
+}

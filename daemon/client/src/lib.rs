@@ -1,0 +1,288 @@
+//! mesh-client: a typed async client for the agent's Consul-compatible HTTP API.
+//!
+//! Used by the `mesh` CLI, the Terraform provider and `mesh sync`. Shapes are
+//! Consul's, so the client also talks to Consul.
+#![forbid(unsafe_code)]
+
+mod error;
+mod kv;
+mod types;
+
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
+use serde::de::DeserializeOwned;
+
+pub use error::Error;
+pub use types::{
+    Consistency, KvPair, Member, QueryMeta, QueryOptions, RaftConfiguration, RaftServer,
+};
+
+/// Result of a client call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Default agent HTTP address.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8500";
+
+/// A handle to one agent's HTTP API; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    token: Option<String>,
+}
+
+impl Client {
+    /// A client for `addr`: `host:port` or `http://host:port`.
+    pub fn new(addr: &str) -> Result<Client> {
+        let invalid = |reason: &str| Error::InvalidAddr {
+            addr: addr.to_string(),
+            reason: reason.to_string(),
+        };
+        let trimmed = addr.trim();
+        if trimmed.is_empty() {
+            return Err(invalid("it is empty"));
+        }
+        let with_scheme = if trimmed.contains("://") {
+            trimmed.to_string()
+        } else {
+            format!("http://{trimmed}")
+        };
+        let base = Url::parse(&with_scheme).map_err(|e| invalid(&e.to_string()))?;
+        match base.scheme() {
+            "http" => {}
+            "https" => return Err(invalid("https is not supported yet; use http://")),
+            other => {
+                return Err(invalid(&format!(
+                    "unsupported scheme {other:?}; use http://"
+                )))
+            }
+        }
+        if base.host_str().is_none() {
+            return Err(invalid("no host"));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            // The agent is local or on the LAN: an HTTP(S)_PROXY meant for the internet must not apply.
+            .no_proxy()
+            .user_agent(concat!("mesh-client/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| invalid(&error::root_cause(&e)))?;
+        Ok(Client {
+            http,
+            base,
+            token: None,
+        })
+    }
+
+    /// A client configured like Consul's: `MESH_HTTP_ADDR`, else `CONSUL_HTTP_ADDR`, else
+    /// 127.0.0.1:8500; token from `MESH_HTTP_TOKEN`, else `CONSUL_HTTP_TOKEN`.
+    pub fn from_env() -> Result<Client> {
+        let client = Client::new(&env_addr())?;
+        Ok(client.with_token(env_token()))
+    }
+
+    /// Sends `X-Consul-Token` with every request (`None` or empty: no token).
+    pub fn with_token(mut self, token: Option<String>) -> Client {
+        self.token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    /// The agent's base URL, e.g. `http://127.0.0.1:8500/`.
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    // === status, operator, agent ===
+
+    /// `GET /v1/status/leader`: the leader's server address, empty when there is none.
+    pub async fn status_leader(&self) -> Result<String> {
+        let url = self.url(&["status", "leader"]);
+        self.json(self.send(Method::GET, url).await?).await
+    }
+
+    /// `GET /v1/status/peers`: server addresses of the Raft peers.
+    pub async fn status_peers(&self) -> Result<Vec<String>> {
+        let url = self.url(&["status", "peers"]);
+        self.json(self.send(Method::GET, url).await?).await
+    }
+
+    /// `GET /v1/operator/raft/configuration`.
+    pub async fn raft_configuration(&self) -> Result<RaftConfiguration> {
+        let url = self.url(&["operator", "raft", "configuration"]);
+        self.json(self.send(Method::GET, url).await?).await
+    }
+
+    /// `GET /v1/agent/members`: the LAN gossip members this agent sees.
+    pub async fn members(&self) -> Result<Vec<Member>> {
+        let url = self.url(&["agent", "members"]);
+        self.json(self.send(Method::GET, url).await?).await
+    }
+
+    /// `PUT /v1/agent/leave`: the agent leaves the cluster gracefully and shuts down.
+    pub async fn leave(&self) -> Result<()> {
+        let url = self.url(&["agent", "leave"]);
+        self.send(Method::PUT, url).await?;
+        Ok(())
+    }
+
+    // === plumbing ===
+
+    /// `base/v1/<segments...>`, each segment percent-encoded.
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("http URLs have a path")
+            .pop_if_empty()
+            .push("v1")
+            .extend(segments);
+        url
+    }
+
+    fn request(&self, method: Method, url: Url) -> RequestBuilder {
+        let req = self.http.request(method, url);
+        match &self.token {
+            Some(token) => req.header("X-Consul-Token", token),
+            None => req,
+        }
+    }
+
+    /// Sends a body-less request and fails on non-2xx.
+    async fn send(&self, method: Method, url: Url) -> Result<Response> {
+        self.check(self.execute(self.request(method, url)).await?)
+            .await
+    }
+
+    /// Sends a request, turning transport failures into errors that name the agent.
+    async fn execute(&self, req: RequestBuilder) -> Result<Response> {
+        req.send().await.map_err(|e| self.transport_error(&e))
+    }
+
+    fn transport_error(&self, e: &reqwest::Error) -> Error {
+        let reason = error::root_cause(e);
+        if e.is_connect() || (e.is_timeout() && e.url().is_some()) {
+            Error::Connect {
+                addr: self.display_addr(),
+                reason,
+            }
+        } else {
+            Error::Http {
+                url: e
+                    .url()
+                    .map_or_else(|| self.base.to_string(), Url::to_string),
+                reason,
+            }
+        }
+    }
+
+    fn display_addr(&self) -> String {
+        let host = self.base.host_str().unwrap_or_default();
+        match self.base.port_or_known_default() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        }
+    }
+
+    /// Passes 2xx responses through; anything else becomes `Error::Status` with the body.
+    async fn check(&self, resp: Response) -> Result<Response> {
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        let body = if body.trim().is_empty() {
+            status.canonical_reason().unwrap_or_default().to_string()
+        } else {
+            body
+        };
+        Err(Error::Status {
+            status: status.as_u16(),
+            body,
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(&self, resp: Response) -> Result<T> {
+        let url = resp.url().to_string();
+        let bytes = resp.bytes().await.map_err(|e| self.transport_error(&e))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
+            url,
+            reason: e.to_string(),
+        })
+    }
+
+    /// A read with query options; `404` is returned as `Ok(None)` with its headers.
+    async fn read<T: DeserializeOwned>(
+        &self,
+        mut url: Url,
+        opts: &QueryOptions,
+    ) -> Result<(Option<T>, QueryMeta)> {
+        apply_query_options(&mut url, opts);
+        let resp = self.execute(self.request(Method::GET, url)).await?;
+        let meta = query_meta(&resp);
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok((None, meta));
+        }
+        let resp = self.check(resp).await?;
+        Ok((Some(self.json(resp).await?), meta))
+    }
+}
+
+fn apply_query_options(url: &mut Url, opts: &QueryOptions) {
+    let mut query = url.query_pairs_mut();
+    match opts.consistency {
+        Consistency::Default => {}
+        Consistency::Stale => {
+            query.append_key_only("stale");
+        }
+        Consistency::Consistent => {
+            query.append_key_only("consistent");
+        }
+    }
+    if let Some(index) = opts.index {
+        query.append_pair("index", &index.to_string());
+    }
+    if let Some(wait) = opts.wait {
+        query.append_pair("wait", &format!("{}ms", wait.as_millis()));
+    }
+    drop(query);
+    if url.query() == Some("") {
+        url.set_query(None);
+    }
+}
+
+fn query_meta(resp: &Response) -> QueryMeta {
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    QueryMeta {
+        index: header("X-Consul-Index")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        known_leader: header("X-Consul-KnownLeader").is_some_and(|v| v == "true"),
+        last_contact_ms: header("X-Consul-LastContact")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    }
+}
+
+/// The agent address from the environment, as `from_env` uses it.
+pub fn env_addr() -> String {
+    non_empty_var("MESH_HTTP_ADDR")
+        .or_else(|| non_empty_var("CONSUL_HTTP_ADDR"))
+        .unwrap_or_else(|| DEFAULT_ADDR.to_string())
+}
+
+/// The ACL token from the environment, as `from_env` uses it.
+pub fn env_token() -> Option<String> {
+    non_empty_var("MESH_HTTP_TOKEN").or_else(|| non_empty_var("CONSUL_HTTP_TOKEN"))
+}
+
+fn non_empty_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,27 @@
+//! mesh-config: the agent's configuration.
+//!
+//! Two stages, as Consul does it: HCL/JSON files and flags are read into
+//! [`RawConfig`] (every key optional, unknown keys rejected with a
+//! suggestion), merged in order, then [`RuntimeConfig::build`] applies
+//! defaults and validates. Every error names where it is: `file:line:col`
+//! for files, the flag for flags.
+#![forbid(unsafe_code)]
+
+mod duration;
+mod error;
+mod hcl_value;
+mod json_value;
+mod load;
+mod raw;
+mod runtime;
+mod spans;
+mod validate;
+
+pub use duration::parse_duration;
+pub use error::{ConfigError, Error, Origin, Pos, ValidationError};
+pub use load::{dir_files, expand, load, load_file, parse_str, Format, Source};
+pub use raw::{
+    OneOrMany, RawAcl, RawAddresses, RawConfig, RawConfigEntries, RawConnect, RawDnsConfig,
+    RawPerformance, RawPorts,
+};
+pub use runtime::{AclConfig, AclPolicy, Addresses, DnsConfig, Ports, RuntimeConfig};

@@ -1,0 +1,367 @@
+//! The agent config as written in files and flags: every key optional, unknown keys rejected.
+//!
+//! Several sources (files, then flags) are merged into one `RawConfig` before
+//! `RuntimeConfig::build` applies defaults and validates it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::path::PathBuf;
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::Origin;
+
+/// Consul agent configuration keys, all optional (`None` = not set by this source).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `-dev` mode; only settable by the flag, as in Consul.
+    #[serde(skip)]
+    pub dev: bool,
+    pub datacenter: Option<String>,
+    pub node_name: Option<String>,
+    pub server: Option<bool>,
+    pub bootstrap_expect: Option<u32>,
+    pub bind_addr: Option<String>,
+    pub advertise_addr: Option<String>,
+    pub client_addr: Option<String>,
+    pub data_dir: Option<String>,
+    pub encrypt: Option<String>,
+    pub retry_join: Option<Vec<String>>,
+    /// Go-style duration (`"30s"`).
+    pub retry_interval: Option<String>,
+    pub log_level: Option<String>,
+    pub ui: Option<bool>,
+    pub ports: Option<RawPorts>,
+    pub addresses: Option<RawAddresses>,
+    pub performance: Option<RawPerformance>,
+    pub connect: Option<RawConnect>,
+    pub dns_config: Option<RawDnsConfig>,
+    pub domain: Option<String>,
+    pub alt_domain: Option<String>,
+    pub recursors: Option<Vec<String>>,
+    pub acl: Option<RawAcl>,
+    pub config_entries: Option<RawConfigEntries>,
+
+    /// Files this config was read from, in merge order.
+    #[serde(skip)]
+    pub config_files: Vec<PathBuf>,
+    /// Where each set key came from (`"ports.http"` → file:line:col or flag).
+    #[serde(skip)]
+    pub origins: BTreeMap<String, Origin>,
+}
+
+/// `ports { ... }`: `-1` disables a listener, `0` picks a free port.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPorts {
+    pub http: Option<i64>,
+    pub https: Option<i64>,
+    pub grpc: Option<i64>,
+    pub dns: Option<i64>,
+    pub serf_lan: Option<i64>,
+    pub server: Option<i64>,
+}
+
+/// `addresses { ... }`: per-interface overrides of `client_addr`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAddresses {
+    pub http: Option<String>,
+    pub dns: Option<String>,
+    pub grpc: Option<String>,
+}
+
+/// `performance { raft_multiplier = N }`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPerformance {
+    pub raft_multiplier: Option<u32>,
+}
+
+/// `connect { enabled = bool }`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnect {
+    pub enabled: Option<bool>,
+}
+
+/// `dns_config { ... }`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDnsConfig {
+    pub allow_stale: Option<bool>,
+    pub node_ttl: Option<String>,
+    /// Service name (or `"*"`) → TTL duration.
+    pub service_ttl: Option<BTreeMap<String, String>>,
+    pub udp_answer_limit: Option<u32>,
+    pub enable_truncate: Option<bool>,
+    pub only_passing: Option<bool>,
+}
+
+/// `acl { enabled default_policy }`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcl {
+    pub enabled: Option<bool>,
+    pub default_policy: Option<String>,
+}
+
+/// `config_entries { bootstrap = [...] }`: entries written at first leadership.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfigEntries {
+    /// Kept as JSON until the config-entry types exist; one block or many.
+    pub bootstrap: Option<OneOrMany<Value>>,
+}
+
+// === impl RawConfig ===
+
+impl RawConfig {
+    /// An overlay with only `-dev` set, for tests and `mesh agent -dev`.
+    pub fn dev() -> RawConfig {
+        RawConfig {
+            dev: true,
+            ..RawConfig::default()
+        }
+    }
+
+    /// Merges `over` on top of `self`: scalars from `over` win, maps merge
+    /// key by key and lists are appended (as Consul merges its sources).
+    pub fn merge(self, over: RawConfig) -> RawConfig {
+        let mut base_value = to_value(&self);
+        let over_value = to_value(&over);
+        let mut origins = self.origins;
+        let mut over_origins = over.origins;
+        reindex_appended(&base_value, &over_value, "", &mut over_origins);
+        merge_values(&mut base_value, over_value);
+        origins.extend(over_origins);
+        let mut merged: RawConfig = serde_json::from_value(base_value)
+            .expect("merging two valid configs gives a valid config");
+        merged.dev = self.dev || over.dev;
+        merged.config_files = self.config_files;
+        merged.config_files.extend(over.config_files);
+        merged.origins = origins;
+        merged
+    }
+
+    /// Records `origin` for every key set in this config (used for flag overlays).
+    pub fn mark_origin(&mut self, origin_of: impl Fn(&str) -> Origin) {
+        let value = to_value(self);
+        let mut paths = Vec::new();
+        leaf_paths(&value, String::new(), &mut paths);
+        for path in paths {
+            let origin = origin_of(&path);
+            self.origins.insert(path, origin);
+        }
+    }
+
+    /// Where `key` (`"ports.http"`) was set, if it was.
+    pub fn origin(&self, key: &str) -> Option<&Origin> {
+        self.origins.get(key)
+    }
+}
+
+fn to_value(raw: &RawConfig) -> Value {
+    serde_json::to_value(raw).expect("RawConfig always serializes")
+}
+
+/// Objects merge recursively, arrays concatenate, nulls in `over` leave `base` alone.
+fn merge_values(base: &mut Value, over: Value) {
+    match (base, over) {
+        (_, Value::Null) => {}
+        (Value::Object(base), Value::Object(over)) => {
+            for (key, value) in over {
+                match base.get_mut(&key) {
+                    Some(existing) if !existing.is_null() => merge_values(existing, value),
+                    _ => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (Value::Array(base), Value::Array(over)) => base.extend(over),
+        (base, over) => *base = over,
+    }
+}
+
+/// Shifts origins of list elements in `over` past the elements `base` already has,
+/// so that `retry_join[0]` of a second file becomes `retry_join[2]` after appending.
+fn reindex_appended(
+    base: &Value,
+    over: &Value,
+    path: &str,
+    over_origins: &mut BTreeMap<String, Origin>,
+) {
+    match (base, over) {
+        (Value::Object(base), Value::Object(over)) => {
+            for (key, over_child) in over {
+                if let Some(base_child) = base.get(key) {
+                    let child_path = join(path, key);
+                    reindex_appended(base_child, over_child, &child_path, over_origins);
+                }
+            }
+        }
+        (Value::Array(base), Value::Array(_)) if !base.is_empty() => {
+            let prefix = format!("{path}[");
+            let moved: Vec<String> = over_origins
+                .keys()
+                .filter(|k| k.starts_with(&prefix))
+                .cloned()
+                .collect();
+            let mut renamed = Vec::new();
+            for key in moved {
+                let origin = over_origins.remove(&key).expect("key was just listed");
+                let rest = &key[prefix.len()..];
+                let Some((index, tail)) = rest.split_once(']') else {
+                    continue;
+                };
+                let Ok(index) = index.parse::<usize>() else {
+                    continue;
+                };
+                renamed.push((format!("{prefix}{}]{tail}", index + base.len()), origin));
+            }
+            over_origins.extend(renamed);
+        }
+        _ => {}
+    }
+}
+
+fn leaf_paths(value: &Value, path: String, out: &mut Vec<String>) {
+    match value {
+        Value::Null => {}
+        Value::Object(map) => {
+            for (key, child) in map {
+                leaf_paths(child, join(&path, key), out);
+            }
+        }
+        _ => out.push(path),
+    }
+}
+
+/// Joins a key onto a dotted path (`ports` + `http` → `ports.http`).
+pub(crate) fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+// === impl OneOrMany ===
+
+/// A list that may also be written as a single value: HCL gives one block as an
+/// object and repeated blocks as a list.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct OneOrMany<T>(pub Vec<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OneOrManyVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for OneOrManyVisitor<T> {
+            type Value = OneOrMany<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object or a list of objects")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(OneOrMany(items))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let one = T::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(OneOrMany(vec![one]))
+            }
+        }
+
+        deserializer.deserialize_any(OneOrManyVisitor(PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Pos;
+
+    fn at(line: usize) -> Origin {
+        Origin::File {
+            file: "f.hcl".into(),
+            pos: Pos { line, col: 1 },
+        }
+    }
+
+    #[test]
+    fn later_scalars_win_lists_append_maps_merge() {
+        let mut a = RawConfig {
+            datacenter: Some("a".into()),
+            node_name: Some("n1".into()),
+            retry_join: Some(vec!["x".into()]),
+            ports: Some(RawPorts {
+                http: Some(1),
+                dns: Some(2),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        a.origins.insert("retry_join[0]".into(), at(1));
+        let mut b = RawConfig {
+            datacenter: Some("b".into()),
+            retry_join: Some(vec!["y".into()]),
+            ports: Some(RawPorts {
+                http: Some(10),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        b.origins.insert("retry_join[0]".into(), at(2));
+        let m = a.merge(b);
+        assert_eq!(m.datacenter.as_deref(), Some("b"));
+        assert_eq!(m.node_name.as_deref(), Some("n1"));
+        assert_eq!(m.retry_join, Some(vec!["x".into(), "y".into()]));
+        let ports = m.ports.clone().unwrap();
+        assert_eq!((ports.http, ports.dns), (Some(10), Some(2)));
+        assert_eq!(m.origin("retry_join[0]"), Some(&at(1)));
+        assert_eq!(m.origin("retry_join[1]"), Some(&at(2)));
+    }
+
+    #[test]
+    fn one_or_many_accepts_both() {
+        let one: OneOrMany<Value> = serde_json::from_str(r#"{"kind":"a"}"#).unwrap();
+        assert_eq!(one.0.len(), 1);
+        let many: OneOrMany<Value> =
+            serde_json::from_str(r#"[{"kind":"a"},{"kind":"b"}]"#).unwrap();
+        assert_eq!(many.0.len(), 2);
+    }
+
+    #[test]
+    fn mark_origin_covers_nested_keys() {
+        let mut raw = RawConfig {
+            bind_addr: Some("1.2.3.4".into()),
+            ports: Some(RawPorts {
+                dns: Some(53),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        raw.mark_origin(|key| Origin::Flag(format!("-{key}")));
+        assert_eq!(
+            raw.origin("bind_addr"),
+            Some(&Origin::Flag("-bind_addr".into()))
+        );
+        assert_eq!(
+            raw.origin("ports.dns"),
+            Some(&Origin::Flag("-ports.dns".into()))
+        );
+        assert_eq!(raw.origin("ports.http"), None);
+    }
+}

@@ -1,0 +1,177 @@
+//! The validated agent configuration the agent is built from.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything `mesh agent` needs to start, after files and flags are merged and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeConfig {
+    /// `-dev`: single in-memory-ish server that is its own leader.
+    pub dev: bool,
+    /// Node name (defaults to the hostname).
+    pub node_name: String,
+    /// Datacenter name, lowercase (default `dc1`).
+    pub datacenter: String,
+    /// Whether this agent is a Raft server.
+    pub server: bool,
+    /// Servers to wait for before bootstrapping (0 = never bootstrap automatically; dev uses 1).
+    pub bootstrap_expect: u32,
+    /// Data directory (dev: a fresh temp dir chosen by the agent when `None`).
+    pub data_dir: Option<PathBuf>,
+    /// Address gossip and server RPC bind to.
+    pub bind_addr: IpAddr,
+    /// Address advertised to other agents (defaults to bind_addr).
+    pub advertise_addr: IpAddr,
+    /// Address the client interfaces (HTTP, DNS, gRPC) bind to.
+    pub client_addr: IpAddr,
+    /// Ports; `None` = disabled (`-1` in config), `Some(0)` = pick a free port.
+    pub ports: Ports,
+    /// LAN gossip addresses of agents to join at start, retried until one answers.
+    pub retry_join: Vec<String>,
+    /// Interval between retry_join attempts.
+    pub retry_interval: Duration,
+    /// Gossip encryption key (base64, 16/24/32 bytes decoded).
+    pub encrypt: Option<String>,
+    /// Log filter (`trace|debug|info|warn|error`).
+    pub log_level: String,
+    /// Raft timing multiplier (1 = production timing).
+    pub raft_multiplier: u32,
+    /// Files the config was read from, in order (for reload and status).
+    pub config_files: Vec<PathBuf>,
+    /// Serve the web UI on the HTTP port.
+    pub ui: bool,
+    /// Per-interface overrides of `client_addr` (`addresses { http dns grpc }`).
+    pub addresses: Addresses,
+    /// Whether Connect (CA, intentions, proxies) is on (`connect { enabled }`).
+    pub connect_enabled: bool,
+    /// DNS interface settings.
+    pub dns: DnsConfig,
+    /// ACL settings.
+    pub acl: AclConfig,
+    /// Config entries to write when this server first becomes leader, as JSON objects.
+    pub config_entries_bootstrap: Vec<serde_json::Value>,
+}
+
+/// Addresses that override `client_addr` for one interface.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Addresses {
+    pub http: Option<IpAddr>,
+    pub dns: Option<IpAddr>,
+    pub grpc: Option<IpAddr>,
+}
+
+/// How the DNS interface answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsConfig {
+    /// Domain served, fully qualified (`consul.`).
+    pub domain: String,
+    /// A second domain answered like `domain`.
+    pub alt_domain: Option<String>,
+    /// Upstream resolvers for names outside our domains.
+    pub recursors: Vec<SocketAddr>,
+    /// Answer from any server's state, not only the leader's.
+    pub allow_stale: bool,
+    /// TTL of node answers.
+    pub node_ttl: Duration,
+    /// TTL of service answers by service name; `"*"` matches any.
+    pub service_ttl: BTreeMap<String, Duration>,
+    /// Most records in one UDP answer.
+    pub udp_answer_limit: u32,
+    /// Set the TC bit when records were left out of a UDP answer, so clients retry over TCP.
+    pub enable_truncate: bool,
+    /// Leave out instances with any non-passing check (not only critical).
+    pub only_passing: bool,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            domain: "consul.".into(),
+            alt_domain: None,
+            recursors: Vec::new(),
+            allow_stale: true,
+            node_ttl: Duration::ZERO,
+            service_ttl: BTreeMap::new(),
+            udp_answer_limit: 3,
+            // beyond Consul (REFERENCE.md): truncate visibly instead of dropping records.
+            enable_truncate: true,
+            only_passing: false,
+        }
+    }
+}
+
+/// ACL settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AclConfig {
+    /// Whether tokens are checked.
+    pub enabled: bool,
+    /// What happens when no rule matches.
+    pub default_policy: AclPolicy,
+}
+
+/// An ACL default policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AclPolicy {
+    /// Allow what no rule denies.
+    #[default]
+    Allow,
+    /// Deny what no rule allows.
+    Deny,
+}
+
+/// Listening ports of an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    // One field per listener, named as the `ports { }` keys.
+    pub http: Option<u16>,
+    pub https: Option<u16>,
+    pub grpc: Option<u16>,
+    pub dns: Option<u16>,
+    pub serf_lan: Option<u16>,
+    pub server: Option<u16>,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Ports {
+            http: Some(8500),
+            https: None,
+            grpc: Some(8502),
+            dns: Some(8600),
+            serf_lan: Some(8301),
+            server: Some(8300),
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// HTTP listen address, if HTTP is enabled.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        let ip = self.addresses.http.unwrap_or(self.client_addr);
+        self.ports.http.map(|p| SocketAddr::new(ip, p))
+    }
+    /// DNS listen address (UDP and TCP), if DNS is enabled.
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        let ip = self.addresses.dns.unwrap_or(self.client_addr);
+        self.ports.dns.map(|p| SocketAddr::new(ip, p))
+    }
+    /// gRPC (xDS) listen address, if gRPC is enabled.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        let ip = self.addresses.grpc.unwrap_or(self.client_addr);
+        self.ports.grpc.map(|p| SocketAddr::new(ip, p))
+    }
+    /// Gossip listen address (UDP and TCP).
+    pub fn serf_lan_addr(&self) -> Option<SocketAddr> {
+        self.ports
+            .serf_lan
+            .map(|p| SocketAddr::new(self.bind_addr, p))
+    }
+    /// Server RPC (Raft) listen address.
+    pub fn server_addr(&self) -> Option<SocketAddr> {
+        self.ports
+            .server
+            .map(|p| SocketAddr::new(self.bind_addr, p))
+    }
+}

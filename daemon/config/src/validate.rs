@@ -1,0 +1,587 @@
+//! `RawConfig` → `RuntimeConfig`: Consul's defaults, then every check a value must pass.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine as _;
+
+use crate::duration::parse_duration;
+use crate::error::ValidationError;
+use crate::raw::RawConfig;
+use crate::runtime::{AclConfig, AclPolicy, Addresses, DnsConfig, Ports, RuntimeConfig};
+
+impl RuntimeConfig {
+    /// Applies defaults to merged files and flags and validates the result.
+    pub fn build(raw: RawConfig) -> Result<RuntimeConfig, ValidationError> {
+        let v = Check { raw: &raw };
+        let dev = raw.dev;
+
+        let datacenter = raw.datacenter.clone().unwrap_or_else(|| "dc1".into());
+        if datacenter.is_empty()
+            || !datacenter
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(v.fail(
+                "datacenter",
+                format!("{datacenter:?} is not a valid datacenter name: use lowercase letters, digits and `-`"),
+            ));
+        }
+
+        let node_name = match &raw.node_name {
+            Some(name) => name.clone(),
+            None => default_node_name(),
+        };
+        if !is_dns_label(&node_name) {
+            return Err(v.fail(
+                "node_name",
+                format!("{node_name:?} is not a valid node name: use 1-63 letters, digits and `-` (it becomes a DNS name)"),
+            ));
+        }
+
+        let server = raw.server.unwrap_or(dev);
+        let bootstrap_expect = match raw.bootstrap_expect {
+            Some(n) if n > 0 && !server => {
+                return Err(v.fail(
+                    "bootstrap_expect",
+                    "only servers bootstrap: set `server = true` (or -server), or remove bootstrap_expect",
+                ))
+            }
+            Some(n) if n > 1 && dev => {
+                return Err(v.fail(
+                    "bootstrap_expect",
+                    format!("-dev runs a single server and cannot wait for {n} servers; remove bootstrap_expect or -dev"),
+                ))
+            }
+            Some(n) => n,
+            None if dev && server => 1,
+            None => 0,
+        };
+
+        let data_dir =
+            match raw.data_dir.as_deref() {
+                Some("") => return Err(v.fail("data_dir", "must not be empty")),
+                Some(dir) => Some(PathBuf::from(dir)),
+                None if dev => None,
+                None => return Err(v.fail(
+                    "data_dir",
+                    "is required: set data_dir in a config file or pass -data-dir (or use -dev)",
+                )),
+            };
+
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let default_bind = if dev {
+            loopback
+        } else {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        };
+        let bind_addr = v
+            .ip("bind_addr", raw.bind_addr.as_deref())?
+            .unwrap_or(default_bind);
+        let advertise_addr =
+            match v.ip("advertise_addr", raw.advertise_addr.as_deref())? {
+                Some(ip) if ip.is_unspecified() => return Err(v.fail(
+                    "advertise_addr",
+                    format!(
+                        "{ip} cannot be advertised: other agents need an address they can reach"
+                    ),
+                )),
+                Some(ip) => ip,
+                None if bind_addr.is_unspecified() => loopback,
+                None => bind_addr,
+            };
+        let client_addr = v
+            .ip("client_addr", raw.client_addr.as_deref())?
+            .unwrap_or(loopback);
+        let addresses = match &raw.addresses {
+            Some(a) => Addresses {
+                http: v.ip("addresses.http", a.http.as_deref())?,
+                dns: v.ip("addresses.dns", a.dns.as_deref())?,
+                grpc: v.ip("addresses.grpc", a.grpc.as_deref())?,
+            },
+            None => Addresses::default(),
+        };
+
+        let ports = v.ports()?;
+
+        if let Some(i) = raw
+            .retry_join
+            .iter()
+            .flatten()
+            .position(|a| a.trim().is_empty())
+        {
+            return Err(v.fail(&format!("retry_join[{i}]"), "must not be empty"));
+        }
+        let retry_interval = match &raw.retry_interval {
+            Some(text) => match parse_duration(text) {
+                Ok(d) if d.is_zero() => return Err(v.fail("retry_interval", "must be more than 0")),
+                Ok(d) => d,
+                Err(e) => return Err(v.fail("retry_interval", e)),
+            },
+            None => Duration::from_secs(30),
+        };
+
+        if let Some(key) = &raw.encrypt {
+            let len = base64::engine::general_purpose::STANDARD
+                .decode(key.trim())
+                .map_err(|_| {
+                    v.fail(
+                        "encrypt",
+                        "is not valid base64; generate a key with `mesh keygen`",
+                    )
+                })?
+                .len();
+            if ![16, 24, 32].contains(&len) {
+                return Err(v.fail(
+                    "encrypt",
+                    format!("decodes to {len} bytes; a key must be 16, 24 or 32 bytes (generate one with `mesh keygen`)"),
+                ));
+            }
+        }
+
+        let log_level =
+            match raw.log_level.as_deref().map(str::to_ascii_lowercase) {
+                None if dev => "debug".to_string(),
+                None => "info".to_string(),
+                Some(level) => match level.as_str() {
+                    "trace" | "debug" | "info" | "warn" | "error" => level,
+                    "warning" => "warn".into(),
+                    "err" => "error".into(),
+                    _ => return Err(v.fail(
+                        "log_level",
+                        format!(
+                            "{level:?} is not a log level: use trace, debug, info, warn or error"
+                        ),
+                    )),
+                },
+            };
+
+        let raft_multiplier = match raw.performance.as_ref().and_then(|p| p.raft_multiplier) {
+            Some(m) if !(1..=10).contains(&m) => {
+                return Err(v.fail(
+                    "performance.raft_multiplier",
+                    format!("{m} is out of range: use 1 (production timing) to 10"),
+                ))
+            }
+            Some(m) => m,
+            None => 1,
+        };
+
+        Ok(RuntimeConfig {
+            dev,
+            node_name,
+            datacenter,
+            server,
+            bootstrap_expect,
+            data_dir,
+            bind_addr,
+            advertise_addr,
+            client_addr,
+            ports,
+            retry_join: raw.retry_join.clone().unwrap_or_default(),
+            retry_interval,
+            encrypt: raw.encrypt.as_ref().map(|k| k.trim().to_string()),
+            log_level,
+            raft_multiplier,
+            config_files: raw.config_files.clone(),
+            ui: raw.ui.unwrap_or(dev),
+            addresses,
+            connect_enabled: raw.connect.as_ref().and_then(|c| c.enabled).unwrap_or(true),
+            dns: v.dns()?,
+            acl: v.acl()?,
+            config_entries_bootstrap: raw
+                .config_entries
+                .as_ref()
+                .and_then(|c| c.bootstrap.clone())
+                .map(|b| b.0)
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// Validation with access to where each key was set.
+struct Check<'a> {
+    raw: &'a RawConfig,
+}
+
+impl Check<'_> {
+    fn fail(&self, key: &str, message: impl Into<String>) -> ValidationError {
+        ValidationError {
+            key: key.to_string(),
+            origin: self.raw.origin(key).cloned(),
+            message: message.into(),
+        }
+    }
+
+    fn ip(&self, key: &str, text: Option<&str>) -> Result<Option<IpAddr>, ValidationError> {
+        let Some(text) = text else { return Ok(None) };
+        text.trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| self.fail(key, format!("{text:?} is not an IP address")))
+    }
+
+    fn ports(&self) -> Result<Ports, ValidationError> {
+        let defaults = Ports::default();
+        let raw = self.raw.ports.clone().unwrap_or_default();
+        let port = |key: &str, value: Option<i64>, default: Option<u16>| match value {
+            None => Ok(default),
+            Some(-1) => Ok(None),
+            Some(p) => u16::try_from(p).map(Some).map_err(|_| {
+                self.fail(
+                    &format!("ports.{key}"),
+                    format!(
+                        "{p} is not a port: use 1-65535, 0 for any free port, or -1 to disable"
+                    ),
+                )
+            }),
+        };
+        Ok(Ports {
+            http: port("http", raw.http, defaults.http)?,
+            https: port("https", raw.https, defaults.https)?,
+            grpc: port("grpc", raw.grpc, defaults.grpc)?,
+            dns: port("dns", raw.dns, defaults.dns)?,
+            serf_lan: port("serf_lan", raw.serf_lan, defaults.serf_lan)?,
+            server: port("server", raw.server, defaults.server)?,
+        })
+    }
+
+    fn dns(&self) -> Result<DnsConfig, ValidationError> {
+        let mut dns = DnsConfig::default();
+        if let Some(domain) = &self.raw.domain {
+            dns.domain = self.domain("domain", domain)?;
+        }
+        if let Some(domain) = &self.raw.alt_domain {
+            dns.alt_domain = Some(self.domain("alt_domain", domain)?);
+        }
+        for (i, text) in self.raw.recursors.iter().flatten().enumerate() {
+            let addr = text
+                .parse::<SocketAddr>()
+                .or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                .map_err(|_| {
+                    self.fail(
+                        &format!("recursors[{i}]"),
+                        format!("{text:?} is not an IP address or IP:port"),
+                    )
+                })?;
+            dns.recursors.push(addr);
+        }
+        let Some(raw) = &self.raw.dns_config else {
+            return Ok(dns);
+        };
+        let duration = |key: &str, text: &str| {
+            parse_duration(text).map_err(|e| self.fail(&format!("dns_config.{key}"), e))
+        };
+        if let Some(v) = raw.allow_stale {
+            dns.allow_stale = v;
+        }
+        if let Some(ttl) = &raw.node_ttl {
+            dns.node_ttl = duration("node_ttl", ttl)?;
+        }
+        let mut service_ttl = BTreeMap::new();
+        for (name, ttl) in raw.service_ttl.iter().flatten() {
+            service_ttl.insert(name.clone(), duration(&format!("service_ttl.{name}"), ttl)?);
+        }
+        dns.service_ttl = service_ttl;
+        match raw.udp_answer_limit {
+            Some(0) => {
+                return Err(self.fail("dns_config.udp_answer_limit", "must be at least 1"));
+            }
+            Some(n) => dns.udp_answer_limit = n,
+            None => {}
+        }
+        if let Some(v) = raw.enable_truncate {
+            dns.enable_truncate = v;
+        }
+        if let Some(v) = raw.only_passing {
+            dns.only_passing = v;
+        }
+        Ok(dns)
+    }
+
+    /// A DNS domain, returned fully qualified (`consul` → `consul.`).
+    fn domain(&self, key: &str, text: &str) -> Result<String, ValidationError> {
+        let trimmed = text.trim_end_matches('.');
+        if trimmed.is_empty() || !trimmed.split('.').all(is_dns_label) {
+            return Err(self.fail(key, format!("{text:?} is not a DNS domain")));
+        }
+        Ok(format!("{}.", trimmed.to_ascii_lowercase()))
+    }
+
+    fn acl(&self) -> Result<AclConfig, ValidationError> {
+        let Some(raw) = &self.raw.acl else {
+            return Ok(AclConfig::default());
+        };
+        let default_policy = match raw.default_policy.as_deref() {
+            None | Some("allow") => AclPolicy::Allow,
+            Some("deny") => AclPolicy::Deny,
+            Some(other) => {
+                return Err(self.fail(
+                    "acl.default_policy",
+                    format!("{other:?} is not a policy: use \"allow\" or \"deny\""),
+                ))
+            }
+        };
+        Ok(AclConfig {
+            enabled: raw.enabled.unwrap_or(false),
+            default_policy,
+        })
+    }
+}
+
+/// 1-63 letters, digits and `-`: what Consul accepts in DNS names.
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 63 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// The hostname's first label with characters DNS cannot carry replaced by `-`.
+fn default_node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let first = host.trim().split('.').next().unwrap_or_default();
+    let name: String = first
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect();
+    if name.is_empty() {
+        "mesh".into()
+    } else {
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Origin;
+    use crate::raw::{RawPerformance, RawPorts};
+
+    fn base() -> RawConfig {
+        RawConfig {
+            data_dir: Some("/tmp/x".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_follow_consul() {
+        let c = RuntimeConfig::build(base()).unwrap();
+        assert_eq!(c.datacenter, "dc1");
+        assert!(!c.server);
+        assert_eq!(c.bootstrap_expect, 0);
+        assert_eq!(c.bind_addr.to_string(), "0.0.0.0");
+        assert_eq!(c.advertise_addr.to_string(), "127.0.0.1");
+        assert_eq!(c.client_addr.to_string(), "127.0.0.1");
+        assert_eq!(c.ports, Ports::default());
+        assert_eq!(c.http_addr().unwrap().to_string(), "127.0.0.1:8500");
+        assert_eq!(c.server_addr().unwrap().to_string(), "0.0.0.0:8300");
+        assert_eq!(c.retry_interval, Duration::from_secs(30));
+        assert_eq!(c.raft_multiplier, 1);
+        assert_eq!(c.log_level, "info");
+        assert_eq!(c.dns.domain, "consul.");
+        assert!(c.connect_enabled);
+        assert!(!c.node_name.is_empty());
+    }
+
+    #[test]
+    fn dev_is_a_single_server() {
+        let c = RuntimeConfig::build(RawConfig::dev()).unwrap();
+        assert!(c.dev && c.server && c.ui);
+        assert_eq!(c.bootstrap_expect, 1);
+        assert_eq!(c.data_dir, None);
+        assert_eq!(c.bind_addr.to_string(), "127.0.0.1");
+        assert_eq!(c.log_level, "debug");
+    }
+
+    #[test]
+    fn advertise_defaults_to_a_specific_bind() {
+        let raw = RawConfig {
+            bind_addr: Some("10.0.0.5".into()),
+            ..base()
+        };
+        let c = RuntimeConfig::build(raw).unwrap();
+        assert_eq!(c.advertise_addr.to_string(), "10.0.0.5");
+    }
+
+    fn error(raw: RawConfig) -> ValidationError {
+        RuntimeConfig::build(raw).unwrap_err()
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            (
+                RawConfig {
+                    datacenter: Some("DC_1".into()),
+                    ..base()
+                },
+                "datacenter",
+            ),
+            (
+                RawConfig {
+                    node_name: Some("a.b".into()),
+                    ..base()
+                },
+                "node_name",
+            ),
+            (
+                RawConfig {
+                    node_name: Some("".into()),
+                    ..base()
+                },
+                "node_name",
+            ),
+            (
+                RawConfig {
+                    bootstrap_expect: Some(3),
+                    ..base()
+                },
+                "bootstrap_expect",
+            ),
+            (
+                RawConfig {
+                    bind_addr: Some("10.0.0".into()),
+                    ..base()
+                },
+                "bind_addr",
+            ),
+            (
+                RawConfig {
+                    advertise_addr: Some("0.0.0.0".into()),
+                    ..base()
+                },
+                "advertise_addr",
+            ),
+            (
+                RawConfig {
+                    encrypt: Some("not base64!".into()),
+                    ..base()
+                },
+                "encrypt",
+            ),
+            (
+                RawConfig {
+                    encrypt: Some("AAAA".into()),
+                    ..base()
+                },
+                "encrypt",
+            ),
+            (
+                RawConfig {
+                    retry_interval: Some("soon".into()),
+                    ..base()
+                },
+                "retry_interval",
+            ),
+            (
+                RawConfig {
+                    log_level: Some("loud".into()),
+                    ..base()
+                },
+                "log_level",
+            ),
+            (
+                RawConfig {
+                    data_dir: None,
+                    ..base()
+                },
+                "data_dir",
+            ),
+            (
+                RawConfig {
+                    ports: Some(RawPorts {
+                        http: Some(70000),
+                        ..Default::default()
+                    }),
+                    ..base()
+                },
+                "ports.http",
+            ),
+            (
+                RawConfig {
+                    performance: Some(RawPerformance {
+                        raft_multiplier: Some(11),
+                    }),
+                    ..base()
+                },
+                "performance.raft_multiplier",
+            ),
+            (
+                RawConfig {
+                    recursors: Some(vec!["8.8.8.8".into(), "x".into()]),
+                    ..base()
+                },
+                "recursors[1]",
+            ),
+        ];
+        for (raw, key) in cases {
+            assert_eq!(error(raw).key, key);
+        }
+    }
+
+    #[test]
+    fn dev_rejects_waiting_for_more_servers() {
+        let raw = RawConfig {
+            bootstrap_expect: Some(3),
+            ..RawConfig::dev()
+        };
+        let e = error(raw);
+        assert_eq!(e.key, "bootstrap_expect");
+        assert!(e.message.contains("-dev"), "{e}");
+    }
+
+    #[test]
+    fn errors_point_at_where_the_value_was_set() {
+        let mut raw = RawConfig {
+            bind_addr: Some("nope".into()),
+            ..base()
+        };
+        raw.origins
+            .insert("bind_addr".into(), Origin::Flag("-bind".into()));
+        assert_eq!(
+            error(raw).to_string(),
+            "flag -bind: bind_addr: \"nope\" is not an IP address"
+        );
+    }
+
+    #[test]
+    fn ports_can_be_disabled_or_dynamic() {
+        let raw = RawConfig {
+            ports: Some(RawPorts {
+                dns: Some(-1),
+                http: Some(0),
+                https: Some(8501),
+                ..Default::default()
+            }),
+            ..base()
+        };
+        let c = RuntimeConfig::build(raw).unwrap();
+        assert_eq!(
+            (c.ports.dns, c.ports.http, c.ports.https),
+            (None, Some(0), Some(8501))
+        );
+        assert_eq!(c.dns_addr(), None);
+    }
+
+    #[test]
+    fn encrypt_accepts_keygen_keys() {
+        let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        let raw = RawConfig {
+            encrypt: Some(key.clone()),
+            ..base()
+        };
+        assert_eq!(RuntimeConfig::build(raw).unwrap().encrypt, Some(key));
+    }
+}

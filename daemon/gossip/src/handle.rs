@@ -1,0 +1,228 @@
+//! The public handle: start, join, watch members, leave, shut down.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::identity::{NodeId, MAX_IDENTITY_LEN};
+use crate::node::{self, Command, Node, Shared};
+use crate::{
+    GossipConfig, GossipError, JoinFailure, Member, MemberStatus, NetTransport, Transport,
+};
+
+/// A running gossip node; clones share it. Dropping every clone stops it.
+#[derive(Clone)]
+pub struct Gossip {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    commands: mpsc::UnboundedSender<Command>,
+    members: watch::Receiver<Vec<Member>>,
+    /// Taken on shutdown so the sockets close.
+    shared: Mutex<Option<Arc<Shared>>>,
+    gossip_interval: Duration,
+    local_addr: SocketAddr,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Gossip {
+    /// Binds UDP and TCP on `config.bind` and starts gossiping (alone until `join`).
+    pub async fn start(config: GossipConfig) -> Result<Gossip, GossipError> {
+        config.timing.validate()?;
+        let transport = NetTransport::bind(config.bind).await?;
+        Gossip::start_with_transport(config, Arc::new(transport)).await
+    }
+
+    /// Starts on an already-bound transport (for example [`crate::mem`]); `config.bind` is ignored.
+    pub async fn start_with_transport(
+        config: GossipConfig,
+        transport: Arc<dyn Transport>,
+    ) -> Result<Gossip, GossipError> {
+        config.timing.validate()?;
+        if config.name.is_empty() {
+            return Err(GossipError::Config("node name must not be empty".to_owned()));
+        }
+        let local_addr = transport.local_addr();
+        let addr = match config.advertise {
+            Some(mut adv) => {
+                if adv.port() == 0 {
+                    adv.set_port(local_addr.port());
+                }
+                adv
+            }
+            None => local_addr,
+        };
+        if addr.ip().is_unspecified() {
+            return Err(GossipError::Config(format!(
+                "gossip is bound to {local_addr}, which other nodes cannot reach; set an advertise address"
+            )));
+        }
+        let id = NodeId {
+            name: config.name,
+            addr,
+            role: config.role,
+            dc: config.dc,
+            tags: config.tags,
+            version: now_millis(),
+        };
+        if id.encoded_len() > MAX_IDENTITY_LEN {
+            return Err(GossipError::Config(format!(
+                "name, datacenter and tags take {} bytes encoded; gossip allows {MAX_IDENTITY_LEN}",
+                id.encoded_len()
+            )));
+        }
+
+        let shared = Arc::new(Shared {
+            transport,
+            keyring: config.keyring,
+            timing: config.timing,
+        });
+        let me = Member {
+            name: id.name.clone(),
+            addr: id.addr,
+            status: MemberStatus::Alive,
+            role: id.role,
+            dc: id.dc.clone(),
+            tags: id.tags.clone(),
+        };
+        let (members_tx, members) = watch::channel(vec![me]);
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let node = Node::new(id, shared.clone(), members_tx, commands.downgrade());
+        let task = tokio::spawn(node.run(commands_rx));
+        tracing::info!(%local_addr, advertise = %addr, encrypted = shared.keyring.is_some(), "gossip started");
+        Ok(Gossip {
+            inner: Arc::new(Inner {
+                commands,
+                members,
+                gossip_interval: shared.timing.gossip_interval,
+                shared: Mutex::new(Some(shared)),
+                local_addr,
+                task: Mutex::new(Some(task)),
+            }),
+        })
+    }
+
+    /// The bound gossip address (the real port when started with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// Exchanges full state with each address over TCP; returns how many answered.
+    ///
+    /// Fails only if none did, listing why for each (unreachable, key mismatch...).
+    pub async fn join(&self, addrs: &[SocketAddr]) -> Result<usize, GossipError> {
+        let local = self.request(Command::LocalState).await?.ok_or(GossipError::Left)?;
+        let local = Arc::new(local);
+        let shared = self.shared()?;
+        let mut exchanges = JoinSet::new();
+        for &addr in addrs {
+            let (shared, local) = (shared.clone(), local.clone());
+            exchanges.spawn(async move { (addr, node::push_pull(&shared, addr, &local).await) });
+        }
+        let mut joined = 0;
+        let mut failures = Vec::new();
+        while let Some(done) = exchanges.join_next().await {
+            let Ok((addr, result)) = done else { continue };
+            match result {
+                Ok(state) => {
+                    self.request(|done| Command::Merge(state, Some(done))).await?;
+                    tracing::info!(%addr, "joined gossip pool");
+                    joined += 1;
+                }
+                Err(reason) => {
+                    tracing::warn!(%addr, %reason, "gossip join failed");
+                    failures.push(JoinFailure { addr, reason });
+                }
+            }
+        }
+        if joined == 0 {
+            failures.sort_by_key(|f| f.addr);
+            return Err(GossipError::Join(failures));
+        }
+        Ok(joined)
+    }
+
+    /// Every known member, ourselves included, sorted by name; failed and left ones stay listed.
+    pub fn members(&self) -> Vec<Member> {
+        self.inner.members.borrow().clone()
+    }
+
+    /// A receiver updated on every membership change.
+    pub fn subscribe(&self) -> watch::Receiver<Vec<Member>> {
+        self.inner.members.clone()
+    }
+
+    /// Replaces our tags; the pool sees them once the new identity has been gossiped.
+    pub fn set_tags(&self, tags: BTreeMap<String, String>) {
+        let _ = self.inner.commands.send(Command::SetTags(tags));
+    }
+
+    /// Leaves gracefully: others list us as Left, not Failed.
+    ///
+    /// Waits up to `timeout` for the leave to be gossiped; the node then stays
+    /// silent until `shutdown`.
+    pub async fn leave(&self, timeout: Duration) -> Result<(), GossipError> {
+        self.request(Command::Leave).await?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.request(Command::LeaveProgress).await? {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(GossipError::LeaveTimeout(timeout));
+            }
+            // Pace retransmissions like regular gossip rounds.
+            tokio::time::sleep(self.inner.gossip_interval).await;
+        }
+    }
+
+    /// Stops every task and closes the sockets without leaving (others will see us fail).
+    pub async fn shutdown(&self) {
+        let Some(shared) = self.inner.shared.lock().take() else {
+            return;
+        };
+        shared.transport.close();
+        drop(shared);
+        let _ = self.inner.commands.send(Command::Shutdown);
+        let task = self.inner.task.lock().take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    fn shared(&self) -> Result<Arc<Shared>, GossipError> {
+        self.inner.shared.lock().clone().ok_or(GossipError::Shutdown)
+    }
+
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, GossipError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .commands
+            .send(make(tx))
+            .map_err(|_| GossipError::Shutdown)?;
+        rx.await.map_err(|_| GossipError::Shutdown)
+    }
+}
+
+impl std::fmt::Debug for Gossip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gossip")
+            .field("local_addr", &self.inner.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,186 @@
+//! What foca gossips about each node, and the "left gracefully" side channel.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::Role;
+
+/// A node's identity as foca sees it.
+///
+/// Foca's address is the node name, so a newer identity with the same name (a
+/// restart, a tag change, a rejoin after a false failure) replaces the older
+/// one; `version` decides which is newer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct NodeId {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub role: Role,
+    pub dc: String,
+    pub tags: BTreeMap<String, String>,
+    /// Starts at wall-clock milliseconds so a restarted process outranks its previous life.
+    pub version: u64,
+}
+
+impl NodeId {
+    /// The identity after a metadata change: same node, newer version.
+    pub fn bumped(&self) -> NodeId {
+        NodeId {
+            version: self.version + 1,
+            ..self.clone()
+        }
+    }
+
+    /// Encoded size, used to keep identities well inside one packet.
+    pub fn encoded_len(&self) -> usize {
+        postcard::to_allocvec(self).map_or(usize::MAX, |v| v.len())
+    }
+}
+
+impl foca::Identity for NodeId {
+    type Addr = String;
+
+    fn renew(&self) -> Option<Self> {
+        Some(self.bumped())
+    }
+
+    fn addr(&self) -> String {
+        self.name.clone()
+    }
+
+    fn win_addr_conflict(&self, adversary: &Self) -> bool {
+        // Newer version wins; ties (two processes sharing a name) break
+        // deterministically so every member keeps the same one.
+        (self.version, self.addr) > (adversary.version, adversary.addr)
+    }
+}
+
+/// Largest encoded identity we accept; two of them plus updates must fit one packet.
+pub(crate) const MAX_IDENTITY_LEN: usize = 400;
+
+/// Which node versions announced a graceful leave (name -> version).
+///
+/// Foca only knows "down"; this is what lets us tell Left from Failed.
+#[derive(Default)]
+pub(crate) struct LeftSet {
+    versions: HashMap<String, u64>,
+    /// Set whenever an entry is added, so the member list is rebuilt.
+    pub dirty: bool,
+}
+
+impl LeftSet {
+    /// Records a leave; returns false if it was already known.
+    pub fn insert(&mut self, name: &str, version: u64) -> bool {
+        match self.versions.get(name) {
+            Some(&known) if known >= version => false,
+            _ => {
+                self.versions.insert(name.to_owned(), version);
+                self.dirty = true;
+                true
+            }
+        }
+    }
+
+    /// Whether this exact identity left gracefully.
+    pub fn has_left(&self, id: &NodeId) -> bool {
+        self.versions.get(&id.name) == Some(&id.version)
+    }
+
+    pub fn entries(&self) -> Vec<(String, u64)> {
+        self.versions
+            .iter()
+            .map(|(n, v)| (n.clone(), *v))
+            .collect()
+    }
+
+    /// Forgets leaves of identities foca no longer knows, keeping memory bounded.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, u64) -> bool) {
+        self.versions.retain(|n, v| keep(n, *v));
+    }
+}
+
+/// The custom broadcast a leaving node sends; carried by foca's gossip.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LeaveNotice {
+    pub name: String,
+    pub version: u64,
+}
+
+/// Foca's handle on leave notices: records them and decides whether to keep spreading them.
+pub(crate) struct LeaveHandler(pub Arc<Mutex<LeftSet>>);
+
+/// A leave notice in foca's broadcast queue; a newer one for the same name replaces it.
+pub(crate) struct LeaveKey(LeaveNotice);
+
+impl foca::Invalidates for LeaveKey {
+    fn invalidates(&self, other: &Self) -> bool {
+        self.0.name == other.0.name && self.0.version >= other.0.version
+    }
+}
+
+/// A broadcast that is not a leave notice (a different or newer protocol).
+#[derive(Debug, thiserror::Error)]
+#[error("malformed leave notice: {0}")]
+pub(crate) struct BadNotice(postcard::Error);
+
+impl foca::BroadcastHandler<NodeId> for LeaveHandler {
+    type Key = LeaveKey;
+    type Error = BadNotice;
+
+    fn receive_item(
+        &mut self,
+        data: &[u8],
+        _sender: Option<&NodeId>,
+    ) -> Result<Option<LeaveKey>, BadNotice> {
+        let notice: LeaveNotice = postcard::from_bytes(data).map_err(BadNotice)?;
+        let fresh = self.0.lock().insert(&notice.name, notice.version);
+        // Only new information is passed on, otherwise it would circulate forever.
+        Ok(fresh.then_some(LeaveKey(notice)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use foca::{BroadcastHandler, Identity};
+
+    fn id(version: u64) -> NodeId {
+        NodeId {
+            name: "a".into(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            role: Role::Client,
+            dc: "dc1".into(),
+            tags: BTreeMap::new(),
+            version,
+        }
+    }
+
+    #[test]
+    fn newer_version_wins_and_renew_bumps() {
+        let old = id(5);
+        let new = old.renew().unwrap();
+        assert_eq!(new.version, 6);
+        assert!(new.win_addr_conflict(&old));
+        assert!(!old.win_addr_conflict(&new));
+        assert_eq!(old.addr(), new.addr());
+    }
+
+    #[test]
+    fn leave_notices_spread_once() {
+        let set = Arc::new(Mutex::new(LeftSet::default()));
+        let mut h = LeaveHandler(set.clone());
+        let data = postcard::to_allocvec(&LeaveNotice {
+            name: "a".into(),
+            version: 5,
+        })
+        .unwrap();
+        assert!(h.receive_item(&data, None).unwrap().is_some());
+        assert!(h.receive_item(&data, None).unwrap().is_none());
+        assert!(set.lock().has_left(&id(5)));
+        assert!(!set.lock().has_left(&id(6)));
+        assert!(h.receive_item(b"\xff\xff\xff", None).is_err());
+    }
+}

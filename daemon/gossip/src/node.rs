@@ -1,0 +1,610 @@
+//! The event loop that owns foca: packets in, timers, commands, packets out.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use foca::{AccumulatingRuntime, Foca, OwnedNotification, PostcardCodec, Timer};
+use parking_lot::Mutex;
+use rand::Rng as _;
+use rand_foca::rngs::SmallRng;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tokio::time::{Duration, Instant, MissedTickBehavior};
+
+use crate::identity::{LeaveHandler, LeaveNotice, LeftSet, NodeId, MAX_IDENTITY_LEN};
+use crate::transport::Transport;
+use crate::wire::{self, OpenError, PushPull, DECRYPT_FAILED};
+use crate::{Keyring, Member, MemberStatus, Timing};
+
+type Swim = Foca<NodeId, PostcardCodec, SmallRng, LeaveHandler>;
+
+/// Requests from the `Gossip` handle and from the node's own helper tasks.
+pub(crate) enum Command {
+    /// Our full state, encoded for push/pull; `None` once we have left.
+    LocalState(oneshot::Sender<Option<Vec<u8>>>),
+    /// State received by push/pull; the sender is told once it is applied.
+    Merge(PushPull, Option<oneshot::Sender<()>>),
+    SetTags(BTreeMap<String, String>),
+    /// Starts a graceful leave.
+    Leave(oneshot::Sender<()>),
+    /// Gossips the leave again; answers true once nothing is left to send.
+    LeaveProgress(oneshot::Sender<bool>),
+    /// Stops the node and its helper tasks.
+    Shutdown,
+}
+
+/// Static settings shared by the node and the handle.
+pub(crate) struct Shared {
+    pub transport: Arc<dyn Transport>,
+    pub keyring: Option<Keyring>,
+    pub timing: Timing,
+}
+
+pub(crate) struct Node {
+    foca: Swim,
+    rt: AccumulatingRuntime<NodeId>,
+    shared: Arc<Shared>,
+    left_set: Arc<Mutex<LeftSet>>,
+    timers: BinaryHeap<Reverse<Scheduled>>,
+    timer_seq: u64,
+    members: watch::Sender<Vec<Member>>,
+    /// Pool size the current foca config was computed for.
+    pool_size: usize,
+    /// We left gracefully: stay silent except to spread the leave.
+    left: bool,
+    /// Helper tasks (reader, acceptor, push/pull); aborted when the node stops.
+    tasks: JoinSet<()>,
+    commands: mpsc::WeakUnboundedSender<Command>,
+}
+
+impl Node {
+    pub fn new(
+        id: NodeId,
+        shared: Arc<Shared>,
+        members: watch::Sender<Vec<Member>>,
+        commands: mpsc::WeakUnboundedSender<Command>,
+    ) -> Node {
+        use rand_foca::SeedableRng as _;
+        let left_set = Arc::new(Mutex::new(LeftSet::default()));
+        let foca = Foca::with_custom_broadcast(
+            id,
+            shared.timing.foca_config(1),
+            SmallRng::seed_from_u64(rand::rng().random()),
+            PostcardCodec,
+            LeaveHandler(left_set.clone()),
+        );
+        Node {
+            foca,
+            rt: AccumulatingRuntime::new(),
+            shared,
+            left_set,
+            timers: BinaryHeap::new(),
+            timer_seq: 0,
+            members,
+            pool_size: 1,
+            left: false,
+            tasks: JoinSet::new(),
+            commands,
+        }
+    }
+
+    /// Runs until every `Gossip` handle is dropped (or the task is aborted).
+    pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let (packet_tx, mut packets) = mpsc::channel(1024);
+        self.tasks.spawn(read_packets(self.shared.clone(), packet_tx));
+        self.tasks
+            .spawn(accept_streams(self.shared.clone(), self.commands.clone()));
+
+        let timing = &self.shared.timing;
+        // Random phase so a pool started together does not push/pull in lockstep.
+        let phase = timing
+            .push_pull_interval
+            .mul_f64(rand::rng().random_range(0.5..1.5));
+        let mut push_pull = tokio::time::interval_at(Instant::now() + phase, timing.push_pull_interval);
+        push_pull.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Suspect/alive flips raise no foca notification; a periodic refresh catches them.
+        let mut refresh = tokio::time::interval(timing.gossip_interval);
+        refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+        loop {
+            let next_timer = self.timers.peek().map(|Reverse(s)| s.at);
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Shutdown) | None => break,
+                    Some(cmd) => self.on_command(cmd),
+                },
+                Some((from, data)) = packets.recv() => self.on_packet(from, &data),
+                _ = sleep_until(next_timer), if next_timer.is_some() => self.on_timers(),
+                _ = push_pull.tick() => self.start_push_pull(),
+                _ = refresh.tick() => self.publish(),
+                Some(res) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    if let Err(e) = res {
+                        if e.is_panic() {
+                            tracing::error!(error = %e, "gossip helper task panicked");
+                        }
+                    }
+                }
+            }
+        }
+        // Wait for helpers so their sockets are closed when we return.
+        self.tasks.shutdown().await;
+    }
+
+    // === inputs ===
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::LocalState(reply) => {
+                let _ = reply.send((!self.left).then(|| self.local_state().encode()));
+            }
+            Command::Merge(state, done) => {
+                if !self.left {
+                    self.merge(state);
+                }
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+            }
+            Command::SetTags(tags) => self.set_tags(tags),
+            Command::Leave(reply) => {
+                self.leave();
+                let _ = reply.send(());
+            }
+            Command::LeaveProgress(reply) => {
+                let done = self.foca.num_members() == 0
+                    || (self.foca.updates_backlog() == 0
+                        && self.foca.custom_broadcast_backlog() == 0);
+                if !done {
+                    if let Err(e) = self.foca.gossip(&mut self.rt) {
+                        tracing::debug!(error = %e, "gossiping leave failed");
+                    }
+                    self.drain();
+                }
+                let _ = reply.send(done);
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn on_packet(&mut self, from: SocketAddr, data: &[u8]) {
+        if self.left {
+            return;
+        }
+        let plain = match wire::open(self.shared.keyring.as_ref(), data) {
+            Ok(plain) => plain,
+            Err(OpenError::Decrypt | OpenError::Plaintext) => {
+                tracing::warn!(%from, "{DECRYPT_FAILED}");
+                return;
+            }
+            Err(OpenError::Sealed) => {
+                tracing::warn!(
+                    %from,
+                    "gossip packet is encrypted but this node has no -encrypt key; dropped"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(%from, error = ?e, "dropped a packet that is not mesh gossip");
+                return;
+            }
+        };
+        if let Err(e) = self.foca.handle_data(&plain, &mut self.rt) {
+            tracing::debug!(%from, error = %e, "gossip packet rejected");
+        }
+        self.drain();
+    }
+
+    fn on_timers(&mut self) {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        while self.timers.peek().is_some_and(|Reverse(s)| s.at <= now) {
+            let Reverse(s) = self.timers.pop().expect("peeked");
+            due.push(s.timer);
+        }
+        // Foca wants indirect probes handled before the next probe when both are late.
+        due.sort();
+        for timer in due {
+            if self.left {
+                continue;
+            }
+            if let Err(e) = self.foca.handle_timer(timer, &mut self.rt) {
+                tracing::debug!(error = %e, "gossip timer failed");
+            }
+        }
+        self.drain();
+    }
+
+    // === actions ===
+
+    fn merge(&mut self, state: PushPull) {
+        {
+            let mut left = self.left_set.lock();
+            for (name, version) in &state.left {
+                left.insert(name, *version);
+            }
+        }
+        if let Err(e) = self.foca.apply_many(state.members.into_iter(), true, &mut self.rt) {
+            tracing::debug!(error = %e, "applying push/pull state failed");
+        }
+        self.drain();
+        self.publish();
+    }
+
+    fn set_tags(&mut self, tags: BTreeMap<String, String>) {
+        if self.left || self.foca.identity().tags == tags {
+            return;
+        }
+        let mut id = self.foca.identity().bumped();
+        id.tags = tags;
+        if id.encoded_len() > MAX_IDENTITY_LEN {
+            tracing::warn!(
+                limit = MAX_IDENTITY_LEN,
+                "gossip tags not updated: name, datacenter and tags together are too large to gossip"
+            );
+            return;
+        }
+        if let Err(e) = self.foca.change_identity(id, &mut self.rt) {
+            tracing::warn!(error = %e, "could not change gossip identity for new tags");
+        }
+        // change_identity disconnects until someone talks to us; we still know the
+        // pool, so reconnect at once and keep probing.
+        let _ = self
+            .foca
+            .apply_many(std::iter::empty(), true, &mut self.rt);
+        self.drain();
+        self.publish();
+    }
+
+    fn leave(&mut self) {
+        if self.left {
+            return;
+        }
+        let id = self.foca.identity();
+        let notice = LeaveNotice {
+            name: id.name.clone(),
+            version: id.version,
+        };
+        let bytes = postcard::to_allocvec(&notice).expect("encoding to a Vec cannot fail");
+        if let Err(e) = self.foca.add_broadcast(&bytes) {
+            tracing::warn!(error = %e, "could not queue the leave notice");
+        }
+        if let Err(e) = self.foca.leave_cluster(&mut self.rt) {
+            tracing::warn!(error = %e, "leaving the gossip pool failed");
+        }
+        self.left = true;
+        tracing::info!(members = self.foca.num_members(), "left the gossip pool");
+        self.drain();
+        self.publish();
+    }
+
+    fn start_push_pull(&mut self) {
+        if self.left {
+            return;
+        }
+        use rand::seq::IteratorRandom as _;
+        let Some(peer) = self
+            .foca
+            .iter_members()
+            .map(|m| m.id().addr)
+            .choose(&mut rand::rng())
+        else {
+            return;
+        };
+        let local = self.local_state().encode();
+        let shared = self.shared.clone();
+        let commands = self.commands.clone();
+        self.tasks.spawn(async move {
+            match push_pull(&shared, peer, &local).await {
+                Ok(state) => {
+                    if let Some(tx) = commands.upgrade() {
+                        let _ = tx.send(Command::Merge(state, None));
+                    }
+                }
+                Err(reason) => tracing::debug!(%peer, %reason, "periodic push/pull failed"),
+            }
+        });
+    }
+
+    // === outputs ===
+
+    /// Sends, schedules and reacts to whatever foca asked for.
+    fn drain(&mut self) {
+        let keyring = self.shared.keyring.as_ref();
+        while let Some((to, packet)) = self.rt.to_send() {
+            self.shared
+                .transport
+                .send_packet(to.addr, &wire::seal(keyring, &packet));
+        }
+        let now = Instant::now();
+        while let Some((after, timer)) = self.rt.to_schedule() {
+            self.timer_seq += 1;
+            self.timers.push(Reverse(Scheduled {
+                at: now + after,
+                seq: self.timer_seq,
+                timer,
+            }));
+        }
+        let mut changed = false;
+        while let Some(note) = self.rt.to_notify() {
+            changed = true;
+            match note {
+                OwnedNotification::Defunct if !self.left => {
+                    tracing::warn!("the gossip pool declared this node failed")
+                }
+                OwnedNotification::Rejoin(id) => {
+                    tracing::info!(version = id.version, "rejoined the gossip pool after being declared failed")
+                }
+                OwnedNotification::Idle if !self.left => {
+                    tracing::info!("no other live gossip members known")
+                }
+                _ => {}
+            }
+        }
+        if changed || self.left_set.lock().dirty {
+            self.publish();
+        }
+    }
+
+    /// Rebuilds the member list and tells subscribers if it changed.
+    fn publish(&mut self) {
+        let mut list = {
+            let me = self.foca.identity();
+            let own = if self.left {
+                MemberStatus::Left
+            } else {
+                MemberStatus::Alive
+            };
+            let mut list = vec![to_member(me, own)];
+            let mut known: HashMap<&str, u64> = HashMap::new();
+            let mut left = self.left_set.lock();
+            left.dirty = false;
+            // A previous life of ours (before a restart) is not another member.
+            for m in self
+                .foca
+                .iter_membership_state()
+                .filter(|m| m.id().name != me.name)
+            {
+                let status = match m.state() {
+                    foca::State::Alive => MemberStatus::Alive,
+                    foca::State::Suspect => MemberStatus::Suspect,
+                    foca::State::Down if left.has_left(m.id()) => MemberStatus::Left,
+                    foca::State::Down => MemberStatus::Failed,
+                };
+                known.insert(&m.id().name, m.id().version);
+                list.push(to_member(m.id(), status));
+            }
+            // Leaves of identities foca has forgotten (or replaced) are no longer needed.
+            left.retain(|name, version| name == me.name || known.get(name) == Some(&version));
+            list
+        };
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+
+        let pool = self.foca.num_members() + 1;
+        if pool != self.pool_size {
+            self.pool_size = pool;
+            if let Err(e) = self.foca.set_config(self.shared.timing.foca_config(pool)) {
+                tracing::warn!(error = %e, "could not rescale gossip timing");
+            }
+        }
+
+        self.members.send_if_modified(|current| {
+            if *current == list {
+                return false;
+            }
+            log_changes(current, &list);
+            *current = list;
+            true
+        });
+    }
+
+    /// Everything we know, ourselves included, for a push/pull.
+    fn local_state(&self) -> PushPull {
+        let mut members: Vec<_> = self.foca.iter_membership_state().cloned().collect();
+        members.push(foca::Member::alive(self.foca.identity().clone()));
+        PushPull {
+            members,
+            left: self.left_set.lock().entries(),
+        }
+    }
+}
+
+fn to_member(id: &NodeId, status: MemberStatus) -> Member {
+    Member {
+        name: id.name.clone(),
+        addr: id.addr,
+        status,
+        role: id.role,
+        dc: id.dc.clone(),
+        tags: id.tags.clone(),
+    }
+}
+
+fn log_changes(before: &[Member], after: &[Member]) {
+    let old: HashMap<&str, &Member> = before.iter().map(|m| (m.name.as_str(), m)).collect();
+    for m in after {
+        let (name, addr) = (&m.name, m.addr);
+        match old.get(name.as_str()) {
+            None if m.status == MemberStatus::Alive => {
+                tracing::info!(member = %name, %addr, "member joined")
+            }
+            Some(prev) if prev.status != m.status => match m.status {
+                MemberStatus::Alive => tracing::info!(member = %name, %addr, "member alive"),
+                MemberStatus::Suspect => tracing::debug!(member = %name, %addr, "member suspected"),
+                MemberStatus::Failed => tracing::info!(member = %name, %addr, "member failed"),
+                MemberStatus::Left => tracing::info!(member = %name, %addr, "member left"),
+            },
+            Some(prev) if prev.tags != m.tags || prev.addr != m.addr => {
+                tracing::info!(member = %name, %addr, "member updated")
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A foca timer waiting for its deadline; ordered by deadline, then submission.
+struct Scheduled {
+    at: Instant,
+    seq: u64,
+    timer: Timer<NodeId>,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+// === helper tasks ===
+
+async fn read_packets(shared: Arc<Shared>, tx: mpsc::Sender<(SocketAddr, Vec<u8>)>) {
+    loop {
+        match shared.transport.recv_packet().await {
+            Ok(packet) => {
+                if tx.send(packet).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotConnected => return,
+            Err(e) => {
+                // Transient socket errors (ICMP noise and the like): keep reading.
+                tracing::debug!(error = %e, "gossip packet receive failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn accept_streams(shared: Arc<Shared>, commands: mpsc::WeakUnboundedSender<Command>) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = shared.transport.accept() => match accepted {
+                Ok((peer, conn)) => {
+                    conns.spawn(serve_push_pull(shared.clone(), commands.clone(), peer, conn));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotConnected => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "push/pull accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+}
+
+/// Answers one incoming push/pull: read their state, send ours, merge theirs.
+async fn serve_push_pull(
+    shared: Arc<Shared>,
+    commands: mpsc::WeakUnboundedSender<Command>,
+    peer: SocketAddr,
+    mut conn: Box<dyn crate::transport::Conn>,
+) {
+    let me = shared.transport.local_addr();
+    let exchange = async {
+        let frame = wire::read_frame(&mut conn).await?;
+        let theirs = match wire::open(shared.keyring.as_ref(), &frame) {
+            Ok(plain) => match PushPull::decode(&plain) {
+                Ok(state) => state,
+                Err(e) => {
+                    let reason = format!("{me} could not decode the push/pull: {e}");
+                    wire::write_frame(&mut conn, &wire::error_frame(&reason)).await?;
+                    return Ok(());
+                }
+            },
+            Err(e) => {
+                let reason = match e {
+                    OpenError::Decrypt => format!(
+                        "encryption key mismatch: {me} could not decrypt the push/pull with any installed -encrypt key"
+                    ),
+                    OpenError::Plaintext => format!(
+                        "encryption key mismatch: {me} requires gossip encryption but the sender has no -encrypt key"
+                    ),
+                    OpenError::Sealed => format!(
+                        "encryption key mismatch: {me} has no -encrypt key but the sender encrypts gossip"
+                    ),
+                    OpenError::Remote(_) | OpenError::Malformed => {
+                        format!("{me} did not understand the push/pull")
+                    }
+                };
+                tracing::warn!(from = %peer, "{DECRYPT_FAILED}");
+                wire::write_frame(&mut conn, &wire::error_frame(&reason)).await?;
+                return Ok(());
+            }
+        };
+        let Some(tx) = commands.upgrade() else {
+            return Ok(());
+        };
+        let (reply, local) = oneshot::channel();
+        let _ = tx.send(Command::LocalState(reply));
+        match local.await.ok().flatten() {
+            Some(local) => {
+                wire::write_frame(&mut conn, &wire::seal(shared.keyring.as_ref(), &local)).await?;
+                let _ = tx.send(Command::Merge(theirs, None));
+            }
+            None => {
+                let reason = format!("{me} has left the gossip pool");
+                wire::write_frame(&mut conn, &wire::error_frame(&reason)).await?;
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    match tokio::time::timeout(shared.timing.tcp_timeout, exchange).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "push/pull from peer failed"),
+        Err(_) => tracing::debug!(%peer, "push/pull from peer timed out"),
+    }
+}
+
+/// One push/pull as the initiator: send our state, return theirs.
+pub(crate) async fn push_pull(
+    shared: &Shared,
+    to: SocketAddr,
+    local: &[u8],
+) -> Result<PushPull, String> {
+    let keyring = shared.keyring.as_ref();
+    let exchange = async {
+        let mut conn = shared
+            .transport
+            .connect(to)
+            .await
+            .map_err(|e| format!("unreachable ({e})"))?;
+        wire::write_frame(&mut conn, &wire::seal(keyring, local))
+            .await
+            .map_err(|e| format!("sending state failed ({e})"))?;
+        let reply = wire::read_frame(&mut conn)
+            .await
+            .map_err(|e| format!("no reply ({e}); is this a mesh gossip port?"))?;
+        let plain = wire::open(keyring, &reply).map_err(|e| match e {
+            OpenError::Decrypt => "encryption key mismatch: could not decrypt the reply with any installed -encrypt key".to_owned(),
+            OpenError::Plaintext => "encryption key mismatch: the remote node does not encrypt gossip but this node has an -encrypt key".to_owned(),
+            OpenError::Sealed => "encryption key mismatch: the remote node encrypts gossip but this node has no -encrypt key".to_owned(),
+            OpenError::Remote(reason) => reason,
+            OpenError::Malformed => "the reply is not mesh gossip".to_owned(),
+        })?;
+        PushPull::decode(&plain).map_err(|e| format!("malformed reply ({e})"))
+    };
+    tokio::time::timeout(shared.timing.tcp_timeout, exchange)
+        .await
+        .unwrap_or_else(|_| Err(format!("timed out after {:?}", shared.timing.tcp_timeout)))
+}

@@ -1,0 +1,156 @@
+//! Bytes on the wire: the encryption envelope, TCP frames and push/pull state.
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::identity::NodeId;
+use crate::Keyring;
+
+/// First byte of every packet and frame.
+const KIND_PLAIN: u8 = 0;
+const KIND_SEALED: u8 = 1;
+/// TCP only: the responder refuses the exchange and says why, in plaintext.
+const KIND_ERROR: u8 = 2;
+
+/// Largest push/pull frame we read; a few MB covers tens of thousands of members.
+const MAX_FRAME: usize = 16 << 20;
+
+/// The message logged for packets we cannot read because keys differ.
+pub(crate) const DECRYPT_FAILED: &str =
+    "gossip decryption failed: the sender uses a different -encrypt key (or none)";
+
+/// Why an incoming packet or frame could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OpenError {
+    /// Encrypted, but none of our keys fit.
+    Decrypt,
+    /// We require encryption and the sender sent plaintext.
+    Plaintext,
+    /// The sender encrypts and we have no keyring.
+    Sealed,
+    /// The remote end refused the exchange (TCP only).
+    Remote(String),
+    /// Not one of our envelopes at all.
+    Malformed,
+}
+
+/// Wraps `plain` in the envelope, encrypting if a keyring is set.
+pub(crate) fn seal(keyring: Option<&Keyring>, plain: &[u8]) -> Vec<u8> {
+    match keyring {
+        Some(ring) => {
+            let sealed = ring.encrypt(plain);
+            let mut out = Vec::with_capacity(1 + sealed.len());
+            out.push(KIND_SEALED);
+            out.extend_from_slice(&sealed);
+            out
+        }
+        None => {
+            let mut out = Vec::with_capacity(1 + plain.len());
+            out.push(KIND_PLAIN);
+            out.extend_from_slice(plain);
+            out
+        }
+    }
+}
+
+/// Unwraps the envelope, decrypting if a keyring is set.
+pub(crate) fn open(keyring: Option<&Keyring>, data: &[u8]) -> Result<Vec<u8>, OpenError> {
+    let (&kind, body) = data.split_first().ok_or(OpenError::Malformed)?;
+    match (kind, keyring) {
+        (KIND_SEALED, Some(ring)) => ring.decrypt(body).map_err(|_| OpenError::Decrypt),
+        (KIND_SEALED, None) => Err(OpenError::Sealed),
+        (KIND_PLAIN, Some(_)) => Err(OpenError::Plaintext),
+        (KIND_PLAIN, None) => Ok(body.to_vec()),
+        (KIND_ERROR, _) => Err(OpenError::Remote(String::from_utf8_lossy(body).into_owned())),
+        _ => Err(OpenError::Malformed),
+    }
+}
+
+/// An error frame telling the other end why we refuse to talk.
+pub(crate) fn error_frame(reason: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + reason.len());
+    out.push(KIND_ERROR);
+    out.extend_from_slice(reason.as_bytes());
+    out
+}
+
+/// Full membership state exchanged over TCP on join and periodically.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PushPull {
+    /// Every member the sender knows, itself included (as alive).
+    pub members: Vec<foca::Member<NodeId>>,
+    /// Identities known to have left gracefully.
+    pub left: Vec<(String, u64)>,
+}
+
+impl PushPull {
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("encoding to a Vec cannot fail")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<PushPull, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+}
+
+/// Writes one length-prefixed frame.
+pub(crate) async fn write_frame<S: AsyncWrite + Unpin>(s: &mut S, body: &[u8]) -> std::io::Result<()> {
+    let len = u32::try_from(body.len())
+        .ok()
+        .filter(|&l| l as usize <= MAX_FRAME)
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "frame too large"))?;
+    s.write_all(&len.to_be_bytes()).await?;
+    s.write_all(body).await?;
+    s.flush().await
+}
+
+/// Reads one length-prefixed frame.
+pub(crate) async fn read_frame<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("push/pull frame of {len} bytes exceeds the {MAX_FRAME}-byte limit"),
+        ));
+    }
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await?;
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_round_trips_and_reports_key_problems() {
+        let a = Keyring::new(vec![1; 32]).unwrap();
+        let b = Keyring::new(vec![2; 32]).unwrap();
+        assert_eq!(open(None, &seal(None, b"hi")).unwrap(), b"hi");
+        assert_eq!(open(Some(&a), &seal(Some(&a), b"hi")).unwrap(), b"hi");
+        assert_eq!(open(Some(&b), &seal(Some(&a), b"hi")), Err(OpenError::Decrypt));
+        assert_eq!(open(Some(&a), &seal(None, b"hi")), Err(OpenError::Plaintext));
+        assert_eq!(open(None, &seal(Some(&a), b"hi")), Err(OpenError::Sealed));
+        assert_eq!(
+            open(Some(&a), &error_frame("nope")),
+            Err(OpenError::Remote("nope".into()))
+        );
+        assert_eq!(open(None, b""), Err(OpenError::Malformed));
+        assert_eq!(open(None, b"\x09x"), Err(OpenError::Malformed));
+    }
+
+    #[tokio::test]
+    async fn frames_round_trip() {
+        let (mut a, mut b) = tokio::io::duplex(64);
+        let writer = tokio::spawn(async move {
+            write_frame(&mut a, b"hello world, longer than the pipe buffer of 64 bytes........")
+                .await
+                .unwrap();
+        });
+        let got = read_frame(&mut b).await.unwrap();
+        assert!(got.starts_with(b"hello world"));
+        writer.await.unwrap();
+    }
+}

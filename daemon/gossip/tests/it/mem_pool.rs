@@ -1,0 +1,174 @@
+//! Pools on the in-memory network: convergence, failure detection, leave, tags, restart.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use mesh_gossip::mem::MemNetwork;
+use mesh_gossip::{Gossip, MemberStatus, Role};
+
+use crate::support::*;
+
+async fn pool(net: &MemNetwork, n: u8) -> Vec<Gossip> {
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        nodes.push(mem_node(net, &format!("node-{i:02}"), i + 1).await);
+    }
+    let seed = nodes[0].local_addr();
+    for node in &nodes[1..] {
+        assert_eq!(node.join(&[seed]).await.unwrap(), 1);
+    }
+    eventually("every node to see the whole pool alive", || async {
+        nodes.iter().find_map(|node| {
+            let alive = alive_count(&node.members());
+            (alive != n as usize)
+                .then(|| format!("{} sees {alive} of {n} alive", node.local_addr()))
+        })
+    })
+    .await;
+    nodes
+}
+
+async fn shutdown(nodes: &[Gossip]) {
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn twenty_nodes_converge_detect_failure_and_admit_newcomer() {
+    init_tracing();
+    let net = MemNetwork::new();
+    let mut nodes = pool(&net, 20).await;
+
+    let members = nodes[5].members();
+    assert_eq!(members.len(), 20);
+    let seed = members.iter().find(|m| m.name == "node-00").unwrap();
+    assert_eq!(seed.role, Role::Server);
+    assert_eq!(seed.dc, "dc1");
+    assert_eq!(seed.addr, nodes[0].local_addr());
+
+    // Crash node-07: no leave, so the others must notice by probing.
+    let dead = nodes.remove(7);
+    dead.shutdown().await;
+    let survivors: Vec<&Gossip> = nodes.iter().collect();
+    eventually("all survivors to mark node-07 failed", || async {
+        all_see(&survivors, "node-07", MemberStatus::Failed)
+    })
+    .await;
+    for node in &survivors {
+        assert_eq!(alive_count(&node.members()), 19);
+    }
+
+    // A newcomer joins through the seed and everyone learns about it.
+    let newcomer = mem_node(&net, "node-20", 21).await;
+    newcomer.join(&[nodes[0].local_addr()]).await.unwrap();
+    nodes.push(newcomer);
+    let everyone: Vec<&Gossip> = nodes.iter().collect();
+    eventually("everyone to see node-20 alive", || async {
+        all_see(&everyone, "node-20", MemberStatus::Alive)
+    })
+    .await;
+    // The newcomer learned the failure through push/pull, not by witnessing it.
+    assert_eq!(status_of(&nodes[19], "node-07"), Some(MemberStatus::Failed));
+    assert_eq!(alive_count(&nodes[19].members()), 20);
+
+    shutdown(&nodes).await;
+}
+
+#[tokio::test]
+async fn graceful_leave_is_seen_as_left() {
+    init_tracing();
+    let net = MemNetwork::new();
+    let nodes = pool(&net, 5).await;
+    let mut changes = nodes[0].subscribe();
+
+    nodes[3].leave(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(status_of(&nodes[3], "node-03"), Some(MemberStatus::Left));
+    nodes[3].shutdown().await;
+
+    let others = [&nodes[0], &nodes[1], &nodes[2], &nodes[4]];
+    eventually("the others to see node-03 left", || async {
+        all_see(&others, "node-03", MemberStatus::Left)
+    })
+    .await;
+    assert!(changes.has_changed().unwrap(), "subscribers are notified");
+    let _ = changes.borrow_and_update();
+
+    // A node joining afterwards learns the leave via push/pull.
+    let late = mem_node(&net, "node-05", 6).await;
+    late.join(&[nodes[0].local_addr()]).await.unwrap();
+    assert_eq!(status_of(&late, "node-03"), Some(MemberStatus::Left));
+
+    // Left is final: probing never turns it into Failed.
+    let seen_by_late = [&late, &nodes[1]];
+    eventually("node-05 to be known alive", || async {
+        all_see(&seen_by_late, "node-05", MemberStatus::Alive)
+    })
+    .await;
+    assert_eq!(all_see(&others, "node-03", MemberStatus::Left), None);
+
+    assert!(matches!(
+        nodes[3].join(&[nodes[0].local_addr()]).await,
+        Err(mesh_gossip::GossipError::Left | mesh_gossip::GossipError::Shutdown)
+    ));
+    shutdown(&nodes).await;
+    late.shutdown().await;
+}
+
+#[tokio::test]
+async fn tag_changes_and_restarts_propagate() {
+    init_tracing();
+    let net = MemNetwork::new();
+    let mut nodes = pool(&net, 4).await;
+
+    let tags = BTreeMap::from([("role".to_owned(), "web".to_owned())]);
+    nodes[2].set_tags(tags.clone());
+    eventually("everyone to see node-02's new tags", || async {
+        nodes.iter().find_map(|n| {
+            let m = n.members().into_iter().find(|m| m.name == "node-02")?;
+            (m.tags != tags || m.status != MemberStatus::Alive)
+                .then(|| format!("{} sees {m:?}", n.local_addr()))
+        })
+    })
+    .await;
+
+    // node-01 crashes and comes back under the same name on a new address.
+    let old = nodes.remove(1);
+    old.shutdown().await;
+    let restarted = mem_node(&net, "node-01", 42).await;
+    restarted.join(&[nodes[0].local_addr()]).await.unwrap();
+    nodes.push(restarted);
+    let new_addr = nodes[3].local_addr();
+    eventually("everyone to accept the restarted node-01", || async {
+        nodes.iter().find_map(|n| {
+            let m = n.members().into_iter().find(|m| m.name == "node-01")?;
+            (m.addr != new_addr || m.status != MemberStatus::Alive)
+                .then(|| format!("{} sees {m:?}", n.local_addr()))
+        })
+    })
+    .await;
+    for n in &nodes {
+        assert_eq!(n.members().len(), 4, "one entry per name");
+    }
+    shutdown(&nodes).await;
+}
+
+#[tokio::test]
+async fn join_reports_unreachable_addresses() {
+    init_tracing();
+    let net = MemNetwork::new();
+    let a = mem_node(&net, "a", 1).await;
+    let nowhere = "10.9.9.9:8301".parse().unwrap();
+    let err = a.join(&[nowhere]).await.unwrap_err().to_string();
+    assert!(err.contains("10.9.9.9:8301") && err.contains("unreachable"), "{err}");
+
+    let b = mem_node(&net, "b", 2).await;
+    // One good address is enough.
+    assert_eq!(a.join(&[nowhere, b.local_addr()]).await.unwrap(), 1);
+    a.shutdown().await;
+    b.shutdown().await;
+    assert!(matches!(
+        a.join(&[b.local_addr()]).await,
+        Err(mesh_gossip::GossipError::Shutdown)
+    ));
+}

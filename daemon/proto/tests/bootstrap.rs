@@ -1,0 +1,25 @@
+//! Regenerates the checked-in protobuf code and fails if it drifted.
+//! Needs `protoc` (Debian `protobuf-compiler`); set MESH_PROTO_WRITE=1 to update.
+
+use std::path::Path;
+
+#[test]
+fn generated_code_is_current() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = tempfile::tempdir().unwrap();
+    tonic_prost_build::configure()
+        .out_dir(out.path())
+        .emit_rerun_if_changed(false)
+        .compile_protos(&[root.join("proto/raft.proto")], &[root.join("proto")])
+        .expect("protoc failed: apt-get install protobuf-compiler");
+    let fresh = std::fs::read_to_string(out.path().join("mesh.raft.v1.rs")).unwrap();
+    let checked_in = root.join("src/gen/mesh.raft.v1.rs");
+    if std::env::var_os("MESH_PROTO_WRITE").is_some() {
+        std::fs::write(&checked_in, &fresh).unwrap();
+    }
+    let current = std::fs::read_to_string(&checked_in).unwrap_or_default();
+    assert!(
+        current == fresh,
+        "src/gen/mesh.raft.v1.rs is stale: run MESH_PROTO_WRITE=1 cargo test -p mesh-proto"
+    );
+}

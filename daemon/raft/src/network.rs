@@ -1,0 +1,145 @@
+//! Raft RPC client side: one lazily connected tonic channel per peer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_proto::raft::raft_client::RaftClient;
+use mesh_proto::raft::Payload;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use parking_lot::Mutex;
+use serde::{de::DeserializeOwned, Serialize};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::codec::{decode, encode};
+use crate::{MeshNode, TypeConfig};
+
+/// Connects to peers by their server RPC address; channels are shared.
+#[derive(Clone, Default)]
+pub struct Network {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl Network {
+    /// A client for a peer's Raft service.
+    pub fn client(&self, addr: &str) -> Result<RaftClient<Channel>, tonic::transport::Error> {
+        let mut channels = self.channels.lock();
+        if let Some(ch) = channels.get(addr) {
+            return Ok(RaftClient::new(ch.clone()));
+        }
+        let channel = Endpoint::from_shared(format!("http://{addr}"))?
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .connect_lazy();
+        channels.insert(addr.to_string(), channel.clone());
+        Ok(RaftClient::new(channel)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20))
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: u64, node: &MeshNode) -> Connection {
+        Connection {
+            target,
+            addr: node.rpc_addr.clone(),
+            network: self.clone(),
+        }
+    }
+}
+
+/// A connection to one peer.
+pub struct Connection {
+    target: u64,
+    addr: String,
+    network: Network,
+}
+
+type Call = fn(
+    RaftClient<Channel>,
+    tonic::Request<Payload>,
+) -> futures_util_box::BoxFuture<Result<tonic::Response<Payload>, tonic::Status>>;
+
+mod futures_util_box {
+    pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+}
+
+impl Connection {
+    async fn call<Req, Resp, E>(
+        &self,
+        req: &Req,
+        ttl: Duration,
+        method: Call,
+    ) -> Result<Resp, RPCError<u64, MeshNode, RaftError<u64, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let client = self
+            .network
+            .client(&self.addr)
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let data = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut request = tonic::Request::new(Payload { data });
+        request.set_timeout(ttl);
+        let reply = method(client, request).await.map_err(|status| {
+            if status.code() == tonic::Code::Unavailable {
+                RPCError::Unreachable(Unreachable::new(&status))
+            } else {
+                RPCError::Network(NetworkError::new(&status))
+            }
+        })?;
+        let result: Result<Resp, RaftError<u64, E>> = decode(&reply.into_inner().data)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Connection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, MeshNode, RaftError<u64>>> {
+        self.call(&rpc, option.hard_ttl(), |mut c, r| {
+            Box::pin(async move { c.append_entries(r).await })
+        })
+        .await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, MeshNode, RaftError<u64, InstallSnapshotError>>,
+    > {
+        self.call(&rpc, option.hard_ttl(), |mut c, r| {
+            Box::pin(async move { c.install_snapshot(r).await })
+        })
+        .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, MeshNode, RaftError<u64>>> {
+        self.call(&rpc, option.hard_ttl(), |mut c, r| {
+            Box::pin(async move { c.vote(r).await })
+        })
+        .await
+    }
+}

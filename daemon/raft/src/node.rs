@@ -1,0 +1,442 @@
+//! [`RaftNode`]: a running Raft server and the operations the agent needs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_proto::raft::Payload;
+use mesh_state::StateStore;
+use mesh_types::{encode_command, Command, Outcome};
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::storage::{RaftLogStorage, RaftStateMachine};
+use openraft::{ChangeMembers, Config, Raft, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::codec::{decode, encode};
+use crate::{MeshNode, Network, Proposal, TypeConfig};
+
+/// Raft timing. Consul's production values scaled down: leader loss is
+/// detected within one election timeout.
+#[derive(Debug, Clone, Copy)]
+pub struct RaftTiming {
+    pub heartbeat: Duration,
+    pub election_min: Duration,
+    pub election_max: Duration,
+}
+
+impl RaftTiming {
+    /// Timing for a cluster on a LAN, scaled by `raft_multiplier` (1 = fastest).
+    pub fn lan(multiplier: u32) -> Self {
+        let m = multiplier.max(1);
+        RaftTiming {
+            heartbeat: Duration::from_millis(100) * m,
+            election_min: Duration::from_millis(400) * m,
+            election_max: Duration::from_millis(800) * m,
+        }
+    }
+
+    /// Fast timing for a single dev server.
+    pub fn dev() -> Self {
+        RaftTiming {
+            heartbeat: Duration::from_millis(50),
+            election_min: Duration::from_millis(150),
+            election_max: Duration::from_millis(300),
+        }
+    }
+
+    fn config(&self) -> Config {
+        Config {
+            cluster_name: "mesh".into(),
+            heartbeat_interval: self.heartbeat.as_millis() as u64,
+            election_timeout_min: self.election_min.as_millis() as u64,
+            election_timeout_max: self.election_max.as_millis() as u64,
+            // Far above one chunk's transfer time; a shorter timeout makes
+            // chunked snapshot sends retry forever.
+            install_snapshot_timeout: 10_000,
+            snapshot_max_chunk_size: 4 << 20,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(16_384),
+            max_in_snapshot_log_to_keep: 10_240,
+            max_payload_entries: 512,
+            ..Default::default()
+        }
+    }
+}
+
+/// How fresh a read must be (Consul's consistency modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadMode {
+    /// `?stale`: whatever this server has applied.
+    Stale,
+    /// Default: at least what the leader had applied when asked.
+    Default,
+    /// `?consistent`: the leader confirms leadership with a quorum first.
+    Consistent,
+}
+
+/// A write could not be proposed.
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
+pub enum ProposeError {
+    /// No leader was known within the deadline.
+    #[error("No cluster leader")]
+    NoLeader,
+    /// The leader could not be reached after the request was sent: it may or
+    /// may not have been applied.
+    #[error("lost contact with the leader at {0}; the write may or may not have been applied")]
+    Unknown(String),
+    /// The command could not be encoded.
+    #[error("{0}")]
+    Encode(String),
+    /// Raft is shutting down or failed.
+    #[error("raft stopped: {0}")]
+    Stopped(String),
+}
+
+/// A read barrier could not be passed.
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
+pub enum ReadError {
+    /// No leader was known within the deadline.
+    #[error("No cluster leader")]
+    NoLeader,
+    /// The leader could not confirm the read.
+    #[error("read index from leader failed: {0}")]
+    Leader(String),
+}
+
+/// One server in the Raft configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    pub id: u64,
+    pub node: MeshNode,
+    pub voter: bool,
+    pub leader: bool,
+}
+
+/// Reply to a forwarded proposal or read-index request.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Forwarded<T> {
+    Ok(T),
+    NotLeader,
+    Failed(String),
+}
+
+/// How long a write or read waits for a leader before giving up.
+const LEADER_WAIT: Duration = Duration::from_secs(7);
+
+/// A running Raft server. Cheap to clone.
+#[derive(Clone)]
+pub struct RaftNode {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: u64,
+    raft: Raft<TypeConfig>,
+    network: Network,
+    state: Arc<StateStore>,
+}
+
+impl RaftNode {
+    /// Start Raft with the given storage. `state` must be the store the state
+    /// machine applies to.
+    pub async fn start<LS, SM>(
+        id: u64,
+        timing: RaftTiming,
+        log_store: LS,
+        state_machine: SM,
+        state: Arc<StateStore>,
+    ) -> Result<RaftNode, openraft::error::Fatal<u64>>
+    where
+        LS: RaftLogStorage<TypeConfig>,
+        SM: RaftStateMachine<TypeConfig>,
+    {
+        let config = Arc::new(timing.config().validate().expect("raft timing is valid"));
+        let network = Network::default();
+        let raft = Raft::new(id, config, network.clone(), log_store, state_machine).await?;
+        Ok(RaftNode {
+            inner: Arc::new(Inner {
+                id,
+                raft,
+                network,
+                state,
+            }),
+        })
+    }
+
+    /// This server's Raft ID.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The underlying openraft handle.
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.inner.raft
+    }
+
+    /// The replicated state this node applies to.
+    pub fn state(&self) -> &Arc<StateStore> {
+        &self.inner.state
+    }
+
+    /// The tonic service to mount on the server RPC port.
+    pub fn service(&self) -> crate::RaftService {
+        crate::RaftService::new(self.clone())
+    }
+
+    /// The current leader, if known.
+    pub fn leader(&self) -> Option<(u64, MeshNode)> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, node))
+    }
+
+    /// Whether this server is the leader now.
+    pub fn is_leader(&self) -> bool {
+        self.inner.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// Milliseconds since the leader last heard from a quorum (on the leader),
+    /// used for `X-Consul-LastContact`.
+    pub fn millis_since_quorum_ack(&self) -> Option<u64> {
+        self.inner.raft.metrics().borrow().millis_since_quorum_ack
+    }
+
+    /// The servers in the current membership.
+    pub fn servers(&self) -> (Vec<ServerInfo>, u64) {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let servers = membership
+            .nodes()
+            .map(|(id, node)| ServerInfo {
+                id: *id,
+                node: node.clone(),
+                voter: voters.contains(id),
+                leader: m.current_leader == Some(*id),
+            })
+            .collect();
+        let index = m.membership_config.log_id().map_or(0, |l| l.index);
+        (servers, index)
+    }
+
+    /// Bootstrap a new cluster with these servers. Safe to call on every
+    /// server with the same set; a no-op on a node that already has state.
+    pub async fn bootstrap(&self, servers: BTreeMap<u64, MeshNode>) -> Result<bool, String> {
+        match self.inner.raft.initialize(servers).await {
+            Ok(()) => Ok(true),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(false),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Whether this node has any Raft state (was bootstrapped or joined).
+    pub async fn is_initialized(&self) -> bool {
+        self.inner.raft.is_initialized().await.unwrap_or(false)
+    }
+
+    /// Make a server a voter (leader only): learner first, caught up, then voter.
+    pub async fn add_voter(&self, id: u64, node: MeshNode) -> Result<(), String> {
+        let (servers, _) = self.servers();
+        if servers.iter().any(|s| s.id == id && s.voter && s.node == node) {
+            return Ok(());
+        }
+        self.inner
+            .raft
+            .add_learner(id, node, true)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.inner
+            .raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Remove a server from the configuration (leader only).
+    pub async fn remove_server(&self, id: u64) -> Result<(), String> {
+        let (servers, _) = self.servers();
+        let Some(server) = servers.iter().find(|s| s.id == id) else {
+            return Ok(());
+        };
+        let change = if server.voter {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        self.inner
+            .raft
+            .change_membership(change, false)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    // === writes ===
+
+    /// Replicate a command and return its log index and outcome. Forwards to
+    /// the leader when this server is not it, waiting out elections.
+    pub async fn propose(&self, command: &Command) -> Result<(u64, Outcome), ProposeError> {
+        let bytes = encode_command(command).map_err(|e| ProposeError::Encode(e.to_string()))?;
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            match self.propose_local(bytes.clone()).await? {
+                Forwarded::Ok(applied) => return Ok(applied),
+                Forwarded::Failed(why) => return Err(ProposeError::Stopped(why)),
+                Forwarded::NotLeader => {}
+            }
+            if let Some((id, leader)) = self.leader().filter(|(id, _)| *id != self.id()) {
+                match self.forward_propose(&leader, &bytes).await {
+                    Ok(Forwarded::Ok(applied)) => return Ok(applied),
+                    Ok(Forwarded::Failed(why)) => return Err(ProposeError::Stopped(why)),
+                    Ok(Forwarded::NotLeader) => tracing::debug!(id, "leader moved; retrying"),
+                    Err(Delivery::NotSent(why)) => tracing::debug!(%why, "leader unreachable"),
+                    Err(Delivery::Unknown(why)) => return Err(ProposeError::Unknown(why)),
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(ProposeError::NoLeader);
+            }
+            self.wait_for_leader_change(deadline).await;
+        }
+    }
+
+    /// Propose on this server if it is the leader.
+    pub(crate) async fn propose_local(
+        &self,
+        bytes: Vec<u8>,
+    ) -> Result<Forwarded<(u64, Outcome)>, ProposeError> {
+        match self.inner.raft.client_write(Proposal(bytes)).await {
+            Ok(resp) => Ok(Forwarded::Ok((resp.log_id.index, resp.data))),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Ok(Forwarded::NotLeader)
+            }
+            Err(RaftError::APIError(e)) => Ok(Forwarded::Failed(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(ProposeError::Stopped(e.to_string())),
+        }
+    }
+
+    async fn forward_propose(
+        &self,
+        leader: &MeshNode,
+        bytes: &[u8],
+    ) -> Result<Forwarded<(u64, Outcome)>, Delivery> {
+        let data = encode(&bytes.to_vec()).map_err(|e| Delivery::NotSent(e.to_string()))?;
+        let mut client = self
+            .inner
+            .network
+            .client(&leader.rpc_addr)
+            .map_err(|e| Delivery::NotSent(e.to_string()))?;
+        let mut req = tonic::Request::new(Payload { data });
+        req.set_timeout(LEADER_WAIT);
+        match client.propose(req).await {
+            Ok(reply) => decode(&reply.into_inner().data)
+                .map_err(|e| Delivery::Unknown(format!("{}: {e}", leader.rpc_addr))),
+            // A refused connection means the request never left this server.
+            Err(status) if is_not_sent(&status) => {
+                Err(Delivery::NotSent(status.message().to_string()))
+            }
+            Err(status) => Err(Delivery::Unknown(format!(
+                "{}: {}",
+                leader.rpc_addr,
+                status.message()
+            ))),
+        }
+    }
+
+    async fn wait_for_leader_change(&self, deadline: Instant) {
+        let mut rx = self.inner.raft.metrics();
+        let before = rx.borrow().current_leader;
+        let wait = rx.wait_for(|m| m.current_leader != before && m.current_leader.is_some());
+        let step = Instant::now() + Duration::from_millis(100);
+        let _ = tokio::time::timeout_at(step.min(deadline), wait).await;
+    }
+
+    // === reads ===
+
+    /// Wait until this server's state is fresh enough for a read in `mode`.
+    pub async fn read_barrier(&self, mode: ReadMode) -> Result<(), ReadError> {
+        if mode == ReadMode::Stale {
+            return Ok(());
+        }
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            match self.read_index_local(mode).await {
+                Forwarded::Ok(index) => return self.wait_applied(index, deadline).await,
+                Forwarded::Failed(why) => return Err(ReadError::Leader(why)),
+                Forwarded::NotLeader => {}
+            }
+            if let Some((_, leader)) = self.leader().filter(|(id, _)| *id != self.id()) {
+                match self.forward_read_index(&leader, mode).await {
+                    Ok(Forwarded::Ok(index)) => return self.wait_applied(index, deadline).await,
+                    Ok(Forwarded::Failed(why)) => return Err(ReadError::Leader(why)),
+                    Ok(Forwarded::NotLeader) | Err(_) => {}
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(ReadError::NoLeader);
+            }
+            self.wait_for_leader_change(deadline).await;
+        }
+    }
+
+    /// On the leader: the index a read in `mode` must observe.
+    pub(crate) async fn read_index_local(&self, mode: ReadMode) -> Forwarded<u64> {
+        if !self.is_leader() {
+            return Forwarded::NotLeader;
+        }
+        match mode {
+            ReadMode::Stale | ReadMode::Default => Forwarded::Ok(self.inner.state.last_index()),
+            ReadMode::Consistent => match self.inner.raft.ensure_linearizable().await {
+                Ok(read_log_id) => Forwarded::Ok(read_log_id.map_or(0, |l| l.index)),
+                Err(RaftError::APIError(_)) => Forwarded::NotLeader,
+                Err(e) => Forwarded::Failed(e.to_string()),
+            },
+        }
+    }
+
+    async fn forward_read_index(
+        &self,
+        leader: &MeshNode,
+        mode: ReadMode,
+    ) -> Result<Forwarded<u64>, Delivery> {
+        let data = encode(&mode).map_err(|e| Delivery::NotSent(e.to_string()))?;
+        let mut client = self
+            .inner
+            .network
+            .client(&leader.rpc_addr)
+            .map_err(|e| Delivery::NotSent(e.to_string()))?;
+        let mut req = tonic::Request::new(Payload { data });
+        req.set_timeout(Duration::from_secs(2));
+        let reply = client
+            .read_index(req)
+            .await
+            .map_err(|s| Delivery::Unknown(s.message().to_string()))?;
+        decode(&reply.into_inner().data).map_err(|e| Delivery::Unknown(e.to_string()))
+    }
+
+    async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<(), ReadError> {
+        tokio::time::timeout_at(deadline, self.inner.state.hub().wait_applied(index))
+            .await
+            .map_err(|_| ReadError::Leader(format!("timed out applying up to index {index}")))
+    }
+
+    /// Stop Raft.
+    pub async fn shutdown(&self) {
+        let _ = self.inner.raft.shutdown().await;
+    }
+}
+
+enum Delivery {
+    /// The request never reached the leader; retrying is safe.
+    NotSent(String),
+    /// The request may have reached the leader.
+    Unknown(String),
+}
+
+fn is_not_sent(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable
+        && !status.message().contains("reset")
+        && !status.message().contains("closed")
+}

@@ -1,0 +1,62 @@
+use tokio::sync::watch;
+
+/// The tables a blocking query can wait on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    Kv,
+    Nodes,
+    Services,
+    Checks,
+}
+
+const TABLES: [Table; 4] = [Table::Kv, Table::Nodes, Table::Services, Table::Checks];
+
+/// Wakes waiters when a table changes or the applied index moves. Waiters
+/// subscribe before reading, so no change between read and wait is missed.
+pub struct WatchHub {
+    tables: [watch::Sender<u64>; 4],
+    applied: watch::Sender<u64>,
+}
+
+impl Default for WatchHub {
+    fn default() -> Self {
+        WatchHub {
+            tables: std::array::from_fn(|_| watch::channel(0).0),
+            applied: watch::channel(0).0,
+        }
+    }
+}
+
+impl WatchHub {
+    /// A receiver that changes whenever `table` changes.
+    pub fn subscribe(&self, table: Table) -> watch::Receiver<u64> {
+        self.tables[slot(table)].subscribe()
+    }
+
+    /// A receiver of the last applied log index.
+    pub fn applied(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    /// Wait until the applied index reaches `index`.
+    pub async fn wait_applied(&self, index: u64) {
+        let mut rx = self.applied.subscribe();
+        // Err only if the sender is gone, which cannot happen while self lives.
+        let _ = rx.wait_for(|applied| *applied >= index).await;
+    }
+
+    pub(crate) fn notify(&self, index: u64, changed: &[Table]) {
+        for table in changed {
+            self.tables[slot(*table)].send_replace(index);
+        }
+        self.applied.send_replace(index);
+    }
+
+    pub(crate) fn notify_all(&self, index: u64) {
+        self.notify(index, &TABLES);
+    }
+}
+
+fn slot(table: Table) -> usize {
+    table as usize
+}

@@ -1,0 +1,220 @@
+//! One `mesh agent` child process.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::mesh_bin;
+
+/// How to start an agent.
+#[derive(Debug, Clone)]
+pub struct AgentSpec {
+    pub name: String,
+    pub server: bool,
+    pub bootstrap_expect: u32,
+    pub retry_join: Vec<SocketAddr>,
+    pub encrypt: Option<String>,
+    pub extra: Vec<String>,
+}
+
+impl AgentSpec {
+    /// A server expecting `expect` servers.
+    pub fn server(name: &str, expect: u32) -> Self {
+        AgentSpec {
+            name: name.into(),
+            server: true,
+            bootstrap_expect: expect,
+            retry_join: Vec::new(),
+            encrypt: None,
+            extra: Vec::new(),
+        }
+    }
+
+    /// A client agent.
+    pub fn client(name: &str) -> Self {
+        AgentSpec {
+            server: false,
+            bootstrap_expect: 0,
+            ..AgentSpec::server(name, 0)
+        }
+    }
+}
+
+/// A running agent; killed on drop.
+pub struct TestAgent {
+    pub spec: AgentSpec,
+    pub data_dir: PathBuf,
+    pub http: SocketAddr,
+    pub rpc: Option<SocketAddr>,
+    pub serf: SocketAddr,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+/// Addresses from the agent's ready line.
+struct Ready {
+    http: SocketAddr,
+    rpc: Option<SocketAddr>,
+    serf: SocketAddr,
+}
+
+fn parse_ready(line: &str) -> Option<Ready> {
+    let rest = line.strip_prefix("==> mesh agent ready:")?;
+    let field = |name: &str| {
+        rest.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+    };
+    Some(Ready {
+        http: field("http")?,
+        rpc: field("rpc"),
+        serf: field("serf_lan")?,
+    })
+}
+
+impl TestAgent {
+    /// Start an agent on port 0 with its data in `data_dir`.
+    pub async fn start(spec: AgentSpec, data_dir: &Path) -> anyhow::Result<TestAgent> {
+        Self::launch(spec, data_dir, None).await
+    }
+
+    fn args(spec: &AgentSpec, data_dir: &Path, ports: Option<&Ready>) -> Vec<String> {
+        let port = |p: Option<u16>| p.unwrap_or(0).to_string();
+        let mut args = vec![
+            "agent".to_string(),
+            format!("-node={}", spec.name),
+            format!("-data-dir={}", data_dir.display()),
+            "-bind=127.0.0.1".into(),
+            "-client=127.0.0.1".into(),
+            format!("-http-port={}", port(ports.map(|r| r.http.port()))),
+            format!("-serf-lan-port={}", port(ports.map(|r| r.serf.port()))),
+            format!("-server-port={}", port(ports.and_then(|r| r.rpc).map(|a| a.port()))),
+            "-dns-port=-1".into(),
+            "-grpc-port=-1".into(),
+            "-retry-interval=1s".into(),
+        ];
+        if spec.server {
+            args.push("-server".into());
+            args.push(format!("-bootstrap-expect={}", spec.bootstrap_expect));
+        }
+        for j in &spec.retry_join {
+            args.push(format!("-retry-join={j}"));
+        }
+        if let Some(key) = &spec.encrypt {
+            args.push(format!("-encrypt={key}"));
+        }
+        args.extend(spec.extra.iter().cloned());
+        args
+    }
+
+    async fn launch(
+        spec: AgentSpec,
+        data_dir: &Path,
+        ports: Option<Ready>,
+    ) -> anyhow::Result<TestAgent> {
+        std::fs::create_dir_all(data_dir)?;
+        let log = data_dir.with_extension("log");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        let mut child = Command::new(mesh_bin())
+            .args(Self::args(&spec, data_dir, ports.as_ref()))
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawning mesh agent")?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(r) = parse_ready(&line) {
+                    return Ok(r);
+                }
+            }
+            bail!("agent exited before it was ready")
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("agent {} not ready within 30s", spec.name))?;
+        let ready = match ready {
+            Ok(r) => r,
+            Err(e) => {
+                let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: String = tail.lines().rev().take(20).collect::<Vec<_>>().join("\n");
+                bail!("{e}; last log lines (newest first):\n{tail}");
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(TestAgent {
+            spec,
+            data_dir: data_dir.to_path_buf(),
+            http: ready.http,
+            rpc: ready.rpc,
+            serf: ready.serf,
+            log,
+            child: Some(child),
+        })
+    }
+
+    /// `http://ip:port` of the HTTP API.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    /// kill -9.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Whether the process was started and not killed or waited for.
+    pub fn is_alive(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Wait for the process to exit by itself (after a leave).
+    pub async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let child = self.child.as_mut().context("not running")?;
+        let status = tokio::time::timeout(timeout, child.wait()).await??;
+        self.child = None;
+        Ok(status)
+    }
+
+    /// Start again with the same data dir and the same ports.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill().await;
+        let ports = Ready {
+            http: self.http,
+            rpc: self.rpc,
+            serf: self.serf,
+        };
+        let fresh = Self::launch(self.spec.clone(), &self.data_dir.clone(), Some(ports)).await?;
+        *self = fresh;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_line() {
+        let r = parse_ready("==> mesh agent ready: node=a dc=dc1 server=true http=127.0.0.1:1 rpc=127.0.0.1:2 serf_lan=127.0.0.1:3").unwrap();
+        assert_eq!(r.http.port(), 1);
+        assert_eq!(r.rpc.unwrap().port(), 2);
+        assert_eq!(r.serf.port(), 3);
+        let c = parse_ready("==> mesh agent ready: node=a dc=dc1 server=false http=127.0.0.1:1 rpc=- serf_lan=127.0.0.1:3").unwrap();
+        assert!(c.rpc.is_none());
+        assert!(parse_ready("other").is_none());
+    }
+}

@@ -1,0 +1,76 @@
+//! A cluster of real agents.
+
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::{eventually, AgentSpec, TestAgent};
+
+/// N servers on loopback, joined and with an elected leader.
+pub struct TestCluster {
+    pub agents: Vec<TestAgent>,
+    pub dir: TempDir,
+    pub http: reqwest::Client,
+}
+
+impl TestCluster {
+    /// Start `n` servers with `-bootstrap-expect=n` and wait for a leader
+    /// that every server agrees on.
+    pub async fn start(n: usize) -> anyhow::Result<TestCluster> {
+        let dir = tempfile::Builder::new().prefix("mesh-cluster-").tempdir()?;
+        let mut agents = Vec::new();
+        let first = TestAgent::start(AgentSpec::server("s0", n as u32), &dir.path().join("s0")).await?;
+        let seed = first.serf;
+        agents.push(first);
+        for i in 1..n {
+            let mut spec = AgentSpec::server(&format!("s{i}"), n as u32);
+            spec.retry_join = vec![seed];
+            agents.push(TestAgent::start(spec, &dir.path().join(format!("s{i}"))).await?);
+        }
+        let cluster = TestCluster {
+            agents,
+            dir,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .build()?,
+        };
+        cluster.wait_for_leader(Duration::from_secs(30)).await;
+        Ok(cluster)
+    }
+
+    /// Add an agent that joins this cluster.
+    pub async fn add(&mut self, mut spec: AgentSpec) -> anyhow::Result<&mut TestAgent> {
+        spec.retry_join = vec![self.agents[0].serf];
+        let dir = self.dir.path().join(&spec.name);
+        self.agents.push(TestAgent::start(spec, &dir).await?);
+        Ok(self.agents.last_mut().expect("just pushed"))
+    }
+
+    /// The leader's RPC address as agent `i` reports it ("" if none).
+    pub async fn leader_seen_by(&self, i: usize) -> Option<String> {
+        let resp = self.http.get(self.agents[i].url("/v1/status/leader")).send().await.ok()?;
+        resp.json::<String>().await.ok()
+    }
+
+    /// Wait until every running server names the same, non-empty leader; returns its index.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> usize {
+        eventually("all servers agree on a leader", timeout, || async {
+            let mut seen = None;
+            for i in 0..self.agents.len() {
+                if !self.agents[i].spec.server || !self.agents[i].is_alive() {
+                    continue;
+                }
+                let l = self.leader_seen_by(i).await?;
+                if l.is_empty() || seen.as_ref().is_some_and(|s| s != &l) {
+                    return None;
+                }
+                seen = Some(l);
+            }
+            let leader = seen?;
+            self.agents
+                .iter()
+                .position(|a| a.rpc.map(|r| r.to_string()) == Some(leader.clone()))
+        })
+        .await
+    }
+}

@@ -1,0 +1,54 @@
+//! Test helpers: real `mesh agent` processes on port 0 with temp data dirs,
+//! a `TestCluster` of them, and a bounded `eventually` for conditions.
+
+#![forbid(unsafe_code)]
+
+mod agent;
+mod cluster;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use agent::{AgentSpec, TestAgent};
+pub use cluster::TestCluster;
+
+/// The `mesh` binary under test: `$MESH_BIN`, else `target/<profile>/mesh`
+/// next to the running test executable.
+pub fn mesh_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("MESH_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>/mesh
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("mesh"))
+        .expect("test executable lives in target/<profile>/deps");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first with `cargo build -p mesh` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Retry `check` until it returns `Some`, at most `timeout`, polling every
+/// 50 ms. Panics with `what` when time runs out.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

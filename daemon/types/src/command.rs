@@ -1,0 +1,93 @@
+use serde::{Deserialize, Serialize};
+
+use crate::{HealthCheck, Node, Service};
+
+/// A change to the replicated state. Entries in the Raft log carry a command
+/// encoded with [`encode_command`]; replicas decode it at apply time, so a
+/// command from a newer version is refused as a value rather than a crash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Does nothing; used to commit a barrier.
+    Noop,
+    /// Set a key; with `cas`, only if its modify index equals it (0: must not exist).
+    KvSet {
+        key: String,
+        value: Vec<u8>,
+        flags: u64,
+        cas: Option<u64>,
+    },
+    /// Delete a key or (with `recurse`) a prefix; `cas` as for `KvSet`.
+    KvDelete {
+        key: String,
+        recurse: bool,
+        cas: Option<u64>,
+    },
+    /// Create or update a node.
+    NodeRegister { node: Node },
+    /// Remove a node with its services and checks.
+    NodeDeregister { node: String },
+    /// Create or update a service instance on a node (the node must exist).
+    ServiceRegister { node: String, service: Service },
+    /// Remove a service instance and its checks.
+    ServiceDeregister { node: String, service_id: String },
+    /// Create or update a check on a node.
+    CheckRegister { node: String, check: HealthCheck },
+    /// Remove a check.
+    CheckDeregister { node: String, check_id: String },
+}
+
+/// What applying a command produced; identical on every replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Applied.
+    Done,
+    /// A conditional write: `true` if it took effect (Consul's `?cas=` answer).
+    Bool(bool),
+    /// Refused without changing anything; the text says why.
+    Rejected(String),
+}
+
+/// A command's bytes could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// Unknown variant or malformed bytes, typically from a newer version.
+    #[error("unknown or malformed command ({0}); is a newer mesh version in the cluster?")]
+    Decode(String),
+    /// Could not be encoded (never expected for well-formed values).
+    #[error("encode command: {0}")]
+    Encode(String),
+}
+
+/// Encode a command for the Raft log.
+pub fn encode_command(cmd: &Command) -> Result<Vec<u8>, CommandError> {
+    postcard::to_stdvec(cmd).map_err(|e| CommandError::Encode(e.to_string()))
+}
+
+/// Decode a command from the Raft log.
+pub fn decode_command(bytes: &[u8]) -> Result<Command, CommandError> {
+    postcard::from_bytes(bytes).map_err(|e| CommandError::Decode(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let cmd = Command::KvSet {
+            key: "a/b".into(),
+            value: b"hello".to_vec(),
+            flags: 7,
+            cas: Some(3),
+        };
+        assert_eq!(decode_command(&encode_command(&cmd).unwrap()).unwrap(), cmd);
+    }
+
+    #[test]
+    fn unknown_variant_is_an_error_not_a_panic() {
+        // Variant 200 does not exist in this version.
+        let err = decode_command(&[200, 1, 2, 3]).unwrap_err();
+        assert!(err.to_string().contains("unknown or malformed command"));
+        assert!(decode_command(&[]).is_err());
+    }
+}

@@ -1,0 +1,15 @@
+use serde::{Deserialize, Serialize};
+
+/// Largest KV value accepted (Consul's limit).
+pub const MAX_KV_VALUE_BYTES: usize = 512 * 1024;
+
+/// One key in the KV store with its Raft indexes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvEntry {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub flags: u64,
+    pub create_index: u64,
+    pub modify_index: u64,
+    pub lock_index: u64,
+}

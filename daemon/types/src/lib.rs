@@ -1,0 +1,12 @@
+//! Domain types shared by every mesh crate: catalog and KV records, and the
+//! `Command` that travels through the Raft log. Free of I/O and async.
+
+#![forbid(unsafe_code)]
+
+mod catalog;
+mod command;
+mod kv;
+
+pub use catalog::{CheckStatus, HealthCheck, Node, Service};
+pub use command::{decode_command, encode_command, Command, CommandError, Outcome};
+pub use kv::{KvEntry, MAX_KV_VALUE_BYTES};
