@@ -54,7 +54,10 @@ async fn fails_with(args: Vec<String>, needle: &str) -> String {
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, text) = agent_fails(&refs).await;
     assert_ne!(code, 0, "expected failure, got success: {text}");
-    assert!(text.to_lowercase().contains(&needle.to_lowercase()), "error should mention {needle:?}: {text}");
+    assert!(
+        text.to_lowercase().contains(&needle.to_lowercase()),
+        "error should mention {needle:?}: {text}"
+    );
     text
 }
 
@@ -64,9 +67,14 @@ async fn port_in_use_is_a_clear_error_and_touches_no_data() {
     let port = busy.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let args = with(&base_args(&data), &[&format!("-http-port={port}")]);
+    let mut args = base_args(&data);
+    args.retain(|a| !a.starts_with("-http-port"));
+    args.push(format!("-http-port={port}"));
     fails_with(args, &format!("127.0.0.1:{port}")).await;
-    assert!(!data.exists(), "nothing is written before listeners are bound");
+    assert!(
+        !data.exists(),
+        "nothing is written before listeners are bound"
+    );
 }
 
 #[tokio::test]
@@ -81,7 +89,19 @@ async fn invalid_flag_values_are_refused() {
 
 #[tokio::test]
 async fn a_server_without_a_data_dir_is_refused() {
-    fails_with(vec!["-server".into(), "-http-port=0".into(), "-serf-lan-port=0".into(), "-server-port=0".into(), "-dns-port=-1".into(), "-grpc-port=-1".into(), "-bind=127.0.0.1".into()], "data").await;
+    fails_with(
+        vec![
+            "-server".into(),
+            "-http-port=0".into(),
+            "-serf-lan-port=0".into(),
+            "-server-port=0".into(),
+            "-dns-port=-1".into(),
+            "-grpc-port=-1".into(),
+            "-bind=127.0.0.1".into(),
+        ],
+        "data",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -92,7 +112,10 @@ async fn corrupt_data_dir_is_refused_and_left_as_it_was() {
     std::fs::create_dir_all(&raft).unwrap();
     std::fs::write(raft.join("CURRENT"), b"garbage-manifest\n").unwrap();
     fails_with(base_args(&data), "raft store").await;
-    assert_eq!(std::fs::read(raft.join("CURRENT")).unwrap(), b"garbage-manifest\n");
+    assert_eq!(
+        std::fs::read(raft.join("CURRENT")).unwrap(),
+        b"garbage-manifest\n"
+    );
 
     // A node-id file that is not a UUID.
     let data2 = dir.path().join("data2");
@@ -106,7 +129,9 @@ async fn corrupt_data_dir_is_refused_and_left_as_it_was() {
 async fn a_data_dir_in_use_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("a");
-    let _running = TestAgent::start(AgentSpec::server("a", 1), &data).await.unwrap();
+    let _running = TestAgent::start(AgentSpec::server("a", 1), &data)
+        .await
+        .unwrap();
     fails_with(base_args(&data), "in use").await;
 }
 
@@ -122,19 +147,46 @@ async fn a_node_with_the_wrong_gossip_key_is_refused() {
     let b = TestAgent::start(spec, &dir.path().join("b")).await.unwrap();
     let c = http();
     // The intruder's log says why it cannot join.
-    eventually("intruder logs a key mismatch", Duration::from_secs(15), || async {
-        let log = std::fs::read_to_string(&b.log).ok()?;
-        log.to_lowercase().contains("key").then_some(())
-    }).await;
-    let m: serde_json::Value = c.get(a.url("/v1/agent/members")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(m.as_array().unwrap().len(), 1, "the intruder is never a member: {m}");
+    eventually(
+        "intruder logs a key mismatch",
+        Duration::from_secs(15),
+        || async {
+            let log = std::fs::read_to_string(&b.log).ok()?;
+            log.to_lowercase().contains("key").then_some(())
+        },
+    )
+    .await;
+    let m: serde_json::Value = c
+        .get(a.url("/v1/agent/members"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        m.as_array().unwrap().len(),
+        1,
+        "the intruder is never a member: {m}"
+    );
     // The same key joins fine.
     let mut spec = AgentSpec::client("friend");
     spec.encrypt = Some("pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=".into());
     spec.retry_join = vec![a.serf];
     let _friend = TestAgent::start(spec, &dir.path().join("f")).await.unwrap();
     eventually("friend joins", Duration::from_secs(15), || async {
-        let m: serde_json::Value = c.get(a.url("/v1/agent/members")).send().await.ok()?.json().await.ok()?;
-        m.as_array()?.iter().any(|m| m["Name"] == "friend").then_some(())
-    }).await;
+        let m: serde_json::Value = c
+            .get(a.url("/v1/agent/members"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        m.as_array()?
+            .iter()
+            .any(|m| m["Name"] == "friend")
+            .then_some(())
+    })
+    .await;
 }

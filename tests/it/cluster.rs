@@ -11,17 +11,33 @@ use tokio::sync::Mutex;
 use crate::http;
 
 async fn stale_value(c: &reqwest::Client, agent: &TestAgent, key: &str) -> Option<String> {
-    let r = c.get(agent.url(&format!("/v1/kv/{key}?stale&raw"))).send().await.ok()?;
+    let r = c
+        .get(agent.url(&format!("/v1/kv/{key}?stale&raw")))
+        .send()
+        .await
+        .ok()?;
     if r.status() != 200 {
         return None;
     }
     r.text().await.ok()
 }
 
-async fn stale_keys(c: &reqwest::Client, agent: &TestAgent, prefix: &str) -> Option<BTreeSet<String>> {
-    let r = c.get(agent.url(&format!("/v1/kv/{prefix}?stale&keys"))).send().await.ok()?;
+async fn stale_keys(
+    c: &reqwest::Client,
+    agent: &TestAgent,
+    prefix: &str,
+) -> Option<BTreeSet<String>> {
+    let r = c
+        .get(agent.url(&format!("/v1/kv/{prefix}?stale&keys")))
+        .send()
+        .await
+        .ok()?;
     match r.status().as_u16() {
-        200 => r.json::<Vec<String>>().await.ok().map(|v| v.into_iter().collect()),
+        200 => r
+            .json::<Vec<String>>()
+            .await
+            .ok()
+            .map(|v| v.into_iter().collect()),
         404 => Some(BTreeSet::new()),
         _ => None,
     }
@@ -34,25 +50,57 @@ async fn three_servers_form_elect_and_replicate() {
     // A write through a follower is forwarded to the leader.
     let leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
     let follower = (leader + 1) % 3;
-    let put = c.put(cluster.agents[follower].url("/v1/kv/greeting")).body("hi").send().await.unwrap();
+    let put = c
+        .put(cluster.agents[follower].url("/v1/kv/greeting"))
+        .body("hi")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(put.status(), 200, "{}", put.text().await.unwrap());
     for agent in &cluster.agents {
         // Default consistency reads on a follower see the write at once.
-        let r = c.get(agent.url("/v1/kv/greeting?raw")).send().await.unwrap();
+        let r = c
+            .get(agent.url("/v1/kv/greeting?raw"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.text().await.unwrap(), "hi");
-        let r = c.get(agent.url("/v1/kv/greeting?raw&consistent")).send().await.unwrap();
+        let r = c
+            .get(agent.url("/v1/kv/greeting?raw&consistent"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.text().await.unwrap(), "hi");
     }
     let conf: serde_json::Value = c
         .get(cluster.agents[0].url("/v1/operator/raft/configuration"))
-        .send().await.unwrap().json().await.unwrap();
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let servers = conf["Servers"].as_array().unwrap();
     assert_eq!(servers.len(), 3);
     assert!(servers.iter().all(|s| s["Voter"] == true));
     assert_eq!(servers.iter().filter(|s| s["Leader"] == true).count(), 1);
-    let peers: Vec<String> = c.get(cluster.agents[1].url("/v1/status/peers")).send().await.unwrap().json().await.unwrap();
+    let peers: Vec<String> = c
+        .get(cluster.agents[1].url("/v1/status/peers"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(peers.len(), 3);
-    let members: serde_json::Value = c.get(cluster.agents[2].url("/v1/agent/members")).send().await.unwrap().json().await.unwrap();
+    let members: serde_json::Value = c
+        .get(cluster.agents[2].url("/v1/agent/members"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(members.as_array().unwrap().len(), 3);
 }
 
@@ -71,7 +119,12 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let key = format!("load/w{w}-{n}");
                 let base = &urls[n % urls.len()];
-                let ok = match c.put(format!("{base}/v1/kv/{key}")).body(key.clone()).send().await {
+                let ok = match c
+                    .put(format!("{base}/v1/kv/{key}"))
+                    .body(key.clone())
+                    .send()
+                    .await
+                {
                     Ok(r) if r.status() == 200 => r.json::<bool>().await.unwrap_or(false),
                     _ => false,
                 };
@@ -82,21 +135,31 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
             }
         }));
     }
-    eventually("some writes acknowledged", Duration::from_secs(10), || async {
-        (acked.lock().await.len() > 50).then_some(())
-    }).await;
+    eventually(
+        "some writes acknowledged",
+        Duration::from_secs(10),
+        || async { (acked.lock().await.len() > 50).then_some(()) },
+    )
+    .await;
 
     let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
     let before_kill = acked.lock().await.len();
     let killed_at = Instant::now();
     cluster.agents[leader].kill().await;
     // A new leader serves writes.
-    let new_leader = cluster.wait_for_leader(Duration::from_secs(15)).await;
-    assert_ne!(new_leader, leader);
-    eventually("writes acknowledged after failover", Duration::from_secs(15), || async {
-        (acked.lock().await.len() > before_kill + 50).then_some(())
-    }).await;
-    eprintln!("failover: writes flowing again {:?} after kill -9", killed_at.elapsed());
+    cluster
+        .wait_for_new_leader(leader, Duration::from_secs(15))
+        .await;
+    eventually(
+        "writes acknowledged after failover",
+        Duration::from_secs(15),
+        || async { (acked.lock().await.len() > before_kill + 50).then_some(()) },
+    )
+    .await;
+    eprintln!(
+        "failover: writes flowing again {:?} after kill -9",
+        killed_at.elapsed()
+    );
 
     cluster.agents[leader].restart().await.unwrap();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -106,11 +169,16 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
     let acked: BTreeSet<String> = acked.lock().await.iter().cloned().collect();
     assert!(acked.len() > 100);
     for (i, agent) in cluster.agents.iter().enumerate() {
-        let missing = eventually(&format!("server {i} has every acknowledged write"), Duration::from_secs(30), || async {
-            let have = stale_keys(&c, agent, "load/").await?;
-            let missing: Vec<&String> = acked.iter().filter(|k| !have.contains(*k)).collect();
-            missing.is_empty().then_some(missing.len())
-        }).await;
+        let missing = eventually(
+            &format!("server {i} has every acknowledged write"),
+            Duration::from_secs(30),
+            || async {
+                let have = stale_keys(&c, agent, "load/").await?;
+                let missing: Vec<&String> = acked.iter().filter(|k| !have.contains(*k)).collect();
+                missing.is_empty().then_some(missing.len())
+            },
+        )
+        .await;
         assert_eq!(missing, 0);
     }
 }
@@ -120,7 +188,12 @@ async fn restarting_every_server_keeps_the_data() {
     let mut cluster = TestCluster::start(3).await.unwrap();
     let c = http();
     for i in 0..20 {
-        let r = c.put(cluster.agents[i % 3].url(&format!("/v1/kv/persist/{i}"))).body(format!("v{i}")).send().await.unwrap();
+        let r = c
+            .put(cluster.agents[i % 3].url(&format!("/v1/kv/persist/{i}")))
+            .body(format!("v{i}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
     }
     for agent in cluster.agents.iter_mut() {
@@ -132,14 +205,30 @@ async fn restarting_every_server_keeps_the_data() {
     cluster.wait_for_leader(Duration::from_secs(30)).await;
     for agent in &cluster.agents {
         for i in 0..20 {
-            let v = eventually("value after restart", Duration::from_secs(10), || stale_value(&c, agent, &format!("persist/{i}"))).await;
+            let key = format!("persist/{i}");
+            let v = eventually("value after restart", Duration::from_secs(10), || {
+                stale_value(&c, agent, &key)
+            })
+            .await;
             assert_eq!(v, format!("v{i}"));
         }
     }
     // Writes still work, and the configuration still has three voters (no re-bootstrap).
-    let r = c.put(cluster.agents[0].url("/v1/kv/after")).body("x").send().await.unwrap();
+    let r = c
+        .put(cluster.agents[0].url("/v1/kv/after"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let conf: serde_json::Value = c.get(cluster.agents[1].url("/v1/operator/raft/configuration")).send().await.unwrap().json().await.unwrap();
+    let conf: serde_json::Value = c
+        .get(cluster.agents[1].url("/v1/operator/raft/configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(conf["Servers"].as_array().unwrap().len(), 3);
 }
 
@@ -147,25 +236,61 @@ async fn restarting_every_server_keeps_the_data() {
 async fn no_leader_until_bootstrap_expect_servers_are_seen() {
     let dir = tempfile::tempdir().unwrap();
     let c = http();
-    let a = TestAgent::start(AgentSpec::server("a", 3), &dir.path().join("a")).await.unwrap();
+    let a = TestAgent::start(AgentSpec::server("a", 3), &dir.path().join("a"))
+        .await
+        .unwrap();
     let mut spec = AgentSpec::server("b", 3);
     spec.retry_join = vec![a.serf];
     let b = TestAgent::start(spec, &dir.path().join("b")).await.unwrap();
     // Both see each other, yet there is no leader with two of three.
-    eventually("a and b see each other", Duration::from_secs(10), || async {
-        let m: serde_json::Value = c.get(a.url("/v1/agent/members")).send().await.ok()?.json().await.ok()?;
-        (m.as_array()?.len() == 2).then_some(())
-    }).await;
+    eventually(
+        "a and b see each other",
+        Duration::from_secs(10),
+        || async {
+            let m: serde_json::Value = c
+                .get(a.url("/v1/agent/members"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (m.as_array()?.len() == 2).then_some(())
+        },
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await; // give a wrongful election time to happen
-    let leader: String = c.get(b.url("/v1/status/leader")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(leader, "", "no leader may be elected before 3 servers are seen");
+    let leader: String = c
+        .get(b.url("/v1/status/leader"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        leader, "",
+        "no leader may be elected before 3 servers are seen"
+    );
     let mut spec = AgentSpec::server("c", 3);
     spec.retry_join = vec![a.serf];
     let cc = TestAgent::start(spec, &dir.path().join("c")).await.unwrap();
-    eventually("a leader once the third server joins", Duration::from_secs(20), || async {
-        let l: String = c.get(cc.url("/v1/status/leader")).send().await.ok()?.json().await.ok()?;
-        (!l.is_empty()).then_some(())
-    }).await;
+    eventually(
+        "a leader once the third server joins",
+        Duration::from_secs(20),
+        || async {
+            let l: String = c
+                .get(cc.url("/v1/status/leader"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (!l.is_empty()).then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -175,35 +300,106 @@ async fn client_agents_forward_and_servers_that_leave_are_removed() {
     let client = cluster.add(AgentSpec::client("client1")).await.unwrap();
     let client_url = client.url("");
     // The client agent forwards KV to a server once it has joined.
-    eventually("write through a client agent", Duration::from_secs(15), || async {
-        let r = c.put(format!("{client_url}/v1/kv/via-client")).body("ok").send().await.ok()?;
-        (r.status() == 200).then_some(())
-    }).await;
-    let r = c.get(cluster.agents[0].url("/v1/kv/via-client?raw")).send().await.unwrap();
+    eventually(
+        "write through a client agent",
+        Duration::from_secs(15),
+        || async {
+            let r = c
+                .put(format!("{client_url}/v1/kv/via-client"))
+                .body("ok")
+                .send()
+                .await
+                .ok()?;
+            (r.status() == 200).then_some(())
+        },
+    )
+    .await;
+    let r = c
+        .get(cluster.agents[0].url("/v1/kv/via-client?raw"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.text().await.unwrap(), "ok");
-    let members: serde_json::Value = c.get(format!("{client_url}/v1/agent/members")).send().await.unwrap().json().await.unwrap();
-    let roles: BTreeSet<String> = members.as_array().unwrap().iter().map(|m| m["Tags"]["role"].as_str().unwrap().to_string()).collect();
-    assert_eq!(roles, BTreeSet::from(["consul".to_string(), "node".to_string()]));
+    let members: serde_json::Value = c
+        .get(format!("{client_url}/v1/agent/members"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let roles: BTreeSet<String> = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["Tags"]["role"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        roles,
+        BTreeSet::from(["consul".to_string(), "node".to_string()])
+    );
 
     // A follower leaves gracefully: it is marked left and removed from Raft.
     let leader = cluster.wait_for_leader(Duration::from_secs(5)).await;
     let leaving = (leader + 1) % 3;
     let name = cluster.agents[leaving].spec.name.clone();
-    let r = c.put(cluster.agents[leaving].url("/v1/agent/leave")).send().await.unwrap();
+    let r = c
+        .put(cluster.agents[leaving].url("/v1/agent/leave"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let status = cluster.agents[leaving].wait_exit(Duration::from_secs(20)).await.unwrap();
-    assert!(status.success(), "agent exits cleanly after leave: {status:?}");
+    let status = cluster.agents[leaving]
+        .wait_exit(Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(
+        status.success(),
+        "agent exits cleanly after leave: {status:?}"
+    );
     let other = cluster.agents[leader].url("");
-    eventually("left server removed from raft", Duration::from_secs(20), || async {
-        let conf: serde_json::Value = c.get(format!("{other}/v1/operator/raft/configuration")).send().await.ok()?.json().await.ok()?;
-        let servers = conf["Servers"].as_array()?;
-        (servers.len() == 2 && servers.iter().all(|s| s["Node"] != name.as_str())).then_some(())
-    }).await;
-    eventually("left server shown as left", Duration::from_secs(20), || async {
-        let m: serde_json::Value = c.get(format!("{other}/v1/agent/members")).send().await.ok()?.json().await.ok()?;
-        m.as_array()?.iter().any(|m| m["Name"] == name.as_str() && m["State"] == "left").then_some(())
-    }).await;
+    eventually(
+        "left server removed from raft",
+        Duration::from_secs(20),
+        || async {
+            let conf: serde_json::Value = c
+                .get(format!("{other}/v1/operator/raft/configuration"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let servers = conf["Servers"].as_array()?;
+            (servers.len() == 2 && servers.iter().all(|s| s["Node"] != name.as_str())).then_some(())
+        },
+    )
+    .await;
+    eventually(
+        "left server shown as left",
+        Duration::from_secs(20),
+        || async {
+            let m: serde_json::Value = c
+                .get(format!("{other}/v1/agent/members"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            m.as_array()?
+                .iter()
+                .any(|m| m["Name"] == name.as_str() && m["State"] == "left")
+                .then_some(())
+        },
+    )
+    .await;
     // The remaining two still accept writes.
-    let r = c.put(format!("{other}/v1/kv/after-leave")).body("x").send().await.unwrap();
+    let r = c
+        .put(format!("{other}/v1/kv/after-leave"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }

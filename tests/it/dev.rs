@@ -18,13 +18,22 @@ async fn dev_agent_serves_kv_with_cas_and_flags() {
     let agent = dev_agent(&dir.path().join("a")).await;
     let c = http();
 
-    let put = c.put(agent.url("/v1/kv/app/config?flags=42")).body("hello").send().await.unwrap();
+    let put = c
+        .put(agent.url("/v1/kv/app/config?flags=42"))
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(put.status(), 200);
     assert_eq!(put.json::<bool>().await.unwrap(), true);
 
     let got = c.get(agent.url("/v1/kv/app/config")).send().await.unwrap();
     assert_eq!(got.status(), 200);
-    let index: u64 = got.headers()["X-Consul-Index"].to_str().unwrap().parse().unwrap();
+    let index: u64 = got.headers()["X-Consul-Index"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let body: serde_json::Value = got.json().await.unwrap();
     assert_eq!(body[0]["Key"], "app/config");
     assert_eq!(body[0]["Value"], "aGVsbG8="); // base64("hello")
@@ -33,31 +42,89 @@ async fn dev_agent_serves_kv_with_cas_and_flags() {
     assert_eq!(index, modify);
 
     // CAS with a stale index fails and changes nothing.
-    let stale = c.put(agent.url(&format!("/v1/kv/app/config?cas={}", modify - 1))).body("x").send().await.unwrap();
+    let stale = c
+        .put(agent.url(&format!("/v1/kv/app/config?cas={}", modify - 1)))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(stale.json::<bool>().await.unwrap(), false);
-    let raw = c.get(agent.url("/v1/kv/app/config?raw")).send().await.unwrap().text().await.unwrap();
+    let raw = c
+        .get(agent.url("/v1/kv/app/config?raw"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(raw, "hello");
     // CAS with the current index succeeds.
-    let ok = c.put(agent.url(&format!("/v1/kv/app/config?cas={modify}"))).body("v2").send().await.unwrap();
+    let ok = c
+        .put(agent.url(&format!("/v1/kv/app/config?cas={modify}")))
+        .body("v2")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.json::<bool>().await.unwrap(), true);
     // cas=0 only creates.
-    let create = c.put(agent.url("/v1/kv/app/config?cas=0")).body("v3").send().await.unwrap();
+    let create = c
+        .put(agent.url("/v1/kv/app/config?cas=0"))
+        .body("v3")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(create.json::<bool>().await.unwrap(), false);
 
     // Listing and keys with a separator.
     for k in ["app/a/1", "app/a/2", "app/b"] {
-        c.put(agent.url(&format!("/v1/kv/{k}"))).body("v").send().await.unwrap();
+        c.put(agent.url(&format!("/v1/kv/{k}")))
+            .body("v")
+            .send()
+            .await
+            .unwrap();
     }
-    let keys: Vec<String> = c.get(agent.url("/v1/kv/app/?keys&separator=/")).send().await.unwrap().json().await.unwrap();
+    let keys: Vec<String> = c
+        .get(agent.url("/v1/kv/app/?keys&separator=/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(keys, vec!["app/a/", "app/b", "app/config"]);
-    let all: serde_json::Value = c.get(agent.url("/v1/kv/app?recurse")).send().await.unwrap().json().await.unwrap();
+    let all: serde_json::Value = c
+        .get(agent.url("/v1/kv/app?recurse"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(all.as_array().unwrap().len(), 4);
 
     // Delete recursively, then 404.
-    let del = c.delete(agent.url("/v1/kv/app/a?recurse")).send().await.unwrap();
+    let del = c
+        .delete(agent.url("/v1/kv/app/a?recurse"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(del.json::<bool>().await.unwrap(), true);
-    assert_eq!(c.get(agent.url("/v1/kv/app/a/1")).send().await.unwrap().status(), 404);
-    assert_eq!(c.get(agent.url("/v1/kv/app/b")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(agent.url("/v1/kv/app/a/1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        c.get(agent.url("/v1/kv/app/b"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -65,15 +132,30 @@ async fn blocking_query_wakes_on_change_and_times_out_without_one() {
     let dir = tempfile::tempdir().unwrap();
     let agent = dev_agent(&dir.path().join("a")).await;
     let c = http();
-    c.put(agent.url("/v1/kv/watched")).body("1").send().await.unwrap();
+    c.put(agent.url("/v1/kv/watched"))
+        .body("1")
+        .send()
+        .await
+        .unwrap();
     let first = c.get(agent.url("/v1/kv/watched")).send().await.unwrap();
-    let index: u64 = first.headers()["X-Consul-Index"].to_str().unwrap().parse().unwrap();
+    let index: u64 = first.headers()["X-Consul-Index"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
 
     // Times out (with no change) after about the wait, returning the same index.
     let started = Instant::now();
-    let timed_out = c.get(agent.url(&format!("/v1/kv/watched?index={index}&wait=300ms"))).send().await.unwrap();
+    let timed_out = c
+        .get(agent.url(&format!("/v1/kv/watched?index={index}&wait=300ms")))
+        .send()
+        .await
+        .unwrap();
     assert!(started.elapsed() >= Duration::from_millis(300));
-    assert_eq!(timed_out.headers()["X-Consul-Index"].to_str().unwrap(), index.to_string());
+    assert_eq!(
+        timed_out.headers()["X-Consul-Index"].to_str().unwrap(),
+        index.to_string()
+    );
 
     // A write to another key does not wake a single-key watch; a write to it does.
     let url = agent.url(&format!("/v1/kv/watched?index={index}&wait=20s"));
@@ -81,14 +163,29 @@ async fn blocking_query_wakes_on_change_and_times_out_without_one() {
         let c = c.clone();
         async move {
             let resp = c.get(url).send().await.unwrap();
-            let idx: u64 = resp.headers()["X-Consul-Index"].to_str().unwrap().parse().unwrap();
+            let idx: u64 = resp.headers()["X-Consul-Index"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
             let body: serde_json::Value = resp.json().await.unwrap();
             (idx, body)
         }
     });
-    c.put(agent.url("/v1/kv/other")).body("x").send().await.unwrap();
-    c.put(agent.url("/v1/kv/watched")).body("2").send().await.unwrap();
-    let (new_index, body) = tokio::time::timeout(Duration::from_secs(10), waiter).await.unwrap().unwrap();
+    c.put(agent.url("/v1/kv/other"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    c.put(agent.url("/v1/kv/watched"))
+        .body("2")
+        .send()
+        .await
+        .unwrap();
+    let (new_index, body) = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(new_index > index);
     assert_eq!(body[0]["Value"], "Mg=="); // base64("2")
 }
@@ -98,18 +195,43 @@ async fn dev_agent_reports_itself_as_leader_and_member() {
     let dir = tempfile::tempdir().unwrap();
     let agent = dev_agent(&dir.path().join("a")).await;
     let c = http();
-    let leader: String = c.get(agent.url("/v1/status/leader")).send().await.unwrap().json().await.unwrap();
+    let leader: String = c
+        .get(agent.url("/v1/status/leader"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(leader, agent.rpc.unwrap().to_string());
-    let members: serde_json::Value = c.get(agent.url("/v1/agent/members")).send().await.unwrap().json().await.unwrap();
+    let members: serde_json::Value = c
+        .get(agent.url("/v1/agent/members"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(members[0]["Name"], "dev");
     assert_eq!(members[0]["Status"], 1);
     assert_eq!(members[0]["Tags"]["role"], "consul");
-    let conf: serde_json::Value = c.get(agent.url("/v1/operator/raft/configuration")).send().await.unwrap().json().await.unwrap();
+    let conf: serde_json::Value = c
+        .get(agent.url("/v1/operator/raft/configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(conf["Servers"][0]["Leader"], true);
     assert_eq!(conf["Servers"][0]["Voter"], true);
     // ?consistent and ?stale both answer on a single server.
     for q in ["consistent", "stale"] {
-        let r = c.get(agent.url(&format!("/v1/kv/nothing?{q}"))).send().await.unwrap();
+        let r = c
+            .get(agent.url(&format!("/v1/kv/nothing?{q}")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 404);
         assert_eq!(r.headers()["X-Consul-KnownLeader"], "true");
     }

@@ -66,12 +66,15 @@ mod parking {
     }
 }
 
-async fn bind(addr: Option<SocketAddr>, what: &str, flag: &str) -> anyhow::Result<Option<TcpListener>> {
+async fn bind(
+    addr: Option<SocketAddr>,
+    what: &str,
+    flag: &str,
+) -> anyhow::Result<Option<TcpListener>> {
     let Some(addr) = addr else { return Ok(None) };
-    TcpListener::bind(addr)
-        .await
-        .map(Some)
-        .with_context(|| format!("cannot listen for {what} on {addr} (port in use? choose another with {flag})"))
+    TcpListener::bind(addr).await.map(Some).with_context(|| {
+        format!("cannot listen for {what} on {addr} (port in use? choose another with {flag})")
+    })
 }
 
 fn advertised(ip: IpAddr, fallback: IpAddr, port: u16) -> SocketAddr {
@@ -108,7 +111,10 @@ impl Agent {
 
         let state = Arc::new(StateStore::new());
         let raft = if config.server {
-            let dir = data_dir.as_ref().expect("servers have a data dir").join("raft");
+            let dir = data_dir
+                .as_ref()
+                .expect("servers have a data dir")
+                .join("raft");
             let (log, sm) = mesh_store::open(&dir, state.clone())?;
             let timing = if config.dev {
                 RaftTiming::dev()
@@ -163,7 +169,10 @@ impl Agent {
         .await
         .with_context(|| format!("starting LAN gossip on {gossip_bind} (port in use? choose another with -serf-lan-port)"))?;
 
-        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "agent built");
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "agent built"
+        );
         Ok(Agent {
             config,
             node_id,

@@ -172,7 +172,13 @@ pub(crate) async fn membership(agent: Arc<Agent>) -> anyhow::Result<()> {
             if !servers.is_empty() {
                 mark_initialized(&agent);
             }
-        } else if metrics.borrow_and_update().membership_config.nodes().next().is_some() {
+        } else if metrics
+            .borrow_and_update()
+            .membership_config
+            .nodes()
+            .next()
+            .is_some()
+        {
             mark_initialized(&agent);
         }
         tokio::select! {

@@ -42,7 +42,15 @@ impl AgentHandle for AgentView {
             .into_iter()
             .map(|m| {
                 let mut tags = m.tags.clone();
-                tags.insert("role".into(), if m.role == Role::Server { "consul" } else { "node" }.into());
+                tags.insert(
+                    "role".into(),
+                    if m.role == Role::Server {
+                        "consul"
+                    } else {
+                        "node"
+                    }
+                    .into(),
+                );
                 tags.insert("dc".into(), m.dc.clone());
                 let status = match m.status {
                     MemberStatus::Alive | MemberStatus::Suspect => 1,

@@ -30,6 +30,8 @@ pub(crate) fn load_or_create(dir: &Path) -> anyhow::Result<Uuid> {
 
 /// The Raft server ID for a node ID (its first 8 bytes, never 0).
 pub(crate) fn raft_id(node_id: &Uuid) -> u64 {
-    let bytes: [u8; 8] = node_id.as_bytes()[..8].try_into().expect("uuid has 16 bytes");
+    let bytes: [u8; 8] = node_id.as_bytes()[..8]
+        .try_into()
+        .expect("uuid has 16 bytes");
     u64::from_be_bytes(bytes).max(1)
 }

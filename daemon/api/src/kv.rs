@@ -70,9 +70,15 @@ pub(crate) async fn get(
     let (found, index) = api
         .blocking_read(&opts, Table::Kv, |s| {
             if keys {
-                (Found::Keys(s.kv_keys(&key, separator.as_deref())), s.table_index(Table::Kv))
+                (
+                    Found::Keys(s.kv_keys(&key, separator.as_deref())),
+                    s.table_index(Table::Kv),
+                )
             } else if recurse {
-                (Found::Many(s.kv_list(&key).cloned().collect()), s.table_index(Table::Kv))
+                (
+                    Found::Many(s.kv_list(&key).cloned().collect()),
+                    s.table_index(Table::Kv),
+                )
             } else {
                 // A single key blocks on its own modify index, so writes to
                 // other keys do not wake it.
@@ -112,16 +118,19 @@ fn parse_u64(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>
         .get(name)
         .map(|v| {
             v.parse().map_err(|_| {
-                ApiError::bad_request(format!("Invalid {name} {v:?}: must be a non-negative integer"))
+                ApiError::bad_request(format!(
+                    "Invalid {name} {v:?}: must be a non-negative integer"
+                ))
             })
         })
         .transpose()
 }
 
 async fn write(api: &Api, cmd: Command) -> Result<Response, ApiError> {
-    let raft = api.raft.as_ref().ok_or_else(|| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no server available")
-    })?;
+    let raft = api
+        .raft
+        .as_ref()
+        .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no server available"))?;
     let (_, outcome) = raft.propose(&cmd).await?;
     match outcome {
         Outcome::Bool(ok) => Ok(Json(ok).into_response()),

@@ -66,7 +66,11 @@ pub struct Api {
 impl Api {
     /// The API of a server (`raft` set) or a client agent (`raft` none: requests that
     /// need the catalog are forwarded to a server).
-    pub fn new(raft: Option<RaftNode>, state: Arc<StateStore>, agent: Arc<dyn AgentHandle>) -> Self {
+    pub fn new(
+        raft: Option<RaftNode>,
+        state: Arc<StateStore>,
+        agent: Arc<dyn AgentHandle>,
+    ) -> Self {
         Api {
             raft,
             state,

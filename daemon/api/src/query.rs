@@ -28,9 +28,11 @@ impl QueryOptions {
     /// Parse from the query parameters; a bad value is a 400 naming it.
     pub fn parse(params: &HashMap<String, String>) -> Result<Self, ApiError> {
         let index = match params.get("index") {
-            Some(v) if !v.is_empty() => v
-                .parse()
-                .map_err(|_| ApiError::bad_request(format!("Invalid index {v:?}: must be a non-negative integer")))?,
+            Some(v) if !v.is_empty() => v.parse().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "Invalid index {v:?}: must be a non-negative integer"
+                ))
+            })?,
             _ => 0,
         };
         let wait = match params.get("wait") {
@@ -71,7 +73,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .ok_or("missing unit (ns, us, ms, s, m, h)")?;
         let (num, tail) = rest.split_at(num_end);
         let value: f64 = num.parse().map_err(|_| format!("bad number {num:?}"))?;
-        let unit_end = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+        let unit_end = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
         let (unit, next) = tail.split_at(unit_end);
         let scale = match unit {
             "ns" => 1e-9,
@@ -165,7 +169,11 @@ mod tests {
     #[test]
     fn query_options() {
         let p = |s: &[(&str, &str)]| {
-            QueryOptions::parse(&s.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+            QueryOptions::parse(
+                &s.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
         };
         let o = p(&[("index", "7"), ("wait", "1h")]).unwrap();
         assert_eq!((o.index, o.wait, o.mode), (7, MAX_WAIT, ReadMode::Default));

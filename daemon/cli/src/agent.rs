@@ -212,7 +212,7 @@ mod tests {
             panic!("not agent")
         };
         let sub = matches.subcommand_matches("agent").unwrap().clone();
-        (agent, sub)
+        (*agent, sub)
     }
 
     #[test]

@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run an agent (server with -server or -dev, client otherwise)
-    Agent(agent::AgentArgs),
+    Agent(Box<agent::AgentArgs>),
     /// List the members of the LAN gossip pool
     Members(members::MembersArgs),
     /// Cluster operations

@@ -96,7 +96,7 @@ mod tests {
             state: None,
         };
         assert_eq!(
-            rows(&[m.clone()])[0],
+            rows(std::slice::from_ref(&m))[0],
             ["n1", "10.0.0.1:8301", "failed", "server", "dc1"]
         );
         assert_eq!(detailed_rows(&[m])[0][3], "dc=dc1,role=consul");

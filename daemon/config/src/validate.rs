@@ -80,18 +80,19 @@ impl RuntimeConfig {
         let bind_addr = v
             .ip("bind_addr", raw.bind_addr.as_deref())?
             .unwrap_or(default_bind);
-        let advertise_addr =
-            match v.ip("advertise_addr", raw.advertise_addr.as_deref())? {
-                Some(ip) if ip.is_unspecified() => return Err(v.fail(
+        let advertise_addr = match v.ip("advertise_addr", raw.advertise_addr.as_deref())? {
+            Some(ip) if ip.is_unspecified() => {
+                return Err(v.fail(
                     "advertise_addr",
                     format!(
                         "{ip} cannot be advertised: other agents need an address they can reach"
                     ),
-                )),
-                Some(ip) => ip,
-                None if bind_addr.is_unspecified() => loopback,
-                None => bind_addr,
-            };
+                ))
+            }
+            Some(ip) => ip,
+            None if bind_addr.is_unspecified() => loopback,
+            None => bind_addr,
+        };
         let client_addr = v
             .ip("client_addr", raw.client_addr.as_deref())?
             .unwrap_or(loopback);
@@ -141,22 +142,23 @@ impl RuntimeConfig {
             }
         }
 
-        let log_level =
-            match raw.log_level.as_deref().map(str::to_ascii_lowercase) {
-                None if dev => "debug".to_string(),
-                None => "info".to_string(),
-                Some(level) => match level.as_str() {
-                    "trace" | "debug" | "info" | "warn" | "error" => level,
-                    "warning" => "warn".into(),
-                    "err" => "error".into(),
-                    _ => return Err(v.fail(
+        let log_level = match raw.log_level.as_deref().map(str::to_ascii_lowercase) {
+            None if dev => "debug".to_string(),
+            None => "info".to_string(),
+            Some(level) => match level.as_str() {
+                "trace" | "debug" | "info" | "warn" | "error" => level,
+                "warning" => "warn".into(),
+                "err" => "error".into(),
+                _ => {
+                    return Err(v.fail(
                         "log_level",
                         format!(
                             "{level:?} is not a log level: use trace, debug, info, warn or error"
                         ),
-                    )),
-                },
-            };
+                    ))
+                }
+            },
+        };
 
         let raft_multiplier = match raw.performance.as_ref().and_then(|p| p.raft_multiplier) {
             Some(m) if !(1..=10).contains(&m) => {

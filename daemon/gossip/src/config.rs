@@ -127,7 +127,9 @@ impl Timing {
             return bad("gossip and push/pull intervals must be positive");
         }
         if self.indirect_checks == 0 || self.gossip_nodes == 0 || self.suspicion_mult == 0 {
-            return bad("indirect checks, gossip nodes and suspicion multiplier must be at least 1");
+            return bad(
+                "indirect checks, gossip nodes and suspicion multiplier must be at least 1",
+            );
         }
         Ok(())
     }

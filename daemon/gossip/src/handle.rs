@@ -46,7 +46,9 @@ impl Gossip {
     ) -> Result<Gossip, GossipError> {
         config.timing.validate()?;
         if config.name.is_empty() {
-            return Err(GossipError::Config("node name must not be empty".to_owned()));
+            return Err(GossipError::Config(
+                "node name must not be empty".to_owned(),
+            ));
         }
         let local_addr = transport.local_addr();
         let addr = match config.advertise {
@@ -117,7 +119,10 @@ impl Gossip {
     ///
     /// Fails only if none did, listing why for each (unreachable, key mismatch...).
     pub async fn join(&self, addrs: &[SocketAddr]) -> Result<usize, GossipError> {
-        let local = self.request(Command::LocalState).await?.ok_or(GossipError::Left)?;
+        let local = self
+            .request(Command::LocalState)
+            .await?
+            .ok_or(GossipError::Left)?;
         let local = Arc::new(local);
         let shared = self.shared()?;
         let mut exchanges = JoinSet::new();
@@ -131,7 +136,8 @@ impl Gossip {
             let Ok((addr, result)) = done else { continue };
             match result {
                 Ok(state) => {
-                    self.request(|done| Command::Merge(state, Some(done))).await?;
+                    self.request(|done| Command::Merge(state, Some(done)))
+                        .await?;
                     tracing::info!(%addr, "joined gossip pool");
                     joined += 1;
                 }
@@ -197,7 +203,11 @@ impl Gossip {
     }
 
     fn shared(&self) -> Result<Arc<Shared>, GossipError> {
-        self.inner.shared.lock().clone().ok_or(GossipError::Shutdown)
+        self.inner
+            .shared
+            .lock()
+            .clone()
+            .ok_or(GossipError::Shutdown)
     }
 
     async fn request<T>(

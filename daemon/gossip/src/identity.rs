@@ -90,10 +90,7 @@ impl LeftSet {
     }
 
     pub fn entries(&self) -> Vec<(String, u64)> {
-        self.versions
-            .iter()
-            .map(|(n, v)| (n.clone(), *v))
-            .collect()
+        self.versions.iter().map(|(n, v)| (n.clone(), *v)).collect()
     }
 
     /// Forgets leaves of identities foca no longer knows, keeping memory bounded.

@@ -85,7 +85,9 @@ impl Keyring {
                 self.keys.remove(pos);
                 Ok(())
             }
-            None => Err(GossipError::InvalidKey("the key is not installed".to_owned())),
+            None => Err(GossipError::InvalidKey(
+                "the key is not installed".to_owned(),
+            )),
         }
     }
 
@@ -241,7 +243,10 @@ mod tests {
         *tampered.last_mut().unwrap() ^= 1;
         assert_eq!(a.decrypt(&tampered), Err(DecryptError));
         assert_eq!(a.decrypt(b"\x01short"), Err(DecryptError));
-        assert_eq!(a.decrypt(b"plain text that is long enough to look sealed"), Err(DecryptError));
+        assert_eq!(
+            a.decrypt(b"plain text that is long enough to look sealed"),
+            Err(DecryptError)
+        );
     }
 
     #[test]
@@ -264,7 +269,10 @@ mod tests {
         assert_eq!(old_primary.decrypt(&receiver.encrypt(b"y")).unwrap(), b"y");
 
         // Step 3: removing the old key stops old-key traffic.
-        assert!(receiver.remove_key(&new).is_err(), "primary cannot be removed");
+        assert!(
+            receiver.remove_key(&new).is_err(),
+            "primary cannot be removed"
+        );
         receiver.remove_key(&old).unwrap();
         assert_eq!(receiver.keys().count(), 1);
         assert!(receiver.decrypt(&sender.encrypt(b"z")).is_err());

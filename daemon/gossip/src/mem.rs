@@ -79,14 +79,9 @@ impl MemNetwork {
         let (conns, conns_rx) = mpsc::channel(64);
         state.next_id += 1;
         let id = state.next_id;
-        state.endpoints.insert(
-            addr,
-            Endpoint {
-                id,
-                packets,
-                conns,
-            },
-        );
+        state
+            .endpoints
+            .insert(addr, Endpoint { id, packets, conns });
         Ok(Arc::new(MemTransport {
             net: self.clone(),
             addr,
@@ -209,7 +204,10 @@ mod tests {
         assert!(net.bind(addr("10.0.0.2:7000")).is_err(), "address in use");
 
         a.send_packet(b.local_addr(), b"ping");
-        assert_eq!(b.recv_packet().await.unwrap(), (a.local_addr(), b"ping".to_vec()));
+        assert_eq!(
+            b.recv_packet().await.unwrap(),
+            (a.local_addr(), b"ping".to_vec())
+        );
 
         let mut out = a.connect(b.local_addr()).await.unwrap();
         let (peer, mut inc) = b.accept().await.unwrap();

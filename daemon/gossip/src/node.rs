@@ -1,7 +1,7 @@
 //! The event loop that owns foca: packets in, timers, commands, packets out.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -66,15 +66,8 @@ impl Node {
         members: watch::Sender<Vec<Member>>,
         commands: mpsc::WeakUnboundedSender<Command>,
     ) -> Node {
-        use rand_foca::SeedableRng as _;
         let left_set = Arc::new(Mutex::new(LeftSet::default()));
-        let foca = Foca::with_custom_broadcast(
-            id,
-            shared.timing.foca_config(1),
-            SmallRng::seed_from_u64(rand::rng().random()),
-            PostcardCodec,
-            LeaveHandler(left_set.clone()),
-        );
+        let foca = new_foca(id, &shared.timing, &left_set);
         Node {
             foca,
             rt: AccumulatingRuntime::new(),
@@ -93,7 +86,8 @@ impl Node {
     /// Runs until every `Gossip` handle is dropped (or the task is aborted).
     pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let (packet_tx, mut packets) = mpsc::channel(1024);
-        self.tasks.spawn(read_packets(self.shared.clone(), packet_tx));
+        self.tasks
+            .spawn(read_packets(self.shared.clone(), packet_tx));
         self.tasks
             .spawn(accept_streams(self.shared.clone(), self.commands.clone()));
 
@@ -102,7 +96,8 @@ impl Node {
         let phase = timing
             .push_pull_interval
             .mul_f64(rand::rng().random_range(0.5..1.5));
-        let mut push_pull = tokio::time::interval_at(Instant::now() + phase, timing.push_pull_interval);
+        let mut push_pull =
+            tokio::time::interval_at(Instant::now() + phase, timing.push_pull_interval);
         push_pull.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // Suspect/alive flips raise no foca notification; a periodic refresh catches them.
         let mut refresh = tokio::time::interval(timing.gossip_interval);
@@ -225,11 +220,55 @@ impl Node {
                 left.insert(name, *version);
             }
         }
-        if let Err(e) = self.foca.apply_many(state.members.into_iter(), true, &mut self.rt) {
+        if self.is_isolated() {
+            self.start_over(&state);
+        }
+        if let Err(e) = self
+            .foca
+            .apply_many(state.members.into_iter(), true, &mut self.rt)
+        {
             tracing::debug!(error = %e, "applying push/pull state failed");
         }
         self.drain();
         self.publish();
+    }
+
+    /// Everyone we know is down in our eyes (we were cut off, or paused).
+    fn is_isolated(&self) -> bool {
+        let me = &self.foca.identity().name;
+        self.foca.num_members() == 0
+            && self
+                .foca
+                .iter_membership_state()
+                .any(|m| &m.id().name != me)
+    }
+
+    /// Restarts foca under a newer identity before adopting a peer's view.
+    ///
+    /// Foca never revives an identity it saw go down, so after a partition an
+    /// isolated node could not believe the peers it reaches again. Starting over
+    /// lets the peer's state in; failures the peer does not know about are kept.
+    fn start_over(&mut self, incoming: &PushPull) {
+        let me = self.foca.identity().clone();
+        let theirs: HashSet<&str> = incoming
+            .members
+            .iter()
+            .map(|m| m.id().name.as_str())
+            .collect();
+        let keep: Vec<_> = self
+            .foca
+            .iter_membership_state()
+            .filter(|m| m.id().name != me.name && !theirs.contains(m.id().name.as_str()))
+            .cloned()
+            .collect();
+        tracing::info!("reconnected after isolation; rejoining the gossip pool");
+        self.foca = new_foca(me.bumped(), &self.shared.timing, &self.left_set);
+        // Timers of the old instance must not reach the new one.
+        self.timers.clear();
+        self.pool_size = 1;
+        if let Err(e) = self.foca.apply_many(keep.into_iter(), false, &mut self.rt) {
+            tracing::debug!(error = %e, "restoring failed members failed");
+        }
     }
 
     fn set_tags(&mut self, tags: BTreeMap<String, String>) {
@@ -250,9 +289,7 @@ impl Node {
         }
         // change_identity disconnects until someone talks to us; we still know the
         // pool, so reconnect at once and keep probing.
-        let _ = self
-            .foca
-            .apply_many(std::iter::empty(), true, &mut self.rt);
+        let _ = self.foca.apply_many(std::iter::empty(), true, &mut self.rt);
         self.drain();
         self.publish();
     }
@@ -283,15 +320,35 @@ impl Node {
         if self.left {
             return;
         }
-        use rand::seq::IteratorRandom as _;
-        let Some(peer) = self
-            .foca
-            .iter_members()
-            .map(|m| m.id().addr)
-            .choose(&mut rand::rng())
-        else {
-            return;
-        };
+        use rand::seq::IndexedRandom as _;
+        let me = &self.foca.identity().name;
+        let mut alive = Vec::new();
+        let mut failed = Vec::new();
+        {
+            let left = self.left_set.lock();
+            for m in self.foca.iter_membership_state() {
+                match m.state() {
+                    _ if &m.id().name == me => {}
+                    foca::State::Alive | foca::State::Suspect => alive.push(m.id().addr),
+                    foca::State::Down if !left.has_left(m.id()) => failed.push(m.id().addr),
+                    foca::State::Down => {}
+                }
+            }
+        }
+        let mut rng = rand::rng();
+        let mut peers: Vec<SocketAddr> = alive.choose(&mut rng).copied().into_iter().collect();
+        // Like Serf's reconnect: now and then try a failed member, always when
+        // nobody is alive, so partitions heal once the network does.
+        let odds = failed.len() as f64 / alive.len().max(1) as f64;
+        if rng.random_bool(odds.min(1.0)) {
+            peers.extend(failed.choose(&mut rng));
+        }
+        for peer in peers {
+            self.spawn_push_pull(peer);
+        }
+    }
+
+    fn spawn_push_pull(&mut self, peer: SocketAddr) {
         let local = self.local_state().encode();
         let shared = self.shared.clone();
         let commands = self.commands.clone();
@@ -334,7 +391,10 @@ impl Node {
                     tracing::warn!("the gossip pool declared this node failed")
                 }
                 OwnedNotification::Rejoin(id) => {
-                    tracing::info!(version = id.version, "rejoined the gossip pool after being declared failed")
+                    tracing::info!(
+                        version = id.version,
+                        "rejoined the gossip pool after being declared failed"
+                    )
                 }
                 OwnedNotification::Idle if !self.left => {
                     tracing::info!("no other live gossip members known")
@@ -408,6 +468,17 @@ impl Node {
             left: self.left_set.lock().entries(),
         }
     }
+}
+
+fn new_foca(id: NodeId, timing: &Timing, left_set: &Arc<Mutex<LeftSet>>) -> Swim {
+    use rand_foca::SeedableRng as _;
+    Foca::with_custom_broadcast(
+        id,
+        timing.foca_config(1),
+        SmallRng::seed_from_u64(rand::rng().random()),
+        PostcardCodec,
+        LeaveHandler(left_set.clone()),
+    )
 }
 
 fn to_member(id: &NodeId, status: MemberStatus) -> Member {
@@ -547,7 +618,7 @@ async fn serve_push_pull(
                         format!("{me} did not understand the push/pull")
                     }
                 };
-                tracing::warn!(from = %peer, "{DECRYPT_FAILED}");
+                tracing::warn!(from = %peer, %reason, "{DECRYPT_FAILED}");
                 wire::write_frame(&mut conn, &wire::error_frame(&reason)).await?;
                 return Ok(());
             }
@@ -555,12 +626,16 @@ async fn serve_push_pull(
         let Some(tx) = commands.upgrade() else {
             return Ok(());
         };
+        // Merge before answering: if they think we failed, we rejoin under a new
+        // identity first and they learn it from this very reply.
+        let (merged, done) = oneshot::channel();
+        let _ = tx.send(Command::Merge(theirs, Some(merged)));
+        let _ = done.await;
         let (reply, local) = oneshot::channel();
         let _ = tx.send(Command::LocalState(reply));
         match local.await.ok().flatten() {
             Some(local) => {
                 wire::write_frame(&mut conn, &wire::seal(shared.keyring.as_ref(), &local)).await?;
-                let _ = tx.send(Command::Merge(theirs, None));
             }
             None => {
                 let reason = format!("{me} has left the gossip pool");

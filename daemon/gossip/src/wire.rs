@@ -61,7 +61,9 @@ pub(crate) fn open(keyring: Option<&Keyring>, data: &[u8]) -> Result<Vec<u8>, Op
         (KIND_SEALED, None) => Err(OpenError::Sealed),
         (KIND_PLAIN, Some(_)) => Err(OpenError::Plaintext),
         (KIND_PLAIN, None) => Ok(body.to_vec()),
-        (KIND_ERROR, _) => Err(OpenError::Remote(String::from_utf8_lossy(body).into_owned())),
+        (KIND_ERROR, _) => Err(OpenError::Remote(
+            String::from_utf8_lossy(body).into_owned(),
+        )),
         _ => Err(OpenError::Malformed),
     }
 }
@@ -94,7 +96,10 @@ impl PushPull {
 }
 
 /// Writes one length-prefixed frame.
-pub(crate) async fn write_frame<S: AsyncWrite + Unpin>(s: &mut S, body: &[u8]) -> std::io::Result<()> {
+pub(crate) async fn write_frame<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    body: &[u8],
+) -> std::io::Result<()> {
     let len = u32::try_from(body.len())
         .ok()
         .filter(|&l| l as usize <= MAX_FRAME)
@@ -130,8 +135,14 @@ mod tests {
         let b = Keyring::new(vec![2; 32]).unwrap();
         assert_eq!(open(None, &seal(None, b"hi")).unwrap(), b"hi");
         assert_eq!(open(Some(&a), &seal(Some(&a), b"hi")).unwrap(), b"hi");
-        assert_eq!(open(Some(&b), &seal(Some(&a), b"hi")), Err(OpenError::Decrypt));
-        assert_eq!(open(Some(&a), &seal(None, b"hi")), Err(OpenError::Plaintext));
+        assert_eq!(
+            open(Some(&b), &seal(Some(&a), b"hi")),
+            Err(OpenError::Decrypt)
+        );
+        assert_eq!(
+            open(Some(&a), &seal(None, b"hi")),
+            Err(OpenError::Plaintext)
+        );
         assert_eq!(open(None, &seal(Some(&a), b"hi")), Err(OpenError::Sealed));
         assert_eq!(
             open(Some(&a), &error_frame("nope")),
@@ -145,9 +156,12 @@ mod tests {
     async fn frames_round_trip() {
         let (mut a, mut b) = tokio::io::duplex(64);
         let writer = tokio::spawn(async move {
-            write_frame(&mut a, b"hello world, longer than the pipe buffer of 64 bytes........")
-                .await
-                .unwrap();
+            write_frame(
+                &mut a,
+                b"hello world, longer than the pipe buffer of 64 bytes........",
+            )
+            .await
+            .unwrap();
         });
         let got = read_frame(&mut b).await.unwrap();
         assert!(got.starts_with(b"hello world"));

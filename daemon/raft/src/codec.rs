@@ -7,6 +7,5 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, tonic::Status> 
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, tonic::Status> {
-    postcard::from_bytes(bytes)
-        .map_err(|e| tonic::Status::invalid_argument(format!("decode: {e}")))
+    postcard::from_bytes(bytes).map_err(|e| tonic::Status::invalid_argument(format!("decode: {e}")))
 }

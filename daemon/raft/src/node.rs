@@ -238,7 +238,10 @@ impl RaftNode {
     /// Make a server a voter (leader only): learner first, caught up, then voter.
     pub async fn add_voter(&self, id: u64, node: MeshNode) -> Result<(), String> {
         let (servers, _) = self.servers();
-        if servers.iter().any(|s| s.id == id && s.voter && s.node == node) {
+        if servers
+            .iter()
+            .any(|s| s.id == id && s.voter && s.node == node)
+        {
             return Ok(());
         }
         self.inner

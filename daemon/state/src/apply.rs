@@ -194,7 +194,11 @@ impl State {
         node: String,
         service_id: String,
     ) -> (Outcome, Vec<Table>) {
-        if self.services.remove(&(node.clone(), service_id.clone())).is_none() {
+        if self
+            .services
+            .remove(&(node.clone(), service_id.clone()))
+            .is_none()
+        {
             return (Outcome::Done, Vec::new());
         }
         self.checks

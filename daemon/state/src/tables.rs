@@ -90,7 +90,9 @@ impl State {
 
     /// Every service instance with the node it runs on.
     pub fn services(&self) -> impl Iterator<Item = (&str, &Service)> {
-        self.services.iter().map(|((node, _), s)| (node.as_str(), s))
+        self.services
+            .iter()
+            .map(|((node, _), s)| (node.as_str(), s))
     }
 
     /// Every check with its node.

@@ -53,9 +53,18 @@ impl LogStore {
             .map_err(|e| StorageIOError::read(io_err(e)).into())
     }
 
-    fn put_meta<T: Serialize>(&self, key: &[u8], value: &T, sync: bool) -> Result<(), StorageError> {
+    fn put_meta<T: Serialize>(
+        &self,
+        key: &[u8],
+        value: &T,
+        sync: bool,
+    ) -> Result<(), StorageError> {
         let bytes = postcard::to_stdvec(value).map_err(|e| StorageIOError::write(io_err(e)))?;
-        let opts = if sync { synced() } else { WriteOptions::default() };
+        let opts = if sync {
+            synced()
+        } else {
+            WriteOptions::default()
+        };
         self.db
             .put_cf_opt(cf(&self.db, CF_META), key, bytes, &opts)
             .map_err(|e| StorageIOError::write(io_err(e)).into())
@@ -66,8 +75,8 @@ impl LogStore {
         iter.seek_to_last();
         match iter.value() {
             Some(bytes) => {
-                let entry: Entry =
-                    postcard::from_bytes(bytes).map_err(|e| StorageIOError::read_logs(io_err(e)))?;
+                let entry: Entry = postcard::from_bytes(bytes)
+                    .map_err(|e| StorageIOError::read_logs(io_err(e)))?;
                 Ok(Some(*entry.get_log_id()))
             }
             None => {
@@ -93,9 +102,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let mut iter = self.db.raw_iterator_cf(cf(&self.db, CF_LOGS));
         iter.seek(index_key(start));
         while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
-            let index = u64::from_be_bytes(key.try_into().map_err(|_| {
-                StorageIOError::read_logs(AnyError::error("malformed log key"))
-            })?);
+            let index =
+                u64::from_be_bytes(key.try_into().map_err(|_| {
+                    StorageIOError::read_logs(AnyError::error("malformed log key"))
+                })?);
             if !range.contains(&index) {
                 break;
             }

@@ -42,12 +42,15 @@ fn read_stored(db: &DB) -> Result<Option<StoredSnapshot>, String> {
 }
 
 fn write_stored(db: &DB, snap: &StoredSnapshot) -> Result<(), StorageError> {
-    let bytes = postcard::to_stdvec(snap)
-        .map_err(|e| StorageIOError::write_snapshot(Some(snap.meta.signature()), AnyError::new(&e)))?;
+    let bytes = postcard::to_stdvec(snap).map_err(|e| {
+        StorageIOError::write_snapshot(Some(snap.meta.signature()), AnyError::new(&e))
+    })?;
     let mut opts = WriteOptions::default();
     opts.set_sync(true);
     db.put_cf_opt(cf(db, CF_META), KEY_SNAPSHOT, bytes, &opts)
-        .map_err(|e| StorageIOError::write_snapshot(Some(snap.meta.signature()), AnyError::new(&e)).into())
+        .map_err(|e| {
+            StorageIOError::write_snapshot(Some(snap.meta.signature()), AnyError::new(&e)).into()
+        })
 }
 
 impl StateMachine {

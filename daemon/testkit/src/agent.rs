@@ -93,7 +93,10 @@ impl TestAgent {
             "-client=127.0.0.1".into(),
             format!("-http-port={}", port(ports.map(|r| r.http.port()))),
             format!("-serf-lan-port={}", port(ports.map(|r| r.serf.port()))),
-            format!("-server-port={}", port(ports.and_then(|r| r.rpc).map(|a| a.port()))),
+            format!(
+                "-server-port={}",
+                port(ports.and_then(|r| r.rpc).map(|a| a.port()))
+            ),
             "-dns-port=-1".into(),
             "-grpc-port=-1".into(),
             "-retry-interval=1s".into(),
@@ -182,7 +185,10 @@ impl TestAgent {
     }
 
     /// Wait for the process to exit by itself (after a leave).
-    pub async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+    pub async fn wait_exit(
+        &mut self,
+        timeout: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
         let child = self.child.as_mut().context("not running")?;
         let status = tokio::time::timeout(timeout, child.wait()).await??;
         self.child = None;

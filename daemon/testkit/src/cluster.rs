@@ -19,7 +19,8 @@ impl TestCluster {
     pub async fn start(n: usize) -> anyhow::Result<TestCluster> {
         let dir = tempfile::Builder::new().prefix("mesh-cluster-").tempdir()?;
         let mut agents = Vec::new();
-        let first = TestAgent::start(AgentSpec::server("s0", n as u32), &dir.path().join("s0")).await?;
+        let first =
+            TestAgent::start(AgentSpec::server("s0", n as u32), &dir.path().join("s0")).await?;
         let seed = first.serf;
         agents.push(first);
         for i in 1..n {
@@ -48,12 +49,26 @@ impl TestCluster {
 
     /// The leader's RPC address as agent `i` reports it ("" if none).
     pub async fn leader_seen_by(&self, i: usize) -> Option<String> {
-        let resp = self.http.get(self.agents[i].url("/v1/status/leader")).send().await.ok()?;
+        let resp = self
+            .http
+            .get(self.agents[i].url("/v1/status/leader"))
+            .send()
+            .await
+            .ok()?;
         resp.json::<String>().await.ok()
     }
 
     /// Wait until every running server names the same, non-empty leader; returns its index.
     pub async fn wait_for_leader(&self, timeout: Duration) -> usize {
+        self.wait_for_leader_except(None, timeout).await
+    }
+
+    /// Like `wait_for_leader`, but the leader must not be agent `old`.
+    pub async fn wait_for_new_leader(&self, old: usize, timeout: Duration) -> usize {
+        self.wait_for_leader_except(Some(old), timeout).await
+    }
+
+    async fn wait_for_leader_except(&self, old: Option<usize>, timeout: Duration) -> usize {
         eventually("all servers agree on a leader", timeout, || async {
             let mut seen = None;
             for i in 0..self.agents.len() {
@@ -70,6 +85,7 @@ impl TestCluster {
             self.agents
                 .iter()
                 .position(|a| a.rpc.map(|r| r.to_string()) == Some(leader.clone()))
+                .filter(|i| Some(*i) != old)
         })
         .await
     }

@@ -160,7 +160,10 @@ async fn join_reports_unreachable_addresses() {
     let a = mem_node(&net, "a", 1).await;
     let nowhere = "10.9.9.9:8301".parse().unwrap();
     let err = a.join(&[nowhere]).await.unwrap_err().to_string();
-    assert!(err.contains("10.9.9.9:8301") && err.contains("unreachable"), "{err}");
+    assert!(
+        err.contains("10.9.9.9:8301") && err.contains("unreachable"),
+        "{err}"
+    );
 
     let b = mem_node(&net, "b", 2).await;
     // One good address is enough.
@@ -171,4 +174,59 @@ async fn join_reports_unreachable_addresses() {
         a.join(&[b.local_addr()]).await,
         Err(mesh_gossip::GossipError::Shutdown)
     ));
+}
+
+#[tokio::test]
+async fn partition_heals() {
+    init_tracing();
+    let net = MemNetwork::new();
+    let nodes = pool(&net, 4).await;
+    let island = &nodes[3];
+    let mainland = [&nodes[0], &nodes[1], &nodes[2]];
+    for node in mainland {
+        net.cut(island.local_addr(), node.local_addr());
+    }
+    eventually("each side to see the other failed", || async {
+        all_see(&mainland, "node-03", MemberStatus::Failed).or_else(|| {
+            ["node-00", "node-01", "node-02"]
+                .iter()
+                .find_map(|name| all_see(&[island], name, MemberStatus::Failed))
+        })
+    })
+    .await;
+
+    for node in mainland {
+        net.heal(island.local_addr(), node.local_addr());
+    }
+    let everyone: Vec<&Gossip> = nodes.iter().collect();
+    eventually("the pool to be whole again", || async {
+        ["node-00", "node-01", "node-02", "node-03"]
+            .iter()
+            .find_map(|name| all_see(&everyone, name, MemberStatus::Alive))
+    })
+    .await;
+    shutdown(&nodes).await;
+}
+
+#[tokio::test]
+async fn two_isolated_halves_reconnect_by_push_pull() {
+    init_tracing();
+    let net = MemNetwork::new();
+    let nodes = pool(&net, 2).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    net.cut(a.local_addr(), b.local_addr());
+    eventually("each to see the other failed", || async {
+        all_see(&[a], "node-01", MemberStatus::Failed)
+            .or_else(|| all_see(&[b], "node-00", MemberStatus::Failed))
+    })
+    .await;
+    // Both are now alone with no probes running; only the periodic push/pull
+    // to failed members (Serf's reconnect) can bring them back together.
+    net.heal(a.local_addr(), b.local_addr());
+    eventually("both to be alive again", || async {
+        all_see(&[a, b], "node-00", MemberStatus::Alive)
+            .or_else(|| all_see(&[a, b], "node-01", MemberStatus::Alive))
+    })
+    .await;
+    shutdown(&nodes).await;
 }

@@ -40,7 +40,10 @@ async fn encrypted_pool_rejects_other_keys() {
     let err = intruder.join(&[seed]).await.unwrap_err();
     assert!(matches!(err, GossipError::Join(_)));
     let msg = err.to_string();
-    assert!(msg.contains("key mismatch") && msg.contains(&seed.to_string()), "{msg}");
+    assert!(
+        msg.contains("key mismatch") && msg.contains(&seed.to_string()),
+        "{msg}"
+    );
 
     // No key at all: same.
     let plain = udp_node("plain", None).await;
