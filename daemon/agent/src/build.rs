@@ -158,7 +158,10 @@ impl Agent {
         let gossip = Gossip::start(GossipConfig {
             name: config.node_name.clone(),
             bind: gossip_bind,
-            advertise: (gossip_bind.port() != 0 && gossip_bind.ip().is_unspecified())
+            // Port 0 in the advertise address is filled in with the bound port.
+            advertise: gossip_bind
+                .ip()
+                .is_unspecified()
                 .then(|| SocketAddr::new(config.advertise_addr, gossip_bind.port())),
             dc: config.datacenter.clone(),
             role: if config.server { Role::Server } else { Role::Client },

@@ -25,6 +25,20 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A failed transaction: 409 with Consul's `{Results, Errors}` body.
+    pub fn txn(errors: Vec<(usize, String)>) -> Self {
+        let body = serde_json::json!({
+            "Results": null,
+            "Errors": errors.iter().map(|(i, what)| serde_json::json!({"OpIndex": i, "What": what})).collect::<Vec<_>>(),
+        });
+        ApiError {
+            status: StatusCode::CONFLICT,
+            message: body.to_string(),
+        }
+    }
+}
+
 impl From<mesh_raft::ProposeError> for ApiError {
     fn from(e: mesh_raft::ProposeError) -> Self {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())

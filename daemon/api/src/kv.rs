@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 use mesh_state::Table;
-use mesh_types::{Command, KvEntry, Outcome, MAX_KV_VALUE_BYTES};
+use mesh_types::{Command, KvEntry, MAX_KV_VALUE_BYTES};
 use serde::Serialize;
 
 use crate::{Api, ApiError, QueryOptions};
@@ -127,16 +127,7 @@ fn parse_u64(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>
 }
 
 async fn write(api: &Api, cmd: Command) -> Result<Response, ApiError> {
-    let raft = api
-        .raft
-        .as_ref()
-        .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no server available"))?;
-    let (_, outcome) = raft.propose(&cmd).await?;
-    match outcome {
-        Outcome::Bool(ok) => Ok(Json(ok).into_response()),
-        Outcome::Done => Ok(Json(true).into_response()),
-        Outcome::Rejected(why) => Err(ApiError::bad_request(why)),
-    }
+    Ok(Json(api.apply(cmd).await?.as_bool()).into_response())
 }
 
 pub(crate) async fn put(

@@ -9,6 +9,8 @@ mod forward;
 mod kv;
 mod query;
 mod status;
+pub mod wire;
+mod write;
 
 use std::sync::Arc;
 

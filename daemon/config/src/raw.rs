@@ -21,29 +21,51 @@ pub struct RawConfig {
     /// `-dev` mode; only settable by the flag, as in Consul.
     #[serde(skip)]
     pub dev: bool,
+    /// Datacenter name (`dc1`).
     pub datacenter: Option<String>,
+    /// Node name (hostname).
     pub node_name: Option<String>,
+    /// Run as a Raft server.
     pub server: Option<bool>,
+    /// Servers to wait for before bootstrapping.
     pub bootstrap_expect: Option<u32>,
+    /// IP for gossip and server RPC.
     pub bind_addr: Option<String>,
+    /// IP other agents use to reach this one.
     pub advertise_addr: Option<String>,
+    /// IP for HTTP, DNS and gRPC.
     pub client_addr: Option<String>,
+    /// Directory for state.
     pub data_dir: Option<String>,
+    /// Gossip key, base64 of 16/24/32 bytes.
     pub encrypt: Option<String>,
+    /// Agents to join at start.
     pub retry_join: Option<Vec<String>>,
     /// Go-style duration (`"30s"`).
     pub retry_interval: Option<String>,
+    /// `trace|debug|info|warn|error`.
     pub log_level: Option<String>,
+    /// Serve the web UI.
     pub ui: Option<bool>,
+    /// `ports { }`.
     pub ports: Option<RawPorts>,
+    /// `addresses { }`.
     pub addresses: Option<RawAddresses>,
+    /// `performance { }`.
     pub performance: Option<RawPerformance>,
+    /// `connect { }`.
     pub connect: Option<RawConnect>,
+    /// `dns_config { }`.
     pub dns_config: Option<RawDnsConfig>,
+    /// DNS domain (`consul`).
     pub domain: Option<String>,
+    /// Second DNS domain.
     pub alt_domain: Option<String>,
+    /// Upstream DNS resolvers, `ip` or `ip:port`.
     pub recursors: Option<Vec<String>>,
+    /// `acl { }`.
     pub acl: Option<RawAcl>,
+    /// `config_entries { }`.
     pub config_entries: Option<RawConfigEntries>,
 
     /// Files this config was read from, in merge order.
@@ -58,6 +80,7 @@ pub struct RawConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPorts {
+    // One field per listener; see `Ports`.
     pub http: Option<i64>,
     pub https: Option<i64>,
     pub grpc: Option<i64>,
@@ -70,6 +93,7 @@ pub struct RawPorts {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAddresses {
+    // One IP per interface.
     pub http: Option<String>,
     pub dns: Option<String>,
     pub grpc: Option<String>,
@@ -79,6 +103,7 @@ pub struct RawAddresses {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPerformance {
+    /// Raft timing multiplier, 1-10.
     pub raft_multiplier: Option<u32>,
 }
 
@@ -86,6 +111,7 @@ pub struct RawPerformance {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConnect {
+    /// Turn Connect on or off.
     pub enabled: Option<bool>,
 }
 
@@ -93,12 +119,17 @@ pub struct RawConnect {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDnsConfig {
+    /// Answer from any server's state.
     pub allow_stale: Option<bool>,
+    /// TTL of node answers (duration).
     pub node_ttl: Option<String>,
     /// Service name (or `"*"`) → TTL duration.
     pub service_ttl: Option<BTreeMap<String, String>>,
+    /// Most records in a UDP answer.
     pub udp_answer_limit: Option<u32>,
+    /// Set TC when records were left out.
     pub enable_truncate: Option<bool>,
+    /// Leave out instances with any non-passing check.
     pub only_passing: Option<bool>,
 }
 
@@ -106,7 +137,9 @@ pub struct RawDnsConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAcl {
+    /// Check tokens.
     pub enabled: Option<bool>,
+    /// `allow` or `deny`.
     pub default_policy: Option<String>,
 }
 

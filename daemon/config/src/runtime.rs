@@ -57,8 +57,11 @@ pub struct RuntimeConfig {
 /// Addresses that override `client_addr` for one interface.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Addresses {
+    /// HTTP API.
     pub http: Option<IpAddr>,
+    /// DNS (UDP and TCP).
     pub dns: Option<IpAddr>,
+    /// gRPC (xDS).
     pub grpc: Option<IpAddr>,
 }
 

@@ -212,8 +212,19 @@ impl Check<'_> {
     fn fail(&self, key: &str, message: impl Into<String>) -> ValidationError {
         ValidationError {
             key: key.to_string(),
-            origin: self.raw.origin(key).cloned(),
+            origin: self.origin(key),
             message: message.into(),
+        }
+    }
+
+    /// Where `key` or, failing that, its nearest parent (`retry_join` for `retry_join[1]`) was set.
+    fn origin(&self, key: &str) -> Option<crate::error::Origin> {
+        let mut key = key;
+        loop {
+            if let Some(origin) = self.raw.origin(key) {
+                return Some(origin.clone());
+            }
+            key = &key[..key.rfind(['.', '['])?];
         }
     }
 

@@ -148,9 +148,11 @@ impl Node {
                 let _ = reply.send(());
             }
             Command::LeaveProgress(reply) => {
-                let done = self.foca.num_members() == 0
-                    || (self.foca.updates_backlog() == 0
-                        && self.foca.custom_broadcast_backlog() == 0);
+                // Our leave notice rides with our own down update; once it has been
+                // sent as often as any update would be, the pool has it. Other
+                // queued updates need not hold us back.
+                let done =
+                    self.foca.num_members() == 0 || self.foca.custom_broadcast_backlog() == 0;
                 if !done {
                     if let Err(e) = self.foca.gossip(&mut self.rt) {
                         tracing::debug!(error = %e, "gossiping leave failed");

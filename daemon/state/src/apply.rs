@@ -1,25 +1,34 @@
-use mesh_types::{decode_command, Command, KvEntry, Outcome, MAX_KV_VALUE_BYTES};
+//! Applying commands: dispatch, KV and transactions. Catalog and config
+//! entries are in `catalog.rs`.
+
+use std::collections::BTreeMap;
+
+use mesh_types::{decode_command, Command, KvEntry, Outcome, TxnOp, MAX_KV_VALUE_BYTES};
 
 use crate::{State, Table};
+
+pub(crate) type Applied = (Outcome, Vec<Table>);
+
+pub(crate) fn rejected(why: impl Into<String>) -> Applied {
+    (Outcome::Rejected(why.into()), Vec::new())
+}
 
 impl State {
     /// Apply an encoded command at `index`. Deterministic: the same bytes at
     /// the same index give the same outcome and state on every replica.
-    pub(crate) fn apply(&mut self, index: u64, bytes: &[u8]) -> (Outcome, Vec<Table>) {
+    pub(crate) fn apply(&mut self, index: u64, bytes: &[u8]) -> Applied {
         self.last_index = self.last_index.max(index);
-        let cmd = match decode_command(bytes) {
-            Ok(cmd) => cmd,
-            Err(err) => return (Outcome::Rejected(err.to_string()), Vec::new()),
-        };
-        let outcome = self.apply_command(index, cmd);
-        (outcome.0, outcome.1)
+        match decode_command(bytes) {
+            Ok(cmd) => self.apply_command(index, cmd),
+            Err(err) => rejected(err.to_string()),
+        }
     }
 
     pub(crate) fn advance(&mut self, index: u64) {
         self.last_index = self.last_index.max(index);
     }
 
-    fn apply_command(&mut self, index: u64, cmd: Command) -> (Outcome, Vec<Table>) {
+    fn apply_command(&mut self, index: u64, cmd: Command) -> Applied {
         match cmd {
             Command::Noop => (Outcome::Done, Vec::new()),
             Command::KvSet {
@@ -29,18 +38,76 @@ impl State {
                 cas,
             } => self.kv_set(index, key, value, flags, cas),
             Command::KvDelete { key, recurse, cas } => self.kv_delete(index, &key, recurse, cas),
-            Command::NodeRegister { node } => self.node_register(index, node),
+            Command::Txn { ops } => self.txn(index, ops),
+            Command::NodeRegister { node } => {
+                self.register(index, node, false, None, Vec::new(), false)
+            }
             Command::NodeDeregister { node } => self.node_deregister(index, &node),
+            Command::Register {
+                node,
+                skip_node_update,
+                service,
+                checks,
+                takeover,
+            } => self.register(index, node, skip_node_update, service, checks, takeover),
             Command::ServiceRegister { node, service } => {
-                self.service_register(index, node, service)
+                self.register_on_existing(index, node, Some(service), Vec::new())
             }
-            Command::ServiceDeregister { node, service_id } => {
-                self.service_deregister(index, node, service_id)
+            Command::CheckRegister { node, check } => {
+                self.register_on_existing(index, node, None, vec![check])
             }
-            Command::CheckRegister { node, check } => self.check_register(index, node, check),
+            Command::ServiceDeregister {
+                node,
+                service_id,
+                owner,
+                takeover,
+            } => self.service_deregister(index, &node, &service_id, &owner, takeover),
             Command::CheckDeregister { node, check_id } => {
                 self.check_deregister(index, node, check_id)
             }
+            Command::ConfigSet {
+                entry,
+                cas,
+                takeover,
+            } => self.config_set(index, entry, cas, takeover),
+            Command::ConfigDelete {
+                kind,
+                name,
+                owner,
+                takeover,
+            } => self.config_delete(index, &kind, &name, &owner, takeover),
+            Command::Restore { snapshot } => self.restore_from(index, &snapshot),
+        }
+    }
+
+    fn restore_from(&mut self, index: u64, snapshot: &[u8]) -> Applied {
+        match State::from_snapshot(snapshot) {
+            Ok(mut fresh) => {
+                // Indexes move forward so blocking queries see news.
+                fresh.last_index = index;
+                fresh.indexes = crate::tables::TableIndexes {
+                    kv: index,
+                    nodes: index,
+                    services: index,
+                    checks: index,
+                    config: index,
+                };
+                for v in fresh.service_index.values_mut() {
+                    *v = index;
+                }
+                *self = fresh;
+                (
+                    Outcome::Done,
+                    vec![
+                        Table::Kv,
+                        Table::Nodes,
+                        Table::Services,
+                        Table::Checks,
+                        Table::Config,
+                    ],
+                )
+            }
+            Err(e) => rejected(e.to_string()),
         }
     }
 
@@ -53,57 +120,51 @@ impl State {
         value: Vec<u8>,
         flags: u64,
         cas: Option<u64>,
-    ) -> (Outcome, Vec<Table>) {
-        if key.is_empty() {
-            return rejected("KV key must not be empty");
+    ) -> Applied {
+        if let Err(why) = check_kv(&key, &value) {
+            return rejected(why);
         }
-        if value.len() > MAX_KV_VALUE_BYTES {
-            return rejected(format!(
-                "value of {} bytes exceeds the {} byte limit",
-                value.len(),
-                MAX_KV_VALUE_BYTES
-            ));
-        }
-        let existing = self.kv.get(&key);
         if let Some(want) = cas {
-            let current = existing.map_or(0, |e| e.modify_index);
-            if current != want {
+            if self.kv.get(&key).map_or(0, |e| e.modify_index) != want {
                 return (Outcome::Bool(false), Vec::new());
             }
         }
-        let create_index = existing.map_or(index, |e| e.create_index);
-        let lock_index = existing.map_or(0, |e| e.lock_index);
-        self.kv.insert(
-            key.clone(),
-            KvEntry {
-                key,
-                value,
-                flags,
-                create_index,
-                modify_index: index,
-                lock_index,
-            },
-        );
-        self.indexes.kv = index;
+        self.kv_put(index, key, value, flags);
         (Outcome::Bool(true), vec![Table::Kv])
     }
 
-    fn kv_delete(
-        &mut self,
-        index: u64,
-        key: &str,
-        recurse: bool,
-        cas: Option<u64>,
-    ) -> (Outcome, Vec<Table>) {
+    fn kv_put(&mut self, index: u64, key: String, value: Vec<u8>, flags: u64) -> KvEntry {
+        let existing = self.kv.get(&key);
+        let entry = KvEntry {
+            create_index: existing.map_or(index, |e| e.create_index),
+            lock_index: existing.map_or(0, |e| e.lock_index),
+            key: key.clone(),
+            value,
+            flags,
+            modify_index: index,
+        };
+        self.kv.insert(key, entry.clone());
+        self.indexes.kv = index;
+        entry
+    }
+
+    fn kv_delete(&mut self, index: u64, key: &str, recurse: bool, cas: Option<u64>) -> Applied {
         if let Some(want) = cas {
             if recurse {
                 return rejected("cas cannot be combined with recurse");
             }
-            let current = self.kv.get(key).map_or(0, |e| e.modify_index);
-            if current != want {
+            if self.kv.get(key).map_or(0, |e| e.modify_index) != want {
                 return (Outcome::Bool(false), Vec::new());
             }
         }
+        if self.kv_remove(index, key, recurse) {
+            (Outcome::Bool(true), vec![Table::Kv])
+        } else {
+            (Outcome::Bool(true), Vec::new())
+        }
+    }
+
+    fn kv_remove(&mut self, index: u64, key: &str, recurse: bool) -> bool {
         let removed = if recurse {
             let doomed: Vec<String> = self.kv_list(key).map(|e| e.key.clone()).collect();
             for k in &doomed {
@@ -113,154 +174,173 @@ impl State {
         } else {
             self.kv.remove(key).is_some()
         };
-        if !removed {
-            return (Outcome::Bool(true), Vec::new());
+        if removed {
+            self.indexes.kv = index;
         }
-        self.indexes.kv = index;
-        (Outcome::Bool(true), vec![Table::Kv])
+        removed
     }
 
-    // === catalog ===
-
-    fn node_register(&mut self, index: u64, mut node: mesh_types::Node) -> (Outcome, Vec<Table>) {
-        if node.name.is_empty() {
-            return rejected("node name must not be empty");
-        }
-        if let Some(old) = self.nodes.get(&node.name) {
-            node.create_index = old.create_index;
-            node.modify_index = old.modify_index;
-            // Unchanged registrations (anti-entropy) must not wake watchers.
-            if *old == node {
-                return (Outcome::Done, Vec::new());
-            }
-        } else {
-            node.create_index = index;
-        }
-        node.modify_index = index;
-        self.nodes.insert(node.name.clone(), node);
-        self.indexes.nodes = index;
-        (Outcome::Done, vec![Table::Nodes])
-    }
-
-    fn node_deregister(&mut self, index: u64, name: &str) -> (Outcome, Vec<Table>) {
-        if self.nodes.remove(name).is_none() {
-            return (Outcome::Done, Vec::new());
-        }
-        self.services.retain(|(n, _), _| n != name);
-        self.checks.retain(|(n, _), _| n != name);
-        self.indexes.nodes = index;
-        self.indexes.services = index;
-        self.indexes.checks = index;
-        (
-            Outcome::Done,
-            vec![Table::Nodes, Table::Services, Table::Checks],
-        )
-    }
-
-    fn service_register(
-        &mut self,
-        index: u64,
-        node: String,
-        mut service: mesh_types::Service,
-    ) -> (Outcome, Vec<Table>) {
-        if !self.nodes.contains_key(&node) {
-            return rejected(format!("node {node:?} is not registered"));
-        }
-        if service.name.is_empty() {
-            return rejected("service name must not be empty");
-        }
-        if service.id.is_empty() {
-            service.id = service.name.clone();
-        }
-        let key = (node, service.id.clone());
-        if let Some(old) = self.services.get(&key) {
-            service.create_index = old.create_index;
-            service.modify_index = old.modify_index;
-            if *old == service {
-                return (Outcome::Done, Vec::new());
-            }
-        } else {
-            service.create_index = index;
-        }
-        service.modify_index = index;
-        self.services.insert(key, service);
-        self.indexes.services = index;
-        (Outcome::Done, vec![Table::Services])
-    }
-
-    fn service_deregister(
-        &mut self,
-        index: u64,
-        node: String,
-        service_id: String,
-    ) -> (Outcome, Vec<Table>) {
-        if self
-            .services
-            .remove(&(node.clone(), service_id.clone()))
-            .is_none()
-        {
-            return (Outcome::Done, Vec::new());
-        }
-        self.checks
-            .retain(|(n, _), c| !(n == &node && c.service_id == service_id));
-        self.indexes.services = index;
-        self.indexes.checks = index;
-        (Outcome::Done, vec![Table::Services, Table::Checks])
-    }
-
-    fn check_register(
-        &mut self,
-        index: u64,
-        node: String,
-        mut check: mesh_types::HealthCheck,
-    ) -> (Outcome, Vec<Table>) {
-        if !self.nodes.contains_key(&node) {
-            return rejected(format!("node {node:?} is not registered"));
-        }
-        if check.check_id.is_empty() {
-            return rejected("check ID must not be empty");
-        }
-        if !check.service_id.is_empty() {
-            match self.services.get(&(node.clone(), check.service_id.clone())) {
-                Some(svc) => check.service_name = svc.name.clone(),
-                None => {
-                    return rejected(format!(
-                        "service {:?} is not registered on node {node:?}",
-                        check.service_id
-                    ))
-                }
+    /// Operations run in order against an overlay of the store; only if
+    /// every one succeeds is the overlay committed (all or nothing).
+    fn txn(&mut self, index: u64, ops: Vec<TxnOp>) -> Applied {
+        let mut tx = Overlay {
+            base: &self.kv,
+            changes: BTreeMap::new(),
+        };
+        let mut results = Vec::new();
+        let mut errors = Vec::new();
+        for (i, op) in ops.into_iter().enumerate() {
+            if let Err(why) = tx.run(index, op, &mut results) {
+                errors.push((i, why));
             }
         }
-        let key = (node, check.check_id.clone());
-        if let Some(old) = self.checks.get(&key) {
-            check.create_index = old.create_index;
-            check.modify_index = old.modify_index;
-            if *old == check {
-                return (Outcome::Done, Vec::new());
-            }
-        } else {
-            check.create_index = index;
+        if !errors.is_empty() {
+            let results = Vec::new();
+            return (Outcome::Txn { results, errors }, Vec::new());
         }
-        check.modify_index = index;
-        self.checks.insert(key, check);
-        self.indexes.checks = index;
-        (Outcome::Done, vec![Table::Checks])
-    }
-
-    fn check_deregister(
-        &mut self,
-        index: u64,
-        node: String,
-        check_id: String,
-    ) -> (Outcome, Vec<Table>) {
-        if self.checks.remove(&(node, check_id)).is_none() {
-            return (Outcome::Done, Vec::new());
+        let changes = std::mem::take(&mut tx.changes);
+        let wrote = !changes.is_empty();
+        for (key, entry) in changes {
+            match entry {
+                Some(e) => self.kv.insert(key, e),
+                None => self.kv.remove(&key),
+            };
         }
-        self.indexes.checks = index;
-        (Outcome::Done, vec![Table::Checks])
+        if wrote {
+            self.indexes.kv = index;
+        }
+        let changed = if wrote { vec![Table::Kv] } else { Vec::new() };
+        (Outcome::Txn { results, errors }, changed)
     }
 }
 
-fn rejected(why: impl Into<String>) -> (Outcome, Vec<Table>) {
-    (Outcome::Rejected(why.into()), Vec::new())
+/// Uncommitted KV changes of a transaction over the stored keys.
+struct Overlay<'a> {
+    base: &'a BTreeMap<String, KvEntry>,
+    changes: BTreeMap<String, Option<KvEntry>>,
+}
+
+impl Overlay<'_> {
+    fn get(&self, key: &str) -> Option<&KvEntry> {
+        match self.changes.get(key) {
+            Some(change) => change.as_ref(),
+            None => self.base.get(key),
+        }
+    }
+
+    fn keys_under(&self, prefix: &str) -> Vec<String> {
+        let base = self
+            .base
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, _)| k.clone());
+        let changed = self
+            .changes
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, _)| k.clone());
+        let all: std::collections::BTreeSet<String> = base.chain(changed).collect();
+        all.into_iter().filter(|k| self.get(k).is_some()).collect()
+    }
+
+    fn modify_index(&self, key: &str) -> u64 {
+        self.get(key).map_or(0, |e| e.modify_index)
+    }
+
+    fn expect_index(&self, key: &str, want: u64) -> Result<(), String> {
+        let have = self.modify_index(key);
+        if have != want {
+            return Err(format!(
+                "current modify index {have} != {want} for key {key:?}"
+            ));
+        }
+        Ok(())
+    }
+
+    fn put(
+        &mut self,
+        index: u64,
+        key: String,
+        value: Vec<u8>,
+        flags: u64,
+    ) -> Result<KvEntry, String> {
+        check_kv(&key, &value)?;
+        let old = self.get(&key);
+        let entry = KvEntry {
+            create_index: old.map_or(index, |e| e.create_index),
+            lock_index: old.map_or(0, |e| e.lock_index),
+            key: key.clone(),
+            value,
+            flags,
+            modify_index: index,
+        };
+        self.changes.insert(key, Some(entry.clone()));
+        Ok(KvEntry {
+            value: Vec::new(),
+            ..entry
+        })
+    }
+
+    fn run(&mut self, index: u64, op: TxnOp, results: &mut Vec<KvEntry>) -> Result<(), String> {
+        match op {
+            TxnOp::Set { key, value, flags } => results.push(self.put(index, key, value, flags)?),
+            TxnOp::Cas {
+                key,
+                value,
+                flags,
+                index: want,
+            } => {
+                self.expect_index(&key, want)?;
+                results.push(self.put(index, key, value, flags)?);
+            }
+            TxnOp::Get { key } => match self.get(&key) {
+                Some(e) => results.push(e.clone()),
+                None => return Err(format!("key {key:?} doesn't exist")),
+            },
+            TxnOp::GetTree { key } => {
+                for k in self.keys_under(&key) {
+                    results.extend(self.get(&k).cloned());
+                }
+            }
+            TxnOp::CheckIndex { key, index: want } => {
+                self.expect_index(&key, want)?;
+                results.extend(self.get(&key).map(|e| KvEntry {
+                    value: Vec::new(),
+                    ..e.clone()
+                }));
+            }
+            TxnOp::CheckNotExists { key } => {
+                if self.get(&key).is_some() {
+                    return Err(format!("key {key:?} exists"));
+                }
+            }
+            TxnOp::Delete { key } => {
+                self.changes.insert(key, None);
+            }
+            TxnOp::DeleteCas { key, index: want } => {
+                self.expect_index(&key, want)?;
+                self.changes.insert(key, None);
+            }
+            TxnOp::DeleteTree { key } => {
+                for k in self.keys_under(&key) {
+                    self.changes.insert(k, None);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_kv(key: &str, value: &[u8]) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("KV key must not be empty".into());
+    }
+    if value.len() > MAX_KV_VALUE_BYTES {
+        return Err(format!(
+            "value of {} bytes exceeds the {} byte limit",
+            value.len(),
+            MAX_KV_VALUE_BYTES
+        ));
+    }
+    Ok(())
 }

@@ -7,14 +7,21 @@ pub enum Table {
     Nodes,
     Services,
     Checks,
+    Config,
 }
 
-const TABLES: [Table; 4] = [Table::Kv, Table::Nodes, Table::Services, Table::Checks];
+const TABLES: [Table; 5] = [
+    Table::Kv,
+    Table::Nodes,
+    Table::Services,
+    Table::Checks,
+    Table::Config,
+];
 
 /// Wakes waiters when a table changes or the applied index moves. Waiters
 /// subscribe before reading, so no change between read and wait is missed.
 pub struct WatchHub {
-    tables: [watch::Sender<u64>; 4],
+    tables: [watch::Sender<u64>; 5],
     applied: watch::Sender<u64>,
 }
 

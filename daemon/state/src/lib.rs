@@ -5,13 +5,16 @@
 #![forbid(unsafe_code)]
 
 mod apply;
+mod catalog;
 mod hub;
 mod snapshot;
 mod tables;
+#[cfg(test)]
+mod tests;
 
 pub use hub::{Table, WatchHub};
 pub use snapshot::SnapshotError;
-pub use tables::State;
+pub use tables::{ServiceHealth, State};
 
 use mesh_types::Outcome;
 use parking_lot::RwLock;

@@ -1,6 +1,6 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use mesh_types::{HealthCheck, KvEntry, Node, Service};
+use mesh_types::{CheckStatus, ConfigEntry, HealthCheck, KvEntry, Node, Service};
 use serde::{Deserialize, Serialize};
 
 use crate::Table;
@@ -13,6 +13,7 @@ pub(crate) struct TableIndexes {
     pub nodes: u64,
     pub services: u64,
     pub checks: u64,
+    pub config: u64,
 }
 
 /// The whole replicated state. Mutated only by `apply`.
@@ -24,8 +25,34 @@ pub struct State {
     pub(crate) services: BTreeMap<(String, String), Service>,
     /// Keyed by (node, check id).
     pub(crate) checks: BTreeMap<(String, String), HealthCheck>,
+    /// Keyed by (kind, name).
+    pub(crate) config: BTreeMap<(String, String), ConfigEntry>,
+    /// Service name -> instances, for name lookups without a scan.
+    pub(crate) by_name: BTreeMap<String, BTreeSet<(String, String)>>,
+    /// Service name -> last index that changed its instances or their health.
+    pub(crate) service_index: BTreeMap<String, u64>,
     pub(crate) indexes: TableIndexes,
     pub(crate) last_index: u64,
+}
+
+/// A service instance with its node and the checks that apply to it.
+#[derive(Debug, Clone)]
+pub struct ServiceHealth<'a> {
+    pub node: &'a Node,
+    pub service: &'a Service,
+    /// Node-level checks first, then the service's own.
+    pub checks: Vec<&'a HealthCheck>,
+}
+
+impl ServiceHealth<'_> {
+    /// The worst status among the checks (passing when there are none).
+    pub fn status(&self) -> CheckStatus {
+        self.checks
+            .iter()
+            .map(|c| c.status)
+            .max()
+            .unwrap_or(CheckStatus::Passing)
+    }
 }
 
 // === reads ===
@@ -43,7 +70,25 @@ impl State {
             Table::Nodes => self.indexes.nodes,
             Table::Services => self.indexes.services,
             Table::Checks => self.indexes.checks,
+            Table::Config => self.indexes.config,
         }
+    }
+
+    /// The catalog's overall index (nodes, services, checks).
+    pub fn catalog_index(&self) -> u64 {
+        self.indexes
+            .nodes
+            .max(self.indexes.services)
+            .max(self.indexes.checks)
+    }
+
+    /// Last index that changed instances of `name` or their health (the
+    /// catalog index when the name was never seen).
+    pub fn service_name_index(&self, name: &str) -> u64 {
+        self.service_index
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| self.catalog_index())
     }
 
     /// One key.
@@ -95,8 +140,86 @@ impl State {
             .map(|((node, _), s)| (node.as_str(), s))
     }
 
+    /// Service names with the union of their tags.
+    pub fn service_names(&self) -> BTreeMap<&str, BTreeSet<&str>> {
+        let mut out: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for s in self.services.values() {
+            out.entry(s.name.as_str())
+                .or_default()
+                .extend(s.tags.iter().map(String::as_str));
+        }
+        out
+    }
+
+    /// Instances of a service, each with its node.
+    pub fn service_instances<'a>(
+        &'a self,
+        name: &str,
+    ) -> impl Iterator<Item = (&'a Node, &'a Service)> + 'a {
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(move |key| Some((self.nodes.get(&key.0)?, self.services.get(key)?)))
+    }
+
+    /// Instances of a service with the checks that apply to each.
+    pub fn service_health<'a>(&'a self, name: &str) -> Vec<ServiceHealth<'a>> {
+        self.service_instances(name)
+            .map(|(node, service)| ServiceHealth {
+                node,
+                service,
+                checks: self.checks_for(&node.name, &service.id),
+            })
+            .collect()
+    }
+
+    /// Services registered on one node.
+    pub fn node_services<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Service> + 'a {
+        self.services
+            .range((node.to_string(), String::new())..)
+            .take_while(move |((n, _), _)| n == node)
+            .map(|(_, s)| s)
+    }
+
+    /// Checks registered on one node.
+    pub fn node_checks<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a HealthCheck> + 'a {
+        self.checks
+            .range((node.to_string(), String::new())..)
+            .take_while(move |((n, _), _)| n == node)
+            .map(|(_, c)| c)
+    }
+
+    /// Node-level checks plus the checks of one service instance.
+    pub fn checks_for<'a>(&'a self, node: &'a str, service_id: &str) -> Vec<&'a HealthCheck> {
+        self.node_checks(node)
+            .filter(|c| c.service_id.is_empty() || c.service_id == service_id)
+            .collect()
+    }
+
     /// Every check with its node.
     pub fn checks(&self) -> impl Iterator<Item = (&str, &HealthCheck)> {
         self.checks.iter().map(|((node, _), c)| (node.as_str(), c))
+    }
+
+    /// One service instance.
+    pub fn service(&self, node: &str, id: &str) -> Option<&Service> {
+        self.services.get(&(node.to_string(), id.to_string()))
+    }
+
+    /// Config entries of a kind.
+    pub fn config_entries<'a>(
+        &'a self,
+        kind: &'a str,
+    ) -> impl Iterator<Item = &'a ConfigEntry> + 'a {
+        self.config
+            .range((kind.to_string(), String::new())..)
+            .take_while(move |((k, _), _)| k == kind)
+            .map(|(_, e)| e)
+    }
+
+    /// One config entry.
+    pub fn config_entry(&self, kind: &str, name: &str) -> Option<&ConfigEntry> {
+        self.config.get(&(kind.to_string(), name.to_string()))
     }
 }

@@ -5,6 +5,8 @@
 //! The only crate that links rocksdb.
 
 #![forbid(unsafe_code)]
+// openraft fixes the (large) storage error type of the traits we implement.
+#![allow(clippy::result_large_err)]
 
 mod log;
 mod state_machine;

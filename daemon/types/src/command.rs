@@ -1,6 +1,45 @@
 use serde::{Deserialize, Serialize};
 
-use crate::{HealthCheck, Node, Service};
+use crate::{ConfigEntry, HealthCheck, KvEntry, Node, Service};
+
+/// One KV operation inside a transaction (Consul's `PUT /v1/txn` verbs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnOp {
+    Set {
+        key: String,
+        value: Vec<u8>,
+        flags: u64,
+    },
+    Cas {
+        key: String,
+        value: Vec<u8>,
+        flags: u64,
+        index: u64,
+    },
+    Get {
+        key: String,
+    },
+    GetTree {
+        key: String,
+    },
+    CheckIndex {
+        key: String,
+        index: u64,
+    },
+    CheckNotExists {
+        key: String,
+    },
+    Delete {
+        key: String,
+    },
+    DeleteTree {
+        key: String,
+    },
+    DeleteCas {
+        key: String,
+        index: u64,
+    },
+}
 
 /// A change to the replicated state. Entries in the Raft log carry a command
 /// encoded with [`encode_command`]; replicas decode it at apply time, so a
@@ -22,18 +61,49 @@ pub enum Command {
         recurse: bool,
         cas: Option<u64>,
     },
+    /// Atomic KV transaction: all operations apply, or none.
+    Txn { ops: Vec<TxnOp> },
     /// Create or update a node.
     NodeRegister { node: Node },
     /// Remove a node with its services and checks.
     NodeDeregister { node: String },
-    /// Create or update a service instance on a node (the node must exist).
+    /// Catalog registration: node, optional service and checks, atomically.
+    Register {
+        node: Node,
+        skip_node_update: bool,
+        service: Option<Service>,
+        checks: Vec<HealthCheck>,
+        takeover: bool,
+    },
+    /// Create or update a service instance on an existing node (no owner takeover).
     ServiceRegister { node: String, service: Service },
-    /// Remove a service instance and its checks.
-    ServiceDeregister { node: String, service_id: String },
-    /// Create or update a check on a node.
+    /// Create or update a check on an existing node.
     CheckRegister { node: String, check: HealthCheck },
+    /// Remove a service instance and its checks; refused (409) if `owner`
+    /// differs from the stored owner unless `takeover`.
+    ServiceDeregister {
+        node: String,
+        service_id: String,
+        owner: String,
+        takeover: bool,
+    },
     /// Remove a check.
     CheckDeregister { node: String, check_id: String },
+    /// Create or update a config entry; with `cas`, only if its modify index equals it.
+    ConfigSet {
+        entry: ConfigEntry,
+        cas: Option<u64>,
+        takeover: bool,
+    },
+    /// Delete a config entry.
+    ConfigDelete {
+        kind: String,
+        name: String,
+        owner: String,
+        takeover: bool,
+    },
+    /// Replace the whole state with a snapshot (`PUT /v1/snapshot`).
+    Restore { snapshot: Vec<u8> },
 }
 
 /// What applying a command produced; identical on every replica.
@@ -45,6 +115,13 @@ pub enum Outcome {
     Bool(bool),
     /// Refused without changing anything; the text says why.
     Rejected(String),
+    /// Refused: the object is managed by another owner.
+    Conflict { what: String, owner: String },
+    /// A transaction: results of reads and writes, or the errors that rolled it back.
+    Txn {
+        results: Vec<KvEntry>,
+        errors: Vec<(usize, String)>,
+    },
 }
 
 /// A command's bytes could not be decoded.

@@ -7,6 +7,9 @@ mod catalog;
 mod command;
 mod kv;
 
-pub use catalog::{CheckStatus, HealthCheck, Node, Service};
-pub use command::{decode_command, encode_command, Command, CommandError, Outcome};
+pub use catalog::{
+    CheckStatus, ConfigEntry, HealthCheck, Node, Owner, Proxy, Service, Upstream, Weights,
+    CONFIG_KINDS, DEFAULT_OWNER,
+};
+pub use command::{decode_command, encode_command, Command, CommandError, Outcome, TxnOp};
 pub use kv::{KvEntry, MAX_KV_VALUE_BYTES};

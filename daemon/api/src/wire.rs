@@ -1,0 +1,380 @@
+//! Consul's JSON shapes. Input keys are matched case-insensitively and
+//! ignoring underscores (python-consul sends lowercase keys, HCL snake_case):
+//! `fold_keys` normalises them before serde sees the body; user-chosen map
+//! keys (Meta, NodeMeta, ...) are left as they are.
+
+use std::collections::BTreeMap;
+
+use mesh_types::{HealthCheck, Node, Proxy, Service, Upstream, Weights};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::ApiError;
+
+/// Keys whose values are maps with user-chosen keys.
+const USER_MAPS: &[&str] = &[
+    "meta",
+    "nodemeta",
+    "servicemeta",
+    "taggedaddresses",
+    "header",
+    "config",
+];
+
+/// Lowercase every object key and drop underscores, except inside user maps.
+pub fn fold_keys(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let folded: String = k
+                        .chars()
+                        .filter(|c| *c != '_')
+                        .flat_map(char::to_lowercase)
+                        .collect();
+                    let v = if USER_MAPS.contains(&folded.as_str()) {
+                        v
+                    } else {
+                        fold_keys(v)
+                    };
+                    (folded, v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(fold_keys).collect()),
+        other => other,
+    }
+}
+
+/// Parse a request body into `T` after folding its keys; errors are 400s.
+pub fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<T, ApiError> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ApiError::bad_request(format!(
+            "Request decode failed: {what}: empty body"
+        )));
+    }
+    let raw: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("Request decode failed: {what}: {e}")))?;
+    serde_json::from_value(fold_keys(raw))
+        .map_err(|e| ApiError::bad_request(format!("Request decode failed: {what}: {e}")))
+}
+
+// === input ===
+
+/// A service definition (agent register, catalog register `Service`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ServiceDef {
+    pub id: String,
+    pub name: String,
+    pub service: String,
+    pub tags: Option<Vec<String>>,
+    pub address: String,
+    pub port: u16,
+    pub meta: Option<BTreeMap<String, String>>,
+    pub kind: String,
+    pub weights: Option<WeightsDef>,
+    pub proxy: Option<ProxyDef>,
+    pub connect: Option<ConnectDef>,
+    #[serde(rename = "enabletagoverride")]
+    pub enable_tag_override: bool,
+    pub check: Option<Value>,
+    pub checks: Option<Vec<Value>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct WeightsDef {
+    pub passing: u32,
+    pub warning: u32,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ProxyDef {
+    #[serde(rename = "destinationservicename")]
+    pub destination_service_name: String,
+    #[serde(rename = "destinationserviceid")]
+    pub destination_service_id: String,
+    #[serde(rename = "localserviceaddress")]
+    pub local_service_address: String,
+    #[serde(rename = "localserviceport")]
+    pub local_service_port: u16,
+    pub upstreams: Option<Vec<UpstreamDef>>,
+    pub config: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct UpstreamDef {
+    #[serde(rename = "destinationname")]
+    pub destination_name: String,
+    pub datacenter: String,
+    #[serde(rename = "localbindaddress")]
+    pub local_bind_address: String,
+    #[serde(rename = "localbindport")]
+    pub local_bind_port: u16,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ConnectDef {
+    pub native: bool,
+    #[serde(rename = "sidecarservice")]
+    pub sidecar_service: Option<Box<ServiceDef>>,
+}
+
+impl ServiceDef {
+    /// The stored service (without checks or sidecar, which register separately).
+    pub fn to_service(&self, owner: &str) -> Result<Service, ApiError> {
+        let name = if self.name.is_empty() {
+            &self.service
+        } else {
+            &self.name
+        };
+        if name.is_empty() {
+            return Err(ApiError::bad_request("Missing service name"));
+        }
+        let kind = self.kind.clone();
+        const KINDS: &[&str] = &[
+            "",
+            "connect-proxy",
+            "mesh-gateway",
+            "ingress-gateway",
+            "terminating-gateway",
+            "api-gateway",
+        ];
+        if !KINDS.contains(&kind.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "Invalid service kind {kind:?}"
+            )));
+        }
+        let proxy = match (&self.proxy, kind.as_str()) {
+            (Some(p), _) => Some(Proxy {
+                destination_service_name: p.destination_service_name.clone(),
+                destination_service_id: p.destination_service_id.clone(),
+                local_service_address: p.local_service_address.clone(),
+                local_service_port: p.local_service_port,
+                upstreams: p
+                    .upstreams
+                    .iter()
+                    .flatten()
+                    .map(|u| Upstream {
+                        destination_name: u.destination_name.clone(),
+                        datacenter: u.datacenter.clone(),
+                        local_bind_address: u.local_bind_address.clone(),
+                        local_bind_port: u.local_bind_port,
+                    })
+                    .collect(),
+                config_json: p
+                    .config
+                    .as_ref()
+                    .map_or_else(|| "{}".into(), |c| c.to_string()),
+            }),
+            (None, "connect-proxy") => {
+                return Err(ApiError::bad_request(
+                    "Proxy is required for kind connect-proxy",
+                ))
+            }
+            (None, _) => None,
+        };
+        if let Some(p) = &proxy {
+            if kind == "connect-proxy" && p.destination_service_name.is_empty() {
+                return Err(ApiError::bad_request(
+                    "Proxy.DestinationServiceName is required for kind connect-proxy",
+                ));
+            }
+        }
+        let weights = match &self.weights {
+            Some(w) if w.passing == 0 => {
+                return Err(ApiError::bad_request(
+                    "Weights.Passing must be greater than 0",
+                ))
+            }
+            Some(w) => Weights {
+                passing: w.passing,
+                warning: w.warning,
+            },
+            None => Weights::default(),
+        };
+        Ok(Service {
+            id: if self.id.is_empty() {
+                name.clone()
+            } else {
+                self.id.clone()
+            },
+            name: name.clone(),
+            tags: self.tags.clone().unwrap_or_default(),
+            address: self.address.clone(),
+            port: self.port,
+            meta: self.meta.clone().unwrap_or_default(),
+            kind,
+            weights,
+            proxy,
+            connect_native: self.connect.as_ref().is_some_and(|c| c.native),
+            enable_tag_override: self.enable_tag_override,
+            owner: owner.to_string(),
+            create_index: 0,
+            modify_index: 0,
+        })
+    }
+
+    /// Check definitions given with the service (`Check` and `Checks`).
+    pub fn check_values(&self) -> Vec<Value> {
+        self.check
+            .iter()
+            .cloned()
+            .chain(self.checks.iter().flatten().cloned())
+            .collect()
+    }
+}
+
+// === output ===
+
+fn weights_json(w: &Weights) -> Value {
+    json!({ "Passing": w.passing, "Warning": w.warning })
+}
+
+fn proxy_json(p: &Proxy) -> Value {
+    let config: Value = serde_json::from_str(&p.config_json).unwrap_or_else(|_| json!({}));
+    json!({
+        "DestinationServiceName": p.destination_service_name,
+        "DestinationServiceID": p.destination_service_id,
+        "LocalServiceAddress": p.local_service_address,
+        "LocalServicePort": p.local_service_port,
+        "Config": config,
+        "Upstreams": p.upstreams.iter().map(|u| json!({
+            "DestinationType": "service",
+            "DestinationName": u.destination_name,
+            "Datacenter": u.datacenter,
+            "LocalBindAddress": u.local_bind_address,
+            "LocalBindPort": u.local_bind_port,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A service as `/v1/agent/services` and `/v1/health/service` show it.
+pub fn service_json(s: &Service) -> Value {
+    let mut v = json!({
+        "ID": s.id,
+        "Service": s.name,
+        "Tags": s.tags,
+        "Address": s.address,
+        "Meta": s.meta,
+        "Port": s.port,
+        "Weights": weights_json(&s.weights),
+        "EnableTagOverride": s.enable_tag_override,
+        "Kind": s.kind,
+        "Connect": { "Native": s.connect_native },
+        "Datacenter": Value::Null,
+        "CreateIndex": s.create_index,
+        "ModifyIndex": s.modify_index,
+        "Owner": s.owner,
+    });
+    if let Some(p) = &s.proxy {
+        v["Proxy"] = proxy_json(p);
+    }
+    if s.kind.is_empty() {
+        v.as_object_mut().expect("object").remove("Kind");
+    }
+    v
+}
+
+/// A node as `/v1/catalog/nodes` and `/v1/health/service` show it.
+pub fn node_json(n: &Node) -> Value {
+    json!({
+        "ID": n.id,
+        "Node": n.name,
+        "Address": n.address,
+        "Datacenter": n.datacenter,
+        "TaggedAddresses": n.tagged_addresses,
+        "Meta": n.meta,
+        "CreateIndex": n.create_index,
+        "ModifyIndex": n.modify_index,
+    })
+}
+
+/// A check as the health endpoints show it.
+pub fn check_json(node: &str, c: &HealthCheck, service_tags: &[String]) -> Value {
+    json!({
+        "Node": node,
+        "CheckID": c.check_id,
+        "Name": c.name,
+        "Status": c.status.as_str(),
+        "Notes": c.notes,
+        "Output": c.output,
+        "ServiceID": c.service_id,
+        "ServiceName": c.service_name,
+        "ServiceTags": service_tags,
+        "Type": c.check_type,
+        "CreateIndex": c.create_index,
+        "ModifyIndex": c.modify_index,
+    })
+}
+
+/// A flattened node + service as `/v1/catalog/service/:name` shows it.
+pub fn catalog_service_json(n: &Node, s: &Service) -> Value {
+    let mut v = json!({
+        "ID": n.id,
+        "Node": n.name,
+        "Address": n.address,
+        "Datacenter": n.datacenter,
+        "TaggedAddresses": n.tagged_addresses,
+        "NodeMeta": n.meta,
+        "ServiceKind": s.kind,
+        "ServiceID": s.id,
+        "ServiceName": s.name,
+        "ServiceTags": s.tags,
+        "ServiceAddress": s.address,
+        "ServiceWeights": weights_json(&s.weights),
+        "ServiceMeta": s.meta,
+        "ServicePort": s.port,
+        "ServiceEnableTagOverride": s.enable_tag_override,
+        "ServiceConnect": { "Native": s.connect_native },
+        "CreateIndex": s.create_index,
+        "ModifyIndex": s.modify_index,
+    });
+    if let Some(p) = &s.proxy {
+        v["ServiceProxy"] = proxy_json(p);
+    }
+    v
+}
+
+/// Objects of a JSON map in key order (for `Map` building).
+pub fn object(pairs: impl IntoIterator<Item = (String, Value)>) -> Value {
+    Value::Object(pairs.into_iter().collect::<Map<String, Value>>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_fold_but_user_maps_do_not() {
+        let v =
+            fold_keys(json!({"Service_ID": 1, "Meta": {"Env": "Prod"}, "Check": {"HTTP": "x"}}));
+        assert_eq!(
+            v,
+            json!({"serviceid": 1, "meta": {"Env": "Prod"}, "check": {"http": "x"}})
+        );
+    }
+
+    #[test]
+    fn lowercase_and_camel_case_service_definitions_agree() {
+        let a: ServiceDef =
+            parse_body(br#"{"name":"web","id":"web1","port":80,"tags":["a"]}"#, "x").unwrap();
+        let b: ServiceDef =
+            parse_body(br#"{"Name":"web","ID":"web1","Port":80,"Tags":["a"]}"#, "x").unwrap();
+        assert_eq!(a.to_service("api").unwrap(), b.to_service("api").unwrap());
+    }
+
+    #[test]
+    fn bad_definitions_are_400s() {
+        assert!(parse_body::<ServiceDef>(b"{", "x").is_err());
+        assert!(parse_body::<ServiceDef>(br#"{"Port":"eighty"}"#, "x").is_err());
+        let no_name: ServiceDef = parse_body(br#"{"Port":80}"#, "x").unwrap();
+        assert!(no_name.to_service("api").is_err());
+        let bad_kind: ServiceDef = parse_body(br#"{"Name":"x","Kind":"weird"}"#, "x").unwrap();
+        assert!(bad_kind.to_service("api").is_err());
+    }
+}

@@ -1,0 +1,242 @@
+use mesh_types::{
+    encode_command, CheckStatus, Command, ConfigEntry, HealthCheck, Node, Outcome, Service, TxnOp,
+};
+
+use crate::{StateStore, Table};
+
+struct Fixture {
+    store: StateStore,
+    index: u64,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Fixture {
+            store: StateStore::new(),
+            index: 0,
+        }
+    }
+    fn apply(&mut self, cmd: Command) -> Outcome {
+        self.index += 1;
+        self.store.apply(self.index, &encode_command(&cmd).unwrap())
+    }
+}
+
+fn node(name: &str) -> Node {
+    Node {
+        name: name.into(),
+        address: "10.0.0.1".into(),
+        ..Default::default()
+    }
+}
+
+fn service(id: &str, name: &str, owner: &str) -> Service {
+    Service {
+        id: id.into(),
+        name: name.into(),
+        port: 80,
+        owner: owner.into(),
+        ..Default::default()
+    }
+}
+
+fn register(n: &str, svc: Service, checks: Vec<HealthCheck>) -> Command {
+    Command::Register {
+        node: node(n),
+        skip_node_update: false,
+        service: Some(svc),
+        checks,
+        takeover: false,
+    }
+}
+
+#[test]
+fn register_then_health_reflects_worst_check() {
+    let mut f = Fixture::new();
+    let check = HealthCheck {
+        check_id: "web-http".into(),
+        service_id: "web1".into(),
+        status: CheckStatus::Critical,
+        ..Default::default()
+    };
+    assert_eq!(
+        f.apply(register("n1", service("web1", "web", "api"), vec![check])),
+        Outcome::Done
+    );
+    f.store.read(|s| {
+        let h = s.service_health("web");
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].status(), CheckStatus::Critical);
+        assert_eq!(h[0].checks[0].service_name, "web");
+        assert_eq!(s.service_name_index("web"), 1);
+    });
+}
+
+#[test]
+fn a_write_from_another_owner_conflicts_unless_it_takes_over() {
+    let mut f = Fixture::new();
+    f.apply(register("n1", service("web1", "web", "terraform"), vec![]));
+    let out = f.apply(register("n1", service("web1", "web", "api"), vec![]));
+    assert_eq!(
+        out,
+        Outcome::Conflict {
+            what: "service \"web1\" on node \"n1\"".into(),
+            owner: "terraform".into()
+        }
+    );
+    let deregister = Command::ServiceDeregister {
+        node: "n1".into(),
+        service_id: "web1".into(),
+        owner: "api".into(),
+        takeover: false,
+    };
+    assert!(matches!(f.apply(deregister), Outcome::Conflict { .. }));
+    let take = Command::Register {
+        node: node("n1"),
+        skip_node_update: true,
+        service: Some(service("web1", "web", "api")),
+        checks: vec![],
+        takeover: true,
+    };
+    assert_eq!(f.apply(take), Outcome::Done);
+    f.store
+        .read(|s| assert_eq!(s.service("n1", "web1").unwrap().owner, "api"));
+}
+
+#[test]
+fn unchanged_registration_does_not_bump_indexes() {
+    let mut f = Fixture::new();
+    f.apply(register("n1", service("web1", "web", ""), vec![]));
+    let before = f.store.read(|s| s.catalog_index());
+    let mut rx = f.store.hub().subscribe(Table::Services);
+    rx.borrow_and_update();
+    f.apply(register("n1", service("web1", "web", ""), vec![]));
+    assert_eq!(f.store.read(|s| s.catalog_index()), before);
+    assert!(!rx.has_changed().unwrap());
+}
+
+#[test]
+fn check_for_unknown_service_is_rejected_and_changes_nothing() {
+    let mut f = Fixture::new();
+    let check = HealthCheck {
+        check_id: "c".into(),
+        service_id: "nope".into(),
+        ..Default::default()
+    };
+    let out = f.apply(Command::Register {
+        node: node("n1"),
+        skip_node_update: false,
+        service: None,
+        checks: vec![check],
+        takeover: false,
+    });
+    assert!(matches!(out, Outcome::Rejected(_)));
+    f.store.read(|s| assert!(s.node("n1").is_none()));
+}
+
+#[test]
+fn txn_is_all_or_nothing() {
+    let mut f = Fixture::new();
+    let bad = Command::Txn {
+        ops: vec![
+            TxnOp::Set {
+                key: "a".into(),
+                value: b"1".to_vec(),
+                flags: 0,
+            },
+            TxnOp::CheckIndex {
+                key: "b".into(),
+                index: 99,
+            },
+        ],
+    };
+    match f.apply(bad) {
+        Outcome::Txn { errors, .. } => assert_eq!(errors[0].0, 1),
+        other => panic!("{other:?}"),
+    }
+    f.store.read(|s| assert!(s.kv_get("a").is_none()));
+    let good = Command::Txn {
+        ops: vec![
+            TxnOp::Set {
+                key: "a".into(),
+                value: b"1".to_vec(),
+                flags: 0,
+            },
+            TxnOp::CheckNotExists { key: "b".into() },
+            TxnOp::Get { key: "a".into() },
+        ],
+    };
+    match f.apply(good) {
+        Outcome::Txn { results, errors } => {
+            assert!(errors.is_empty());
+            assert_eq!(results.len(), 2);
+            assert_eq!(results[1].value, b"1");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn config_entries_validate_kind_and_honour_cas() {
+    let mut f = Fixture::new();
+    let entry = |kind: &str| ConfigEntry {
+        kind: kind.into(),
+        name: "web".into(),
+        body_json: "{}".into(),
+        ..Default::default()
+    };
+    assert!(matches!(
+        f.apply(Command::ConfigSet {
+            entry: entry("nonsense"),
+            cas: None,
+            takeover: false
+        }),
+        Outcome::Rejected(_)
+    ));
+    assert_eq!(
+        f.apply(Command::ConfigSet {
+            entry: entry("service-defaults"),
+            cas: Some(0),
+            takeover: false
+        }),
+        Outcome::Bool(true)
+    );
+    assert_eq!(
+        f.apply(Command::ConfigSet {
+            entry: entry("service-defaults"),
+            cas: Some(0),
+            takeover: false
+        }),
+        Outcome::Bool(false)
+    );
+}
+
+#[test]
+fn snapshot_round_trip_and_restore_command() {
+    let mut f = Fixture::new();
+    f.apply(register("n1", service("web1", "web", ""), vec![]));
+    f.apply(Command::KvSet {
+        key: "k".into(),
+        value: b"v".to_vec(),
+        flags: 0,
+        cas: None,
+    });
+    let snap = f.store.snapshot();
+    f.apply(Command::KvDelete {
+        key: "k".into(),
+        recurse: false,
+        cas: None,
+    });
+    assert_eq!(f.apply(Command::Restore { snapshot: snap }), Outcome::Done);
+    f.store.read(|s| {
+        assert_eq!(s.kv_get("k").unwrap().value, b"v");
+        assert_eq!(s.service_health("web").len(), 1);
+        assert_eq!(s.table_index(Table::Kv), 4);
+    });
+    assert!(matches!(
+        f.apply(Command::Restore {
+            snapshot: vec![9, 9]
+        }),
+        Outcome::Rejected(_)
+    ));
+}
