@@ -12,7 +12,11 @@ use mesh_gossip::{Gossip, GossipConfig, Keyring, Role, Timing};
 use mesh_raft::{MeshNode, RaftNode, RaftTiming};
 use mesh_state::StateStore;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+
+use mesh_checks::RunnerOptions;
+
+use crate::local::LocalState;
 use uuid::Uuid;
 
 use crate::handle::AgentView;
@@ -42,6 +46,13 @@ pub struct Agent {
     pub http_addr: Option<SocketAddr>,
     pub rpc_addr: Option<SocketAddr>,
     pub(crate) shutdown: watch::Sender<Stop>,
+    /// Services and checks this agent is authoritative for.
+    pub(crate) local: LocalState,
+    /// Counts completed anti-entropy passes.
+    pub(crate) synced: watch::Sender<u64>,
+    /// Client agents propose through servers over this.
+    pub(crate) rpc_network: mesh_raft::Network,
+    check_updates: parking::Slot<mpsc::Receiver<mesh_checks::CheckUpdate>>,
     _dev_dir: Option<tempfile::TempDir>,
 }
 
@@ -172,6 +183,14 @@ impl Agent {
         .await
         .with_context(|| format!("starting LAN gossip on {gossip_bind} (port in use? choose another with -serf-lan-port)"))?;
 
+        let (updates_tx, updates_rx) = mpsc::channel(1024);
+        let local = LocalState::new(
+            data_dir.as_ref().map(|d| d.join("local-services.json")),
+            updates_tx,
+            RunnerOptions {
+                enable_script_checks: config.enable_script_checks,
+            },
+        );
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "agent built"
@@ -187,6 +206,10 @@ impl Agent {
             http_addr,
             rpc_addr,
             shutdown: watch::channel(Stop::Running).0,
+            local,
+            synced: watch::channel(0).0,
+            rpc_network: mesh_raft::Network::default(),
+            check_updates: parking::Slot::new(Some(updates_rx)),
             _dev_dir: dev_dir,
         })
     }
@@ -209,7 +232,7 @@ impl Agent {
                 self.state.clone(),
                 Arc::new(AgentView::new(self.clone())),
             )
-            .router();
+            .router(crate::endpoints::routes(self.clone()));
             let mut stop = self.shutdown.subscribe();
             tasks.spawn(async move {
                 axum::serve(listener, router)
@@ -240,6 +263,11 @@ impl Agent {
             tasks.spawn(duties::bootstrap(self.clone()));
             tasks.spawn(duties::membership(self.clone()));
         }
+        if let Some(updates) = self.check_updates.take() {
+            tasks.spawn(crate::sync::check_results(self.clone(), updates));
+        }
+        tasks.spawn(crate::sync::anti_entropy(self.clone()));
+        self.local.restore();
         tasks.spawn(duties::announce_ready(self.clone()));
 
         let reason = self.wait_for_stop(&mut tasks).await?;
@@ -291,6 +319,16 @@ impl Agent {
         if let Err(e) = self.gossip.leave(Duration::from_secs(5)).await {
             tracing::warn!(error = %e, "gossip leave");
         }
+    }
+
+    /// Server RPC addresses of alive servers, from gossip.
+    pub(crate) fn server_rpc_addrs(&self) -> Vec<String> {
+        self.gossip
+            .members()
+            .into_iter()
+            .filter(|m| m.role == Role::Server && m.status == mesh_gossip::MemberStatus::Alive)
+            .filter_map(|m| m.tags.get(tags::RPC).cloned())
+            .collect()
     }
 
     /// Ask the agent to leave and stop.

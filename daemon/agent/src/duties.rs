@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use mesh_gossip::{Member, MemberStatus, Role};
 use mesh_raft::MeshNode;
+use mesh_types::{CheckStatus, Command, HealthCheck, Node};
 use tokio::net::lookup_host;
 
 use crate::build::{tags, Agent, Stop};
@@ -172,6 +173,7 @@ pub(crate) async fn membership(agent: Arc<Agent>) -> anyhow::Result<()> {
             if !servers.is_empty() {
                 mark_initialized(&agent);
             }
+            reconcile_catalog(&agent, &view).await;
         } else if metrics
             .borrow_and_update()
             .membership_config
@@ -186,6 +188,66 @@ pub(crate) async fn membership(agent: Arc<Agent>) -> anyhow::Result<()> {
             _ = metrics.changed() => {}
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
             _ = stop.wait_for(|s| *s != Stop::Running) => return Ok(()),
+        }
+    }
+}
+
+const SERF_CHECK: &str = "serfHealth";
+
+/// On the leader: gossip membership drives the nodes table. Alive members
+/// get a passing `serfHealth` check, failed ones a critical one (so their
+/// services leave `?passing` answers), and members that left are removed.
+async fn reconcile_catalog(agent: &Agent, members: &[Member]) {
+    for m in members {
+        let (node_exists, current) = agent.state.read(|s| {
+            let check = s
+                .node_checks(&m.name)
+                .find(|c| c.check_id == SERF_CHECK)
+                .map(|c| c.status);
+            (s.node(&m.name).is_some(), check)
+        });
+        let cmd = match m.status {
+            MemberStatus::Left if node_exists => Command::NodeDeregister {
+                node: m.name.clone(),
+            },
+            MemberStatus::Left => continue,
+            status => {
+                let (want, output) = if status == MemberStatus::Failed {
+                    (CheckStatus::Critical, "Agent not live or unreachable")
+                } else {
+                    (CheckStatus::Passing, "Agent alive and reachable")
+                };
+                if current == Some(want) {
+                    continue;
+                }
+                let address = m.addr.ip().to_string();
+                Command::Register {
+                    node: Node {
+                        id: m.tags.get(tags::NODE_ID).cloned().unwrap_or_default(),
+                        name: m.name.clone(),
+                        address: address.clone(),
+                        datacenter: m.dc.clone(),
+                        tagged_addresses: BTreeMap::from([("lan".to_string(), address)]),
+                        ..Default::default()
+                    },
+                    // A known node keeps what its own agent registered.
+                    skip_node_update: node_exists,
+                    service: None,
+                    checks: vec![HealthCheck {
+                        check_id: SERF_CHECK.into(),
+                        name: "Serf Health Status".into(),
+                        status: want,
+                        output: output.into(),
+                        check_type: "serf".into(),
+                        ..Default::default()
+                    }],
+                    takeover: false,
+                }
+            }
+        };
+        if let Err(e) = agent.propose(&cmd).await {
+            tracing::debug!(node = %m.name, error = %e, "catalog reconcile: will retry");
+            return;
         }
     }
 }

@@ -6,8 +6,11 @@
 
 mod build;
 mod duties;
+mod endpoints;
 mod handle;
 mod identity;
+mod local;
+mod sync;
 
 use std::sync::Arc;
 

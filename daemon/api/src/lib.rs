@@ -4,11 +4,17 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+mod catalog;
+mod config_entries;
 mod error;
 mod forward;
+mod health;
 mod kv;
+mod params;
 mod query;
+mod snapshot;
 mod status;
+mod txn;
 pub mod wire;
 mod write;
 
@@ -22,7 +28,9 @@ use mesh_state::StateStore;
 use serde::Serialize;
 
 pub use error::ApiError;
+pub use params::Params;
 pub use query::{parse_duration, QueryOptions};
+pub use write::{owner, takeover, Written};
 
 /// A gossip member as `/v1/agent/members` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -81,8 +89,8 @@ impl Api {
         }
     }
 
-    /// All `/v1` routes.
-    pub fn router(self) -> Router {
+    /// All `/v1` routes answered here; `extra` adds the agent's own.
+    pub fn router(self, extra: Router<Api>) -> Router {
         let cluster = Router::new()
             .route("/v1/status/leader", get(status::leader))
             .route("/v1/status/peers", get(status::peers))
@@ -95,6 +103,27 @@ impl Api {
                 get(kv::get).put(kv::put).delete(kv::delete),
             )
             .route("/v1/kv/", get(kv::get_root))
+            .route("/v1/txn", put(txn::txn))
+            .route("/v1/catalog/register", put(catalog::register))
+            .route("/v1/catalog/deregister", put(catalog::deregister))
+            .route("/v1/catalog/nodes", get(catalog::nodes))
+            .route("/v1/catalog/services", get(catalog::services))
+            .route("/v1/catalog/service/{name}", get(catalog::service))
+            .route("/v1/catalog/connect/{name}", get(catalog::connect))
+            .route("/v1/catalog/node/{name}", get(catalog::node))
+            .route("/v1/catalog/datacenters", get(catalog::datacenters))
+            .route("/v1/health/service/{name}", get(health::service))
+            .route("/v1/health/connect/{name}", get(health::connect))
+            .route("/v1/health/node/{name}", get(health::node))
+            .route("/v1/health/checks/{service}", get(health::checks))
+            .route("/v1/health/state/{state}", get(health::state))
+            .route("/v1/config", put(config_entries::put))
+            .route("/v1/config/{kind}", get(config_entries::list))
+            .route(
+                "/v1/config/{kind}/{name}",
+                get(config_entries::get).delete(config_entries::delete),
+            )
+            .route("/v1/snapshot", get(snapshot::save).put(snapshot::restore))
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),
                 forward::to_server_if_client,
@@ -104,6 +133,7 @@ impl Api {
             .route("/v1/agent/self", get(agent::self_info))
             .route("/v1/agent/leave", put(agent::leave))
             .merge(cluster)
+            .merge(extra)
             .with_state(self)
     }
 }

@@ -219,6 +219,69 @@ impl ServiceDef {
         })
     }
 
+    /// Like `to_service`, with `default_name` when the definition names none
+    /// (a `SidecarService {}` block).
+    pub fn to_service_lenient(&self, default_name: &str, owner: &str) -> Result<Service, ApiError> {
+        if self.name.is_empty() && self.service.is_empty() {
+            let named = ServiceDef {
+                name: default_name.to_string(),
+                proxy: None,
+                ..self.clone_shallow()
+            };
+            let mut svc = named.to_service(owner)?;
+            svc.proxy = self.to_service_proxy();
+            return Ok(svc);
+        }
+        let mut svc = ServiceDef {
+            proxy: None,
+            kind: String::new(),
+            ..self.clone_shallow()
+        }
+        .to_service(owner)?;
+        svc.proxy = self.to_service_proxy();
+        Ok(svc)
+    }
+
+    fn to_service_proxy(&self) -> Option<Proxy> {
+        let p = self.proxy.as_ref()?;
+        Some(Proxy {
+            upstreams: p
+                .upstreams
+                .iter()
+                .flatten()
+                .map(|u| Upstream {
+                    destination_name: u.destination_name.clone(),
+                    datacenter: u.datacenter.clone(),
+                    local_bind_address: u.local_bind_address.clone(),
+                    local_bind_port: u.local_bind_port,
+                })
+                .collect(),
+            ..Default::default()
+        })
+    }
+
+    fn clone_shallow(&self) -> ServiceDef {
+        ServiceDef {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            service: self.service.clone(),
+            tags: self.tags.clone(),
+            address: self.address.clone(),
+            port: self.port,
+            meta: self.meta.clone(),
+            kind: self.kind.clone(),
+            weights: self.weights.as_ref().map(|w| WeightsDef {
+                passing: w.passing,
+                warning: w.warning,
+            }),
+            proxy: None,
+            connect: None,
+            enable_tag_override: self.enable_tag_override,
+            check: None,
+            checks: None,
+        }
+    }
+
     /// Check definitions given with the service (`Check` and `Checks`).
     pub fn check_values(&self) -> Vec<Value> {
         self.check

@@ -7,7 +7,7 @@ use mesh_types::{Command, KvEntry, Outcome, DEFAULT_OWNER};
 use crate::{Api, ApiError};
 
 /// A command that took effect.
-pub(crate) enum Written {
+pub enum Written {
     Done,
     Bool(bool),
     Txn(Vec<KvEntry>),
@@ -15,14 +15,14 @@ pub(crate) enum Written {
 
 impl Written {
     /// Consul's `true`/`false` answer.
-    pub(crate) fn as_bool(&self) -> bool {
+    pub fn as_bool(&self) -> bool {
         !matches!(self, Written::Bool(false))
     }
 }
 
 impl Api {
     /// Propose `cmd` and map its outcome: rejected → 400, owned by another → 409.
-    pub(crate) async fn apply(&self, cmd: Command) -> Result<Written, ApiError> {
+    pub async fn apply(&self, cmd: Command) -> Result<Written, ApiError> {
         let raft = self.raft.as_ref().ok_or_else(|| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no server available")
         })?;
@@ -44,7 +44,7 @@ impl Api {
 }
 
 /// Who is writing: `X-Mesh-Owner` (api, terraform, file:<node>:<path>), default `api`.
-pub(crate) fn owner(headers: &HeaderMap) -> String {
+pub fn owner(headers: &HeaderMap) -> String {
     headers
         .get("x-mesh-owner")
         .and_then(|v| v.to_str().ok())
@@ -54,7 +54,7 @@ pub(crate) fn owner(headers: &HeaderMap) -> String {
 }
 
 /// Whether the writer asks to take over an object another owner manages.
-pub(crate) fn takeover(params: &std::collections::HashMap<String, String>) -> bool {
+pub fn takeover(params: &std::collections::HashMap<String, String>) -> bool {
     params
         .get("takeover")
         .is_some_and(|v| v.is_empty() || v == "true" || v == "1")

@@ -9,10 +9,11 @@ use tokio::net::TcpStream;
 pub(crate) async fn probe(addr: &str, timeout: Duration) -> (CheckStatus, String) {
     match tokio::time::timeout(timeout, dial_addr(addr)).await {
         Ok(Ok(_stream)) => (CheckStatus::Passing, format!("TCP connect {addr}: Success")),
-        Ok(Err(e)) => (CheckStatus::Critical, format!("TCP connect {addr}: {e}")),
+        // The dial error names the address already ("dial tcp 127.0.0.1:5432: ..."), as Go's does.
+        Ok(Err(e)) => (CheckStatus::Critical, e),
         Err(_) => (
             CheckStatus::Critical,
-            format!("TCP connect {addr}: timed out after {timeout:?}"),
+            format!("dial tcp {addr}: timed out after {timeout:?}"),
         ),
     }
 }

@@ -186,9 +186,15 @@ pub async fn run(args: &AgentArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
 /// Logs to stderr at `level`, unless `RUST_LOG` says otherwise.
 fn init_logging(level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // Library internals stay at warn unless RUST_LOG asks for them: at debug,
+    // openraft alone logs every heartbeat.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!("warn,mesh={level},mesh_agent={level},mesh_api={level},mesh_raft={level},mesh_store={level},mesh_gossip={level},mesh_checks={level},mesh_dns={level}"))
+    });
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }

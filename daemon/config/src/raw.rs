@@ -47,6 +47,8 @@ pub struct RawConfig {
     pub log_level: Option<String>,
     /// Serve the web UI.
     pub ui: Option<bool>,
+    /// Allow checks that run commands (`Args`); off by default, as in Consul.
+    pub enable_script_checks: Option<bool>,
     /// `ports { }`.
     pub ports: Option<RawPorts>,
     /// `addresses { }`.

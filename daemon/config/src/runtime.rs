@@ -52,6 +52,8 @@ pub struct RuntimeConfig {
     pub acl: AclConfig,
     /// Config entries to write when this server first becomes leader, as JSON objects.
     pub config_entries_bootstrap: Vec<serde_json::Value>,
+    /// Whether script checks (`Args`) may run.
+    pub enable_script_checks: bool,
 }
 
 /// Addresses that override `client_addr` for one interface.

@@ -189,6 +189,7 @@ impl RuntimeConfig {
             raft_multiplier,
             config_files: raw.config_files.clone(),
             ui: raw.ui.unwrap_or(dev),
+            enable_script_checks: raw.enable_script_checks.unwrap_or(false),
             addresses,
             connect_enabled: raw.connect.as_ref().and_then(|c| c.enabled).unwrap_or(true),
             dns: v.dns()?,

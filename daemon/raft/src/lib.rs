@@ -12,7 +12,9 @@ mod service;
 mod types;
 
 pub use network::Network;
-pub use node::{ProposeError, RaftNode, RaftTiming, ReadError, ReadMode, ServerInfo};
+pub use node::{
+    propose_via_server, ProposeError, RaftNode, RaftTiming, ReadError, ReadMode, ServerInfo,
+};
 pub use service::RaftService;
 pub use types::{MeshNode, Proposal, TypeConfig};
 

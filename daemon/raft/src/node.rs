@@ -87,6 +87,9 @@ pub enum ProposeError {
     /// The command could not be encoded.
     #[error("{0}")]
     Encode(String),
+    /// No server could be reached (the write was not sent).
+    #[error("no server reachable: {0}")]
+    Unreachable(String),
     /// Raft is shutting down or failed.
     #[error("raft stopped: {0}")]
     Stopped(String),
@@ -282,6 +285,13 @@ impl RaftNode {
     /// the leader when this server is not it, waiting out elections.
     pub async fn propose(&self, command: &Command) -> Result<(u64, Outcome), ProposeError> {
         let bytes = encode_command(command).map_err(|e| ProposeError::Encode(e.to_string()))?;
+        self.propose_bytes(bytes).await
+    }
+
+    pub(crate) async fn propose_bytes(
+        &self,
+        bytes: Vec<u8>,
+    ) -> Result<(u64, Outcome), ProposeError> {
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
             match self.propose_local(bytes.clone()).await? {
@@ -325,27 +335,7 @@ impl RaftNode {
         leader: &MeshNode,
         bytes: &[u8],
     ) -> Result<Forwarded<(u64, Outcome)>, Delivery> {
-        let data = encode(&bytes.to_vec()).map_err(|e| Delivery::NotSent(e.to_string()))?;
-        let mut client = self
-            .inner
-            .network
-            .client(&leader.rpc_addr)
-            .map_err(|e| Delivery::NotSent(e.to_string()))?;
-        let mut req = tonic::Request::new(Payload { data });
-        req.set_timeout(LEADER_WAIT);
-        match client.propose(req).await {
-            Ok(reply) => decode(&reply.into_inner().data)
-                .map_err(|e| Delivery::Unknown(format!("{}: {e}", leader.rpc_addr))),
-            // A refused connection means the request never left this server.
-            Err(status) if is_not_sent(&status) => {
-                Err(Delivery::NotSent(status.message().to_string()))
-            }
-            Err(status) => Err(Delivery::Unknown(format!(
-                "{}: {}",
-                leader.rpc_addr,
-                status.message()
-            ))),
-        }
+        send_propose(&self.inner.network, &leader.rpc_addr, bytes).await
     }
 
     async fn wait_for_leader_change(&self, deadline: Instant) {
@@ -428,6 +418,46 @@ impl RaftNode {
     /// Stop Raft.
     pub async fn shutdown(&self) {
         let _ = self.inner.raft.shutdown().await;
+    }
+}
+
+/// Propose from a client agent (no Raft of its own) through a server,
+/// which forwards to the leader.
+pub async fn propose_via_server(
+    network: &Network,
+    server_rpc: &str,
+    command: &Command,
+) -> Result<(u64, Outcome), ProposeError> {
+    let bytes = encode_command(command).map_err(|e| ProposeError::Encode(e.to_string()))?;
+    match send_propose(network, server_rpc, &bytes).await {
+        Ok(Forwarded::Ok(applied)) => Ok(applied),
+        Ok(Forwarded::NotLeader) => Err(ProposeError::NoLeader),
+        Ok(Forwarded::Failed(why)) => Err(ProposeError::Stopped(why)),
+        Err(Delivery::NotSent(why)) => {
+            Err(ProposeError::Unreachable(format!("{server_rpc}: {why}")))
+        }
+        Err(Delivery::Unknown(why)) => Err(ProposeError::Unknown(why)),
+    }
+}
+
+async fn send_propose(
+    network: &Network,
+    addr: &str,
+    bytes: &[u8],
+) -> Result<Forwarded<(u64, Outcome)>, Delivery> {
+    let data = encode(&bytes.to_vec()).map_err(|e| Delivery::NotSent(e.to_string()))?;
+    let mut client = network
+        .client(addr)
+        .map_err(|e| Delivery::NotSent(e.to_string()))?;
+    let mut req = tonic::Request::new(Payload { data });
+    req.set_timeout(LEADER_WAIT + Duration::from_secs(1));
+    match client.propose(req).await {
+        Ok(reply) => {
+            decode(&reply.into_inner().data).map_err(|e| Delivery::Unknown(format!("{addr}: {e}")))
+        }
+        // A refused connection means the request never left this process.
+        Err(status) if is_not_sent(&status) => Err(Delivery::NotSent(status.message().to_string())),
+        Err(status) => Err(Delivery::Unknown(format!("{addr}: {}", status.message()))),
     }
 }
 

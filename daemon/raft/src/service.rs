@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 
 use crate::codec::{decode, encode};
 use crate::node::Forwarded;
-use crate::{RaftNode, ReadMode, TypeConfig};
+use crate::{ProposeError, RaftNode, ReadMode, TypeConfig};
 
 /// Serves Raft messages and forwarded writes and reads for one server.
 pub struct RaftService {
@@ -53,7 +53,14 @@ impl Raft for RaftService {
 
     async fn propose(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
         let bytes: Vec<u8> = decode(&req.into_inner().data)?;
-        let result = match self.node.propose_local(bytes).await {
+        // Forwarded writes (from followers or client agents) take the full
+        // path, so any server accepts them and hands them to the leader.
+        let result = match self.node.propose_local(bytes.clone()).await {
+            Ok(Forwarded::NotLeader) => match self.node.propose_bytes(bytes).await {
+                Ok(applied) => Forwarded::Ok(applied),
+                Err(ProposeError::NoLeader) => Forwarded::NotLeader,
+                Err(e) => Forwarded::Failed(e.to_string()),
+            },
             Ok(forwarded) => forwarded,
             Err(e) => Forwarded::Failed(e.to_string()),
         };

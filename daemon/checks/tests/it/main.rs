@@ -1,10 +1,11 @@
 //! Integration tests of mesh-checks: every kind of check against real local
 //! servers on 127.0.0.1 port 0, thresholds, TTLs, and definition parsing.
 //!
-//! fixtures/server.{crt,key}: a self-signed P-256 certificate for localhost and
-//! 127.0.0.1, valid 100 years, made with
+//! fixtures/server.{crt,key}: a self-signed P-256 leaf certificate for localhost
+//! and 127.0.0.1, valid 100 years, made with
 //! `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 36500
-//!  -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1"`.
+//!  -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1"
+//!  -addext "basicConstraints=critical,CA:FALSE" -addext "extendedKeyUsage=serverAuth"`.
 
 mod grpc;
 mod http;

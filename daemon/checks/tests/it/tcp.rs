@@ -20,7 +20,7 @@ async fn tcp_refused_is_critical() {
     let update = next(&mut rx).await;
     assert_eq!(update.status, CheckStatus::Critical);
     assert!(
-        update.output.starts_with(&format!("TCP connect {addr}: ")),
+        update.output.starts_with(&format!("dial tcp {addr}: ")),
         "{}",
         update.output
     );

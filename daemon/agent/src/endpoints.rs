@@ -1,0 +1,224 @@
+//! `/v1/agent/service/*`, `/v1/agent/check/*` and `/v1/agent/join`: answered
+//! from this agent's local state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::Path;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Extension, Json, Router};
+use mesh_api::wire::{check_json, object, service_json};
+use mesh_api::{owner, Api, ApiError, Params};
+use mesh_types::CheckStatus;
+use serde_json::Value;
+
+use crate::build::Agent;
+
+type A = Extension<Arc<Agent>>;
+
+/// The agent's own routes, merged into the API router.
+pub(crate) fn routes(agent: Arc<Agent>) -> Router<Api> {
+    Router::new()
+        .route("/v1/agent/service/register", put(register_service))
+        .route("/v1/agent/service/deregister/{id}", put(deregister_service))
+        .route("/v1/agent/services", get(services))
+        .route("/v1/agent/service/{id}", get(service))
+        .route("/v1/agent/check/register", put(register_check))
+        .route("/v1/agent/check/deregister/{id}", put(deregister_check))
+        .route("/v1/agent/check/pass/{id}", put(pass))
+        .route("/v1/agent/check/warn/{id}", put(warn))
+        .route("/v1/agent/check/fail/{id}", put(fail))
+        .route("/v1/agent/check/update/{id}", put(update))
+        .route("/v1/agent/checks", get(checks))
+        .route("/v1/agent/join/{addr}", put(join))
+        .route("/v1/agent/reload", put(reload))
+        .layer(Extension(agent))
+}
+
+fn body_json(body: &Bytes, what: &str) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("Request decode failed: {what}: {e}")))
+}
+
+/// Wait briefly for anti-entropy to push a change, so a read right after a
+/// registration usually sees it (Consul syncs in the background too).
+async fn settle(agent: &Agent) {
+    let mut rx = agent.synced.subscribe();
+    let seen = *rx.borrow_and_update();
+    let _ = tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|n| *n > seen)).await;
+}
+
+async fn register_service(
+    Extension(agent): A,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let def = body_json(&body, "service definition")?;
+    agent.local.add_service(def, &owner(&headers))?;
+    settle(&agent).await;
+    Ok(().into_response())
+}
+
+async fn deregister_service(
+    Extension(agent): A,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if !agent.local.remove_service(&id) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("Unknown service ID {id:?}"),
+        ));
+    }
+    settle(&agent).await;
+    Ok(().into_response())
+}
+
+async fn services(Extension(agent): A) -> Json<Value> {
+    let inner = agent.local.inner.lock();
+    Json(object(
+        inner
+            .services
+            .iter()
+            .map(|(id, s)| (id.clone(), service_json(&s.service))),
+    ))
+}
+
+async fn service(Extension(agent): A, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let inner = agent.local.inner.lock();
+    inner
+        .services
+        .get(&id)
+        .map(|s| Json(service_json(&s.service)))
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("unknown service ID: {id}")))
+}
+
+async fn register_check(Extension(agent): A, body: Bytes) -> Result<Response, ApiError> {
+    agent
+        .local
+        .add_check(body_json(&body, "check definition")?)?;
+    settle(&agent).await;
+    Ok(().into_response())
+}
+
+async fn deregister_check(
+    Extension(agent): A,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if !agent.local.remove_check(&id) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("Unknown check ID {id:?}"),
+        ));
+    }
+    settle(&agent).await;
+    Ok(().into_response())
+}
+
+async fn ttl(
+    agent: &Agent,
+    id: &str,
+    status: CheckStatus,
+    note: String,
+) -> Result<Response, ApiError> {
+    agent.local.ttl_update(id, status, note)?;
+    Ok(().into_response())
+}
+
+async fn pass(
+    Extension(agent): A,
+    Path(id): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    ttl(
+        &agent,
+        &id,
+        CheckStatus::Passing,
+        params.map().remove("note").unwrap_or_default(),
+    )
+    .await
+}
+
+async fn warn(
+    Extension(agent): A,
+    Path(id): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    ttl(
+        &agent,
+        &id,
+        CheckStatus::Warning,
+        params.map().remove("note").unwrap_or_default(),
+    )
+    .await
+}
+
+async fn fail(
+    Extension(agent): A,
+    Path(id): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    ttl(
+        &agent,
+        &id,
+        CheckStatus::Critical,
+        params.map().remove("note").unwrap_or_default(),
+    )
+    .await
+}
+
+async fn update(
+    Extension(agent): A,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let v = mesh_api::wire::fold_keys(body_json(&body, "check update")?);
+    let status = v["status"].as_str().unwrap_or("");
+    let status = CheckStatus::parse(status).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "Invalid Status {status:?}: use passing, warning or critical"
+        ))
+    })?;
+    let output = v["output"].as_str().unwrap_or("").to_string();
+    ttl(&agent, &id, status, output).await
+}
+
+async fn checks(Extension(agent): A) -> Json<Value> {
+    let node = agent.config.node_name.clone();
+    let inner = agent.local.inner.lock();
+    Json(object(inner.checks.iter().map(|(id, c)| {
+        let tags = inner
+            .services
+            .get(&c.check.service_id)
+            .map(|s| s.service.tags.clone())
+            .unwrap_or_default();
+        (id.clone(), check_json(&node, &c.check, &tags))
+    })))
+}
+
+async fn join(Extension(agent): A, Path(addr): Path<String>) -> Result<Response, ApiError> {
+    let target = if addr.contains(':') {
+        addr.clone()
+    } else {
+        format!("{addr}:8301")
+    };
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(&target)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("cannot resolve {addr:?}: {e}")))?
+        .collect();
+    agent
+        .gossip
+        .join(&addrs)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(().into_response())
+}
+
+async fn reload(Extension(agent): A) -> Response {
+    // Re-push everything; config file reload arrives with the mesh.d reconciler.
+    agent.local.inner.lock().dirty.insert(None);
+    agent.local.changed.notify_one();
+    ().into_response()
+}

@@ -1,0 +1,405 @@
+//! Agent-local services and checks: what this agent is authoritative for.
+//! Registrations are kept here (and in the data dir, so they survive a
+//! restart), their checks run here, and anti-entropy copies them to the catalog.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use mesh_api::wire::{parse_body, ServiceDef};
+use mesh_api::ApiError;
+use mesh_checks::{CheckDefinition, CheckRunner, CheckUpdate, RunnerOptions};
+use mesh_types::{CheckStatus, HealthCheck, Proxy, Service, Upstream};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Notify};
+
+/// First port handed to a sidecar registered without one (Consul's default range).
+const SIDECAR_MIN_PORT: u16 = 21000;
+
+pub(crate) struct LocalService {
+    pub service: Service,
+    /// The registration body, replayed after a restart.
+    pub definition: Value,
+}
+
+pub(crate) struct LocalCheck {
+    pub check: HealthCheck,
+    pub runner: Option<CheckRunner>,
+    pub deregister_after: Option<Duration>,
+    /// Standalone checks are persisted on their own; service checks with their service.
+    pub definition: Option<Value>,
+}
+
+#[derive(Default)]
+pub(crate) struct Inner {
+    pub services: BTreeMap<String, LocalService>,
+    pub checks: BTreeMap<String, LocalCheck>,
+    /// Service IDs and check IDs removed locally, still to remove from the catalog.
+    pub removed_services: BTreeSet<(String, String)>,
+    pub removed_checks: BTreeSet<String>,
+    /// Changed since the last sync (None = the node itself / node-level checks).
+    pub dirty: BTreeSet<Option<String>>,
+}
+
+pub(crate) struct LocalState {
+    pub inner: Mutex<Inner>,
+    /// Wakes anti-entropy.
+    pub changed: Notify,
+    persist_path: Option<PathBuf>,
+    updates: mpsc::Sender<CheckUpdate>,
+    options: RunnerOptions,
+}
+
+fn bad(e: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(e.to_string())
+}
+
+impl LocalState {
+    pub(crate) fn new(
+        persist_path: Option<PathBuf>,
+        updates: mpsc::Sender<CheckUpdate>,
+        options: RunnerOptions,
+    ) -> Self {
+        LocalState {
+            inner: Mutex::new(Inner::default()),
+            changed: Notify::new(),
+            persist_path,
+            updates,
+            options,
+        }
+    }
+
+    fn mark(&self, inner: &mut Inner, what: Option<String>) {
+        inner.dirty.insert(what);
+        self.changed.notify_one();
+    }
+
+    /// Register (or replace) a service from its Consul JSON definition,
+    /// with its checks and, if asked, its sidecar proxy.
+    pub(crate) fn add_service(&self, definition: Value, owner: &str) -> Result<String, ApiError> {
+        let def: ServiceDef = parse_body(definition.to_string().as_bytes(), "service definition")?;
+        let service = def.to_service(owner)?;
+        let mut checks = Vec::new();
+        let values = def.check_values();
+        for (i, v) in values.iter().enumerate() {
+            let default_id = if values.len() == 1 {
+                format!("service:{}", service.id)
+            } else {
+                format!("service:{}:{}", service.id, i + 1)
+            };
+            let mut cd = CheckDefinition::from_consul_json(v, &default_id).map_err(bad)?;
+            cd.service_id = service.id.clone();
+            if cd.name.is_empty() {
+                cd.name = format!("Service '{}' check", service.name);
+            }
+            checks.push(cd);
+        }
+        let sidecar = match def
+            .connect
+            .as_ref()
+            .and_then(|c| c.sidecar_service.as_ref())
+        {
+            Some(sc) => Some(self.sidecar_for(&service, sc, owner)?),
+            None => None,
+        };
+        let mut inner = self.inner.lock();
+        let id = service.id.clone();
+        self.remove_service_locked(&mut inner, &id, false);
+        for cd in checks {
+            self.add_check_locked(&mut inner, cd, &service.name, None)?;
+        }
+        if let Some(sc) = sidecar {
+            let sid = sc.id.clone();
+            self.remove_service_locked(&mut inner, &sid, false);
+            inner
+                .removed_services
+                .remove(&(sid.clone(), sc.owner.clone()));
+            inner.services.insert(
+                sid.clone(),
+                LocalService {
+                    service: sc,
+                    definition: Value::Null,
+                },
+            );
+            self.mark(&mut inner, Some(sid));
+        }
+        inner.removed_services.retain(|(s, _)| s != &id);
+        inner.services.insert(
+            id.clone(),
+            LocalService {
+                service,
+                definition,
+            },
+        );
+        self.mark(&mut inner, Some(id.clone()));
+        drop(inner);
+        self.persist();
+        Ok(id)
+    }
+
+    fn sidecar_for(
+        &self,
+        service: &Service,
+        sc: &ServiceDef,
+        owner: &str,
+    ) -> Result<Service, ApiError> {
+        let mut proxy_def =
+            sc.to_service_lenient(&format!("{}-sidecar-proxy", service.name), owner)?;
+        proxy_def.id = if sc.id.is_empty() {
+            format!("{}-sidecar-proxy", service.id)
+        } else {
+            sc.id.clone()
+        };
+        proxy_def.kind = "connect-proxy".into();
+        if proxy_def.port == 0 {
+            proxy_def.port = self.free_sidecar_port();
+        }
+        let upstreams: Vec<Upstream> = proxy_def
+            .proxy
+            .take()
+            .map(|p| p.upstreams)
+            .unwrap_or_default();
+        proxy_def.proxy = Some(Proxy {
+            destination_service_name: service.name.clone(),
+            destination_service_id: service.id.clone(),
+            local_service_address: "127.0.0.1".into(),
+            local_service_port: service.port,
+            upstreams,
+            config_json: "{}".into(),
+        });
+        Ok(proxy_def)
+    }
+
+    fn free_sidecar_port(&self) -> u16 {
+        let inner = self.inner.lock();
+        let used: BTreeSet<u16> = inner.services.values().map(|s| s.service.port).collect();
+        (SIDECAR_MIN_PORT..)
+            .find(|p| !used.contains(p))
+            .unwrap_or(SIDECAR_MIN_PORT)
+    }
+
+    /// Deregister a service, its checks and its managed sidecar.
+    pub(crate) fn remove_service(&self, id: &str) -> bool {
+        let mut inner = self.inner.lock();
+        let found = self.remove_service_locked(&mut inner, id, true);
+        let sidecar = format!("{id}-sidecar-proxy");
+        if inner
+            .services
+            .get(&sidecar)
+            .is_some_and(|s| s.definition.is_null())
+        {
+            self.remove_service_locked(&mut inner, &sidecar, true);
+        }
+        drop(inner);
+        if found {
+            self.persist();
+        }
+        found
+    }
+
+    fn remove_service_locked(&self, inner: &mut Inner, id: &str, record: bool) -> bool {
+        let Some(old) = inner.services.remove(id) else {
+            return false;
+        };
+        inner.checks.retain(|_, c| c.check.service_id != id);
+        if record {
+            inner
+                .removed_services
+                .insert((id.to_string(), old.service.owner.clone()));
+            self.changed.notify_one();
+        }
+        true
+    }
+
+    /// Register a standalone check from its Consul JSON definition.
+    pub(crate) fn add_check(&self, definition: Value) -> Result<String, ApiError> {
+        let mut cd = CheckDefinition::from_consul_json(&definition, "").map_err(bad)?;
+        if cd.id.is_empty() {
+            return Err(ApiError::bad_request("Missing check name"));
+        }
+        if cd.name.is_empty() {
+            cd.name = cd.id.clone();
+        }
+        let mut inner = self.inner.lock();
+        let service_name = if cd.service_id.is_empty() {
+            String::new()
+        } else {
+            match inner.services.get(&cd.service_id) {
+                Some(s) => s.service.name.clone(),
+                None => {
+                    return Err(ApiError::bad_request(format!(
+                        "ServiceID {:?} does not exist",
+                        cd.service_id
+                    )))
+                }
+            }
+        };
+        let id = cd.id.clone();
+        self.add_check_locked(&mut inner, cd, &service_name, Some(definition))?;
+        drop(inner);
+        self.persist();
+        Ok(id)
+    }
+
+    fn add_check_locked(
+        &self,
+        inner: &mut Inner,
+        cd: CheckDefinition,
+        service_name: &str,
+        definition: Option<Value>,
+    ) -> Result<(), ApiError> {
+        let check = HealthCheck {
+            check_id: cd.id.clone(),
+            name: cd.name.clone(),
+            status: cd.status,
+            notes: cd.notes.clone(),
+            output: String::new(),
+            service_id: cd.service_id.clone(),
+            service_name: service_name.to_string(),
+            check_type: cd.type_name().to_string(),
+            ..Default::default()
+        };
+        let deregister_after = cd.deregister_critical_service_after;
+        let runner = CheckRunner::spawn(cd, &self.options, self.updates.clone()).map_err(bad)?;
+        let dirty = if check.service_id.is_empty() {
+            None
+        } else {
+            Some(check.service_id.clone())
+        };
+        inner.removed_checks.remove(&check.check_id);
+        inner.checks.insert(
+            check.check_id.clone(),
+            LocalCheck {
+                check,
+                runner: Some(runner),
+                deregister_after,
+                definition,
+            },
+        );
+        self.mark(inner, dirty);
+        Ok(())
+    }
+
+    /// Deregister a check.
+    pub(crate) fn remove_check(&self, id: &str) -> bool {
+        let mut inner = self.inner.lock();
+        let found = inner.checks.remove(id).is_some();
+        if found {
+            inner.removed_checks.insert(id.to_string());
+            self.changed.notify_one();
+        }
+        drop(inner);
+        if found {
+            self.persist();
+        }
+        found
+    }
+
+    /// Record a check result; wakes anti-entropy only on a change.
+    pub(crate) fn apply_update(&self, update: CheckUpdate) {
+        let mut inner = self.inner.lock();
+        let Some(local) = inner.checks.get_mut(&update.check_id) else {
+            return;
+        };
+        if local.check.status == update.status && local.check.output == update.output {
+            return;
+        }
+        local.check.status = update.status;
+        local.check.output = update.output;
+        let dirty = (!local.check.service_id.is_empty()).then(|| local.check.service_id.clone());
+        self.mark(&mut inner, dirty);
+    }
+
+    /// TTL check update (`/v1/agent/check/pass|warn|fail|update/:id`).
+    pub(crate) fn ttl_update(
+        &self,
+        id: &str,
+        status: CheckStatus,
+        output: String,
+    ) -> Result<(), ApiError> {
+        let inner = self.inner.lock();
+        let local = inner.checks.get(id).ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                format!("Unknown check ID {id:?}"),
+            )
+        })?;
+        match &local.runner {
+            Some(r) => r.ttl_update(status, output).map_err(bad),
+            None => Err(ApiError::bad_request(format!(
+                "check {id:?} is not a TTL check"
+            ))),
+        }
+    }
+
+    /// Services whose critical check has been critical longer than its
+    /// `DeregisterCriticalServiceAfter`.
+    pub(crate) fn expired_services(&self, now: Instant) -> Vec<String> {
+        let inner = self.inner.lock();
+        inner
+            .checks
+            .values()
+            .filter(|c| !c.check.service_id.is_empty())
+            .filter_map(|c| {
+                let after = c.deregister_after?;
+                let since = c.runner.as_ref()?.critical_since()?;
+                (now.duration_since(since) >= after).then(|| c.check.service_id.clone())
+            })
+            .collect()
+    }
+
+    fn persist(&self) {
+        let Some(path) = &self.persist_path else {
+            return;
+        };
+        let inner = self.inner.lock();
+        let services: Vec<Value> = inner
+            .services
+            .values()
+            .filter(|s| !s.definition.is_null())
+            .map(|s| json!({"owner": s.service.owner, "definition": s.definition}))
+            .collect();
+        let checks: Vec<Value> = inner
+            .checks
+            .values()
+            .filter_map(|c| c.definition.clone())
+            .collect();
+        drop(inner);
+        let body = json!({"services": services, "checks": checks}).to_string();
+        let tmp = path.with_extension("tmp");
+        if let Err(e) = std::fs::write(&tmp, body).and_then(|_| std::fs::rename(&tmp, path)) {
+            tracing::error!(path = %path.display(), error = %e, "saving local services");
+        }
+    }
+
+    /// Re-register what was persisted before a restart.
+    pub(crate) fn restore(&self) {
+        let Some(path) = &self.persist_path else {
+            return;
+        };
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return;
+        };
+        let saved: Value = match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "local services file is unreadable; ignoring it");
+                return;
+            }
+        };
+        for s in saved["services"].as_array().into_iter().flatten() {
+            let owner = s["owner"].as_str().unwrap_or(mesh_types::DEFAULT_OWNER);
+            if let Err(e) = self.add_service(s["definition"].clone(), owner) {
+                tracing::warn!(error = %e, "restoring a local service");
+            }
+        }
+        for c in saved["checks"].as_array().into_iter().flatten() {
+            if let Err(e) = self.add_check(c.clone()) {
+                tracing::warn!(error = %e, "restoring a local check");
+            }
+        }
+    }
+}

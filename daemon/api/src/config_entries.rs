@@ -1,0 +1,152 @@
+//! `/v1/config`: config entries stored as given, served with their indexes.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use mesh_state::Table;
+use mesh_types::{Command, ConfigEntry, CONFIG_KINDS};
+use serde_json::Value;
+
+use crate::catalog::json_read;
+use crate::params::Params;
+use crate::write::{owner, takeover};
+use crate::{Api, ApiError, QueryOptions};
+
+/// The entry as served: its body with canonical Kind/Name and the indexes.
+pub(crate) fn entry_json(e: &ConfigEntry) -> Value {
+    let mut v: Value =
+        serde_json::from_str(&e.body_json).unwrap_or_else(|_| Value::Object(Default::default()));
+    if let Some(map) = v.as_object_mut() {
+        map.retain(|k, _| {
+            !matches!(
+                k.to_ascii_lowercase().as_str(),
+                "kind" | "name" | "createindex" | "modifyindex"
+            )
+        });
+        map.insert("Kind".into(), e.kind.clone().into());
+        map.insert("Name".into(), e.name.clone().into());
+        map.insert("CreateIndex".into(), e.create_index.into());
+        map.insert("ModifyIndex".into(), e.modify_index.into());
+    }
+    v
+}
+
+fn field<'a>(v: &'a Value, name: &str) -> Option<&'a str> {
+    v.as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| v.as_str())
+}
+
+fn check_kind(kind: &str) -> Result<(), ApiError> {
+    if CONFIG_KINDS.contains(&kind) {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "invalid config entry kind {kind:?} (one of: {})",
+        CONFIG_KINDS.join(", ")
+    )))
+}
+
+pub(crate) async fn put(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    params: Params,
+    body: Bytes,
+) -> Result<Json<bool>, ApiError> {
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("Request decode failed: config entry: {e}")))?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request("config entry must be a JSON object"));
+    }
+    let kind =
+        field(&v, "kind").ok_or_else(|| ApiError::bad_request("config entry Kind is required"))?;
+    let name =
+        field(&v, "name").ok_or_else(|| ApiError::bad_request("config entry Name is required"))?;
+    check_kind(kind)?;
+    let map = params.map();
+    let cas = map
+        .get("cas")
+        .map(|c| {
+            c.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("Invalid cas {c:?}")))
+        })
+        .transpose()?;
+    let entry = ConfigEntry {
+        kind: kind.to_string(),
+        name: name.to_string(),
+        body_json: v.to_string(),
+        owner: owner(&headers),
+        ..Default::default()
+    };
+    let written = api
+        .apply(Command::ConfigSet {
+            entry,
+            cas,
+            takeover: takeover(&map),
+        })
+        .await?;
+    Ok(Json(written.as_bool()))
+}
+
+pub(crate) async fn list(
+    State(api): State<Api>,
+    Path(kind): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    check_kind(&kind)?;
+    json_read(&api, &params, Table::Config, |s| {
+        (
+            Value::Array(s.config_entries(&kind).map(entry_json).collect()),
+            s.table_index(Table::Config),
+        )
+    })
+    .await
+}
+
+pub(crate) async fn get(
+    State(api): State<Api>,
+    Path((kind, name)): Path<(String, String)>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    check_kind(&kind)?;
+    let opts = QueryOptions::parse(&params.map())?;
+    let (entry, index) = api
+        .blocking_read(&opts, Table::Config, |s| {
+            let e = s.config_entry(&kind, &name);
+            (
+                e.map(entry_json),
+                e.map_or(s.table_index(Table::Config), |e| e.modify_index),
+            )
+        })
+        .await?;
+    let headers = api.read_headers(index);
+    Ok(match entry {
+        Some(v) => (headers, Json(v)).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            headers,
+            format!("Config entry not found for {kind:?} / {name:?}\n"),
+        )
+            .into_response(),
+    })
+}
+
+pub(crate) async fn delete(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path((kind, name)): Path<(String, String)>,
+    params: Params,
+) -> Result<Json<bool>, ApiError> {
+    check_kind(&kind)?;
+    let cmd = Command::ConfigDelete {
+        kind,
+        name,
+        owner: owner(&headers),
+        takeover: takeover(&params.map()),
+    };
+    api.apply(cmd).await?;
+    Ok(Json(true))
+}

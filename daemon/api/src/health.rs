@@ -1,0 +1,139 @@
+//! `/v1/health/*`.
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use mesh_state::{ServiceHealth, State as Catalog, Table};
+use mesh_types::{CheckStatus, HealthCheck};
+use serde_json::{json, Value};
+
+use crate::catalog::{connect_instances, has_tags, json_read, node_matches};
+use crate::params::Params;
+use crate::wire::{check_json, node_json, service_json};
+use crate::{Api, ApiError};
+
+fn entry_json(h: &ServiceHealth<'_>) -> Value {
+    json!({
+        "Node": node_json(h.node),
+        "Service": service_json(h.service),
+        "Checks": h.checks.iter().map(|c| check_json(&h.node.name, c, tags_for(h, c))).collect::<Vec<_>>(),
+    })
+}
+
+fn tags_for<'a>(h: &'a ServiceHealth<'_>, c: &HealthCheck) -> &'a [String] {
+    if c.service_id.is_empty() {
+        &[]
+    } else {
+        &h.service.tags
+    }
+}
+
+/// Health entries with Consul's filters: `?passing` keeps only instances
+/// whose every check passes; `?tag=` and `?node-meta=` narrow the list.
+fn filtered(entries: Vec<ServiceHealth<'_>>, params: &Params) -> Vec<Value> {
+    let passing = params.has("passing");
+    let tags: Vec<&str> = params.all("tag");
+    let meta = params.node_meta();
+    entries
+        .iter()
+        .filter(|h| !passing || h.status() == CheckStatus::Passing)
+        .filter(|h| has_tags(h.service, &tags) && node_matches(h.node, &meta))
+        .map(entry_json)
+        .collect()
+}
+
+pub(crate) async fn service(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let p = params.clone();
+    json_read(&api, &params, Table::Checks, move |s| {
+        (
+            Value::Array(filtered(s.service_health(&name), &p)),
+            s.service_name_index(&name),
+        )
+    })
+    .await
+}
+
+pub(crate) async fn connect(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let p = params.clone();
+    json_read(&api, &params, Table::Checks, move |s| {
+        let entries = connect_instances(s, &name)
+            .into_iter()
+            .map(|(node, service)| ServiceHealth {
+                node,
+                service,
+                checks: s.checks_for(&node.name, &service.id),
+            })
+            .collect();
+        (Value::Array(filtered(entries, &p)), s.catalog_index())
+    })
+    .await
+}
+
+fn checks_json<'a>(s: &Catalog, checks: impl Iterator<Item = (&'a str, &'a HealthCheck)>) -> Value {
+    Value::Array(
+        checks
+            .map(|(node, c)| {
+                let tags = s
+                    .service(node, &c.service_id)
+                    .map(|svc| svc.tags.clone())
+                    .unwrap_or_default();
+                check_json(node, c, &tags)
+            })
+            .collect(),
+    )
+}
+
+pub(crate) async fn node(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    json_read(&api, &params, Table::Checks, |s| {
+        (
+            checks_json(s, s.node_checks(&name).map(|c| (name.as_str(), c))),
+            s.table_index(Table::Checks),
+        )
+    })
+    .await
+}
+
+pub(crate) async fn checks(
+    State(api): State<Api>,
+    Path(service): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    json_read(&api, &params, Table::Checks, |s| {
+        let list = s.checks().filter(|(_, c)| c.service_name == service);
+        (checks_json(s, list), s.service_name_index(&service))
+    })
+    .await
+}
+
+pub(crate) async fn state(
+    State(api): State<Api>,
+    Path(state): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let wanted = match state.as_str() {
+        "any" => None,
+        other => Some(CheckStatus::parse(other).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "Invalid check state {other:?}: use any, passing, warning or critical"
+            ))
+        })?),
+    };
+    json_read(&api, &params, Table::Checks, |s| {
+        let list = s
+            .checks()
+            .filter(|(_, c)| wanted.is_none_or(|w| c.status == w));
+        (checks_json(s, list), s.table_index(Table::Checks))
+    })
+    .await
+}
