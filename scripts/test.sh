@@ -7,9 +7,11 @@ cd "$(dirname "$0")/.."
 . scripts/env.sh
 
 cargo fmt --all -- --check
+# Every step builds the whole workspace with all targets, so features unify
+# the same way each time and RocksDB's build is reused rather than redone.
 cargo clippy --workspace --all-targets -q -- -D warnings
-# The integration tests start the real binary.
-cargo build -q -p mesh
+# The `mesh` binary the integration tests start is built as part of the
+# workspace's tests (daemon/cli/tests makes cargo build it).
 if cargo nextest --version >/dev/null 2>&1; then
   # Agents under test share 2 cores; two tests at a time keeps Raft timing honest.
   cargo nextest run --workspace --test-threads 2 --no-fail-fast "$@"

@@ -2,6 +2,7 @@
 //! processes, real rocksdb, real gossip on loopback).
 
 mod bad_input;
+mod catalog;
 mod cluster;
 mod dev;
 

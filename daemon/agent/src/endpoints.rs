@@ -46,9 +46,9 @@ fn body_json(body: &Bytes, what: &str) -> Result<Value, ApiError> {
 /// Wait briefly for anti-entropy to push a change, so a read right after a
 /// registration usually sees it (Consul syncs in the background too).
 async fn settle(agent: &Agent) {
+    let target = agent.local.inner.lock().version;
     let mut rx = agent.synced.subscribe();
-    let seen = *rx.borrow_and_update();
-    let _ = tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|n| *n > seen)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|v| *v >= target)).await;
 }
 
 async fn register_service(

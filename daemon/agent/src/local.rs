@@ -42,6 +42,8 @@ pub(crate) struct Inner {
     pub removed_checks: BTreeSet<String>,
     /// Changed since the last sync (None = the node itself / node-level checks).
     pub dirty: BTreeSet<Option<String>>,
+    /// Bumped on every local change; anti-entropy reports the version it pushed.
+    pub version: u64,
 }
 
 pub(crate) struct LocalState {
@@ -73,6 +75,7 @@ impl LocalState {
     }
 
     fn mark(&self, inner: &mut Inner, what: Option<String>) {
+        inner.version += 1;
         inner.dirty.insert(what);
         self.changed.notify_one();
     }
@@ -206,6 +209,7 @@ impl LocalState {
         };
         inner.checks.retain(|_, c| c.check.service_id != id);
         if record {
+            inner.version += 1;
             inner
                 .removed_services
                 .insert((id.to_string(), old.service.owner.clone()));
@@ -288,6 +292,7 @@ impl LocalState {
         let mut inner = self.inner.lock();
         let found = inner.checks.remove(id).is_some();
         if found {
+            inner.version += 1;
             inner.removed_checks.insert(id.to_string());
             self.changed.notify_one();
         }

@@ -32,10 +32,11 @@ impl Agent {
     }
 
     /// One anti-entropy pass; `full` pushes everything, else only what changed.
-    async fn sync_once(&self, full: bool) -> anyhow::Result<()> {
+    async fn sync_once(&self, full: bool) -> anyhow::Result<u64> {
         let node = self.catalog_node();
-        let (commands, dirty) = {
+        let (commands, dirty, version) = {
             let mut inner = self.local.inner.lock();
+            let version = inner.version;
             let dirty: BTreeSet<Option<String>> = if full {
                 std::iter::once(None)
                     .chain(inner.services.keys().cloned().map(Some))
@@ -92,7 +93,7 @@ impl Agent {
             }
             inner.removed_services.clear();
             inner.removed_checks.clear();
-            (cmds, dirty)
+            (cmds, dirty, version)
         };
         let mut failed = None;
         for cmd in commands {
@@ -115,7 +116,7 @@ impl Agent {
             self.local.inner.lock().dirty.extend(dirty);
             return Err(e);
         }
-        Ok(())
+        Ok(version)
     }
 
     /// Propose through Raft here, or through a server on a client agent.
@@ -143,11 +144,11 @@ pub(crate) async fn anti_entropy(agent: Arc<Agent>) -> anyhow::Result<()> {
     loop {
         let full = last_full.elapsed() >= FULL_SYNC;
         match agent.sync_once(full).await {
-            Ok(()) => {
+            Ok(version) => {
                 if full {
                     last_full = Instant::now();
                 }
-                let _ = agent.synced.send_modify(|n| *n += 1);
+                agent.synced.send_replace(version);
                 tokio::select! {
                     _ = agent.local.changed.notified() => {}
                     _ = tokio::time::sleep(FULL_SYNC) => {}

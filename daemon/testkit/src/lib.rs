@@ -28,7 +28,7 @@ pub fn mesh_bin() -> PathBuf {
         .expect("test executable lives in target/<profile>/deps");
     assert!(
         bin.exists(),
-        "{} not found: build it first with `cargo build -p mesh` (scripts/test.sh does)",
+        "{} not found: build it with `cargo test --workspace --no-run` (scripts/test.sh does)",
         bin.display()
     );
     bin

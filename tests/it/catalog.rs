@@ -1,0 +1,481 @@
+//! Catalog, health, agent services/checks, config entries, txn, snapshot:
+//! the Consul HTTP surface against real agents.
+
+use std::time::Duration;
+
+use mesh_testkit::{eventually, AgentSpec, TestAgent, TestCluster};
+use serde_json::{json, Value};
+
+use crate::http;
+
+async fn dev_agent(dir: &std::path::Path) -> TestAgent {
+    let mut spec = AgentSpec::server("node1", 1);
+    spec.extra.push("-dev".into());
+    TestAgent::start(spec, dir).await.expect("dev agent starts")
+}
+
+async fn get_json(c: &reqwest::Client, url: String) -> Value {
+    let r = c.get(&url).send().await.unwrap();
+    assert!(r.status().is_success(), "{url}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+async fn put(c: &reqwest::Client, url: String, body: Value) -> reqwest::Response {
+    c.put(url).json(&body).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn agent_services_and_checks_reach_the_catalog_and_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dev_agent(&dir.path().join("a")).await;
+    let c = http();
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = backend.local_addr().unwrap().port();
+
+    // CamelCase with a TTL check, and python-consul style lowercase with a TCP check.
+    let r = put(
+        &c,
+        a.url("/v1/agent/service/register"),
+        json!({
+            "Name": "web", "ID": "web1", "Port": 8080, "Tags": ["v1", "blue"],
+            "Meta": {"Team": "Core"}, "Check": {"TTL": "30s"}
+        }),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let r = put(
+        &c,
+        a.url("/v1/agent/service/register"),
+        json!({
+            "name": "web", "id": "web2", "port": port, "tags": ["v2"],
+            "check": {"tcp": format!("127.0.0.1:{port}"), "interval": "1s"}
+        }),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    let services = get_json(&c, a.url("/v1/catalog/services")).await;
+    let mut tags: Vec<&str> = services["web"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    tags.sort();
+    assert_eq!(tags, vec!["blue", "v1", "v2"]);
+    let v1 = get_json(&c, a.url("/v1/catalog/service/web?tag=v1")).await;
+    assert_eq!(v1.as_array().unwrap().len(), 1);
+    assert_eq!(v1[0]["ServiceID"], "web1");
+    assert_eq!(v1[0]["ServiceMeta"]["Team"], "Core");
+
+    // web1 is critical until its TTL is passed; web2 passes once its TCP check runs.
+    let passing = eventually("web2 passing", Duration::from_secs(15), || async {
+        let h = get_json(&c, a.url("/v1/health/service/web?passing")).await;
+        (h.as_array()?.len() == 1).then_some(h)
+    })
+    .await;
+    assert_eq!(passing[0]["Service"]["ID"], "web2");
+    let r = c
+        .put(a.url("/v1/agent/check/pass/service:web1?note=ok"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    eventually("both passing", Duration::from_secs(10), || async {
+        let h = get_json(&c, a.url("/v1/health/service/web?passing")).await;
+        (h.as_array()?.len() == 2).then_some(())
+    })
+    .await;
+    let checks = get_json(&c, a.url("/v1/agent/checks")).await;
+    assert_eq!(checks["service:web1"]["Type"], "ttl");
+    assert_eq!(checks["service:web1"]["Name"], "Service 'web' check");
+
+    // Blocking health query wakes when a check fails.
+    let first = c.get(a.url("/v1/health/service/web")).send().await.unwrap();
+    let index = first.headers()["X-Consul-Index"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let url = a.url(&format!(
+        "/v1/health/service/web?passing&index={index}&wait=20s"
+    ));
+    let waiter = tokio::spawn({
+        let c = c.clone();
+        async move {
+            c.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    });
+    c.put(a.url("/v1/agent/check/fail/service:web1"))
+        .send()
+        .await
+        .unwrap();
+    let after = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.as_array().unwrap().len(), 1);
+
+    // Deregister: gone from agent, catalog and health.
+    assert_eq!(
+        c.put(a.url("/v1/agent/service/deregister/web1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let services = get_json(&c, a.url("/v1/agent/services")).await;
+    assert!(services.get("web1").is_none() && services.get("web2").is_some());
+    let all = get_json(&c, a.url("/v1/catalog/service/web")).await;
+    assert_eq!(all.as_array().unwrap().len(), 1);
+    assert_eq!(
+        c.put(a.url("/v1/agent/service/deregister/nope"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    drop(backend);
+}
+
+#[tokio::test]
+async fn catalog_register_owners_config_entries_txn_and_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dev_agent(&dir.path().join("a")).await;
+    let c = http();
+    let reg = json!({"Node": "ext", "Address": "10.1.2.3", "Service": {"Service": "db", "Port": 5432},
+                     "Check": {"CheckID": "db-ok", "Status": "passing", "ServiceID": "db"}});
+    let r = c
+        .put(a.url("/v1/catalog/register"))
+        .header("X-Mesh-Owner", "terraform")
+        .json(&reg)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // Another owner gets 409 naming the owner, and nothing changes.
+    let r = put(
+        &c,
+        a.url("/v1/catalog/register"),
+        json!({"Node": "ext", "Address": "10.1.2.3", "Service": {"Service": "db", "Port": 1}}),
+    )
+    .await;
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.unwrap().contains("terraform"));
+    let db = get_json(&c, a.url("/v1/catalog/service/db")).await;
+    assert_eq!(db[0]["ServicePort"], 5432);
+    let r = put(
+        &c,
+        a.url("/v1/catalog/register?takeover=true"),
+        json!({"Node": "ext", "Address": "10.1.2.3", "Service": {"Service": "db", "Port": 1}}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let node = get_json(&c, a.url("/v1/catalog/node/ext")).await;
+    assert_eq!(node["Services"]["db"]["Port"], 1);
+    assert_eq!(node["Services"]["db"]["Owner"], "api");
+    let state = get_json(&c, a.url("/v1/health/state/passing")).await;
+    assert!(state
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["CheckID"] == "db-ok"));
+
+    // Config entries.
+    let entry = json!({"Kind": "service-defaults", "Name": "web", "Protocol": "http"});
+    assert_eq!(
+        put(&c, a.url("/v1/config"), entry.clone())
+            .await
+            .json::<bool>()
+            .await
+            .unwrap(),
+        true
+    );
+    let got = get_json(&c, a.url("/v1/config/service-defaults/web")).await;
+    assert_eq!(got["Protocol"], "http");
+    let list = get_json(&c, a.url("/v1/config/service-defaults")).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(
+        put(&c, a.url("/v1/config?cas=0"), entry)
+            .await
+            .json::<bool>()
+            .await
+            .unwrap(),
+        false
+    );
+    assert_eq!(
+        put(
+            &c,
+            a.url("/v1/config"),
+            json!({"Kind": "bogus", "Name": "x"})
+        )
+        .await
+        .status(),
+        400
+    );
+    assert_eq!(
+        c.delete(a.url("/v1/config/service-defaults/web"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.get(a.url("/v1/config/service-defaults/web"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // Transactions: all or nothing.
+    let ok = put(
+        &c,
+        a.url("/v1/txn"),
+        json!([
+            {"KV": {"Verb": "set", "Key": "t/a", "Value": "MQ=="}},
+            {"KV": {"Verb": "get", "Key": "t/a"}}
+        ]),
+    )
+    .await;
+    assert_eq!(ok.status(), 200);
+    let body: Value = ok.json().await.unwrap();
+    assert_eq!(body["Results"][1]["KV"]["Value"], "MQ==");
+    let bad = put(
+        &c,
+        a.url("/v1/txn"),
+        json!([
+            {"KV": {"Verb": "set", "Key": "t/b", "Value": "Mg=="}},
+            {"KV": {"Verb": "check-not-exists", "Key": "t/a"}}
+        ]),
+    )
+    .await;
+    assert_eq!(bad.status(), 409);
+    let errors: Value = serde_json::from_str(bad.text().await.unwrap().trim()).unwrap();
+    assert_eq!(errors["Errors"][0]["OpIndex"], 1);
+    assert_eq!(
+        c.get(a.url("/v1/kv/t/b")).send().await.unwrap().status(),
+        404
+    );
+
+    // Snapshot save, change, restore.
+    let snap = c
+        .get(a.url("/v1/snapshot"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    c.delete(a.url("/v1/kv/t/a")).send().await.unwrap();
+    assert_eq!(
+        c.get(a.url("/v1/kv/t/a")).send().await.unwrap().status(),
+        404
+    );
+    assert_eq!(
+        c.put(a.url("/v1/snapshot"))
+            .body(snap)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.get(a.url("/v1/kv/t/a?raw"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "1"
+    );
+    assert_eq!(
+        c.put(a.url("/v1/snapshot"))
+            .body("garbage")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_a_clear_4xx_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dev_agent(&dir.path().join("a")).await;
+    let c = http();
+    let cases: Vec<(&str, &str, String)> = vec![
+        ("/v1/agent/service/register", "malformed", "{".into()),
+        (
+            "/v1/agent/service/register",
+            "wrong type",
+            r#"{"Name":"x","Port":"eighty"}"#.into(),
+        ),
+        (
+            "/v1/agent/service/register",
+            "no name",
+            r#"{"Port":80}"#.into(),
+        ),
+        (
+            "/v1/agent/service/register",
+            "bad kind",
+            r#"{"Name":"x","Kind":"warp-drive"}"#.into(),
+        ),
+        (
+            "/v1/agent/service/register",
+            "bad check",
+            r#"{"Name":"x","Check":{"HTTP":"http://x","Interval":"5x"}}"#.into(),
+        ),
+        (
+            "/v1/agent/check/register",
+            "no kind",
+            r#"{"Name":"c"}"#.into(),
+        ),
+        (
+            "/v1/catalog/register",
+            "no node",
+            r#"{"Address":"1.2.3.4"}"#.into(),
+        ),
+        (
+            "/v1/catalog/register",
+            "bad status",
+            r#"{"Node":"n","Address":"1.2.3.4","Check":{"CheckID":"c","Status":"sleepy"}}"#.into(),
+        ),
+        (
+            "/v1/txn",
+            "bad verb",
+            r#"[{"KV":{"Verb":"explode","Key":"k"}}]"#.into(),
+        ),
+    ];
+    for (path, what, body) in cases {
+        let r = c.put(a.url(path)).body(body).send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        assert!((400..500).contains(&status), "{what}: {status} {text}");
+        assert!(!text.trim().is_empty(), "{what}: error says what is wrong");
+    }
+    let big = vec![b'x'; 512 * 1024 + 1];
+    assert_eq!(
+        c.put(a.url("/v1/kv/big"))
+            .body(big)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        413
+    );
+    assert_eq!(
+        c.get(a.url("/v1/kv/big")).send().await.unwrap().status(),
+        404
+    );
+    assert_eq!(
+        c.get(a.url("/v1/kv/x?wait=-5s&index=1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        c.get(a.url("/v1/kv/x?index=abc"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        c.get(a.url("/v1/health/state/sleepy"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    let services = get_json(&c, a.url("/v1/catalog/services")).await;
+    assert_eq!(
+        services.as_object().unwrap().len(),
+        0,
+        "nothing stored: {services}"
+    );
+    // A huge wait is clamped, not an error (index 0 answers at once).
+    assert_eq!(
+        c.get(a.url("/v1/catalog/services?wait=9999h"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_client_agents_services_are_everywhere_and_go_critical_when_it_dies() {
+    let mut cluster = TestCluster::start(3).await.unwrap();
+    let c = http();
+    let client = cluster.add(AgentSpec::client("app1")).await.unwrap();
+    let url = client.url("/v1/agent/service/register");
+    eventually(
+        "register through the client agent",
+        Duration::from_secs(15),
+        || async {
+            let r = c
+                .put(&url)
+                .json(&json!({"Name": "api", "Port": 9000}))
+                .send()
+                .await
+                .ok()?;
+            (r.status() == 200).then_some(())
+        },
+    )
+    .await;
+    for server in &cluster.agents[..3] {
+        let u = server.url("/v1/health/service/api?passing");
+        eventually(
+            "service passing on every server",
+            Duration::from_secs(15),
+            || async {
+                let h: Value = c.get(&u).send().await.ok()?.json().await.ok()?;
+                (h.as_array()?.len() == 1 && h[0]["Node"]["Node"] == "app1").then_some(())
+            },
+        )
+        .await;
+    }
+    cluster.agents[3].kill().await;
+    let u = cluster.agents[0].url("/v1/health/service/api");
+    eventually(
+        "dead node's service critical and out of ?passing",
+        Duration::from_secs(30),
+        || async {
+            let h: Value = c.get(&u).send().await.ok()?.json().await.ok()?;
+            let serf = h[0]["Checks"]
+                .as_array()?
+                .iter()
+                .find(|c| c["CheckID"] == "serfHealth")?
+                .clone();
+            (serf["Status"] == "critical").then_some(())
+        },
+    )
+    .await;
+    let passing: Value = c
+        .get(cluster.agents[1].url("/v1/health/service/api?passing"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(passing.as_array().unwrap().len(), 0);
+}
