@@ -4,6 +4,7 @@
 mod bad_input;
 mod catalog;
 mod cluster;
+mod compat;
 mod dev;
 
 use std::time::Duration;
