@@ -53,6 +53,9 @@ pub struct Agent {
     /// Client agents propose through servers over this.
     pub(crate) rpc_network: mesh_raft::Network,
     check_updates: parking::Slot<mpsc::Receiver<mesh_checks::CheckUpdate>>,
+    dns: parking::Slot<crate::dns::DnsListeners>,
+    /// Where DNS answers (servers only: client agents hold no catalog).
+    pub dns_addr: Option<SocketAddr>,
     _dev_dir: Option<tempfile::TempDir>,
 }
 
@@ -107,6 +110,11 @@ impl Agent {
         if config.server && rpc.is_none() {
             bail!("a server needs its server RPC port (ports.server must not be -1)");
         }
+        let dns = match (config.server, config.dns_addr()) {
+            (true, Some(addr)) => Some(crate::dns::bind(addr).await?),
+            _ => None,
+        };
+        let dns_addr = dns.as_ref().map(|d| d.udp.local_addr()).transpose()?;
         let http_addr = http.as_ref().map(|l| l.local_addr()).transpose()?;
         let rpc_addr = rpc
             .as_ref()
@@ -210,6 +218,8 @@ impl Agent {
             synced: watch::channel(0).0,
             rpc_network: mesh_raft::Network::default(),
             check_updates: parking::Slot::new(Some(updates_rx)),
+            dns: parking::Slot::new(dns),
+            dns_addr,
             _dev_dir: dev_dir,
         })
     }
@@ -267,6 +277,21 @@ impl Agent {
             tasks.spawn(crate::sync::check_results(self.clone(), updates));
         }
         tasks.spawn(crate::sync::anti_entropy(self.clone()));
+        if let Some(listeners) = self.dns.take() {
+            // Settings change live once reload lands; the channel is kept for it.
+            let (settings, rx) = watch::channel(crate::dns::settings(&self.config));
+            let server = mesh_dns::DnsServer::new(self.state.clone(), rx);
+            let mut stop = self.shutdown.subscribe();
+            tasks.spawn(async move {
+                let _keep = settings;
+                server
+                    .serve(listeners.udp, listeners.tcp, async move {
+                        let _ = stop.wait_for(|s| *s != Stop::Running).await;
+                    })
+                    .await
+                    .context("DNS server")
+            });
+        }
         self.local.restore();
         tasks.spawn(duties::announce_ready(self.clone()));
 

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod build;
+mod dns;
 mod duties;
 mod endpoints;
 mod handle;

@@ -19,6 +19,8 @@ pub struct AgentSpec {
     pub bootstrap_expect: u32,
     pub retry_join: Vec<SocketAddr>,
     pub encrypt: Option<String>,
+    /// Serve DNS (on a port-0 UDP+TCP port).
+    pub dns: bool,
     pub extra: Vec<String>,
 }
 
@@ -31,6 +33,7 @@ impl AgentSpec {
             bootstrap_expect: expect,
             retry_join: Vec::new(),
             encrypt: None,
+            dns: false,
             extra: Vec::new(),
         }
     }
@@ -52,6 +55,7 @@ pub struct TestAgent {
     pub http: SocketAddr,
     pub rpc: Option<SocketAddr>,
     pub serf: SocketAddr,
+    pub dns: Option<SocketAddr>,
     pub log: PathBuf,
     child: Option<Child>,
 }
@@ -61,6 +65,7 @@ struct Ready {
     http: SocketAddr,
     rpc: Option<SocketAddr>,
     serf: SocketAddr,
+    dns: Option<SocketAddr>,
 }
 
 fn parse_ready(line: &str) -> Option<Ready> {
@@ -74,6 +79,7 @@ fn parse_ready(line: &str) -> Option<Ready> {
         http: field("http")?,
         rpc: field("rpc"),
         serf: field("serf_lan")?,
+        dns: field("dns"),
     })
 }
 
@@ -97,7 +103,14 @@ impl TestAgent {
                 "-server-port={}",
                 port(ports.and_then(|r| r.rpc).map(|a| a.port()))
             ),
-            "-dns-port=-1".into(),
+            format!(
+                "-dns-port={}",
+                match (spec.dns, ports.and_then(|r| r.dns)) {
+                    (false, _) => "-1".to_string(),
+                    (true, Some(a)) => a.port().to_string(),
+                    (true, None) => "0".to_string(),
+                }
+            ),
             "-grpc-port=-1".into(),
             "-retry-interval=1s".into(),
         ];
@@ -162,6 +175,7 @@ impl TestAgent {
             http: ready.http,
             rpc: ready.rpc,
             serf: ready.serf,
+            dns: ready.dns,
             log,
             child: Some(child),
         })
@@ -202,6 +216,7 @@ impl TestAgent {
             http: self.http,
             rpc: self.rpc,
             serf: self.serf,
+            dns: self.dns,
         };
         let fresh = Self::launch(self.spec.clone(), &self.data_dir.clone(), Some(ports)).await?;
         *self = fresh;

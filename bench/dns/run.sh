@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# mesh-dns vs NSD 4.6, side by side in one run (docs/benchmarks.md, "DNS").
+#
+#   bench/dns/run.sh [seconds per run, default 10] [rounds, default 3]
+#
+# Both servers answer the same records: web.service.consul with 10 A
+# records and svc-0000..svc-0999.service.consul with one each. dnsperf asks
+# for them alternately (half web, half spread over the 1,000 names) at the
+# same concurrency. Each target gets `rounds` runs for QPS (median reported,
+# every run printed) and one more run with per-query output for latency
+# percentiles. Targets:
+#   nsd           NSD 4.6.1, rrl-ratelimit 0, its default server-count 1
+#   mesh          mesh-dns, udp_answer_limit 10 (same 10 records as NSD)
+#   mesh-writes   as mesh, while the catalog takes 100 writes/s
+#   mesh-default  mesh-dns defaults: 3 records + TC for web (smaller answers)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SECONDS_PER_RUN="${1:-10}"
+ROUNDS="${2:-3}"
+CLIENTS=4
+OUTSTANDING=100
+
+bench/dns/setup.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/mesh-target}"
+command -v ccache >/dev/null && export CC="${CC:-ccache gcc}" CXX="${CXX:-ccache g++}"
+cargo build -q -p mesh-dns --profile bench-build --example dns_bench_server
+SERVER="$CARGO_TARGET_DIR/bench-build/examples/dns_bench_server"
+
+WORK="$(mktemp -d /tmp/mesh-dns-bench.XXXXXX)"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# Ports: the first free block of four from 18600.
+port_free() { ! ss -Hlnu "sport = :$1" | grep -q . && ! ss -Hlnt "sport = :$1" | grep -q .; }
+BASE=18600
+while ! (port_free $BASE && port_free $((BASE + 1)) && port_free $((BASE + 2)) && port_free $((BASE + 3))); do
+  BASE=$((BASE + 10))
+done
+NSD_PORT=$BASE MESH_PORT=$((BASE + 1)) WRITES_PORT=$((BASE + 2)) DEFAULT_PORT=$((BASE + 3))
+
+"$SERVER" --zone "$WORK/consul.zone"
+for i in $(seq 0 999); do
+  printf 'web.service.consul A\nsvc-%04d.service.consul A\n' "$i"
+done > "$WORK/queries.txt"
+
+cat > "$WORK/nsd.conf" <<EOF
+server:
+    ip-address: 127.0.0.1
+    port: $NSD_PORT
+    server-count: 1
+    username: ""
+    chroot: ""
+    zonesdir: "$WORK"
+    database: ""
+    zonelistfile: "$WORK/zone.list"
+    pidfile: "$WORK/nsd.pid"
+    xfrdfile: "$WORK/xfrd.state"
+    xfrdir: "$WORK"
+    logfile: "$WORK/nsd.log"
+    verbosity: 0
+    rrl-ratelimit: 0
+remote-control:
+    control-enable: no
+zone:
+    name: "consul."
+    zonefile: "consul.zone"
+EOF
+nsd -d -c "$WORK/nsd.conf" >"$WORK/nsd.out" 2>&1 &
+PIDS+=($!)
+"$SERVER" --addr "127.0.0.1:$MESH_PORT" --udp-answer-limit 10 >"$WORK/mesh.out" 2>&1 &
+PIDS+=($!)
+"$SERVER" --addr "127.0.0.1:$DEFAULT_PORT" >"$WORK/mesh-default.out" 2>&1 &
+PIDS+=($!)
+
+wait_ready() { # port: until dig gets an answer, at most 10 s
+  for _ in $(seq 50); do
+    if dig @127.0.0.1 -p "$1" +time=1 +tries=1 +short web.service.consul A | grep -q .; then return 0; fi
+    sleep 0.2
+  done
+  echo "server on port $1 did not come up" >&2
+  exit 1
+}
+
+# One dnsperf run: prints "qps lost sent".
+perf_run() {
+  dnsperf -s 127.0.0.1 -p "$1" -d "$WORK/queries.txt" -l "$SECONDS_PER_RUN" \
+    -c "$CLIENTS" -q "$OUTSTANDING" >"$WORK/run.txt" 2>&1
+  awk '/Queries sent:/ {s=$3} /Queries lost:/ {l=$3} /Queries per second:/ {q=$4}
+       END {printf "%d %d %d\n", q, l, s}' "$WORK/run.txt"
+}
+
+# One verbose run: prints "p50_ms p99_ms qps lost".
+latency_run() {
+  dnsperf -s 127.0.0.1 -p "$1" -d "$WORK/queries.txt" -l "$SECONDS_PER_RUN" \
+    -c "$CLIENTS" -q "$OUTSTANDING" -v >"$WORK/verbose.txt" 2>&1
+  local qps lost
+  qps=$(awk '/Queries per second:/ {printf "%d", $4}' "$WORK/verbose.txt")
+  lost=$(awk '/Queries lost:/ {print $3}' "$WORK/verbose.txt")
+  grep '^>' "$WORK/verbose.txt" | awk '{print $NF}' | sort -n |
+    awk -v q="$qps" -v l="$lost" '{a[NR]=$1}
+      END {printf "%.3f %.3f %s %s\n", a[int(NR*0.50)]*1000, a[int(NR*0.99)]*1000, q, l}'
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+declare -A QPS LOST RUNS P50 P99 VQPS
+measure() { # name port
+  local name=$1 port=$2 all="" lost=0
+  for _ in $(seq "$ROUNDS"); do
+    read -r q l _ < <(perf_run "$port")
+    all+="$q "
+    lost=$((lost + l))
+  done
+  RUNS[$name]="$all"
+  QPS[$name]=$(tr ' ' '\n' <<<"$all" | grep . | median)
+  LOST[$name]=$lost
+  read -r P50[$name] P99[$name] VQPS[$name] _ < <(latency_run "$port")
+  echo "$name: QPS runs ${RUNS[$name]}| lost $lost | p50 ${P50[$name]} ms p99 ${P99[$name]} ms" >&2
+}
+
+wait_ready "$NSD_PORT"
+wait_ready "$MESH_PORT"
+wait_ready "$DEFAULT_PORT"
+echo "dnsperf -c $CLIENTS -q $OUTSTANDING -l $SECONDS_PER_RUN, $ROUNDS rounds; $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+measure nsd "$NSD_PORT"
+measure mesh "$MESH_PORT"
+"$SERVER" --addr "127.0.0.1:$WRITES_PORT" --udp-answer-limit 10 --writes-per-sec 100 >"$WORK/mesh-writes.out" 2>&1 &
+WRITES_PID=$!
+PIDS+=("$WRITES_PID")
+wait_ready "$WRITES_PORT"
+measure mesh-writes "$WRITES_PORT"
+kill "$WRITES_PID"
+wait "$WRITES_PID" 2>/dev/null || true
+measure mesh-default "$DEFAULT_PORT"
+WRITES=$(grep -o '[0-9]* catalog writes' "$WORK/mesh-writes.out" || echo "? catalog writes")
+
+echo
+echo "| target | QPS (median of $ROUNDS × ${SECONDS_PER_RUN} s) | runs | lost | p50 ms | p99 ms | vs NSD |"
+echo "| --- | ---: | --- | ---: | ---: | ---: | ---: |"
+for t in nsd mesh mesh-writes mesh-default; do
+  ratio=$(awk -v a="${QPS[$t]}" -v b="${QPS[nsd]}" 'BEGIN {printf "%.2f", a / b}')
+  echo "| $t | ${QPS[$t]} | ${RUNS[$t]% } | ${LOST[$t]} | ${P50[$t]} | ${P99[$t]} | ${ratio}× |"
+done
+echo
+echo "mesh-writes: $WRITES while serving; latency runs use dnsperf -v (per-query output), which costs the client some throughput."

@@ -1,0 +1,63 @@
+//! DNS through a full agent: a registration is answered by `dig` (bind9-dnsutils).
+
+use std::time::Duration;
+
+use mesh_testkit::{eventually, AgentSpec, TestAgent};
+use serde_json::json;
+
+use crate::http;
+
+async fn dig(server: std::net::SocketAddr, args: &[&str]) -> String {
+    let out = tokio::process::Command::new("dig")
+        .arg(format!("@{}", server.ip()))
+        .arg("-p")
+        .arg(server.port().to_string())
+        .args(["+time=2", "+tries=1"])
+        .args(args)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("dig is installed (scripts/setup.sh installs bind9-dnsutils)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn registered_services_answer_by_dns_and_critical_ones_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = AgentSpec::server("dnsnode", 1);
+    spec.extra.push("-dev".into());
+    spec.dns = true;
+    let agent = TestAgent::start(spec, &dir.path().join("a")).await.unwrap();
+    let dns = agent.dns.expect("agent serves DNS");
+    let c = http();
+    for (id, addr, status) in [
+        ("web1", "127.0.0.11", "passing"),
+        ("web2", "127.0.0.12", "critical"),
+    ] {
+        let r = c
+            .put(agent.url("/v1/catalog/register"))
+            .json(&json!({"Node": format!("n-{id}"), "Address": addr,
+                          "Service": {"Service": "web", "ID": id, "Port": 80, "Tags": ["v1"]},
+                          "Check": {"CheckID": format!("{id}-ok"), "ServiceID": id, "Status": status}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let answer = eventually("web answers by DNS", Duration::from_secs(10), || async {
+        let a = dig(dns, &["+short", "web.service.consul", "A"]).await;
+        (!a.trim().is_empty()).then_some(a)
+    })
+    .await;
+    assert_eq!(
+        answer.trim(),
+        "127.0.0.11",
+        "only the healthy instance: {answer}"
+    );
+    let tagged = dig(dns, &["+short", "v1.web.service.consul", "A"]).await;
+    assert_eq!(tagged.trim(), "127.0.0.11");
+    let srv = dig(dns, &["web.service.consul", "SRV"]).await;
+    assert!(srv.contains("SRV") && srv.contains(" 80 "), "{srv}");
+    let missing = dig(dns, &["nope.service.consul", "A"]).await;
+    assert!(missing.contains("NXDOMAIN"), "{missing}");
+}
