@@ -6,9 +6,9 @@
 # Both servers answer the same records: web.service.consul with 10 A
 # records and svc-0000..svc-0999.service.consul with one each. dnsperf asks
 # for them alternately (half web, half spread over the 1,000 names) at the
-# same concurrency. Each target gets `rounds` runs for QPS (median reported,
-# every run printed) and one more run with per-query output for latency
-# percentiles. Targets:
+# same concurrency. Each target gets `rounds` runs for QPS, interleaved
+# (median reported, every run printed), and one more run with per-query
+# output for latency percentiles. Targets:
 #   nsd           NSD 4.6.1, rrl-ratelimit 0, its default server-count 1
 #   mesh          mesh-dns, udp_answer_limit 10 (same 10 records as NSD)
 #   mesh-writes   as mesh, while the catalog takes 100 writes/s
@@ -108,36 +108,54 @@ latency_run() {
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-declare -A QPS LOST RUNS P50 P99 VQPS
-measure() { # name port
-  local name=$1 port=$2 all="" lost=0
-  for _ in $(seq "$ROUNDS"); do
-    read -r q l _ < <(perf_run "$port")
-    all+="$q "
-    lost=$((lost + l))
-  done
-  RUNS[$name]="$all"
-  QPS[$name]=$(tr ' ' '\n' <<<"$all" | grep . | median)
-  LOST[$name]=$lost
-  read -r P50[$name] P99[$name] VQPS[$name] _ < <(latency_run "$port")
-  echo "$name: QPS runs ${RUNS[$name]}| lost $lost | p50 ${P50[$name]} ms p99 ${P99[$name]} ms" >&2
+declare -A QPS LOST RUNS P50 P99 PORT
+PORT[nsd]=$NSD_PORT PORT[mesh]=$MESH_PORT PORT[mesh-writes]=$WRITES_PORT PORT[mesh-default]=$DEFAULT_PORT
+TARGETS=(nsd mesh mesh-writes mesh-default)
+WRITES=0
+# The write-load server runs only while it is measured, so its writes do
+# not load the machine during the other targets' runs.
+start_writes() {
+  "$SERVER" --addr "127.0.0.1:$WRITES_PORT" --udp-answer-limit 10 --writes-per-sec 100 \
+    >"$WORK/mesh-writes.out" 2>&1 &
+  WRITES_PID=$!
+  PIDS+=("$WRITES_PID")
+  wait_ready "$WRITES_PORT"
+}
+stop_writes() {
+  kill "$WRITES_PID"
+  wait "$WRITES_PID" 2>/dev/null || true
+  WRITES=$((WRITES + $(grep -o '[0-9]* catalog writes' "$WORK/mesh-writes.out" | cut -d' ' -f1)))
+}
+one() { # target -> runs fn on its port
+  local t=$1 fn=$2
+  [ "$t" = mesh-writes ] && start_writes
+  $fn "${PORT[$t]}"
+  [ "$t" = mesh-writes ] && stop_writes
+  return 0
 }
 
 wait_ready "$NSD_PORT"
 wait_ready "$MESH_PORT"
 wait_ready "$DEFAULT_PORT"
-echo "dnsperf -c $CLIENTS -q $OUTSTANDING -l $SECONDS_PER_RUN, $ROUNDS rounds; $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-measure nsd "$NSD_PORT"
-measure mesh "$MESH_PORT"
-"$SERVER" --addr "127.0.0.1:$WRITES_PORT" --udp-answer-limit 10 --writes-per-sec 100 >"$WORK/mesh-writes.out" 2>&1 &
-WRITES_PID=$!
-PIDS+=("$WRITES_PID")
-wait_ready "$WRITES_PORT"
-measure mesh-writes "$WRITES_PORT"
-kill "$WRITES_PID"
-wait "$WRITES_PID" 2>/dev/null || true
-measure mesh-default "$DEFAULT_PORT"
-WRITES=$(grep -o '[0-9]* catalog writes' "$WORK/mesh-writes.out" || echo "? catalog writes")
+echo "dnsperf -c $CLIENTS -q $OUTSTANDING -l $SECONDS_PER_RUN, $ROUNDS rounds interleaved; $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+# Rounds interleave the targets, so load from elsewhere on the machine
+# falls on all of them alike.
+for t in "${TARGETS[@]}"; do RUNS[$t]=""; LOST[$t]=0; done
+for round in $(seq "$ROUNDS"); do
+  for t in "${TARGETS[@]}"; do
+    one "$t" perf_run >"$WORK/result" # not in a subshell: start/stop_writes keep state
+    read -r q l _ <"$WORK/result"
+    RUNS[$t]+="$q "
+    LOST[$t]=$((LOST[$t] + l))
+    echo "round $round $t: $q QPS, $l lost" >&2
+  done
+done
+for t in "${TARGETS[@]}"; do
+  QPS[$t]=$(tr ' ' '\n' <<<"${RUNS[$t]}" | grep . | median)
+  one "$t" latency_run >"$WORK/result"
+  read -r P50[$t] P99[$t] _ <"$WORK/result"
+  echo "$t: p50 ${P50[$t]} ms, p99 ${P99[$t]} ms" >&2
+done
 
 echo
 echo "| target | QPS (median of $ROUNDS × ${SECONDS_PER_RUN} s) | runs | lost | p50 ms | p99 ms | vs NSD |"
@@ -147,4 +165,4 @@ for t in nsd mesh mesh-writes mesh-default; do
   echo "| $t | ${QPS[$t]} | ${RUNS[$t]% } | ${LOST[$t]} | ${P50[$t]} | ${P99[$t]} | ${ratio}× |"
 done
 echo
-echo "mesh-writes: $WRITES while serving; latency runs use dnsperf -v (per-query output), which costs the client some throughput."
+echo "mesh-writes: $WRITES catalog writes applied while serving; latency runs use dnsperf -v (per-query output), which costs the client some throughput."
