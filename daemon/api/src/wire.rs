@@ -104,6 +104,22 @@ pub struct ProxyDef {
     pub config: Option<Value>,
 }
 
+impl ProxyDef {
+    /// The upstreams as stored.
+    fn upstreams(&self) -> Vec<Upstream> {
+        self.upstreams
+            .iter()
+            .flatten()
+            .map(|u| Upstream {
+                destination_name: u.destination_name.clone(),
+                datacenter: u.datacenter.clone(),
+                local_bind_address: u.local_bind_address.clone(),
+                local_bind_port: u.local_bind_port,
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct UpstreamDef {
@@ -155,17 +171,7 @@ impl ServiceDef {
                 destination_service_id: p.destination_service_id.clone(),
                 local_service_address: p.local_service_address.clone(),
                 local_service_port: p.local_service_port,
-                upstreams: p
-                    .upstreams
-                    .iter()
-                    .flatten()
-                    .map(|u| Upstream {
-                        destination_name: u.destination_name.clone(),
-                        datacenter: u.datacenter.clone(),
-                        local_bind_address: u.local_bind_address.clone(),
-                        local_bind_port: u.local_bind_port,
-                    })
-                    .collect(),
+                upstreams: p.upstreams(),
                 config_json: p
                     .config
                     .as_ref()
@@ -245,17 +251,7 @@ impl ServiceDef {
     fn to_service_proxy(&self) -> Option<Proxy> {
         let p = self.proxy.as_ref()?;
         Some(Proxy {
-            upstreams: p
-                .upstreams
-                .iter()
-                .flatten()
-                .map(|u| Upstream {
-                    destination_name: u.destination_name.clone(),
-                    datacenter: u.datacenter.clone(),
-                    local_bind_address: u.local_bind_address.clone(),
-                    local_bind_port: u.local_bind_port,
-                })
-                .collect(),
+            upstreams: p.upstreams(),
             ..Default::default()
         })
     }
