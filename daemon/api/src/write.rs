@@ -39,6 +39,11 @@ impl Api {
             )),
             Outcome::Txn { results, errors } if errors.is_empty() => Ok(Written::Txn(results)),
             Outcome::Txn { errors, .. } => Err(ApiError::txn(errors)),
+            // Batches are split into single outcomes inside mesh-raft.
+            Outcome::Batch(_) => Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "unexpected batch outcome",
+            )),
         }
     }
 }

@@ -11,6 +11,7 @@ use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::{ChangeMembers, Config, Raft, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::codec::{decode, encode};
@@ -116,7 +117,7 @@ pub struct ServerInfo {
 }
 
 /// Reply to a forwarded proposal or read-index request.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum Forwarded<T> {
     Ok(T),
     NotLeader,
@@ -132,9 +133,16 @@ pub struct RaftNode {
     inner: Arc<Inner>,
 }
 
+type Reply = oneshot::Sender<Result<Forwarded<(u64, Outcome)>, ProposeError>>;
+
+/// Most proposals committed together in one log entry.
+const MAX_BATCH: usize = 256;
+
 struct Inner {
     id: u64,
     raft: Raft<TypeConfig>,
+    /// Proposals waiting for the group-commit task.
+    batcher: mpsc::Sender<(Vec<u8>, Reply)>,
     network: Network,
     state: Arc<StateStore>,
 }
@@ -156,10 +164,13 @@ impl RaftNode {
         let config = Arc::new(timing.config().validate().expect("raft timing is valid"));
         let network = Network::default();
         let raft = Raft::new(id, config, network.clone(), log_store, state_machine).await?;
+        let (batcher, queue) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(group_commit(raft.clone(), queue));
         Ok(RaftNode {
             inner: Arc::new(Inner {
                 id,
                 raft,
+                batcher,
                 network,
                 state,
             }),
@@ -315,19 +326,20 @@ impl RaftNode {
         }
     }
 
-    /// Propose on this server if it is the leader.
+    /// Propose on this server if it is the leader. Concurrent proposals are
+    /// committed together (one log entry, one fsync) by the group-commit task.
     pub(crate) async fn propose_local(
         &self,
         bytes: Vec<u8>,
     ) -> Result<Forwarded<(u64, Outcome)>, ProposeError> {
-        match self.inner.raft.client_write(Proposal(bytes)).await {
-            Ok(resp) => Ok(Forwarded::Ok((resp.log_id.index, resp.data))),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Ok(Forwarded::NotLeader)
-            }
-            Err(RaftError::APIError(e)) => Ok(Forwarded::Failed(e.to_string())),
-            Err(RaftError::Fatal(e)) => Err(ProposeError::Stopped(e.to_string())),
-        }
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .batcher
+            .send((bytes, tx))
+            .await
+            .map_err(|_| ProposeError::Stopped("raft is shutting down".into()))?;
+        rx.await
+            .map_err(|_| ProposeError::Stopped("raft is shutting down".into()))?
     }
 
     async fn forward_propose(
@@ -418,6 +430,63 @@ impl RaftNode {
     /// Stop Raft.
     pub async fn shutdown(&self) {
         let _ = self.inner.raft.shutdown().await;
+    }
+}
+
+/// Write one log entry through openraft.
+async fn client_write(
+    raft: &Raft<TypeConfig>,
+    bytes: Vec<u8>,
+) -> Result<Forwarded<(u64, Outcome)>, ProposeError> {
+    match raft.client_write(Proposal(bytes)).await {
+        Ok(resp) => Ok(Forwarded::Ok((resp.log_id.index, resp.data))),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Ok(Forwarded::NotLeader),
+        Err(RaftError::APIError(e)) => Ok(Forwarded::Failed(e.to_string())),
+        Err(RaftError::Fatal(e)) => Err(ProposeError::Stopped(e.to_string())),
+    }
+}
+
+/// Group commit: take every proposal waiting when the previous write
+/// finished and commit them as one `Command::Batch` entry, so N concurrent
+/// writers cost one log append (and one fsync per server), not N.
+async fn group_commit(raft: Raft<TypeConfig>, mut queue: mpsc::Receiver<(Vec<u8>, Reply)>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        if batch.len() == 1 {
+            let (bytes, reply) = batch.pop().expect("one proposal");
+            let _ = reply.send(client_write(&raft, bytes).await);
+            continue;
+        }
+        let (commands, replies): (Vec<Vec<u8>>, Vec<Reply>) = batch.into_iter().unzip();
+        let count = commands.len();
+        let result = match encode_command(&Command::Batch { commands }) {
+            Ok(bytes) => client_write(&raft, bytes).await,
+            Err(e) => Err(ProposeError::Encode(e.to_string())),
+        };
+        match result {
+            Ok(Forwarded::Ok((index, Outcome::Batch(outcomes)))) if outcomes.len() == count => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(Forwarded::Ok((index, outcome))));
+                }
+            }
+            Ok(Forwarded::Ok((_, other))) => {
+                // A replica that cannot decode batches refuses the whole entry.
+                for reply in replies {
+                    let _ = reply.send(Ok(Forwarded::Ok((0, other.clone()))));
+                }
+            }
+            other => {
+                for reply in replies {
+                    let _ = reply.send(other.clone());
+                }
+            }
+        }
     }
 }
 

@@ -77,6 +77,23 @@ impl State {
                 takeover,
             } => self.config_delete(index, &kind, &name, &owner, takeover),
             Command::Restore { snapshot } => self.restore_from(index, &snapshot),
+            Command::Batch { commands } => {
+                let mut outcomes = Vec::with_capacity(commands.len());
+                let mut changed = Vec::new();
+                for bytes in commands {
+                    let (outcome, tables) = match decode_command(&bytes) {
+                        Ok(cmd) => self.apply_command(index, cmd),
+                        Err(err) => rejected(err.to_string()),
+                    };
+                    outcomes.push(outcome);
+                    for t in tables {
+                        if !changed.contains(&t) {
+                            changed.push(t);
+                        }
+                    }
+                }
+                (Outcome::Batch(outcomes), changed)
+            }
         }
     }
 

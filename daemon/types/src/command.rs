@@ -104,6 +104,9 @@ pub enum Command {
     },
     /// Replace the whole state with a snapshot (`PUT /v1/snapshot`).
     Restore { snapshot: Vec<u8> },
+    /// Several encoded commands committed as one log entry (group commit);
+    /// each is applied in order and answered on its own.
+    Batch { commands: Vec<Vec<u8>> },
 }
 
 /// What applying a command produced; identical on every replica.
@@ -122,6 +125,8 @@ pub enum Outcome {
         results: Vec<KvEntry>,
         errors: Vec<(usize, String)>,
     },
+    /// One outcome per command of a `Batch`.
+    Batch(Vec<Outcome>),
 }
 
 /// A command's bytes could not be decoded.
