@@ -3,16 +3,10 @@
 
 use std::time::Duration;
 
-use mesh_testkit::{eventually, AgentSpec, TestAgent, TestCluster};
+use mesh_testkit::{eventually, AgentSpec, TestCluster};
 use serde_json::{json, Value};
 
 use crate::http;
-
-async fn dev_agent(dir: &std::path::Path) -> TestAgent {
-    let mut spec = AgentSpec::server("node1", 1);
-    spec.extra.push("-dev".into());
-    TestAgent::start(spec, dir).await.expect("dev agent starts")
-}
 
 async fn get_json(c: &reqwest::Client, url: String) -> Value {
     let r = c.get(&url).send().await.unwrap();
@@ -27,7 +21,7 @@ async fn put(c: &reqwest::Client, url: String, body: Value) -> reqwest::Response
 #[tokio::test]
 async fn agent_services_and_checks_reach_the_catalog_and_health() {
     let dir = tempfile::tempdir().unwrap();
-    let a = dev_agent(&dir.path().join("a")).await;
+    let a = crate::dev_agent("node1", &dir.path().join("a")).await;
     let c = http();
     let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = backend.local_addr().unwrap().port();
@@ -148,7 +142,7 @@ async fn agent_services_and_checks_reach_the_catalog_and_health() {
 #[tokio::test]
 async fn catalog_register_owners_config_entries_txn_and_snapshot() {
     let dir = tempfile::tempdir().unwrap();
-    let a = dev_agent(&dir.path().join("a")).await;
+    let a = crate::dev_agent("node1", &dir.path().join("a")).await;
     let c = http();
     let reg = json!({"Node": "ext", "Address": "10.1.2.3", "Service": {"Service": "db", "Port": 5432},
                      "Check": {"CheckID": "db-ok", "Status": "passing", "ServiceID": "db"}});
@@ -314,7 +308,7 @@ async fn catalog_register_owners_config_entries_txn_and_snapshot() {
 #[tokio::test]
 async fn bad_input_is_a_clear_4xx_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let a = dev_agent(&dir.path().join("a")).await;
+    let a = crate::dev_agent("node1", &dir.path().join("a")).await;
     let c = http();
     let cases: Vec<(&str, &str, String)> = vec![
         ("/v1/agent/service/register", "malformed", "{".into()),

@@ -5,8 +5,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mesh_testkit::{AgentSpec, TestAgent};
-
 fn compat_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("compat")
 }
@@ -33,17 +31,11 @@ async fn setup() -> PathBuf {
     )
 }
 
-async fn dev_agent(dir: &std::path::Path) -> TestAgent {
-    let mut spec = AgentSpec::server("compat", 1);
-    spec.extra.push("-dev".into());
-    TestAgent::start(spec, dir).await.unwrap()
-}
-
 #[tokio::test]
 async fn python_consul_drives_the_api_unchanged() {
     let venv = setup().await;
     let dir = tempfile::tempdir().unwrap();
-    let agent = dev_agent(&dir.path().join("a")).await;
+    let agent = crate::dev_agent("compat", &dir.path().join("a")).await;
     let out = tokio::time::timeout(
         Duration::from_secs(60),
         tokio::process::Command::new(venv.join("bin/python"))

@@ -2,20 +2,12 @@
 
 use std::time::{Duration, Instant};
 
-use mesh_testkit::{AgentSpec, TestAgent};
-
 use crate::http;
-
-async fn dev_agent(dir: &std::path::Path) -> TestAgent {
-    let mut spec = AgentSpec::server("dev", 1);
-    spec.extra.push("-dev".into());
-    TestAgent::start(spec, dir).await.expect("dev agent starts")
-}
 
 #[tokio::test]
 async fn dev_agent_serves_kv_with_cas_and_flags() {
     let dir = tempfile::tempdir().unwrap();
-    let agent = dev_agent(&dir.path().join("a")).await;
+    let agent = crate::dev_agent("dev", &dir.path().join("a")).await;
     let c = http();
 
     let put = c
@@ -130,7 +122,7 @@ async fn dev_agent_serves_kv_with_cas_and_flags() {
 #[tokio::test]
 async fn blocking_query_wakes_on_change_and_times_out_without_one() {
     let dir = tempfile::tempdir().unwrap();
-    let agent = dev_agent(&dir.path().join("a")).await;
+    let agent = crate::dev_agent("dev", &dir.path().join("a")).await;
     let c = http();
     c.put(agent.url("/v1/kv/watched"))
         .body("1")
@@ -193,7 +185,7 @@ async fn blocking_query_wakes_on_change_and_times_out_without_one() {
 #[tokio::test]
 async fn dev_agent_reports_itself_as_leader_and_member() {
     let dir = tempfile::tempdir().unwrap();
-    let agent = dev_agent(&dir.path().join("a")).await;
+    let agent = crate::dev_agent("dev", &dir.path().join("a")).await;
     let c = http();
     let leader: String = c
         .get(agent.url("/v1/status/leader"))

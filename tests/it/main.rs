@@ -13,6 +13,15 @@ mod dns;
 
 use std::time::Duration;
 
+/// A `-dev` agent named `name` with its data in `dir`.
+pub async fn dev_agent(name: &str, dir: &std::path::Path) -> mesh_testkit::TestAgent {
+    let mut spec = mesh_testkit::AgentSpec::server(name, 1);
+    spec.extra.push("-dev".into());
+    mesh_testkit::TestAgent::start(spec, dir)
+        .await
+        .expect("dev agent starts")
+}
+
 /// An HTTP client with a bounded timeout for every request.
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
