@@ -4,6 +4,9 @@
 //! Consul's, so the client also talks to Consul.
 #![forbid(unsafe_code)]
 
+mod catalog;
+mod config;
+mod connect;
 mod error;
 mod kv;
 mod types;
@@ -30,6 +33,8 @@ pub struct Client {
     http: reqwest::Client,
     base: Url,
     token: Option<String>,
+    owner: Option<String>,
+    datacenter: Option<String>,
 }
 
 impl Client {
@@ -72,6 +77,8 @@ impl Client {
             http,
             base,
             token: None,
+            owner: None,
+            datacenter: None,
         })
     }
 
@@ -85,6 +92,18 @@ impl Client {
     /// Sends `X-Consul-Token` with every request (`None` or empty: no token).
     pub fn with_token(mut self, token: Option<String>) -> Client {
         self.token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    /// Sends `X-Mesh-Owner` with every request, e.g. `terraform` (`None`: the agent's default, `api`).
+    pub fn with_owner(mut self, owner: Option<String>) -> Client {
+        self.owner = owner.filter(|o| !o.is_empty());
+        self
+    }
+
+    /// Adds `?dc=` to every request (`None` or empty: the agent's datacenter).
+    pub fn with_datacenter(mut self, dc: Option<String>) -> Client {
+        self.datacenter = dc.filter(|d| !d.is_empty());
         self
     }
 
@@ -136,11 +155,17 @@ impl Client {
             .pop_if_empty()
             .push("v1")
             .extend(segments);
+        if let Some(dc) = &self.datacenter {
+            url.query_pairs_mut().append_pair("dc", dc);
+        }
         url
     }
 
     fn request(&self, method: Method, url: Url) -> RequestBuilder {
-        let req = self.http.request(method, url);
+        let mut req = self.http.request(method, url);
+        if let Some(owner) = &self.owner {
+            req = req.header("X-Mesh-Owner", owner);
+        }
         match &self.token {
             Some(token) => req.header("X-Consul-Token", token),
             None => req,
