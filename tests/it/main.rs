@@ -10,6 +10,7 @@ mod cluster;
 mod compat;
 mod dev;
 mod dns;
+mod intentions;
 
 use std::time::Duration;
 

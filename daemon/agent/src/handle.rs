@@ -78,6 +78,10 @@ impl AgentHandle for AgentView {
             .find_map(|m| m.tags.get(tags::HTTP).cloned())
     }
 
+    fn intention_default_allow(&self) -> bool {
+        self.agent.config.acl.default_policy == mesh_config::AclPolicy::Allow
+    }
+
     fn leave(&self) -> BoxFuture<'static, ()> {
         let agent = self.agent.clone();
         Box::pin(async move { agent.request_leave() })

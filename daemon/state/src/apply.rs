@@ -77,6 +77,23 @@ impl State {
                 takeover,
             } => self.config_delete(index, &kind, &name, &owner, takeover),
             Command::Restore { snapshot } => self.restore_from(index, &snapshot),
+            Command::IntentionSet {
+                intention,
+                takeover,
+            } => self.intention_set(index, intention, takeover),
+            Command::IntentionDelete {
+                source,
+                destination,
+                owner,
+                takeover,
+            } => self.intention_delete(index, &source, &destination, &owner, takeover),
+            Command::IntentionsReplace {
+                destination,
+                intentions,
+                owner,
+                takeover,
+            } => self.intentions_replace(index, &destination, intentions, &owner, takeover),
+            Command::CaSet { state_json, cas } => self.ca_set(index, state_json, cas),
             Command::Batch { commands } => {
                 let mut outcomes = Vec::with_capacity(commands.len());
                 let mut changed = Vec::new();
@@ -108,6 +125,7 @@ impl State {
                     services: index,
                     checks: index,
                     config: index,
+                    ca: index,
                 };
                 for v in fresh.service_index.values_mut() {
                     *v = index;
@@ -120,6 +138,7 @@ impl State {
                         Table::Nodes,
                         Table::Services,
                         Table::Checks,
+                        Table::Ca,
                         Table::Config,
                     ],
                 )
