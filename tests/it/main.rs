@@ -11,6 +11,7 @@ mod compat;
 mod dev;
 mod dns;
 mod intentions;
+mod reload;
 
 use std::time::Duration;
 

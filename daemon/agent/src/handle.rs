@@ -79,7 +79,11 @@ impl AgentHandle for AgentView {
     }
 
     fn intention_default_allow(&self) -> bool {
-        self.agent.config.acl.default_policy == mesh_config::AclPolicy::Allow
+        self.agent.live.lock().acl.default_policy == mesh_config::AclPolicy::Allow
+    }
+
+    fn config_status(&self) -> serde_json::Value {
+        serde_json::to_value(&*self.agent.config_status.lock()).unwrap_or_default()
     }
 
     fn leave(&self) -> BoxFuture<'static, ()> {

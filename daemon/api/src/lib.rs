@@ -69,6 +69,10 @@ pub trait AgentHandle: Send + Sync + 'static {
     fn intention_default_allow(&self) -> bool {
         true
     }
+    /// The outcome of the last config reload, for `/v1/agent/self`.
+    fn config_status(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
     /// The CA's trust domain, once the CA exists.
     fn trust_domain(&self) -> Option<String> {
         None

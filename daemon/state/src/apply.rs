@@ -9,6 +9,13 @@ use crate::{State, Table};
 
 pub(crate) type Applied = (Outcome, Vec<Table>);
 
+/// The tables an all-or-nothing group may touch, saved to put back.
+type Saved = (
+    BTreeMap<(String, String), mesh_types::Intention>,
+    BTreeMap<(String, String), mesh_types::ConfigEntry>,
+    crate::tables::TableIndexes,
+);
+
 pub(crate) fn rejected(why: impl Into<String>) -> Applied {
     (Outcome::Rejected(why.into()), Vec::new())
 }
@@ -94,6 +101,7 @@ impl State {
                 takeover,
             } => self.intentions_replace(index, &destination, intentions, &owner, takeover),
             Command::CaSet { state_json, cas } => self.ca_set(index, state_json, cas),
+            Command::AllOrNothing { commands } => self.all_or_nothing(index, commands),
             Command::Batch { commands } => {
                 let mut outcomes = Vec::with_capacity(commands.len());
                 let mut changed = Vec::new();
@@ -112,6 +120,52 @@ impl State {
                 (Outcome::Batch(outcomes), changed)
             }
         }
+    }
+
+    /// Only intention and config-entry commands may be grouped: they touch two
+    /// tables, which are cheap to put back if a later command is refused.
+    fn all_or_nothing(&mut self, index: u64, commands: Vec<Vec<u8>>) -> Applied {
+        let saved = (self.intentions.clone(), self.config.clone(), self.indexes);
+        let mut changed = Vec::new();
+        for (n, bytes) in commands.iter().enumerate() {
+            let cmd = match decode_command(bytes) {
+                Ok(cmd) => cmd,
+                Err(err) => return self.undo(saved, rejected(err.to_string())),
+            };
+            if !matches!(
+                cmd,
+                Command::IntentionSet { .. }
+                    | Command::IntentionDelete { .. }
+                    | Command::IntentionsReplace { .. }
+                    | Command::ConfigSet { .. }
+                    | Command::ConfigDelete { .. }
+            ) {
+                return self.undo(saved, rejected(format!("command {n} cannot be grouped")));
+            }
+            let (outcome, tables) = self.apply_command(index, cmd);
+            match outcome {
+                Outcome::Done | Outcome::Bool(true) => {}
+                Outcome::Bool(false) => {
+                    return self.undo(saved, (Outcome::Bool(false), Vec::new()));
+                }
+                refused => return self.undo(saved, (refused, Vec::new())),
+            }
+            for t in tables {
+                if !changed.contains(&t) {
+                    changed.push(t);
+                }
+            }
+        }
+        (Outcome::Done, changed)
+    }
+
+    fn undo(
+        &mut self,
+        saved: Saved,
+        answer: Applied,
+    ) -> Applied {
+        (self.intentions, self.config, self.indexes) = saved;
+        answer
     }
 
     fn restore_from(&mut self, index: u64, snapshot: &[u8]) -> Applied {

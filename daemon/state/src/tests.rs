@@ -358,3 +358,66 @@ fn ca_state_is_compare_and_set() {
     assert_eq!(f.apply(set("{\"v\":2}", Some(1))), Outcome::Bool(true));
     assert_eq!(f.store.read(|s| s.table_index(Table::Ca)), 3);
 }
+
+#[test]
+fn all_or_nothing_changes_nothing_when_one_command_is_refused() {
+    use mesh_types::IntentionAction::*;
+    let mut f = Fixture::new();
+    f.apply(Command::IntentionSet {
+        intention: intention("db", "api", Allow, "terraform"),
+        takeover: false,
+    });
+    let before = f.store.snapshot();
+    let cmds = [
+        Command::IntentionSet {
+            intention: intention("web", "api", Allow, "file:n1:/a.hcl"),
+            takeover: false,
+        },
+        Command::ConfigSet {
+            entry: ConfigEntry {
+                kind: "service-defaults".into(),
+                name: "web".into(),
+                body_json: "{}".into(),
+                owner: "file:n1:/a.hcl".into(),
+                ..Default::default()
+            },
+            cas: None,
+            takeover: false,
+        },
+        Command::IntentionSet {
+            intention: intention("db", "api", Deny, "file:n1:/a.hcl"),
+            takeover: false,
+        },
+    ];
+    let grouped = |cmds: &[Command]| Command::AllOrNothing {
+        commands: cmds.iter().map(|c| encode_command(c).unwrap()).collect(),
+    };
+    let out = f.apply(grouped(&cmds));
+    assert!(
+        matches!(out, Outcome::Conflict { ref owner, .. } if owner == "terraform"),
+        "{out:?}"
+    );
+    let after = f.store.snapshot();
+    // Only last_index moved.
+    assert_eq!(f.store.read(|s| s.intentions().count()), 1);
+    assert_eq!(
+        f.store
+            .read(|s| s.config_entries("service-defaults").count()),
+        0
+    );
+    assert_eq!(before.len(), after.len());
+    let out = f.apply(grouped(&cmds[..2]));
+    assert_eq!(out, Outcome::Done);
+    assert_eq!(f.store.read(|s| s.intentions().count()), 2);
+    assert_eq!(
+        f.store
+            .read(|s| s.config_entries("service-defaults").count()),
+        1
+    );
+    let out = f.apply(grouped(&[Command::KvDelete {
+        key: "a".into(),
+        recurse: false,
+        cas: None,
+    }]));
+    assert!(matches!(out, Outcome::Rejected(_)));
+}

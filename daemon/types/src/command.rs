@@ -133,6 +133,9 @@ pub enum Command {
         state_json: String,
         cas: Option<u64>,
     },
+    /// Intention and config-entry commands applied together or not at all
+    /// (a config reload): the first refusal is the answer and nothing changes.
+    AllOrNothing { commands: Vec<Vec<u8>> },
 }
 
 /// What applying a command produced; identical on every replica.
