@@ -42,7 +42,7 @@ config_entry {
       permissions = [
         {
           action = "allow"
-          http {
+          http = {
             path_prefix = "/v1/"
             methods     = ["GET", "POST"]
           }
