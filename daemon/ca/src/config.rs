@@ -353,3 +353,7 @@ fn ttl(
         }),
     }
 }
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

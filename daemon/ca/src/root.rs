@@ -374,3 +374,7 @@ fn make_intermediate(
         info.ski.unwrap_or_default(),
     ))
 }
+
+#[cfg(test)]
+#[path = "root_tests.rs"]
+mod tests;

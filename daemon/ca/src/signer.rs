@@ -305,3 +305,7 @@ fn ensure_newline(pem: &str) -> String {
         format!("{pem}\n")
     }
 }
+
+#[cfg(test)]
+#[path = "signer_tests.rs"]
+mod tests;
