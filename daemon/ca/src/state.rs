@@ -305,3 +305,96 @@ pub fn reissue_at(leaf_index: u64, total: u64, window: Duration) -> Duration {
     let index = leaf_index.min(total - 1) as u128;
     Duration::from_nanos((window.as_nanos() * index / total as u128) as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::KeyType;
+    use rand::SeedableRng;
+
+    const NOW: i64 = 1_800_000_000;
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn root() -> RootCa {
+        RootCa::generate_at("td.consul", KeyType::EcP256, 1000 * HOUR, NOW).unwrap()
+    }
+
+    #[test]
+    fn renewal_lands_in_the_last_part_of_life() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let (after, before) = (NOW, NOW + 72 * 3600);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let t = renew_at(after, before, &mut rng);
+            assert!(
+                (after + 72 * 36 * 60..=after + 72 * 36 * 90).contains(&t),
+                "{t}"
+            );
+            seen.insert(t);
+        }
+        assert!(seen.len() > 900, "renewals are spread, not synchronised");
+        assert_eq!(renew_at(NOW, NOW, &mut rng), NOW);
+    }
+
+    #[test]
+    fn reissue_spreads_evenly_over_the_window() {
+        let window = Duration::from_secs(1000);
+        let offsets: Vec<_> = (0..4).map(|i| reissue_at(i, 4, window).as_secs()).collect();
+        assert_eq!(offsets, vec![0, 250, 500, 750]);
+        assert_eq!(reissue_at(0, 0, window), Duration::ZERO);
+        assert_eq!(
+            reissue_at(99, 4, window).as_secs(),
+            750,
+            "index clamps to the last slot"
+        );
+    }
+
+    #[test]
+    fn progress_counts_reissued_leaves() {
+        let mut state = CaState::new(root(), 72 * HOUR, NOW);
+        assert_eq!(state.progress(), (0, 0));
+        state.begin_rotation(root(), NOW, HOUR).unwrap();
+        state.set_total(10);
+        state.record_reissued(4);
+        state.record_reissued(4);
+        assert_eq!(state.progress(), (8, 10));
+        state.record_reissued(5);
+        assert_eq!(state.progress(), (10, 10), "never more than the total");
+    }
+
+    #[test]
+    fn transitions_are_checked_and_bump_the_epoch() {
+        let first = root();
+        let mut state = CaState::new(first.clone(), 72 * HOUR, NOW);
+        assert!(matches!(
+            state.begin_rotation(first, NOW, HOUR),
+            Err(RotationError::SameRoot(_))
+        ));
+        let other_td = RootCa::generate_at("other.consul", KeyType::EcP256, HOUR, NOW).unwrap();
+        assert!(matches!(
+            state.begin_rotation(other_td, NOW, HOUR),
+            Err(RotationError::TrustDomainChanged { .. })
+        ));
+        let epoch = state.epoch;
+        state.begin_rotation(root(), NOW, HOUR).unwrap();
+        assert!(state.epoch > epoch);
+        assert_eq!(state.trust_bundle().len(), 2);
+        state.activate(NOW + 10).unwrap();
+        let retired = &state
+            .roots
+            .iter()
+            .find(|r| r.stage == Stage::Retired)
+            .unwrap();
+        assert_eq!(retired.remove_at, Some(NOW + 10 + 2 * 72 * 3600));
+    }
+
+    #[test]
+    fn state_round_trips_through_json_and_postcard() {
+        let mut state = CaState::new(root(), 72 * HOUR, NOW);
+        state.begin_rotation(root(), NOW, HOUR).unwrap();
+        let json = serde_json::to_string(&state).unwrap();
+        assert_eq!(serde_json::from_str::<CaState>(&json).unwrap(), state);
+        let bytes = postcard::to_allocvec(&state).unwrap();
+        assert_eq!(postcard::from_bytes::<CaState>(&bytes).unwrap(), state);
+    }
+}
