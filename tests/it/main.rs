@@ -10,6 +10,8 @@ mod cluster;
 mod compat;
 mod dev;
 mod dns;
+mod intentions;
+mod reload;
 
 use std::time::Duration;
 

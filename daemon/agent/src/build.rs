@@ -56,6 +56,16 @@ pub struct Agent {
     dns: parking::Slot<crate::dns::DnsListeners>,
     /// Where DNS answers (servers only: client agents hold no catalog).
     pub dns_addr: Option<SocketAddr>,
+    /// Where the config came from, for reloads (none: nothing to re-read).
+    pub(crate) config_source: Option<crate::reload::ConfigSource>,
+    /// The config in force: `config` at start, then each applied reload.
+    pub(crate) live: parking_lot::Mutex<RuntimeConfig>,
+    /// DNS settings, changed live by reloads.
+    pub(crate) dns_settings: watch::Sender<mesh_dns::DnsConfig>,
+    /// The outcome of the last reload.
+    pub(crate) config_status: parking_lot::Mutex<crate::reload::ConfigStatus>,
+    pub(crate) reload_tx: mpsc::Sender<crate::reload::ReloadRequest>,
+    reload_rx: parking::Slot<mpsc::Receiver<crate::reload::ReloadRequest>>,
     _dev_dir: Option<tempfile::TempDir>,
 }
 
@@ -203,7 +213,14 @@ impl Agent {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "agent built"
         );
+        let (reload_tx, reload_rx) = mpsc::channel(16);
         Ok(Agent {
+            live: parking_lot::Mutex::new(config.clone()),
+            dns_settings: watch::channel(crate::dns::settings(&config)).0,
+            config_source: None,
+            config_status: Default::default(),
+            reload_tx,
+            reload_rx: parking::Slot::new(Some(reload_rx)),
             config,
             node_id,
             state,
@@ -222,6 +239,12 @@ impl Agent {
             dns_addr,
             _dev_dir: dev_dir,
         })
+    }
+
+    /// Remember where the config came from, so reloads can read it again.
+    pub fn with_config_source(mut self, source: crate::reload::ConfigSource) -> Agent {
+        self.config_source = Some(source);
+        self
     }
 
     /// This server's Raft membership entry.
@@ -278,12 +301,10 @@ impl Agent {
         }
         tasks.spawn(crate::sync::anti_entropy(self.clone()));
         if let Some(listeners) = self.dns.take() {
-            // Settings change live once reload lands; the channel is kept for it.
-            let (settings, rx) = watch::channel(crate::dns::settings(&self.config));
-            let server = mesh_dns::DnsServer::new(self.state.clone(), rx);
+            let server =
+                mesh_dns::DnsServer::new(self.state.clone(), self.dns_settings.subscribe());
             let mut stop = self.shutdown.subscribe();
             tasks.spawn(async move {
-                let _keep = settings;
                 server
                     .serve(listeners.udp, listeners.tcp, async move {
                         let _ = stop.wait_for(|s| *s != Stop::Running).await;
@@ -293,6 +314,11 @@ impl Agent {
             });
         }
         self.local.restore();
+        if let Some(rx) = self.reload_rx.take() {
+            tasks.spawn(crate::reload::reload_loop(self.clone(), rx));
+        }
+        tasks.spawn(crate::reload::watch_files(self.clone()));
+        tasks.spawn(crate::reload::on_sighup(self.clone()));
         tasks.spawn(duties::announce_ready(self.clone()));
 
         let reason = self.wait_for_stop(&mut tasks).await?;

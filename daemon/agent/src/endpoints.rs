@@ -35,6 +35,7 @@ pub(crate) fn routes(agent: Arc<Agent>) -> Router<Api> {
         .route("/v1/agent/checks", get(checks))
         .route("/v1/agent/join/{addr}", put(join))
         .route("/v1/agent/reload", put(reload))
+        .route("/v1/agent/config/plan", axum::routing::post(plan))
         .layer(Extension(agent))
 }
 
@@ -217,8 +218,52 @@ async fn join(Extension(agent): A, Path(addr): Path<String>) -> Result<Response,
 }
 
 async fn reload(Extension(agent): A) -> Response {
-    // Re-push everything; config file reload arrives with the mesh.d reconciler.
+    // Also re-push everything to the catalog, as Consul's reload does.
     agent.local.inner.lock().dirty.insert(None);
     agent.local.changed.notify_one();
-    ().into_response()
+    match agent.request_reload("API").await {
+        Some(status) if status.ok => Json(status).into_response(),
+        Some(status) => (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "config reload refused, the last good config stays in force:\n{}\n",
+                status.errors.join("\n")
+            ),
+        )
+            .into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "agent is shutting down\n").into_response(),
+    }
+}
+
+/// `POST /v1/agent/config/plan` with `{"Files": [{"Path", "Content"}]}`: what
+/// a reload with these files would change, without changing anything.
+async fn plan(Extension(agent): A, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let v = body_json(&body, "plan")?;
+    let files = v["Files"]
+        .as_array()
+        .ok_or_else(|| ApiError::bad_request("plan: Files must be a list of {Path, Content}"))?;
+    let mut decls = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        let path = std::path::PathBuf::from(f["Path"].as_str().unwrap_or_default());
+        let content = f["Content"].as_str().unwrap_or_default();
+        let Some(format) = mesh_config::Format::from_path(&path) else {
+            continue;
+        };
+        match mesh_config::parse_resources(content, format, &path) {
+            Ok(d) => decls.extend(d),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if errors.is_empty() {
+        match crate::reconcile::plan(&agent, &decls) {
+            Ok(plan) => {
+                return Ok(Json(
+                    serde_json::json!({"Changes": plan.changes, "Errors": []}),
+                ))
+            }
+            Err(e) => errors = e,
+        }
+    }
+    Ok(Json(serde_json::json!({"Changes": [], "Errors": errors})))
 }

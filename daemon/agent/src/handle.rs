@@ -78,6 +78,14 @@ impl AgentHandle for AgentView {
             .find_map(|m| m.tags.get(tags::HTTP).cloned())
     }
 
+    fn intention_default_allow(&self) -> bool {
+        self.agent.live.lock().acl.default_policy == mesh_config::AclPolicy::Allow
+    }
+
+    fn config_status(&self) -> serde_json::Value {
+        serde_json::to_value(&*self.agent.config_status.lock()).unwrap_or_default()
+    }
+
     fn leave(&self) -> BoxFuture<'static, ()> {
         let agent = self.agent.clone();
         Box::pin(async move { agent.request_leave() })

@@ -5,21 +5,29 @@
 #![forbid(unsafe_code)]
 
 mod build;
+mod connect_ca;
 mod dns;
 mod duties;
 mod endpoints;
 mod handle;
 mod identity;
 mod local;
+mod reconcile;
+mod reload;
 mod sync;
 
 use std::sync::Arc;
 
 pub use build::Agent;
 use mesh_config::RuntimeConfig;
+pub use reconcile::{check_declarations, Change};
+pub use reload::{ConfigSource, ConfigStatus};
 
 /// Build and run an agent until it is signalled, leaves, or fails.
-pub async fn run(config: RuntimeConfig) -> anyhow::Result<()> {
-    let agent = Agent::build(config).await?;
+pub async fn run(config: RuntimeConfig, source: Option<ConfigSource>) -> anyhow::Result<()> {
+    let mut agent = Agent::build(config).await?;
+    if let Some(source) = source {
+        agent = agent.with_config_source(source);
+    }
     Arc::new(agent).run().await
 }

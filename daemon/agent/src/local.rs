@@ -25,6 +25,13 @@ pub(crate) struct LocalService {
     pub definition: Value,
 }
 
+/// A validated service registration, ready to commit.
+pub(crate) struct PreparedService {
+    service: Service,
+    checks: Vec<CheckDefinition>,
+    sidecar: Option<Service>,
+}
+
 pub(crate) struct LocalCheck {
     pub check: HealthCheck,
     pub runner: Option<CheckRunner>,
@@ -83,6 +90,16 @@ impl LocalState {
     /// Register (or replace) a service from its Consul JSON definition,
     /// with its checks and, if asked, its sidecar proxy.
     pub(crate) fn add_service(&self, definition: Value, owner: &str) -> Result<String, ApiError> {
+        let prepared = self.prepare_service(&definition, owner)?;
+        self.commit_service(prepared, definition)
+    }
+
+    /// Everything `add_service` checks, without changing anything.
+    pub(crate) fn prepare_service(
+        &self,
+        definition: &Value,
+        owner: &str,
+    ) -> Result<PreparedService, ApiError> {
         let def: ServiceDef = parse_body(definition.to_string().as_bytes(), "service definition")?;
         let service = def.to_service(owner)?;
         let mut checks = Vec::new();
@@ -108,6 +125,23 @@ impl LocalState {
             Some(sc) => Some(self.sidecar_for(&service, sc, owner)?),
             None => None,
         };
+        Ok(PreparedService {
+            service,
+            checks,
+            sidecar,
+        })
+    }
+
+    fn commit_service(
+        &self,
+        prepared: PreparedService,
+        definition: Value,
+    ) -> Result<String, ApiError> {
+        let PreparedService {
+            service,
+            checks,
+            sidecar,
+        } = prepared;
         let mut inner = self.inner.lock();
         let id = service.id.clone();
         self.remove_service_locked(&mut inner, &id, false);

@@ -25,6 +25,7 @@ pub(crate) async fn self_info(State(api): State<Api>) -> Json<Value> {
             "Version": env!("CARGO_PKG_VERSION"),
         },
         "Member": me,
+        "ConfigStatus": agent.config_status(),
     }))
 }
 

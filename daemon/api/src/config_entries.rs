@@ -10,6 +10,7 @@ use mesh_types::{Command, ConfigEntry, CONFIG_KINDS};
 use serde_json::Value;
 
 use crate::catalog::json_read;
+use crate::intention_wire::{parse_service_intentions, service_intentions_json};
 use crate::params::Params;
 use crate::write::{owner, takeover};
 use crate::{Api, ApiError, QueryOptions};
@@ -31,6 +32,23 @@ pub(crate) fn entry_json(e: &ConfigEntry) -> Value {
         map.insert("ModifyIndex".into(), e.modify_index.into());
     }
     v
+}
+
+/// Stored as intentions, served as config entries.
+const INTENTIONS: &str = "service-intentions";
+
+fn intention_entries(s: &mesh_state::State) -> Value {
+    let mut by_dest: std::collections::BTreeMap<&str, Vec<&mesh_types::Intention>> =
+        Default::default();
+    for i in s.intentions() {
+        by_dest.entry(i.destination.as_str()).or_default().push(i);
+    }
+    Value::Array(
+        by_dest
+            .into_iter()
+            .map(|(d, list)| service_intentions_json(d, list))
+            .collect(),
+    )
 }
 
 fn field<'a>(v: &'a Value, name: &str) -> Option<&'a str> {
@@ -74,6 +92,34 @@ pub(crate) async fn put(
                 .map_err(|_| ApiError::bad_request(format!("Invalid cas {c:?}")))
         })
         .transpose()?;
+    if kind == INTENTIONS {
+        let (destination, intentions) = parse_service_intentions(&v, &owner(&headers))?;
+        if cas.is_some_and(|want| {
+            api.state.read(|s| {
+                s.intentions_for_destination(&destination)
+                    .map(|i| i.modify_index)
+                    .max()
+                    .unwrap_or(0)
+            }) != want
+        }) {
+            return Ok(Json(false));
+        }
+        let intentions = intentions
+            .into_iter()
+            .map(|mut i| {
+                i.id = uuid::Uuid::new_v4().to_string();
+                i
+            })
+            .collect();
+        api.apply(Command::IntentionsReplace {
+            destination,
+            intentions,
+            owner: owner(&headers),
+            takeover: takeover(&map),
+        })
+        .await?;
+        return Ok(Json(true));
+    }
     let entry = ConfigEntry {
         kind: kind.to_string(),
         name: name.to_string(),
@@ -98,6 +144,9 @@ pub(crate) async fn list(
 ) -> Result<Response, ApiError> {
     check_kind(&kind)?;
     json_read(&api, &params, Table::Config, |s| {
+        if kind == INTENTIONS {
+            return (intention_entries(s), s.table_index(Table::Config));
+        }
         (
             Value::Array(s.config_entries(&kind).map(entry_json).collect()),
             s.table_index(Table::Config),
@@ -115,6 +164,14 @@ pub(crate) async fn get(
     let opts = QueryOptions::parse(&params.map())?;
     let (entry, index) = api
         .blocking_read(&opts, Table::Config, |s| {
+            if kind == INTENTIONS {
+                let list: Vec<_> = s.intentions_for_destination(&name).collect();
+                let index = list.iter().map(|i| i.modify_index).max();
+                return (
+                    index.map(|_| service_intentions_json(&name, list)),
+                    index.unwrap_or(s.table_index(Table::Config)),
+                );
+            }
             let e = s.config_entry(&kind, &name);
             (
                 e.map(entry_json),
@@ -141,6 +198,16 @@ pub(crate) async fn delete(
     params: Params,
 ) -> Result<Json<bool>, ApiError> {
     check_kind(&kind)?;
+    if kind == INTENTIONS {
+        api.apply(Command::IntentionsReplace {
+            destination: name,
+            intentions: Vec::new(),
+            owner: owner(&headers),
+            takeover: takeover(&params.map()),
+        })
+        .await?;
+        return Ok(Json(true));
+    }
     let cmd = Command::ConfigDelete {
         kind,
         name,

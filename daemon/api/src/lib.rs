@@ -9,6 +9,8 @@ mod config_entries;
 mod error;
 mod forward;
 mod health;
+pub mod intention_wire;
+mod intentions;
 mod kv;
 mod params;
 mod query;
@@ -20,7 +22,7 @@ mod write;
 
 use std::sync::Arc;
 
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::Router;
 use futures::future::BoxFuture;
 use mesh_raft::RaftNode;
@@ -28,6 +30,7 @@ use mesh_state::StateStore;
 use serde::Serialize;
 
 pub use error::ApiError;
+pub use intentions::spiffe_service;
 pub use params::Params;
 pub use query::{parse_duration, QueryOptions};
 pub use write::{owner, takeover, Written};
@@ -62,6 +65,18 @@ pub trait AgentHandle: Send + Sync + 'static {
     fn server_http_addr(&self) -> Option<String>;
     /// Leave the cluster gracefully and shut the agent down.
     fn leave(&self) -> BoxFuture<'static, ()>;
+    /// What intentions default to when none matches (`acl.default_policy`).
+    fn intention_default_allow(&self) -> bool {
+        true
+    }
+    /// The outcome of the last config reload, for `/v1/agent/self`.
+    fn config_status(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    /// The CA's trust domain, once the CA exists.
+    fn trust_domain(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Everything a handler can reach.
@@ -123,6 +138,23 @@ impl Api {
                 "/v1/config/{kind}/{name}",
                 get(config_entries::get).delete(config_entries::delete),
             )
+            .route(
+                "/v1/connect/intentions",
+                get(intentions::list).post(intentions::create),
+            )
+            .route(
+                "/v1/connect/intentions/exact",
+                get(intentions::get_exact)
+                    .put(intentions::put_exact)
+                    .delete(intentions::delete_exact),
+            )
+            .route("/v1/connect/intentions/check", get(intentions::check))
+            .route("/v1/connect/intentions/match", get(intentions::matches))
+            .route(
+                "/v1/connect/intentions/{id}",
+                get(intentions::get_id).delete(intentions::delete_id),
+            )
+            .route("/v1/agent/connect/authorize", post(intentions::authorize))
             .route("/v1/snapshot", get(snapshot::save).put(snapshot::restore))
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),

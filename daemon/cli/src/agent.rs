@@ -171,7 +171,7 @@ pub fn config(args: &AgentArgs, matches: Option<&ArgMatches>) -> anyhow::Result<
 /// Runs the agent until it stops.
 pub async fn run(args: &AgentArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> {
     let config = config(args, matches).context("invalid configuration")?;
-    init_logging(&config.log_level);
+    let set_log_level = init_logging(&config.log_level);
     tracing::info!(
         node = %config.node_name,
         datacenter = %config.datacenter,
@@ -180,25 +180,46 @@ pub async fn run(args: &AgentArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
         files = ?config.config_files,
         "starting agent"
     );
-    mesh_agent::run(config).await
+    let source = mesh_agent::ConfigSource {
+        sources: sources(args, matches),
+        overlay: args.overlay(),
+        set_log_level,
+    };
+    mesh_agent::run(config, Some(source)).await
 }
 
-/// Logs to stderr at `level`, unless `RUST_LOG` says otherwise.
-fn init_logging(level: &str) {
-    use tracing_subscriber::EnvFilter;
-    // Library internals stay at warn unless RUST_LOG asks for them: at debug,
-    // openraft alone logs every heartbeat.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(format!("warn,mesh={level},mesh_agent={level},mesh_api={level},mesh_raft={level},mesh_store={level},mesh_gossip={level},mesh_checks={level},mesh_dns={level}"))
-    });
+type SetLevel = std::sync::Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+fn filter_for(level: &str) -> tracing_subscriber::EnvFilter {
+    // Library internals stay at warn: at debug, openraft alone logs every heartbeat.
+    tracing_subscriber::EnvFilter::new(format!("warn,mesh={level},mesh_agent={level},mesh_api={level},mesh_raft={level},mesh_store={level},mesh_gossip={level},mesh_checks={level},mesh_dns={level}"))
+}
+
+/// Logs to stderr at `level`, unless `RUST_LOG` says otherwise; returns a
+/// setter that changes the level live (config reload).
+fn init_logging(level: &str) -> Option<SetLevel> {
     use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{reload, EnvFilter};
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let pinned = from_env.is_some();
+    let (filter, handle) = reload::Layer::new(from_env.unwrap_or_else(|| filter_for(level)));
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    if tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .try_init()
+        .is_err()
+        || pinned
+    {
+        return None;
+    }
+    Some(std::sync::Arc::new(move |level: &str| {
+        handle.reload(filter_for(level)).map_err(|e| e.to_string())
+    }))
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

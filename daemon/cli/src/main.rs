@@ -3,6 +3,9 @@
 
 mod agent;
 mod argv;
+mod catalog;
+mod config_cmd;
+mod intention;
 mod kv;
 mod members;
 mod misc;
@@ -32,6 +35,18 @@ enum Command {
     Operator(operator::OperatorArgs),
     /// Read and write the key/value store
     Kv(kv::KvArgs),
+    /// Query the service catalog
+    Catalog(catalog::CatalogArgs),
+    /// Register and deregister services with the local agent
+    Services(catalog::ServicesArgs),
+    /// Save or restore the cluster state
+    Snapshot(catalog::SnapshotArgs),
+    /// Manage intentions (which services may connect to which)
+    Intention(intention::IntentionArgs),
+    /// Plan configuration changes (`mesh config plan DIR`)
+    Config(config_cmd::ConfigArgs),
+    /// Make the agent re-read its configuration files
+    Reload(output::HttpArgs),
     /// Ask the agent to leave the cluster and shut down
     Leave(output::HttpArgs),
     /// Generate a gossip encryption key
@@ -68,6 +83,12 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Members(args) => members::run(&args).await,
         Command::Operator(args) => operator::run(&args).await,
         Command::Kv(args) => kv::run(&args).await,
+        Command::Catalog(args) => catalog::run(&args).await,
+        Command::Services(args) => catalog::run_services(&args).await,
+        Command::Snapshot(args) => catalog::run_snapshot(&args).await,
+        Command::Intention(args) => intention::run(&args).await,
+        Command::Config(args) => config_cmd::run(&args).await,
+        Command::Reload(http) => catalog::reload(&http).await,
         Command::Leave(http) => misc::leave(&http).await,
         Command::Keygen => misc::keygen(),
         Command::Validate(args) => Ok(validate::run(&args)),

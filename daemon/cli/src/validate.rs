@@ -70,6 +70,15 @@ pub fn check(args: &ValidateArgs) -> Vec<String> {
         if let Err(e) = RuntimeConfig::build(merged) {
             errors.push(e.to_string());
         }
+        // Resource blocks: each must parse into what the agent would apply.
+        match mesh_config::load_resources(&files) {
+            Ok(decls) => {
+                if let Err(e) = mesh_agent::check_declarations(&decls) {
+                    errors.extend(e);
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
     }
     errors
 }
@@ -123,5 +132,40 @@ mod tests {
             ..args(vec![dir.join("dev.hcl")])
         };
         assert_eq!(check(&dev), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_mesh_d_examples_are_valid() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/mesh.d");
+        let dev = ValidateArgs {
+            dev: true,
+            ..args(vec![dir])
+        };
+        assert_eq!(check(&dev), Vec::<String>::new());
+    }
+
+    #[test]
+    fn resource_errors_name_the_place() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.hcl"),
+            "intention \"web\" \"api\" {\n  action = \"permit\"\n}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("b.hcl"),
+            "\nintention \"web\" \"api\" {\n  action = \"deny\"\n}\n",
+        )
+        .unwrap();
+        let errors = check(&ValidateArgs {
+            dev: true,
+            ..args(vec![dir.path().to_path_buf()])
+        });
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("a.hcl:1:1") && e.contains("invalid Action \"permit\"")),
+            "{errors:?}"
+        );
     }
 }

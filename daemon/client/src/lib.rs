@@ -9,11 +9,13 @@ mod config;
 mod connect;
 mod error;
 mod kv;
+mod raw;
 mod types;
 
 use std::time::Duration;
 
-use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
+pub use reqwest::Method;
+use reqwest::{RequestBuilder, Response, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 pub use error::Error;

@@ -13,6 +13,7 @@ mod hcl_value;
 mod json_value;
 mod load;
 mod raw;
+mod resources;
 mod runtime;
 mod spans;
 mod validate;
@@ -24,4 +25,5 @@ pub use raw::{
     OneOrMany, RawAcl, RawAddresses, RawConfig, RawConfigEntries, RawConnect, RawDnsConfig,
     RawPerformance, RawPorts,
 };
+pub use resources::{camel_keys, load_resources, parse_resources, Decl, Loc, ResourceKind};
 pub use runtime::{AclConfig, AclPolicy, Addresses, DnsConfig, Ports, RuntimeConfig};

@@ -184,7 +184,7 @@ fn unknown_key_message(key: &str, parent: &str, expected: &[String]) -> String {
 }
 
 /// The candidate nearest to `key` by edit distance, if it is near enough to be a typo.
-fn closest<'a>(key: &str, candidates: &'a [String]) -> Option<&'a str> {
+pub(crate) fn closest<'a>(key: &str, candidates: &'a [String]) -> Option<&'a str> {
     let key = key.to_lowercase();
     candidates
         .iter()

@@ -69,6 +69,16 @@ pub struct RawConfig {
     pub acl: Option<RawAcl>,
     /// `config_entries { }`.
     pub config_entries: Option<RawConfigEntries>,
+    /// `service { }` resource blocks (see `resources`; not agent settings).
+    pub service: Option<Value>,
+    /// `services = [...]` resource list.
+    pub services: Option<Value>,
+    /// `intention "src" "dst" { }` resource blocks.
+    pub intention: Option<Value>,
+    /// `config_entry { }` resource blocks.
+    pub config_entry: Option<Value>,
+    /// `ca { }`: the Connect CA as a resource.
+    pub ca: Option<Value>,
 
     /// Files this config was read from, in merge order.
     #[serde(skip)]

@@ -9,6 +9,13 @@ use crate::{State, Table};
 
 pub(crate) type Applied = (Outcome, Vec<Table>);
 
+/// The tables an all-or-nothing group may touch, saved to put back.
+type Saved = (
+    BTreeMap<(String, String), mesh_types::Intention>,
+    BTreeMap<(String, String), mesh_types::ConfigEntry>,
+    crate::tables::TableIndexes,
+);
+
 pub(crate) fn rejected(why: impl Into<String>) -> Applied {
     (Outcome::Rejected(why.into()), Vec::new())
 }
@@ -77,6 +84,24 @@ impl State {
                 takeover,
             } => self.config_delete(index, &kind, &name, &owner, takeover),
             Command::Restore { snapshot } => self.restore_from(index, &snapshot),
+            Command::IntentionSet {
+                intention,
+                takeover,
+            } => self.intention_set(index, intention, takeover),
+            Command::IntentionDelete {
+                source,
+                destination,
+                owner,
+                takeover,
+            } => self.intention_delete(index, &source, &destination, &owner, takeover),
+            Command::IntentionsReplace {
+                destination,
+                intentions,
+                owner,
+                takeover,
+            } => self.intentions_replace(index, &destination, intentions, &owner, takeover),
+            Command::CaSet { state_json, cas } => self.ca_set(index, state_json, cas),
+            Command::AllOrNothing { commands } => self.all_or_nothing(index, commands),
             Command::Batch { commands } => {
                 let mut outcomes = Vec::with_capacity(commands.len());
                 let mut changed = Vec::new();
@@ -97,6 +122,52 @@ impl State {
         }
     }
 
+    /// Only intention and config-entry commands may be grouped: they touch two
+    /// tables, which are cheap to put back if a later command is refused.
+    fn all_or_nothing(&mut self, index: u64, commands: Vec<Vec<u8>>) -> Applied {
+        let saved = (self.intentions.clone(), self.config.clone(), self.indexes);
+        let mut changed = Vec::new();
+        for (n, bytes) in commands.iter().enumerate() {
+            let cmd = match decode_command(bytes) {
+                Ok(cmd) => cmd,
+                Err(err) => return self.undo(saved, rejected(err.to_string())),
+            };
+            if !matches!(
+                cmd,
+                Command::IntentionSet { .. }
+                    | Command::IntentionDelete { .. }
+                    | Command::IntentionsReplace { .. }
+                    | Command::ConfigSet { .. }
+                    | Command::ConfigDelete { .. }
+            ) {
+                return self.undo(saved, rejected(format!("command {n} cannot be grouped")));
+            }
+            let (outcome, tables) = self.apply_command(index, cmd);
+            match outcome {
+                Outcome::Done | Outcome::Bool(true) => {}
+                Outcome::Bool(false) => {
+                    return self.undo(saved, (Outcome::Bool(false), Vec::new()));
+                }
+                refused => return self.undo(saved, (refused, Vec::new())),
+            }
+            for t in tables {
+                if !changed.contains(&t) {
+                    changed.push(t);
+                }
+            }
+        }
+        (Outcome::Done, changed)
+    }
+
+    fn undo(
+        &mut self,
+        saved: Saved,
+        answer: Applied,
+    ) -> Applied {
+        (self.intentions, self.config, self.indexes) = saved;
+        answer
+    }
+
     fn restore_from(&mut self, index: u64, snapshot: &[u8]) -> Applied {
         match State::from_snapshot(snapshot) {
             Ok(mut fresh) => {
@@ -108,6 +179,7 @@ impl State {
                     services: index,
                     checks: index,
                     config: index,
+                    ca: index,
                 };
                 for v in fresh.service_index.values_mut() {
                     *v = index;
@@ -120,6 +192,7 @@ impl State {
                         Table::Nodes,
                         Table::Services,
                         Table::Checks,
+                        Table::Ca,
                         Table::Config,
                     ],
                 )

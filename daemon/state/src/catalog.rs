@@ -5,7 +5,7 @@ use mesh_types::{ConfigEntry, HealthCheck, Node, Outcome, Service, CONFIG_KINDS,
 use crate::apply::{rejected, Applied};
 use crate::{State, Table};
 
-fn owner_of(owner: &str) -> &str {
+pub(crate) fn owner_of(owner: &str) -> &str {
     if owner.is_empty() {
         DEFAULT_OWNER
     } else {
@@ -13,7 +13,7 @@ fn owner_of(owner: &str) -> &str {
     }
 }
 
-fn conflict(what: String, owner: &str) -> Applied {
+pub(crate) fn conflict(what: String, owner: &str) -> Applied {
     (
         Outcome::Conflict {
             what,
@@ -281,6 +281,9 @@ impl State {
         }
         if entry.name.is_empty() {
             return rejected("config entry Name is required");
+        }
+        if entry.kind == "service-intentions" {
+            return rejected("service-intentions entries are stored as intentions");
         }
         entry.owner = owner_of(&entry.owner).to_string();
         let key = (entry.kind.clone(), entry.name.clone());

@@ -8,20 +8,22 @@ pub enum Table {
     Services,
     Checks,
     Config,
+    Ca,
 }
 
-const TABLES: [Table; 5] = [
+const TABLES: [Table; 6] = [
     Table::Kv,
     Table::Nodes,
     Table::Services,
     Table::Checks,
     Table::Config,
+    Table::Ca,
 ];
 
 /// Wakes waiters when a table changes or the applied index moves. Waiters
 /// subscribe before reading, so no change between read and wait is missed.
 pub struct WatchHub {
-    tables: [watch::Sender<u64>; 5],
+    tables: [watch::Sender<u64>; 6],
     applied: watch::Sender<u64>,
 }
 

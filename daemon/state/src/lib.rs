@@ -7,6 +7,7 @@
 mod apply;
 mod catalog;
 mod hub;
+mod intentions;
 mod snapshot;
 mod tables;
 #[cfg(test)]
@@ -14,7 +15,7 @@ mod tests;
 
 pub use hub::{Table, WatchHub};
 pub use snapshot::SnapshotError;
-pub use tables::{ServiceHealth, State};
+pub use tables::{CaRecord, ServiceHealth, State};
 
 use mesh_types::Outcome;
 use parking_lot::RwLock;

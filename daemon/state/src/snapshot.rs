@@ -9,7 +9,7 @@ pub enum SnapshotError {
 }
 
 /// Bumped when the snapshot layout changes incompatibly.
-const FORMAT_VERSION: u8 = 1;
+const FORMAT_VERSION: u8 = 2;
 
 impl State {
     pub(crate) fn to_snapshot(&self) -> Vec<u8> {

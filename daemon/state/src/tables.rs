@@ -1,6 +1,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
-use mesh_types::{CheckStatus, ConfigEntry, HealthCheck, KvEntry, Node, Service};
+use mesh_types::{CheckStatus, ConfigEntry, HealthCheck, Intention, KvEntry, Node, Service};
 use serde::{Deserialize, Serialize};
 
 use crate::Table;
@@ -14,6 +14,7 @@ pub(crate) struct TableIndexes {
     pub services: u64,
     pub checks: u64,
     pub config: u64,
+    pub ca: u64,
 }
 
 /// The whole replicated state. Mutated only by `apply`.
@@ -27,12 +28,23 @@ pub struct State {
     pub(crate) checks: BTreeMap<(String, String), HealthCheck>,
     /// Keyed by (kind, name).
     pub(crate) config: BTreeMap<(String, String), ConfigEntry>,
+    /// Keyed by (destination, source).
+    pub(crate) intentions: BTreeMap<(String, String), Intention>,
+    /// The CA's state as mesh-ca serializes it; `None` until first created.
+    pub(crate) ca: Option<CaRecord>,
     /// Service name -> instances, for name lookups without a scan.
     pub(crate) by_name: BTreeMap<String, BTreeSet<(String, String)>>,
     /// Service name -> last index that changed its instances or their health.
     pub(crate) service_index: BTreeMap<String, u64>,
     pub(crate) indexes: TableIndexes,
     pub(crate) last_index: u64,
+}
+
+/// The stored CA state and the index that last changed it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaRecord {
+    pub state_json: String,
+    pub modify_index: u64,
 }
 
 /// A service instance with its node and the checks that apply to it.
@@ -71,6 +83,7 @@ impl State {
             Table::Services => self.indexes.services,
             Table::Checks => self.indexes.checks,
             Table::Config => self.indexes.config,
+            Table::Ca => self.indexes.ca,
         }
     }
 
@@ -216,6 +229,33 @@ impl State {
             .range((kind.to_string(), String::new())..)
             .take_while(move |((k, _), _)| k == kind)
             .map(|(_, e)| e)
+    }
+
+    /// Every intention, keyed by (destination, source).
+    pub fn intentions(&self) -> impl Iterator<Item = &Intention> {
+        self.intentions.values()
+    }
+
+    /// Intentions whose destination is exactly `destination` (no wildcards).
+    pub fn intentions_for_destination<'a>(
+        &'a self,
+        destination: &'a str,
+    ) -> impl Iterator<Item = &'a Intention> + 'a {
+        self.intentions
+            .range((destination.to_string(), String::new())..)
+            .take_while(move |((d, _), _)| d == destination)
+            .map(|(_, i)| i)
+    }
+
+    /// The intention for one exact pair.
+    pub fn intention(&self, source: &str, destination: &str) -> Option<&Intention> {
+        self.intentions
+            .get(&(destination.to_string(), source.to_string()))
+    }
+
+    /// The CA state, if the CA was created.
+    pub fn ca(&self) -> Option<&CaRecord> {
+        self.ca.as_ref()
     }
 
     /// One config entry.

@@ -240,3 +240,184 @@ fn snapshot_round_trip_and_restore_command() {
         Outcome::Rejected(_)
     ));
 }
+
+fn intention(
+    src: &str,
+    dst: &str,
+    action: mesh_types::IntentionAction,
+    owner: &str,
+) -> mesh_types::Intention {
+    mesh_types::Intention {
+        id: format!("{src}-{dst}"),
+        source: src.into(),
+        destination: dst.into(),
+        action: Some(action),
+        owner: owner.into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn intentions_keep_id_and_owner_and_replace_all_or_nothing() {
+    use mesh_types::IntentionAction::*;
+    let mut f = Fixture::new();
+    let mut rx = f.store.hub().subscribe(Table::Config);
+    rx.borrow_and_update();
+    assert_eq!(
+        f.apply(Command::IntentionSet {
+            intention: intention("web", "api", Allow, "api"),
+            takeover: false
+        }),
+        Outcome::Done
+    );
+    assert!(rx.has_changed().unwrap());
+    // An update keeps the first ID.
+    let mut again = intention("web", "api", Deny, "api");
+    again.id = "other".into();
+    f.apply(Command::IntentionSet {
+        intention: again,
+        takeover: false,
+    });
+    let stored = f
+        .store
+        .read(|s| s.intention("web", "api").cloned())
+        .unwrap();
+    assert_eq!((stored.id.as_str(), stored.action), ("web-api", Some(Deny)));
+    assert_eq!(stored.create_index, 1);
+
+    // File-owned intention on the same destination: a replace from api conflicts, nothing changes.
+    f.apply(Command::IntentionSet {
+        intention: intention("db", "api", Allow, "file:n1:/x.hcl"),
+        takeover: false,
+    });
+    let out = f.apply(Command::IntentionsReplace {
+        destination: "api".into(),
+        intentions: vec![intention("web", "api", Allow, "api")],
+        owner: "api".into(),
+        takeover: false,
+    });
+    assert!(
+        matches!(out, Outcome::Conflict { ref owner, .. } if owner == "file:n1:/x.hcl"),
+        "{out:?}"
+    );
+    assert_eq!(
+        f.store
+            .read(|s| s.intentions_for_destination("api").count()),
+        2
+    );
+    let out = f.apply(Command::IntentionDelete {
+        source: "db".into(),
+        destination: "api".into(),
+        owner: "terraform".into(),
+        takeover: false,
+    });
+    assert!(matches!(out, Outcome::Conflict { .. }));
+    // With takeover the replace wins: db goes, web is updated.
+    f.apply(Command::IntentionsReplace {
+        destination: "api".into(),
+        intentions: vec![intention("web", "api", Allow, "api")],
+        owner: "api".into(),
+        takeover: true,
+    });
+    let left: Vec<_> = f.store.read(|s| {
+        s.intentions_for_destination("api")
+            .map(|i| (i.source.clone(), i.action))
+            .collect()
+    });
+    assert_eq!(left, [("web".to_string(), Some(Allow))]);
+    // Invalid: neither action nor permissions.
+    let mut bad = intention("x", "y", Allow, "api");
+    bad.action = None;
+    assert!(matches!(
+        f.apply(Command::IntentionSet {
+            intention: bad,
+            takeover: false
+        }),
+        Outcome::Rejected(_)
+    ));
+    // Survives a snapshot.
+    let snap = f.store.snapshot();
+    let other = StateStore::new();
+    other.restore(&snap).unwrap();
+    assert_eq!(other.read(|s| s.intentions().count()), 1);
+}
+
+#[test]
+fn ca_state_is_compare_and_set() {
+    let mut f = Fixture::new();
+    let set = |json: &str, cas| Command::CaSet {
+        state_json: json.into(),
+        cas,
+    };
+    assert_eq!(f.apply(set("{\"v\":1}", Some(0))), Outcome::Bool(true));
+    assert_eq!(f.apply(set("{\"v\":2}", Some(0))), Outcome::Bool(false));
+    assert_eq!(
+        f.store.read(|s| s.ca().unwrap().state_json.clone()),
+        "{\"v\":1}"
+    );
+    assert_eq!(f.apply(set("{\"v\":2}", Some(1))), Outcome::Bool(true));
+    assert_eq!(f.store.read(|s| s.table_index(Table::Ca)), 3);
+}
+
+#[test]
+fn all_or_nothing_changes_nothing_when_one_command_is_refused() {
+    use mesh_types::IntentionAction::*;
+    let mut f = Fixture::new();
+    f.apply(Command::IntentionSet {
+        intention: intention("db", "api", Allow, "terraform"),
+        takeover: false,
+    });
+    let before = f.store.snapshot();
+    let cmds = [
+        Command::IntentionSet {
+            intention: intention("web", "api", Allow, "file:n1:/a.hcl"),
+            takeover: false,
+        },
+        Command::ConfigSet {
+            entry: ConfigEntry {
+                kind: "service-defaults".into(),
+                name: "web".into(),
+                body_json: "{}".into(),
+                owner: "file:n1:/a.hcl".into(),
+                ..Default::default()
+            },
+            cas: None,
+            takeover: false,
+        },
+        Command::IntentionSet {
+            intention: intention("db", "api", Deny, "file:n1:/a.hcl"),
+            takeover: false,
+        },
+    ];
+    let grouped = |cmds: &[Command]| Command::AllOrNothing {
+        commands: cmds.iter().map(|c| encode_command(c).unwrap()).collect(),
+    };
+    let out = f.apply(grouped(&cmds));
+    assert!(
+        matches!(out, Outcome::Conflict { ref owner, .. } if owner == "terraform"),
+        "{out:?}"
+    );
+    let after = f.store.snapshot();
+    // Only last_index moved.
+    assert_eq!(f.store.read(|s| s.intentions().count()), 1);
+    assert_eq!(
+        f.store
+            .read(|s| s.config_entries("service-defaults").count()),
+        0
+    );
+    assert_eq!(before.len(), after.len());
+    let out = f.apply(grouped(&cmds[..2]));
+    assert_eq!(out, Outcome::Done);
+    assert_eq!(f.store.read(|s| s.intentions().count()), 2);
+    assert_eq!(
+        f.store
+            .read(|s| s.config_entries("service-defaults").count()),
+        1
+    );
+    let out = f.apply(grouped(&[Command::KvDelete {
+        key: "a".into(),
+        recurse: false,
+        cas: None,
+    }]));
+    assert!(matches!(out, Outcome::Rejected(_)));
+}

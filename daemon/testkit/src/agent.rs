@@ -193,6 +193,11 @@ impl TestAgent {
         }
     }
 
+    /// The process ID, while it runs (to send it signals).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
+    }
+
     /// Whether the process was started and not killed or waited for.
     pub fn is_alive(&self) -> bool {
         self.child.is_some()

@@ -17,14 +17,24 @@ impl TestCluster {
     /// Start `n` servers with `-bootstrap-expect=n` and wait for a leader
     /// that every server agrees on.
     pub async fn start(n: usize) -> anyhow::Result<TestCluster> {
+        Self::start_with(n, |_, _| {}).await
+    }
+
+    /// `start`, with each server's spec adjusted by `customize(i, spec)` first.
+    pub async fn start_with(
+        n: usize,
+        customize: impl Fn(usize, &mut AgentSpec),
+    ) -> anyhow::Result<TestCluster> {
         let dir = tempfile::Builder::new().prefix("mesh-cluster-").tempdir()?;
         let mut agents = Vec::new();
-        let first =
-            TestAgent::start(AgentSpec::server("s0", n as u32), &dir.path().join("s0")).await?;
+        let mut spec = AgentSpec::server("s0", n as u32);
+        customize(0, &mut spec);
+        let first = TestAgent::start(spec, &dir.path().join("s0")).await?;
         let seed = first.serf;
         agents.push(first);
         for i in 1..n {
             let mut spec = AgentSpec::server(&format!("s{i}"), n as u32);
+            customize(i, &mut spec);
             spec.retry_join = vec![seed];
             agents.push(TestAgent::start(spec, &dir.path().join(format!("s{i}"))).await?);
         }

@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::{ConfigEntry, HealthCheck, KvEntry, Node, Service};
+use crate::{ConfigEntry, HealthCheck, Intention, KvEntry, Node, Service};
 
 /// One KV operation inside a transaction (Consul's `PUT /v1/txn` verbs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +107,35 @@ pub enum Command {
     /// Several encoded commands committed as one log entry (group commit);
     /// each is applied in order and answered on its own.
     Batch { commands: Vec<Vec<u8>> },
+    /// Create or update the intention for its (source, destination) pair.
+    IntentionSet {
+        intention: Intention,
+        takeover: bool,
+    },
+    /// Delete the intention for a pair; refused (409) for another owner's.
+    IntentionDelete {
+        source: String,
+        destination: String,
+        owner: String,
+        takeover: bool,
+    },
+    /// Make `intentions` the whole set for `destination` (a
+    /// `service-intentions` config entry write; empty deletes them all).
+    IntentionsReplace {
+        destination: String,
+        intentions: Vec<Intention>,
+        owner: String,
+        takeover: bool,
+    },
+    /// Replace the CA state (JSON owned by mesh-ca, computed by the leader);
+    /// with `cas`, only if the stored state's modify index equals it.
+    CaSet {
+        state_json: String,
+        cas: Option<u64>,
+    },
+    /// Intention and config-entry commands applied together or not at all
+    /// (a config reload): the first refusal is the answer and nothing changes.
+    AllOrNothing { commands: Vec<Vec<u8>> },
 }
 
 /// What applying a command produced; identical on every replica.

@@ -5,6 +5,7 @@
 
 mod catalog;
 mod command;
+mod intention;
 mod kv;
 
 pub use catalog::{
@@ -12,4 +13,8 @@ pub use catalog::{
     CONFIG_KINDS, DEFAULT_OWNER,
 };
 pub use command::{decode_command, encode_command, Command, CommandError, Outcome, TxnOp};
+pub use intention::{
+    decide, sort_by_precedence, Decision, HeaderMatch, HttpMatch, Intention, IntentionAction,
+    Permission,
+};
 pub use kv::{KvEntry, MAX_KV_VALUE_BYTES};

@@ -1,0 +1,341 @@
+//! The mesh.d reconciler: declarations from this node's config files →
+//! the changes that make the cluster match them. Objects carry owner
+//! `file:<node>:<path>`; only objects with this node's file prefix are ever
+//! updated or deleted here, and a declaration that collides with another
+//! owner's object refuses the whole reload.
+
+use std::collections::BTreeMap;
+
+use mesh_api::intention_wire::{parse_intention, parse_service_intentions};
+use mesh_api::wire::{parse_body, ServiceDef};
+use mesh_config::{camel_keys, Decl, Loc, ResourceKind};
+use mesh_types::{encode_command, Command, ConfigEntry, Intention, Outcome, CONFIG_KINDS};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::build::Agent;
+
+/// One change a reload makes (or, for a plan, would make).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Change {
+    /// create, update or delete.
+    pub action: &'static str,
+    /// `intention web => api`, `service web1`, `config_entry service-defaults/api`.
+    pub resource: String,
+    /// The declaring file:line:col (empty for deletes).
+    pub at: String,
+}
+
+/// Everything a reload would do, computed before anything is done.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    pub changes: Vec<Change>,
+    raft: Vec<Command>,
+    local_add: Vec<(Value, String)>,
+    local_remove: Vec<String>,
+    /// The `ca { }` block, if any file declares one.
+    pub ca: Option<(Value, Loc)>,
+}
+
+pub(crate) fn owner_prefix(node: &str) -> String {
+    format!("file:{node}:")
+}
+
+/// Paths are made absolute so `-config-dir=./mesh.d` and `mesh config plan
+/// mesh.d` name the same owner.
+fn owner_for(node: &str, loc: &Loc) -> String {
+    let path = std::path::absolute(&loc.file).unwrap_or_else(|_| loc.file.clone());
+    format!("file:{node}:{}", path.display())
+}
+
+/// What the files declare, keyed like the state keys them.
+#[derive(Default)]
+struct Desired {
+    services: BTreeMap<String, (Value, String, Loc)>,
+    intentions: BTreeMap<(String, String), (Intention, Loc)>,
+    entries: BTreeMap<(String, String), (ConfigEntry, Loc)>,
+    ca: Option<(Value, Loc)>,
+}
+
+fn desired(node: &str, decls: &[Decl]) -> Result<Desired, Vec<String>> {
+    let mut d = Desired::default();
+    let mut errors = Vec::new();
+    for decl in decls {
+        let owner = owner_for(node, &decl.loc);
+        let loc = &decl.loc;
+        let mut add_intention = |i: Intention, errors: &mut Vec<String>| {
+            let key = (i.source.clone(), i.destination.clone());
+            match d.intentions.get(&key) {
+                Some((_, first)) => errors.push(format!(
+                    "{loc}: intention {} => {} is already declared at {first}",
+                    key.0, key.1
+                )),
+                None => {
+                    d.intentions.insert(key, (i, loc.clone()));
+                }
+            }
+        };
+        match decl.kind {
+            ResourceKind::Service => {
+                let parsed = parse_body::<ServiceDef>(decl.value.to_string().as_bytes(), "service")
+                    .and_then(|def| def.to_service(&owner));
+                match parsed {
+                    Err(e) => errors.push(format!("{loc}: service: {}", e.message)),
+                    Ok(svc) => match d.services.get(&svc.id) {
+                        Some((_, _, first)) => errors.push(format!(
+                            "{loc}: service ID {:?} is already declared at {first}",
+                            svc.id
+                        )),
+                        None => {
+                            d.services
+                                .insert(svc.id, (decl.value.clone(), owner, loc.clone()));
+                        }
+                    },
+                }
+            }
+            ResourceKind::Intention => match parse_intention(&decl.value, None, None, &owner) {
+                Ok(i) => add_intention(i, &mut errors),
+                Err(e) => errors.push(format!("{loc}: {}", e.message)),
+            },
+            ResourceKind::ConfigEntry => {
+                let v = camel_keys(decl.value.clone());
+                let kind = v["Kind"].as_str().unwrap_or_default().to_string();
+                let name = v["Name"].as_str().unwrap_or_default().to_string();
+                if !CONFIG_KINDS.contains(&kind.as_str()) {
+                    errors.push(format!(
+                        "{loc}: config_entry kind {kind:?} is not one of: {}",
+                        CONFIG_KINDS.join(", ")
+                    ));
+                    continue;
+                }
+                if name.is_empty() {
+                    errors.push(format!("{loc}: config_entry {kind}: name is required"));
+                    continue;
+                }
+                if kind == "service-intentions" {
+                    match parse_service_intentions(&v, &owner) {
+                        Ok((_, list)) => {
+                            list.into_iter().for_each(|i| add_intention(i, &mut errors))
+                        }
+                        Err(e) => errors.push(format!("{loc}: {}", e.message)),
+                    }
+                    continue;
+                }
+                let key = (kind.clone(), name.clone());
+                if let Some((_, first)) = d.entries.get(&key) {
+                    errors.push(format!(
+                        "{loc}: config_entry {kind}/{name} is already declared at {first}"
+                    ));
+                    continue;
+                }
+                let entry = ConfigEntry {
+                    kind,
+                    name,
+                    body_json: v.to_string(),
+                    owner,
+                    ..Default::default()
+                };
+                d.entries.insert(key, (entry, loc.clone()));
+            }
+            ResourceKind::Ca => match &d.ca {
+                Some((_, first)) => {
+                    errors.push(format!("{loc}: a ca block is already declared at {first}"))
+                }
+                None => d.ca = Some((decl.value.clone(), loc.clone())),
+            },
+        }
+    }
+    if errors.is_empty() {
+        Ok(d)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Offline check of declarations (`mesh validate`): every error, each with file:line:col.
+pub fn check_declarations(decls: &[Decl]) -> Result<(), Vec<String>> {
+    desired("validate", decls).map(|_| ())
+}
+
+fn same_intention(a: &Intention, b: &Intention) -> bool {
+    a.action == b.action
+        && a.permissions == b.permissions
+        && a.description == b.description
+        && a.meta == b.meta
+}
+
+fn same_body(a: &str, b: &str) -> bool {
+    let parse = |s: &str| serde_json::from_str::<Value>(s).ok();
+    parse(a) == parse(b)
+}
+
+/// Compute the changes that make the cluster match `decls`.
+pub(crate) fn plan(agent: &Agent, decls: &[Decl]) -> Result<Plan, Vec<String>> {
+    let node = &agent.config.node_name;
+    let prefix = owner_prefix(node);
+    let want = desired(node, decls)?;
+    let mut plan = Plan {
+        ca: want.ca.clone(),
+        ..Default::default()
+    };
+    let mut errors = Vec::new();
+    let change = |plan: &mut Plan, action, resource: String, at: Option<&Loc>| {
+        plan.changes.push(Change {
+            action,
+            resource,
+            at: at.map(ToString::to_string).unwrap_or_default(),
+        })
+    };
+
+    agent.state.read(|s| {
+        for ((src, dst), (i, loc)) in &want.intentions {
+            let what = format!("intention {src} => {dst}");
+            match s.intention(src, dst) {
+                None => {
+                    let mut i = i.clone();
+                    i.id = uuid::Uuid::new_v4().to_string();
+                    plan.raft.push(Command::IntentionSet { intention: i, takeover: false });
+                    change(&mut plan, "create", what, Some(loc));
+                }
+                Some(cur) if cur.owner.starts_with(&prefix) => {
+                    if cur.owner != i.owner || !same_intention(cur, i) {
+                        plan.raft.push(Command::IntentionSet { intention: i.clone(), takeover: true });
+                        change(&mut plan, "update", what, Some(loc));
+                    }
+                }
+                // Declared identically elsewhere: already true, and not ours to delete later.
+                Some(cur) if same_intention(cur, i) => {}
+                Some(cur) => errors.push(format!(
+                    "{loc}: {what} conflicts with the one managed by {}; change or remove one of them (or take it over through the API)",
+                    cur.owner
+                )),
+            }
+        }
+        for cur in s.intentions().filter(|i| i.owner.starts_with(&prefix)) {
+            if !want.intentions.contains_key(&(cur.source.clone(), cur.destination.clone())) {
+                plan.raft.push(Command::IntentionDelete {
+                    source: cur.source.clone(),
+                    destination: cur.destination.clone(),
+                    owner: cur.owner.clone(),
+                    takeover: true,
+                });
+                change(&mut plan, "delete", format!("intention {} => {}", cur.source, cur.destination), None);
+            }
+        }
+        for ((kind, name), (e, loc)) in &want.entries {
+            let what = format!("config_entry {kind}/{name}");
+            match s.config_entry(kind, name) {
+                None => {
+                    plan.raft.push(Command::ConfigSet { entry: e.clone(), cas: None, takeover: false });
+                    change(&mut plan, "create", what, Some(loc));
+                }
+                Some(cur) if cur.owner.starts_with(&prefix) => {
+                    if cur.owner != e.owner || !same_body(&cur.body_json, &e.body_json) {
+                        plan.raft.push(Command::ConfigSet { entry: e.clone(), cas: None, takeover: true });
+                        change(&mut plan, "update", what, Some(loc));
+                    }
+                }
+                Some(cur) if same_body(&cur.body_json, &e.body_json) => {}
+                Some(cur) => errors.push(format!(
+                    "{loc}: {what} conflicts with the one managed by {}; change or remove one of them",
+                    cur.owner
+                )),
+            }
+        }
+        for kind in CONFIG_KINDS {
+            for cur in s.config_entries(kind).filter(|e| e.owner.starts_with(&prefix)) {
+                if !want.entries.contains_key(&(cur.kind.clone(), cur.name.clone())) {
+                    plan.raft.push(Command::ConfigDelete {
+                        kind: cur.kind.clone(),
+                        name: cur.name.clone(),
+                        owner: cur.owner.clone(),
+                        takeover: true,
+                    });
+                    change(&mut plan, "delete", format!("config_entry {}/{}", cur.kind, cur.name), None);
+                }
+            }
+        }
+    });
+
+    for (id, (def, owner, loc)) in &want.services {
+        if let Err(e) = agent.local.prepare_service(def, owner) {
+            errors.push(format!("{loc}: service {id}: {}", e.message));
+        }
+    }
+    let local = agent.local.inner.lock();
+    for (id, (def, owner, loc)) in &want.services {
+        let what = format!("service {id}");
+        match local.services.get(id) {
+            None => {
+                plan.local_add.push((def.clone(), owner.clone()));
+                change(&mut plan, "create", what, Some(loc));
+            }
+            Some(cur) if cur.service.owner.starts_with(&prefix) => {
+                if cur.definition != *def || cur.service.owner != *owner {
+                    plan.local_add.push((def.clone(), owner.clone()));
+                    change(&mut plan, "update", what, Some(loc));
+                }
+            }
+            Some(cur) => errors.push(format!(
+                "{loc}: {what} is already registered on this agent by {}; deregister it first or use another ID",
+                cur.service.owner
+            )),
+        }
+    }
+    for (id, cur) in &local.services {
+        // Sidecars (no definition of their own) come and go with their service.
+        if cur.definition.is_null() || !cur.service.owner.starts_with(&prefix) {
+            continue;
+        }
+        if !want.services.contains_key(id) {
+            plan.local_remove.push(id.clone());
+            change(&mut plan, "delete", format!("service {id}"), None);
+        }
+    }
+    drop(local);
+    if errors.is_empty() {
+        Ok(plan)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Whether the failure means "try again later" rather than "the files are wrong".
+#[derive(Debug)]
+pub(crate) enum ApplyError {
+    /// No leader or no server reachable.
+    Unavailable(String),
+    /// The cluster refused the change (a conflict that appeared since planning).
+    Refused(String),
+}
+
+/// Apply a plan: cluster-wide objects in one all-or-nothing Raft entry, then
+/// this agent's services.
+pub(crate) async fn apply(agent: &Agent, plan: &Plan) -> Result<(), ApplyError> {
+    if !plan.raft.is_empty() {
+        let commands = plan
+            .raft
+            .iter()
+            .map(|c| encode_command(c).map_err(|e| ApplyError::Refused(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        match agent.propose(&Command::AllOrNothing { commands }).await {
+            Ok(Outcome::Done) => {}
+            Ok(Outcome::Conflict { what, owner }) => {
+                return Err(ApplyError::Refused(format!("{what} is managed by {owner}")))
+            }
+            Ok(Outcome::Rejected(why)) => return Err(ApplyError::Refused(why)),
+            Ok(other) => return Err(ApplyError::Refused(format!("unexpected outcome {other:?}"))),
+            Err(e) => return Err(ApplyError::Unavailable(format!("{e:#}"))),
+        }
+    }
+    for id in &plan.local_remove {
+        agent.local.remove_service(id);
+    }
+    for (def, owner) in &plan.local_add {
+        if let Err(e) = agent.local.add_service(def.clone(), owner) {
+            return Err(ApplyError::Refused(e.message));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,397 @@
+//! Config reload: a file watcher (debounced), SIGHUP and `PUT
+//! /v1/agent/reload` all funnel into one task that re-reads every config
+//! file, plans, and applies all of it or none of it. The last good config
+//! stays in force when anything is wrong, and the status says why.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mesh_config::{RawConfig, RuntimeConfig, Source};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::build::{Agent, Stop};
+use crate::reconcile::{self, ApplyError, Change};
+
+/// Files change in bursts (editors write, rename, chmod): wait this long for quiet.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// Changes the log level of the running process.
+pub type SetLogLevel = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// Where the agent's config came from, so a reload can read it again.
+#[derive(Clone, Default)]
+pub struct ConfigSource {
+    /// `-config-file` / `-config-dir`, in command-line order.
+    pub sources: Vec<Source>,
+    /// The flags, which win over files.
+    pub overlay: RawConfig,
+    /// Applies a new log level live.
+    pub set_log_level: Option<SetLogLevel>,
+}
+
+/// The outcome of the last reload, shown in `/v1/agent/self`.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConfigStatus {
+    /// Whether the last reload was applied.
+    pub ok: bool,
+    /// Why it was refused (file:line:col and reason), if it was.
+    pub errors: Vec<String>,
+    /// What started it: start, file change, SIGHUP, API.
+    pub trigger: String,
+    /// Unix milliseconds when it finished.
+    pub finished_at_ms: u64,
+    /// How long it took.
+    pub duration_ms: f64,
+    /// What it changed.
+    pub changes: Vec<Change>,
+    /// Settings that changed in the files but only take effect after a restart.
+    pub needs_restart: Vec<String>,
+    /// Reloads since start.
+    pub count: u64,
+}
+
+/// A request to reload, answered with the resulting status.
+pub(crate) struct ReloadRequest {
+    pub trigger: &'static str,
+    pub reply: Option<oneshot::Sender<ConfigStatus>>,
+}
+
+/// Everything read from disk, validated, before anything is applied.
+struct Loaded {
+    config: RuntimeConfig,
+    decls: Vec<mesh_config::Decl>,
+}
+
+fn load(source: &ConfigSource) -> Result<Loaded, String> {
+    let files = mesh_config::expand(&source.sources).map_err(|e| e.to_string())?;
+    let raw = mesh_config::load(&source.sources)
+        .map_err(|e| e.to_string())?
+        .merge(source.overlay.clone());
+    let config = RuntimeConfig::build(raw).map_err(|e| e.to_string())?;
+    let decls = mesh_config::load_resources(&files).map_err(|e| e.to_string())?;
+    Ok(Loaded { config, decls })
+}
+
+/// Settings that cannot change without a restart, with old and new values.
+fn needs_restart(old: &RuntimeConfig, new: &RuntimeConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cmp = |name: &str, a: String, b: String| {
+        if a != b {
+            out.push(format!("{name} ({a} -> {b})"));
+        }
+    };
+    cmp("node_name", old.node_name.clone(), new.node_name.clone());
+    cmp("datacenter", old.datacenter.clone(), new.datacenter.clone());
+    cmp("server", old.server.to_string(), new.server.to_string());
+    cmp(
+        "bootstrap_expect",
+        old.bootstrap_expect.to_string(),
+        new.bootstrap_expect.to_string(),
+    );
+    cmp(
+        "data_dir",
+        format!("{:?}", old.data_dir),
+        format!("{:?}", new.data_dir),
+    );
+    cmp(
+        "bind_addr",
+        old.bind_addr.to_string(),
+        new.bind_addr.to_string(),
+    );
+    cmp(
+        "advertise_addr",
+        old.advertise_addr.to_string(),
+        new.advertise_addr.to_string(),
+    );
+    cmp(
+        "client_addr",
+        old.client_addr.to_string(),
+        new.client_addr.to_string(),
+    );
+    cmp(
+        "addresses",
+        format!("{:?}", old.addresses),
+        format!("{:?}", new.addresses),
+    );
+    cmp(
+        "ports",
+        format!("{:?}", old.ports),
+        format!("{:?}", new.ports),
+    );
+    cmp("encrypt", mask(&old.encrypt), mask(&new.encrypt));
+    cmp(
+        "performance.raft_multiplier",
+        old.raft_multiplier.to_string(),
+        new.raft_multiplier.to_string(),
+    );
+    cmp(
+        "enable_script_checks",
+        old.enable_script_checks.to_string(),
+        new.enable_script_checks.to_string(),
+    );
+    cmp(
+        "connect.enabled",
+        old.connect_enabled.to_string(),
+        new.connect_enabled.to_string(),
+    );
+    cmp("ui", old.ui.to_string(), new.ui.to_string());
+    out
+}
+
+fn mask(key: &Option<String>) -> String {
+    match key {
+        Some(_) => "set".into(),
+        None => "unset".into(),
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Agent {
+    /// Read, plan and apply once. `Err` only when the cluster could not be
+    /// reached (worth retrying); a bad file is an `Ok` status with errors.
+    async fn reload_once(&self, trigger: &'static str) -> Result<ConfigStatus, String> {
+        let started = Instant::now();
+        let source = self.config_source.clone().unwrap_or_default();
+        let mut status = ConfigStatus {
+            trigger: trigger.into(),
+            ..Default::default()
+        };
+        let result: Result<(), Vec<String>> = async {
+            let loaded = load(&source).map_err(|e| vec![e])?;
+            let plan = reconcile::plan(self, &loaded.decls)?;
+            let live = self.live.lock().clone();
+            status.needs_restart = needs_restart(&live, &loaded.config);
+            match reconcile::apply(self, &plan).await {
+                Ok(()) => {}
+                Err(ApplyError::Refused(why)) => return Err(vec![why]),
+                Err(ApplyError::Unavailable(why)) => {
+                    return Err(vec![format!("unavailable: {why}")])
+                }
+            }
+            if let Some((ca, loc)) = &plan.ca {
+                self.apply_ca_block(ca, loc).await.map_err(|e| vec![e])?;
+            }
+            self.apply_live_settings(&source, &live, &loaded.config);
+            status.changes = plan.changes;
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => status.ok = true,
+            Err(errors) if errors.iter().any(|e| e.starts_with("unavailable: ")) => {
+                return Err(errors.join("; "))
+            }
+            Err(errors) => status.errors = errors,
+        }
+        status.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        status.finished_at_ms = now_ms();
+        Ok(status)
+    }
+
+    /// Log level, DNS settings and the intention default change in place.
+    fn apply_live_settings(&self, source: &ConfigSource, old: &RuntimeConfig, new: &RuntimeConfig) {
+        if old.log_level != new.log_level {
+            if let Some(set) = &source.set_log_level {
+                if let Err(e) = set(&new.log_level) {
+                    tracing::warn!(error = %e, "could not change the log level");
+                }
+            }
+        }
+        let dns = crate::dns::settings(new);
+        self.dns_settings.send_if_modified(|current| {
+            let changed = *current != dns;
+            *current = dns;
+            changed
+        });
+        *self.live.lock() = new.clone();
+    }
+
+    /// Ask for a reload and wait for its status.
+    pub(crate) async fn request_reload(&self, trigger: &'static str) -> Option<ConfigStatus> {
+        let (tx, rx) = oneshot::channel();
+        self.reload_tx
+            .send(ReloadRequest {
+                trigger,
+                reply: Some(tx),
+            })
+            .await
+            .ok()?;
+        rx.await.ok()
+    }
+}
+
+/// The single task that performs reloads, one at a time; requests that
+/// arrive during one are answered by the next.
+pub(crate) async fn reload_loop(
+    agent: Arc<Agent>,
+    mut rx: mpsc::Receiver<ReloadRequest>,
+) -> anyhow::Result<()> {
+    let mut pending: Vec<ReloadRequest> = vec![ReloadRequest {
+        trigger: "start",
+        reply: None,
+    }];
+    let mut backoff = Duration::from_millis(200);
+    let mut stop = agent.shutdown.subscribe();
+    loop {
+        if pending.is_empty() {
+            tokio::select! {
+                req = rx.recv() => match req {
+                    Some(req) => pending.push(req),
+                    None => return Ok(()),
+                },
+                _ = stop.wait_for(|s| *s != Stop::Running) => return Ok(()),
+            }
+        }
+        while let Ok(req) = rx.try_recv() {
+            pending.push(req);
+        }
+        let trigger = pending.last().map_or("start", |r| r.trigger);
+        match agent.reload_once(trigger).await {
+            Ok(mut status) => {
+                backoff = Duration::from_millis(200);
+                {
+                    let mut current = agent.config_status.lock();
+                    status.count = current.count + 1;
+                    if status.ok {
+                        tracing::info!(
+                            trigger,
+                            changes = status.changes.len(),
+                            ms = status.duration_ms,
+                            "config applied"
+                        );
+                        for c in &status.changes {
+                            tracing::info!(action = c.action, resource = %c.resource, at = %c.at, "config change");
+                        }
+                        for r in &status.needs_restart {
+                            tracing::warn!(setting = %r, "config change needs a restart to take effect");
+                        }
+                    } else {
+                        for e in &status.errors {
+                            tracing::error!(
+                                trigger,
+                                "config reload refused, keeping the last good config: {e}"
+                            );
+                        }
+                    }
+                    *current = status.clone();
+                }
+                for req in pending.drain(..) {
+                    if let Some(reply) = req.reply {
+                        let _ = reply.send(status.clone());
+                    }
+                }
+            }
+            Err(why) => {
+                // No leader yet (start-up, election): try again soon.
+                tracing::debug!(%why, "config reload waiting for the cluster");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    Some(req) = rx.recv() => pending.push(req),
+                    _ = stop.wait_for(|s| *s != Stop::Running) => return Ok(()),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Paths to watch: each config dir, and the directory of each config file
+/// (editors replace files by rename, which a watch on the file itself misses).
+fn watch_targets(sources: &[Source]) -> (BTreeSet<PathBuf>, BTreeSet<PathBuf>) {
+    let mut dirs = BTreeSet::new();
+    let mut files = BTreeSet::new();
+    for s in sources {
+        match s {
+            Source::Dir(d) => {
+                dirs.insert(d.clone());
+            }
+            Source::File(f) => {
+                let parent = f.parent().filter(|p| !p.as_os_str().is_empty());
+                dirs.insert(parent.map_or_else(|| PathBuf::from("."), PathBuf::from));
+                files.insert(f.clone());
+            }
+        }
+    }
+    (dirs, files)
+}
+
+/// Watch the config files and ask for a reload after each burst of changes.
+pub(crate) async fn watch_files(agent: Arc<Agent>) -> anyhow::Result<()> {
+    use notify::Watcher;
+    let Some(source) = agent.config_source.clone() else {
+        return Ok(());
+    };
+    let (dirs, files) = watch_targets(&source.sources);
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let dir_sources: BTreeSet<PathBuf> = source
+        .sources
+        .iter()
+        .filter_map(|s| match s {
+            Source::Dir(d) => Some(d.clone()),
+            Source::File(_) => None,
+        })
+        .collect();
+    let relevant = move |path: &std::path::Path| {
+        files.contains(path)
+            || path.parent().is_some_and(|p| dir_sources.contains(p))
+                && mesh_config::Format::from_path(path).is_some()
+    };
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(event) = res {
+            if event.kind.is_access() {
+                return;
+            }
+            if event.paths.iter().any(|p| relevant(p)) {
+                let _ = tx.send(());
+            }
+        }
+    })?;
+    for dir in &dirs {
+        if let Err(e) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch config directory; use SIGHUP or `mesh reload`");
+        }
+    }
+    let mut stop = agent.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            got = rx.recv() => if got.is_none() { return Ok(()) },
+            _ = stop.wait_for(|s| *s != Stop::Running) => return Ok(()),
+        }
+        // Debounce: wait until the burst is over.
+        while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
+        let _ = agent
+            .reload_tx
+            .send(ReloadRequest {
+                trigger: "file change",
+                reply: None,
+            })
+            .await;
+    }
+}
+
+/// SIGHUP asks for a reload, as with Consul.
+pub(crate) async fn on_sighup(agent: Arc<Agent>) -> anyhow::Result<()> {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    while hup.recv().await.is_some() {
+        let _ = agent
+            .reload_tx
+            .send(ReloadRequest {
+                trigger: "SIGHUP",
+                reply: None,
+            })
+            .await;
+    }
+    Ok(())
+}

@@ -1,0 +1,299 @@
+//! `/v1/connect/intentions` and `POST /v1/agent/connect/authorize`.
+//! Intentions are one table; the `service-intentions` config entry is a
+//! view of it (see `config_entries.rs`).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use mesh_state::Table;
+use mesh_types::{decide, sort_by_precedence, Command, Intention};
+use serde_json::{json, Value};
+
+use crate::catalog::json_read;
+use crate::intention_wire::{intention_json, parse_intention};
+use crate::params::Params;
+use crate::write::{owner, takeover};
+use crate::{Api, ApiError, QueryOptions};
+
+fn required<'a>(
+    map: &'a std::collections::HashMap<String, String>,
+    key: &str,
+) -> Result<&'a str, ApiError> {
+    map.get(key)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("required query parameter {key:?} is missing"))
+        })
+}
+
+fn body_json(body: &Bytes) -> Result<Value, ApiError> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("Request decode failed: intention: {e}")))
+}
+
+pub(crate) async fn list(State(api): State<Api>, params: Params) -> Result<Response, ApiError> {
+    json_read(&api, &params, Table::Config, |s| {
+        let mut all: Vec<Intention> = s.intentions().cloned().collect();
+        sort_by_precedence(&mut all);
+        (
+            Value::Array(all.iter().map(intention_json).collect()),
+            s.table_index(Table::Config),
+        )
+    })
+    .await
+}
+
+pub(crate) async fn get_exact(
+    State(api): State<Api>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let map = params.map();
+    let (src, dst) = (required(&map, "source")?, required(&map, "destination")?);
+    let opts = QueryOptions::parse(&map)?;
+    let (found, index) = api
+        .blocking_read(&opts, Table::Config, |s| {
+            (
+                s.intention(src, dst).map(intention_json),
+                s.table_index(Table::Config),
+            )
+        })
+        .await?;
+    let headers = api.read_headers(index);
+    Ok(match found {
+        Some(v) => (headers, Json(v)).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            headers,
+            format!("Intention not found for {src} => {dst}\n"),
+        )
+            .into_response(),
+    })
+}
+
+/// A new intention gets a fresh ID; an update keeps the stored one (state does).
+fn with_new_id(mut i: Intention) -> Intention {
+    i.id = uuid::Uuid::new_v4().to_string();
+    i
+}
+
+pub(crate) async fn put_exact(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    params: Params,
+    body: Bytes,
+) -> Result<Json<bool>, ApiError> {
+    let map = params.map();
+    let (src, dst) = (required(&map, "source")?, required(&map, "destination")?);
+    let i = parse_intention(&body_json(&body)?, Some(src), Some(dst), &owner(&headers))?;
+    api.apply(Command::IntentionSet {
+        intention: with_new_id(i),
+        takeover: takeover(&map),
+    })
+    .await?;
+    Ok(Json(true))
+}
+
+pub(crate) async fn delete_exact(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Json<bool>, ApiError> {
+    let map = params.map();
+    let (src, dst) = (required(&map, "source")?, required(&map, "destination")?);
+    api.apply(Command::IntentionDelete {
+        source: src.to_string(),
+        destination: dst.to_string(),
+        owner: owner(&headers),
+        takeover: takeover(&map),
+    })
+    .await?;
+    Ok(Json(true))
+}
+
+/// Legacy create: `POST /v1/connect/intentions` with Source/DestinationName in the body.
+pub(crate) async fn create(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    params: Params,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let i = parse_intention(&body_json(&body)?, None, None, &owner(&headers))?;
+    let (src, dst) = (i.source.clone(), i.destination.clone());
+    if api.state.read(|s| s.intention(&src, &dst).is_some()) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("an intention for {src} => {dst} already exists; update it with PUT /v1/connect/intentions/exact"),
+        ));
+    }
+    api.apply(Command::IntentionSet {
+        intention: with_new_id(i),
+        takeover: takeover(&params.map()),
+    })
+    .await?;
+    let id = api
+        .state
+        .read(|s| s.intention(&src, &dst).map(|i| i.id.clone()))
+        .unwrap_or_default();
+    Ok(Json(json!({ "ID": id })))
+}
+
+fn by_id(api: &Api, id: &str) -> Option<Intention> {
+    api.state
+        .read(|s| s.intentions().find(|i| i.id == id).cloned())
+}
+
+pub(crate) async fn get_id(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    by_id(&api, &id)
+        .map(|i| Json(intention_json(&i)))
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("Intention not found: {id}")))
+}
+
+pub(crate) async fn delete_id(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    params: Params,
+) -> Result<Json<bool>, ApiError> {
+    let Some(i) = by_id(&api, &id) else {
+        return Ok(Json(true));
+    };
+    api.apply(Command::IntentionDelete {
+        source: i.source,
+        destination: i.destination,
+        owner: owner(&headers),
+        takeover: takeover(&params.map()),
+    })
+    .await?;
+    Ok(Json(true))
+}
+
+pub(crate) async fn check(State(api): State<Api>, params: Params) -> Result<Response, ApiError> {
+    let map = params.map();
+    let (src, dst) = (required(&map, "source")?, required(&map, "destination")?);
+    let default_allow = api.agent.intention_default_allow();
+    json_read(&api, &params, Table::Config, |s| {
+        let d = decide(s.intentions(), src, dst, default_allow);
+        (
+            json!({ "Allowed": d.allowed, "Reason": d.reason }),
+            s.table_index(Table::Config),
+        )
+    })
+    .await
+}
+
+pub(crate) async fn matches(State(api): State<Api>, params: Params) -> Result<Response, ApiError> {
+    let map = params.map();
+    let by = required(&map, "by")?.to_string();
+    if by != "source" && by != "destination" {
+        return Err(ApiError::bad_request(format!(
+            "invalid by={by:?} (source or destination)"
+        )));
+    }
+    let names: Vec<String> = params.all("name").into_iter().map(String::from).collect();
+    if names.is_empty() {
+        return Err(ApiError::bad_request(
+            "required query parameter \"name\" is missing",
+        ));
+    }
+    json_read(&api, &params, Table::Config, |s| {
+        let mut out = serde_json::Map::new();
+        for name in &names {
+            let mut list: Vec<Intention> = s
+                .intentions()
+                .filter(|i| {
+                    let side = if by == "source" {
+                        &i.source
+                    } else {
+                        &i.destination
+                    };
+                    side == name || side == "*"
+                })
+                .cloned()
+                .collect();
+            sort_by_precedence(&mut list);
+            out.insert(
+                name.clone(),
+                Value::Array(list.iter().map(intention_json).collect()),
+            );
+        }
+        (Value::Object(out), s.table_index(Table::Config))
+    })
+    .await
+}
+
+/// The service a SPIFFE ID names: `spiffe://<td>/ns/<ns>/dc/<dc>/svc/<name>`.
+pub fn spiffe_service(uri: &str) -> Option<(&str, &str)> {
+    let rest = uri.strip_prefix("spiffe://")?;
+    let (td, path) = rest.split_once('/')?;
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.as_slice() {
+        ["ns", _, "dc", _, "svc", name] if !name.is_empty() && !td.is_empty() => Some((td, name)),
+        _ => None,
+    }
+}
+
+pub(crate) async fn authorize(
+    State(api): State<Api>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let v = crate::wire::fold_keys(body_json(&body)?);
+    let field = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (target, uri) = (field("target"), field("clientcerturi"));
+    if target.is_empty() {
+        return Err(ApiError::bad_request("Target service must be specified"));
+    }
+    let Some((td, source)) = spiffe_service(&uri) else {
+        return Err(ApiError::bad_request(format!(
+            "ClientCertURI {uri:?} is not a service SPIFFE ID (spiffe://<trust-domain>/ns/<ns>/dc/<dc>/svc/<name>)"
+        )));
+    };
+    if let Some(expected) = api.agent.trust_domain() {
+        if td != expected {
+            return Ok(Json(json!({
+                "Authorized": false,
+                "Reason": format!("client certificate is from trust domain {td:?}, not ours ({expected:?})"),
+            })));
+        }
+    }
+    let default_allow = api.agent.intention_default_allow();
+    let d = api
+        .state
+        .read(|s| decide(s.intentions(), source, &target, default_allow));
+    Ok(Json(json!({ "Authorized": d.allowed, "Reason": d.reason })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spiffe_service;
+
+    #[test]
+    fn spiffe_ids() {
+        assert_eq!(
+            spiffe_service("spiffe://abc.consul/ns/default/dc/dc1/svc/web"),
+            Some(("abc.consul", "web"))
+        );
+        assert_eq!(
+            spiffe_service("spiffe://abc.consul/ns/default/dc/dc1/svc/"),
+            None
+        );
+        assert_eq!(spiffe_service("https://x/ns/default/dc/dc1/svc/web"), None);
+        assert_eq!(
+            spiffe_service("spiffe://abc.consul/agent/client/dc/dc1"),
+            None
+        );
+    }
+}
