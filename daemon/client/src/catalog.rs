@@ -45,3 +45,11 @@ impl Client {
         Ok(self.read(url, opts).await?.0.unwrap_or_default())
     }
 }
+
+impl Client {
+    /// `GET /v1/health/node/<node>`: the node's checks (empty when none).
+    pub async fn health_node(&self, node: &str, opts: &QueryOptions) -> Result<Vec<Value>> {
+        let url = self.url(&["health", "node", node]);
+        Ok(self.read(url, opts).await?.0.unwrap_or_default())
+    }
+}

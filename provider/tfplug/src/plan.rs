@@ -56,7 +56,9 @@ fn plan_block(
     for a in &block.attributes {
         let cv = config.get(&a.name);
         let pv = proposed.get(&a.name);
-        let planned = if a.computed && cv.is_null() {
+        let planned = if a.write_only {
+            Value::Null
+        } else if a.computed && cv.is_null() {
             match &a.default {
                 Some(d) => d.clone(),
                 None if create => Value::Unknown,

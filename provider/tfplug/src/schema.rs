@@ -83,6 +83,8 @@ pub struct Attribute {
     pub computed: bool,
     /// Hidden in plan output.
     pub sensitive: bool,
+    /// Sent in configuration only, never stored in plan or state.
+    pub write_only: bool,
     /// Planned when configuration leaves it null (implies computed).
     pub default: Option<Value>,
     /// Checks run at validation.
@@ -104,6 +106,7 @@ impl Attribute {
             optional: true,
             computed: false,
             sensitive: false,
+            write_only: false,
             default: None,
             validators: Vec::new(),
             requires_replace: false,
@@ -146,6 +149,12 @@ impl Attribute {
         self.sensitive = true;
         self
     }
+    /// Never stored in state (Terraform 1.11+); the provider sees it at apply.
+    pub fn write_only(mut self) -> Self {
+        self.write_only = true;
+        self.sensitive = true;
+        self
+    }
     /// Its description (markdown).
     pub fn describe(mut self, d: &str) -> Self {
         self.description = d.to_string();
@@ -181,6 +190,7 @@ impl Attribute {
             optional: self.optional,
             computed: self.computed,
             sensitive: self.sensitive,
+            write_only: self.write_only,
             description_kind: pb::StringKind::Markdown as i32,
             ..Default::default()
         }
@@ -370,7 +380,9 @@ pub fn render_markdown(block: &Block, heading_level: usize, out: &mut String) {
     };
     for a in &block.attributes {
         let mut extra = Vec::new();
-        if a.sensitive {
+        if a.write_only {
+            extra.push("write-only: never stored in state".to_string());
+        } else if a.sensitive {
             extra.push("sensitive".to_string());
         }
         if a.requires_replace {

@@ -275,16 +275,17 @@ impl pb::provider_server::Provider for ProviderService {
         let mut diags = Diagnostics::default();
         let prior = decode(&req.prior_state, &m.ty, &mut diags);
         let planned = decode(&req.planned_state, &m.ty, &mut diags);
+        let config = decode(&req.config, &m.ty, &mut diags);
         let new_state = if diags.has_errors() {
             prior
         } else if planned.is_null() {
             m.resource.delete(&prior, &mut diags).await;
             if diags.has_errors() { prior } else { Value::Null }
         } else if prior.is_null() {
-            let created = m.resource.create(&planned, &mut diags).await;
+            let created = m.resource.create(&planned, &config, &mut diags).await;
             if diags.has_errors() { Value::Null } else { created }
         } else {
-            let updated = m.resource.update(&prior, &planned, &mut diags).await;
+            let updated = m.resource.update(&prior, &planned, &config, &mut diags).await;
             if diags.has_errors() { prior } else { updated }
         };
         Ok(Response::new(pb::apply_resource_change::Response {
