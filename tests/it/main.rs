@@ -10,6 +10,7 @@ mod cluster;
 mod compat;
 mod dev;
 mod dns;
+mod terraform;
 mod intentions;
 mod reload;
 

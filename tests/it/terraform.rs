@@ -1,0 +1,374 @@
+//! Acceptance: the real terraform CLI (1.11) driving terraform-provider-mesh
+//! against a real 3-server cluster. Skipped when terraform is not installed.
+//! No network: the provider comes from a `dev_overrides` CLI config.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mesh_testkit::{eventually, TestCluster};
+use serde_json::{json, Value};
+
+use crate::http;
+
+const TERRAFORM: &str = "/usr/local/bin/terraform";
+
+/// A terraform working directory with its own CLI config.
+struct Tf {
+    dir: PathBuf,
+    cli_config: PathBuf,
+}
+
+struct Run {
+    code: i32,
+    out: String,
+}
+
+impl Tf {
+    fn new(root: &Path, name: &str) -> Tf {
+        let provider = mesh_testkit::mesh_bin().with_file_name("terraform-provider-mesh");
+        assert!(provider.exists(), "{} not built (cargo build -p terraform-provider-mesh)", provider.display());
+        let plugins = root.join("plugins");
+        if !plugins.exists() {
+            std::fs::create_dir_all(&plugins).unwrap();
+            std::os::unix::fs::symlink(&provider, plugins.join("terraform-provider-mesh")).unwrap();
+        }
+        let cli_config = root.join("cli.tfrc");
+        std::fs::write(
+            &cli_config,
+            format!(
+                "provider_installation {{\n  dev_overrides {{ \"mesh/mesh\" = \"{}\" }}\n  direct {{}}\n}}\n",
+                plugins.display()
+            ),
+        )
+        .unwrap();
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        Tf { dir, cli_config }
+    }
+
+    fn write(&self, addr: &str, body: &str) {
+        let header = format!(
+            "terraform {{\n  required_providers {{\n    mesh = {{ source = \"mesh/mesh\" }}\n  }}\n}}\n\nprovider \"mesh\" {{\n  address = \"{addr}\"\n}}\n\n"
+        );
+        std::fs::write(self.dir.join("main.tf"), header + body).unwrap();
+    }
+
+    async fn run(&self, args: &[&str]) -> Run {
+        let out = tokio::process::Command::new(TERRAFORM)
+            .args(args)
+            .arg("-no-color")
+            .current_dir(&self.dir)
+            .env("TF_CLI_CONFIG_FILE", &self.cli_config)
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("TF_IN_AUTOMATION", "1")
+            .env_remove("TF_LOG")
+            .output()
+            .await
+            .expect("terraform runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        Run { code: out.status.code().unwrap_or(-1), out: text }
+    }
+
+    async fn apply(&self) -> Run {
+        self.run(&["apply", "-auto-approve", "-input=false"]).await
+    }
+
+    /// `plan -detailed-exitcode`: 0 no changes, 1 error, 2 changes.
+    async fn plan(&self) -> Run {
+        self.run(&["plan", "-detailed-exitcode", "-input=false"]).await
+    }
+
+    async fn must(&self, args: &[&str]) {
+        let r = self.run(args).await;
+        assert_eq!(r.code, 0, "terraform {args:?}:\n{}", r.out);
+    }
+}
+
+fn config(port: u16, kv_value: &str, extra: &str) -> String {
+    format!(
+        r#"
+resource "mesh_kv" "limit" {{
+  path  = "app/limit"
+  value = "{kv_value}"
+}}
+
+resource "mesh_service" "web" {{
+  node    = "ext-1"
+  address = "10.0.0.5"
+  name    = "web"
+  port    = {port}
+  tags    = ["v1"]
+  meta    = {{ team = "core" }}
+  check {{
+    check_id = "web-alive"
+    name     = "web alive"
+    status   = "passing"
+  }}
+  sidecar {{
+    port = 21000
+    upstream {{
+      destination_name = "db"
+      local_bind_port  = 9191
+    }}
+  }}
+}}
+
+resource "mesh_config_entry" "web" {{
+  kind        = "service-defaults"
+  name        = "web"
+  config_json = jsonencode({{ Protocol = "http", MeshGateway = {{ Mode = "local" }} }})
+}}
+
+resource "mesh_ingress_gateway" "in" {{
+  name = "ingress"
+  listener {{
+    port     = 8443
+    protocol = "http"
+    service {{
+      name  = "web"
+      hosts = ["web.example"]
+    }}
+  }}
+}}
+
+resource "mesh_terminating_gateway" "out" {{
+  name = "egress"
+  service {{
+    name    = "billing"
+    ca_file = "/etc/ssl/billing-ca.pem"
+  }}
+}}
+
+resource "mesh_intention" "web_db" {{
+  source      = "web"
+  destination = "db"
+  action      = "allow"
+}}
+
+resource "mesh_intention" "api_web" {{
+  source      = "api"
+  destination = "web"
+  permission {{
+    action = "allow"
+    http {{
+      path_prefix = "/v1"
+      methods     = ["GET"]
+    }}
+  }}
+}}
+
+data "mesh_nodes" "all" {{}}
+{extra}
+"#
+    )
+}
+
+async fn get(c: &reqwest::Client, url: String) -> Option<Value> {
+    let r = c.get(&url).send().await.ok()?;
+    if r.status() == 404 {
+        return Some(Value::Null);
+    }
+    r.json().await.ok()
+}
+
+/// Every object the config declares, as each agent serves it.
+async fn visible_everywhere(cluster: &TestCluster, present: bool) {
+    let c = http();
+    for a in cluster.agents.iter().filter(|a| a.is_alive()) {
+        let checks: [(String, fn(&Value) -> bool); 5] = [
+            (a.url("/v1/kv/app/limit"), |v| v.is_array()),
+            (a.url("/v1/catalog/service/web"), |v| v.as_array().is_some_and(|l| !l.is_empty())),
+            (a.url("/v1/config/service-defaults/web"), |v| v["Protocol"] == "http"),
+            (a.url("/v1/config/ingress-gateway/ingress"), |v| v["Listeners"][0]["Port"] == 8443),
+            (a.url("/v1/connect/intentions/exact?source=web&destination=db"), |v| v["Action"] == "allow"),
+        ];
+        for (url, ok) in checks {
+            eventually(&format!("{url} present={present}"), Duration::from_secs(10), || {
+                let (c, url) = (c.clone(), url.clone());
+                async move {
+                    let v = get(&c, url).await?;
+                    (ok(&v) == present).then_some(())
+                }
+            })
+            .await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn terraform_manages_mesh_end_to_end() {
+    if !Path::new(TERRAFORM).exists() {
+        eprintln!("skipped: {TERRAFORM} not installed");
+        return;
+    }
+    let mut cluster = TestCluster::start(3).await.expect("cluster");
+    let root = tempfile::tempdir().unwrap();
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    // Talk to a follower, so killing the leader later leaves the address up.
+    let via = (leader + 1) % 3;
+    let addr = cluster.agents[via].http.to_string();
+    let tf = Tf::new(root.path(), "main");
+
+    // Create: everything visible on every node; a second plan is empty.
+    tf.write(&addr, &config(8080, "10", ""));
+    let r = tf.apply().await;
+    assert_eq!(r.code, 0, "{}", r.out);
+    assert!(r.out.contains("7 added"), "{}", r.out);
+    visible_everywhere(&cluster, true).await;
+    let r = tf.plan().await;
+    assert_eq!(r.code, 0, "no changes expected:\n{}", r.out);
+
+    // A field changed in config: an in-place update, then no changes.
+    tf.write(&addr, &config(8081, "20", ""));
+    let r = tf.plan().await;
+    assert_eq!(r.code, 2, "{}", r.out);
+    assert!(r.out.contains("mesh_service.web will be updated in-place"), "{}", r.out);
+    assert!(r.out.contains("2 to change, 0 to destroy"), "{}", r.out);
+    let r = tf.apply().await;
+    assert_eq!(r.code, 0, "{}", r.out);
+    let c = http();
+    let svc = get(&c, cluster.agents[leader].url("/v1/catalog/service/web")).await.unwrap();
+    assert_eq!(svc[0]["ServicePort"], 8081);
+    assert_eq!(tf.plan().await.code, 0);
+
+    // Drift made through the HTTP API shows in the plan, and apply corrects it.
+    let r = c
+        .put(cluster.agents[leader].url("/v1/config"))
+        .header("X-Mesh-Owner", "terraform")
+        .json(&json!({"Kind": "service-defaults", "Name": "web", "Protocol": "grpc"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let r = tf.plan().await;
+    assert_eq!(r.code, 2, "drift expected:\n{}", r.out);
+    assert!(r.out.contains("mesh_config_entry.web will be updated in-place"), "{}", r.out);
+    assert_eq!(tf.apply().await.code, 0);
+    assert_eq!(tf.plan().await.code, 0);
+
+    // Import every resource type into a fresh state: then nothing to change.
+    let imported = Tf::new(root.path(), "imported");
+    imported.write(&addr, &config(8081, "20", ""));
+    for (address, id) in [
+        ("mesh_kv.limit", "app/limit"),
+        ("mesh_service.web", "ext-1/web"),
+        ("mesh_config_entry.web", "service-defaults/web"),
+        ("mesh_ingress_gateway.in", "ingress"),
+        ("mesh_terminating_gateway.out", "egress"),
+        ("mesh_intention.web_db", "web/db"),
+        ("mesh_intention.api_web", "api/web"),
+    ] {
+        imported.must(&["import", "-input=false", address, id]).await;
+    }
+    let r = imported.plan().await;
+    assert_eq!(r.code, 0, "imported state should match:\n{}", r.out);
+
+    // An object another owner declared: a diagnostic naming that owner.
+    let owner = "file:node1:/etc/mesh.d/billing.hcl";
+    let r = c
+        .put(cluster.agents[leader].url("/v1/catalog/register"))
+        .header("X-Mesh-Owner", owner)
+        .json(&json!({"Node": "ext-2", "Address": "10.0.0.6", "Service": {"Service": "billing", "Port": 9000}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let clash = r#"
+resource "mesh_service" "billing" {
+  node    = "ext-2"
+  address = "10.0.0.6"
+  name    = "billing"
+  port    = 9001
+}
+"#;
+    tf.write(&addr, &config(8081, "20", clash));
+    let r = tf.apply().await;
+    assert_eq!(r.code, 1, "{}", r.out);
+    assert!(r.out.contains(owner), "the owner is named:\n{}", r.out);
+    tf.write(&addr, &config(8081, "20", ""));
+
+    // The leader dies mid-apply: the apply succeeds or fails cleanly, and a
+    // re-apply converges.
+    let many: String = (0..30)
+        .map(|i| format!("resource \"mesh_kv\" \"k{i}\" {{\n  path  = \"bulk/{i}\"\n  value = \"{i}\"\n}}\n"))
+        .collect();
+    tf.write(&addr, &config(8081, "20", &many));
+    let apply = tokio::spawn({
+        let tf = Tf { dir: tf.dir.clone(), cli_config: tf.cli_config.clone() };
+        async move { tf.apply().await }
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    cluster.agents[leader].kill().await;
+    let r = apply.await.unwrap();
+    assert!(r.code == 0 || r.code == 1, "{}", r.out);
+    assert!(!r.out.contains("panic"), "{}", r.out);
+    cluster.wait_for_new_leader(leader, Duration::from_secs(30)).await;
+    let r = tf.apply().await;
+    assert_eq!(r.code, 0, "re-apply converges:\n{}", r.out);
+    assert_eq!(tf.plan().await.code, 0);
+
+    // Destroy: all gone on every live node.
+    let r = tf.run(&["destroy", "-auto-approve", "-input=false"]).await;
+    assert_eq!(r.code, 0, "{}", r.out);
+    visible_everywhere(&cluster, false).await;
+    let bulk = get(&c, cluster.agents[via].url("/v1/kv/bulk/?recurse")).await.unwrap();
+    assert!(bulk.is_null(), "{bulk}");
+}
+
+#[tokio::test]
+async fn terraform_reports_bad_input_on_the_attribute() {
+    if !Path::new(TERRAFORM).exists() {
+        eprintln!("skipped: {TERRAFORM} not installed");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    // Nothing listens here: only configuration errors and the unreachable agent are seen.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = dead.local_addr().unwrap().to_string();
+    drop(dead);
+    let cases = [
+        (
+            "action",
+            r#"resource "mesh_intention" "x" {
+  source      = "a"
+  destination = "b"
+  action      = "maybe"
+}"#,
+            vec!["Invalid value for action", r#"action      = "maybe""#, "`allow`"],
+        ),
+        (
+            "kind",
+            r#"resource "mesh_config_entry" "x" {
+  kind        = "service-nonsense"
+  name        = "web"
+  config_json = "{}"
+}"#,
+            vec!["Invalid value for kind", r#"kind        = "service-nonsense""#],
+        ),
+        (
+            "pem",
+            r#"resource "mesh_ca_config" "x" {
+  root_cert = "-----BEGIN CERTIFICATE-----\n%%%not base64%%%\n-----END CERTIFICATE-----\n"
+}"#,
+            vec!["Malformed root_cert", "root_cert = "],
+        ),
+        (
+            "unreachable",
+            r#"resource "mesh_kv" "x" {
+  path  = "a"
+  value = "b"
+}"#,
+            vec!["Cannot reach the mesh agent", "address = "],
+        ),
+    ];
+    for (name, body, wants) in cases {
+        let tf = Tf::new(root.path(), name);
+        tf.write(&addr, body);
+        let r = tf.plan().await;
+        assert_eq!(r.code, 1, "{name}: plan fails:\n{}", r.out);
+        assert!(!r.out.contains("panic") && !r.out.contains("crash"), "{name}:\n{}", r.out);
+        for want in wants {
+            assert!(r.out.contains(want), "{name}: expected {want:?} in:\n{}", r.out);
+        }
+    }
+}
