@@ -21,13 +21,17 @@ pub fn check_pem(text: &str, label: &str) -> Result<(), String> {
     let mut found = 0;
     let mut rest = text.trim();
     while !rest.is_empty() {
-        let begin = rest.strip_prefix("-----BEGIN ").ok_or("expected a line `-----BEGIN ...-----`")?;
+        let begin = rest
+            .strip_prefix("-----BEGIN ")
+            .ok_or("expected a line `-----BEGIN ...-----`")?;
         let (kind, body) = begin.split_once("-----").ok_or("unterminated BEGIN line")?;
         if !kind.contains(label) {
             return Err(format!("expected a {label} PEM block, found {kind:?}"));
         }
         let end = format!("-----END {kind}-----");
-        let (b64, after) = body.split_once(&end).ok_or_else(|| format!("missing `{end}`"))?;
+        let (b64, after) = body
+            .split_once(&end)
+            .ok_or_else(|| format!("missing `{end}`"))?;
         let b64: String = b64.split_whitespace().collect();
         base64::engine::general_purpose::STANDARD
             .decode(b64)
@@ -43,10 +47,20 @@ pub fn check_pem(text: &str, label: &str) -> Result<(), String> {
 
 fn hash(key: &str) -> String {
     let digest = sha2::Sha256::digest(key.trim().as_bytes());
-    format!("sha256:{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "sha256:{}",
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
 }
 
-const FIELDS: [(&str, &str); 3] = [("LeafCertTTL", "leaf_cert_ttl"), ("RootCertTTL", "root_cert_ttl"), ("PrivateKeyType", "private_key_type")];
+const FIELDS: [(&str, &str); 3] = [
+    ("LeafCertTTL", "leaf_cert_ttl"),
+    ("RootCertTTL", "root_cert_ttl"),
+    ("PrivateKeyType", "private_key_type"),
+];
 
 #[tonic::async_trait]
 impl tfplug::Resource for CaConfigResource {
@@ -55,7 +69,12 @@ impl tfplug::Resource for CaConfigResource {
     }
 
     fn schema(&self) -> Schema {
-        let ttl = || Validator::regex(r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$", "a duration such as `72h`");
+        let ttl = || {
+            Validator::regex(
+                r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$",
+                "a duration such as `72h`",
+            )
+        };
         Schema::new(
             Block::new("The cluster's Connect CA configuration (a singleton). Changes rotate the root in place, staged; destroy only forgets it. Import with `ca`.")
                 .attr(Attribute::string("id").computed().use_state_for_unknown().describe("Always `ca`."))
@@ -84,7 +103,13 @@ impl tfplug::Resource for CaConfigResource {
         }
     }
 
-    async fn modify_plan(&self, prior: &Value, config: &Value, plan: &mut Plan, _: &mut Diagnostics) {
+    async fn modify_plan(
+        &self,
+        prior: &Value,
+        config: &Value,
+        plan: &mut Plan,
+        _: &mut Diagnostics,
+    ) {
         let h = match config.get("private_key") {
             Value::String(k) => Value::from(hash(k)),
             Value::Unknown => Value::Unknown,
@@ -100,12 +125,20 @@ impl tfplug::Resource for CaConfigResource {
         self.write(planned, config, diags).await
     }
 
-    async fn update(&self, _: &Value, planned: &Value, config: &Value, diags: &mut Diagnostics) -> Value {
+    async fn update(
+        &self,
+        _: &Value,
+        planned: &Value,
+        config: &Value,
+        diags: &mut Diagnostics,
+    ) -> Value {
         self.write(planned, config, diags).await
     }
 
     async fn read(&self, state: &Value, diags: &mut Diagnostics) -> Value {
-        let Some(c) = self.0.client(diags) else { return state.clone() };
+        let Some(c) = self.0.client(diags) else {
+            return state.clone();
+        };
         match c.ca_config_get().await {
             Ok(None) => Value::Null,
             Ok(Some(j)) => {
@@ -115,7 +148,10 @@ impl tfplug::Resource for CaConfigResource {
                 for (key, attr) in FIELDS {
                     v.set(attr, util::str_from_json(&j["Config"][key]));
                 }
-                v.set("private_key_bits", Value::from(j["Config"]["PrivateKeyBits"].as_i64().unwrap_or_default()));
+                v.set(
+                    "private_key_bits",
+                    Value::from(j["Config"]["PrivateKeyBits"].as_i64().unwrap_or_default()),
+                );
                 if v.get("rotation_timeout").is_null() {
                     v.set("rotation_timeout", 120i64.into());
                 }
@@ -142,7 +178,9 @@ impl tfplug::Resource for CaConfigResource {
 
 impl CaConfigResource {
     async fn write(&self, planned: &Value, config: &Value, diags: &mut Diagnostics) -> Value {
-        let Some(c) = self.0.client(diags) else { return Value::Null };
+        let Some(c) = self.0.client(diags) else {
+            return Value::Null;
+        };
         let mut cfg = serde_json::Map::new();
         for (key, attr) in FIELDS {
             util::put_str(&mut cfg, key, planned.get(attr));
@@ -153,7 +191,10 @@ impl CaConfigResource {
         util::put_str(&mut cfg, "PrivateKey", config.get("private_key"));
         util::put_str(&mut cfg, "RootCert", planned.get("root_cert"));
         let before = c.ca_roots(&Default::default()).await.ok().flatten();
-        let before = before.as_ref().and_then(|r| r["ActiveRootID"].as_str()).map(str::to_string);
+        let before = before
+            .as_ref()
+            .and_then(|r| r["ActiveRootID"].as_str())
+            .map(str::to_string);
         let body = json!({"Provider": s(planned, "provider"), "Config": cfg});
         if let Err(e) = c.ca_config_put(&body).await {
             report(diags, e, "update the CA configuration", None);
@@ -161,7 +202,11 @@ impl CaConfigResource {
         }
         let timeout = Duration::from_secs(n(planned, "rotation_timeout").max(1) as u64);
         if let Err(e) = wait_rotated(&c, before.as_deref(), timeout).await {
-            diags.attr_error(AttrPath::attr("rotation_timeout"), "CA rotation did not finish", e);
+            diags.attr_error(
+                AttrPath::attr("rotation_timeout"),
+                "CA rotation did not finish",
+                e,
+            );
             return Value::Null;
         }
         // Fill server defaults for what was left unset.
@@ -169,7 +214,12 @@ impl CaConfigResource {
         v.set("private_key_hash", planned.get("private_key_hash").clone());
         v.set("root_cert", planned.get("root_cert").clone());
         v.set("rotation_timeout", planned.get("rotation_timeout").clone());
-        for attr in ["leaf_cert_ttl", "root_cert_ttl", "private_key_type", "private_key_bits"] {
+        for attr in [
+            "leaf_cert_ttl",
+            "root_cert_ttl",
+            "private_key_type",
+            "private_key_bits",
+        ] {
             if !planned.get(attr).is_unknown() {
                 v.set(attr, planned.get(attr).clone());
             }
@@ -180,7 +230,11 @@ impl CaConfigResource {
 
 /// Waits until the rotation endpoint reports no pending root (or, without
 /// that endpoint, until the active root differs from `before`).
-async fn wait_rotated(c: &mesh_client::Client, before: Option<&str>, timeout: Duration) -> Result<(), String> {
+async fn wait_rotated(
+    c: &mesh_client::Client,
+    before: Option<&str>,
+    timeout: Duration,
+) -> Result<(), String> {
     let start = Instant::now();
     loop {
         let rotation = c.ca_rotation().await;
@@ -196,7 +250,9 @@ async fn wait_rotated(c: &mesh_client::Client, before: Option<&str>, timeout: Du
             return Ok(());
         }
         if start.elapsed() > timeout {
-            return Err(format!("the new root was not active after {timeout:?}; last rotation state: {rotation:?}"));
+            return Err(format!(
+                "the new root was not active after {timeout:?}; last rotation state: {rotation:?}"
+            ));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -211,8 +267,17 @@ fn rotation_done(r: &Json) -> bool {
             .unwrap_or(Json::Null)
     };
     match field("State").as_str().or(field("Phase").as_str()) {
-        Some(state) => matches!(state.to_ascii_lowercase().as_str(), "active" | "idle" | "done" | "complete" | "none"),
-        None => field("Pending").is_null() && field("PendingRootID").as_str().unwrap_or_default().is_empty(),
+        Some(state) => matches!(
+            state.to_ascii_lowercase().as_str(),
+            "active" | "idle" | "done" | "complete" | "none"
+        ),
+        None => {
+            field("Pending").is_null()
+                && field("PendingRootID")
+                    .as_str()
+                    .unwrap_or_default()
+                    .is_empty()
+        }
     }
 }
 
@@ -224,8 +289,15 @@ mod tests {
     fn pem_checks_say_what_is_wrong() {
         let good = "-----BEGIN CERTIFICATE-----\nTUlJQg==\n-----END CERTIFICATE-----\n";
         assert!(check_pem(good, "CERTIFICATE").is_ok());
-        assert!(check_pem("not pem", "CERTIFICATE").unwrap_err().contains("BEGIN"));
-        assert!(check_pem("-----BEGIN CERTIFICATE-----\n@@@\n-----END CERTIFICATE-----", "CERTIFICATE").unwrap_err().contains("base64"));
+        assert!(check_pem("not pem", "CERTIFICATE")
+            .unwrap_err()
+            .contains("BEGIN"));
+        assert!(check_pem(
+            "-----BEGIN CERTIFICATE-----\n@@@\n-----END CERTIFICATE-----",
+            "CERTIFICATE"
+        )
+        .unwrap_err()
+        .contains("base64"));
         assert!(check_pem(good, "PRIVATE KEY").is_err());
         assert!(hash("k").starts_with("sha256:"));
     }

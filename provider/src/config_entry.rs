@@ -26,7 +26,8 @@ pub fn strip(entry: &Json) -> Json {
 
 /// Parses `config_json`; the error says what is wrong.
 pub fn parse_body(text: &str) -> Result<Json, String> {
-    let v: Json = serde_json::from_str(text).map_err(|e| format!("config_json is not valid JSON: {e}"))?;
+    let v: Json =
+        serde_json::from_str(text).map_err(|e| format!("config_json is not valid JSON: {e}"))?;
     if !v.is_object() {
         return Err("config_json must be a JSON object".into());
     }
@@ -34,8 +35,16 @@ pub fn parse_body(text: &str) -> Result<Json, String> {
 }
 
 /// PUT the entry `{Kind, Name, ...body}`.
-pub async fn put_entry(shared: &Shared, kind: &str, name: &str, body: &Json, diags: &mut Diagnostics) -> bool {
-    let Some(c) = shared.client(diags) else { return false };
+pub async fn put_entry(
+    shared: &Shared,
+    kind: &str,
+    name: &str,
+    body: &Json,
+    diags: &mut Diagnostics,
+) -> bool {
+    let Some(c) = shared.client(diags) else {
+        return false;
+    };
     let mut entry = strip(body);
     if let Some(m) = entry.as_object_mut() {
         m.insert("Kind".into(), kind.into());
@@ -44,15 +53,27 @@ pub async fn put_entry(shared: &Shared, kind: &str, name: &str, body: &Json, dia
     match c.config_put(&entry).await {
         Ok(()) => true,
         Err(e) => {
-            report(diags, e, &format!("config entry {kind}/{name}"), Some(AttrPath::attr("name")));
+            report(
+                diags,
+                e,
+                &format!("config entry {kind}/{name}"),
+                Some(AttrPath::attr("name")),
+            );
             false
         }
     }
 }
 
 /// GET the entry body (stripped), `None` when gone; errors are reported.
-pub async fn get_entry(shared: &Shared, kind: &str, name: &str, diags: &mut Diagnostics) -> Result<Option<Json>, ()> {
-    let Some(c) = shared.client(diags) else { return Err(()) };
+pub async fn get_entry(
+    shared: &Shared,
+    kind: &str,
+    name: &str,
+    diags: &mut Diagnostics,
+) -> Result<Option<Json>, ()> {
+    let Some(c) = shared.client(diags) else {
+        return Err(());
+    };
     match c.config_get(kind, name, &Default::default()).await {
         Ok(v) => Ok(v.map(|v| strip(&v))),
         Err(e) => {
@@ -64,10 +85,17 @@ pub async fn get_entry(shared: &Shared, kind: &str, name: &str, diags: &mut Diag
 
 /// DELETE the entry; a missing one is already deleted.
 pub async fn delete_entry(shared: &Shared, kind: &str, name: &str, diags: &mut Diagnostics) {
-    let Some(c) = shared.client(diags) else { return };
+    let Some(c) = shared.client(diags) else {
+        return;
+    };
     match c.config_delete(kind, name).await {
         Ok(()) | Err(mesh_client::Error::Status { status: 404, .. }) => {}
-        Err(e) => report(diags, e, &format!("delete config entry {kind}/{name}"), None),
+        Err(e) => report(
+            diags,
+            e,
+            &format!("delete config entry {kind}/{name}"),
+            None,
+        ),
     }
 }
 
@@ -76,7 +104,10 @@ pub fn split_id(id: &str, diags: &mut Diagnostics) -> Option<(String, String)> {
     match id.split_once('/') {
         Some((k, n)) if !k.is_empty() && !n.is_empty() => Some((k.to_string(), n.to_string())),
         _ => {
-            diags.error("Invalid import ID", format!("expected `<kind>/<name>`, got {id:?}"));
+            diags.error(
+                "Invalid import ID",
+                format!("expected `<kind>/<name>`, got {id:?}"),
+            );
             None
         }
     }
@@ -89,7 +120,10 @@ impl tfplug::Resource for ConfigEntryResource {
     }
 
     fn schema(&self) -> Schema {
-        let kinds = mesh_types::CONFIG_KINDS.iter().map(|k| k.to_string()).collect();
+        let kinds = mesh_types::CONFIG_KINDS
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
         Schema::new(
             Block::new("A config entry of any kind, its body as JSON. Import with `<kind>/<name>`.")
                 .attr(Attribute::string("id").computed().use_state_for_unknown().describe("`<kind>/<name>`."))
@@ -112,7 +146,10 @@ impl tfplug::Resource for ConfigEntryResource {
 
     async fn modify_plan(&self, prior: &Value, _: &Value, plan: &mut Plan, _: &mut Diagnostics) {
         // Same meaning as the stored text: keep the stored text, no diff.
-        let (Some(old), Some(new)) = (prior.get("config_json").as_str(), plan.planned.get("config_json").as_str()) else {
+        let (Some(old), Some(new)) = (
+            prior.get("config_json").as_str(),
+            plan.planned.get("config_json").as_str(),
+        ) else {
             return;
         };
         if let (Ok(a), Ok(b)) = (parse_body(old), parse_body(new)) {
@@ -126,17 +163,31 @@ impl tfplug::Resource for ConfigEntryResource {
         self.write(planned, diags).await
     }
 
-    async fn update(&self, _: &Value, planned: &Value, _: &Value, diags: &mut Diagnostics) -> Value {
+    async fn update(
+        &self,
+        _: &Value,
+        planned: &Value,
+        _: &Value,
+        diags: &mut Diagnostics,
+    ) -> Value {
         self.write(planned, diags).await
     }
 
     async fn read(&self, state: &Value, diags: &mut Diagnostics) -> Value {
         let (kind, name) = (s(state, "kind"), s(state, "name"));
-        let Ok(found) = get_entry(&self.0, &kind, &name, diags).await else { return state.clone() };
-        let Some(body) = found else { return Value::Null };
+        let Ok(found) = get_entry(&self.0, &kind, &name, diags).await else {
+            return state.clone();
+        };
+        let Some(body) = found else {
+            return Value::Null;
+        };
         let mut out = state.clone();
         out.set("id", format!("{kind}/{name}").into());
-        let same = state.get("config_json").as_str().and_then(|t| parse_body(t).ok()).is_some_and(|old| old == body);
+        let same = state
+            .get("config_json")
+            .as_str()
+            .and_then(|t| parse_body(t).ok())
+            .is_some_and(|old| old == body);
         if !same {
             out.set("config_json", body.to_string().into());
         }
@@ -148,8 +199,14 @@ impl tfplug::Resource for ConfigEntryResource {
     }
 
     async fn import(&self, id: &str, diags: &mut Diagnostics) -> Value {
-        let Some((kind, name)) = split_id(id, diags) else { return Value::Null };
-        Value::object([("id", Value::from(id)), ("kind", kind.into()), ("name", name.into())])
+        let Some((kind, name)) = split_id(id, diags) else {
+            return Value::Null;
+        };
+        Value::object([
+            ("id", Value::from(id)),
+            ("kind", kind.into()),
+            ("name", name.into()),
+        ])
     }
 }
 

@@ -12,7 +12,12 @@ use crate::util::{self, report, s};
 pub fn all(shared: &Arc<Shared>) -> Vec<Arc<dyn DataSource>> {
     [Kind::Service, Kind::Services, Kind::Nodes, Kind::CaRoots]
         .into_iter()
-        .map(|kind| Arc::new(Data { shared: shared.clone(), kind }) as Arc<dyn DataSource>)
+        .map(|kind| {
+            Arc::new(Data {
+                shared: shared.clone(),
+                kind,
+            }) as Arc<dyn DataSource>
+        })
         .collect()
 }
 
@@ -42,11 +47,22 @@ fn instance_type() -> Type {
 }
 
 fn node_type() -> Type {
-    Type::object([("id", Type::String), ("name", Type::String), ("address", Type::String), ("datacenter", Type::String), ("meta", Type::map(Type::String))])
+    Type::object([
+        ("id", Type::String),
+        ("name", Type::String),
+        ("address", Type::String),
+        ("datacenter", Type::String),
+        ("meta", Type::map(Type::String)),
+    ])
 }
 
 fn root_type() -> Type {
-    Type::object([("id", Type::String), ("name", Type::String), ("root_cert", Type::String), ("active", Type::Bool)])
+    Type::object([
+        ("id", Type::String),
+        ("name", Type::String),
+        ("root_cert", Type::String),
+        ("active", Type::Bool),
+    ])
 }
 
 #[tonic::async_trait]
@@ -61,29 +77,63 @@ impl DataSource for Data {
     }
 
     fn schema(&self) -> Schema {
-        let id = Attribute::string("id").computed().describe("Identifier of the read.");
+        let id = Attribute::string("id")
+            .computed()
+            .describe("Identifier of the read.");
         Schema::new(match self.kind {
             Kind::Service => Block::new("Instances of one service in the catalog.")
                 .attr(id)
-                .attr(Attribute::string("name").required().describe("Service name."))
-                .attr(Attribute::new("instances", Type::list(instance_type())).computed().describe("The instances.")),
+                .attr(
+                    Attribute::string("name")
+                        .required()
+                        .describe("Service name."),
+                )
+                .attr(
+                    Attribute::new("instances", Type::list(instance_type()))
+                        .computed()
+                        .describe("The instances."),
+                ),
             Kind::Services => Block::new("Every service name in the catalog, with its tags.")
                 .attr(id)
-                .attr(Attribute::new("names", Type::list(Type::String)).computed().describe("Service names, sorted."))
-                .attr(Attribute::new("tags", Type::map(Type::list(Type::String))).computed().describe("Service name → tags.")),
-            Kind::Nodes => Block::new("Every node in the catalog.")
-                .attr(id)
-                .attr(Attribute::new("nodes", Type::list(node_type())).computed().describe("The nodes.")),
+                .attr(
+                    Attribute::new("names", Type::list(Type::String))
+                        .computed()
+                        .describe("Service names, sorted."),
+                )
+                .attr(
+                    Attribute::new("tags", Type::map(Type::list(Type::String)))
+                        .computed()
+                        .describe("Service name → tags."),
+                ),
+            Kind::Nodes => Block::new("Every node in the catalog.").attr(id).attr(
+                Attribute::new("nodes", Type::list(node_type()))
+                    .computed()
+                    .describe("The nodes."),
+            ),
             Kind::CaRoots => Block::new("The Connect CA's trust bundle.")
                 .attr(id)
-                .attr(Attribute::string("trust_domain").computed().describe("SPIFFE trust domain."))
-                .attr(Attribute::string("active_root_id").computed().describe("ID of the active root."))
-                .attr(Attribute::new("roots", Type::list(root_type())).computed().describe("Roots, active and not.")),
+                .attr(
+                    Attribute::string("trust_domain")
+                        .computed()
+                        .describe("SPIFFE trust domain."),
+                )
+                .attr(
+                    Attribute::string("active_root_id")
+                        .computed()
+                        .describe("ID of the active root."),
+                )
+                .attr(
+                    Attribute::new("roots", Type::list(root_type()))
+                        .computed()
+                        .describe("Roots, active and not."),
+                ),
         })
     }
 
     async fn read(&self, config: &Value, diags: &mut Diagnostics) -> Value {
-        let Some(c) = self.shared.client(diags) else { return Value::Null };
+        let Some(c) = self.shared.client(diags) else {
+            return Value::Null;
+        };
         let opts = Default::default();
         let mut out = config.clone();
         match self.kind {
@@ -92,7 +142,10 @@ impl DataSource for Data {
                 match c.catalog_service(&name, &opts).await {
                     Ok(list) => {
                         out.set("id", name.into());
-                        out.set("instances", Value::List(list.iter().map(instance).collect()));
+                        out.set(
+                            "instances",
+                            Value::List(list.iter().map(instance).collect()),
+                        );
                     }
                     Err(e) => report(diags, e, "read the service", None),
                 }
@@ -100,8 +153,18 @@ impl DataSource for Data {
             Kind::Services => match c.catalog_services(&opts).await {
                 Ok(map) => {
                     out.set("id", "services".into());
-                    out.set("names", Value::List(map.keys().map(|k| Value::from(k.as_str())).collect()));
-                    out.set("tags", Value::Map(map.iter().map(|(k, t)| (k.clone(), util::list_from_json(t))).collect()));
+                    out.set(
+                        "names",
+                        Value::List(map.keys().map(|k| Value::from(k.as_str())).collect()),
+                    );
+                    out.set(
+                        "tags",
+                        Value::Map(
+                            map.iter()
+                                .map(|(k, t)| (k.clone(), util::list_from_json(t)))
+                                .collect(),
+                        ),
+                    );
                 }
                 Err(e) => report(diags, e, "read services", None),
             },
@@ -134,7 +197,10 @@ fn instance(j: &Json) -> Value {
         ("address", util::str_from_json(&j["Address"])),
         ("service_id", util::str_from_json(&j["ServiceID"])),
         ("service_address", util::str_from_json(&j["ServiceAddress"])),
-        ("port", Value::from(j["ServicePort"].as_i64().unwrap_or_default())),
+        (
+            "port",
+            Value::from(j["ServicePort"].as_i64().unwrap_or_default()),
+        ),
         ("tags", util::list_from_json(&j["ServiceTags"])),
         ("meta", util::map_from_json(&j["ServiceMeta"])),
     ])
@@ -155,6 +221,9 @@ fn root(j: &Json) -> Value {
         ("id", util::str_from_json(&j["ID"])),
         ("name", util::str_from_json(&j["Name"])),
         ("root_cert", util::str_from_json(&j["RootCert"])),
-        ("active", Value::from(j["Active"].as_bool().unwrap_or_default())),
+        (
+            "active",
+            Value::from(j["Active"].as_bool().unwrap_or_default()),
+        ),
     ])
 }

@@ -6,7 +6,7 @@
 mod tests {
     use std::path::Path;
 
-    use tfplug::schema::render_markdown;
+    use tfplug::docs::render_markdown;
     use tfplug::{Provider, Schema};
 
     use crate::provider::MeshProvider;
@@ -18,7 +18,10 @@ mod tests {
             schema.block.description
         );
         if let Some(ex) = example {
-            out.push_str(&format!("\n## Example Usage\n\n```terraform\n{}\n```\n", ex.trim()));
+            out.push_str(&format!(
+                "\n## Example Usage\n\n```terraform\n{}\n```\n",
+                ex.trim()
+            ));
         }
         out.push_str("\n## Schema\n\n");
         render_markdown(&schema.block, 3, &mut out);
@@ -31,18 +34,32 @@ mod tests {
         let p = MeshProvider::default();
         let mut pages = vec![(
             "docs/index.md".to_string(),
-            page("Provider", "mesh", &p.schema(), std::fs::read_to_string(root.join("examples/provider.tf")).ok().as_deref()),
+            page(
+                "Provider",
+                "mesh",
+                &p.schema(),
+                std::fs::read_to_string(root.join("examples/provider.tf"))
+                    .ok()
+                    .as_deref(),
+            ),
         )];
         for r in p.resources() {
             let name = r.type_name();
-            let ex = std::fs::read_to_string(root.join(format!("examples/resources/{name}.tf"))).ok();
+            let ex =
+                std::fs::read_to_string(root.join(format!("examples/resources/{name}.tf"))).ok();
             let short = name.trim_start_matches("mesh_");
-            pages.push((format!("docs/resources/{short}.md"), page("Resource", name, &r.schema(), ex.as_deref())));
+            pages.push((
+                format!("docs/resources/{short}.md"),
+                page("Resource", name, &r.schema(), ex.as_deref()),
+            ));
         }
         for d in p.data_sources() {
             let name = d.type_name();
             let short = name.trim_start_matches("mesh_");
-            pages.push((format!("docs/data-sources/{short}.md"), page("Data Source", name, &d.schema(), None)));
+            pages.push((
+                format!("docs/data-sources/{short}.md"),
+                page("Data Source", name, &d.schema(), None),
+            ));
         }
         let write = std::env::var_os("MESH_DOCS_WRITE").is_some();
         let mut stale = Vec::new();
@@ -56,6 +73,9 @@ mod tests {
                 stale.push(rel);
             }
         }
-        assert!(stale.is_empty(), "{stale:?} stale: run MESH_DOCS_WRITE=1 cargo test -p terraform-provider-mesh");
+        assert!(
+            stale.is_empty(),
+            "{stale:?} stale: run MESH_DOCS_WRITE=1 cargo test -p terraform-provider-mesh"
+        );
     }
 }

@@ -25,11 +25,17 @@ pub struct GatewayResource {
 impl GatewayResource {
     /// `mesh_ingress_gateway`.
     pub fn ingress(shared: Arc<Shared>) -> Self {
-        GatewayResource { shared, kind: Kind::Ingress }
+        GatewayResource {
+            shared,
+            kind: Kind::Ingress,
+        }
     }
     /// `mesh_terminating_gateway`.
     pub fn terminating(shared: Arc<Shared>) -> Self {
-        GatewayResource { shared, kind: Kind::Terminating }
+        GatewayResource {
+            shared,
+            kind: Kind::Terminating,
+        }
     }
 
     fn entry_kind(&self) -> &'static str {
@@ -70,7 +76,7 @@ impl GatewayResource {
     }
 
     /// The resource value for an entry body read back.
-    fn from_body(&self, name: &str, body: &Json) -> Value {
+    fn value_of(&self, name: &str, body: &Json) -> Value {
         let get = |o: &Json, k: &str| -> Json {
             o.as_object()
                 .and_then(|m| m.iter().find(|(key, _)| key.eq_ignore_ascii_case(k)))
@@ -84,26 +90,50 @@ impl GatewayResource {
         let mut v = Value::object([("id", Value::from(name)), ("name", Value::from(name))]);
         match self.kind {
             Kind::Ingress => {
-                let listeners = get(body, "Listeners").as_array().cloned().unwrap_or_default();
+                let listeners = get(body, "Listeners")
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
                 v.set(
                     "listener",
                     Value::List(
                         listeners
                             .iter()
                             .map(|l| {
-                                let services = get(l, "Services").as_array().cloned().unwrap_or_default();
+                                let services =
+                                    get(l, "Services").as_array().cloned().unwrap_or_default();
                                 Value::object([
-                                    ("port", Value::from(get(l, "Port").as_i64().unwrap_or_default())),
-                                    ("protocol", Value::from(get(l, "Protocol").as_str().filter(|p| !p.is_empty()).unwrap_or("tcp"))),
+                                    (
+                                        "port",
+                                        Value::from(get(l, "Port").as_i64().unwrap_or_default()),
+                                    ),
+                                    (
+                                        "protocol",
+                                        Value::from(
+                                            get(l, "Protocol")
+                                                .as_str()
+                                                .filter(|p| !p.is_empty())
+                                                .unwrap_or("tcp"),
+                                        ),
+                                    ),
                                     (
                                         "service",
                                         Value::List(
                                             services
                                                 .iter()
                                                 .map(|svc| {
-                                                    let hosts = crate::util::list_from_json(&get(svc, "Hosts"));
-                                                    let hosts = if hosts.items().is_empty() { Value::Null } else { hosts };
-                                                    Value::object([("name", opt_str(get(svc, "Name"))), ("hosts", hosts)])
+                                                    let hosts = crate::util::list_from_json(&get(
+                                                        svc, "Hosts",
+                                                    ));
+                                                    let hosts = if hosts.items().is_empty() {
+                                                        Value::Null
+                                                    } else {
+                                                        hosts
+                                                    };
+                                                    Value::object([
+                                                        ("name", opt_str(get(svc, "Name"))),
+                                                        ("hosts", hosts),
+                                                    ])
                                                 })
                                                 .collect(),
                                         ),
@@ -115,7 +145,10 @@ impl GatewayResource {
                 );
             }
             Kind::Terminating => {
-                let services = get(body, "Services").as_array().cloned().unwrap_or_default();
+                let services = get(body, "Services")
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
                 v.set(
                     "service",
                     Value::List(
@@ -137,7 +170,12 @@ impl GatewayResource {
     }
 }
 
-const TLS_FIELDS: [(&str, &str); 4] = [("CAFile", "ca_file"), ("CertFile", "cert_file"), ("KeyFile", "key_file"), ("SNI", "sni")];
+const TLS_FIELDS: [(&str, &str); 4] = [
+    ("CAFile", "ca_file"),
+    ("CertFile", "cert_file"),
+    ("KeyFile", "key_file"),
+    ("SNI", "sni"),
+];
 
 #[tonic::async_trait]
 impl tfplug::Resource for GatewayResource {
@@ -151,8 +189,18 @@ impl tfplug::Resource for GatewayResource {
     fn schema(&self) -> Schema {
         let base = |d: &str| {
             Block::new(d)
-                .attr(Attribute::string("id").computed().use_state_for_unknown().describe("The gateway name."))
-                .attr(Attribute::string("name").required().requires_replace().describe("Gateway service name."))
+                .attr(
+                    Attribute::string("id")
+                        .computed()
+                        .use_state_for_unknown()
+                        .describe("The gateway name."),
+                )
+                .attr(
+                    Attribute::string("name")
+                        .required()
+                        .requires_replace()
+                        .describe("Gateway service name."),
+                )
         };
         let block = match self.kind {
             Kind::Ingress => base("An `ingress-gateway` config entry: listeners and the services behind them. Import with the name.").block(
@@ -193,7 +241,13 @@ impl tfplug::Resource for GatewayResource {
         self.write(planned, diags).await
     }
 
-    async fn update(&self, _: &Value, planned: &Value, _: &Value, diags: &mut Diagnostics) -> Value {
+    async fn update(
+        &self,
+        _: &Value,
+        planned: &Value,
+        _: &Value,
+        diags: &mut Diagnostics,
+    ) -> Value {
         self.write(planned, diags).await
     }
 
@@ -202,7 +256,7 @@ impl tfplug::Resource for GatewayResource {
         match get_entry(&self.shared, self.entry_kind(), &name, diags).await {
             Err(()) => state.clone(),
             Ok(None) => Value::Null,
-            Ok(Some(body)) => self.from_body(&name, &body),
+            Ok(Some(body)) => self.value_of(&name, &body),
         }
     }
 
@@ -218,7 +272,15 @@ impl tfplug::Resource for GatewayResource {
 impl GatewayResource {
     async fn write(&self, planned: &Value, diags: &mut Diagnostics) -> Value {
         let name = s(planned, "name");
-        if !put_entry(&self.shared, self.entry_kind(), &name, &self.body(planned), diags).await {
+        if !put_entry(
+            &self.shared,
+            self.entry_kind(),
+            &name,
+            &self.body(planned),
+            diags,
+        )
+        .await
+        {
             return Value::Null;
         }
         let mut v = planned.clone();

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value as Json};
-use tfplug::{AttrPath, Attribute, Block, Diagnostics, NestedBlock, Schema, Type, Validator, Value};
+use tfplug::{
+    AttrPath, Attribute, Block, Diagnostics, NestedBlock, Schema, Type, Validator, Value,
+};
 
 use crate::provider::Shared;
 use crate::util::{self, report, s, string_map, strings};
@@ -16,7 +18,11 @@ fn actions() -> Validator {
     Validator::OneOf(vec!["allow".into(), "deny".into()])
 }
 
-const PATHS: [(&str, &str); 3] = [("PathExact", "path_exact"), ("PathPrefix", "path_prefix"), ("PathRegex", "path_regex")];
+const PATHS: [(&str, &str); 3] = [
+    ("PathExact", "path_exact"),
+    ("PathPrefix", "path_prefix"),
+    ("PathRegex", "path_regex"),
+];
 
 /// The request body for a planned value.
 fn body(v: &Value) -> Json {
@@ -73,8 +79,18 @@ fn from_json(state: &Value, src: &str, dst: &str, j: &Json) -> Value {
                         let h = &p["HTTP"];
                         let mut http = Value::object(PATHS.map(|(key, attr)| (attr, opt(&h[key]))));
                         let methods = util::list_from_json(&h["Methods"]);
-                        http.set("methods", if methods.items().is_empty() { Value::Null } else { methods });
-                        Value::object([("action", opt(&p["Action"])), ("http", if h.is_null() { Value::Null } else { http })])
+                        http.set(
+                            "methods",
+                            if methods.items().is_empty() {
+                                Value::Null
+                            } else {
+                                methods
+                            },
+                        );
+                        Value::object([
+                            ("action", opt(&p["Action"])),
+                            ("http", if h.is_null() { Value::Null } else { http }),
+                        ])
                     })
                     .collect(),
             ),
@@ -122,15 +138,27 @@ impl tfplug::Resource for IntentionResource {
             return;
         }
         match (action.is_null(), perms.items().is_empty()) {
-            (true, true) => diags.attr_error(AttrPath::attr("action"), "Missing action", "set `action` (allow or deny) or at least one `permission` block"),
-            (false, false) => diags.attr_error(AttrPath::attr("action"), "Conflicting action", "set either `action` or `permission` blocks, not both"),
+            (true, true) => diags.attr_error(
+                AttrPath::attr("action"),
+                "Missing action",
+                "set `action` (allow or deny) or at least one `permission` block",
+            ),
+            (false, false) => diags.attr_error(
+                AttrPath::attr("action"),
+                "Conflicting action",
+                "set either `action` or `permission` blocks, not both",
+            ),
             _ => {}
         }
         for (i, p) in perms.items().iter().enumerate() {
             let h = p.get("http");
             let set = PATHS.iter().filter(|(_, a)| !h.get(a).is_null()).count();
             if set > 1 {
-                diags.attr_error(AttrPath::attr("permission").index(i).then("http"), "Conflicting paths", "set at most one of path_exact, path_prefix, path_regex");
+                diags.attr_error(
+                    AttrPath::attr("permission").index(i).then("http"),
+                    "Conflicting paths",
+                    "set at most one of path_exact, path_prefix, path_regex",
+                );
             }
         }
     }
@@ -139,12 +167,20 @@ impl tfplug::Resource for IntentionResource {
         self.write(planned, diags).await
     }
 
-    async fn update(&self, _: &Value, planned: &Value, _: &Value, diags: &mut Diagnostics) -> Value {
+    async fn update(
+        &self,
+        _: &Value,
+        planned: &Value,
+        _: &Value,
+        diags: &mut Diagnostics,
+    ) -> Value {
         self.write(planned, diags).await
     }
 
     async fn read(&self, state: &Value, diags: &mut Diagnostics) -> Value {
-        let Some(c) = self.0.client(diags) else { return state.clone() };
+        let Some(c) = self.0.client(diags) else {
+            return state.clone();
+        };
         let (src, dst) = (s(state, "source"), s(state, "destination"));
         match c.intention_get(&src, &dst).await {
             Ok(None) => Value::Null,
@@ -157,21 +193,33 @@ impl tfplug::Resource for IntentionResource {
     }
 
     async fn delete(&self, prior: &Value, diags: &mut Diagnostics) {
-        let Some(c) = self.0.client(diags) else { return };
+        let Some(c) = self.0.client(diags) else {
+            return;
+        };
         let (src, dst) = (s(prior, "source"), s(prior, "destination"));
         match c.intention_delete(&src, &dst).await {
             Ok(()) | Err(mesh_client::Error::Status { status: 404, .. }) => {}
-            Err(e) => report(diags, e, &format!("delete intention {src} => {dst}"), Some(AttrPath::attr("source"))),
+            Err(e) => report(
+                diags,
+                e,
+                &format!("delete intention {src} => {dst}"),
+                Some(AttrPath::attr("source")),
+            ),
         }
     }
 
     async fn import(&self, id: &str, diags: &mut Diagnostics) -> Value {
         match id.split_once('/') {
-            Some((src, dst)) if !src.is_empty() && !dst.is_empty() => {
-                Value::object([("id", Value::from(id)), ("source", Value::from(src)), ("destination", Value::from(dst))])
-            }
+            Some((src, dst)) if !src.is_empty() && !dst.is_empty() => Value::object([
+                ("id", Value::from(id)),
+                ("source", Value::from(src)),
+                ("destination", Value::from(dst)),
+            ]),
             _ => {
-                diags.error("Invalid import ID", format!("expected `<source>/<destination>`, got {id:?}"));
+                diags.error(
+                    "Invalid import ID",
+                    format!("expected `<source>/<destination>`, got {id:?}"),
+                );
                 Value::Null
             }
         }
@@ -180,10 +228,17 @@ impl tfplug::Resource for IntentionResource {
 
 impl IntentionResource {
     async fn write(&self, planned: &Value, diags: &mut Diagnostics) -> Value {
-        let Some(c) = self.0.client(diags) else { return Value::Null };
+        let Some(c) = self.0.client(diags) else {
+            return Value::Null;
+        };
         let (src, dst) = (s(planned, "source"), s(planned, "destination"));
         if let Err(e) = c.intention_put(&src, &dst, &body(planned)).await {
-            report(diags, e, &format!("intention {src} => {dst}"), Some(AttrPath::attr("source")));
+            report(
+                diags,
+                e,
+                &format!("intention {src} => {dst}"),
+                Some(AttrPath::attr("source")),
+            );
             return Value::Null;
         }
         let mut v = planned.clone();
@@ -198,7 +253,12 @@ mod tests {
 
     #[test]
     fn body_and_read_back_agree() {
-        let http = Value::object([("path_prefix", Value::from("/api")), ("path_exact", Value::Null), ("path_regex", Value::Null), ("methods", Value::List(vec!["GET".into()]))]);
+        let http = Value::object([
+            ("path_prefix", Value::from("/api")),
+            ("path_exact", Value::Null),
+            ("path_regex", Value::Null),
+            ("methods", Value::List(vec!["GET".into()])),
+        ]);
         let v = Value::object([
             ("id", Value::Null),
             ("source", Value::from("web")),
@@ -206,7 +266,13 @@ mod tests {
             ("action", Value::Null),
             ("description", Value::Null),
             ("meta", Value::Null),
-            ("permission", Value::List(vec![Value::object([("action", Value::from("allow")), ("http", http)])])),
+            (
+                "permission",
+                Value::List(vec![Value::object([
+                    ("action", Value::from("allow")),
+                    ("http", http),
+                ])]),
+            ),
         ]);
         let j = body(&v);
         assert_eq!(j["Permissions"][0]["HTTP"]["PathPrefix"], "/api");

@@ -12,17 +12,27 @@ pub struct KvResource(pub Arc<Shared>);
 
 impl KvResource {
     async fn write(&self, planned: &Value, diags: &mut Diagnostics) -> Value {
-        let Some(c) = self.0.client(diags) else { return Value::Null };
+        let Some(c) = self.0.client(diags) else {
+            return Value::Null;
+        };
         let path = s(planned, "path");
         let flags = n(planned, "flags") as u64;
-        match c.kv_put(&path, s(planned, "value"), Some(flags), None).await {
+        match c
+            .kv_put(&path, s(planned, "value"), Some(flags), None)
+            .await
+        {
             Ok(_) => {
                 let mut v = planned.clone();
                 v.set("id", path.into());
                 v
             }
             Err(e) => {
-                report(diags, e, &format!("write key {path:?}"), Some(AttrPath::attr("path")));
+                report(
+                    diags,
+                    e,
+                    &format!("write key {path:?}"),
+                    Some(AttrPath::attr("path")),
+                );
                 Value::Null
             }
         }
@@ -38,9 +48,23 @@ impl tfplug::Resource for KvResource {
     fn schema(&self) -> Schema {
         Schema::new(
             Block::new("A key in mesh's KV store. Import with the key path.")
-                .attr(Attribute::string("id").computed().use_state_for_unknown().describe("The key path."))
-                .attr(Attribute::string("path").required().requires_replace().describe("Key path, e.g. `app/config/limit`."))
-                .attr(Attribute::string("value").sensitive().describe("The value (UTF-8). Null stores an empty value."))
+                .attr(
+                    Attribute::string("id")
+                        .computed()
+                        .use_state_for_unknown()
+                        .describe("The key path."),
+                )
+                .attr(
+                    Attribute::string("path")
+                        .required()
+                        .requires_replace()
+                        .describe("Key path, e.g. `app/config/limit`."),
+                )
+                .attr(
+                    Attribute::string("value")
+                        .sensitive()
+                        .describe("The value (UTF-8). Null stores an empty value."),
+                )
                 .attr(
                     Attribute::number("flags")
                         .default(0i64)
@@ -54,12 +78,20 @@ impl tfplug::Resource for KvResource {
         self.write(planned, diags).await
     }
 
-    async fn update(&self, _: &Value, planned: &Value, _: &Value, diags: &mut Diagnostics) -> Value {
+    async fn update(
+        &self,
+        _: &Value,
+        planned: &Value,
+        _: &Value,
+        diags: &mut Diagnostics,
+    ) -> Value {
         self.write(planned, diags).await
     }
 
     async fn read(&self, state: &Value, diags: &mut Diagnostics) -> Value {
-        let Some(c) = self.0.client(diags) else { return state.clone() };
+        let Some(c) = self.0.client(diags) else {
+            return state.clone();
+        };
         let path = s(state, "path");
         match c.kv_get(&path, &Default::default()).await {
             Ok((None, _)) => Value::Null,
@@ -81,7 +113,9 @@ impl tfplug::Resource for KvResource {
     }
 
     async fn delete(&self, prior: &Value, diags: &mut Diagnostics) {
-        let Some(c) = self.0.client(diags) else { return };
+        let Some(c) = self.0.client(diags) else {
+            return;
+        };
         let path = s(prior, "path");
         if let Err(e) = c.kv_delete(&path, false, None).await {
             report(diags, e, &format!("delete key {path:?}"), None);

@@ -23,11 +23,15 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MESH_PROVIDER_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("MESH_PROVIDER_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .init();
     let provider = Arc::new(provider::MeshProvider::default());
-    if let Err(e) = tfplug::serve(provider).await.context("terraform-provider-mesh") {
+    if let Err(e) = tfplug::serve(provider)
+        .await
+        .context("terraform-provider-mesh")
+    {
         eprintln!("{e:#}");
         std::process::exit(1);
     }

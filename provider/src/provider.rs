@@ -18,7 +18,10 @@ impl Shared {
     pub fn client(&self, diags: &mut Diagnostics) -> Option<Client> {
         let c = self.client.read().expect("lock").clone();
         if c.is_none() {
-            diags.error("Provider not configured", "the mesh provider block could not be configured; see earlier errors");
+            diags.error(
+                "Provider not configured",
+                "the mesh provider block could not be configured; see earlier errors",
+            );
         }
         c
     }
@@ -68,26 +71,51 @@ impl tfplug::Provider for MeshProvider {
     async fn validate(&self, config: &Value, diags: &mut Diagnostics) {
         if let Some(addr) = config.get("address").as_str() {
             if let Err(e) = Client::new(addr) {
-                diags.attr_error(AttrPath::attr("address"), "Invalid agent address", e.to_string());
+                diags.attr_error(
+                    AttrPath::attr("address"),
+                    "Invalid agent address",
+                    e.to_string(),
+                );
             }
         }
     }
 
     async fn configure(&self, config: &Value, diags: &mut Diagnostics) {
-        let addr = config.get("address").as_str().map(str::to_string).unwrap_or_else(mesh_client::env_addr);
+        let addr = config
+            .get("address")
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(mesh_client::env_addr);
         let client = match Client::new(&addr) {
             Ok(c) => c,
-            Err(e) => return diags.attr_error(AttrPath::attr("address"), "Invalid agent address", e.to_string()),
+            Err(e) => {
+                return diags.attr_error(
+                    AttrPath::attr("address"),
+                    "Invalid agent address",
+                    e.to_string(),
+                )
+            }
         };
-        let token = config.get("token").as_str().map(str::to_string).or_else(mesh_client::env_token);
+        let token = config
+            .get("token")
+            .as_str()
+            .map(str::to_string)
+            .or_else(mesh_client::env_token);
         let client = client
             .with_token(token)
             .with_owner(Some(util::OWNER.to_string()))
             .with_datacenter(config.get("datacenter").as_str().map(str::to_string));
         // Fail here, on `address`, rather than on every resource.
         if let Err(e) = client.status_leader().await {
-            if matches!(e, mesh_client::Error::Connect { .. } | mesh_client::Error::Http { .. }) {
-                return diags.attr_error(AttrPath::attr("address"), "Cannot reach the mesh agent", e.to_string());
+            if matches!(
+                e,
+                mesh_client::Error::Connect { .. } | mesh_client::Error::Http { .. }
+            ) {
+                return diags.attr_error(
+                    AttrPath::attr("address"),
+                    "Cannot reach the mesh agent",
+                    e.to_string(),
+                );
             }
         }
         *self.shared.client.write().expect("lock") = Some(client);

@@ -4,10 +4,12 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value as Json};
-use tfplug::{AttrPath, Attribute, Block, Diagnostics, NestedBlock, Plan, Schema, Type, Validator, Value};
+use tfplug::{
+    AttrPath, Attribute, Block, Diagnostics, NestedBlock, Plan, Schema, Type, Validator, Value,
+};
 
 use crate::provider::Shared;
-use crate::util::{self, n, report, s, strings, string_map};
+use crate::util::{self, n, report, s, string_map, strings};
 
 /// `mesh_service`.
 pub struct ServiceResource(pub Arc<Shared>);
@@ -23,7 +25,9 @@ impl tfplug::Resource for ServiceResource {
     }
 
     fn schema(&self) -> Schema {
-        let statuses = ["passing", "warning", "critical"].map(String::from).to_vec();
+        let statuses = ["passing", "warning", "critical"]
+            .map(String::from)
+            .to_vec();
         Schema::new(
             Block::new("A service registered in the catalog on a node of your choosing (not tied to an agent, so anti-entropy leaves it alone). Import with `<node>/<service_id>`.")
                 .attr(Attribute::string("id").computed().use_state_for_unknown().describe("`<node>/<service_id>`."))
@@ -69,7 +73,10 @@ impl tfplug::Resource for ServiceResource {
                 plan.planned.set("service_id", name.into());
             }
         }
-        if let (Some(node), Some(sid)) = (plan.planned.get("node").as_str(), plan.planned.get("service_id").as_str()) {
+        if let (Some(node), Some(sid)) = (
+            plan.planned.get("node").as_str(),
+            plan.planned.get("service_id").as_str(),
+        ) {
             let id = format!("{node}/{sid}");
             plan.planned.set("id", id.into());
         }
@@ -79,12 +86,20 @@ impl tfplug::Resource for ServiceResource {
         self.write(&Value::Null, planned, diags).await
     }
 
-    async fn update(&self, prior: &Value, planned: &Value, _: &Value, diags: &mut Diagnostics) -> Value {
+    async fn update(
+        &self,
+        prior: &Value,
+        planned: &Value,
+        _: &Value,
+        diags: &mut Diagnostics,
+    ) -> Value {
         self.write(prior, planned, diags).await
     }
 
     async fn read(&self, state: &Value, diags: &mut Diagnostics) -> Value {
-        let Some(c) = self.0.client(diags) else { return state.clone() };
+        let Some(c) = self.0.client(diags) else {
+            return state.clone();
+        };
         let (node, sid) = (s(state, "node"), s(state, "service_id"));
         let found = match c.catalog_node(&node, &Default::default()).await {
             Ok(v) => v,
@@ -93,7 +108,9 @@ impl tfplug::Resource for ServiceResource {
                 return state.clone();
             }
         };
-        let Some(found) = found else { return Value::Null };
+        let Some(found) = found else {
+            return Value::Null;
+        };
         let svc = &found["Services"][&sid];
         if svc.is_null() {
             return Value::Null;
@@ -111,28 +128,47 @@ impl tfplug::Resource for ServiceResource {
             ("address", util::str_from_json(&found["Node"]["Address"])),
             ("name", util::str_from_json(&svc["Service"])),
             ("service_id", sid.clone().into()),
-            ("port", Value::from(svc["Port"].as_i64().unwrap_or_default())),
+            (
+                "port",
+                Value::from(svc["Port"].as_i64().unwrap_or_default()),
+            ),
             ("service_address", util::str_from_json(&svc["Address"])),
             ("tags", util::list_from_json(&svc["Tags"])),
             ("meta", util::map_from_json(&svc["Meta"])),
             ("check", read_checks(state, &checks, &sid)),
-            ("sidecar", read_sidecar(&found["Services"][sidecar_id(&sid)])),
+            (
+                "sidecar",
+                read_sidecar(&found["Services"][sidecar_id(&sid)]),
+            ),
         ]);
-        util::normalise(state, &mut out, &["port", "service_address", "tags", "meta"]);
+        util::normalise(
+            state,
+            &mut out,
+            &["port", "service_address", "tags", "meta"],
+        );
         out
     }
 
     async fn delete(&self, prior: &Value, diags: &mut Diagnostics) {
-        let Some(c) = self.0.client(diags) else { return };
+        let Some(c) = self.0.client(diags) else {
+            return;
+        };
         let (node, sid) = (s(prior, "node"), s(prior, "service_id"));
         for id in [sidecar_id(&sid), sid.clone()] {
             let body = json!({"Node": node, "ServiceID": id});
             if let Err(e) = c.catalog_deregister(&body).await {
-                return report(diags, e, &format!("deregister service {id:?}"), Some(AttrPath::attr("name")));
+                return report(
+                    diags,
+                    e,
+                    &format!("deregister service {id:?}"),
+                    Some(AttrPath::attr("name")),
+                );
             }
         }
         for check in prior.get("check").items() {
-            let _ = c.catalog_deregister(&json!({"Node": node, "CheckID": s(check, "check_id")})).await;
+            let _ = c
+                .catalog_deregister(&json!({"Node": node, "CheckID": s(check, "check_id")}))
+                .await;
         }
         // The node was created for the service: remove it once nothing is left on it.
         if let Ok(Some(found)) = c.catalog_node(&node, &Default::default()).await {
@@ -144,11 +180,16 @@ impl tfplug::Resource for ServiceResource {
 
     async fn import(&self, id: &str, diags: &mut Diagnostics) -> Value {
         match id.split_once('/') {
-            Some((node, sid)) if !node.is_empty() && !sid.is_empty() => {
-                Value::object([("id", Value::from(id)), ("node", Value::from(node)), ("service_id", Value::from(sid))])
-            }
+            Some((node, sid)) if !node.is_empty() && !sid.is_empty() => Value::object([
+                ("id", Value::from(id)),
+                ("node", Value::from(node)),
+                ("service_id", Value::from(sid)),
+            ]),
             _ => {
-                diags.error("Invalid import ID", format!("expected `<node>/<service_id>`, got {id:?}"));
+                diags.error(
+                    "Invalid import ID",
+                    format!("expected `<node>/<service_id>`, got {id:?}"),
+                );
                 Value::Null
             }
         }
@@ -158,10 +199,18 @@ impl tfplug::Resource for ServiceResource {
 /// Checks of the service, in the order the state lists them, then any others.
 fn read_checks(state: &Value, checks: &[Json], sid: &str) -> Value {
     let mut mine: Vec<&Json> = checks.iter().filter(|c| c["ServiceID"] == sid).collect();
-    let order: Vec<String> = state.get("check").items().iter().map(|c| s(c, "check_id")).collect();
+    let order: Vec<String> = state
+        .get("check")
+        .items()
+        .iter()
+        .map(|c| s(c, "check_id"))
+        .collect();
     mine.sort_by_key(|c| {
         let id = c["CheckID"].as_str().unwrap_or_default();
-        (order.iter().position(|o| o == id).unwrap_or(usize::MAX), id.to_string())
+        (
+            order.iter().position(|o| o == id).unwrap_or(usize::MAX),
+            id.to_string(),
+        )
     });
     Value::List(
         mine.into_iter()
@@ -182,9 +231,15 @@ fn read_sidecar(svc: &Json) -> Value {
     if svc.is_null() {
         return Value::Null;
     }
-    let upstreams = svc["Proxy"]["Upstreams"].as_array().cloned().unwrap_or_default();
+    let upstreams = svc["Proxy"]["Upstreams"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     Value::object([
-        ("port", Value::from(svc["Port"].as_i64().unwrap_or_default())),
+        (
+            "port",
+            Value::from(svc["Port"].as_i64().unwrap_or_default()),
+        ),
         (
             "upstream",
             Value::List(
@@ -192,8 +247,14 @@ fn read_sidecar(svc: &Json) -> Value {
                     .iter()
                     .map(|u| {
                         Value::object([
-                            ("destination_name", util::str_from_json(&u["DestinationName"])),
-                            ("local_bind_port", Value::from(u["LocalBindPort"].as_i64().unwrap_or_default())),
+                            (
+                                "destination_name",
+                                util::str_from_json(&u["DestinationName"]),
+                            ),
+                            (
+                                "local_bind_port",
+                                Value::from(u["LocalBindPort"].as_i64().unwrap_or_default()),
+                            ),
                         ])
                     })
                     .collect(),
@@ -204,8 +265,14 @@ fn read_sidecar(svc: &Json) -> Value {
 
 impl ServiceResource {
     async fn write(&self, prior: &Value, planned: &Value, diags: &mut Diagnostics) -> Value {
-        let Some(c) = self.0.client(diags) else { return Value::Null };
-        let (node, name, sid) = (s(planned, "node"), s(planned, "name"), s(planned, "service_id"));
+        let Some(c) = self.0.client(diags) else {
+            return Value::Null;
+        };
+        let (node, name, sid) = (
+            s(planned, "node"),
+            s(planned, "name"),
+            s(planned, "service_id"),
+        );
         let mut service = serde_json::Map::new();
         service.insert("ID".into(), sid.clone().into());
         service.insert("Service".into(), name.clone().into());
@@ -224,7 +291,12 @@ impl ServiceResource {
             .collect();
         let body = json!({"Node": node, "Address": s(planned, "address"), "Service": service, "Checks": checks});
         if let Err(e) = c.catalog_register(&body).await {
-            report(diags, e, &format!("register service {sid:?} on {node:?}"), Some(AttrPath::attr("name")));
+            report(
+                diags,
+                e,
+                &format!("register service {sid:?} on {node:?}"),
+                Some(AttrPath::attr("name")),
+            );
             return Value::Null;
         }
         let sidecar = planned.get("sidecar");
@@ -232,7 +304,12 @@ impl ServiceResource {
             if !prior.get("sidecar").is_null() {
                 let body = json!({"Node": node, "ServiceID": sidecar_id(&sid)});
                 if let Err(e) = c.catalog_deregister(&body).await {
-                    report(diags, e, "deregister the sidecar", Some(AttrPath::attr("sidecar")));
+                    report(
+                        diags,
+                        e,
+                        "deregister the sidecar",
+                        Some(AttrPath::attr("sidecar")),
+                    );
                 }
             }
         } else {
@@ -252,15 +329,27 @@ impl ServiceResource {
                 },
             });
             if let Err(e) = c.catalog_register(&proxy).await {
-                report(diags, e, "register the sidecar", Some(AttrPath::attr("sidecar")));
+                report(
+                    diags,
+                    e,
+                    "register the sidecar",
+                    Some(AttrPath::attr("sidecar")),
+                );
             }
         }
         // Checks dropped from configuration are deregistered.
-        let keep: Vec<String> = planned.get("check").items().iter().map(|ch| s(ch, "check_id")).collect();
+        let keep: Vec<String> = planned
+            .get("check")
+            .items()
+            .iter()
+            .map(|ch| s(ch, "check_id"))
+            .collect();
         for old in prior.get("check").items() {
             let id = s(old, "check_id");
             if !keep.contains(&id) {
-                let _ = c.catalog_deregister(&json!({"Node": node, "CheckID": id})).await;
+                let _ = c
+                    .catalog_deregister(&json!({"Node": node, "CheckID": id}))
+                    .await;
             }
         }
         let mut v = planned.clone();

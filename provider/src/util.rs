@@ -41,19 +41,33 @@ pub fn n(v: &Value, name: &str) -> i64 {
 
 /// List of strings (empty when null).
 pub fn strings(v: &Value) -> Vec<String> {
-    v.items().iter().filter_map(|x| x.as_str().map(str::to_string)).collect()
+    v.items()
+        .iter()
+        .filter_map(|x| x.as_str().map(str::to_string))
+        .collect()
 }
 
 /// Map of strings (empty when null).
 pub fn string_map(v: &Value) -> BTreeMap<String, String> {
     v.entries()
-        .map(|m| m.iter().filter_map(|(k, x)| Some((k.clone(), x.as_str()?.to_string()))).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, x)| Some((k.clone(), x.as_str()?.to_string())))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// A Terraform list of strings from JSON.
 pub fn list_from_json(j: &Json) -> Value {
-    Value::List(j.as_array().into_iter().flatten().filter_map(|x| x.as_str()).map(Value::from).collect())
+    Value::List(
+        j.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str())
+            .map(Value::from)
+            .collect(),
+    )
 }
 
 /// A Terraform map of strings from a JSON object.

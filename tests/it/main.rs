@@ -10,9 +10,9 @@ mod cluster;
 mod compat;
 mod dev;
 mod dns;
-mod terraform;
 mod intentions;
 mod reload;
+mod terraform;
 
 use std::time::Duration;
 

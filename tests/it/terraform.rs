@@ -26,7 +26,11 @@ struct Run {
 impl Tf {
     fn new(root: &Path, name: &str) -> Tf {
         let provider = mesh_testkit::mesh_bin().with_file_name("terraform-provider-mesh");
-        assert!(provider.exists(), "{} not built (cargo build -p terraform-provider-mesh)", provider.display());
+        assert!(
+            provider.exists(),
+            "{} not built (cargo build -p terraform-provider-mesh)",
+            provider.display()
+        );
         let plugins = root.join("plugins");
         if !plugins.exists() {
             std::fs::create_dir_all(&plugins).unwrap();
@@ -65,8 +69,15 @@ impl Tf {
             .output()
             .await
             .expect("terraform runs");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        Run { code: out.status.code().unwrap_or(-1), out: text }
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            out: text,
+        }
     }
 
     async fn apply(&self) -> Run {
@@ -75,7 +86,8 @@ impl Tf {
 
     /// `plan -detailed-exitcode`: 0 no changes, 1 error, 2 changes.
     async fn plan(&self) -> Run {
-        self.run(&["plan", "-detailed-exitcode", "-input=false"]).await
+        self.run(&["plan", "-detailed-exitcode", "-input=false"])
+            .await
     }
 
     async fn must(&self, args: &[&str]) {
@@ -171,25 +183,41 @@ async fn get(c: &reqwest::Client, url: String) -> Option<Value> {
     r.json().await.ok()
 }
 
+/// Whether an answer shows the object.
+type Probe = fn(&Value) -> bool;
+
 /// Every object the config declares, as each agent serves it.
 async fn visible_everywhere(cluster: &TestCluster, present: bool) {
     let c = http();
     for a in cluster.agents.iter().filter(|a| a.is_alive()) {
-        let checks: [(String, fn(&Value) -> bool); 5] = [
+        let checks: [(String, Probe); 5] = [
             (a.url("/v1/kv/app/limit"), |v| v.is_array()),
-            (a.url("/v1/catalog/service/web"), |v| v.as_array().is_some_and(|l| !l.is_empty())),
-            (a.url("/v1/config/service-defaults/web"), |v| v["Protocol"] == "http"),
-            (a.url("/v1/config/ingress-gateway/ingress"), |v| v["Listeners"][0]["Port"] == 8443),
-            (a.url("/v1/connect/intentions/exact?source=web&destination=db"), |v| v["Action"] == "allow"),
+            (a.url("/v1/catalog/service/web"), |v| {
+                v.as_array().is_some_and(|l| !l.is_empty())
+            }),
+            (a.url("/v1/config/service-defaults/web"), |v| {
+                v["Protocol"] == "http"
+            }),
+            (a.url("/v1/config/ingress-gateway/ingress"), |v| {
+                v["Listeners"][0]["Port"] == 8443
+            }),
+            (
+                a.url("/v1/connect/intentions/exact?source=web&destination=db"),
+                |v| v["Action"] == "allow",
+            ),
         ];
         for (url, ok) in checks {
-            eventually(&format!("{url} present={present}"), Duration::from_secs(10), || {
-                let (c, url) = (c.clone(), url.clone());
-                async move {
-                    let v = get(&c, url).await?;
-                    (ok(&v) == present).then_some(())
-                }
-            })
+            eventually(
+                &format!("{url} present={present}"),
+                Duration::from_secs(10),
+                || {
+                    let (c, url) = (c.clone(), url.clone());
+                    async move {
+                        let v = get(&c, url).await?;
+                        (ok(&v) == present).then_some(())
+                    }
+                },
+            )
             .await;
         }
     }
@@ -222,12 +250,18 @@ async fn terraform_manages_mesh_end_to_end() {
     tf.write(&addr, &config(8081, "20", ""));
     let r = tf.plan().await;
     assert_eq!(r.code, 2, "{}", r.out);
-    assert!(r.out.contains("mesh_service.web will be updated in-place"), "{}", r.out);
+    assert!(
+        r.out.contains("mesh_service.web will be updated in-place"),
+        "{}",
+        r.out
+    );
     assert!(r.out.contains("2 to change, 0 to destroy"), "{}", r.out);
     let r = tf.apply().await;
     assert_eq!(r.code, 0, "{}", r.out);
     let c = http();
-    let svc = get(&c, cluster.agents[leader].url("/v1/catalog/service/web")).await.unwrap();
+    let svc = get(&c, cluster.agents[leader].url("/v1/catalog/service/web"))
+        .await
+        .unwrap();
     assert_eq!(svc[0]["ServicePort"], 8081);
     assert_eq!(tf.plan().await.code, 0);
 
@@ -242,7 +276,12 @@ async fn terraform_manages_mesh_end_to_end() {
     assert!(r.status().is_success());
     let r = tf.plan().await;
     assert_eq!(r.code, 2, "drift expected:\n{}", r.out);
-    assert!(r.out.contains("mesh_config_entry.web will be updated in-place"), "{}", r.out);
+    assert!(
+        r.out
+            .contains("mesh_config_entry.web will be updated in-place"),
+        "{}",
+        r.out
+    );
     assert_eq!(tf.apply().await.code, 0);
     assert_eq!(tf.plan().await.code, 0);
 
@@ -258,7 +297,9 @@ async fn terraform_manages_mesh_end_to_end() {
         ("mesh_intention.web_db", "web/db"),
         ("mesh_intention.api_web", "api/web"),
     ] {
-        imported.must(&["import", "-input=false", address, id]).await;
+        imported
+            .must(&["import", "-input=false", address, id])
+            .await;
     }
     let r = imported.plan().await;
     assert_eq!(r.code, 0, "imported state should match:\n{}", r.out);
@@ -290,11 +331,18 @@ resource "mesh_service" "billing" {
     // The leader dies mid-apply: the apply succeeds or fails cleanly, and a
     // re-apply converges.
     let many: String = (0..30)
-        .map(|i| format!("resource \"mesh_kv\" \"k{i}\" {{\n  path  = \"bulk/{i}\"\n  value = \"{i}\"\n}}\n"))
+        .map(|i| {
+            format!(
+                "resource \"mesh_kv\" \"k{i}\" {{\n  path  = \"bulk/{i}\"\n  value = \"{i}\"\n}}\n"
+            )
+        })
         .collect();
     tf.write(&addr, &config(8081, "20", &many));
     let apply = tokio::spawn({
-        let tf = Tf { dir: tf.dir.clone(), cli_config: tf.cli_config.clone() };
+        let tf = Tf {
+            dir: tf.dir.clone(),
+            cli_config: tf.cli_config.clone(),
+        };
         async move { tf.apply().await }
     });
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -302,7 +350,9 @@ resource "mesh_service" "billing" {
     let r = apply.await.unwrap();
     assert!(r.code == 0 || r.code == 1, "{}", r.out);
     assert!(!r.out.contains("panic"), "{}", r.out);
-    cluster.wait_for_new_leader(leader, Duration::from_secs(30)).await;
+    cluster
+        .wait_for_new_leader(leader, Duration::from_secs(30))
+        .await;
     let r = tf.apply().await;
     assert_eq!(r.code, 0, "re-apply converges:\n{}", r.out);
     assert_eq!(tf.plan().await.code, 0);
@@ -311,7 +361,9 @@ resource "mesh_service" "billing" {
     let r = tf.run(&["destroy", "-auto-approve", "-input=false"]).await;
     assert_eq!(r.code, 0, "{}", r.out);
     visible_everywhere(&cluster, false).await;
-    let bulk = get(&c, cluster.agents[via].url("/v1/kv/bulk/?recurse")).await.unwrap();
+    let bulk = get(&c, cluster.agents[via].url("/v1/kv/bulk/?recurse"))
+        .await
+        .unwrap();
     assert!(bulk.is_null(), "{bulk}");
 }
 
@@ -334,7 +386,11 @@ async fn terraform_reports_bad_input_on_the_attribute() {
   destination = "b"
   action      = "maybe"
 }"#,
-            vec!["Invalid value for action", r#"action      = "maybe""#, "`allow`"],
+            vec![
+                "Invalid value for action",
+                r#"action      = "maybe""#,
+                "`allow`",
+            ],
         ),
         (
             "kind",
@@ -343,7 +399,10 @@ async fn terraform_reports_bad_input_on_the_attribute() {
   name        = "web"
   config_json = "{}"
 }"#,
-            vec!["Invalid value for kind", r#"kind        = "service-nonsense""#],
+            vec![
+                "Invalid value for kind",
+                r#"kind        = "service-nonsense""#,
+            ],
         ),
         (
             "pem",
@@ -366,9 +425,81 @@ async fn terraform_reports_bad_input_on_the_attribute() {
         tf.write(&addr, body);
         let r = tf.plan().await;
         assert_eq!(r.code, 1, "{name}: plan fails:\n{}", r.out);
-        assert!(!r.out.contains("panic") && !r.out.contains("crash"), "{name}:\n{}", r.out);
+        assert!(
+            !r.out.contains("panic") && !r.out.contains("crash"),
+            "{name}:\n{}",
+            r.out
+        );
         for want in wants {
-            assert!(r.out.contains(want), "{name}: expected {want:?} in:\n{}", r.out);
+            assert!(
+                r.out.contains(want),
+                "{name}: expected {want:?} in:\n{}",
+                r.out
+            );
+        }
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+/// Every example under examples/terraform inits offline (provider from a
+/// filesystem mirror, modules from modules/) and validates; the module
+/// example also applies, plans clean and destroys against a dev agent.
+#[tokio::test]
+async fn terraform_examples_and_module_work() {
+    if !Path::new(TERRAFORM).exists() {
+        eprintln!("skipped: {TERRAFORM} not installed");
+        return;
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    copy_tree(&repo.join("examples/terraform"), &root.path().join("examples/terraform"));
+    copy_tree(&repo.join("modules"), &root.path().join("modules"));
+    let provider = mesh_testkit::mesh_bin().with_file_name("terraform-provider-mesh");
+    let platform = root.path().join("mirror/registry.terraform.io/mesh/mesh/0.1.0/linux_amd64");
+    std::fs::create_dir_all(&platform).unwrap();
+    std::fs::copy(&provider, platform.join("terraform-provider-mesh_v0.1.0")).unwrap();
+    let cli_config = root.path().join("cli.tfrc");
+    std::fs::write(
+        &cli_config,
+        format!(
+            "provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    include = [\"mesh/mesh\"]\n  }}\n}}\n",
+            root.path().join("mirror").display()
+        ),
+    )
+    .unwrap();
+    let agent = crate::dev_agent("tf-examples", &root.path().join("agent")).await;
+    let addr = agent.http.to_string();
+    let var = format!("-var=mesh_address={addr}");
+    let examples = root.path().join("examples/terraform");
+    let mut names: Vec<_> = std::fs::read_dir(&examples).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert!(names.len() >= 2, "{names:?}");
+    for name in names {
+        let tf = Tf { dir: examples.join(&name), cli_config: cli_config.clone() };
+        tf.must(&["init", "-backend=false", "-input=false"]).await;
+        tf.must(&["validate"]).await;
+        if name == "module" {
+            tf.must(&["apply", "-auto-approve", "-input=false", &var]).await;
+            let r = tf.run(&["plan", "-detailed-exitcode", "-input=false", &var]).await;
+            assert_eq!(r.code, 0, "{}", r.out);
+            let c = http();
+            let web = get(&c, agent.url("/v1/catalog/service/web-sidecar-proxy")).await.unwrap();
+            assert_eq!(web[0]["ServiceProxy"]["Upstreams"][0]["DestinationName"], "db", "{web}");
+            let i = get(&c, agent.url("/v1/connect/intentions/exact?source=web&destination=db")).await.unwrap();
+            assert_eq!(i["Action"], "allow", "{i}");
+            tf.must(&["destroy", "-auto-approve", "-input=false", &var]).await;
         }
     }
 }

@@ -40,7 +40,10 @@ impl Client {
     }
 
     /// `GET /v1/catalog/services`: service name → tags.
-    pub async fn catalog_services(&self, opts: &QueryOptions) -> Result<serde_json::Map<String, Value>> {
+    pub async fn catalog_services(
+        &self,
+        opts: &QueryOptions,
+    ) -> Result<serde_json::Map<String, Value>> {
         let url = self.url(&["catalog", "services"]);
         Ok(self.read(url, opts).await?.0.unwrap_or_default())
     }

@@ -7,7 +7,12 @@ use crate::{Client, QueryOptions, Result};
 
 impl Client {
     /// `GET /v1/config/<kind>/<name>`, or `None` when it does not exist.
-    pub async fn config_get(&self, kind: &str, name: &str, opts: &QueryOptions) -> Result<Option<Value>> {
+    pub async fn config_get(
+        &self,
+        kind: &str,
+        name: &str,
+        opts: &QueryOptions,
+    ) -> Result<Option<Value>> {
         let url = self.url(&["config", kind, name]);
         Ok(self.read(url, opts).await?.0)
     }
@@ -33,7 +38,12 @@ impl Client {
     }
 
     /// Sends an optional JSON body; fails on non-2xx with the agent's message.
-    pub(crate) async fn send_json(&self, method: Method, url: Url, body: Option<&Value>) -> Result<Response> {
+    pub(crate) async fn send_json(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+    ) -> Result<Response> {
         let mut req = self.request(method, url);
         if let Some(body) = body {
             req = req.json(body);

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod diag;
+pub mod docs;
 mod msgpack;
 pub mod plan;
 pub mod proto;

@@ -40,7 +40,11 @@ impl Raw {
             },
             J::String(s) => Raw::Str(s.clone()),
             J::Array(a) => Raw::Array(a.iter().map(Raw::from_json).collect()),
-            J::Object(m) => Raw::Map(m.iter().map(|(k, v)| (k.clone(), Raw::from_json(v))).collect()),
+            J::Object(m) => Raw::Map(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), Raw::from_json(v)))
+                    .collect(),
+            ),
         }
     }
 }
@@ -73,7 +77,10 @@ impl<'a> Reader<'a> {
     }
 
     fn uint(&mut self, n: usize) -> Result<u64, Error> {
-        Ok(self.take(n)?.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+        Ok(self
+            .take(n)?
+            .iter()
+            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
     }
 
     fn str(&mut self, n: usize) -> Result<String, Error> {

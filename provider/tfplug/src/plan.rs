@@ -18,26 +18,49 @@ pub struct Plan {
 /// Plans `proposed` (Terraform's merge of config and prior state) against `prior`.
 pub fn plan(block: &Block, prior: &Value, proposed: &Value, config: &Value) -> Plan {
     if proposed.is_null() {
-        return Plan { planned: Value::Null, requires_replace: vec![] };
+        return Plan {
+            planned: Value::Null,
+            requires_replace: vec![],
+        };
     }
     let create = prior.is_null();
     let mut replace = Vec::new();
-    let mut planned = plan_block(block, prior, proposed, config, &AttrPath::default(), &mut replace);
+    let mut planned = plan_block(
+        block,
+        prior,
+        proposed,
+        config,
+        &AttrPath::default(),
+        &mut replace,
+    );
     if !create && changed(block, prior, &planned) {
         // Something the user set changed: server-computed values may change too.
         for a in &block.attributes {
-            if a.computed && !a.use_state_for_unknown && a.default.is_none() && config.get(&a.name).is_null() {
+            if a.computed
+                && !a.use_state_for_unknown
+                && a.default.is_none()
+                && config.get(&a.name).is_null()
+            {
                 planned.set(&a.name, Value::Unknown);
             }
         }
     }
-    Plan { planned, requires_replace: replace }
+    Plan {
+        planned,
+        requires_replace: replace,
+    }
 }
 
 /// Whether any attribute or block differs between prior and planned.
 fn changed(block: &Block, prior: &Value, planned: &Value) -> bool {
-    block.attributes.iter().any(|a| prior.get(&a.name) != planned.get(&a.name))
-        || block.blocks.iter().any(|b| prior.get(&b.name) != planned.get(&b.name))
+    block
+        .attributes
+        .iter()
+        .any(|a| prior.get(&a.name) != planned.get(&a.name))
+        || block
+            .blocks
+            .iter()
+            .any(|b| prior.get(&b.name) != planned.get(&b.name))
 }
 
 fn plan_block(
@@ -92,7 +115,14 @@ fn plan_block(
                                 _ => &Value::Null,
                             };
                             let cfg_item = cv.items().get(i).unwrap_or(&Value::Null);
-                            plan_block(&b.block, prior_item, item, cfg_item, &path.index(i), replace)
+                            plan_block(
+                                &b.block,
+                                prior_item,
+                                item,
+                                cfg_item,
+                                &path.index(i),
+                                replace,
+                            )
                         })
                         .collect(),
                 ),

@@ -37,13 +37,26 @@ pub trait Resource: Send + Sync + 'static {
     /// Extra checks on configuration (validators already ran).
     async fn validate(&self, _config: &Value, _diags: &mut Diagnostics) {}
     /// Adjusts the generic plan (e.g. normalisation, cross-field checks).
-    async fn modify_plan(&self, _prior: &Value, _config: &Value, _plan: &mut Plan, _diags: &mut Diagnostics) {}
+    async fn modify_plan(
+        &self,
+        _prior: &Value,
+        _config: &Value,
+        _plan: &mut Plan,
+        _diags: &mut Diagnostics,
+    ) {
+    }
     /// Creates the object; returns the new state (no unknowns). `config` carries write-only values.
     async fn create(&self, planned: &Value, config: &Value, diags: &mut Diagnostics) -> Value;
     /// Reads the object; `Value::Null` means it is gone.
     async fn read(&self, state: &Value, diags: &mut Diagnostics) -> Value;
     /// Updates the object in place; returns the new state.
-    async fn update(&self, prior: &Value, planned: &Value, config: &Value, diags: &mut Diagnostics) -> Value;
+    async fn update(
+        &self,
+        prior: &Value,
+        planned: &Value,
+        config: &Value,
+        diags: &mut Diagnostics,
+    ) -> Value;
     /// Deletes the object.
     async fn delete(&self, prior: &Value, diags: &mut Diagnostics);
     /// State for `terraform import ID`, enough for `read` to fill the rest.

@@ -7,6 +7,9 @@ use crate::diag::{AttrPath, Diagnostics};
 use crate::proto::tfplugin6 as pb;
 use crate::value::{Type, Value};
 
+/// A custom check: `Err(detail)` fails.
+pub type CheckFn = Arc<dyn Fn(&Value) -> Result<(), String> + Send + Sync>;
+
 /// Checks a known, non-null attribute value; returns the problem if any.
 #[derive(Clone)]
 pub enum Validator {
@@ -17,7 +20,7 @@ pub enum Validator {
     /// The number must lie in `[min, max]`.
     Range(f64, f64),
     /// Any check: `Err(detail)` fails.
-    Custom(Arc<dyn Fn(&Value) -> Result<(), String> + Send + Sync>),
+    Custom(CheckFn),
 }
 
 impl std::fmt::Debug for Validator {
@@ -34,7 +37,10 @@ impl std::fmt::Debug for Validator {
 impl Validator {
     /// Regex validator; `expected` describes valid values for the message.
     pub fn regex(pattern: &str, expected: &str) -> Validator {
-        Validator::Regex(regex::Regex::new(pattern).expect("valid regex"), expected.to_string())
+        Validator::Regex(
+            regex::Regex::new(pattern).expect("valid regex"),
+            expected.to_string(),
+        )
     }
 
     fn check(&self, v: &Value) -> Result<(), String> {
@@ -53,7 +59,7 @@ impl Validator {
         }
     }
 
-    fn describe(&self) -> Option<String> {
+    pub(crate) fn describe(&self) -> Option<String> {
         match self {
             Validator::OneOf(o) => Some(format!("one of {}", quoted(o))),
             Validator::Range(a, b) => Some(format!("between {a} and {b}")),
@@ -63,7 +69,10 @@ impl Validator {
 }
 
 fn quoted(v: &[String]) -> String {
-    v.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+    v.iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// One attribute of a block.
@@ -226,15 +235,27 @@ pub struct NestedBlock {
 impl NestedBlock {
     /// A repeated block.
     pub fn list(name: &str, block: Block) -> NestedBlock {
-        NestedBlock { name: name.to_string(), block, nesting: Nesting::List, min_items: 0, max_items: 0 }
+        NestedBlock {
+            name: name.to_string(),
+            block,
+            nesting: Nesting::List,
+            min_items: 0,
+            max_items: 0,
+        }
     }
     /// A set of blocks.
     pub fn set(name: &str, block: Block) -> NestedBlock {
-        NestedBlock { nesting: Nesting::Set, ..NestedBlock::list(name, block) }
+        NestedBlock {
+            nesting: Nesting::Set,
+            ..NestedBlock::list(name, block)
+        }
     }
     /// At most one block.
     pub fn single(name: &str, block: Block) -> NestedBlock {
-        NestedBlock { nesting: Nesting::Single, ..NestedBlock::list(name, block) }
+        NestedBlock {
+            nesting: Nesting::Single,
+            ..NestedBlock::list(name, block)
+        }
     }
     /// Bounds on how many.
     pub fn items(mut self, min: i64, max: i64) -> Self {
@@ -277,7 +298,10 @@ pub struct Block {
 impl Block {
     /// An empty block with a description.
     pub fn new(description: &str) -> Block {
-        Block { description: description.to_string(), ..Default::default() }
+        Block {
+            description: description.to_string(),
+            ..Default::default()
+        }
     }
     /// Adds an attribute.
     pub fn attr(mut self, a: Attribute) -> Self {
@@ -310,14 +334,22 @@ impl Block {
             }
             for check in &a.validators {
                 if let Err(detail) = check.check(av) {
-                    diags.attr_error(at.then(&a.name), format!("Invalid value for {}", a.name), detail);
+                    diags.attr_error(
+                        at.then(&a.name),
+                        format!("Invalid value for {}", a.name),
+                        detail,
+                    );
                 }
             }
         }
         for b in &self.blocks {
             let bv = v.get(&b.name);
             for (i, inst) in b.instances(bv).into_iter().enumerate() {
-                let p = if b.nesting == Nesting::Single { at.then(&b.name) } else { at.then(&b.name).index(i) };
+                let p = if b.nesting == Nesting::Single {
+                    at.then(&b.name)
+                } else {
+                    at.then(&b.name).index(i)
+                };
                 b.block.validate(inst, &p, diags);
             }
         }
@@ -363,68 +395,9 @@ impl Schema {
         Schema { version: 0, block }
     }
     pub(crate) fn to_proto(&self) -> pb::Schema {
-        pb::Schema { version: self.version, block: Some(self.block.to_proto()) }
-    }
-}
-
-/// Markdown reference for a block: an "Argument Reference" style list.
-pub fn render_markdown(block: &Block, heading_level: usize, out: &mut String) {
-    let kind = |a: &Attribute| {
-        if a.required {
-            "Required"
-        } else if a.optional {
-            "Optional"
-        } else {
-            "Read-only"
+        pb::Schema {
+            version: self.version,
+            block: Some(self.block.to_proto()),
         }
-    };
-    for a in &block.attributes {
-        let mut extra = Vec::new();
-        if a.write_only {
-            extra.push("write-only: never stored in state".to_string());
-        } else if a.sensitive {
-            extra.push("sensitive".to_string());
-        }
-        if a.requires_replace {
-            extra.push("changing it replaces the resource".to_string());
-        }
-        if let Some(d) = &a.default {
-            extra.push(format!("default `{}`", d.to_json()));
-        }
-        extra.extend(a.validators.iter().filter_map(Validator::describe));
-        let extra = if extra.is_empty() { String::new() } else { format!(" ({})", extra.join("; ")) };
-        out.push_str(&format!(
-            "- `{}` ({}, {}) {}{}\n",
-            a.name,
-            type_name(&a.ty),
-            kind(a),
-            a.description,
-            extra
-        ));
-    }
-    for b in &block.blocks {
-        let count = match b.nesting {
-            Nesting::Single => "at most one".to_string(),
-            _ if b.max_items > 0 => format!("{} to {}", b.min_items, b.max_items),
-            _ if b.min_items > 0 => format!("at least {}", b.min_items),
-            _ => "any number".to_string(),
-        };
-        out.push_str(&format!("- `{}` (block, {count}) {}\n", b.name, b.block.description));
-    }
-    for b in &block.blocks {
-        out.push_str(&format!("\n{} Nested block `{}`\n\n", "#".repeat(heading_level), b.name));
-        render_markdown(&b.block, heading_level + 1, out);
-    }
-}
-
-fn type_name(t: &Type) -> String {
-    match t {
-        Type::String => "String".into(),
-        Type::Number => "Number".into(),
-        Type::Bool => "Bool".into(),
-        Type::List(e) => format!("List of {}", type_name(e)),
-        Type::Set(e) => format!("Set of {}", type_name(e)),
-        Type::Map(e) => format!("Map of {}", type_name(e)),
-        Type::Object(_) => "Object".into(),
     }
 }

@@ -22,7 +22,8 @@ use crate::Error;
 /// The cookie Terraform sets so plugins know they run under it.
 pub const MAGIC_COOKIE_KEY: &str = "TF_PLUGIN_MAGIC_COOKIE";
 /// Its value.
-pub const MAGIC_COOKIE_VALUE: &str = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";
+pub const MAGIC_COOKIE_VALUE: &str =
+    "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";
 
 /// What the handshake decided, from the environment Terraform gave us.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,7 +46,9 @@ impl Handshake {
                 "Terraform offered plugin protocol versions {versions:?}; this provider speaks 6 (Terraform 1.0 or newer)"
             )));
         }
-        Ok(Handshake { client_cert: get("PLUGIN_CLIENT_CERT").filter(|c| !c.trim().is_empty()) })
+        Ok(Handshake {
+            client_cert: get("PLUGIN_CLIENT_CERT").filter(|c| !c.trim().is_empty()),
+        })
     }
 }
 
@@ -62,7 +65,11 @@ pub async fn serve(provider: Arc<dyn Provider>) -> Result<(), Error> {
     let hs = Handshake::from_env(|k| std::env::var(k).ok())?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let mtls = hs.client_cert.as_deref().map(crate::tls::auto_mtls).transpose()?;
+    let mtls = hs
+        .client_cert
+        .as_deref()
+        .map(crate::tls::auto_mtls)
+        .transpose()?;
     let service = ProviderService::new(provider);
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -77,9 +84,16 @@ pub async fn serve(provider: Arc<dyn Provider>) -> Result<(), Error> {
 
     let mut stopped = stop_rx.clone();
     let server = tonic::transport::Server::builder()
-        .add_service(tfplugin6::provider_server::ProviderServer::new(service).max_decoding_message_size(256 << 20))
-        .add_service(plugin::grpc_controller_server::GrpcControllerServer::new(Controller(stop_tx)))
-        .add_service(plugin::grpc_stdio_server::GrpcStdioServer::new(Stdio(stop_rx.clone())))
+        .add_service(
+            tfplugin6::provider_server::ProviderServer::new(service)
+                .max_decoding_message_size(256 << 20),
+        )
+        .add_service(plugin::grpc_controller_server::GrpcControllerServer::new(
+            Controller(stop_tx),
+        ))
+        .add_service(plugin::grpc_stdio_server::GrpcStdioServer::new(Stdio(
+            stop_rx.clone(),
+        )))
         .add_service(health::health_server::HealthServer::new(Health))
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = stopped.wait_for(|s| *s).await;
@@ -125,7 +139,9 @@ fn accept_loop(
                             Ok(tls) => {
                                 let _ = tx.send(Ok(Conn::Tls(Box::new(tls)))).await;
                             }
-                            Err(e) => tracing::warn!(error = %e, "TLS handshake with Terraform failed"),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "TLS handshake with Terraform failed")
+                            }
                         }
                     });
                 }
@@ -149,7 +165,11 @@ impl tonic::transport::server::Connected for Conn {
 }
 
 impl AsyncRead for Conn {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -158,7 +178,11 @@ impl AsyncRead for Conn {
 }
 
 impl AsyncWrite for Conn {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -199,7 +223,10 @@ impl plugin::grpc_stdio_server::GrpcStdio for Stdio {
     type StreamStdioStream = BoxStream<plugin::StdioData>;
 
     /// Our output goes to stderr directly; the stream stays open, empty, until shutdown.
-    async fn stream_stdio(&self, _: Request<plugin::Empty>) -> Result<Response<Self::StreamStdioStream>, Status> {
+    async fn stream_stdio(
+        &self,
+        _: Request<plugin::Empty>,
+    ) -> Result<Response<Self::StreamStdioStream>, Status> {
         let mut stop = self.0.clone();
         let stream = futures::stream::once(async move {
             let _ = stop.wait_for(|s| *s).await;
@@ -219,13 +246,21 @@ impl health::health_server::Health for Health {
         &self,
         req: Request<health::HealthCheckRequest>,
     ) -> Result<Response<health::HealthCheckResponse>, Status> {
-        Ok(Response::new(health::HealthCheckResponse { status: serving(&req.get_ref().service) as i32 }))
+        Ok(Response::new(health::HealthCheckResponse {
+            status: serving(&req.get_ref().service) as i32,
+        }))
     }
 
-    async fn watch(&self, req: Request<health::HealthCheckRequest>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(
+        &self,
+        req: Request<health::HealthCheckRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
         let status = serving(&req.get_ref().service) as i32;
-        let first = futures::stream::once(async move { Ok(health::HealthCheckResponse { status }) });
-        Ok(Response::new(Box::pin(first.chain(futures::stream::pending()))))
+        let first =
+            futures::stream::once(async move { Ok(health::HealthCheckResponse { status }) });
+        Ok(Response::new(Box::pin(
+            first.chain(futures::stream::pending()),
+        )))
     }
 }
 

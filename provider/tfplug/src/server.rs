@@ -44,7 +44,14 @@ impl ProviderService {
             .map(|r| {
                 let schema = r.schema();
                 let ty = schema.block.ty();
-                (r.type_name().to_string(), Managed { resource: r, schema, ty })
+                (
+                    r.type_name().to_string(),
+                    Managed {
+                        resource: r,
+                        schema,
+                        ty,
+                    },
+                )
             })
             .collect();
         let data_sources: HashMap<String, Data> = provider
@@ -53,17 +60,36 @@ impl ProviderService {
             .map(|d| {
                 let schema = d.schema();
                 let ty = schema.block.ty();
-                (d.type_name().to_string(), Data { source: d, schema, ty })
+                (
+                    d.type_name().to_string(),
+                    Data {
+                        source: d,
+                        schema,
+                        ty,
+                    },
+                )
             })
             .collect();
         let schema_response = pb::get_provider_schema::Response {
             provider: Some(schema.to_proto()),
-            resource_schemas: resources.iter().map(|(k, m)| (k.clone(), m.schema.to_proto())).collect(),
-            data_source_schemas: data_sources.iter().map(|(k, d)| (k.clone(), d.schema.to_proto())).collect(),
+            resource_schemas: resources
+                .iter()
+                .map(|(k, m)| (k.clone(), m.schema.to_proto()))
+                .collect(),
+            data_source_schemas: data_sources
+                .iter()
+                .map(|(k, d)| (k.clone(), d.schema.to_proto()))
+                .collect(),
             server_capabilities: Some(capabilities()),
             ..Default::default()
         };
-        ProviderService { provider, schema, resources, data_sources, schema_response }
+        ProviderService {
+            provider,
+            schema,
+            resources,
+            data_sources,
+            schema_response,
+        }
     }
 
     /// The `GetProviderSchema` answer (also used to render docs).
@@ -85,7 +111,11 @@ impl ProviderService {
 }
 
 fn capabilities() -> pb::ServerCapabilities {
-    pb::ServerCapabilities { plan_destroy: false, get_provider_schema_optional: true, move_resource_state: false }
+    pb::ServerCapabilities {
+        plan_destroy: false,
+        get_provider_schema_optional: true,
+        move_resource_state: false,
+    }
 }
 
 /// Decodes an optional DynamicValue; null when absent.
@@ -95,7 +125,10 @@ fn decode(v: &Option<pb::DynamicValue>, ty: &Type, diags: &mut Diagnostics) -> V
         Value::from_msgpack(&v.msgpack, ty)
     } else if !v.json.is_empty() {
         serde_json::from_slice(&v.json)
-            .map_err(|e| crate::Error::Decode { path: String::new(), reason: e.to_string() })
+            .map_err(|e| crate::Error::Decode {
+                path: String::new(),
+                reason: e.to_string(),
+            })
             .and_then(|j| Value::from_json(&j, ty))
     } else {
         Ok(Value::Null)
@@ -107,7 +140,10 @@ fn decode(v: &Option<pb::DynamicValue>, ty: &Type, diags: &mut Diagnostics) -> V
 }
 
 fn encode(v: &Value, ty: &Type) -> Option<pb::DynamicValue> {
-    Some(pb::DynamicValue { msgpack: v.to_msgpack(ty), json: vec![] })
+    Some(pb::DynamicValue {
+        msgpack: v.to_msgpack(ty),
+        json: vec![],
+    })
 }
 
 #[tonic::async_trait]
@@ -122,12 +158,16 @@ impl pb::provider_server::Provider for ProviderService {
             data_sources: self
                 .data_sources
                 .keys()
-                .map(|k| pb::get_metadata::DataSourceMetadata { type_name: k.clone() })
+                .map(|k| pb::get_metadata::DataSourceMetadata {
+                    type_name: k.clone(),
+                })
                 .collect(),
             resources: self
                 .resources
                 .keys()
-                .map(|k| pb::get_metadata::ResourceMetadata { type_name: k.clone() })
+                .map(|k| pb::get_metadata::ResourceMetadata {
+                    type_name: k.clone(),
+                })
                 .collect(),
         }))
     }
@@ -146,10 +186,14 @@ impl pb::provider_server::Provider for ProviderService {
         let mut diags = Diagnostics::default();
         let config = decode(&req.get_ref().config, &self.schema.block.ty(), &mut diags);
         if !diags.has_errors() {
-            self.schema.block.validate(&config, &AttrPath::default(), &mut diags);
+            self.schema
+                .block
+                .validate(&config, &AttrPath::default(), &mut diags);
             self.provider.validate(&config, &mut diags).await;
         }
-        Ok(Response::new(pb::validate_provider_config::Response { diagnostics: diags.into_proto() }))
+        Ok(Response::new(pb::validate_provider_config::Response {
+            diagnostics: diags.into_proto(),
+        }))
     }
 
     async fn validate_resource_config(
@@ -161,10 +205,14 @@ impl pb::provider_server::Provider for ProviderService {
         let mut diags = Diagnostics::default();
         let config = decode(&req.config, &m.ty, &mut diags);
         if !diags.has_errors() {
-            m.schema.block.validate(&config, &AttrPath::default(), &mut diags);
+            m.schema
+                .block
+                .validate(&config, &AttrPath::default(), &mut diags);
             m.resource.validate(&config, &mut diags).await;
         }
-        Ok(Response::new(pb::validate_resource_config::Response { diagnostics: diags.into_proto() }))
+        Ok(Response::new(pb::validate_resource_config::Response {
+            diagnostics: diags.into_proto(),
+        }))
     }
 
     async fn validate_data_resource_config(
@@ -176,10 +224,14 @@ impl pb::provider_server::Provider for ProviderService {
         let mut diags = Diagnostics::default();
         let config = decode(&req.config, &d.ty, &mut diags);
         if !diags.has_errors() {
-            d.schema.block.validate(&config, &AttrPath::default(), &mut diags);
+            d.schema
+                .block
+                .validate(&config, &AttrPath::default(), &mut diags);
             d.source.validate(&config, &mut diags).await;
         }
-        Ok(Response::new(pb::validate_data_resource_config::Response { diagnostics: diags.into_proto() }))
+        Ok(Response::new(pb::validate_data_resource_config::Response {
+            diagnostics: diags.into_proto(),
+        }))
     }
 
     async fn upgrade_resource_state(
@@ -216,7 +268,9 @@ impl pb::provider_server::Provider for ProviderService {
         if !diags.has_errors() {
             self.provider.configure(&config, &mut diags).await;
         }
-        Ok(Response::new(pb::configure_provider::Response { diagnostics: diags.into_proto() }))
+        Ok(Response::new(pb::configure_provider::Response {
+            diagnostics: diags.into_proto(),
+        }))
     }
 
     async fn read_resource(
@@ -232,7 +286,11 @@ impl pb::provider_server::Provider for ProviderService {
         } else {
             let read = m.resource.read(&current, &mut diags).await;
             // A failed read keeps what Terraform had rather than dropping it.
-            if diags.has_errors() { current } else { read }
+            if diags.has_errors() {
+                current
+            } else {
+                read
+            }
         };
         Ok(Response::new(pb::read_resource::Response {
             new_state: encode(&new_state, &m.ty),
@@ -254,11 +312,17 @@ impl pb::provider_server::Provider for ProviderService {
         let config = decode(&req.config, &m.ty, &mut diags);
         let mut result = plan(&m.schema.block, &prior, &proposed, &config);
         if !diags.has_errors() && !proposed.is_null() {
-            m.resource.modify_plan(&prior, &config, &mut result, &mut diags).await;
+            m.resource
+                .modify_plan(&prior, &config, &mut result, &mut diags)
+                .await;
         }
         Ok(Response::new(pb::plan_resource_change::Response {
             planned_state: encode(&result.planned, &m.ty),
-            requires_replace: result.requires_replace.iter().map(AttrPath::to_proto).collect(),
+            requires_replace: result
+                .requires_replace
+                .iter()
+                .map(AttrPath::to_proto)
+                .collect(),
             planned_private: req.prior_private,
             diagnostics: diags.into_proto(),
             legacy_type_system: false,
@@ -280,13 +344,28 @@ impl pb::provider_server::Provider for ProviderService {
             prior
         } else if planned.is_null() {
             m.resource.delete(&prior, &mut diags).await;
-            if diags.has_errors() { prior } else { Value::Null }
+            if diags.has_errors() {
+                prior
+            } else {
+                Value::Null
+            }
         } else if prior.is_null() {
             let created = m.resource.create(&planned, &config, &mut diags).await;
-            if diags.has_errors() { Value::Null } else { created }
+            if diags.has_errors() {
+                Value::Null
+            } else {
+                created
+            }
         } else {
-            let updated = m.resource.update(&prior, &planned, &config, &mut diags).await;
-            if diags.has_errors() { prior } else { updated }
+            let updated = m
+                .resource
+                .update(&prior, &planned, &config, &mut diags)
+                .await;
+            if diags.has_errors() {
+                prior
+            } else {
+                updated
+            }
         };
         Ok(Response::new(pb::apply_resource_change::Response {
             new_state: encode(&new_state, &m.ty),
@@ -328,7 +407,11 @@ impl pb::provider_server::Provider for ProviderService {
         let d = self.data(&req.type_name)?;
         let mut diags = Diagnostics::default();
         let config = decode(&req.config, &d.ty, &mut diags);
-        let state = if diags.has_errors() { Value::Null } else { d.source.read(&config, &mut diags).await };
+        let state = if diags.has_errors() {
+            Value::Null
+        } else {
+            d.source.read(&config, &mut diags).await
+        };
         Ok(Response::new(pb::read_data_source::Response {
             state: encode(&state, &d.ty),
             diagnostics: diags.into_proto(),
@@ -341,6 +424,8 @@ impl pb::provider_server::Provider for ProviderService {
         _: Request<pb::stop_provider::Request>,
     ) -> Result<Response<pb::stop_provider::Response>, Status> {
         self.provider.stop().await;
-        Ok(Response::new(pb::stop_provider::Response { error: String::new() }))
+        Ok(Response::new(pb::stop_provider::Response {
+            error: String::new(),
+        }))
     }
 }

@@ -9,13 +9,18 @@ fn block() -> Block {
         .attr(Attribute::string("id").computed().use_state_for_unknown())
         .attr(Attribute::string("name").required().requires_replace())
         .attr(Attribute::number("port").default(0i64))
-        .attr(Attribute::string("action").validate(Validator::OneOf(vec!["allow".into(), "deny".into()])))
+        .attr(
+            Attribute::string("action")
+                .validate(Validator::OneOf(vec!["allow".into(), "deny".into()])),
+        )
         .attr(Attribute::string("index").computed())
         .attr(Attribute::new("tags", Type::list(Type::String)))
         .attr(Attribute::new("meta", Type::map(Type::String)))
         .block(NestedBlock::list(
             "listener",
-            Block::new("l").attr(Attribute::number("port").required()).attr(Attribute::string("protocol").default("tcp")),
+            Block::new("l")
+                .attr(Attribute::number("port").required())
+                .attr(Attribute::string("protocol").default("tcp")),
         ))
 }
 
@@ -44,7 +49,13 @@ fn msgpack_round_trip_keeps_unknowns_nulls_and_nesting() {
         ("port", 8080i64.into()),
         ("tags", Value::List(vec!["a".into(), Value::Unknown])),
         ("meta", Value::object([("k", Value::from("v"))])),
-        ("listener", Value::List(vec![Value::object([("port", Value::from(1.5)), ("protocol", Value::Null)])])),
+        (
+            "listener",
+            Value::List(vec![Value::object([
+                ("port", Value::from(1.5)),
+                ("protocol", Value::Null),
+            ])]),
+        ),
     ]);
     let bytes = v.to_msgpack(&ty);
     assert_eq!(Value::from_msgpack(&bytes, &ty).unwrap(), v);
@@ -55,9 +66,15 @@ fn msgpack_round_trip_keeps_unknowns_nulls_and_nesting() {
 #[test]
 fn any_extension_is_unknown_and_numbers_may_be_strings() {
     // fixext 2 of type 12: a refined unknown from newer cores.
-    assert_eq!(Value::from_msgpack(&[0xd5, 12, 1, 2], &Type::String).unwrap(), Value::Unknown);
+    assert_eq!(
+        Value::from_msgpack(&[0xd5, 12, 1, 2], &Type::String).unwrap(),
+        Value::Unknown
+    );
     let s = Value::String("12345678901".into()).to_msgpack(&Type::String);
-    assert_eq!(Value::from_msgpack(&s, &Type::Number).unwrap(), Value::Number(12345678901.0));
+    assert_eq!(
+        Value::from_msgpack(&s, &Type::Number).unwrap(),
+        Value::Number(12345678901.0)
+    );
     assert!(Value::from_msgpack(&[0xc3], &Type::Number).is_err());
 }
 
@@ -84,18 +101,35 @@ fn schema_encodes_types_as_json_and_blocks_as_nested() {
 
 #[test]
 fn create_plan_fills_defaults_and_unknowns() {
-    let config = obj(&[("name", "web".into()), ("listener", Value::List(vec![Value::object([("port", Value::from(1i64)), ("protocol", Value::Null)])]))]);
+    let config = obj(&[
+        ("name", "web".into()),
+        (
+            "listener",
+            Value::List(vec![Value::object([
+                ("port", Value::from(1i64)),
+                ("protocol", Value::Null),
+            ])]),
+        ),
+    ]);
     let p = plan(&block(), &Value::Null, &config, &config);
     assert_eq!(p.planned.get("id"), &Value::Unknown);
     assert_eq!(p.planned.get("index"), &Value::Unknown);
     assert_eq!(p.planned.get("port"), &Value::Number(0.0));
-    assert_eq!(p.planned.get("listener").items()[0].get("protocol"), &Value::from("tcp"));
+    assert_eq!(
+        p.planned.get("listener").items()[0].get("protocol"),
+        &Value::from("tcp")
+    );
     assert!(p.requires_replace.is_empty());
 }
 
 #[test]
 fn update_plan_keeps_state_marks_computed_and_requires_replace() {
-    let prior = obj(&[("id", "1".into()), ("name", "web".into()), ("port", 0i64.into()), ("index", "7".into())]);
+    let prior = obj(&[
+        ("id", "1".into()),
+        ("name", "web".into()),
+        ("port", 0i64.into()),
+        ("index", "7".into()),
+    ]);
     // No change: every computed value stays.
     let config = obj(&[("name", "web".into())]);
     let mut proposed = config.clone();
@@ -125,6 +159,10 @@ fn validators_report_the_attribute_path() {
     assert_eq!(diags.0[0].path, Some(AttrPath::attr("action")));
     assert!(diags.0[0].detail.contains("allow"), "{}", diags.0[0].detail);
     let mut diags = Diagnostics::default();
-    block().validate(&obj(&[("action", Value::Unknown)]), &AttrPath::default(), &mut diags);
+    block().validate(
+        &obj(&[("action", Value::Unknown)]),
+        &AttrPath::default(),
+        &mut diags,
+    );
     assert!(!diags.has_errors());
 }

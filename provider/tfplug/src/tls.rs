@@ -14,8 +14,8 @@ use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{
-    alg_id, AlgorithmIdentifier, CertificateDer, InvalidSignature, PrivateKeyDer, PrivatePkcs8KeyDer,
-    SignatureVerificationAlgorithm, UnixTime,
+    alg_id, AlgorithmIdentifier, CertificateDer, InvalidSignature, PrivateKeyDer,
+    PrivatePkcs8KeyDer, SignatureVerificationAlgorithm, UnixTime,
 };
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
@@ -36,22 +36,32 @@ pub fn auto_mtls(client_cert_pem: &str) -> Result<AutoMtls, Error> {
     let client = CertificateDer::from_pem_slice(client_cert_pem.as_bytes()).map_err(|e| tls(&e))?;
 
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| tls(&e))?;
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).map_err(|e| tls(&e))?;
-    params.distinguished_name.push(rcgen::DnType::OrganizationName, "HashiCorp");
-    params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string()]).map_err(|e| tls(&e))?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "HashiCorp");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     params.key_usages = vec![
         rcgen::KeyUsagePurpose::DigitalSignature,
         rcgen::KeyUsagePurpose::KeyEncipherment,
         rcgen::KeyUsagePurpose::KeyCertSign,
     ];
-    params.extended_key_usages =
-        vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
     let cert = params.self_signed(&key).map_err(|e| tls(&e))?;
     let cert_der = cert.der().to_vec();
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = PinnedClient { cert: client.into_owned(), provider: provider.clone() };
+    let verifier = PinnedClient {
+        cert: client.into_owned(),
+        provider: provider.clone(),
+    };
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| tls(&e))?
@@ -62,7 +72,10 @@ pub fn auto_mtls(client_cert_pem: &str) -> Result<AutoMtls, Error> {
         )
         .map_err(|e| tls(&e))?;
     config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(AutoMtls { config: Arc::new(config), cert_der })
+    Ok(AutoMtls {
+        config: Arc::new(config),
+        cert_der,
+    })
 }
 
 /// Accepts exactly one client certificate and verifies its handshake signatures.
@@ -96,7 +109,9 @@ impl ClientCertVerifier for PinnedClient {
         if end_entity.as_ref() == self.cert.as_ref() {
             Ok(ClientCertVerified::assertion())
         } else {
-            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer))
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            ))
         }
     }
 
@@ -119,7 +134,10 @@ impl ClientCertVerifier for PinnedClient {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        let mut schemes = self.provider.signature_verification_algorithms.supported_schemes();
+        let mut schemes = self
+            .provider
+            .signature_verification_algorithms
+            .supported_schemes();
         // Go only sends a client certificate if the server lists its key's scheme.
         schemes.push(SignatureScheme::ECDSA_NISTP521_SHA512);
         schemes
@@ -138,9 +156,15 @@ static P521_ALGORITHMS: WebPkiSupportedAlgorithms = WebPkiSupportedAlgorithms {
 };
 
 impl SignatureVerificationAlgorithm for EcdsaP521Sha512 {
-    fn verify_signature(&self, public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), InvalidSignature> {
+    fn verify_signature(
+        &self,
+        public_key: &[u8],
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), InvalidSignature> {
         use p521::ecdsa::signature::Verifier;
-        let key = p521::ecdsa::VerifyingKey::from_sec1_bytes(public_key).map_err(|_| InvalidSignature)?;
+        let key =
+            p521::ecdsa::VerifyingKey::from_sec1_bytes(public_key).map_err(|_| InvalidSignature)?;
         let sig = p521::ecdsa::Signature::from_der(signature).map_err(|_| InvalidSignature)?;
         key.verify(message, &sig).map_err(|_| InvalidSignature)
     }
@@ -166,14 +190,22 @@ mod tests {
         let point = vk.to_encoded_point(false);
         let sig: p521::ecdsa::Signature = sk.sign(b"handshake transcript");
         let der = sig.to_der();
-        assert!(P521_SHA512.verify_signature(point.as_bytes(), b"handshake transcript", der.as_bytes()).is_ok());
-        assert!(P521_SHA512.verify_signature(point.as_bytes(), b"other", der.as_bytes()).is_err());
+        assert!(P521_SHA512
+            .verify_signature(point.as_bytes(), b"handshake transcript", der.as_bytes())
+            .is_ok());
+        assert!(P521_SHA512
+            .verify_signature(point.as_bytes(), b"other", der.as_bytes())
+            .is_err());
     }
 
     #[test]
     fn server_config_offers_p521_and_h2() {
         let ca = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let pem = rcgen::CertificateParams::new(vec!["client".into()]).unwrap().self_signed(&ca).unwrap().pem();
+        let pem = rcgen::CertificateParams::new(vec!["client".into()])
+            .unwrap()
+            .self_signed(&ca)
+            .unwrap()
+            .pem();
         let m = auto_mtls(&pem).unwrap();
         assert_eq!(m.config.alpn_protocols, vec![b"h2".to_vec()]);
         assert!(!m.cert_der.is_empty());

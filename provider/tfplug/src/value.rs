@@ -58,7 +58,12 @@ impl Type {
             Type::Map(t) => Json::Array(vec!["map".into(), t.to_json()]),
             Type::Object(attrs) => Json::Array(vec![
                 "object".into(),
-                Json::Object(attrs.iter().map(|(k, t)| (k.clone(), t.to_json())).collect()),
+                Json::Object(
+                    attrs
+                        .iter()
+                        .map(|(k, t)| (k.clone(), t.to_json()))
+                        .collect(),
+                ),
             ]),
         }
     }
@@ -224,7 +229,9 @@ impl Value {
             Value::Number(n) => number_json(*n),
             Value::String(s) => Json::String(s.clone()),
             Value::List(v) => Json::Array(v.iter().map(Value::to_json).collect()),
-            Value::Map(m) => Json::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
+            Value::Map(m) => {
+                Json::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+            }
         }
     }
 }
@@ -297,7 +304,9 @@ fn typed(raw: crate::msgpack::Raw, ty: &Type, path: &mut Vec<String>) -> Result<
         },
         (Raw::Int(n), Type::Number) => Value::Number(n as f64),
         (Raw::Float(n), Type::Number) => Value::Number(n),
-        (Raw::Str(s), Type::Number) => Value::Number(s.parse().map_err(|_| mismatch(path, "string"))?),
+        (Raw::Str(s), Type::Number) => {
+            Value::Number(s.parse().map_err(|_| mismatch(path, "string"))?)
+        }
         (Raw::Str(s), Type::String) => Value::String(s),
         (Raw::Int(n), Type::String) => Value::String(n.to_string()),
         (Raw::Bool(b), Type::String) => Value::String(b.to_string()),

@@ -7,7 +7,8 @@ use std::path::Path;
 fn generated_code_is_current() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = tempfile::tempdir().unwrap();
-    let protos = ["tfplugin6.proto", "plugin.proto", "health.proto"].map(|p| root.join("proto").join(p));
+    let protos =
+        ["tfplugin6.proto", "plugin.proto", "health.proto"].map(|p| root.join("proto").join(p));
     tonic_prost_build::configure()
         .build_client(false)
         .out_dir(out.path())

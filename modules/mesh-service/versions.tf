@@ -1,0 +1,5 @@
+terraform {
+  required_providers {
+    mesh = { source = "mesh/mesh" }
+  }
+}

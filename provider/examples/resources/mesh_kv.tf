@@ -1,0 +1,4 @@
+resource "mesh_kv" "limit" {
+  path  = "app/config/limit"
+  value = "100"
+}
