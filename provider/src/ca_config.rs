@@ -196,12 +196,18 @@ impl CaConfigResource {
             .and_then(|r| r["ActiveRootID"].as_str())
             .map(str::to_string);
         let body = json!({"Provider": s(planned, "provider"), "Config": cfg});
-        if let Err(e) = c.ca_config_put(&body).await {
-            report(diags, e, "update the CA configuration", None);
-            return Value::Null;
-        }
+        let answer = match c.ca_config_put(&body).await {
+            Ok(a) => a,
+            Err(e) => {
+                report(diags, e, "update the CA configuration", None);
+                return Value::Null;
+            }
+        };
         let timeout = Duration::from_secs(n(planned, "rotation_timeout").max(1) as u64);
-        if let Err(e) = wait_rotated(&c, before.as_deref(), timeout).await {
+        let rotating = answer["Rotating"].as_bool().unwrap_or(true);
+        if !rotating {
+            // Nothing about the root changed (e.g. only the leaf TTL).
+        } else if let Err(e) = wait_rotated(&c, before.as_deref(), timeout).await {
             diags.attr_error(
                 AttrPath::attr("rotation_timeout"),
                 "CA rotation did not finish",
@@ -228,8 +234,8 @@ impl CaConfigResource {
     }
 }
 
-/// Waits until the rotation endpoint reports no pending root (or, without
-/// that endpoint, until the active root differs from `before`).
+/// Waits until the rotation endpoint reports the new root active (or,
+/// without that endpoint, until the active root differs from `before`).
 async fn wait_rotated(
     c: &mesh_client::Client,
     before: Option<&str>,
@@ -239,7 +245,7 @@ async fn wait_rotated(
     loop {
         let rotation = c.ca_rotation().await;
         let done = match &rotation {
-            Ok(Some(r)) => rotation_done(r),
+            Ok(Some(r)) => rotation_done(r, before),
             // No staged rotation endpoint: a changed root (or none before) is enough.
             _ => match c.ca_roots(&Default::default()).await {
                 Ok(Some(roots)) => roots["ActiveRootID"].as_str() != before || before.is_none(),
@@ -258,26 +264,20 @@ async fn wait_rotated(
     }
 }
 
-/// Whether a rotation status says the new root is active (nothing pending).
-fn rotation_done(r: &Json) -> bool {
+/// Whether a rotation status says the new root is active: stage `active` or
+/// `reissuing` (leaves are being re-signed by the new root), or no rotation
+/// with an active root other than the one before the change.
+fn rotation_done(r: &Json, before: Option<&str>) -> bool {
     let field = |name: &str| {
         r.as_object()
             .and_then(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
             .map(|(_, v)| v.clone())
             .unwrap_or(Json::Null)
     };
-    match field("State").as_str().or(field("Phase").as_str()) {
-        Some(state) => matches!(
-            state.to_ascii_lowercase().as_str(),
-            "active" | "idle" | "done" | "complete" | "none"
-        ),
-        None => {
-            field("Pending").is_null()
-                && field("PendingRootID")
-                    .as_str()
-                    .unwrap_or_default()
-                    .is_empty()
-        }
+    match field("Stage").as_str().map(str::to_ascii_lowercase).as_deref() {
+        Some("active" | "reissuing") => true,
+        Some("none") => field("ActiveRootID").as_str() != before,
+        _ => false,
     }
 }
 
@@ -300,5 +300,15 @@ mod tests {
         .contains("base64"));
         assert!(check_pem(good, "PRIVATE KEY").is_err());
         assert!(hash("k").starts_with("sha256:"));
+    }
+
+    #[test]
+    fn rotation_is_done_once_the_new_root_is_active() {
+        let stage = |s: &str, id: &str| json!({"Stage": s, "ActiveRootID": id});
+        assert!(!rotation_done(&stage("pending", "a"), Some("a")));
+        assert!(rotation_done(&stage("reissuing", "b"), Some("a")));
+        assert!(rotation_done(&stage("active", "b"), Some("a")));
+        assert!(!rotation_done(&stage("none", "a"), Some("a")));
+        assert!(rotation_done(&stage("none", "b"), Some("a")));
     }
 }

@@ -12,6 +12,13 @@ use crate::http;
 
 const TERRAFORM: &str = "/usr/local/bin/terraform";
 
+/// The provider binary: `$MESH_PROVIDER_BIN`, else next to the `mesh` binary.
+fn provider_bin() -> PathBuf {
+    std::env::var_os("MESH_PROVIDER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| mesh_testkit::mesh_bin().with_file_name("terraform-provider-mesh"))
+}
+
 /// A terraform working directory with its own CLI config.
 struct Tf {
     dir: PathBuf,
@@ -25,7 +32,7 @@ struct Run {
 
 impl Tf {
     fn new(root: &Path, name: &str) -> Tf {
-        let provider = mesh_testkit::mesh_bin().with_file_name("terraform-provider-mesh");
+        let provider = provider_bin();
         assert!(
             provider.exists(),
             "{} not built (cargo build -p terraform-provider-mesh)",
@@ -357,6 +364,32 @@ resource "mesh_service" "billing" {
     assert_eq!(r.code, 0, "re-apply converges:\n{}", r.out);
     assert_eq!(tf.plan().await.code, 0);
 
+    // The CA: configured in place; a key change waits for the staged
+    // rotation to activate the new root, which every live node then serves.
+    let roots_before = get(&c, cluster.agents[via].url("/v1/connect/ca/roots")).await.unwrap();
+    let ca = |bits: u32| {
+        format!(
+            "resource \"mesh_ca_config\" \"ca\" {{\n  leaf_cert_ttl    = \"48h\"\n  private_key_type = \"ec\"\n  private_key_bits = {bits}\n}}\n\ndata \"mesh_ca_roots\" \"now\" {{\n  depends_on = [mesh_ca_config.ca]\n}}\n"
+        )
+    };
+    tf.write(&addr, &config(8081, "20", &ca(256)));
+    let r = tf.apply().await;
+    assert_eq!(r.code, 0, "{}", r.out);
+    assert_eq!(tf.plan().await.code, 0);
+    tf.write(&addr, &config(8081, "20", &ca(384)));
+    let r = tf.plan().await;
+    assert!(r.out.contains("mesh_ca_config.ca will be updated in-place"), "{}", r.out);
+    let r = tf.apply().await;
+    assert_eq!(r.code, 0, "{}", r.out);
+    let active = get(&c, cluster.agents[via].url("/v1/connect/ca/roots")).await.unwrap()["ActiveRootID"].clone();
+    assert_ne!(active, roots_before["ActiveRootID"], "a new root is active");
+    for a in cluster.agents.iter().filter(|a| a.is_alive()) {
+        let cfg = get(&c, a.url("/v1/connect/ca/configuration")).await.unwrap();
+        assert_eq!(cfg["Config"]["LeafCertTTL"], "48h", "{cfg}");
+    }
+    assert_eq!(tf.plan().await.code, 0);
+    tf.write(&addr, &config(8081, "20", ""));
+
     // Destroy: all gone on every live node.
     let r = tf.run(&["destroy", "-auto-approve", "-input=false"]).await;
     assert_eq!(r.code, 0, "{}", r.out);
@@ -466,7 +499,7 @@ async fn terraform_examples_and_module_work() {
     let root = tempfile::tempdir().unwrap();
     copy_tree(&repo.join("examples/terraform"), &root.path().join("examples/terraform"));
     copy_tree(&repo.join("modules"), &root.path().join("modules"));
-    let provider = mesh_testkit::mesh_bin().with_file_name("terraform-provider-mesh");
+    let provider = provider_bin();
     let platform = root.path().join("mirror/registry.terraform.io/mesh/mesh/0.1.0/linux_amd64");
     std::fs::create_dir_all(&platform).unwrap();
     std::fs::copy(&provider, platform.join("terraform-provider-mesh_v0.1.0")).unwrap();

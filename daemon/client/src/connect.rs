@@ -40,11 +40,13 @@ impl Client {
         Ok(self.read(url, &QueryOptions::default()).await?.0)
     }
 
-    /// `PUT /v1/connect/ca/configuration` with {Provider, Config}.
-    pub async fn ca_config_put(&self, body: &Value) -> Result<()> {
+    /// `PUT /v1/connect/ca/configuration` with {Provider, Config}; the agent's answer
+    /// (mesh: `{"Rotating": bool}`; Consul: empty, returned as null).
+    pub async fn ca_config_put(&self, body: &Value) -> Result<Value> {
         let url = self.url(&["connect", "ca", "configuration"]);
-        self.send_json(Method::PUT, url, Some(body)).await?;
-        Ok(())
+        let resp = self.send_json(Method::PUT, url, Some(body)).await?;
+        let text = resp.text().await.unwrap_or_default();
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     /// `GET /v1/connect/ca/rotation`: the staged rotation's state.
