@@ -5,6 +5,7 @@
 #![allow(clippy::bool_assert_comparison)]
 
 mod bad_input;
+mod ca;
 mod catalog;
 mod cluster;
 mod compat;

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod build;
+mod ca_endpoints;
 mod connect_ca;
 mod dns;
 mod duties;
