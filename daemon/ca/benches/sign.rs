@@ -23,7 +23,10 @@ fn rate(label: &str, secs: f64, mut op: impl FnMut()) -> f64 {
         n += 100;
     }
     let per_sec = n as f64 / start.elapsed().as_secs_f64();
-    println!("{label:<34} {per_sec:>10.0}/s  ({:.1} µs each, {n} ops)", 1e6 / per_sec);
+    println!(
+        "{label:<34} {per_sec:>10.0}/s  ({:.1} µs each, {n} ops)",
+        1e6 / per_sec
+    );
     per_sec
 }
 
