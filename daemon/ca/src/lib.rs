@@ -18,7 +18,7 @@
 //! let td = "11111111-2222-3333-4444-555555555555.consul";
 //! let mut state = CaState::new(cfg.build_root(td, now)?, cfg.leaf_ttl, now);
 //!
-//! // Leaves: build a Signer once per state.epoch and share it.
+//! // Leaves: build a Signer once, share it (Arc), rebuild when !signer.is_for(active).
 //! let signer = state.active_signer()?;
 //! let leaf = signer.sign_leaf(&LeafRequest::new("web", "dc1", cfg.leaf_ttl))?;
 //! verify_leaf(&leaf.cert_pem, &state.trust_bundle(), now, VerifyPurpose::Both)?;
