@@ -51,7 +51,7 @@ async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr) {
     let _active = GaugeGuard::inc(&metrics.active);
     let _ = tcp.set_nodelay(true);
 
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, ctx.acceptor.accept(tcp)).await {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, ctx.acceptor.accept(wire(tcp))).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             let reason = failure_reason(&e);
@@ -95,8 +95,17 @@ async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr) {
     }
 }
 
+/// TCP below TLS, with a read buffer: rustls pulls at most 4 KiB per read,
+/// so without it a 16 KiB record costs several syscalls.
+pub(crate) type Wire = tokio::io::BufReader<TcpStream>;
+
+/// Wraps a connected socket for TLS.
+pub(crate) fn wire(tcp: TcpStream) -> Wire {
+    tokio::io::BufReader::with_capacity(COPY_BUF, tcp)
+}
+
 /// Sends close_notify and closes, without waiting on a slow peer.
-async fn close(mut tls: TlsStream<TcpStream>) {
+async fn close(mut tls: TlsStream<Wire>) {
     let _ = tokio::time::timeout(Duration::from_millis(100), tls.shutdown()).await;
 }
 
@@ -112,7 +121,7 @@ pub(crate) fn local_addr(ctx: &Ctx) -> (String, u16) {
     (host, p.local_service_port)
 }
 
-async fn splice(ctx: Arc<Ctx>, mut tls: TlsStream<TcpStream>, source: String, peer: SocketAddr) {
+async fn splice(ctx: Arc<Ctx>, mut tls: TlsStream<Wire>, source: String, peer: SocketAddr) {
     let (host, port) = local_addr(&ctx);
     let mut app = match tokio::time::timeout(
         Duration::from_secs(5),

@@ -19,10 +19,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 use crate::authz::RequestView;
+use crate::inbound::Wire;
 use crate::proxy::Ctx;
 use crate::snapshot::Protocol;
 
@@ -40,12 +40,7 @@ pub(crate) fn local_client() -> LocalClient {
 }
 
 /// Serves HTTP on an authenticated connection from `source`.
-pub(crate) async fn serve(
-    ctx: Arc<Ctx>,
-    tls: TlsStream<TcpStream>,
-    source: String,
-    peer: SocketAddr,
-) {
+pub(crate) async fn serve(ctx: Arc<Ctx>, tls: TlsStream<Wire>, source: String, peer: SocketAddr) {
     let svc_ctx = ctx.clone();
     let svc_source: Arc<str> = source.clone().into();
     let svc = hyper::service::service_fn(move |req| {

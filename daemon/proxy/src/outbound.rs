@@ -15,6 +15,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
+use crate::inbound::Wire;
 use crate::inbound::COPY_BUF;
 use crate::metrics::GaugeGuard;
 use crate::proxy::Ctx;
@@ -92,7 +93,7 @@ async fn dial(
     ctx: &Ctx,
     state: &Listener,
     um: &crate::metrics::UpstreamMetrics,
-) -> Result<TlsStream<TcpStream>, Error> {
+) -> Result<TlsStream<Wire>, Error> {
     let m = ctx.current.get();
     let Some(up) = m
         .snap
@@ -151,10 +152,13 @@ fn client_config(ctx: &Ctx, state: &Listener, expected: &str) -> Arc<ClientConfi
     cfg
 }
 
-async fn connect(ep: &Endpoint, cfg: Arc<ClientConfig>) -> std::io::Result<TlsStream<TcpStream>> {
+async fn connect(ep: &Endpoint, cfg: Arc<ClientConfig>) -> std::io::Result<TlsStream<Wire>> {
     let tcp = TcpStream::connect((ep.address.as_str(), ep.port)).await?;
     let _ = tcp.set_nodelay(true);
     TlsConnector::from(cfg)
-        .connect(crate::tls::server_name(&ep.address), tcp)
+        .connect(
+            crate::tls::server_name(&ep.address),
+            crate::inbound::wire(tcp),
+        )
         .await
 }
