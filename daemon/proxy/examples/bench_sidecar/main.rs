@@ -33,7 +33,15 @@ fn main() -> anyhow::Result<()> {
             .map(String::as_str)
             .with_context(|| format!("missing argument {i}; see the usage in the source"))
     };
-    let rt = tokio::runtime::Runtime::new()?;
+    // MESH_PROXY_WORKERS: 0 = current-thread runtime, N = N worker threads.
+    let rt = match std::env::var("MESH_PROXY_WORKERS").ok().and_then(|v| v.parse().ok()) {
+        Some(0) => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()?,
+        None => tokio::runtime::Runtime::new()?,
+    };
     match arg(0)? {
         "gen" => gen::generate(
             arg(1)?.as_ref(),
