@@ -34,8 +34,13 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("missing argument {i}; see the usage in the source"))
     };
     // MESH_PROXY_WORKERS: 0 = current-thread runtime, N = N worker threads.
-    let rt = match std::env::var("MESH_PROXY_WORKERS").ok().and_then(|v| v.parse().ok()) {
-        Some(0) => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+    let rt = match std::env::var("MESH_PROXY_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(0) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
         Some(n) => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(n)
             .enable_all()
