@@ -37,7 +37,7 @@ mod tls;
 
 pub use error::Error;
 pub use metrics::{Metrics, UpstreamMetrics};
-pub use proxy::{Bound, Proxy, ProxyHandle};
+pub use proxy::{Bound, Proxy, ProxyHandle, DRAIN_TIMEOUT};
 pub use snapshot::{
     Action, Endpoint, HeaderMatch, HttpMatch, IntentionRule, Intentions, Leaf, Permission,
     Protocol, ProxySnapshot, PublicListener, Upstream,

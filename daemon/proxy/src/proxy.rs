@@ -23,8 +23,10 @@ pub(crate) struct Ctx {
     pub metrics: Arc<Metrics>,
     pub acceptor: TlsAcceptor,
     pub http: crate::l7::LocalClient,
-    /// Fires when the whole proxy stops.
+    /// Fires when live connections must be cut (end of drain, or abort).
     pub stop: CancellationToken,
+    /// Fires when listeners must close (start of shutdown).
+    pub closing: CancellationToken,
     /// Every connection task, so `join` can wait for them.
     pub tracker: TaskTracker,
 }
@@ -52,15 +54,21 @@ pub struct ProxyHandle {
     bound: watch::Receiver<Bound>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
+    closing: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     tracker: TaskTracker,
 }
 
+/// How long live connections may finish after shutdown before they are cut.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Proxy {
-    /// Starts the sidecar driven by `snapshots`; it stops when `shutdown` completes.
+    /// Starts the sidecar driven by `snapshots`; it drains when `shutdown` completes.
     ///
     /// Listeners are bound from the snapshot (port 0 allowed; see
     /// [`ProxyHandle::bound`]). `admin`, if given, serves `/ready` and `/metrics`.
+    /// On shutdown listeners close at once and live connections get
+    /// [`DRAIN_TIMEOUT`] to finish before they are cut.
     pub fn spawn(
         snapshots: watch::Receiver<Arc<ProxySnapshot>>,
         admin: Option<TcpListener>,
@@ -68,6 +76,7 @@ impl Proxy {
     ) -> ProxyHandle {
         let current = Current::new(snapshots);
         let stop = CancellationToken::new();
+        let closing = CancellationToken::new();
         let tracker = TaskTracker::new();
         let ctx = Arc::new(Ctx {
             acceptor: TlsAcceptor::from(crate::tls::server_config(&current)),
@@ -75,19 +84,30 @@ impl Proxy {
             metrics: Arc::new(Metrics::default()),
             http: crate::l7::local_client(),
             stop: stop.clone(),
+            closing: closing.clone(),
             tracker: tracker.clone(),
         });
-        let stop2 = stop.clone();
+        let (stop2, closing2, tracker2) = (stop.clone(), closing.clone(), tracker.clone());
         tokio::spawn(async move {
             tokio::select! {
-                _ = shutdown => stop2.cancel(),
+                _ = shutdown => {}
+                _ = closing2.cancelled() => {}
+            }
+            closing2.cancel();
+            tracker2.close();
+            tokio::select! {
+                _ = tracker2.wait() => {}
+                _ = tokio::time::sleep(DRAIN_TIMEOUT) => {
+                    tracing::info!(left = tracker2.len(), "drain timeout: cutting live connections");
+                }
                 _ = stop2.cancelled() => {}
             }
+            stop2.cancel();
         });
         let mut initial = Bound::default();
         if let Some(l) = admin {
             initial.admin = l.local_addr().ok();
-            tracker.spawn(crate::admin::serve(ctx.clone(), l, stop.clone()));
+            tracker.spawn(crate::admin::serve(ctx.clone(), l, closing.clone()));
         }
         let (bound_tx, bound) = watch::channel(initial);
         let metrics = ctx.metrics.clone();
@@ -96,6 +116,7 @@ impl Proxy {
             bound,
             metrics,
             stop,
+            closing,
             task,
             tracker,
         }
@@ -127,8 +148,14 @@ impl ProxyHandle {
         self.metrics.clone()
     }
 
-    /// Asks the proxy to stop: listeners close, live connections are cut.
+    /// Starts a graceful shutdown: listeners close, live connections drain.
     pub fn shutdown(&self) {
+        self.closing.cancel();
+    }
+
+    /// Stops at once: listeners close and live connections are cut.
+    pub fn abort(&self) {
+        self.closing.cancel();
         self.stop.cancel();
     }
 
@@ -216,10 +243,10 @@ async fn supervise(ctx: Arc<Ctx>, bound_tx: watch::Sender<Bound>) {
         tokio::select! {
             changed = rx.changed() => if changed.is_err() {
                 // No more snapshots: keep serving the last one until stopped.
-                ctx.stop.cancelled().await;
+                ctx.closing.cancelled().await;
                 break;
             },
-            _ = ctx.stop.cancelled() => break,
+            _ = ctx.closing.cancelled() => break,
         }
     }
     if let Some(p) = public {
@@ -239,7 +266,7 @@ async fn bind(key: &(String, u16)) -> Result<TcpListener, Error> {
 
 fn start(ctx: &Arc<Ctx>, key: (String, u16), l: TcpListener, upstream: Option<String>) -> Running {
     let addr = l.local_addr().expect("bound listener has an address");
-    let stop = ctx.stop.child_token();
+    let stop = ctx.closing.child_token();
     match upstream {
         None => {
             tracing::info!(%addr, "public listener bound");

@@ -104,3 +104,31 @@ async fn upstream_changes_apply_to_new_connections_and_removal_closes_the_listen
     // The connection made before removal is left alone.
     assert_eq!(roundtrip(&mut old, b"z").await.unwrap(), b"z");
 }
+
+#[tokio::test]
+async fn shutdown_closes_listeners_and_drains_live_connections() {
+    let ca = Ca::new("root");
+    let (a, b) = pair(&ca, echo_server().await, Protocol::Tcp).await;
+    let public = b.public();
+    let mut s = TcpStream::connect(a.upstream("b")).await.unwrap();
+    assert_eq!(roundtrip(&mut s, b"x").await.unwrap(), b"x");
+
+    b.handle.shutdown();
+    eventually("public listener closed", || async {
+        TcpStream::connect(public).await.is_err().then_some(())
+    })
+    .await;
+    // The live connection is still served while draining.
+    assert_eq!(roundtrip(&mut s, b"y").await.unwrap(), b"y");
+    drop(s);
+    let Sidecar { handle, .. } = b;
+    tokio::time::timeout(WAIT, handle.join())
+        .await
+        .expect("join returns once the last connection is gone");
+
+    a.handle.abort();
+    let Sidecar { handle, .. } = a;
+    tokio::time::timeout(WAIT, handle.join())
+        .await
+        .expect("abort is immediate");
+}
