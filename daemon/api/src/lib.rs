@@ -29,6 +29,7 @@ use mesh_raft::RaftNode;
 use mesh_state::StateStore;
 use serde::Serialize;
 
+pub use catalog::connect_instances;
 pub use error::ApiError;
 pub use intentions::spiffe_service;
 pub use params::Params;
