@@ -5,12 +5,14 @@
 #![allow(clippy::bool_assert_comparison)]
 
 mod bad_input;
+mod ca;
 mod catalog;
 mod cluster;
 mod compat;
 mod dev;
 mod dns;
 mod intentions;
+mod proxy;
 mod reload;
 mod terraform;
 

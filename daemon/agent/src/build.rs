@@ -66,6 +66,8 @@ pub struct Agent {
     pub(crate) config_status: parking_lot::Mutex<crate::reload::ConfigStatus>,
     pub(crate) reload_tx: mpsc::Sender<crate::reload::ReloadRequest>,
     reload_rx: parking::Slot<mpsc::Receiver<crate::reload::ReloadRequest>>,
+    /// Signer and leaf cache for the Connect CA (servers).
+    pub(crate) ca: crate::connect_ca::CaRuntime,
     _dev_dir: Option<tempfile::TempDir>,
 }
 
@@ -221,6 +223,7 @@ impl Agent {
             config_status: Default::default(),
             reload_tx,
             reload_rx: parking::Slot::new(Some(reload_rx)),
+            ca: Default::default(),
             config,
             node_id,
             state,
@@ -265,9 +268,17 @@ impl Agent {
                 self.state.clone(),
                 Arc::new(AgentView::new(self.clone())),
             )
-            .router(crate::endpoints::routes(self.clone()));
+            .router(
+                crate::endpoints::routes(self.clone()),
+                crate::ca_endpoints::routes(self.clone()),
+            );
             let mut stop = self.shutdown.subscribe();
             tasks.spawn(async move {
+                // Small answers must not wait for Nagle's delayed ACK dance.
+                use axum::serve::ListenerExt;
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 axum::serve(listener, router)
                     .with_graceful_shutdown(async move {
                         let _ = stop.wait_for(|s| *s != Stop::Running).await;
@@ -282,7 +293,16 @@ impl Agent {
                 tonic::transport::Server::builder()
                     .add_service(raft.service().into_server())
                     .serve_with_incoming_shutdown(
-                        tokio_stream::wrappers::TcpListenerStream::new(listener),
+                        // Raft RPCs are small and latency-bound: no Nagle.
+                        tokio_stream::StreamExt::map(
+                            tokio_stream::wrappers::TcpListenerStream::new(listener),
+                            |conn| {
+                                if let Ok(tcp) = &conn {
+                                    let _ = tcp.set_nodelay(true);
+                                }
+                                conn
+                            },
+                        ),
                         async move {
                             let _ = stop.wait_for(|s| *s != Stop::Running).await;
                         },
@@ -295,6 +315,7 @@ impl Agent {
         if self.raft.is_some() {
             tasks.spawn(duties::bootstrap(self.clone()));
             tasks.spawn(duties::membership(self.clone()));
+            tasks.spawn(crate::connect_ca::leader_loop(self.clone()));
         }
         if let Some(updates) = self.check_updates.take() {
             tasks.spawn(crate::sync::check_results(self.clone(), updates));

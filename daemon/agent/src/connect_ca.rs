@@ -1,15 +1,477 @@
-//! The agent's side of the Connect CA: applying a `ca { }` block from files.
+//! The Connect CA in the cluster: the CA state lives in Raft (as mesh-ca's
+//! `CaState` JSON); the leader creates it, advances rotations (pending →
+//! active → retired → removed) and records progress; any server signs leaves
+//! with the active root. Configuration changes come from the API, `ca { }`
+//! blocks in config files, or the agent's `connect { ca_config }`.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_ca::{CaConfig, CaState, Leaf, LeafRequest, RootCa, Signer, Stage};
 use mesh_config::Loc;
+use mesh_state::Table;
+use mesh_types::{Command, Outcome};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::build::Agent;
+use crate::build::{Agent, Stop};
+
+/// How long a new root stays pending (trusted, not signing) before it
+/// signs, unless the configuration says otherwise.
+const DEFAULT_PENDING: Duration = Duration::from_secs(5);
+/// Window over which leaves are re-issued after a new root activates.
+const DEFAULT_SPREAD: Duration = Duration::from_secs(30);
+
+/// What the cluster stores: the CA state, and the configuration that made it
+/// (its private key removed: the key lives only in the root itself).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct StoredCa {
+    pub state: CaState,
+    pub config: Value,
+    pub pending_secs: u64,
+    pub spread_secs: u64,
+}
+
+/// Why a CA request was refused; the text is what the user sees.
+#[derive(Debug)]
+pub(crate) enum CaRequestError {
+    /// The request is wrong (400).
+    Bad(String),
+    /// The CA cannot serve it now (500/503).
+    Unavailable(String),
+}
+
+impl std::fmt::Display for CaRequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CaRequestError::Bad(s) | CaRequestError::Unavailable(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A cached leaf and when it should be replaced.
+#[derive(Clone)]
+pub(crate) struct CachedLeaf {
+    pub leaf: Leaf,
+    /// Intermediates to present after the leaf (a user root's signing
+    /// certificate, the cross-signed new root), so peers that trust only an
+    /// older root can still build a path.
+    pub chain: Vec<String>,
+    /// Bumped whenever this service's leaf is replaced (the blocking index).
+    pub index: u64,
+    pub renew_at: i64,
+}
+
+/// Per-server CA runtime: a signer cached by state epoch and the leaf cache.
+#[derive(Default)]
+pub(crate) struct CaRuntime {
+    signer: Mutex<Option<(u64, String, Arc<Signer>)>>,
+    pub(crate) leaves: Mutex<HashMap<String, CachedLeaf>>,
+    next_index: std::sync::atomic::AtomicU64,
+}
+
+fn now() -> i64 {
+    mesh_ca::unix_now()
+}
+
+/// Split off our extension keys, parse the rest as Consul's CA configuration.
+fn parse_config(body: &Value) -> Result<(CaConfig, Value, Duration, Duration), CaRequestError> {
+    let mut top = body
+        .as_object()
+        .cloned()
+        .ok_or_else(|| CaRequestError::Bad("CA configuration must be a JSON object".into()))?;
+    let mut take_duration = |name: &str, default: Duration| -> Result<Duration, CaRequestError> {
+        let key = top
+            .keys()
+            .find(|k| k.replace('_', "").eq_ignore_ascii_case(name))
+            .cloned();
+        match key.and_then(|k| top.remove(&k)) {
+            None | Some(Value::Null) => Ok(default),
+            Some(Value::String(s)) => mesh_ca::parse_go_duration(&s)
+                .map_err(|e| CaRequestError::Bad(format!("{name}: {e}"))),
+            Some(other) => Err(CaRequestError::Bad(format!(
+                "{name} must be a duration string, got {other}"
+            ))),
+        }
+    };
+    let pending = take_duration("RotationPendingPeriod", DEFAULT_PENDING)?;
+    let spread = take_duration("RotationSpreadWindow", DEFAULT_SPREAD)?;
+    let cfg = CaConfig::from_json(&Value::Object(top.clone()).to_string())
+        .map_err(|e| CaRequestError::Bad(e.to_string()))?;
+    // What GET /v1/connect/ca/configuration echoes: never the private key.
+    let mut shown = Value::Object(top);
+    if let Some(config) = shown
+        .as_object_mut()
+        .and_then(|m| m.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case("config")))
+        .and_then(|(_, v)| v.as_object_mut())
+    {
+        config.retain(|k, _| !k.replace('_', "").eq_ignore_ascii_case("privatekey"));
+    }
+    Ok((cfg, shown, pending, spread))
+}
 
 impl Agent {
-    /// Apply a `ca { provider = ..., config { } }` block.
-    pub(crate) async fn apply_ca_block(&self, _block: &Value, loc: &Loc) -> Result<(), String> {
-        Err(format!(
-            "{loc}: ca blocks need the Connect CA, which this build does not include yet"
-        ))
+    /// The stored CA and its modify index, if the CA exists.
+    pub(crate) fn stored_ca(&self) -> Option<(StoredCa, u64)> {
+        self.state.read(|s| {
+            let rec = s.ca()?;
+            let stored: StoredCa = serde_json::from_str(&rec.state_json).ok()?;
+            Some((stored, rec.modify_index))
+        })
     }
+
+    async fn propose_ca(&self, stored: &StoredCa, cas: u64) -> Result<bool, CaRequestError> {
+        let json = serde_json::to_string(stored)
+            .map_err(|e| CaRequestError::Unavailable(e.to_string()))?;
+        match self
+            .propose(&Command::CaSet {
+                state_json: json,
+                cas: Some(cas),
+            })
+            .await
+        {
+            Ok(Outcome::Bool(b)) => Ok(b),
+            Ok(other) => Err(CaRequestError::Unavailable(format!(
+                "unexpected outcome {other:?}"
+            ))),
+            Err(e) => Err(CaRequestError::Unavailable(format!("{e:#}"))),
+        }
+    }
+
+    /// A signer for the active root, cached until the CA state changes.
+    pub(crate) fn ca_signer(&self) -> Result<(Arc<Signer>, StoredCa), CaRequestError> {
+        let (stored, _) = self.stored_ca().ok_or_else(|| {
+            CaRequestError::Unavailable("the Connect CA is not initialised yet".into())
+        })?;
+        let active_id = stored
+            .state
+            .active()
+            .map(|r| r.id.clone())
+            .unwrap_or_default();
+        let mut cache = self.ca.signer.lock();
+        if let Some((epoch, id, signer)) = cache.as_ref() {
+            if *epoch == stored.state.epoch && *id == active_id {
+                return Ok((signer.clone(), stored));
+            }
+        }
+        let signer = Arc::new(
+            stored
+                .state
+                .active_signer()
+                .map_err(|e| CaRequestError::Unavailable(e.to_string()))?,
+        );
+        *cache = Some((stored.state.epoch, active_id, signer.clone()));
+        Ok((signer, stored))
+    }
+
+    /// Apply a CA configuration (API, `ca { }` block, agent config): a key or
+    /// root change starts a staged rotation; a TTL change applies in place.
+    pub(crate) async fn set_ca_config(&self, body: &Value) -> Result<bool, CaRequestError> {
+        let (cfg, shown, pending, spread) = parse_config(body)?;
+        let valid = cfg
+            .validate()
+            .map_err(|e| CaRequestError::Bad(e.to_string()))?;
+        let Some((mut stored, index)) = self.stored_ca() else {
+            return Err(CaRequestError::Unavailable(
+                "the Connect CA is not initialised yet (is connect enabled and is there a leader?)"
+                    .into(),
+            ));
+        };
+        let t = now();
+        let active = stored
+            .state
+            .active()
+            .cloned()
+            .ok_or_else(|| CaRequestError::Unavailable("no active root".into()))?;
+        let rotate = match &valid.user_root {
+            Some((cert, _)) => cert.trim() != active.root_cert.trim(),
+            None => active.user_supplied || active.key_type != valid.key_type,
+        };
+        if rotate {
+            if stored.state.pending().is_some() {
+                return Err(CaRequestError::Bad(
+                    "a rotation is already pending; wait for it to activate".into(),
+                ));
+            }
+            let new_root = valid
+                .build_root(&stored.state.trust_domain, t)
+                .map_err(|e| CaRequestError::Bad(e.to_string()))?;
+            let new_root = mesh_ca::prepare_rotation(&active, new_root, &valid, t)
+                .map_err(|e| CaRequestError::Bad(format!("rotation refused: {e}")))?;
+            stored
+                .state
+                .begin_rotation(new_root, t, spread)
+                .map_err(|e| CaRequestError::Bad(format!("rotation refused: {e}")))?;
+        }
+        if stored.state.leaf_ttl_secs != valid.leaf_ttl.as_secs() {
+            stored.state.set_leaf_ttl(valid.leaf_ttl);
+        }
+        let changed = rotate
+            || stored.config != shown
+            || stored.pending_secs != pending.as_secs()
+            || stored.spread_secs != spread.as_secs();
+        if !changed && stored.state.leaf_ttl_secs == valid.leaf_ttl.as_secs() {
+            return Ok(false);
+        }
+        stored.config = shown;
+        stored.pending_secs = pending.as_secs();
+        stored.spread_secs = spread.as_secs();
+        if !self.propose_ca(&stored, index).await? {
+            return Err(CaRequestError::Unavailable(
+                "the CA changed while this request was applied; retry".into(),
+            ));
+        }
+        Ok(rotate)
+    }
+
+    /// Retire every retired root now (it leaves the trust bundle).
+    pub(crate) async fn retire_now(&self) -> Result<Vec<String>, CaRequestError> {
+        let (mut stored, index) = self.stored_ca().ok_or_else(|| {
+            CaRequestError::Unavailable("the Connect CA is not initialised".into())
+        })?;
+        let gone = stored.state.retire_now();
+        if !gone.is_empty() && !self.propose_ca(&stored, index).await? {
+            return Err(CaRequestError::Unavailable(
+                "the CA changed meanwhile; retry".into(),
+            ));
+        }
+        Ok(gone)
+    }
+
+    /// Apply a `ca { provider = ..., config { } }` block from a config file.
+    pub(crate) async fn apply_ca_block(&self, block: &Value, loc: &Loc) -> Result<(), String> {
+        if !self.config.server {
+            // Servers apply cluster-wide CA settings; a client's block is checked only.
+            return parse_config(&mesh_config::camel_keys(block.clone()))
+                .map(|_| ())
+                .map_err(|e| format!("{loc}: ca: {e}"));
+        }
+        let body = mesh_config::camel_keys(block.clone());
+        match self.set_ca_config(&body).await {
+            Ok(_) => Ok(()),
+            Err(CaRequestError::Bad(e)) => Err(format!("{loc}: ca: {e}")),
+            Err(CaRequestError::Unavailable(e)) => Err(format!("unavailable: {e}")),
+        }
+    }
+
+    /// The leaf for `service`, from the cache or freshly signed.
+    pub(crate) async fn leaf_for(&self, service: &str) -> Result<CachedLeaf, CaRequestError> {
+        let (signer, stored) = self.ca_signer()?;
+        let t = now();
+        let key = format!("{}/{service}", self.config.node_name);
+        let due_reissue = |c: &CachedLeaf| -> bool {
+            if c.leaf.root_id == signer.root_id() {
+                return false;
+            }
+            // A new root: re-issue at this leaf's slot in the spread window.
+            let Some(rot) = stored.state.rotation.as_ref() else {
+                return true;
+            };
+            let Some(activated) = rot.activated_at else {
+                return true;
+            };
+            t >= activated + self.reissue_offset(&key, rot.spread_window_secs).as_secs() as i64
+        };
+        if let Some(c) = self.ca.leaves.lock().get(service) {
+            if t < c.renew_at && !due_reissue(c) && t < c.leaf.valid_before {
+                return Ok(c.clone());
+            }
+        }
+        let ttl = Duration::from_secs(stored.state.leaf_ttl_secs);
+        let leaf = signer
+            .sign_leaf(&LeafRequest::new(service, &self.config.datacenter, ttl))
+            .map_err(|e| CaRequestError::Unavailable(e.to_string()))?;
+        let renew_at = mesh_ca::renew_at(leaf.valid_after, leaf.valid_before, &mut rand::rng());
+        let chain = stored
+            .state
+            .active()
+            .map(|r| r.chain_pems())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|pem| !leaf.cert_pem.contains(pem.trim()))
+            .collect();
+        let cached = CachedLeaf {
+            chain,
+            index: self
+                .ca
+                .next_index
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1,
+            renew_at,
+            leaf,
+        };
+        self.ca
+            .leaves
+            .lock()
+            .insert(service.to_string(), cached.clone());
+        // Progress bookkeeping: one write per leaf and root, not per request.
+        let recorded = self.state.read(|s| s.ca_leaves().get(&key).cloned());
+        if recorded.as_deref() != Some(signer.root_id()) {
+            let cmd = Command::CaLeafIssued {
+                key,
+                root_id: signer.root_id().to_string(),
+            };
+            if let Err(e) = self.propose(&cmd).await {
+                tracing::debug!(error = %e, "recording leaf progress");
+            }
+        }
+        Ok(cached)
+    }
+
+    /// Where this key's re-issue falls in the spread window.
+    fn reissue_offset(&self, key: &str, window_secs: u64) -> Duration {
+        let (pos, total) = self.state.read(|s| {
+            let keys = s.ca_leaves();
+            (
+                keys.keys().position(|k| k == key).unwrap_or(0),
+                keys.len().max(1),
+            )
+        });
+        mesh_ca::reissue_at(pos as u64, total as u64, Duration::from_secs(window_secs))
+    }
+
+    /// When the leaf for `service` next changes: renewal or a due re-issue.
+    pub(crate) fn leaf_changes_at(&self, cached: &CachedLeaf) -> i64 {
+        let mut at = cached.renew_at.min(cached.leaf.valid_before);
+        if let Some((stored, _)) = self.stored_ca() {
+            if let (Some(active), Some(rot)) =
+                (stored.state.active(), stored.state.rotation.as_ref())
+            {
+                if active.id != cached.leaf.root_id {
+                    let key = format!("{}/{}", self.config.node_name, cached.leaf.service);
+                    let activated = rot.activated_at.unwrap_or_else(now);
+                    at = at.min(
+                        activated
+                            + self.reissue_offset(&key, rot.spread_window_secs).as_secs() as i64,
+                    );
+                }
+            }
+        }
+        at
+    }
+}
+
+/// The leader's CA duties: create the CA once, move rotations along, retire
+/// old roots when due, and keep the progress figures current.
+pub(crate) async fn leader_loop(agent: Arc<Agent>) -> anyhow::Result<()> {
+    let Some(raft) = agent.raft.clone() else {
+        return Ok(());
+    };
+    let tick = if agent.config.dev {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_millis(500)
+    };
+    let mut stop = agent.shutdown.subscribe();
+    let mut ca_changes = agent.state.hub().subscribe(Table::Ca);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = ca_changes.changed() => {}
+            _ = stop.wait_for(|s| *s != Stop::Running) => return Ok(()),
+        }
+        if !raft.is_leader() || !agent.live.lock().connect_enabled {
+            continue;
+        }
+        if let Err(e) = leader_step(&agent).await {
+            tracing::warn!("connect CA: {e}");
+        }
+    }
+}
+
+async fn leader_step(agent: &Agent) -> Result<(), CaRequestError> {
+    let t = now();
+    let Some((mut stored, index)) = agent.stored_ca() else {
+        return create_ca(agent).await;
+    };
+    let mut changed = false;
+    if let Some(p) = stored
+        .state
+        .roots
+        .iter()
+        .find(|r| r.stage == Stage::Pending)
+    {
+        if t >= p.since + stored.pending_secs as i64 {
+            stored
+                .state
+                .activate(t)
+                .map_err(|e| CaRequestError::Unavailable(e.to_string()))?;
+            let total = agent.state.read(|s| s.ca_leaves().len()) as u64;
+            stored.state.set_total(total);
+            tracing::info!(total, "connect CA: new root active; re-issuing leaves");
+            changed = true;
+        }
+    }
+    if stored
+        .state
+        .rotation
+        .as_ref()
+        .is_some_and(|r| r.activated_at.is_some())
+    {
+        let active = stored
+            .state
+            .active()
+            .map(|r| r.id.clone())
+            .unwrap_or_default();
+        let (done, total) = agent.state.read(|s| {
+            let leaves = s.ca_leaves();
+            (
+                leaves.values().filter(|r| **r == active).count() as u64,
+                leaves.len() as u64,
+            )
+        });
+        let (was, was_total) = stored.state.progress();
+        if total != was_total {
+            stored.state.set_total(total);
+            changed = true;
+        }
+        if done != was {
+            let rot = stored
+                .state
+                .rotation
+                .as_mut()
+                .expect("rotation checked above");
+            rot.reissued = done.min(rot.total);
+            stored.state.epoch += 1;
+            changed = true;
+        }
+    }
+    if !stored.state.retire_due(t).is_empty() {
+        changed = true;
+    }
+    if changed {
+        agent.propose_ca(&stored, index).await?;
+    }
+    Ok(())
+}
+
+async fn create_ca(agent: &Agent) -> Result<(), CaRequestError> {
+    let body = agent
+        .live
+        .lock()
+        .connect_ca
+        .clone()
+        .unwrap_or_else(|| serde_json::json!({"Provider": "consul", "Config": {}}));
+    let (cfg, shown, pending, spread) = parse_config(&body)?;
+    let valid = cfg
+        .validate()
+        .map_err(|e| CaRequestError::Bad(e.to_string()))?;
+    let trust_domain = format!("{}.consul", uuid::Uuid::new_v4());
+    let t = now();
+    let root: RootCa = valid
+        .build_root(&trust_domain, t)
+        .map_err(|e| CaRequestError::Bad(e.to_string()))?;
+    let stored = StoredCa {
+        state: CaState::new(root, valid.leaf_ttl, t),
+        config: shown,
+        pending_secs: pending.as_secs(),
+        spread_secs: spread.as_secs(),
+    };
+    if agent.propose_ca(&stored, 0).await? {
+        tracing::info!(%trust_domain, "connect CA initialised");
+    }
+    Ok(())
 }

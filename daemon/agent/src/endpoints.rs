@@ -36,6 +36,10 @@ pub(crate) fn routes(agent: Arc<Agent>) -> Router<Api> {
         .route("/v1/agent/join/{addr}", put(join))
         .route("/v1/agent/reload", put(reload))
         .route("/v1/agent/config/plan", axum::routing::post(plan))
+        .route(
+            "/v1/agent/connect/proxy/{id}",
+            get(crate::proxy_snapshot::handler),
+        )
         .layer(Extension(agent))
 }
 

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod build;
+mod ca_endpoints;
 mod connect_ca;
 mod dns;
 mod duties;
@@ -12,6 +13,7 @@ mod endpoints;
 mod handle;
 mod identity;
 mod local;
+mod proxy_snapshot;
 mod reconcile;
 mod reload;
 mod sync;

@@ -242,7 +242,7 @@ pub(crate) async fn service(
 }
 
 /// Proxies for `name` (and instances that speak Connect natively).
-pub(crate) fn connect_instances<'a>(s: &'a Catalog, name: &'a str) -> Vec<(&'a Node, &'a Service)> {
+pub fn connect_instances<'a>(s: &'a Catalog, name: &'a str) -> Vec<(&'a Node, &'a Service)> {
     let proxies = s.services().filter_map(move |(node, svc)| {
         let is_proxy = svc.kind == "connect-proxy"
             && svc

@@ -29,6 +29,7 @@ use mesh_raft::RaftNode;
 use mesh_state::StateStore;
 use serde::Serialize;
 
+pub use catalog::connect_instances;
 pub use error::ApiError;
 pub use intentions::spiffe_service;
 pub use params::Params;
@@ -104,8 +105,9 @@ impl Api {
         }
     }
 
-    /// All `/v1` routes answered here; `extra` adds the agent's own.
-    pub fn router(self, extra: Router<Api>) -> Router {
+    /// All `/v1` routes answered here; `extra` adds the agent's own, and
+    /// `cluster_extra` routes that client agents forward to a server.
+    pub fn router(self, extra: Router<Api>, cluster_extra: Router<Api>) -> Router {
         let cluster = Router::new()
             .route("/v1/status/leader", get(status::leader))
             .route("/v1/status/peers", get(status::peers))
@@ -156,6 +158,7 @@ impl Api {
             )
             .route("/v1/agent/connect/authorize", post(intentions::authorize))
             .route("/v1/snapshot", get(snapshot::save).put(snapshot::restore))
+            .merge(cluster_extra)
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),
                 forward::to_server_if_client,

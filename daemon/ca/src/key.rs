@@ -344,6 +344,12 @@ mod tests {
     }
 
     #[test]
+    fn rsa_4096_generates() {
+        let kp = KeyType::Rsa4096.generate().unwrap();
+        assert_eq!(kp.algorithm(), &rcgen::PKCS_RSA_SHA256);
+    }
+
+    #[test]
     fn garbage_and_encrypted_keys_name_the_field() {
         let err = RawKey::parse("not a key", "PrivateKey").err().unwrap();
         assert!(err

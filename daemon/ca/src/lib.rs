@@ -8,6 +8,30 @@
 //!
 //! Crypto is rcgen + ring; RSA root keys are generated with the `rsa` crate
 //! (ring cannot generate RSA keys); chains are verified with rustls-webpki.
+//!
+//! ```
+//! use std::time::Duration;
+//! use mesh_ca::*;
+//!
+//! let now = unix_now();
+//! let cfg = CaConfig::from_json(r#"{"Provider":"consul","Config":{"LeafCertTTL":"72h"}}"#)?.validate()?;
+//! let td = "11111111-2222-3333-4444-555555555555.consul";
+//! let mut state = CaState::new(cfg.build_root(td, now)?, cfg.leaf_ttl, now);
+//!
+//! // Leaves: build a Signer once, share it (Arc), rebuild when !signer.is_for(active).
+//! let signer = state.active_signer()?;
+//! let leaf = signer.sign_leaf(&LeafRequest::new("web", "dc1", cfg.leaf_ttl))?;
+//! verify_leaf(&leaf.cert_pem, &state.trust_bundle(), now, VerifyPurpose::Both)?;
+//!
+//! // Rotation: preflight + cross-sign (leader, before proposing), then stage it.
+//! let new = RootCa::generate(td, KeyType::EcP256, cfg.root_ttl)?;
+//! let new = prepare_rotation(state.active().unwrap(), new, &cfg, now)?;
+//! state.begin_rotation(new, now, Duration::from_secs(3600))?; // Pending: trusted, not signing
+//! state.activate(now)?;                                       // Active; old root Retired
+//! state.retire_due(now + 2 * cfg.leaf_ttl.as_secs() as i64);  // old root leaves the bundle
+//! assert_eq!(state.trust_bundle().len(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 
 mod config;

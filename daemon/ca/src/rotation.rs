@@ -188,3 +188,94 @@ fn subject_of(der: &[u8]) -> Result<DistinguishedName, CaError> {
     }
     Ok(dn)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::KeyType;
+    use std::time::Duration;
+
+    const TD: &str = "td.consul";
+    const NOW: i64 = 1_800_000_000;
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn root_at(td: &str, ttl: Duration, now: i64) -> RootCa {
+        RootCa::generate_at(td, KeyType::EcP256, ttl, now).unwrap()
+    }
+
+    #[test]
+    fn preflight_refuses_unsafe_rotations() {
+        let cfg = ValidCaConfig::default(); // LeafCertTTL 72h
+        let active = root_at(TD, 1000 * HOUR, NOW);
+        let ok = root_at(TD, 1000 * HOUR, NOW);
+        preflight(&active, &ok, &cfg, NOW).unwrap();
+
+        let other = root_at("other.consul", 1000 * HOUR, NOW);
+        assert!(matches!(
+            preflight(&active, &other, &cfg, NOW),
+            Err(RotationError::TrustDomainChanged { .. })
+        ));
+        assert!(matches!(
+            preflight(&active, &active, &cfg, NOW),
+            Err(RotationError::SameRoot(_))
+        ));
+        let future = root_at(TD, 1000 * HOUR, NOW + 3600);
+        assert!(matches!(
+            preflight(&active, &future, &cfg, NOW),
+            Err(RotationError::NewRootNotYetValid { .. })
+        ));
+        let expired = root_at(TD, HOUR, NOW - 7200);
+        assert!(matches!(
+            preflight(&active, &expired, &cfg, NOW),
+            Err(RotationError::NewRootExpired { .. })
+        ));
+        // Lives 100h: shorter than 2 × 72h of leaves and retirement window.
+        let short = root_at(TD, 100 * HOUR, NOW);
+        let err = preflight(&active, &short, &cfg, NOW).unwrap_err();
+        assert!(
+            matches!(err, RotationError::NewRootExpiresTooSoon { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("2 × LeafCertTTL"));
+    }
+
+    #[test]
+    fn force_without_cross_signing_skips_the_cross_cert() {
+        let mut cfg = ValidCaConfig::default();
+        let active = root_at(TD, 1000 * HOUR, NOW);
+        cfg.force_without_cross_signing = true;
+        let new = prepare_rotation(&active, root_at(TD, 1000 * HOUR, NOW), &cfg, NOW).unwrap();
+        assert!(new.intermediate_certs.is_empty());
+        cfg.force_without_cross_signing = false;
+        let new = prepare_rotation(&active, root_at(TD, 1000 * HOUR, NOW), &cfg, NOW).unwrap();
+        assert_eq!(new.intermediate_certs.len(), 1);
+    }
+
+    #[test]
+    fn cross_sign_preserves_non_ascii_subjects() {
+        // A user root whose subject uses UTF8String and PrintableString attributes.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(
+            DnType::CountryName,
+            DnValue::PrintableString("DE".try_into().unwrap()),
+        );
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Bäckerei GmbH");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Wurzel CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        params.not_before = time::OffsetDateTime::from_unix_timestamp(NOW - 60).unwrap();
+        params.not_after = time::OffsetDateTime::from_unix_timestamp(NOW + 2000 * 3600).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let user =
+            RootCa::from_user_checked(&cert.pem(), &key.serialize_pem(), TD, None, NOW).unwrap();
+        let active = root_at(TD, 1000 * HOUR, NOW);
+        let new = prepare_rotation(&active, user, &ValidCaConfig::default(), NOW).unwrap();
+        assert_eq!(new.intermediate_certs.len(), 1);
+    }
+}

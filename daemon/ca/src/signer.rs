@@ -127,6 +127,16 @@ impl Signer {
         &self.root_id
     }
 
+    /// True when this signer still matches `root` (same root, same chain); rebuild it otherwise.
+    pub fn is_for(&self, root: &RootCa) -> bool {
+        let chain: String = root
+            .chain_pems()
+            .iter()
+            .map(|p| ensure_newline(p))
+            .collect();
+        self.root_id == root.id && self.chain == chain
+    }
+
     /// Issues a leaf with a fresh EC P-256 key, valid from now.
     pub fn sign_leaf(&self, req: &LeafRequest) -> Result<Leaf, CaError> {
         self.sign_leaf_at(req, unix_now())

@@ -75,7 +75,7 @@ pub struct CaState {
     pub roots: Vec<StagedRoot>,
     /// The rotation under way, until the old root is removed.
     pub rotation: Option<Rotation>,
-    /// Bumped on every change; cache a `Signer` or bundle keyed by it.
+    /// Bumped on every change; watchers and cached bundles key on it.
     pub epoch: u64,
 }
 
@@ -116,7 +116,7 @@ impl CaState {
             .map(|r| &r.root)
     }
 
-    /// A signer for the active root (parses its key: cache it by `epoch`).
+    /// A signer for the active root (parses its key: keep it while `Signer::is_for(active)` holds).
     pub fn active_signer(&self) -> Result<Signer, RotationError> {
         Ok(Signer::new(
             self.active().ok_or(RotationError::NoActiveRoot)?,

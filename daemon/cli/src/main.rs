@@ -5,6 +5,7 @@ mod agent;
 mod argv;
 mod catalog;
 mod config_cmd;
+mod connect;
 mod intention;
 mod kv;
 mod members;
@@ -43,6 +44,8 @@ enum Command {
     Snapshot(catalog::SnapshotArgs),
     /// Manage intentions (which services may connect to which)
     Intention(intention::IntentionArgs),
+    /// Connect: the built-in proxy and the CA
+    Connect(connect::ConnectArgs),
     /// Plan configuration changes (`mesh config plan DIR`)
     Config(config_cmd::ConfigArgs),
     /// Make the agent re-read its configuration files
@@ -87,6 +90,7 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Services(args) => catalog::run_services(&args).await,
         Command::Snapshot(args) => catalog::run_snapshot(&args).await,
         Command::Intention(args) => intention::run(&args).await,
+        Command::Connect(args) => connect::run(&args).await,
         Command::Config(args) => config_cmd::run(&args).await,
         Command::Reload(http) => catalog::reload(&http).await,
         Command::Leave(http) => misc::leave(&http).await,

@@ -125,6 +125,11 @@ pub struct RawPerformance {
 pub struct RawConnect {
     /// Turn Connect on or off.
     pub enabled: Option<bool>,
+    /// CA provider (`consul`).
+    pub ca_provider: Option<String>,
+    /// The provider's settings (LeafCertTTL, PrivateKeyType, ...), as for
+    /// `PUT /v1/connect/ca/configuration`'s `Config`.
+    pub ca_config: Option<Value>,
 }
 
 /// `dns_config { ... }`.

@@ -46,6 +46,8 @@ pub struct RuntimeConfig {
     pub addresses: Addresses,
     /// Whether Connect (CA, intentions, proxies) is on (`connect { enabled }`).
     pub connect_enabled: bool,
+    /// `connect { ca_provider, ca_config }` as a CA configuration body, if set.
+    pub connect_ca: Option<serde_json::Value>,
     /// DNS interface settings.
     pub dns: DnsConfig,
     /// ACL settings.

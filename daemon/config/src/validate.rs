@@ -192,6 +192,14 @@ impl RuntimeConfig {
             enable_script_checks: raw.enable_script_checks.unwrap_or(false),
             addresses,
             connect_enabled: raw.connect.as_ref().and_then(|c| c.enabled).unwrap_or(true),
+            connect_ca: raw.connect.as_ref().and_then(|c| {
+                (c.ca_provider.is_some() || c.ca_config.is_some()).then(|| {
+                    serde_json::json!({
+                        "Provider": c.ca_provider.clone().unwrap_or_else(|| "consul".into()),
+                        "Config": c.ca_config.clone().unwrap_or_default(),
+                    })
+                })
+            }),
             dns: v.dns()?,
             acl: v.acl()?,
             config_entries_bootstrap: raw

@@ -102,6 +102,11 @@ impl State {
             } => self.intentions_replace(index, &destination, intentions, &owner, takeover),
             Command::CaSet { state_json, cas } => self.ca_set(index, state_json, cas),
             Command::AllOrNothing { commands } => self.all_or_nothing(index, commands),
+            Command::CaLeafIssued { key, root_id } => {
+                // Progress only: no watcher needs waking for it.
+                self.ca_leaves.insert(key, root_id);
+                (Outcome::Done, Vec::new())
+            }
             Command::Batch { commands } => {
                 let mut outcomes = Vec::with_capacity(commands.len());
                 let mut changed = Vec::new();
@@ -159,11 +164,7 @@ impl State {
         (Outcome::Done, changed)
     }
 
-    fn undo(
-        &mut self,
-        saved: Saved,
-        answer: Applied,
-    ) -> Applied {
+    fn undo(&mut self, saved: Saved, answer: Applied) -> Applied {
         (self.intentions, self.config, self.indexes) = saved;
         answer
     }

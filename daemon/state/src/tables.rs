@@ -32,6 +32,8 @@ pub struct State {
     pub(crate) intentions: BTreeMap<(String, String), Intention>,
     /// The CA's state as mesh-ca serializes it; `None` until first created.
     pub(crate) ca: Option<CaRecord>,
+    /// Leaf key (`<server>/<service>`) → the root that issued its latest leaf.
+    pub(crate) ca_leaves: BTreeMap<String, String>,
     /// Service name -> instances, for name lookups without a scan.
     pub(crate) by_name: BTreeMap<String, BTreeSet<(String, String)>>,
     /// Service name -> last index that changed its instances or their health.
@@ -251,6 +253,11 @@ impl State {
     pub fn intention(&self, source: &str, destination: &str) -> Option<&Intention> {
         self.intentions
             .get(&(destination.to_string(), source.to_string()))
+    }
+
+    /// Leaf keys and the root that issued each one's latest leaf.
+    pub fn ca_leaves(&self) -> &BTreeMap<String, String> {
+        &self.ca_leaves
     }
 
     /// The CA state, if the CA was created.

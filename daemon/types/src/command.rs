@@ -136,6 +136,9 @@ pub enum Command {
     /// Intention and config-entry commands applied together or not at all
     /// (a config reload): the first refusal is the answer and nothing changes.
     AllOrNothing { commands: Vec<Vec<u8>> },
+    /// A leaf for `key` (`<server>/<service>`) was issued by `root_id`:
+    /// rotation progress is the share of keys issued by the active root.
+    CaLeafIssued { key: String, root_id: String },
 }
 
 /// What applying a command produced; identical on every replica.

@@ -46,7 +46,12 @@ fn rotate(old_type: KeyType, new_type: KeyType) {
     );
 
     // Active: the new root signs; both generations of leaves verify.
+    let old_signer = state.active_signer().unwrap();
     state.activate(now).unwrap();
+    assert!(
+        !old_signer.is_for(state.active().unwrap()),
+        "{what}: signer goes stale on activation"
+    );
     assert_eq!(state.active().unwrap().id, new.id);
     let new_leaf = state
         .active_signer()
@@ -95,7 +100,13 @@ fn rotate(old_type: KeyType, new_type: KeyType) {
     let due = now + 2 * cfg.leaf_ttl.as_secs() as i64;
     assert!(state.retire_due(due - 1).is_empty());
     assert_eq!(state.in_stage(Stage::Retired).count(), 1);
+    let active_signer = state.active_signer().unwrap();
+    assert!(active_signer.is_for(state.active().unwrap()));
     assert_eq!(state.retire_due(due), vec![old.id.clone()]);
+    assert!(
+        !active_signer.is_for(state.active().unwrap()),
+        "{what}: chain changed when the cross cert went"
+    );
     assert!(state.rotation.is_none());
     let bundle = state.trust_bundle();
     assert_eq!(

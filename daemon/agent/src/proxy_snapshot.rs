@@ -1,0 +1,272 @@
+//! `GET /v1/agent/connect/proxy/:id`: the snapshot a sidecar runs on (its
+//! listeners, leaf, trust bundle, intentions and healthy upstream
+//! endpoints), computed from this agent's state and served as a blocking
+//! query that returns when any of its inputs change.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use mesh_api::{ApiError, Params, QueryOptions};
+use mesh_proxy::{
+    Action, Endpoint, HeaderMatch, HttpMatch, IntentionRule, Intentions, Leaf, Permission,
+    Protocol, ProxySnapshot, PublicListener, Upstream,
+};
+use mesh_state::Table;
+use mesh_types::{sort_by_precedence, CheckStatus, IntentionAction, Service};
+
+use crate::build::Agent;
+
+fn action(a: IntentionAction) -> Action {
+    match a {
+        IntentionAction::Allow => Action::Allow,
+        IntentionAction::Deny => Action::Deny,
+    }
+}
+
+fn rules(list: Vec<mesh_types::Intention>) -> Vec<IntentionRule> {
+    list.into_iter()
+        .map(|i| IntentionRule {
+            id: format!("{} => {}", i.source, i.destination),
+            source: i.source.clone(),
+            action: i.action.map_or(Action::Allow, action),
+            permissions: i
+                .permissions
+                .iter()
+                .map(|p| Permission {
+                    action: action(p.action),
+                    http: p.http.as_ref().map(|h| HttpMatch {
+                        path_exact: h.path_exact.clone(),
+                        path_prefix: h.path_prefix.clone(),
+                        path_regex: h.path_regex.clone(),
+                        methods: h.methods.clone(),
+                        header: h
+                            .headers
+                            .iter()
+                            .map(|m| HeaderMatch {
+                                name: m.name.clone(),
+                                present: m.present,
+                                exact: m.exact.clone(),
+                                prefix: m.prefix.clone(),
+                                suffix: m.suffix.clone(),
+                                regex: m.regex.clone(),
+                                invert: m.invert,
+                            })
+                            .collect(),
+                    }),
+                })
+                .collect(),
+            precedence: i.precedence() as i32,
+        })
+        .collect()
+}
+
+impl Agent {
+    /// Compute the snapshot for local proxy `id`; `None` if no such proxy.
+    pub(crate) async fn proxy_snapshot(&self, id: &str) -> Result<Option<ProxySnapshot>, ApiError> {
+        let svc: Option<Service> = self
+            .local
+            .inner
+            .lock()
+            .services
+            .get(id)
+            .map(|s| s.service.clone())
+            .filter(|s| s.kind == "connect-proxy");
+        let Some(svc) = svc else {
+            return Ok(None);
+        };
+        let proxy = svc.proxy.clone().unwrap_or_default();
+        let dest = proxy.destination_service_name.clone();
+        let dc = self.config.datacenter.clone();
+        let stored = self.stored_ca();
+        let (td, roots) = stored
+            .as_ref()
+            .map(|(s, _)| (s.state.trust_domain.clone(), s.state.trust_bundle()))
+            .unwrap_or_default();
+        let cached =
+            match stored {
+                Some(_) => Some(self.leaf_for(&dest).await.map_err(|e| {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+                })?),
+                None => None,
+            };
+        let default_allow = self.live.lock().acl.default_policy == mesh_config::AclPolicy::Allow;
+        let snap = self.state.read(|s| {
+            let mut list: Vec<_> = s
+                .intentions()
+                .filter(|i| i.destination == dest || i.destination == "*")
+                .cloned()
+                .collect();
+            sort_by_precedence(&mut list);
+            let protocol = s
+                .config_entry("service-defaults", &dest)
+                .and_then(|e| serde_json::from_str::<serde_json::Value>(&e.body_json).ok())
+                .and_then(|v| {
+                    v.as_object()?
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("protocol"))
+                        .and_then(|(_, v)| v.as_str().map(str::to_ascii_lowercase))
+                })
+                .map_or(Protocol::Tcp, |p| {
+                    if matches!(p.as_str(), "http" | "http2" | "grpc") {
+                        Protocol::Http
+                    } else {
+                        Protocol::Tcp
+                    }
+                });
+            let upstreams = proxy
+                .upstreams
+                .iter()
+                .map(|u| {
+                    let endpoints = mesh_api::connect_instances(s, &u.destination_name)
+                        .into_iter()
+                        .filter(|(node, svc)| {
+                            // The sidecar and the app behind it must both be up.
+                            let app = svc
+                                .proxy
+                                .as_ref()
+                                .map(|p| p.destination_service_id.clone())
+                                .unwrap_or_default();
+                            s.checks_for(&node.name, &svc.id)
+                                .into_iter()
+                                .chain(s.checks_for(&node.name, &app))
+                                .all(|c| c.status != CheckStatus::Critical)
+                        })
+                        .map(|(node, svc)| Endpoint {
+                            address: if svc.address.is_empty() {
+                                node.address.clone()
+                            } else {
+                                svc.address.clone()
+                            },
+                            port: svc.port,
+                            spiffe_id: format!(
+                                "spiffe://{td}/ns/default/dc/{dc}/svc/{}",
+                                u.destination_name
+                            ),
+                        })
+                        .collect();
+                    Upstream {
+                        destination_name: u.destination_name.clone(),
+                        local_bind_address: if u.local_bind_address.is_empty() {
+                            "127.0.0.1".into()
+                        } else {
+                            u.local_bind_address.clone()
+                        },
+                        local_bind_port: u.local_bind_port,
+                        connect_timeout_ms: 5000,
+                        endpoints,
+                    }
+                })
+                .collect();
+            let index = s.table_index(Table::Services)
+                + s.table_index(Table::Checks)
+                + s.table_index(Table::Config)
+                + s.table_index(Table::Ca);
+            ProxySnapshot {
+                proxy_id: id.to_string(),
+                service: dest.clone(),
+                trust_domain: td.clone(),
+                datacenter: dc.clone(),
+                public: PublicListener {
+                    bind_address: if svc.address.is_empty() {
+                        "0.0.0.0".into()
+                    } else {
+                        svc.address.clone()
+                    },
+                    bind_port: svc.port,
+                    local_service_address: if proxy.local_service_address.is_empty() {
+                        "127.0.0.1".into()
+                    } else {
+                        proxy.local_service_address.clone()
+                    },
+                    local_service_port: proxy.local_service_port,
+                    protocol,
+                },
+                leaf: None,
+                roots: roots.clone(),
+                intentions: Intentions {
+                    default_allow,
+                    rules: rules(list),
+                },
+                upstreams,
+                index,
+            }
+        });
+        let mut snap = snap;
+        // Local re-registration of the proxy changes the snapshot too.
+        snap.index += self.local.inner.lock().version;
+        if let Some(c) = cached {
+            snap.index += c.index;
+            snap.leaf = Some(Leaf {
+                cert_pem: std::iter::once(c.leaf.cert_pem.clone())
+                    .chain(c.chain.iter().cloned())
+                    .collect::<Vec<_>>()
+                    .join(""),
+                private_key_pem: c
+                    .leaf
+                    .private_key_pem
+                    .as_ref()
+                    .map(|k| k.expose().to_string())
+                    .unwrap_or_default(),
+            });
+        }
+        Ok(Some(snap))
+    }
+}
+
+/// The handler: answers at once without `?index`, else when the snapshot's
+/// index moves past it (or the wait ends).
+pub(crate) async fn handler(
+    Extension(agent): Extension<Arc<Agent>>,
+    Path(id): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let opts = QueryOptions::parse(&params.map())?;
+    let hub = agent.state.hub();
+    let mut watches =
+        [Table::Services, Table::Checks, Table::Config, Table::Ca].map(|t| hub.subscribe(t));
+    let deadline = tokio::time::Instant::now() + opts.wait;
+    loop {
+        for w in &mut watches {
+            w.borrow_and_update();
+        }
+        let Some(snap) = agent.proxy_snapshot(&id).await? else {
+            return Ok((
+                StatusCode::NOT_FOUND,
+                format!("unknown proxy service ID {id:?} on this agent\n"),
+            )
+                .into_response());
+        };
+        let now = tokio::time::Instant::now();
+        if opts.index == 0 || snap.index > opts.index || now >= deadline {
+            let index = snap.index;
+            return Ok(([("X-Consul-Index", index.to_string())], Json(snap)).into_response());
+        }
+        // Wake on state changes, local re-registration, or the leaf's renewal.
+        let leaf_due = agent
+            .ca
+            .leaves
+            .lock()
+            .get(&snap.service)
+            .cloned()
+            .map(|c| agent.leaf_changes_at(&c));
+        let until_leaf = leaf_due.map_or(Duration::from_secs(3600), |t| {
+            Duration::from_secs((t - mesh_ca::unix_now()).clamp(0, 3600) as u64)
+        });
+        let wake = deadline
+            .min(now + until_leaf)
+            .min(now + Duration::from_secs(1));
+        let [a, b, c, d] = &mut watches;
+        tokio::select! {
+            _ = a.changed() => {}
+            _ = b.changed() => {}
+            _ = c.changed() => {}
+            _ = d.changed() => {}
+            // Local changes and leaf renewals are seen by recomputing.
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+    }
+}

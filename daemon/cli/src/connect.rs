@@ -1,0 +1,291 @@
+//! `mesh connect proxy` (the built-in sidecar) and `mesh connect ca ...`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use mesh_client::Method;
+use serde_json::{json, Value};
+
+use crate::output::{print_json, print_table, Format, HttpArgs};
+
+/// `mesh connect ...`
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    #[command(subcommand)]
+    pub command: ConnectCommand,
+}
+
+/// Connect commands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ConnectCommand {
+    /// Run the built-in mTLS sidecar proxy
+    Proxy(ProxyArgs),
+    /// Inspect and configure the Connect CA
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+}
+
+/// Flags of `mesh connect proxy`.
+#[derive(Debug, Clone, Args)]
+pub struct ProxyArgs {
+    /// Run as the sidecar registered on the agent with this service ID
+    #[arg(long = "sidecar-for", value_name = "ID", conflicts_with = "service")]
+    pub sidecar_for: Option<String>,
+    /// Ad hoc: the service this proxy fronts (registers NAME-proxy with the agent)
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Ad hoc: the public mTLS listener address
+    #[arg(long, value_name = "ADDR", requires = "service")]
+    pub listen: Option<SocketAddr>,
+    /// Ad hoc: where the local application listens
+    #[arg(long = "service-addr", value_name = "ADDR", requires = "service")]
+    pub service_addr: Option<SocketAddr>,
+    /// Ad hoc: NAME:PORT, an upstream listener on 127.0.0.1:PORT (repeatable)
+    #[arg(long, value_name = "NAME:PORT")]
+    pub upstream: Vec<String>,
+    /// Admin listener for /ready and /metrics
+    #[arg(long = "admin-bind", value_name = "ADDR")]
+    pub admin_bind: Option<SocketAddr>,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// `mesh connect ca ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum CaCommand {
+    /// Print the CA configuration
+    GetConfig {
+        #[command(flatten)]
+        http: HttpArgs,
+    },
+    /// Set the CA configuration from a JSON file (a key change starts a staged rotation)
+    SetConfig {
+        #[arg(long = "config-file", value_name = "FILE")]
+        config_file: PathBuf,
+        #[command(flatten)]
+        http: HttpArgs,
+    },
+    /// List the roots in the trust bundle
+    Roots {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        #[command(flatten)]
+        http: HttpArgs,
+    },
+    /// Show the rotation under way: stage, progress, times
+    Rotation {
+        #[command(flatten)]
+        http: HttpArgs,
+    },
+}
+
+/// Runs a connect command.
+pub async fn run(args: &ConnectArgs) -> anyhow::Result<ExitCode> {
+    match &args.command {
+        ConnectCommand::Proxy(p) => proxy(p).await,
+        ConnectCommand::Ca { command } => ca(command).await,
+    }
+}
+
+async fn ca(cmd: &CaCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        CaCommand::GetConfig { http } => {
+            let v = http
+                .client()?
+                .get_json("connect/ca/configuration", &[])
+                .await?;
+            print_json(&v.unwrap_or_default())?;
+        }
+        CaCommand::SetConfig { config_file, http } => {
+            let text = std::fs::read_to_string(config_file)
+                .with_context(|| format!("read {}", config_file.display()))?;
+            let body: Value = serde_json::from_str(&text)
+                .with_context(|| format!("{}: invalid JSON", config_file.display()))?;
+            let v = http
+                .client()?
+                .write_json(Method::PUT, "connect/ca/configuration", &[], Some(&body))
+                .await?;
+            if v["Rotating"] == true {
+                println!(
+                    "Configuration updated; a new root is pending (see `mesh connect ca rotation`)"
+                );
+            } else {
+                println!("Configuration updated");
+            }
+        }
+        CaCommand::Roots { format, http } => {
+            let v = http
+                .client()?
+                .get_json("connect/ca/roots", &[])
+                .await?
+                .unwrap_or_default();
+            match format {
+                Format::Json => print_json(&v)?,
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = v["Roots"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|r| {
+                            let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+                            vec![
+                                s("ID").chars().take(23).collect(),
+                                s("Stage"),
+                                format!("{} {}", s("PrivateKeyType"), r["PrivateKeyBits"]),
+                                s("NotAfter"),
+                            ]
+                        })
+                        .collect();
+                    println!(
+                        "Trust domain: {}",
+                        v["TrustDomain"].as_str().unwrap_or_default()
+                    );
+                    print_table(&["ID", "Stage", "Key", "NotAfter"], &rows);
+                }
+            }
+        }
+        CaCommand::Rotation { http } => {
+            let v = http
+                .client()?
+                .get_json("connect/ca/rotation", &[])
+                .await?
+                .unwrap_or_default();
+            println!("Stage:       {}", v["Stage"].as_str().unwrap_or_default());
+            if v["Stage"] != "none" {
+                println!(
+                    "New root:    {}",
+                    v["NewRootID"].as_str().unwrap_or_default()
+                );
+                println!(
+                    "Old root:    {}",
+                    v["OldRootID"].as_str().unwrap_or_default()
+                );
+                println!(
+                    "Started:     {}",
+                    v["StartedAt"].as_str().unwrap_or_default()
+                );
+                println!("Activated:   {}", v["ActivatedAt"].as_str().unwrap_or("-"));
+                println!(
+                    "Progress:    {}/{} leaves re-issued",
+                    v["Reissued"], v["Total"]
+                );
+                println!(
+                    "Old retires: {}",
+                    v["OldRootRetiresAt"].as_str().unwrap_or("-")
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Register an ad-hoc proxy service with the agent; returns its ID.
+async fn register_adhoc(p: &ProxyArgs, client: &mesh_client::Client) -> anyhow::Result<String> {
+    let name = p.service.clone().expect("clap requires -service");
+    let (Some(listen), Some(app)) = (p.listen, p.service_addr) else {
+        bail!("-service needs -listen ADDR and -service-addr ADDR");
+    };
+    let mut upstreams = Vec::new();
+    for u in &p.upstream {
+        let (dest, port) = u
+            .rsplit_once(':')
+            .with_context(|| format!("-upstream {u:?}: expected NAME:PORT"))?;
+        let port: u16 = port
+            .parse()
+            .with_context(|| format!("-upstream {u:?}: bad port"))?;
+        upstreams.push(json!({"DestinationName": dest, "LocalBindPort": port}));
+    }
+    let id = format!("{name}-proxy");
+    let body = json!({
+        "ID": id, "Name": format!("{name}-proxy"), "Kind": "connect-proxy",
+        "Address": listen.ip().to_string(), "Port": listen.port(),
+        "Proxy": {
+            "DestinationServiceName": name,
+            "LocalServiceAddress": app.ip().to_string(),
+            "LocalServicePort": app.port(),
+            "Upstreams": upstreams,
+        }
+    });
+    client
+        .write_json(Method::PUT, "agent/service/register", &[], Some(&body))
+        .await?;
+    Ok(id)
+}
+
+async fn proxy(p: &ProxyArgs) -> anyhow::Result<ExitCode> {
+    let client = p.http.client()?;
+    let (id, adhoc) = match (&p.sidecar_for, &p.service) {
+        (Some(id), None) => (format!("{id}-sidecar-proxy"), false),
+        (None, Some(_)) => (register_adhoc(p, &client).await?, true),
+        _ => bail!("give -sidecar-for ID, or -service NAME with -listen and -service-addr"),
+    };
+    // A sidecar registered under its own ID works too.
+    let id = if !adhoc
+        && client
+            .get_json(&format!("agent/service/{id}"), &[])
+            .await?
+            .is_none()
+    {
+        p.sidecar_for.clone().unwrap_or(id)
+    } else {
+        id
+    };
+    let base = client.base_url().to_string();
+    let mut source = mesh_proxy::SourceConfig::new(base, id.clone());
+    source.token = mesh_client::env_token().or(p.http.token.clone());
+    let (snapshots, _poller) = mesh_proxy::source::spawn(source);
+    let admin = match p.admin_bind {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for admin on {addr}"))?,
+        ),
+        None => None,
+    };
+    let handle = mesh_proxy::Proxy::spawn(snapshots, admin, async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("signal handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    });
+    let mut bound = handle.bound();
+    // Tell people (and tests) where it listens, once the first snapshot applied.
+    let _ = bound
+        .wait_for(|b| b.public.is_some() || !b.errors.is_empty())
+        .await;
+    {
+        let b = bound.borrow();
+        for e in &b.errors {
+            eprintln!("proxy: {e}");
+        }
+        println!(
+            "==> mesh connect proxy ready: id={id} public={} upstreams={} admin={}",
+            b.public.map(|a| a.to_string()).unwrap_or_default(),
+            b.upstreams
+                .iter()
+                .map(|(n, a)| format!("{n}@{a}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            b.admin.map(|a| a.to_string()).unwrap_or_default(),
+        );
+    }
+    handle.join().await;
+    if adhoc {
+        let _ = client
+            .write_json(
+                Method::PUT,
+                &format!("agent/service/deregister/{id}"),
+                &[],
+                None,
+            )
+            .await;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,73 @@
+//! Certificates and snapshots for a two-hop bench: sidecar "a" (client side)
+//! with upstream "b", sidecar "b" fronting the backend.
+
+use std::path::Path;
+
+use mesh_proxy::{Endpoint, Intentions, Protocol, ProxySnapshot, PublicListener, Upstream};
+
+use crate::pki::Ca;
+
+const TD: &str = "bench.consul";
+const DC: &str = "dc1";
+
+/// Writes ca.pem, {a,b}.{crt,key,combined.pem} and mesh-{a,b}.json into `dir`.
+pub fn generate(dir: &Path, backend: u16, upstream: u16, public: u16) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let ca = Ca::new("bench root");
+    std::fs::write(dir.join("ca.pem"), &ca.pem)?;
+    let mut leaves = Vec::new();
+    for svc in ["a", "b"] {
+        let leaf = ca.leaf(TD, DC, svc);
+        std::fs::write(dir.join(format!("{svc}.crt")), &leaf.cert_pem)?;
+        std::fs::write(dir.join(format!("{svc}.key")), &leaf.private_key_pem)?;
+        std::fs::write(
+            dir.join(format!("{svc}.combined.pem")),
+            format!("{}{}", leaf.cert_pem, leaf.private_key_pem),
+        )?;
+        leaves.push(leaf);
+    }
+    let base = |svc: &str| ProxySnapshot {
+        proxy_id: format!("{svc}-sidecar-proxy"),
+        service: svc.into(),
+        trust_domain: TD.into(),
+        datacenter: DC.into(),
+        roots: vec![ca.pem.clone()],
+        intentions: Intentions {
+            default_allow: false,
+            rules: vec![mesh_proxy::IntentionRule {
+                id: "a-to-b".into(),
+                source: "a".into(),
+                action: mesh_proxy::Action::Allow,
+                permissions: vec![],
+                precedence: 9,
+            }],
+        },
+        index: 1,
+        ..Default::default()
+    };
+    let mut a = base("a");
+    a.leaf = Some(leaves[0].clone());
+    a.upstreams = vec![Upstream {
+        destination_name: "b".into(),
+        local_bind_address: "127.0.0.1".into(),
+        local_bind_port: upstream,
+        connect_timeout_ms: 1000,
+        endpoints: vec![Endpoint {
+            address: "127.0.0.1".into(),
+            port: public,
+            spiffe_id: format!("spiffe://{TD}/ns/default/dc/{DC}/svc/b"),
+        }],
+    }];
+    let mut b = base("b");
+    b.leaf = Some(leaves[1].clone());
+    b.public = PublicListener {
+        bind_address: "127.0.0.1".into(),
+        bind_port: public,
+        local_service_address: "127.0.0.1".into(),
+        local_service_port: backend,
+        protocol: Protocol::Tcp,
+    };
+    std::fs::write(dir.join("mesh-a.json"), serde_json::to_vec_pretty(&a)?)?;
+    std::fs::write(dir.join("mesh-b.json"), serde_json::to_vec_pretty(&b)?)?;
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! The public listener: mTLS termination, intentions, splice to the local app.
+//!
+//! Every connection keeps a snapshot receiver and re-authorizes its source
+//! when the snapshot changes, so a new deny closes it at once.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::GaugeGuard;
+use crate::proxy::Ctx;
+use crate::snapshot::Protocol;
+use crate::spiffe::{spiffe_id_of, SpiffeId};
+use crate::tls::failure_reason;
+
+/// How long a peer gets to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Copy buffer per direction; large buffers matter for bulk throughput.
+pub(crate) const COPY_BUF: usize = 64 * 1024;
+
+/// Accepts on the public listener until `stop` (this listener's token) fires.
+pub(crate) async fn serve(ctx: Arc<Ctx>, listener: TcpListener, stop: CancellationToken) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = stop.cancelled() => return,
+            res = listener.accept() => match res {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "public listener accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let ctx2 = ctx.clone();
+        ctx.tracker
+            .spawn(async move { handle(ctx2, tcp, peer).await });
+    }
+}
+
+async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr) {
+    let metrics = ctx.metrics.clone();
+    metrics.accepted.fetch_add(1, Relaxed);
+    let _active = GaugeGuard::inc(&metrics.active);
+    let _ = tcp.set_nodelay(true);
+
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, ctx.acceptor.accept(wire(tcp))).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            let reason = failure_reason(&e);
+            metrics.handshake_error(reason);
+            tracing::info!(%peer, reason, error = %e, "inbound connection refused: TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            metrics.handshake_error("timeout");
+            tracing::info!(%peer, "inbound connection refused: TLS handshake timed out");
+            return;
+        }
+    };
+    // The verifier already insisted on a service SPIFFE ID in our trust domain.
+    let Some(source) = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| spiffe_id_of(c))
+        .and_then(|id| SpiffeId::parse(&id))
+        .map(|id| id.service)
+    else {
+        metrics.handshake_error("wrong_identity");
+        return;
+    };
+
+    let m = ctx.current.get();
+    let protocol = m.snap.public.protocol;
+    let verdict = m.policy.connection(&source, protocol);
+    if !verdict.allow {
+        metrics.denied.fetch_add(1, Relaxed);
+        tracing::info!(%peer, %source, reason = %verdict.reason, "inbound connection refused: intention denies");
+        close(tls).await;
+        return;
+    }
+    tracing::debug!(%peer, %source, reason = %verdict.reason, "inbound connection allowed");
+    match protocol {
+        Protocol::Tcp => splice(ctx, tls, source, peer).await,
+        Protocol::Http => crate::l7::serve(ctx, tls, source, peer).await,
+    }
+}
+
+/// TCP below TLS, with a read buffer: rustls pulls at most 4 KiB per read,
+/// so without it a 16 KiB record costs several syscalls.
+pub(crate) type Wire = tokio::io::BufReader<TcpStream>;
+
+/// Wraps a connected socket for TLS.
+pub(crate) fn wire(tcp: TcpStream) -> Wire {
+    tokio::io::BufReader::with_capacity(COPY_BUF, tcp)
+}
+
+/// Sends close_notify and closes, without waiting on a slow peer.
+async fn close(mut tls: TlsStream<Wire>) {
+    let _ = tokio::time::timeout(Duration::from_millis(100), tls.shutdown()).await;
+}
+
+/// Address of the local application from the current snapshot.
+pub(crate) fn local_addr(ctx: &Ctx) -> (String, u16) {
+    let m = ctx.current.get();
+    let p = &m.snap.public;
+    let host = if p.local_service_address.is_empty() {
+        "127.0.0.1".to_string()
+    } else {
+        p.local_service_address.clone()
+    };
+    (host, p.local_service_port)
+}
+
+async fn splice(ctx: Arc<Ctx>, mut tls: TlsStream<Wire>, source: String, peer: SocketAddr) {
+    let (host, port) = local_addr(&ctx);
+    let mut app = match tokio::time::timeout(
+        Duration::from_secs(5),
+        TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, %source, local = %format!("{host}:{port}"), error = %e, "local service unreachable");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(%peer, %source, local = %format!("{host}:{port}"), "local service connect timed out");
+            return;
+        }
+    };
+    let _ = app.set_nodelay(true);
+    let outcome = guarded(&ctx, &source, peer, Protocol::Tcp, async {
+        tokio::io::copy_bidirectional_with_sizes(&mut tls, &mut app, COPY_BUF, COPY_BUF).await
+    })
+    .await;
+    if let Some(Ok((from_peer, to_peer))) = outcome {
+        ctx.metrics.bytes_in.fetch_add(from_peer, Relaxed);
+        ctx.metrics.bytes_out.fetch_add(to_peer, Relaxed);
+    }
+}
+
+/// Runs `work` while re-authorizing `source` on every snapshot change.
+///
+/// Returns `None` when the connection was cut (policy now denies, or the
+/// proxy is stopping); dropping `work` closes its streams.
+pub(crate) async fn guarded<T>(
+    ctx: &Ctx,
+    source: &str,
+    peer: SocketAddr,
+    protocol: Protocol,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let mut rx = ctx.current.subscribe();
+    let mut watching = true;
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            res = &mut work => return Some(res),
+            changed = rx.changed(), if watching => {
+                if changed.is_err() {
+                    // The snapshot source is gone; keep the last decision.
+                    watching = false;
+                    continue;
+                }
+                let verdict = ctx.current.get().policy.connection(source, protocol);
+                if !verdict.allow {
+                    ctx.metrics.denied.fetch_add(1, Relaxed);
+                    ctx.metrics.live_closed.fetch_add(1, Relaxed);
+                    tracing::info!(%peer, %source, reason = %verdict.reason, "closed: intention now denies");
+                    return None;
+                }
+            }
+            _ = ctx.stop.cancelled() => return None,
+        }
+    }
+}

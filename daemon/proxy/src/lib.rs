@@ -1,0 +1,45 @@
+//! mesh-proxy: the built-in mTLS sidecar data plane.
+//!
+//! This crate owns the data path of one sidecar: the public listener (mTLS
+//! termination with SPIFFE identities, intentions at L4 and L7, live
+//! re-authorization when the snapshot changes), upstream listeners (plain TCP
+//! in, mTLS out with the peer's SPIFFE ID checked), the admin listener
+//! (`/ready`, `/metrics`) and a blocking-query client that fetches the
+//! [`ProxySnapshot`] from the agent. Computing snapshots and signing
+//! certificates is the agent's job.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! let (snapshots, _poller) = mesh_proxy::source::spawn(
+//!     mesh_proxy::SourceConfig::new("http://127.0.0.1:8500", "web-sidecar-proxy"));
+//! let admin = tokio::net::TcpListener::bind("127.0.0.1:19000").await.unwrap();
+//! let proxy = mesh_proxy::Proxy::spawn(snapshots, Some(admin), async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! });
+//! proxy.join().await;
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+mod admin;
+pub mod authz;
+mod error;
+mod inbound;
+mod l7;
+mod metrics;
+mod outbound;
+mod proxy;
+pub mod snapshot;
+pub mod source;
+pub mod spiffe;
+mod state;
+mod tls;
+
+pub use error::Error;
+pub use metrics::{Metrics, UpstreamMetrics};
+pub use proxy::{Bound, Proxy, ProxyHandle, DRAIN_TIMEOUT};
+pub use snapshot::{
+    Action, Endpoint, HeaderMatch, HttpMatch, IntentionRule, Intentions, Leaf, Permission,
+    Protocol, ProxySnapshot, PublicListener, Upstream,
+};
+pub use source::SourceConfig;

@@ -1,0 +1,254 @@
+//! Counters kept with atomics and rendered in Prometheus text format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+/// Every counter of one proxy.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Inbound connections accepted (TCP).
+    pub accepted: AtomicU64,
+    /// Inbound connections open now.
+    pub active: AtomicU64,
+    /// Inbound connections denied by intentions (at handshake or live).
+    pub denied: AtomicU64,
+    /// Inbound connections closed because a snapshot change denied them.
+    pub live_closed: AtomicU64,
+    /// Bytes received from peers on the public listener.
+    pub bytes_in: AtomicU64,
+    /// Bytes sent to peers on the public listener.
+    pub bytes_out: AtomicU64,
+    /// L7 requests handled.
+    pub http_requests: AtomicU64,
+    /// L7 requests answered 403.
+    pub http_denied: AtomicU64,
+    handshake_errors: Mutex<BTreeMap<&'static str, u64>>,
+    upstreams: Mutex<BTreeMap<String, Arc<UpstreamMetrics>>>,
+}
+
+/// Counters of one upstream.
+#[derive(Debug, Default)]
+pub struct UpstreamMetrics {
+    /// Local connections accepted.
+    pub connections: AtomicU64,
+    /// Local connections open now.
+    pub active: AtomicU64,
+    /// Endpoint attempts that failed (connect, timeout, handshake).
+    pub attempt_failures: AtomicU64,
+    /// Connections dropped because no endpoint worked.
+    pub failures: AtomicU64,
+    /// Bytes from the local app to the upstream.
+    pub bytes_out: AtomicU64,
+    /// Bytes from the upstream to the local app.
+    pub bytes_in: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts a failed inbound handshake by reason.
+    pub fn handshake_error(&self, reason: &'static str) {
+        *self
+            .handshake_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(reason)
+            .or_default() += 1;
+    }
+
+    /// Failed inbound handshakes for one reason.
+    pub fn handshake_errors(&self, reason: &str) -> u64 {
+        let map = self
+            .handshake_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.get(reason).copied().unwrap_or(0)
+    }
+
+    /// The counters of one upstream, created on first use.
+    pub fn upstream(&self, name: &str) -> Arc<UpstreamMetrics> {
+        self.upstreams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Renders all counters in Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(2048);
+        let mut one = |name: &str, kind: &str, help: &str, v: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        };
+        one(
+            "mesh_proxy_inbound_connections_accepted_total",
+            "counter",
+            "Inbound TCP connections accepted.",
+            self.accepted.load(Relaxed),
+        );
+        one(
+            "mesh_proxy_inbound_connections_active",
+            "gauge",
+            "Inbound connections open now.",
+            self.active.load(Relaxed),
+        );
+        one(
+            "mesh_proxy_inbound_connections_denied_total",
+            "counter",
+            "Inbound connections denied by intentions.",
+            self.denied.load(Relaxed),
+        );
+        one(
+            "mesh_proxy_inbound_connections_closed_by_policy_total",
+            "counter",
+            "Live inbound connections closed after a snapshot change denied them.",
+            self.live_closed.load(Relaxed),
+        );
+        one(
+            "mesh_proxy_inbound_bytes_received_total",
+            "counter",
+            "Bytes received from peers on the public listener.",
+            self.bytes_in.load(Relaxed),
+        );
+        one(
+            "mesh_proxy_inbound_bytes_sent_total",
+            "counter",
+            "Bytes sent to peers on the public listener.",
+            self.bytes_out.load(Relaxed),
+        );
+        one(
+            "mesh_proxy_http_requests_total",
+            "counter",
+            "L7 requests handled.",
+            self.http_requests.load(Relaxed),
+        );
+        one(
+            "mesh_proxy_http_requests_denied_total",
+            "counter",
+            "L7 requests denied with 403.",
+            self.http_denied.load(Relaxed),
+        );
+
+        out.push_str("# HELP mesh_proxy_inbound_handshake_errors_total Failed inbound TLS handshakes by reason.\n");
+        out.push_str("# TYPE mesh_proxy_inbound_handshake_errors_total counter\n");
+        for (reason, n) in self
+            .handshake_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "mesh_proxy_inbound_handshake_errors_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+
+        let ups = self.upstreams.lock().unwrap_or_else(|p| p.into_inner());
+        let families: [Family; 6] = [
+            (
+                "mesh_proxy_upstream_connections_total",
+                "counter",
+                "Local connections accepted by an upstream listener.",
+                |u| u.connections.load(Relaxed),
+            ),
+            (
+                "mesh_proxy_upstream_connections_active",
+                "gauge",
+                "Upstream connections open now.",
+                |u| u.active.load(Relaxed),
+            ),
+            (
+                "mesh_proxy_upstream_attempt_failures_total",
+                "counter",
+                "Endpoint attempts that failed (connect, timeout, handshake).",
+                |u| u.attempt_failures.load(Relaxed),
+            ),
+            (
+                "mesh_proxy_upstream_failures_total",
+                "counter",
+                "Upstream connections dropped because no endpoint worked.",
+                |u| u.failures.load(Relaxed),
+            ),
+            (
+                "mesh_proxy_upstream_bytes_sent_total",
+                "counter",
+                "Bytes from the local app to the upstream.",
+                |u| u.bytes_out.load(Relaxed),
+            ),
+            (
+                "mesh_proxy_upstream_bytes_received_total",
+                "counter",
+                "Bytes from the upstream to the local app.",
+                |u| u.bytes_in.load(Relaxed),
+            ),
+        ];
+        for (name, kind, help, get) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (up, m) in ups.iter() {
+                let _ = writeln!(out, "{name}{{upstream=\"{}\"}} {}", escape(up), get(m));
+            }
+        }
+        out
+    }
+}
+
+/// Name, type, help and getter of one per-upstream metric family.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&UpstreamMetrics) -> u64,
+);
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Decrements a gauge when dropped.
+pub(crate) struct GaugeGuard<'a>(pub &'a AtomicU64);
+
+impl<'a> GaugeGuard<'a> {
+    /// Increments `g` and returns a guard that decrements it.
+    pub fn inc(g: &'a AtomicU64) -> Self {
+        g.fetch_add(1, Relaxed);
+        GaugeGuard(g)
+    }
+}
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.accepted.fetch_add(3, Relaxed);
+        m.handshake_error("no_client_cert");
+        m.upstream("db").failures.fetch_add(1, Relaxed);
+        {
+            let _g = GaugeGuard::inc(&m.active);
+            assert!(m
+                .render()
+                .contains("mesh_proxy_inbound_connections_active 1\n"));
+        }
+        let text = m.render();
+        assert!(text.contains("mesh_proxy_inbound_connections_accepted_total 3\n"));
+        assert!(text.contains("mesh_proxy_inbound_connections_active 0\n"));
+        assert!(text
+            .contains("mesh_proxy_inbound_handshake_errors_total{reason=\"no_client_cert\"} 1\n"));
+        assert!(text.contains("mesh_proxy_upstream_failures_total{upstream=\"db\"} 1\n"));
+    }
+}

@@ -1,0 +1,164 @@
+//! Upstream listeners: plain TCP from the local app, mTLS to a destination sidecar.
+//!
+//! Each accepted connection reads the upstream's *current* endpoints, picks
+//! one round robin and falls over to the next on connect or handshake
+//! failure (bounded), checking the peer's exact SPIFFE ID.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::ClientConfig;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+use tokio_util::sync::CancellationToken;
+
+use crate::inbound::Wire;
+use crate::inbound::COPY_BUF;
+use crate::metrics::GaugeGuard;
+use crate::proxy::Ctx;
+use crate::snapshot::Endpoint;
+use crate::Error;
+
+/// At most this many endpoints are tried for one connection.
+const MAX_ATTEMPTS: usize = 3;
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(5000);
+
+/// State shared by the connections of one upstream listener.
+struct Listener {
+    name: String,
+    next: AtomicUsize,
+    /// Client configs by expected SPIFFE ID (each carries its own verifier).
+    configs: Mutex<HashMap<String, Arc<ClientConfig>>>,
+}
+
+/// Accepts on one upstream listener until `stop` (this listener's token) fires.
+pub(crate) async fn serve(
+    ctx: Arc<Ctx>,
+    name: String,
+    listener: TcpListener,
+    stop: CancellationToken,
+) {
+    let state = Arc::new(Listener {
+        name,
+        next: AtomicUsize::new(0),
+        configs: Mutex::new(HashMap::new()),
+    });
+    loop {
+        let (tcp, _peer) = tokio::select! {
+            _ = stop.cancelled() => return,
+            res = listener.accept() => match res {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(upstream = %state.name, error = %e, "upstream accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let (ctx2, state2) = (ctx.clone(), state.clone());
+        ctx.tracker
+            .spawn(async move { handle(ctx2, state2, tcp).await });
+    }
+}
+
+async fn handle(ctx: Arc<Ctx>, state: Arc<Listener>, mut local: TcpStream) {
+    let um = ctx.metrics.upstream(&state.name);
+    um.connections.fetch_add(1, Relaxed);
+    let _active = GaugeGuard::inc(&um.active);
+    let _ = local.set_nodelay(true);
+
+    let mut remote = match dial(&ctx, &state, &um).await {
+        Ok(s) => s,
+        Err(e) => {
+            um.failures.fetch_add(1, Relaxed);
+            tracing::warn!(upstream = %state.name, error = %e, "upstream connection dropped");
+            return;
+        }
+    };
+    let copy =
+        tokio::io::copy_bidirectional_with_sizes(&mut local, &mut remote, COPY_BUF, COPY_BUF);
+    tokio::select! {
+        res = copy => if let Ok((out, inn)) = res {
+            um.bytes_out.fetch_add(out, Relaxed);
+            um.bytes_in.fetch_add(inn, Relaxed);
+        },
+        _ = ctx.stop.cancelled() => {}
+    }
+}
+
+async fn dial(
+    ctx: &Ctx,
+    state: &Listener,
+    um: &crate::metrics::UpstreamMetrics,
+) -> Result<TlsStream<Wire>, Error> {
+    let m = ctx.current.get();
+    let Some(up) = m
+        .snap
+        .upstreams
+        .iter()
+        .find(|u| u.destination_name == state.name)
+    else {
+        return Err(Error::NoEndpoint {
+            upstream: state.name.clone(),
+            last: "upstream no longer in the snapshot".into(),
+        });
+    };
+    let n = up.endpoints.len();
+    if n == 0 {
+        return Err(Error::NoEndpoint {
+            upstream: state.name.clone(),
+            last: "no healthy endpoints".into(),
+        });
+    }
+    let timeout = match up.connect_timeout_ms {
+        0 => DEFAULT_CONNECT_TIMEOUT,
+        ms => Duration::from_millis(ms),
+    };
+    let start = state.next.fetch_add(1, Relaxed);
+    let mut last = String::new();
+    for i in 0..n.min(MAX_ATTEMPTS) {
+        let ep = &up.endpoints[(start + i) % n];
+        let cfg = client_config(ctx, state, &ep.spiffe_id);
+        match tokio::time::timeout(timeout, connect(ep, cfg)).await {
+            Ok(Ok(s)) => return Ok(s),
+            Ok(Err(e)) => {
+                let reason = crate::tls::failure_reason(&e);
+                last = format!("{}:{}: {reason}: {e}", ep.address, ep.port);
+            }
+            Err(_) => last = format!("{}:{}: timed out after {timeout:?}", ep.address, ep.port),
+        }
+        um.attempt_failures.fetch_add(1, Relaxed);
+        tracing::info!(upstream = %state.name, attempt = i + 1, error = %last, "upstream endpoint failed");
+    }
+    Err(Error::NoEndpoint {
+        upstream: state.name.clone(),
+        last,
+    })
+}
+
+fn client_config(ctx: &Ctx, state: &Listener, expected: &str) -> Arc<ClientConfig> {
+    let mut map = state.configs.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = map.get(expected) {
+        return c.clone();
+    }
+    if map.len() > 256 {
+        map.clear();
+    }
+    let cfg = crate::tls::client_config(&ctx.current, expected);
+    map.insert(expected.to_string(), cfg.clone());
+    cfg
+}
+
+async fn connect(ep: &Endpoint, cfg: Arc<ClientConfig>) -> std::io::Result<TlsStream<Wire>> {
+    let tcp = TcpStream::connect((ep.address.as_str(), ep.port)).await?;
+    let _ = tcp.set_nodelay(true);
+    TlsConnector::from(cfg)
+        .connect(
+            crate::tls::server_name(&ep.address),
+            crate::inbound::wire(tcp),
+        )
+        .await
+}

@@ -1,0 +1,255 @@
+//! The proxy snapshot: everything one sidecar needs, computed by the agent.
+//!
+//! The agent serves it as JSON with Consul-style PascalCase keys; the only
+//! producer is our own agent, so keys are matched exactly.
+
+use serde::{Deserialize, Serialize};
+
+/// Everything one sidecar needs: listeners, credentials, intentions, upstreams.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ProxySnapshot {
+    /// ID of the proxy service instance this snapshot is for.
+    #[serde(rename = "ProxyID")]
+    pub proxy_id: String,
+    /// Name of the destination service this sidecar fronts.
+    pub service: String,
+    /// SPIFFE trust domain, e.g. `7f1c….consul`.
+    pub trust_domain: String,
+    /// Datacenter of this proxy.
+    pub datacenter: String,
+    /// The public (inbound, mTLS) listener.
+    pub public: PublicListener,
+    /// This proxy's leaf certificate; `None` until the CA has signed one.
+    pub leaf: Option<Leaf>,
+    /// Trust bundle: PEM roots, including cross-signed intermediates.
+    pub roots: Vec<String>,
+    /// Intentions whose destination is [`ProxySnapshot::service`].
+    pub intentions: Intentions,
+    /// Upstream (outbound) listeners.
+    pub upstreams: Vec<Upstream>,
+    /// Raft index the snapshot was computed at.
+    pub index: u64,
+}
+
+/// The public listener: where other sidecars dial us with mTLS.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PublicListener {
+    /// Address to bind, e.g. `0.0.0.0`.
+    pub bind_address: String,
+    /// Port to bind; 0 picks a free port (see `ProxyHandle::bound`).
+    pub bind_port: u16,
+    /// Address of the local application.
+    pub local_service_address: String,
+    /// Port of the local application.
+    pub local_service_port: u16,
+    /// `tcp` (L4 splice) or `http` (L7, per-request permissions).
+    pub protocol: Protocol,
+}
+
+/// Application protocol of the public listener.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Opaque TCP: authorize once per connection, then splice bytes.
+    #[default]
+    Tcp,
+    /// HTTP/1.1 or h2: authorize each request against L7 permissions.
+    Http,
+}
+
+/// A leaf certificate and its key, PEM.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Leaf {
+    /// Leaf certificate, optionally followed by intermediates.
+    #[serde(rename = "CertPEM")]
+    pub cert_pem: String,
+    /// PKCS#8, SEC1 or PKCS#1 private key.
+    #[serde(rename = "PrivateKeyPEM")]
+    pub private_key_pem: String,
+}
+
+/// Intentions that apply to this destination.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Intentions {
+    /// Decision when no rule matches (the ACL default policy).
+    pub default_allow: bool,
+    /// Rules; evaluated by precedence, highest first.
+    pub rules: Vec<IntentionRule>,
+}
+
+impl Default for Intentions {
+    fn default() -> Self {
+        Self {
+            default_allow: true,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// One intention: a source (or `*`) and what it may do.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct IntentionRule {
+    /// Name used in logs and denials (intention ID or `source => destination`).
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Source service name, or `*`.
+    pub source: String,
+    /// L4 action; ignored when `permissions` is non-empty.
+    pub action: Action,
+    /// L7 permissions, first match wins; only for `http` listeners.
+    pub permissions: Vec<Permission>,
+    /// Higher wins (Consul: exact→exact 9, *→exact 8).
+    pub precedence: i32,
+}
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Let it through.
+    Allow,
+    /// Refuse it.
+    #[default]
+    Deny,
+}
+
+/// One L7 permission: an action and the requests it applies to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Permission {
+    /// What to do with a matching request.
+    pub action: Action,
+    /// The request match; `None` matches every request.
+    #[serde(rename = "HTTP")]
+    pub http: Option<HttpMatch>,
+}
+
+/// HTTP request match; every field set must match.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HttpMatch {
+    /// Path equals this.
+    pub path_exact: Option<String>,
+    /// Path starts with this.
+    pub path_prefix: Option<String>,
+    /// Path matches this regex entirely.
+    pub path_regex: Option<String>,
+    /// Method is one of these (empty: any).
+    pub methods: Vec<String>,
+    /// Every header matcher matches.
+    pub header: Vec<HeaderMatch>,
+}
+
+/// Match on one request header.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HeaderMatch {
+    /// Header name, case-insensitive.
+    pub name: String,
+    /// Header is present (any value).
+    pub present: bool,
+    /// Value equals this.
+    pub exact: Option<String>,
+    /// Value starts with this.
+    pub prefix: Option<String>,
+    /// Value ends with this.
+    pub suffix: Option<String>,
+    /// Value matches this regex entirely.
+    pub regex: Option<String>,
+    /// Negate the result.
+    pub invert: bool,
+}
+
+/// One upstream: a local plain-TCP listener that dials the destination with mTLS.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Upstream {
+    /// Destination service name; also the upstream's key.
+    pub destination_name: String,
+    /// Local address the app connects to.
+    pub local_bind_address: String,
+    /// Local port; 0 picks a free port (see `ProxyHandle::bound`).
+    pub local_bind_port: u16,
+    /// Dial + handshake timeout per endpoint attempt (0: 5000 ms).
+    pub connect_timeout_ms: u64,
+    /// Healthy sidecars of the destination.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// One destination sidecar and the identity it must prove.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Endpoint {
+    /// IP address (or host name) of the sidecar's public listener.
+    pub address: String,
+    /// Port of the sidecar's public listener.
+    pub port: u16,
+    /// URI SAN the sidecar's certificate must carry.
+    #[serde(rename = "SpiffeID")]
+    pub spiffe_id: String,
+}
+
+impl ProxySnapshot {
+    /// Parses a snapshot from JSON.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, crate::Error> {
+        serde_json::from_slice(bytes).map_err(crate::Error::Snapshot)
+    }
+
+    /// The SPIFFE ID a sidecar of `service` carries in this snapshot's domain.
+    pub fn spiffe_id_for(&self, service: &str) -> String {
+        crate::spiffe::SpiffeId {
+            trust_domain: self.trust_domain.clone(),
+            namespace: "default".into(),
+            datacenter: self.datacenter.clone(),
+            service: service.into(),
+        }
+        .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_consul_style_json() {
+        let json = r#"{
+          "ProxyID": "web-sidecar-proxy", "Service": "web", "TrustDomain": "x.consul",
+          "Datacenter": "dc1",
+          "Public": {"BindAddress": "127.0.0.1", "BindPort": 21000,
+                     "LocalServiceAddress": "127.0.0.1", "LocalServicePort": 8080, "Protocol": "http"},
+          "Leaf": {"CertPEM": "c", "PrivateKeyPEM": "k"}, "Roots": ["r"],
+          "Intentions": {"DefaultAllow": false, "Rules": [{"ID": "i1", "Source": "api",
+             "Action": "allow", "Precedence": 9,
+             "Permissions": [{"Action": "deny", "HTTP": {"PathPrefix": "/admin",
+                "Methods": ["POST"], "Header": [{"Name": "x-debug", "Present": true}]}}]}]},
+          "Upstreams": [{"DestinationName": "db", "LocalBindAddress": "127.0.0.1",
+             "LocalBindPort": 9191, "ConnectTimeoutMs": 500,
+             "Endpoints": [{"Address": "10.0.0.1", "Port": 21000,
+                            "SpiffeID": "spiffe://x.consul/ns/default/dc/dc1/svc/db"}]}],
+          "Index": 42 }"#;
+        let s = ProxySnapshot::from_json(json.as_bytes()).unwrap();
+        assert_eq!(s.public.protocol, Protocol::Http);
+        assert_eq!(s.intentions.rules[0].permissions[0].action, Action::Deny);
+        assert_eq!(s.upstreams[0].endpoints[0].port, 21000);
+        let back: ProxySnapshot =
+            serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(
+            s.spiffe_id_for("db"),
+            "spiffe://x.consul/ns/default/dc/dc1/svc/db"
+        );
+    }
+
+    #[test]
+    fn empty_object_is_a_default_snapshot() {
+        let s = ProxySnapshot::from_json(b"{}").unwrap();
+        assert!(s.leaf.is_none());
+        assert!(s.intentions.default_allow);
+    }
+}

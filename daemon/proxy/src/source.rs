@@ -1,0 +1,157 @@
+//! Snapshot source: a Consul-style blocking-query client of the agent.
+//!
+//! `GET {agent}/v1/agent/connect/proxy/{proxy_id}?index=N&wait=Ws` returns the
+//! snapshot JSON and `X-Consul-Index`; the server holds the request until the
+//! index passes N or `wait` elapses. Errors back off exponentially.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::snapshot::ProxySnapshot;
+use crate::Error;
+
+/// Where and how to poll the agent.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// Agent base URL, e.g. `http://127.0.0.1:8500`.
+    pub agent: String,
+    /// The proxy service ID to fetch.
+    pub proxy_id: String,
+    /// ACL token sent as `X-Consul-Token`.
+    pub token: Option<String>,
+    /// Blocking-query wait (Consul's `wait`), e.g. 5 minutes.
+    pub wait: Duration,
+    /// First retry delay after an error.
+    pub min_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+}
+
+impl SourceConfig {
+    /// A config with Consul-like defaults (5 min wait, 100 ms–10 s backoff).
+    pub fn new(agent: impl Into<String>, proxy_id: impl Into<String>) -> Self {
+        Self {
+            agent: agent.into().trim_end_matches('/').to_string(),
+            proxy_id: proxy_id.into(),
+            token: None,
+            wait: Duration::from_secs(300),
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Starts polling; the receiver starts with an empty snapshot (proxy not ready).
+///
+/// The task ends when every receiver has been dropped.
+pub fn spawn(
+    cfg: SourceConfig,
+) -> (
+    watch::Receiver<Arc<ProxySnapshot>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = watch::channel(Arc::new(ProxySnapshot::default()));
+    let task = tokio::spawn(async move { run(cfg, tx).await });
+    (rx, task)
+}
+
+/// Polls the agent forever, publishing each new snapshot on `tx`.
+///
+/// Returns when every receiver of `tx` has been dropped.
+pub async fn run(cfg: SourceConfig, tx: watch::Sender<Arc<ProxySnapshot>>) {
+    let client = match reqwest::Client::builder()
+        // The server may add up to wait/16 of jitter; allow for it.
+        .timeout(cfg.wait + cfg.wait / 16 + Duration::from_secs(10))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build HTTP client for the snapshot source");
+            return;
+        }
+    };
+    let mut index = 0u64;
+    let mut backoff = cfg.min_backoff;
+    loop {
+        let res = tokio::select! {
+            _ = tx.closed() => return,
+            res = fetch(&client, &cfg, index) => res,
+        };
+        match res {
+            Ok((new_index, snap)) => {
+                backoff = cfg.min_backoff;
+                // Consul: an index that goes backwards means a reset; start over.
+                index = if new_index < index {
+                    0
+                } else {
+                    new_index.max(1)
+                };
+                let snap = Arc::new(snap);
+                tx.send_if_modified(|cur| {
+                    if **cur == *snap {
+                        false
+                    } else {
+                        *cur = snap;
+                        true
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "fetching proxy snapshot failed");
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = tokio::time::sleep(jitter(backoff)) => {}
+                }
+                backoff = (backoff * 2).min(cfg.max_backoff);
+            }
+        }
+    }
+}
+
+/// One blocking query: the new index and the snapshot.
+async fn fetch(
+    client: &reqwest::Client,
+    cfg: &SourceConfig,
+    index: u64,
+) -> Result<(u64, ProxySnapshot), Error> {
+    let url = format!("{}/v1/agent/connect/proxy/{}", cfg.agent, cfg.proxy_id);
+    let err = |message: String| Error::Agent {
+        url: url.clone(),
+        message,
+    };
+    let full = format!("{url}?index={index}&wait={}s", cfg.wait.as_secs().max(1));
+    let mut req = client.get(&full);
+    if let Some(t) = &cfg.token {
+        req = req.header("X-Consul-Token", t);
+    }
+    let resp = req.send().await.map_err(|e| err(e.to_string()))?;
+    let status = resp.status();
+    let header_index = resp
+        .headers()
+        .get("X-Consul-Index")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let body = resp.bytes().await.map_err(|e| err(e.to_string()))?;
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&body);
+        return Err(err(format!("HTTP {status}: {}", text.trim())));
+    }
+    let snap = ProxySnapshot::from_json(&body).map_err(|e| err(e.to_string()))?;
+    Ok((header_index.unwrap_or(snap.index), snap))
+}
+
+/// ±20 % jitter, without an RNG dependency.
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
+    let factor = 0.8 + (nanos % 400) as f64 / 1000.0;
+    d.mul_f64(factor)
+}
+
+#[cfg(test)]
+#[path = "source_tests.rs"]
+mod tests;

@@ -1,0 +1,314 @@
+//! rustls configuration: TLS 1.3 only, ring provider, certificates and trust
+//! read from the *current* snapshot at every handshake.
+//!
+//! Root rotation and leaf renewal therefore need no restart: new handshakes
+//! see the new material, established connections keep their keys.
+
+use std::io;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ResolvesClientCert, Resumption};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, OtherError,
+    ServerConfig, SignatureScheme,
+};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+use crate::spiffe::{spiffe_id_of, SpiffeId};
+use crate::state::{Current, Material};
+use crate::Error;
+
+/// Server side of the public listener: client cert required, checked against current roots.
+pub(crate) fn server_config(current: &Current) -> Arc<ServerConfig> {
+    let mut cfg = ServerConfig::builder_with_provider(current.provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("ring supports TLS 1.3")
+        .with_client_cert_verifier(Arc::new(ClientVerifier {
+            current: current.clone(),
+        }))
+        .with_cert_resolver(Arc::new(LeafResolver {
+            current: current.clone(),
+        }));
+    // No resumption: every connection proves its identity against current roots.
+    cfg.session_storage = Arc::new(NoServerSessionStorage {});
+    cfg.send_tls13_tickets = 0;
+    Arc::new(cfg)
+}
+
+/// Client side of an upstream connection that must reach `expected` (a SPIFFE ID).
+pub(crate) fn client_config(current: &Current, expected: &str) -> Arc<ClientConfig> {
+    let mut cfg = ClientConfig::builder_with_provider(current.provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("ring supports TLS 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ServerVerifier {
+            current: current.clone(),
+            expected: expected.to_string(),
+        }))
+        .with_client_cert_resolver(Arc::new(LeafResolver {
+            current: current.clone(),
+        }));
+    cfg.enable_sni = false;
+    cfg.resumption = Resumption::disabled();
+    Arc::new(cfg)
+}
+
+/// The server name we pass to rustls; SNI is off and identity is checked by SPIFFE ID.
+pub(crate) fn server_name(address: &str) -> ServerName<'static> {
+    ServerName::try_from(address.to_string())
+        .unwrap_or_else(|_| ServerName::try_from("mesh.invalid").expect("valid name"))
+}
+
+/// Verifies `end_entity` chains to the current roots for `usage`.
+fn verify_chain(
+    m: &Material,
+    provider: &rustls::crypto::CryptoProvider,
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    now: UnixTime,
+    usage: webpki::KeyUsage,
+) -> Result<(), rustls::Error> {
+    let cert = webpki::EndEntityCert::try_from(end_entity).map_err(pki_error)?;
+    let mut chain: Vec<CertificateDer<'_>> = intermediates.to_vec();
+    chain.extend(m.roots_der.iter().cloned());
+    cert.verify_for_usage(
+        provider.signature_verification_algorithms.all,
+        &m.anchors,
+        &chain,
+        now,
+        usage,
+        None,
+        None,
+    )
+    .map(|_| ())
+    .map_err(pki_error)
+}
+
+fn pki_error(e: webpki::Error) -> rustls::Error {
+    use webpki::Error as W;
+    let ce = match e {
+        W::CertExpired { .. } => CertificateError::Expired,
+        W::CertNotValidYet { .. } => CertificateError::NotValidYet,
+        W::UnknownIssuer => CertificateError::UnknownIssuer,
+        W::CertRevoked => CertificateError::Revoked,
+        W::InvalidSignatureForPublicKey => CertificateError::BadSignature,
+        e => CertificateError::Other(OtherError(Arc::new(e))),
+    };
+    rustls::Error::InvalidCertificate(ce)
+}
+
+fn identity_error(expected: String, got: Option<String>) -> rustls::Error {
+    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
+        Error::Identity { expected, got },
+    ))))
+}
+
+// === impl ClientVerifier ===
+
+/// Checks client certificates of the public listener.
+#[derive(Debug)]
+struct ClientVerifier {
+    current: Current,
+}
+
+impl ClientCertVerifier for ClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let m = self.current.get();
+        verify_chain(
+            &m,
+            &self.current.provider,
+            end_entity,
+            intermediates,
+            now,
+            webpki::KeyUsage::client_auth(),
+        )?;
+        let got = spiffe_id_of(end_entity);
+        match got.as_deref().and_then(SpiffeId::parse) {
+            Some(id) if id.trust_domain == m.snap.trust_domain => {
+                Ok(ClientCertVerified::assertion())
+            }
+            _ => Err(identity_error(
+                format!("a service in trust domain {}", m.snap.trust_domain),
+                got,
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.current.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.current.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.current
+            .provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+// === impl ServerVerifier ===
+
+/// Checks an upstream sidecar's certificate: current roots and the exact SPIFFE ID.
+#[derive(Debug)]
+struct ServerVerifier {
+    current: Current,
+    expected: String,
+}
+
+impl ServerCertVerifier for ServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let m = self.current.get();
+        verify_chain(
+            &m,
+            &self.current.provider,
+            end_entity,
+            intermediates,
+            now,
+            webpki::KeyUsage::server_auth(),
+        )?;
+        let got = spiffe_id_of(end_entity);
+        if got.as_deref() == Some(self.expected.as_str()) {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(identity_error(self.expected.clone(), got))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.current.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.current.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.current
+            .provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+// === impl LeafResolver ===
+
+/// Presents the current leaf, on both the server and the client side.
+#[derive(Debug)]
+struct LeafResolver {
+    current: Current,
+}
+
+impl ResolvesServerCert for LeafResolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.get().leaf.clone()
+    }
+}
+
+impl ResolvesClientCert for LeafResolver {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        self.current.get().leaf.clone()
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+// === handshake failure reasons ===
+
+/// A short, stable label for why a handshake failed (metrics and logs).
+pub(crate) fn failure_reason(e: &io::Error) -> &'static str {
+    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+        return match e.kind() {
+            io::ErrorKind::TimedOut => "timeout",
+            _ => "io",
+        };
+    };
+    match tls {
+        rustls::Error::NoCertificatesPresented => "no_client_cert",
+        rustls::Error::InvalidCertificate(ce) => match ce {
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired",
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "not_yet_valid"
+            }
+            CertificateError::UnknownIssuer => "unknown_ca",
+            CertificateError::Other(OtherError(inner))
+                if inner.downcast_ref::<Error>().is_some() =>
+            {
+                "wrong_identity"
+            }
+            _ => "bad_certificate",
+        },
+        rustls::Error::AlertReceived(_) => "alert_received",
+        rustls::Error::PeerIncompatible(_) => "incompatible",
+        _ => "other",
+    }
+}
