@@ -105,7 +105,7 @@ impl tfplug::Resource for CaConfigResource {
 
     async fn modify_plan(
         &self,
-        prior: &Value,
+        _prior: &Value,
         config: &Value,
         plan: &mut Plan,
         _: &mut Diagnostics,
@@ -115,9 +115,8 @@ impl tfplug::Resource for CaConfigResource {
             Value::Unknown => Value::Unknown,
             _ => Value::Null,
         };
-        if &h != prior.get("private_key_hash") {
-            plan.planned.set("private_key_hash", h);
-        }
+        // Null when no key is configured: never "known after apply".
+        plan.planned.set("private_key_hash", h);
         plan.planned.set("id", "ca".into());
     }
 
@@ -274,7 +273,11 @@ fn rotation_done(r: &Json, before: Option<&str>) -> bool {
             .map(|(_, v)| v.clone())
             .unwrap_or(Json::Null)
     };
-    match field("Stage").as_str().map(str::to_ascii_lowercase).as_deref() {
+    match field("Stage")
+        .as_str()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         Some("active" | "reissuing") => true,
         Some("none") => field("ActiveRootID").as_str() != before,
         _ => false,

@@ -100,7 +100,37 @@ impl tfplug::Resource for ServiceResource {
         let Some(c) = self.0.client(diags) else {
             return state.clone();
         };
-        let (node, sid) = (s(state, "node"), s(state, "service_id"));
+        let (node, sid, name) = (s(state, "node"), s(state, "service_id"), s(state, "name"));
+        // Common case, one small read: no sidecar or checks to look at, so the
+        // service's own instances are enough (a whole-node read grows with the node).
+        let simple = !name.is_empty()
+            && state.get("sidecar").is_null()
+            && state.get("check").items().is_empty();
+        if simple {
+            match c.catalog_service(&name, &Default::default()).await {
+                Ok(list) => {
+                    if let Some(e) = list
+                        .iter()
+                        .find(|e| e["Node"] == node && e["ServiceID"] == sid)
+                    {
+                        let mut out = service_value(&node, &sid, e, "Service");
+                        out.set("address", util::str_from_json(&e["Address"]));
+                        out.set("check", Value::List(vec![]));
+                        util::normalise(
+                            state,
+                            &mut out,
+                            &["port", "service_address", "tags", "meta"],
+                        );
+                        return out;
+                    }
+                    // Not under that name: renamed or gone; the node read tells which.
+                }
+                Err(e) => {
+                    report(diags, e, &format!("read service {name:?}"), None);
+                    return state.clone();
+                }
+            }
+        }
         let found = match c.catalog_node(&node, &Default::default()).await {
             Ok(v) => v,
             Err(e) => {
@@ -122,25 +152,13 @@ impl tfplug::Resource for ServiceResource {
                 return state.clone();
             }
         };
-        let mut out = Value::object([
-            ("id", Value::from(format!("{node}/{sid}"))),
-            ("node", node.clone().into()),
-            ("address", util::str_from_json(&found["Node"]["Address"])),
-            ("name", util::str_from_json(&svc["Service"])),
-            ("service_id", sid.clone().into()),
-            (
-                "port",
-                Value::from(svc["Port"].as_i64().unwrap_or_default()),
-            ),
-            ("service_address", util::str_from_json(&svc["Address"])),
-            ("tags", util::list_from_json(&svc["Tags"])),
-            ("meta", util::map_from_json(&svc["Meta"])),
-            ("check", read_checks(state, &checks, &sid)),
-            (
-                "sidecar",
-                read_sidecar(&found["Services"][sidecar_id(&sid)]),
-            ),
-        ]);
+        let mut out = service_value(&node, &sid, svc, "");
+        out.set("address", util::str_from_json(&found["Node"]["Address"]));
+        out.set("check", read_checks(state, &checks, &sid));
+        out.set(
+            "sidecar",
+            read_sidecar(&found["Services"][sidecar_id(&sid)]),
+        );
         util::normalise(
             state,
             &mut out,
@@ -194,6 +212,28 @@ impl tfplug::Resource for ServiceResource {
             }
         }
     }
+}
+
+/// The service's own attributes from agent JSON; `prefix` is "Service" for the
+/// flattened `/v1/catalog/service` shape, "" for a node's `Services` map.
+fn service_value(node: &str, sid: &str, j: &Json, prefix: &str) -> Value {
+    let f = |name: &str| &j[format!("{prefix}{name}")];
+    let name = if prefix.is_empty() {
+        &j["Service"]
+    } else {
+        &j["ServiceName"]
+    };
+    Value::object([
+        ("id", Value::from(format!("{node}/{sid}"))),
+        ("node", node.into()),
+        ("name", util::str_from_json(name)),
+        ("service_id", sid.into()),
+        ("port", Value::from(f("Port").as_i64().unwrap_or_default())),
+        ("service_address", util::str_from_json(f("Address"))),
+        ("tags", util::list_from_json(f("Tags"))),
+        ("meta", util::map_from_json(f("Meta"))),
+        ("sidecar", Value::Null),
+    ])
 }
 
 /// Checks of the service, in the order the state lists them, then any others.

@@ -366,7 +366,9 @@ resource "mesh_service" "billing" {
 
     // The CA: configured in place; a key change waits for the staged
     // rotation to activate the new root, which every live node then serves.
-    let roots_before = get(&c, cluster.agents[via].url("/v1/connect/ca/roots")).await.unwrap();
+    let roots_before = get(&c, cluster.agents[via].url("/v1/connect/ca/roots"))
+        .await
+        .unwrap();
     let ca = |bits: u32| {
         format!(
             "resource \"mesh_ca_config\" \"ca\" {{\n  leaf_cert_ttl    = \"48h\"\n  private_key_type = \"ec\"\n  private_key_bits = {bits}\n}}\n\ndata \"mesh_ca_roots\" \"now\" {{\n  depends_on = [mesh_ca_config.ca]\n}}\n"
@@ -378,13 +380,22 @@ resource "mesh_service" "billing" {
     assert_eq!(tf.plan().await.code, 0);
     tf.write(&addr, &config(8081, "20", &ca(384)));
     let r = tf.plan().await;
-    assert!(r.out.contains("mesh_ca_config.ca will be updated in-place"), "{}", r.out);
+    assert!(
+        r.out.contains("mesh_ca_config.ca will be updated in-place"),
+        "{}",
+        r.out
+    );
     let r = tf.apply().await;
     assert_eq!(r.code, 0, "{}", r.out);
-    let active = get(&c, cluster.agents[via].url("/v1/connect/ca/roots")).await.unwrap()["ActiveRootID"].clone();
+    let active = get(&c, cluster.agents[via].url("/v1/connect/ca/roots"))
+        .await
+        .unwrap()["ActiveRootID"]
+        .clone();
     assert_ne!(active, roots_before["ActiveRootID"], "a new root is active");
     for a in cluster.agents.iter().filter(|a| a.is_alive()) {
-        let cfg = get(&c, a.url("/v1/connect/ca/configuration")).await.unwrap();
+        let cfg = get(&c, a.url("/v1/connect/ca/configuration"))
+            .await
+            .unwrap();
         assert_eq!(cfg["Config"]["LeafCertTTL"], "48h", "{cfg}");
     }
     assert_eq!(tf.plan().await.code, 0);
@@ -497,10 +508,15 @@ async fn terraform_examples_and_module_work() {
     }
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let root = tempfile::tempdir().unwrap();
-    copy_tree(&repo.join("examples/terraform"), &root.path().join("examples/terraform"));
+    copy_tree(
+        &repo.join("examples/terraform"),
+        &root.path().join("examples/terraform"),
+    );
     copy_tree(&repo.join("modules"), &root.path().join("modules"));
     let provider = provider_bin();
-    let platform = root.path().join("mirror/registry.terraform.io/mesh/mesh/0.1.0/linux_amd64");
+    let platform = root
+        .path()
+        .join("mirror/registry.terraform.io/mesh/mesh/0.1.0/linux_amd64");
     std::fs::create_dir_all(&platform).unwrap();
     std::fs::copy(&provider, platform.join("terraform-provider-mesh_v0.1.0")).unwrap();
     let cli_config = root.path().join("cli.tfrc");
@@ -516,23 +532,43 @@ async fn terraform_examples_and_module_work() {
     let addr = agent.http.to_string();
     let var = format!("-var=mesh_address={addr}");
     let examples = root.path().join("examples/terraform");
-    let mut names: Vec<_> = std::fs::read_dir(&examples).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let mut names: Vec<_> = std::fs::read_dir(&examples)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     names.sort();
     assert!(names.len() >= 2, "{names:?}");
     for name in names {
-        let tf = Tf { dir: examples.join(&name), cli_config: cli_config.clone() };
+        let tf = Tf {
+            dir: examples.join(&name),
+            cli_config: cli_config.clone(),
+        };
         tf.must(&["init", "-backend=false", "-input=false"]).await;
         tf.must(&["validate"]).await;
         if name == "module" {
-            tf.must(&["apply", "-auto-approve", "-input=false", &var]).await;
-            let r = tf.run(&["plan", "-detailed-exitcode", "-input=false", &var]).await;
+            tf.must(&["apply", "-auto-approve", "-input=false", &var])
+                .await;
+            let r = tf
+                .run(&["plan", "-detailed-exitcode", "-input=false", &var])
+                .await;
             assert_eq!(r.code, 0, "{}", r.out);
             let c = http();
-            let web = get(&c, agent.url("/v1/catalog/service/web-sidecar-proxy")).await.unwrap();
-            assert_eq!(web[0]["ServiceProxy"]["Upstreams"][0]["DestinationName"], "db", "{web}");
-            let i = get(&c, agent.url("/v1/connect/intentions/exact?source=web&destination=db")).await.unwrap();
+            let web = get(&c, agent.url("/v1/catalog/service/web-sidecar-proxy"))
+                .await
+                .unwrap();
+            assert_eq!(
+                web[0]["ServiceProxy"]["Upstreams"][0]["DestinationName"], "db",
+                "{web}"
+            );
+            let i = get(
+                &c,
+                agent.url("/v1/connect/intentions/exact?source=web&destination=db"),
+            )
+            .await
+            .unwrap();
             assert_eq!(i["Action"], "allow", "{i}");
-            tf.must(&["destroy", "-auto-approve", "-input=false", &var]).await;
+            tf.must(&["destroy", "-auto-approve", "-input=false", &var])
+                .await;
         }
     }
 }
