@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::GaugeGuard;
+use crate::metrics::{Counted, GaugeGuard};
 use crate::proxy::Ctx;
 use crate::snapshot::Protocol;
 use crate::spiffe::{spiffe_id_of, SpiffeId};
@@ -123,7 +123,7 @@ pub(crate) fn local_addr(ctx: &Ctx) -> (String, u16) {
 
 async fn splice(ctx: Arc<Ctx>, mut tls: TlsStream<Wire>, source: String, peer: SocketAddr) {
     let (host, port) = local_addr(&ctx);
-    let mut app = match tokio::time::timeout(
+    let app = match tokio::time::timeout(
         Duration::from_secs(5),
         TcpStream::connect((host.as_str(), port)),
     )
@@ -140,14 +140,13 @@ async fn splice(ctx: Arc<Ctx>, mut tls: TlsStream<Wire>, source: String, peer: S
         }
     };
     let _ = app.set_nodelay(true);
-    let outcome = guarded(&ctx, &source, peer, Protocol::Tcp, async {
+    // Written to the app = received from the peer, and the other way round.
+    let m = &ctx.metrics;
+    let mut app = Counted::new(app, &m.bytes_out, &m.bytes_in);
+    let _ = guarded(&ctx, &source, peer, Protocol::Tcp, async {
         tokio::io::copy_bidirectional_with_sizes(&mut tls, &mut app, COPY_BUF, COPY_BUF).await
     })
     .await;
-    if let Some(Ok((from_peer, to_peer))) = outcome {
-        ctx.metrics.bytes_in.fetch_add(from_peer, Relaxed);
-        ctx.metrics.bytes_out.fetch_add(to_peer, Relaxed);
-    }
 }
 
 /// Runs `work` while re-authorizing `source` on every snapshot change.

@@ -145,3 +145,30 @@ async fn websocket_upgrade_passes_through() {
     assert_eq!(roundtrip(&mut s, b"frame-1").await.unwrap(), b"frame-1");
     assert_eq!(roundtrip(&mut s, b"frame-2").await.unwrap(), b"frame-2");
 }
+
+#[tokio::test]
+async fn a_deny_closes_a_live_http_connection() {
+    let (a, b) = l7_pair().await;
+    let tcp = TcpStream::connect(a.upstream("b")).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = || {
+        Request::get("/ok")
+            .header("host", "b")
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    assert_eq!(send.send_request(req()).await.unwrap().status(), 200);
+    b.update(|s| s.intentions.rules[0].permissions.clear())
+        .await; // plain L4 allow
+    assert_eq!(send.send_request(req()).await.unwrap().status(), 200);
+    b.update(|s| s.intentions.rules[0].action = Action::Deny)
+        .await;
+    tokio::time::timeout(WAIT, conn)
+        .await
+        .expect("keep-alive connection closed by the deny")
+        .unwrap()
+        .ok();
+}
