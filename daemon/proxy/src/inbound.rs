@@ -91,7 +91,9 @@ async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr) {
     tracing::debug!(%peer, %source, reason = %verdict.reason, "inbound connection allowed");
     match protocol {
         Protocol::Tcp => splice(ctx, tls, source, peer).await,
-        Protocol::Http => crate::l7::serve(ctx, tls, source, peer).await,
+        Protocol::Http | Protocol::Http2 | Protocol::Grpc => {
+            crate::l7::serve(ctx, tls, source, peer).await
+        }
     }
 }
 

@@ -22,7 +22,10 @@ pub(crate) struct Ctx {
     pub current: Current,
     pub metrics: Arc<Metrics>,
     pub acceptor: TlsAcceptor,
+    /// HTTP/1.1 client to the local app (protocol `http`).
     pub http: crate::l7::LocalClient,
+    /// h2 client to the local app (protocols `http2`, `grpc`).
+    pub h2: crate::l7::LocalClient,
     /// Fires when live connections must be cut (end of drain, or abort).
     pub stop: CancellationToken,
     /// Fires when listeners must close (start of shutdown).
@@ -82,7 +85,8 @@ impl Proxy {
             acceptor: TlsAcceptor::from(crate::tls::server_config(&current)),
             current,
             metrics: Arc::new(Metrics::default()),
-            http: crate::l7::local_client(),
+            http: crate::l7::local_client(false),
+            h2: crate::l7::local_client(true),
             stop: stop.clone(),
             closing: closing.clone(),
             tracker: tracker.clone(),

@@ -44,7 +44,7 @@ pub struct PublicListener {
     pub local_service_address: String,
     /// Port of the local application.
     pub local_service_port: u16,
-    /// `tcp` (L4 splice) or `http` (L7, per-request permissions).
+    /// `tcp` (L4 splice) or `http`, `http2`, `grpc` (L7, per-request permissions).
     pub protocol: Protocol,
 }
 
@@ -55,8 +55,19 @@ pub enum Protocol {
     /// Opaque TCP: authorize once per connection, then splice bytes.
     #[default]
     Tcp,
-    /// HTTP/1.1 or h2: authorize each request against L7 permissions.
+    /// HTTP/1.1 or h2 from peers, HTTP/1.1 to the app; permissions per request.
     Http,
+    /// Like `http`, but h2 (prior knowledge) to the app.
+    Http2,
+    /// gRPC: h2 to the app, trailers preserved; permissions per request.
+    Grpc,
+}
+
+impl Protocol {
+    /// Whether requests are parsed and checked one by one.
+    pub fn is_l7(self) -> bool {
+        !matches!(self, Protocol::Tcp)
+    }
 }
 
 /// A leaf certificate and its key, PEM.
