@@ -216,7 +216,15 @@ async fn supervise(ctx: Arc<Ctx>, bound_tx: watch::Sender<Bound>) {
             }
             keep
         });
+        let mut seen = std::collections::BTreeSet::new();
         for u in &snap.upstreams {
+            if !seen.insert(u.destination_name.as_str()) {
+                errors.push(format!(
+                    "upstream {}: listed twice; the first entry is used",
+                    u.destination_name
+                ));
+                continue;
+            }
             if upstreams.contains_key(&u.destination_name) {
                 continue;
             }

@@ -258,6 +258,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_parses() {
+        let s = ProxySnapshot::from_json(include_bytes!("../examples/snapshot.json")).unwrap();
+        assert_eq!(s.public.protocol, Protocol::Http);
+        assert_eq!(s.intentions.rules.len(), 2);
+        assert_eq!(s.upstreams[0].destination_name, "db");
+        assert_eq!(s.upstreams[0].endpoints[0].spiffe_id, s.spiffe_id_for("db"));
+    }
+
+    #[test]
     fn empty_object_is_a_default_snapshot() {
         let s = ProxySnapshot::from_json(b"{}").unwrap();
         assert!(s.leaf.is_none());
