@@ -56,7 +56,7 @@ async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr) {
         Ok(Err(e)) => {
             let reason = failure_reason(&e);
             metrics.handshake_error(reason);
-            tracing::info!(%peer, reason, error = %e, "inbound connection refused: TLS handshake failed");
+            tracing::info!(%peer, reason, error = %crate::tls::describe_failure(&e), "inbound connection refused: TLS handshake failed");
             return;
         }
         Err(_) => {

@@ -124,7 +124,12 @@ async fn dial(
             Ok(Ok(s)) => return Ok(s),
             Ok(Err(e)) => {
                 let reason = crate::tls::failure_reason(&e);
-                last = format!("{}:{}: {reason}: {e}", ep.address, ep.port);
+                last = format!(
+                    "{}:{}: {reason}: {}",
+                    ep.address,
+                    ep.port,
+                    crate::tls::describe_failure(&e)
+                );
             }
             Err(_) => last = format!("{}:{}: timed out after {timeout:?}", ep.address, ep.port),
         }
