@@ -189,9 +189,17 @@ async fn supervise(ctx: Arc<Ctx>, bound_tx: watch::Sender<Bound>) {
         let snap = &m.snap;
         let mut errors = Vec::new();
 
-        // Public listener: bound once the snapshot names an address.
+        // Public listener: bound once the snapshot names an address or a port
+        // (an empty address means all interfaces, as in Consul).
         let p = &snap.public;
-        let want = (!p.bind_address.is_empty()).then(|| (p.bind_address.clone(), p.bind_port));
+        let want = (!p.bind_address.is_empty() || p.bind_port != 0).then(|| {
+            let addr = if p.bind_address.is_empty() {
+                "0.0.0.0"
+            } else {
+                &p.bind_address
+            };
+            (addr.to_string(), p.bind_port)
+        });
         if public.as_ref().map(|r| &r.key) != want.as_ref() {
             if let Some(old) = public.take() {
                 old.stop.cancel();

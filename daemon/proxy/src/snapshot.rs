@@ -36,11 +36,11 @@ pub struct ProxySnapshot {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct PublicListener {
-    /// Address to bind, e.g. `0.0.0.0`.
+    /// Address to bind; empty with a non-zero port means `0.0.0.0`, empty with port 0: no listener.
     pub bind_address: String,
     /// Port to bind; 0 picks a free port (see `ProxyHandle::bound`).
     pub bind_port: u16,
-    /// Address of the local application.
+    /// Address of the local application (empty: `127.0.0.1`).
     pub local_service_address: String,
     /// Port of the local application.
     pub local_service_port: u16,
@@ -182,7 +182,7 @@ pub struct HeaderMatch {
 pub struct Upstream {
     /// Destination service name; also the upstream's key.
     pub destination_name: String,
-    /// Local address the app connects to.
+    /// Local address the app connects to (empty: `127.0.0.1`).
     pub local_bind_address: String,
     /// Local port; 0 picks a free port (see `ProxyHandle::bound`).
     pub local_bind_port: u16,
