@@ -164,24 +164,28 @@ pub(crate) async fn guarded<T>(
 ) -> Option<T> {
     let mut rx = ctx.current.subscribe();
     let mut watching = true;
+    // The caller authorized before `subscribe`; a change in between would be
+    // missed, so check once more now that changes are being watched.
+    let mut recheck = true;
     tokio::pin!(work);
     loop {
+        if recheck {
+            recheck = false;
+            let verdict = ctx.current.get().policy.connection(source, protocol);
+            if !verdict.allow {
+                ctx.metrics.denied.fetch_add(1, Relaxed);
+                ctx.metrics.live_closed.fetch_add(1, Relaxed);
+                tracing::info!(%peer, %source, reason = %verdict.reason, "closed: intention now denies");
+                return None;
+            }
+        }
         tokio::select! {
             res = &mut work => return Some(res),
-            changed = rx.changed(), if watching => {
-                if changed.is_err() {
-                    // The snapshot source is gone; keep the last decision.
-                    watching = false;
-                    continue;
-                }
-                let verdict = ctx.current.get().policy.connection(source, protocol);
-                if !verdict.allow {
-                    ctx.metrics.denied.fetch_add(1, Relaxed);
-                    ctx.metrics.live_closed.fetch_add(1, Relaxed);
-                    tracing::info!(%peer, %source, reason = %verdict.reason, "closed: intention now denies");
-                    return None;
-                }
-            }
+            changed = rx.changed(), if watching => match changed {
+                Ok(()) => recheck = true,
+                // The snapshot source is gone; keep the last decision.
+                Err(_) => watching = false,
+            },
             _ = ctx.stop.cancelled() => return None,
         }
     }
