@@ -51,7 +51,20 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, tls: TlsStream<Wire>, source: String, p
     });
     let builder = auto::Builder::new(TokioExecutor::new());
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
-    if let Some(Err(e)) = crate::inbound::guarded(&ctx, &source, peer, Protocol::Http, conn).await {
+    // On shutdown, finish in-flight requests and close idle keep-alive
+    // connections instead of holding the drain until it times out.
+    let closing = ctx.closing.clone();
+    let work = async move {
+        tokio::pin!(conn);
+        tokio::select! {
+            res = conn.as_mut() => res,
+            _ = closing.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    };
+    if let Some(Err(e)) = crate::inbound::guarded(&ctx, &source, peer, Protocol::Http, work).await {
         tracing::debug!(%peer, %source, error = %e, "http connection ended with error");
     }
 }

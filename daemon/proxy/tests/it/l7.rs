@@ -230,3 +230,24 @@ async fn grpc_reaches_the_app_over_h2_with_trailers() {
     assert_eq!(collected.trailers().unwrap()["grpc-status"], "0");
     assert_eq!(&collected.to_bytes()[..], b"/pkg.Greeter/SayHello");
 }
+
+#[tokio::test]
+async fn shutdown_closes_idle_keep_alive_http_connections_at_once() {
+    let (a, b) = l7_pair().await;
+    let tcp = TcpStream::connect(a.upstream("b")).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("/ok")
+        .header("host", "b")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    assert_eq!(send.send_request(req).await.unwrap().status(), 200);
+    // The keep-alive connection is idle; shutdown must not wait DRAIN_TIMEOUT for it.
+    b.handle.shutdown();
+    let Sidecar { handle, .. } = b;
+    tokio::time::timeout(mesh_proxy::DRAIN_TIMEOUT / 2, handle.join())
+        .await
+        .expect("idle HTTP connections close gracefully, well before the drain timeout");
+}
