@@ -62,6 +62,9 @@ pub struct ProxyHandle {
     tracker: TaskTracker,
 }
 
+/// How soon a failed bind is retried without a new snapshot.
+const BIND_RETRY: Duration = Duration::from_secs(1);
+
 /// How long live connections may finish after shutdown before they are cut.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -188,6 +191,7 @@ async fn supervise(ctx: Arc<Ctx>, bound_tx: watch::Sender<Bound>) {
         let m = ctx.current.get();
         let snap = &m.snap;
         let mut errors = Vec::new();
+        let mut bind_failed = false;
 
         // Public listener: bound once the snapshot names an address or a port
         // (an empty address means all interfaces, as in Consul).
@@ -207,7 +211,10 @@ async fn supervise(ctx: Arc<Ctx>, bound_tx: watch::Sender<Bound>) {
             if let Some(key) = want {
                 match bind(&key).await {
                     Ok(l) => public = Some(start(&ctx, key, l, None)),
-                    Err(e) => errors.push(format!("public listener: {e}")),
+                    Err(e) => {
+                        bind_failed = true;
+                        errors.push(format!("public listener: {e}"));
+                    }
                 }
             }
         }
@@ -247,7 +254,10 @@ async fn supervise(ctx: Arc<Ctx>, bound_tx: watch::Sender<Bound>) {
                     let r = start(&ctx, key, l, Some(u.destination_name.clone()));
                     upstreams.insert(u.destination_name.clone(), r);
                 }
-                Err(e) => errors.push(format!("upstream {}: {e}", u.destination_name)),
+                Err(e) => {
+                    bind_failed = true;
+                    errors.push(format!("upstream {}: {e}", u.destination_name));
+                }
             }
         }
         for e in &errors {
@@ -261,6 +271,8 @@ async fn supervise(ctx: Arc<Ctx>, bound_tx: watch::Sender<Bound>) {
         });
 
         tokio::select! {
+            // A port still held by a previous process: try again shortly.
+            _ = tokio::time::sleep(BIND_RETRY), if bind_failed => {}
             changed = rx.changed() => if changed.is_err() {
                 // No more snapshots: keep serving the last one until stopped.
                 ctx.closing.cancelled().await;
