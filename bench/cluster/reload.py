@@ -82,7 +82,7 @@ def main():
     dev.kill()
 
     # No-op reload with 1,000 services + 1,000 intentions in 100 files.
-    big = os.path.join(WORK, "big")
+    big = os.path.join(WORK, "big.d")
     os.makedirs(big)
     for f in range(100):
         parts = []

@@ -329,13 +329,11 @@ pub(crate) async fn apply(agent: &Agent, plan: &Plan) -> Result<(), ApplyError> 
             Err(e) => return Err(ApplyError::Unavailable(format!("{e:#}"))),
         }
     }
-    for id in &plan.local_remove {
-        agent.local.remove_service(id);
+    if plan.local_remove.is_empty() && plan.local_add.is_empty() {
+        return Ok(());
     }
-    for (def, owner) in &plan.local_add {
-        if let Err(e) = agent.local.add_service(def.clone(), owner) {
-            return Err(ApplyError::Refused(e.message));
-        }
-    }
-    Ok(())
+    agent
+        .local
+        .apply_batch(&plan.local_remove, &plan.local_add)
+        .map_err(|e| ApplyError::Refused(e.message))
 }

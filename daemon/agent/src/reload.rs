@@ -15,8 +15,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::build::{Agent, Stop};
 use crate::reconcile::{self, ApplyError, Change};
 
-/// Files change in bursts (editors write, rename, chmod): wait this long for quiet.
-const DEBOUNCE: Duration = Duration::from_millis(100);
+/// Files change in bursts (editors write, rename, chmod): wait this long for
+/// quiet. A burst from one save lasts a few milliseconds; 50 ms covers it and
+/// keeps an edit visible within 100 ms on one node.
+const DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// Changes the log level of the running process.
 pub type SetLogLevel = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
