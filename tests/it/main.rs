@@ -12,6 +12,7 @@ mod compat;
 mod dev;
 mod dns;
 mod intentions;
+mod partition;
 mod proxy;
 mod reload;
 

@@ -70,11 +70,9 @@ struct Loaded {
 
 fn load(source: &ConfigSource) -> Result<Loaded, String> {
     let files = mesh_config::expand(&source.sources).map_err(|e| e.to_string())?;
-    let raw = mesh_config::load(&source.sources)
-        .map_err(|e| e.to_string())?
-        .merge(source.overlay.clone());
-    let config = RuntimeConfig::build(raw).map_err(|e| e.to_string())?;
-    let decls = mesh_config::load_resources(&files).map_err(|e| e.to_string())?;
+    let (raw, decls) = mesh_config::load_all(&files).map_err(|e| e.to_string())?;
+    let config =
+        RuntimeConfig::build(raw.merge(source.overlay.clone())).map_err(|e| e.to_string())?;
     Ok(Loaded { config, decls })
 }
 
