@@ -7,6 +7,7 @@
 mod bad_input;
 mod ca;
 mod catalog;
+mod cli;
 mod cluster;
 mod compat;
 mod dev;

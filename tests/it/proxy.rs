@@ -187,52 +187,65 @@ async fn sidecars_carry_traffic_enforce_intentions_live_and_survive_rotation() {
             (ok, failed)
         })
     };
-    let r = c
-        .put(a.url("/v1/connect/ca/configuration"))
-        .json(
-            &json!({"Provider": "consul", "Config": {"PrivateKeyType": "ec", "PrivateKeyBits": 384},
-                      "RotationPendingPeriod": "2s", "RotationSpreadWindow": "2s"}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    let new_id = eventually("rotated", Duration::from_secs(20), || async {
-        let v: Value = c
-            .get(a.url("/v1/connect/ca/roots"))
+    // Generated (P-256) → user-supplied → generated (P-384), each rotation
+    // activated, its leaves re-issued, and the old root retired.
+    let td = old["TrustDomain"].as_str().unwrap().to_string();
+    let (cert, key) = crate::ca::user_ca(dir.path(), "user", &td, true);
+    let configs = [
+        json!({"Provider": "consul", "Config": {"PrivateKey": key, "RootCert": cert},
+               "RotationPendingPeriod": "2s", "RotationSpreadWindow": "2s"}),
+        json!({"Provider": "consul", "Config": {"PrivateKeyType": "ec", "PrivateKeyBits": 384},
+               "RotationPendingPeriod": "2s", "RotationSpreadWindow": "2s"}),
+    ];
+    let mut active = old_id.clone();
+    for config in configs {
+        let r = c
+            .put(a.url("/v1/connect/ca/configuration"))
+            .json(&config)
             .send()
             .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        let id = v["ActiveRootID"].as_str()?.to_string();
-        (id != old_id).then_some(id)
-    })
-    .await;
-    // Both sidecars re-issued from the new root, then retire the old one.
-    eventually("leaves re-issued", Duration::from_secs(20), || async {
-        let v: Value = c
-            .get(a.url("/v1/connect/ca/rotation"))
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        let previous = active.clone();
+        active = eventually("rotated", Duration::from_secs(20), || async {
+            let v: Value = c
+                .get(a.url("/v1/connect/ca/roots"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let id = v["ActiveRootID"].as_str()?.to_string();
+            (id != previous).then_some(id)
+        })
+        .await;
+        // Both sidecars re-issued from the new root, then retire the old one.
+        eventually("leaves re-issued", Duration::from_secs(20), || async {
+            let v: Value = c
+                .get(a.url("/v1/connect/ca/rotation"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (v["Total"].as_u64()? > 0 && v["Reissued"] == v["Total"]).then_some(())
+        })
+        .await;
+        // Margin for the proxies to apply the snapshots carrying their new
+        // leaves; the zero-failure assertion below is what checks it.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.post(a.url("/v1/connect/ca/rotation/retire"))
             .send()
             .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (v["Total"].as_u64()? > 0 && v["Reissued"] == v["Total"]).then_some(())
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    c.post(a.url("/v1/connect/ca/rotation/retire"))
-        .send()
-        .await
-        .unwrap();
-    // Keep traffic going past the retirement.
-    let until = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+            .unwrap();
+        let until = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
+    let new_id = active;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (ok, failed) = traffic.await.unwrap();
     assert!(ok > 20, "traffic ran ({ok} ok)");

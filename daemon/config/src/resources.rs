@@ -96,7 +96,14 @@ pub fn load_all(files: &[PathBuf]) -> Result<(RawConfig, Vec<Decl>), Error> {
             path: file.clone(),
             source,
         })?;
-        let (raw, decls) = parse_file(&text, format, file)?;
+        let (mut raw, decls) = parse_file(&text, format, file)?;
+        // Declarations are owned per file and carried in `decls`; merging
+        // them into the agent settings too would cost O(files²).
+        raw.service = None;
+        raw.services = None;
+        raw.intention = None;
+        raw.config_entry = None;
+        raw.ca = None;
         merged = merged.merge(raw);
         out.extend(decls);
     }
