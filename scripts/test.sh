@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 . scripts/env.sh
 
+# RocksDB's object files are only inputs to librocksdb.a (ccache keeps its own
+# copies); each feature set leaves 2 GB of them, which fills small disks.
+find "$CARGO_TARGET_DIR" -path '*/build/librocksdb-sys-*/out/*.o' -delete 2>/dev/null || true
+
 cargo fmt --all -- --check
 # Every step builds the whole workspace with all targets, so features unify
 # the same way each time and RocksDB's build is reused rather than redone.

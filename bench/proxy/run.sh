@@ -45,6 +45,7 @@ MESH_A=18101 MESH_B=18102 HAP_A=18201 HAP_B=18202 ENV_A=18301 ENV_B=18302
 rm -rf "$WORK"; mkdir -p "$WORK"
 "$BIN" gen "$WORK/pki" "$BACKEND" "$MESH_A" "$MESH_B"
 "$BIN" gen "$WORK/pki-bulk" "$BULK" $((MESH_A + 10)) $((MESH_B + 10))
+"$BIN" gen "$WORK/pki-l7" "$BACKEND" $((MESH_A + 20)) $((MESH_B + 20)) http
 
 # --- process helpers: every process we start is a group leader we kill by id -
 PIDS=()
@@ -90,7 +91,10 @@ for pair in "$WORK/pki $BACKEND 0" "$WORK/pki-bulk $BULK 10"; do
     start "env${tag}-b" "$ENVOY" -c "$WORK/envoy${tag}-b.yaml" --concurrency 2 --disable-hot-restart -l warning
     start "env${tag}-a" "$ENVOY" -c "$WORK/envoy${tag}-a.yaml" --concurrency 2 --disable-hot-restart -l warning
 done
-for p in $BACKEND $BULK; do wait_port $p; done
+# mesh with hop B at L7 (protocol http, per-request permission check): extra row.
+start meshl7-b "$BIN" sidecar "$WORK/pki-l7/mesh-b.json"
+start meshl7-a "$BIN" sidecar "$WORK/pki-l7/mesh-a.json"
+for p in $BACKEND $BULK $((MESH_A + 20)) $((MESH_B + 20)); do wait_port $p; done
 for off in 0 10; do
     for p in $MESH_A $MESH_B $HAP_A $HAP_B $ENV_A $ENV_B; do wait_port $((p + off)); done
 done
@@ -134,6 +138,7 @@ for r in $(seq "$ROUNDS"); do
     load mesh "$MESH_A" "$r" "$PID_mesh_a" "$PID_mesh_b"
     load haproxy "$HAP_A" "$r" "$PID_hap_a" "$PID_hap_b"
     load envoy "$ENV_A" "$r" "$PID_env_a" "$PID_env_b"
+    load mesh-l7 $((MESH_A + 20)) "$r" "$PID_meshl7_a" "$PID_meshl7_b"
 done
 RSS_LOADED=$(rss_kb "$PID_mesh_b")
 
@@ -159,13 +164,14 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
     echo
     echo "| path | req/s | p99 ms | req/s vs direct | CPU of both hops, us/request | bulk MiB/s |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: |"
-    for n in direct mesh haproxy envoy; do
+    for n in direct mesh haproxy envoy mesh-l7; do
         RPS[$n]=$(echo "${RPS[$n]}" | median); P99[$n]=$(echo "${P99[$n]}" | median)
         CPU[$n]=$(echo "${CPU[$n]}" | median)
     done
     for n in direct mesh haproxy envoy; do
         echo "| $n | ${RPS[$n]} | ${P99[$n]} | $(ratio "${RPS[$n]}" "${RPS[direct]}") | ${CPU[$n]} | ${BULK_MIBS[$n]} |"
     done
+    echo "| mesh-l7 (hop B: http, permission per request) | ${RPS[mesh-l7]} | ${P99[mesh-l7]} | $(ratio "${RPS[mesh-l7]}" "${RPS[direct]}") | ${CPU[mesh-l7]} | — |"
     echo
     echo "- mesh / HAProxy req/s: $(ratio "${RPS[mesh]}" "${RPS[haproxy]}") (target >= 1.2)"
     echo "- mesh / Envoy req/s: $(ratio "${RPS[mesh]}" "${RPS[envoy]}") (target >= 1.5)"

@@ -35,7 +35,7 @@ async fn roots(c: &reqwest::Client, a: &TestAgent) -> Value {
     .await
 }
 
-fn openssl(args: &[&str], dir: &Path) -> String {
+pub(crate) fn openssl(args: &[&str], dir: &Path) -> String {
     let out = Std::new("openssl")
         .args(args)
         .current_dir(dir)
@@ -99,7 +99,7 @@ async fn put_config(c: &reqwest::Client, a: &TestAgent, body: Value) -> (u16, St
 }
 
 /// A user CA made with openssl (EC P-256, CA:true, SPIFFE URI of `td`).
-fn user_ca(dir: &Path, name: &str, td: &str, is_ca: bool) -> (String, String) {
+pub(crate) fn user_ca(dir: &Path, name: &str, td: &str, is_ca: bool) -> (String, String) {
     let key = format!("{name}.key");
     let crt = format!("{name}.crt");
     openssl(

@@ -7,11 +7,13 @@
 mod bad_input;
 mod ca;
 mod catalog;
+mod cli;
 mod cluster;
 mod compat;
 mod dev;
 mod dns;
 mod intentions;
+mod partition;
 mod proxy;
 mod reload;
 mod terraform;

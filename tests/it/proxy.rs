@@ -187,52 +187,65 @@ async fn sidecars_carry_traffic_enforce_intentions_live_and_survive_rotation() {
             (ok, failed)
         })
     };
-    let r = c
-        .put(a.url("/v1/connect/ca/configuration"))
-        .json(
-            &json!({"Provider": "consul", "Config": {"PrivateKeyType": "ec", "PrivateKeyBits": 384},
-                      "RotationPendingPeriod": "2s", "RotationSpreadWindow": "2s"}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    let new_id = eventually("rotated", Duration::from_secs(20), || async {
-        let v: Value = c
-            .get(a.url("/v1/connect/ca/roots"))
+    // Generated (P-256) → user-supplied → generated (P-384), each rotation
+    // activated, its leaves re-issued, and the old root retired.
+    let td = old["TrustDomain"].as_str().unwrap().to_string();
+    let (cert, key) = crate::ca::user_ca(dir.path(), "user", &td, true);
+    let configs = [
+        json!({"Provider": "consul", "Config": {"PrivateKey": key, "RootCert": cert},
+               "RotationPendingPeriod": "2s", "RotationSpreadWindow": "2s"}),
+        json!({"Provider": "consul", "Config": {"PrivateKeyType": "ec", "PrivateKeyBits": 384},
+               "RotationPendingPeriod": "2s", "RotationSpreadWindow": "2s"}),
+    ];
+    let mut active = old_id.clone();
+    for config in configs {
+        let r = c
+            .put(a.url("/v1/connect/ca/configuration"))
+            .json(&config)
             .send()
             .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        let id = v["ActiveRootID"].as_str()?.to_string();
-        (id != old_id).then_some(id)
-    })
-    .await;
-    // Both sidecars re-issued from the new root, then retire the old one.
-    eventually("leaves re-issued", Duration::from_secs(20), || async {
-        let v: Value = c
-            .get(a.url("/v1/connect/ca/rotation"))
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        let previous = active.clone();
+        active = eventually("rotated", Duration::from_secs(20), || async {
+            let v: Value = c
+                .get(a.url("/v1/connect/ca/roots"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let id = v["ActiveRootID"].as_str()?.to_string();
+            (id != previous).then_some(id)
+        })
+        .await;
+        // Both sidecars re-issued from the new root, then retire the old one.
+        eventually("leaves re-issued", Duration::from_secs(20), || async {
+            let v: Value = c
+                .get(a.url("/v1/connect/ca/rotation"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (v["Total"].as_u64()? > 0 && v["Reissued"] == v["Total"]).then_some(())
+        })
+        .await;
+        // Margin for the proxies to apply the snapshots carrying their new
+        // leaves; the zero-failure assertion below is what checks it.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.post(a.url("/v1/connect/ca/rotation/retire"))
             .send()
             .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (v["Total"].as_u64()? > 0 && v["Reissued"] == v["Total"]).then_some(())
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    c.post(a.url("/v1/connect/ca/rotation/retire"))
-        .send()
-        .await
-        .unwrap();
-    // Keep traffic going past the retirement.
-    let until = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+            .unwrap();
+        let until = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
+    let new_id = active;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (ok, failed) = traffic.await.unwrap();
     assert!(ok > 20, "traffic ran ({ok} ok)");
@@ -242,4 +255,202 @@ async fn sidecars_carry_traffic_enforce_intentions_live_and_survive_rotation() {
         failed.len()
     );
     roundtrip(upstream, b"after retirement").await.unwrap();
+}
+
+#[tokio::test]
+async fn the_agent_runs_managed_sidecars_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("agent.hcl");
+    std::fs::write(&conf, "connect {\n  managed_sidecars = true\n}\n").unwrap();
+    let mut spec = mesh_testkit::AgentSpec::server("node1", 1);
+    spec.extra = vec!["-dev".into(), format!("-config-file={}", conf.display())];
+    let a = TestAgent::start(spec, &dir.path().join("data"))
+        .await
+        .unwrap();
+    let c = http();
+    let db = echo_server().await;
+    let up = free_port();
+    register(
+        &c,
+        &a,
+        json!({"Name": "db", "ID": "db", "Port": db.port(), "Address": "127.0.0.1",
+        "Connect": {"SidecarService": {"Port": free_port(), "Address": "127.0.0.1"}}}),
+    )
+    .await;
+    register(
+        &c,
+        &a,
+        json!({"Name": "web", "ID": "web", "Port": 1,
+        "Connect": {"SidecarService": {"Port": free_port(), "Address": "127.0.0.1",
+            "Proxy": {"Upstreams": [{"DestinationName": "db", "LocalBindPort": up}]}}}}),
+    )
+    .await;
+    let upstream: SocketAddr = format!("127.0.0.1:{up}").parse().unwrap();
+    eventually(
+        "traffic through managed sidecars",
+        Duration::from_secs(15),
+        || async { roundtrip(upstream, b"managed").await.ok() },
+    )
+    .await;
+    // Deregistering the service stops its sidecar.
+    c.put(a.url("/v1/agent/service/deregister/web"))
+        .send()
+        .await
+        .unwrap();
+    eventually(
+        "managed sidecar stopped",
+        Duration::from_secs(15),
+        || async { TcpStream::connect(upstream).await.is_err().then_some(()) },
+    )
+    .await;
+}
+
+/// Envoy as a client of the built-in proxy's public listener, with a leaf
+/// from our CA and our trust bundle: the two interoperate over mTLS.
+#[tokio::test]
+async fn envoy_dials_the_builtin_proxy_with_a_leaf_from_our_ca() {
+    let out = tokio::process::Command::new("bash")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("compat/envoy.sh"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "envoy setup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let envoy = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+
+    let dir = tempfile::tempdir().unwrap();
+    let a = crate::dev_agent("node1", &dir.path().join("data")).await;
+    let c = http();
+    let db = echo_server().await;
+    let public = free_port();
+    register(
+        &c,
+        &a,
+        json!({"Name": "db", "ID": "db", "Port": db.port(), "Address": "127.0.0.1",
+        "Connect": {"SidecarService": {"Port": public, "Address": "127.0.0.1"}}}),
+    )
+    .await;
+    let (_db_proxy, _) = sidecar(&a, "db").await;
+
+    let leaf: Value = c
+        .get(a.url("/v1/agent/connect/ca/leaf/web"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let roots = c
+        .get(a.url("/v1/connect/ca/roots?pem=true"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let td = c
+        .get(a.url("/v1/connect/ca/roots"))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["TrustDomain"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        dir.path().join("leaf.pem"),
+        leaf["CertPEM"].as_str().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("key.pem"),
+        leaf["PrivateKeyPEM"].as_str().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("roots.pem"), roots).unwrap();
+    let listen = free_port();
+    let d = dir.path().display();
+    let yaml = format!(
+        r#"
+static_resources:
+  listeners:
+  - name: out
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {listen}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: out
+          cluster: db
+  clusters:
+  - name: db
+    type: STATIC
+    connect_timeout: 2s
+    load_assignment:
+      cluster_name: db
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {public}}}}}}}}}]}}]
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        common_tls_context:
+          tls_params: {{tls_minimum_protocol_version: TLSv1_3, tls_maximum_protocol_version: TLSv1_3}}
+          tls_certificates: [{{certificate_chain: {{filename: {d}/leaf.pem}}, private_key: {{filename: {d}/key.pem}}}}]
+          validation_context:
+            trusted_ca: {{filename: {d}/roots.pem}}
+            match_typed_subject_alt_names:
+            - san_type: URI
+              matcher: {{exact: "spiffe://{td}/ns/default/dc/dc1/svc/db"}}
+"#
+    );
+    std::fs::write(dir.path().join("envoy.yaml"), yaml).unwrap();
+    let _envoy = tokio::process::Command::new(&envoy)
+        .args([
+            "-c",
+            &format!("{d}/envoy.yaml"),
+            "--disable-hot-restart",
+            "-l",
+            "warning",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let via_envoy: SocketAddr = format!("127.0.0.1:{listen}").parse().unwrap();
+    eventually(
+        "echo through envoy → mesh sidecar",
+        Duration::from_secs(30),
+        || async { roundtrip(via_envoy, b"from envoy").await.ok() },
+    )
+    .await;
+    // Our intentions apply to Envoy's identity too.
+    c.put(a.url("/v1/connect/intentions/exact?source=web&destination=db"))
+        .json(&json!({"Action": "deny"}))
+        .send()
+        .await
+        .unwrap();
+    eventually(
+        "envoy's connections denied",
+        Duration::from_secs(10),
+        || async {
+            roundtrip(via_envoy, b"denied?")
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
 }

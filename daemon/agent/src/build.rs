@@ -340,6 +340,7 @@ impl Agent {
         }
         tasks.spawn(crate::reload::watch_files(self.clone()));
         tasks.spawn(crate::reload::on_sighup(self.clone()));
+        tasks.spawn(crate::managed::run(self.clone()));
         tasks.spawn(duties::announce_ready(self.clone()));
 
         let reason = self.wait_for_stop(&mut tasks).await?;

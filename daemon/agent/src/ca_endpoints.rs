@@ -120,6 +120,17 @@ async fn wait_ca(agent: &Agent, opts: &QueryOptions) -> u64 {
     current()
 }
 
+/// A fresh cluster creates its CA moments after electing a leader: give
+/// sidecars that start with it a short wait instead of an error.
+async fn wait_for_ca(agent: &Agent) {
+    let mut rx = agent.state.hub().subscribe(Table::Ca);
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        rx.wait_for(|_| agent.stored_ca().is_some()),
+    )
+    .await;
+}
+
 async fn get_config(Extension(agent): A) -> Result<Json<Value>, ApiError> {
     let (stored, index) = agent.stored_ca().ok_or_else(|| {
         api_error(CaRequestError::Unavailable(
@@ -209,6 +220,7 @@ async fn leaf(
     params: Params,
 ) -> Result<Response, ApiError> {
     let opts = QueryOptions::parse(&params.map())?;
+    wait_for_ca(&agent).await;
     let mut cached = agent.leaf_for(&service).await.map_err(api_error)?;
     // Blocking: hold the answer until this leaf is replaced (renewal, or a
     // re-issue after the root changes) or the wait ends.

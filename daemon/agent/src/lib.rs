@@ -13,6 +13,7 @@ mod endpoints;
 mod handle;
 mod identity;
 mod local;
+mod managed;
 mod proxy_snapshot;
 mod reconcile;
 mod reload;

@@ -91,7 +91,33 @@ impl LocalState {
     /// with its checks and, if asked, its sidecar proxy.
     pub(crate) fn add_service(&self, definition: Value, owner: &str) -> Result<String, ApiError> {
         let prepared = self.prepare_service(&definition, owner)?;
-        self.commit_service(prepared, definition)
+        let id = self.commit_service(prepared, definition)?;
+        self.persist();
+        Ok(id)
+    }
+
+    /// Apply many registrations and removals, then persist once (a config
+    /// reload of many services would otherwise rewrite the file per service).
+    pub(crate) fn apply_batch(
+        &self,
+        remove: &[String],
+        add: &[(Value, String)],
+    ) -> Result<(), ApiError> {
+        for id in remove {
+            self.remove_service_inner(id);
+        }
+        let mut result = Ok(());
+        for (def, owner) in add {
+            let done = self
+                .prepare_service(def, owner)
+                .and_then(|p| self.commit_service(p, def.clone()));
+            if let Err(e) = done {
+                result = Err(e);
+                break;
+            }
+        }
+        self.persist();
+        result
     }
 
     /// Everything `add_service` checks, without changing anything.
@@ -173,7 +199,6 @@ impl LocalState {
         );
         self.mark(&mut inner, Some(id.clone()));
         drop(inner);
-        self.persist();
         Ok(id)
     }
 
@@ -220,6 +245,14 @@ impl LocalState {
 
     /// Deregister a service, its checks and its managed sidecar.
     pub(crate) fn remove_service(&self, id: &str) -> bool {
+        let found = self.remove_service_inner(id);
+        if found {
+            self.persist();
+        }
+        found
+    }
+
+    fn remove_service_inner(&self, id: &str) -> bool {
         let mut inner = self.inner.lock();
         let found = self.remove_service_locked(&mut inner, id, true);
         let sidecar = format!("{id}-sidecar-proxy");
@@ -229,10 +262,6 @@ impl LocalState {
             .is_some_and(|s| s.definition.is_null())
         {
             self.remove_service_locked(&mut inner, &sidecar, true);
-        }
-        drop(inner);
-        if found {
-            self.persist();
         }
         found
     }

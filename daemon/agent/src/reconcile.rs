@@ -33,6 +33,8 @@ pub(crate) struct Plan {
     pub changes: Vec<Change>,
     raft: Vec<Command>,
     local_add: Vec<(Value, String)>,
+    /// Where each of `local_add` is declared.
+    local_add_at: Vec<String>,
     local_remove: Vec<String>,
     /// The `ca { }` block, if any file declares one.
     pub ca: Option<(Value, Loc)>,
@@ -258,22 +260,19 @@ pub(crate) fn plan(agent: &Agent, decls: &[Decl]) -> Result<Plan, Vec<String>> {
         }
     });
 
-    for (id, (def, owner, loc)) in &want.services {
-        if let Err(e) = agent.local.prepare_service(def, owner) {
-            errors.push(format!("{loc}: service {id}: {}", e.message));
-        }
-    }
     let local = agent.local.inner.lock();
     for (id, (def, owner, loc)) in &want.services {
         let what = format!("service {id}");
         match local.services.get(id) {
             None => {
                 plan.local_add.push((def.clone(), owner.clone()));
+                plan.local_add_at.push(format!("{loc}: service {id}"));
                 change(&mut plan, "create", what, Some(loc));
             }
             Some(cur) if cur.service.owner.starts_with(&prefix) => {
                 if cur.definition != *def || cur.service.owner != *owner {
                     plan.local_add.push((def.clone(), owner.clone()));
+                    plan.local_add_at.push(format!("{loc}: service {id}"));
                     change(&mut plan, "update", what, Some(loc));
                 }
             }
@@ -294,6 +293,13 @@ pub(crate) fn plan(agent: &Agent, decls: &[Decl]) -> Result<Plan, Vec<String>> {
         }
     }
     drop(local);
+    // Only what will be registered needs the full check (checks, sidecar);
+    // unchanged services passed it when they were applied.
+    for ((def, owner), at) in plan.local_add.iter().zip(&plan.local_add_at) {
+        if let Err(e) = agent.local.prepare_service(def, owner) {
+            errors.push(format!("{at}: {}", e.message));
+        }
+    }
     if errors.is_empty() {
         Ok(plan)
     } else {
@@ -329,13 +335,11 @@ pub(crate) async fn apply(agent: &Agent, plan: &Plan) -> Result<(), ApplyError> 
             Err(e) => return Err(ApplyError::Unavailable(format!("{e:#}"))),
         }
     }
-    for id in &plan.local_remove {
-        agent.local.remove_service(id);
+    if plan.local_remove.is_empty() && plan.local_add.is_empty() {
+        return Ok(());
     }
-    for (def, owner) in &plan.local_add {
-        if let Err(e) = agent.local.add_service(def.clone(), owner) {
-            return Err(ApplyError::Refused(e.message));
-        }
-    }
-    Ok(())
+    agent
+        .local
+        .apply_batch(&plan.local_remove, &plan.local_add)
+        .map_err(|e| ApplyError::Refused(e.message))
 }

@@ -15,8 +15,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::build::{Agent, Stop};
 use crate::reconcile::{self, ApplyError, Change};
 
-/// Files change in bursts (editors write, rename, chmod): wait this long for quiet.
-const DEBOUNCE: Duration = Duration::from_millis(100);
+/// Files change in bursts (editors write, rename, chmod): wait this long for
+/// quiet. A burst from one save lasts a few milliseconds; 50 ms covers it and
+/// keeps an edit visible within 100 ms on one node.
+const DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// Changes the log level of the running process.
 pub type SetLogLevel = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
@@ -68,11 +70,9 @@ struct Loaded {
 
 fn load(source: &ConfigSource) -> Result<Loaded, String> {
     let files = mesh_config::expand(&source.sources).map_err(|e| e.to_string())?;
-    let raw = mesh_config::load(&source.sources)
-        .map_err(|e| e.to_string())?
-        .merge(source.overlay.clone());
-    let config = RuntimeConfig::build(raw).map_err(|e| e.to_string())?;
-    let decls = mesh_config::load_resources(&files).map_err(|e| e.to_string())?;
+    let (raw, decls) = mesh_config::load_all(&files).map_err(|e| e.to_string())?;
+    let config =
+        RuntimeConfig::build(raw.merge(source.overlay.clone())).map_err(|e| e.to_string())?;
     Ok(Loaded { config, decls })
 }
 

@@ -25,5 +25,7 @@ pub use raw::{
     OneOrMany, RawAcl, RawAddresses, RawConfig, RawConfigEntries, RawConnect, RawDnsConfig,
     RawPerformance, RawPorts,
 };
-pub use resources::{camel_keys, load_resources, parse_resources, Decl, Loc, ResourceKind};
+pub use resources::{
+    camel_keys, load_all, load_resources, parse_resources, Decl, Loc, ResourceKind,
+};
 pub use runtime::{AclConfig, AclPolicy, Addresses, DnsConfig, Ports, RuntimeConfig};

@@ -41,14 +41,32 @@ pub enum Source {
 
 /// Parses config text; `file` is only used to name the place in errors and origins.
 pub fn parse_str(text: &str, format: Format, file: &Path) -> Result<RawConfig, ConfigError> {
-    let (value, spans) = match format {
+    let (value, spans) = parse_value(text, format, file)?;
+    raw_from_value(value, &spans, file)
+}
+
+/// The file's text as a JSON value with the position of every key.
+pub(crate) fn parse_value(
+    text: &str,
+    format: Format,
+    file: &Path,
+) -> Result<(Value, Spans), ConfigError> {
+    match format {
         Format::Hcl => hcl_value::parse(text)
-            .map_err(|e| ConfigError::at(file, Pos::of_offset(text, e.offset), e.message))?,
+            .map_err(|e| ConfigError::at(file, Pos::of_offset(text, e.offset), e.message)),
         Format::Json => {
-            json_value::parse(text).map_err(|(pos, message)| ConfigError::at(file, pos, message))?
+            json_value::parse(text).map_err(|(pos, message)| ConfigError::at(file, pos, message))
         }
-    };
-    let mut raw = deserialize(value, &spans, file)?;
+    }
+}
+
+/// The agent settings in an already parsed file.
+pub(crate) fn raw_from_value(
+    value: Value,
+    spans: &Spans,
+    file: &Path,
+) -> Result<RawConfig, ConfigError> {
+    let mut raw = deserialize(value, spans, file)?;
     for (path, span) in spans.iter() {
         let origin = Origin::File {
             file: file.to_path_buf(),

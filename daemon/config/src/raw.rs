@@ -130,6 +130,8 @@ pub struct RawConnect {
     /// The provider's settings (LeafCertTTL, PrivateKeyType, ...), as for
     /// `PUT /v1/connect/ca/configuration`'s `Config`.
     pub ca_config: Option<Value>,
+    /// Run the built-in proxy inside the agent for every `sidecar_service`.
+    pub managed_sidecars: Option<bool>,
 }
 
 /// `dns_config { ... }`.

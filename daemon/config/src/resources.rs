@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 
 use crate::error::{ConfigError, Error, Pos};
 use crate::load::Format;
+use crate::raw::RawConfig;
 use crate::spans::Spans;
-use crate::{hcl_value, json_value};
 
 /// What a declaration declares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -80,6 +80,13 @@ pub struct Decl {
 /// Every declaration in `files`, in file order. The first unreadable or
 /// malformed file is the error: a reload applies all files or none.
 pub fn load_resources(files: &[PathBuf]) -> Result<Vec<Decl>, Error> {
+    Ok(load_all(files)?.1)
+}
+
+/// Agent settings (merged in file order) and every declaration, each file
+/// read and parsed once: what a reload needs.
+pub fn load_all(files: &[PathBuf]) -> Result<(RawConfig, Vec<Decl>), Error> {
+    let mut merged = RawConfig::default();
     let mut out = Vec::new();
     for file in files {
         let Some(format) = Format::from_path(file) else {
@@ -89,24 +96,35 @@ pub fn load_resources(files: &[PathBuf]) -> Result<Vec<Decl>, Error> {
             path: file.clone(),
             source,
         })?;
-        out.extend(parse_resources(&text, format, file)?);
+        let (mut raw, decls) = parse_file(&text, format, file)?;
+        // Declarations are owned per file and carried in `decls`; merging
+        // them into the agent settings too would cost O(files²).
+        raw.service = None;
+        raw.services = None;
+        raw.intention = None;
+        raw.config_entry = None;
+        raw.ca = None;
+        merged = merged.merge(raw);
+        out.extend(decls);
     }
-    Ok(out)
+    Ok((merged, out))
 }
 
 /// The declarations in one file's text. The whole file is also checked as
 /// agent config, so an unknown key is reported even in a resource-only file.
 pub fn parse_resources(text: &str, format: Format, file: &Path) -> Result<Vec<Decl>, ConfigError> {
-    crate::load::parse_str(text, format, file)?;
-    let (value, spans) = match format {
-        Format::Hcl => hcl_value::parse(text)
-            .map_err(|e| ConfigError::at(file, Pos::of_offset(text, e.offset), e.message))?,
-        Format::Json => {
-            json_value::parse(text).map_err(|(pos, message)| ConfigError::at(file, pos, message))?
-        }
-    };
+    Ok(parse_file(text, format, file)?.1)
+}
+
+fn parse_file(
+    text: &str,
+    format: Format,
+    file: &Path,
+) -> Result<(RawConfig, Vec<Decl>), ConfigError> {
+    let (value, spans) = crate::load::parse_value(text, format, file)?;
+    let raw = crate::load::raw_from_value(value.clone(), &spans, file)?;
     let Value::Object(top) = value else {
-        return Ok(Vec::new());
+        return Ok((raw, Vec::new()));
     };
     let mut found = Found {
         file,
@@ -127,7 +145,7 @@ pub fn parse_resources(text: &str, format: Format, file: &Path) -> Result<Vec<De
             _ => {}
         }
     }
-    Ok(found.out)
+    Ok((raw, found.out))
 }
 
 struct Found<'a> {

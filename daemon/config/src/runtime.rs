@@ -48,6 +48,8 @@ pub struct RuntimeConfig {
     pub connect_enabled: bool,
     /// `connect { ca_provider, ca_config }` as a CA configuration body, if set.
     pub connect_ca: Option<serde_json::Value>,
+    /// `connect { managed_sidecars }`: the agent runs sidecars itself.
+    pub connect_managed_sidecars: bool,
     /// DNS interface settings.
     pub dns: DnsConfig,
     /// ACL settings.

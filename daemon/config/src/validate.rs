@@ -192,6 +192,11 @@ impl RuntimeConfig {
             enable_script_checks: raw.enable_script_checks.unwrap_or(false),
             addresses,
             connect_enabled: raw.connect.as_ref().and_then(|c| c.enabled).unwrap_or(true),
+            connect_managed_sidecars: raw
+                .connect
+                .as_ref()
+                .and_then(|c| c.managed_sidecars)
+                .unwrap_or(false),
             connect_ca: raw.connect.as_ref().and_then(|c| {
                 (c.ca_provider.is_some() || c.ca_config.is_some()).then(|| {
                     serde_json::json!({

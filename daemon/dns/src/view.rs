@@ -393,17 +393,24 @@ fn instance(node_name: Arc<str>, node: &Node, service: &Service, health: CheckSt
     }
 }
 
-/// The service a connect proxy fronts: `meta.destination_service`, else the
-/// `<svc>-sidecar-proxy` naming convention.
+/// The service a connect proxy fronts: its `Proxy.DestinationServiceName`,
+/// else `meta.destination_service`, else the `<svc>-sidecar-proxy` name.
 fn proxy_destination(service: &Service) -> Option<&str> {
     if service.kind != "connect-proxy" {
         return None;
     }
     service
-        .meta
-        .get("destination_service")
-        .map(String::as_str)
+        .proxy
+        .as_ref()
+        .map(|p| p.destination_service_name.as_str())
         .filter(|d| !d.is_empty())
+        .or_else(|| {
+            service
+                .meta
+                .get("destination_service")
+                .map(String::as_str)
+                .filter(|d| !d.is_empty())
+        })
         .or_else(|| service.name.strip_suffix("-sidecar-proxy"))
 }
 

@@ -157,16 +157,17 @@ impl Policy {
                 reason: format!("intention {}", rule.id),
             };
         }
-        match protocol {
+        if protocol.is_l7() {
             // Requests are checked one by one.
-            Protocol::Http => Verdict {
+            Verdict {
                 allow: true,
                 reason: format!("intention {} (L7, checked per request)", rule.id),
-            },
-            Protocol::Tcp => Verdict {
+            }
+        } else {
+            Verdict {
                 allow: false,
                 reason: format!("intention {} has L7 permissions on a tcp listener", rule.id),
-            },
+            }
         }
     }
 

@@ -12,7 +12,7 @@ pub enum Error {
     #[error("invalid leaf certificate or key: {0}")]
     Leaf(String),
     /// The peer presented a certificate without the expected SPIFFE identity.
-    #[error("peer identity {got:?} is not {expected}")]
+    #[error("peer identity is {}, expected {expected}", .got.as_deref().unwrap_or("missing (no single SPIFFE URI SAN)"))]
     Identity {
         /// What we wanted (a SPIFFE ID, or a description like `a service in <td>`).
         expected: String,

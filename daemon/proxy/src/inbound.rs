@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::GaugeGuard;
+use crate::metrics::{Counted, GaugeGuard};
 use crate::proxy::Ctx;
 use crate::snapshot::Protocol;
 use crate::spiffe::{spiffe_id_of, SpiffeId};
@@ -56,7 +56,7 @@ async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr) {
         Ok(Err(e)) => {
             let reason = failure_reason(&e);
             metrics.handshake_error(reason);
-            tracing::info!(%peer, reason, error = %e, "inbound connection refused: TLS handshake failed");
+            tracing::info!(%peer, reason, error = %crate::tls::describe_failure(&e), "inbound connection refused: TLS handshake failed");
             return;
         }
         Err(_) => {
@@ -91,7 +91,9 @@ async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr) {
     tracing::debug!(%peer, %source, reason = %verdict.reason, "inbound connection allowed");
     match protocol {
         Protocol::Tcp => splice(ctx, tls, source, peer).await,
-        Protocol::Http => crate::l7::serve(ctx, tls, source, peer).await,
+        Protocol::Http | Protocol::Http2 | Protocol::Grpc => {
+            crate::l7::serve(ctx, tls, source, peer).await
+        }
     }
 }
 
@@ -123,7 +125,7 @@ pub(crate) fn local_addr(ctx: &Ctx) -> (String, u16) {
 
 async fn splice(ctx: Arc<Ctx>, mut tls: TlsStream<Wire>, source: String, peer: SocketAddr) {
     let (host, port) = local_addr(&ctx);
-    let mut app = match tokio::time::timeout(
+    let app = match tokio::time::timeout(
         Duration::from_secs(5),
         TcpStream::connect((host.as_str(), port)),
     )
@@ -140,14 +142,13 @@ async fn splice(ctx: Arc<Ctx>, mut tls: TlsStream<Wire>, source: String, peer: S
         }
     };
     let _ = app.set_nodelay(true);
-    let outcome = guarded(&ctx, &source, peer, Protocol::Tcp, async {
+    // Written to the app = received from the peer, and the other way round.
+    let m = &ctx.metrics;
+    let mut app = Counted::new(app, &m.bytes_out, &m.bytes_in);
+    let _ = guarded(&ctx, &source, peer, Protocol::Tcp, async {
         tokio::io::copy_bidirectional_with_sizes(&mut tls, &mut app, COPY_BUF, COPY_BUF).await
     })
     .await;
-    if let Some(Ok((from_peer, to_peer))) = outcome {
-        ctx.metrics.bytes_in.fetch_add(from_peer, Relaxed);
-        ctx.metrics.bytes_out.fetch_add(to_peer, Relaxed);
-    }
 }
 
 /// Runs `work` while re-authorizing `source` on every snapshot change.
@@ -163,24 +164,28 @@ pub(crate) async fn guarded<T>(
 ) -> Option<T> {
     let mut rx = ctx.current.subscribe();
     let mut watching = true;
+    // The caller authorized before `subscribe`; a change in between would be
+    // missed, so check once more now that changes are being watched.
+    let mut recheck = true;
     tokio::pin!(work);
     loop {
+        if recheck {
+            recheck = false;
+            let verdict = ctx.current.get().policy.connection(source, protocol);
+            if !verdict.allow {
+                ctx.metrics.denied.fetch_add(1, Relaxed);
+                ctx.metrics.live_closed.fetch_add(1, Relaxed);
+                tracing::info!(%peer, %source, reason = %verdict.reason, "closed: intention now denies");
+                return None;
+            }
+        }
         tokio::select! {
             res = &mut work => return Some(res),
-            changed = rx.changed(), if watching => {
-                if changed.is_err() {
-                    // The snapshot source is gone; keep the last decision.
-                    watching = false;
-                    continue;
-                }
-                let verdict = ctx.current.get().policy.connection(source, protocol);
-                if !verdict.allow {
-                    ctx.metrics.denied.fetch_add(1, Relaxed);
-                    ctx.metrics.live_closed.fetch_add(1, Relaxed);
-                    tracing::info!(%peer, %source, reason = %verdict.reason, "closed: intention now denies");
-                    return None;
-                }
-            }
+            changed = rx.changed(), if watching => match changed {
+                Ok(()) => recheck = true,
+                // The snapshot source is gone; keep the last decision.
+                Err(_) => watching = false,
+            },
             _ = ctx.stop.cancelled() => return None,
         }
     }

@@ -32,11 +32,13 @@ type Body = BoxBody<Bytes, hyper::Error>;
 /// Pooled HTTP/1.1 client to the local application.
 pub(crate) type LocalClient = Client<HttpConnector, Incoming>;
 
-/// Builds the pooled client used to reach the local app.
-pub(crate) fn local_client() -> LocalClient {
+/// Builds the pooled client used to reach the local app (h2 prior knowledge if `h2`).
+pub(crate) fn local_client(h2: bool) -> LocalClient {
     let mut conn = HttpConnector::new();
     conn.set_nodelay(true);
-    Client::builder(TokioExecutor::new()).build(conn)
+    Client::builder(TokioExecutor::new())
+        .http2_only(h2)
+        .build(conn)
 }
 
 /// Serves HTTP on an authenticated connection from `source`.
@@ -49,7 +51,20 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, tls: TlsStream<Wire>, source: String, p
     });
     let builder = auto::Builder::new(TokioExecutor::new());
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
-    if let Some(Err(e)) = crate::inbound::guarded(&ctx, &source, peer, Protocol::Http, conn).await {
+    // On shutdown, finish in-flight requests and close idle keep-alive
+    // connections instead of holding the drain until it times out.
+    let closing = ctx.closing.clone();
+    let work = async move {
+        tokio::pin!(conn);
+        tokio::select! {
+            res = conn.as_mut() => res,
+            _ = closing.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    };
+    if let Some(Err(e)) = crate::inbound::guarded(&ctx, &source, peer, Protocol::Http, work).await {
         tracing::debug!(%peer, %source, error = %e, "http connection ended with error");
     }
 }
@@ -123,7 +138,8 @@ async fn handle(
     mut req: Request<Incoming>,
 ) -> Response<Body> {
     ctx.metrics.http_requests.fetch_add(1, Relaxed);
-    let verdict = ctx.current.get().policy.request(source, &View(&req));
+    let m = ctx.current.get();
+    let verdict = m.policy.request(source, &View(&req));
     if !verdict.allow {
         ctx.metrics.http_denied.fetch_add(1, Relaxed);
         tracing::info!(%source, method = %req.method(), path = req.uri().path(), reason = %verdict.reason, "request denied by intention");
@@ -139,7 +155,14 @@ async fn handle(
     let Ok(uri) = Uri::try_from(format!("http://{host}:{port}{pq}")) else {
         return text(StatusCode::BAD_REQUEST, "bad request target\n");
     };
-    let upgrade = is_upgrade(&req);
+    let h2 = matches!(m.snap.public.protocol, Protocol::Http2 | Protocol::Grpc);
+    drop(m);
+    let upgrade = !h2 && is_upgrade(&req);
+    // gRPC needs `te: trailers`, the one TE value h2 allows.
+    let te_trailers = req
+        .headers()
+        .get(header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     let upgrade_headers = upgrade.then(|| {
         (
             req.headers().get(header::UPGRADE).cloned(),
@@ -166,10 +189,22 @@ async fn handle(
         req.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+    if te_trailers {
+        req.headers_mut()
+            .insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     *req.uri_mut() = uri;
-    *req.version_mut() = Version::HTTP_11;
+    let client = if h2 {
+        // The authority travels in the URI; h2 has no Host header.
+        req.headers_mut().remove(header::HOST);
+        *req.version_mut() = Version::HTTP_2;
+        &ctx.h2
+    } else {
+        *req.version_mut() = Version::HTTP_11;
+        &ctx.http
+    };
 
-    let mut resp = match ctx.http.request(req).await {
+    let mut resp = match client.request(req).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(%source, error = %e, local = %format!("{host}:{port}"), "local service request failed");

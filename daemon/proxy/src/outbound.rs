@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::inbound::Wire;
 use crate::inbound::COPY_BUF;
-use crate::metrics::GaugeGuard;
+use crate::metrics::{Counted, GaugeGuard};
 use crate::proxy::Ctx;
 use crate::snapshot::Endpoint;
 use crate::Error;
@@ -64,7 +64,7 @@ pub(crate) async fn serve(
     }
 }
 
-async fn handle(ctx: Arc<Ctx>, state: Arc<Listener>, mut local: TcpStream) {
+async fn handle(ctx: Arc<Ctx>, state: Arc<Listener>, local: TcpStream) {
     let um = ctx.metrics.upstream(&state.name);
     um.connections.fetch_add(1, Relaxed);
     let _active = GaugeGuard::inc(&um.active);
@@ -78,13 +78,11 @@ async fn handle(ctx: Arc<Ctx>, state: Arc<Listener>, mut local: TcpStream) {
             return;
         }
     };
+    let mut local = Counted::new(local, &um.bytes_out, &um.bytes_in);
     let copy =
         tokio::io::copy_bidirectional_with_sizes(&mut local, &mut remote, COPY_BUF, COPY_BUF);
     tokio::select! {
-        res = copy => if let Ok((out, inn)) = res {
-            um.bytes_out.fetch_add(out, Relaxed);
-            um.bytes_in.fetch_add(inn, Relaxed);
-        },
+        _ = copy => {}
         _ = ctx.stop.cancelled() => {}
     }
 }
@@ -126,7 +124,12 @@ async fn dial(
             Ok(Ok(s)) => return Ok(s),
             Ok(Err(e)) => {
                 let reason = crate::tls::failure_reason(&e);
-                last = format!("{}:{}: {reason}: {e}", ep.address, ep.port);
+                last = format!(
+                    "{}:{}: {reason}: {}",
+                    ep.address,
+                    ep.port,
+                    crate::tls::describe_failure(&e)
+                );
             }
             Err(_) => last = format!("{}:{}: timed out after {timeout:?}", ep.address, ep.port),
         }

@@ -22,7 +22,10 @@ pub(crate) struct Ctx {
     pub current: Current,
     pub metrics: Arc<Metrics>,
     pub acceptor: TlsAcceptor,
+    /// HTTP/1.1 client to the local app (protocol `http`).
     pub http: crate::l7::LocalClient,
+    /// h2 client to the local app (protocols `http2`, `grpc`).
+    pub h2: crate::l7::LocalClient,
     /// Fires when live connections must be cut (end of drain, or abort).
     pub stop: CancellationToken,
     /// Fires when listeners must close (start of shutdown).
@@ -59,6 +62,9 @@ pub struct ProxyHandle {
     tracker: TaskTracker,
 }
 
+/// How soon a failed bind is retried without a new snapshot.
+const BIND_RETRY: Duration = Duration::from_secs(1);
+
 /// How long live connections may finish after shutdown before they are cut.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -82,7 +88,8 @@ impl Proxy {
             acceptor: TlsAcceptor::from(crate::tls::server_config(&current)),
             current,
             metrics: Arc::new(Metrics::default()),
-            http: crate::l7::local_client(),
+            http: crate::l7::local_client(false),
+            h2: crate::l7::local_client(true),
             stop: stop.clone(),
             closing: closing.clone(),
             tracker: tracker.clone(),
@@ -184,10 +191,19 @@ async fn supervise(ctx: Arc<Ctx>, bound_tx: watch::Sender<Bound>) {
         let m = ctx.current.get();
         let snap = &m.snap;
         let mut errors = Vec::new();
+        let mut bind_failed = false;
 
-        // Public listener: bound once the snapshot names an address.
+        // Public listener: bound once the snapshot names an address or a port
+        // (an empty address means all interfaces, as in Consul).
         let p = &snap.public;
-        let want = (!p.bind_address.is_empty()).then(|| (p.bind_address.clone(), p.bind_port));
+        let want = (!p.bind_address.is_empty() || p.bind_port != 0).then(|| {
+            let addr = if p.bind_address.is_empty() {
+                "0.0.0.0"
+            } else {
+                &p.bind_address
+            };
+            (addr.to_string(), p.bind_port)
+        });
         if public.as_ref().map(|r| &r.key) != want.as_ref() {
             if let Some(old) = public.take() {
                 old.stop.cancel();
@@ -195,7 +211,10 @@ async fn supervise(ctx: Arc<Ctx>, bound_tx: watch::Sender<Bound>) {
             if let Some(key) = want {
                 match bind(&key).await {
                     Ok(l) => public = Some(start(&ctx, key, l, None)),
-                    Err(e) => errors.push(format!("public listener: {e}")),
+                    Err(e) => {
+                        bind_failed = true;
+                        errors.push(format!("public listener: {e}"));
+                    }
                 }
             }
         }
@@ -212,7 +231,15 @@ async fn supervise(ctx: Arc<Ctx>, bound_tx: watch::Sender<Bound>) {
             }
             keep
         });
+        let mut seen = std::collections::BTreeSet::new();
         for u in &snap.upstreams {
+            if !seen.insert(u.destination_name.as_str()) {
+                errors.push(format!(
+                    "upstream {}: listed twice; the first entry is used",
+                    u.destination_name
+                ));
+                continue;
+            }
             if upstreams.contains_key(&u.destination_name) {
                 continue;
             }
@@ -227,7 +254,10 @@ async fn supervise(ctx: Arc<Ctx>, bound_tx: watch::Sender<Bound>) {
                     let r = start(&ctx, key, l, Some(u.destination_name.clone()));
                     upstreams.insert(u.destination_name.clone(), r);
                 }
-                Err(e) => errors.push(format!("upstream {}: {e}", u.destination_name)),
+                Err(e) => {
+                    bind_failed = true;
+                    errors.push(format!("upstream {}: {e}", u.destination_name));
+                }
             }
         }
         for e in &errors {
@@ -241,6 +271,8 @@ async fn supervise(ctx: Arc<Ctx>, bound_tx: watch::Sender<Bound>) {
         });
 
         tokio::select! {
+            // A port still held by a previous process: try again shortly.
+            _ = tokio::time::sleep(BIND_RETRY), if bind_failed => {}
             changed = rx.changed() => if changed.is_err() {
                 // No more snapshots: keep serving the last one until stopped.
                 ctx.closing.cancelled().await;

@@ -36,15 +36,15 @@ pub struct ProxySnapshot {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct PublicListener {
-    /// Address to bind, e.g. `0.0.0.0`.
+    /// Address to bind; empty with a non-zero port means `0.0.0.0`, empty with port 0: no listener.
     pub bind_address: String,
     /// Port to bind; 0 picks a free port (see `ProxyHandle::bound`).
     pub bind_port: u16,
-    /// Address of the local application.
+    /// Address of the local application (empty: `127.0.0.1`).
     pub local_service_address: String,
     /// Port of the local application.
     pub local_service_port: u16,
-    /// `tcp` (L4 splice) or `http` (L7, per-request permissions).
+    /// `tcp` (L4 splice) or `http`, `http2`, `grpc` (L7, per-request permissions).
     pub protocol: Protocol,
 }
 
@@ -55,8 +55,19 @@ pub enum Protocol {
     /// Opaque TCP: authorize once per connection, then splice bytes.
     #[default]
     Tcp,
-    /// HTTP/1.1 or h2: authorize each request against L7 permissions.
+    /// HTTP/1.1 or h2 from peers, HTTP/1.1 to the app; permissions per request.
     Http,
+    /// Like `http`, but h2 (prior knowledge) to the app.
+    Http2,
+    /// gRPC: h2 to the app, trailers preserved; permissions per request.
+    Grpc,
+}
+
+impl Protocol {
+    /// Whether requests are parsed and checked one by one.
+    pub fn is_l7(self) -> bool {
+        !matches!(self, Protocol::Tcp)
+    }
 }
 
 /// A leaf certificate and its key, PEM.
@@ -171,7 +182,7 @@ pub struct HeaderMatch {
 pub struct Upstream {
     /// Destination service name; also the upstream's key.
     pub destination_name: String,
-    /// Local address the app connects to.
+    /// Local address the app connects to (empty: `127.0.0.1`).
     pub local_bind_address: String,
     /// Local port; 0 picks a free port (see `ProxyHandle::bound`).
     pub local_bind_port: u16,
@@ -244,6 +255,15 @@ mod tests {
             s.spiffe_id_for("db"),
             "spiffe://x.consul/ns/default/dc/dc1/svc/db"
         );
+    }
+
+    #[test]
+    fn the_example_file_parses() {
+        let s = ProxySnapshot::from_json(include_bytes!("../examples/snapshot.json")).unwrap();
+        assert_eq!(s.public.protocol, Protocol::Http);
+        assert_eq!(s.intentions.rules.len(), 2);
+        assert_eq!(s.upstreams[0].destination_name, "db");
+        assert_eq!(s.upstreams[0].endpoints[0].spiffe_id, s.spiffe_id_for("db"));
     }
 
     #[test]

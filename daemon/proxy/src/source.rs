@@ -1,8 +1,21 @@
 //! Snapshot source: a Consul-style blocking-query client of the agent.
 //!
-//! `GET {agent}/v1/agent/connect/proxy/{proxy_id}?index=N&wait=Ws` returns the
-//! snapshot JSON and `X-Consul-Index`; the server holds the request until the
-//! index passes N or `wait` elapses. Errors back off exponentially.
+//! What it expects of the agent endpoint
+//! `GET {agent}/v1/agent/connect/proxy/{proxy_id}?index=N&wait=300s`
+//! (header `X-Consul-Token` when a token is configured):
+//!
+//! - `200` with a [`ProxySnapshot`] JSON body and `X-Consul-Index: M`.
+//!   With `index=0` it answers at once; otherwise it holds the request until
+//!   the proxy's snapshot index passes N or `wait` (plus up to wait/16 jitter)
+//!   elapses, then answers with the current snapshot either way.
+//! - The client publishes a snapshot only when it differs from the last one, so
+//!   a timed-out poll answering the same snapshot is harmless.
+//! - An index lower than the one asked for means the agent reset (restart,
+//!   snapshot restore): the snapshot is taken and the next poll uses index 0.
+//!   A missing header falls back to the body's `Index`.
+//! - Any non-2xx status (404 unknown proxy, 403 token, 5xx) or a transport
+//!   error is retried with exponential backoff (100 ms doubling to 10 s, ±20 %
+//!   jitter); the proxy keeps serving the last good snapshot meanwhile.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -312,3 +312,28 @@ pub(crate) fn failure_reason(e: &io::Error) -> &'static str {
         _ => "other",
     }
 }
+
+/// A sentence for logs saying why a handshake failed.
+pub(crate) fn describe_failure(e: &io::Error) -> String {
+    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+        return e.to_string();
+    };
+    match tls {
+        rustls::Error::NoCertificatesPresented => "peer presented no client certificate".into(),
+        rustls::Error::InvalidCertificate(ce) => match ce {
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                "peer certificate has expired".into()
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "peer certificate is not valid yet".into()
+            }
+            CertificateError::UnknownIssuer => {
+                "peer certificate is not signed by a current root (unknown CA or another cluster)"
+                    .into()
+            }
+            CertificateError::Other(OtherError(inner)) => format!("peer certificate: {inner}"),
+            other => format!("peer certificate rejected: {other:?}"),
+        },
+        other => other.to_string(),
+    }
+}

@@ -11,7 +11,15 @@ const TD: &str = "bench.consul";
 const DC: &str = "dc1";
 
 /// Writes ca.pem, {a,b}.{crt,key,combined.pem} and mesh-{a,b}.json into `dir`.
-pub fn generate(dir: &Path, backend: u16, upstream: u16, public: u16) -> anyhow::Result<()> {
+///
+/// With `l7`, hop B speaks `http` and its intention carries an L7 permission.
+pub fn generate(
+    dir: &Path,
+    backend: u16,
+    upstream: u16,
+    public: u16,
+    l7: bool,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let ca = Ca::new("bench root");
     std::fs::write(dir.join("ca.pem"), &ca.pem)?;
@@ -65,8 +73,18 @@ pub fn generate(dir: &Path, backend: u16, upstream: u16, public: u16) -> anyhow:
         bind_port: public,
         local_service_address: "127.0.0.1".into(),
         local_service_port: backend,
-        protocol: Protocol::Tcp,
+        protocol: if l7 { Protocol::Http } else { Protocol::Tcp },
     };
+    if l7 {
+        b.intentions.rules[0].permissions = vec![mesh_proxy::Permission {
+            action: mesh_proxy::Action::Allow,
+            http: Some(mesh_proxy::HttpMatch {
+                path_prefix: Some("/".into()),
+                methods: vec!["GET".into()],
+                ..Default::default()
+            }),
+        }];
+    }
     std::fs::write(dir.join("mesh-a.json"), serde_json::to_vec_pretty(&a)?)?;
     std::fs::write(dir.join("mesh-b.json"), serde_json::to_vec_pretty(&b)?)?;
     Ok(())

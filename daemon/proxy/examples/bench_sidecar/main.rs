@@ -2,7 +2,7 @@
 //! certificates, a 1 KiB HTTP backend, bulk transfer and the live-cut timing.
 //!
 //! ```text
-//! bench_sidecar gen DIR BACKEND_PORT UPSTREAM_PORT PUBLIC_PORT
+//! bench_sidecar gen DIR BACKEND_PORT UPSTREAM_PORT PUBLIC_PORT [tcp|http]
 //! bench_sidecar sidecar SNAPSHOT.json [ADMIN_ADDR]
 //! bench_sidecar backend ADDR
 //! bench_sidecar bulk-server ADDR BYTES
@@ -53,6 +53,7 @@ fn main() -> anyhow::Result<()> {
             arg(2)?.parse()?,
             arg(3)?.parse()?,
             arg(4)?.parse()?,
+            args.get(5).is_some_and(|p| p == "http"),
         ),
         "sidecar" => rt.block_on(sidecar(arg(1)?, args.get(2).cloned())),
         "backend" => rt.block_on(load::backend(arg(1)?)),

@@ -38,8 +38,8 @@ async fn ready_follows_the_leaf_and_metrics_follow_activity() {
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
-    drop(s);
-    let text = eventually("bytes after close", || async {
+    // Counters move while the connection is still open.
+    let text = eventually("bytes while open", || async {
         let (_, t) = http_get(a.admin, "/metrics").await;
         t.contains("mesh_proxy_upstream_bytes_sent_total{upstream=\"b\"} 5")
             .then_some(t)
@@ -49,5 +49,6 @@ async fn ready_follows_the_leaf_and_metrics_follow_activity() {
         text.contains("mesh_proxy_upstream_connections_total{upstream=\"b\"} 1"),
         "{text}"
     );
+    drop(s);
     assert_eq!(http_get(b.admin, "/nope").await.0, 404);
 }

@@ -107,6 +107,11 @@ pub struct Sidecar {
 
 impl Sidecar {
     pub async fn start(snap: ProxySnapshot) -> Sidecar {
+        // `RUST_LOG=mesh_proxy=info cargo test -p mesh-proxy` shows why things were refused.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let (tx, rx) = watch::channel(Arc::new(snap));
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin_addr = admin.local_addr().unwrap();

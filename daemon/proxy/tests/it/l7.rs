@@ -145,3 +145,109 @@ async fn websocket_upgrade_passes_through() {
     assert_eq!(roundtrip(&mut s, b"frame-1").await.unwrap(), b"frame-1");
     assert_eq!(roundtrip(&mut s, b"frame-2").await.unwrap(), b"frame-2");
 }
+
+#[tokio::test]
+async fn a_deny_closes_a_live_http_connection() {
+    let (a, b) = l7_pair().await;
+    let tcp = TcpStream::connect(a.upstream("b")).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = || {
+        Request::get("/ok")
+            .header("host", "b")
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    assert_eq!(send.send_request(req()).await.unwrap().status(), 200);
+    b.update(|s| s.intentions.rules[0].permissions.clear())
+        .await; // plain L4 allow
+    assert_eq!(send.send_request(req()).await.unwrap().status(), 200);
+    b.update(|s| s.intentions.rules[0].action = Action::Deny)
+        .await;
+    tokio::time::timeout(WAIT, conn)
+        .await
+        .expect("keep-alive connection closed by the deny")
+        .unwrap()
+        .ok();
+}
+
+/// h2-only backend: echoes the version and `te` it saw, ends with a gRPC trailer.
+async fn grpc_backend() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                        let te = req.headers().get("te").cloned();
+                        let version = format!("{:?}", req.version());
+                        let path = req.uri().path().to_string();
+                        let mut trailers = hyper::HeaderMap::new();
+                        trailers.insert("grpc-status", "0".parse().unwrap());
+                        let body = Full::new(Bytes::from(path))
+                            .with_trailers(async move { Some(Ok(trailers)) });
+                        let mut resp = Response::new(body);
+                        resp.headers_mut()
+                            .insert("x-version", version.parse().unwrap());
+                        if let Some(te) = te {
+                            resp.headers_mut().insert("x-te", te);
+                        }
+                        Ok::<_, Infallible>(resp)
+                    });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn grpc_reaches_the_app_over_h2_with_trailers() {
+    let ca = Ca::new("root");
+    let (a, _b) = pair(&ca, grpc_backend().await, Protocol::Grpc).await;
+    let tcp = TcpStream::connect(a.upstream("b")).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post("http://b.local/pkg.Greeter/SayHello")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(Bytes::from_static(b"\0\0\0\0\0")))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-version"], "HTTP/2.0");
+    assert_eq!(resp.headers()["x-te"], "trailers");
+    let collected = resp.into_body().collect().await.unwrap();
+    assert_eq!(collected.trailers().unwrap()["grpc-status"], "0");
+    assert_eq!(&collected.to_bytes()[..], b"/pkg.Greeter/SayHello");
+}
+
+#[tokio::test]
+async fn shutdown_closes_idle_keep_alive_http_connections_at_once() {
+    let (a, b) = l7_pair().await;
+    let tcp = TcpStream::connect(a.upstream("b")).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("/ok")
+        .header("host", "b")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    assert_eq!(send.send_request(req).await.unwrap().status(), 200);
+    // The keep-alive connection is idle; shutdown must not wait DRAIN_TIMEOUT for it.
+    b.handle.shutdown();
+    let Sidecar { handle, .. } = b;
+    tokio::time::timeout(mesh_proxy::DRAIN_TIMEOUT / 2, handle.join())
+        .await
+        .expect("idle HTTP connections close gracefully, well before the drain timeout");
+}

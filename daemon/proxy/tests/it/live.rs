@@ -132,3 +132,28 @@ async fn shutdown_closes_listeners_and_drains_live_connections() {
         .await
         .expect("abort is immediate");
 }
+
+#[tokio::test]
+async fn a_port_in_use_is_bound_once_it_frees_up() {
+    let ca = Ca::new("root");
+    let backend = echo_server().await;
+    let blocker = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = blocker.local_addr().unwrap().port();
+    let mut sb = snapshot(&ca, "b", backend, Protocol::Tcp);
+    sb.public.bind_port = port;
+    let (tx, rx) = tokio::sync::watch::channel(Arc::new(sb));
+    let handle = mesh_proxy::Proxy::spawn(rx, None, std::future::pending());
+    let b = handle
+        .wait_bound(WAIT, |b| !b.errors.is_empty())
+        .await
+        .expect("bind error reported");
+    assert!(b.errors[0].contains(&port.to_string()), "{:?}", b.errors);
+    drop(blocker);
+    let b = handle
+        .wait_bound(WAIT, |b| b.public.is_some())
+        .await
+        .expect("bound after the port was freed, without a new snapshot");
+    assert_eq!(b.public.unwrap().port(), port);
+    assert!(b.errors.is_empty());
+    drop(tx);
+}

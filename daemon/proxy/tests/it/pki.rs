@@ -76,6 +76,20 @@ impl Ca {
         }
     }
 
+    /// A new CA whose certificate this CA signs; its `pem` is that certificate.
+    pub fn intermediate(&self, name: &str) -> Ca {
+        let mut ca = Ca::new(name);
+        ca.pem = self.cross_sign(&ca);
+        ca
+    }
+
+    /// Like [`Ca::leaf`], with this CA's certificate appended to the chain.
+    pub fn leaf_with_chain(&self, td: &str, dc: &str, service: &str) -> Leaf {
+        let mut leaf = self.leaf(td, dc, service);
+        leaf.cert_pem.push_str(&self.pem);
+        leaf
+    }
+
     /// `other`'s CA certificate signed by this CA (a cross-signed intermediate).
     pub fn cross_sign(&self, other: &Ca) -> String {
         let issuer = Issuer::from_params(&self.params, &self.key);

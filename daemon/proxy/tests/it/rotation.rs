@@ -93,3 +93,22 @@ async fn rotation_keeps_old_connections_and_fails_no_handshake() {
         ok.load(Relaxed)
     );
 }
+
+#[tokio::test]
+async fn leaves_signed_by_an_intermediate_chain_to_the_root() {
+    let root = Ca::new("root");
+    let inter = root.intermediate("intermediate");
+    let backend = echo_server().await;
+    let mut sb = snapshot(&root, "b", backend, Protocol::Tcp);
+    sb.leaf = Some(inter.leaf_with_chain(TD, DC, "b"));
+    let b = Sidecar::start(sb).await;
+    let mut sa = snapshot(&root, "a", backend, Protocol::Tcp);
+    sa.leaf = Some(inter.leaf_with_chain(TD, DC, "a"));
+    sa.upstreams = vec![upstream("b", b.public())];
+    let a = Sidecar::start(sa).await;
+    // Roots hold only the root: the intermediate comes from the presented chain.
+    let mut s = TcpStream::connect(a.upstream("b")).await.unwrap();
+    assert_eq!(roundtrip(&mut s, b"chain").await.unwrap(), b"chain");
+    // Without the intermediate in the chain, the same leaf is refused.
+    assert!(crate::rawtls::refused(b.public(), Some(&inter.leaf(TD, DC, "a"))).await);
+}

@@ -1,0 +1,165 @@
+"""Catalog benchmarks (see bench/catalog.sh, docs/benchmarks.md).
+
+1. Reads: GET /v1/health/service/web?passing with 100 instances on one -dev
+   agent vs a 1-member etcd 3.4's serializable /v3/kv/range of 100 keys of
+   the same size, wrk -c64 -t2 -d10s each, same run: req/s, p99 and ratio.
+2. Watch fan-out: 1,000 blocking queries on one service, one change: time
+   until all 1,000 have their answer (p50, p99, max).
+3. 10,000 services x 3 instances: RSS per instance and the p99 of a
+   registration write (16 concurrent writers).
+"""
+
+import asyncio
+import base64
+import json
+import os
+import re
+import subprocess
+import threading
+
+from benchlib import Mesh, log, median, now, request, spawn, free_port, wait_until, WORK, rss_kb
+from etcd import Etcd
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DURATION = int(os.environ.get("BENCH_DURATION", "10"))
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def wrk(url, script=None):
+    cmd = ["wrk", "-t2", "-c64", f"-d{DURATION}s", "--latency", "--timeout", "5s"]
+    if script:
+        cmd += ["-s", os.path.join(HERE, script)]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=DURATION + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1, "s": 1000}[p99.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    assert errors is None, out
+    return rps, float(p99.group(1)) * scale
+
+
+def register(addr, node, svc, sid, port):
+    body = json.dumps({
+        "Node": node, "Address": "10.0.0.1",
+        "Service": {"ID": sid, "Service": svc, "Port": port, "Tags": ["v1"], "Meta": {"team": "bench"}},
+        "Check": {"CheckID": f"{sid}-ok", "Name": "ok", "Status": "passing", "ServiceID": sid},
+    }).encode()
+    t0 = now()
+    st, out = request("PUT", addr, "/v1/catalog/register", body, timeout=10)
+    assert st == 200, out
+    return (now() - t0) * 1000
+
+
+def reads(agent):
+    for i in range(100):
+        register(agent.http, f"node{i % 10}", "web", f"web-{i}", 8000 + i)
+    st, body = request("GET", agent.http, "/v1/health/service/web?passing", timeout=5)
+    entries = json.loads(body)
+    assert len(entries) == 100
+    per_entry = len(body) // 100
+    e = Etcd("r1", free_port(), free_port())
+    e.start(f"r1=http://{e.peer}")
+    wait_until("etcd up", e.status, 30, 0.1)
+    value = base64.b64encode(b"x" * per_entry).decode()
+    for i in range(100):
+        key = base64.b64encode(f"/web/{i:03}".encode()).decode()
+        st, _ = request("POST", e.client, "/v3/kv/put", json.dumps({"key": key, "value": value}).encode())
+        assert st == 200
+    m_rps, m_p99 = wrk(f"http://{agent.http}/v1/health/service/web?passing")
+    e_rps, e_p99 = wrk(f"http://{e.client}/v3/kv/range", "etcd_range.lua")
+    log(f"reads: mesh health/service (100 instances, {len(body)} B) {m_rps:.0f} req/s p99 {m_p99:.2f} ms; "
+        f"etcd range (100 keys) {e_rps:.0f} req/s p99 {e_p99:.2f} ms; ratio {m_rps / e_rps:.2f}x")
+    e.proc.kill()
+    return {"mesh_rps": round(m_rps), "mesh_p99_ms": m_p99, "etcd_rps": round(e_rps), "etcd_p99_ms": e_p99,
+            "ratio": round(m_rps / e_rps, 2)}
+
+
+async def fan_out(agent, n=1000):
+    host, port = agent.http.rsplit(":", 1)
+    st, _ = request("GET", agent.http, "/v1/health/service/fan", timeout=5)
+    register(agent.http, "fan-node", "fan", "fan-0", 9000)
+    st, body = request("GET", agent.http, "/v1/health/service/fan", timeout=5)
+    # The index the waiters block on.
+    conn_index = None
+    import http.client
+    c = http.client.HTTPConnection(host, int(port), timeout=5)
+    c.request("GET", "/v1/health/service/fan")
+    r = c.getresponse()
+    r.read()
+    conn_index = r.getheader("X-Consul-Index")
+    c.close()
+    ready = asyncio.Event()
+    connected = 0
+    done_at = []
+
+    async def waiter():
+        nonlocal connected
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"GET /v1/health/service/fan?index={conn_index}&wait=60s HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        await writer.drain()
+        connected += 1
+        if connected == n:
+            ready.set()
+        await reader.readuntil(b"\r\n\r\n")
+        done_at.append(now())
+        writer.close()
+
+    tasks = [asyncio.create_task(waiter()) for _ in range(n)]
+    await ready.wait()
+    await asyncio.sleep(1.0)  # every request is parked on the server
+    t0 = now()
+    await asyncio.get_running_loop().run_in_executor(None, register, agent.http, "fan-node", "fan", "fan-1", 9001)
+    await asyncio.wait_for(asyncio.gather(*tasks), 30)
+    lat = [(t - t0) * 1000 for t in done_at]
+    log(f"watch fan-out: {n} blocking queries, one change: p50 {median(lat):.1f} ms p99 {pct(lat, 99):.1f} ms "
+        f"max {max(lat):.1f} ms")
+    return {"waiters": n, "p50_ms": round(median(lat), 1), "p99_ms": round(pct(lat, 99), 1),
+            "max_ms": round(max(lat), 1)}
+
+
+def scale(agent, services=10000, per=3, writers=16):
+    rss0 = rss_kb(agent.pid)
+    lat = []
+    lock = threading.Lock()
+    jobs = [(s, i) for s in range(services) for i in range(per)]
+
+    def work(k):
+        mine = []
+        for s, i in jobs[k::writers]:
+            mine.append(register(agent.http, f"scale-node-{i}-{s % 100}", f"svc{s}", f"svc{s}-{i}", 10000 + i))
+        with lock:
+            lat.extend(mine)
+
+    t0 = now()
+    ts = [threading.Thread(target=work, args=(k,)) for k in range(writers)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    secs = now() - t0
+    rss1 = rss_kb(agent.pid)
+    per_instance = (rss1 - rss0) * 1024 / len(jobs)
+    log(f"scale: {len(jobs)} instances in {secs:.1f} s ({len(jobs) / secs:.0f}/s); registration p50 "
+        f"{median(lat):.1f} ms p99 {pct(lat, 99):.1f} ms; RSS {rss0 // 1024} -> {rss1 // 1024} MiB, "
+        f"{per_instance:.0f} B per instance")
+    return {"instances": len(jobs), "write_p50_ms": round(median(lat), 1), "write_p99_ms": round(pct(lat, 99), 1),
+            "rss_mib": rss1 // 1024, "bytes_per_instance": round(per_instance)}
+
+
+def main():
+    agent = Mesh("dev", expect=1, extra=["-dev"]).start()
+    out = {"reads": reads(agent)}
+    out["fan_out"] = asyncio.run(fan_out(agent))
+    agent.kill()
+    server = Mesh("scale", expect=1, extra=[]).start()
+    wait_until("leader", server.leader, 30, 0.05)
+    out["scale"] = scale(server)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+//! Managed sidecars: with `connect { managed_sidecars = true }`, the agent
+//! runs the built-in proxy itself for every sidecar registered through
+//! `connect { sidecar_service {} }`, so users need no second command. Each
+//! one reads its snapshot from this agent like `mesh connect proxy` does.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_proxy::{Proxy, ProxyHandle, SourceConfig};
+use tokio::sync::oneshot;
+
+use crate::build::{Agent, Stop};
+
+struct Running {
+    handle: ProxyHandle,
+    stop: oneshot::Sender<()>,
+}
+
+/// Sidecar services this agent manages: registered from a `sidecar_service` block.
+fn managed_ids(agent: &Agent) -> Vec<String> {
+    agent
+        .local
+        .inner
+        .lock()
+        .services
+        .iter()
+        .filter(|(_, s)| s.service.kind == "connect-proxy" && s.definition.is_null())
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
+/// Start and stop in-process sidecars as local registrations come and go.
+pub(crate) async fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
+    if !agent.config.connect_managed_sidecars {
+        return Ok(());
+    }
+    let Some(mut http) = agent.http_addr else {
+        tracing::warn!("managed sidecars need the HTTP API (ports.http), none started");
+        return Ok(());
+    };
+    if http.ip().is_unspecified() {
+        http.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let mut running: BTreeMap<String, Running> = BTreeMap::new();
+    let mut stop = agent.shutdown.subscribe();
+    let mut seen = u64::MAX;
+    loop {
+        let version = agent.local.inner.lock().version;
+        if version != seen {
+            seen = version;
+            let wanted = managed_ids(&agent);
+            for id in &wanted {
+                if running.contains_key(id) {
+                    continue;
+                }
+                let (snapshots, _poller) = mesh_proxy::source::spawn(SourceConfig::new(
+                    format!("http://{http}"),
+                    id.clone(),
+                ));
+                let (tx, rx) = oneshot::channel::<()>();
+                let handle = Proxy::spawn(snapshots, None, async move {
+                    let _ = rx.await;
+                });
+                tracing::info!(proxy = %id, "managed sidecar started");
+                running.insert(id.clone(), Running { handle, stop: tx });
+            }
+            let gone: Vec<String> = running
+                .keys()
+                .filter(|id| !wanted.contains(id))
+                .cloned()
+                .collect();
+            for id in gone {
+                if let Some(r) = running.remove(&id) {
+                    let _ = r.stop.send(());
+                    r.handle.shutdown();
+                    tracing::info!(proxy = %id, "managed sidecar stopped");
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = stop.wait_for(|s| *s != Stop::Running) => break,
+        }
+    }
+    for (_, r) in running {
+        let _ = r.stop.send(());
+        r.handle.shutdown();
+    }
+    Ok(())
+}

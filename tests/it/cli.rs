@@ -1,0 +1,95 @@
+//! The catalog CLI against a real agent: `mesh services register FILE`,
+//! `mesh catalog services|nodes|datacenters`, `mesh services deregister -id`,
+//! `mesh snapshot save|restore`, `mesh reload`; `-http-addr`, `MESH_HTTP_ADDR`
+//! and `CONSUL_HTTP_ADDR` all pick the agent.
+
+use mesh_testkit::mesh_bin;
+use serde_json::Value;
+
+async fn run(args: &[&str], env: &[(&str, String)]) -> (i32, String) {
+    let mut cmd = tokio::process::Command::new(mesh_bin());
+    cmd.args(args)
+        .env_remove("MESH_HTTP_ADDR")
+        .env_remove("CONSUL_HTTP_ADDR")
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test]
+async fn catalog_services_and_snapshot_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = crate::dev_agent("node1", &dir.path().join("data")).await;
+    let addr = a.http.to_string();
+    let flag = format!("-http-addr={addr}");
+    let file = dir.path().join("web.hcl");
+    std::fs::write(
+        &file,
+        "service {\n  name = \"web\"\n  id = \"web-1\"\n  port = 8080\n  tags = [\"v2\"]\n}\n",
+    )
+    .unwrap();
+
+    let (code, out) = run(
+        &["services", "register", &flag, file.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Registered service: web"), "{out}");
+
+    // Consul's variable works as well as ours.
+    let (code, out) = run(
+        &["catalog", "services", "-tags"],
+        &[("CONSUL_HTTP_ADDR", addr.clone())],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("web") && l.contains("v2")),
+        "{out}"
+    );
+    let (_, out) = run(
+        &["catalog", "services", "-format=json"],
+        &[("MESH_HTTP_ADDR", addr.clone())],
+    )
+    .await;
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["web"], serde_json::json!(["v2"]));
+    let (_, out) = run(&["catalog", "nodes", "-service=web", &flag], &[]).await;
+    assert!(out.contains("node1"), "{out}");
+    let (_, out) = run(&["catalog", "datacenters", &flag], &[]).await;
+    assert_eq!(out.trim(), "dc1");
+
+    // Snapshot, change, restore: the change is undone.
+    let snap = dir.path().join("backup.snap");
+    let (code, out) = run(&["snapshot", "save", &flag, snap.to_str().unwrap()], &[]).await;
+    assert_eq!(code, 0, "{out}");
+    let (code, _) = run(&["kv", "put", &flag, "after", "x"], &[]).await;
+    assert_eq!(code, 0);
+    let (code, out) = run(&["snapshot", "restore", &flag, snap.to_str().unwrap()], &[]).await;
+    assert_eq!(code, 0, "{out}");
+    let (code, _) = run(&["kv", "get", &flag, "after"], &[]).await;
+    assert_ne!(code, 0, "the key written after the snapshot is gone");
+
+    let (code, out) = run(&["services", "deregister", "-id=web-1", &flag], &[]).await;
+    assert_eq!(code, 0, "{out}");
+    let (_, out) = run(&["catalog", "services", &flag], &[]).await;
+    assert!(!out.contains("web"), "{out}");
+
+    let (code, out) = run(&["reload", &flag], &[]).await;
+    assert_eq!(code, 0, "{out}");
+
+    // No agent there: a clear error, non-zero exit.
+    let (code, out) = run(&["catalog", "services", "-http-addr=127.0.0.1:1"], &[]).await;
+    assert_ne!(code, 0);
+    assert!(out.contains("cannot reach the agent"), "{out}");
+}
