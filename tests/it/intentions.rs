@@ -1,26 +1,9 @@
 //! Intentions over HTTP and the CLI: exact CRUD, precedence, check/match,
 //! the service-intentions config entry view, owners, and bad input.
 
-use mesh_testkit::mesh_bin;
 use serde_json::{json, Value};
 
 use crate::http;
-
-async fn mesh(agent: &mesh_testkit::TestAgent, args: &[&str]) -> (i32, String) {
-    let out = tokio::process::Command::new(mesh_bin())
-        .args(args)
-        .env("MESH_HTTP_ADDR", agent.http.to_string())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
 
 #[tokio::test]
 async fn intentions_crud_precedence_and_config_entry_view() {
@@ -283,15 +266,15 @@ async fn intention_cli() {
     let dir = tempfile::tempdir().unwrap();
     let a = crate::dev_agent("node1", dir.path()).await;
 
-    let (code, out) = mesh(&a, &["intention", "create", "-deny", "web", "db"]).await;
+    let (code, out) = crate::mesh_cli(&a, &["intention", "create", "-deny", "web", "db"]).await;
     assert_eq!(code, 0, "{out}");
-    let (code, out) = mesh(&a, &["intention", "create", "web", "db"]).await;
+    let (code, out) = crate::mesh_cli(&a, &["intention", "create", "web", "db"]).await;
     assert_ne!(code, 0);
     assert!(out.contains("already exists"), "{out}");
-    let (code, out) = mesh(&a, &["intention", "check", "web", "db"]).await;
+    let (code, out) = crate::mesh_cli(&a, &["intention", "check", "web", "db"]).await;
     assert_eq!(code, 2, "denied exits 2: {out}");
     assert!(out.contains("Denied"), "{out}");
-    let (code, _) = mesh(
+    let (code, _) = crate::mesh_cli(
         &a,
         &[
             "intention",
@@ -306,26 +289,26 @@ async fn intention_cli() {
     )
     .await;
     assert_eq!(code, 0);
-    let (code, out) = mesh(&a, &["intention", "check", "web", "db"]).await;
+    let (code, out) = crate::mesh_cli(&a, &["intention", "check", "web", "db"]).await;
     assert_eq!(code, 0, "{out}");
-    let (_, out) = mesh(&a, &["intention", "get", "web", "db"]).await;
+    let (_, out) = crate::mesh_cli(&a, &["intention", "get", "web", "db"]).await;
     assert!(
         out.contains("allow") && out.contains("Meta[team]:") && out.contains("core"),
         "{out}"
     );
-    mesh(&a, &["intention", "create", "-deny", "*", "db"]).await;
-    let (_, out) = mesh(&a, &["intention", "list"]).await;
+    crate::mesh_cli(&a, &["intention", "create", "-deny", "*", "db"]).await;
+    let (_, out) = crate::mesh_cli(&a, &["intention", "list"]).await;
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[0].starts_with("Source"), "{out}");
     assert!(
         lines[1].starts_with("web") && lines[2].starts_with('*'),
         "precedence order: {out}"
     );
-    let (_, out) = mesh(&a, &["intention", "match", "db", "-format=json"]).await;
+    let (_, out) = crate::mesh_cli(&a, &["intention", "match", "db", "-format=json"]).await;
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 2);
-    let (code, _) = mesh(&a, &["intention", "delete", "web", "db"]).await;
+    let (code, _) = crate::mesh_cli(&a, &["intention", "delete", "web", "db"]).await;
     assert_eq!(code, 0);
-    let (code, _) = mesh(&a, &["intention", "check", "web", "db"]).await;
+    let (code, _) = crate::mesh_cli(&a, &["intention", "check", "web", "db"]).await;
     assert_eq!(code, 2, "*=>db deny applies after the exact one is gone");
 }

@@ -29,6 +29,24 @@ pub async fn dev_agent(name: &str, dir: &std::path::Path) -> mesh_testkit::TestA
         .expect("dev agent starts")
 }
 
+/// Run the `mesh` CLI against `agent` (through `MESH_HTTP_ADDR`): its exit
+/// code and its stdout followed by its stderr.
+pub async fn mesh_cli(agent: &mesh_testkit::TestAgent, args: &[&str]) -> (i32, String) {
+    let out = tokio::process::Command::new(mesh_testkit::mesh_bin())
+        .args(args)
+        .env("MESH_HTTP_ADDR", agent.http.to_string())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
 /// An HTTP client with a bounded timeout for every request.
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use mesh_testkit::{eventually, mesh_bin, AgentSpec, TestAgent, TestCluster};
+use mesh_testkit::{eventually, AgentSpec, TestAgent, TestCluster};
 use serde_json::{json, Value};
 
 use crate::http;
@@ -41,22 +41,6 @@ async fn intention_action(
 
 async fn config_status(c: &reqwest::Client, a: &TestAgent) -> Value {
     get(c, a.url("/v1/agent/self")).await.1["ConfigStatus"].clone()
-}
-
-async fn mesh(a: &TestAgent, args: &[&str]) -> (i32, String) {
-    let out = tokio::process::Command::new(mesh_bin())
-        .args(args)
-        .env("MESH_HTTP_ADDR", a.http.to_string())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
 }
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -176,7 +160,7 @@ config_entry {
         "nothing half-applied"
     );
     // `mesh reload` says the same and fails.
-    let (code, out) = mesh(&a, &["reload"]).await;
+    let (code, out) = crate::mesh_cli(&a, &["reload"]).await;
     assert_ne!(code, 0);
     assert!(out.contains("db.hcl:5:3"), "{out}");
 
@@ -186,14 +170,14 @@ config_entry {
     std::fs::create_dir_all(&plan_dir).unwrap();
     std::fs::copy(conf.join("web.hcl"), plan_dir.join("web.hcl")).unwrap();
     std::fs::write(plan_dir.join("db.hcl"), fixed).unwrap();
-    let (code, out) = mesh(&a, &["config", "plan", conf.to_str().unwrap()]).await;
+    let (code, out) = crate::mesh_cli(&a, &["config", "plan", conf.to_str().unwrap()]).await;
     assert_eq!(code, 1, "the live dir still has the broken file: {out}");
     write_atomic(&conf.join("db.hcl"), fixed);
     eventually("fixed file applied", WAIT, || async {
         (intention_action(&c, &a, "x", "db").await.as_deref() == Some("deny")).then_some(())
     })
     .await;
-    let (code, out) = mesh(&a, &["config", "plan", conf.to_str().unwrap()]).await;
+    let (code, out) = crate::mesh_cli(&a, &["config", "plan", conf.to_str().unwrap()]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("No changes"), "{out}");
 
@@ -262,7 +246,7 @@ async fn live_settings_change_and_others_say_they_need_a_restart() {
         "log_level = \"debug\"\ndomain = \"mesh\"\ndatacenter = \"east\"\ndns_config {\n  node_ttl = \"5s\"\n}\n",
     )
     .unwrap();
-    let (code, out) = mesh(&a, &["reload"]).await;
+    let (code, out) = crate::mesh_cli(&a, &["reload"]).await;
     assert_eq!(code, 0, "{out}");
     let status = config_status(&c, &a).await;
     let restart: Vec<&str> = status["NeedsRestart"]
