@@ -454,3 +454,49 @@ static_resources:
     )
     .await;
 }
+
+/// Across a 3-server cluster: the app and its sidecar on one server, the
+/// client's sidecar on another; the upstream endpoint comes from the
+/// replicated catalog, and a deny written on the third server cuts traffic.
+#[tokio::test]
+async fn sidecars_on_different_servers_of_a_cluster() {
+    let cluster = mesh_testkit::TestCluster::start(3).await.unwrap();
+    let c = http();
+    let (s0, s1, s2) = (&cluster.agents[0], &cluster.agents[1], &cluster.agents[2]);
+    let db = echo_server().await;
+    register(
+        &c,
+        s0,
+        json!({"Name": "db", "ID": "db", "Port": db.port(), "Address": "127.0.0.1",
+        "Connect": {"SidecarService": {"Port": free_port(), "Address": "127.0.0.1"}}}),
+    )
+    .await;
+    register(
+        &c,
+        s1,
+        json!({"Name": "web", "ID": "web", "Port": 1,
+        "Connect": {"SidecarService": {"Port": free_port(), "Address": "127.0.0.1",
+            "Proxy": {"Upstreams": [{"DestinationName": "db", "LocalBindPort": 0}]}}}}),
+    )
+    .await;
+    let (_db_proxy, _) = sidecar(s0, "db").await;
+    let (_web_proxy, ups) = sidecar(s1, "web").await;
+    let upstream = ups.iter().find(|(n, _)| n == "db").expect("db upstream").1;
+    eventually(
+        "traffic across servers",
+        Duration::from_secs(20),
+        || async { roundtrip(upstream, b"across").await.ok() },
+    )
+    .await;
+    let r = c
+        .put(s2.url("/v1/connect/intentions/exact?source=web&destination=db"))
+        .json(&json!({"Action": "deny"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    eventually("denied across servers", Duration::from_secs(10), || async {
+        roundtrip(upstream, b"denied?").await.is_err().then_some(())
+    })
+    .await;
+}
