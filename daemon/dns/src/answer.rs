@@ -247,7 +247,7 @@ fn srv(
             answer.additionals.push(address(target.clone(), ip, ttl));
         }
     }
-    let rdata = RData::SRV(SRV::new(1, 1, instance.port, target));
+    let rdata = RData::SRV(SRV::new(1, instance.weight, instance.port, target));
     answer
         .answers
         .push(Record::from_rdata(q.name.clone(), ttl, rdata));

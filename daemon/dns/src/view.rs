@@ -66,6 +66,8 @@ pub(crate) struct Instance {
     pub tags: Vec<String>,
     /// Worst of the node's checks and the instance's own checks.
     pub health: CheckStatus,
+    /// SRV weight: the service's `Weights.Passing` or `Weights.Warning` by health.
+    pub weight: u16,
 }
 
 impl Instance {
@@ -390,6 +392,21 @@ fn instance(node_name: Arc<str>, node: &Node, service: &Service, health: CheckSt
             .map(|t| t.to_ascii_lowercase())
             .collect(),
         health,
+        weight: srv_weight(service, health),
+    }
+}
+
+/// Consul's SRV weights: `Weights.Passing` (default 1) for passing
+/// instances, `Weights.Warning` (default 1) for warning ones.
+fn srv_weight(service: &Service, health: CheckStatus) -> u16 {
+    let w = match health {
+        CheckStatus::Warning => service.weights.warning,
+        _ => service.weights.passing,
+    };
+    if w == 0 {
+        1
+    } else {
+        w.min(u16::MAX as u32) as u16
     }
 }
 

@@ -384,3 +384,40 @@ fn the_alt_domain_answers_like_the_domain_with_its_own_names() {
         .iter()
         .all(|r| r.data.to_string().ends_with(".node.dc1.mesh.")));
 }
+
+#[test]
+fn srv_weights_follow_the_service_weights_by_health() {
+    let mut f = web();
+    // web2 is warning and web3 critical (see `web`); give every instance weights.
+    for (node, id, port) in [("n1", "web1", 80), ("n2", "web2", 81), ("n3", "web3", 82)] {
+        f.apply(mesh_types::Command::ServiceRegister {
+            node: node.into(),
+            service: mesh_types::Service {
+                id: id.into(),
+                name: "web".into(),
+                port,
+                weights: mesh_types::Weights {
+                    passing: 10,
+                    warning: 3,
+                },
+                ..Default::default()
+            },
+        });
+    }
+    let view = f.view();
+    let a = must(&view, "web.service.consul.", RecordType::SRV);
+    let mut weights: Vec<(u16, u16)> = a
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::SRV(s) => Some((s.port, s.weight)),
+            _ => None,
+        })
+        .collect();
+    weights.sort();
+    assert_eq!(
+        weights,
+        [(80, 10), (81, 3)],
+        "passing 10, warning 3, critical left out"
+    );
+}
