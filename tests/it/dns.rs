@@ -61,3 +61,35 @@ async fn registered_services_answer_by_dns_and_critical_ones_do_not() {
     let missing = dig(dns, &["nope.service.consul", "A"]).await;
     assert!(missing.contains("NXDOMAIN"), "{missing}");
 }
+
+/// Client agents hold no catalog; their DNS port relays to a server, over
+/// UDP and TCP, so applications on any node resolve services locally.
+#[tokio::test]
+async fn client_agents_answer_dns_through_a_server() {
+    let mut cluster = mesh_testkit::TestCluster::start_with(1, |_, s| s.dns = true)
+        .await
+        .unwrap();
+    let mut spec = AgentSpec::client("c1");
+    spec.dns = true;
+    let client = cluster.add(spec).await.unwrap();
+    let dns = client.dns.expect("client agent DNS address");
+    let url = client.url("/v1/agent/service/register");
+    let r = http()
+        .put(url)
+        .json(&json!({"Name": "web", "ID": "web1", "Port": 8080}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    eventually(
+        "web answers through the client's DNS",
+        Duration::from_secs(20),
+        || async {
+            let out = dig(dns, &["+short", "web.service.consul", "SRV"]).await;
+            out.contains("8080").then_some(())
+        },
+    )
+    .await;
+    let out = dig(dns, &["+tcp", "+short", "web.service.consul"]).await;
+    assert_eq!(out.trim(), "127.0.0.1", "TCP relays too");
+}

@@ -31,6 +31,7 @@ pub(crate) mod tags {
     pub const EXPECT: &str = "expect";
     pub const INIT: &str = "raft_init";
     pub const VERSION: &str = "version";
+    pub const DNS: &str = "dns_addr";
 }
 
 /// A built agent: listeners bound, store open, gossip started.
@@ -122,9 +123,10 @@ impl Agent {
         if config.server && rpc.is_none() {
             bail!("a server needs its server RPC port (ports.server must not be -1)");
         }
-        let dns = match (config.server, config.dns_addr()) {
-            (true, Some(addr)) => Some(crate::dns::bind(addr).await?),
-            _ => None,
+        // Servers answer DNS from their state; client agents relay to a server.
+        let dns = match config.dns_addr() {
+            Some(addr) => Some(crate::dns::bind(addr).await?),
+            None => None,
         };
         let dns_addr = dns.as_ref().map(|d| d.udp.local_addr()).transpose()?;
         let http_addr = http.as_ref().map(|l| l.local_addr()).transpose()?;
@@ -166,6 +168,12 @@ impl Agent {
         if let Some(addr) = http_addr {
             gossip_tags.insert(
                 tags::HTTP.into(),
+                advertised(addr.ip(), config.advertise_addr, addr.port()).to_string(),
+            );
+        }
+        if let (true, Some(addr)) = (config.server, dns_addr) {
+            gossip_tags.insert(
+                tags::DNS.into(),
                 advertised(addr.ip(), config.advertise_addr, addr.port()).to_string(),
             );
         }
@@ -321,6 +329,11 @@ impl Agent {
             tasks.spawn(crate::sync::check_results(self.clone(), updates));
         }
         tasks.spawn(crate::sync::anti_entropy(self.clone()));
+        if !self.config.server {
+            if let Some(listeners) = self.dns.take() {
+                tasks.spawn(crate::dns::relay(self.clone(), listeners));
+            }
+        }
         if let Some(listeners) = self.dns.take() {
             let server =
                 mesh_dns::DnsServer::new(self.state.clone(), self.dns_settings.subscribe());

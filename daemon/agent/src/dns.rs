@@ -2,10 +2,13 @@
 //! state (no Raft round trip per query) with the agent's DNS settings.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use mesh_config::RuntimeConfig;
 use tokio::net::{TcpListener, UdpSocket};
+
+use crate::build::{Agent, Stop};
 
 /// UDP and TCP sockets on one port.
 pub(crate) struct DnsListeners {
@@ -50,4 +53,83 @@ pub(crate) fn settings(config: &RuntimeConfig) -> mesh_dns::DnsConfig {
         recursors: d.recursors.clone(),
         ..Default::default()
     }
+}
+
+/// A server's DNS address, from the gossip tags.
+fn server_dns(agent: &Agent) -> Option<SocketAddr> {
+    agent
+        .gossip
+        .members()
+        .into_iter()
+        .filter(|m| {
+            m.role == mesh_gossip::Role::Server && m.status == mesh_gossip::MemberStatus::Alive
+        })
+        .filter_map(|m| m.tags.get(crate::build::tags::DNS)?.parse().ok())
+        .next()
+}
+
+/// SERVFAIL for `query` (no server to ask): the query's header and question,
+/// flagged as a response with rcode 2.
+fn servfail(query: &[u8]) -> Option<Vec<u8>> {
+    if query.len() < 12 {
+        return None;
+    }
+    let mut out = query.to_vec();
+    out[2] |= 0x80;
+    out[3] = (out[3] & 0xF0) | 2;
+    Some(out)
+}
+
+/// Client agents hold no catalog: they relay DNS to a server, over UDP and
+/// TCP, so `dig @<client>:8600` works as it does with Consul.
+pub(crate) async fn relay(agent: Arc<Agent>, listeners: DnsListeners) -> anyhow::Result<()> {
+    let udp = Arc::new(listeners.udp);
+    let tcp = listeners.tcp;
+    let mut stop = agent.shutdown.subscribe();
+    let mut buf = vec![0u8; 4096];
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s != Stop::Running) => return Ok(()),
+            got = udp.recv_from(&mut buf) => {
+                let Ok((n, peer)) = got else { continue };
+                let query = buf[..n].to_vec();
+                let (agent, udp) = (agent.clone(), udp.clone());
+                tokio::spawn(async move {
+                    let answer = match server_dns(&agent) {
+                        Some(server) => udp_exchange(server, &query).await.ok(),
+                        None => None,
+                    };
+                    if let Some(bytes) = answer.or_else(|| servfail(&query)) {
+                        let _ = udp.send_to(&bytes, peer).await;
+                    }
+                });
+            }
+            conn = tcp.accept() => {
+                let Ok((mut client, _)) = conn else { continue };
+                let Some(server) = server_dns(&agent) else { continue };
+                tokio::spawn(async move {
+                    if let Ok(mut upstream) = tokio::net::TcpStream::connect(server).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+            }
+        }
+    }
+}
+
+async fn udp_exchange(server: SocketAddr, query: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let local: SocketAddr = if server.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    }
+    .parse()?;
+    let socket = UdpSocket::bind(local).await?;
+    socket.connect(server).await?;
+    socket.send(query).await?;
+    let mut buf = vec![0u8; 65535];
+    let n =
+        tokio::time::timeout(std::time::Duration::from_secs(2), socket.recv(&mut buf)).await??;
+    buf.truncate(n);
+    Ok(buf)
 }
