@@ -500,3 +500,86 @@ async fn sidecars_on_different_servers_of_a_cluster() {
     })
     .await;
 }
+
+/// mesh.d all the way to the data plane: services with managed sidecars and
+/// an allow intention declared in files, default deny; deleting the
+/// intention's file cuts the live connection and refuses new ones.
+#[tokio::test]
+async fn deleting_an_intention_file_stops_traffic_through_the_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("mesh.d");
+    std::fs::create_dir_all(&conf).unwrap();
+    let db = echo_server().await;
+    let (db_public, web_public, up) = (free_port(), free_port(), free_port());
+    std::fs::write(
+        conf.join("agent.hcl"),
+        "acl {\n  default_policy = \"deny\"\n}\nconnect {\n  managed_sidecars = true\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        conf.join("services.hcl"),
+        format!(
+            r#"
+service {{
+  name = "db"
+  id = "db"
+  address = "127.0.0.1"
+  port = {}
+  connect {{
+    sidecar_service {{
+      address = "127.0.0.1"
+      port = {db_public}
+    }}
+  }}
+}}
+service {{
+  name = "web"
+  id = "web"
+  port = 1
+  connect {{
+    sidecar_service {{
+      address = "127.0.0.1"
+      port = {web_public}
+      proxy {{
+        upstreams = [{{ destination_name = "db", local_bind_port = {up} }}]
+      }}
+    }}
+  }}
+}}
+"#,
+            db.port()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        conf.join("intentions.hcl"),
+        "intention \"web\" \"db\" {\n  action = \"allow\"\n}\n",
+    )
+    .unwrap();
+    let mut spec = mesh_testkit::AgentSpec::server("node1", 1);
+    spec.extra = vec!["-dev".into(), format!("-config-dir={}", conf.display())];
+    let _a = TestAgent::start(spec, &dir.path().join("data"))
+        .await
+        .unwrap();
+    let upstream: SocketAddr = format!("127.0.0.1:{up}").parse().unwrap();
+    eventually(
+        "traffic allowed by the file's intention",
+        Duration::from_secs(20),
+        || async { roundtrip(upstream, b"declared").await.ok() },
+    )
+    .await;
+    let mut live = TcpStream::connect(upstream).await.unwrap();
+    live.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    live.read_exact(&mut buf).await.unwrap();
+
+    std::fs::remove_file(conf.join("intentions.hcl")).unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), live.read(&mut buf))
+        .await
+        .expect("live connection closed once the file is gone");
+    assert!(matches!(n, Ok(0) | Err(_)));
+    assert!(
+        roundtrip(upstream, b"x").await.is_err(),
+        "default deny applies"
+    );
+}

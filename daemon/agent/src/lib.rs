@@ -16,6 +16,8 @@ mod local;
 mod managed;
 mod proxy_snapshot;
 mod reconcile;
+#[cfg(test)]
+mod reconcile_fuzz;
 mod reload;
 mod sync;
 
