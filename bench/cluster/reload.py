@@ -12,7 +12,7 @@
 import json
 import os
 
-from benchlib import Mesh, log, median, mesh_cluster, now, request, wait_until, WORK
+from benchlib import Mesh, free_port, log, median, mesh_cluster, now, request, wait_until, WORK
 
 EDITS = int(os.environ.get("BENCH_EDITS", "100"))
 
@@ -59,6 +59,102 @@ def cpu_secs(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def echo_server():
+    import socket
+    import threading
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+
+    def serve(c):
+        with c:
+            while True:
+                d = c.recv(4096)
+                if not d:
+                    return
+                c.sendall(d)
+
+    def accept():
+        while True:
+            c, _ = srv.accept()
+            threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return srv.getsockname()[1]
+
+
+def roundtrip(port, timeout=1.0):
+    import socket
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(b"ping")
+            return s.recv(4) == b"ping"
+    except OSError:
+        return False
+
+
+def file_to_cut(runs=30):
+    """Rename an intention file from allow to deny; time until a live
+    connection through the managed sidecars is closed."""
+    import socket
+    conf = os.path.join(WORK, "cut.d")
+    os.makedirs(conf)
+    db = echo_server()
+    ports = [free_port() for _ in range(3)]
+    with open(os.path.join(conf, "agent.hcl"), "w") as f:
+        f.write('acl {\n  default_policy = "deny"\n}\nconnect {\n  managed_sidecars = true\n}\n')
+    with open(os.path.join(conf, "services.hcl"), "w") as f:
+        f.write(f"""
+service {{
+  name = "db"
+  id = "db"
+  address = "127.0.0.1"
+  port = {db}
+  connect {{
+    sidecar_service {{
+      address = "127.0.0.1"
+      port = {ports[0]}
+    }}
+  }}
+}}
+service {{
+  name = "web"
+  id = "web"
+  port = 1
+  connect {{
+    sidecar_service {{
+      address = "127.0.0.1"
+      port = {ports[1]}
+      proxy {{
+        upstreams = [{{ destination_name = "db", local_bind_port = {ports[2]} }}]
+      }}
+    }}
+  }}
+}}
+""")
+    path = os.path.join(conf, "intentions.hcl")
+    agent = Mesh("cut", expect=1, extra=["-dev", f"-config-dir={conf}"]).start()
+    lat = []
+    for _ in range(runs):
+        write_atomic(path, 'intention "web" "db" {\n  action = "allow"\n}\n')
+        wait_until("allowed", lambda: roundtrip(ports[2]), 20, 0.01)
+        live = socket.create_connection(("127.0.0.1", ports[2]), timeout=5)
+        live.sendall(b"ping")
+        assert live.recv(4) == b"ping"
+        t0 = now()
+        write_atomic(path, 'intention "web" "db" {\n  action = "deny"\n}\n')
+        try:
+            data = live.recv(4)
+        except OSError:
+            data = b""
+        assert data == b"", data
+        lat.append((now() - t0) * 1000)
+        live.close()
+    agent.kill()
+    return report("file rename -> live connection closed (1 node)", lat)
 
 
 def main():
@@ -115,6 +211,8 @@ def main():
         f"max={max(walls):.1f} ms, reload itself p50={median(inner):.1f} ms, agent CPU p50={median(cpus):.1f} ms")
     out["noop_reload"] = {"wall_p50_ms": round(median(walls), 1), "inner_p50_ms": round(median(inner), 1),
                           "cpu_p50_ms": round(median(cpus), 1), "initial_apply_ms": round(first["DurationMs"], 1)}
+    agent.kill()
+    out["file_to_cut"] = file_to_cut()
     print(json.dumps(out, indent=2))
 
 
