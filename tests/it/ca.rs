@@ -146,6 +146,25 @@ pub(crate) fn user_ca(dir: &Path, name: &str, td: &str, is_ca: bool) -> (String,
     )
 }
 
+/// A CA certificate (with our SPIFFE URI) that expired in 2021, made with
+/// rcgen because openssl 3.0's CLI cannot back-date a certificate.
+fn expired_ca(td: &str) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    params.subject_alt_names = vec![rcgen::SanType::URI(
+        rcgen::string::Ia5String::try_from(format!("spiffe://{td}")).unwrap(),
+    )];
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
 #[tokio::test]
 async fn leaves_verify_and_bad_configurations_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -232,7 +251,12 @@ async fn leaves_verify_and_bad_configurations_change_nothing() {
     );
     let rsa_key = std::fs::read_to_string(dir.path().join("rsa.key")).unwrap();
     let rsa_cert = std::fs::read_to_string(dir.path().join("rsa.crt")).unwrap();
+    let (expired, expired_key) = expired_ca(&td);
     let cases = [
+        (
+            json!({"Provider": "consul", "Config": {"PrivateKey": expired_key, "RootCert": expired}}),
+            "expired",
+        ),
         (
             json!({"Provider": "consul", "Config": {"PrivateKey": "garbage", "RootCert": cert}}),
             "PrivateKey",
