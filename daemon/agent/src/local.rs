@@ -57,6 +57,9 @@ pub(crate) struct LocalState {
     pub inner: Mutex<Inner>,
     /// Wakes anti-entropy.
     pub changed: Notify,
+    /// The version after every local change, for any number of watchers
+    /// (proxy snapshots, managed sidecars); `changed` wakes anti-entropy only.
+    pub versions: tokio::sync::watch::Sender<u64>,
     persist_path: Option<PathBuf>,
     updates: mpsc::Sender<CheckUpdate>,
     options: RunnerOptions,
@@ -75,6 +78,7 @@ impl LocalState {
         LocalState {
             inner: Mutex::new(Inner::default()),
             changed: Notify::new(),
+            versions: tokio::sync::watch::channel(0).0,
             persist_path,
             updates,
             options,
@@ -85,6 +89,7 @@ impl LocalState {
         inner.version += 1;
         inner.dirty.insert(what);
         self.changed.notify_one();
+        self.versions.send_replace(inner.version);
     }
 
     /// Register (or replace) a service from its Consul JSON definition,
@@ -277,6 +282,7 @@ impl LocalState {
                 .removed_services
                 .insert((id.to_string(), old.service.owner.clone()));
             self.changed.notify_one();
+            self.versions.send_replace(inner.version);
         }
         true
     }
@@ -358,6 +364,7 @@ impl LocalState {
             inner.version += 1;
             inner.removed_checks.insert(id.to_string());
             self.changed.notify_one();
+            self.versions.send_replace(inner.version);
         }
         drop(inner);
         if found {

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use mesh_proxy::{Proxy, ProxyHandle, SourceConfig};
 use tokio::sync::oneshot;
@@ -44,42 +43,38 @@ pub(crate) async fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
     }
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
     let mut stop = agent.shutdown.subscribe();
-    let mut seen = u64::MAX;
+    let mut versions = agent.local.versions.subscribe();
     loop {
-        let version = agent.local.inner.lock().version;
-        if version != seen {
-            seen = version;
-            let wanted = managed_ids(&agent);
-            for id in &wanted {
-                if running.contains_key(id) {
-                    continue;
-                }
-                let (snapshots, _poller) = mesh_proxy::source::spawn(SourceConfig::new(
-                    format!("http://{http}"),
-                    id.clone(),
-                ));
-                let (tx, rx) = oneshot::channel::<()>();
-                let handle = Proxy::spawn(snapshots, None, async move {
-                    let _ = rx.await;
-                });
-                tracing::info!(proxy = %id, "managed sidecar started");
-                running.insert(id.clone(), Running { handle, stop: tx });
+        versions.borrow_and_update();
+        let wanted = managed_ids(&agent);
+        for id in &wanted {
+            if running.contains_key(id) {
+                continue;
             }
-            let gone: Vec<String> = running
-                .keys()
-                .filter(|id| !wanted.contains(id))
-                .cloned()
-                .collect();
-            for id in gone {
-                if let Some(r) = running.remove(&id) {
-                    let _ = r.stop.send(());
-                    r.handle.shutdown();
-                    tracing::info!(proxy = %id, "managed sidecar stopped");
-                }
+            let (snapshots, _poller) =
+                mesh_proxy::source::spawn(SourceConfig::new(format!("http://{http}"), id.clone()));
+            let (tx, rx) = oneshot::channel::<()>();
+            let handle = Proxy::spawn(snapshots, None, async move {
+                let _ = rx.await;
+            });
+            tracing::info!(proxy = %id, "managed sidecar started");
+            running.insert(id.clone(), Running { handle, stop: tx });
+        }
+        let gone: Vec<String> = running
+            .keys()
+            .filter(|id| !wanted.contains(id))
+            .cloned()
+            .collect();
+        for id in gone {
+            if let Some(r) = running.remove(&id) {
+                let _ = r.stop.send(());
+                r.handle.shutdown();
+                tracing::info!(proxy = %id, "managed sidecar stopped");
             }
         }
+        // Woken by local registrations, not by polling.
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = versions.changed() => {}
             _ = stop.wait_for(|s| *s != Stop::Running) => break,
         }
     }

@@ -228,11 +228,13 @@ pub(crate) async fn handler(
     let hub = agent.state.hub();
     let mut watches =
         [Table::Services, Table::Checks, Table::Config, Table::Ca].map(|t| hub.subscribe(t));
+    let mut local = agent.local.versions.subscribe();
     let deadline = tokio::time::Instant::now() + opts.wait;
     loop {
         for w in &mut watches {
             w.borrow_and_update();
         }
+        local.borrow_and_update();
         let Some(snap) = agent.proxy_snapshot(&id).await? else {
             return Ok((
                 StatusCode::NOT_FOUND,
@@ -245,7 +247,8 @@ pub(crate) async fn handler(
             let index = snap.index;
             return Ok(([("X-Consul-Index", index.to_string())], Json(snap)).into_response());
         }
-        // Wake on state changes, local re-registration, or the leaf's renewal.
+        // Wake on state changes, a local re-registration, or the leaf's
+        // renewal or re-issue time: never by polling.
         let leaf_due = agent
             .ca
             .leaves
@@ -256,16 +259,14 @@ pub(crate) async fn handler(
         let until_leaf = leaf_due.map_or(Duration::from_secs(3600), |t| {
             Duration::from_secs((t - mesh_ca::unix_now()).clamp(0, 3600) as u64)
         });
-        let wake = deadline
-            .min(now + until_leaf)
-            .min(now + Duration::from_secs(1));
+        let wake = deadline.min(now + until_leaf);
         let [a, b, c, d] = &mut watches;
         tokio::select! {
             _ = a.changed() => {}
             _ = b.changed() => {}
             _ = c.changed() => {}
             _ = d.changed() => {}
-            // Local changes and leaf renewals are seen by recomputing.
+            _ = local.changed() => {}
             _ = tokio::time::sleep_until(wake) => {}
         }
     }

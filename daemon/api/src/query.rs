@@ -62,34 +62,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if let Ok(secs) = text.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    if rest.is_empty() || rest.starts_with('-') {
-        return Err("must be a positive duration like 10s or 5m".into());
-    }
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or("missing unit (ns, us, ms, s, m, h)")?;
-        let (num, tail) = rest.split_at(num_end);
-        let value: f64 = num.parse().map_err(|_| format!("bad number {num:?}"))?;
-        let unit_end = tail
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(tail.len());
-        let (unit, next) = tail.split_at(unit_end);
-        let scale = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            other => return Err(format!("unknown unit {other:?}")),
-        };
-        total += Duration::try_from_secs_f64(value * scale).map_err(|e| e.to_string())?;
-        rest = next;
-    }
-    Ok(total)
+    mesh_types::parse_go_duration(text)
 }
 
 impl Api {

@@ -6,13 +6,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::duration::{format_go_duration, parse_go_duration};
 use crate::error::{CaError, ConfigError};
 use crate::key::{KeyType, SecretPem};
 use crate::root::RootCa;
 use crate::{
     DEFAULT_INTERMEDIATE_TTL, DEFAULT_LEAF_TTL, DEFAULT_ROOT_TTL, MAX_LEAF_TTL, MIN_LEAF_TTL,
 };
+use mesh_types::{format_go_duration, parse_go_duration};
 
 /// Consul's CA configuration body: `{Provider, Config, ForceWithoutCrossSigning}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

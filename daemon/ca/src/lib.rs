@@ -36,7 +36,6 @@
 
 mod config;
 mod der;
-mod duration;
 mod error;
 mod inspect;
 mod key;
@@ -47,9 +46,9 @@ mod state;
 mod verify;
 
 pub use config::{CaConfig, ProviderConfig, ValidCaConfig};
-pub use duration::{format_go_duration, parse_go_duration};
 pub use error::{CaError, ConfigError, RotationError};
 pub use key::{KeyType, SecretPem};
+pub use mesh_types::{format_go_duration, parse_go_duration};
 pub use root::RootCa;
 pub use rotation::{cross_sign, preflight, prepare_rotation};
 pub use signer::{default_dns_san, spiffe_service_id, Leaf, LeafRequest, Signer};

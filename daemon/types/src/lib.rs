@@ -5,6 +5,7 @@
 
 mod catalog;
 mod command;
+mod duration;
 mod intention;
 mod kv;
 
@@ -13,6 +14,7 @@ pub use catalog::{
     CONFIG_KINDS, DEFAULT_OWNER,
 };
 pub use command::{decode_command, encode_command, Command, CommandError, Outcome, TxnOp};
+pub use duration::{format_go_duration, parse_go_duration};
 pub use intention::{
     decide, sort_by_precedence, Decision, HeaderMatch, HttpMatch, Intention, IntentionAction,
     Permission,

@@ -1,5 +1,6 @@
-//! Go's duration syntax ("72h", "1h30m", "1.5h", "300ms"), which Consul's CA
-//! configuration uses for every TTL.
+//! Go's duration syntax ("72h", "1h30m", "1.5h", "300ms"): how Consul writes
+//! every duration (check intervals, TTLs, query waits, CA config). The one
+//! parser for all of mesh.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
         rest = r;
     }
     if rest.starts_with('-') {
-        return Err("negative durations are not allowed".into());
+        return Err("must not be negative".into());
     }
     if rest == "0" {
         return Ok(Duration::ZERO);
@@ -38,16 +39,8 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
             "s" => 1_000_000_000,
             "m" => 60_000_000_000,
             "h" => 3_600_000_000_000,
-            "" => {
-                return Err(format!(
-                    "missing unit after {num:?} (use h, m, s, ms, us or ns)"
-                ))
-            }
-            other => {
-                return Err(format!(
-                    "unknown unit {other:?} (use h, m, s, ms, us or ns)"
-                ))
-            }
+            "" => return Err("missing unit".into()),
+            other => return Err(format!("unknown unit {other:?}")),
         };
         let (int, frac) = num.split_once('.').unwrap_or((num, ""));
         if frac.contains('.') {
