@@ -86,6 +86,8 @@ impl tfplug::Resource for CaConfigResource {
                 .attr(Attribute::string("private_key").write_only().describe("PEM private key of a root you supply (with `root_cert`)."))
                 .attr(Attribute::string("private_key_hash").computed().describe("`sha256:<hex>` of `private_key`, so a key change shows in plans."))
                 .attr(Attribute::string("root_cert").describe("PEM root certificate you supply (with `private_key`)."))
+                .attr(Attribute::string("rotation_pending_period").validate(ttl()).describe("How long a new root stays pending, trusted but not yet signing, before it becomes active (server default `5s`). Applies to the rotations this resource starts."))
+                .attr(Attribute::string("rotation_spread_window").validate(ttl()).describe("Window over which leaves are re-issued from the new root (server default `30s`). Applies to the rotations this resource starts."))
                 .attr(Attribute::number("rotation_timeout").default(120i64).validate(Validator::Range(1.0, 3600.0)).describe("Seconds an update waits for the new root to become active.")),
         )
     }
@@ -194,7 +196,15 @@ impl CaConfigResource {
             .as_ref()
             .and_then(|r| r["ActiveRootID"].as_str())
             .map(str::to_string);
-        let body = json!({"Provider": s(planned, "provider"), "Config": cfg});
+        let mut body = json!({"Provider": s(planned, "provider"), "Config": cfg});
+        for (key, attr) in [
+            ("RotationPendingPeriod", "rotation_pending_period"),
+            ("RotationSpreadWindow", "rotation_spread_window"),
+        ] {
+            if let Some(d) = planned.get(attr).as_str() {
+                body[key] = d.into();
+            }
+        }
         let answer = match c.ca_config_put(&body).await {
             Ok(a) => a,
             Err(e) => {
@@ -218,7 +228,13 @@ impl CaConfigResource {
         let mut v = tfplug::Resource::read(self, planned, diags).await;
         v.set("private_key_hash", planned.get("private_key_hash").clone());
         v.set("root_cert", planned.get("root_cert").clone());
-        v.set("rotation_timeout", planned.get("rotation_timeout").clone());
+        for attr in [
+            "rotation_timeout",
+            "rotation_pending_period",
+            "rotation_spread_window",
+        ] {
+            v.set(attr, planned.get(attr).clone());
+        }
         for attr in [
             "leaf_cert_ttl",
             "root_cert_ttl",

@@ -473,3 +473,67 @@ async fn a_client_agents_services_are_everywhere_and_go_critical_when_it_dies() 
         .unwrap();
     assert_eq!(passing.as_array().unwrap().len(), 0);
 }
+
+/// Identical reads share one rendered answer until the state changes; every
+/// read after an acknowledged write must still see that write, whatever the
+/// filter, and blocked readers on different filters get their own answers.
+#[tokio::test]
+async fn shared_answers_never_hide_a_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = crate::dev_agent("node1", dir.path()).await;
+    let c = http();
+    let register = |i: usize, tag: &'static str, status: &'static str| {
+        json!({
+            "Node": "n1", "Address": "10.0.0.1",
+            "Service": {"ID": format!("s{i}"), "Service": "shared", "Port": 8000 + i, "Tags": [tag]},
+            "Check": {"CheckID": format!("c{i}"), "Name": "c", "Status": status, "ServiceID": format!("s{i}")}
+        })
+    };
+    for i in 0..40 {
+        let (tag, status) = if i % 2 == 0 {
+            ("even", "passing")
+        } else {
+            ("odd", "critical")
+        };
+        let r = put(&c, a.url("/v1/catalog/register"), register(i, tag, status)).await;
+        assert_eq!(r.status(), 200);
+        let all = get_json(&c, a.url("/v1/health/service/shared")).await;
+        assert_eq!(all.as_array().unwrap().len(), i + 1, "read after write {i}");
+        let passing = get_json(&c, a.url("/v1/health/service/shared?passing")).await;
+        assert_eq!(passing.as_array().unwrap().len(), i / 2 + 1);
+        let odd = get_json(&c, a.url("/v1/health/service/shared?tag=odd")).await;
+        assert_eq!(
+            odd.as_array().unwrap().len(),
+            (0..=i).filter(|k| k % 2 == 1).count()
+        );
+    }
+
+    // Two blocked readers with different filters, one write: each wakes with
+    // the answer for its own filter.
+    let r = c
+        .get(a.url("/v1/health/service/shared"))
+        .send()
+        .await
+        .unwrap();
+    let index = r.headers()["X-Consul-Index"].to_str().unwrap().to_string();
+    let wait = |q: &'static str| {
+        let (c, url) = (
+            c.clone(),
+            a.url(&format!(
+                "/v1/health/service/shared?index={index}&wait=30s{q}"
+            )),
+        );
+        tokio::spawn(async move { get_json(&c, url).await })
+    };
+    let (even, all) = (wait("&tag=even"), wait(""));
+    let r = put(
+        &c,
+        a.url("/v1/catalog/register"),
+        register(40, "even", "passing"),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let (even, all) = (even.await.unwrap(), all.await.unwrap());
+    assert_eq!(even.as_array().unwrap().len(), 21);
+    assert_eq!(all.as_array().unwrap().len(), 41);
+}

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::http;
 
 /// An echo server; returns its address.
-async fn echo_server() -> SocketAddr {
+pub(crate) async fn echo_server() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
@@ -29,7 +29,7 @@ async fn echo_server() -> SocketAddr {
     addr
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -42,8 +42,18 @@ async fn sidecar(
     a: &TestAgent,
     service_id: &str,
 ) -> (tokio::process::Child, Vec<(String, SocketAddr)>) {
+    connect_proxy(a, &["-sidecar-for", service_id]).await
+}
+
+/// `mesh connect proxy ARGS` against agent `a`, once it is ready; running
+/// until dropped. Returns it and its upstream listeners' addresses.
+pub(crate) async fn connect_proxy(
+    a: &TestAgent,
+    args: &[&str],
+) -> (tokio::process::Child, Vec<(String, SocketAddr)>) {
     let mut child = tokio::process::Command::new(mesh_bin())
-        .args(["connect", "proxy", "-sidecar-for", service_id])
+        .args(["connect", "proxy"])
+        .args(args)
         .env("MESH_HTTP_ADDR", a.http.to_string())
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
@@ -76,7 +86,7 @@ async fn sidecar(
     (child, ups)
 }
 
-async fn roundtrip(addr: SocketAddr, msg: &[u8]) -> std::io::Result<()> {
+pub(crate) async fn roundtrip(addr: SocketAddr, msg: &[u8]) -> std::io::Result<()> {
     let mut s = TcpStream::connect(addr).await?;
     s.write_all(msg).await?;
     let mut buf = vec![0; msg.len()];

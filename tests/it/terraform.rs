@@ -411,6 +411,192 @@ resource "mesh_service" "billing" {
     assert!(bulk.is_null(), "{bulk}");
 }
 
+/// The data plane obeys what Terraform declares: intentions applied with
+/// terraform cut and restore live traffic through two built-in proxies on
+/// different servers, and a CA rotation applied through `mesh_ca_config`
+/// runs under continuous traffic without one failed connection.
+#[tokio::test]
+async fn terraform_intentions_and_ca_rotation_govern_live_proxy_traffic() {
+    if !Path::new(TERRAFORM).exists() {
+        eprintln!("skipped: {TERRAFORM} not installed");
+        return;
+    }
+    use crate::proxy::{connect_proxy, echo_server, free_port, roundtrip};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let cluster = TestCluster::start(3).await.expect("cluster");
+    cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let root = tempfile::tempdir().unwrap();
+    let c = http();
+    let db_app = echo_server().await;
+    let db_public = free_port();
+    let tf = Tf::new(root.path(), "traffic");
+    let addr = cluster.agents[2].http.to_string();
+    let declare = |action: &str, ca_bits: u32| {
+        format!(
+            r#"
+resource "mesh_service" "db" {{
+  node    = "db-host"
+  address = "127.0.0.1"
+  name    = "db"
+  port    = {app}
+  sidecar {{
+    port = {db_public}
+  }}
+}}
+
+resource "mesh_intention" "web_db" {{
+  source      = "web"
+  destination = "db"
+  action      = "{action}"
+}}
+
+resource "mesh_ca_config" "ca" {{
+  private_key_type        = "ec"
+  private_key_bits        = {ca_bits}
+  rotation_pending_period = "1s"
+  rotation_spread_window  = "2s"
+}}
+"#,
+            app = db_app.port()
+        )
+    };
+    tf.write(&addr, &declare("allow", 256));
+    let r = tf.apply().await;
+    assert_eq!(r.code, 0, "{}", r.out);
+
+    // db's proxy on server 0 listens where the catalog says; web's on server 1.
+    let (_db_proxy, _) = connect_proxy(
+        &cluster.agents[0],
+        &[
+            "-service",
+            "db",
+            "-listen",
+            &format!("127.0.0.1:{db_public}"),
+            "-service-addr",
+            &db_app.to_string(),
+        ],
+    )
+    .await;
+    let upstream_port = free_port();
+    let (_web_proxy, _) = connect_proxy(
+        &cluster.agents[1],
+        &[
+            "-service",
+            "web",
+            "-listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "-service-addr",
+            "127.0.0.1:1",
+            "-upstream",
+            &format!("db:{upstream_port}"),
+        ],
+    )
+    .await;
+    let upstream: std::net::SocketAddr = format!("127.0.0.1:{upstream_port}").parse().unwrap();
+    eventually("traffic flows", Duration::from_secs(20), || async {
+        roundtrip(upstream, b"hello").await.ok()
+    })
+    .await;
+
+    // terraform flips the intention to deny: the live stream is cut and new
+    // connections are refused.
+    let mut live = tokio::net::TcpStream::connect(upstream).await.unwrap();
+    live.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    live.read_exact(&mut buf).await.unwrap();
+    tf.write(&addr, &declare("deny", 256));
+    let r = tf.apply().await;
+    assert_eq!(r.code, 0, "{}", r.out);
+    assert!(r.out.contains("1 changed"), "{}", r.out);
+    let n = tokio::time::timeout(Duration::from_secs(5), live.read(&mut buf))
+        .await
+        .expect("live connection closed after terraform's deny");
+    assert!(matches!(n, Ok(0) | Err(_)), "closed, not more data");
+    assert!(
+        roundtrip(upstream, b"x").await.is_err(),
+        "new connection refused"
+    );
+
+    // Back to allow.
+    tf.write(&addr, &declare("allow", 256));
+    assert_eq!(tf.apply().await.code, 0);
+    eventually("allowed again", Duration::from_secs(10), || async {
+        roundtrip(upstream, b"again").await.ok()
+    })
+    .await;
+
+    // A root rotation through terraform under continuous traffic.
+    let roots = |c: reqwest::Client, url: String| async move { get(&c, url).await };
+    let before = roots(c.clone(), cluster.agents[0].url("/v1/connect/ca/roots"))
+        .await
+        .unwrap()["ActiveRootID"]
+        .clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match roundtrip(upstream, b"rotating").await {
+                    Ok(()) => ok += 1,
+                    Err(e) => failed.push(e.to_string()),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (ok, failed)
+        })
+    };
+    tf.write(&addr, &declare("allow", 384));
+    let r = tf.apply().await;
+    assert_eq!(r.code, 0, "{}", r.out);
+    assert!(
+        r.out.contains("mesh_ca_config.ca: Modifications complete"),
+        "{}",
+        r.out
+    );
+    let after = roots(c.clone(), cluster.agents[0].url("/v1/connect/ca/roots"))
+        .await
+        .unwrap()["ActiveRootID"]
+        .clone();
+    assert_ne!(
+        after, before,
+        "terraform's apply returned with a new active root"
+    );
+    // Both proxies hold leaves from the new root before the traffic stops.
+    eventually("leaves re-issued", Duration::from_secs(20), || async {
+        let v = get(&c, cluster.agents[0].url("/v1/connect/ca/rotation")).await?;
+        (v["Total"].as_u64()? > 0 && v["Reissued"] == v["Total"]).then_some(())
+    })
+    .await;
+    eventually("traffic after re-issue", Duration::from_secs(5), || async {
+        roundtrip(upstream, b"after").await.ok()
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = traffic.await.unwrap();
+    assert!(ok > 20, "traffic ran ({ok} ok)");
+    assert!(
+        failed.is_empty(),
+        "{} failed connections during the rotation: {failed:?}",
+        failed.len()
+    );
+    let r = tf.plan().await;
+    assert_eq!(r.code, 0, "no changes after the rotation:\n{}", r.out);
+
+    // Destroy: the intention is gone, so the default (allow) still carries traffic,
+    // and the service leaves the catalog.
+    let r = tf.run(&["destroy", "-auto-approve", "-input=false"]).await;
+    assert_eq!(r.code, 0, "{}", r.out);
+    let i = get(
+        &c,
+        cluster.agents[1].url("/v1/connect/intentions/exact?source=web&destination=db"),
+    )
+    .await
+    .unwrap();
+    assert!(i.is_null(), "{i}");
+}
+
 #[tokio::test]
 async fn terraform_reports_bad_input_on_the_attribute() {
     if !Path::new(TERRAFORM).exists() {

@@ -287,7 +287,10 @@ impl Agent {
                 let listener = listener.tap_io(|tcp| {
                     let _ = tcp.set_nodelay(true);
                 });
-                axum::serve(listener, router)
+                // `into_make_service` shares the router with each connection;
+                // serving the Router itself deep-copies every route per
+                // connection, which a thousand short connections feel.
+                axum::serve(listener, router.into_make_service())
                     .with_graceful_shutdown(async move {
                         let _ = stop.wait_for(|s| *s != Stop::Running).await;
                     })

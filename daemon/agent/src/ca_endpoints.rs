@@ -39,7 +39,7 @@ pub(crate) fn routes(agent: Arc<Agent>) -> Router<Api> {
 fn api_error(e: CaRequestError) -> ApiError {
     match e {
         CaRequestError::Bad(m) => ApiError::bad_request(m),
-        CaRequestError::Unavailable(m) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m),
+        CaRequestError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
     }
 }
 
@@ -86,10 +86,11 @@ fn roots_json(stored: &StoredCa, index: u64) -> Value {
 async fn roots(Extension(agent): A, params: Params) -> Result<Response, ApiError> {
     let opts = QueryOptions::parse(&params.map())?;
     // Wait (blocking query) on the CA table, then render from the stored state.
+    wait_for_ca(&agent).await;
     let index = wait_ca(&agent, &opts).await;
     let Some((stored, ca_index)) = agent.stored_ca() else {
         return Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::SERVICE_UNAVAILABLE,
             "the Connect CA is not initialised yet (is connect enabled?)",
         ));
     };
@@ -132,6 +133,7 @@ async fn wait_for_ca(agent: &Agent) {
 }
 
 async fn get_config(Extension(agent): A) -> Result<Json<Value>, ApiError> {
+    wait_for_ca(&agent).await;
     let (stored, index) = agent.stored_ca().ok_or_else(|| {
         api_error(CaRequestError::Unavailable(
             "the Connect CA is not initialised yet".into(),
@@ -160,12 +162,16 @@ async fn put_config(Extension(agent): A, body: Bytes) -> Result<Json<Value>, Api
     let v: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!("Request decode failed: CA configuration: {e}"))
     })?;
+    // A configuration sent right after the cluster formed (terraform often
+    // does) waits for the leader to create the CA instead of failing.
+    wait_for_ca(&agent).await;
     let rotating = agent.set_ca_config(&v).await.map_err(api_error)?;
     Ok(Json(json!({ "Rotating": rotating })))
 }
 
 async fn rotation(Extension(agent): A, params: Params) -> Result<Response, ApiError> {
     let opts = QueryOptions::parse(&params.map())?;
+    wait_for_ca(&agent).await;
     let index = wait_ca(&agent, &opts).await;
     let Some((stored, _)) = agent.stored_ca() else {
         return Err(api_error(CaRequestError::Unavailable(

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use mesh_state::{State as Catalog, Table};
@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::params::Params;
+use crate::query::Rendered;
 use crate::wire::{self, catalog_service_json, node_json, parse_body, service_json, ServiceDef};
 use crate::write::{owner, takeover};
 use crate::{Api, ApiError, QueryOptions};
@@ -176,6 +177,55 @@ pub(crate) fn has_tags(service: &Service, tags: &[&str]) -> bool {
 
 /// Answer a blocking read as JSON with Consul's headers.
 pub(crate) async fn json_read(
+    api: &Api,
+    params: &Params,
+    table: Table,
+    read: impl Fn(&Catalog) -> (Value, u64),
+) -> Result<Response, ApiError> {
+    let opts = QueryOptions::parse(&params.map())?;
+    let key = params.answer_key();
+    let cache = &api.renders;
+    let (answer, index) = api
+        .blocking_read_versioned(&opts, table, |s, version| match cache.get(&key, version) {
+            Some(hit) => (Answer::Rendered(hit.body), hit.index),
+            None => {
+                let (value, index) = read(s);
+                (Answer::Fresh(value, version), index)
+            }
+        })
+        .await?;
+    let body = match answer {
+        Answer::Rendered(body) => body,
+        Answer::Fresh(value, version) => {
+            // Rendered outside the state lock; the version says which state it shows.
+            let body = Bytes::from(serde_json::to_vec(&value).expect("a JSON value renders"));
+            let rendered = Rendered {
+                version,
+                index,
+                body: body.clone(),
+            };
+            cache.put(key, rendered);
+            body
+        }
+    };
+    let mut headers = api.read_headers(index);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok((headers, body).into_response())
+}
+
+/// A read's answer: already rendered by an identical read of the same
+/// state, or computed now.
+enum Answer {
+    Rendered(Bytes),
+    Fresh(Value, u64),
+}
+
+/// Like `json_read`, for answers that depend on more than the state and the
+/// request (agent settings that reload), so they are never cached.
+pub(crate) async fn json_read_uncached(
     api: &Api,
     params: &Params,
     table: Table,

@@ -11,7 +11,7 @@ use mesh_state::Table;
 use mesh_types::{decide, sort_by_precedence, Command, Intention};
 use serde_json::{json, Value};
 
-use crate::catalog::json_read;
+use crate::catalog::{json_read, json_read_uncached};
 use crate::intention_wire::{intention_json, parse_intention};
 use crate::params::Params;
 use crate::write::{owner, takeover};
@@ -180,7 +180,7 @@ pub(crate) async fn check(State(api): State<Api>, params: Params) -> Result<Resp
     let map = params.map();
     let (src, dst) = (required(&map, "source")?, required(&map, "destination")?);
     let default_allow = api.agent.intention_default_allow();
-    json_read(&api, &params, Table::Config, |s| {
+    json_read_uncached(&api, &params, Table::Config, |s| {
         let d = decide(s.intentions(), src, dst, default_allow);
         (
             json!({ "Allowed": d.allowed, "Reason": d.reason }),

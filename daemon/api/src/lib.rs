@@ -87,6 +87,7 @@ pub struct Api {
     pub(crate) state: Arc<StateStore>,
     pub(crate) agent: Arc<dyn AgentHandle>,
     pub(crate) http: reqwest::Client,
+    pub(crate) renders: Arc<query::RenderCache>,
 }
 
 impl Api {
@@ -102,6 +103,7 @@ impl Api {
             state,
             agent,
             http: reqwest::Client::new(),
+            renders: Arc::default(),
         }
     }
 

@@ -4,9 +4,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue};
 use mesh_raft::ReadMode;
 use mesh_state::{State, Table};
+use parking_lot::Mutex;
 use rand::Rng;
 use tokio::time::Instant;
 
@@ -65,6 +67,71 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     mesh_types::parse_go_duration(text)
 }
 
+/// Answers of recent reads as sent, keyed by `Params::answer_key` and the
+/// state version they were computed from. When one change wakes a thousand
+/// blocking queries on the same service, the first renders the answer and
+/// the rest send its bytes.
+#[derive(Default)]
+pub(crate) struct RenderCache {
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    entries: HashMap<String, Rendered>,
+    bytes: usize,
+}
+
+#[derive(Clone)]
+pub(crate) struct Rendered {
+    pub version: u64,
+    pub index: u64,
+    pub body: Bytes,
+}
+
+/// Bounds on what the cache holds; past them it starts over (an entry is
+/// only useful until the next write anyway). Bigger answers are not kept.
+const RENDER_CACHE_ENTRIES: usize = 1024;
+const RENDER_CACHE_BYTES: usize = 32 << 20;
+const RENDER_CACHE_MAX_ANSWER: usize = 2 << 20;
+
+impl RenderCache {
+    /// The answer for `key` if it was rendered from state `version`.
+    pub(crate) fn get(&self, key: &str, version: u64) -> Option<Rendered> {
+        self.inner
+            .lock()
+            .entries
+            .get(key)
+            .filter(|r| r.version == version)
+            .cloned()
+    }
+
+    pub(crate) fn put(&self, key: String, rendered: Rendered) {
+        let size = key.len() + rendered.body.len();
+        if size > RENDER_CACHE_MAX_ANSWER {
+            return;
+        }
+        let mut inner = self.inner.lock();
+        match inner.entries.get(&key) {
+            // Never replace a newer answer with an older one.
+            Some(old) if old.version > rendered.version => return,
+            Some(old) => {
+                let old_size = key.len() + old.body.len();
+                inner.bytes -= old_size;
+            }
+            None if inner.entries.len() >= RENDER_CACHE_ENTRIES
+                || inner.bytes + size > RENDER_CACHE_BYTES =>
+            {
+                inner.entries.clear();
+                inner.bytes = 0;
+            }
+            None => {}
+        }
+        inner.bytes += size;
+        inner.entries.insert(key, rendered);
+    }
+}
+
 impl Api {
     /// Run a read with Consul's blocking semantics: pass the consistency
     /// barrier, then answer at once unless `?index` equals the current index,
@@ -75,6 +142,18 @@ impl Api {
         opts: &QueryOptions,
         table: Table,
         read: impl Fn(&State) -> (T, u64),
+    ) -> Result<(T, u64), ApiError> {
+        self.blocking_read_versioned(opts, table, |s, _| read(s))
+            .await
+    }
+
+    /// `blocking_read` whose read also gets the state's version (see
+    /// `StateStore::read_versioned`).
+    pub(crate) async fn blocking_read_versioned<T>(
+        &self,
+        opts: &QueryOptions,
+        table: Table,
+        read: impl Fn(&State, u64) -> (T, u64),
     ) -> Result<(T, u64), ApiError> {
         if let Some(raft) = &self.raft {
             raft.read_barrier(opts.mode).await?;
@@ -88,7 +167,7 @@ impl Api {
         let deadline = Instant::now() + opts.wait + jitter;
         loop {
             let mut changed = self.state.hub().subscribe(table);
-            let (value, index) = self.state.read(&read);
+            let (value, index) = self.state.read_versioned(&read);
             // Any index other than the one the client saw means there is news
             // (a smaller one means the state was restored from a snapshot).
             if opts.index == 0 || index != opts.index || Instant::now() >= deadline {
@@ -97,7 +176,7 @@ impl Api {
             tokio::select! {
                 _ = changed.changed() => {}
                 _ = tokio::time::sleep_until(deadline) => {
-                    let (value, index) = self.state.read(&read);
+                    let (value, index) = self.state.read_versioned(&read);
                     return Ok((value, index.max(1)));
                 }
             }
@@ -125,6 +204,52 @@ impl Api {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn answer(version: u64, body: &str) -> Rendered {
+        Rendered {
+            version,
+            index: version * 10,
+            body: Bytes::from(body.to_string()),
+        }
+    }
+
+    #[test]
+    fn render_cache_serves_only_the_version_it_rendered() {
+        let cache = RenderCache::default();
+        cache.put("k".into(), answer(3, "three"));
+        assert_eq!(cache.get("k", 3).unwrap().body, "three");
+        assert!(
+            cache.get("k", 4).is_none(),
+            "a newer state is never served a stale answer"
+        );
+        assert!(cache.get("other", 3).is_none());
+        cache.put("k".into(), answer(5, "five"));
+        cache.put("k".into(), answer(4, "four")); // a slower reader of an older state
+        assert_eq!(cache.get("k", 5).unwrap().body, "five");
+        assert!(cache.get("k", 4).is_none());
+    }
+
+    #[test]
+    fn render_cache_stays_within_its_bounds() {
+        let cache = RenderCache::default();
+        let big = "x".repeat(RENDER_CACHE_MAX_ANSWER + 1);
+        cache.put("big".into(), answer(1, &big));
+        assert!(
+            cache.get("big", 1).is_none(),
+            "oversized answers are not kept"
+        );
+        for i in 0..RENDER_CACHE_ENTRIES + 10 {
+            cache.put(format!("k{i}"), answer(1, "v"));
+        }
+        let inner = cache.inner.lock();
+        assert!(inner.entries.len() <= RENDER_CACHE_ENTRIES);
+        let bytes: usize = inner
+            .entries
+            .iter()
+            .map(|(k, r)| k.len() + r.body.len())
+            .sum();
+        assert_eq!(inner.bytes, bytes, "the byte count tracks the entries");
+    }
 
     #[test]
     fn durations() {

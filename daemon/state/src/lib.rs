@@ -17,6 +17,8 @@ pub use hub::{Table, WatchHub};
 pub use snapshot::SnapshotError;
 pub use tables::{CaRecord, ServiceHealth, State};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use mesh_types::Outcome;
 use parking_lot::RwLock;
 
@@ -25,6 +27,9 @@ use parking_lot::RwLock;
 pub struct StateStore {
     state: RwLock<State>,
     hub: WatchHub,
+    /// Bumped under the write lock by every change, restores included, so a
+    /// reader can tell two reads saw the same state (render caches key on it).
+    version: AtomicU64,
 }
 
 impl StateStore {
@@ -36,20 +41,35 @@ impl StateStore {
     /// Apply one encoded command at a Raft log index, then wake watchers of
     /// the tables it changed.
     pub fn apply(&self, index: u64, command: &[u8]) -> Outcome {
-        let (outcome, changed) = self.state.write().apply(index, command);
+        let (outcome, changed) = {
+            let mut state = self.state.write();
+            self.version.fetch_add(1, Ordering::Release);
+            state.apply(index, command)
+        };
         self.hub.notify(index, &changed);
         outcome
     }
 
     /// Record that a log index was applied without a command (blank or membership entry).
     pub fn advance(&self, index: u64) {
-        self.state.write().advance(index);
+        {
+            let mut state = self.state.write();
+            self.version.fetch_add(1, Ordering::Release);
+            state.advance(index);
+        }
         self.hub.notify(index, &[]);
     }
 
     /// Read the state under a shared lock.
     pub fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
         f(&self.state.read())
+    }
+
+    /// Read the state under a shared lock, with the version of the state
+    /// the read saw: equal versions mean identical state.
+    pub fn read_versioned<T>(&self, f: impl FnOnce(&State, u64) -> T) -> T {
+        let state = self.state.read();
+        f(&state, self.version.load(Ordering::Acquire))
     }
 
     /// The watch hub for blocking queries.
@@ -66,7 +86,11 @@ impl StateStore {
     pub fn restore(&self, bytes: &[u8]) -> Result<(), SnapshotError> {
         let fresh = State::from_snapshot(bytes)?;
         let index = fresh.last_index();
-        *self.state.write() = fresh;
+        {
+            let mut state = self.state.write();
+            self.version.fetch_add(1, Ordering::Release);
+            *state = fresh;
+        }
         self.hub.notify_all(index);
         Ok(())
     }
