@@ -527,8 +527,7 @@ resource "mesh_ca_config" "ca" {{
     .await;
 
     // A root rotation through terraform under continuous traffic.
-    let roots = |c: reqwest::Client, url: String| async move { get(&c, url).await };
-    let before = roots(c.clone(), cluster.agents[0].url("/v1/connect/ca/roots"))
+    let before = get(&c, cluster.agents[0].url("/v1/connect/ca/roots"))
         .await
         .unwrap()["ActiveRootID"]
         .clone();
@@ -555,7 +554,7 @@ resource "mesh_ca_config" "ca" {{
         "{}",
         r.out
     );
-    let after = roots(c.clone(), cluster.agents[0].url("/v1/connect/ca/roots"))
+    let after = get(&c, cluster.agents[0].url("/v1/connect/ca/roots"))
         .await
         .unwrap()["ActiveRootID"]
         .clone();
