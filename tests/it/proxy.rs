@@ -511,6 +511,90 @@ async fn sidecars_on_different_servers_of_a_cluster() {
     .await;
 }
 
+/// Sidecars whose local agents are client agents: a client holds no catalog
+/// and no CA, so a server computes each snapshot from the catalog copy of
+/// the client's proxy registration and the client relays it, blocking
+/// included, so intention changes still reach the proxy.
+#[tokio::test]
+async fn sidecars_on_client_agents() {
+    let mut cluster = mesh_testkit::TestCluster::start(3).await.unwrap();
+    let c = http();
+    for name in ["app1", "app2"] {
+        cluster
+            .add(mesh_testkit::AgentSpec::client(name))
+            .await
+            .unwrap();
+    }
+    let (c1, c2) = (&cluster.agents[3], &cluster.agents[4]);
+    let db = echo_server().await;
+    let registered = |a: &TestAgent, body: Value| {
+        let (c, url) = (c.clone(), a.url("/v1/agent/service/register"));
+        async move {
+            eventually(
+                "register on a client agent",
+                Duration::from_secs(15),
+                || async {
+                    let r = c.put(&url).json(&body).send().await.ok()?;
+                    (r.status() == 200).then_some(())
+                },
+            )
+            .await
+        }
+    };
+    registered(
+        c1,
+        json!({"Name": "db", "ID": "db", "Port": db.port(), "Address": "127.0.0.1",
+        "Connect": {"SidecarService": {"Port": free_port(), "Address": "127.0.0.1"}}}),
+    )
+    .await;
+    registered(
+        c2,
+        json!({"Name": "web", "ID": "web", "Port": 1,
+        "Connect": {"SidecarService": {"Port": free_port(), "Address": "127.0.0.1",
+            "Proxy": {"Upstreams": [{"DestinationName": "db", "LocalBindPort": 0}]}}}}),
+    )
+    .await;
+    let (_db_proxy, _) = sidecar(c1, "db").await;
+    let (_web_proxy, ups) = sidecar(c2, "web").await;
+    let upstream = ups.iter().find(|(n, _)| n == "db").expect("db upstream").1;
+    eventually(
+        "traffic between client agents' sidecars",
+        Duration::from_secs(20),
+        || async { roundtrip(upstream, b"clients").await.ok() },
+    )
+    .await;
+
+    // An unknown proxy is the client's own 404, not a server's.
+    let r = c
+        .get(c1.url("/v1/agent/connect/proxy/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("on this agent"));
+
+    // A deny written on a server reaches both relayed snapshots.
+    let mut live = TcpStream::connect(upstream).await.unwrap();
+    live.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    live.read_exact(&mut buf).await.unwrap();
+    let r = c
+        .put(cluster.agents[0].url("/v1/connect/intentions/exact?source=web&destination=db"))
+        .json(&json!({"Action": "deny"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let n = tokio::time::timeout(Duration::from_secs(5), live.read(&mut buf))
+        .await
+        .expect("live connection closed after deny");
+    assert!(matches!(n, Ok(0) | Err(_)), "closed, not more data");
+    assert!(
+        roundtrip(upstream, b"x").await.is_err(),
+        "new connection refused"
+    );
+}
+
 /// mesh.d all the way to the data plane: services with managed sidecars and
 /// an allow intention declared in files, default deny; deleting the
 /// intention's file cuts the live connection and refuses new ones.

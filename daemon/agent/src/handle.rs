@@ -70,12 +70,7 @@ impl AgentHandle for AgentView {
     }
 
     fn server_http_addr(&self) -> Option<String> {
-        self.agent
-            .gossip
-            .members()
-            .into_iter()
-            .filter(|m| m.role == Role::Server && m.status == MemberStatus::Alive)
-            .find_map(|m| m.tags.get(tags::HTTP).cloned())
+        self.agent.server_http_addr()
     }
 
     fn intention_default_allow(&self) -> bool {
@@ -89,5 +84,16 @@ impl AgentHandle for AgentView {
     fn leave(&self) -> BoxFuture<'static, ()> {
         let agent = self.agent.clone();
         Box::pin(async move { agent.request_leave() })
+    }
+}
+
+impl Agent {
+    /// The HTTP address of a live server, from gossip tags.
+    pub(crate) fn server_http_addr(&self) -> Option<String> {
+        self.gossip
+            .members()
+            .into_iter()
+            .filter(|m| m.role == Role::Server && m.status == MemberStatus::Alive)
+            .find_map(|m| m.tags.get(tags::HTTP).cloned())
     }
 }

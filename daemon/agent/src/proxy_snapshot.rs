@@ -65,16 +65,32 @@ fn rules(list: Vec<mesh_types::Intention>) -> Vec<IntentionRule> {
 }
 
 impl Agent {
-    /// Compute the snapshot for local proxy `id`; `None` if no such proxy.
-    pub(crate) async fn proxy_snapshot(&self, id: &str) -> Result<Option<ProxySnapshot>, ApiError> {
-        let svc: Option<Service> = self
-            .local
+    /// This agent's own registration of proxy `id`, if it has one.
+    fn local_proxy(&self, id: &str) -> Option<Service> {
+        self.local
             .inner
             .lock()
             .services
             .get(id)
             .map(|s| s.service.clone())
-            .filter(|s| s.kind == "connect-proxy");
+            .filter(|s| s.kind == "connect-proxy")
+    }
+
+    /// Compute the snapshot for proxy `id`: registered on this agent, or
+    /// (`on_node`, for a client agent that asked) in the catalog under that
+    /// node. `None` if no such proxy.
+    pub(crate) async fn proxy_snapshot(
+        &self,
+        id: &str,
+        on_node: Option<&str>,
+    ) -> Result<Option<ProxySnapshot>, ApiError> {
+        let svc = match on_node {
+            None => self.local_proxy(id),
+            Some(node) => self
+                .state
+                .read(|s| s.service(node, id).cloned())
+                .filter(|s| s.kind == "connect-proxy"),
+        };
         let Some(svc) = svc else {
             return Ok(None);
         };
@@ -196,8 +212,11 @@ impl Agent {
             }
         });
         let mut snap = snap;
-        // Local re-registration of the proxy changes the snapshot too.
-        snap.index += self.local.inner.lock().version;
+        // Local re-registration of the proxy changes the snapshot too (a
+        // remote node's shows in the Services index already).
+        if on_node.is_none() {
+            snap.index += self.local.inner.lock().version;
+        }
         if let Some(c) = cached {
             snap.index += c.index;
             snap.leaf = Some(Leaf {
@@ -225,6 +244,12 @@ pub(crate) async fn handler(
     params: Params,
 ) -> Result<Response, ApiError> {
     let opts = QueryOptions::parse(&params.map())?;
+    if agent.raft.is_none() {
+        return from_server(&agent, &id, &params).await;
+    }
+    // A client agent asking on behalf of its own node's proxy.
+    let node = params.map().get("node").cloned();
+    let on_node = node.as_deref().filter(|n| *n != agent.config.node_name);
     let hub = agent.state.hub();
     let mut watches =
         [Table::Services, Table::Checks, Table::Config, Table::Ca].map(|t| hub.subscribe(t));
@@ -235,7 +260,7 @@ pub(crate) async fn handler(
             w.borrow_and_update();
         }
         local.borrow_and_update();
-        let Some(snap) = agent.proxy_snapshot(&id).await? else {
+        let Some(snap) = agent.proxy_snapshot(&id, on_node).await? else {
             return Ok((
                 StatusCode::NOT_FOUND,
                 format!("unknown proxy service ID {id:?} on this agent\n"),
@@ -270,4 +295,65 @@ pub(crate) async fn handler(
             _ = tokio::time::sleep_until(wake) => {}
         }
     }
+}
+
+/// A client agent holds no catalog and no CA: a server computes the
+/// snapshot from the catalog copy of this agent's proxy registration
+/// (anti-entropy put it there) and the client relays it, blocking included.
+/// The proxy only ever talks to its local agent.
+async fn from_server(agent: &Agent, id: &str, params: &Params) -> Result<Response, ApiError> {
+    if agent.local_proxy(id).is_none() {
+        return Ok((
+            StatusCode::NOT_FOUND,
+            format!("unknown proxy service ID {id:?} on this agent\n"),
+        )
+            .into_response());
+    }
+    let server = agent.server_http_addr().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "No known servers: this client agent has not joined a cluster with servers",
+        )
+    })?;
+    let mut query: Vec<(String, String)> = params
+        .pairs
+        .iter()
+        .filter(|(k, _)| k != "node")
+        .cloned()
+        .collect();
+    query.push(("node".into(), agent.config.node_name.clone()));
+    let url = reqwest::Url::parse_with_params(
+        &format!("http://{server}/v1/agent/connect/proxy/{id}"),
+        &query,
+    )
+    .map_err(|e| ApiError::bad_request(format!("proxy ID {id:?}: {e}")))?;
+    // One pool for every relayed snapshot; no timeout, as the server's wait bounds it.
+    static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let resp = HTTP
+        .get_or_init(reqwest::Client::new)
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("asking server {server} for proxy {id:?}: {e}"),
+            )
+        })?;
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let index = resp.headers().get("x-consul-index").cloned();
+    let body = resp.bytes().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("reading proxy {id:?} from server {server}: {e}"),
+        )
+    })?;
+    let mut out = Response::builder()
+        .status(status)
+        .header("content-type", "application/json");
+    if let Some(index) = index {
+        out = out.header("X-Consul-Index", index);
+    }
+    out.body(axum::body::Body::from(body))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
