@@ -46,7 +46,7 @@ impl tfplug::Provider for MeshProvider {
                     "Agent HTTP address, `host:port` or `http://host:port`. Default: `MESH_HTTP_ADDR`, then `127.0.0.1:8500`.",
                 ))
                 .attr(Attribute::string("token").sensitive().describe("ACL token sent as `X-Consul-Token`. Default: `MESH_HTTP_TOKEN`."))
-                .attr(Attribute::string("ca_file").describe("PEM CA bundle for an `https://` address (reserved: the agent API is plain HTTP today)."))
+                .attr(Attribute::string("ca_file").describe("Reserved for an `https://` agent address. mesh agents serve plain HTTP only today, so setting it gives a warning and changes nothing."))
                 .attr(Attribute::string("datacenter").describe("Datacenter to address (`?dc=`); default: the agent's.")),
         )
     }
@@ -96,6 +96,14 @@ impl tfplug::Provider for MeshProvider {
                 )
             }
         };
+        if config.get("ca_file").as_str().is_some() {
+            // Never let a user believe traffic is verified when it is not.
+            diags.attr_warning(
+                AttrPath::attr("ca_file"),
+                "ca_file is not used",
+                "mesh agents serve their API over plain HTTP only, so there is no server certificate to verify; the provider talks to the address in plain HTTP.",
+            );
+        }
         let token = config
             .get("token")
             .as_str()

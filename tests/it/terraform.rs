@@ -646,12 +646,25 @@ async fn terraform_reports_bad_input_on_the_attribute() {
   path  = "a"
   value = "b"
 }"#,
-            vec!["Cannot reach the mesh agent", "address = "],
+            vec![
+                "Cannot reach the mesh agent",
+                "address = ",
+                // ca_file set: a warning that it does not verify anything.
+                "ca_file is not used",
+            ],
         ),
     ];
     for (name, body, wants) in cases {
         let tf = Tf::new(root.path(), name);
         tf.write(&addr, body);
+        if name == "unreachable" {
+            let main = tf.dir.join("main.tf");
+            let text = std::fs::read_to_string(&main).unwrap().replace(
+                "  address = ",
+                "  ca_file = \"/etc/ssl/mesh-ca.pem\"\n  address = ",
+            );
+            std::fs::write(&main, text).unwrap();
+        }
         let r = tf.plan().await;
         assert_eq!(r.code, 1, "{name}: plan fails:\n{}", r.out);
         assert!(

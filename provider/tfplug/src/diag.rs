@@ -117,6 +117,15 @@ impl Diagnostics {
     pub fn warning(&mut self, summary: impl Into<String>, detail: impl Into<String>) {
         self.push(Severity::Warning, summary, detail, None);
     }
+    /// Adds a warning on the attribute at `path`.
+    pub fn attr_warning(
+        &mut self,
+        path: AttrPath,
+        summary: impl Into<String>,
+        detail: impl Into<String>,
+    ) {
+        self.push(Severity::Warning, summary, detail, Some(path));
+    }
     fn push(
         &mut self,
         severity: Severity,
