@@ -97,6 +97,62 @@ pub(crate) async fn roundtrip(addr: SocketAddr, msg: &[u8]) -> std::io::Result<(
     Ok(())
 }
 
+/// A stream through the proxies that has carried data both ways.
+pub(crate) async fn live_stream(upstream: SocketAddr) -> TcpStream {
+    let mut live = TcpStream::connect(upstream).await.unwrap();
+    live.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    live.read_exact(&mut buf).await.unwrap();
+    live
+}
+
+/// Waits (at most 5 s) for the proxy to close `live`; panics with `why` if it
+/// does not, or if more data arrives instead.
+pub(crate) async fn expect_cut(live: &mut TcpStream, why: &str) {
+    let mut buf = [0u8; 4];
+    let n = tokio::time::timeout(Duration::from_secs(5), live.read(&mut buf))
+        .await
+        .unwrap_or_else(|_| panic!("live connection not closed: {why}"));
+    assert!(matches!(n, Ok(0) | Err(_)), "closed, not more data: {why}");
+}
+
+/// Round trips through `upstream` every 20 ms until stopped.
+pub(crate) struct Traffic {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<(u32, Vec<String>)>,
+}
+
+impl Traffic {
+    pub(crate) fn start(upstream: SocketAddr) -> Traffic {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                match roundtrip(upstream, b"continuous").await {
+                    Ok(()) => ok += 1,
+                    Err(e) => failed.push(e.to_string()),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (ok, failed)
+        });
+        Traffic { stop, task }
+    }
+
+    /// Stops; asserts the traffic ran and not one round trip failed.
+    pub(crate) async fn expect_no_failures(self, during: &str) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (ok, failed) = self.task.await.unwrap();
+        assert!(ok > 20, "traffic ran ({ok} ok)");
+        assert!(
+            failed.is_empty(),
+            "{} failed connections during {during}: {failed:?}",
+            failed.len()
+        );
+    }
+}
+
 async fn register(c: &reqwest::Client, a: &TestAgent, body: Value) {
     let r = c
         .put(a.url("/v1/agent/service/register"))
@@ -139,10 +195,7 @@ async fn sidecars_carry_traffic_enforce_intentions_live_and_survive_rotation() {
     .await;
 
     // A live stream, then a deny: closed within the bound, new connections refused.
-    let mut live = TcpStream::connect(upstream).await.unwrap();
-    live.write_all(b"ping").await.unwrap();
-    let mut buf = [0u8; 4];
-    live.read_exact(&mut buf).await.unwrap();
+    let mut live = live_stream(upstream).await;
     let r = c
         .put(a.url("/v1/connect/intentions/exact?source=web&destination=db"))
         .json(&json!({"Action": "deny"}))
@@ -151,10 +204,7 @@ async fn sidecars_carry_traffic_enforce_intentions_live_and_survive_rotation() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let denied_at = Instant::now();
-    let n = tokio::time::timeout(Duration::from_secs(5), live.read(&mut buf))
-        .await
-        .expect("live connection closed after deny");
-    assert!(matches!(n, Ok(0) | Err(_)), "closed, not more data");
+    expect_cut(&mut live, "after deny").await;
     let cut = denied_at.elapsed();
     assert!(cut < Duration::from_secs(2), "cut took {cut:?}");
     assert!(
@@ -182,21 +232,7 @@ async fn sidecars_carry_traffic_enforce_intentions_live_and_survive_rotation() {
         .await
         .unwrap();
     let old_id = old["ActiveRootID"].as_str().unwrap().to_string();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let traffic = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let (mut ok, mut failed) = (0u32, Vec::new());
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                match roundtrip(upstream, b"rotating").await {
-                    Ok(()) => ok += 1,
-                    Err(e) => failed.push(e.to_string()),
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            (ok, failed)
-        })
-    };
+    let traffic = Traffic::start(upstream);
     // Generated (P-256) → user-supplied → generated (P-384), each rotation
     // activated, its leaves re-issued, and the old root retired.
     let td = old["TrustDomain"].as_str().unwrap().to_string();
@@ -256,14 +292,9 @@ async fn sidecars_carry_traffic_enforce_intentions_live_and_survive_rotation() {
         }
     }
     let new_id = active;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (ok, failed) = traffic.await.unwrap();
-    assert!(ok > 20, "traffic ran ({ok} ok)");
-    assert!(
-        failed.is_empty(),
-        "{} failed connections during rotation to {new_id}: {failed:?}",
-        failed.len()
-    );
+    traffic
+        .expect_no_failures(&format!("rotation to {new_id}"))
+        .await;
     roundtrip(upstream, b"after retirement").await.unwrap();
 }
 
@@ -574,10 +605,7 @@ async fn sidecars_on_client_agents() {
     assert!(r.text().await.unwrap().contains("on this agent"));
 
     // A deny written on a server reaches both relayed snapshots.
-    let mut live = TcpStream::connect(upstream).await.unwrap();
-    live.write_all(b"ping").await.unwrap();
-    let mut buf = [0u8; 4];
-    live.read_exact(&mut buf).await.unwrap();
+    let mut live = live_stream(upstream).await;
     let r = c
         .put(cluster.agents[0].url("/v1/connect/intentions/exact?source=web&destination=db"))
         .json(&json!({"Action": "deny"}))
@@ -585,10 +613,7 @@ async fn sidecars_on_client_agents() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let n = tokio::time::timeout(Duration::from_secs(5), live.read(&mut buf))
-        .await
-        .expect("live connection closed after deny");
-    assert!(matches!(n, Ok(0) | Err(_)), "closed, not more data");
+    expect_cut(&mut live, "after deny").await;
     assert!(
         roundtrip(upstream, b"x").await.is_err(),
         "new connection refused"
@@ -662,16 +687,9 @@ service {{
         || async { roundtrip(upstream, b"declared").await.ok() },
     )
     .await;
-    let mut live = TcpStream::connect(upstream).await.unwrap();
-    live.write_all(b"ping").await.unwrap();
-    let mut buf = [0u8; 4];
-    live.read_exact(&mut buf).await.unwrap();
-
+    let mut live = live_stream(upstream).await;
     std::fs::remove_file(conf.join("intentions.hcl")).unwrap();
-    let n = tokio::time::timeout(Duration::from_secs(5), live.read(&mut buf))
-        .await
-        .expect("live connection closed once the file is gone");
-    assert!(matches!(n, Ok(0) | Err(_)));
+    expect_cut(&mut live, "once the file is gone").await;
     assert!(
         roundtrip(upstream, b"x").await.is_err(),
         "default deny applies"

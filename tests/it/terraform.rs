@@ -421,8 +421,9 @@ async fn terraform_intentions_and_ca_rotation_govern_live_proxy_traffic() {
         eprintln!("skipped: {TERRAFORM} not installed");
         return;
     }
-    use crate::proxy::{connect_proxy, echo_server, free_port, roundtrip};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use crate::proxy::{
+        connect_proxy, echo_server, expect_cut, free_port, live_stream, roundtrip, Traffic,
+    };
 
     let cluster = TestCluster::start(3).await.expect("cluster");
     cluster.wait_for_leader(Duration::from_secs(30)).await;
@@ -501,18 +502,12 @@ resource "mesh_ca_config" "ca" {{
 
     // terraform flips the intention to deny: the live stream is cut and new
     // connections are refused.
-    let mut live = tokio::net::TcpStream::connect(upstream).await.unwrap();
-    live.write_all(b"ping").await.unwrap();
-    let mut buf = [0u8; 4];
-    live.read_exact(&mut buf).await.unwrap();
+    let mut live = live_stream(upstream).await;
     tf.write(&addr, &declare("deny", 256));
     let r = tf.apply().await;
     assert_eq!(r.code, 0, "{}", r.out);
     assert!(r.out.contains("1 changed"), "{}", r.out);
-    let n = tokio::time::timeout(Duration::from_secs(5), live.read(&mut buf))
-        .await
-        .expect("live connection closed after terraform's deny");
-    assert!(matches!(n, Ok(0) | Err(_)), "closed, not more data");
+    expect_cut(&mut live, "after terraform's deny").await;
     assert!(
         roundtrip(upstream, b"x").await.is_err(),
         "new connection refused"
@@ -531,21 +526,7 @@ resource "mesh_ca_config" "ca" {{
         .await
         .unwrap()["ActiveRootID"]
         .clone();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let traffic = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let (mut ok, mut failed) = (0u32, Vec::new());
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                match roundtrip(upstream, b"rotating").await {
-                    Ok(()) => ok += 1,
-                    Err(e) => failed.push(e.to_string()),
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            (ok, failed)
-        })
-    };
+    let traffic = Traffic::start(upstream);
     tf.write(&addr, &declare("allow", 384));
     let r = tf.apply().await;
     assert_eq!(r.code, 0, "{}", r.out);
@@ -572,14 +553,7 @@ resource "mesh_ca_config" "ca" {{
         roundtrip(upstream, b"after").await.ok()
     })
     .await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (ok, failed) = traffic.await.unwrap();
-    assert!(ok > 20, "traffic ran ({ok} ok)");
-    assert!(
-        failed.is_empty(),
-        "{} failed connections during the rotation: {failed:?}",
-        failed.len()
-    );
+    traffic.expect_no_failures("the rotation").await;
     let r = tf.plan().await;
     assert_eq!(r.code, 0, "no changes after the rotation:\n{}", r.out);
 
