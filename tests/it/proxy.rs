@@ -595,6 +595,54 @@ async fn sidecars_on_client_agents() {
     )
     .await;
 
+    // The client made db's key: its relayed snapshot carries it, while a
+    // server never has it: without the client's CSR there is no leaf at all,
+    // and with one the leaf comes back without a key.
+    let relayed: Value = c
+        .get(c1.url("/v1/agent/connect/proxy/db-sidecar-proxy"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = relayed["Leaf"]["PrivateKeyPEM"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(key.contains("PRIVATE KEY"), "{relayed}");
+    let server_view = |csr: Option<&str>| {
+        let mut query = vec![("node", "app1")];
+        query.extend(csr.map(|c| ("csr", c)));
+        let url = reqwest::Url::parse_with_params(
+            &cluster.agents[0].url("/v1/agent/connect/proxy/db-sidecar-proxy"),
+            &query,
+        )
+        .unwrap();
+        let c = c.clone();
+        async move { c.get(url).send().await.unwrap() }
+    };
+    let r: Value = server_view(None).await.json().await.unwrap();
+    assert!(r["Leaf"].is_null(), "no leaf without a CSR: {r}");
+    let id = format!(
+        "spiffe://{}/ns/default/dc/dc1/svc/db",
+        relayed["TrustDomain"].as_str().unwrap()
+    );
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.subject_alt_names = vec![rcgen::SanType::URI(id.as_str().try_into().unwrap())];
+    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+    let signed: Value = server_view(Some(&csr)).await.json().await.unwrap();
+    assert!(
+        signed["Leaf"]["CertPEM"]
+            .as_str()
+            .unwrap()
+            .contains("CERTIFICATE"),
+        "{signed}"
+    );
+    assert_eq!(signed["Leaf"]["PrivateKeyPEM"], "", "{signed}");
+    let r = server_view(Some("garbage")).await;
+    assert_eq!(r.status(), 400, "a bad CSR is the caller's error");
+
     // An unknown proxy is the client's own 404, not a server's.
     let r = c
         .get(c1.url("/v1/agent/connect/proxy/nope"))

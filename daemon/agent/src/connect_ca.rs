@@ -63,6 +63,12 @@ pub(crate) struct CachedLeaf {
     /// Bumped whenever this service's leaf is replaced (the blocking index).
     pub index: u64,
     pub renew_at: i64,
+    /// `<node>/<service>`: whose leaf this is, for rotation progress and
+    /// the re-issue slot.
+    pub holder: String,
+    /// The CSR it was signed from, when the holder (a client agent) keeps
+    /// its own key; a different CSR means a new key to sign.
+    pub csr: Option<String>,
 }
 
 /// Per-server CA runtime: a signer cached by state epoch and the leaf cache.
@@ -259,9 +265,42 @@ impl Agent {
 
     /// The leaf for `service`, from the cache or freshly signed.
     pub(crate) async fn leaf_for(&self, service: &str) -> Result<CachedLeaf, CaRequestError> {
+        let node = self.config.node_name.clone();
+        self.issue_leaf(&node, service, None).await
+    }
+
+    /// A leaf for `service` on client agent `node`, signed from the CSR that
+    /// agent sent: its private key never crosses the network. Cached,
+    /// renewed and re-issued on rotation like this agent's own leaves.
+    pub(crate) async fn leaf_for_csr(
+        &self,
+        node: &str,
+        service: &str,
+        csr: &str,
+    ) -> Result<CachedLeaf, CaRequestError> {
+        self.issue_leaf(node, service, Some(csr)).await
+    }
+
+    /// The cache slot of a leaf: this agent's own by service name, a client
+    /// agent's by `<node>/<service>` (service names cannot hold a `/`).
+    pub(crate) fn leaf_slot(&self, node: &str, service: &str) -> String {
+        if node == self.config.node_name {
+            service.to_string()
+        } else {
+            format!("{node}/{service}")
+        }
+    }
+
+    async fn issue_leaf(
+        &self,
+        node: &str,
+        service: &str,
+        csr: Option<&str>,
+    ) -> Result<CachedLeaf, CaRequestError> {
         let (signer, stored) = self.ca_signer()?;
         let t = now();
-        let key = format!("{}/{service}", self.config.node_name);
+        let key = format!("{node}/{service}");
+        let slot = self.leaf_slot(node, service);
         let due_reissue = |c: &CachedLeaf| -> bool {
             if c.leaf.root_id == signer.root_id() {
                 return false;
@@ -275,15 +314,26 @@ impl Agent {
             };
             t >= activated + self.reissue_offset(&key, rot.spread_window_secs).as_secs() as i64
         };
-        if let Some(c) = self.ca.leaves.lock().get(service) {
-            if t < c.renew_at && !due_reissue(c) && t < c.leaf.valid_before {
+        if let Some(c) = self.ca.leaves.lock().get(&slot) {
+            if t < c.renew_at
+                && !due_reissue(c)
+                && t < c.leaf.valid_before
+                && c.csr.as_deref() == csr
+            {
                 return Ok(c.clone());
             }
         }
         let ttl = Duration::from_secs(stored.state.leaf_ttl_secs);
-        let leaf = signer
-            .sign_leaf(&LeafRequest::new(service, &self.config.datacenter, ttl))
-            .map_err(|e| CaRequestError::Unavailable(e.to_string()))?;
+        let request = LeafRequest::new(service, &self.config.datacenter, ttl);
+        let leaf = match csr {
+            // A CSR that does not verify or names another identity is the caller's fault.
+            Some(csr) => signer
+                .sign_csr(csr, &request)
+                .map_err(|e| CaRequestError::Bad(e.to_string()))?,
+            None => signer
+                .sign_leaf(&request)
+                .map_err(|e| CaRequestError::Unavailable(e.to_string()))?,
+        };
         let renew_at = mesh_ca::renew_at(leaf.valid_after, leaf.valid_before, &mut rand::rng());
         let chain = stored
             .state
@@ -302,11 +352,10 @@ impl Agent {
                 + 1,
             renew_at,
             leaf,
+            holder: key.clone(),
+            csr: csr.map(str::to_string),
         };
-        self.ca
-            .leaves
-            .lock()
-            .insert(service.to_string(), cached.clone());
+        self.ca.leaves.lock().insert(slot, cached.clone());
         // Progress bookkeeping: one write per leaf and root, not per request.
         let recorded = self.state.read(|s| s.ca_leaves().get(&key).cloned());
         if recorded.as_deref() != Some(signer.root_id()) {
@@ -341,11 +390,12 @@ impl Agent {
                 (stored.state.active(), stored.state.rotation.as_ref())
             {
                 if active.id != cached.leaf.root_id {
-                    let key = format!("{}/{}", self.config.node_name, cached.leaf.service);
                     let activated = rot.activated_at.unwrap_or_else(now);
                     at = at.min(
                         activated
-                            + self.reissue_offset(&key, rot.spread_window_secs).as_secs() as i64,
+                            + self
+                                .reissue_offset(&cached.holder, rot.spread_window_secs)
+                                .as_secs() as i64,
                     );
                 }
             }

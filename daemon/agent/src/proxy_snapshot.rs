@@ -19,6 +19,7 @@ use mesh_state::Table;
 use mesh_types::{sort_by_precedence, CheckStatus, IntentionAction, Service};
 
 use crate::build::Agent;
+use crate::connect_ca::CaRequestError;
 
 fn action(a: IntentionAction) -> Action {
     match a {
@@ -79,10 +80,14 @@ impl Agent {
     /// Compute the snapshot for proxy `id`: registered on this agent, or
     /// (`on_node`, for a client agent that asked) in the catalog under that
     /// node. `None` if no such proxy.
+    ///
+    /// A client agent's proxy gets its leaf only from that agent's `csr`
+    /// (no private key in the answer), or none without one.
     pub(crate) async fn proxy_snapshot(
         &self,
         id: &str,
         on_node: Option<&str>,
+        csr: Option<&str>,
     ) -> Result<Option<ProxySnapshot>, ApiError> {
         let svc = match on_node {
             None => self.local_proxy(id),
@@ -102,13 +107,19 @@ impl Agent {
             .as_ref()
             .map(|(s, _)| (s.state.trust_domain.clone(), s.state.trust_bundle()))
             .unwrap_or_default();
-        let cached =
-            match stored {
-                Some(_) => Some(self.leaf_for(&dest).await.map_err(|e| {
-                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-                })?),
-                None => None,
-            };
+        let leaf_error = |e: CaRequestError| match e {
+            CaRequestError::Bad(m) => ApiError::bad_request(format!("csr: {m}")),
+            CaRequestError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
+        };
+        let cached = match (&stored, on_node, csr) {
+            (None, _, _) | (Some(_), Some(_), None) => None,
+            (Some(_), None, _) => Some(self.leaf_for(&dest).await.map_err(leaf_error)?),
+            (Some(_), Some(node), Some(csr)) => Some(
+                self.leaf_for_csr(node, &dest, csr)
+                    .await
+                    .map_err(leaf_error)?,
+            ),
+        };
         let default_allow = self.live.lock().acl.default_policy == mesh_config::AclPolicy::Allow;
         let snap = self.state.read(|s| {
             let mut list: Vec<_> = s
@@ -248,8 +259,11 @@ pub(crate) async fn handler(
         return from_server(&agent, &id, &params).await;
     }
     // A client agent asking on behalf of its own node's proxy.
-    let node = params.map().get("node").cloned();
+    let query = params.map();
+    let node = query.get("node").cloned();
     let on_node = node.as_deref().filter(|n| *n != agent.config.node_name);
+    let csr = query.get("csr").map(String::as_str);
+    let slot_node = on_node.unwrap_or(&agent.config.node_name).to_string();
     let hub = agent.state.hub();
     let mut watches =
         [Table::Services, Table::Checks, Table::Config, Table::Ca].map(|t| hub.subscribe(t));
@@ -260,7 +274,7 @@ pub(crate) async fn handler(
             w.borrow_and_update();
         }
         local.borrow_and_update();
-        let Some(snap) = agent.proxy_snapshot(&id, on_node).await? else {
+        let Some(snap) = agent.proxy_snapshot(&id, on_node, csr).await? else {
             return Ok((
                 StatusCode::NOT_FOUND,
                 format!("unknown proxy service ID {id:?} on this agent\n"),
@@ -278,7 +292,7 @@ pub(crate) async fn handler(
             .ca
             .leaves
             .lock()
-            .get(&snap.service)
+            .get(&agent.leaf_slot(&slot_node, &snap.service))
             .cloned()
             .map(|c| agent.leaf_changes_at(&c));
         let until_leaf = leaf_due.map_or(Duration::from_secs(3600), |t| {
@@ -300,60 +314,103 @@ pub(crate) async fn handler(
 /// A client agent holds no catalog and no CA: a server computes the
 /// snapshot from the catalog copy of this agent's proxy registration
 /// (anti-entropy put it there) and the client relays it, blocking included.
-/// The proxy only ever talks to its local agent.
+/// The leaf's key is made here and only a CSR goes to the server, so no
+/// private key crosses the network. The proxy only ever talks to its agent.
 async fn from_server(agent: &Agent, id: &str, params: &Params) -> Result<Response, ApiError> {
-    if agent.local_proxy(id).is_none() {
+    let Some(proxy) = agent.local_proxy(id) else {
         return Ok((
             StatusCode::NOT_FOUND,
             format!("unknown proxy service ID {id:?} on this agent\n"),
         )
             .into_response());
-    }
+    };
+    let unavailable = |what: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, what);
     let server = agent.server_http_addr().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "No known servers: this client agent has not joined a cluster with servers",
+        unavailable(
+            "No known servers: this client agent has not joined a cluster with servers".into(),
         )
     })?;
+    let service = proxy
+        .proxy
+        .map(|p| p.destination_service_name)
+        .unwrap_or_default();
+    let (key, csr) = client_key(agent, &server, &service).await?;
     let mut query: Vec<(String, String)> = params
         .pairs
         .iter()
-        .filter(|(k, _)| k != "node")
+        .filter(|(k, _)| k != "node" && k != "csr")
         .cloned()
         .collect();
     query.push(("node".into(), agent.config.node_name.clone()));
+    query.push(("csr".into(), csr));
     let url = reqwest::Url::parse_with_params(
         &format!("http://{server}/v1/agent/connect/proxy/{id}"),
         &query,
     )
     .map_err(|e| ApiError::bad_request(format!("proxy ID {id:?}: {e}")))?;
-    // One pool for every relayed snapshot; no timeout, as the server's wait bounds it.
-    static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    let resp = HTTP
-        .get_or_init(reqwest::Client::new)
+    let resp = relay_http()
         .get(url)
         .send()
         .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("asking server {server} for proxy {id:?}: {e}"),
-            )
-        })?;
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        .map_err(|e| unavailable(format!("asking server {server} for proxy {id:?}: {e}")))?;
+    let status = resp.status();
     let index = resp.headers().get("x-consul-index").cloned();
-    let body = resp.bytes().await.map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("reading proxy {id:?} from server {server}: {e}"),
-        )
-    })?;
-    let mut out = Response::builder()
-        .status(status)
-        .header("content-type", "application/json");
-    if let Some(index) = index {
-        out = out.header("X-Consul-Index", index);
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| unavailable(format!("reading proxy {id:?} from server {server}: {e}")))?;
+    if !status.is_success() {
+        let code = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        return Ok((code, body).into_response());
     }
-    out.body(axum::body::Body::from(body))
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    let mut snap: ProxySnapshot = serde_json::from_slice(&body)
+        .map_err(|e| unavailable(format!("server {server} sent a bad snapshot: {e}")))?;
+    if let Some(leaf) = &mut snap.leaf {
+        leaf.private_key_pem = key.expose().to_string();
+    }
+    let mut headers = axum::http::HeaderMap::new();
+    if let Some(index) = index {
+        headers.insert("X-Consul-Index", index);
+    }
+    Ok((headers, Json(snap)).into_response())
+}
+
+/// One pool for every relayed request; no timeout, as the server's wait bounds it.
+fn relay_http() -> &'static reqwest::Client {
+    static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    HTTP.get_or_init(reqwest::Client::new)
+}
+
+/// This client agent's key and CSR for `service`, made once per process
+/// (the cluster's trust domain, needed for the SPIFFE ID, from a server).
+async fn client_key(
+    agent: &Agent,
+    server: &str,
+    service: &str,
+) -> Result<(mesh_ca::SecretPem, String), ApiError> {
+    type Keys = parking_lot::Mutex<std::collections::HashMap<String, (mesh_ca::SecretPem, String)>>;
+    static KEYS: std::sync::OnceLock<Keys> = std::sync::OnceLock::new();
+    let keys = KEYS.get_or_init(Default::default);
+    let slot = format!("{}/{service}", agent.config.node_name);
+    if let Some(k) = keys.lock().get(&slot) {
+        return Ok(k.clone());
+    }
+    let unavailable = |what: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, what);
+    let roots: serde_json::Value = relay_http()
+        .get(format!("http://{server}/v1/connect/ca/roots"))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| unavailable(format!("CA roots from server {server}: {e}")))?
+        .json()
+        .await
+        .map_err(|e| unavailable(format!("CA roots from server {server}: {e}")))?;
+    let trust_domain = roots["TrustDomain"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| unavailable(format!("server {server} has no CA trust domain yet")))?;
+    let id = mesh_ca::spiffe_service_id(trust_domain, "default", &agent.config.datacenter, service);
+    let made = mesh_ca::key_and_csr(&id)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(keys.lock().entry(slot).or_insert(made).clone())
 }

@@ -319,3 +319,26 @@ fn ensure_newline(pem: &str) -> String {
 #[cfg(test)]
 #[path = "signer_tests.rs"]
 mod tests;
+
+/// A fresh EC P-256 key and a PEM CSR for `spiffe_id`: what an agent that
+/// must not receive private keys over the network sends a server to sign.
+pub fn key_and_csr(spiffe_id: &str) -> Result<(SecretPem, String), CaError> {
+    let key = KeyPair::generate().map_err(|e| CaError::KeyGeneration {
+        key: "ec 256".into(),
+        reason: e.to_string(),
+    })?;
+    let uri = spiffe_id
+        .try_into()
+        .map_err(|e: rcgen::Error| CaError::Csr {
+            reason: format!("{spiffe_id:?}: {e}"),
+        })?;
+    let mut params = CertificateParams::default();
+    params.subject_alt_names = vec![SanType::URI(uri)];
+    let csr = params
+        .serialize_request(&key)
+        .and_then(|r| r.pem())
+        .map_err(|e| CaError::Csr {
+            reason: e.to_string(),
+        })?;
+    Ok((SecretPem::new(key.serialize_pem()), csr))
+}

@@ -211,3 +211,23 @@ fn signer_is_shareable_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Signer>();
 }
+
+#[test]
+fn a_generated_csr_is_signed_for_its_own_identity_only() {
+    let signer = Signer::new(&root(KeyType::EcP256, 10 * HOUR)).unwrap();
+    let id = spiffe_service_id(TD, "default", "dc1", "api");
+    let (key, csr) = key_and_csr(&id).unwrap();
+    let leaf = signer
+        .sign_csr_at(&csr, &LeafRequest::new("api", "dc1", HOUR), NOW)
+        .unwrap();
+    assert!(
+        leaf.private_key_pem.is_none(),
+        "the key never leaves its owner"
+    );
+    assert_eq!(leaf.spiffe_id, id);
+    assert!(key.expose().contains("PRIVATE KEY"));
+    let err = signer
+        .sign_csr_at(&csr, &LeafRequest::new("web", "dc1", HOUR), NOW)
+        .unwrap_err();
+    assert!(matches!(err, CaError::CsrIdentity { .. }), "{err}");
+}
