@@ -452,3 +452,67 @@ async fn rotation_completes_across_a_leader_failover() {
         assert_eq!(l["RootID"], r1["ActiveRootID"]);
     }
 }
+
+/// `CSRMaxPerSecond` is enforced: past a second's burst, signings wait their
+/// turn and, beyond the wait bound, get 429 with the reason; 0 lifts it.
+#[tokio::test]
+async fn leaf_signing_respects_csr_max_per_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = crate::dev_agent("node1", dir.path()).await;
+    let c = http();
+    roots(&c, &a).await;
+    let (status, body) = put_config(
+        &c,
+        &a,
+        json!({"Provider": "consul", "Config": {"CSRMaxPerSecond": 1}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let burst: Vec<_> = (0..20)
+        .map(|i| {
+            let url = a.url(&format!("/v1/agent/connect/ca/leaf/limited{i}"));
+            let c = c.clone();
+            tokio::spawn(async move {
+                let r = c.get(url).send().await.unwrap();
+                (r.status().as_u16(), r.text().await.unwrap())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for b in burst {
+        answers.push(b.await.unwrap());
+    }
+    let ok = answers.iter().filter(|(s, _)| *s == 200).count();
+    let limited: Vec<_> = answers.iter().filter(|(s, _)| *s == 429).collect();
+    // One at once, then one a second for the 2 s a request may wait: most of
+    // 20 at once are refused, whatever the machine's speed.
+    assert!(ok >= 1 && !limited.is_empty(), "{answers:?}");
+    assert!(ok < 20 / 2, "{ok} of 20 signed at 1/s");
+    assert_eq!(ok + limited.len(), 20, "{answers:?}");
+    assert!(limited[0].1.contains("CSRMaxPerSecond"), "{answers:?}");
+
+    // Cached leaves are not signings: asking again for a signed one is free.
+    let signed = answers.iter().position(|(s, _)| *s == 200).unwrap();
+    let r = c
+        .get(a.url(&format!("/v1/agent/connect/ca/leaf/limited{signed}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let (status, body) = put_config(
+        &c,
+        &a,
+        json!({"Provider": "consul", "Config": {"CSRMaxPerSecond": 0}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for i in 0..8 {
+        let r = c
+            .get(a.url(&format!("/v1/agent/connect/ca/leaf/free{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "no limit with 0");
+    }
+}

@@ -40,6 +40,7 @@ fn api_error(e: CaRequestError) -> ApiError {
     match e {
         CaRequestError::Bad(m) => ApiError::bad_request(m),
         CaRequestError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
+        CaRequestError::RateLimited(m) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, m),
     }
 }
 

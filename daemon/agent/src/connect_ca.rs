@@ -40,14 +40,18 @@ pub(crate) struct StoredCa {
 pub(crate) enum CaRequestError {
     /// The request is wrong (400).
     Bad(String),
-    /// The CA cannot serve it now (500/503).
+    /// The CA cannot serve it now (503).
     Unavailable(String),
+    /// Over `CSRMaxPerSecond`: try again shortly (429).
+    RateLimited(String),
 }
 
 impl std::fmt::Display for CaRequestError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CaRequestError::Bad(s) | CaRequestError::Unavailable(s) => f.write_str(s),
+            CaRequestError::Bad(s)
+            | CaRequestError::Unavailable(s)
+            | CaRequestError::RateLimited(s) => f.write_str(s),
         }
     }
 }
@@ -77,6 +81,28 @@ pub(crate) struct CaRuntime {
     signer: Mutex<Option<(u64, String, Arc<Signer>)>>,
     pub(crate) leaves: Mutex<HashMap<String, CachedLeaf>>,
     next_index: std::sync::atomic::AtomicU64,
+    /// The `CSRMaxPerSecond` budget of this server, rebuilt when the rate changes.
+    csr_limit: Mutex<Option<(u64, Arc<governor::DefaultDirectRateLimiter>)>>,
+}
+
+/// Longest a signing waits for the `CSRMaxPerSecond` budget before the
+/// caller gets 429 (sidecars and leaf watchers retry).
+const CSR_WAIT: Duration = Duration::from_secs(2);
+
+/// `Config.CSRMaxPerSecond` of a stored configuration: Consul's default 50,
+/// and 0 (or less) turns the limit off.
+fn csr_max_per_second(config: &Value) -> f64 {
+    let field = |v: &Value, name: &str| {
+        v.as_object().and_then(|m| {
+            m.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        })
+    };
+    field(config, "Config")
+        .and_then(|c| field(&c, "CSRMaxPerSecond"))
+        .and_then(|v| v.as_f64())
+        .unwrap_or(50.0)
 }
 
 fn now() -> i64 {
@@ -259,7 +285,9 @@ impl Agent {
         match self.set_ca_config(&body).await {
             Ok(_) => Ok(()),
             Err(CaRequestError::Bad(e)) => Err(format!("{loc}: ca: {e}")),
-            Err(CaRequestError::Unavailable(e)) => Err(format!("unavailable: {e}")),
+            Err(CaRequestError::Unavailable(e) | CaRequestError::RateLimited(e)) => {
+                Err(format!("unavailable: {e}"))
+            }
         }
     }
 
@@ -279,6 +307,47 @@ impl Agent {
         csr: &str,
     ) -> Result<CachedLeaf, CaRequestError> {
         self.issue_leaf(node, service, Some(csr)).await
+    }
+
+    /// Waits (at most `CSR_WAIT`) for room under `CSRMaxPerSecond` to sign
+    /// one leaf; a burst of one second's worth passes at once.
+    async fn csr_permit(&self, stored: &StoredCa) -> Result<(), CaRequestError> {
+        use governor::clock::{Clock, DefaultClock};
+        let rate = csr_max_per_second(&stored.config);
+        if rate <= 0.0 || !rate.is_finite() {
+            return Ok(());
+        }
+        let limiter = {
+            let mut slot = self.ca.csr_limit.lock();
+            match slot.as_ref() {
+                Some((bits, l)) if *bits == rate.to_bits() => l.clone(),
+                _ => {
+                    let burst = std::num::NonZeroU32::new(rate.ceil().clamp(1.0, 1e6) as u32)
+                        .expect("at least 1");
+                    let quota = governor::Quota::with_period(Duration::from_secs_f64(1.0 / rate))
+                        .ok_or_else(|| {
+                            CaRequestError::Unavailable("CSRMaxPerSecond too large".into())
+                        })?
+                        .allow_burst(burst);
+                    let l = Arc::new(governor::RateLimiter::direct(quota));
+                    *slot = Some((rate.to_bits(), l.clone()));
+                    l
+                }
+            }
+        };
+        let deadline = tokio::time::Instant::now() + CSR_WAIT;
+        loop {
+            let Err(not_until) = limiter.check() else {
+                return Ok(());
+            };
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            if tokio::time::Instant::now() + wait > deadline {
+                return Err(CaRequestError::RateLimited(format!(
+                    "rate limit reached: the CA signs at most {rate} certificates per second (CSRMaxPerSecond); retry shortly"
+                )));
+            }
+            tokio::time::sleep(wait).await;
+        }
     }
 
     /// The cache slot of a leaf: this agent's own by service name, a client
@@ -323,6 +392,7 @@ impl Agent {
                 return Ok(c.clone());
             }
         }
+        self.csr_permit(&stored).await?;
         let ttl = Duration::from_secs(stored.state.leaf_ttl_secs);
         let request = LeafRequest::new(service, &self.config.datacenter, ttl);
         let leaf = match csr {

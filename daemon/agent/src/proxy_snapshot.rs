@@ -110,6 +110,7 @@ impl Agent {
         let leaf_error = |e: CaRequestError| match e {
             CaRequestError::Bad(m) => ApiError::bad_request(format!("csr: {m}")),
             CaRequestError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
+            CaRequestError::RateLimited(m) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, m),
         };
         let cached = match (&stored, on_node, csr) {
             (None, _, _) | (Some(_), Some(_), None) => None,
