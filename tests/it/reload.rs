@@ -334,3 +334,58 @@ async fn two_nodes_declaring_one_intention_differently_are_refused_with_both_fil
     })
     .await;
 }
+
+/// A client agent holds no replica, so it plans its files against the state
+/// a server sends: what its files declared is created, updated and deleted
+/// cluster-wide like a server's, and its first load waits for the servers.
+#[tokio::test]
+async fn a_client_agents_files_create_update_and_delete_cluster_objects() {
+    let root = tempfile::tempdir().unwrap();
+    let conf = root.path().join("client.d");
+    std::fs::create_dir_all(&conf).unwrap();
+    let file = conf.join("mesh.hcl");
+    std::fs::write(
+        &file,
+        "intention \"web\" \"db\" {\n  action = \"allow\"\n}\n\nconfig_entry {\n  kind     = \"service-defaults\"\n  name     = \"db\"\n  protocol = \"http\"\n}\n",
+    )
+    .unwrap();
+    let mut cluster = TestCluster::start(3).await.unwrap();
+    let mut spec = AgentSpec::client("app1");
+    spec.extra.push(format!("-config-dir={}", conf.display()));
+    cluster.add(spec).await.unwrap();
+    let c = http();
+    let server = &cluster.agents[0];
+    eventually("the client's intention on a server", WAIT, || async {
+        (intention_action(&c, server, "web", "db").await.as_deref() == Some("allow")).then_some(())
+    })
+    .await;
+    let (_, entry) = get(&c, server.url("/v1/config/service-defaults/db")).await;
+    assert_eq!(entry["Protocol"], "http", "{entry}");
+
+    // An edit updates in place; nothing else is touched.
+    write_atomic(
+        &file,
+        "intention \"web\" \"db\" {\n  action = \"deny\"\n}\n",
+    );
+    eventually("updated from the client's file", WAIT, || async {
+        (intention_action(&c, server, "web", "db").await.as_deref() == Some("deny")).then_some(())
+    })
+    .await;
+    eventually("the dropped config entry deleted", WAIT, || async {
+        let (status, _) = get(&c, server.url("/v1/config/service-defaults/db")).await;
+        (status == 404).then_some(())
+    })
+    .await;
+
+    // Deleting the file deletes what it declared.
+    std::fs::remove_file(&file).unwrap();
+    eventually("deleted with the client's file", WAIT, || async {
+        intention_action(&c, server, "web", "db")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let status = config_status(&c, &cluster.agents[3]).await;
+    assert_eq!(status["Ok"], true, "{status}");
+}

@@ -260,7 +260,7 @@ async fn plan(Extension(agent): A, body: Bytes) -> Result<Json<Value>, ApiError>
         }
     }
     if errors.is_empty() {
-        match crate::reconcile::plan(&agent, &decls) {
+        match crate::reconcile::plan_now(&agent, &decls).await {
             Ok(plan) => {
                 return Ok(Json(
                     serde_json::json!({"Changes": plan.changes, "Errors": []}),

@@ -173,7 +173,45 @@ fn same_body(a: &str, b: &str) -> bool {
 }
 
 /// Compute the changes that make the cluster match `decls`.
-pub(crate) fn plan(agent: &Agent, decls: &[Decl]) -> Result<Plan, Vec<String>> {
+/// Plan against the cluster as it is now: a server's own replica, or, on a
+/// client agent (which holds none), the state fetched from a server, so a
+/// client's files can update and delete what they declared before. A server
+/// that cannot be reached is an `unavailable:` error (retried).
+pub(crate) async fn plan_now(agent: &Agent, decls: &[Decl]) -> Result<Plan, Vec<String>> {
+    if agent.raft.is_some() {
+        return plan(agent, &agent.state, decls);
+    }
+    let fetched = fetch_cluster_state(agent)
+        .await
+        .map_err(|e| vec![format!("unavailable: {e}")])?;
+    plan(agent, &fetched, decls)
+}
+
+async fn fetch_cluster_state(agent: &Agent) -> Result<mesh_state::StateStore, String> {
+    let server = agent
+        .server_http_addr()
+        .ok_or("no known servers: this client agent has not joined a cluster with servers")?;
+    let bytes = reqwest::Client::new()
+        .get(format!("http://{server}/v1/snapshot"))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| format!("reading the cluster state from server {server}: {e}"))?
+        .bytes()
+        .await
+        .map_err(|e| format!("reading the cluster state from server {server}: {e}"))?;
+    let store = mesh_state::StateStore::new();
+    store
+        .restore(&bytes)
+        .map_err(|e| format!("the cluster state from server {server}: {e}"))?;
+    Ok(store)
+}
+
+pub(crate) fn plan(
+    agent: &Agent,
+    cluster: &mesh_state::StateStore,
+    decls: &[Decl],
+) -> Result<Plan, Vec<String>> {
     let node = &agent.config.node_name;
     let prefix = owner_prefix(node);
     let want = desired(node, decls)?;
@@ -190,7 +228,7 @@ pub(crate) fn plan(agent: &Agent, decls: &[Decl]) -> Result<Plan, Vec<String>> {
         })
     };
 
-    agent.state.read(|s| {
+    cluster.read(|s| {
         for ((src, dst), (i, loc)) in &want.intentions {
             let what = format!("intention {src} => {dst}");
             match s.intention(src, dst) {

@@ -167,7 +167,7 @@ impl Agent {
         };
         let result: Result<(), Vec<String>> = async {
             let loaded = load(&source).map_err(|e| vec![e])?;
-            let plan = reconcile::plan(self, &loaded.decls)?;
+            let plan = reconcile::plan_now(self, &loaded.decls).await?;
             let live = self.live.lock().clone();
             status.needs_restart = needs_restart(&live, &loaded.config);
             match reconcile::apply(self, &plan).await {
