@@ -403,3 +403,51 @@ async fn client_agents_forward_and_servers_that_leave_are_removed() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// A server that comes back with its data on other ports (a config change,
+/// a new IP) keeps its place: the leader points Raft at its new address, so
+/// it receives new writes, and can lead again.
+#[tokio::test]
+async fn a_server_restarted_on_new_ports_rejoins_raft() {
+    let mut cluster = TestCluster::start(3).await.unwrap();
+    let c = http();
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    // Servers 1 and 2 retry-join server 0, so either finds the pool again
+    // from its new ports (as every server does with a `retry_join` list).
+    let moved = if leader == 1 { 2 } else { 1 };
+    let old_rpc = cluster.agents[moved].rpc;
+    cluster.agents[moved].restart_on_new_ports().await.unwrap();
+    assert_ne!(cluster.agents[moved].rpc, old_rpc, "it really moved");
+
+    let url = cluster.agents[leader].url("/v1/kv/moved/after");
+    eventually(
+        "a write through the leader",
+        Duration::from_secs(20),
+        || async {
+            let r = c.put(&url).body("yes").send().await.ok()?;
+            (r.status() == 200).then_some(())
+        },
+    )
+    .await;
+    let moved_agent = &cluster.agents[moved];
+    eventually(
+        "the moved server has the write",
+        Duration::from_secs(20),
+        || async {
+            (stale_value(&c, moved_agent, "moved/after").await.as_deref() == Some("yes"))
+                .then_some(())
+        },
+    )
+    .await;
+    let peers: Vec<String> = c
+        .get(cluster.agents[leader].url("/v1/status/peers"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let new_rpc = cluster.agents[moved].rpc.unwrap().to_string();
+    assert!(peers.contains(&new_rpc), "{peers:?} lists {new_rpc}");
+    assert_eq!(peers.len(), 3, "{peers:?}");
+}

@@ -161,6 +161,12 @@ pub(crate) async fn membership(agent: Arc<Agent>) -> anyhow::Result<()> {
                             tracing::warn!(error = %e, "adding voter");
                         }
                     }
+                    MemberStatus::Alive if servers.iter().any(|s| s.id == id && s.node != node) => {
+                        tracing::info!(server = %node, "server moved; updating its raft address");
+                        if let Err(e) = raft.update_address(id, node).await {
+                            tracing::warn!(error = %e, "updating a server's address");
+                        }
+                    }
                     MemberStatus::Left if servers.iter().any(|s| s.id == id) => {
                         tracing::info!(server = %node, "server left; removing it from raft");
                         if let Err(e) = raft.remove_server(id).await {

@@ -271,6 +271,22 @@ impl RaftNode {
         Ok(())
     }
 
+    /// Point a member at its new addresses (leader only): a server that
+    /// restarted with the same data (so the same ID and log) on another
+    /// port or IP. Only for an ID gossip shows alive at the new address.
+    pub async fn update_address(&self, id: u64, node: MeshNode) -> Result<(), String> {
+        let (servers, _) = self.servers();
+        if !servers.iter().any(|s| s.id == id && s.node != node) {
+            return Ok(());
+        }
+        self.inner
+            .raft
+            .change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, node)])), false)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
     /// Remove a server from the configuration (leader only).
     pub async fn remove_server(&self, id: u64) -> Result<(), String> {
         let (servers, _) = self.servers();

@@ -229,6 +229,17 @@ impl TestAgent {
     }
 }
 
+impl TestAgent {
+    /// Start again with the same data dir on fresh ports (all port 0), as
+    /// after a config change of its ports or a move to another address.
+    pub async fn restart_on_new_ports(&mut self) -> anyhow::Result<()> {
+        self.kill().await;
+        let fresh = Self::launch(self.spec.clone(), &self.data_dir.clone(), None).await?;
+        *self = fresh;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
