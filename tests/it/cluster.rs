@@ -439,14 +439,10 @@ async fn a_server_restarted_on_new_ports_rejoins_raft() {
         },
     )
     .await;
-    let peers: Vec<String> = c
-        .get(cluster.agents[leader].url("/v1/status/peers"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let peers: Vec<String> = serde_json::from_value(
+        crate::fetch_json(&c, cluster.agents[leader].url("/v1/status/peers")).await,
+    )
+    .unwrap();
     let new_rpc = cluster.agents[moved].rpc.unwrap().to_string();
     assert!(peers.contains(&new_rpc), "{peers:?} lists {new_rpc}");
     assert_eq!(peers.len(), 3, "{peers:?}");

@@ -54,3 +54,14 @@ pub fn http() -> reqwest::Client {
         .build()
         .expect("client")
 }
+
+/// GET `url` and decode its JSON answer (panics on a transport or decode error).
+pub async fn fetch_json(c: &reqwest::Client, url: String) -> serde_json::Value {
+    c.get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}

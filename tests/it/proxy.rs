@@ -598,14 +598,8 @@ async fn sidecars_on_client_agents() {
     // The client made db's key: its relayed snapshot carries it, while a
     // server never has it: without the client's CSR there is no leaf at all,
     // and with one the leaf comes back without a key.
-    let relayed: Value = c
-        .get(c1.url("/v1/agent/connect/proxy/db-sidecar-proxy"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let relayed: Value =
+        crate::fetch_json(&c, c1.url("/v1/agent/connect/proxy/db-sidecar-proxy")).await;
     let key = relayed["Leaf"]["PrivateKeyPEM"]
         .as_str()
         .unwrap_or_default();
