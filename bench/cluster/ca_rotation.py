@@ -30,6 +30,11 @@ async def watcher(addr, svc, stop):
         data = await reader.read()
         writer.close()
         head, _, body = data.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            # 429 past CSRMaxPerSecond (or 503 before the CA exists): back
+            # off as a sidecar does, instead of spinning.
+            await asyncio.sleep(0.2)
+            continue
         for line in head.split(b"\r\n"):
             if line.lower().startswith(b"x-consul-index:"):
                 index = int(line.split(b":")[1])
