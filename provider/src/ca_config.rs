@@ -126,16 +126,6 @@ impl tfplug::Resource for CaConfigResource {
         self.write(planned, config, diags).await
     }
 
-    async fn update(
-        &self,
-        _: &Value,
-        planned: &Value,
-        config: &Value,
-        diags: &mut Diagnostics,
-    ) -> Value {
-        self.write(planned, config, diags).await
-    }
-
     async fn read(&self, state: &Value, diags: &mut Diagnostics) -> Value {
         let Some(c) = self.0.client(diags) else {
             return state.clone();

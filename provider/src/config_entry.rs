@@ -163,16 +163,6 @@ impl tfplug::Resource for ConfigEntryResource {
         self.write(planned, diags).await
     }
 
-    async fn update(
-        &self,
-        _: &Value,
-        planned: &Value,
-        _: &Value,
-        diags: &mut Diagnostics,
-    ) -> Value {
-        self.write(planned, diags).await
-    }
-
     async fn read(&self, state: &Value, diags: &mut Diagnostics) -> Value {
         let (kind, name) = (s(state, "kind"), s(state, "name"));
         let Ok(found) = get_entry(&self.0, &kind, &name, diags).await else {

@@ -241,16 +241,6 @@ impl tfplug::Resource for GatewayResource {
         self.write(planned, diags).await
     }
 
-    async fn update(
-        &self,
-        _: &Value,
-        planned: &Value,
-        _: &Value,
-        diags: &mut Diagnostics,
-    ) -> Value {
-        self.write(planned, diags).await
-    }
-
     async fn read(&self, state: &Value, diags: &mut Diagnostics) -> Value {
         let name = s(state, "name");
         match get_entry(&self.shared, self.entry_kind(), &name, diags).await {

@@ -167,16 +167,6 @@ impl tfplug::Resource for IntentionResource {
         self.write(planned, diags).await
     }
 
-    async fn update(
-        &self,
-        _: &Value,
-        planned: &Value,
-        _: &Value,
-        diags: &mut Diagnostics,
-    ) -> Value {
-        self.write(planned, diags).await
-    }
-
     async fn read(&self, state: &Value, diags: &mut Diagnostics) -> Value {
         let Some(c) = self.0.client(diags) else {
             return state.clone();

@@ -78,16 +78,6 @@ impl tfplug::Resource for KvResource {
         self.write(planned, diags).await
     }
 
-    async fn update(
-        &self,
-        _: &Value,
-        planned: &Value,
-        _: &Value,
-        diags: &mut Diagnostics,
-    ) -> Value {
-        self.write(planned, diags).await
-    }
-
     async fn read(&self, state: &Value, diags: &mut Diagnostics) -> Value {
         let Some(c) = self.0.client(diags) else {
             return state.clone();

@@ -97,3 +97,11 @@ impl Agent {
             .find_map(|m| m.tags.get(tags::HTTP).cloned())
     }
 }
+
+/// One connection pool for agent-to-server requests (relayed snapshots,
+/// cluster state for a client's reload); no timeout, as a blocking
+/// query's own wait bounds it.
+pub(crate) fn server_http() -> &'static reqwest::Client {
+    static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    HTTP.get_or_init(reqwest::Client::new)
+}

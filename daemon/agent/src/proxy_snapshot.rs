@@ -255,12 +255,12 @@ pub(crate) async fn handler(
     Path(id): Path<String>,
     params: Params,
 ) -> Result<Response, ApiError> {
-    let opts = QueryOptions::parse(&params.map())?;
+    let query = params.map();
+    let opts = QueryOptions::parse(&query)?;
     if agent.raft.is_none() {
         return from_server(&agent, &id, &params).await;
     }
     // A client agent asking on behalf of its own node's proxy.
-    let query = params.map();
     let node = query.get("node").cloned();
     let on_node = node.as_deref().filter(|n| *n != agent.config.node_name);
     let csr = query.get("csr").map(String::as_str);
@@ -349,7 +349,7 @@ async fn from_server(agent: &Agent, id: &str, params: &Params) -> Result<Respons
         &query,
     )
     .map_err(|e| ApiError::bad_request(format!("proxy ID {id:?}: {e}")))?;
-    let resp = relay_http()
+    let resp = crate::handle::server_http()
         .get(url)
         .send()
         .await
@@ -376,12 +376,6 @@ async fn from_server(agent: &Agent, id: &str, params: &Params) -> Result<Respons
     Ok((headers, Json(snap)).into_response())
 }
 
-/// One pool for every relayed request; no timeout, as the server's wait bounds it.
-fn relay_http() -> &'static reqwest::Client {
-    static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    HTTP.get_or_init(reqwest::Client::new)
-}
-
 /// This client agent's key and CSR for `service`, made once per process
 /// (the cluster's trust domain, needed for the SPIFFE ID, from a server).
 async fn client_key(
@@ -397,7 +391,7 @@ async fn client_key(
         return Ok(k.clone());
     }
     let unavailable = |what: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, what);
-    let roots: serde_json::Value = relay_http()
+    let roots: serde_json::Value = crate::handle::server_http()
         .get(format!("http://{server}/v1/connect/ca/roots"))
         .send()
         .await

@@ -191,7 +191,7 @@ async fn fetch_cluster_state(agent: &Agent) -> Result<mesh_state::StateStore, St
     let server = agent
         .server_http_addr()
         .ok_or("no known servers: this client agent has not joined a cluster with servers")?;
-    let bytes = reqwest::Client::new()
+    let bytes = crate::handle::server_http()
         .get(format!("http://{server}/v1/snapshot"))
         .send()
         .await

@@ -49,14 +49,17 @@ pub trait Resource: Send + Sync + 'static {
     async fn create(&self, planned: &Value, config: &Value, diags: &mut Diagnostics) -> Value;
     /// Reads the object; `Value::Null` means it is gone.
     async fn read(&self, state: &Value, diags: &mut Diagnostics) -> Value;
-    /// Updates the object in place; returns the new state.
+    /// Updates the object in place; returns the new state. By default the
+    /// same as `create`, which suits APIs whose writes are upserts.
     async fn update(
         &self,
-        prior: &Value,
+        _prior: &Value,
         planned: &Value,
         config: &Value,
         diags: &mut Diagnostics,
-    ) -> Value;
+    ) -> Value {
+        self.create(planned, config, diags).await
+    }
     /// Deletes the object.
     async fn delete(&self, prior: &Value, diags: &mut Diagnostics);
     /// State for `terraform import ID`, enough for `read` to fill the rest.
