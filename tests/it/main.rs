@@ -4,6 +4,7 @@
 // `assert_eq!(body, true)` mirrors the JSON `true`/`false` the API answers.
 #![allow(clippy::bool_assert_comparison)]
 
+mod acl;
 mod bad_input;
 mod ca;
 mod catalog;

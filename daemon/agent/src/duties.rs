@@ -180,6 +180,7 @@ pub(crate) async fn membership(agent: Arc<Agent>) -> anyhow::Result<()> {
                 mark_initialized(&agent);
             }
             reconcile_catalog(&agent, &view).await;
+            store_initial_management(&agent).await;
         } else if metrics
             .borrow_and_update()
             .membership_config
@@ -195,6 +196,45 @@ pub(crate) async fn membership(agent: Arc<Agent>) -> anyhow::Result<()> {
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
             _ = stop.wait_for(|s| *s != Stop::Running) => return Ok(()),
         }
+    }
+}
+
+/// On the leader: a configured `initial_management` token is stored, so it
+/// is listed, survives a config change, and closes `acl bootstrap`.
+async fn store_initial_management(agent: &Agent) {
+    let acl = agent.live.lock().acl.clone();
+    let (Some(secret), true) = (acl.initial_management_token, acl.enabled) else {
+        return;
+    };
+    let (stored, bootstrapped) = agent.state.read(|s| {
+        (
+            s.acl_token_by_secret(&secret).is_some(),
+            s.acl_bootstrap_index().is_some(),
+        )
+    });
+    if stored {
+        return;
+    }
+    let token = mesh_types::AclToken {
+        accessor_id: uuid::Uuid::new_v4().to_string(),
+        secret_id: secret,
+        description: "Initial Management Token".into(),
+        policies: vec![mesh_types::GLOBAL_MANAGEMENT_POLICY_ID.into()],
+        create_time: mesh_ca::rfc3339(mesh_ca::unix_now()),
+        ..Default::default()
+    };
+    let cmd = if bootstrapped {
+        mesh_types::Command::AclTokenSet { token }
+    } else {
+        mesh_types::Command::AclBootstrap { token }
+    };
+    let raft = agent.raft.as_ref().expect("leader duties run on servers");
+    match raft.propose(&cmd).await {
+        Ok((_, mesh_types::Outcome::Rejected(why))) => {
+            tracing::warn!("storing the initial management token: {why}")
+        }
+        Ok(_) => tracing::info!("stored the initial management token"),
+        Err(e) => tracing::warn!(error = %e, "storing the initial management token"),
     }
 }
 

@@ -77,6 +77,30 @@ impl AgentHandle for AgentView {
         self.agent.live.lock().acl.default_policy == mesh_config::AclPolicy::Allow
     }
 
+    fn acl(&self) -> mesh_api::AclSettings {
+        let live = self.agent.live.lock();
+        mesh_api::AclSettings {
+            enabled: live.acl.enabled,
+            default_allow: live.acl.default_policy == mesh_config::AclPolicy::Allow,
+            initial_management: live.acl.initial_management_token.clone(),
+            default_token: live.acl.default_token.clone(),
+        }
+    }
+
+    fn local_service_name(&self, id: &str) -> Option<String> {
+        let inner = self.agent.local.inner.lock();
+        inner.services.get(id).map(|s| s.service.name.clone())
+    }
+
+    fn local_check_service(&self, check_id: &str) -> Option<String> {
+        let inner = self.agent.local.inner.lock();
+        let service_id = &inner.checks.get(check_id)?.check.service_id;
+        inner
+            .services
+            .get(service_id)
+            .map(|s| s.service.name.clone())
+    }
+
     fn config_status(&self) -> serde_json::Value {
         serde_json::to_value(&*self.agent.config_status.lock()).unwrap_or_default()
     }

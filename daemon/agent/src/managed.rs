@@ -51,8 +51,9 @@ pub(crate) async fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
             if running.contains_key(id) {
                 continue;
             }
-            let (snapshots, _poller) =
-                mesh_proxy::source::spawn(SourceConfig::new(format!("http://{http}"), id.clone()));
+            let mut source = SourceConfig::new(format!("http://{http}"), id.clone());
+            source.token = agent.live.lock().acl.agent_token.clone();
+            let (snapshots, _poller) = mesh_proxy::source::spawn(source);
             let (tx, rx) = oneshot::channel::<()>();
             let handle = Proxy::spawn(snapshots, None, async move {
                 let _ = rx.await;

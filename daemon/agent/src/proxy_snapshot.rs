@@ -253,12 +253,13 @@ impl Agent {
 pub(crate) async fn handler(
     Extension(agent): Extension<Arc<Agent>>,
     Path(id): Path<String>,
+    Extension(caller): Extension<mesh_api::Caller>,
     params: Params,
 ) -> Result<Response, ApiError> {
     let query = params.map();
     let opts = QueryOptions::parse(&query)?;
     if agent.raft.is_none() {
-        return from_server(&agent, &id, &params).await;
+        return from_server(&agent, &id, &params, caller.secret.as_deref()).await;
     }
     // A client agent asking on behalf of its own node's proxy.
     let node = query.get("node").cloned();
@@ -317,7 +318,12 @@ pub(crate) async fn handler(
 /// (anti-entropy put it there) and the client relays it, blocking included.
 /// The leaf's key is made here and only a CSR goes to the server, so no
 /// private key crosses the network. The proxy only ever talks to its agent.
-async fn from_server(agent: &Agent, id: &str, params: &Params) -> Result<Response, ApiError> {
+async fn from_server(
+    agent: &Agent,
+    id: &str,
+    params: &Params,
+    token: Option<&str>,
+) -> Result<Response, ApiError> {
     let Some(proxy) = agent.local_proxy(id) else {
         return Ok((
             StatusCode::NOT_FOUND,
@@ -349,8 +355,12 @@ async fn from_server(agent: &Agent, id: &str, params: &Params) -> Result<Respons
         &query,
     )
     .map_err(|e| ApiError::bad_request(format!("proxy ID {id:?}: {e}")))?;
-    let resp = crate::handle::server_http()
-        .get(url)
+    let mut req = crate::handle::server_http().get(url);
+    if let Some(token) = token {
+        // The server checks the proxy's own token, not this agent's.
+        req = req.header("x-consul-token", token);
+    }
+    let resp = req
         .send()
         .await
         .map_err(|e| unavailable(format!("asking server {server} for proxy {id:?}: {e}")))?;

@@ -191,8 +191,11 @@ async fn fetch_cluster_state(agent: &Agent) -> Result<mesh_state::StateStore, St
     let server = agent
         .server_http_addr()
         .ok_or("no known servers: this client agent has not joined a cluster with servers")?;
-    let bytes = crate::handle::server_http()
-        .get(format!("http://{server}/v1/snapshot"))
+    let mut req = crate::handle::server_http().get(format!("http://{server}/v1/snapshot"));
+    if let Some(token) = agent.live.lock().acl.agent_token.clone() {
+        req = req.header("x-consul-token", token);
+    }
+    let bytes = req
         .send()
         .await
         .and_then(|r| r.error_for_status())

@@ -3,6 +3,8 @@
 
 #![forbid(unsafe_code)]
 
+mod acl;
+mod acl_check;
 mod agent;
 mod catalog;
 mod config_entries;
@@ -29,6 +31,7 @@ use mesh_raft::RaftNode;
 use mesh_state::StateStore;
 use serde::Serialize;
 
+pub use acl_check::{request_secret, AclSettings, Caller};
 pub use catalog::connect_instances;
 pub use error::ApiError;
 pub use intentions::spiffe_service;
@@ -74,6 +77,18 @@ pub trait AgentHandle: Send + Sync + 'static {
     fn config_status(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
+    /// ACL settings (disabled unless configured).
+    fn acl(&self) -> AclSettings {
+        AclSettings::default()
+    }
+    /// The name of a service registered on this agent, by ID.
+    fn local_service_name(&self, _id: &str) -> Option<String> {
+        None
+    }
+    /// The service a check registered on this agent belongs to, if any.
+    fn local_check_service(&self, _check_id: &str) -> Option<String> {
+        None
+    }
     /// The CA's trust domain, once the CA exists.
     fn trust_domain(&self) -> Option<String> {
         None
@@ -88,6 +103,7 @@ pub struct Api {
     pub(crate) agent: Arc<dyn AgentHandle>,
     pub(crate) http: reqwest::Client,
     pub(crate) renders: Arc<query::RenderCache>,
+    pub(crate) acl_cache: Arc<acl_check::CallerCache>,
 }
 
 impl Api {
@@ -104,6 +120,7 @@ impl Api {
             agent,
             http: reqwest::Client::new(),
             renders: Arc::default(),
+            acl_cache: Arc::default(),
         }
     }
 
@@ -160,7 +177,33 @@ impl Api {
             )
             .route("/v1/agent/connect/authorize", post(intentions::authorize))
             .route("/v1/snapshot", get(snapshot::save).put(snapshot::restore))
+            .route("/v1/acl/bootstrap", put(acl::bootstrap))
+            .route("/v1/acl/policy", put(acl::policy_create))
+            .route(
+                "/v1/acl/policy/{id}",
+                get(acl::policy_get)
+                    .put(acl::policy_update)
+                    .delete(acl::policy_delete),
+            )
+            .route("/v1/acl/policy/name/{name}", get(acl::policy_by_name))
+            .route("/v1/acl/policies", get(acl::policies))
+            .route("/v1/acl/token", put(acl::token_create))
+            .route("/v1/acl/token/self", get(acl::token_self))
+            .route(
+                "/v1/acl/token/{accessor}",
+                get(acl::token_get)
+                    .put(acl::token_update)
+                    .delete(acl::token_delete),
+            )
+            .route("/v1/acl/tokens", get(acl::tokens))
+            .route("/v1/internal/acl/authorizer", get(acl::resolve))
             .merge(cluster_extra)
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                acl_check::enforce,
+            ))
+            // Outside the ACL check: a client agent's forwarded request is
+            // checked by the server that answers it.
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),
                 forward::to_server_if_client,
@@ -169,8 +212,12 @@ impl Api {
             .route("/v1/agent/members", get(agent::members))
             .route("/v1/agent/self", get(agent::self_info))
             .route("/v1/agent/leave", put(agent::leave))
-            .merge(cluster)
             .merge(extra)
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                acl_check::enforce,
+            ))
+            .merge(cluster)
             .with_state(self)
     }
 }

@@ -22,8 +22,8 @@ pub use duration::parse_duration;
 pub use error::{ConfigError, Error, Origin, Pos, ValidationError};
 pub use load::{dir_files, expand, load, load_file, parse_str, Format, Source};
 pub use raw::{
-    OneOrMany, RawAcl, RawAddresses, RawConfig, RawConfigEntries, RawConnect, RawDnsConfig,
-    RawPerformance, RawPorts,
+    OneOrMany, RawAcl, RawAclTokens, RawAddresses, RawConfig, RawConfigEntries, RawConnect,
+    RawDnsConfig, RawPerformance, RawPorts,
 };
 pub use resources::{
     camel_keys, load_all, load_resources, parse_resources, Decl, Loc, ResourceKind,

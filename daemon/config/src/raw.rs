@@ -160,6 +160,20 @@ pub struct RawAcl {
     pub enabled: Option<bool>,
     /// `allow` or `deny`.
     pub default_policy: Option<String>,
+    /// `tokens { initial_management agent default }`.
+    pub tokens: Option<RawAclTokens>,
+}
+
+/// `acl { tokens { } }`: secrets known from config.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAclTokens {
+    /// A management token every server accepts from the start.
+    pub initial_management: Option<String>,
+    /// What the agent itself uses for its requests to servers.
+    pub agent: Option<String>,
+    /// Used for requests that carry no token.
+    pub default: Option<String>,
 }
 
 /// `config_entries { bootstrap = [...] }`: entries written at first leadership.

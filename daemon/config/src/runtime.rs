@@ -112,12 +112,18 @@ impl Default for DnsConfig {
 }
 
 /// ACL settings.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AclConfig {
     /// Whether tokens are checked.
     pub enabled: bool,
     /// What happens when no rule matches.
     pub default_policy: AclPolicy,
+    /// `tokens.initial_management`: a management secret every server accepts.
+    pub initial_management_token: Option<String>,
+    /// `tokens.agent`: the agent's own token for requests to servers.
+    pub agent_token: Option<String>,
+    /// `tokens.default`: for requests that carry none.
+    pub default_token: Option<String>,
 }
 
 /// An ACL default policy.

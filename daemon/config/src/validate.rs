@@ -351,9 +351,24 @@ impl Check<'_> {
                 ))
             }
         };
+        let tokens = raw.tokens.clone().unwrap_or_default();
+        let token =
+            |name: &str, value: Option<String>| -> Result<Option<String>, ValidationError> {
+                match value.filter(|v| !v.is_empty()) {
+                    Some(v) if uuid_like(&v) => Ok(Some(v)),
+                    Some(_) => Err(self.fail(
+                        &format!("acl.tokens.{name}"),
+                        "must be a UUID, e.g. from `uuidgen`",
+                    )),
+                    None => Ok(None),
+                }
+            };
         Ok(AclConfig {
             enabled: raw.enabled.unwrap_or(false),
             default_policy,
+            initial_management_token: token("initial_management", tokens.initial_management)?,
+            agent_token: token("agent", tokens.agent)?,
+            default_token: token("default", tokens.default)?,
         })
     }
 }
@@ -389,6 +404,15 @@ fn default_node_name() -> String {
     }
 }
 
+/// 8-4-4-4-12 hex digits: the shape of every ACL secret.
+fn uuid_like(v: &str) -> bool {
+    let parts: Vec<&str> = v.split('-').collect();
+    parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
+        && parts
+            .iter()
+            .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,6 +444,27 @@ mod tests {
         assert_eq!(c.dns.domain, "consul.");
         assert!(c.connect_enabled);
         assert!(!c.node_name.is_empty());
+    }
+
+    #[test]
+    fn acl_tokens_must_be_uuids() {
+        let token = "6d3f6a39-2b1e-4c61-9a51-0e3cbb0f1c11";
+        let mut raw = base();
+        raw.acl = Some(crate::raw::RawAcl {
+            enabled: Some(true),
+            tokens: Some(crate::raw::RawAclTokens {
+                initial_management: Some(token.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let c = RuntimeConfig::build(raw.clone()).unwrap();
+        assert_eq!(c.acl.initial_management_token.as_deref(), Some(token));
+        assert_eq!(c.acl.agent_token, None);
+        raw.acl.as_mut().unwrap().tokens.as_mut().unwrap().agent = Some("root".into());
+        let e = RuntimeConfig::build(raw).unwrap_err();
+        assert_eq!(e.key, "acl.tokens.agent");
+        assert!(e.message.contains("UUID"), "{e}");
     }
 
     #[test]

@@ -107,6 +107,11 @@ impl State {
                 self.ca_leaves.insert(key, root_id);
                 (Outcome::Done, Vec::new())
             }
+            Command::AclPolicySet { policy } => self.acl_policy_set(index, policy),
+            Command::AclPolicyDelete { id } => self.acl_policy_delete(index, &id),
+            Command::AclTokenSet { token } => self.acl_token_set(index, token),
+            Command::AclTokenDelete { accessor_id } => self.acl_token_delete(index, &accessor_id),
+            Command::AclBootstrap { token } => self.acl_bootstrap(index, token),
             Command::Batch { commands } => {
                 let mut outcomes = Vec::with_capacity(commands.len());
                 let mut changed = Vec::new();
@@ -174,6 +179,7 @@ impl State {
             Ok(mut fresh) => {
                 // Indexes move forward so blocking queries see news.
                 fresh.last_index = index;
+                fresh.acl.index = index;
                 fresh.indexes = crate::tables::TableIndexes {
                     kv: index,
                     nodes: index,

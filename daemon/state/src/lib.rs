@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+mod acl;
 mod apply;
 mod catalog;
 mod hub;

@@ -9,7 +9,10 @@ pub enum SnapshotError {
 }
 
 /// Bumped when the snapshot layout changes incompatibly.
-const FORMAT_VERSION: u8 = 2;
+const FORMAT_VERSION: u8 = 3;
+/// Format 2 had no ACL tables; postcard writes fields back to back, so a
+/// format-2 body followed by empty ACL tables is a format-3 body.
+const FORMAT_WITHOUT_ACL: u8 = 2;
 
 impl State {
     pub(crate) fn to_snapshot(&self) -> Vec<u8> {
@@ -23,6 +26,13 @@ impl State {
         match bytes.split_first() {
             Some((&FORMAT_VERSION, rest)) => {
                 postcard::from_bytes(rest).map_err(|e| SnapshotError::Decode(e.to_string()))
+            }
+            Some((&FORMAT_WITHOUT_ACL, rest)) => {
+                let mut body = rest.to_vec();
+                body.extend(
+                    postcard::to_stdvec(&crate::acl::AclTables::default()).expect("encodes"),
+                );
+                postcard::from_bytes(&body).map_err(|e| SnapshotError::Decode(e.to_string()))
             }
             Some((v, _)) => Err(SnapshotError::Decode(format!("format version {v}"))),
             None => Err(SnapshotError::Decode("empty".into())),

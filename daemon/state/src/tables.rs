@@ -40,6 +40,8 @@ pub struct State {
     pub(crate) service_index: BTreeMap<String, u64>,
     pub(crate) indexes: TableIndexes,
     pub(crate) last_index: u64,
+    /// Must stay the last field (snapshot format 2 compatibility).
+    pub(crate) acl: crate::acl::AclTables,
 }
 
 /// The stored CA state and the index that last changed it.

@@ -421,3 +421,120 @@ fn all_or_nothing_changes_nothing_when_one_command_is_refused() {
     }]));
     assert!(matches!(out, Outcome::Rejected(_)));
 }
+
+fn acl_token(accessor: &str, secret: &str, policies: &[&str]) -> mesh_types::AclToken {
+    mesh_types::AclToken {
+        accessor_id: accessor.into(),
+        secret_id: secret.into(),
+        policies: policies.iter().map(|p| p.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn acl_policy(id: &str, name: &str) -> mesh_types::AclPolicy {
+    mesh_types::AclPolicy {
+        id: id.into(),
+        name: name.into(),
+        rules: "key_prefix \"\" { policy = \"read\" }".into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn acl_bootstrap_happens_once_and_tokens_keep_references_consistent() {
+    let mut f = Fixture::new();
+    let boot = acl_token("a1", "s1", &[]);
+    assert_eq!(
+        f.apply(Command::AclBootstrap {
+            token: boot.clone()
+        }),
+        Outcome::Bool(true)
+    );
+    // The same secret again (a configured initial management token) is not an error.
+    assert_eq!(
+        f.apply(Command::AclBootstrap { token: boot }),
+        Outcome::Bool(false)
+    );
+    let again = f.apply(Command::AclBootstrap {
+        token: acl_token("a2", "s2", &[]),
+    });
+    assert!(matches!(again, Outcome::Rejected(ref why) if why.contains("no longer allowed")));
+    assert!(f
+        .store
+        .read(|s| s.acl_token_by_secret("s1").unwrap().is_management()));
+
+    // Unknown policy, duplicate secret and duplicate name are refused.
+    let unknown = f.apply(Command::AclTokenSet {
+        token: acl_token("a3", "s3", &["p1"]),
+    });
+    assert!(matches!(unknown, Outcome::Rejected(ref why) if why.contains("does not exist")));
+    let dup = f.apply(Command::AclTokenSet {
+        token: acl_token("a3", "s1", &[]),
+    });
+    assert!(matches!(dup, Outcome::Rejected(ref why) if why.contains("already used")));
+    assert_eq!(
+        f.apply(Command::AclPolicySet {
+            policy: acl_policy("p1", "readers")
+        }),
+        Outcome::Done
+    );
+    let same_name = f.apply(Command::AclPolicySet {
+        policy: acl_policy("p2", "readers"),
+    });
+    assert!(matches!(same_name, Outcome::Rejected(ref why) if why.contains("already exists")));
+    assert_eq!(
+        f.apply(Command::AclTokenSet {
+            token: acl_token("a3", "s3", &["p1"])
+        }),
+        Outcome::Done
+    );
+    // Deleting a policy removes it from the tokens that carried it.
+    assert_eq!(
+        f.apply(Command::AclPolicyDelete { id: "p1".into() }),
+        Outcome::Done
+    );
+    assert!(f
+        .store
+        .read(|s| s.acl_token("a3").unwrap().policies.is_empty()));
+    let builtin = f.apply(Command::AclPolicyDelete {
+        id: mesh_types::GLOBAL_MANAGEMENT_POLICY_ID.into(),
+    });
+    assert!(matches!(builtin, Outcome::Rejected(_)));
+    assert_eq!(
+        f.apply(Command::AclTokenDelete {
+            accessor_id: "a3".into()
+        }),
+        Outcome::Done
+    );
+    assert!(f.store.read(|s| s.acl_token_by_secret("s3").is_none()));
+
+    // ACL data survives a snapshot.
+    let restored = StateStore::new();
+    restored.restore(&f.store.snapshot()).unwrap();
+    assert!(restored.read(|s| s.acl_token_by_secret("s1").is_some()));
+    assert_eq!(restored.read(|s| s.acl_bootstrap_index()), Some(1));
+}
+
+#[test]
+fn a_snapshot_from_before_acls_restores_with_empty_acl_tables() {
+    let mut f = Fixture::new();
+    f.apply(Command::KvSet {
+        key: "k".into(),
+        value: b"v".to_vec(),
+        flags: 0,
+        cas: None,
+    });
+    let snap = f.store.snapshot();
+    // A format-2 snapshot is today's body without the trailing ACL tables.
+    let empty_acl = postcard::to_stdvec(&crate::acl::AclTables::default()).unwrap();
+    let mut old = vec![2u8];
+    old.extend_from_slice(&snap[1..snap.len() - empty_acl.len()]);
+    assert_eq!(&snap[snap.len() - empty_acl.len()..], &empty_acl[..]);
+    let restored = StateStore::new();
+    restored.restore(&old).unwrap();
+    assert_eq!(
+        restored.read(|s| s.kv_get("k").unwrap().value.clone()),
+        b"v"
+    );
+    assert_eq!(restored.read(|s| s.acl_tokens().count()), 0);
+}

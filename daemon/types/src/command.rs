@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::{ConfigEntry, HealthCheck, Intention, KvEntry, Node, Service};
+use crate::{AclPolicy, AclToken, ConfigEntry, HealthCheck, Intention, KvEntry, Node, Service};
 
 /// One KV operation inside a transaction (Consul's `PUT /v1/txn` verbs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +139,19 @@ pub enum Command {
     /// A leaf for `key` (`<server>/<service>`) was issued by `root_id`:
     /// rotation progress is the share of keys issued by the active root.
     CaLeafIssued { key: String, root_id: String },
+    /// Create or update an ACL policy; its name must be unique.
+    AclPolicySet { policy: AclPolicy },
+    /// Delete an ACL policy (refused for the built-in one).
+    AclPolicyDelete { id: String },
+    /// Create or update an ACL token; its secret must be unique and its
+    /// policies must exist.
+    AclTokenSet { token: AclToken },
+    /// Delete an ACL token (refused for the anonymous token).
+    AclTokenDelete { accessor_id: String },
+    /// The one-time bootstrap: stores a management token and closes
+    /// bootstrapping. Refused once done, unless the same secret is already
+    /// stored (a configured initial management token written again).
+    AclBootstrap { token: AclToken },
 }
 
 /// What applying a command produced; identical on every replica.

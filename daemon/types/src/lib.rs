@@ -3,12 +3,17 @@
 
 #![forbid(unsafe_code)]
 
+mod acl;
 mod catalog;
 mod command;
 mod duration;
 mod intention;
 mod kv;
 
+pub use acl::{
+    AclPolicy, AclToken, ANONYMOUS_TOKEN_ID, GLOBAL_MANAGEMENT_POLICY_ID,
+    GLOBAL_MANAGEMENT_POLICY_NAME,
+};
 pub use catalog::{
     CheckStatus, ConfigEntry, HealthCheck, Node, Owner, Proxy, Service, Upstream, Weights,
     CONFIG_KINDS, DEFAULT_OWNER,

@@ -1,0 +1,106 @@
+use crate::{parse_rules, Access, Authorizer, Global, Resource};
+
+const APP: &str = r#"
+key_prefix "" { policy = "read" }
+key_prefix "app/" { policy = "write" }
+key "app/secret" { policy = "deny" }
+service_prefix "" { policy = "read" }
+service "web" {
+  policy     = "write"
+  intentions = "write"
+}
+node_prefix "" { policy = "read" }
+operator = "read"
+"#;
+
+#[test]
+fn exact_beats_prefix_and_longest_prefix_wins() {
+    let rules = parse_rules(APP).unwrap();
+    let a = Authorizer::from_rules([&rules], false);
+    assert!(a.allows(Resource::Key, "other", Access::Read));
+    assert!(!a.allows(Resource::Key, "other", Access::Write));
+    assert!(a.allows(Resource::Key, "app/x", Access::Write));
+    assert!(!a.allows(Resource::Key, "app/secret", Access::Read));
+    assert!(!a.allows_key_write_prefix("app/"));
+    assert!(a.allows_key_write_prefix("app/x/"));
+    assert!(a.allows(Resource::Service, "web", Access::Write));
+    assert!(!a.allows(Resource::Service, "db", Access::Write));
+    assert!(a.allows(Resource::Intention, "web", Access::Write));
+    // Service read gives intention read, never write.
+    assert!(a.allows(Resource::Intention, "db", Access::Read));
+    assert!(!a.allows(Resource::Intention, "db", Access::Write));
+    assert!(a.allows_global(Global::Operator, Access::Read));
+    assert!(!a.allows_global(Global::Operator, Access::Write));
+    // Nothing said about ACLs: the default (deny) applies.
+    assert!(!a.allows_global(Global::Acl, Access::Read));
+    // mesh falls back to operator.
+    assert!(a.allows_global(Global::Mesh, Access::Read));
+}
+
+#[test]
+fn default_allow_permits_what_no_rule_names_but_deny_rules_hold() {
+    let rules = parse_rules("service \"db\" { policy = \"deny\" }").unwrap();
+    let a = Authorizer::from_rules([&rules], true);
+    assert!(a.allows(Resource::Key, "anything", Access::Write));
+    assert!(!a.allows(Resource::Service, "db", Access::Read));
+    assert!(!a.allows(Resource::Intention, "db", Access::Read));
+    assert!(a.allows_global(Global::Acl, Access::Write));
+}
+
+#[test]
+fn deny_wins_when_policies_are_merged_otherwise_the_stronger_grant() {
+    let read = parse_rules("key_prefix \"a/\" { policy = \"read\" }").unwrap();
+    let write = parse_rules("key_prefix \"a/\" { policy = \"write\" }").unwrap();
+    let deny = parse_rules("key_prefix \"a/\" { policy = \"deny\" }").unwrap();
+    let rw = Authorizer::from_rules([&read, &write], false);
+    assert!(rw.allows(Resource::Key, "a/b", Access::Write));
+    let rwd = Authorizer::from_rules([&read, &write, &deny], false);
+    assert!(!rwd.allows(Resource::Key, "a/b", Access::Read));
+}
+
+#[test]
+fn management_allows_everything() {
+    let a = Authorizer::management();
+    assert!(a.is_management());
+    assert!(a.allows_global(Global::Acl, Access::Write));
+    assert!(a.allows_key_write_prefix(""));
+}
+
+#[test]
+fn bad_rules_say_what_and_where() {
+    let cases = [
+        (
+            "servce \"web\" { policy = \"read\" }",
+            1,
+            1,
+            "did you mean `service`",
+        ),
+        (
+            "service \"web\" { policy = \"raed\" }",
+            1,
+            26,
+            "not an access level",
+        ),
+        (
+            "\n\nkey_prefix \"a\" { polcy = \"read\" }",
+            3,
+            18,
+            "no field `polcy`",
+        ),
+        ("service { policy = \"read\" }", 1, 1, "exactly one name"),
+        ("service \"x\" { }", 1, 1, "needs policy"),
+        ("operator = read", 1, 12, "quoted string"),
+        ("key \"a\" { policy = ", 1, 11, "syntax error"),
+        (
+            "node \"n\" {\n  policy = \"read\"\n  intentions = \"write\"\n}",
+            3,
+            3,
+            "no field `intentions`",
+        ),
+    ];
+    for (text, line, column, want) in cases {
+        let e = parse_rules(text).unwrap_err();
+        assert!(e.message.contains(want), "{text:?}: {e}");
+        assert_eq!((e.line, e.column), (line, column), "{text:?}: {e}");
+    }
+}

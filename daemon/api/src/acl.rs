@@ -1,0 +1,433 @@
+//! `/v1/acl/*`: bootstrap, tokens and policies (Consul's shapes). Rules are
+//! checked here, with line and column, before anything is proposed.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use mesh_acl::{Access, Global};
+use mesh_types::{AclPolicy, AclToken, Command, GLOBAL_MANAGEMENT_POLICY_ID};
+use serde_json::{json, Value};
+
+use crate::acl_check::{request_secret, Caller};
+use crate::{Api, ApiError, Written};
+
+fn body_json(body: &Bytes, what: &str) -> Result<Value, ApiError> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("Request decode failed: {what}: {e}")))
+}
+
+fn field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn not_found(what: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found"))
+}
+
+fn enabled(api: &Api) -> Result<(), ApiError> {
+    if api.agent.acl().enabled {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "ACL support disabled: set acl { enabled = true } in the agent config",
+        ))
+    }
+}
+
+// === JSON ===
+
+pub(crate) fn policy_json(p: &AclPolicy, with_rules: bool) -> Value {
+    let mut v = json!({
+        "ID": p.id,
+        "Name": p.name,
+        "Description": p.description,
+        "Datacenters": p.datacenters,
+        "CreateIndex": p.create_index,
+        "ModifyIndex": p.modify_index,
+    });
+    if with_rules {
+        v["Rules"] = p.rules.clone().into();
+    }
+    v
+}
+
+fn token_json(api: &Api, t: &AclToken, show_secret: bool) -> Value {
+    let policies: Vec<Value> = api.state.read(|s| {
+        t.policies
+            .iter()
+            .map(|id| {
+                let name = s.acl_policy(id).map(|p| p.name).unwrap_or_default();
+                json!({"ID": id, "Name": name})
+            })
+            .collect()
+    });
+    json!({
+        "AccessorID": t.accessor_id,
+        "SecretID": if show_secret { t.secret_id.as_str() } else { "<hidden>" },
+        "Description": t.description,
+        "Policies": policies,
+        "Local": t.local,
+        "CreateTime": t.create_time,
+        "CreateIndex": t.create_index,
+        "ModifyIndex": t.modify_index,
+    })
+}
+
+/// Secrets are shown only to callers that may write ACLs (Consul redacts too).
+fn shows_secrets(caller: &Caller) -> bool {
+    caller.authz.allows_global(Global::Acl, Access::Write)
+}
+
+// === bootstrap ===
+
+pub(crate) async fn bootstrap(State(api): State<Api>) -> Result<Response, ApiError> {
+    enabled(&api)?;
+    let token = AclToken {
+        accessor_id: new_id(),
+        secret_id: new_id(),
+        description: "Bootstrap Token (Global Management)".into(),
+        policies: vec![GLOBAL_MANAGEMENT_POLICY_ID.into()],
+        create_time: now_rfc3339(),
+        ..Default::default()
+    };
+    match api
+        .apply(Command::AclBootstrap {
+            token: token.clone(),
+        })
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.status == StatusCode::BAD_REQUEST => {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, e.message))
+        }
+        Err(e) => return Err(e),
+    }
+    let stored = stored_token(&api, &token.accessor_id)
+        .await
+        .unwrap_or(token);
+    Ok(Json(token_json(&api, &stored, true)).into_response())
+}
+
+/// The token as stored (with its indexes), once this server has applied it.
+async fn stored_token(api: &Api, accessor: &str) -> Option<AclToken> {
+    if let Some(raft) = &api.raft {
+        let _ = raft.read_barrier(mesh_raft::ReadMode::Default).await;
+    }
+    api.state.read(|s| s.acl_token(accessor).cloned())
+}
+
+// === policies ===
+
+fn policy_from(api: &Api, body: &Value, id: String) -> Result<AclPolicy, ApiError> {
+    let name = field(body, "Name")
+        .ok_or_else(|| ApiError::bad_request("ACL policy Name is required"))?
+        .to_string();
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        || name.len() > 128
+    {
+        return Err(ApiError::bad_request(format!(
+            "ACL policy Name {name:?} is invalid: use up to 128 letters, digits, '-' and '_'"
+        )));
+    }
+    let rules = body
+        .get("Rules")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    mesh_acl::parse_rules(&rules)
+        .map_err(|e| ApiError::bad_request(format!("ACL policy {name:?}: {e}")))?;
+    let datacenters = body
+        .get("Datacenters")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let _ = api;
+    Ok(AclPolicy {
+        id,
+        name,
+        description: field(body, "Description").unwrap_or("").to_string(),
+        rules,
+        datacenters,
+        ..Default::default()
+    })
+}
+
+async fn write_policy(api: &Api, policy: AclPolicy) -> Result<Response, ApiError> {
+    let id = policy.id.clone();
+    api.apply(Command::AclPolicySet { policy }).await?;
+    if let Some(raft) = &api.raft {
+        raft.read_barrier(mesh_raft::ReadMode::Default).await?;
+    }
+    let stored = api
+        .state
+        .read(|s| s.acl_policy(&id))
+        .ok_or_else(|| not_found(format!("ACL policy {id}")))?;
+    Ok(Json(policy_json(&stored, true)).into_response())
+}
+
+pub(crate) async fn policy_create(
+    State(api): State<Api>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    enabled(&api)?;
+    let body = body_json(&body, "policy")?;
+    if field(&body, "ID").is_some() {
+        return Err(ApiError::bad_request(
+            "ID must be empty when creating a policy; use PUT /v1/acl/policy/<id> to update",
+        ));
+    }
+    let policy = policy_from(&api, &body, new_id())?;
+    write_policy(&api, policy).await
+}
+
+pub(crate) async fn policy_update(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    enabled(&api)?;
+    let body = body_json(&body, "policy")?;
+    if api.state.read(|s| s.acl_policy(&id)).is_none() {
+        return Err(not_found(format!("ACL policy {id}")));
+    }
+    let policy = policy_from(&api, &body, id)?;
+    write_policy(&api, policy).await
+}
+
+pub(crate) async fn policy_get(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    enabled(&api)?;
+    let p = api
+        .state
+        .read(|s| s.acl_policy(&id))
+        .ok_or_else(|| not_found(format!("ACL policy {id}")))?;
+    Ok(Json(policy_json(&p, true)).into_response())
+}
+
+pub(crate) async fn policy_by_name(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    enabled(&api)?;
+    let p = api
+        .state
+        .read(|s| s.acl_policy_by_name(&name))
+        .ok_or_else(|| not_found(format!("ACL policy named {name:?}")))?;
+    Ok(Json(policy_json(&p, true)).into_response())
+}
+
+pub(crate) async fn policy_delete(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    enabled(&api)?;
+    let done = api.apply(Command::AclPolicyDelete { id }).await?;
+    Ok(Json(done.as_bool()).into_response())
+}
+
+pub(crate) async fn policies(State(api): State<Api>) -> Result<Response, ApiError> {
+    enabled(&api)?;
+    let list: Vec<Value> = api
+        .state
+        .read(|s| s.acl_policies().map(|p| policy_json(&p, false)).collect());
+    Ok(Json(list).into_response())
+}
+
+// === tokens ===
+
+/// `Policies: [{ID}|{Name}]` → policy IDs, each checked to exist.
+fn policy_ids(api: &Api, body: &Value) -> Result<Vec<String>, ApiError> {
+    let Some(list) = body.get("Policies").and_then(Value::as_array) else {
+        return Ok(Vec::new());
+    };
+    let mut ids = Vec::new();
+    for link in list {
+        let found = api
+            .state
+            .read(|s| match (field(link, "ID"), field(link, "Name")) {
+                (Some(id), _) => s.acl_policy(id),
+                (None, Some(name)) => s.acl_policy_by_name(name),
+                (None, None) => None,
+            });
+        match found {
+            Some(p) if !ids.contains(&p.id) => ids.push(p.id),
+            Some(_) => {}
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "ACL policy {} does not exist",
+                    link
+                )))
+            }
+        }
+    }
+    Ok(ids)
+}
+
+fn check_uuid(what: &str, value: &str) -> Result<(), ApiError> {
+    uuid::Uuid::parse_str(value)
+        .map(|_| ())
+        .map_err(|_| ApiError::bad_request(format!("{what} {value:?} is not a UUID")))
+}
+
+async fn write_token(api: &Api, token: AclToken) -> Result<Response, ApiError> {
+    let accessor = token.accessor_id.clone();
+    api.apply(Command::AclTokenSet { token }).await?;
+    let stored = stored_token(api, &accessor)
+        .await
+        .ok_or_else(|| not_found(format!("ACL token {accessor}")))?;
+    Ok(Json(token_json(api, &stored, true)).into_response())
+}
+
+pub(crate) async fn token_create(
+    State(api): State<Api>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    enabled(&api)?;
+    let body = body_json(&body, "token")?;
+    let accessor = field(&body, "AccessorID").map_or_else(new_id, str::to_string);
+    let secret = field(&body, "SecretID").map_or_else(new_id, str::to_string);
+    check_uuid("AccessorID", &accessor)?;
+    check_uuid("SecretID", &secret)?;
+    if api.state.read(|s| s.acl_token(&accessor).is_some()) {
+        return Err(ApiError::bad_request(format!(
+            "a token with AccessorID {accessor} already exists; update it with PUT /v1/acl/token/{accessor}"
+        )));
+    }
+    let token = AclToken {
+        accessor_id: accessor,
+        secret_id: secret,
+        description: field(&body, "Description").unwrap_or("").to_string(),
+        policies: policy_ids(&api, &body)?,
+        local: body.get("Local").and_then(Value::as_bool).unwrap_or(false),
+        create_time: now_rfc3339(),
+        ..Default::default()
+    };
+    write_token(&api, token).await
+}
+
+pub(crate) async fn token_update(
+    State(api): State<Api>,
+    Path(accessor): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    enabled(&api)?;
+    let body = body_json(&body, "token")?;
+    let old = api
+        .state
+        .read(|s| s.acl_token(&accessor).cloned())
+        .ok_or_else(|| not_found(format!("ACL token {accessor}")))?;
+    if let Some(secret) = field(&body, "SecretID") {
+        if secret != old.secret_id {
+            return Err(ApiError::bad_request(
+                "a token's SecretID cannot be changed",
+            ));
+        }
+    }
+    let token = AclToken {
+        description: field(&body, "Description").unwrap_or("").to_string(),
+        policies: policy_ids(&api, &body)?,
+        local: body
+            .get("Local")
+            .and_then(Value::as_bool)
+            .unwrap_or(old.local),
+        ..old
+    };
+    write_token(&api, token).await
+}
+
+pub(crate) async fn token_get(
+    State(api): State<Api>,
+    Path(accessor): Path<String>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    enabled(&api)?;
+    let t = api
+        .state
+        .read(|s| s.acl_token(&accessor).cloned())
+        .ok_or_else(|| not_found(format!("ACL token {accessor}")))?;
+    Ok(Json(token_json(&api, &t, shows_secrets(&caller))).into_response())
+}
+
+pub(crate) async fn token_self(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    params: crate::Params,
+) -> Result<Response, ApiError> {
+    enabled(&api)?;
+    let secret = request_secret(&headers, &params.map())
+        .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "ACL not found: no token given"))?;
+    let t = api
+        .state
+        .read(|s| s.acl_token_by_secret(&secret).cloned())
+        .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "ACL not found"))?;
+    Ok(Json(token_json(&api, &t, true)).into_response())
+}
+
+pub(crate) async fn token_delete(
+    State(api): State<Api>,
+    Path(accessor): Path<String>,
+) -> Result<Response, ApiError> {
+    enabled(&api)?;
+    let done = api
+        .apply(Command::AclTokenDelete {
+            accessor_id: accessor,
+        })
+        .await?;
+    Ok(Json(matches!(done, Written::Done) || done.as_bool()).into_response())
+}
+
+pub(crate) async fn tokens(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    enabled(&api)?;
+    let show = shows_secrets(&caller);
+    let all: Vec<AclToken> = api.state.read(|s| s.acl_tokens().cloned().collect());
+    let list: Vec<Value> = all.iter().map(|t| token_json(&api, t, show)).collect();
+    Ok(Json(list).into_response())
+}
+
+/// For client agents: what a secret may do, as the rules of its policies.
+pub(crate) async fn resolve(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    params: crate::Params,
+) -> Result<Response, ApiError> {
+    enabled(&api)?;
+    let map: HashMap<String, String> = params.map();
+    let secret = request_secret(&headers, &map);
+    let resolved = crate::acl_check::resolve_local(&api, secret.as_deref()).await?;
+    Ok(Json(json!({
+        "AccessorID": resolved.accessor,
+        "Management": resolved.management,
+        "Rules": resolved.rules,
+    }))
+    .into_response())
+}

@@ -1,0 +1,177 @@
+//! ACL tokens and policies. Rule text is checked by the API before it gets
+//! here; the state machine keeps names, secrets and references consistent.
+
+use std::collections::BTreeMap;
+
+use mesh_types::{AclPolicy, AclToken, Outcome, ANONYMOUS_TOKEN_ID, GLOBAL_MANAGEMENT_POLICY_ID};
+use serde::{Deserialize, Serialize};
+
+use crate::apply::{rejected, Applied};
+use crate::State;
+
+/// The ACL tables. Kept as the last field of `State` so a snapshot written
+/// before they existed decodes with them empty (see snapshot.rs).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclTables {
+    /// By accessor ID.
+    pub(crate) tokens: BTreeMap<String, AclToken>,
+    /// Secret ID → accessor ID.
+    pub(crate) by_secret: BTreeMap<String, String>,
+    /// By policy ID.
+    pub(crate) policies: BTreeMap<String, AclPolicy>,
+    /// The index of the bootstrap, once done (0: never).
+    pub(crate) bootstrap_index: u64,
+    /// Highest index that changed a token or policy.
+    pub(crate) index: u64,
+}
+
+impl State {
+    /// The highest index that changed ACL data: resolved tokens cached
+    /// under an older index are stale.
+    pub fn acl_index(&self) -> u64 {
+        self.acl.index
+    }
+
+    /// The index of the ACL bootstrap, if it happened.
+    pub fn acl_bootstrap_index(&self) -> Option<u64> {
+        Some(self.acl.bootstrap_index).filter(|i| *i > 0)
+    }
+
+    /// A token by its secret.
+    pub fn acl_token_by_secret(&self, secret: &str) -> Option<&AclToken> {
+        self.acl
+            .by_secret
+            .get(secret)
+            .and_then(|a| self.acl.tokens.get(a))
+    }
+
+    /// A token by its accessor ID.
+    pub fn acl_token(&self, accessor: &str) -> Option<&AclToken> {
+        self.acl.tokens.get(accessor)
+    }
+
+    /// Every stored token, by accessor ID.
+    pub fn acl_tokens(&self) -> impl Iterator<Item = &AclToken> {
+        self.acl.tokens.values()
+    }
+
+    /// A policy by ID; the built-in management policy is always there.
+    pub fn acl_policy(&self, id: &str) -> Option<AclPolicy> {
+        if id == GLOBAL_MANAGEMENT_POLICY_ID {
+            return Some(AclPolicy::global_management());
+        }
+        self.acl.policies.get(id).cloned()
+    }
+
+    /// A policy by name.
+    pub fn acl_policy_by_name(&self, name: &str) -> Option<AclPolicy> {
+        self.acl_policies().find(|p| p.name == name)
+    }
+
+    /// Every policy, the built-in one first.
+    pub fn acl_policies(&self) -> impl Iterator<Item = AclPolicy> + '_ {
+        std::iter::once(AclPolicy::global_management()).chain(self.acl.policies.values().cloned())
+    }
+
+    pub(crate) fn acl_policy_set(&mut self, index: u64, mut policy: AclPolicy) -> Applied {
+        if policy.id.is_empty() || policy.name.is_empty() {
+            return rejected("ACL policy ID and Name are required");
+        }
+        if policy.id == GLOBAL_MANAGEMENT_POLICY_ID {
+            return rejected("the built-in global-management policy cannot be changed");
+        }
+        if let Some(other) = self.acl_policy_by_name(&policy.name) {
+            if other.id != policy.id {
+                return rejected(format!(
+                    "an ACL policy named {:?} already exists (ID {})",
+                    policy.name, other.id
+                ));
+            }
+        }
+        policy.create_index = self
+            .acl
+            .policies
+            .get(&policy.id)
+            .map_or(index, |p| p.create_index);
+        policy.modify_index = index;
+        self.acl.policies.insert(policy.id.clone(), policy);
+        self.acl.index = index;
+        (Outcome::Done, Vec::new())
+    }
+
+    pub(crate) fn acl_policy_delete(&mut self, index: u64, id: &str) -> Applied {
+        if id == GLOBAL_MANAGEMENT_POLICY_ID {
+            return rejected("the built-in global-management policy cannot be deleted");
+        }
+        if self.acl.policies.remove(id).is_some() {
+            // Tokens keep no dangling references.
+            for token in self.acl.tokens.values_mut() {
+                token.policies.retain(|p| p != id);
+            }
+            self.acl.index = index;
+        }
+        (Outcome::Done, Vec::new())
+    }
+
+    pub(crate) fn acl_token_set(&mut self, index: u64, mut token: AclToken) -> Applied {
+        if token.accessor_id.is_empty() || token.secret_id.is_empty() {
+            return rejected("ACL token AccessorID and SecretID are required");
+        }
+        if let Some(owner) = self.acl.by_secret.get(&token.secret_id) {
+            if *owner != token.accessor_id {
+                return rejected("that SecretID is already used by another token");
+            }
+        }
+        if let Some(missing) = token.policies.iter().find(|p| self.acl_policy(p).is_none()) {
+            return rejected(format!("ACL policy {missing:?} does not exist"));
+        }
+        let old = self.acl.tokens.get(&token.accessor_id);
+        if let Some(old) = old {
+            if old.secret_id != token.secret_id {
+                return rejected("a token's SecretID cannot be changed");
+            }
+            token.create_time = old.create_time.clone();
+        }
+        token.create_index = old.map_or(index, |t| t.create_index);
+        token.modify_index = index;
+        self.acl
+            .by_secret
+            .insert(token.secret_id.clone(), token.accessor_id.clone());
+        self.acl.tokens.insert(token.accessor_id.clone(), token);
+        self.acl.index = index;
+        (Outcome::Done, Vec::new())
+    }
+
+    pub(crate) fn acl_token_delete(&mut self, index: u64, accessor: &str) -> Applied {
+        if accessor == ANONYMOUS_TOKEN_ID {
+            return rejected("the anonymous token cannot be deleted");
+        }
+        if let Some(token) = self.acl.tokens.remove(accessor) {
+            self.acl.by_secret.remove(&token.secret_id);
+            self.acl.index = index;
+        }
+        (Outcome::Done, Vec::new())
+    }
+
+    pub(crate) fn acl_bootstrap(&mut self, index: u64, token: AclToken) -> Applied {
+        if self.acl.bootstrap_index > 0 {
+            if self.acl.by_secret.contains_key(&token.secret_id) {
+                return (Outcome::Bool(false), Vec::new());
+            }
+            return rejected(format!(
+                "ACL bootstrap no longer allowed (done at index {})",
+                self.acl.bootstrap_index
+            ));
+        }
+        let token = AclToken {
+            policies: vec![GLOBAL_MANAGEMENT_POLICY_ID.into()],
+            ..token
+        };
+        let applied = self.acl_token_set(index, token);
+        if applied.0 == Outcome::Done {
+            self.acl.bootstrap_index = index;
+            return (Outcome::Bool(true), Vec::new());
+        }
+        applied
+    }
+}

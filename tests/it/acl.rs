@@ -1,0 +1,339 @@
+//! ACLs across a 3-server cluster and a client agent: tokens and policies
+//! through the API, enforcement on every kind of route, list filtering,
+//! changes taking effect everywhere, and persistence across a restart.
+
+use std::time::Duration;
+
+use mesh_testkit::{eventually, AgentSpec, TestAgent, TestCluster};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::http;
+
+const MANAGEMENT: &str = "6d3f6a39-2b1e-4c61-9a51-0e3cbb0f1c11";
+
+fn acl_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let conf = dir.join("acl.hcl");
+    std::fs::write(
+        &conf,
+        format!(
+            "acl {{\n  enabled = true\n  default_policy = \"deny\"\n  tokens {{\n    initial_management = \"{MANAGEMENT}\"\n    agent = \"{MANAGEMENT}\"\n  }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    conf
+}
+
+/// One request with an optional token: its status and body text.
+async fn call(
+    method: Method,
+    agent: &TestAgent,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, String) {
+    let mut req = http().request(method, agent.url(path));
+    if let Some(t) = token {
+        req = req.header("X-Consul-Token", t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    (status, resp.text().await.unwrap())
+}
+
+fn json_of(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[tokio::test]
+async fn acl_tokens_and_policies_govern_every_route_across_the_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = acl_config(dir.path());
+    let flag = format!("-config-file={}", conf.display());
+    let mut cluster = TestCluster::start_with(3, |_, spec| spec.extra.push(flag.clone()))
+        .await
+        .unwrap();
+    let mut client_spec = AgentSpec::client("app1");
+    client_spec.extra.push(flag.clone());
+    cluster.add(client_spec).await.unwrap();
+    let m = Some(MANAGEMENT);
+    let (s0, s1, s2, client) = (
+        &cluster.agents[0],
+        &cluster.agents[1],
+        &cluster.agents[2],
+        &cluster.agents[3],
+    );
+
+    // No token: only the unauthenticated routes answer.
+    let (st, _) = call(Method::GET, s0, "/v1/status/leader", None, None).await;
+    assert_eq!(st, 200);
+    let (st, text) = call(Method::PUT, s0, "/v1/kv/x", None, Some(json!("v"))).await;
+    assert_eq!(st, 403, "{text}");
+    assert!(text.contains("lacks permission 'key:write'"), "{text}");
+    let (st, text) = call(
+        Method::GET,
+        s0,
+        "/v1/kv/x",
+        Some("0b5bd3f8-0000-4000-8000-000000000000"),
+        None,
+    )
+    .await;
+    assert_eq!((st, text.trim()), (StatusCode::FORBIDDEN, "ACL not found"));
+
+    // The leader stores the configured management token; bootstrap is then closed.
+    eventually(
+        "initial management token stored",
+        Duration::from_secs(10),
+        || async {
+            let (_, text) = call(Method::GET, s1, "/v1/acl/tokens", m, None).await;
+            text.contains("Initial Management Token").then_some(())
+        },
+    )
+    .await;
+    let (st, text) = call(Method::PUT, s2, "/v1/acl/bootstrap", None, None).await;
+    assert_eq!(st, 403, "{text}");
+    assert!(text.contains("no longer allowed"), "{text}");
+
+    // Bad rules: 400 naming line and column; nothing created.
+    let before = call(Method::GET, s0, "/v1/acl/policies", m, None).await.1;
+    let (st, text) = call(
+        Method::PUT,
+        s0,
+        "/v1/acl/policy",
+        m,
+        Some(json!({"Name": "bad", "Rules": "key_prefix \"\" { policy = \"read\" }\nservce \"web\" { policy = \"write\" }"})),
+    )
+    .await;
+    assert_eq!(st, 400, "{text}");
+    assert!(
+        text.contains("rules:2:1") && text.contains("did you mean `service`"),
+        "{text}"
+    );
+    assert_eq!(
+        call(Method::GET, s0, "/v1/acl/policies", m, None).await.1,
+        before
+    );
+
+    let rules = r#"
+key_prefix "app/" { policy = "write" }
+service "web" {
+  policy     = "write"
+  intentions = "write"
+}
+node_prefix "" { policy = "write" }
+"#;
+    let (st, text) = call(
+        Method::PUT,
+        s1,
+        "/v1/acl/policy",
+        m,
+        Some(json!({"Name": "app", "Rules": rules})),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    let policy = json_of(&text);
+    assert_eq!(policy["Rules"], rules);
+    // Created on one server, used at once on another.
+    let (st, text) = call(
+        Method::PUT,
+        s1,
+        "/v1/acl/token",
+        m,
+        Some(json!({"Description": "app", "Policies": [{"Name": "app"}]})),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    let token = json_of(&text);
+    let secret = token["SecretID"].as_str().unwrap().to_string();
+    let accessor = token["AccessorID"].as_str().unwrap().to_string();
+    assert_eq!(token["Policies"][0]["Name"], "app");
+    let t = Some(secret.as_str());
+    let (st, text) = call(Method::PUT, s2, "/v1/kv/app/x", t, Some(json!("v"))).await;
+    assert_eq!(st, 200, "{text}");
+    let (st, text) = call(Method::PUT, s2, "/v1/kv/other", t, Some(json!("v"))).await;
+    assert_eq!(st, 403);
+    assert!(
+        text.contains(&accessor) && text.contains("'key:write' on \"other\""),
+        "{text}"
+    );
+    let (st, _) = call(Method::PUT, s0, "/v1/kv/other", m, Some(json!("v"))).await;
+    assert_eq!(st, 200);
+
+    // Lists are cut to what the token may read, and say so.
+    let resp = http()
+        .get(s0.url("/v1/kv/?recurse"))
+        .header("X-Consul-Token", &secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-consul-results-filtered-by-acls"], "true");
+    let keys: Vec<String> = resp
+        .json::<Vec<Value>>()
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e["Key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(keys, ["app/x"]);
+    let all = json_of(&call(Method::GET, s0, "/v1/kv/?keys", m, None).await.1);
+    assert_eq!(all, json!(["app/x", "other"]));
+    // A transaction is checked op by op: one forbidden key refuses it all.
+    let txn = json!([{"KV": {"Verb": "set", "Key": "app/y", "Value": "dg=="}}, {"KV": {"Verb": "set", "Key": "other", "Value": "dg=="}}]);
+    let (st, _) = call(Method::PUT, s0, "/v1/txn", t, Some(txn)).await;
+    assert_eq!(st, 403);
+    let (st, _) = call(Method::GET, s0, "/v1/kv/app/y", m, None).await;
+    assert_eq!(st, 404, "a refused transaction wrote nothing");
+
+    // Catalog: register two services as management; the token sees only web.
+    for name in ["web", "db"] {
+        let reg = json!({"Node": "ext1", "Address": "10.0.0.9", "Service": {"Service": name, "Port": 80}});
+        let (st, text) = call(Method::PUT, s0, "/v1/catalog/register", m, Some(reg)).await;
+        assert_eq!(st, 200, "{text}");
+    }
+    let services = json_of(
+        &call(Method::GET, s1, "/v1/catalog/services", t, None)
+            .await
+            .1,
+    );
+    assert!(
+        services.get("web").is_some() && services.get("db").is_none(),
+        "{services}"
+    );
+    let (st, _) = call(Method::GET, s1, "/v1/health/service/db", t, None).await;
+    assert_eq!(st, 403);
+    let (st, _) = call(Method::GET, s1, "/v1/health/service/web", t, None).await;
+    assert_eq!(st, 200);
+    let reg =
+        json!({"Node": "ext1", "Address": "10.0.0.9", "Service": {"Service": "db", "Port": 81}});
+    let (st, _) = call(Method::PUT, s1, "/v1/catalog/register", t, Some(reg)).await;
+    assert_eq!(st, 403);
+
+    // Intentions: write only where the rules grant intentions = write.
+    let (st, text) = call(
+        Method::PUT,
+        s2,
+        "/v1/connect/intentions/exact?source=api&destination=web",
+        t,
+        Some(json!({"Action": "allow"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    let (st, _) = call(
+        Method::PUT,
+        s2,
+        "/v1/connect/intentions/exact?source=api&destination=db",
+        t,
+        Some(json!({"Action": "allow"})),
+    )
+    .await;
+    assert_eq!(st, 403);
+    // Operator and ACL routes need their own grants.
+    for (method, path) in [
+        (Method::GET, "/v1/connect/ca/configuration"),
+        (Method::GET, "/v1/acl/tokens"),
+        (Method::GET, "/v1/snapshot"),
+    ] {
+        let (st, _) = call(method, s0, path, t, None).await;
+        assert_eq!(st, 403, "{path}");
+    }
+    // Secrets are shown to management only.
+    let shown = json_of(
+        &call(
+            Method::GET,
+            s0,
+            &format!("/v1/acl/token/{accessor}"),
+            m,
+            None,
+        )
+        .await
+        .1,
+    );
+    assert_eq!(shown["SecretID"], secret.as_str());
+    let me = json_of(&call(Method::GET, s0, "/v1/acl/token/self", t, None).await.1);
+    assert_eq!(me["AccessorID"], accessor.as_str());
+
+    // A client agent checks its own routes with a server, and forwards the rest.
+    let (st, text) = call(
+        Method::PUT,
+        client,
+        "/v1/agent/service/register",
+        t,
+        Some(json!({"Name": "web", "Port": 8080})),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    let (st, _) = call(
+        Method::PUT,
+        client,
+        "/v1/agent/service/register",
+        t,
+        Some(json!({"Name": "db", "Port": 8080})),
+    )
+    .await;
+    assert_eq!(st, 403);
+    let (st, _) = call(Method::PUT, client, "/v1/kv/app/z", t, Some(json!("v"))).await;
+    assert_eq!(st, 200);
+    let (st, _) = call(Method::PUT, client, "/v1/kv/other", t, Some(json!("v"))).await;
+    assert_eq!(st, 403);
+
+    // Taking the policy away takes effect on every server.
+    let (st, text) = call(
+        Method::PUT,
+        s0,
+        &format!("/v1/acl/token/{accessor}"),
+        m,
+        Some(json!({"Description": "app", "Policies": []})),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    for server in [s0, s1, s2] {
+        eventually("policy removal seen", Duration::from_secs(5), || async {
+            let (st, _) = call(Method::PUT, server, "/v1/kv/app/x", t, Some(json!("v"))).await;
+            (st == 403).then_some(())
+        })
+        .await;
+    }
+
+    // ACL data is in Raft: a restarted server still knows the token.
+    let (st, _) = call(
+        Method::PUT,
+        s0,
+        &format!("/v1/acl/token/{accessor}"),
+        m,
+        Some(json!({"Policies": [{"ID": policy["ID"]}]})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    cluster.agents[2].restart().await.unwrap();
+    let s2 = &cluster.agents[2];
+    eventually(
+        "token works after restart",
+        Duration::from_secs(20),
+        || async {
+            let (st, _) = call(Method::PUT, s2, "/v1/kv/app/x", t, Some(json!("v"))).await;
+            (st == 200).then_some(())
+        },
+    )
+    .await;
+
+    // Deleting the token: it is unknown everywhere.
+    let s0 = &cluster.agents[0];
+    let (st, _) = call(
+        Method::DELETE,
+        s0,
+        &format!("/v1/acl/token/{accessor}"),
+        m,
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    eventually("deleted token refused", Duration::from_secs(5), || async {
+        let (st, text) = call(Method::GET, s2, "/v1/kv/app/x", t, None).await;
+        (st == 403 && text.contains("ACL not found")).then_some(())
+    })
+    .await;
+}
