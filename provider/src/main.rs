@@ -2,6 +2,7 @@
 //! served over the plugin protocol v6 by `tfplug`.
 #![forbid(unsafe_code)]
 
+mod acl;
 mod ca_config;
 mod config_entry;
 mod data;

@@ -61,6 +61,8 @@ impl tfplug::Provider for MeshProvider {
             Arc::new(crate::kv::KvResource(s.clone())),
             Arc::new(crate::intention::IntentionResource(s.clone())),
             Arc::new(crate::ca_config::CaConfigResource(s.clone())),
+            Arc::new(crate::acl::AclPolicyResource(s.clone())),
+            Arc::new(crate::acl::AclTokenResource(s.clone())),
         ]
     }
 

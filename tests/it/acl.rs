@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 
 use crate::http;
 
-const MANAGEMENT: &str = "6d3f6a39-2b1e-4c61-9a51-0e3cbb0f1c11";
+pub(crate) const MANAGEMENT: &str = "6d3f6a39-2b1e-4c61-9a51-0e3cbb0f1c11";
 
-fn acl_config(dir: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn acl_config(dir: &std::path::Path) -> std::path::PathBuf {
     let conf = dir.join("acl.hcl");
     std::fs::write(
         &conf,
@@ -25,7 +25,7 @@ fn acl_config(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// One request with an optional token: its status and body text.
-async fn call(
+pub(crate) async fn call(
     method: Method,
     agent: &TestAgent,
     path: &str,

@@ -18,6 +18,7 @@ mod partition;
 mod proxy;
 mod reload;
 mod terraform;
+mod terraform_acl;
 
 use std::time::Duration;
 

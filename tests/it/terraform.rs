@@ -10,28 +10,28 @@ use serde_json::{json, Value};
 
 use crate::http;
 
-const TERRAFORM: &str = "/usr/local/bin/terraform";
+pub(crate) const TERRAFORM: &str = "/usr/local/bin/terraform";
 
 /// The provider binary: `$MESH_PROVIDER_BIN`, else next to the `mesh` binary.
-fn provider_bin() -> PathBuf {
+pub(crate) fn provider_bin() -> PathBuf {
     std::env::var_os("MESH_PROVIDER_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| mesh_testkit::mesh_bin().with_file_name("terraform-provider-mesh"))
 }
 
 /// A terraform working directory with its own CLI config.
-struct Tf {
-    dir: PathBuf,
+pub(crate) struct Tf {
+    pub dir: PathBuf,
     cli_config: PathBuf,
 }
 
-struct Run {
-    code: i32,
-    out: String,
+pub(crate) struct Run {
+    pub code: i32,
+    pub out: String,
 }
 
 impl Tf {
-    fn new(root: &Path, name: &str) -> Tf {
+    pub(crate) fn new(root: &Path, name: &str) -> Tf {
         let provider = provider_bin();
         assert!(
             provider.exists(),
@@ -57,14 +57,20 @@ impl Tf {
         Tf { dir, cli_config }
     }
 
-    fn write(&self, addr: &str, body: &str) {
+    pub(crate) fn write(&self, addr: &str, body: &str) {
+        self.write_with_token(addr, None, body)
+    }
+
+    /// `write`, with the provider's `token` set.
+    pub(crate) fn write_with_token(&self, addr: &str, token: Option<&str>, body: &str) {
+        let token = token.map_or(String::new(), |t| format!("  token   = \"{t}\"\n"));
         let header = format!(
-            "terraform {{\n  required_providers {{\n    mesh = {{ source = \"mesh/mesh\" }}\n  }}\n}}\n\nprovider \"mesh\" {{\n  address = \"{addr}\"\n}}\n\n"
+            "terraform {{\n  required_providers {{\n    mesh = {{ source = \"mesh/mesh\" }}\n  }}\n}}\n\nprovider \"mesh\" {{\n  address = \"{addr}\"\n{token}}}\n\n"
         );
         std::fs::write(self.dir.join("main.tf"), header + body).unwrap();
     }
 
-    async fn run(&self, args: &[&str]) -> Run {
+    pub(crate) async fn run(&self, args: &[&str]) -> Run {
         let out = tokio::process::Command::new(TERRAFORM)
             .args(args)
             .arg("-no-color")
@@ -87,17 +93,17 @@ impl Tf {
         }
     }
 
-    async fn apply(&self) -> Run {
+    pub(crate) async fn apply(&self) -> Run {
         self.run(&["apply", "-auto-approve", "-input=false"]).await
     }
 
     /// `plan -detailed-exitcode`: 0 no changes, 1 error, 2 changes.
-    async fn plan(&self) -> Run {
+    pub(crate) async fn plan(&self) -> Run {
         self.run(&["plan", "-detailed-exitcode", "-input=false"])
             .await
     }
 
-    async fn must(&self, args: &[&str]) {
+    pub(crate) async fn must(&self, args: &[&str]) {
         let r = self.run(args).await;
         assert_eq!(r.code, 0, "terraform {args:?}:\n{}", r.out);
     }

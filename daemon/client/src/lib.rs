@@ -4,6 +4,7 @@
 //! Consul's, so the client also talks to Consul.
 #![forbid(unsafe_code)]
 
+mod acl;
 mod catalog;
 mod config;
 mod connect;

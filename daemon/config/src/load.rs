@@ -285,7 +285,8 @@ mod tests {
         let e = hcl_err("acl {\n  zzzzzzzz = 1\n}\n");
         assert_eq!(e.line, 2);
         assert!(
-            e.message.ends_with("known keys: enabled, default_policy, tokens"),
+            e.message
+                .ends_with("known keys: enabled, default_policy, tokens"),
             "{}",
             e.message
         );
