@@ -337,3 +337,191 @@ node_prefix "" { policy = "write" }
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_cli_bootstraps_and_manages_policies_and_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("acl.hcl");
+    std::fs::write(
+        &conf,
+        "acl {\n  enabled = true\n  default_policy = \"deny\"\n}\n",
+    )
+    .unwrap();
+    let mut spec = AgentSpec::server("node1", 1);
+    spec.extra = vec!["-dev".into(), format!("-config-file={}", conf.display())];
+    let a = TestAgent::start(spec, &dir.path().join("data"))
+        .await
+        .unwrap();
+    let run = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let a = &a;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            crate::mesh_cli(a, &args).await
+        }
+    };
+    let (code, out) = run(&["acl", "bootstrap", "-format=json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let boot = json_of(&out);
+    let secret = boot["SecretID"].as_str().unwrap().to_string();
+    let token = format!("-token={secret}");
+    let (code, out) = run(&["acl", "bootstrap"]).await;
+    assert_ne!(code, 0);
+    assert!(out.contains("no longer allowed"), "{out}");
+
+    // Rules from a file; a bad file is refused before anything is sent.
+    let bad = dir.path().join("bad.hcl");
+    std::fs::write(&bad, "key_prefix \"app/\" {\n  policy = \"wirte\"\n}\n").unwrap();
+    let (code, out) = run(&[
+        "acl",
+        "policy",
+        "create",
+        "-name=app",
+        &format!("-rules=@{}", bad.display()),
+        &token,
+    ])
+    .await;
+    assert_ne!(code, 0);
+    assert!(
+        out.contains("rules:2:12") && out.contains("not an access level"),
+        "{out}"
+    );
+    let good = dir.path().join("app.hcl");
+    std::fs::write(&good, "key_prefix \"app/\" {\n  policy = \"write\"\n}\n").unwrap();
+    let (code, out) = run(&[
+        "acl",
+        "policy",
+        "create",
+        "-name=app",
+        &format!("-rules=@{}", good.display()),
+        &token,
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run(&["acl", "policy", "list", &token]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("app") && out.contains("global-management"),
+        "{out}"
+    );
+
+    let (code, out) = run(&[
+        "acl",
+        "token",
+        "create",
+        "-policy-name=app",
+        "-description=ci",
+        "-format=json",
+        &token,
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let app = json_of(&out);
+    let app_token = format!("-token={}", app["SecretID"].as_str().unwrap());
+    let (code, out) = run(&["kv", "put", &app_token, "app/x", "1"]).await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run(&["kv", "put", &app_token, "other", "1"]).await;
+    assert_ne!(code, 0);
+    assert!(out.contains("Permission denied"), "{out}");
+    let (code, out) = run(&["acl", "token", "read", "-self", &app_token]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ci") && out.contains("app"), "{out}");
+    let id = format!("-id={}", app["AccessorID"].as_str().unwrap());
+    let (code, out) = run(&["acl", "token", "delete", &id, &token]).await;
+    assert_eq!(code, 0, "{out}");
+    let (code, _) = run(&["kv", "get", &app_token, "app/x"]).await;
+    assert_ne!(code, 0);
+}
+
+#[tokio::test]
+async fn sidecars_need_a_token_that_may_write_their_service() {
+    use crate::proxy::{connect_proxy, echo_server, free_port, roundtrip};
+    let dir = tempfile::tempdir().unwrap();
+    let conf = acl_config(dir.path());
+    let mut spec = AgentSpec::server("node1", 1);
+    spec.extra = vec!["-dev".into(), format!("-config-file={}", conf.display())];
+    let a = TestAgent::start(spec, &dir.path().join("data"))
+        .await
+        .unwrap();
+    let m = Some(MANAGEMENT);
+    let db = echo_server().await;
+    for body in [
+        json!({"Name": "db", "ID": "db", "Port": db.port(), "Address": "127.0.0.1",
+            "Connect": {"SidecarService": {"Port": free_port(), "Address": "127.0.0.1"}}}),
+        json!({"Name": "web", "ID": "web", "Port": 1,
+            "Connect": {"SidecarService": {"Port": free_port(), "Address": "127.0.0.1",
+                "Proxy": {"Upstreams": [{"DestinationName": "db", "LocalBindPort": 0}]}}}}),
+    ] {
+        let (st, text) = call(Method::PUT, &a, "/v1/agent/service/register", m, Some(body)).await;
+        assert_eq!(st, 200, "{text}");
+    }
+    let (st, _) = call(
+        Method::PUT,
+        &a,
+        "/v1/connect/intentions/exact?source=web&destination=db",
+        m,
+        Some(json!({"Action": "allow"})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let mut secrets = std::collections::HashMap::new();
+    for name in ["web", "db"] {
+        let rules = format!(
+            "service \"{name}\" {{\n  policy = \"write\"\n}}\nservice_prefix \"\" {{\n  policy = \"read\"\n}}\n"
+        );
+        let (st, text) = call(
+            Method::PUT,
+            &a,
+            "/v1/acl/policy",
+            m,
+            Some(json!({"Name": name, "Rules": rules})),
+        )
+        .await;
+        assert_eq!(st, 200, "{text}");
+        let (_, text) = call(
+            Method::PUT,
+            &a,
+            "/v1/acl/token",
+            m,
+            Some(json!({"Policies": [{"Name": name}]})),
+        )
+        .await;
+        secrets.insert(
+            name,
+            json_of(&text)["SecretID"].as_str().unwrap().to_string(),
+        );
+    }
+
+    // The snapshot holds web's leaf: db's token may not have it.
+    let (st, text) = call(
+        Method::GET,
+        &a,
+        "/v1/agent/connect/proxy/web-sidecar-proxy",
+        Some(&secrets["db"]),
+        None,
+    )
+    .await;
+    assert_eq!(st, 403, "{text}");
+    assert!(text.contains("'service:write' on \"web\""), "{text}");
+    let (st, _) = call(
+        Method::GET,
+        &a,
+        "/v1/agent/connect/proxy/web-sidecar-proxy",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(st, 403);
+
+    // Each sidecar with its own service's token: traffic flows.
+    let db_token = format!("-token={}", secrets["db"]);
+    let web_token = format!("-token={}", secrets["web"]);
+    let (_db_proxy, _) = connect_proxy(&a, &["-sidecar-for", "db-sidecar-proxy", &db_token]).await;
+    let (_web_proxy, ups) =
+        connect_proxy(&a, &["-sidecar-for", "web-sidecar-proxy", &web_token]).await;
+    let upstream = ups.iter().find(|(n, _)| n == "db").expect("db upstream").1;
+    eventually("traffic flows", Duration::from_secs(15), || async {
+        roundtrip(upstream, b"hello").await.ok()
+    })
+    .await;
+}

@@ -92,6 +92,12 @@ impl AgentHandle for AgentView {
         inner.services.get(id).map(|s| s.service.name.clone())
     }
 
+    fn local_proxy_destination(&self, id: &str) -> Option<String> {
+        let inner = self.agent.local.inner.lock();
+        let proxy = inner.services.get(id)?.service.proxy.as_ref()?;
+        Some(proxy.destination_service_name.clone())
+    }
+
     fn local_check_service(&self, check_id: &str) -> Option<String> {
         let inner = self.agent.local.inner.lock();
         let service_id = &inner.checks.get(check_id)?.check.service_id;

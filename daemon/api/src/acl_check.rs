@@ -458,14 +458,18 @@ fn needs(
             Needs::one(Named(Resource::Service, decode(service), Write))
         }
         ["agent", "connect", "proxy", id] => {
+            // The snapshot carries the leaf (the identity) of the service the
+            // proxy stands for: as for the leaf endpoint, that needs write.
             let id = decode(id);
-            let name = match q.get("node") {
-                Some(n) => api
-                    .state
-                    .read(|s| s.service(n, &id).map(|s| s.name.clone())),
-                None => api.agent.local_service_name(&id),
+            let destination = match q.get("node") {
+                Some(n) => api.state.read(|s| {
+                    s.service(n, &id)
+                        .and_then(|s| s.proxy.as_ref())
+                        .map(|p| p.destination_service_name.clone())
+                }),
+                None => api.agent.local_proxy_destination(&id),
             };
-            Needs::one(Named(Resource::Service, name.unwrap_or(id), Read))
+            Needs::one(Named(Resource::Service, destination.unwrap_or(id), Write))
         }
         ["agent", "members"] => Needs::filter(Filter::Array("Name", Resource::Node)),
         ["agent", "self"] => Needs::one(Named(Resource::Agent, node, Read)),

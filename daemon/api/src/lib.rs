@@ -85,6 +85,10 @@ pub trait AgentHandle: Send + Sync + 'static {
     fn local_service_name(&self, _id: &str) -> Option<String> {
         None
     }
+    /// The service a proxy registered on this agent stands for, by the proxy's ID.
+    fn local_proxy_destination(&self, _id: &str) -> Option<String> {
+        None
+    }
     /// The service a check registered on this agent belongs to, if any.
     fn local_check_service(&self, _check_id: &str) -> Option<String> {
         None

@@ -237,7 +237,7 @@ async fn proxy(p: &ProxyArgs) -> anyhow::Result<ExitCode> {
     };
     let base = client.base_url().to_string();
     let mut source = mesh_proxy::SourceConfig::new(base, id.clone());
-    source.token = mesh_client::env_token().or(p.http.token.clone());
+    source.token = p.http.token.clone().or_else(mesh_client::env_token);
     let (snapshots, _poller) = mesh_proxy::source::spawn(source);
     let admin = match p.admin_bind {
         Some(addr) => Some(

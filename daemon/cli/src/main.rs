@@ -1,6 +1,7 @@
 //! `mesh`: the agent and the command-line client, with Consul's flags and habits.
 #![forbid(unsafe_code)]
 
+mod acl;
 mod agent;
 mod argv;
 mod catalog;
@@ -44,6 +45,8 @@ enum Command {
     Snapshot(catalog::SnapshotArgs),
     /// Manage intentions (which services may connect to which)
     Intention(intention::IntentionArgs),
+    /// Manage ACL tokens and policies
+    Acl(acl::AclArgs),
     /// Connect: the built-in proxy and the CA
     Connect(connect::ConnectArgs),
     /// Plan configuration changes (`mesh config plan DIR`)
@@ -90,6 +93,7 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Services(args) => catalog::run_services(&args).await,
         Command::Snapshot(args) => catalog::run_snapshot(&args).await,
         Command::Intention(args) => intention::run(&args).await,
+        Command::Acl(args) => acl::run(&args).await,
         Command::Connect(args) => connect::run(&args).await,
         Command::Config(args) => config_cmd::run(&args).await,
         Command::Reload(http) => catalog::reload(&http).await,

@@ -5,7 +5,11 @@ use std::path::Path;
 
 #[test]
 fn generated_code_is_current() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Cargo sets it at run time too; a binary built in another checkout
+    // sharing the target dir would otherwise look there.
+    let dir =
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+    let root = Path::new(&dir);
     let out = tempfile::tempdir().unwrap();
     let protos =
         ["tfplugin6.proto", "plugin.proto", "health.proto"].map(|p| root.join("proto").join(p));
