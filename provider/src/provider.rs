@@ -46,7 +46,7 @@ impl tfplug::Provider for MeshProvider {
                     "Agent HTTP address, `host:port` or `http://host:port`. Default: `MESH_HTTP_ADDR`, then `127.0.0.1:8500`.",
                 ))
                 .attr(Attribute::string("token").sensitive().describe("ACL token sent as `X-Consul-Token`. Default: `MESH_HTTP_TOKEN`."))
-                .attr(Attribute::string("ca_file").describe("Reserved for an `https://` agent address. mesh agents serve plain HTTP only today, so setting it gives a warning and changes nothing."))
+                .attr(Attribute::string("ca_file").describe("CA certificates (PEM) to verify an `https://` agent address with, instead of the system's roots. Default: `MESH_CACERT`."))
                 .attr(Attribute::string("datacenter").describe("Datacenter to address (`?dc=`); default: the agent's.")),
         )
     }
@@ -98,14 +98,33 @@ impl tfplug::Provider for MeshProvider {
                 )
             }
         };
-        if config.get("ca_file").as_str().is_some() {
-            // Never let a user believe traffic is verified when it is not.
-            diags.attr_warning(
-                AttrPath::attr("ca_file"),
-                "ca_file is not used",
-                "mesh agents serve their API over plain HTTP only, so there is no server certificate to verify; the provider talks to the address in plain HTTP.",
-            );
-        }
+        let ca_file = config
+            .get("ca_file")
+            .as_str()
+            .map(std::path::PathBuf::from)
+            .or_else(mesh_client::env_ca_file);
+        let client = match ca_file {
+            Some(ca) if client.base_url().scheme() == "http" => {
+                // Never let a user believe traffic is verified when it is not.
+                diags.attr_warning(
+                    AttrPath::attr("ca_file"),
+                    "ca_file is not used",
+                    format!("the address is plain http://, so there is no certificate to verify; use https:// with the agent's HTTPS port to have {} checked", ca.display()),
+                );
+                client
+            }
+            Some(ca) => match client.with_ca_file(&ca) {
+                Ok(c) => c,
+                Err(e) => {
+                    return diags.attr_error(
+                        AttrPath::attr("ca_file"),
+                        "Unusable CA file",
+                        e.to_string(),
+                    )
+                }
+            },
+            None => client,
+        };
         let token = config
             .get("token")
             .as_str()

@@ -13,6 +13,7 @@ mod cluster;
 mod compat;
 mod dev;
 mod dns;
+mod https;
 mod intentions;
 mod partition;
 mod proxy;
@@ -51,6 +52,8 @@ pub async fn mesh_cli(agent: &mesh_testkit::TestAgent, args: &[&str]) -> (i32, S
 
 /// An HTTP client with a bounded timeout for every request.
 pub fn http() -> reqwest::Client {
+    // reqwest is built with rustls and no default crypto provider: use ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .build()

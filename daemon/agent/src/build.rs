@@ -42,9 +42,11 @@ pub struct Agent {
     pub(crate) raft: Option<RaftNode>,
     pub(crate) gossip: Gossip,
     http: parking::Slot<TcpListener>,
+    https: parking::Slot<(TcpListener, Arc<rustls::ServerConfig>)>,
     rpc: parking::Slot<TcpListener>,
     /// Actual addresses after binding (port 0 resolved).
     pub http_addr: Option<SocketAddr>,
+    pub https_addr: Option<SocketAddr>,
     pub rpc_addr: Option<SocketAddr>,
     pub(crate) shutdown: watch::Sender<Stop>,
     /// Services and checks this agent is authoritative for.
@@ -115,6 +117,17 @@ impl Agent {
     pub async fn build(config: RuntimeConfig) -> anyhow::Result<Agent> {
         let started = Instant::now();
         let http = bind(config.http_addr(), "HTTP", "-http-port").await?;
+        // Certificate problems stop the start, naming the file.
+        let https = match (config.https_addr(), &config.tls) {
+            (Some(addr), Some(files)) => {
+                let tls = crate::https::server_config(files)?;
+                bind(Some(addr), "HTTPS", "-https-port")
+                    .await?
+                    .map(|l| (l, tls))
+            }
+            _ => None,
+        };
+        let https_addr = https.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
         let rpc = if config.server {
             bind(config.server_addr(), "server RPC", "-server-port").await?
         } else {
@@ -238,8 +251,10 @@ impl Agent {
             raft,
             gossip,
             http: parking::Slot::new(http),
+            https: parking::Slot::new(https),
             rpc: parking::Slot::new(rpc),
             http_addr,
+            https_addr,
             rpc_addr,
             shutdown: watch::channel(Stop::Running).0,
             local,
@@ -270,16 +285,29 @@ impl Agent {
     /// Serve until a signal or a leave; then stop every task.
     pub async fn run(self: Arc<Self>) -> anyhow::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
+        let router = mesh_api::Api::new(
+            self.raft.clone(),
+            self.state.clone(),
+            Arc::new(AgentView::new(self.clone())),
+        )
+        .router(
+            crate::endpoints::routes(self.clone()),
+            crate::ca_endpoints::routes(self.clone()),
+        );
+        if let Some((listener, tls)) = self.https.take() {
+            let listener = crate::https::TlsListener::new(listener, tls)?;
+            let router = router.clone();
+            let mut stop = self.shutdown.subscribe();
+            tasks.spawn(async move {
+                axum::serve(listener, router.into_make_service())
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s != Stop::Running).await;
+                    })
+                    .await
+                    .context("HTTPS server")
+            });
+        }
         if let Some(listener) = self.http.take() {
-            let router = mesh_api::Api::new(
-                self.raft.clone(),
-                self.state.clone(),
-                Arc::new(AgentView::new(self.clone())),
-            )
-            .router(
-                crate::endpoints::routes(self.clone()),
-                crate::ca_endpoints::routes(self.clone()),
-            );
             let mut stop = self.shutdown.subscribe();
             tasks.spawn(async move {
                 // Small answers must not wait for Nagle's delayed ACK dance.

@@ -310,11 +310,12 @@ pub(crate) async fn announce_ready(agent: Arc<Agent>) -> anyhow::Result<()> {
     }
     let fmt = |a: Option<SocketAddr>| a.map_or("-".to_string(), |a| a.to_string());
     println!(
-        "==> mesh agent ready: node={} dc={} server={} http={} rpc={} serf_lan={} dns={}",
+        "==> mesh agent ready: node={} dc={} server={} http={} https={} rpc={} serf_lan={} dns={}",
         agent.config.node_name,
         agent.config.datacenter,
         agent.config.server,
         fmt(agent.http_addr),
+        fmt(agent.https_addr),
         fmt(agent.rpc_addr),
         agent.gossip.local_addr(),
         fmt(agent.dns_addr),

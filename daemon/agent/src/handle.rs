@@ -133,5 +133,9 @@ impl Agent {
 /// query's own wait bounds it.
 pub(crate) fn server_http() -> &'static reqwest::Client {
     static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    HTTP.get_or_init(reqwest::Client::new)
+    HTTP.get_or_init(|| {
+        // reqwest is built with rustls and no default crypto provider: use ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::new()
+    })
 }

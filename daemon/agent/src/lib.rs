@@ -11,6 +11,7 @@ mod dns;
 mod duties;
 mod endpoints;
 mod handle;
+mod https;
 mod identity;
 mod local;
 mod managed;

@@ -118,6 +118,8 @@ impl Api {
         state: Arc<StateStore>,
         agent: Arc<dyn AgentHandle>,
     ) -> Self {
+        // reqwest is built with rustls and no default crypto provider: use ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Api {
             raft,
             state,

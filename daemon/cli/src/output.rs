@@ -12,6 +12,9 @@ pub struct HttpArgs {
     /// ACL token [default: $MESH_HTTP_TOKEN or $CONSUL_HTTP_TOKEN]
     #[arg(long, value_name = "TOKEN")]
     pub token: Option<String>,
+    /// CA certificates (PEM) to verify an https:// agent with [default: $MESH_CACERT or $CONSUL_CACERT]
+    #[arg(long = "ca-file", value_name = "FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl HttpArgs {
@@ -19,7 +22,13 @@ impl HttpArgs {
     pub fn client(&self) -> anyhow::Result<Client> {
         let addr = self.http_addr.clone().unwrap_or_else(mesh_client::env_addr);
         let token = self.token.clone().or_else(mesh_client::env_token);
-        Ok(Client::new(&addr)?.with_token(token))
+        let client = Client::new(&addr)?.with_token(token);
+        Ok(
+            match self.ca_file.clone().or_else(mesh_client::env_ca_file) {
+                Some(ca) => client.with_ca_file(&ca)?,
+                None => client,
+            },
+        )
     }
 }
 

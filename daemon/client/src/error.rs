@@ -11,6 +11,14 @@ pub enum Error {
         /// Why it is not usable.
         reason: String,
     },
+    /// The CA file for an https:// agent is not usable.
+    #[error("CA file {path}: {reason}")]
+    CaFile {
+        /// The file as given.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Nothing answered at the agent's address (refused, unreachable, timed out).
     #[error(
         "cannot reach the agent at {addr}: {reason}; is it running? \

@@ -41,7 +41,9 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for `addr`: `host:port` or `http://host:port`.
+    /// A client for `addr`: `host:port`, `http://host:port` or
+    /// `https://host:port` (verified against the system's roots unless
+    /// `with_ca_file` says otherwise).
     pub fn new(addr: &str) -> Result<Client> {
         let invalid = |reason: &str| Error::InvalidAddr {
             addr: addr.to_string(),
@@ -58,22 +60,17 @@ impl Client {
         };
         let base = Url::parse(&with_scheme).map_err(|e| invalid(&e.to_string()))?;
         match base.scheme() {
-            "http" => {}
-            "https" => return Err(invalid("https is not supported yet; use http://")),
+            "http" | "https" => {}
             other => {
                 return Err(invalid(&format!(
-                    "unsupported scheme {other:?}; use http://"
+                    "unsupported scheme {other:?}; use http:// or https://"
                 )))
             }
         }
         if base.host_str().is_none() {
             return Err(invalid("no host"));
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            // The agent is local or on the LAN: an HTTP(S)_PROXY meant for the internet must not apply.
-            .no_proxy()
-            .user_agent(concat!("mesh-client/", env!("CARGO_PKG_VERSION")))
+        let http = http_builder()
             .build()
             .map_err(|e| invalid(&error::root_cause(&e)))?;
         Ok(Client {
@@ -85,11 +82,47 @@ impl Client {
         })
     }
 
+    /// Trust only the CA certificates in the PEM file `path` for an
+    /// `https://` agent (Consul's `-ca-file` / `CONSUL_CACERT`).
+    pub fn with_ca_file(mut self, path: &std::path::Path) -> Result<Client> {
+        use rustls::pki_types::pem::PemObject;
+        let bad = |reason: String| Error::CaFile {
+            path: path.display().to_string(),
+            reason,
+        };
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| bad(e.to_string()))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| bad(format!("not PEM certificates: {e}")))?;
+        if certs.is_empty() {
+            return Err(bad("no CERTIFICATE block in it".into()));
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in certs {
+            roots.add(cert).map_err(|e| bad(e.to_string()))?;
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        self.http = http_builder()
+            .tls_backend_preconfigured(tls)
+            .build()
+            .map_err(|e| bad(error::root_cause(&e)))?;
+        Ok(self)
+    }
+
     /// A client configured like Consul's: `MESH_HTTP_ADDR`, else `CONSUL_HTTP_ADDR`, else
     /// 127.0.0.1:8500; token from `MESH_HTTP_TOKEN`, else `CONSUL_HTTP_TOKEN`.
     pub fn from_env() -> Result<Client> {
-        let client = Client::new(&env_addr())?;
-        Ok(client.with_token(env_token()))
+        let mut client = Client::new(&env_addr())?.with_token(env_token());
+        if let Some(ca) = env_ca_file() {
+            client = client.with_ca_file(&ca)?;
+        }
+        Ok(client)
     }
 
     /// Sends `X-Consul-Token` with every request (`None` or empty: no token).
@@ -301,6 +334,24 @@ pub fn env_addr() -> String {
     non_empty_var("MESH_HTTP_ADDR")
         .or_else(|| non_empty_var("CONSUL_HTTP_ADDR"))
         .unwrap_or_else(|| DEFAULT_ADDR.to_string())
+}
+
+/// The reqwest settings every client shares.
+fn http_builder() -> reqwest::ClientBuilder {
+    // reqwest is built with rustls and no default crypto provider: use ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        // The agent is local or on the LAN: an HTTP(S)_PROXY meant for the internet must not apply.
+        .no_proxy()
+        .user_agent(concat!("mesh-client/", env!("CARGO_PKG_VERSION")))
+}
+
+/// The CA file from the environment: `MESH_CACERT`, else `CONSUL_CACERT`.
+pub fn env_ca_file() -> Option<std::path::PathBuf> {
+    non_empty_var("MESH_CACERT")
+        .or_else(|| non_empty_var("CONSUL_CACERT"))
+        .map(Into::into)
 }
 
 /// The ACL token from the environment, as `from_env` uses it.

@@ -23,9 +23,9 @@ pub use error::{ConfigError, Error, Origin, Pos, ValidationError};
 pub use load::{dir_files, expand, load, load_file, parse_str, Format, Source};
 pub use raw::{
     OneOrMany, RawAcl, RawAclTokens, RawAddresses, RawConfig, RawConfigEntries, RawConnect,
-    RawDnsConfig, RawPerformance, RawPorts,
+    RawDnsConfig, RawPerformance, RawPorts, RawTls, RawTlsFiles,
 };
 pub use resources::{
     camel_keys, load_all, load_resources, parse_resources, Decl, Loc, ResourceKind,
 };
-pub use runtime::{AclConfig, AclPolicy, Addresses, DnsConfig, Ports, RuntimeConfig};
+pub use runtime::{AclConfig, AclPolicy, Addresses, DnsConfig, Ports, RuntimeConfig, TlsFiles};

@@ -67,6 +67,8 @@ pub struct RawConfig {
     pub recursors: Option<Vec<String>>,
     /// `acl { }`.
     pub acl: Option<RawAcl>,
+    /// `tls { defaults { } }`: the HTTPS API's certificate.
+    pub tls: Option<RawTls>,
     /// `config_entries { }`.
     pub config_entries: Option<RawConfigEntries>,
     /// `service { }` resource blocks (see `resources`; not agent settings).
@@ -150,6 +152,25 @@ pub struct RawDnsConfig {
     pub enable_truncate: Option<bool>,
     /// Leave out instances with any non-passing check.
     pub only_passing: Option<bool>,
+}
+
+/// `tls { defaults { } }`, as in Consul 1.12+.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub defaults: Option<RawTlsFiles>,
+}
+
+/// PEM files for the agent's TLS listeners.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTlsFiles {
+    /// CA bundle (what clients verify the agent against; kept for reference).
+    pub ca_file: Option<String>,
+    /// The agent's certificate chain.
+    pub cert_file: Option<String>,
+    /// Its private key.
+    pub key_file: Option<String>,
 }
 
 /// `acl { enabled default_policy }`.

@@ -54,6 +54,8 @@ pub struct RuntimeConfig {
     pub dns: DnsConfig,
     /// ACL settings.
     pub acl: AclConfig,
+    /// The HTTPS API's certificate and key (`tls { defaults { } }`).
+    pub tls: Option<TlsFiles>,
     /// Config entries to write when this server first becomes leader, as JSON objects.
     pub config_entries_bootstrap: Vec<serde_json::Value>,
     /// Whether script checks (`Args`) may run.
@@ -111,6 +113,14 @@ impl Default for DnsConfig {
     }
 }
 
+/// PEM files of the agent's HTTPS listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub ca_file: Option<PathBuf>,
+}
+
 /// ACL settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AclConfig {
@@ -166,6 +176,11 @@ impl RuntimeConfig {
     pub fn http_addr(&self) -> Option<SocketAddr> {
         let ip = self.addresses.http.unwrap_or(self.client_addr);
         self.ports.http.map(|p| SocketAddr::new(ip, p))
+    }
+    /// HTTPS API listen address, if enabled (same interface as HTTP).
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        let ip = self.addresses.http.unwrap_or(self.client_addr);
+        self.ports.https.map(|p| SocketAddr::new(ip, p))
     }
     /// DNS listen address (UDP and TCP), if DNS is enabled.
     pub fn dns_addr(&self) -> Option<SocketAddr> {

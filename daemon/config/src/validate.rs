@@ -10,7 +10,7 @@ use base64::Engine as _;
 use crate::duration::parse_duration;
 use crate::error::ValidationError;
 use crate::raw::RawConfig;
-use crate::runtime::{AclConfig, AclPolicy, Addresses, DnsConfig, Ports, RuntimeConfig};
+use crate::runtime::{AclConfig, AclPolicy, Addresses, DnsConfig, Ports, RuntimeConfig, TlsFiles};
 
 impl RuntimeConfig {
     /// Applies defaults to merged files and flags and validates the result.
@@ -207,6 +207,7 @@ impl RuntimeConfig {
             }),
             dns: v.dns()?,
             acl: v.acl()?,
+            tls: v.tls(ports.https.is_some())?,
             config_entries_bootstrap: raw
                 .config_entries
                 .as_ref()
@@ -335,6 +336,33 @@ impl Check<'_> {
             return Err(self.fail(key, format!("{text:?} is not a DNS domain")));
         }
         Ok(format!("{}.", trimmed.to_ascii_lowercase()))
+    }
+
+    fn tls(&self, https: bool) -> Result<Option<TlsFiles>, ValidationError> {
+        let files = self
+            .raw
+            .tls
+            .as_ref()
+            .and_then(|t| t.defaults.clone())
+            .unwrap_or_default();
+        match (files.cert_file, files.key_file) {
+            (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+                cert_file: cert.into(),
+                key_file: key.into(),
+                ca_file: files.ca_file.map(Into::into),
+            })),
+            (None, None) if !https => Ok(None),
+            (None, None) => Err(self.fail(
+                "ports.https",
+                "the HTTPS port needs tls { defaults { cert_file = \"...\" key_file = \"...\" } }",
+            )),
+            (Some(_), None) => {
+                Err(self.fail("tls.defaults.cert_file", "cert_file needs key_file too"))
+            }
+            (None, Some(_)) => {
+                Err(self.fail("tls.defaults.key_file", "key_file needs cert_file too"))
+            }
+        }
     }
 
     fn acl(&self) -> Result<AclConfig, ValidationError> {
@@ -637,9 +665,21 @@ mod tests {
                 https: Some(8501),
                 ..Default::default()
             }),
+            tls: Some(crate::raw::RawTls {
+                defaults: Some(crate::raw::RawTlsFiles {
+                    cert_file: Some("/etc/mesh/server.pem".into()),
+                    key_file: Some("/etc/mesh/server.key".into()),
+                    ca_file: None,
+                }),
+            }),
             ..base()
         };
         let c = RuntimeConfig::build(raw).unwrap();
+        assert_eq!(c.https_addr().unwrap().port(), 8501);
+        assert_eq!(
+            c.tls.as_ref().unwrap().cert_file.to_str(),
+            Some("/etc/mesh/server.pem")
+        );
         assert_eq!(
             (c.ports.dns, c.ports.http, c.ports.https),
             (None, Some(0), Some(8501))

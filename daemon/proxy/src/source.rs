@@ -74,6 +74,8 @@ pub fn spawn(
 ///
 /// Returns when every receiver of `tx` has been dropped.
 pub async fn run(cfg: SourceConfig, tx: watch::Sender<Arc<ProxySnapshot>>) {
+    // reqwest is built with rustls and no default crypto provider: use ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = match reqwest::Client::builder()
         // The server may add up to wait/16 of jitter; allow for it.
         .timeout(cfg.wait + cfg.wait / 16 + Duration::from_secs(10))

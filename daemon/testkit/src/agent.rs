@@ -53,6 +53,8 @@ pub struct TestAgent {
     pub spec: AgentSpec,
     pub data_dir: PathBuf,
     pub http: SocketAddr,
+    /// The HTTPS API, when the agent was configured with one.
+    pub https: Option<SocketAddr>,
     pub rpc: Option<SocketAddr>,
     pub serf: SocketAddr,
     pub dns: Option<SocketAddr>,
@@ -63,6 +65,7 @@ pub struct TestAgent {
 /// Addresses from the agent's ready line.
 struct Ready {
     http: SocketAddr,
+    https: Option<SocketAddr>,
     rpc: Option<SocketAddr>,
     serf: SocketAddr,
     dns: Option<SocketAddr>,
@@ -77,6 +80,7 @@ fn parse_ready(line: &str) -> Option<Ready> {
     };
     Some(Ready {
         http: field("http")?,
+        https: field("https"),
         rpc: field("rpc"),
         serf: field("serf_lan")?,
         dns: field("dns"),
@@ -124,7 +128,17 @@ impl TestAgent {
         if let Some(key) = &spec.encrypt {
             args.push(format!("-encrypt={key}"));
         }
-        args.extend(spec.extra.iter().cloned());
+        // A restart keeps the HTTPS port it had (in place of the spec's).
+        let https = ports.and_then(|r| r.https);
+        args.extend(
+            spec.extra
+                .iter()
+                .filter(|a| https.is_none() || !a.starts_with("-https-port"))
+                .cloned(),
+        );
+        if let Some(https) = https {
+            args.push(format!("-https-port={}", https.port()));
+        }
         args
     }
 
@@ -173,6 +187,7 @@ impl TestAgent {
             spec,
             data_dir: data_dir.to_path_buf(),
             http: ready.http,
+            https: ready.https,
             rpc: ready.rpc,
             serf: ready.serf,
             dns: ready.dns,
@@ -219,6 +234,7 @@ impl TestAgent {
         self.kill().await;
         let ports = Ready {
             http: self.http,
+            https: self.https,
             rpc: self.rpc,
             serf: self.serf,
             dns: self.dns,

@@ -38,6 +38,8 @@ impl TestCluster {
             spec.retry_join = vec![seed];
             agents.push(TestAgent::start(spec, &dir.path().join(format!("s{i}"))).await?);
         }
+        // reqwest is built with rustls and no default crypto provider: use ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let cluster = TestCluster {
             agents,
             dir,
