@@ -7,6 +7,10 @@
    until all 1,000 have their answer (p50, p99, max).
 3. 10,000 services x 3 instances: RSS per instance and the p99 of a
    registration write (16 concurrent writers).
+4. ACL cost (BENCH_ONLY=acl): the reads of (1) and /v1/catalog/services
+   (100 names, a list the ACL layer filters) on an agent with ACLs off and
+   on one with ACLs on (default deny, a token with service/node read),
+   interleaved in one run, with the etcd range read of (1) as the peer.
 """
 
 import base64
@@ -28,8 +32,10 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
-def wrk(url, script=None):
+def wrk(url, script=None, token=None):
     cmd = ["wrk", "-t2", "-c64", f"-d{DURATION}s", "--latency", "--timeout", "5s"]
+    if token:
+        cmd += ["-H", f"X-Consul-Token: {token}"]
     if script:
         cmd += ["-s", os.path.join(HERE, script)]
     out = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=DURATION + 60).stdout
@@ -41,14 +47,15 @@ def wrk(url, script=None):
     return rps, float(p99.group(1)) * scale
 
 
-def register(addr, node, svc, sid, port):
+def register(addr, node, svc, sid, port, token=None):
     body = json.dumps({
         "Node": node, "Address": "10.0.0.1",
         "Service": {"ID": sid, "Service": svc, "Port": port, "Tags": ["v1"], "Meta": {"team": "bench"}},
         "Check": {"CheckID": f"{sid}-ok", "Name": "ok", "Status": "passing", "ServiceID": sid},
     }).encode()
     t0 = now()
-    st, out = request("PUT", addr, "/v1/catalog/register", body, timeout=10)
+    headers = {"X-Consul-Token": token} if token else None
+    st, out = request("PUT", addr, "/v1/catalog/register", body, timeout=10, headers=headers)
     assert st == 200, out
     return (now() - t0) * 1000
 
@@ -125,7 +132,65 @@ def scale(agent, services=10000, per=3, writers=16):
             "rss_mib": rss1 // 1024, "bytes_per_instance": round(per_instance)}
 
 
+MANAGEMENT = "6d3f6a39-2b1e-4c61-9a51-0e3cbb0f1c11"
+
+
+def acl_cost():
+    conf = os.path.join(WORK, "acl.hcl")
+    with open(conf, "w") as f:
+        f.write('acl {\n  enabled = true\n  default_policy = "deny"\n'
+                f'  tokens {{\n    initial_management = "{MANAGEMENT}"\n  }}\n}}\n')
+    plain = Mesh("plain", expect=1, extra=["-dev"]).start()
+    guarded = Mesh("guarded", expect=1, extra=["-dev", f"-config-file={conf}"]).start()
+    mgmt = {"X-Consul-Token": MANAGEMENT}
+    for agent, token in ((plain, None), (guarded, MANAGEMENT)):
+        for i in range(100):
+            register(agent.http, f"node{i % 10}", "web", f"web-{i}", 8000 + i, token)
+            register(agent.http, f"node{i % 10}", f"svc{i:03}", f"svc-{i}", 9000 + i, token)
+    rules = 'service_prefix "" {\n  policy = "read"\n}\nnode_prefix "" {\n  policy = "read"\n}\n'
+    st, _ = request("PUT", guarded.http, "/v1/acl/policy", json.dumps({"Name": "read", "Rules": rules}).encode(),
+                    headers=mgmt)
+    assert st == 200
+    st, body = request("PUT", guarded.http, "/v1/acl/token",
+                       json.dumps({"Policies": [{"Name": "read"}]}).encode(), headers=mgmt)
+    assert st == 200, body
+    token = json.loads(body)["SecretID"]
+    st, body = request("GET", guarded.http, "/v1/catalog/services", headers={"X-Consul-Token": token})
+    assert st == 200 and len(json.loads(body)) == 101, body
+    e = Etcd("a1", free_port(), free_port())
+    e.start(f"a1=http://{e.peer}")
+    wait_until("etcd up", e.status, 30, 0.1)
+    st, body = request("GET", plain.http, "/v1/health/service/web?passing", timeout=5)
+    value = base64.b64encode(b"x" * (len(body) // 100)).decode()
+    for i in range(100):
+        key = base64.b64encode(f"/web/{i:03}".encode()).decode()
+        st, _ = request("POST", e.client, "/v3/kv/put", json.dumps({"key": key, "value": value}).encode())
+        assert st == 200
+    out = {}
+    for path in ("/v1/health/service/web?passing", "/v1/catalog/services"):
+        off, on = [], []
+        for _ in range(3):  # interleaved rounds
+            off.append(wrk(f"http://{plain.http}{path}"))
+            on.append(wrk(f"http://{guarded.http}{path}", token=token))
+        off_rps, on_rps = median([r for r, _ in off]), median([r for r, _ in on])
+        out[path] = {"acl_off_rps": round(off_rps), "acl_on_rps": round(on_rps),
+                     "acl_off_p99_ms": median([p for _, p in off]), "acl_on_p99_ms": median([p for _, p in on]),
+                     "on_over_off": round(on_rps / off_rps, 3)}
+        log(f"acl {path}: off {off_rps:.0f} req/s, on {on_rps:.0f} req/s ({on_rps / off_rps:.3f}x)")
+    e_rps, e_p99 = wrk(f"http://{e.client}/v3/kv/range", "etcd_range.lua")
+    out["etcd_range_rps"] = round(e_rps)
+    out["health_acl_on_vs_etcd"] = round(out["/v1/health/service/web?passing"]["acl_on_rps"] / e_rps, 2)
+    log(f"etcd range {e_rps:.0f} req/s; health with ACLs on / etcd {out['health_acl_on_vs_etcd']}x")
+    e.proc.kill()
+    plain.kill()
+    guarded.kill()
+    return out
+
+
 def main():
+    if os.environ.get("BENCH_ONLY") == "acl":
+        print(json.dumps({"acl": acl_cost()}, indent=2))
+        return
     agent = Mesh("dev", expect=1, extra=["-dev"]).start()
     if os.environ.get("BENCH_ONLY") == "fan_out":
         print(json.dumps({"fan_out": fan_out(agent)}, indent=2))

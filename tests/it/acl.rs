@@ -179,8 +179,22 @@ node_prefix "" { policy = "write" }
         .map(|e| e["Key"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(keys, ["app/x"]);
+    // Filtered answers are reused only while the answer they came from holds.
+    let (st, _) = call(Method::PUT, s0, "/v1/kv/app/x2", m, Some(json!("v"))).await;
+    assert_eq!(st, 200);
+    let (_, text) = call(Method::GET, s0, "/v1/kv/?recurse", t, None).await;
+    let listed = json_of(&text);
+    let keys: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["Key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["app/x", "app/x2"]);
+    let (_, text) = call(Method::GET, s0, "/v1/kv/?keys", t, None).await;
+    assert_eq!(json_of(&text), json!(["app/x", "app/x2"]));
     let all = json_of(&call(Method::GET, s0, "/v1/kv/?keys", m, None).await.1);
-    assert_eq!(all, json!(["app/x", "other"]));
+    assert_eq!(all, json!(["app/x", "app/x2", "other"]));
     // A transaction is checked op by op: one forbidden key refuses it all.
     let txn = json!([{"KV": {"Verb": "set", "Key": "app/y", "Value": "dg=="}}, {"KV": {"Verb": "set", "Key": "other", "Value": "dg=="}}]);
     let (st, _) = call(Method::PUT, s0, "/v1/txn", t, Some(txn)).await;

@@ -63,6 +63,8 @@ pub(crate) struct Resolved {
 #[derive(Default)]
 pub(crate) struct CallerCache {
     entries: Mutex<HashMap<String, (Stamp, bool, Caller)>>,
+    /// Filtered list answers by (authorizer, request URI).
+    filtered: Mutex<HashMap<(usize, String), FilteredAnswer>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -338,7 +340,8 @@ fn needs(
         return Needs::default();
     };
     let segs: Vec<&str> = rest.split('/').collect();
-    let node = api.agent.node_name();
+    // Only agent routes need this agent's name.
+    let node = || api.agent.node_name();
     let write = *method != Method::GET && *method != Method::HEAD;
     let access = if write { Write } else { Read };
     let qs = |k: &str| q.get(k).cloned().unwrap_or_default();
@@ -472,11 +475,11 @@ fn needs(
             Needs::one(Named(Resource::Service, destination.unwrap_or(id), Write))
         }
         ["agent", "members"] => Needs::filter(Filter::Array("Name", Resource::Node)),
-        ["agent", "self"] => Needs::one(Named(Resource::Agent, node, Read)),
+        ["agent", "self"] => Needs::one(Named(Resource::Agent, node(), Read)),
         ["agent", "leave" | "reload" | "join", ..] => {
-            Needs::one(Named(Resource::Agent, node, Write))
+            Needs::one(Named(Resource::Agent, node(), Write))
         }
-        ["agent", "config", "plan"] => Needs::one(Named(Resource::Agent, node, Read)),
+        ["agent", "config", "plan"] => Needs::one(Named(Resource::Agent, node(), Read)),
         ["agent", "services"] => Needs::filter(Filter::Values("Service", Resource::Service)),
         ["agent", "checks"] => Needs::filter(Filter::Checks),
         ["agent", "service", "register"] => {
@@ -496,12 +499,12 @@ fn needs(
             let sid = str_field(body, "ServiceID");
             match api.agent.local_service_name(&sid) {
                 Some(name) => Needs::one(Named(Resource::Service, name, Write)),
-                None => Needs::one(Named(Resource::Node, node, Write)),
+                None => Needs::one(Named(Resource::Node, node(), Write)),
             }
         }
         ["agent", "check", _, id] => match api.agent.local_check_service(&decode(id)) {
             Some(name) => Needs::one(Named(Resource::Service, name, Write)),
-            None => Needs::one(Named(Resource::Node, node, Write)),
+            None => Needs::one(Named(Resource::Node, node(), Write)),
         },
         // Anything else: only a management token (fail closed).
         _ => Needs::one(Check::Management),
@@ -591,6 +594,7 @@ async fn enforce_inner(api: Api, mut req: Request, next: Next) -> Result<Respons
     let caller = caller(&api, &settings, secret).await?;
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let uri = req.uri().to_string();
     let mut body_value = Value::Null;
     if body_matters(&method, &path) {
         let (parts, body) = req.into_parts();
@@ -610,24 +614,87 @@ async fn enforce_inner(api: Api, mut req: Request, next: Next) -> Result<Respons
     let resp = next.run(req).await;
     match needs.filter {
         Some(filter) if !authz.is_management() && resp.status() == StatusCode::OK => {
-            filter_answer(resp, filter, &authz, path.starts_with("/v1/kv")).await
+            let kv = path.starts_with("/v1/kv");
+            filter_answer(&api, resp, filter, &authz, &uri, kv).await
         }
         _ => Ok(resp),
     }
 }
 
 async fn filter_answer(
+    api: &Api,
     resp: Response,
     filter: Filter,
-    authz: &Authorizer,
+    authz: &Arc<Authorizer>,
+    uri: &str,
     kv: bool,
 ) -> Result<Response, ApiError> {
     let (mut parts, body) = resp.into_parts();
     let bytes = axum::body::to_bytes(body, usize::MAX)
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
-        return Ok(Response::from_parts(parts, Body::from(bytes)));
+    // Most reads repeat: the same answer for the same caller filters the same.
+    let key = (Arc::as_ptr(authz) as usize, uri.to_string());
+    let hit = api
+        .acl_cache
+        .filtered
+        .lock()
+        .get(&key)
+        .filter(|e| e.source == bytes)
+        .map(|e| e.result.clone());
+    let result = match hit {
+        Some(r) => r,
+        None => {
+            let r = filter_bytes(&bytes, filter, authz, kv);
+            let mut cache = api.acl_cache.filtered.lock();
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(
+                key,
+                FilteredAnswer {
+                    // Held so the pointer in the key cannot be reused by another authorizer.
+                    _authz: authz.clone(),
+                    source: bytes.clone(),
+                    result: r.clone(),
+                },
+            );
+            r
+        }
+    };
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Ok(match result {
+        // Consul answers 404 when nothing under the prefix is readable.
+        Filtered::NothingReadable => (StatusCode::NOT_FOUND, parts.headers, "").into_response(),
+        Filtered::Unchanged => Response::from_parts(parts, Body::from(bytes)),
+        Filtered::Cut(out) => {
+            parts.headers.insert(
+                "X-Consul-Results-Filtered-By-ACLs",
+                HeaderValue::from_static("true"),
+            );
+            Response::from_parts(parts, Body::from(out))
+        }
+    })
+}
+
+/// A list answer after the ACL filter.
+#[derive(Clone)]
+enum Filtered {
+    Unchanged,
+    Cut(Bytes),
+    NothingReadable,
+}
+
+/// One filtered answer, kept while its source bytes stay the same.
+pub(crate) struct FilteredAnswer {
+    _authz: Arc<Authorizer>,
+    source: Bytes,
+    result: Filtered,
+}
+
+fn filter_bytes(bytes: &Bytes, filter: Filter, authz: &Authorizer, kv: bool) -> Filtered {
+    let Ok(mut value) = serde_json::from_slice::<Value>(bytes) else {
+        return Filtered::Unchanged;
     };
     let can_read = |r: Resource, name: &str| authz.allows(r, name, Access::Read);
     let check_ok = |c: &Value| {
@@ -658,19 +725,14 @@ async fn filter_answer(
     }
     let after = count(&value);
     if kv && after == 0 && before > 0 {
-        // Consul answers 404 when nothing under the prefix is readable.
-        parts.headers.remove(axum::http::header::CONTENT_LENGTH);
-        return Ok((StatusCode::NOT_FOUND, parts.headers, "").into_response());
+        return Filtered::NothingReadable;
     }
-    if after < before {
-        parts.headers.insert(
-            "X-Consul-Results-Filtered-By-ACLs",
-            HeaderValue::from_static("true"),
-        );
+    if after == before {
+        return Filtered::Unchanged;
     }
-    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
-    let out = serde_json::to_vec(&value).expect("a JSON value renders");
-    Ok(Response::from_parts(parts, Body::from(out)))
+    Filtered::Cut(Bytes::from(
+        serde_json::to_vec(&value).expect("a JSON value renders"),
+    ))
 }
 
 fn count(v: &Value) -> usize {
