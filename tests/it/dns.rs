@@ -93,3 +93,71 @@ async fn client_agents_answer_dns_through_a_server() {
     let out = dig(dns, &["+tcp", "+short", "web.service.consul"]).await;
     assert_eq!(out.trim(), "127.0.0.1", "TCP relays too");
 }
+
+#[tokio::test]
+async fn with_acls_dns_answers_what_the_anonymous_token_may_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = crate::acl::acl_config(dir.path());
+    let mut spec = AgentSpec::server("dnsacl", 1);
+    spec.extra = vec!["-dev".into(), format!("-config-file={}", conf.display())];
+    spec.dns = true;
+    let agent = TestAgent::start(spec, &dir.path().join("a")).await.unwrap();
+    let dns = agent.dns.expect("agent serves DNS");
+    let m = Some(crate::acl::MANAGEMENT);
+    use reqwest::Method;
+    for name in ["web", "db"] {
+        let reg = json!({"Node": format!("n-{name}"), "Address": "127.0.0.21",
+                         "Service": {"Service": name, "Port": 80}});
+        let (st, text) =
+            crate::acl::call(Method::PUT, &agent, "/v1/catalog/register", m, Some(reg)).await;
+        assert_eq!(st, 200, "{text}");
+    }
+    // Default deny and no grant for anonymous: nothing resolves.
+    let none = dig(dns, &["+short", "web.service.consul", "A"]).await;
+    assert_eq!(none.trim(), "", "{none}");
+
+    // The anonymous token (created with the initial management token) may read web.
+    let rules =
+        "service \"web\" {\n  policy = \"read\"\n}\nnode_prefix \"\" {\n  policy = \"read\"\n}\n";
+    let (st, text) = crate::acl::call(
+        Method::PUT,
+        &agent,
+        "/v1/acl/policy",
+        m,
+        Some(json!({"Name": "dns", "Rules": rules})),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    let anonymous = "/v1/acl/token/00000000-0000-0000-0000-000000000002";
+    let ready = eventually(
+        "anonymous token exists",
+        Duration::from_secs(10),
+        || async {
+            let (st, _) = crate::acl::call(Method::GET, &agent, anonymous, m, None).await;
+            (st == 200).then_some(())
+        },
+    );
+    ready.await;
+    let (st, text) = crate::acl::call(
+        Method::PUT,
+        &agent,
+        anonymous,
+        m,
+        Some(json!({"Policies": [{"Name": "dns"}]})),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    let web = eventually("web resolves", Duration::from_secs(10), || async {
+        let a = dig(dns, &["+short", "web.service.consul", "A"]).await;
+        (!a.trim().is_empty()).then_some(a)
+    })
+    .await;
+    assert_eq!(web.trim(), "127.0.0.21");
+    let db = dig(dns, &["+short", "db.service.consul", "A"]).await;
+    assert_eq!(db.trim(), "", "db stays hidden: {db}");
+    // And HTTP without a token follows the same grant.
+    let (st, _) = crate::acl::call(Method::GET, &agent, "/v1/health/service/web", None, None).await;
+    assert_eq!(st, 200);
+    let (st, _) = crate::acl::call(Method::GET, &agent, "/v1/health/service/db", None, None).await;
+    assert_eq!(st, 403);
+}

@@ -51,6 +51,10 @@ pub(crate) fn settings(config: &RuntimeConfig) -> mesh_dns::DnsConfig {
         enable_truncate: d.enable_truncate,
         only_passing: d.only_passing,
         recursors: d.recursors.clone(),
+        acl: config.acl.enabled.then(|| mesh_dns::DnsAcl {
+            default_allow: config.acl.default_policy == mesh_config::AclPolicy::Allow,
+            token: config.acl.default_token.clone(),
+        }),
         ..Default::default()
     }
 }

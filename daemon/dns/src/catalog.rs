@@ -9,7 +9,8 @@ use mesh_state::{StateStore, Table};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
-use crate::view::{table_indexes, View};
+use crate::config::DnsAcl;
+use crate::view::{built_from, View};
 
 /// The shared, lazily rebuilt view of one state store.
 pub(crate) struct Catalog {
@@ -21,7 +22,7 @@ pub(crate) struct Catalog {
 
 impl Catalog {
     pub fn new(store: Arc<StateStore>) -> Catalog {
-        let view = store.read(|state| View::build(state, None));
+        let view = store.read(|state| View::build(state, None, None));
         Catalog {
             store,
             current: RwLock::new(Arc::new(view)),
@@ -29,20 +30,24 @@ impl Catalog {
         }
     }
 
-    /// A view at least as new as every write applied before the call.
-    pub fn view(&self) -> Arc<View> {
-        let now = self.store.read(table_indexes);
+    /// A view at least as new as every write applied before the call,
+    /// showing what `acl` may read (everything when ACLs are off).
+    pub fn view(&self, acl: Option<&DnsAcl>) -> Arc<View> {
+        let now = self.store.read(|s| built_from(s, acl));
         let view = self.current.read().clone();
         if view.built_from == now {
             return view;
         }
         let _one_builder = self.rebuilding.lock();
         let view = self.current.read().clone();
-        if view.built_from == self.store.read(table_indexes) {
+        if view.built_from == self.store.read(|s| built_from(s, acl)) {
             return view;
         }
         let started = std::time::Instant::now();
-        let fresh = Arc::new(self.store.read(|state| View::build(state, Some(&view))));
+        let fresh = Arc::new(
+            self.store
+                .read(|state| View::build(state, Some(&view), acl)),
+        );
         tracing::trace!(elapsed = ?started.elapsed(), services = fresh.services.len(), "dns: catalog view rebuilt");
         *self.current.write() = fresh.clone();
         fresh
@@ -56,6 +61,7 @@ impl Catalog {
                 hub.subscribe(Table::Nodes),
                 hub.subscribe(Table::Services),
                 hub.subscribe(Table::Checks),
+                hub.subscribe(Table::Acl),
             ],
         }
     }
@@ -63,7 +69,7 @@ impl Catalog {
 
 /// One worker's change detector for the catalog tables.
 pub(crate) struct Watcher {
-    tables: [watch::Receiver<u64>; 3],
+    tables: [watch::Receiver<u64>; 4],
 }
 
 impl Watcher {
@@ -95,7 +101,7 @@ mod tests {
         let catalog = Catalog::new(store.clone());
         let mut watcher = catalog.watcher();
         assert!(!watcher.changed());
-        assert!(catalog.view().nodes.is_empty());
+        assert!(catalog.view(None).nodes.is_empty());
 
         let cmd = Command::NodeRegister {
             node: Node {
@@ -107,9 +113,9 @@ mod tests {
         store.apply(1, &encode_command(&cmd).unwrap());
         assert!(watcher.changed());
         assert!(!watcher.changed());
-        let view = catalog.view();
+        let view = catalog.view(None);
         assert!(view.nodes.contains_key("n1"));
         // Unchanged state: the same view is handed out again.
-        assert!(Arc::ptr_eq(&view, &catalog.view()));
+        assert!(Arc::ptr_eq(&view, &catalog.view(None)));
     }
 }

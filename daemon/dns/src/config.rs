@@ -34,6 +34,18 @@ pub struct DnsConfig {
     pub recursor_timeout: Duration,
     /// Most A/AAAA records in any response (0: no limit).
     pub a_record_limit: usize,
+    /// With ACLs on: answers show only what this token may read.
+    pub acl: Option<DnsAcl>,
+}
+
+/// ACLs as DNS applies them: the agent's default token (else the anonymous
+/// token) decides which services and nodes exist, as in Consul.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DnsAcl {
+    /// `acl.default_policy = "allow"`.
+    pub default_allow: bool,
+    /// `acl.tokens.default`.
+    pub token: Option<String>,
 }
 
 impl Default for DnsConfig {
@@ -50,6 +62,7 @@ impl Default for DnsConfig {
             recursors: Vec::new(),
             recursor_timeout: Duration::from_secs(2),
             a_record_limit: 0,
+            acl: None,
         }
     }
 }

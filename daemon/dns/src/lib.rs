@@ -29,5 +29,5 @@ mod test_fixture;
 mod udp;
 mod view;
 
-pub use config::DnsConfig;
+pub use config::{DnsAcl, DnsConfig};
 pub use server::DnsServer;

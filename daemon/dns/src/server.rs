@@ -101,16 +101,20 @@ impl DnsServer {
     /// Per-task state: a handler with its own snapshot of settings and view.
     pub(crate) fn local(&self, own_ip: Option<IpAddr>) -> Local {
         let mut config = self.config.clone();
-        let settings = Arc::new(Settings::new(&config.borrow_and_update()));
+        let (settings, acl) = {
+            let c = config.borrow_and_update();
+            (Arc::new(Settings::new(&c)), c.acl.clone())
+        };
         let watcher = self.catalog.watcher();
         Local {
             handler: Handler {
                 settings,
-                view: self.catalog.view(),
+                view: self.catalog.view(acl.as_ref()),
                 own_ip,
                 forwarder: self.forwarder.clone(),
             },
             config,
+            acl,
             watcher,
             catalog: self.catalog.clone(),
             cache: AnswerCache::default(),
@@ -127,6 +131,8 @@ fn flatten(ended: Result<io::Result<()>, tokio::task::JoinError>) -> io::Result<
 pub(crate) struct Local {
     handler: Handler,
     config: watch::Receiver<DnsConfig>,
+    /// The ACL part of `config`, which decides what the view shows.
+    acl: Option<crate::config::DnsAcl>,
     watcher: Watcher,
     catalog: Arc<Catalog>,
     cache: AnswerCache,
@@ -135,14 +141,18 @@ pub(crate) struct Local {
 impl Local {
     fn refresh(&mut self) {
         // Err: the sender is gone; keep the last configuration.
+        let mut acl_changed = false;
         if self.config.has_changed().unwrap_or(false) {
-            let settings = Settings::new(&self.config.borrow_and_update());
-            self.handler.settings = Arc::new(settings);
+            let config = self.config.borrow_and_update();
+            self.handler.settings = Arc::new(Settings::new(&config));
+            acl_changed = config.acl != self.acl;
+            self.acl = config.acl.clone();
+            drop(config);
             self.cache.clear();
         }
         // Cached answers check their own part of the view on each hit.
-        if self.watcher.changed() {
-            self.handler.view = self.catalog.view();
+        if self.watcher.changed() || acl_changed {
+            self.handler.view = self.catalog.view(self.acl.as_ref());
         }
     }
 

@@ -118,6 +118,6 @@ impl Fixture {
     }
 
     pub fn view(&self) -> View {
-        self.store.read(|state| View::build(state, None))
+        self.store.read(|state| View::build(state, None, None))
     }
 }

@@ -10,8 +10,11 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use hickory_server::proto::rr::Name;
+use mesh_acl::{Access, Authorizer, Resource};
 use mesh_state::{State, Table};
-use mesh_types::{CheckStatus, Node, Service};
+use mesh_types::{CheckStatus, Node, Service, ANONYMOUS_TOKEN_ID};
+
+use crate::config::DnsAcl;
 use rustc_hash::FxHashMap;
 
 /// The service Consul servers register; its nodes answer NS queries.
@@ -136,8 +139,9 @@ pub(crate) enum Known {
 /// The whole index; immutable once built, shared behind an `Arc`.
 #[derive(Debug, Default)]
 pub(crate) struct View {
-    /// The node, service and check table indexes it was built from.
-    pub built_from: [u64; 3],
+    /// The node, service and check table indexes it was built from, and
+    /// the ACL stamp (0: ACLs off) of what it may show.
+    pub built_from: [u64; 4],
     /// Keyed by lowercase service name.
     pub services: FxHashMap<Arc<str>, Arc<Group>>,
     /// Connect proxies keyed by the lowercase name of the service they front.
@@ -146,13 +150,44 @@ pub(crate) struct View {
     pub nodes: FxHashMap<Arc<str>, Arc<NodeEntry>>,
 }
 
-/// The table indexes a view depends on.
-pub(crate) fn table_indexes(state: &State) -> [u64; 3] {
+/// What a view depends on: the catalog tables, and with ACLs on, the ACL
+/// data and settings (a stamp that changes with either).
+pub(crate) fn built_from(state: &State, acl: Option<&DnsAcl>) -> [u64; 4] {
+    let stamp = acl.map_or(0, |acl| {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (acl, state.acl_index()).hash(&mut h);
+        h.finish() | 1
+    });
     [
         state.table_index(Table::Nodes),
         state.table_index(Table::Services),
         state.table_index(Table::Checks),
+        stamp,
     ]
+}
+
+/// What DNS may show with ACLs on: the default token's rules (else the
+/// anonymous token's) over the default policy.
+fn dns_authorizer(state: &State, acl: &DnsAcl) -> Authorizer {
+    let token = acl
+        .token
+        .as_deref()
+        .and_then(|secret| state.acl_token_by_secret(secret))
+        .or_else(|| state.acl_token(ANONYMOUS_TOKEN_ID));
+    let Some(token) = token else {
+        return Authorizer::from_rules([], acl.default_allow);
+    };
+    if token.is_management() {
+        return Authorizer::management();
+    }
+    let rules: Vec<mesh_acl::Rules> = token
+        .policies
+        .iter()
+        .filter_map(|id| state.acl_policy(id))
+        .filter_map(|p| mesh_acl::parse_rules(&p.rules).ok())
+        .collect();
+    Authorizer::from_rules(rules.iter(), acl.default_allow)
 }
 
 fn lower(s: &str) -> Cow<'_, str> {
@@ -166,8 +201,18 @@ fn lower(s: &str) -> Cow<'_, str> {
 type Health = (CheckStatus, Stamp);
 
 impl View {
-    /// Index the catalog, reusing what `previous` already holds.
-    pub fn build(state: &State, previous: Option<&View>) -> View {
+    /// Index the catalog, reusing what `previous` already holds; with
+    /// `acl`, only the nodes and services its token may read.
+    pub fn build(state: &State, previous: Option<&View>, acl: Option<&DnsAcl>) -> View {
+        let built_from = built_from(state, acl);
+        // A view shown to other ACL rules has nothing to lend.
+        let previous = previous.filter(|p| p.built_from[3] == built_from[3]);
+        let authz = acl.map(|acl| dns_authorizer(state, acl));
+        let readable = |r: Resource, name: &str| {
+            authz
+                .as_ref()
+                .is_none_or(|a| a.allows(r, name, Access::Read))
+        };
         let mut node_checks: FxHashMap<&str, Health> = FxHashMap::default();
         let mut service_checks: FxHashMap<(&str, &str), Health> = FxHashMap::default();
         for (node, check) in state.checks() {
@@ -183,11 +228,11 @@ impl View {
         }
 
         let mut view = View {
-            built_from: table_indexes(state),
+            built_from,
             ..View::default()
         };
         let mut by_name: FxHashMap<&str, (&Node, Arc<NodeEntry>)> = FxHashMap::default();
-        for node in state.nodes() {
+        for node in state.nodes().filter(|n| readable(Resource::Node, &n.name)) {
             let key = lower(&node.name);
             let reused = previous
                 .and_then(|p| p.nodes.get_key_value(&*key))
@@ -207,6 +252,9 @@ impl View {
             let Some((node, _)) = by_name.get(node_name) else {
                 continue;
             };
+            if !readable(Resource::Service, &service.name) {
+                continue;
+            }
             let mut stamp = Stamp::default();
             stamp.add(service.modify_index);
             stamp.add(node.modify_index);
@@ -220,7 +268,9 @@ impl View {
                 stamp.merge(health.1);
             }
             stamps.entry(lower(&service.name)).or_default().merge(stamp);
-            if let Some(dest) = proxy_destination(service) {
+            if let Some(dest) =
+                proxy_destination(service).filter(|d| readable(Resource::Service, d))
+            {
                 proxy_stamps.entry(lower(dest)).or_default().merge(stamp);
             }
         }
@@ -237,6 +287,9 @@ impl View {
             let Some((node, entry)) = by_name.get(node_name) else {
                 continue;
             };
+            if !readable(Resource::Service, &service.name) {
+                continue;
+            }
             let group = fresh.get_mut(&*lower(&service.name));
             let dest = proxy_destination(service);
             let proxy_group = dest.and_then(|d| fresh_proxies.get_mut(&*lower(d)));

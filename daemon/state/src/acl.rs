@@ -7,7 +7,7 @@ use mesh_types::{AclPolicy, AclToken, Outcome, ANONYMOUS_TOKEN_ID, GLOBAL_MANAGE
 use serde::{Deserialize, Serialize};
 
 use crate::apply::{rejected, Applied};
-use crate::State;
+use crate::{State, Table};
 
 /// The ACL tables. Kept as the last field of `State` so a snapshot written
 /// before they existed decodes with them empty (see snapshot.rs).
@@ -96,7 +96,7 @@ impl State {
         policy.modify_index = index;
         self.acl.policies.insert(policy.id.clone(), policy);
         self.acl.index = index;
-        (Outcome::Done, Vec::new())
+        (Outcome::Done, vec![Table::Acl])
     }
 
     pub(crate) fn acl_policy_delete(&mut self, index: u64, id: &str) -> Applied {
@@ -109,6 +109,7 @@ impl State {
                 token.policies.retain(|p| p != id);
             }
             self.acl.index = index;
+            return (Outcome::Done, vec![Table::Acl]);
         }
         (Outcome::Done, Vec::new())
     }
@@ -139,7 +140,7 @@ impl State {
             .insert(token.secret_id.clone(), token.accessor_id.clone());
         self.acl.tokens.insert(token.accessor_id.clone(), token);
         self.acl.index = index;
-        (Outcome::Done, Vec::new())
+        (Outcome::Done, vec![Table::Acl])
     }
 
     pub(crate) fn acl_token_delete(&mut self, index: u64, accessor: &str) -> Applied {
@@ -149,6 +150,7 @@ impl State {
         if let Some(token) = self.acl.tokens.remove(accessor) {
             self.acl.by_secret.remove(&token.secret_id);
             self.acl.index = index;
+            return (Outcome::Done, vec![Table::Acl]);
         }
         (Outcome::Done, Vec::new())
     }
@@ -168,10 +170,22 @@ impl State {
             ..token
         };
         let applied = self.acl_token_set(index, token);
-        if applied.0 == Outcome::Done {
-            self.acl.bootstrap_index = index;
-            return (Outcome::Bool(true), Vec::new());
+        if applied.0 != Outcome::Done {
+            return applied;
         }
-        applied
+        self.acl.bootstrap_index = index;
+        // The anonymous token exists from here on, so its policies can be
+        // set (what requests without a token may do). Its secret is
+        // Consul's fixed "anonymous".
+        if !self.acl.tokens.contains_key(ANONYMOUS_TOKEN_ID) {
+            let anonymous = AclToken {
+                accessor_id: ANONYMOUS_TOKEN_ID.into(),
+                secret_id: "anonymous".into(),
+                description: "Anonymous Token".into(),
+                ..Default::default()
+            };
+            self.acl_token_set(index, anonymous);
+        }
+        (Outcome::Bool(true), vec![Table::Acl])
     }
 }

@@ -201,6 +201,7 @@ impl State {
                         Table::Checks,
                         Table::Ca,
                         Table::Config,
+                        Table::Acl,
                     ],
                 )
             }

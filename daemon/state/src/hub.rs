@@ -9,21 +9,24 @@ pub enum Table {
     Checks,
     Config,
     Ca,
+    /// ACL tokens and policies.
+    Acl,
 }
 
-const TABLES: [Table; 6] = [
+const TABLES: [Table; 7] = [
     Table::Kv,
     Table::Nodes,
     Table::Services,
     Table::Checks,
     Table::Config,
     Table::Ca,
+    Table::Acl,
 ];
 
 /// Wakes waiters when a table changes or the applied index moves. Waiters
 /// subscribe before reading, so no change between read and wait is missed.
 pub struct WatchHub {
-    tables: [watch::Sender<u64>; 6],
+    tables: [watch::Sender<u64>; 7],
     applied: watch::Sender<u64>,
 }
 

@@ -88,6 +88,7 @@ impl State {
             Table::Checks => self.indexes.checks,
             Table::Config => self.indexes.config,
             Table::Ca => self.indexes.ca,
+            Table::Acl => self.acl.index,
         }
     }
 

@@ -95,7 +95,9 @@ fn an_incremental_view_equals_a_full_rebuild_after_every_write() {
         x ^= x << 17;
         // Writes may be refused (a service on a missing node); that is fine.
         f.try_apply(random_command(x));
-        let next = f.store.read(|state| View::build(state, Some(&incremental)));
+        let next = f
+            .store
+            .read(|state| View::build(state, Some(&incremental), None));
         let full = f.view();
         assert_eq!(summary(&next), summary(&full), "step {step}");
         incremental = next;
@@ -112,7 +114,9 @@ fn unchanged_groups_are_shared_not_rebuilt() {
         .service("n2", "db", "db", "", 5432, &[]);
     let before = f.view();
     f.check("n2", "db-alive", "db", CheckStatus::Critical);
-    let after = f.store.read(|state| View::build(state, Some(&before)));
+    let after = f
+        .store
+        .read(|state| View::build(state, Some(&before), None));
     assert!(Arc::ptr_eq(&before.services["web"], &after.services["web"]));
     assert!(!Arc::ptr_eq(&before.services["db"], &after.services["db"]));
     assert_eq!(
@@ -134,4 +138,62 @@ fn ptr_names_and_nameservers_are_derived_from_the_groups() {
         [Known::Node("n1".into()), Known::Service("api".into())]
     );
     assert_eq!(view.nameservers(), [(Arc::from("n1"), ip)]);
+}
+
+#[test]
+fn with_acls_a_view_shows_only_what_the_default_token_may_read() {
+    use crate::config::DnsAcl;
+    use mesh_types::{AclPolicy, AclToken};
+    let mut f = Fixture::new();
+    f.node("n1", "10.0.0.1", &[])
+        .node("n2", "10.0.0.2", &[])
+        .service("n1", "web", "web", "", 80, &[])
+        .service("n2", "db", "db", "", 5432, &[]);
+    f.apply(Command::AclPolicySet {
+        policy: AclPolicy {
+            id: "p1".into(),
+            name: "web-readers".into(),
+            rules: "service \"web\" { policy = \"read\" }\nnode \"n1\" { policy = \"read\" }"
+                .into(),
+            ..Default::default()
+        },
+    });
+    f.apply(Command::AclTokenSet {
+        token: AclToken {
+            accessor_id: "a1".into(),
+            secret_id: "s1".into(),
+            policies: vec!["p1".into()],
+            ..Default::default()
+        },
+    });
+    let open = f.view();
+    let acl = DnsAcl {
+        default_allow: false,
+        token: Some("s1".into()),
+    };
+    // Built afresh and built from the view without ACLs: the same.
+    let fresh = f.store.read(|state| View::build(state, None, Some(&acl)));
+    let from_open = f
+        .store
+        .read(|state| View::build(state, Some(&open), Some(&acl)));
+    for v in [&fresh, &from_open] {
+        assert!(v.services.contains_key("web") && !v.services.contains_key("db"));
+        assert!(v.nodes.contains_key("n1") && !v.nodes.contains_key("n2"));
+    }
+    assert_ne!(fresh.built_from, open.built_from);
+    // No default token and no anonymous token: the default policy decides.
+    let nobody = DnsAcl {
+        default_allow: false,
+        token: None,
+    };
+    let none = f
+        .store
+        .read(|state| View::build(state, None, Some(&nobody)));
+    assert!(none.services.is_empty() && none.nodes.is_empty());
+    let allow = DnsAcl {
+        default_allow: true,
+        token: None,
+    };
+    let all = f.store.read(|state| View::build(state, None, Some(&allow)));
+    assert_eq!(all.services.len(), open.services.len());
 }
