@@ -17,11 +17,34 @@ pub struct AclPolicyResource(pub Arc<Shared>);
 pub struct AclTokenResource(pub Arc<Shared>);
 
 fn is_uuid(v: &str) -> bool {
-    let parts: Vec<&str> = v.split('-').collect();
-    parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
-        && parts
-            .iter()
-            .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
+    uuid::Uuid::try_parse(v).is_ok()
+}
+
+/// State after a read: the object's, null when it is gone, the prior state
+/// (with an error) when the agent could not answer.
+fn refreshed(
+    prior: &Value,
+    read: mesh_client::Result<Option<Json>>,
+    to_state: fn(&Value, &Json) -> Value,
+    what: &str,
+    diags: &mut Diagnostics,
+) -> Value {
+    match read {
+        Ok(None) => Value::Null,
+        Ok(Some(j)) => to_state(prior, &j),
+        Err(e) => {
+            report(diags, e, &format!("read {what}"), None);
+            prior.clone()
+        }
+    }
+}
+
+/// A delete that found nothing is done too.
+fn deleted(done: mesh_client::Result<()>, what: &str, diags: &mut Diagnostics) {
+    match done {
+        Ok(()) | Err(mesh_client::Error::Status { status: 404, .. }) => {}
+        Err(e) => report(diags, e, &format!("delete {what}"), None),
+    }
 }
 
 fn policy_state(prior: &Value, j: &Json) -> Value {
@@ -83,14 +106,14 @@ impl tfplug::Resource for AclPolicyResource {
             return state.clone();
         };
         let id = s(state, "id");
-        match c.acl_policy_read(&id).await {
-            Ok(None) => Value::Null,
-            Ok(Some(j)) => policy_state(state, &j),
-            Err(e) => {
-                report(diags, e, &format!("read ACL policy {id}"), None);
-                state.clone()
-            }
-        }
+        let read = c.acl_policy_read(&id).await;
+        refreshed(
+            state,
+            read,
+            policy_state,
+            &format!("ACL policy {id}"),
+            diags,
+        )
     }
 
     async fn delete(&self, prior: &Value, diags: &mut Diagnostics) {
@@ -98,10 +121,8 @@ impl tfplug::Resource for AclPolicyResource {
             return;
         };
         let id = s(prior, "id");
-        match c.acl_policy_delete(&id).await {
-            Ok(()) | Err(mesh_client::Error::Status { status: 404, .. }) => {}
-            Err(e) => report(diags, e, &format!("delete ACL policy {id}"), None),
-        }
+        let done = c.acl_policy_delete(&id).await;
+        deleted(done, &format!("ACL policy {id}"), diags);
     }
 
     async fn import(&self, id: &str, diags: &mut Diagnostics) -> Value {
@@ -287,14 +308,14 @@ impl tfplug::Resource for AclTokenResource {
             return state.clone();
         };
         let accessor = s(state, "id");
-        match c.acl_token_read(&accessor).await {
-            Ok(None) => Value::Null,
-            Ok(Some(j)) => token_state(state, &j),
-            Err(e) => {
-                report(diags, e, &format!("read ACL token {accessor}"), None);
-                state.clone()
-            }
-        }
+        let read = c.acl_token_read(&accessor).await;
+        refreshed(
+            state,
+            read,
+            token_state,
+            &format!("ACL token {accessor}"),
+            diags,
+        )
     }
 
     async fn delete(&self, prior: &Value, diags: &mut Diagnostics) {
@@ -302,10 +323,8 @@ impl tfplug::Resource for AclTokenResource {
             return;
         };
         let accessor = s(prior, "id");
-        match c.acl_token_delete(&accessor).await {
-            Ok(()) | Err(mesh_client::Error::Status { status: 404, .. }) => {}
-            Err(e) => report(diags, e, &format!("delete ACL token {accessor}"), None),
-        }
+        let done = c.acl_token_delete(&accessor).await;
+        deleted(done, &format!("ACL token {accessor}"), diags);
     }
 
     async fn import(&self, id: &str, diags: &mut Diagnostics) -> Value {

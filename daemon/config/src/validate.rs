@@ -432,13 +432,9 @@ fn default_node_name() -> String {
     }
 }
 
-/// 8-4-4-4-12 hex digits: the shape of every ACL secret.
+/// A UUID: the shape of every ACL secret.
 fn uuid_like(v: &str) -> bool {
-    let parts: Vec<&str> = v.split('-').collect();
-    parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
-        && parts
-            .iter()
-            .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
+    uuid::Uuid::try_parse(v).is_ok()
 }
 
 #[cfg(test)]
