@@ -5,3 +5,7 @@ if command -v ccache >/dev/null; then
   export CC="${CC:-ccache gcc}" CXX="${CXX:-ccache g++}"
 fi
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# CI builds each clone once: incremental caches would only fill the disk.
+if [ "${CI:-}" = true ]; then
+  export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+fi

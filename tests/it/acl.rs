@@ -539,3 +539,90 @@ async fn sidecars_need_a_token_that_may_write_their_service() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_rpc_port_refuses_writes_whose_token_may_not_make_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = acl_config(dir.path());
+    let flag = format!("-config-file={}", conf.display());
+    let mut cluster = TestCluster::start_with(3, |_, spec| spec.extra.push(flag.clone()))
+        .await
+        .unwrap();
+    let m = Some(MANAGEMENT);
+    let s1 = &cluster.agents[1];
+    let rpc = s1.rpc.expect("a server has an RPC port").to_string();
+    let put = mesh_types::Command::KvSet {
+        key: "rpc/forged".into(),
+        value: b"x".to_vec(),
+        flags: 0,
+        cas: None,
+    };
+
+    // A peer that skips the HTTP API and has no token: refused.
+    let anonymous = mesh_raft::Network::default();
+    let err = mesh_raft::propose_via_server(&anonymous, &rpc, &put)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("lacks 'key:write'"), "{err}");
+    let (st, _) = call(Method::GET, s1, "/v1/kv/rpc/forged", m, None).await;
+    assert_eq!(st, 404, "nothing was written");
+
+    // A token for one node's anti-entropy may write that node, nothing else.
+    let rules = "node \"app9\" {\n  policy = \"write\"\n}\n";
+    let (st, _) = call(
+        Method::PUT,
+        s1,
+        "/v1/acl/policy",
+        m,
+        Some(json!({"Name": "agent-app9", "Rules": rules})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (_, text) = call(
+        Method::PUT,
+        s1,
+        "/v1/acl/token",
+        m,
+        Some(json!({"Policies": [{"Name": "agent-app9"}]})),
+    )
+    .await;
+    let agent_secret = json_of(&text)["SecretID"].as_str().unwrap().to_string();
+    let agent_net = mesh_raft::Network::default();
+    agent_net.set_token(Some(agent_secret.clone()));
+    let err = mesh_raft::propose_via_server(&agent_net, &rpc, &put)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("Permission denied"), "{err}");
+
+    // A client agent running with that token keeps its services registered.
+    let client_conf = dir.path().join("client.hcl");
+    std::fs::write(
+        &client_conf,
+        format!("acl {{\n  enabled = true\n  default_policy = \"deny\"\n  tokens {{\n    agent = \"{agent_secret}\"\n  }}\n}}\n"),
+    )
+    .unwrap();
+    let mut spec = AgentSpec::client("app9");
+    spec.extra
+        .push(format!("-config-file={}", client_conf.display()));
+    cluster.add(spec).await.unwrap();
+    let client = &cluster.agents[3];
+    let (st, text) = call(
+        Method::PUT,
+        client,
+        "/v1/agent/service/register",
+        m,
+        Some(json!({"Name": "api", "Port": 9000})),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    let s1 = &cluster.agents[1];
+    eventually(
+        "the client's service reaches the catalog",
+        Duration::from_secs(15),
+        || async {
+            let (st, text) = call(Method::GET, s1, "/v1/catalog/service/api", m, None).await;
+            (st == 200 && text.contains("app9")).then_some(())
+        },
+    )
+    .await;
+}

@@ -129,6 +129,23 @@ impl Authorizer {
         }
     }
 
+    /// From rule texts as stored (checked when written): a text that no
+    /// longer parses grants nothing rather than failing every request.
+    pub fn from_rule_texts<S: AsRef<str>>(
+        management: bool,
+        texts: &[S],
+        default_allow: bool,
+    ) -> Authorizer {
+        if management {
+            return Authorizer::management();
+        }
+        let parsed: Vec<Rules> = texts
+            .iter()
+            .filter_map(|t| parse_rules(t.as_ref()).ok())
+            .collect();
+        Authorizer::from_rules(parsed.iter(), default_allow)
+    }
+
     /// Whether this is a management token.
     pub fn is_management(&self) -> bool {
         self.management

@@ -285,6 +285,18 @@ impl Agent {
     /// Serve until a signal or a leave; then stop every task.
     pub async fn run(self: Arc<Self>) -> anyhow::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
+        // Writes this agent forwards on its own behalf carry its token; the
+        // RPC port checks what peers send (see `Agent::check_proposal`).
+        let agent_token = self.live.lock().acl.agent_token.clone();
+        self.rpc_network.set_token(agent_token.clone());
+        if let Some(raft) = &self.raft {
+            raft.network().set_token(agent_token);
+            let agent = Arc::downgrade(&self);
+            raft.set_propose_guard(Arc::new(move |token, bytes| match agent.upgrade() {
+                Some(agent) => agent.check_proposal(token, bytes),
+                None => Err("the agent is stopping".into()),
+            }));
+        }
         let router = mesh_api::Api::new(
             self.raft.clone(),
             self.state.clone(),

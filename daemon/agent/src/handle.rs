@@ -78,13 +78,7 @@ impl AgentHandle for AgentView {
     }
 
     fn acl(&self) -> mesh_api::AclSettings {
-        let live = self.agent.live.lock();
-        mesh_api::AclSettings {
-            enabled: live.acl.enabled,
-            default_allow: live.acl.default_policy == mesh_config::AclPolicy::Allow,
-            initial_management: live.acl.initial_management_token.clone(),
-            default_token: live.acl.default_token.clone(),
-        }
+        acl_settings(&self.agent.live.lock().acl)
     }
 
     fn local_service_name(&self, id: &str) -> Option<String> {
@@ -125,6 +119,37 @@ impl Agent {
             .into_iter()
             .filter(|m| m.role == Role::Server && m.status == MemberStatus::Alive)
             .find_map(|m| m.tags.get(tags::HTTP).cloned())
+    }
+}
+
+/// The API's view of the `acl { }` settings.
+pub(crate) fn acl_settings(acl: &mesh_config::AclConfig) -> mesh_api::AclSettings {
+    mesh_api::AclSettings {
+        enabled: acl.enabled,
+        default_allow: acl.default_policy == mesh_config::AclPolicy::Allow,
+        initial_management: acl.initial_management_token.clone(),
+        default_token: acl.default_token.clone(),
+    }
+}
+
+impl Agent {
+    /// The RPC guard: with ACLs on, a write that arrives over the server
+    /// RPC port needs a token allowed to make it.
+    pub(crate) fn check_proposal(&self, token: Option<&str>, bytes: &[u8]) -> Result<(), String> {
+        let settings = acl_settings(&self.live.lock().acl);
+        if !settings.enabled {
+            return Ok(());
+        }
+        self.state.read(|s| {
+            let resolved = mesh_api::resolve_in(s, &settings, token)
+                .ok_or_else(|| "ACL not found: the write's token is unknown".to_string())?;
+            let authz = mesh_acl::Authorizer::from_rule_texts(
+                resolved.management,
+                &resolved.rules,
+                settings.default_allow,
+            );
+            mesh_api::command_allowed(&authz, s, bytes)
+        })
     }
 }
 

@@ -213,6 +213,11 @@ impl Agent {
             changed
         });
         *self.live.lock() = new.clone();
+        // The agent token applies live, to the writes this agent forwards.
+        self.rpc_network.set_token(new.acl.agent_token.clone());
+        if let Some(raft) = &self.raft {
+            raft.network().set_token(new.acl.agent_token.clone());
+        }
     }
 
     /// Ask for a reload and wait for its status.

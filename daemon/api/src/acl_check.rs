@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use mesh_acl::{Access, Authorizer, Global, Resource};
-use mesh_types::{ANONYMOUS_TOKEN_ID, GLOBAL_MANAGEMENT_POLICY_ID};
+use mesh_state::ResolvedToken;
 use parking_lot::Mutex;
 use serde_json::Value;
 
@@ -52,11 +52,7 @@ impl Caller {
 }
 
 /// A token resolved to its policies' rules (what client agents fetch).
-pub(crate) struct Resolved {
-    pub accessor: String,
-    pub management: bool,
-    pub rules: Vec<String>,
-}
+pub(crate) type Resolved = ResolvedToken;
 
 /// Resolved callers, keyed by secret; stamped with the ACL index (servers)
 /// or the time fetched (client agents, which ask a server).
@@ -95,37 +91,27 @@ fn acl_not_found() -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "ACL not found")
 }
 
-/// On a server: the secret's token and its policies' rules.
-pub(crate) async fn resolve_local(api: &Api, secret: Option<&str>) -> Result<Resolved, ApiError> {
-    let settings = api.agent.acl();
-    let Some(secret) = secret else {
-        let rules = api.state.read(|s| {
-            s.acl_token(ANONYMOUS_TOKEN_ID)
-                .map(|t| policy_rules(s, &t.policies))
-                .unwrap_or_default()
-        });
-        return Ok(Resolved {
-            accessor: ANONYMOUS_TOKEN_ID.into(),
-            management: false,
-            rules,
-        });
-    };
-    if settings.initial_management.as_deref() == Some(secret) {
-        return Ok(Resolved {
+/// On a server, from its state: the secret's token (the configured initial
+/// management secret counts as management before the leader stores it).
+pub fn resolve_in(
+    state: &mesh_state::State,
+    settings: &AclSettings,
+    secret: Option<&str>,
+) -> Option<ResolvedToken> {
+    if secret.is_some() && settings.initial_management.as_deref() == secret {
+        return Some(ResolvedToken {
             accessor: "initial-management".into(),
             management: true,
             rules: Vec::new(),
         });
     }
-    let lookup = |api: &Api| {
-        api.state.read(|s| {
-            s.acl_token_by_secret(secret).map(|t| Resolved {
-                accessor: t.accessor_id.clone(),
-                management: t.is_management(),
-                rules: policy_rules(s, &t.policies),
-            })
-        })
-    };
+    state.acl_resolve(secret)
+}
+
+/// On a server: the secret's token and its policies' rules.
+pub(crate) async fn resolve_local(api: &Api, secret: Option<&str>) -> Result<Resolved, ApiError> {
+    let settings = api.agent.acl();
+    let lookup = |api: &Api| api.state.read(|s| resolve_in(s, &settings, secret));
     if let Some(found) = lookup(api) {
         return Ok(found);
     }
@@ -134,13 +120,6 @@ pub(crate) async fn resolve_local(api: &Api, secret: Option<&str>) -> Result<Res
         raft.read_barrier(mesh_raft::ReadMode::Default).await?;
     }
     lookup(api).ok_or_else(acl_not_found)
-}
-
-fn policy_rules(s: &mesh_state::State, ids: &[String]) -> Vec<String> {
-    ids.iter()
-        .filter(|id| id.as_str() != GLOBAL_MANAGEMENT_POLICY_ID)
-        .filter_map(|id| s.acl_policy(id).map(|p| p.rules))
-        .collect()
 }
 
 /// On a client agent: ask a server what the secret may do.
@@ -212,24 +191,8 @@ async fn caller(
         Some(_) => resolve_local(api, secret.as_deref()).await?,
         None => resolve_remote(api, secret.as_deref()).await?,
     };
-    let authz = if resolved.management {
-        Authorizer::management()
-    } else {
-        // Stored rules were checked when written; a rule set that no longer
-        // parses grants nothing rather than failing every request.
-        let parsed: Vec<mesh_acl::Rules> = resolved
-            .rules
-            .iter()
-            .filter_map(|r| match mesh_acl::parse_rules(r) {
-                Ok(rules) => Some(rules),
-                Err(e) => {
-                    tracing::warn!(accessor = %resolved.accessor, "ignoring ACL rules: {e}");
-                    None
-                }
-            })
-            .collect();
-        Authorizer::from_rules(parsed.iter(), settings.default_allow)
-    };
+    let authz =
+        Authorizer::from_rule_texts(resolved.management, &resolved.rules, settings.default_allow);
     let c = Caller {
         accessor: resolved.accessor,
         secret,
@@ -304,6 +267,21 @@ const SERVICE_KINDS: [&str; 6] = [
     "ingress-gateway",
     "terminating-gateway",
 ];
+
+/// A config entry write by `authz`, for the RPC guard.
+pub(crate) fn config_check_allowed(
+    authz: &Authorizer,
+    kind: &str,
+    name: &str,
+) -> Result<(), String> {
+    match config_check(kind, name, Access::Write) {
+        Some(check) if !allowed(authz, &check) => Err(format!(
+            "Permission denied: the token lacks {}",
+            check_text(&check)
+        )),
+        _ => Ok(()),
+    }
+}
 
 fn config_check(kind: &str, name: &str, need: Access) -> Option<Check> {
     if kind == "service-intentions" {
@@ -555,13 +533,17 @@ fn allowed(authz: &Authorizer, check: &Check) -> bool {
     }
 }
 
-fn denied(caller: &Caller, check: &Check) -> ApiError {
-    let what = match check {
+fn check_text(check: &Check) -> String {
+    match check {
         Check::Named(r, name, need) => format!("'{}:{}' on {name:?}", r.as_str(), need.as_str()),
         Check::Global(g, need) => format!("'{}:{}'", g.as_str(), need.as_str()),
         Check::KeyWritePrefix(prefix) => format!("'key:write' on every key under {prefix:?}"),
         Check::Management => "'acl:write' (a management token)".into(),
-    };
+    }
+}
+
+fn denied(caller: &Caller, check: &Check) -> ApiError {
+    let what = check_text(check);
     ApiError::new(
         StatusCode::FORBIDDEN,
         format!(
@@ -610,8 +592,10 @@ async fn enforce_inner(api: Api, mut req: Request, next: Next) -> Result<Respons
         return Err(denied(&caller, missing));
     }
     let authz = caller.authz.clone();
+    let token = caller.secret.clone();
     req.extensions_mut().insert(caller);
-    let resp = next.run(req).await;
+    // A write this request makes carries its token if forwarded to the leader.
+    let resp = mesh_raft::with_caller_token(token, next.run(req)).await;
     match needs.filter {
         Some(filter) if !authz.is_management() && resp.status() == StatusCode::OK => {
             let kv = path.starts_with("/v1/kv");

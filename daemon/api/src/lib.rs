@@ -5,6 +5,7 @@
 
 mod acl;
 mod acl_check;
+mod acl_commands;
 mod agent;
 mod catalog;
 mod config_entries;
@@ -31,7 +32,8 @@ use mesh_raft::RaftNode;
 use mesh_state::StateStore;
 use serde::Serialize;
 
-pub use acl_check::{request_secret, AclSettings, Caller};
+pub use acl_check::{request_secret, resolve_in, AclSettings, Caller};
+pub use acl_commands::command_allowed;
 pub use catalog::connect_instances;
 pub use error::ApiError;
 pub use intentions::spiffe_service;

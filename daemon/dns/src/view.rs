@@ -12,7 +12,7 @@ use std::sync::Arc;
 use hickory_server::proto::rr::Name;
 use mesh_acl::{Access, Authorizer, Resource};
 use mesh_state::{State, Table};
-use mesh_types::{CheckStatus, Node, Service, ANONYMOUS_TOKEN_ID};
+use mesh_types::{CheckStatus, Node, Service};
 
 use crate::config::DnsAcl;
 use rustc_hash::FxHashMap;
@@ -173,21 +173,12 @@ fn dns_authorizer(state: &State, acl: &DnsAcl) -> Authorizer {
     let token = acl
         .token
         .as_deref()
-        .and_then(|secret| state.acl_token_by_secret(secret))
-        .or_else(|| state.acl_token(ANONYMOUS_TOKEN_ID));
-    let Some(token) = token else {
-        return Authorizer::from_rules([], acl.default_allow);
-    };
-    if token.is_management() {
-        return Authorizer::management();
+        .and_then(|secret| state.acl_resolve(Some(secret)))
+        .or_else(|| state.acl_resolve(None));
+    match token {
+        Some(t) => Authorizer::from_rule_texts(t.management, &t.rules, acl.default_allow),
+        None => Authorizer::from_rules([], acl.default_allow),
     }
-    let rules: Vec<mesh_acl::Rules> = token
-        .policies
-        .iter()
-        .filter_map(|id| state.acl_policy(id))
-        .filter_map(|p| mesh_acl::parse_rules(&p.rules).ok())
-        .collect();
-    Authorizer::from_rules(rules.iter(), acl.default_allow)
 }
 
 fn lower(s: &str) -> Cow<'_, str> {

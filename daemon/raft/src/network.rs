@@ -25,9 +25,20 @@ use crate::{MeshNode, TypeConfig};
 #[derive(Clone, Default)]
 pub struct Network {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// ACL token for writes forwarded without a caller's own (the agent's).
+    token: Arc<Mutex<Option<String>>>,
 }
 
 impl Network {
+    /// The token forwarded writes carry when no caller token is in scope.
+    pub fn set_token(&self, token: Option<String>) {
+        *self.token.lock() = token;
+    }
+
+    pub(crate) fn token(&self) -> Option<String> {
+        self.token.lock().clone()
+    }
+
     /// A client for a peer's Raft service.
     pub fn client(&self, addr: &str) -> Result<RaftClient<Channel>, tonic::transport::Error> {
         let mut channels = self.channels.lock();

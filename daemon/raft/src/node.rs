@@ -124,6 +124,28 @@ pub(crate) enum Forwarded<T> {
     Failed(String),
 }
 
+tokio::task_local! {
+    /// The ACL token of the request a write is made for (set by the HTTP
+    /// API), carried when the write is forwarded to another server.
+    static CALLER_TOKEN: Option<String>;
+}
+
+/// Run `work` with `token` as the ACL token any write it forwards carries.
+pub async fn with_caller_token<F: std::future::Future>(
+    token: Option<String>,
+    work: F,
+) -> F::Output {
+    CALLER_TOKEN.scope(token, work).await
+}
+
+fn caller_token() -> Option<String> {
+    CALLER_TOKEN.try_with(Clone::clone).ok().flatten()
+}
+
+/// Decides whether a write that arrived over the server RPC port, with the
+/// token it carried, may be proposed (`Err` says why not).
+pub type ProposeGuard = Arc<dyn Fn(Option<&str>, &[u8]) -> Result<(), String> + Send + Sync>;
+
 /// How long a write or read waits for a leader before giving up.
 const LEADER_WAIT: Duration = Duration::from_secs(7);
 
@@ -145,9 +167,27 @@ struct Inner {
     batcher: mpsc::Sender<(Vec<u8>, Reply)>,
     network: Network,
     state: Arc<StateStore>,
+    guard: parking_lot::RwLock<Option<ProposeGuard>>,
 }
 
 impl RaftNode {
+    /// Check every write that arrives over the server RPC port with `guard`.
+    pub fn set_propose_guard(&self, guard: ProposeGuard) {
+        *self.inner.guard.write() = Some(guard);
+    }
+
+    pub(crate) fn check_proposal(&self, token: Option<&str>, bytes: &[u8]) -> Result<(), String> {
+        match &*self.inner.guard.read() {
+            Some(guard) => guard(token, bytes),
+            None => Ok(()),
+        }
+    }
+
+    /// The RPC client this server forwards with.
+    pub fn network(&self) -> &Network {
+        &self.inner.network
+    }
+
     /// Start Raft with the given storage. `state` must be the store the state
     /// machine applies to.
     pub async fn start<LS, SM>(
@@ -173,6 +213,7 @@ impl RaftNode {
                 batcher,
                 network,
                 state,
+                guard: parking_lot::RwLock::new(None),
             }),
         })
     }
@@ -525,6 +566,9 @@ pub async fn propose_via_server(
     }
 }
 
+/// Metadata key of the ACL token on forwarded writes.
+pub(crate) const TOKEN_HEADER: &str = "x-consul-token";
+
 async fn send_propose(
     network: &Network,
     addr: &str,
@@ -536,6 +580,11 @@ async fn send_propose(
         .map_err(|e| Delivery::NotSent(e.to_string()))?;
     let mut req = tonic::Request::new(Payload { data });
     req.set_timeout(LEADER_WAIT + Duration::from_secs(1));
+    if let Some(token) = caller_token().or_else(|| network.token()) {
+        if let Ok(value) = token.parse() {
+            req.metadata_mut().insert(TOKEN_HEADER, value);
+        }
+    }
     match client.propose(req).await {
         Ok(reply) => {
             decode(&reply.into_inner().data).map_err(|e| Delivery::Unknown(format!("{addr}: {e}")))

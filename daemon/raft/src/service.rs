@@ -7,7 +7,7 @@ use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use crate::codec::{decode, encode};
-use crate::node::Forwarded;
+use crate::node::{with_caller_token, Forwarded, TOKEN_HEADER};
 use crate::{ProposeError, RaftNode, ReadMode, TypeConfig};
 
 /// Serves Raft messages and forwarded writes and reads for one server.
@@ -52,18 +52,31 @@ impl Raft for RaftService {
     }
 
     async fn propose(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let token = req
+            .metadata()
+            .get(TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let bytes: Vec<u8> = decode(&req.into_inner().data)?;
+        if let Err(why) = self.node.check_proposal(token.as_deref(), &bytes) {
+            return reply(&Forwarded::<(u64, mesh_types::Outcome)>::Failed(why));
+        }
         // Forwarded writes (from followers or client agents) take the full
-        // path, so any server accepts them and hands them to the leader.
-        let result = match self.node.propose_local(bytes.clone()).await {
-            Ok(Forwarded::NotLeader) => match self.node.propose_bytes(bytes).await {
-                Ok(applied) => Forwarded::Ok(applied),
-                Err(ProposeError::NoLeader) => Forwarded::NotLeader,
+        // path, so any server accepts them and hands them to the leader,
+        // with the token they came with.
+        let node = self.node.clone();
+        let result = with_caller_token(token, async move {
+            match node.propose_local(bytes.clone()).await {
+                Ok(Forwarded::NotLeader) => match node.propose_bytes(bytes).await {
+                    Ok(applied) => Forwarded::Ok(applied),
+                    Err(ProposeError::NoLeader) => Forwarded::NotLeader,
+                    Err(e) => Forwarded::Failed(e.to_string()),
+                },
+                Ok(forwarded) => forwarded,
                 Err(e) => Forwarded::Failed(e.to_string()),
-            },
-            Ok(forwarded) => forwarded,
-            Err(e) => Forwarded::Failed(e.to_string()),
-        };
+            }
+        })
+        .await;
         reply(&result)
     }
 

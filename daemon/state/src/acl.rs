@@ -25,7 +25,43 @@ pub struct AclTables {
     pub(crate) index: u64,
 }
 
+/// A token as the authorizer needs it: who, and its policies' rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedToken {
+    pub accessor: String,
+    pub management: bool,
+    pub rules: Vec<String>,
+}
+
 impl State {
+    /// The token for `secret` (none: the anonymous token, or nothing
+    /// granted when it does not exist yet); `None` for an unknown secret.
+    pub fn acl_resolve(&self, secret: Option<&str>) -> Option<ResolvedToken> {
+        let token = match secret {
+            Some(secret) => self.acl_token_by_secret(secret)?,
+            None => match self.acl_token(ANONYMOUS_TOKEN_ID) {
+                Some(t) => t,
+                None => {
+                    return Some(ResolvedToken {
+                        accessor: ANONYMOUS_TOKEN_ID.into(),
+                        management: false,
+                        rules: Vec::new(),
+                    })
+                }
+            },
+        };
+        Some(ResolvedToken {
+            accessor: token.accessor_id.clone(),
+            management: token.is_management(),
+            rules: token
+                .policies
+                .iter()
+                .filter(|id| id.as_str() != GLOBAL_MANAGEMENT_POLICY_ID)
+                .filter_map(|id| self.acl_policy(id).map(|p| p.rules))
+                .collect(),
+        })
+    }
+
     /// The highest index that changed ACL data: resolved tokens cached
     /// under an older index are stale.
     pub fn acl_index(&self) -> u64 {

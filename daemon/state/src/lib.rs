@@ -14,6 +14,7 @@ mod tables;
 #[cfg(test)]
 mod tests;
 
+pub use acl::ResolvedToken;
 pub use hub::{Table, WatchHub};
 pub use snapshot::SnapshotError;
 pub use tables::{CaRecord, ServiceHealth, State};

@@ -1,0 +1,158 @@
+//! The permission a Raft command needs, for writes that arrive over the
+//! server RPC port (client agents' anti-entropy, writes forwarded between
+//! servers). The HTTP layer already checked its own requests; this keeps a
+//! peer that skips it from writing what its token may not.
+
+use mesh_acl::{Access, Authorizer, Global, Resource};
+use mesh_state::State;
+use mesh_types::{decode_command, Command, TxnOp};
+
+use crate::acl_check::config_check_allowed;
+
+/// `Ok` if `authz` may propose `bytes`; otherwise what it lacks.
+pub fn command_allowed(authz: &Authorizer, state: &State, bytes: &[u8]) -> Result<(), String> {
+    let cmd = decode_command(bytes).map_err(|e| e.to_string())?;
+    allowed(authz, state, &cmd)
+}
+
+fn need(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("Permission denied: the token lacks {}", what()))
+    }
+}
+
+fn named(authz: &Authorizer, r: Resource, name: &str, access: Access) -> Result<(), String> {
+    need(authz.allows(r, name, access), || {
+        format!("'{}:{}' on {name:?}", r.as_str(), access.as_str())
+    })
+}
+
+fn global(authz: &Authorizer, g: Global, access: Access) -> Result<(), String> {
+    need(authz.allows_global(g, access), || {
+        format!("'{}:{}'", g.as_str(), access.as_str())
+    })
+}
+
+fn allowed(authz: &Authorizer, state: &State, cmd: &Command) -> Result<(), String> {
+    use Access::{Read, Write};
+    if authz.is_management() {
+        return Ok(());
+    }
+    match cmd {
+        Command::Noop | Command::CaLeafIssued { .. } | Command::AclBootstrap { .. } => Ok(()),
+        Command::KvSet { key, .. } => named(authz, Resource::Key, key, Write),
+        Command::KvDelete { key, recurse, .. } => match recurse {
+            true => need(authz.allows_key_write_prefix(key), || {
+                format!("'key:write' on every key under {key:?}")
+            }),
+            false => named(authz, Resource::Key, key, Write),
+        },
+        Command::Txn { ops } => ops.iter().try_for_each(|op| match op {
+            TxnOp::Get { key } | TxnOp::GetTree { key } => named(authz, Resource::Key, key, Read),
+            TxnOp::CheckIndex { key, .. } | TxnOp::CheckNotExists { key } => {
+                named(authz, Resource::Key, key, Read)
+            }
+            TxnOp::DeleteTree { key } => need(authz.allows_key_write_prefix(key), || {
+                format!("'key:write' on every key under {key:?}")
+            }),
+            TxnOp::Set { key, .. }
+            | TxnOp::Cas { key, .. }
+            | TxnOp::Delete { key }
+            | TxnOp::DeleteCas { key, .. } => named(authz, Resource::Key, key, Write),
+        }),
+        // An agent's own node: its anti-entropy writes need node write.
+        Command::NodeRegister { node } => named(authz, Resource::Node, &node.name, Write),
+        Command::NodeDeregister { node } => named(authz, Resource::Node, node, Write),
+        Command::Register {
+            node,
+            skip_node_update,
+            service,
+            ..
+        } => match (skip_node_update, service) {
+            (true, Some(s)) if authz.allows(Resource::Service, &s.name, Write) => Ok(()),
+            _ => named(authz, Resource::Node, &node.name, Write),
+        },
+        Command::ServiceRegister { node, .. }
+        | Command::CheckRegister { node, .. }
+        | Command::CheckDeregister { node, .. } => named(authz, Resource::Node, node, Write),
+        Command::ServiceDeregister {
+            node, service_id, ..
+        } => {
+            let name = state.service(node, service_id).map(|s| s.name.clone());
+            match name {
+                Some(name) if authz.allows(Resource::Service, &name, Write) => Ok(()),
+                _ => named(authz, Resource::Node, node, Write),
+            }
+        }
+        Command::ConfigSet { entry, .. } => config_check_allowed(authz, &entry.kind, &entry.name),
+        Command::ConfigDelete { kind, name, .. } => config_check_allowed(authz, kind, name),
+        Command::IntentionSet { intention, .. } => {
+            named(authz, Resource::Intention, &intention.destination, Write)
+        }
+        Command::IntentionDelete { destination, .. }
+        | Command::IntentionsReplace { destination, .. } => {
+            named(authz, Resource::Intention, destination, Write)
+        }
+        Command::CaSet { .. } => global(authz, Global::Operator, Write),
+        Command::AclPolicySet { .. }
+        | Command::AclPolicyDelete { .. }
+        | Command::AclTokenSet { .. }
+        | Command::AclTokenDelete { .. } => global(authz, Global::Acl, Write),
+        Command::Restore { .. } => need(false, || "a management token".into()),
+        Command::AllOrNothing { commands } | Command::Batch { commands } => commands
+            .iter()
+            .try_for_each(|c| command_allowed(authz, state, c)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mesh_types::{encode_command, Node};
+
+    use super::*;
+
+    #[test]
+    fn an_agent_token_may_write_its_node_but_not_keys_or_acls() {
+        let rules = mesh_acl::parse_rules("node \"n1\" { policy = \"write\" }").unwrap();
+        let agent = Authorizer::from_rules([&rules], false);
+        let state = State::default();
+        let mine = Command::NodeRegister {
+            node: Node {
+                name: "n1".into(),
+                ..Default::default()
+            },
+        };
+        assert!(command_allowed(&agent, &state, &encode_command(&mine).unwrap()).is_ok());
+        for cmd in [
+            Command::NodeDeregister { node: "n2".into() },
+            Command::KvSet {
+                key: "k".into(),
+                value: vec![],
+                flags: 0,
+                cas: None,
+            },
+            Command::AclTokenDelete {
+                accessor_id: "x".into(),
+            },
+            Command::Restore { snapshot: vec![] },
+            Command::Batch {
+                commands: vec![
+                    encode_command(&mine).unwrap(),
+                    encode_command(&Command::NodeDeregister { node: "n2".into() }).unwrap(),
+                ],
+            },
+        ] {
+            let bytes = encode_command(&cmd).unwrap();
+            let why = command_allowed(&agent, &state, &bytes).unwrap_err();
+            assert!(why.contains("Permission denied"), "{cmd:?}: {why}");
+        }
+        assert!(command_allowed(
+            &Authorizer::management(),
+            &state,
+            &encode_command(&Command::Restore { snapshot: vec![] }).unwrap()
+        )
+        .is_ok());
+    }
+}
