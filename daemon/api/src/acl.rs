@@ -12,7 +12,7 @@ use mesh_acl::{Access, Global};
 use mesh_types::{AclPolicy, AclToken, Command, GLOBAL_MANAGEMENT_POLICY_ID};
 use serde_json::{json, Value};
 
-use crate::acl_check::{request_secret, Caller};
+use crate::acl_caller::{request_secret, Caller};
 use crate::{Api, ApiError, Written};
 
 fn body_json(body: &Bytes, what: &str) -> Result<Value, ApiError> {
@@ -423,7 +423,7 @@ pub(crate) async fn resolve(
     enabled(&api)?;
     let map: HashMap<String, String> = params.map();
     let secret = request_secret(&headers, &map);
-    let resolved = crate::acl_check::resolve_local(&api, secret.as_deref()).await?;
+    let resolved = crate::acl_caller::resolve_local(&api, secret.as_deref()).await?;
     Ok(Json(json!({
         "AccessorID": resolved.accessor,
         "Management": resolved.management,

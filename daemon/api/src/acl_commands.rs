@@ -7,7 +7,7 @@ use mesh_acl::{Access, Authorizer, Global, Resource};
 use mesh_state::State;
 use mesh_types::{decode_command, Command, TxnOp};
 
-use crate::acl_check::config_check_allowed;
+use crate::acl_routes::config_check_allowed;
 
 /// `Ok` if `authz` may propose `bytes`; otherwise what it lacks.
 pub fn command_allowed(authz: &Authorizer, state: &State, bytes: &[u8]) -> Result<(), String> {

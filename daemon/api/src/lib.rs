@@ -4,8 +4,10 @@
 #![forbid(unsafe_code)]
 
 mod acl;
+mod acl_caller;
 mod acl_check;
 mod acl_commands;
+mod acl_routes;
 mod agent;
 mod catalog;
 mod config_entries;
@@ -32,7 +34,7 @@ use mesh_raft::RaftNode;
 use mesh_state::StateStore;
 use serde::Serialize;
 
-pub use acl_check::{request_secret, resolve_in, AclSettings, Caller};
+pub use acl_caller::{request_secret, resolve_in, AclSettings, Caller};
 pub use acl_commands::command_allowed;
 pub use catalog::connect_instances;
 pub use error::ApiError;
@@ -109,7 +111,7 @@ pub struct Api {
     pub(crate) agent: Arc<dyn AgentHandle>,
     pub(crate) http: reqwest::Client,
     pub(crate) renders: Arc<query::RenderCache>,
-    pub(crate) acl_cache: Arc<acl_check::CallerCache>,
+    pub(crate) acl_cache: Arc<acl_caller::CallerCache>,
 }
 
 impl Api {

@@ -1,0 +1,366 @@
+//! What each request needs: the route (and for some, the body) mapped to
+//! the permission to check, or to the filter its list answer goes through.
+
+use std::collections::HashMap;
+
+use axum::http::Method;
+use mesh_acl::{Access, Authorizer, Global, Resource};
+use serde_json::Value;
+
+use crate::Api;
+
+/// One permission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Check {
+    Named(Resource, String, Access),
+    Global(Global, Access),
+    KeyWritePrefix(String),
+    Management,
+}
+
+/// How a list answer is cut down to what the caller may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Filter {
+    /// An array of objects, each named by a field.
+    Array(&'static str, Resource),
+    /// An object keyed by name (`/v1/catalog/services`).
+    Keys(Resource),
+    /// An object of objects, each named by a field (`/v1/agent/services`).
+    Values(&'static str, Resource),
+    /// Checks (array or object): by service if they have one, else by node.
+    Checks,
+    /// An array of key names (`?keys`).
+    KeyNames,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Needs {
+    pub checks: Vec<Check>,
+    pub filter: Option<Filter>,
+}
+
+impl Needs {
+    fn one(check: Check) -> Needs {
+        Needs {
+            checks: vec![check],
+            filter: None,
+        }
+    }
+    fn filter(filter: Filter) -> Needs {
+        Needs {
+            checks: Vec::new(),
+            filter: Some(filter),
+        }
+    }
+}
+
+fn decode(segment: &str) -> String {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+const SERVICE_KINDS: [&str; 6] = [
+    "service-defaults",
+    "service-router",
+    "service-splitter",
+    "service-resolver",
+    "ingress-gateway",
+    "terminating-gateway",
+];
+
+/// A config entry write by `authz`, for the RPC guard.
+pub(crate) fn config_check_allowed(
+    authz: &Authorizer,
+    kind: &str,
+    name: &str,
+) -> Result<(), String> {
+    match config_check(kind, name, Access::Write) {
+        Some(check) if !allowed(authz, &check) => Err(format!(
+            "Permission denied: the token lacks {}",
+            check_text(&check)
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn config_check(kind: &str, name: &str, need: Access) -> Option<Check> {
+    if kind == "service-intentions" {
+        Some(Check::Named(Resource::Intention, name.into(), need))
+    } else if SERVICE_KINDS.contains(&kind) {
+        Some(Check::Named(Resource::Service, name.into(), need))
+    } else if need == Access::Write {
+        Some(Check::Global(Global::Mesh, Access::Write))
+    } else {
+        // proxy-defaults and mesh are readable by anyone, as in Consul.
+        None
+    }
+}
+
+fn str_field(body: &Value, key: &str) -> String {
+    body.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The permissions a request needs. `body` is the request body for the
+/// routes whose target is inside it.
+pub(crate) fn needs(
+    api: &Api,
+    method: &Method,
+    path: &str,
+    q: &HashMap<String, String>,
+    body: &Value,
+) -> Needs {
+    use Access::{Read, Write};
+    use Check::{Global as G, Named};
+    let Some(rest) = path.strip_prefix("/v1/") else {
+        return Needs::default();
+    };
+    let segs: Vec<&str> = rest.split('/').collect();
+    // Only agent routes need this agent's name.
+    let node = || api.agent.node_name();
+    let write = *method != Method::GET && *method != Method::HEAD;
+    let access = if write { Write } else { Read };
+    let qs = |k: &str| q.get(k).cloned().unwrap_or_default();
+    match segs.as_slice() {
+        ["status", ..] | ["catalog", "datacenters"] => Needs::default(),
+        ["connect", "ca", "roots"] | ["agent", "connect", "ca", "roots"] => Needs::default(),
+        ["acl", "bootstrap"] | ["acl", "token", "self"] | ["internal", "acl", "authorizer"] => {
+            Needs::default()
+        }
+        ["acl", ..] => Needs::one(G(Global::Acl, access)),
+        ["operator", ..] => Needs::one(G(Global::Operator, access)),
+        ["snapshot"] => Needs::one(Check::Management),
+        ["kv", key @ ..] => {
+            let key = decode(&key.join("/"));
+            match (write, q.contains_key("recurse"), q.contains_key("keys")) {
+                (true, true, _) => Needs::one(Check::KeyWritePrefix(key)),
+                (true, false, _) => Needs::one(Named(Resource::Key, key, Write)),
+                (false, _, true) => Needs::filter(Filter::KeyNames),
+                (false, true, _) => Needs::filter(Filter::Array("Key", Resource::Key)),
+                (false, false, false) => Needs::one(Named(Resource::Key, key, Read)),
+            }
+        }
+        ["txn"] => Needs {
+            checks: txn_checks(body),
+            filter: None,
+        },
+        ["catalog", "register"] => {
+            let mut checks = Vec::new();
+            if let Some(svc) = body.get("Service").filter(|s| s.is_object()) {
+                checks.push(Named(Resource::Service, str_field(svc, "Service"), Write));
+            }
+            if !body
+                .get("SkipNodeUpdate")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+                || checks.is_empty()
+            {
+                checks.push(Named(Resource::Node, str_field(body, "Node"), Write));
+            }
+            Needs {
+                checks,
+                filter: None,
+            }
+        }
+        ["catalog", "deregister"] => {
+            let node = str_field(body, "Node");
+            let sid = str_field(body, "ServiceID");
+            let name = (!sid.is_empty())
+                .then(|| {
+                    api.state
+                        .read(|s| s.service(&node, &sid).map(|s| s.name.clone()))
+                })
+                .flatten();
+            match name {
+                Some(name) => Needs::one(Named(Resource::Service, name, Write)),
+                None => Needs::one(Named(Resource::Node, node, Write)),
+            }
+        }
+        ["catalog", "nodes"] => Needs::filter(Filter::Array("Node", Resource::Node)),
+        ["catalog", "services"] => Needs::filter(Filter::Keys(Resource::Service)),
+        ["catalog" | "health", "service" | "connect", name] | ["health", "checks", name] => {
+            Needs::one(Named(Resource::Service, decode(name), Read))
+        }
+        ["catalog" | "health", "node", name] => {
+            Needs::one(Named(Resource::Node, decode(name), Read))
+        }
+        ["health", "state", _] => Needs::filter(Filter::Checks),
+        ["config"] => match config_check(&str_field(body, "Kind"), &str_field(body, "Name"), Write)
+        {
+            Some(c) => Needs::one(c),
+            None => Needs::default(),
+        },
+        ["config", kind] => {
+            if *kind == "service-intentions" {
+                Needs::filter(Filter::Array("Name", Resource::Intention))
+            } else if SERVICE_KINDS.contains(kind) {
+                Needs::filter(Filter::Array("Name", Resource::Service))
+            } else {
+                Needs::default()
+            }
+        }
+        ["config", kind, name] => match config_check(kind, &decode(name), access) {
+            Some(c) => Needs::one(c),
+            None => Needs::default(),
+        },
+        ["connect", "intentions"] if write => Needs::one(Named(
+            Resource::Intention,
+            str_field(body, "DestinationName"),
+            Write,
+        )),
+        ["connect", "intentions"] => {
+            Needs::filter(Filter::Array("DestinationName", Resource::Intention))
+        }
+        ["connect", "intentions", "exact" | "check"] => {
+            Needs::one(Named(Resource::Intention, qs("destination"), access))
+        }
+        ["connect", "intentions", "match"] => {
+            Needs::one(Named(Resource::Intention, qs("name"), Read))
+        }
+        ["connect", "intentions", id] => {
+            let id = decode(id);
+            let dest = api.state.read(|s| {
+                s.intentions()
+                    .find(|i| i.id == id)
+                    .map(|i| i.destination.clone())
+            });
+            match dest {
+                Some(dest) => Needs::one(Named(Resource::Intention, dest, access)),
+                None => Needs::default(),
+            }
+        }
+        ["connect", "ca", ..] => Needs::one(G(Global::Operator, access)),
+        ["agent", "connect", "authorize"] => {
+            Needs::one(Named(Resource::Service, str_field(body, "Target"), Write))
+        }
+        ["agent", "connect", "ca", "leaf", service] => {
+            Needs::one(Named(Resource::Service, decode(service), Write))
+        }
+        ["agent", "connect", "proxy", id] => {
+            // The snapshot carries the leaf (the identity) of the service the
+            // proxy stands for: as for the leaf endpoint, that needs write.
+            let id = decode(id);
+            let destination = match q.get("node") {
+                Some(n) => api.state.read(|s| {
+                    s.service(n, &id)
+                        .and_then(|s| s.proxy.as_ref())
+                        .map(|p| p.destination_service_name.clone())
+                }),
+                None => api.agent.local_proxy_destination(&id),
+            };
+            Needs::one(Named(Resource::Service, destination.unwrap_or(id), Write))
+        }
+        ["agent", "members"] => Needs::filter(Filter::Array("Name", Resource::Node)),
+        ["agent", "self"] => Needs::one(Named(Resource::Agent, node(), Read)),
+        ["agent", "leave" | "reload" | "join", ..] => {
+            Needs::one(Named(Resource::Agent, node(), Write))
+        }
+        ["agent", "config", "plan"] => Needs::one(Named(Resource::Agent, node(), Read)),
+        ["agent", "services"] => Needs::filter(Filter::Values("Service", Resource::Service)),
+        ["agent", "checks"] => Needs::filter(Filter::Checks),
+        ["agent", "service", "register"] => {
+            let name = body
+                .get("Name")
+                .or_else(|| body.get("Service"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            Needs::one(Named(Resource::Service, name.into(), Write))
+        }
+        ["agent", "service", op @ ..] => {
+            let id = decode(op.last().copied().unwrap_or_default());
+            let name = api.agent.local_service_name(&id).unwrap_or(id);
+            Needs::one(Named(Resource::Service, name, access))
+        }
+        ["agent", "check", "register"] => {
+            let sid = str_field(body, "ServiceID");
+            match api.agent.local_service_name(&sid) {
+                Some(name) => Needs::one(Named(Resource::Service, name, Write)),
+                None => Needs::one(Named(Resource::Node, node(), Write)),
+            }
+        }
+        ["agent", "check", _, id] => match api.agent.local_check_service(&decode(id)) {
+            Some(name) => Needs::one(Named(Resource::Service, name, Write)),
+            None => Needs::one(Named(Resource::Node, node(), Write)),
+        },
+        // Anything else: only a management token (fail closed).
+        _ => Needs::one(Check::Management),
+    }
+}
+
+fn txn_checks(body: &Value) -> Vec<Check> {
+    let Some(ops) = body.as_array() else {
+        return Vec::new();
+    };
+    ops.iter()
+        .filter_map(|op| op.get("KV"))
+        .map(|kv| {
+            let key = str_field(kv, "Key");
+            match str_field(kv, "Verb").as_str() {
+                "get" | "check-index" | "check-session" | "check-not-exists" | "get-tree" => {
+                    Check::Named(Resource::Key, key, Access::Read)
+                }
+                "delete-tree" => Check::KeyWritePrefix(key),
+                _ => Check::Named(Resource::Key, key, Access::Write),
+            }
+        })
+        .collect()
+}
+
+/// Which routes carry their target in the body.
+pub(crate) fn body_matters(method: &Method, path: &str) -> bool {
+    *method != Method::GET
+        && matches!(
+            path,
+            "/v1/txn"
+                | "/v1/catalog/register"
+                | "/v1/catalog/deregister"
+                | "/v1/config"
+                | "/v1/connect/intentions"
+                | "/v1/agent/connect/authorize"
+                | "/v1/agent/service/register"
+                | "/v1/agent/check/register"
+        )
+}
+
+pub(crate) fn allowed(authz: &Authorizer, check: &Check) -> bool {
+    match check {
+        Check::Named(r, name, need) => authz.allows(*r, name, *need),
+        Check::Global(g, need) => authz.allows_global(*g, *need),
+        Check::KeyWritePrefix(prefix) => authz.allows_key_write_prefix(prefix),
+        Check::Management => authz.is_management(),
+    }
+}
+
+pub(crate) fn check_text(check: &Check) -> String {
+    match check {
+        Check::Named(r, name, need) => format!("'{}:{}' on {name:?}", r.as_str(), need.as_str()),
+        Check::Global(g, need) => format!("'{}:{}'", g.as_str(), need.as_str()),
+        Check::KeyWritePrefix(prefix) => format!("'key:write' on every key under {prefix:?}"),
+        Check::Management => "'acl:write' (a management token)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn txn_needs_read_for_reads_and_write_for_writes() {
+        let body = serde_json::json!([
+            {"KV": {"Verb": "get", "Key": "a"}},
+            {"KV": {"Verb": "set", "Key": "b"}},
+            {"KV": {"Verb": "delete-tree", "Key": "c/"}},
+        ]);
+        assert_eq!(
+            txn_checks(&body),
+            vec![
+                Check::Named(Resource::Key, "a".into(), Access::Read),
+                Check::Named(Resource::Key, "b".into(), Access::Write),
+                Check::KeyWritePrefix("c/".into()),
+            ]
+        );
+    }
+}
