@@ -161,6 +161,23 @@ async fn the_api_serves_https_and_clients_verify_it_with_a_ca_file() {
         .await;
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
 
+    // A sidecar polls its snapshot over HTTPS with the same CA file.
+    let db = crate::proxy::echo_server().await;
+    let reg = serde_json::json!({"Name": "db", "ID": "db", "Port": db.port(), "Address": "127.0.0.1",
+        "Connect": {"SidecarService": {"Port": crate::proxy::free_port(), "Address": "127.0.0.1"}}});
+    let r = crate::http()
+        .put(a.url("/v1/agent/service/register"))
+        .json(&reg)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_db_proxy, _) = crate::proxy::connect_proxy(
+        &a,
+        &["-sidecar-for", "db-sidecar-proxy", &addr_flag, &ca_flag],
+    )
+    .await;
+
     // Terraform with `ca_file` and an https:// address.
     if Path::new(crate::terraform::TERRAFORM).exists() {
         let tf = crate::terraform::Tf::new(dir.path(), "tls");

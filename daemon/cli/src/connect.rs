@@ -238,6 +238,8 @@ async fn proxy(p: &ProxyArgs) -> anyhow::Result<ExitCode> {
     let base = client.base_url().to_string();
     let mut source = mesh_proxy::SourceConfig::new(base, id.clone());
     source.token = p.http.token.clone().or_else(mesh_client::env_token);
+    // Same agent, same TLS roots (-ca-file) as the CLI's own requests.
+    source.http = Some(client.http().clone());
     let (snapshots, _poller) = mesh_proxy::source::spawn(source);
     let admin = match p.admin_bind {
         Some(addr) => Some(

@@ -143,6 +143,12 @@ impl Client {
         self
     }
 
+    /// The HTTP client underneath (its TLS roots included), for callers
+    /// that poll the agent themselves, such as a sidecar's snapshot source.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// The agent's base URL, e.g. `http://127.0.0.1:8500/`.
     pub fn base_url(&self) -> &Url {
         &self.base

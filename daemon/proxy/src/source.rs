@@ -40,6 +40,9 @@ pub struct SourceConfig {
     pub min_backoff: Duration,
     /// Longest retry delay.
     pub max_backoff: Duration,
+    /// The HTTP client to poll with, e.g. one trusting an `https://`
+    /// agent's CA; default: a new one with the system's roots.
+    pub http: Option<reqwest::Client>,
 }
 
 impl SourceConfig {
@@ -52,6 +55,7 @@ impl SourceConfig {
             wait: Duration::from_secs(300),
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
+            http: None,
         }
     }
 }
@@ -74,17 +78,18 @@ pub fn spawn(
 ///
 /// Returns when every receiver of `tx` has been dropped.
 pub async fn run(cfg: SourceConfig, tx: watch::Sender<Arc<ProxySnapshot>>) {
-    // reqwest is built with rustls and no default crypto provider: use ring.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = match reqwest::Client::builder()
-        // The server may add up to wait/16 of jitter; allow for it.
-        .timeout(cfg.wait + cfg.wait / 16 + Duration::from_secs(10))
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build HTTP client for the snapshot source");
-            return;
+    let client = match cfg.http.clone() {
+        Some(c) => c,
+        None => {
+            // reqwest is built with rustls and no default crypto provider: use ring.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            match reqwest::Client::builder().build() {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot build HTTP client for the snapshot source");
+                    return;
+                }
+            }
         }
     };
     let mut index = 0u64;
@@ -137,7 +142,10 @@ async fn fetch(
         message,
     };
     let full = format!("{url}?index={index}&wait={}s", cfg.wait.as_secs().max(1));
-    let mut req = client.get(&full);
+    // The server may add up to wait/16 of jitter; allow for it.
+    let mut req = client
+        .get(&full)
+        .timeout(cfg.wait + cfg.wait / 16 + Duration::from_secs(10));
     if let Some(t) = &cfg.token {
         req = req.header("X-Consul-Token", t);
     }
