@@ -626,3 +626,54 @@ async fn the_rpc_port_refuses_writes_whose_token_may_not_make_them() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn every_servers_files_apply_under_acls_with_only_an_initial_management_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("acl.hcl");
+    std::fs::write(
+        &conf,
+        format!("acl {{\n  enabled = true\n  default_policy = \"deny\"\n  tokens {{\n    initial_management = \"{MANAGEMENT}\"\n  }}\n}}\n"),
+    )
+    .unwrap();
+    // Each server declares one intention in its own mesh.d; followers
+    // forward theirs to the leader with their own token.
+    let dirs: Vec<std::path::PathBuf> = (0..3)
+        .map(|i| {
+            let d = dir.path().join(format!("mesh.d-{i}"));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(
+                d.join("intentions.hcl"),
+                format!("intention \"src{i}\" \"db\" {{\n  action = \"allow\"\n}}\n"),
+            )
+            .unwrap();
+            d
+        })
+        .collect();
+    let flag = format!("-config-file={}", conf.display());
+    let cluster = TestCluster::start_with(3, |i, spec| {
+        spec.extra.push(flag.clone());
+        spec.extra
+            .push(format!("-config-dir={}", dirs[i].display()));
+    })
+    .await
+    .unwrap();
+    let m = Some(MANAGEMENT);
+    eventually(
+        "every server's intention applied",
+        Duration::from_secs(20),
+        || async {
+            let (st, text) = call(
+                Method::GET,
+                &cluster.agents[0],
+                "/v1/connect/intentions",
+                m,
+                None,
+            )
+            .await;
+            let all = (0..3).all(|i| text.contains(&format!("\"src{i}\"")));
+            (st == 200 && all).then_some(())
+        },
+    )
+    .await;
+}

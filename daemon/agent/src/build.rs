@@ -287,7 +287,7 @@ impl Agent {
         let mut tasks = tokio::task::JoinSet::new();
         // Writes this agent forwards on its own behalf carry its token; the
         // RPC port checks what peers send (see `Agent::check_proposal`).
-        let agent_token = self.live.lock().acl.agent_token.clone();
+        let agent_token = self.live.lock().acl.own_token();
         self.rpc_network.set_token(agent_token.clone());
         if let Some(raft) = &self.raft {
             raft.network().set_token(agent_token);

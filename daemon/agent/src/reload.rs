@@ -214,9 +214,9 @@ impl Agent {
         });
         *self.live.lock() = new.clone();
         // The agent token applies live, to the writes this agent forwards.
-        self.rpc_network.set_token(new.acl.agent_token.clone());
+        self.rpc_network.set_token(new.acl.own_token());
         if let Some(raft) = &self.raft {
-            raft.network().set_token(new.acl.agent_token.clone());
+            raft.network().set_token(new.acl.own_token());
         }
     }
 

@@ -121,6 +121,16 @@ pub struct TlsFiles {
     pub ca_file: Option<PathBuf>,
 }
 
+impl AclConfig {
+    /// The token for the agent's own writes: `tokens.agent`, else the
+    /// initial management token (servers usually have one configured).
+    pub fn own_token(&self) -> Option<String> {
+        self.agent_token
+            .clone()
+            .or_else(|| self.initial_management_token.clone())
+    }
+}
+
 /// ACL settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AclConfig {
