@@ -52,7 +52,7 @@ pub(crate) async fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
                 continue;
             }
             let mut source = SourceConfig::new(format!("http://{http}"), id.clone());
-            source.token = agent.live.lock().acl.agent_token.clone();
+            source.token = agent.live.lock().acl.own_token();
             let (snapshots, _poller) = mesh_proxy::source::spawn(source);
             let (tx, rx) = oneshot::channel::<()>();
             let handle = Proxy::spawn(snapshots, None, async move {
