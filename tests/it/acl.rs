@@ -13,12 +13,27 @@ use crate::http;
 pub(crate) const MANAGEMENT: &str = "6d3f6a39-2b1e-4c61-9a51-0e3cbb0f1c11";
 
 pub(crate) fn acl_config(dir: &std::path::Path) -> std::path::PathBuf {
-    let conf = dir.join("acl.hcl");
+    acl_file(
+        dir,
+        "acl.hcl",
+        &[("initial_management", MANAGEMENT), ("agent", MANAGEMENT)],
+    )
+}
+
+/// `dir/name` holding `acl { }` with ACLs on, default deny, and these tokens.
+pub(crate) fn acl_file(
+    dir: &std::path::Path,
+    name: &str,
+    tokens: &[(&str, &str)],
+) -> std::path::PathBuf {
+    let tokens: String = tokens
+        .iter()
+        .map(|(k, v)| format!("    {k} = \"{v}\"\n"))
+        .collect();
+    let conf = dir.join(name);
     std::fs::write(
         &conf,
-        format!(
-            "acl {{\n  enabled = true\n  default_policy = \"deny\"\n  tokens {{\n    initial_management = \"{MANAGEMENT}\"\n    agent = \"{MANAGEMENT}\"\n  }}\n}}\n"
-        ),
+        format!("acl {{\n  enabled = true\n  default_policy = \"deny\"\n  tokens {{\n{tokens}  }}\n}}\n"),
     )
     .unwrap();
     conf
@@ -355,12 +370,7 @@ node_prefix "" { policy = "write" }
 #[tokio::test]
 async fn the_cli_bootstraps_and_manages_policies_and_tokens() {
     let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("acl.hcl");
-    std::fs::write(
-        &conf,
-        "acl {\n  enabled = true\n  default_policy = \"deny\"\n}\n",
-    )
-    .unwrap();
+    let conf = acl_file(dir.path(), "acl.hcl", &[]);
     let mut spec = AgentSpec::server("node1", 1);
     spec.extra = vec!["-dev".into(), format!("-config-file={}", conf.display())];
     let a = TestAgent::start(spec, &dir.path().join("data"))
@@ -595,12 +605,7 @@ async fn the_rpc_port_refuses_writes_whose_token_may_not_make_them() {
     assert!(err.to_string().contains("Permission denied"), "{err}");
 
     // A client agent running with that token keeps its services registered.
-    let client_conf = dir.path().join("client.hcl");
-    std::fs::write(
-        &client_conf,
-        format!("acl {{\n  enabled = true\n  default_policy = \"deny\"\n  tokens {{\n    agent = \"{agent_secret}\"\n  }}\n}}\n"),
-    )
-    .unwrap();
+    let client_conf = acl_file(dir.path(), "client.hcl", &[("agent", &agent_secret)]);
     let mut spec = AgentSpec::client("app9");
     spec.extra
         .push(format!("-config-file={}", client_conf.display()));
@@ -630,12 +635,7 @@ async fn the_rpc_port_refuses_writes_whose_token_may_not_make_them() {
 #[tokio::test]
 async fn every_servers_files_apply_under_acls_with_only_an_initial_management_token() {
     let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("acl.hcl");
-    std::fs::write(
-        &conf,
-        format!("acl {{\n  enabled = true\n  default_policy = \"deny\"\n  tokens {{\n    initial_management = \"{MANAGEMENT}\"\n  }}\n}}\n"),
-    )
-    .unwrap();
+    let conf = acl_file(dir.path(), "acl.hcl", &[("initial_management", MANAGEMENT)]);
     // Each server declares one intention in its own mesh.d; followers
     // forward theirs to the leader with their own token.
     let dirs: Vec<std::path::PathBuf> = (0..3)

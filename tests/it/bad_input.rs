@@ -190,3 +190,20 @@ async fn a_node_with_the_wrong_gossip_key_is_refused() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn bad_tls_setups_stop_the_agent_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = base_args(&dir.path().join("data"));
+    let text = fails_with(with(&base, &["-https-port=0"]), "ports.https").await;
+    assert!(text.contains("cert_file"), "{text}");
+
+    let conf = dir.path().join("tls.hcl");
+    std::fs::write(&conf, "tls {\n  defaults {\n    cert_file = \"/nonexistent/server.pem\"\n    key_file = \"/nonexistent/server.key\"\n  }\n}\n").unwrap();
+    let conf_flag = format!("-config-file={}", conf.display());
+    fails_with(
+        with(&base, &["-https-port=0", &conf_flag]),
+        "/nonexistent/server.pem",
+    )
+    .await;
+}

@@ -7,17 +7,11 @@ use mesh_testkit::{AgentSpec, TestAgent};
 
 /// A CA and a server certificate for 127.0.0.1/localhost, made by openssl.
 fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    // The last argument of each step is the file it writes.
     let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = crate::ca::openssl(args, dir);
+        let made = dir.join(args.last().expect("an output file"));
+        assert!(made.exists(), "openssl {args:?}: {out}");
     };
     run(&[
         "ecparam",
@@ -198,56 +192,4 @@ async fn the_api_serves_https_and_clients_verify_it_with_a_ca_file() {
         assert_eq!((code, out.trim()), (0, "from terraform"));
         assert_eq!(tf.plan().await.code, 0);
     }
-}
-
-#[tokio::test]
-async fn bad_tls_setups_stop_the_agent_with_the_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = |extra: Vec<String>| {
-        let data = dir.path().join("data");
-        async move {
-            let mut args = vec![
-                "agent".to_string(),
-                "-dev".into(),
-                "-http-port=0".into(),
-                "-dns-port=-1".into(),
-                "-serf-lan-port=0".into(),
-                "-server-port=0".into(),
-                format!("-data-dir={}", data.display()),
-            ];
-            args.extend(extra);
-            let out = tokio::time::timeout(
-                std::time::Duration::from_secs(20),
-                tokio::process::Command::new(mesh_testkit::mesh_bin())
-                    .args(&args)
-                    .kill_on_drop(true)
-                    .output(),
-            )
-            .await
-            .expect("the agent exits")
-            .unwrap();
-            (
-                out.status.success(),
-                format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-            )
-        }
-    };
-    let (ok, out) = run(vec!["-https-port=0".into()]).await;
-    assert!(
-        !ok && out.contains("ports.https") && out.contains("cert_file"),
-        "{out}"
-    );
-
-    let conf = dir.path().join("tls.hcl");
-    std::fs::write(&conf, "tls {\n  defaults {\n    cert_file = \"/nonexistent/server.pem\"\n    key_file = \"/nonexistent/server.key\"\n  }\n}\n").unwrap();
-    let (ok, out) = run(vec![
-        "-https-port=0".into(),
-        format!("-config-file={}", conf.display()),
-    ])
-    .await;
-    assert!(!ok && out.contains("/nonexistent/server.pem"), "{out}");
 }
