@@ -13,15 +13,8 @@ use mesh_types::{AclPolicy, AclToken, Command, GLOBAL_MANAGEMENT_POLICY_ID};
 use serde_json::{json, Value};
 
 use crate::acl_caller::{request_secret, Caller};
+use crate::error::json_body;
 use crate::{Api, ApiError, Written};
-
-fn body_json(body: &Bytes, what: &str) -> Result<Value, ApiError> {
-    if body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Ok(json!({}));
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("Request decode failed: {what}: {e}")))
-}
 
 fn field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
@@ -70,15 +63,19 @@ pub(crate) fn policy_json(p: &AclPolicy, with_rules: bool) -> Value {
 }
 
 fn token_json(api: &Api, t: &AclToken, show_secret: bool) -> Value {
-    let policies: Vec<Value> = api.state.read(|s| {
-        t.policies
-            .iter()
-            .map(|id| {
-                let name = s.acl_policy(id).map(|p| p.name).unwrap_or_default();
-                json!({"ID": id, "Name": name})
-            })
-            .collect()
-    });
+    api.state.read(|s| token_json_in(s, t, show_secret))
+}
+
+/// The token as Consul shows it, policy names looked up in `s`.
+fn token_json_in(s: &mesh_state::State, t: &AclToken, show_secret: bool) -> Value {
+    let policies: Vec<Value> = t
+        .policies
+        .iter()
+        .map(|id| {
+            let name = s.acl_policy(id).map(|p| p.name).unwrap_or_default();
+            json!({"ID": id, "Name": name})
+        })
+        .collect();
     json!({
         "AccessorID": t.accessor_id,
         "SecretID": if show_secret { t.secret_id.as_str() } else { "<hidden>" },
@@ -136,7 +133,7 @@ async fn stored_token(api: &Api, accessor: &str) -> Option<AclToken> {
 
 // === policies ===
 
-fn policy_from(api: &Api, body: &Value, id: String) -> Result<AclPolicy, ApiError> {
+fn policy_from(body: &Value, id: String) -> Result<AclPolicy, ApiError> {
     let name = field(body, "Name")
         .ok_or_else(|| ApiError::bad_request("ACL policy Name is required"))?
         .to_string();
@@ -166,7 +163,6 @@ fn policy_from(api: &Api, body: &Value, id: String) -> Result<AclPolicy, ApiErro
                 .collect()
         })
         .unwrap_or_default();
-    let _ = api;
     Ok(AclPolicy {
         id,
         name,
@@ -195,13 +191,13 @@ pub(crate) async fn policy_create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     enabled(&api)?;
-    let body = body_json(&body, "policy")?;
+    let body = json_body(&body, "policy")?;
     if field(&body, "ID").is_some() {
         return Err(ApiError::bad_request(
             "ID must be empty when creating a policy; use PUT /v1/acl/policy/<id> to update",
         ));
     }
-    let policy = policy_from(&api, &body, new_id())?;
+    let policy = policy_from(&body, new_id())?;
     write_policy(&api, policy).await
 }
 
@@ -211,11 +207,11 @@ pub(crate) async fn policy_update(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     enabled(&api)?;
-    let body = body_json(&body, "policy")?;
+    let body = json_body(&body, "policy")?;
     if api.state.read(|s| s.acl_policy(&id)).is_none() {
         return Err(not_found(format!("ACL policy {id}")));
     }
-    let policy = policy_from(&api, &body, id)?;
+    let policy = policy_from(&body, id)?;
     write_policy(&api, policy).await
 }
 
@@ -310,7 +306,7 @@ pub(crate) async fn token_create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     enabled(&api)?;
-    let body = body_json(&body, "token")?;
+    let body = json_body(&body, "token")?;
     let accessor = field(&body, "AccessorID").map_or_else(new_id, str::to_string);
     let secret = field(&body, "SecretID").map_or_else(new_id, str::to_string);
     check_uuid("AccessorID", &accessor)?;
@@ -338,7 +334,7 @@ pub(crate) async fn token_update(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     enabled(&api)?;
-    let body = body_json(&body, "token")?;
+    let body = json_body(&body, "token")?;
     let old = api
         .state
         .read(|s| s.acl_token(&accessor).cloned())
@@ -409,8 +405,9 @@ pub(crate) async fn tokens(
 ) -> Result<Response, ApiError> {
     enabled(&api)?;
     let show = shows_secrets(&caller);
-    let all: Vec<AclToken> = api.state.read(|s| s.acl_tokens().cloned().collect());
-    let list: Vec<Value> = all.iter().map(|t| token_json(&api, t, show)).collect();
+    let list: Vec<Value> = api
+        .state
+        .read(|s| s.acl_tokens().map(|t| token_json_in(s, t, show)).collect());
     Ok(Json(list).into_response())
 }
 

@@ -51,6 +51,16 @@ impl From<mesh_raft::ReadError> for ApiError {
     }
 }
 
+/// A JSON request body; an empty one reads as `{}`. A parse error is a 400
+/// naming `what` was being decoded.
+pub(crate) fn json_body(body: &[u8], what: &str) -> Result<serde_json::Value, ApiError> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(serde_json::json!({}));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("Request decode failed: {what}: {e}")))
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, format!("{}\n", self.message)).into_response()

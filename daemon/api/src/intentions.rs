@@ -12,6 +12,7 @@ use mesh_types::{decide, sort_by_precedence, Command, Intention};
 use serde_json::{json, Value};
 
 use crate::catalog::{json_read, json_read_uncached};
+use crate::error::json_body;
 use crate::intention_wire::{intention_json, parse_intention};
 use crate::params::Params;
 use crate::write::{owner, takeover};
@@ -27,14 +28,6 @@ fn required<'a>(
         .ok_or_else(|| {
             ApiError::bad_request(format!("required query parameter {key:?} is missing"))
         })
-}
-
-fn body_json(body: &Bytes) -> Result<Value, ApiError> {
-    if body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Ok(json!({}));
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("Request decode failed: intention: {e}")))
 }
 
 pub(crate) async fn list(State(api): State<Api>, params: Params) -> Result<Response, ApiError> {
@@ -90,7 +83,12 @@ pub(crate) async fn put_exact(
 ) -> Result<Json<bool>, ApiError> {
     let map = params.map();
     let (src, dst) = (required(&map, "source")?, required(&map, "destination")?);
-    let i = parse_intention(&body_json(&body)?, Some(src), Some(dst), &owner(&headers))?;
+    let i = parse_intention(
+        &json_body(&body, "intention")?,
+        Some(src),
+        Some(dst),
+        &owner(&headers),
+    )?;
     api.apply(Command::IntentionSet {
         intention: with_new_id(i),
         takeover: takeover(&map),
@@ -123,7 +121,12 @@ pub(crate) async fn create(
     params: Params,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let i = parse_intention(&body_json(&body)?, None, None, &owner(&headers))?;
+    let i = parse_intention(
+        &json_body(&body, "intention")?,
+        None,
+        None,
+        &owner(&headers),
+    )?;
     let (src, dst) = (i.source.clone(), i.destination.clone());
     if api.state.read(|s| s.intention(&src, &dst).is_some()) {
         return Err(ApiError::new(
@@ -245,7 +248,7 @@ pub(crate) async fn authorize(
     State(api): State<Api>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let v = crate::wire::fold_keys(body_json(&body)?);
+    let v = crate::wire::fold_keys(json_body(&body, "intention")?);
     let field = |k: &str| {
         v.get(k)
             .and_then(Value::as_str)
