@@ -40,12 +40,13 @@ BIN="$CARGO_TARGET_DIR/bench-build/examples/bench_sidecar"
 
 # Ports: backend 18080 (HTTP) / 18081 (bulk); hop A / hop B per system; +10 for the bulk pair.
 BACKEND=18080 BULK=18081
-MESH_A=18101 MESH_B=18102 HAP_A=18201 HAP_B=18202 ENV_A=18301 ENV_B=18302
+MESH_A=18101 MESH_B=18102 HAP_A=18201 HAP_B=18202 ENV_A=18301 ENV_B=18302 RELAY_A=18601 RELAY_B=18602
 
 rm -rf "$WORK"; mkdir -p "$WORK"
 "$BIN" gen "$WORK/pki" "$BACKEND" "$MESH_A" "$MESH_B"
 "$BIN" gen "$WORK/pki-bulk" "$BULK" $((MESH_A + 10)) $((MESH_B + 10))
 "$BIN" gen "$WORK/pki-l7" "$BACKEND" $((MESH_A + 20)) $((MESH_B + 20)) http
+"$BIN" gen "$WORK/pki-mt" "$BACKEND" $((MESH_A + 30)) $((MESH_B + 30))
 
 # --- process helpers: every process we start is a group leader we kill by id -
 PIDS=()
@@ -90,13 +91,21 @@ for pair in "$WORK/pki $BACKEND 0" "$WORK/pki-bulk $BULK 10"; do
     fill envoy-a.yaml "envoy${tag}-a.yaml" "$pki" "$app" $((ENV_A + off)) $((ENV_B + off)) $((18391 + off))
     start "env${tag}-b" "$ENVOY" -c "$WORK/envoy${tag}-b.yaml" --concurrency 2 --disable-hot-restart -l warning
     start "env${tag}-a" "$ENVOY" -c "$WORK/envoy${tag}-a.yaml" --concurrency 2 --disable-hot-restart -l warning
+    # The same two hops without TLS (HAProxy relay), for scale.
+    fill relay-b.cfg "relay${tag}-b.cfg" "$pki" "$app" $((RELAY_A + off)) $((RELAY_B + off)) 0
+    fill relay-a.cfg "relay${tag}-a.cfg" "$pki" "$app" $((RELAY_A + off)) $((RELAY_B + off)) 0
+    start "relay${tag}-b" haproxy -db -f "$WORK/relay${tag}-b.cfg"
+    start "relay${tag}-a" haproxy -db -f "$WORK/relay${tag}-a.cfg"
 done
 # mesh with hop B at L7 (protocol http, per-request permission check): extra row.
 start meshl7-b "$BIN" sidecar "$WORK/pki-l7/mesh-b.json"
 start meshl7-a "$BIN" sidecar "$WORK/pki-l7/mesh-a.json"
-for p in $BACKEND $BULK $((MESH_A + 20)) $((MESH_B + 20)); do wait_port $p; done
+# mesh with a worker per core (`-workers 0`) instead of the one-thread default: extra row.
+start meshmt-b env MESH_PROXY_WORKERS=0 "$BIN" sidecar "$WORK/pki-mt/mesh-b.json"
+start meshmt-a env MESH_PROXY_WORKERS=0 "$BIN" sidecar "$WORK/pki-mt/mesh-a.json"
+for p in $BACKEND $BULK $((MESH_A + 20)) $((MESH_B + 20)) $((MESH_A + 30)) $((MESH_B + 30)); do wait_port $p; done
 for off in 0 10; do
-    for p in $MESH_A $MESH_B $HAP_A $HAP_B $ENV_A $ENV_B; do wait_port $((p + off)); done
+    for p in $MESH_A $MESH_B $HAP_A $HAP_B $ENV_A $ENV_B $RELAY_A $RELAY_B; do wait_port $((p + off)); done
 done
 curl -sf http://127.0.0.1:18502/ready >/dev/null
 RSS_IDLE=$(rss_kb "$PID_mesh_b")
@@ -139,12 +148,14 @@ for r in $(seq "$ROUNDS"); do
     load haproxy "$HAP_A" "$r" "$PID_hap_a" "$PID_hap_b"
     load envoy "$ENV_A" "$r" "$PID_env_a" "$PID_env_b"
     load mesh-l7 $((MESH_A + 20)) "$r" "$PID_meshl7_a" "$PID_meshl7_b"
+    load mesh-mt $((MESH_A + 30)) "$r" "$PID_meshmt_a" "$PID_meshmt_b"
+    load relay "$RELAY_A" "$r" "$PID_relay_a" "$PID_relay_b"
 done
 RSS_LOADED=$(rss_kb "$PID_mesh_b")
 
 # --- bulk: one connection, BULK_BYTES from the backend -----------------------
 declare -A BULK_MIBS
-for path in "direct $BULK" "mesh $((MESH_A + 10))" "haproxy $((HAP_A + 10))" "envoy $((ENV_A + 10))"; do
+for path in "direct $BULK" "mesh $((MESH_A + 10))" "haproxy $((HAP_A + 10))" "envoy $((ENV_A + 10))" "relay $((RELAY_A + 10))"; do
     set -- $path
     BULK_MIBS[$1]=$("$BIN" bulk-client "127.0.0.1:$2" "$BULK_BYTES" | sed 's/.*MiB\/s=//')
     echo "bulk $1: ${BULK_MIBS[$1]} MiB/s"
@@ -164,7 +175,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
     echo
     echo "| path | req/s | p99 ms | req/s vs direct | CPU of both hops, us/request | bulk MiB/s |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: |"
-    for n in direct mesh haproxy envoy mesh-l7; do
+    for n in direct mesh haproxy envoy mesh-l7 mesh-mt relay; do
         RPS[$n]=$(echo "${RPS[$n]}" | median); P99[$n]=$(echo "${P99[$n]}" | median)
         CPU[$n]=$(echo "${CPU[$n]}" | median)
     done
@@ -172,11 +183,14 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
         echo "| $n | ${RPS[$n]} | ${P99[$n]} | $(ratio "${RPS[$n]}" "${RPS[direct]}") | ${CPU[$n]} | ${BULK_MIBS[$n]} |"
     done
     echo "| mesh-l7 (hop B: http, permission per request) | ${RPS[mesh-l7]} | ${P99[mesh-l7]} | $(ratio "${RPS[mesh-l7]}" "${RPS[direct]}") | ${CPU[mesh-l7]} | — |"
+    echo "| mesh, a worker per core (\`-workers 0\`) | ${RPS[mesh-mt]} | ${P99[mesh-mt]} | $(ratio "${RPS[mesh-mt]}" "${RPS[direct]}") | ${CPU[mesh-mt]} | — |"
+    echo "| HAProxy relay, plain TCP, no TLS (for scale) | ${RPS[relay]} | ${P99[relay]} | $(ratio "${RPS[relay]}" "${RPS[direct]}") | ${CPU[relay]} | ${BULK_MIBS[relay]} |"
     echo
     echo "- mesh / HAProxy req/s: $(ratio "${RPS[mesh]}" "${RPS[haproxy]}") (target >= 1.2)"
     echo "- mesh / Envoy req/s: $(ratio "${RPS[mesh]}" "${RPS[envoy]}") (target >= 1.5)"
     echo "- CPU per request, HAProxy / mesh: $(ratio "${CPU[haproxy]}" "${CPU[mesh]}"); Envoy / mesh: $(ratio "${CPU[envoy]}" "${CPU[mesh]}") (client, backend and proxies share $(nproc) cores, so req/s is bounded by the whole machine)"
     echo "- bulk, mesh / direct: $(ratio "${BULK_MIBS[mesh]}" "${BULK_MIBS[direct]}") (target >= 0.5); HAProxy / direct $(ratio "${BULK_MIBS[haproxy]}" "${BULK_MIBS[direct]}"), Envoy / direct $(ratio "${BULK_MIBS[envoy]}" "${BULK_MIBS[direct]}")"
+    echo "- against the same two hops without TLS (HAProxy relay): mesh req/s $(ratio "${RPS[mesh]}" "${RPS[relay]}"), CPU per request $(ratio "${CPU[mesh]}" "${CPU[relay]}"), bulk $(ratio "${BULK_MIBS[mesh]}" "${BULK_MIBS[relay]}"); the relay's bulk is $(ratio "${BULK_MIBS[relay]}" "${BULK_MIBS[direct]}") of direct"
     echo "- idle sidecar RSS: $((RSS_IDLE / 1024)).$(((RSS_IDLE % 1024) * 10 / 1024)) MiB (${RSS_IDLE} kB; after load ${RSS_LOADED} kB; target <= 10 MB)"
     echo "- snapshot deny -> live connections closed: $CUT (target p99 <= 100 ms)"
 } | tee "$WORK/results.md"

@@ -380,7 +380,8 @@ async fn envoy_dials_the_builtin_proxy_with_a_leaf_from_our_ca() {
         "Connect": {"SidecarService": {"Port": public, "Address": "127.0.0.1"}}}),
     )
     .await;
-    let (_db_proxy, _) = sidecar(&a, "db").await;
+    // A worker pool instead of the one-thread default: both runtimes carry traffic.
+    let (_db_proxy, _) = connect_proxy(&a, &["-sidecar-for", "db", "-workers", "2"]).await;
 
     let leaf: Value = c
         .get(a.url("/v1/agent/connect/ca/leaf/web"))

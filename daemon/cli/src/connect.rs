@@ -51,6 +51,9 @@ pub struct ProxyArgs {
     /// Admin listener for /ready and /metrics
     #[arg(long = "admin-bind", value_name = "ADDR")]
     pub admin_bind: Option<SocketAddr>,
+    /// Data-path threads: 1 runs the proxy on one thread, 0 one per core
+    #[arg(long, value_name = "N", default_value_t = mesh_proxy::DEFAULT_WORKERS)]
+    pub workers: usize,
     #[command(flatten)]
     pub http: HttpArgs,
 }

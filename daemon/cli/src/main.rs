@@ -70,7 +70,13 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let runtime = match &cli.command {
+        Command::Connect(connect::ConnectArgs {
+            command: connect::ConnectCommand::Proxy(p),
+        }) => mesh_proxy::runtime(p.workers),
+        _ => tokio::runtime::Runtime::new(),
+    }
+    .expect("tokio runtime");
     match runtime.block_on(run(cli, &matches)) {
         Ok(code) => code,
         Err(err) => {

@@ -29,6 +29,7 @@ mod l7;
 mod metrics;
 mod outbound;
 mod proxy;
+mod runtime;
 pub mod snapshot;
 pub mod source;
 pub mod spiffe;
@@ -38,6 +39,7 @@ mod tls;
 pub use error::Error;
 pub use metrics::{Metrics, UpstreamMetrics};
 pub use proxy::{Bound, Proxy, ProxyHandle, DRAIN_TIMEOUT};
+pub use runtime::{runtime, DEFAULT_WORKERS};
 pub use snapshot::{
     Action, Endpoint, HeaderMatch, HttpMatch, IntentionRule, Intentions, Leaf, Permission,
     Protocol, ProxySnapshot, PublicListener, Upstream,

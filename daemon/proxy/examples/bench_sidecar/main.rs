@@ -33,20 +33,14 @@ fn main() -> anyhow::Result<()> {
             .map(String::as_str)
             .with_context(|| format!("missing argument {i}; see the usage in the source"))
     };
-    // MESH_PROXY_WORKERS: 0 = current-thread runtime, N = N worker threads.
-    let rt = match std::env::var("MESH_PROXY_WORKERS")
+    // MESH_PROXY_WORKERS as `mesh connect proxy -workers`: 1 = one thread
+    // (the default), 0 = one per core, N = N workers.
+    let workers = std::env::var("MESH_PROXY_WORKERS")
         .ok()
         .and_then(|v| v.parse().ok())
-    {
-        Some(0) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?,
-        Some(n) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .enable_all()
-            .build()?,
-        None => tokio::runtime::Runtime::new()?,
-    };
+        .unwrap_or(mesh_proxy::DEFAULT_WORKERS);
+    // The load side (backend, bulk pair, cut) keeps a worker per core.
+    let rt = tokio::runtime::Runtime::new;
     match arg(0)? {
         "gen" => gen::generate(
             arg(1)?.as_ref(),
@@ -55,11 +49,11 @@ fn main() -> anyhow::Result<()> {
             arg(4)?.parse()?,
             args.get(5).is_some_and(|p| p == "http"),
         ),
-        "sidecar" => rt.block_on(sidecar(arg(1)?, args.get(2).cloned())),
-        "backend" => rt.block_on(load::backend(arg(1)?)),
-        "bulk-server" => rt.block_on(load::bulk_server(arg(1)?, arg(2)?.parse()?)),
-        "bulk-client" => rt.block_on(load::bulk_client(arg(1)?, arg(2)?.parse()?)),
-        "cut" => rt.block_on(cut::run(arg(1)?.parse()?)),
+        "sidecar" => mesh_proxy::runtime(workers)?.block_on(sidecar(arg(1)?, args.get(2).cloned())),
+        "backend" => rt()?.block_on(load::backend(arg(1)?)),
+        "bulk-server" => rt()?.block_on(load::bulk_server(arg(1)?, arg(2)?.parse()?)),
+        "bulk-client" => rt()?.block_on(load::bulk_client(arg(1)?, arg(2)?.parse()?)),
+        "cut" => rt()?.block_on(cut::run(arg(1)?.parse()?)),
         other => bail!("unknown command {other:?}"),
     }
 }
