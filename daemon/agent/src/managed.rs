@@ -1,19 +1,39 @@
 //! Managed sidecars: with `connect { managed_sidecars = true }`, the agent
 //! runs the built-in proxy itself for every sidecar registered through
 //! `connect { sidecar_service {} }`, so users need no second command. Each
-//! one reads its snapshot from this agent like `mesh connect proxy` does.
+//! one reads its snapshot from this agent like `mesh connect proxy` does,
+//! and runs on a thread of its own with the same one-thread runtime, so its
+//! data path neither waits on the agent's work nor slows it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use mesh_proxy::{Proxy, ProxyHandle, SourceConfig};
+use mesh_proxy::{Proxy, SourceConfig};
 use tokio::sync::oneshot;
 
 use crate::build::{Agent, Stop};
 
+/// A sidecar's thread; firing `stop` starts its graceful shutdown.
 struct Running {
-    handle: ProxyHandle,
     stop: oneshot::Sender<()>,
+}
+
+/// Starts one sidecar on its own thread; it drains and ends when `stop` fires.
+fn start(id: &str, source: SourceConfig) -> std::io::Result<Running> {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let runtime = mesh_proxy::runtime(mesh_proxy::DEFAULT_WORKERS)?;
+    std::thread::Builder::new()
+        .name(format!("sidecar {id}"))
+        .spawn(move || {
+            runtime.block_on(async move {
+                let (snapshots, _poller) = mesh_proxy::source::spawn(source);
+                let handle = Proxy::spawn(snapshots, None, async move {
+                    let _ = stopped.await;
+                });
+                handle.join().await;
+            })
+        })?;
+    Ok(Running { stop })
 }
 
 /// Sidecar services this agent manages: registered from a `sidecar_service` block.
@@ -53,13 +73,13 @@ pub(crate) async fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
             }
             let mut source = SourceConfig::new(format!("http://{http}"), id.clone());
             source.token = agent.live.lock().acl.own_token();
-            let (snapshots, _poller) = mesh_proxy::source::spawn(source);
-            let (tx, rx) = oneshot::channel::<()>();
-            let handle = Proxy::spawn(snapshots, None, async move {
-                let _ = rx.await;
-            });
-            tracing::info!(proxy = %id, "managed sidecar started");
-            running.insert(id.clone(), Running { handle, stop: tx });
+            match start(id, source) {
+                Ok(r) => {
+                    tracing::info!(proxy = %id, "managed sidecar started");
+                    running.insert(id.clone(), r);
+                }
+                Err(e) => tracing::error!(proxy = %id, error = %e, "managed sidecar not started"),
+            }
         }
         let gone: Vec<String> = running
             .keys()
@@ -69,7 +89,6 @@ pub(crate) async fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
         for id in gone {
             if let Some(r) = running.remove(&id) {
                 let _ = r.stop.send(());
-                r.handle.shutdown();
                 tracing::info!(proxy = %id, "managed sidecar stopped");
             }
         }
@@ -81,7 +100,6 @@ pub(crate) async fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
     }
     for (_, r) in running {
         let _ = r.stop.send(());
-        r.handle.shutdown();
     }
     Ok(())
 }
