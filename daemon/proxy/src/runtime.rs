@@ -3,7 +3,7 @@
 //! A sidecar fronts one application instance, so by default it runs on one
 //! thread: on loopback the data path is bound by the kernel's TCP work, and a
 //! work-stealing pool only adds cross-thread wake-ups (measured in
-//! bench/proxy: about 10% more CPU per request with a worker per core).
+//! bench/proxy: 12–14% more CPU per request with a worker per core).
 
 /// Worker threads of `mesh connect proxy` unless `-workers` says otherwise.
 pub const DEFAULT_WORKERS: usize = 1;
