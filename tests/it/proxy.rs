@@ -318,14 +318,16 @@ async fn the_agent_runs_managed_sidecars_itself() {
         "Connect": {"SidecarService": {"Port": free_port(), "Address": "127.0.0.1"}}}),
     )
     .await;
-    register(
-        &c,
-        &a,
+    // web's sidecar asks for an admin listener with Consul's key for it.
+    let public = free_port();
+    let web = |admin: u16| {
         json!({"Name": "web", "ID": "web", "Port": 1,
-        "Connect": {"SidecarService": {"Port": free_port(), "Address": "127.0.0.1",
-            "Proxy": {"Upstreams": [{"DestinationName": "db", "LocalBindPort": up}]}}}}),
-    )
-    .await;
+        "Connect": {"SidecarService": {"Port": public, "Address": "127.0.0.1",
+            "Proxy": {"Upstreams": [{"DestinationName": "db", "LocalBindPort": up}],
+                "Config": {"envoy_prometheus_bind_addr": format!("127.0.0.1:{admin}")}}}}})
+    };
+    let admin = free_port();
+    register(&c, &a, web(admin)).await;
     let upstream: SocketAddr = format!("127.0.0.1:{up}").parse().unwrap();
     eventually(
         "traffic through managed sidecars",
@@ -333,6 +335,55 @@ async fn the_agent_runs_managed_sidecars_itself() {
         || async { roundtrip(upstream, b"managed").await.ok() },
     )
     .await;
+    // The sidecar's proxy config is kept, and its admin listener serves
+    // readiness and metrics that count the traffic just sent.
+    let def: Value = c
+        .get(a.url("/v1/agent/service/web-sidecar-proxy"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        def["Proxy"]["Config"]["envoy_prometheus_bind_addr"],
+        format!("127.0.0.1:{admin}"),
+        "{def}"
+    );
+    let get = |port: u16, path: &'static str| {
+        let c = c.clone();
+        async move {
+            let r = c
+                .get(format!("http://127.0.0.1:{port}{path}"))
+                .send()
+                .await
+                .ok()?;
+            let status = r.status();
+            Some((status, r.text().await.ok()?))
+        }
+    };
+    let (status, _) = eventually("admin /ready", Duration::from_secs(15), || {
+        get(admin, "/ready")
+    })
+    .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    let (_, metrics) = get(admin, "/metrics").await.unwrap();
+    let sent = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("mesh_proxy_upstream_bytes_sent_total{upstream=\"db\"} "))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no upstream byte count for db in:\n{metrics}"));
+    assert!(sent >= b"managed".len() as u64, "{metrics}");
+    // Re-registered with another admin address: the sidecar moves there.
+    let moved = free_port();
+    register(&c, &a, web(moved)).await;
+    eventually("admin listener moved", Duration::from_secs(15), || async {
+        let now = get(moved, "/ready").await;
+        let old = get(admin, "/ready").await;
+        (now.is_some_and(|(s, _)| s.is_success()) && old.is_none()).then_some(())
+    })
+    .await;
+    roundtrip(upstream, b"still managed").await.unwrap();
     // Deregistering the service stops its sidecar.
     c.put(a.url("/v1/agent/service/deregister/web"))
         .send()

@@ -224,18 +224,18 @@ impl LocalState {
         if proxy_def.port == 0 {
             proxy_def.port = self.free_sidecar_port();
         }
-        let upstreams: Vec<Upstream> = proxy_def
-            .proxy
-            .take()
-            .map(|p| p.upstreams)
-            .unwrap_or_default();
+        // The sidecar block's upstreams and opaque config carry over.
+        let (upstreams, config_json): (Vec<Upstream>, String) = proxy_def.proxy.take().map_or_else(
+            || (Vec::new(), "{}".into()),
+            |p| (p.upstreams, p.config_json),
+        );
         proxy_def.proxy = Some(Proxy {
             destination_service_name: service.name.clone(),
             destination_service_id: service.id.clone(),
             local_service_address: "127.0.0.1".into(),
             local_service_port: service.port,
             upstreams,
-            config_json: "{}".into(),
+            config_json,
         });
         Ok(proxy_def)
     }

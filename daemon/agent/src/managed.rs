@@ -4,40 +4,86 @@
 //! one reads its snapshot from this agent like `mesh connect proxy` does,
 //! and runs on a thread of its own with the same one-thread runtime, so its
 //! data path neither waits on the agent's work nor slows it.
+//!
+//! The sidecar's proxy config may name an admin listener (`/ready`,
+//! `/metrics`): `admin_bind_addr`, or Consul's `envoy_prometheus_bind_addr`.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mesh_proxy::{Proxy, SourceConfig};
 use tokio::sync::oneshot;
 
 use crate::build::{Agent, Stop};
 
+/// Proxy config keys naming the admin listener, ours first.
+const ADMIN_KEYS: [&str; 2] = ["admin_bind_addr", "envoy_prometheus_bind_addr"];
+
 /// A sidecar's thread; firing `stop` starts its graceful shutdown.
 struct Running {
+    admin: Option<SocketAddr>,
     stop: oneshot::Sender<()>,
 }
 
 /// Starts one sidecar on its own thread; it drains and ends when `stop` fires.
-fn start(id: &str, source: SourceConfig) -> std::io::Result<Running> {
+fn start(id: &str, source: SourceConfig, admin: Option<SocketAddr>) -> std::io::Result<Running> {
     let (stop, stopped) = oneshot::channel::<()>();
     let runtime = mesh_proxy::runtime(mesh_proxy::DEFAULT_WORKERS)?;
+    let name = id.to_string();
     std::thread::Builder::new()
         .name(format!("sidecar {id}"))
         .spawn(move || {
             runtime.block_on(async move {
+                let listener = match admin {
+                    Some(addr) => bind_admin(&name, addr).await,
+                    None => None,
+                };
                 let (snapshots, _poller) = mesh_proxy::source::spawn(source);
-                let handle = Proxy::spawn(snapshots, None, async move {
+                let handle = Proxy::spawn(snapshots, listener, async move {
                     let _ = stopped.await;
                 });
                 handle.join().await;
             })
         })?;
-    Ok(Running { stop })
+    Ok(Running { admin, stop })
 }
 
-/// Sidecar services this agent manages: registered from a `sidecar_service` block.
-fn managed_ids(agent: &Agent) -> Vec<String> {
+/// Binds the admin listener, waiting briefly for a sidecar being replaced to let go of it.
+async fn bind_admin(id: &str, addr: SocketAddr) -> Option<tokio::net::TcpListener> {
+    let mut last = None;
+    for _ in 0..40 {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => return Some(l),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if let Some(e) = last {
+        tracing::error!(proxy = %id, %addr, error = %e, "managed sidecar runs without its admin listener");
+    }
+    None
+}
+
+/// The admin address a sidecar's proxy config asks for, if any.
+fn admin_addr(id: &str, config_json: &str) -> Option<SocketAddr> {
+    let config: serde_json::Value = serde_json::from_str(config_json).ok()?;
+    let (key, value) = ADMIN_KEYS
+        .iter()
+        .find_map(|k| config.get(*k).map(|v| (*k, v)))?;
+    match value.as_str().map(str::parse::<SocketAddr>) {
+        Some(Ok(addr)) => Some(addr),
+        _ => {
+            tracing::warn!(proxy = %id, key, value = %value, "proxy config: expected HOST:PORT, admin listener not started");
+            None
+        }
+    }
+}
+
+/// Sidecar services this agent manages (registered from a `sidecar_service`
+/// block), with the admin address each one's config asks for.
+fn managed(agent: &Agent) -> BTreeMap<String, Option<SocketAddr>> {
     agent
         .local
         .inner
@@ -45,7 +91,10 @@ fn managed_ids(agent: &Agent) -> Vec<String> {
         .services
         .iter()
         .filter(|(_, s)| s.service.kind == "connect-proxy" && s.definition.is_null())
-        .map(|(id, _)| id.clone())
+        .map(|(id, s)| {
+            let config = s.service.proxy.as_ref().map(|p| p.config_json.as_str());
+            (id.clone(), config.and_then(|c| admin_addr(id, c)))
+        })
         .collect()
 }
 
@@ -66,30 +115,31 @@ pub(crate) async fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
     let mut versions = agent.local.versions.subscribe();
     loop {
         versions.borrow_and_update();
-        let wanted = managed_ids(&agent);
-        for id in &wanted {
+        let wanted = managed(&agent);
+        // Gone, or re-registered with another admin address: stop (and restart below).
+        let stale: Vec<String> = running
+            .iter()
+            .filter(|(id, r)| wanted.get(*id) != Some(&r.admin))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            if let Some(r) = running.remove(&id) {
+                let _ = r.stop.send(());
+                tracing::info!(proxy = %id, "managed sidecar stopped");
+            }
+        }
+        for (id, admin) in &wanted {
             if running.contains_key(id) {
                 continue;
             }
             let mut source = SourceConfig::new(format!("http://{http}"), id.clone());
             source.token = agent.live.lock().acl.own_token();
-            match start(id, source) {
+            match start(id, source, *admin) {
                 Ok(r) => {
-                    tracing::info!(proxy = %id, "managed sidecar started");
+                    tracing::info!(proxy = %id, admin = ?admin, "managed sidecar started");
                     running.insert(id.clone(), r);
                 }
                 Err(e) => tracing::error!(proxy = %id, error = %e, "managed sidecar not started"),
-            }
-        }
-        let gone: Vec<String> = running
-            .keys()
-            .filter(|id| !wanted.contains(id))
-            .cloned()
-            .collect();
-        for id in gone {
-            if let Some(r) = running.remove(&id) {
-                let _ = r.stop.send(());
-                tracing::info!(proxy = %id, "managed sidecar stopped");
             }
         }
         // Woken by local registrations, not by polling.
@@ -102,4 +152,32 @@ pub(crate) async fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
         let _ = r.stop.send(());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_admin_address_comes_from_either_key_and_bad_values_are_ignored() {
+        let addr = |json: &str| admin_addr("web-sidecar-proxy", json);
+        assert_eq!(
+            addr(r#"{"admin_bind_addr": "127.0.0.1:19000"}"#),
+            Some("127.0.0.1:19000".parse().unwrap())
+        );
+        assert_eq!(
+            addr(r#"{"envoy_prometheus_bind_addr": "0.0.0.0:9102"}"#),
+            Some("0.0.0.0:9102".parse().unwrap())
+        );
+        assert_eq!(
+            addr(
+                r#"{"admin_bind_addr": "127.0.0.1:1", "envoy_prometheus_bind_addr": "127.0.0.1:2"}"#
+            ),
+            Some("127.0.0.1:1".parse().unwrap())
+        );
+        assert_eq!(addr(r#"{"admin_bind_addr": "localhost"}"#), None);
+        assert_eq!(addr(r#"{"admin_bind_addr": 19000}"#), None);
+        assert_eq!(addr("{}"), None);
+        assert_eq!(addr("not json"), None);
+    }
 }

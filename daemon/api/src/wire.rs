@@ -105,6 +105,13 @@ pub struct ProxyDef {
 }
 
 impl ProxyDef {
+    /// The opaque `Config` as stored: JSON text, `{}` when absent.
+    fn config_json(&self) -> String {
+        self.config
+            .as_ref()
+            .map_or_else(|| "{}".into(), Value::to_string)
+    }
+
     /// The upstreams as stored.
     fn upstreams(&self) -> Vec<Upstream> {
         self.upstreams
@@ -172,10 +179,7 @@ impl ServiceDef {
                 local_service_address: p.local_service_address.clone(),
                 local_service_port: p.local_service_port,
                 upstreams: p.upstreams(),
-                config_json: p
-                    .config
-                    .as_ref()
-                    .map_or_else(|| "{}".into(), |c| c.to_string()),
+                config_json: p.config_json(),
             }),
             (None, "connect-proxy") => {
                 return Err(ApiError::bad_request(
@@ -252,6 +256,7 @@ impl ServiceDef {
         let p = self.proxy.as_ref()?;
         Some(Proxy {
             upstreams: p.upstreams(),
+            config_json: p.config_json(),
             ..Default::default()
         })
     }
