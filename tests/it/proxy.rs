@@ -397,6 +397,41 @@ async fn the_agent_runs_managed_sidecars_itself() {
     .await;
 }
 
+/// A registration whose proxy config names a bad admin address: the CLI
+/// proxy refuses to start and says which service, key and value.
+#[tokio::test]
+async fn a_bad_admin_address_in_the_proxy_config_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = crate::dev_agent("node1", &dir.path().join("data")).await;
+    register(
+        &http(),
+        &a,
+        json!({"Name": "db", "ID": "db", "Port": 1, "Address": "127.0.0.1",
+        "Connect": {"SidecarService": {"Port": free_port(), "Address": "127.0.0.1",
+            "Proxy": {"Config": {"envoy_prometheus_bind_addr": "metrics:9102:x"}}}}}),
+    )
+    .await;
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::process::Command::new(mesh_bin())
+            .args(["connect", "proxy", "-sidecar-for", "db"])
+            .env("MESH_HTTP_ADDR", a.http.to_string())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the proxy exits at once")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "service db-sidecar-proxy: proxy config envoy_prometheus_bind_addr = \"metrics:9102:x\": expected \"HOST:PORT\""
+        ),
+        "{stderr}"
+    );
+}
+
 /// Envoy as a client of the built-in proxy's public listener, with a leaf
 /// from our CA and our trust bundle: the two interoperate over mTLS.
 #[tokio::test]
@@ -424,14 +459,17 @@ async fn envoy_dials_the_builtin_proxy_with_a_leaf_from_our_ca() {
     let c = http();
     let db = echo_server().await;
     let public = free_port();
+    let admin = free_port();
     register(
         &c,
         &a,
         json!({"Name": "db", "ID": "db", "Port": db.port(), "Address": "127.0.0.1",
-        "Connect": {"SidecarService": {"Port": public, "Address": "127.0.0.1"}}}),
+        "Connect": {"SidecarService": {"Port": public, "Address": "127.0.0.1",
+            "Proxy": {"Config": {"admin_bind_addr": format!("127.0.0.1:{admin}")}}}}}),
     )
     .await;
-    // A worker pool instead of the one-thread default: both runtimes carry traffic.
+    // A worker pool instead of the one-thread default: both runtimes carry
+    // traffic. The admin listener comes from the registration's proxy config.
     let (_db_proxy, _) = connect_proxy(&a, &["-sidecar-for", "db", "-workers", "2"]).await;
 
     let leaf: Value = c
@@ -529,6 +567,20 @@ static_resources:
         || async { roundtrip(via_envoy, b"from envoy").await.ok() },
     )
     .await;
+    let metrics = c
+        .get(format!("http://127.0.0.1:{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let accepted = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("mesh_proxy_inbound_connections_accepted_total "))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no accepted count in:\n{metrics}"));
+    assert!(accepted >= 1, "{metrics}");
     // Our intentions apply to Envoy's identity too.
     c.put(a.url("/v1/connect/intentions/exact?source=web&destination=db"))
         .json(&json!({"Action": "deny"}))

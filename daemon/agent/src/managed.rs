@@ -18,9 +18,6 @@ use tokio::sync::oneshot;
 
 use crate::build::{Agent, Stop};
 
-/// Proxy config keys naming the admin listener, ours first.
-const ADMIN_KEYS: [&str; 2] = ["admin_bind_addr", "envoy_prometheus_bind_addr"];
-
 /// A sidecar's thread; firing `stop` starts its graceful shutdown.
 struct Running {
     admin: Option<SocketAddr>,
@@ -69,16 +66,10 @@ async fn bind_admin(id: &str, addr: SocketAddr) -> Option<tokio::net::TcpListene
 /// The admin address a sidecar's proxy config asks for, if any.
 fn admin_addr(id: &str, config_json: &str) -> Option<SocketAddr> {
     let config: serde_json::Value = serde_json::from_str(config_json).ok()?;
-    let (key, value) = ADMIN_KEYS
-        .iter()
-        .find_map(|k| config.get(*k).map(|v| (*k, v)))?;
-    match value.as_str().map(str::parse::<SocketAddr>) {
-        Some(Ok(addr)) => Some(addr),
-        _ => {
-            tracing::warn!(proxy = %id, key, value = %value, "proxy config: expected HOST:PORT, admin listener not started");
-            None
-        }
-    }
+    mesh_proxy::admin_bind_addr(&config).unwrap_or_else(|e| {
+        tracing::warn!(proxy = %id, "{e}; admin listener not started");
+        None
+    })
 }
 
 /// Sidecar services this agent manages (registered from a `sidecar_service`
@@ -159,24 +150,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_admin_address_comes_from_either_key_and_bad_values_are_ignored() {
+    fn admin_addresses_come_from_the_stored_config_text() {
         let addr = |json: &str| admin_addr("web-sidecar-proxy", json);
-        assert_eq!(
-            addr(r#"{"admin_bind_addr": "127.0.0.1:19000"}"#),
-            Some("127.0.0.1:19000".parse().unwrap())
-        );
         assert_eq!(
             addr(r#"{"envoy_prometheus_bind_addr": "0.0.0.0:9102"}"#),
             Some("0.0.0.0:9102".parse().unwrap())
         );
-        assert_eq!(
-            addr(
-                r#"{"admin_bind_addr": "127.0.0.1:1", "envoy_prometheus_bind_addr": "127.0.0.1:2"}"#
-            ),
-            Some("127.0.0.1:1".parse().unwrap())
-        );
         assert_eq!(addr(r#"{"admin_bind_addr": "localhost"}"#), None);
-        assert_eq!(addr(r#"{"admin_bind_addr": 19000}"#), None);
         assert_eq!(addr("{}"), None);
         assert_eq!(addr("not json"), None);
     }

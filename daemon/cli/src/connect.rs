@@ -48,7 +48,8 @@ pub struct ProxyArgs {
     /// Ad hoc: NAME:PORT, an upstream listener on 127.0.0.1:PORT (repeatable)
     #[arg(long, value_name = "NAME:PORT")]
     pub upstream: Vec<String>,
-    /// Admin listener for /ready and /metrics
+    /// Admin listener for /ready and /metrics (default: the sidecar's proxy
+    /// config `admin_bind_addr` or `envoy_prometheus_bind_addr`, if set)
     #[arg(long = "admin-bind", value_name = "ADDR")]
     pub admin_bind: Option<SocketAddr>,
     /// Data-path threads: 1 runs the proxy on one thread, 0 one per core
@@ -227,16 +228,23 @@ async fn proxy(p: &ProxyArgs) -> anyhow::Result<ExitCode> {
         (None, Some(_)) => (register_adhoc(p, &client).await?, true),
         _ => bail!("give -sidecar-for ID, or -service NAME with -listen and -service-addr"),
     };
+    let mut def = client.get_json(&format!("agent/service/{id}"), &[]).await?;
     // A sidecar registered under its own ID works too.
-    let id = if !adhoc
-        && client
-            .get_json(&format!("agent/service/{id}"), &[])
-            .await?
-            .is_none()
-    {
-        p.sidecar_for.clone().unwrap_or(id)
-    } else {
-        id
+    let id = match (&def, &p.sidecar_for) {
+        (None, Some(own)) if !adhoc => {
+            def = client
+                .get_json(&format!("agent/service/{own}"), &[])
+                .await?;
+            own.clone()
+        }
+        _ => id,
+    };
+    // -admin-bind wins; else the registration's proxy config may name one.
+    let admin_bind = match (p.admin_bind, &def) {
+        (Some(addr), _) => Some(addr),
+        (None, Some(def)) => mesh_proxy::admin_bind_addr(&def["Proxy"]["Config"])
+            .map_err(|e| anyhow::anyhow!("service {id}: {e}"))?,
+        (None, None) => None,
     };
     let base = client.base_url().to_string();
     let mut source = mesh_proxy::SourceConfig::new(base, id.clone());
@@ -244,7 +252,7 @@ async fn proxy(p: &ProxyArgs) -> anyhow::Result<ExitCode> {
     // Same agent, same TLS roots (-ca-file) as the CLI's own requests.
     source.http = Some(client.http().clone());
     let (snapshots, _poller) = mesh_proxy::source::spawn(source);
-    let admin = match p.admin_bind {
+    let admin = match admin_bind {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
                 .await

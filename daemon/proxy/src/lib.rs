@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod admin_config;
 pub mod authz;
 mod error;
 mod inbound;
@@ -36,6 +37,7 @@ pub mod spiffe;
 mod state;
 mod tls;
 
+pub use admin_config::{admin_bind_addr, ADMIN_KEYS};
 pub use error::Error;
 pub use metrics::{Metrics, UpstreamMetrics};
 pub use proxy::{Bound, Proxy, ProxyHandle, DRAIN_TIMEOUT};
