@@ -9,6 +9,7 @@
 # Idempotent: installs what it needs, regenerates certificates every run.
 #
 # Env: DURATION (10s), CONNS (64), THREADS (2), ROUNDS (3), BULK_BYTES (1 GiB), CUT_CONNS (100),
+#      CLOSE (unset; 1 = a new connection per request, so every request is a handshake),
 #      WORK (/var/tmp/mesh-bench-proxy), CARGO_TARGET_DIR (/var/tmp/mesh-target-proxy).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,6 +21,8 @@ THREADS=${THREADS:-2}
 BULK_BYTES=${BULK_BYTES:-1073741824}
 CUT_CONNS=${CUT_CONNS:-100}
 ROUNDS=${ROUNDS:-3}
+WRK_HEADERS=()
+[ -z "${CLOSE:-}" ] || WRK_HEADERS=(-H "Connection: close")
 VENV=/var/tmp/mesh-envoy-venv
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/mesh-target-proxy}
 
@@ -126,7 +129,7 @@ load() { # name port round [proxy pids...]: req/s, p99 and proxy CPU per request
     local name=$1 port=$2 round=$3; shift 3
     local out="$WORK/wrk-$name-$round.txt" t0 t1
     t0=$(ticks "$@")
-    wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$port/" >"$out"
+    wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${WRK_HEADERS[@]}" "http://127.0.0.1:$port/" >"$out"
     t1=$(ticks "$@")
     set -- "$name" "$port" "$round"
     if grep -q "Non-2xx\|Socket errors" "$out"; then
@@ -169,7 +172,7 @@ CUT=$("$BIN" cut "$CUT_CONNS")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 {
-    echo "## mesh-proxy benchmark ($(date -u +%F), $(nproc) cores, loopback, wrk -t$THREADS -c$CONNS -d$DURATION, 1 KiB responses)"
+    echo "## mesh-proxy benchmark ($(date -u +%F), $(nproc) cores, loopback, wrk -t$THREADS -c$CONNS -d$DURATION, 1 KiB responses${CLOSE:+, a new connection per request})"
     echo
     echo "Medians of $ROUNDS interleaved rounds; bulk: one connection, $((BULK_BYTES >> 20)) MiB."
     echo
