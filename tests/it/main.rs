@@ -70,3 +70,14 @@ pub async fn fetch_json(c: &reqwest::Client, url: String) -> serde_json::Value {
         .await
         .unwrap_or_else(|e| panic!("GET {url}: {e}"))
 }
+
+/// GET `url` and return its body as text (panics on a transport error).
+pub async fn fetch_text(c: &reqwest::Client, url: String) -> String {
+    c.get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}

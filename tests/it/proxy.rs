@@ -86,6 +86,13 @@ pub(crate) async fn connect_proxy(
     (child, ups)
 }
 
+/// The value of the Prometheus sample `series` (name and labels) in `text`.
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
+}
+
 pub(crate) async fn roundtrip(addr: SocketAddr, msg: &[u8]) -> std::io::Result<()> {
     let mut s = TcpStream::connect(addr).await?;
     s.write_all(msg).await?;
@@ -337,14 +344,7 @@ async fn the_agent_runs_managed_sidecars_itself() {
     .await;
     // The sidecar's proxy config is kept, and its admin listener serves
     // readiness and metrics that count the traffic just sent.
-    let def: Value = c
-        .get(a.url("/v1/agent/service/web-sidecar-proxy"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let def = crate::fetch_json(&c, a.url("/v1/agent/service/web-sidecar-proxy")).await;
     assert_eq!(
         def["Proxy"]["Config"]["envoy_prometheus_bind_addr"],
         format!("127.0.0.1:{admin}"),
@@ -368,11 +368,10 @@ async fn the_agent_runs_managed_sidecars_itself() {
     .await;
     assert_eq!(status, reqwest::StatusCode::OK);
     let (_, metrics) = get(admin, "/metrics").await.unwrap();
-    let sent = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("mesh_proxy_upstream_bytes_sent_total{upstream=\"db\"} "))
-        .and_then(|n| n.parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("no upstream byte count for db in:\n{metrics}"));
+    let sent = metric(
+        &metrics,
+        "mesh_proxy_upstream_bytes_sent_total{upstream=\"db\"}",
+    );
     assert!(sent >= b"managed".len() as u64, "{metrics}");
     // Re-registered with another admin address: the sidecar moves there.
     let moved = free_port();
@@ -567,19 +566,8 @@ static_resources:
         || async { roundtrip(via_envoy, b"from envoy").await.ok() },
     )
     .await;
-    let metrics = c
-        .get(format!("http://127.0.0.1:{admin}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let accepted = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("mesh_proxy_inbound_connections_accepted_total "))
-        .and_then(|n| n.parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("no accepted count in:\n{metrics}"));
+    let metrics = crate::fetch_text(&c, format!("http://127.0.0.1:{admin}/metrics")).await;
+    let accepted = metric(&metrics, "mesh_proxy_inbound_connections_accepted_total");
     assert!(accepted >= 1, "{metrics}");
     // Our intentions apply to Envoy's identity too.
     c.put(a.url("/v1/connect/intentions/exact?source=web&destination=db"))
