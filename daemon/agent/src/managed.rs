@@ -18,14 +18,25 @@ use tokio::sync::oneshot;
 
 use crate::build::{Agent, Stop};
 
+/// What a sidecar's proxy config says of its admin listener: an address,
+/// none, or why the value is unusable.
+type AdminSetting = Result<Option<SocketAddr>, String>;
+
 /// A sidecar's thread; firing `stop` starts its graceful shutdown.
 struct Running {
-    admin: Option<SocketAddr>,
+    admin: AdminSetting,
     stop: oneshot::Sender<()>,
 }
 
 /// Starts one sidecar on its own thread; it drains and ends when `stop` fires.
-fn start(id: &str, source: SourceConfig, admin: Option<SocketAddr>) -> std::io::Result<Running> {
+fn start(id: &str, source: SourceConfig, setting: &AdminSetting) -> std::io::Result<Running> {
+    let admin = match setting {
+        Ok(addr) => *addr,
+        Err(e) => {
+            tracing::warn!(proxy = %id, "{e}; admin listener not started");
+            None
+        }
+    };
     let (stop, stopped) = oneshot::channel::<()>();
     let runtime = mesh_proxy::runtime(mesh_proxy::DEFAULT_WORKERS)?;
     let name = id.to_string();
@@ -44,7 +55,10 @@ fn start(id: &str, source: SourceConfig, admin: Option<SocketAddr>) -> std::io::
                 handle.join().await;
             })
         })?;
-    Ok(Running { admin, stop })
+    Ok(Running {
+        admin: setting.clone(),
+        stop,
+    })
 }
 
 /// Binds the admin listener, waiting briefly for a sidecar being replaced to let go of it.
@@ -63,18 +77,17 @@ async fn bind_admin(id: &str, addr: SocketAddr) -> Option<tokio::net::TcpListene
     None
 }
 
-/// The admin address a sidecar's proxy config asks for, if any.
-fn admin_addr(id: &str, config_json: &str) -> Option<SocketAddr> {
-    let config: serde_json::Value = serde_json::from_str(config_json).ok()?;
-    mesh_proxy::admin_bind_addr(&config).unwrap_or_else(|e| {
-        tracing::warn!(proxy = %id, "{e}; admin listener not started");
-        None
-    })
+/// The admin address a sidecar's stored proxy config (JSON text) asks for.
+fn admin_setting(config_json: &str) -> AdminSetting {
+    match serde_json::from_str::<serde_json::Value>(config_json) {
+        Ok(config) => mesh_proxy::admin_bind_addr(&config),
+        Err(_) => Ok(None),
+    }
 }
 
 /// Sidecar services this agent manages (registered from a `sidecar_service`
 /// block), with the admin address each one's config asks for.
-fn managed(agent: &Agent) -> BTreeMap<String, Option<SocketAddr>> {
+fn managed(agent: &Agent) -> BTreeMap<String, AdminSetting> {
     agent
         .local
         .inner
@@ -84,7 +97,7 @@ fn managed(agent: &Agent) -> BTreeMap<String, Option<SocketAddr>> {
         .filter(|(_, s)| s.service.kind == "connect-proxy" && s.definition.is_null())
         .map(|(id, s)| {
             let config = s.service.proxy.as_ref().map(|p| p.config_json.as_str());
-            (id.clone(), config.and_then(|c| admin_addr(id, c)))
+            (id.clone(), config.map_or(Ok(None), admin_setting))
         })
         .collect()
 }
@@ -125,7 +138,7 @@ pub(crate) async fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
             }
             let mut source = SourceConfig::new(format!("http://{http}"), id.clone());
             source.token = agent.live.lock().acl.own_token();
-            match start(id, source, *admin) {
+            match start(id, source, admin) {
                 Ok(r) => {
                     tracing::info!(proxy = %id, admin = ?admin, "managed sidecar started");
                     running.insert(id.clone(), r);
@@ -150,14 +163,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn admin_addresses_come_from_the_stored_config_text() {
-        let addr = |json: &str| admin_addr("web-sidecar-proxy", json);
+    fn admin_settings_come_from_the_stored_config_text() {
         assert_eq!(
-            addr(r#"{"envoy_prometheus_bind_addr": "0.0.0.0:9102"}"#),
-            Some("0.0.0.0:9102".parse().unwrap())
+            admin_setting(r#"{"envoy_prometheus_bind_addr": "0.0.0.0:9102"}"#),
+            Ok(Some("0.0.0.0:9102".parse().unwrap()))
         );
-        assert_eq!(addr(r#"{"admin_bind_addr": "localhost"}"#), None);
-        assert_eq!(addr("{}"), None);
-        assert_eq!(addr("not json"), None);
+        assert!(admin_setting(r#"{"admin_bind_addr": "localhost"}"#)
+            .unwrap_err()
+            .contains("admin_bind_addr"));
+        assert_eq!(admin_setting("{}"), Ok(None));
+        assert_eq!(admin_setting("not json"), Ok(None));
     }
 }
