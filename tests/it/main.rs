@@ -13,6 +13,7 @@ mod cluster;
 mod compat;
 mod dev;
 mod dns;
+mod hostile;
 mod https;
 mod intentions;
 mod partition;

@@ -72,6 +72,8 @@ pub struct Agent {
     /// Signer and leaf cache for the Connect CA (servers).
     pub(crate) ca: crate::connect_ca::CaRuntime,
     _dev_dir: Option<tempfile::TempDir>,
+    /// Where Raft keeps its log and state (servers).
+    pub(crate) raft_dir: Option<PathBuf>,
 }
 
 /// Why the agent stops.
@@ -155,6 +157,10 @@ impl Agent {
             None => Uuid::new_v4(),
         };
 
+        let raft_dir = config
+            .server
+            .then(|| data_dir.as_ref().map(|d| d.join("raft")))
+            .flatten();
         let state = Arc::new(StateStore::new());
         let raft = if config.server {
             let dir = data_dir
@@ -264,6 +270,7 @@ impl Agent {
             dns: parking::Slot::new(dns),
             dns_addr,
             _dev_dir: dev_dir,
+            raft_dir,
         })
     }
 
@@ -292,8 +299,8 @@ impl Agent {
         if let Some(raft) = &self.raft {
             raft.network().set_token(agent_token);
             let agent = Arc::downgrade(&self);
-            raft.set_propose_guard(Arc::new(move |token, bytes| match agent.upgrade() {
-                Some(agent) => agent.check_proposal(token, bytes),
+            raft.set_propose_guard(Arc::new(move |token, cmd| match agent.upgrade() {
+                Some(agent) => agent.check_proposal(token, cmd),
                 None => Err("the agent is stopping".into()),
             }));
         }
@@ -306,54 +313,40 @@ impl Agent {
             crate::endpoints::routes(self.clone()),
             crate::ca_endpoints::routes(self.clone()),
         );
-        if let Some((listener, tls)) = self.https.take() {
-            let listener = crate::https::TlsListener::new(listener, tls)?;
-            let router = router.clone();
+        let limits = self.config.limits;
+        let per_client = crate::conn_limit::PerClient::new(limits.http_max_conns_per_client);
+        let servers = [
+            self.https
+                .take()
+                .map(|(l, tls)| (l, Some(tls), "HTTPS server")),
+            self.http.take().map(|l| (l, None, "HTTP server")),
+        ];
+        for (listener, tls, name) in servers.into_iter().flatten() {
             let mut stop = self.shutdown.subscribe();
+            let server = crate::http_server::HttpServer {
+                router: router.clone(),
+                tls,
+                // One budget across HTTP and HTTPS, as in Consul.
+                per_client: per_client.clone(),
+                header_timeout: limits.http_read_header_timeout,
+            };
             tasks.spawn(async move {
-                axum::serve(listener, router.into_make_service())
-                    .with_graceful_shutdown(async move {
+                server
+                    .serve(listener, async move {
                         let _ = stop.wait_for(|s| *s != Stop::Running).await;
                     })
                     .await
-                    .context("HTTPS server")
-            });
-        }
-        if let Some(listener) = self.http.take() {
-            let mut stop = self.shutdown.subscribe();
-            tasks.spawn(async move {
-                // Small answers must not wait for Nagle's delayed ACK dance.
-                use axum::serve::ListenerExt;
-                let listener = listener.tap_io(|tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                // `into_make_service` shares the router with each connection;
-                // serving the Router itself deep-copies every route per
-                // connection, which a thousand short connections feel.
-                axum::serve(listener, router.into_make_service())
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|s| *s != Stop::Running).await;
-                    })
-                    .await
-                    .context("HTTP server")
+                    .context(name)
             });
         }
         if let (Some(listener), Some(raft)) = (self.rpc.take(), self.raft.clone()) {
             let mut stop = self.shutdown.subscribe();
+            let rpc_limit = crate::conn_limit::PerClient::new(limits.rpc_max_conns_per_client);
             tasks.spawn(async move {
                 tonic::transport::Server::builder()
                     .add_service(raft.service().into_server())
                     .serve_with_incoming_shutdown(
-                        // Raft RPCs are small and latency-bound: no Nagle.
-                        tokio_stream::StreamExt::map(
-                            tokio_stream::wrappers::TcpListenerStream::new(listener),
-                            |conn| {
-                                if let Ok(tcp) = &conn {
-                                    let _ = tcp.set_nodelay(true);
-                                }
-                                conn
-                            },
-                        ),
+                        crate::conn_limit::rpc_incoming(listener, rpc_limit),
                         async move {
                             let _ = stop.wait_for(|s| *s != Stop::Running).await;
                         },
@@ -367,6 +360,7 @@ impl Agent {
             tasks.spawn(duties::bootstrap(self.clone()));
             tasks.spawn(duties::membership(self.clone()));
             tasks.spawn(crate::connect_ca::leader_loop(self.clone()));
+            tasks.spawn(crate::storage::watch(self.clone()));
         }
         if let Some(updates) = self.check_updates.take() {
             tasks.spawn(crate::sync::check_results(self.clone(), updates));

@@ -314,7 +314,9 @@ impl Agent {
     async fn csr_permit(&self, stored: &StoredCa) -> Result<(), CaRequestError> {
         use governor::clock::{Clock, DefaultClock};
         let rate = csr_max_per_second(&stored.config);
-        if rate <= 0.0 || !rate.is_finite() {
+        // Configs are validated when written; a stored value from before
+        // that check, if out of range, turns the limit off, never panics.
+        if rate <= 0.0 || !mesh_ca::csr_rate_ok(rate) {
             return Ok(());
         }
         let limiter = {
@@ -324,7 +326,9 @@ impl Agent {
                 _ => {
                     let burst = std::num::NonZeroU32::new(rate.ceil().clamp(1.0, 1e6) as u32)
                         .expect("at least 1");
-                    let quota = governor::Quota::with_period(Duration::from_secs_f64(1.0 / rate))
+                    let period = Duration::try_from_secs_f64(1.0 / rate).ok();
+                    let quota = period
+                        .and_then(governor::Quota::with_period)
                         .ok_or_else(|| {
                             CaRequestError::Unavailable("CSRMaxPerSecond too large".into())
                         })?

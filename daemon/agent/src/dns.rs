@@ -84,6 +84,14 @@ fn servfail(query: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// UDP queries relayed at once; past this, queries are dropped (clients
+/// retry), so a flood costs no more than this many sockets and tasks.
+const MAX_UDP_RELAYS: usize = 512;
+/// TCP connections relayed at once; past this, new ones are closed.
+const MAX_TCP_RELAYS: usize = 128;
+/// Longest a relayed TCP connection stays open.
+const TCP_RELAY_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Client agents hold no catalog: they relay DNS to a server, over UDP and
 /// TCP, so `dig @<client>:8600` works as it does with Consul.
 pub(crate) async fn relay(agent: Arc<Agent>, listeners: DnsListeners) -> anyhow::Result<()> {
@@ -91,14 +99,21 @@ pub(crate) async fn relay(agent: Arc<Agent>, listeners: DnsListeners) -> anyhow:
     let tcp = listeners.tcp;
     let mut stop = agent.shutdown.subscribe();
     let mut buf = vec![0u8; 4096];
+    let udp_slots = Arc::new(tokio::sync::Semaphore::new(MAX_UDP_RELAYS));
+    let tcp_slots = Arc::new(tokio::sync::Semaphore::new(MAX_TCP_RELAYS));
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s != Stop::Running) => return Ok(()),
             got = udp.recv_from(&mut buf) => {
                 let Ok((n, peer)) = got else { continue };
+                let Ok(slot) = udp_slots.clone().try_acquire_owned() else {
+                    tracing::debug!(%peer, "DNS relay busy: query dropped");
+                    continue;
+                };
                 let query = buf[..n].to_vec();
                 let (agent, udp) = (agent.clone(), udp.clone());
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let answer = match server_dns(&agent) {
                         Some(server) => udp_exchange(server, &query).await.ok(),
                         None => None,
@@ -110,11 +125,15 @@ pub(crate) async fn relay(agent: Arc<Agent>, listeners: DnsListeners) -> anyhow:
             }
             conn = tcp.accept() => {
                 let Ok((mut client, _)) = conn else { continue };
+                let Ok(slot) = tcp_slots.clone().try_acquire_owned() else { continue };
                 let Some(server) = server_dns(&agent) else { continue };
                 tokio::spawn(async move {
-                    if let Ok(mut upstream) = tokio::net::TcpStream::connect(server).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                    }
+                    let _slot = slot;
+                    let relay = async {
+                        let mut upstream = tokio::net::TcpStream::connect(server).await?;
+                        tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+                    };
+                    let _ = tokio::time::timeout(TCP_RELAY_LIFETIME, relay).await;
                 });
             }
         }

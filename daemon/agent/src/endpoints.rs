@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Extension, Json, Router};
 use mesh_api::wire::{check_json, object, service_json};
-use mesh_api::{owner, Api, ApiError, Params};
+use mesh_api::{owner, Api, ApiError, CheckRegistration, Decoded, Params, ServiceRegistration};
 use mesh_types::CheckStatus;
 use serde_json::Value;
 
@@ -44,8 +44,7 @@ pub(crate) fn routes(agent: Arc<Agent>) -> Router<Api> {
 }
 
 fn body_json(body: &Bytes, what: &str) -> Result<Value, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("Request decode failed: {what}: {e}")))
+    mesh_api::wire::decode_json(body, what)
 }
 
 /// Wait briefly for anti-entropy to push a change, so a read right after a
@@ -59,10 +58,9 @@ async fn settle(agent: &Agent) {
 async fn register_service(
     Extension(agent): A,
     headers: HeaderMap,
-    body: Bytes,
+    Decoded(reg): Decoded<ServiceRegistration>,
 ) -> Result<Response, ApiError> {
-    let def = body_json(&body, "service definition")?;
-    agent.local.add_service(def, &owner(&headers))?;
+    agent.local.add_service(reg.definition, &owner(&headers))?;
     settle(&agent).await;
     Ok(().into_response())
 }
@@ -100,10 +98,11 @@ async fn service(Extension(agent): A, Path(id): Path<String>) -> Result<Json<Val
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("unknown service ID: {id}")))
 }
 
-async fn register_check(Extension(agent): A, body: Bytes) -> Result<Response, ApiError> {
-    agent
-        .local
-        .add_check(body_json(&body, "check definition")?)?;
+async fn register_check(
+    Extension(agent): A,
+    Decoded(reg): Decoded<CheckRegistration>,
+) -> Result<Response, ApiError> {
+    agent.local.add_check(reg.definition)?;
     settle(&agent).await;
     Ok(().into_response())
 }

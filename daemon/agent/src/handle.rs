@@ -73,6 +73,13 @@ impl AgentHandle for AgentView {
         self.agent.server_http_addr()
     }
 
+    fn max_blocking_queries_per_client(&self) -> u32 {
+        self.agent
+            .config
+            .limits
+            .http_max_blocking_queries_per_client
+    }
+
     fn intention_default_allow(&self) -> bool {
         self.agent.live.lock().acl.default_policy == mesh_config::AclPolicy::Allow
     }
@@ -135,7 +142,11 @@ pub(crate) fn acl_settings(acl: &mesh_config::AclConfig) -> mesh_api::AclSetting
 impl Agent {
     /// The RPC guard: with ACLs on, a write that arrives over the server
     /// RPC port needs a token allowed to make it.
-    pub(crate) fn check_proposal(&self, token: Option<&str>, bytes: &[u8]) -> Result<(), String> {
+    pub(crate) fn check_proposal(
+        &self,
+        token: Option<&str>,
+        cmd: &mesh_types::Command,
+    ) -> Result<(), String> {
         let settings = acl_settings(&self.live.lock().acl);
         if !settings.enabled {
             return Ok(());
@@ -148,7 +159,7 @@ impl Agent {
                 &resolved.rules,
                 settings.default_allow,
             );
-            mesh_api::command_allowed(&authz, s, bytes)
+            mesh_api::command_allowed(&authz, s, cmd)
         })
     }
 }

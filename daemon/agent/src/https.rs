@@ -1,22 +1,13 @@
-//! The HTTPS API: the same router as plain HTTP behind rustls (TLS 1.2/1.3,
-//! ring). Handshakes run in their own tasks, so a slow client never holds
-//! up the accept loop.
+//! The HTTPS API's TLS settings: the same router as plain HTTP behind rustls
+//! (TLS 1.2/1.3, ring); `http_server` runs each handshake in the
+//! connection's own task, so a slow client never holds up the accept loop.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use mesh_config::TlsFiles;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
-
-/// A bad handshake must not hold a task forever.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The server config from the PEM files, with errors naming the file.
 pub(crate) fn server_config(files: &TlsFiles) -> anyhow::Result<Arc<rustls::ServerConfig>> {
@@ -40,68 +31,4 @@ pub(crate) fn server_config(files: &TlsFiles) -> anyhow::Result<Arc<rustls::Serv
     .with_single_cert(certs, key)
     .with_context(|| format!("{cert_file} and {key_file} do not make a usable pair"))?;
     Ok(Arc::new(config))
-}
-
-/// Completed TLS connections, for `axum::serve`.
-pub(crate) struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-}
-
-impl TlsListener {
-    /// Accept on `tcp`, handshake each connection with `config`.
-    pub(crate) fn new(
-        tcp: TcpListener,
-        config: Arc<rustls::ServerConfig>,
-    ) -> std::io::Result<Self> {
-        let local = tcp.local_addr()?;
-        let (tx, ready) = mpsc::channel(64);
-        let acceptor = TlsAcceptor::from(config);
-        tokio::spawn(async move {
-            loop {
-                // Stop (and free the port) once the server drops the listener.
-                let accepted = tokio::select! {
-                    accepted = tcp.accept() => accepted,
-                    _ = tx.closed() => return,
-                };
-                let (stream, peer) = match accepted {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "HTTPS accept");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "HTTPS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "HTTPS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener { ready, local })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(conn) => conn,
-            // The accept task only ends when this listener is dropped.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.local)
-    }
 }

@@ -6,11 +6,13 @@
 
 mod build;
 mod ca_endpoints;
+mod conn_limit;
 mod connect_ca;
 mod dns;
 mod duties;
 mod endpoints;
 mod handle;
+mod http_server;
 mod https;
 mod identity;
 mod local;
@@ -20,6 +22,7 @@ mod reconcile;
 #[cfg(test)]
 mod reconcile_fuzz;
 mod reload;
+mod storage;
 mod sync;
 
 use std::sync::Arc;

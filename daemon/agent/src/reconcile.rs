@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use mesh_api::intention_wire::{parse_intention, parse_service_intentions};
 use mesh_api::wire::{parse_body, ServiceDef};
 use mesh_config::{camel_keys, Decl, Loc, ResourceKind};
-use mesh_types::{encode_command, Command, ConfigEntry, Intention, Outcome, CONFIG_KINDS};
+use mesh_types::{Command, ConfigEntry, GroupedCommand, Intention, Outcome, CONFIG_KINDS};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -31,7 +31,7 @@ pub struct Change {
 #[derive(Debug, Default)]
 pub(crate) struct Plan {
     pub changes: Vec<Change>,
-    raft: Vec<Command>,
+    raft: Vec<GroupedCommand>,
     local_add: Vec<(Value, String)>,
     /// Where each of `local_add` is declared.
     local_add_at: Vec<String>,
@@ -238,12 +238,12 @@ pub(crate) fn plan(
                 None => {
                     let mut i = i.clone();
                     i.id = uuid::Uuid::new_v4().to_string();
-                    plan.raft.push(Command::IntentionSet { intention: i, takeover: false });
+                    plan.raft.push(GroupedCommand::IntentionSet { intention: i, takeover: false });
                     change(&mut plan, "create", what, Some(loc));
                 }
                 Some(cur) if cur.owner.starts_with(&prefix) => {
                     if cur.owner != i.owner || !same_intention(cur, i) {
-                        plan.raft.push(Command::IntentionSet { intention: i.clone(), takeover: true });
+                        plan.raft.push(GroupedCommand::IntentionSet { intention: i.clone(), takeover: true });
                         change(&mut plan, "update", what, Some(loc));
                     }
                 }
@@ -257,7 +257,7 @@ pub(crate) fn plan(
         }
         for cur in s.intentions().filter(|i| i.owner.starts_with(&prefix)) {
             if !want.intentions.contains_key(&(cur.source.clone(), cur.destination.clone())) {
-                plan.raft.push(Command::IntentionDelete {
+                plan.raft.push(GroupedCommand::IntentionDelete {
                     source: cur.source.clone(),
                     destination: cur.destination.clone(),
                     owner: cur.owner.clone(),
@@ -270,12 +270,12 @@ pub(crate) fn plan(
             let what = format!("config_entry {kind}/{name}");
             match s.config_entry(kind, name) {
                 None => {
-                    plan.raft.push(Command::ConfigSet { entry: e.clone(), cas: None, takeover: false });
+                    plan.raft.push(GroupedCommand::ConfigSet { entry: e.clone(), cas: None, takeover: false });
                     change(&mut plan, "create", what, Some(loc));
                 }
                 Some(cur) if cur.owner.starts_with(&prefix) => {
                     if cur.owner != e.owner || !same_body(&cur.body_json, &e.body_json) {
-                        plan.raft.push(Command::ConfigSet { entry: e.clone(), cas: None, takeover: true });
+                        plan.raft.push(GroupedCommand::ConfigSet { entry: e.clone(), cas: None, takeover: true });
                         change(&mut plan, "update", what, Some(loc));
                     }
                 }
@@ -289,7 +289,7 @@ pub(crate) fn plan(
         for kind in CONFIG_KINDS {
             for cur in s.config_entries(kind).filter(|e| e.owner.starts_with(&prefix)) {
                 if !want.entries.contains_key(&(cur.kind.clone(), cur.name.clone())) {
-                    plan.raft.push(Command::ConfigDelete {
+                    plan.raft.push(GroupedCommand::ConfigDelete {
                         kind: cur.kind.clone(),
                         name: cur.name.clone(),
                         owner: cur.owner.clone(),
@@ -361,11 +361,7 @@ pub(crate) enum ApplyError {
 /// this agent's services.
 pub(crate) async fn apply(agent: &Agent, plan: &Plan) -> Result<(), ApplyError> {
     if !plan.raft.is_empty() {
-        let commands = plan
-            .raft
-            .iter()
-            .map(|c| encode_command(c).map_err(|e| ApplyError::Refused(e.to_string())))
-            .collect::<Result<Vec<_>, _>>()?;
+        let commands = plan.raft.clone();
         match agent.propose(&Command::AllOrNothing { commands }).await {
             Ok(Outcome::Done) => {}
             Ok(Outcome::Conflict { what, owner }) => {

@@ -139,6 +139,11 @@ fn needs_restart(old: &RuntimeConfig, new: &RuntimeConfig) -> Vec<String> {
         new.connect_enabled.to_string(),
     );
     cmp("ui", old.ui.to_string(), new.ui.to_string());
+    cmp(
+        "limits",
+        format!("{:?}", old.limits),
+        format!("{:?}", new.limits),
+    );
     out
 }
 

@@ -8,14 +8,20 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
 use mesh_acl::{Access, Authorizer, Resource};
 use serde_json::Value;
 
 use crate::acl_caller::{caller, request_secret, Caller, CACHE_MAX};
-use crate::acl_routes::{allowed, body_matters, check_text, needs, Check, Filter};
+use crate::acl_routes::{allowed, check_text, needs, Check, Filter};
+use crate::decoded::{
+    decode_request, hand_on, AuthorizeRequest, BodyRequest, CatalogDeregister, CatalogRegister,
+    CheckRegistration, ConfigPut, IntentionWrite, ServiceRegistration, TxnRequest,
+};
 use crate::{Api, ApiError};
 
 fn denied(caller: &Caller, check: &Check) -> ApiError {
@@ -27,6 +33,40 @@ fn denied(caller: &Caller, check: &Check) -> ApiError {
             caller.accessor
         ),
     )
+}
+
+type Decoding = BoxFuture<'static, Result<(Vec<Check>, Request), ApiError>>;
+
+/// Decode a `T` from the request, and rebuild the request with that value
+/// in place of its body.
+fn decode_as<T: BodyRequest>(api: &Api, mut parts: Parts, body: Body) -> Decoding {
+    let api = api.clone();
+    Box::pin(async move {
+        let value: T = decode_request(&api, &mut parts, body).await?;
+        let checks = value.checks(&api);
+        let mut req = Request::from_parts(parts, Body::empty());
+        hand_on(&mut req, value);
+        Ok((checks, req))
+    })
+}
+
+type BodyRoute = fn(&Api, Parts, Body) -> Decoding;
+
+/// The routes whose target is inside the body, and the request each decodes.
+fn body_route(method: &axum::http::Method, path: &str) -> Option<BodyRoute> {
+    use axum::http::Method;
+    Some(match (method, path) {
+        (&Method::PUT, "/v1/txn") => decode_as::<TxnRequest>,
+        (&Method::PUT, "/v1/catalog/register") => decode_as::<CatalogRegister>,
+        (&Method::PUT, "/v1/catalog/deregister") => decode_as::<CatalogDeregister>,
+        (&Method::PUT, "/v1/config") => decode_as::<ConfigPut>,
+        (&Method::POST, "/v1/connect/intentions") => decode_as::<IntentionWrite>,
+        (&Method::PUT, "/v1/connect/intentions/exact") => decode_as::<IntentionWrite>,
+        (&Method::POST, "/v1/agent/connect/authorize") => decode_as::<AuthorizeRequest>,
+        (&Method::PUT, "/v1/agent/service/register") => decode_as::<ServiceRegistration>,
+        (&Method::PUT, "/v1/agent/check/register") => decode_as::<CheckRegistration>,
+        _ => return None,
+    })
 }
 
 /// The middleware: resolve, check, run, filter.
@@ -53,16 +93,15 @@ async fn enforce_inner(api: Api, mut req: Request, next: Next) -> Result<Respons
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let uri = req.uri().to_string();
-    let mut body_value = Value::Null;
-    if body_matters(&method, &path) {
+    let mut needs = needs(&api, &method, &path, &query);
+    // A body-borne target: decode the body once into the route's request,
+    // check that value, and hand that value to the handler.
+    if let Some(route) = body_route(&method, &path) {
         let (parts, body) = req.into_parts();
-        let bytes: Bytes = axum::body::to_bytes(body, 64 << 20)
-            .await
-            .map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?;
-        body_value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        req = Request::from_parts(parts, Body::from(bytes));
+        let (checks, decoded) = route(&api, parts, body).await?;
+        needs.checks = checks;
+        req = decoded;
     }
-    let needs = needs(&api, &method, &path, &query, &body_value);
     if let Some(missing) = needs.checks.iter().find(|c| !allowed(&caller.authz, c)) {
         tracing::debug!(accessor = %caller.accessor, %path, "ACL denied");
         return Err(denied(&caller, missing));

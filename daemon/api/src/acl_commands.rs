@@ -5,14 +5,13 @@
 
 use mesh_acl::{Access, Authorizer, Global, Resource};
 use mesh_state::State;
-use mesh_types::{decode_command, Command, TxnOp};
+use mesh_types::{Command, TxnOp};
 
 use crate::acl_routes::config_check_allowed;
 
-/// `Ok` if `authz` may propose `bytes`; otherwise what it lacks.
-pub fn command_allowed(authz: &Authorizer, state: &State, bytes: &[u8]) -> Result<(), String> {
-    let cmd = decode_command(bytes).map_err(|e| e.to_string())?;
-    allowed(authz, state, &cmd)
+/// `Ok` if `authz` may propose `cmd`; otherwise what it lacks.
+pub fn command_allowed(authz: &Authorizer, state: &State, cmd: &Command) -> Result<(), String> {
+    allowed(authz, state, cmd)
 }
 
 fn need(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
@@ -101,15 +100,16 @@ fn allowed(authz: &Authorizer, state: &State, cmd: &Command) -> Result<(), Strin
         | Command::AclTokenSet { .. }
         | Command::AclTokenDelete { .. } => global(authz, Global::Acl, Write),
         Command::Restore { .. } => need(false, || "a management token".into()),
-        Command::AllOrNothing { commands } | Command::Batch { commands } => commands
+        // Groups hold no groups (the type says so): this recurses once at most.
+        Command::AllOrNothing { commands } => commands
             .iter()
-            .try_for_each(|c| command_allowed(authz, state, c)),
+            .try_for_each(|c| allowed(authz, state, &Command::from(c.clone()))),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use mesh_types::{encode_command, Node};
+    use mesh_types::{GroupedCommand, Node};
 
     use super::*;
 
@@ -124,7 +124,7 @@ mod tests {
                 ..Default::default()
             },
         };
-        assert!(command_allowed(&agent, &state, &encode_command(&mine).unwrap()).is_ok());
+        assert!(command_allowed(&agent, &state, &mine).is_ok());
         for cmd in [
             Command::NodeDeregister { node: "n2".into() },
             Command::KvSet {
@@ -137,21 +137,22 @@ mod tests {
                 accessor_id: "x".into(),
             },
             Command::Restore { snapshot: vec![] },
-            Command::Batch {
-                commands: vec![
-                    encode_command(&mine).unwrap(),
-                    encode_command(&Command::NodeDeregister { node: "n2".into() }).unwrap(),
-                ],
+            Command::AllOrNothing {
+                commands: vec![GroupedCommand::ConfigDelete {
+                    kind: "mesh".into(),
+                    name: "mesh".into(),
+                    owner: "api".into(),
+                    takeover: false,
+                }],
             },
         ] {
-            let bytes = encode_command(&cmd).unwrap();
-            let why = command_allowed(&agent, &state, &bytes).unwrap_err();
+            let why = command_allowed(&agent, &state, &cmd).unwrap_err();
             assert!(why.contains("Permission denied"), "{cmd:?}: {why}");
         }
         assert!(command_allowed(
             &Authorizer::management(),
             &state,
-            &encode_command(&Command::Restore { snapshot: vec![] }).unwrap()
+            &Command::Restore { snapshot: vec![] }
         )
         .is_ok());
     }

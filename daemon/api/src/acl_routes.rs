@@ -1,17 +1,17 @@
-//! What each request needs: the route (and for some, the body) mapped to
-//! the permission to check, or to the filter its list answer goes through.
+//! What each request needs: the route and query mapped to the permission to
+//! check, or to the filter its list answer goes through (body-borne targets:
+//! `crate::decoded`).
 
 use std::collections::HashMap;
 
 use axum::http::Method;
 use mesh_acl::{Access, Authorizer, Global, Resource};
-use serde_json::Value;
 
 use crate::Api;
 
 /// One permission.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Check {
+pub enum Check {
     Named(Resource, String, Access),
     Global(Global, Access),
     KeyWritePrefix(String),
@@ -84,7 +84,7 @@ pub(crate) fn config_check_allowed(
     }
 }
 
-fn config_check(kind: &str, name: &str, need: Access) -> Option<Check> {
+pub(crate) fn config_check(kind: &str, name: &str, need: Access) -> Option<Check> {
     if kind == "service-intentions" {
         Some(Check::Named(Resource::Intention, name.into(), need))
     } else if SERVICE_KINDS.contains(&kind) {
@@ -97,22 +97,11 @@ fn config_check(kind: &str, name: &str, need: Access) -> Option<Check> {
     }
 }
 
-fn str_field(body: &Value, key: &str) -> String {
-    body.get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// The permissions a request needs. `body` is the request body for the
-/// routes whose target is inside it.
-pub(crate) fn needs(
-    api: &Api,
-    method: &Method,
-    path: &str,
-    q: &HashMap<String, String>,
-    body: &Value,
-) -> Needs {
+/// The permissions a request needs, from its route and query. Routes whose
+/// target is inside the body get theirs from the decoded body
+/// (`crate::decoded`); here they need a management token, so a route that
+/// skipped decoding fails closed.
+pub(crate) fn needs(api: &Api, method: &Method, path: &str, q: &HashMap<String, String>) -> Needs {
     use Access::{Read, Write};
     use Check::{Global as G, Named};
     let Some(rest) = path.strip_prefix("/v1/") else {
@@ -143,42 +132,6 @@ pub(crate) fn needs(
                 (false, false, false) => Needs::one(Named(Resource::Key, key, Read)),
             }
         }
-        ["txn"] => Needs {
-            checks: txn_checks(body),
-            filter: None,
-        },
-        ["catalog", "register"] => {
-            let mut checks = Vec::new();
-            if let Some(svc) = body.get("Service").filter(|s| s.is_object()) {
-                checks.push(Named(Resource::Service, str_field(svc, "Service"), Write));
-            }
-            if !body
-                .get("SkipNodeUpdate")
-                .and_then(Value::as_bool)
-                .unwrap_or(false)
-                || checks.is_empty()
-            {
-                checks.push(Named(Resource::Node, str_field(body, "Node"), Write));
-            }
-            Needs {
-                checks,
-                filter: None,
-            }
-        }
-        ["catalog", "deregister"] => {
-            let node = str_field(body, "Node");
-            let sid = str_field(body, "ServiceID");
-            let name = (!sid.is_empty())
-                .then(|| {
-                    api.state
-                        .read(|s| s.service(&node, &sid).map(|s| s.name.clone()))
-                })
-                .flatten();
-            match name {
-                Some(name) => Needs::one(Named(Resource::Service, name, Write)),
-                None => Needs::one(Named(Resource::Node, node, Write)),
-            }
-        }
         ["catalog", "nodes"] => Needs::filter(Filter::Array("Node", Resource::Node)),
         ["catalog", "services"] => Needs::filter(Filter::Keys(Resource::Service)),
         ["catalog" | "health", "service" | "connect", name] | ["health", "checks", name] => {
@@ -188,11 +141,6 @@ pub(crate) fn needs(
             Needs::one(Named(Resource::Node, decode(name), Read))
         }
         ["health", "state", _] => Needs::filter(Filter::Checks),
-        ["config"] => match config_check(&str_field(body, "Kind"), &str_field(body, "Name"), Write)
-        {
-            Some(c) => Needs::one(c),
-            None => Needs::default(),
-        },
         ["config", kind] => {
             if *kind == "service-intentions" {
                 Needs::filter(Filter::Array("Name", Resource::Intention))
@@ -206,16 +154,14 @@ pub(crate) fn needs(
             Some(c) => Needs::one(c),
             None => Needs::default(),
         },
-        ["connect", "intentions"] if write => Needs::one(Named(
-            Resource::Intention,
-            str_field(body, "DestinationName"),
-            Write,
-        )),
         ["connect", "intentions"] => {
             Needs::filter(Filter::Array("DestinationName", Resource::Intention))
         }
-        ["connect", "intentions", "exact" | "check"] => {
+        ["connect", "intentions", "exact" | "check"] if !write => {
             Needs::one(Named(Resource::Intention, qs("destination"), access))
+        }
+        ["connect", "intentions", "exact"] if *method == Method::DELETE => {
+            Needs::one(Named(Resource::Intention, qs("destination"), Write))
         }
         ["connect", "intentions", "match"] => {
             Needs::one(Named(Resource::Intention, qs("name"), Read))
@@ -233,9 +179,6 @@ pub(crate) fn needs(
             }
         }
         ["connect", "ca", ..] => Needs::one(G(Global::Operator, access)),
-        ["agent", "connect", "authorize"] => {
-            Needs::one(Named(Resource::Service, str_field(body, "Target"), Write))
-        }
         ["agent", "connect", "ca", "leaf", service] => {
             Needs::one(Named(Resource::Service, decode(service), Write))
         }
@@ -261,25 +204,10 @@ pub(crate) fn needs(
         ["agent", "config", "plan"] => Needs::one(Named(Resource::Agent, node(), Read)),
         ["agent", "services"] => Needs::filter(Filter::Values("Service", Resource::Service)),
         ["agent", "checks"] => Needs::filter(Filter::Checks),
-        ["agent", "service", "register"] => {
-            let name = body
-                .get("Name")
-                .or_else(|| body.get("Service"))
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            Needs::one(Named(Resource::Service, name.into(), Write))
-        }
         ["agent", "service", op @ ..] => {
             let id = decode(op.last().copied().unwrap_or_default());
             let name = api.agent.local_service_name(&id).unwrap_or(id);
             Needs::one(Named(Resource::Service, name, access))
-        }
-        ["agent", "check", "register"] => {
-            let sid = str_field(body, "ServiceID");
-            match api.agent.local_service_name(&sid) {
-                Some(name) => Needs::one(Named(Resource::Service, name, Write)),
-                None => Needs::one(Named(Resource::Node, node(), Write)),
-            }
         }
         ["agent", "check", _, id] => match api.agent.local_check_service(&decode(id)) {
             Some(name) => Needs::one(Named(Resource::Service, name, Write)),
@@ -288,41 +216,6 @@ pub(crate) fn needs(
         // Anything else: only a management token (fail closed).
         _ => Needs::one(Check::Management),
     }
-}
-
-fn txn_checks(body: &Value) -> Vec<Check> {
-    let Some(ops) = body.as_array() else {
-        return Vec::new();
-    };
-    ops.iter()
-        .filter_map(|op| op.get("KV"))
-        .map(|kv| {
-            let key = str_field(kv, "Key");
-            match str_field(kv, "Verb").as_str() {
-                "get" | "check-index" | "check-session" | "check-not-exists" | "get-tree" => {
-                    Check::Named(Resource::Key, key, Access::Read)
-                }
-                "delete-tree" => Check::KeyWritePrefix(key),
-                _ => Check::Named(Resource::Key, key, Access::Write),
-            }
-        })
-        .collect()
-}
-
-/// Which routes carry their target in the body.
-pub(crate) fn body_matters(method: &Method, path: &str) -> bool {
-    *method != Method::GET
-        && matches!(
-            path,
-            "/v1/txn"
-                | "/v1/catalog/register"
-                | "/v1/catalog/deregister"
-                | "/v1/config"
-                | "/v1/connect/intentions"
-                | "/v1/agent/connect/authorize"
-                | "/v1/agent/service/register"
-                | "/v1/agent/check/register"
-        )
 }
 
 pub(crate) fn allowed(authz: &Authorizer, check: &Check) -> bool {
@@ -340,27 +233,5 @@ pub(crate) fn check_text(check: &Check) -> String {
         Check::Global(g, need) => format!("'{}:{}'", g.as_str(), need.as_str()),
         Check::KeyWritePrefix(prefix) => format!("'key:write' on every key under {prefix:?}"),
         Check::Management => "'acl:write' (a management token)".into(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn txn_needs_read_for_reads_and_write_for_writes() {
-        let body = serde_json::json!([
-            {"KV": {"Verb": "get", "Key": "a"}},
-            {"KV": {"Verb": "set", "Key": "b"}},
-            {"KV": {"Verb": "delete-tree", "Key": "c/"}},
-        ]);
-        assert_eq!(
-            txn_checks(&body),
-            vec![
-                Check::Named(Resource::Key, "a".into(), Access::Read),
-                Check::Named(Resource::Key, "b".into(), Access::Write),
-                Check::KeyWritePrefix("c/".into()),
-            ]
-        );
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use mesh_state::{State as Catalog, Table};
@@ -12,10 +12,10 @@ use mesh_types::{CheckStatus, Command, HealthCheck, Node, Service};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::decoded::{CatalogDeregister, CatalogRegister, Decoded};
 use crate::params::Params;
 use crate::query::Rendered;
-use crate::wire::{self, catalog_service_json, node_json, parse_body, service_json, ServiceDef};
-use crate::write::{owner, takeover};
+use crate::wire::{self, catalog_service_json, node_json, parse_value, service_json, ServiceDef};
 use crate::{Api, ApiError, QueryOptions};
 
 #[derive(Deserialize, Default)]
@@ -79,24 +79,24 @@ impl CatalogCheck {
     }
 }
 
-pub(crate) async fn register(
-    State(api): State<Api>,
-    headers: HeaderMap,
-    params: Params,
-    body: Bytes,
-) -> Result<Json<bool>, ApiError> {
-    let req: RegisterRequest = parse_body(&body, "catalog register")?;
+/// The command a catalog registration body proposes.
+pub(crate) fn register_command(
+    api: &Api,
+    owner: &str,
+    takeover: bool,
+    body: &Value,
+) -> Result<Command, ApiError> {
+    let req: RegisterRequest = parse_value(body.clone(), "catalog register")?;
     if req.node.is_empty() {
         return Err(ApiError::bad_request("Must provide node"));
     }
     if req.address.is_empty() && !req.skip_node_update {
         return Err(ApiError::bad_request("Must provide address"));
     }
-    let owner = owner(&headers);
     let service = req
         .service
         .as_ref()
-        .map(|s| s.to_service(&owner))
+        .map(|s| s.to_service(owner))
         .transpose()?;
     let mut checks = Vec::new();
     for c in req.check.iter().chain(req.checks.iter().flatten()) {
@@ -115,14 +115,20 @@ pub(crate) async fn register(
         meta: req.node_meta.unwrap_or_default(),
         ..Default::default()
     };
-    api.apply(Command::Register {
+    Ok(Command::Register {
         node,
         skip_node_update: req.skip_node_update,
         service,
         checks,
-        takeover: takeover(&params.map()),
+        takeover,
     })
-    .await?;
+}
+
+pub(crate) async fn register(
+    State(api): State<Api>,
+    Decoded(CatalogRegister(cmd)): Decoded<CatalogRegister>,
+) -> Result<Json<bool>, ApiError> {
+    api.apply(cmd).await?;
     Ok(Json(true))
 }
 
@@ -136,22 +142,22 @@ struct DeregisterRequest {
     check_id: String,
 }
 
-pub(crate) async fn deregister(
-    State(api): State<Api>,
-    headers: HeaderMap,
-    params: Params,
-    body: Bytes,
-) -> Result<Json<bool>, ApiError> {
-    let req: DeregisterRequest = parse_body(&body, "catalog deregister")?;
+/// The command a catalog deregistration body proposes.
+pub(crate) fn deregister_command(
+    owner: &str,
+    takeover: bool,
+    body: &Value,
+) -> Result<Command, ApiError> {
+    let req: DeregisterRequest = parse_value(body.clone(), "catalog deregister")?;
     if req.node.is_empty() {
         return Err(ApiError::bad_request("Must provide node"));
     }
-    let cmd = if !req.service_id.is_empty() {
+    Ok(if !req.service_id.is_empty() {
         Command::ServiceDeregister {
             node: req.node,
             service_id: req.service_id,
-            owner: owner(&headers),
-            takeover: takeover(&params.map()),
+            owner: owner.to_string(),
+            takeover,
         }
     } else if !req.check_id.is_empty() {
         Command::CheckDeregister {
@@ -160,7 +166,13 @@ pub(crate) async fn deregister(
         }
     } else {
         Command::NodeDeregister { node: req.node }
-    };
+    })
+}
+
+pub(crate) async fn deregister(
+    State(api): State<Api>,
+    Decoded(CatalogDeregister(cmd)): Decoded<CatalogDeregister>,
+) -> Result<Json<bool>, ApiError> {
     api.apply(cmd).await?;
     Ok(Json(true))
 }

@@ -1,6 +1,5 @@
 //! `/v1/config`: config entries stored as given, served with their indexes.
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,7 +9,8 @@ use mesh_types::{Command, ConfigEntry, CONFIG_KINDS};
 use serde_json::Value;
 
 use crate::catalog::json_read;
-use crate::intention_wire::{parse_service_intentions, service_intentions_json};
+use crate::decoded::{ConfigPut, Decoded};
+use crate::intention_wire::service_intentions_json;
 use crate::params::Params;
 use crate::write::{owner, takeover};
 use crate::{Api, ApiError, QueryOptions};
@@ -35,7 +35,7 @@ pub(crate) fn entry_json(e: &ConfigEntry) -> Value {
 }
 
 /// Stored as intentions, served as config entries.
-const INTENTIONS: &str = "service-intentions";
+pub(crate) const INTENTIONS: &str = "service-intentions";
 
 fn intention_entries(s: &mesh_state::State) -> Value {
     let mut by_dest: std::collections::BTreeMap<&str, Vec<&mesh_types::Intention>> =
@@ -51,14 +51,7 @@ fn intention_entries(s: &mesh_state::State) -> Value {
     )
 }
 
-fn field<'a>(v: &'a Value, name: &str) -> Option<&'a str> {
-    v.as_object()?
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .and_then(|(_, v)| v.as_str())
-}
-
-fn check_kind(kind: &str) -> Result<(), ApiError> {
+pub(crate) fn check_kind(kind: &str) -> Result<(), ApiError> {
     if CONFIG_KINDS.contains(&kind) {
         return Ok(());
     }
@@ -70,71 +63,57 @@ fn check_kind(kind: &str) -> Result<(), ApiError> {
 
 pub(crate) async fn put(
     State(api): State<Api>,
-    headers: HeaderMap,
-    params: Params,
-    body: Bytes,
+    Decoded(put): Decoded<ConfigPut>,
 ) -> Result<Json<bool>, ApiError> {
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("Request decode failed: config entry: {e}")))?;
-    if !v.is_object() {
-        return Err(ApiError::bad_request("config entry must be a JSON object"));
-    }
-    let kind =
-        field(&v, "kind").ok_or_else(|| ApiError::bad_request("config entry Kind is required"))?;
-    let name =
-        field(&v, "name").ok_or_else(|| ApiError::bad_request("config entry Name is required"))?;
-    check_kind(kind)?;
-    let map = params.map();
-    let cas = map
-        .get("cas")
-        .map(|c| {
-            c.parse::<u64>()
-                .map_err(|_| ApiError::bad_request(format!("Invalid cas {c:?}")))
-        })
-        .transpose()?;
-    if kind == INTENTIONS {
-        let (destination, intentions) = parse_service_intentions(&v, &owner(&headers))?;
-        if cas.is_some_and(|want| {
-            api.state.read(|s| {
-                s.intentions_for_destination(&destination)
-                    .map(|i| i.modify_index)
-                    .max()
-                    .unwrap_or(0)
-            }) != want
-        }) {
-            return Ok(Json(false));
-        }
-        let intentions = intentions
-            .into_iter()
-            .map(|mut i| {
-                i.id = uuid::Uuid::new_v4().to_string();
-                i
-            })
-            .collect();
-        api.apply(Command::IntentionsReplace {
+    match put {
+        ConfigPut::Intentions {
             destination,
             intentions,
-            owner: owner(&headers),
-            takeover: takeover(&map),
-        })
-        .await?;
-        return Ok(Json(true));
-    }
-    let entry = ConfigEntry {
-        kind: kind.to_string(),
-        name: name.to_string(),
-        body_json: v.to_string(),
-        owner: owner(&headers),
-        ..Default::default()
-    };
-    let written = api
-        .apply(Command::ConfigSet {
+            owner,
+            cas,
+            takeover,
+        } => {
+            if cas.is_some_and(|want| {
+                api.state.read(|s| {
+                    s.intentions_for_destination(&destination)
+                        .map(|i| i.modify_index)
+                        .max()
+                        .unwrap_or(0)
+                }) != want
+            }) {
+                return Ok(Json(false));
+            }
+            let intentions = intentions
+                .into_iter()
+                .map(|mut i| {
+                    i.id = uuid::Uuid::new_v4().to_string();
+                    i
+                })
+                .collect();
+            api.apply(Command::IntentionsReplace {
+                destination,
+                intentions,
+                owner,
+                takeover,
+            })
+            .await?;
+            Ok(Json(true))
+        }
+        ConfigPut::Entry {
             entry,
             cas,
-            takeover: takeover(&map),
-        })
-        .await?;
-    Ok(Json(written.as_bool()))
+            takeover,
+        } => {
+            let written = api
+                .apply(Command::ConfigSet {
+                    entry,
+                    cas,
+                    takeover,
+                })
+                .await?;
+            Ok(Json(written.as_bool()))
+        }
+    }
 }
 
 pub(crate) async fn list(

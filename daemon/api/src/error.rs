@@ -41,7 +41,11 @@ impl ApiError {
 
 impl From<mesh_raft::ProposeError> for ApiError {
     fn from(e: mesh_raft::ProposeError) -> Self {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        let status = match e {
+            mesh_raft::ProposeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
     }
 }
 
@@ -57,8 +61,7 @@ pub(crate) fn json_body(body: &[u8], what: &str) -> Result<serde_json::Value, Ap
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(serde_json::json!({}));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("Request decode failed: {what}: {e}")))
+    crate::wire::decode_json(body, what)
 }
 
 impl IntoResponse for ApiError {

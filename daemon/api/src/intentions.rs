@@ -2,7 +2,6 @@
 //! Intentions are one table; the `service-intentions` config entry is a
 //! view of it (see `config_entries.rs`).
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -12,13 +11,13 @@ use mesh_types::{decide, sort_by_precedence, Command, Intention};
 use serde_json::{json, Value};
 
 use crate::catalog::{json_read, json_read_uncached};
-use crate::error::json_body;
-use crate::intention_wire::{intention_json, parse_intention};
+use crate::decoded::{AuthorizeRequest, Decoded, IntentionWrite};
+use crate::intention_wire::intention_json;
 use crate::params::Params;
 use crate::write::{owner, takeover};
 use crate::{Api, ApiError, QueryOptions};
 
-fn required<'a>(
+pub(crate) fn required<'a>(
     map: &'a std::collections::HashMap<String, String>,
     key: &str,
 ) -> Result<&'a str, ApiError> {
@@ -77,21 +76,11 @@ fn with_new_id(mut i: Intention) -> Intention {
 
 pub(crate) async fn put_exact(
     State(api): State<Api>,
-    headers: HeaderMap,
-    params: Params,
-    body: Bytes,
+    Decoded(write): Decoded<IntentionWrite>,
 ) -> Result<Json<bool>, ApiError> {
-    let map = params.map();
-    let (src, dst) = (required(&map, "source")?, required(&map, "destination")?);
-    let i = parse_intention(
-        &json_body(&body, "intention")?,
-        Some(src),
-        Some(dst),
-        &owner(&headers),
-    )?;
     api.apply(Command::IntentionSet {
-        intention: with_new_id(i),
-        takeover: takeover(&map),
+        intention: with_new_id(write.intention),
+        takeover: write.takeover,
     })
     .await?;
     Ok(Json(true))
@@ -117,16 +106,9 @@ pub(crate) async fn delete_exact(
 /// Legacy create: `POST /v1/connect/intentions` with Source/DestinationName in the body.
 pub(crate) async fn create(
     State(api): State<Api>,
-    headers: HeaderMap,
-    params: Params,
-    body: Bytes,
+    Decoded(write): Decoded<IntentionWrite>,
 ) -> Result<Json<Value>, ApiError> {
-    let i = parse_intention(
-        &json_body(&body, "intention")?,
-        None,
-        None,
-        &owner(&headers),
-    )?;
+    let i = write.intention;
     let (src, dst) = (i.source.clone(), i.destination.clone());
     if api.state.read(|s| s.intention(&src, &dst).is_some()) {
         return Err(ApiError::new(
@@ -136,7 +118,7 @@ pub(crate) async fn create(
     }
     api.apply(Command::IntentionSet {
         intention: with_new_id(i),
-        takeover: takeover(&params.map()),
+        takeover: write.takeover,
     })
     .await?;
     let id = api
@@ -246,19 +228,9 @@ pub fn spiffe_service(uri: &str) -> Option<(&str, &str)> {
 
 pub(crate) async fn authorize(
     State(api): State<Api>,
-    body: Bytes,
+    Decoded(req): Decoded<AuthorizeRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let v = crate::wire::fold_keys(json_body(&body, "intention")?);
-    let field = |k: &str| {
-        v.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
-    let (target, uri) = (field("target"), field("clientcerturi"));
-    if target.is_empty() {
-        return Err(ApiError::bad_request("Target service must be specified"));
-    }
+    let (target, uri) = (req.target, req.client_cert_uri);
     let Some((td, source)) = spiffe_service(&uri) else {
         return Err(ApiError::bad_request(format!(
             "ClientCertURI {uri:?} is not a service SPIFFE ID (spiffe://<trust-domain>/ns/<ns>/dc/<dc>/svc/<name>)"

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -134,20 +133,20 @@ pub(crate) async fn put(
     State(api): State<Api>,
     Path(key): Path<String>,
     Query(params): Query<HashMap<String, String>>,
-    body: Bytes,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     if key.is_empty() {
         return Err(ApiError::bad_request("Missing key name"));
     }
-    if body.len() > MAX_KV_VALUE_BYTES {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "Value exceeds {MAX_KV_VALUE_BYTES} byte limit ({} bytes given)",
-                body.len()
-            ),
-        ));
-    }
+    // Refused before it is buffered, as Consul's kv_max_value_size.
+    let body = crate::read_limited(
+        body,
+        &headers,
+        MAX_KV_VALUE_BYTES,
+        "limits.kv_max_value_size",
+    )
+    .await?;
     let cmd = Command::KvSet {
         key,
         value: body.to_vec(),

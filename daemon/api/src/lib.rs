@@ -9,8 +9,10 @@ mod acl_check;
 mod acl_commands;
 mod acl_routes;
 mod agent;
+mod blocking_limit;
 mod catalog;
 mod config_entries;
+mod decoded;
 mod error;
 mod forward;
 mod health;
@@ -37,6 +39,9 @@ use serde::Serialize;
 pub use acl_caller::{request_secret, resolve_in, AclSettings, Caller};
 pub use acl_commands::command_allowed;
 pub use catalog::connect_instances;
+pub use decoded::{
+    read_limited, CheckRegistration, Decoded, ServiceRegistration, MAX_JSON_BODY_BYTES,
+};
 pub use error::ApiError;
 pub use intentions::spiffe_service;
 pub use params::Params;
@@ -97,6 +102,10 @@ pub trait AgentHandle: Send + Sync + 'static {
     fn local_check_service(&self, _check_id: &str) -> Option<String> {
         None
     }
+    /// `limits.http_max_blocking_queries_per_client`.
+    fn max_blocking_queries_per_client(&self) -> u32 {
+        1024
+    }
     /// The CA's trust domain, once the CA exists.
     fn trust_domain(&self) -> Option<String> {
         None
@@ -112,6 +121,7 @@ pub struct Api {
     pub(crate) http: reqwest::Client,
     pub(crate) renders: Arc<query::RenderCache>,
     pub(crate) acl_cache: Arc<acl_caller::CallerCache>,
+    pub(crate) parked: Arc<blocking_limit::Parked>,
 }
 
 impl Api {
@@ -131,6 +141,7 @@ impl Api {
             http: reqwest::Client::new(),
             renders: Arc::default(),
             acl_cache: Arc::default(),
+            parked: Arc::default(),
         }
     }
 
@@ -228,6 +239,18 @@ impl Api {
                 acl_check::enforce,
             ))
             .merge(cluster)
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                blocking_limit::limit,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                agent::storage_guard,
+            ))
+            // Every other body read whole: the JSON limit (txn_max_req_len).
+            .layer(axum::extract::DefaultBodyLimit::max(
+                decoded::MAX_JSON_BODY_BYTES,
+            ))
             .with_state(self)
     }
 }

@@ -1,6 +1,5 @@
 //! `PUT /v1/txn`: atomic KV transactions (Consul's KV verbs).
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::Json;
 use base64::Engine;
@@ -8,7 +7,8 @@ use mesh_types::{Command, TxnOp};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::wire::parse_body;
+use crate::decoded::{Decoded, TxnRequest};
+use crate::wire::parse_value;
 use crate::write::Written;
 use crate::{Api, ApiError};
 
@@ -79,8 +79,14 @@ fn to_op(i: usize, op: Op) -> Result<TxnOp, ApiError> {
     })
 }
 
-pub(crate) async fn txn(State(api): State<Api>, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let ops: Vec<Op> = parse_body(&body, "txn")?;
+/// The operations of a `PUT /v1/txn` body, as they will be proposed.
+pub(crate) fn decode_ops(body: &Value) -> Result<Vec<TxnOp>, ApiError> {
+    if body.is_null() {
+        return Err(ApiError::bad_request(
+            "Request decode failed: txn: empty body",
+        ));
+    }
+    let ops: Vec<Op> = parse_value(body.clone(), "txn")?;
     if ops.len() > MAX_OPS {
         return Err(ApiError::new(
             axum::http::StatusCode::PAYLOAD_TOO_LARGE,
@@ -90,11 +96,16 @@ pub(crate) async fn txn(State(api): State<Api>, body: Bytes) -> Result<Json<Valu
             ),
         ));
     }
-    let ops = ops
-        .into_iter()
+    ops.into_iter()
         .enumerate()
         .map(|(i, op)| to_op(i, op))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect()
+}
+
+pub(crate) async fn txn(
+    State(api): State<Api>,
+    Decoded(TxnRequest(ops)): Decoded<TxnRequest>,
+) -> Result<Json<Value>, ApiError> {
     let Written::Txn(results) = api.apply(Command::Txn { ops }).await? else {
         return Err(ApiError::bad_request("unexpected transaction outcome"));
     };

@@ -21,17 +21,21 @@ const USER_MAPS: &[&str] = &[
     "config",
 ];
 
+fn fold_key(k: &str) -> String {
+    k.chars()
+        .filter(|c| *c != '_')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
 /// Lowercase every object key and drop underscores, except inside user maps.
+/// On a value from [`decode_json`] no two keys can fold into one.
 pub fn fold_keys(value: Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
             map.into_iter()
                 .map(|(k, v)| {
-                    let folded: String = k
-                        .chars()
-                        .filter(|c| *c != '_')
-                        .flat_map(char::to_lowercase)
-                        .collect();
+                    let folded = fold_key(&k);
                     let v = if USER_MAPS.contains(&folded.as_str()) {
                         v
                     } else {
@@ -46,6 +50,94 @@ pub fn fold_keys(value: Value) -> Value {
     }
 }
 
+/// The one way a request body becomes JSON: keys as sent, but two keys of
+/// one object that name the same field (`Key` and `key`, or `Key` twice) are
+/// an error, so no reader can see one and another reader the other. Nesting
+/// is bounded by serde_json's recursion limit (128).
+pub fn decode_json(body: &[u8], what: &str) -> Result<Value, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde::de::DeserializeSeed::deserialize(Strict { user_map: false }, &mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| ApiError::bad_request(format!("Request decode failed: {what}: {e}")))?;
+    Ok(value)
+}
+
+/// Parses a JSON value, refusing keys that collide (after folding, except
+/// inside user maps, whose keys are compared as they are).
+#[derive(Clone, Copy)]
+struct Strict {
+    user_map: bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Strict {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Strict {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(v) = seq.next_element_seed(Strict { user_map: false })? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        // Folded (or, in a user map, exact) name -> the key as first sent.
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        while let Some(key) = map.next_key::<String>()? {
+            // Dashes too: check definitions also read `Service-ID` as `ServiceID`.
+            let name = if self.user_map {
+                key.clone()
+            } else {
+                fold_key(&key).replace('-', "")
+            };
+            if let Some(first) = seen.get(&name) {
+                return Err(serde::de::Error::custom(format!(
+                    "duplicate key {key:?} (already given as {first:?})"
+                )));
+            }
+            let user_map = !self.user_map && USER_MAPS.contains(&fold_key(&key).as_str());
+            let value = map.next_value_seed(Strict { user_map })?;
+            seen.insert(name, key.clone());
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
 /// Parse a request body into `T` after folding its keys; errors are 400s.
 pub fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<T, ApiError> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
@@ -53,9 +145,12 @@ pub fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Resu
             "Request decode failed: {what}: empty body"
         )));
     }
-    let raw: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("Request decode failed: {what}: {e}")))?;
-    serde_json::from_value(fold_keys(raw))
+    parse_value(decode_json(body, what)?, what)
+}
+
+/// Decode `T` from a value of [`decode_json`], keys folded; errors are 400s.
+pub fn parse_value<T: for<'de> Deserialize<'de>>(value: Value, what: &str) -> Result<T, ApiError> {
+    serde_json::from_value(fold_keys(value))
         .map_err(|e| ApiError::bad_request(format!("Request decode failed: {what}: {e}")))
 }
 
@@ -145,6 +240,16 @@ pub struct ConnectDef {
     pub native: bool,
     #[serde(rename = "sidecarservice")]
     pub sidecar_service: Option<Box<ServiceDef>>,
+}
+
+/// The name a sidecar registered with `service` gets: its own, else
+/// `<service>-sidecar-proxy` (what `to_service_lenient` gives it).
+pub fn sidecar_name(service: &Service, sidecar: &ServiceDef) -> String {
+    [&sidecar.name, &sidecar.service]
+        .into_iter()
+        .find(|n| !n.is_empty())
+        .cloned()
+        .unwrap_or_else(|| format!("{}-sidecar-proxy", service.name))
 }
 
 impl ServiceDef {

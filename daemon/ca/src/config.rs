@@ -151,6 +151,10 @@ impl CaConfig {
 
     /// Checks every value and applies Consul's defaults.
     pub fn validate(&self) -> Result<ValidCaConfig, ConfigError> {
+        let csr_max_per_second = self.config.csr_max_per_second.unwrap_or(50.0);
+        if !csr_rate_ok(csr_max_per_second) {
+            return Err(ConfigError::CsrRate(csr_max_per_second.to_string()));
+        }
         if !(self.provider.is_empty() || self.provider.eq_ignore_ascii_case("consul")) {
             return Err(ConfigError::UnsupportedProvider(self.provider.clone()));
         }
@@ -224,10 +228,21 @@ impl CaConfig {
             rotation_period,
             force_without_cross_signing: self.force_without_cross_signing
                 || c.force_without_cross_signing.unwrap_or(false),
-            csr_max_per_second: c.csr_max_per_second.unwrap_or(50.0),
+            csr_max_per_second,
             csr_max_concurrent: c.csr_max_concurrent.unwrap_or(0),
         })
     }
+}
+
+/// The slowest `CSRMaxPerSecond` above 0: one leaf a day.
+pub const MIN_CSR_RATE: f64 = 1.0 / 86_400.0;
+/// The fastest `CSRMaxPerSecond`.
+pub const MAX_CSR_RATE: f64 = 1e6;
+
+/// Whether a `CSRMaxPerSecond` can be enforced: 0 (off) or a finite rate
+/// whose period fits a `Duration`.
+pub fn csr_rate_ok(rate: f64) -> bool {
+    rate == 0.0 || (MIN_CSR_RATE..=MAX_CSR_RATE).contains(&rate)
 }
 
 impl ProviderConfig {

@@ -203,3 +203,18 @@ fn serializes_in_consul_shape() {
         cfg
     );
 }
+
+#[test]
+fn a_csr_rate_no_limiter_can_hold_is_refused() {
+    for bad in [1e-300, -1.0, f64::NAN, f64::INFINITY, 1e7] {
+        let mut cfg = CaConfig::default();
+        cfg.config.csr_max_per_second = Some(bad);
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("CSRMaxPerSecond"), "{bad}: {err}");
+    }
+    for good in [0.0, 0.5, 50.0, 1e6] {
+        let mut cfg = CaConfig::default();
+        cfg.config.csr_max_per_second = Some(good);
+        assert_eq!(cfg.validate().unwrap().csr_max_per_second, good);
+    }
+}

@@ -137,6 +137,10 @@ impl From<rcgen::Error> for CaError {
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// `CSRMaxPerSecond` is negative, not a number, or outside the range a
+    /// rate limiter can express.
+    #[error("Config.CSRMaxPerSecond = {0}: use 0 (no limit) or a rate from {min} to {max} per second", min = crate::config::MIN_CSR_RATE, max = crate::config::MAX_CSR_RATE)]
+    CsrRate(String),
     /// The body is not JSON of the expected shape.
     #[error("CA configuration is not valid JSON: {0}")]
     Json(String),

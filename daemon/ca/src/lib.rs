@@ -45,7 +45,9 @@ mod signer;
 mod state;
 mod verify;
 
-pub use config::{CaConfig, ProviderConfig, ValidCaConfig};
+pub use config::{
+    csr_rate_ok, CaConfig, ProviderConfig, ValidCaConfig, MAX_CSR_RATE, MIN_CSR_RATE,
+};
 pub use error::{CaError, ConfigError, RotationError};
 pub use key::{KeyType, SecretPem};
 pub use mesh_types::{format_go_duration, parse_go_duration};

@@ -28,4 +28,6 @@ pub use raw::{
 pub use resources::{
     camel_keys, load_all, load_resources, parse_resources, Decl, Loc, ResourceKind,
 };
-pub use runtime::{AclConfig, AclPolicy, Addresses, DnsConfig, Ports, RuntimeConfig, TlsFiles};
+pub use runtime::{
+    AclConfig, AclPolicy, Addresses, DnsConfig, Limits, Ports, RuntimeConfig, TlsFiles,
+};

@@ -55,6 +55,8 @@ pub struct RawConfig {
     pub addresses: Option<RawAddresses>,
     /// `performance { }`.
     pub performance: Option<RawPerformance>,
+    /// `limits { }`.
+    pub limits: Option<RawLimits>,
     /// `connect { }`.
     pub connect: Option<RawConnect>,
     /// `dns_config { }`.
@@ -119,6 +121,21 @@ pub struct RawAddresses {
 pub struct RawPerformance {
     /// Raft timing multiplier, 1-10.
     pub raft_multiplier: Option<u32>,
+}
+
+/// `limits { }`: bounds on what one client may hold or send (Consul's names).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Open HTTP(S) connections from one IP (Consul: 200).
+    pub http_max_conns_per_client: Option<u32>,
+    /// Open server RPC connections from one IP (Consul: 100).
+    pub rpc_max_conns_per_client: Option<u32>,
+    /// Longest wait for a request's headers, or for the next request on an
+    /// idle connection (Go duration, default `"10s"`).
+    pub http_read_header_timeout: Option<String>,
+    /// Blocking queries one IP may have parked at once (default 1024).
+    pub http_max_blocking_queries_per_client: Option<u32>,
 }
 
 /// `connect { enabled = bool }`.

@@ -60,6 +60,32 @@ pub struct RuntimeConfig {
     pub config_entries_bootstrap: Vec<serde_json::Value>,
     /// Whether script checks (`Args`) may run.
     pub enable_script_checks: bool,
+    /// `limits { }`.
+    pub limits: Limits,
+}
+
+/// Bounds on what one client may hold (`limits { }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `http_max_conns_per_client`.
+    pub http_max_conns_per_client: u32,
+    /// `rpc_max_conns_per_client`.
+    pub rpc_max_conns_per_client: u32,
+    /// `http_read_header_timeout`.
+    pub http_read_header_timeout: Duration,
+    /// `http_max_blocking_queries_per_client`.
+    pub http_max_blocking_queries_per_client: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            http_max_conns_per_client: 200,
+            rpc_max_conns_per_client: 100,
+            http_read_header_timeout: Duration::from_secs(10),
+            http_max_blocking_queries_per_client: 1024,
+        }
+    }
 }
 
 /// Addresses that override `client_addr` for one interface.

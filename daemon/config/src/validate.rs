@@ -171,7 +171,53 @@ impl RuntimeConfig {
             None => 1,
         };
 
+        let limits = {
+            let raw_limits = raw.limits.clone().unwrap_or_default();
+            let d = crate::Limits::default();
+            let positive = |key: &str, n: Option<u32>, default: u32| match n {
+                Some(0) => Err(v.fail(key, "0 is out of range: use at least 1")),
+                Some(n) => Ok(n),
+                None => Ok(default),
+            };
+            crate::Limits {
+                http_max_conns_per_client: positive(
+                    "limits.http_max_conns_per_client",
+                    raw_limits.http_max_conns_per_client,
+                    d.http_max_conns_per_client,
+                )?,
+                rpc_max_conns_per_client: positive(
+                    "limits.rpc_max_conns_per_client",
+                    raw_limits.rpc_max_conns_per_client,
+                    d.rpc_max_conns_per_client,
+                )?,
+                http_max_blocking_queries_per_client: positive(
+                    "limits.http_max_blocking_queries_per_client",
+                    raw_limits.http_max_blocking_queries_per_client,
+                    d.http_max_blocking_queries_per_client,
+                )?,
+                http_read_header_timeout: match &raw_limits.http_read_header_timeout {
+                    None => d.http_read_header_timeout,
+                    Some(text) => match crate::parse_duration(text) {
+                        Ok(t)
+                            if t >= Duration::from_millis(100)
+                                && t <= Duration::from_secs(3600) =>
+                        {
+                            t
+                        }
+                        Ok(_) => {
+                            return Err(v.fail(
+                                "limits.http_read_header_timeout",
+                                format!("{text:?} is out of range: use 100ms to 1h"),
+                            ))
+                        }
+                        Err(e) => return Err(v.fail("limits.http_read_header_timeout", e)),
+                    },
+                },
+            }
+        };
+
         Ok(RuntimeConfig {
+            limits,
             dev,
             node_name,
             datacenter,

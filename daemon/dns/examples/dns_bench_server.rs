@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use mesh_dns::{DnsConfig, DnsServer};
 use mesh_state::StateStore;
-use mesh_types::{encode_command, CheckStatus, Command, HealthCheck, Node, Service};
+use mesh_types::{CheckStatus, Command, HealthCheck, Node, Service};
 
 const OTHER_SERVICES: usize = 1000;
 const WEB_INSTANCES: usize = 10;
@@ -64,7 +64,7 @@ fn svc_ip(i: usize) -> String {
 fn populate(store: &StateStore, index: &AtomicU64) {
     let apply = |cmd: Command| {
         let i = index.fetch_add(1, Ordering::SeqCst) + 1;
-        store.apply(i, &encode_command(&cmd).unwrap());
+        store.apply_command(i, cmd);
     };
     for i in 0..WEB_INSTANCES + OTHER_SERVICES {
         let (node, address) = if i < WEB_INSTANCES {
@@ -145,7 +145,7 @@ async fn write_load(store: Arc<StateStore>, index: Arc<AtomicU64>, per_sec: u64)
             },
         };
         let i = index.fetch_add(1, Ordering::SeqCst) + 1;
-        store.apply(i, &encode_command(&cmd).unwrap());
+        store.apply_command(i, cmd);
     }
 }
 

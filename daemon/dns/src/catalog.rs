@@ -91,7 +91,7 @@ impl Watcher {
 
 #[cfg(test)]
 mod tests {
-    use mesh_types::{encode_command, Command, Node};
+    use mesh_types::{Command, Node};
 
     use super::*;
 
@@ -110,7 +110,7 @@ mod tests {
                 ..Node::default()
             },
         };
-        store.apply(1, &encode_command(&cmd).unwrap());
+        store.apply_command(1, cmd);
         assert!(watcher.changed());
         assert!(!watcher.changed());
         let view = catalog.view(None);

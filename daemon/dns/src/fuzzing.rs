@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use hickory_server::net::xfer::Protocol;
 use mesh_state::StateStore;
-use mesh_types::{encode_command, CheckStatus, Command, HealthCheck, Node, Service};
+use mesh_types::{CheckStatus, Command, HealthCheck, Node, Service};
 
 use crate::reply::Reply;
 use crate::server::Local;
@@ -63,7 +63,7 @@ fn server() -> &'static DnsServer {
             },
         ];
         for (i, cmd) in commands.iter().enumerate() {
-            store.apply(i as u64 + 1, &encode_command(cmd).expect("encodes"));
+            store.apply_command(i as u64 + 1, cmd.clone());
         }
         let config = DnsConfig {
             alt_domain: Some("alt.consul.".into()),

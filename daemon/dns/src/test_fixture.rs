@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use mesh_state::StateStore;
-use mesh_types::{encode_command, CheckStatus, Command, HealthCheck, Node, Service};
+use mesh_types::{CheckStatus, Command, HealthCheck, Node, Service};
 
 use crate::view::View;
 
@@ -25,12 +25,12 @@ impl Fixture {
     /// Apply a command that may be refused.
     pub fn try_apply(&mut self, cmd: Command) -> mesh_types::Outcome {
         self.index += 1;
-        self.store.apply(self.index, &encode_command(&cmd).unwrap())
+        self.store.apply_command(self.index, cmd)
     }
 
     pub fn apply(&mut self, cmd: Command) {
         self.index += 1;
-        let outcome = self.store.apply(self.index, &encode_command(&cmd).unwrap());
+        let outcome = self.store.apply_command(self.index, cmd.clone());
         assert_eq!(outcome, mesh_types::Outcome::Done, "{cmd:?}");
     }
 

@@ -572,6 +572,11 @@ async fn accept_streams(shared: Arc<Shared>, commands: mpsc::WeakUnboundedSender
     loop {
         tokio::select! {
             accepted = shared.transport.accept() => match accepted {
+                // Push/pulls are rare (joins and a periodic sync): a flood
+                // of them is refused rather than served at any cost.
+                Ok((peer, _)) if conns.len() >= MAX_PUSH_PULLS => {
+                    tracing::debug!(%peer, "push/pull refused: {MAX_PUSH_PULLS} already in progress");
+                }
                 Ok((peer, conn)) => {
                     conns.spawn(serve_push_pull(shared.clone(), commands.clone(), peer, conn));
                 }
@@ -586,6 +591,9 @@ async fn accept_streams(shared: Arc<Shared>, commands: mpsc::WeakUnboundedSender
     }
 }
 
+/// Incoming push/pulls served at once.
+const MAX_PUSH_PULLS: usize = 32;
+
 /// Answers one incoming push/pull: read their state, send ours, merge theirs.
 async fn serve_push_pull(
     shared: Arc<Shared>,
@@ -595,8 +603,7 @@ async fn serve_push_pull(
 ) {
     let me = shared.transport.local_addr();
     let exchange = async {
-        let frame = wire::read_frame(&mut conn).await?;
-        let theirs = match wire::open(shared.keyring.as_ref(), &frame) {
+        let theirs = match wire::receive(&mut conn, shared.keyring.as_ref()).await? {
             Ok(plain) => match PushPull::decode(&plain) {
                 Ok(state) => state,
                 Err(e) => {
@@ -637,7 +644,7 @@ async fn serve_push_pull(
         let _ = tx.send(Command::LocalState(reply));
         match local.await.ok().flatten() {
             Some(local) => {
-                wire::write_frame(&mut conn, &wire::seal(shared.keyring.as_ref(), &local)).await?;
+                wire::send(&mut conn, shared.keyring.as_ref(), &local).await?;
             }
             None => {
                 let reason = format!("{me} has left the gossip pool");
@@ -666,13 +673,13 @@ pub(crate) async fn push_pull(
             .connect(to)
             .await
             .map_err(|e| format!("unreachable ({e})"))?;
-        wire::write_frame(&mut conn, &wire::seal(keyring, local))
+        wire::send(&mut conn, keyring, local)
             .await
             .map_err(|e| format!("sending state failed ({e})"))?;
-        let reply = wire::read_frame(&mut conn)
+        let reply = wire::receive(&mut conn, keyring)
             .await
             .map_err(|e| format!("no reply ({e}); is this a mesh gossip port?"))?;
-        let plain = wire::open(keyring, &reply).map_err(|e| match e {
+        let plain = reply.map_err(|e| match e {
             OpenError::Decrypt => "encryption key mismatch: could not decrypt the reply with any installed -encrypt key".to_owned(),
             OpenError::Plaintext => "encryption key mismatch: the remote node does not encrypt gossip but this node has an -encrypt key".to_owned(),
             OpenError::Sealed => "encryption key mismatch: the remote node encrypts gossip but this node has no -encrypt key".to_owned(),

@@ -109,20 +109,103 @@ pub(crate) async fn write_frame<S: AsyncWrite + Unpin>(
     s.flush().await
 }
 
-/// Reads one length-prefixed frame.
-pub(crate) async fn read_frame<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<Vec<u8>> {
+/// The first frame of a sealed message (its sealed length), or an error
+/// frame, is at most this long.
+const MAX_HEAD: usize = 1024;
+
+/// Reads one length-prefixed frame of at most `max` bytes. A longer claim
+/// is refused before anything is allocated; the body grows only as its
+/// bytes arrive.
+async fn read_bounded<S: AsyncRead + Unpin>(s: &mut S, max: usize) -> std::io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     s.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
+    if len > max {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("push/pull frame of {len} bytes exceeds the {MAX_FRAME}-byte limit"),
+            format!("push/pull frame of {len} bytes exceeds the {max}-byte limit"),
         ));
     }
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).await?;
+    let mut body = Vec::with_capacity(len.min(64 << 10));
+    let got = s.take(len as u64).read_to_end(&mut body).await?;
+    if got < len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("push/pull frame ended after {got} of {len} bytes"),
+        ));
+    }
     Ok(body)
+}
+
+/// Reads one length-prefixed frame.
+#[cfg(test)]
+pub(crate) async fn read_frame<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<Vec<u8>> {
+    read_bounded(s, MAX_FRAME).await
+}
+
+/// Sends `plain` as one message. With a keyring, a small sealed frame
+/// holding the body's length goes first, so the receiver authenticates the
+/// sender before it reads (and holds) a large body.
+pub(crate) async fn send<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    keyring: Option<&Keyring>,
+    plain: &[u8],
+) -> std::io::Result<()> {
+    let body = seal(keyring, plain);
+    if let Some(ring) = keyring {
+        let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+        write_frame(s, &seal(Some(ring), &len.to_be_bytes())).await?;
+    }
+    write_frame(s, &body).await
+}
+
+/// Receives one message sent by [`send`] (or an error frame). The outer
+/// error is the connection's; the inner one says why the message cannot
+/// be opened.
+pub(crate) async fn receive<S: AsyncRead + Unpin>(
+    s: &mut S,
+    keyring: Option<&Keyring>,
+) -> std::io::Result<Result<Vec<u8>, OpenError>> {
+    let Some(ring) = keyring else {
+        let frame = read_bounded(s, MAX_FRAME).await?;
+        return Ok(open(None, &frame));
+    };
+    // Only the first byte of an over-long head is read: enough to tell a
+    // plaintext sender from garbage, and nothing is held for it.
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_HEAD {
+        let mut kind = [0u8; 1];
+        s.read_exact(&mut kind).await?;
+        return Ok(Err(match kind[0] {
+            KIND_PLAIN => OpenError::Plaintext,
+            _ => OpenError::Malformed,
+        }));
+    }
+    let mut head = vec![0u8; len];
+    s.read_exact(&mut head).await?;
+    let body_len = match open(Some(ring), &head) {
+        Ok(bytes) => match <[u8; 4]>::try_from(bytes.as_slice()) {
+            Ok(b) => u32::from_be_bytes(b) as usize,
+            Err(_) => return Ok(Err(OpenError::Malformed)),
+        },
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await?;
+    if u32::from_be_bytes(len) as usize != body_len || body_len > MAX_FRAME {
+        return Ok(Err(OpenError::Malformed));
+    }
+    let mut body = Vec::with_capacity(body_len.min(64 << 10));
+    let got = s.take(body_len as u64).read_to_end(&mut body).await?;
+    if got < body_len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("push/pull frame ended after {got} of {body_len} bytes"),
+        ));
+    }
+    Ok(open(Some(ring), &body))
 }
 
 #[cfg(test)]
@@ -150,6 +233,43 @@ mod tests {
         );
         assert_eq!(open(None, b""), Err(OpenError::Malformed));
         assert_eq!(open(None, b"\x09x"), Err(OpenError::Malformed));
+    }
+
+    #[tokio::test]
+    async fn sealed_messages_are_authenticated_before_their_body_is_read() {
+        let a = Keyring::new(vec![1; 32]).unwrap();
+        let b = Keyring::new(vec![2; 32]).unwrap();
+        let (mut tx, mut rx) = tokio::io::duplex(1 << 20);
+        send(&mut tx, Some(&a), b"state").await.unwrap();
+        assert_eq!(receive(&mut rx, Some(&a)).await.unwrap().unwrap(), b"state");
+        // The wrong key: refused after the small head, the body never read.
+        send(&mut tx, Some(&a), &vec![7u8; 100_000]).await.unwrap();
+        assert_eq!(
+            receive(&mut rx, Some(&b)).await.unwrap(),
+            Err(OpenError::Decrypt)
+        );
+        // A stranger's claim of a huge frame costs us nothing.
+        let (mut tx, mut rx) = tokio::io::duplex(64);
+        tx.write_all(&(16u32 << 20).to_be_bytes()).await.unwrap();
+        tx.write_all(&[KIND_SEALED]).await.unwrap();
+        assert_eq!(
+            receive(&mut rx, Some(&a)).await.unwrap(),
+            Err(OpenError::Malformed)
+        );
+        // A plaintext sender is named as such.
+        let (mut tx, mut rx) = tokio::io::duplex(1 << 20);
+        send(&mut tx, None, &vec![1u8; 5000]).await.unwrap();
+        assert_eq!(
+            receive(&mut rx, Some(&a)).await.unwrap(),
+            Err(OpenError::Plaintext)
+        );
+        // And a sealed sender to a node without a key.
+        let (mut tx, mut rx) = tokio::io::duplex(1 << 20);
+        send(&mut tx, Some(&a), b"x").await.unwrap();
+        assert_eq!(
+            receive(&mut rx, None).await.unwrap(),
+            Err(OpenError::Sealed)
+        );
     }
 
     #[tokio::test]

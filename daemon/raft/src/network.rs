@@ -7,7 +7,8 @@ use std::time::Duration;
 use mesh_proto::raft::raft_client::RaftClient;
 use mesh_proto::raft::Payload;
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -20,6 +21,12 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::codec::{decode, encode};
 use crate::{MeshNode, TypeConfig};
+
+/// The largest Raft RPC message either side accepts. A log entry is at most
+/// `mesh_types::MAX_ENTRY_BYTES` (half of this), so one always fits.
+pub(crate) const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+const _: () = assert!(mesh_types::MAX_ENTRY_BYTES + (1 << 20) < MAX_MESSAGE_BYTES);
 
 /// Connects to peers by their server RPC address; channels are shared.
 #[derive(Clone, Default)]
@@ -52,8 +59,8 @@ impl Network {
             .connect_lazy();
         channels.insert(addr.to_string(), channel.clone());
         Ok(RaftClient::new(channel)
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }
 }
 
@@ -97,11 +104,24 @@ impl Connection {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        let data = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.send(data, ttl, method).await
+    }
+
+    async fn send<Resp, E>(
+        &self,
+        data: Vec<u8>,
+        ttl: Duration,
+        method: Call,
+    ) -> Result<Resp, RPCError<u64, MeshNode, RaftError<u64, E>>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
         let client = self
             .network
             .client(&self.addr)
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        let data = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut request = tonic::Request::new(Payload { data });
         request.set_timeout(ttl);
         let reply = method(client, request).await.map_err(|status| {
@@ -123,7 +143,21 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, MeshNode, RaftError<u64>>> {
-        self.call(&rpc, option.hard_ttl(), |mut c, r| {
+        let data = encode(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        if data.len() > MAX_MESSAGE_BYTES {
+            // Never send what the peer must refuse: openraft retries at once
+            // with fewer entries. One entry always fits (MAX_ENTRY_BYTES).
+            let hint = (rpc.entries.len() as u64 / 2).max(1);
+            tracing::debug!(
+                bytes = data.len(),
+                hint,
+                "append-entries over the message limit; splitting"
+            );
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(hint),
+            ));
+        }
+        self.send(data, option.hard_ttl(), |mut c, r| {
             Box::pin(async move { c.append_entries(r).await })
         })
         .await

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use mesh_proto::raft::Payload;
 use mesh_state::StateStore;
-use mesh_types::{encode_command, Command, Outcome};
+use mesh_types::{
+    command_size, encode_command, encode_entry, Command, CommandError, LogEntry, Outcome,
+    MAX_ENTRY_BYTES,
+};
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::{ChangeMembers, Config, Raft, ServerState, SnapshotPolicy};
@@ -88,6 +91,9 @@ pub enum ProposeError {
     /// The command could not be encoded.
     #[error("{0}")]
     Encode(String),
+    /// The command is over the Raft entry limit (`MAX_ENTRY_BYTES`).
+    #[error("{0}")]
+    TooLarge(String),
     /// No server could be reached (the write was not sent).
     #[error("no server reachable: {0}")]
     Unreachable(String),
@@ -143,8 +149,9 @@ fn caller_token() -> Option<String> {
 }
 
 /// Decides whether a write that arrived over the server RPC port, with the
-/// token it carried, may be proposed (`Err` says why not).
-pub type ProposeGuard = Arc<dyn Fn(Option<&str>, &[u8]) -> Result<(), String> + Send + Sync>;
+/// token it carried, may be proposed (`Err` says why not). It sees the
+/// decoded command that is then proposed, never the bytes again.
+pub type ProposeGuard = Arc<dyn Fn(Option<&str>, &Command) -> Result<(), String> + Send + Sync>;
 
 /// How long a write or read waits for a leader before giving up.
 const LEADER_WAIT: Duration = Duration::from_secs(7);
@@ -157,14 +164,23 @@ pub struct RaftNode {
 
 type Reply = oneshot::Sender<Result<Forwarded<(u64, Outcome)>, ProposeError>>;
 
+/// A proposal waiting for group commit: the command, its encoded size, and
+/// where its answer goes.
+type Queued = (Command, usize, Reply);
+
 /// Most proposals committed together in one log entry.
 const MAX_BATCH: usize = 256;
+
+/// Group commit stops adding proposals to an entry past this many encoded
+/// bytes, so entries stay small enough to replicate many at a time; a
+/// single larger proposal (up to `MAX_ENTRY_BYTES`) still goes alone.
+const MAX_BATCH_BYTES: usize = 1 << 20;
 
 struct Inner {
     id: u64,
     raft: Raft<TypeConfig>,
     /// Proposals waiting for the group-commit task.
-    batcher: mpsc::Sender<(Vec<u8>, Reply)>,
+    batcher: mpsc::Sender<Queued>,
     network: Network,
     state: Arc<StateStore>,
     guard: parking_lot::RwLock<Option<ProposeGuard>>,
@@ -176,9 +192,9 @@ impl RaftNode {
         *self.inner.guard.write() = Some(guard);
     }
 
-    pub(crate) fn check_proposal(&self, token: Option<&str>, bytes: &[u8]) -> Result<(), String> {
+    pub(crate) fn check_proposal(&self, token: Option<&str>, cmd: &Command) -> Result<(), String> {
         match &*self.inner.guard.read() {
-            Some(guard) => guard(token, bytes),
+            Some(guard) => guard(token, cmd),
             None => Ok(()),
         }
     }
@@ -244,6 +260,30 @@ impl RaftNode {
         let id = m.current_leader?;
         let node = m.membership_config.membership().get_node(&id)?.clone();
         Some((id, node))
+    }
+
+    /// Why this server's Raft stopped, if it did (a storage write failed:
+    /// disk full, an I/O error). Such a server takes no part in the cluster
+    /// until it is restarted.
+    pub fn fault(&self) -> Option<String> {
+        match &self.inner.raft.metrics().borrow().running_state {
+            Ok(()) => None,
+            Err(fatal) => Some(fatal.to_string()),
+        }
+    }
+
+    /// Wait until this server's Raft stops, and say why.
+    pub async fn stopped(&self) -> String {
+        let mut rx = self.inner.raft.metrics();
+        let got = rx.wait_for(|m| m.running_state.is_err()).await;
+        match got {
+            Ok(m) => m
+                .running_state
+                .as_ref()
+                .err()
+                .map_or_else(String::new, ToString::to_string),
+            Err(_) => "raft stopped".into(),
+        }
     }
 
     /// Whether this server is the leader now.
@@ -352,23 +392,22 @@ impl RaftNode {
     /// Replicate a command and return its log index and outcome. Forwards to
     /// the leader when this server is not it, waiting out elections.
     pub async fn propose(&self, command: &Command) -> Result<(u64, Outcome), ProposeError> {
-        let bytes = encode_command(command).map_err(|e| ProposeError::Encode(e.to_string()))?;
-        self.propose_bytes(bytes).await
-    }
-
-    pub(crate) async fn propose_bytes(
-        &self,
-        bytes: Vec<u8>,
-    ) -> Result<(u64, Outcome), ProposeError> {
+        let size = encoded_size(command)?;
         let deadline = Instant::now() + LEADER_WAIT;
+        // Encoded only if it has to travel to another server.
+        let mut bytes: Option<Vec<u8>> = None;
         loop {
-            match self.propose_local(bytes.clone()).await? {
+            match self.propose_local(command.clone(), size).await? {
                 Forwarded::Ok(applied) => return Ok(applied),
                 Forwarded::Failed(why) => return Err(ProposeError::Stopped(why)),
                 Forwarded::NotLeader => {}
             }
             if let Some((id, leader)) = self.leader().filter(|(id, _)| *id != self.id()) {
-                match self.forward_propose(&leader, &bytes).await {
+                if bytes.is_none() {
+                    bytes = Some(encode_proposal(command)?);
+                }
+                let bytes = bytes.as_deref().unwrap_or_default();
+                match self.forward_propose(&leader, bytes).await {
                     Ok(Forwarded::Ok(applied)) => return Ok(applied),
                     Ok(Forwarded::Failed(why)) => return Err(ProposeError::Stopped(why)),
                     Ok(Forwarded::NotLeader) => tracing::debug!(id, "leader moved; retrying"),
@@ -387,12 +426,13 @@ impl RaftNode {
     /// committed together (one log entry, one fsync) by the group-commit task.
     pub(crate) async fn propose_local(
         &self,
-        bytes: Vec<u8>,
+        command: Command,
+        size: usize,
     ) -> Result<Forwarded<(u64, Outcome)>, ProposeError> {
         let (tx, rx) = oneshot::channel();
         self.inner
             .batcher
-            .send((bytes, tx))
+            .send((command, size, tx))
             .await
             .map_err(|_| ProposeError::Stopped("raft is shutting down".into()))?;
         rx.await
@@ -490,11 +530,33 @@ impl RaftNode {
     }
 }
 
+impl From<CommandError> for ProposeError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::TooLarge(size) => ProposeError::TooLarge(format!(
+                "Request of {size} bytes is over the Raft entry limit \
+                 (raft_max_entry_bytes = {MAX_ENTRY_BYTES})"
+            )),
+            other => ProposeError::Encode(other.to_string()),
+        }
+    }
+}
+
+/// A command's encoded size, refused over the entry limit.
+pub(crate) fn encoded_size(command: &Command) -> Result<usize, ProposeError> {
+    Ok(command_size(command)?)
+}
+
+fn encode_proposal(command: &Command) -> Result<Vec<u8>, ProposeError> {
+    Ok(encode_command(command)?)
+}
+
 /// Write one log entry through openraft.
 async fn client_write(
     raft: &Raft<TypeConfig>,
-    bytes: Vec<u8>,
+    entry: &LogEntry,
 ) -> Result<Forwarded<(u64, Outcome)>, ProposeError> {
+    let bytes = encode_entry(entry).map_err(|e| ProposeError::Encode(e.to_string()))?;
     match raft.client_write(Proposal(bytes)).await {
         Ok(resp) => Ok(Forwarded::Ok((resp.log_id.index, resp.data))),
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Ok(Forwarded::NotLeader),
@@ -503,30 +565,45 @@ async fn client_write(
     }
 }
 
-/// Group commit: take every proposal waiting when the previous write
-/// finished and commit them as one `Command::Batch` entry, so N concurrent
-/// writers cost one log append (and one fsync per server), not N.
-async fn group_commit(raft: Raft<TypeConfig>, mut queue: mpsc::Receiver<(Vec<u8>, Reply)>) {
-    while let Some(first) = queue.recv().await {
+/// Group commit: take the proposals waiting when the previous write
+/// finished (up to `MAX_BATCH` of them and `MAX_BATCH_BYTES`) and commit them
+/// as one `LogEntry::Batch`, so N concurrent writers cost one log append
+/// (and one fsync per server), not N.
+async fn group_commit(raft: Raft<TypeConfig>, mut queue: mpsc::Receiver<Queued>) {
+    // A proposal that did not fit the previous entry starts the next one.
+    let mut carried: Option<Queued> = None;
+    loop {
+        let first = match carried.take() {
+            Some(q) => q,
+            None => match queue.recv().await {
+                Some(q) => q,
+                None => return,
+            },
+        };
+        let mut bytes = first.1;
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
             match queue.try_recv() {
-                Ok(next) => batch.push(next),
+                Ok(next) if bytes + next.1 > MAX_BATCH_BYTES => {
+                    carried = Some(next);
+                    break;
+                }
+                Ok(next) => {
+                    bytes += next.1;
+                    batch.push(next);
+                }
                 Err(_) => break,
             }
         }
         if batch.len() == 1 {
-            let (bytes, reply) = batch.pop().expect("one proposal");
-            let _ = reply.send(client_write(&raft, bytes).await);
+            let (command, _, reply) = batch.pop().expect("one proposal");
+            let _ = reply.send(client_write(&raft, &LogEntry::One(Box::new(command))).await);
             continue;
         }
-        let (commands, replies): (Vec<Vec<u8>>, Vec<Reply>) = batch.into_iter().unzip();
+        let (commands, replies): (Vec<Command>, Vec<Reply>) =
+            batch.into_iter().map(|(c, _, r)| (c, r)).unzip();
         let count = commands.len();
-        let result = match encode_command(&Command::Batch { commands }) {
-            Ok(bytes) => client_write(&raft, bytes).await,
-            Err(e) => Err(ProposeError::Encode(e.to_string())),
-        };
-        match result {
+        match client_write(&raft, &LogEntry::Batch(commands)).await {
             Ok(Forwarded::Ok((index, Outcome::Batch(outcomes)))) if outcomes.len() == count => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(Forwarded::Ok((index, outcome))));
@@ -554,7 +631,7 @@ pub async fn propose_via_server(
     server_rpc: &str,
     command: &Command,
 ) -> Result<(u64, Outcome), ProposeError> {
-    let bytes = encode_command(command).map_err(|e| ProposeError::Encode(e.to_string()))?;
+    let bytes = encode_proposal(command)?;
     match send_propose(network, server_rpc, &bytes).await {
         Ok(Forwarded::Ok(applied)) => Ok(applied),
         Ok(Forwarded::NotLeader) => Err(ProposeError::NoLeader),
@@ -574,7 +651,8 @@ async fn send_propose(
     addr: &str,
     bytes: &[u8],
 ) -> Result<Forwarded<(u64, Outcome)>, Delivery> {
-    let data = encode(&bytes.to_vec()).map_err(|e| Delivery::NotSent(e.to_string()))?;
+    let data =
+        encode(&serde_bytes::Bytes::new(bytes)).map_err(|e| Delivery::NotSent(e.to_string()))?;
     let mut client = network
         .client(addr)
         .map_err(|e| Delivery::NotSent(e.to_string()))?;

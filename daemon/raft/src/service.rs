@@ -2,6 +2,7 @@
 
 use mesh_proto::raft::raft_server::{Raft, RaftServer};
 use mesh_proto::raft::Payload;
+use mesh_types::{decode_command, Outcome};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::Serialize;
 use tonic::{Request, Response, Status};
@@ -23,8 +24,8 @@ impl RaftService {
     /// Wrap as a tonic service.
     pub fn into_server(self) -> RaftServer<RaftService> {
         RaftServer::new(self)
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20)
+            .max_decoding_message_size(crate::network::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(crate::network::MAX_MESSAGE_BYTES)
     }
 }
 
@@ -57,22 +58,25 @@ impl Raft for RaftService {
             .get(TOKEN_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes: Vec<u8> = decode(&req.into_inner().data)?;
-        if let Err(why) = self.node.check_proposal(token.as_deref(), &bytes) {
-            return reply(&Forwarded::<(u64, mesh_types::Outcome)>::Failed(why));
+        let bytes: serde_bytes::ByteBuf = decode(&req.into_inner().data)?;
+        // Decoded once (bounded, no nesting): the guard checks this value and
+        // this value is what is proposed.
+        let command = match decode_command(&bytes) {
+            Ok(command) => command,
+            Err(e) => return reply(&Forwarded::<(u64, Outcome)>::Failed(e.to_string())),
+        };
+        drop(bytes);
+        if let Err(why) = self.node.check_proposal(token.as_deref(), &command) {
+            return reply(&Forwarded::<(u64, Outcome)>::Failed(why));
         }
         // Forwarded writes (from followers or client agents) take the full
         // path, so any server accepts them and hands them to the leader,
         // with the token they came with.
         let node = self.node.clone();
         let result = with_caller_token(token, async move {
-            match node.propose_local(bytes.clone()).await {
-                Ok(Forwarded::NotLeader) => match node.propose_bytes(bytes).await {
-                    Ok(applied) => Forwarded::Ok(applied),
-                    Err(ProposeError::NoLeader) => Forwarded::NotLeader,
-                    Err(e) => Forwarded::Failed(e.to_string()),
-                },
-                Ok(forwarded) => forwarded,
+            match node.propose(&command).await {
+                Ok(applied) => Forwarded::Ok(applied),
+                Err(ProposeError::NoLeader) => Forwarded::NotLeader,
                 Err(e) => Forwarded::Failed(e.to_string()),
             }
         })

@@ -24,7 +24,7 @@ impl fmt::Display for MeshNode {
 /// An encoded [`mesh_types::Command`]; kept opaque in the log so replicas
 /// decode (and may refuse) it at apply time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Proposal(pub Vec<u8>);
+pub struct Proposal(#[serde(with = "serde_bytes")] pub Vec<u8>);
 
 impl fmt::Display for Proposal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use mesh_types::{decode_command, Command, KvEntry, Outcome, TxnOp, MAX_KV_VALUE_BYTES};
+use mesh_types::{
+    decode_entry, Command, GroupedCommand, KvEntry, LogEntry, Outcome, TxnOp, MAX_KV_VALUE_BYTES,
+};
 
 use crate::{State, Table};
 
@@ -21,14 +23,35 @@ pub(crate) fn rejected(why: impl Into<String>) -> Applied {
 }
 
 impl State {
-    /// Apply an encoded command at `index`. Deterministic: the same bytes at
-    /// the same index give the same outcome and state on every replica.
+    /// Apply an encoded log entry at `index`. Deterministic: the same bytes
+    /// at the same index give the same outcome and state on every replica,
+    /// and bytes that do not decode are a refusal, never a panic.
     pub(crate) fn apply(&mut self, index: u64, bytes: &[u8]) -> Applied {
         self.last_index = self.last_index.max(index);
-        match decode_command(bytes) {
-            Ok(cmd) => self.apply_command(index, cmd),
+        match decode_entry(bytes) {
+            Ok(LogEntry::One(cmd)) => self.apply_command(index, *cmd),
+            Ok(LogEntry::Batch(commands)) => {
+                let mut outcomes = Vec::with_capacity(commands.len());
+                let mut changed = Vec::new();
+                for cmd in commands {
+                    let (outcome, tables) = self.apply_command(index, cmd);
+                    outcomes.push(outcome);
+                    for t in tables {
+                        if !changed.contains(&t) {
+                            changed.push(t);
+                        }
+                    }
+                }
+                (Outcome::Batch(outcomes), changed)
+            }
             Err(err) => rejected(err.to_string()),
         }
+    }
+
+    /// Apply one decoded command at `index`.
+    pub(crate) fn apply_one(&mut self, index: u64, cmd: Command) -> Applied {
+        self.last_index = self.last_index.max(index);
+        self.apply_command(index, cmd)
     }
 
     pub(crate) fn advance(&mut self, index: u64) {
@@ -112,47 +135,17 @@ impl State {
             Command::AclTokenSet { token } => self.acl_token_set(index, token),
             Command::AclTokenDelete { accessor_id } => self.acl_token_delete(index, &accessor_id),
             Command::AclBootstrap { token } => self.acl_bootstrap(index, token),
-            Command::Batch { commands } => {
-                let mut outcomes = Vec::with_capacity(commands.len());
-                let mut changed = Vec::new();
-                for bytes in commands {
-                    let (outcome, tables) = match decode_command(&bytes) {
-                        Ok(cmd) => self.apply_command(index, cmd),
-                        Err(err) => rejected(err.to_string()),
-                    };
-                    outcomes.push(outcome);
-                    for t in tables {
-                        if !changed.contains(&t) {
-                            changed.push(t);
-                        }
-                    }
-                }
-                (Outcome::Batch(outcomes), changed)
-            }
         }
     }
 
-    /// Only intention and config-entry commands may be grouped: they touch two
-    /// tables, which are cheap to put back if a later command is refused.
-    fn all_or_nothing(&mut self, index: u64, commands: Vec<Vec<u8>>) -> Applied {
+    /// Only intention and config-entry commands may be grouped (the type
+    /// says so): they touch two tables, which are cheap to put back if a
+    /// later command is refused.
+    fn all_or_nothing(&mut self, index: u64, commands: Vec<GroupedCommand>) -> Applied {
         let saved = (self.intentions.clone(), self.config.clone(), self.indexes);
         let mut changed = Vec::new();
-        for (n, bytes) in commands.iter().enumerate() {
-            let cmd = match decode_command(bytes) {
-                Ok(cmd) => cmd,
-                Err(err) => return self.undo(saved, rejected(err.to_string())),
-            };
-            if !matches!(
-                cmd,
-                Command::IntentionSet { .. }
-                    | Command::IntentionDelete { .. }
-                    | Command::IntentionsReplace { .. }
-                    | Command::ConfigSet { .. }
-                    | Command::ConfigDelete { .. }
-            ) {
-                return self.undo(saved, rejected(format!("command {n} cannot be grouped")));
-            }
-            let (outcome, tables) = self.apply_command(index, cmd);
+        for cmd in commands {
+            let (outcome, tables) = self.apply_command(index, cmd.into());
             match outcome {
                 Outcome::Done | Outcome::Bool(true) => {}
                 Outcome::Bool(false) => {

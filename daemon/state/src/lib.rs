@@ -7,6 +7,8 @@
 mod acl;
 mod apply;
 mod catalog;
+#[cfg(test)]
+mod decode_props;
 mod hub;
 mod intentions;
 mod snapshot;
@@ -40,13 +42,23 @@ impl StateStore {
         Self::default()
     }
 
-    /// Apply one encoded command at a Raft log index, then wake watchers of
-    /// the tables it changed.
-    pub fn apply(&self, index: u64, command: &[u8]) -> Outcome {
+    /// Apply one encoded log entry (`mesh_types::LogEntry`) at a Raft log
+    /// index, then wake watchers of the tables it changed.
+    pub fn apply(&self, index: u64, entry: &[u8]) -> Outcome {
+        self.change(index, |state| state.apply(index, entry))
+    }
+
+    /// Apply one command at an index, as a log entry holding only it would
+    /// (for state built without a log: tests and fixtures).
+    pub fn apply_command(&self, index: u64, command: mesh_types::Command) -> Outcome {
+        self.change(index, |state| state.apply_one(index, command))
+    }
+
+    fn change(&self, index: u64, f: impl FnOnce(&mut State) -> apply::Applied) -> Outcome {
         let (outcome, changed) = {
             let mut state = self.state.write();
             self.version.fetch_add(1, Ordering::Release);
-            state.apply(index, command)
+            f(&mut state)
         };
         self.hub.notify(index, &changed);
         outcome

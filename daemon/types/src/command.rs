@@ -7,11 +7,14 @@ use crate::{AclPolicy, AclToken, ConfigEntry, HealthCheck, Intention, KvEntry, N
 pub enum TxnOp {
     Set {
         key: String,
+        // As bytes, not a sequence of numbers: the same encoding, copied whole.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
         flags: u64,
     },
     Cas {
         key: String,
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
         flags: u64,
         index: u64,
@@ -51,6 +54,7 @@ pub enum Command {
     /// Set a key; with `cas`, only if its modify index equals it (0: must not exist).
     KvSet {
         key: String,
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
         flags: u64,
         cas: Option<u64>,
@@ -103,10 +107,10 @@ pub enum Command {
         takeover: bool,
     },
     /// Replace the whole state with a snapshot (`PUT /v1/snapshot`).
-    Restore { snapshot: Vec<u8> },
-    /// Several encoded commands committed as one log entry (group commit);
-    /// each is applied in order and answered on its own.
-    Batch { commands: Vec<Vec<u8>> },
+    Restore {
+        #[serde(with = "serde_bytes")]
+        snapshot: Vec<u8>,
+    },
     /// Create or update the intention for its (source, destination) pair.
     IntentionSet {
         intention: Intention,
@@ -135,7 +139,7 @@ pub enum Command {
     },
     /// Intention and config-entry commands applied together or not at all
     /// (a config reload): the first refusal is the answer and nothing changes.
-    AllOrNothing { commands: Vec<Vec<u8>> },
+    AllOrNothing { commands: Vec<GroupedCommand> },
     /// A leaf for `key` (`<server>/<service>`) was issued by `root_id`:
     /// rotation progress is the share of keys issued by the active root.
     CaLeafIssued { key: String, root_id: String },
@@ -153,6 +157,116 @@ pub enum Command {
     /// stored (a configured initial management token written again).
     AclBootstrap { token: AclToken },
 }
+
+/// The commands an [`Command::AllOrNothing`] group may hold: only these two
+/// tables are cheap to put back, and the type admits no nesting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupedCommand {
+    /// As [`Command::IntentionSet`].
+    IntentionSet {
+        intention: Intention,
+        takeover: bool,
+    },
+    /// As [`Command::IntentionDelete`].
+    IntentionDelete {
+        source: String,
+        destination: String,
+        owner: String,
+        takeover: bool,
+    },
+    /// As [`Command::IntentionsReplace`].
+    IntentionsReplace {
+        destination: String,
+        intentions: Vec<Intention>,
+        owner: String,
+        takeover: bool,
+    },
+    /// As [`Command::ConfigSet`].
+    ConfigSet {
+        entry: ConfigEntry,
+        cas: Option<u64>,
+        takeover: bool,
+    },
+    /// As [`Command::ConfigDelete`].
+    ConfigDelete {
+        kind: String,
+        name: String,
+        owner: String,
+        takeover: bool,
+    },
+}
+
+impl From<GroupedCommand> for Command {
+    fn from(g: GroupedCommand) -> Command {
+        match g {
+            GroupedCommand::IntentionSet {
+                intention,
+                takeover,
+            } => Command::IntentionSet {
+                intention,
+                takeover,
+            },
+            GroupedCommand::IntentionDelete {
+                source,
+                destination,
+                owner,
+                takeover,
+            } => Command::IntentionDelete {
+                source,
+                destination,
+                owner,
+                takeover,
+            },
+            GroupedCommand::IntentionsReplace {
+                destination,
+                intentions,
+                owner,
+                takeover,
+            } => Command::IntentionsReplace {
+                destination,
+                intentions,
+                owner,
+                takeover,
+            },
+            GroupedCommand::ConfigSet {
+                entry,
+                cas,
+                takeover,
+            } => Command::ConfigSet {
+                entry,
+                cas,
+                takeover,
+            },
+            GroupedCommand::ConfigDelete {
+                kind,
+                name,
+                owner,
+                takeover,
+            } => Command::ConfigDelete {
+                kind,
+                name,
+                owner,
+                takeover,
+            },
+        }
+    }
+}
+
+/// What one Raft log entry holds. Group commit packs concurrent proposals
+/// into one `Batch`; a batch holds plain commands, never another batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogEntry {
+    /// One proposal.
+    One(Box<Command>),
+    /// Several proposals committed together, applied in order and each
+    /// answered on its own.
+    Batch(Vec<Command>),
+}
+
+/// The largest encoded command or log entry. Far below the Raft transport's
+/// message limit, so one entry always fits in an AppendEntries message; the
+/// largest command in practice is a snapshot restore.
+pub const MAX_ENTRY_BYTES: usize = 32 << 20;
 
 /// What applying a command produced; identical on every replica.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,25 +288,73 @@ pub enum Outcome {
     Batch(Vec<Outcome>),
 }
 
-/// A command's bytes could not be decoded.
+/// A command's bytes could not be decoded or encoded.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     /// Unknown variant or malformed bytes, typically from a newer version.
     #[error("unknown or malformed command ({0}); is a newer mesh version in the cluster?")]
     Decode(String),
+    /// Over [`MAX_ENTRY_BYTES`]: refused before anything is decoded or proposed.
+    #[error("command of {0} bytes is over the {MAX_ENTRY_BYTES}-byte Raft entry limit")]
+    TooLarge(usize),
     /// Could not be encoded (never expected for well-formed values).
     #[error("encode command: {0}")]
     Encode(String),
 }
 
-/// Encode a command for the Raft log.
-pub fn encode_command(cmd: &Command) -> Result<Vec<u8>, CommandError> {
-    postcard::to_stdvec(cmd).map_err(|e| CommandError::Encode(e.to_string()))
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CommandError> {
+    let bytes = postcard::to_stdvec(value).map_err(|e| CommandError::Encode(e.to_string()))?;
+    match bytes.len() {
+        n if n > MAX_ENTRY_BYTES => Err(CommandError::TooLarge(n)),
+        _ => Ok(bytes),
+    }
 }
 
-/// Decode a command from the Raft log.
+/// Decoding is bounded: the input is at most [`MAX_ENTRY_BYTES`], the types
+/// are not recursive (so depth is fixed), and postcard never allocates more
+/// than the input could describe.
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, CommandError> {
+    if bytes.len() > MAX_ENTRY_BYTES {
+        return Err(CommandError::TooLarge(bytes.len()));
+    }
+    match postcard::take_from_bytes(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(CommandError::Decode(format!(
+            "{} bytes left over after the command",
+            rest.len()
+        ))),
+        Err(e) => Err(CommandError::Decode(e.to_string())),
+    }
+}
+
+/// Encode a command (a proposal sent to another server).
+pub fn encode_command(cmd: &Command) -> Result<Vec<u8>, CommandError> {
+    encode(cmd)
+}
+
+/// Decode a command (a proposal received from another server).
 pub fn decode_command(bytes: &[u8]) -> Result<Command, CommandError> {
-    postcard::from_bytes(bytes).map_err(|e| CommandError::Decode(e.to_string()))
+    decode(bytes)
+}
+
+/// A command's encoded size, computed without encoding it; refused over
+/// [`MAX_ENTRY_BYTES`].
+pub fn command_size(cmd: &Command) -> Result<usize, CommandError> {
+    match postcard::experimental::serialized_size(cmd) {
+        Ok(n) if n > MAX_ENTRY_BYTES => Err(CommandError::TooLarge(n)),
+        Ok(n) => Ok(n),
+        Err(e) => Err(CommandError::Encode(e.to_string())),
+    }
+}
+
+/// Encode a log entry.
+pub fn encode_entry(entry: &LogEntry) -> Result<Vec<u8>, CommandError> {
+    encode(entry)
+}
+
+/// Decode a log entry (at apply time, on every replica).
+pub fn decode_entry(bytes: &[u8]) -> Result<LogEntry, CommandError> {
+    decode(bytes)
 }
 
 #[cfg(test)]
@@ -211,10 +373,46 @@ mod tests {
     }
 
     #[test]
+    fn oversized_input_is_refused_before_decoding() {
+        let huge = vec![0u8; MAX_ENTRY_BYTES + 1];
+        assert!(matches!(
+            decode_entry(&huge),
+            Err(CommandError::TooLarge(n)) if n == MAX_ENTRY_BYTES + 1
+        ));
+        let restore = Command::Restore {
+            snapshot: vec![0; MAX_ENTRY_BYTES],
+        };
+        assert!(matches!(
+            encode_command(&restore),
+            Err(CommandError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn entries_round_trip() {
+        let one = LogEntry::One(Box::new(Command::Noop));
+        assert_eq!(decode_entry(&encode_entry(&one).unwrap()).unwrap(), one);
+        let batch = LogEntry::Batch(vec![
+            Command::Noop,
+            Command::AllOrNothing {
+                commands: vec![GroupedCommand::ConfigDelete {
+                    kind: "mesh".into(),
+                    name: "mesh".into(),
+                    owner: "api".into(),
+                    takeover: false,
+                }],
+            },
+        ]);
+        assert_eq!(decode_entry(&encode_entry(&batch).unwrap()).unwrap(), batch);
+    }
+
+    #[test]
     fn unknown_variant_is_an_error_not_a_panic() {
         // Variant 200 does not exist in this version.
         let err = decode_command(&[200, 1, 2, 3]).unwrap_err();
         assert!(err.to_string().contains("unknown or malformed command"));
         assert!(decode_command(&[]).is_err());
+        // A valid command followed by anything else is not a command.
+        assert!(decode_command(&[0, 0]).is_err());
     }
 }

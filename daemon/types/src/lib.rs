@@ -18,7 +18,10 @@ pub use catalog::{
     CheckStatus, ConfigEntry, HealthCheck, Node, Owner, Proxy, Service, Upstream, Weights,
     CONFIG_KINDS, DEFAULT_OWNER,
 };
-pub use command::{decode_command, encode_command, Command, CommandError, Outcome, TxnOp};
+pub use command::{
+    command_size, decode_command, decode_entry, encode_command, encode_entry, Command,
+    CommandError, GroupedCommand, LogEntry, Outcome, TxnOp, MAX_ENTRY_BYTES,
+};
 pub use duration::{format_go_duration, parse_go_duration};
 pub use intention::{
     decide, sort_by_precedence, Decision, HeaderMatch, HttpMatch, Intention, IntentionAction,

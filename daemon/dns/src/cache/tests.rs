@@ -4,7 +4,7 @@ use std::sync::Arc;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{Message, ResponseCode};
 use mesh_state::StateStore;
-use mesh_types::{encode_command, CheckStatus, Command, HealthCheck, Node, Service};
+use mesh_types::{CheckStatus, Command, HealthCheck, Node, Service};
 use tokio::sync::watch;
 
 use crate::reply::Reply;
@@ -37,7 +37,7 @@ impl Setup {
 
     fn apply(&mut self, cmd: Command) {
         self.index += 1;
-        self.store.apply(self.index, &encode_command(&cmd).unwrap());
+        self.store.apply_command(self.index, cmd);
     }
 
     fn instance(&mut self, node: &str, address: &str) {

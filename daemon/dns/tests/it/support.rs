@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use mesh_dns::{DnsConfig, DnsServer};
 use mesh_state::StateStore;
-use mesh_types::{encode_command, CheckStatus, Command, HealthCheck, Node, Outcome, Service};
+use mesh_types::{CheckStatus, Command, HealthCheck, Node, Outcome, Service};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -78,7 +78,7 @@ impl TestDns {
 
     pub fn apply(&self, cmd: Command) {
         let index = self.index.fetch_add(1, Ordering::SeqCst) + 1;
-        let outcome = self.store.apply(index, &encode_command(&cmd).unwrap());
+        let outcome = self.store.apply_command(index, cmd.clone());
         assert_eq!(outcome, Outcome::Done, "{cmd:?}");
     }
 
