@@ -19,6 +19,7 @@ mod intentions;
 mod partition;
 mod proxy;
 mod reload;
+mod storage;
 mod terraform;
 mod terraform_acl;
 
