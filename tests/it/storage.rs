@@ -22,7 +22,11 @@ impl SmallDisk {
     /// Mount a `size` tmpfs at `at`, keeping what `at` held.
     fn mount_over(at: &Path, size: &str) -> SmallDisk {
         let saved = at.with_extension("saved");
-        run(&["mv", &at.display().to_string(), &saved.display().to_string()]);
+        run(&[
+            "mv",
+            &at.display().to_string(),
+            &saved.display().to_string(),
+        ]);
         std::fs::create_dir_all(at).unwrap();
         run(&[
             "mount",
@@ -39,7 +43,9 @@ impl SmallDisk {
             &format!("{}/.", saved.display()),
             &at.display().to_string(),
         ]);
-        SmallDisk { at: at.to_path_buf() }
+        SmallDisk {
+            at: at.to_path_buf(),
+        }
     }
 
     /// Fill what is left with one file.
@@ -59,10 +65,7 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(&self.at)
-            .status();
+        let _ = Command::new("umount").arg("-l").arg(&self.at).status();
     }
 }
 
@@ -116,25 +119,31 @@ async fn a_full_disk_stops_one_server_and_loses_nothing() {
             }
         })
     };
-    eventually("some writes acknowledged", Duration::from_secs(20), || async {
-        (acked.lock().unwrap().len() > 20).then_some(())
-    })
+    eventually(
+        "some writes acknowledged",
+        Duration::from_secs(20),
+        || async { (acked.lock().unwrap().len() > 20).then_some(()) },
+    )
     .await;
     let filler = disk.fill();
 
     // The victim notices, says why, and refuses requests.
     let victim_agent = &cluster.agents[victim];
-    let reason = eventually("the victim reports itself unhealthy", Duration::from_secs(60), || async {
-        let v: Value = c
-            .get(victim_agent.url("/v1/agent/self"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (v["Health"]["Healthy"] == false).then(|| v["Health"]["Reason"].to_string())
-    })
+    let reason = eventually(
+        "the victim reports itself unhealthy",
+        Duration::from_secs(60),
+        || async {
+            let v: Value = c
+                .get(victim_agent.url("/v1/agent/self"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (v["Health"]["Healthy"] == false).then(|| v["Health"]["Reason"].to_string())
+        },
+    )
     .await;
     assert!(reason.contains("raft storage failed"), "{reason}");
     let r = c
@@ -148,9 +157,11 @@ async fn a_full_disk_stops_one_server_and_loses_nothing() {
 
     // The other two keep committing.
     let before = acked.lock().unwrap().len();
-    eventually("writes still committing on the others", Duration::from_secs(30), || async {
-        (acked.lock().unwrap().len() > before + 20).then_some(())
-    })
+    eventually(
+        "writes still committing on the others",
+        Duration::from_secs(30),
+        || async { (acked.lock().unwrap().len() > before + 20).then_some(()) },
+    )
     .await;
 
     // Space freed: the victim exits with a clear message, restarts, catches up.
@@ -167,21 +178,25 @@ async fn a_full_disk_stops_one_server_and_loses_nothing() {
     cluster.agents[victim].restart().await.unwrap();
     let acked = acked.lock().unwrap().clone();
     let victim_agent = &cluster.agents[victim];
-    eventually("the victim holds every acknowledged write", Duration::from_secs(60), || async {
-        let keys: Vec<String> = c
-            .get(victim_agent.url("/v1/kv/load/?keys&stale"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        let have: BTreeSet<String> = keys
-            .iter()
-            .filter_map(|k| k.strip_prefix("load/").map(str::to_string))
-            .collect();
-        acked.is_subset(&have).then_some(())
-    })
+    eventually(
+        "the victim holds every acknowledged write",
+        Duration::from_secs(60),
+        || async {
+            let keys: Vec<String> = c
+                .get(victim_agent.url("/v1/kv/load/?keys&stale"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let have: BTreeSet<String> = keys
+                .iter()
+                .filter_map(|k| k.strip_prefix("load/").map(str::to_string))
+                .collect();
+            acked.is_subset(&have).then_some(())
+        },
+    )
     .await;
     drop(cluster);
     drop(disk);
