@@ -549,3 +549,55 @@ async fn slow_clients_cannot_starve_a_well_behaved_one() {
         &open[..open.len().min(20)]
     );
 }
+
+#[tokio::test]
+async fn limits_are_configurable_and_a_client_agent_paces_what_it_forwards() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("limits.hcl");
+    std::fs::write(
+        &conf,
+        "limits {\n  kv_max_value_size = 1048576\n  rpc_rate = 1\n  rpc_max_burst = 3\n}\n",
+    )
+    .unwrap();
+    let mut spec = mesh_testkit::AgentSpec::server("big-values", 1);
+    spec.extra.push("-dev".into());
+    spec.extra.push(format!("-config-file={}", conf.display()));
+    let server = TestAgent::start(spec, &dir.path().join("s")).await.unwrap();
+    let c = http();
+    let r = c
+        .put(server.url("/v1/kv/big"))
+        .body(vec![b'x'; 900 << 10])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "a value under the configured limit");
+
+    let mut spec = mesh_testkit::AgentSpec::client("paced");
+    spec.retry_join = vec![server.serf];
+    spec.extra.push(format!("-config-file={}", conf.display()));
+    let client = TestAgent::start(spec, &dir.path().join("c")).await.unwrap();
+    eventually(
+        "the client agent knows a server",
+        Duration::from_secs(20),
+        || async {
+            let r = c.get(client.url("/v1/kv/big?raw")).send().await.ok()?;
+            (r.status() == 200).then_some(())
+        },
+    )
+    .await;
+    // A burst past rpc_max_burst within a second: the rest wait their turn.
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let r = c.get(client.url("/v1/kv/big?raw")).send().await.unwrap();
+        let status = r.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(r.text().await.unwrap().contains("limits.rpc_rate"));
+        }
+        statuses.push(status);
+    }
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[0], 200, "{statuses:?}");
+}

@@ -74,6 +74,8 @@ pub struct Agent {
     _dev_dir: Option<tempfile::TempDir>,
     /// Where Raft keeps its log and state (servers).
     pub(crate) raft_dir: Option<PathBuf>,
+    /// `limits.rpc_rate` on what a client agent sends to servers.
+    pub(crate) rpc_limiter: Option<governor::DefaultDirectRateLimiter>,
 }
 
 /// Why the agent stops.
@@ -157,6 +159,7 @@ impl Agent {
             None => Uuid::new_v4(),
         };
 
+        let rpc_limiter = rpc_limiter(&config.limits);
         let raft_dir = config
             .server
             .then(|| data_dir.as_ref().map(|d| d.join("raft")))
@@ -271,6 +274,7 @@ impl Agent {
             dns_addr,
             _dev_dir: dev_dir,
             raft_dir,
+            rpc_limiter,
         })
     }
 
@@ -461,6 +465,15 @@ impl Agent {
 }
 
 /// The data dir to use: the configured one, or a temp dir for `-dev`.
+/// A token bucket of `rpc_max_burst` refilled at `rpc_rate` per second.
+fn rpc_limiter(limits: &mesh_config::Limits) -> Option<governor::DefaultDirectRateLimiter> {
+    let rate = limits.rpc_rate?;
+    let period = Duration::try_from_secs_f64(1.0 / rate).ok()?;
+    let burst = std::num::NonZeroU32::new(limits.rpc_max_burst)?;
+    let quota = governor::Quota::with_period(period)?.allow_burst(burst);
+    Some(governor::RateLimiter::direct(quota))
+}
+
 fn data_dir(
     config: &RuntimeConfig,
 ) -> anyhow::Result<(Option<PathBuf>, Option<tempfile::TempDir>)> {

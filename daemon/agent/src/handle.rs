@@ -73,6 +73,21 @@ impl AgentHandle for AgentView {
         self.agent.server_http_addr()
     }
 
+    fn body_limits(&self) -> mesh_api::BodyLimits {
+        let l = &self.agent.config.limits;
+        mesh_api::BodyLimits {
+            kv_max_value_size: l.kv_max_value_size,
+            txn_max_req_len: l.txn_max_req_len,
+        }
+    }
+
+    fn rpc_permit(&self) -> bool {
+        self.agent
+            .rpc_limiter
+            .as_ref()
+            .is_none_or(|l| l.check().is_ok())
+    }
+
     fn max_blocking_queries_per_client(&self) -> u32 {
         self.agent
             .config

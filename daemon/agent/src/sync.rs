@@ -129,6 +129,10 @@ impl Agent {
             .into_iter()
             .next()
             .ok_or_else(|| anyhow::anyhow!("no known servers"))?;
+        // The agent's own writes wait for room under limits.rpc_rate.
+        if let Some(limiter) = &self.rpc_limiter {
+            limiter.until_ready().await;
+        }
         Ok(
             mesh_raft::propose_via_server(&self.rpc_network, &server, cmd)
                 .await?

@@ -20,8 +20,9 @@ use crate::params::Params;
 use crate::write::{owner, takeover};
 use crate::{Api, ApiError};
 
-/// Consul's `txn_max_req_len`: the largest JSON request body (a transaction,
-/// a registration, a config entry), refused with 413 before it is buffered.
+/// Consul's default `txn_max_req_len`: the largest JSON request body (a
+/// transaction, a registration, a config entry), refused with 413 before it
+/// is buffered.
 pub const MAX_JSON_BODY_BYTES: usize = 512 * 1024;
 
 /// A request decoded from its head and JSON body.
@@ -93,7 +94,7 @@ pub(crate) async fn decode_request<T: BodyRequest>(
     let bytes = read_limited(
         body,
         &parts.headers,
-        MAX_JSON_BODY_BYTES,
+        api.agent.body_limits().txn_max_req_len,
         "limits.txn_max_req_len",
     )
     .await?;

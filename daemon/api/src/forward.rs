@@ -24,6 +24,13 @@ pub(crate) async fn to_server_if_client(
     if api.raft.is_some() {
         return next.run(req).await;
     }
+    if !api.agent.rpc_permit() {
+        return ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate limit exceeded: this client agent forwards at most limits.rpc_rate requests per second to servers",
+        )
+        .into_response();
+    }
     match forward(&api, req).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
@@ -49,9 +56,17 @@ async fn forward(api: &Api, req: Request) -> Result<Response, ApiError> {
             builder = builder.header(name, value);
         }
     }
-    let body = axum::body::to_bytes(req.into_body(), 64 << 20)
-        .await
-        .map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?;
+    // No larger than the server would take, and refused before buffering.
+    let limits = api.agent.body_limits();
+    let (limit, name) = if path.starts_with("/v1/snapshot") {
+        (crate::snapshot::MAX_RESTORE_BYTES, "raft_max_entry_bytes")
+    } else if path.starts_with("/v1/kv/") {
+        (limits.kv_max_value_size, "limits.kv_max_value_size")
+    } else {
+        (limits.txn_max_req_len, "limits.txn_max_req_len")
+    };
+    let headers = req.headers().clone();
+    let body = crate::read_limited(req.into_body(), &headers, limit, name).await?;
     let resp = builder.body(body).send().await.map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

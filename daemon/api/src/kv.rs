@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 use mesh_state::Table;
-use mesh_types::{Command, KvEntry, MAX_KV_VALUE_BYTES};
+use mesh_types::{Command, KvEntry};
 use serde::Serialize;
 
 use crate::{Api, ApiError, QueryOptions};
@@ -140,13 +140,8 @@ pub(crate) async fn put(
         return Err(ApiError::bad_request("Missing key name"));
     }
     // Refused before it is buffered, as Consul's kv_max_value_size.
-    let body = crate::read_limited(
-        body,
-        &headers,
-        MAX_KV_VALUE_BYTES,
-        "limits.kv_max_value_size",
-    )
-    .await?;
+    let limit = api.agent.body_limits().kv_max_value_size;
+    let body = crate::read_limited(body, &headers, limit, "limits.kv_max_value_size").await?;
     let cmd = Command::KvSet {
         key,
         value: body.to_vec(),

@@ -15,6 +15,8 @@ mod config_entries;
 mod decoded;
 mod error;
 mod forward;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 mod health;
 pub mod intention_wire;
 mod intentions;
@@ -39,9 +41,8 @@ use serde::Serialize;
 pub use acl_caller::{request_secret, resolve_in, AclSettings, Caller};
 pub use acl_commands::command_allowed;
 pub use catalog::connect_instances;
-pub use decoded::{
-    read_limited, CheckRegistration, Decoded, ServiceRegistration, MAX_JSON_BODY_BYTES,
-};
+use decoded::MAX_JSON_BODY_BYTES;
+pub use decoded::{read_limited, CheckRegistration, Decoded, ServiceRegistration};
 pub use error::ApiError;
 pub use intentions::spiffe_service;
 pub use params::Params;
@@ -60,6 +61,24 @@ pub struct MemberView {
     pub status: u8,
     /// alive, suspect, failed or left.
     pub state: String,
+}
+
+/// How large request bodies may be (Consul's `limits` names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimits {
+    /// `kv_max_value_size`.
+    pub kv_max_value_size: usize,
+    /// `txn_max_req_len`: every JSON body.
+    pub txn_max_req_len: usize,
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        BodyLimits {
+            kv_max_value_size: mesh_types::MAX_KV_VALUE_BYTES,
+            txn_max_req_len: MAX_JSON_BODY_BYTES,
+        }
+    }
 }
 
 /// What the API needs from the agent that hosts it.
@@ -101,6 +120,15 @@ pub trait AgentHandle: Send + Sync + 'static {
     /// The service a check registered on this agent belongs to, if any.
     fn local_check_service(&self, _check_id: &str) -> Option<String> {
         None
+    }
+    /// `limits { kv_max_value_size txn_max_req_len }`.
+    fn body_limits(&self) -> BodyLimits {
+        BodyLimits::default()
+    }
+    /// Whether a client agent may forward one more request to a server now
+    /// (`limits.rpc_rate`).
+    fn rpc_permit(&self) -> bool {
+        true
     }
     /// `limits.http_max_blocking_queries_per_client`.
     fn max_blocking_queries_per_client(&self) -> u32 {
@@ -249,7 +277,7 @@ impl Api {
             ))
             // Every other body read whole: the JSON limit (txn_max_req_len).
             .layer(axum::extract::DefaultBodyLimit::max(
-                decoded::MAX_JSON_BODY_BYTES,
+                self.agent.body_limits().txn_max_req_len,
             ))
             .with_state(self)
     }

@@ -40,7 +40,7 @@ pub(crate) async fn save(State(api): State<Api>, params: Params) -> Result<Respo
 }
 
 /// A snapshot is restored as one Raft entry: at most this large.
-const MAX_RESTORE_BYTES: usize = mesh_types::MAX_ENTRY_BYTES - 1024;
+pub(crate) const MAX_RESTORE_BYTES: usize = mesh_types::MAX_ENTRY_BYTES - 1024;
 
 pub(crate) async fn restore(
     State(api): State<Api>,

@@ -136,6 +136,15 @@ pub struct RawLimits {
     pub http_read_header_timeout: Option<String>,
     /// Blocking queries one IP may have parked at once (default 1024).
     pub http_max_blocking_queries_per_client: Option<u32>,
+    /// Largest KV value in bytes (Consul: 512 KiB).
+    pub kv_max_value_size: Option<u64>,
+    /// Largest JSON request body (a transaction, a registration) in bytes
+    /// (Consul: 512 KiB).
+    pub txn_max_req_len: Option<u64>,
+    /// Requests per second a client agent sends to servers (default: no limit).
+    pub rpc_rate: Option<f64>,
+    /// Burst of `rpc_rate` (Consul: 1000).
+    pub rpc_max_burst: Option<u32>,
 }
 
 /// `connect { enabled = bool }`.

@@ -65,7 +65,7 @@ pub struct RuntimeConfig {
 }
 
 /// Bounds on what one client may hold (`limits { }`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
     /// `http_max_conns_per_client`.
     pub http_max_conns_per_client: u32,
@@ -75,6 +75,14 @@ pub struct Limits {
     pub http_read_header_timeout: Duration,
     /// `http_max_blocking_queries_per_client`.
     pub http_max_blocking_queries_per_client: u32,
+    /// `kv_max_value_size`.
+    pub kv_max_value_size: usize,
+    /// `txn_max_req_len`.
+    pub txn_max_req_len: usize,
+    /// `rpc_rate` (`None`: no limit).
+    pub rpc_rate: Option<f64>,
+    /// `rpc_max_burst`.
+    pub rpc_max_burst: u32,
 }
 
 impl Default for Limits {
@@ -84,6 +92,10 @@ impl Default for Limits {
             rpc_max_conns_per_client: 100,
             http_read_header_timeout: Duration::from_secs(10),
             http_max_blocking_queries_per_client: 1024,
+            kv_max_value_size: 512 * 1024,
+            txn_max_req_len: 512 * 1024,
+            rpc_rate: None,
+            rpc_max_burst: 1000,
         }
     }
 }

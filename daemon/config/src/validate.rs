@@ -179,7 +179,43 @@ impl RuntimeConfig {
                 Some(n) => Ok(n),
                 None => Ok(default),
             };
+            // A KV value or a JSON body becomes (part of) one Raft entry.
+            let max_body = (mesh_types::MAX_ENTRY_BYTES / 2) as u64;
+            let size = |key: &str, n: Option<u64>, default: usize| match n {
+                Some(n) if n == 0 || n > max_body => Err(v.fail(
+                    key,
+                    format!("{n} is out of range: use 1 to {max_body} bytes"),
+                )),
+                Some(n) => Ok(n as usize),
+                None => Ok(default),
+            };
             crate::Limits {
+                kv_max_value_size: size(
+                    "limits.kv_max_value_size",
+                    raw_limits.kv_max_value_size,
+                    d.kv_max_value_size,
+                )?,
+                txn_max_req_len: size(
+                    "limits.txn_max_req_len",
+                    raw_limits.txn_max_req_len,
+                    d.txn_max_req_len,
+                )?,
+                rpc_rate: match raw_limits.rpc_rate {
+                    Some(r) if !(r > 0.0 && r <= 1e9) => {
+                        return Err(v.fail(
+                            "limits.rpc_rate",
+                            format!(
+                                "{r} is out of range: use a rate above 0 (requests per second)"
+                            ),
+                        ))
+                    }
+                    other => other,
+                },
+                rpc_max_burst: positive(
+                    "limits.rpc_max_burst",
+                    raw_limits.rpc_max_burst,
+                    d.rpc_max_burst,
+                )?,
                 http_max_conns_per_client: positive(
                     "limits.http_max_conns_per_client",
                     raw_limits.http_max_conns_per_client,
@@ -559,6 +595,60 @@ mod tests {
 
     fn error(raw: RawConfig) -> ValidationError {
         RuntimeConfig::build(raw).unwrap_err()
+    }
+
+    #[test]
+    fn limits_default_to_consuls_and_refuse_what_cannot_work() {
+        assert_eq!(
+            RuntimeConfig::build(base()).unwrap().limits,
+            crate::Limits::default()
+        );
+        let with = |l: crate::raw::RawLimits| RawConfig {
+            limits: Some(l),
+            ..base()
+        };
+        let ok = RuntimeConfig::build(with(crate::raw::RawLimits {
+            http_read_header_timeout: Some("2s".into()),
+            kv_max_value_size: Some(1 << 20),
+            rpc_rate: Some(50.0),
+            ..Default::default()
+        }))
+        .unwrap()
+        .limits;
+        assert_eq!(ok.http_read_header_timeout, Duration::from_secs(2));
+        assert_eq!((ok.kv_max_value_size, ok.rpc_rate), (1 << 20, Some(50.0)));
+        for (raw, key) in [
+            (
+                crate::raw::RawLimits {
+                    http_max_conns_per_client: Some(0),
+                    ..Default::default()
+                },
+                "limits.http_max_conns_per_client",
+            ),
+            (
+                crate::raw::RawLimits {
+                    kv_max_value_size: Some(1 << 30),
+                    ..Default::default()
+                },
+                "limits.kv_max_value_size",
+            ),
+            (
+                crate::raw::RawLimits {
+                    http_read_header_timeout: Some("1ns".into()),
+                    ..Default::default()
+                },
+                "limits.http_read_header_timeout",
+            ),
+            (
+                crate::raw::RawLimits {
+                    rpc_rate: Some(-1.0),
+                    ..Default::default()
+                },
+                "limits.rpc_rate",
+            ),
+        ] {
+            assert_eq!(error(with(raw)).key, key);
+        }
     }
 
     #[test]

@@ -9,6 +9,8 @@
 
 mod config;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 mod handle;
 mod identity;
 mod keyring;

@@ -472,7 +472,7 @@ impl Node {
     }
 }
 
-fn new_foca(id: NodeId, timing: &Timing, left_set: &Arc<Mutex<LeftSet>>) -> Swim {
+pub(crate) fn new_foca(id: NodeId, timing: &Timing, left_set: &Arc<Mutex<LeftSet>>) -> Swim {
     use rand_foca::SeedableRng as _;
     Foca::with_custom_broadcast(
         id,

@@ -24,8 +24,16 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Copy buffer per direction; large buffers matter for bulk throughput.
 pub(crate) const COPY_BUF: usize = 64 * 1024;
 
+/// Connections not yet through their TLS handshake (unauthenticated) held
+/// at once; past this, new ones are closed at once.
+const MAX_HANDSHAKES: usize = 256;
+/// Open inbound connections at once (each holds copy buffers).
+const MAX_CONNECTIONS: usize = 4096;
+
 /// Accepts on the public listener until `stop` (this listener's token) fires.
 pub(crate) async fn serve(ctx: Arc<Ctx>, listener: TcpListener, stop: CancellationToken) {
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (tcp, peer) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -39,19 +47,36 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, listener: TcpListener, stop: Cancellati
                 }
             },
         };
+        let (Ok(open), Ok(handshake)) = (
+            connections.clone().try_acquire_owned(),
+            handshakes.clone().try_acquire_owned(),
+        ) else {
+            ctx.metrics.handshake_error("overloaded");
+            tracing::debug!(%peer, "inbound connection refused: too many open or in handshake");
+            continue;
+        };
         let ctx2 = ctx.clone();
-        ctx.tracker
-            .spawn(async move { handle(ctx2, tcp, peer).await });
+        ctx.tracker.spawn(async move {
+            let _open = open;
+            handle(ctx2, tcp, peer, handshake).await
+        });
     }
 }
 
-async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr) {
+async fn handle(
+    ctx: Arc<Ctx>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    handshake: tokio::sync::OwnedSemaphorePermit,
+) {
     let metrics = ctx.metrics.clone();
     metrics.accepted.fetch_add(1, Relaxed);
     let _active = GaugeGuard::inc(&metrics.active);
     let _ = tcp.set_nodelay(true);
 
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, ctx.acceptor.accept(wire(tcp))).await {
+    let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, ctx.acceptor.accept(wire(tcp))).await;
+    drop(handshake);
+    let tls = match accepted {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             let reason = failure_reason(&e);

@@ -4,8 +4,11 @@
 use std::collections::BTreeMap;
 
 use mesh_types::{
-    decode_entry, Command, GroupedCommand, KvEntry, LogEntry, Outcome, TxnOp, MAX_KV_VALUE_BYTES,
+    decode_entry, Command, GroupedCommand, KvEntry, LogEntry, Outcome, TxnOp, MAX_ENTRY_BYTES,
 };
+
+/// The largest KV value any configuration allows (`limits.kv_max_value_size`).
+const MAX_KV_VALUE_CEILING: usize = MAX_ENTRY_BYTES / 2;
 
 use crate::{State, Table};
 
@@ -426,11 +429,12 @@ fn check_kv(key: &str, value: &[u8]) -> Result<(), String> {
     if key.is_empty() {
         return Err("KV key must not be empty".into());
     }
-    if value.len() > MAX_KV_VALUE_BYTES {
+    // The HTTP API enforces the configured kv_max_value_size; this is the
+    // ceiling every replica applies alike, whatever a server's config says.
+    if value.len() > MAX_KV_VALUE_CEILING {
         return Err(format!(
-            "value of {} bytes exceeds the {} byte limit",
+            "value of {} bytes exceeds the {MAX_KV_VALUE_CEILING} byte limit",
             value.len(),
-            MAX_KV_VALUE_BYTES
         ));
     }
     Ok(())

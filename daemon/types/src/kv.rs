@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-/// Largest KV value accepted (Consul's limit).
+/// The default largest KV value (Consul's `kv_max_value_size`).
 pub const MAX_KV_VALUE_BYTES: usize = 512 * 1024;
 
 /// One key in the KV store with its Raft indexes.
