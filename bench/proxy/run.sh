@@ -132,8 +132,11 @@ load() { # name port round [proxy pids...]: req/s, p99 and proxy CPU per request
     wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${WRK_HEADERS[@]}" "http://127.0.0.1:$port/" >"$out"
     t1=$(ticks "$@")
     set -- "$name" "$port" "$round"
+    # An error or a non-2xx answer is not a request served: the run fails.
     if grep -q "Non-2xx\|Socket errors" "$out"; then
-        echo "warning: $1 had errors:"; grep "Non-2xx\|Socket errors" "$out"
+        echo "error: $1 had errors, so its req/s would count failures:" >&2
+        grep "Non-2xx\|Socket errors" "$out" >&2
+        exit 1
     fi
     local rps p99
     rps=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' "$out")

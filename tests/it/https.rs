@@ -173,23 +173,22 @@ async fn the_api_serves_https_and_clients_verify_it_with_a_ca_file() {
     .await;
 
     // Terraform with `ca_file` and an https:// address.
-    if Path::new(crate::terraform::TERRAFORM).exists() {
-        let tf = crate::terraform::Tf::new(dir.path(), "tls");
-        tf.write(
-            &url,
-            "resource \"mesh_kv\" \"k\" {\n  path  = \"tls/tf\"\n  value = \"from terraform\"\n}\n",
-        );
-        let main = tf.dir.join("main.tf");
-        let text = std::fs::read_to_string(&main).unwrap().replace(
-            "  address = ",
-            &format!("  ca_file = \"{}\"\n  address = ", ca.display()),
-        );
-        std::fs::write(&main, text).unwrap();
-        let r = tf.apply().await;
-        assert_eq!(r.code, 0, "{}", r.out);
-        assert!(!r.out.contains("ca_file is not used"), "{}", r.out);
-        let (code, out) = crate::mesh_cli(&a, &["kv", "get", "tls/tf"]).await;
-        assert_eq!((code, out.trim()), (0, "from terraform"));
-        assert_eq!(tf.plan().await.code, 0);
-    }
+    crate::terraform::terraform();
+    let tf = crate::terraform::Tf::new(dir.path(), "tls");
+    tf.write(
+        &url,
+        "resource \"mesh_kv\" \"k\" {\n  path  = \"tls/tf\"\n  value = \"from terraform\"\n}\n",
+    );
+    let main = tf.dir.join("main.tf");
+    let text = std::fs::read_to_string(&main).unwrap().replace(
+        "  address = ",
+        &format!("  ca_file = \"{}\"\n  address = ", ca.display()),
+    );
+    std::fs::write(&main, text).unwrap();
+    let r = tf.apply().await;
+    assert_eq!(r.code, 0, "{}", r.out);
+    assert!(!r.out.contains("ca_file is not used"), "{}", r.out);
+    let (code, out) = crate::mesh_cli(&a, &["kv", "get", "tls/tf"]).await;
+    assert_eq!((code, out.trim()), (0, "from terraform"));
+    assert_eq!(tf.plan().await.code, 0);
 }

@@ -1,5 +1,6 @@
 //! Acceptance: the real terraform CLI (1.11) driving terraform-provider-mesh
-//! against a real 3-server cluster. Skipped when terraform is not installed.
+//! against a real 3-server cluster. terraform must be on PATH: without it
+//! these tests fail, naming it.
 //! No network: the provider comes from a `dev_overrides` CLI config.
 
 use std::path::{Path, PathBuf};
@@ -10,7 +11,14 @@ use serde_json::{json, Value};
 
 use crate::http;
 
-pub(crate) const TERRAFORM: &str = "/usr/local/bin/terraform";
+/// The terraform CLI on PATH. The tests that need it fail without it, as
+/// they must not pass without running.
+pub(crate) fn terraform() -> PathBuf {
+    mesh_testkit::require_tool(
+        "terraform",
+        "put HashiCorp's terraform 1.11 on PATH (the machine image has it in /usr/local/bin)",
+    )
+}
 
 /// The provider binary: `$MESH_PROVIDER_BIN`, else next to the `mesh` binary.
 pub(crate) fn provider_bin() -> PathBuf {
@@ -71,7 +79,7 @@ impl Tf {
     }
 
     pub(crate) async fn run(&self, args: &[&str]) -> Run {
-        let out = tokio::process::Command::new(TERRAFORM)
+        let out = tokio::process::Command::new(terraform())
             .args(args)
             .arg("-no-color")
             .current_dir(&self.dir)
@@ -238,10 +246,7 @@ async fn visible_everywhere(cluster: &TestCluster, present: bool) {
 
 #[tokio::test]
 async fn terraform_manages_mesh_end_to_end() {
-    if !Path::new(TERRAFORM).exists() {
-        eprintln!("skipped: {TERRAFORM} not installed");
-        return;
-    }
+    terraform();
     let mut cluster = TestCluster::start(3).await.expect("cluster");
     let root = tempfile::tempdir().unwrap();
     let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
@@ -423,10 +428,7 @@ resource "mesh_service" "billing" {
 /// runs under continuous traffic without one failed connection.
 #[tokio::test]
 async fn terraform_intentions_and_ca_rotation_govern_live_proxy_traffic() {
-    if !Path::new(TERRAFORM).exists() {
-        eprintln!("skipped: {TERRAFORM} not installed");
-        return;
-    }
+    terraform();
     use crate::proxy::{
         connect_proxy, echo_server, expect_cut, free_port, live_stream, roundtrip, Traffic,
     };
@@ -578,10 +580,7 @@ resource "mesh_ca_config" "ca" {{
 
 #[tokio::test]
 async fn terraform_reports_bad_input_on_the_attribute() {
-    if !Path::new(TERRAFORM).exists() {
-        eprintln!("skipped: {TERRAFORM} not installed");
-        return;
-    }
+    terraform();
     let root = tempfile::tempdir().unwrap();
     // Nothing listens here: only configuration errors and the unreachable agent are seen.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -680,10 +679,7 @@ fn copy_tree(from: &Path, to: &Path) {
 /// example also applies, plans clean and destroys against a dev agent.
 #[tokio::test]
 async fn terraform_examples_and_module_work() {
-    if !Path::new(TERRAFORM).exists() {
-        eprintln!("skipped: {TERRAFORM} not installed");
-        return;
-    }
+    terraform();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let root = tempfile::tempdir().unwrap();
     copy_tree(

@@ -3,14 +3,12 @@
 //! secrets stay out of state unless asked, rules are checked at plan time,
 //! drift shows, everything imports, and destroy removes it all.
 
-use std::path::Path;
-
 use mesh_testkit::TestCluster;
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::acl::{acl_config, call, MANAGEMENT};
-use crate::terraform::{Tf, TERRAFORM};
+use crate::terraform::Tf;
 
 const SECRET: &str = "2f0d1c7e-8a44-4b1e-9f7c-5d6a3b2e1f00";
 
@@ -56,10 +54,7 @@ fn resource_attr(state: &str, name: &str, attr: &str) -> Value {
 
 #[tokio::test]
 async fn terraform_manages_acl_policies_and_tokens_without_storing_secrets() {
-    if !Path::new(TERRAFORM).exists() {
-        eprintln!("skipped: {TERRAFORM} not installed");
-        return;
-    }
+    crate::terraform::terraform();
     let root = tempfile::tempdir().unwrap();
     let conf = acl_config(root.path());
     let flag = format!("-config-file={}", conf.display());

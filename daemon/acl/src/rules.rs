@@ -51,9 +51,11 @@ const RESOURCES: [(&str, Resource); 7] = [
 /// Parse a policy's rules. Every error names its line and column.
 pub fn parse_rules(text: &str) -> Result<Rules, RulesError> {
     let at = |offset: usize, message: String| {
-        let before = &text[..offset.min(text.len())];
+        // Parser offsets may fall inside a multi-byte character.
+        let before = &text[..text.floor_char_boundary(offset)];
         let line = before.matches('\n').count() + 1;
-        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
         RulesError {
             line,
             column,

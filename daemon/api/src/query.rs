@@ -278,6 +278,13 @@ mod tests {
         assert_eq!(p(&[("stale", "")]).unwrap().mode, ReadMode::Stale);
         assert!(p(&[("index", "-1")]).is_err());
         assert!(p(&[("wait", "-3s")]).is_err());
+        // Waits no clock can hold are capped or refused, never an overflow.
+        assert_eq!(
+            p(&[("wait", "18446744073709551615")]).unwrap().wait,
+            MAX_WAIT
+        );
+        assert!(p(&[("wait", "99999999999999999999999h")]).is_err());
+        assert_eq!(p(&[("wait", "2562047h")]).unwrap().wait, MAX_WAIT);
         assert!(p(&[("stale", ""), ("consistent", "")]).is_err());
     }
 }

@@ -41,21 +41,13 @@ pub struct Pos {
 impl Pos {
     /// The line and column of byte `offset` in `text`.
     pub fn of_offset(text: &str, offset: usize) -> Pos {
-        let offset = offset.min(text.len());
-        let before = &text[..floor_char_boundary(text, offset)];
+        let before = &text[..text.floor_char_boundary(offset)];
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         Pos {
             line: before.matches('\n').count() + 1,
             col: before[line_start..].chars().count() + 1,
         }
     }
-}
-
-fn floor_char_boundary(text: &str, mut i: usize) -> usize {
-    while !text.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
 }
 
 /// Where a configuration value came from, so a validation error can point at it.

@@ -34,6 +34,21 @@ pub fn mesh_bin() -> PathBuf {
     bin
 }
 
+/// The path of `tool` on `PATH`. A test that needs a tool fails, naming it
+/// and how to get it, rather than passing without running.
+pub fn require_tool(tool: &str, how: &str) -> PathBuf {
+    find_tool(tool)
+        .unwrap_or_else(|| panic!("{tool} is not on PATH, and this test needs it: {how}"))
+}
+
+/// The path of `tool` on `PATH`, if it is there.
+pub fn find_tool(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|p| p.is_file())
+}
+
 /// Retry `check` until it returns `Some`, at most `timeout`, polling every
 /// 50 ms. Panics with `what` when time runs out.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
@@ -50,5 +65,22 @@ where
             panic!("timed out after {timeout:?} waiting for: {what}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tools_are_found_on_path() {
+        assert!(find_tool("sh").is_some());
+        assert!(find_tool("no-such-tool-mesh-needs").is_none());
+    }
+
+    #[test]
+    #[should_panic(expected = "no-such-tool-mesh-needs is not on PATH, and this test needs it")]
+    fn a_missing_tool_fails_the_test_naming_it() {
+        require_tool("no-such-tool-mesh-needs", "install it");
     }
 }
