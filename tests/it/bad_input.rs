@@ -146,16 +146,22 @@ async fn a_node_with_the_wrong_gossip_key_is_refused() {
     spec.retry_join = vec![a.serf];
     let b = TestAgent::start(spec, &dir.path().join("b")).await.unwrap();
     let c = http();
-    // The intruder's log says why it cannot join.
+    // The intruder's log says why it cannot join: the server refused its
+    // push/pull because no installed key decrypts it.
     eventually(
         "intruder logs a key mismatch",
         Duration::from_secs(15),
         || async {
             let log = std::fs::read_to_string(&b.log).ok()?;
-            log.to_lowercase().contains("key").then_some(())
+            log.contains("encryption key mismatch").then_some(())
         },
     )
     .await;
+    let server_log = std::fs::read_to_string(&a.log).unwrap();
+    assert!(
+        server_log.contains("could not decrypt the push/pull with any installed -encrypt key"),
+        "the server says why it refused: {server_log}"
+    );
     let m: serde_json::Value = c
         .get(a.url("/v1/agent/members"))
         .send()

@@ -259,19 +259,26 @@ async fn no_leader_until_bootstrap_expect_servers_are_seen() {
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await; // give a wrongful election time to happen
-    let leader: String = c
-        .get(b.url("/v1/status/leader"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        leader, "",
-        "no leader may be elected before 3 servers are seen"
-    );
+    // Watched over several election timeouts (800 ms at most each): a
+    // wrongful election would show as a leader on either server.
+    let watch_until = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tokio::time::Instant::now() < watch_until {
+        for agent in [&a, &b] {
+            let leader: String = c
+                .get(agent.url("/v1/status/leader"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(
+                leader, "",
+                "no leader may be elected before 3 servers are seen"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut spec = AgentSpec::server("c", 3);
     spec.retry_join = vec![a.serf];
     let cc = TestAgent::start(spec, &dir.path().join("c")).await.unwrap();

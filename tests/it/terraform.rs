@@ -348,7 +348,7 @@ resource "mesh_service" "billing" {
 
     // The leader dies mid-apply: the apply succeeds or fails cleanly, and a
     // re-apply converges.
-    let many: String = (0..30)
+    let many: String = (0..120)
         .map(|i| {
             format!(
                 "resource \"mesh_kv\" \"k{i}\" {{\n  path  = \"bulk/{i}\"\n  value = \"{i}\"\n}}\n"
@@ -363,9 +363,23 @@ resource "mesh_service" "billing" {
         };
         async move { tf.apply().await }
     });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Kill the leader once the apply is provably under way: some of its
+    // keys exist, and terraform has not finished.
+    let c2 = c.clone();
+    let leader_url = cluster.agents[leader].url("/v1/kv/bulk/?keys");
+    eventually("the apply is writing", Duration::from_secs(60), || async {
+        let keys: Vec<String> = c2.get(&leader_url).send().await.ok()?.json().await.ok()?;
+        (!keys.is_empty()).then_some(())
+    })
+    .await;
+    assert!(
+        !apply.is_finished(),
+        "the apply finished before the leader was killed"
+    );
     cluster.agents[leader].kill().await;
     let r = apply.await.unwrap();
+    // Either outcome is honest (a write may have been cut off, or retried
+    // on the new leader); what matters is the state after a re-apply.
     assert!(r.code == 0 || r.code == 1, "{}", r.out);
     assert!(!r.out.contains("panic"), "{}", r.out);
     cluster
@@ -374,6 +388,13 @@ resource "mesh_service" "billing" {
     let r = tf.apply().await;
     assert_eq!(r.code, 0, "re-apply converges:\n{}", r.out);
     assert_eq!(tf.plan().await.code, 0);
+    let survivor = cluster.agents[(leader + 1) % 3].url("/v1/kv/bulk/?recurse");
+    let entries: Vec<Value> = c.get(&survivor).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        entries.len(),
+        120,
+        "every resource's key exists after the re-apply"
+    );
 
     // The CA: configured in place; a key change waits for the staged
     // rotation to activate the new root, which every live node then serves.
