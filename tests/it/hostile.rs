@@ -321,6 +321,7 @@ async fn body_targets_are_checked_in_every_spelling() {
                 r#"{"node":"n1","address":"10.0.0.1","service":{"service":"db"}}"#.into(),
                 r#"{"Node":"n1","Address":"10.0.0.1","Service":{"Name":"db"}}"#.into(),
                 r#"{"Node":"n1","Address":"10.0.0.1","SkipNodeUpdate":true,"Service":{"Service":"web","Kind":"connect-proxy","Proxy":{"destination_service_name":"db"}}}"#.into(),
+                r#"{"node":"n2","skip_node_update":true,"service":{"service":"web"},"check":{"check_id":"c","name":"c"}}"#.into(),
             ],
             r#"{"Node":"n1","Address":"10.0.0.1","Service":{"Service":"web","service":"db"}}"#.into(),
             r#"{"node":"n1","address":"10.0.0.1","service":{"service":"web"}}"#.into(),

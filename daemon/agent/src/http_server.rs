@@ -107,6 +107,7 @@ impl HttpServer {
         let io = Watched {
             io,
             activity: activity.clone(),
+            seen_bytes: false,
         };
         let counted = activity.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
@@ -120,11 +121,8 @@ impl HttpServer {
             }
         });
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.header_timeout)
-            .keep_alive(true);
+        // No hyper header timer: the watchdog enforces it (see `Activity`).
+        builder.http1().header_read_timeout(None).keep_alive(true);
         builder
             .http2()
             .timer(TokioTimer::new())
@@ -138,8 +136,8 @@ impl HttpServer {
             ended = &mut conn => if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "HTTP connection ended");
             },
-            () = activity.idle(self.header_timeout) => {
-                tracing::debug!(%peer, "HTTP connection idle: closed");
+            () = activity.watchdog(self.header_timeout) => {
+                tracing::debug!(%peer, "HTTP connection slow or idle: closed");
             }
         }
     }
@@ -149,55 +147,86 @@ impl HttpServer {
 /// long without a byte either way.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What a connection has done lately, for the idle watchdog: hyper's header
-/// timeout only starts with a request's first byte, so a connection that
-/// never sends one would otherwise stay forever.
+/// What a connection has done lately, for its watchdog. The watchdog, not
+/// hyper, enforces the header timeout: hyper's arms a timer for every
+/// request and starts it only at a request's first byte, so a connection
+/// that never sends one would stay forever. The I/O path only bumps
+/// counters (no clock reads); the watchdog keeps the time.
 #[derive(Default)]
 struct Activity {
-    /// Milliseconds since `start` of the last byte read or written.
-    last: AtomicU64,
-    start: std::sync::OnceLock<tokio::time::Instant>,
+    /// Reads and writes so far.
+    events: AtomicU64,
+    /// Bytes of a request not yet handed to the service have arrived.
+    pending: std::sync::atomic::AtomicBool,
     in_flight: AtomicU64,
     served: AtomicU64,
+    /// HTTP/2 frames (pings, settings) arrive between requests; only the
+    /// idle rule applies there.
+    http2: std::sync::atomic::AtomicBool,
 }
 
 impl Activity {
-    fn now_ms(&self) -> u64 {
-        let start = *self.start.get_or_init(tokio::time::Instant::now);
-        start.elapsed().as_millis() as u64
+    fn wrote(&self) {
+        self.events.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn touch(&self) {
-        self.last.store(self.now_ms(), Ordering::Relaxed);
+    fn read(&self, bytes: &[u8], first: bool) {
+        self.events.fetch_add(1, Ordering::Relaxed);
+        if first && bytes.starts_with(b"PRI * HTTP/2.0") {
+            self.http2.store(true, Ordering::Relaxed);
+        }
+        if self.in_flight.load(Ordering::Relaxed) == 0 {
+            self.pending.store(true, Ordering::Relaxed);
+        }
     }
 
-    /// Resolves once the connection is idle: no request in flight and no
-    /// bytes for `first_request` (before any request) or `IDLE_TIMEOUT`.
-    async fn idle(&self, first_request: Duration) {
-        self.touch();
+    /// Resolves when the connection must close: no request's headers within
+    /// `headers` of the connection opening, a started request's headers not
+    /// complete within `headers` (give or take half of it: the watchdog
+    /// looks twice per period), or nothing in flight and nothing moving for
+    /// `IDLE_TIMEOUT`.
+    async fn watchdog(&self, headers: Duration) {
+        let opened = tokio::time::Instant::now();
+        let tick = (headers / 2).max(Duration::from_millis(50));
+        let mut seen = self.events.load(Ordering::Relaxed);
+        let mut quiet_since = opened;
+        let mut pending_since: Option<tokio::time::Instant> = None;
         loop {
-            let limit = if self.served.load(Ordering::Relaxed) == 0 {
-                first_request
-            } else {
-                IDLE_TIMEOUT
-            };
-            let quiet = Duration::from_millis(self.now_ms() - self.last.load(Ordering::Relaxed));
-            if self.in_flight.load(Ordering::Relaxed) == 0 && quiet >= limit {
+            tokio::time::sleep(tick).await;
+            let now = tokio::time::Instant::now();
+            let events = self.events.load(Ordering::Relaxed);
+            if events != seen {
+                (seen, quiet_since) = (events, now);
+            }
+            let in_flight = self.in_flight.load(Ordering::Relaxed) > 0;
+            let http1 = !self.http2.load(Ordering::Relaxed);
+            if http1 && self.served.load(Ordering::Relaxed) == 0 && now - opened >= headers {
                 return;
             }
-            tokio::time::sleep(limit.saturating_sub(quiet).max(Duration::from_millis(100))).await;
+            if http1 && !in_flight && self.pending.load(Ordering::Relaxed) {
+                let since = *pending_since.get_or_insert(now);
+                if now - since >= headers {
+                    return;
+                }
+            } else {
+                pending_since = None;
+            }
+            if !in_flight && now - quiet_since >= IDLE_TIMEOUT {
+                return;
+            }
         }
     }
 }
 
-/// A request being answered: the connection is not idle meanwhile (a
-/// blocking query may be quiet for minutes).
+/// A request being answered: its headers are complete, and the connection
+/// is not idle meanwhile (a blocking query may be quiet for minutes).
 struct InFlight(Arc<Activity>);
 
 impl InFlight {
     fn start(activity: Arc<Activity>) -> Self {
         activity.in_flight.fetch_add(1, Ordering::Relaxed);
         activity.served.fetch_add(1, Ordering::Relaxed);
+        activity.pending.store(false, Ordering::Relaxed);
         InFlight(activity)
     }
 }
@@ -205,7 +234,7 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.0.touch();
+        self.0.wrote();
     }
 }
 
@@ -213,6 +242,7 @@ impl Drop for InFlight {
 struct Watched<IO> {
     io: IO,
     activity: Arc<Activity>,
+    seen_bytes: bool,
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
@@ -224,7 +254,9 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.activity.touch();
+            let first = !self.seen_bytes;
+            self.seen_bytes = true;
+            self.activity.read(&buf.filled()[before..], first);
         }
         polled
     }
@@ -238,7 +270,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
     ) -> Poll<std::io::Result<usize>> {
         let polled = Pin::new(&mut self.io).poll_write(cx, buf);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+            self.activity.wrote();
         }
         polled
     }
@@ -255,7 +287,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
     ) -> Poll<std::io::Result<usize>> {
         let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+            self.activity.wrote();
         }
         polled
     }

@@ -69,12 +69,20 @@ fn body_route(method: &axum::http::Method, path: &str) -> Option<BodyRoute> {
     })
 }
 
-/// The middleware: resolve, check, run, filter.
+/// The middleware: the guards every request passes (`blocking_limit`),
+/// then resolve, check, run, filter. One layer for all of it, as each layer
+/// costs every request.
 pub(crate) async fn enforce(State(api): State<Api>, req: Request, next: Next) -> Response {
-    match enforce_inner(api, req, next).await {
+    let held = match crate::blocking_limit::admit(&api, &req) {
+        Ok(held) => held,
+        Err(refused) => return refused.into_response(),
+    };
+    let resp = match enforce_inner(api.clone(), req, next).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
-    }
+    };
+    drop(held);
+    resp
 }
 
 async fn enforce_inner(api: Api, mut req: Request, next: Next) -> Result<Response, ApiError> {

@@ -41,29 +41,22 @@ fn health(api: &Api) -> Value {
     }
 }
 
-/// Refuse what a server whose Raft storage failed cannot answer truthfully;
-/// what describes the agent itself still answers.
-pub(crate) async fn storage_guard(
-    State(api): State<Api>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let fault = api.raft.as_ref().and_then(|r| r.fault());
+/// What a server whose Raft storage failed cannot answer truthfully is
+/// refused; what describes the agent itself still answers.
+pub(crate) fn storage_refusal(api: &Api, path: &str) -> Option<crate::ApiError> {
+    let fault = api.raft.as_ref()?.fault()?;
     let about_self = matches!(
-        req.uri().path(),
+        path,
         "/v1/agent/self" | "/v1/agent/members" | "/v1/agent/leave"
     );
-    match fault {
-        Some(fault) if !about_self => crate::ApiError::new(
+    (!about_self).then(|| {
+        crate::ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "this server's raft storage failed ({fault}); it takes no part in the cluster until restarted: send requests to another server"
             ),
         )
-        .into_response(),
-        _ => next.run(req).await,
-    }
+    })
 }
 
 pub(crate) async fn leave(State(api): State<Api>) -> Json<bool> {

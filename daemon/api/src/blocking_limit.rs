@@ -1,14 +1,14 @@
-//! `limits.http_max_blocking_queries_per_client`: one client may have only
-//! so many blocking queries (`?index=`) open at once; one more is a 429.
+//! Guards every request passes (from the ACL middleware, the one layer
+//! every route has): a server whose storage failed refuses (see
+//! `agent::storage_refusal`), and `limits.http_max_blocking_queries_per_client`:
+//! one client may have only so many blocking queries (`?index=`) open at
+//! once; one more is a 429.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
 
 use crate::{Api, ApiError};
@@ -19,7 +19,7 @@ pub(crate) struct Parked {
     open: Mutex<HashMap<IpAddr, u32>>,
 }
 
-struct Held<'a> {
+pub(crate) struct Held<'a> {
     parked: &'a Parked,
     ip: IpAddr,
 }
@@ -51,33 +51,38 @@ impl Parked {
 /// Whether a request may block: `?index=` above 0.
 fn blocks(req: &Request) -> bool {
     req.uri().query().is_some_and(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .any(|(k, v)| k == "index" && v.parse::<u64>().is_ok_and(|i| i > 0))
+        q.contains("index=")
+            && form_urlencoded::parse(q.as_bytes())
+                .any(|(k, v)| k == "index" && v.parse::<u64>().is_ok_and(|i| i > 0))
     })
 }
 
-/// The middleware.
-pub(crate) async fn limit(State(api): State<Api>, req: Request, next: Next) -> Response {
+/// Let `req` in, or say why not. The returned hold (for a blocking query)
+/// must live as long as the request.
+pub(crate) fn admit<'a>(api: &'a Api, req: &Request) -> Result<Option<Held<'a>>, ApiError> {
+    if let Some(refused) = crate::agent::storage_refusal(api, req.uri().path()) {
+        return Err(refused);
+    }
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let (Some(ip), true) = (peer, blocks(&req)) else {
-        return next.run(req).await;
+    let (Some(ip), true) = (peer, blocks(req)) else {
+        return Ok(None);
     };
     let limit = api.agent.max_blocking_queries_per_client();
-    let parked = Arc::clone(&api.parked);
-    let Some(_held) = parked.hold(ip, limit) else {
-        tracing::debug!(%ip, "blocking query refused: limits.http_max_blocking_queries_per_client");
-        return ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "Too many blocking queries open from your address (limits.http_max_blocking_queries_per_client = {limit})"
-            ),
-        )
-        .into_response();
-    };
-    next.run(req).await
+    match api.parked.hold(ip, limit) {
+        Some(held) => Ok(Some(held)),
+        None => {
+            tracing::debug!(%ip, "blocking query refused: limits.http_max_blocking_queries_per_client");
+            Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "Too many blocking queries open from your address (limits.http_max_blocking_queries_per_client = {limit})"
+                ),
+            ))
+        }
+    }
 }
 
 #[cfg(test)]

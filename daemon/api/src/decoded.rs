@@ -199,11 +199,12 @@ impl BodyRequest for CatalogRegister {
         crate::catalog::register_command(api, &head.owner(), head.takeover(), body)
             .map(CatalogRegister)
     }
-    fn checks(&self, _: &Api) -> Vec<Check> {
+    fn checks(&self, api: &Api) -> Vec<Check> {
         let Command::Register {
             node,
             skip_node_update,
             service,
+            checks: health,
             ..
         } = &self.0
         else {
@@ -212,6 +213,22 @@ impl BodyRequest for CatalogRegister {
         let mut checks = service.iter().flat_map(service_checks).collect::<Vec<_>>();
         if !skip_node_update || service.is_none() {
             checks.push(write(Resource::Node, &node.name));
+        }
+        // A health check belongs to a service (write on it) or to the node.
+        for hc in health {
+            let own = service.as_ref().is_some_and(|s| s.id == hc.service_id);
+            if hc.service_id.is_empty() {
+                checks.push(write(Resource::Node, &node.name));
+            } else if !own {
+                let name = api.state.read(|s| {
+                    s.service(&node.name, &hc.service_id)
+                        .map(|s| s.name.clone())
+                });
+                checks.push(match name {
+                    Some(name) => write(Resource::Service, &name),
+                    None => write(Resource::Node, &node.name),
+                });
+            }
         }
         checks
     }

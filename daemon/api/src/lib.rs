@@ -140,16 +140,27 @@ pub trait AgentHandle: Send + Sync + 'static {
     }
 }
 
-/// Everything a handler can reach.
+/// Everything a handler can reach. One `Arc`: axum clones the state of
+/// every middleware layer for every request, so a clone must be cheap.
 #[derive(Clone)]
-pub struct Api {
+pub struct Api(Arc<ApiInner>);
+
+/// What [`Api`] holds.
+pub struct ApiInner {
     pub(crate) raft: Option<RaftNode>,
     pub(crate) state: Arc<StateStore>,
     pub(crate) agent: Arc<dyn AgentHandle>,
     pub(crate) http: reqwest::Client,
-    pub(crate) renders: Arc<query::RenderCache>,
-    pub(crate) acl_cache: Arc<acl_caller::CallerCache>,
-    pub(crate) parked: Arc<blocking_limit::Parked>,
+    pub(crate) renders: query::RenderCache,
+    pub(crate) acl_cache: acl_caller::CallerCache,
+    pub(crate) parked: blocking_limit::Parked,
+}
+
+impl std::ops::Deref for Api {
+    type Target = ApiInner;
+    fn deref(&self) -> &ApiInner {
+        &self.0
+    }
 }
 
 impl Api {
@@ -162,15 +173,15 @@ impl Api {
     ) -> Self {
         // reqwest is built with rustls and no default crypto provider: use ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        Api {
+        Api(Arc::new(ApiInner {
             raft,
             state,
             agent,
             http: reqwest::Client::new(),
-            renders: Arc::default(),
-            acl_cache: Arc::default(),
-            parked: Arc::default(),
-        }
+            renders: Default::default(),
+            acl_cache: Default::default(),
+            parked: Default::default(),
+        }))
     }
 
     /// All `/v1` routes answered here; `extra` adds the agent's own, and
@@ -267,14 +278,6 @@ impl Api {
                 acl_check::enforce,
             ))
             .merge(cluster)
-            .layer(axum::middleware::from_fn_with_state(
-                self.clone(),
-                blocking_limit::limit,
-            ))
-            .layer(axum::middleware::from_fn_with_state(
-                self.clone(),
-                agent::storage_guard,
-            ))
             // Every other body read whole: the JSON limit (txn_max_req_len).
             .layer(axum::extract::DefaultBodyLimit::max(
                 self.agent.body_limits().txn_max_req_len,

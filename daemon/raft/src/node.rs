@@ -184,6 +184,8 @@ struct Inner {
     network: Network,
     state: Arc<StateStore>,
     guard: parking_lot::RwLock<Option<ProposeGuard>>,
+    /// Why Raft stopped, once it has.
+    fault: std::sync::OnceLock<String>,
 }
 
 impl RaftNode {
@@ -222,7 +224,7 @@ impl RaftNode {
         let raft = Raft::new(id, config, network.clone(), log_store, state_machine).await?;
         let (batcher, queue) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(group_commit(raft.clone(), queue));
-        Ok(RaftNode {
+        let node = RaftNode {
             inner: Arc::new(Inner {
                 id,
                 raft,
@@ -230,8 +232,11 @@ impl RaftNode {
                 network,
                 state,
                 guard: parking_lot::RwLock::new(None),
+                fault: std::sync::OnceLock::new(),
             }),
-        })
+        };
+        tokio::spawn(watch_fault(node.clone()));
+        Ok(node)
     }
 
     /// This server's Raft ID.
@@ -266,10 +271,8 @@ impl RaftNode {
     /// disk full, an I/O error). Such a server takes no part in the cluster
     /// until it is restarted.
     pub fn fault(&self) -> Option<String> {
-        match &self.inner.raft.metrics().borrow().running_state {
-            Ok(()) => None,
-            Err(fatal) => Some(fatal.to_string()),
-        }
+        // Read on every request: one atomic load, set once by `watch_fault`.
+        self.inner.fault.get().cloned()
     }
 
     /// Wait until this server's Raft stops, and say why.
@@ -549,6 +552,25 @@ pub(crate) fn encoded_size(command: &Command) -> Result<usize, ProposeError> {
 
 fn encode_proposal(command: &Command) -> Result<Vec<u8>, ProposeError> {
     Ok(encode_command(command)?)
+}
+
+/// Record why Raft stopped, once it does (it holds only a weak reference, so
+/// a dropped node ends it).
+async fn watch_fault(node: RaftNode) {
+    let weak = Arc::downgrade(&node.inner);
+    let mut rx = node.inner.raft.metrics();
+    drop(node);
+    let why = match rx.wait_for(|m| m.running_state.is_err()).await {
+        Ok(m) => m
+            .running_state
+            .as_ref()
+            .err()
+            .map_or_else(String::new, ToString::to_string),
+        Err(_) => return,
+    };
+    if let Some(inner) = weak.upgrade() {
+        let _ = inner.fault.set(why);
+    }
 }
 
 /// Write one log entry through openraft.

@@ -302,8 +302,14 @@ pub enum CommandError {
     Encode(String),
 }
 
+/// First byte of every command and log entry this version encodes. No
+/// encoding of an earlier version starts with it (theirs start with a
+/// command's variant index, below 0x80), so both can be told apart.
+const FORMAT: u8 = 0xf2;
+
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CommandError> {
-    let bytes = postcard::to_stdvec(value).map_err(|e| CommandError::Encode(e.to_string()))?;
+    let bytes = postcard::to_extend(value, vec![FORMAT])
+        .map_err(|e| CommandError::Encode(e.to_string()))?;
     match bytes.len() {
         n if n > MAX_ENTRY_BYTES => Err(CommandError::TooLarge(n)),
         _ => Ok(bytes),
@@ -311,8 +317,8 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CommandError> {
 }
 
 /// Decoding is bounded: the input is at most [`MAX_ENTRY_BYTES`], the types
-/// are not recursive (so depth is fixed), and postcard never allocates more
-/// than the input could describe.
+/// are not recursive (so depth is fixed), postcard never allocates more
+/// than the input could describe, and nothing may follow the value.
 fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, CommandError> {
     if bytes.len() > MAX_ENTRY_BYTES {
         return Err(CommandError::TooLarge(bytes.len()));
@@ -332,17 +338,21 @@ pub fn encode_command(cmd: &Command) -> Result<Vec<u8>, CommandError> {
     encode(cmd)
 }
 
-/// Decode a command (a proposal received from another server).
+/// Decode a command (a proposal received from another server, which may
+/// run the previous version).
 pub fn decode_command(bytes: &[u8]) -> Result<Command, CommandError> {
-    decode(bytes)
+    match bytes.split_first() {
+        Some((&FORMAT, rest)) => decode(rest),
+        _ => crate::legacy::command(bytes, false),
+    }
 }
 
 /// A command's encoded size, computed without encoding it; refused over
 /// [`MAX_ENTRY_BYTES`].
 pub fn command_size(cmd: &Command) -> Result<usize, CommandError> {
     match postcard::experimental::serialized_size(cmd) {
-        Ok(n) if n > MAX_ENTRY_BYTES => Err(CommandError::TooLarge(n)),
-        Ok(n) => Ok(n),
+        Ok(n) if n + 1 > MAX_ENTRY_BYTES => Err(CommandError::TooLarge(n + 1)),
+        Ok(n) => Ok(n + 1),
         Err(e) => Err(CommandError::Encode(e.to_string())),
     }
 }
@@ -352,9 +362,77 @@ pub fn encode_entry(entry: &LogEntry) -> Result<Vec<u8>, CommandError> {
     encode(entry)
 }
 
-/// Decode a log entry (at apply time, on every replica).
+/// Decode a log entry (at apply time, on every replica), including one
+/// the previous version wrote, so an upgraded server replays its log.
 pub fn decode_entry(bytes: &[u8]) -> Result<LogEntry, CommandError> {
+    match bytes.split_first() {
+        Some((&FORMAT, rest)) => decode(rest),
+        _ => crate::legacy::entry(bytes),
+    }
+}
+
+/// Decode without the format byte (for `legacy`).
+pub(crate) fn decode_bare<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, CommandError> {
     decode(bytes)
+}
+
+impl TryFrom<Command> for GroupedCommand {
+    type Error = Command;
+
+    fn try_from(cmd: Command) -> Result<GroupedCommand, Command> {
+        Ok(match cmd {
+            Command::IntentionSet {
+                intention,
+                takeover,
+            } => GroupedCommand::IntentionSet {
+                intention,
+                takeover,
+            },
+            Command::IntentionDelete {
+                source,
+                destination,
+                owner,
+                takeover,
+            } => GroupedCommand::IntentionDelete {
+                source,
+                destination,
+                owner,
+                takeover,
+            },
+            Command::IntentionsReplace {
+                destination,
+                intentions,
+                owner,
+                takeover,
+            } => GroupedCommand::IntentionsReplace {
+                destination,
+                intentions,
+                owner,
+                takeover,
+            },
+            Command::ConfigSet {
+                entry,
+                cas,
+                takeover,
+            } => GroupedCommand::ConfigSet {
+                entry,
+                cas,
+                takeover,
+            },
+            Command::ConfigDelete {
+                kind,
+                name,
+                owner,
+                takeover,
+            } => GroupedCommand::ConfigDelete {
+                kind,
+                name,
+                owner,
+                takeover,
+            },
+            other => return Err(other),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod command;
 mod duration;
 mod intention;
 mod kv;
+mod legacy;
 
 pub use acl::{
     AclPolicy, AclToken, ANONYMOUS_TOKEN_ID, GLOBAL_MANAGEMENT_POLICY_ID,
