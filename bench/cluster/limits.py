@@ -33,21 +33,33 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 BUILDS = {"before": os.environ["MESH_BASE_BIN"], "after": os.environ["MESH_BIN"]}
 
 
-def wrk(url, conns, script=None, args=()):
-    """req/s of one wrk run; a non-2xx answer or a socket error fails it."""
+def cpu_s(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url, conns, script=None, args=(), pid=None):
+    """req/s of one wrk run (and, given the server's pid, its CPU µs per
+    request); a non-2xx answer or a socket error fails it."""
     cmd = ["wrk", f"-t{min(conns, 2)}", f"-c{conns}", f"-d{DURATION}s", "--timeout", "5s"]
     if script:
         cmd += ["-s", os.path.join(HERE, script)]
     cmd.append(url)
     if args:
         cmd += ["--", *args]
+    cpu0 = cpu_s(pid) if pid else 0
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=DURATION + 60).stdout
+    cpu = cpu_s(pid) - cpu0 if pid else 0
     if script and "BENCH " in out:
         r = json.loads(next(l for l in out.splitlines() if l.startswith("BENCH "))[6:])
         assert r["bad"] == 0 and not any(r["errors"].values()), out
         return r["ok"] / (r["duration_us"] / 1e6)
     assert "Non-2xx" not in out and "Socket errors" not in out, out
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    if pid:
+        n = int(re.search(r"(\d+) requests in", out).group(1))
+        return rps, cpu * 1e6 / n
+    return rps
 
 
 def register_web(addr):
@@ -70,7 +82,7 @@ def cluster(tag):
 
 
 def before_after():
-    results = {b: {"writes": [], "reads": []} for b in BUILDS}
+    results = {b: {"writes": [], "reads": [], "cpu_us": []} for b in BUILDS}
     peer = {"writes": [], "reads": []}
     etcds = etcd_cluster(3)
     e_leader = etcd_leader(etcds)
@@ -92,11 +104,12 @@ def before_after():
                 s.kill()
             dev = Mesh(f"dev-{build}-{r}", expect=1, extra=["-dev"]).start()
             register_web(dev.http)
-            rd = wrk(f"http://{dev.http}/v1/health/service/web?passing", 64)
+            rd, cpu = wrk(f"http://{dev.http}/v1/health/service/web?passing", 64, pid=dev.pid)
             dev.kill()
             results[build]["writes"].append(w)
             results[build]["reads"].append(rd)
-            log(f"round {r + 1} {build}: {w:,.0f} writes/s, {rd:,.0f} health reads/s")
+            results[build]["cpu_us"].append(cpu)
+            log(f"round {r + 1} {build}: {w:,.0f} writes/s, {rd:,.0f} health reads/s ({cpu:.1f} µs CPU each)")
         ew = wrk(f"http://{e_leader.client}", 16, "etcd_put.lua", [f"e{r}"])
         er = wrk(f"http://{single.client}/v3/kv/range", 64, "etcd_range.lua")
         peer["writes"].append(ew)
@@ -163,13 +176,13 @@ def under_attack():
     url = f"http://{dev.http}/v1/health/service/web?passing"
     calm, attacked = [], []
     for r in range(ROUNDS):
-        calm.append(wrk(url, 64))
+        calm.append(wrk(url, 64, pid=dev.pid)[0])
         stop, opened = threading.Event(), threading.Event()
         t = threading.Thread(target=attacker, args=(port, stop, opened), daemon=True)
         t.start()
         opened.wait(60)
         rss = benchlib.rss_kb(dev.pid)
-        attacked.append(wrk(url, 64))
+        attacked.append(wrk(url, 64, pid=dev.pid)[0])
         stop.set()
         t.join(30)
         log(f"round {r + 1}: calm {calm[-1]:,.0f} req/s, under 2,000 slow connections "
@@ -181,11 +194,14 @@ def under_attack():
 def main():
     results, peer = before_after()
     calm, attacked = under_attack()
-    print("| figure | before | after | after/before | etcd (same run) |")
+    print("| figure | before | after | after/before (median of rounds' ratios) | etcd (same run) |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    for kind, label in (("writes", "replicated writes/s (c16)"), ("reads", "health reads/s (c64)")):
+    for kind, label in (("writes", "replicated writes/s (c16)"), ("reads", "health reads/s (c64)"),
+                        ("cpu_us", "agent CPU µs per health read")):
         b, a = median(results["before"][kind]), median(results["after"][kind])
-        print(f"| {label} | {b:,.0f} | {a:,.0f} | {a / b:.2f}× | {median(peer[kind]):,.0f} |")
+        ratio = median([x / y for x, y in zip(results["after"][kind], results["before"][kind])])
+        p = f"{median(peer[kind]):,.0f}" if kind in peer else "—"
+        print(f"| {label} | {b:,.1f} | {a:,.1f} | {ratio:.2f}× | {p} |")
     print()
     print(f"- per round before: {results['before']}")
     print(f"- per round after: {results['after']}")
@@ -194,7 +210,8 @@ def main():
     c, a = median(calm), median(attacked)
     print(f"| health reads/s (c64) | calm | under 2,000 slow connections | attacked/calm |")
     print("| --- | ---: | ---: | ---: |")
-    print(f"| mesh (after) | {c:,.0f} | {a:,.0f} | {a / c:.2f}× |")
+    paired = median([x / y for x, y in zip(attacked, calm)])
+    print(f"| mesh (after) | {c:,.0f} | {a:,.0f} | {paired:.2f}× |")
     print(f"- per round calm {[round(x) for x in calm]}, attacked {[round(x) for x in attacked]}")
 
 

@@ -11,22 +11,7 @@ use std::time::{Duration, Instant};
 use mesh_testkit::{eventually, mesh_bin};
 
 use crate::linearizable::{check, Kind, Op};
-
-fn sh(args: &[&str]) -> Result<(), String> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .map_err(|e| format!("{}: {e}", args[0]))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
+use crate::sh;
 
 /// Namespaces s0..s2 joined by a bridge that this process also sits on;
 /// removed on drop with the agents inside.

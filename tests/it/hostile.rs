@@ -213,14 +213,8 @@ async fn concurrent_large_writes_commit_and_replicate() {
             &format!("s{i} holds all 300 values"),
             Duration::from_secs(30),
             || async {
-                let keys: Vec<String> = c
-                    .get(agent.url("/v1/kv/large/?keys&stale"))
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
+                let keys: Vec<String> =
+                    crate::try_json(&c, &agent.url("/v1/kv/large/?keys&stale")).await?;
                 (keys.len() == 300).then_some(())
             },
         )

@@ -75,6 +75,29 @@ pub async fn fetch_json(c: &reqwest::Client, url: String) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("GET {url}: {e}"))
 }
 
+/// GET `url` and decode its JSON answer; `None` on any error (for polling
+/// in `eventually`).
+pub async fn try_json<T: serde::de::DeserializeOwned>(c: &reqwest::Client, url: &str) -> Option<T> {
+    c.get(url).send().await.ok()?.json().await.ok()
+}
+
+/// Run a command; `Err` carries its stderr.
+pub fn sh(args: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", args[0]))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
 /// GET `url` and return its body as text (panics on a transport error).
 pub async fn fetch_text(c: &reqwest::Client, url: String) -> String {
     c.get(&url)

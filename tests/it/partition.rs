@@ -7,6 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use mesh_testkit::{eventually, mesh_bin};
+
+use crate::sh;
 use serde_json::Value;
 
 /// Namespaces, veth and the agents inside them, removed on drop.
@@ -16,22 +18,6 @@ struct Net {
     b: String,
     prefix: String,
     agents: Vec<std::process::Child>,
-}
-
-fn sh(args: &[&str]) -> Result<(), String> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
 }
 
 impl Net {

@@ -133,14 +133,7 @@ async fn a_full_disk_stops_one_server_and_loses_nothing() {
         "the victim reports itself unhealthy",
         Duration::from_secs(60),
         || async {
-            let v: Value = c
-                .get(victim_agent.url("/v1/agent/self"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let v: Value = crate::try_json(&c, &victim_agent.url("/v1/agent/self")).await?;
             (v["Health"]["Healthy"] == false).then(|| v["Health"]["Reason"].to_string())
         },
     )
@@ -182,14 +175,8 @@ async fn a_full_disk_stops_one_server_and_loses_nothing() {
         "the victim holds every acknowledged write",
         Duration::from_secs(60),
         || async {
-            let keys: Vec<String> = c
-                .get(victim_agent.url("/v1/kv/load/?keys&stale"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let keys: Vec<String> =
+                crate::try_json(&c, &victim_agent.url("/v1/kv/load/?keys&stale")).await?;
             let have: BTreeSet<String> = keys
                 .iter()
                 .filter_map(|k| k.strip_prefix("load/").map(str::to_string))
