@@ -382,7 +382,14 @@ async fn the_agent_runs_managed_sidecars_itself() {
         (now.is_some_and(|(s, _)| s.is_success()) && old.is_none()).then_some(())
     })
     .await;
-    roundtrip(upstream, b"still managed").await.unwrap();
+    // The sidecar restarted with its new settings: its upstream listener is
+    // back once it has rebound.
+    eventually(
+        "traffic flows after the move",
+        Duration::from_secs(15),
+        || async { roundtrip(upstream, b"still managed").await.ok() },
+    )
+    .await;
     // Deregistering the service stops its sidecar.
     c.put(a.url("/v1/agent/service/deregister/web"))
         .send()

@@ -50,15 +50,23 @@ impl Head {
     }
 }
 
-/// Read a body, refusing more than `limit` bytes before buffering them:
-/// a declared length over it is refused at once, a streamed one as soon as
-/// it passes it.
+/// An oversized body up to this size is read and thrown away before the
+/// 413, so a client that sends its whole body before reading the answer
+/// (most do) gets the answer, not a reset connection; nothing is kept.
+const DRAIN_MAX: usize = 8 << 20;
+/// The longest an oversized body is drained for.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Read a body, keeping at most `limit` bytes: a declared length over it is
+/// refused without keeping anything, a streamed body as soon as it passes
+/// it. Either way the rest (up to `DRAIN_MAX`) is drained, not stored.
 pub async fn read_limited(
     body: axum::body::Body,
     headers: &axum::http::HeaderMap,
     limit: usize,
     limit_name: &str,
 ) -> Result<axum::body::Bytes, ApiError> {
+    use http_body_util::BodyExt;
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -69,17 +77,41 @@ pub async fn read_limited(
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    let mut body = body;
+    if let Some(n) = declared.filter(|n| *n > limit as u64) {
+        if n <= DRAIN_MAX as u64 {
+            drain(&mut body, 0).await;
+        }
         return Err(too_large());
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-        {
-            too_large()
-        } else {
-            ApiError::bad_request(format!("reading request body: {e}"))
+    let mut kept = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if kept.len() + data.len() > limit {
+                drain(&mut body, kept.len() + data.len()).await;
+                return Err(too_large());
+            }
+            kept.extend_from_slice(&data);
+        }
+    }
+    Ok(kept.freeze())
+}
+
+/// Read and discard what is left of `body`, up to `DRAIN_MAX` bytes in all
+/// (`seen` already read) and `DRAIN_TIME`.
+async fn drain(body: &mut axum::body::Body, mut seen: usize) {
+    use http_body_util::BodyExt;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while seen <= DRAIN_MAX {
+            match body.frame().await {
+                Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len()),
+                _ => return,
+            }
         }
     })
+    .await;
 }
 
 /// Decode `T` from a request.
