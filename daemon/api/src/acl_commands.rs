@@ -5,14 +5,9 @@
 
 use mesh_acl::{Access, Authorizer, Global, Resource};
 use mesh_state::State;
-use mesh_types::{Command, TxnOp};
+use mesh_types::Command;
 
-use crate::acl_routes::config_check_allowed;
-
-/// `Ok` if `authz` may propose `cmd`; otherwise what it lacks.
-pub fn command_allowed(authz: &Authorizer, state: &State, cmd: &Command) -> Result<(), String> {
-    allowed(authz, state, cmd)
-}
+use crate::acl_routes::{allowed as routes_allowed, check_text, config_check_allowed, txn_check};
 
 fn need(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
     if ok {
@@ -34,8 +29,9 @@ fn global(authz: &Authorizer, g: Global, access: Access) -> Result<(), String> {
     })
 }
 
-fn allowed(authz: &Authorizer, state: &State, cmd: &Command) -> Result<(), String> {
-    use Access::{Read, Write};
+/// `Ok` if `authz` may propose `cmd`; otherwise what it lacks.
+pub fn command_allowed(authz: &Authorizer, state: &State, cmd: &Command) -> Result<(), String> {
+    use Access::Write;
     if authz.is_management() {
         return Ok(());
     }
@@ -48,18 +44,9 @@ fn allowed(authz: &Authorizer, state: &State, cmd: &Command) -> Result<(), Strin
             }),
             false => named(authz, Resource::Key, key, Write),
         },
-        Command::Txn { ops } => ops.iter().try_for_each(|op| match op {
-            TxnOp::Get { key } | TxnOp::GetTree { key } => named(authz, Resource::Key, key, Read),
-            TxnOp::CheckIndex { key, .. } | TxnOp::CheckNotExists { key } => {
-                named(authz, Resource::Key, key, Read)
-            }
-            TxnOp::DeleteTree { key } => need(authz.allows_key_write_prefix(key), || {
-                format!("'key:write' on every key under {key:?}")
-            }),
-            TxnOp::Set { key, .. }
-            | TxnOp::Cas { key, .. }
-            | TxnOp::Delete { key }
-            | TxnOp::DeleteCas { key, .. } => named(authz, Resource::Key, key, Write),
+        Command::Txn { ops } => ops.iter().try_for_each(|op| {
+            let check = txn_check(op);
+            need(routes_allowed(authz, &check), || check_text(&check))
         }),
         // An agent's own node: its anti-entropy writes need node write.
         Command::NodeRegister { node } => named(authz, Resource::Node, &node.name, Write),
@@ -103,7 +90,7 @@ fn allowed(authz: &Authorizer, state: &State, cmd: &Command) -> Result<(), Strin
         // Groups hold no groups (the type says so): this recurses once at most.
         Command::AllOrNothing { commands } => commands
             .iter()
-            .try_for_each(|c| allowed(authz, state, &Command::from(c.clone()))),
+            .try_for_each(|c| command_allowed(authz, state, &Command::from(c.clone()))),
     }
 }
 

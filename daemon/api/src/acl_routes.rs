@@ -218,6 +218,23 @@ pub(crate) fn needs(api: &Api, method: &Method, path: &str, q: &HashMap<String, 
     }
 }
 
+/// What one transaction operation needs: reads need read, a tree delete
+/// write on the whole prefix, other writes write on the key.
+pub(crate) fn txn_check(op: &mesh_types::TxnOp) -> Check {
+    use mesh_types::TxnOp;
+    match op {
+        TxnOp::Get { key }
+        | TxnOp::GetTree { key }
+        | TxnOp::CheckIndex { key, .. }
+        | TxnOp::CheckNotExists { key } => Check::Named(Resource::Key, key.clone(), Access::Read),
+        TxnOp::DeleteTree { key } => Check::KeyWritePrefix(key.clone()),
+        TxnOp::Set { key, .. }
+        | TxnOp::Cas { key, .. }
+        | TxnOp::Delete { key }
+        | TxnOp::DeleteCas { key, .. } => Check::Named(Resource::Key, key.clone(), Access::Write),
+    }
+}
+
 pub(crate) fn allowed(authz: &Authorizer, check: &Check) -> bool {
     match check {
         Check::Named(r, name, need) => authz.allows(*r, name, *need),

@@ -15,7 +15,7 @@ use mesh_types::{Command, ConfigEntry, Intention, TxnOp};
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use crate::acl_routes::{config_check, Check};
+use crate::acl_routes::{config_check, txn_check, Check};
 use crate::params::Params;
 use crate::write::{owner, takeover};
 use crate::{Api, ApiError};
@@ -201,22 +201,7 @@ impl BodyRequest for TxnRequest {
         crate::txn::decode_ops(body).map(TxnRequest)
     }
     fn checks(&self, _: &Api) -> Vec<Check> {
-        self.0
-            .iter()
-            .map(|op| match op {
-                TxnOp::Get { key }
-                | TxnOp::GetTree { key }
-                | TxnOp::CheckIndex { key, .. }
-                | TxnOp::CheckNotExists { key } => {
-                    Check::Named(Resource::Key, key.clone(), Access::Read)
-                }
-                TxnOp::DeleteTree { key } => Check::KeyWritePrefix(key.clone()),
-                TxnOp::Set { key, .. }
-                | TxnOp::Cas { key, .. }
-                | TxnOp::Delete { key }
-                | TxnOp::DeleteCas { key, .. } => write(Resource::Key, key),
-            })
-            .collect()
+        self.0.iter().map(txn_check).collect()
     }
 }
 

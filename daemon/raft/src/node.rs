@@ -277,16 +277,9 @@ impl RaftNode {
 
     /// Wait until this server's Raft stops, and say why.
     pub async fn stopped(&self) -> String {
-        let mut rx = self.inner.raft.metrics();
-        let got = rx.wait_for(|m| m.running_state.is_err()).await;
-        match got {
-            Ok(m) => m
-                .running_state
-                .as_ref()
-                .err()
-                .map_or_else(String::new, ToString::to_string),
-            Err(_) => "raft stopped".into(),
-        }
+        stop_reason(self.inner.raft.metrics())
+            .await
+            .unwrap_or_else(|| "raft stopped".into())
     }
 
     /// Whether this server is the leader now.
@@ -558,19 +551,19 @@ fn encode_proposal(command: &Command) -> Result<Vec<u8>, ProposeError> {
 /// a dropped node ends it).
 async fn watch_fault(node: RaftNode) {
     let weak = Arc::downgrade(&node.inner);
-    let mut rx = node.inner.raft.metrics();
+    let metrics = node.inner.raft.metrics();
     drop(node);
-    let why = match rx.wait_for(|m| m.running_state.is_err()).await {
-        Ok(m) => m
-            .running_state
-            .as_ref()
-            .err()
-            .map_or_else(String::new, ToString::to_string),
-        Err(_) => return,
-    };
-    if let Some(inner) = weak.upgrade() {
+    if let (Some(why), Some(inner)) = (stop_reason(metrics).await, weak.upgrade()) {
         let _ = inner.fault.set(why);
     }
+}
+
+/// Wait until Raft stops and say why (`None`: its metrics ended first).
+async fn stop_reason(
+    mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, MeshNode>>,
+) -> Option<String> {
+    let m = metrics.wait_for(|m| m.running_state.is_err()).await.ok()?;
+    m.running_state.as_ref().err().map(ToString::to_string)
 }
 
 /// Write one log entry through openraft.
