@@ -611,12 +611,22 @@ async fn the_rpc_port_refuses_writes_whose_token_may_not_make_them() {
         .push(format!("-config-file={}", client_conf.display()));
     cluster.add(spec).await.unwrap();
     let client = &cluster.agents[3];
-    let (st, text) = call(
-        Method::PUT,
-        client,
-        "/v1/agent/service/register",
-        m,
-        Some(json!({"Name": "api", "Port": 9000})),
+    // Until gossip has shown the client a server it cannot resolve tokens
+    // (503 "no known servers"); registering is idempotent, so retry that.
+    let (st, text) = eventually(
+        "the client resolves tokens",
+        Duration::from_secs(15),
+        || async {
+            let (st, text) = call(
+                Method::PUT,
+                client,
+                "/v1/agent/service/register",
+                m,
+                Some(json!({"Name": "api", "Port": 9000})),
+            )
+            .await;
+            (!(st == 503 && text.contains("no known servers"))).then_some((st, text))
+        },
     )
     .await;
     assert_eq!(st, 200, "{text}");
