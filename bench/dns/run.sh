@@ -1,30 +1,38 @@
 #!/usr/bin/env bash
-# mesh-dns vs NSD 4.6, side by side in one run (docs/benchmarks.md, "DNS").
+# mesh's DNS interface vs NSD 4.6, side by side in one run (docs/benchmarks.md, "DNS").
 #
 #   bench/dns/run.sh [seconds per run, default 10] [rounds, default 3]
 #
-# Both servers answer the same records: web.service.consul with 10 A
-# records and svc-0000..svc-0999.service.consul with one each. dnsperf asks
-# for them alternately (half web, half spread over the 1,000 names) at the
-# same concurrency. Each target gets `rounds` runs for QPS, interleaved
-# (median reported, every run printed), and one more run with per-query
-# output for latency percentiles. Targets:
+# mesh is the shipped binary: `mesh agent` as a one-server cluster (Raft on
+# RocksDB), its catalog written through the HTTP API (bench/dns/catalog.py)
+# and queried on its DNS port. NSD serves a zone written from what that
+# agent's health API answers, so both hold the same records:
+# web.service.consul with 10 A records and svc-0000..svc-0999.service.consul
+# with one each. dnsperf asks for them alternately (half web, half spread
+# over the 1,000 names) at the same concurrency. Each target gets `rounds`
+# runs for QPS, interleaved (median reported, every run printed), and one
+# more run with per-query output for latency percentiles. Targets:
 #   nsd           NSD 4.6.1, rrl-ratelimit 0, its default server-count 1
-#   mesh          mesh-dns, udp_answer_limit 10 (same 10 records as NSD)
-#   mesh-writes   as mesh, while the catalog takes 100 writes/s
-#   mesh-default  mesh-dns defaults: 3 records + TC for web (smaller answers)
+#   mesh          mesh agent, dns_config.udp_answer_limit 10 (NSD's 10 records)
+#   mesh-writes   the same agent while catalog.py writes 100 check updates/s
+#                 through its HTTP API (each one a Raft write)
+#   mesh-default  a second mesh agent with DNS defaults: 3 records + TC for web
+# Knobs: MESH_BIN=/path/to/mesh (else cargo builds it with --profile bench-build).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECONDS_PER_RUN="${1:-10}"
 ROUNDS="${2:-3}"
 CLIENTS=4
 OUTSTANDING=100
+export PYTHONDONTWRITEBYTECODE=1
 
 bench/dns/setup.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/mesh-target}"
-command -v ccache >/dev/null && export CC="${CC:-ccache gcc}" CXX="${CXX:-ccache g++}"
-cargo build -q -p mesh-dns --profile bench-build --example dns_bench_server
-SERVER="$CARGO_TARGET_DIR/bench-build/examples/dns_bench_server"
+if [ -z "${MESH_BIN:-}" ]; then
+  scripts/setup.sh
+  . scripts/env.sh
+  cargo build -q -p mesh --profile bench-build
+  MESH_BIN="$CARGO_TARGET_DIR/bench-build/mesh"
+fi
 
 WORK="$(mktemp -d /tmp/mesh-dns-bench.XXXXXX)"
 PIDS=()
@@ -41,9 +49,41 @@ BASE=18600
 while ! (port_free $BASE && port_free $((BASE + 1)) && port_free $((BASE + 2)) && port_free $((BASE + 3))); do
   BASE=$((BASE + 10))
 done
-NSD_PORT=$BASE MESH_PORT=$((BASE + 1)) WRITES_PORT=$((BASE + 2)) DEFAULT_PORT=$((BASE + 3))
+NSD_PORT=$BASE MESH_PORT=$((BASE + 1)) DEFAULT_PORT=$((BASE + 3))
 
-"$SERVER" --zone "$WORK/consul.zone"
+# agent NAME DNS_PORT [config file]: a one-server mesh agent; sets
+# HTTP_OF[NAME] and PID_OF[NAME] once it is ready and has a leader.
+declare -A HTTP_OF PID_OF
+agent() {
+  local name=$1 port=$2 conf=${3:-} ready="" leader=""
+  mkdir -p "$WORK/$name"
+  "$MESH_BIN" agent -node="$name" -data-dir="$WORK/$name" -bind=127.0.0.1 -client=127.0.0.1 \
+    -server -bootstrap-expect=1 -http-port=0 -serf-lan-port=0 -server-port=0 -grpc-port=-1 \
+    -dns-port="$port" ${conf:+-config-file="$conf"} >"$WORK/$name.out" 2>"$WORK/$name.log" &
+  PID_OF[$name]=$!
+  PIDS+=($!)
+  for _ in $(seq 300); do
+    ready=$(grep -m1 '^==> mesh agent ready:' "$WORK/$name.out" || true)
+    [ -n "$ready" ] && break
+    sleep 0.1
+  done
+  [ -n "$ready" ] || { echo "mesh agent $name did not come up:" >&2; tail -20 "$WORK/$name.log" >&2; exit 1; }
+  HTTP_OF[$name]=$(tr ' ' '\n' <<<"$ready" | sed -n 's/^http=//p')
+  # Registration needs a leader (catalog.py retries nothing).
+  for _ in $(seq 300); do
+    leader=$(curl -fsS "http://${HTTP_OF[$name]}/v1/status/leader" 2>/dev/null || true)
+    [ -n "$leader" ] && [ "$leader" != '""' ] && return 0
+    sleep 0.1
+  done
+  echo "mesh agent $name elected no leader" >&2
+  exit 1
+}
+printf 'dns_config {\n  udp_answer_limit = 10\n}\n' >"$WORK/limit10.hcl"
+agent mesh "$MESH_PORT" "$WORK/limit10.hcl"
+agent mesh-default "$DEFAULT_PORT"
+python3 bench/dns/catalog.py populate "${HTTP_OF[mesh]}" "$WORK/consul.zone"
+python3 bench/dns/catalog.py populate "${HTTP_OF[mesh-default]}" "$WORK/default.zone"
+cmp -s "$WORK/consul.zone" "$WORK/default.zone" || { echo "the two agents' catalogs differ" >&2; exit 1; }
 for i in $(seq 0 999); do
   printf 'web.service.consul A\nsvc-%04d.service.consul A\n' "$i"
 done > "$WORK/queries.txt"
@@ -71,10 +111,6 @@ zone:
     zonefile: "consul.zone"
 EOF
 nsd -d -c "$WORK/nsd.conf" >"$WORK/nsd.out" 2>&1 &
-PIDS+=($!)
-"$SERVER" --addr "127.0.0.1:$MESH_PORT" --udp-answer-limit 10 >"$WORK/mesh.out" 2>&1 &
-PIDS+=($!)
-"$SERVER" --addr "127.0.0.1:$DEFAULT_PORT" >"$WORK/mesh-default.out" 2>&1 &
 PIDS+=($!)
 
 wait_ready() { # port: until dig gets an answer, at most 10 s
@@ -109,22 +145,24 @@ latency_run() {
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -A QPS LOST RUNS P50 P99 PORT
-PORT[nsd]=$NSD_PORT PORT[mesh]=$MESH_PORT PORT[mesh-writes]=$WRITES_PORT PORT[mesh-default]=$DEFAULT_PORT
+PORT[nsd]=$NSD_PORT PORT[mesh]=$MESH_PORT PORT[mesh-writes]=$MESH_PORT PORT[mesh-default]=$DEFAULT_PORT
 TARGETS=(nsd mesh mesh-writes mesh-default)
 WRITES=0
-# The write-load server runs only while it is measured, so its writes do
+# The writer runs only while mesh-writes is measured, so its writes do
 # not load the machine during the other targets' runs.
 start_writes() {
-  "$SERVER" --addr "127.0.0.1:$WRITES_PORT" --udp-answer-limit 10 --writes-per-sec 100 \
-    >"$WORK/mesh-writes.out" 2>&1 &
+  python3 bench/dns/catalog.py writes "${HTTP_OF[mesh]}" 100 >>"$WORK/writes.out" 2>"$WORK/writes.err" &
   WRITES_PID=$!
   PIDS+=("$WRITES_PID")
-  wait_ready "$WRITES_PORT"
 }
 stop_writes() {
-  kill "$WRITES_PID"
-  wait "$WRITES_PID" 2>/dev/null || true
-  WRITES=$((WRITES + $(grep -o '[0-9]* catalog writes' "$WORK/mesh-writes.out" | cut -d' ' -f1)))
+  kill -TERM "$WRITES_PID"
+  if ! wait "$WRITES_PID"; then
+    echo "the catalog writer failed:" >&2
+    cat "$WORK/writes.err" >&2
+    exit 1
+  fi
+  WRITES=$(awk '/catalog writes/ {n += $1} END {print n + 0}' "$WORK/writes.out")
 }
 one() { # target -> runs fn on its port
   local t=$1 fn=$2
@@ -137,6 +175,15 @@ one() { # target -> runs fn on its port
 wait_ready "$NSD_PORT"
 wait_ready "$MESH_PORT"
 wait_ready "$DEFAULT_PORT"
+# NSD and mesh give the same web records before anything is timed.
+for port in "$NSD_PORT" "$MESH_PORT"; do
+  dig @127.0.0.1 -p "$port" +short +time=2 +tries=1 web.service.consul A | sort >"$WORK/web.$port"
+done
+cmp -s "$WORK/web.$NSD_PORT" "$WORK/web.$MESH_PORT" || {
+  echo "NSD and mesh answer web.service.consul differently:" >&2
+  diff "$WORK/web.$NSD_PORT" "$WORK/web.$MESH_PORT" >&2 || true
+  exit 1
+}
 echo "dnsperf -c $CLIENTS -q $OUTSTANDING -l $SECONDS_PER_RUN, $ROUNDS rounds interleaved; $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 # Rounds interleave the targets, so load from elsewhere on the machine
 # falls on all of them alike.
@@ -165,4 +212,12 @@ for t in nsd mesh mesh-writes mesh-default; do
   echo "| $t | ${QPS[$t]} | ${RUNS[$t]% } | ${LOST[$t]} | ${P50[$t]} | ${P99[$t]} | ${ratio}× |"
 done
 echo
-echo "mesh-writes: $WRITES catalog writes applied while serving; latency runs use dnsperf -v (per-query output), which costs the client some throughput."
+echo "mesh-writes: $WRITES catalog writes through the HTTP API while serving; latency runs use dnsperf -v (per-query output), which costs the client some throughput."
+echo "mesh agent RSS after the run: $(awk '/VmRSS/ {print $2 " kB"}' "/proc/${PID_OF[mesh]}/status")"
+# A benchmark that lost queries measured something else: fail it.
+for t in "${TARGETS[@]}"; do
+  if [ "${LOST[$t]}" != 0 ]; then
+    echo "$t lost ${LOST[$t]} queries" >&2
+    exit 1
+  fi
+done

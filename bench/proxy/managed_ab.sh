@@ -7,7 +7,7 @@
 #   bash bench/proxy/managed_ab.sh OLD_MESH_BIN NEW_MESH_BIN
 #
 # Env: DURATION (5s), ROUNDS (4), WORK (/var/tmp/mesh-bench-managed),
-#      CARGO_TARGET_DIR (/var/tmp/mesh-target-proxy). Loopback only.
+#      CARGO_TARGET_DIR (scripts/env.sh). Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ $# -eq 2 ] || { echo "usage: $0 OLD_MESH_BIN NEW_MESH_BIN" >&2; exit 2; }
@@ -15,7 +15,7 @@ OLD=$(realpath "$1") NEW=$(realpath "$2")
 DURATION=${DURATION:-5s}
 ROUNDS=${ROUNDS:-4}
 WORK=${WORK:-/var/tmp/mesh-bench-managed}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/mesh-target-proxy}
+. scripts/env.sh
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 nice -n 10 cargo build -q --profile bench-build -p mesh-proxy --example bench_sidecar
 BIN="$CARGO_TARGET_DIR/bench-build/examples/bench_sidecar"

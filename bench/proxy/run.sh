@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark of the built-in sidecar (mesh-proxy) against HAProxy
-# and Envoy, each configured as the same two L4 mTLS hops (TLS 1.3):
+# Side-by-side benchmark of mesh's sidecars against HAProxy and Envoy, each
+# configured as the same two L4 mTLS hops (TLS 1.3):
 #
 #   wrk -> hop A (plain in, mTLS out) -> hop B (mTLS in, client cert required) -> backend
 #
-# plus direct (wrk -> backend), a bulk transfer, the RSS of an idle sidecar and
-# the time from a deny snapshot to live connections closed. Loopback only.
-# Idempotent: installs what it needs, regenerates certificates every run.
+# mesh is the shipped binary: one `mesh agent` server with the services
+# registered through its HTTP API, and `mesh connect proxy -sidecar-for ...`
+# processes that take their certificates, upstreams and intentions from it
+# (the "mesh" rows); a second agent runs the same two sidecars in its own
+# process (`connect { managed_sidecars = true }`, the "managed" row). The
+# `bench_sidecar` example (static snapshots, no agent) is an extra row only.
+# Also: direct (wrk -> backend), a bulk transfer, the RSS of an idle sidecar,
+# and the time from a deny intention written through the API to live
+# connections closed. Any wrk error or non-2xx answer fails the run.
+# Loopback only. Installs what it needs, regenerates certificates every run.
 #
 # Env: DURATION (10s), CONNS (64), THREADS (2), ROUNDS (3), BULK_BYTES (1 GiB), CUT_CONNS (100),
 #      CLOSE (unset; 1 = a new connection per request, so every request is a handshake),
-#      WORK (/var/tmp/mesh-bench-proxy), CARGO_TARGET_DIR (/var/tmp/mesh-target-proxy).
+#      WORK (/var/tmp/mesh-bench-proxy), MESH_BIN (else built with --profile bench-build).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -24,7 +31,7 @@ ROUNDS=${ROUNDS:-3}
 WRK_HEADERS=()
 [ -z "${CLOSE:-}" ] || WRK_HEADERS=(-H "Connection: close")
 VENV=/var/tmp/mesh-envoy-venv
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/mesh-target-proxy}
+export PYTHONDONTWRITEBYTECODE=1
 
 # --- peers -------------------------------------------------------------------
 if ! command -v haproxy >/dev/null || ! command -v wrk >/dev/null; then
@@ -37,19 +44,27 @@ if [ ! -x "$VENV/bin/envoy" ]; then
 fi
 ENVOY="$VENV/bin/envoy"
 
-# --- our binary --------------------------------------------------------------
+# --- our binaries ------------------------------------------------------------
+scripts/setup.sh
+. scripts/env.sh
+if [ -z "${MESH_BIN:-}" ]; then
+    nice -n 10 cargo build -q --profile bench-build -p mesh
+    MESH_BIN="$CARGO_TARGET_DIR/bench-build/mesh"
+fi
+# The example: certificates, backends and bulk client for every row, and the
+# static-snapshot sidecar of the extra row.
 nice -n 10 cargo build -q --profile bench-build -p mesh-proxy --example bench_sidecar
 BIN="$CARGO_TARGET_DIR/bench-build/examples/bench_sidecar"
 
 # Ports: backend 18080 (HTTP) / 18081 (bulk); hop A / hop B per system; +10 for the bulk pair.
 BACKEND=18080 BULK=18081
 MESH_A=18101 MESH_B=18102 HAP_A=18201 HAP_B=18202 ENV_A=18301 ENV_B=18302 RELAY_A=18601 RELAY_B=18602
+AGENT_HTTP=18700 MANAGED_HTTP=18800 MANAGED_A=18141 EX_A=18151 EX_B=18152
 
 rm -rf "$WORK"; mkdir -p "$WORK"
-"$BIN" gen "$WORK/pki" "$BACKEND" "$MESH_A" "$MESH_B"
-"$BIN" gen "$WORK/pki-bulk" "$BULK" $((MESH_A + 10)) $((MESH_B + 10))
-"$BIN" gen "$WORK/pki-l7" "$BACKEND" $((MESH_A + 20)) $((MESH_B + 20)) http
-"$BIN" gen "$WORK/pki-mt" "$BACKEND" $((MESH_A + 30)) $((MESH_B + 30))
+"$BIN" gen "$WORK/pki" "$BACKEND" "$HAP_A" "$HAP_B"
+"$BIN" gen "$WORK/pki-bulk" "$BULK" $((HAP_A + 10)) $((HAP_B + 10))
+"$BIN" gen "$WORK/pki-ex" "$BACKEND" "$EX_A" "$EX_B"
 
 # --- process helpers: every process we start is a group leader we kill by id -
 PIDS=()
@@ -65,26 +80,66 @@ stop_all() {
     PIDS=()
 }
 trap stop_all EXIT
-wait_port() {
-    for _ in $(seq 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "port $1 never opened" >&2; return 1
+wait_for() { # what cmd...: at most 20 s
+    local what=$1; shift
+    for _ in $(seq 400); do "$@" >/dev/null 2>&1 && return 0; sleep 0.05; done
+    echo "$what never became ready" >&2; exit 1
 }
+wait_port() { wait_for "port $1" bash -c "exec 3<>/dev/tcp/127.0.0.1/$1"; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 fill() { # template out pki app a b admin
     sed "s#@P@#$3#g; s#@APP@#$4#g; s#@A@#$5#g; s#@B@#$6#g; s#@ADMIN@#$7#g" "bench/proxy/$1" >"$WORK/$2"
 }
+api() { # method http-port path [json body]: fails the run on a non-2xx answer
+    curl -sSf -X "$1" "http://127.0.0.1:$2$3" ${4:+-d "$4"} >/dev/null
+}
+agent() { # name http-port [config file]
+    local name=$1 port=$2 conf=${3:-}
+    start "$name" "$MESH_BIN" agent -node="$name" -data-dir="$WORK/data-$name" -bind=127.0.0.1 \
+        -client=127.0.0.1 -server -bootstrap-expect=1 -http-port="$port" -serf-lan-port=$((port + 1)) \
+        -server-port=$((port + 2)) -dns-port=-1 -grpc-port=-1 ${conf:+-config-file="$conf"}
+    wait_for "agent $name's leader" bash -c "curl -sf http://127.0.0.1:$port/v1/status/leader | grep -q :"
+}
+sidecar_reg() { # name app-port public-port ['"Upstreams": [...]'] ['"Config": {...}']
+    echo "{\"Name\":\"$1\",\"ID\":\"$1\",\"Port\":$2,\"Address\":\"127.0.0.1\",\"Connect\":{\"SidecarService\":{\"Port\":$3,\"Address\":\"127.0.0.1\",\"Proxy\":{${4:-}}}}}"
+}
+upstream() { echo "{\"DestinationName\":\"$1\",\"LocalBindPort\":$2}"; }
 
-# --- every peer up front; idle ones cost nothing -----------------------------
+# --- mesh: an agent and `mesh connect proxy` sidecars ------------------------
 start backend "$BIN" backend "127.0.0.1:$BACKEND"
 start bulk "$BIN" bulk-server "127.0.0.1:$BULK" "$BULK_BYTES"
+agent meshd "$AGENT_HTTP"
+# hop B of each mesh row is a destination service's sidecar; hop A is the
+# sidecar of `web` (one-thread default) or `webmt` (`-workers 0`).
+api PUT "$AGENT_HTTP" /v1/config '{"Kind":"service-defaults","Name":"dbl7","Protocol":"http"}'
+api PUT "$AGENT_HTTP" /v1/agent/service/register "$(sidecar_reg db "$BACKEND" "$MESH_B")"
+api PUT "$AGENT_HTTP" /v1/agent/service/register "$(sidecar_reg bulk "$BULK" $((MESH_B + 10)))"
+api PUT "$AGENT_HTTP" /v1/agent/service/register "$(sidecar_reg dbl7 "$BACKEND" $((MESH_B + 20)))"
+api PUT "$AGENT_HTTP" /v1/agent/service/register "$(sidecar_reg dbmt "$BACKEND" $((MESH_B + 30)))"
+api PUT "$AGENT_HTTP" /v1/agent/service/register "$(sidecar_reg web 1 18100 \
+    "\"Upstreams\":[$(upstream db "$MESH_A"),$(upstream bulk $((MESH_A + 10))),$(upstream dbl7 $((MESH_A + 20)))]")"
+api PUT "$AGENT_HTTP" /v1/agent/service/register "$(sidecar_reg webmt 1 18130 \
+    "\"Upstreams\":[$(upstream dbmt $((MESH_A + 30)))]")"
+export MESH_HTTP_ADDR="127.0.0.1:$AGENT_HTTP"
+start mesh-b "$MESH_BIN" connect proxy -sidecar-for db -admin-bind 127.0.0.1:18502
+start meshbulk-b "$MESH_BIN" connect proxy -sidecar-for bulk
+start meshl7-b "$MESH_BIN" connect proxy -sidecar-for dbl7
+start meshmt-b "$MESH_BIN" connect proxy -sidecar-for dbmt -workers 0
+start mesh-a "$MESH_BIN" connect proxy -sidecar-for web
+start meshmt-a "$MESH_BIN" connect proxy -sidecar-for webmt -workers 0
+unset MESH_HTTP_ADDR
+
+# --- mesh: the same two sidecars run by a second agent, in its process -------
+printf 'connect {\n  managed_sidecars = true\n}\n' >"$WORK/managed.hcl"
+agent managed "$MANAGED_HTTP" "$WORK/managed.hcl"
+api PUT "$MANAGED_HTTP" /v1/agent/service/register "$(sidecar_reg db "$BACKEND" $((MANAGED_A + 1)))"
+api PUT "$MANAGED_HTTP" /v1/agent/service/register "$(sidecar_reg web 1 $((MANAGED_A - 1)) \
+    "\"Upstreams\":[$(upstream db "$MANAGED_A")]")"
+
+# --- peers, and the example's static pair ------------------------------------
 for pair in "$WORK/pki $BACKEND 0" "$WORK/pki-bulk $BULK 10"; do
     set -- $pair; pki=$1 app=$2 off=$3 tag=""
     [ "$off" = 0 ] || tag=bulk
-    start "mesh${tag}-b" "$BIN" sidecar "$pki/mesh-b.json" "127.0.0.1:$((18502 + off))"
-    start "mesh${tag}-a" "$BIN" sidecar "$pki/mesh-a.json" "127.0.0.1:$((18501 + off))"
     fill haproxy-b.cfg "haproxy${tag}-b.cfg" "$pki" "$app" $((HAP_A + off)) $((HAP_B + off)) 0
     fill haproxy-a.cfg "haproxy${tag}-a.cfg" "$pki" "$app" $((HAP_A + off)) $((HAP_B + off)) 0
     start "hap${tag}-b" haproxy -db -f "$WORK/haproxy${tag}-b.cfg"
@@ -100,16 +155,18 @@ for pair in "$WORK/pki $BACKEND 0" "$WORK/pki-bulk $BULK 10"; do
     start "relay${tag}-b" haproxy -db -f "$WORK/relay${tag}-b.cfg"
     start "relay${tag}-a" haproxy -db -f "$WORK/relay${tag}-a.cfg"
 done
-# mesh with hop B at L7 (protocol http, per-request permission check): extra row.
-start meshl7-b "$BIN" sidecar "$WORK/pki-l7/mesh-b.json"
-start meshl7-a "$BIN" sidecar "$WORK/pki-l7/mesh-a.json"
-# mesh with a worker per core (`-workers 0`) instead of the one-thread default: extra row.
-start meshmt-b env MESH_PROXY_WORKERS=0 "$BIN" sidecar "$WORK/pki-mt/mesh-b.json"
-start meshmt-a env MESH_PROXY_WORKERS=0 "$BIN" sidecar "$WORK/pki-mt/mesh-a.json"
-for p in $BACKEND $BULK $((MESH_A + 20)) $((MESH_B + 20)) $((MESH_A + 30)) $((MESH_B + 30)); do wait_port $p; done
+start ex-b "$BIN" sidecar "$WORK/pki-ex/mesh-b.json"
+start ex-a "$BIN" sidecar "$WORK/pki-ex/mesh-a.json"
+
+for p in $BACKEND $BULK $EX_A $EX_B; do wait_port $p; done
 for off in 0 10; do
-    for p in $MESH_A $MESH_B $HAP_A $HAP_B $ENV_A $ENV_B $RELAY_A $RELAY_B; do wait_port $((p + off)); done
+    for p in $HAP_A $HAP_B $ENV_A $ENV_B $RELAY_A $RELAY_B; do wait_port $((p + off)); done
 done
+# mesh is ready when a request goes all the way through each pair.
+for p in $MESH_A $((MESH_A + 20)) $((MESH_A + 30)) $MANAGED_A; do
+    wait_for "traffic through the mesh sidecars on $p" curl -sf -o /dev/null "http://127.0.0.1:$p/"
+done
+wait_port $((MESH_A + 10))
 curl -sf http://127.0.0.1:18502/ready >/dev/null
 RSS_IDLE=$(rss_kb "$PID_mesh_b")
 
@@ -153,8 +210,10 @@ for r in $(seq "$ROUNDS"); do
     load mesh "$MESH_A" "$r" "$PID_mesh_a" "$PID_mesh_b"
     load haproxy "$HAP_A" "$r" "$PID_hap_a" "$PID_hap_b"
     load envoy "$ENV_A" "$r" "$PID_env_a" "$PID_env_b"
-    load mesh-l7 $((MESH_A + 20)) "$r" "$PID_meshl7_a" "$PID_meshl7_b"
+    load mesh-managed "$MANAGED_A" "$r" "$PID_managed"
+    load mesh-l7 $((MESH_A + 20)) "$r" "$PID_mesh_a" "$PID_meshl7_b"
     load mesh-mt $((MESH_A + 30)) "$r" "$PID_meshmt_a" "$PID_meshmt_b"
+    load example "$EX_A" "$r" "$PID_ex_a" "$PID_ex_b"
     load relay "$RELAY_A" "$r" "$PID_relay_a" "$PID_relay_b"
 done
 RSS_LOADED=$(rss_kb "$PID_mesh_b")
@@ -167,11 +226,13 @@ for path in "direct $BULK" "mesh $((MESH_A + 10))" "haproxy $((HAP_A + 10))" "en
     echo "bulk $1: ${BULK_MIBS[$1]} MiB/s"
 done
 
+# --- live cut: a deny written through the API, live connections closed ------
+CUT=$(python3 bench/proxy/live_cut.py "127.0.0.1:$MESH_A" "127.0.0.1:$AGENT_HTTP" web db "$CUT_CONNS")
+echo "live cut: $CUT"
+RSS_AGENT=$(rss_kb "$PID_meshd")
+
 stop_all
 trap - EXIT
-
-# --- live cut (in-process, two hops, end to end at the client) ---------------
-CUT=$("$BIN" cut "$CUT_CONNS")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 {
@@ -181,15 +242,17 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
     echo
     echo "| path | req/s | p99 ms | req/s vs direct | CPU of both hops, us/request | bulk MiB/s |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: |"
-    for n in direct mesh haproxy envoy mesh-l7 mesh-mt relay; do
+    for n in direct mesh haproxy envoy mesh-managed mesh-l7 mesh-mt example relay; do
         RPS[$n]=$(echo "${RPS[$n]}" | median); P99[$n]=$(echo "${P99[$n]}" | median)
         CPU[$n]=$(echo "${CPU[$n]}" | median)
     done
     for n in direct mesh haproxy envoy; do
         echo "| $n | ${RPS[$n]} | ${P99[$n]} | $(ratio "${RPS[$n]}" "${RPS[direct]}") | ${CPU[$n]} | ${BULK_MIBS[$n]} |"
     done
+    echo "| mesh, managed sidecars (both hops in the agent's process; CPU is the agent's) | ${RPS[mesh-managed]} | ${P99[mesh-managed]} | $(ratio "${RPS[mesh-managed]}" "${RPS[direct]}") | ${CPU[mesh-managed]} | — |"
     echo "| mesh-l7 (hop B: http, permission per request) | ${RPS[mesh-l7]} | ${P99[mesh-l7]} | $(ratio "${RPS[mesh-l7]}" "${RPS[direct]}") | ${CPU[mesh-l7]} | — |"
     echo "| mesh, a worker per core (\`-workers 0\`) | ${RPS[mesh-mt]} | ${P99[mesh-mt]} | $(ratio "${RPS[mesh-mt]}" "${RPS[direct]}") | ${CPU[mesh-mt]} | — |"
+    echo "| bench_sidecar example, static snapshots, no agent (extra row) | ${RPS[example]} | ${P99[example]} | $(ratio "${RPS[example]}" "${RPS[direct]}") | ${CPU[example]} | — |"
     echo "| HAProxy relay, plain TCP, no TLS (for scale) | ${RPS[relay]} | ${P99[relay]} | $(ratio "${RPS[relay]}" "${RPS[direct]}") | ${CPU[relay]} | ${BULK_MIBS[relay]} |"
     echo
     echo "- mesh / HAProxy req/s: $(ratio "${RPS[mesh]}" "${RPS[haproxy]}") (target >= 1.2)"
@@ -197,6 +260,6 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
     echo "- CPU per request, HAProxy / mesh: $(ratio "${CPU[haproxy]}" "${CPU[mesh]}"); Envoy / mesh: $(ratio "${CPU[envoy]}" "${CPU[mesh]}") (client, backend and proxies share $(nproc) cores, so req/s is bounded by the whole machine)"
     echo "- bulk, mesh / direct: $(ratio "${BULK_MIBS[mesh]}" "${BULK_MIBS[direct]}") (target >= 0.5); HAProxy / direct $(ratio "${BULK_MIBS[haproxy]}" "${BULK_MIBS[direct]}"), Envoy / direct $(ratio "${BULK_MIBS[envoy]}" "${BULK_MIBS[direct]}")"
     echo "- against the same two hops without TLS (HAProxy relay): mesh req/s $(ratio "${RPS[mesh]}" "${RPS[relay]}"), CPU per request $(ratio "${CPU[mesh]}" "${CPU[relay]}"), bulk $(ratio "${BULK_MIBS[mesh]}" "${BULK_MIBS[relay]}"); the relay's bulk is $(ratio "${BULK_MIBS[relay]}" "${BULK_MIBS[direct]}") of direct"
-    echo "- idle sidecar RSS: $((RSS_IDLE / 1024)).$(((RSS_IDLE % 1024) * 10 / 1024)) MiB (${RSS_IDLE} kB; after load ${RSS_LOADED} kB; target <= 10 MB)"
-    echo "- snapshot deny -> live connections closed: $CUT (target p99 <= 100 ms)"
+    echo "- idle \`mesh connect proxy\` RSS: $((RSS_IDLE / 1024)).$(((RSS_IDLE % 1024) * 10 / 1024)) MiB (${RSS_IDLE} kB; after load ${RSS_LOADED} kB; target <= 10 MB); the agent: ${RSS_AGENT} kB"
+    echo "- deny intention PUT through the agent's API -> $CUT_CONNS live connections closed: $CUT (target p99 <= 100 ms)"
 } | tee "$WORK/results.md"

@@ -265,6 +265,7 @@ node_prefix "" { policy = "write" }
         (Method::GET, "/v1/connect/ca/configuration"),
         (Method::GET, "/v1/acl/tokens"),
         (Method::GET, "/v1/snapshot"),
+        (Method::GET, "/v1/agent/metrics"),
     ] {
         let (st, _) = call(method, s0, path, t, None).await;
         assert_eq!(st, 403, "{path}");
@@ -540,10 +541,9 @@ async fn sidecars_need_a_token_that_may_write_their_service() {
     // Each sidecar with its own service's token: traffic flows.
     let db_token = format!("-token={}", secrets["db"]);
     let web_token = format!("-token={}", secrets["web"]);
-    let (_db_proxy, _) = connect_proxy(&a, &["-sidecar-for", "db-sidecar-proxy", &db_token]).await;
-    let (_web_proxy, ups) =
-        connect_proxy(&a, &["-sidecar-for", "web-sidecar-proxy", &web_token]).await;
-    let upstream = ups.iter().find(|(n, _)| n == "db").expect("db upstream").1;
+    let _db_proxy = connect_proxy(&a, &["-sidecar-for", "db-sidecar-proxy", &db_token]).await;
+    let web_proxy = connect_proxy(&a, &["-sidecar-for", "web-sidecar-proxy", &web_token]).await;
+    let upstream = web_proxy.upstream("db");
     eventually("traffic flows", Duration::from_secs(15), || async {
         roundtrip(upstream, b"hello").await.ok()
     })

@@ -105,6 +105,7 @@ async fn agent_services_and_checks_reach_the_catalog_and_health() {
                 .unwrap()
         }
     });
+    crate::wait_parked(&c, &a, 1).await;
     c.put(a.url("/v1/agent/check/fail/service:web1"))
         .send()
         .await
@@ -526,6 +527,7 @@ async fn shared_answers_never_hide_a_write() {
         tokio::spawn(async move { get_json(&c, url).await })
     };
     let (even, all) = (wait("&tag=even"), wait(""));
+    crate::wait_parked(&c, &a, 2).await;
     let r = put(
         &c,
         a.url("/v1/catalog/register"),

@@ -164,6 +164,7 @@ async fn blocking_query_wakes_on_change_and_times_out_without_one() {
             (idx, body)
         }
     });
+    crate::wait_parked(&c, &agent, 1).await;
     c.put(agent.url("/v1/kv/other"))
         .body("x")
         .send()

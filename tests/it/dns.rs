@@ -8,16 +8,19 @@ use serde_json::json;
 use crate::http;
 
 async fn dig(server: std::net::SocketAddr, args: &[&str]) -> String {
-    let out = tokio::process::Command::new("dig")
-        .arg(format!("@{}", server.ip()))
-        .arg("-p")
-        .arg(server.port().to_string())
-        .args(["+time=2", "+tries=1"])
-        .args(args)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("dig is installed (scripts/setup.sh installs bind9-dnsutils)");
+    let out = tokio::process::Command::new(mesh_testkit::require_tool(
+        "dig",
+        "scripts/setup.sh installs Debian's bind9-dnsutils",
+    ))
+    .arg(format!("@{}", server.ip()))
+    .arg("-p")
+    .arg(server.port().to_string())
+    .args(["+time=2", "+tries=1"])
+    .args(args)
+    .kill_on_drop(true)
+    .output()
+    .await
+    .expect("dig is installed (scripts/setup.sh installs bind9-dnsutils)");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

@@ -166,7 +166,7 @@ async fn the_api_serves_https_and_clients_verify_it_with_a_ca_file() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let (_db_proxy, _) = crate::proxy::connect_proxy(
+    let _db_proxy = crate::proxy::connect_proxy(
         &a,
         &["-sidecar-for", "db-sidecar-proxy", &addr_flag, &ca_flag],
     )

@@ -24,6 +24,7 @@ mod reload;
 mod storage;
 mod terraform;
 mod terraform_acl;
+mod tools;
 
 use std::time::Duration;
 
@@ -107,4 +108,25 @@ pub async fn fetch_text(c: &reqwest::Client, url: String) -> String {
         .text()
         .await
         .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// Waits (at most 10 s) until `agent` holds `n` blocking queries open, so
+/// that a write which follows wakes parked queries rather than racing ones
+/// still on their way in.
+pub async fn wait_parked(c: &reqwest::Client, agent: &mesh_testkit::TestAgent, n: u64) {
+    let url = agent.url("/v1/agent/metrics");
+    mesh_testkit::eventually(
+        &format!("{n} blocking queries parked"),
+        Duration::from_secs(10),
+        || async {
+            let text = c.get(&url).send().await.ok()?.text().await.ok()?;
+            let open: u64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix("mesh_api_queries_blocking "))?
+                .parse()
+                .ok()?;
+            (open == n).then_some(())
+        },
+    )
+    .await;
 }

@@ -37,23 +37,53 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
-/// `mesh connect proxy -sidecar-for ID`, running until dropped; its upstream addresses.
-async fn sidecar(
-    a: &TestAgent,
-    service_id: &str,
-) -> (tokio::process::Child, Vec<(String, SocketAddr)>) {
+/// A `mesh connect proxy` process, killed when dropped.
+pub(crate) struct Sidecar {
+    _child: tokio::process::Child,
+    /// Its upstream listeners: (destination, address).
+    pub(crate) upstreams: Vec<(String, SocketAddr)>,
+    /// Its admin listener (`/metrics`).
+    pub(crate) admin: Option<SocketAddr>,
+}
+
+impl Sidecar {
+    /// The local listener for `destination`.
+    pub(crate) fn upstream(&self, destination: &str) -> SocketAddr {
+        self.upstreams
+            .iter()
+            .find(|(n, _)| n == destination)
+            .unwrap_or_else(|| panic!("no {destination} upstream in {:?}", self.upstreams))
+            .1
+    }
+
+    /// Connections its public listener has refused by intention so far.
+    pub(crate) async fn denied(&self) -> u64 {
+        let admin = self.admin.expect("sidecar started with an admin listener");
+        let text = crate::fetch_text(&http(), format!("http://{admin}/metrics")).await;
+        metric(&text, "mesh_proxy_inbound_connections_denied_total")
+    }
+}
+
+/// `mesh connect proxy -sidecar-for ID`, running until dropped.
+async fn sidecar(a: &TestAgent, service_id: &str) -> Sidecar {
     connect_proxy(a, &["-sidecar-for", service_id]).await
 }
 
 /// `mesh connect proxy ARGS` against agent `a`, once it is ready; running
-/// until dropped. Returns it and its upstream listeners' addresses.
-pub(crate) async fn connect_proxy(
-    a: &TestAgent,
-    args: &[&str],
-) -> (tokio::process::Child, Vec<(String, SocketAddr)>) {
-    let mut child = tokio::process::Command::new(mesh_bin())
-        .args(["connect", "proxy"])
-        .args(args)
+/// until dropped. It gets an admin listener on a free port, so tests can
+/// read its counters.
+pub(crate) async fn connect_proxy(a: &TestAgent, args: &[&str]) -> Sidecar {
+    let mut with_admin = args.to_vec();
+    with_admin.extend(["-admin-bind", "127.0.0.1:0"]);
+    connect_proxy_as_given(a, &with_admin).await
+}
+
+/// `mesh connect proxy ARGS` with nothing added (an admin listener only if
+/// ARGS or the registration name one).
+pub(crate) async fn connect_proxy_as_given(a: &TestAgent, args: &[&str]) -> Sidecar {
+    let mut cmd = tokio::process::Command::new(mesh_bin());
+    cmd.args(["connect", "proxy"]).args(args);
+    let mut child = cmd
         .env("MESH_HTTP_ADDR", a.http.to_string())
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
@@ -72,10 +102,13 @@ pub(crate) async fn connect_proxy(
     .await
     .expect("proxy ready in time");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let ups = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("upstreams="))
-        .unwrap_or_default()
+    let field = |key: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let upstreams = field("upstreams=")
         .split(',')
         .filter(|s| !s.is_empty())
         .map(|u| {
@@ -83,7 +116,47 @@ pub(crate) async fn connect_proxy(
             (n.to_string(), a.parse().unwrap())
         })
         .collect();
-    (child, ups)
+    let admin = field("admin=").parse().ok();
+    Sidecar {
+        _child: child,
+        upstreams,
+        admin,
+    }
+}
+
+/// Whether a new connection through `upstream` is refused the way an
+/// intention refuses it, and not the way a dead or absent proxy would: the
+/// local listener accepts, then the connection closes (EOF or reset) with no
+/// answer.
+pub(crate) async fn refused_by_policy(upstream: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect(upstream).await else {
+        return false;
+    };
+    if s.write_all(b"denied?").await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 8];
+    match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+        Ok(Ok(0)) => true,
+        Ok(Err(e)) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        _ => false,
+    }
+}
+
+/// Waits (at most 10 s) until new connections through `upstream` are
+/// refused by policy, and `dest` (the destination's sidecar) counted the
+/// refusal.
+pub(crate) async fn expect_denied(upstream: SocketAddr, dest: &Sidecar) {
+    let before = dest.denied().await;
+    eventually("denied by intention", Duration::from_secs(10), || async {
+        refused_by_policy(upstream).await.then_some(())
+    })
+    .await;
+    let after = dest.denied().await;
+    assert!(
+        after > before,
+        "the destination's sidecar counted no denial ({before} → {after})"
+    );
 }
 
 /// The value of the Prometheus sample `series` (name and labels) in `text`.
@@ -191,9 +264,9 @@ async fn sidecars_carry_traffic_enforce_intentions_live_and_survive_rotation() {
             "Proxy": {"Upstreams": [{"DestinationName": "db", "LocalBindPort": 0}]}}}}),
     )
     .await;
-    let (_db_proxy, _) = sidecar(&a, "db").await;
-    let (_web_proxy, ups) = sidecar(&a, "web").await;
-    let upstream = ups.iter().find(|(n, _)| n == "db").expect("db upstream").1;
+    let db_proxy = sidecar(&a, "db").await;
+    let web_proxy = sidecar(&a, "web").await;
+    let upstream = web_proxy.upstream("db");
 
     // Default allow: traffic flows web → db through two sidecars and mTLS.
     eventually("traffic flows", Duration::from_secs(15), || async {
@@ -214,10 +287,7 @@ async fn sidecars_carry_traffic_enforce_intentions_live_and_survive_rotation() {
     expect_cut(&mut live, "after deny").await;
     let cut = denied_at.elapsed();
     assert!(cut < Duration::from_secs(2), "cut took {cut:?}");
-    assert!(
-        roundtrip(upstream, b"x").await.is_err(),
-        "new connection refused"
-    );
+    expect_denied(upstream, &db_proxy).await;
 
     // Delete: the default (allow) applies again.
     c.delete(a.url("/v1/connect/intentions/exact?source=web&destination=db"))
@@ -398,7 +468,10 @@ async fn the_agent_runs_managed_sidecars_itself() {
     eventually(
         "managed sidecar stopped",
         Duration::from_secs(15),
-        || async { TcpStream::connect(upstream).await.is_err().then_some(()) },
+        || async {
+            let refused = TcpStream::connect(upstream).await.err()?;
+            (refused.kind() == std::io::ErrorKind::ConnectionRefused).then_some(())
+        },
     )
     .await;
 }
@@ -476,7 +549,11 @@ async fn envoy_dials_the_builtin_proxy_with_a_leaf_from_our_ca() {
     .await;
     // A worker pool instead of the one-thread default: both runtimes carry
     // traffic. The admin listener comes from the registration's proxy config.
-    let (_db_proxy, _) = connect_proxy(&a, &["-sidecar-for", "db", "-workers", "2"]).await;
+    let db_proxy = connect_proxy_as_given(&a, &["-sidecar-for", "db", "-workers", "2"]).await;
+    assert_eq!(
+        db_proxy.admin,
+        Some(format!("127.0.0.1:{admin}").parse().unwrap())
+    );
 
     let leaf: Value = c
         .get(a.url("/v1/agent/connect/ca/leaf/web"))
@@ -582,17 +659,7 @@ static_resources:
         .send()
         .await
         .unwrap();
-    eventually(
-        "envoy's connections denied",
-        Duration::from_secs(10),
-        || async {
-            roundtrip(via_envoy, b"denied?")
-                .await
-                .is_err()
-                .then_some(())
-        },
-    )
-    .await;
+    expect_denied(via_envoy, &db_proxy).await;
 }
 
 /// Across a 3-server cluster: the app and its sidecar on one server, the
@@ -619,9 +686,9 @@ async fn sidecars_on_different_servers_of_a_cluster() {
             "Proxy": {"Upstreams": [{"DestinationName": "db", "LocalBindPort": 0}]}}}}),
     )
     .await;
-    let (_db_proxy, _) = sidecar(s0, "db").await;
-    let (_web_proxy, ups) = sidecar(s1, "web").await;
-    let upstream = ups.iter().find(|(n, _)| n == "db").expect("db upstream").1;
+    let db_proxy = sidecar(s0, "db").await;
+    let web_proxy = sidecar(s1, "web").await;
+    let upstream = web_proxy.upstream("db");
     eventually(
         "traffic across servers",
         Duration::from_secs(20),
@@ -635,10 +702,7 @@ async fn sidecars_on_different_servers_of_a_cluster() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    eventually("denied across servers", Duration::from_secs(10), || async {
-        roundtrip(upstream, b"denied?").await.is_err().then_some(())
-    })
-    .await;
+    expect_denied(upstream, &db_proxy).await;
 }
 
 /// Sidecars whose local agents are client agents: a client holds no catalog
@@ -684,9 +748,9 @@ async fn sidecars_on_client_agents() {
             "Proxy": {"Upstreams": [{"DestinationName": "db", "LocalBindPort": 0}]}}}}),
     )
     .await;
-    let (_db_proxy, _) = sidecar(c1, "db").await;
-    let (_web_proxy, ups) = sidecar(c2, "web").await;
-    let upstream = ups.iter().find(|(n, _)| n == "db").expect("db upstream").1;
+    let db_proxy = sidecar(c1, "db").await;
+    let web_proxy = sidecar(c2, "web").await;
+    let upstream = web_proxy.upstream("db");
     eventually(
         "traffic between client agents' sidecars",
         Duration::from_secs(20),
@@ -755,10 +819,7 @@ async fn sidecars_on_client_agents() {
         .unwrap();
     assert_eq!(r.status(), 200);
     expect_cut(&mut live, "after deny").await;
-    assert!(
-        roundtrip(upstream, b"x").await.is_err(),
-        "new connection refused"
-    );
+    expect_denied(upstream, &db_proxy).await;
 }
 
 /// mesh.d all the way to the data plane: services with managed sidecars and
@@ -818,7 +879,7 @@ service {{
     .unwrap();
     let mut spec = mesh_testkit::AgentSpec::server("node1", 1);
     spec.extra = vec!["-dev".into(), format!("-config-dir={}", conf.display())];
-    let _a = TestAgent::start(spec, &dir.path().join("data"))
+    let a = TestAgent::start(spec, &dir.path().join("data"))
         .await
         .unwrap();
     let upstream: SocketAddr = format!("127.0.0.1:{up}").parse().unwrap();
@@ -831,8 +892,15 @@ service {{
     let mut live = live_stream(upstream).await;
     std::fs::remove_file(conf.join("intentions.hcl")).unwrap();
     expect_cut(&mut live, "once the file is gone").await;
+    // Default deny: refused by the managed db sidecar, which runs in the
+    // agent's process and logs the refusal there.
+    eventually("denied by default", Duration::from_secs(10), || async {
+        refused_by_policy(upstream).await.then_some(())
+    })
+    .await;
+    let log = std::fs::read_to_string(&a.log).unwrap();
     assert!(
-        roundtrip(upstream, b"x").await.is_err(),
-        "default deny applies"
+        log.contains("inbound connection refused: intention denies"),
+        "no refusal in the agent's log:\n{log}"
     );
 }

@@ -258,19 +258,22 @@ async fn live_settings_change_and_others_say_they_need_a_restart() {
     assert_eq!(restart, ["datacenter (dc1 -> east)"], "{status}");
     // The DNS domain changed live: the node answers under `.mesh`.
     let dns = a.dns.unwrap();
-    let out = tokio::process::Command::new("dig")
-        .args([
-            format!("@{}", dns.ip()),
-            "-p".into(),
-            dns.port().to_string(),
-            "+short".into(),
-            "+time=2".into(),
-            "+tries=1".into(),
-            "node1.node.mesh".into(),
-        ])
-        .output()
-        .await
-        .expect("dig is installed");
+    let out = tokio::process::Command::new(mesh_testkit::require_tool(
+        "dig",
+        "scripts/setup.sh installs Debian's bind9-dnsutils",
+    ))
+    .args([
+        format!("@{}", dns.ip()),
+        "-p".into(),
+        dns.port().to_string(),
+        "+short".into(),
+        "+time=2".into(),
+        "+tries=1".into(),
+        "node1.node.mesh".into(),
+    ])
+    .output()
+    .await
+    .expect("dig is installed");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "127.0.0.1");
 }
 

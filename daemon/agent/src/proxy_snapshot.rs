@@ -170,10 +170,8 @@ impl Agent {
                                 svc.address.clone()
                             },
                             port: svc.port,
-                            spiffe_id: format!(
-                                "spiffe://{td}/ns/default/dc/{dc}/svc/{}",
-                                u.destination_name
-                            ),
+                            spiffe_id: mesh_types::SpiffeId::service(&td, &dc, &u.destination_name)
+                                .to_string(),
                         })
                         .collect();
                     Upstream {
@@ -414,7 +412,8 @@ async fn client_key(
         .as_str()
         .filter(|t| !t.is_empty())
         .ok_or_else(|| unavailable(format!("server {server} has no CA trust domain yet")))?;
-    let id = mesh_ca::spiffe_service_id(trust_domain, "default", &agent.config.datacenter, service);
+    let id =
+        mesh_types::SpiffeId::service(trust_domain, &agent.config.datacenter, service).to_string();
     let made = mesh_ca::key_and_csr(&id)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(keys.lock().entry(slot).or_insert(made).clone())

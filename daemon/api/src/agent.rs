@@ -59,6 +59,24 @@ pub(crate) fn storage_refusal(api: &Api, path: &str) -> Option<crate::ApiError> 
     })
 }
 
+/// `/v1/agent/metrics` in Prometheus' text format (what
+/// `?format=prometheus` asks for on Consul; mesh has no other format).
+pub(crate) async fn metrics(State(api): State<Api>) -> impl axum::response::IntoResponse {
+    let body = format!(
+        "# HELP mesh_api_queries_blocking Blocking queries (?index=) open on this agent's HTTP API.\n\
+         # TYPE mesh_api_queries_blocking gauge\n\
+         mesh_api_queries_blocking {}\n",
+        api.parked.total()
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+}
+
 pub(crate) async fn leave(State(api): State<Api>) -> Json<bool> {
     // Answer first; the agent shuts down once the leave has propagated.
     tokio::spawn(api.agent.leave());

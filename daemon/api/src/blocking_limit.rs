@@ -37,6 +37,11 @@ impl Drop for Held<'_> {
 }
 
 impl Parked {
+    /// Blocking queries open now, over every client.
+    pub(crate) fn total(&self) -> u32 {
+        self.open.lock().values().sum()
+    }
+
     fn hold(&self, ip: IpAddr, limit: u32) -> Option<Held<'_>> {
         let mut open = self.open.lock();
         let n = open.entry(ip).or_insert(0);

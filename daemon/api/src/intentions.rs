@@ -215,60 +215,27 @@ pub(crate) async fn matches(State(api): State<Api>, params: Params) -> Result<Re
     .await
 }
 
-/// The service a SPIFFE ID names: `spiffe://<td>/ns/<ns>/dc/<dc>/svc/<name>`.
-pub fn spiffe_service(uri: &str) -> Option<(&str, &str)> {
-    let rest = uri.strip_prefix("spiffe://")?;
-    let (td, path) = rest.split_once('/')?;
-    let parts: Vec<&str> = path.split('/').collect();
-    match parts.as_slice() {
-        ["ns", _, "dc", _, "svc", name] if !name.is_empty() && !td.is_empty() => Some((td, name)),
-        _ => None,
-    }
-}
-
 pub(crate) async fn authorize(
     State(api): State<Api>,
     Decoded(req): Decoded<AuthorizeRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let (target, uri) = (req.target, req.client_cert_uri);
-    let Some((td, source)) = spiffe_service(&uri) else {
+    let Some(id) = mesh_types::SpiffeId::parse(&uri) else {
         return Err(ApiError::bad_request(format!(
             "ClientCertURI {uri:?} is not a service SPIFFE ID (spiffe://<trust-domain>/ns/<ns>/dc/<dc>/svc/<name>)"
         )));
     };
     if let Some(expected) = api.agent.trust_domain() {
-        if td != expected {
+        if id.trust_domain != expected {
             return Ok(Json(json!({
                 "Authorized": false,
-                "Reason": format!("client certificate is from trust domain {td:?}, not ours ({expected:?})"),
+                "Reason": format!("client certificate is from trust domain {:?}, not ours ({expected:?})", id.trust_domain),
             })));
         }
     }
     let default_allow = api.agent.intention_default_allow();
     let d = api
         .state
-        .read(|s| decide(s.intentions(), source, &target, default_allow));
+        .read(|s| decide(s.intentions(), &id.service, &target, default_allow));
     Ok(Json(json!({ "Authorized": d.allowed, "Reason": d.reason })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::spiffe_service;
-
-    #[test]
-    fn spiffe_ids() {
-        assert_eq!(
-            spiffe_service("spiffe://abc.consul/ns/default/dc/dc1/svc/web"),
-            Some(("abc.consul", "web"))
-        );
-        assert_eq!(
-            spiffe_service("spiffe://abc.consul/ns/default/dc/dc1/svc/"),
-            None
-        );
-        assert_eq!(spiffe_service("https://x/ns/default/dc/dc1/svc/web"), None);
-        assert_eq!(
-            spiffe_service("spiffe://abc.consul/agent/client/dc/dc1"),
-            None
-        );
-    }
 }

@@ -44,7 +44,6 @@ pub use catalog::connect_instances;
 use decoded::MAX_JSON_BODY_BYTES;
 pub use decoded::{read_limited, CheckRegistration, Decoded, ServiceRegistration};
 pub use error::ApiError;
-pub use intentions::spiffe_service;
 pub use params::Params;
 pub use query::{parse_duration, QueryOptions};
 pub use write::{owner, takeover, Written};
@@ -271,6 +270,7 @@ impl Api {
         Router::new()
             .route("/v1/agent/members", get(agent::members))
             .route("/v1/agent/self", get(agent::self_info))
+            .route("/v1/agent/metrics", get(agent::metrics))
             .route("/v1/agent/leave", put(agent::leave))
             .merge(extra)
             .layer(axum::middleware::from_fn_with_state(

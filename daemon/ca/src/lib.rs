@@ -53,7 +53,7 @@ pub use key::{KeyType, SecretPem};
 pub use mesh_types::{format_go_duration, parse_go_duration};
 pub use root::RootCa;
 pub use rotation::{cross_sign, preflight, prepare_rotation};
-pub use signer::{default_dns_san, key_and_csr, spiffe_service_id, Leaf, LeafRequest, Signer};
+pub use signer::{default_dns_san, key_and_csr, Leaf, LeafRequest, Signer};
 pub use state::{reissue_at, renew_at, CaState, Rotation, Stage, StagedRoot};
 pub use verify::{verify_leaf, VerifyPurpose};
 

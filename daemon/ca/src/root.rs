@@ -180,7 +180,7 @@ impl RootCa {
             return Err(CaError::NotSelfSigned);
         }
         check_validity("RootCert", &info, now)?;
-        let spiffe_root = format!("spiffe://{trust_domain}");
+        let spiffe_root = mesh_types::SpiffeId::trust_domain_uri(trust_domain);
         let mut has_td = false;
         for uri in info.spiffe_uris() {
             if uri.trim_end_matches('/') == spiffe_root {
@@ -310,7 +310,7 @@ pub(crate) fn ca_params(
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    let uri = format!("spiffe://{trust_domain}");
+    let uri = mesh_types::SpiffeId::trust_domain_uri(trust_domain);
     params.subject_alt_names = vec![SanType::URI(uri.try_into()?)];
     params.use_authority_key_identifier_extension = true;
     let (not_before, not_after) = validity(now, ttl)?;

@@ -190,12 +190,13 @@ impl Signer {
         check_name("service", &req.service)?;
         check_name("datacenter", &req.datacenter)?;
         check_name("namespace", &req.namespace)?;
-        Ok(spiffe_service_id(
-            &self.trust_domain,
-            &req.namespace,
-            &req.datacenter,
-            &req.service,
-        ))
+        Ok(mesh_types::SpiffeId {
+            trust_domain: self.trust_domain.clone(),
+            namespace: req.namespace.clone(),
+            datacenter: req.datacenter.clone(),
+            service: req.service.clone(),
+        }
+        .to_string())
     }
 
     fn issue(
@@ -262,16 +263,6 @@ impl Signer {
             root_id: self.root_id.clone(),
         })
     }
-}
-
-/// `spiffe://<trust_domain>/ns/<namespace>/dc/<datacenter>/svc/<service>`.
-pub fn spiffe_service_id(
-    trust_domain: &str,
-    namespace: &str,
-    datacenter: &str,
-    service: &str,
-) -> String {
-    format!("spiffe://{trust_domain}/ns/{namespace}/dc/{datacenter}/svc/{service}")
 }
 
 /// Consul's DNS SAN for a service: `<svc>.svc.default.<first 8 chars of trust domain>.consul`.

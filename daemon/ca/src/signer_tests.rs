@@ -174,7 +174,7 @@ fn csr_for_the_right_identity_is_signed() {
     let signer = Signer::new(&root).unwrap();
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::default();
-    let id = spiffe_service_id(TD, "default", "dc1", "api");
+    let id = mesh_types::SpiffeId::service(TD, "dc1", "api").to_string();
     params.subject_alt_names = vec![SanType::URI(id.as_str().try_into().unwrap())];
     let csr = params.serialize_request(&key).unwrap().pem().unwrap();
     let leaf = signer
@@ -215,7 +215,7 @@ fn signer_is_shareable_across_threads() {
 #[test]
 fn a_generated_csr_is_signed_for_its_own_identity_only() {
     let signer = Signer::new(&root(KeyType::EcP256, 10 * HOUR)).unwrap();
-    let id = spiffe_service_id(TD, "default", "dc1", "api");
+    let id = mesh_types::SpiffeId::service(TD, "dc1", "api").to_string();
     let (key, csr) = key_and_csr(&id).unwrap();
     let leaf = signer
         .sign_csr_at(&csr, &LeafRequest::new("api", "dc1", HOUR), NOW)

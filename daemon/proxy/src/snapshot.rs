@@ -213,13 +213,7 @@ impl ProxySnapshot {
 
     /// The SPIFFE ID a sidecar of `service` carries in this snapshot's domain.
     pub fn spiffe_id_for(&self, service: &str) -> String {
-        crate::spiffe::SpiffeId {
-            trust_domain: self.trust_domain.clone(),
-            namespace: "default".into(),
-            datacenter: self.datacenter.clone(),
-            service: service.into(),
-        }
-        .to_string()
+        mesh_types::SpiffeId::service(&self.trust_domain, &self.datacenter, service).to_string()
     }
 }
 

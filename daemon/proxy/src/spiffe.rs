@@ -4,52 +4,7 @@
 //! Certificate → TBSCertificate → extensions → subjectAltName → URI, after
 //! webpki has already verified the certificate, so it needs no general parser.
 
-use std::fmt;
-
-/// `spiffe://<trust-domain>/ns/<ns>/dc/<dc>/svc/<service>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpiffeId {
-    /// Trust domain (host part).
-    pub trust_domain: String,
-    /// Namespace (`default` without namespaces).
-    pub namespace: String,
-    /// Datacenter.
-    pub datacenter: String,
-    /// Service name.
-    pub service: String,
-}
-
-impl SpiffeId {
-    /// Parses a service SPIFFE ID; `None` if it is not of the service form.
-    pub fn parse(uri: &str) -> Option<Self> {
-        let rest = uri.strip_prefix("spiffe://")?;
-        let (td, path) = rest.split_once('/')?;
-        let parts: Vec<&str> = path.split('/').collect();
-        match parts.as_slice() {
-            ["ns", ns, "dc", dc, "svc", svc]
-                if !td.is_empty() && !ns.is_empty() && !dc.is_empty() && !svc.is_empty() =>
-            {
-                Some(Self {
-                    trust_domain: td.to_string(),
-                    namespace: ns.to_string(),
-                    datacenter: dc.to_string(),
-                    service: svc.to_string(),
-                })
-            }
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for SpiffeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "spiffe://{}/ns/{}/dc/{}/svc/{}",
-            self.trust_domain, self.namespace, self.datacenter, self.service
-        )
-    }
-}
+pub use mesh_types::SpiffeId;
 
 /// The URI SANs of a DER certificate (empty if it has none or is malformed).
 pub fn uri_sans(cert_der: &[u8]) -> Vec<String> {
@@ -153,20 +108,6 @@ fn try_uri_sans(der: &[u8]) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_service_ids() {
-        let id = SpiffeId::parse("spiffe://td.consul/ns/default/dc/dc1/svc/web").unwrap();
-        assert_eq!(id.service, "web");
-        assert_eq!(id.trust_domain, "td.consul");
-        assert_eq!(
-            id.to_string(),
-            "spiffe://td.consul/ns/default/dc/dc1/svc/web"
-        );
-        assert!(SpiffeId::parse("spiffe://td.consul/agent/client/dc/dc1").is_none());
-        assert!(SpiffeId::parse("https://td.consul/ns/default/dc/dc1/svc/web").is_none());
-        assert!(SpiffeId::parse("spiffe://td.consul/ns/default/dc/dc1/svc/").is_none());
-    }
 
     #[test]
     fn reads_uri_san_from_a_real_certificate() {

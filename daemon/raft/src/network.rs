@@ -188,3 +188,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         .await
     }
 }
+
+#[cfg(test)]
+#[path = "network_tests.rs"]
+mod tests;

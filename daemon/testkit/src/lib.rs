@@ -49,6 +49,26 @@ pub fn find_tool(tool: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Runs the test `name` of the running test binary again, in a child
+/// process under `CI=true` whose `PATH` is an empty directory, so no tool
+/// the test needs can be found; returns whether it passed and what it
+/// printed. For tests that prove a missing tool fails a test, naming it.
+pub fn run_test_without_tools(name: &str) -> (bool, String) {
+    let empty = tempfile::tempdir().expect("temp dir");
+    let out = std::process::Command::new(std::env::current_exe().expect("current exe"))
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env("PATH", empty.path())
+        .env("CI", "true")
+        .output()
+        .expect("the test binary runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// Retry `check` until it returns `Some`, at most `timeout`, polling every
 /// 50 ms. Panics with `what` when time runs out.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T

@@ -10,6 +10,7 @@ mod duration;
 mod intention;
 mod kv;
 mod legacy;
+mod spiffe;
 
 pub use acl::{
     AclPolicy, AclToken, ANONYMOUS_TOKEN_ID, GLOBAL_MANAGEMENT_POLICY_ID,
@@ -29,3 +30,4 @@ pub use intention::{
     Permission,
 };
 pub use kv::{KvEntry, MAX_KV_VALUE_BYTES};
+pub use spiffe::{SpiffeId, DEFAULT_NAMESPACE};

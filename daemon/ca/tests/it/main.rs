@@ -77,3 +77,17 @@ pub fn assert_verifies(chain_pem: &str, bundle: &[String], now: i64, expected: b
         assert_eq!(ok, expected, "openssl: {what}");
     }
 }
+
+/// The openssl cross-check cannot be dropped silently: without openssl on
+/// PATH, a test that verifies leaves fails, naming it.
+#[test]
+fn without_openssl_the_cross_checks_fail_naming_it() {
+    let test = "leaves::generated_roots_of_every_type";
+    let (passed, out) = mesh_testkit::run_test_without_tools(test);
+    assert!(!passed, "{test} passed without openssl on PATH:\n{out}");
+    assert!(
+        out.contains("openssl is not on PATH, and this test needs it"),
+        "{test} failed without naming openssl:\n{out}"
+    );
+    assert!(out.contains("running 1 test"), "{out}");
+}

@@ -185,13 +185,16 @@ impl Dig {
 }
 
 pub async fn dig_at(addr: SocketAddr, args: &[&str]) -> Dig {
-    let out = tokio::process::Command::new("dig")
-        .arg(format!("@{}", addr.ip()))
-        .args(["-p", &addr.port().to_string(), "+time=3", "+tries=2"])
-        .args(args)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
+    let out = tokio::process::Command::new(mesh_testkit::require_tool(
+        "dig",
+        "scripts/setup.sh installs Debian's bind9-dnsutils",
+    ))
+    .arg(format!("@{}", addr.ip()))
+    .args(["-p", &addr.port().to_string(), "+time=3", "+tries=2"])
+    .args(args)
+    .stdin(Stdio::null())
+    .kill_on_drop(true)
+    .output();
     let out = tokio::time::timeout(Duration::from_secs(30), out)
         .await
         .expect("dig finishes within 30 s")

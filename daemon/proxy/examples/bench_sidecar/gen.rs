@@ -63,7 +63,7 @@ pub fn generate(
         endpoints: vec![Endpoint {
             address: "127.0.0.1".into(),
             port: public,
-            spiffe_id: format!("spiffe://{TD}/ns/default/dc/{DC}/svc/b"),
+            spiffe_id: mesh_types::SpiffeId::service(TD, DC, "b").to_string(),
         }],
     }];
     let mut b = base("b");
