@@ -11,59 +11,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use mesh_api::{ApiError, Params, QueryOptions};
-use mesh_proxy::{
-    Action, Endpoint, HeaderMatch, HttpMatch, IntentionRule, Intentions, Leaf, Permission,
-    Protocol, ProxySnapshot, PublicListener, Upstream,
-};
+use mesh_proxy::{Endpoint, IntentionSet, Leaf, Protocol, ProxySnapshot, PublicListener, Upstream};
 use mesh_state::Table;
-use mesh_types::{sort_by_precedence, CheckStatus, IntentionAction, Service};
+use mesh_types::{CheckStatus, Service};
 
 use crate::build::Agent;
 use crate::connect_ca::CaRequestError;
-
-fn action(a: IntentionAction) -> Action {
-    match a {
-        IntentionAction::Allow => Action::Allow,
-        IntentionAction::Deny => Action::Deny,
-    }
-}
-
-fn rules(list: Vec<mesh_types::Intention>) -> Vec<IntentionRule> {
-    list.into_iter()
-        .map(|i| IntentionRule {
-            id: format!("{} => {}", i.source, i.destination),
-            source: i.source.clone(),
-            action: i.action.map_or(Action::Allow, action),
-            permissions: i
-                .permissions
-                .iter()
-                .map(|p| Permission {
-                    action: action(p.action),
-                    http: p.http.as_ref().map(|h| HttpMatch {
-                        path_exact: h.path_exact.clone(),
-                        path_prefix: h.path_prefix.clone(),
-                        path_regex: h.path_regex.clone(),
-                        methods: h.methods.clone(),
-                        header: h
-                            .headers
-                            .iter()
-                            .map(|m| HeaderMatch {
-                                name: m.name.clone(),
-                                present: m.present,
-                                exact: m.exact.clone(),
-                                prefix: m.prefix.clone(),
-                                suffix: m.suffix.clone(),
-                                regex: m.regex.clone(),
-                                invert: m.invert,
-                            })
-                            .collect(),
-                    }),
-                })
-                .collect(),
-            precedence: i.precedence() as i32,
-        })
-        .collect()
-}
 
 impl Agent {
     /// This agent's own registration of proxy `id`, if it has one.
@@ -123,12 +76,7 @@ impl Agent {
         };
         let default_allow = self.live.lock().acl.default_policy == mesh_config::AclPolicy::Allow;
         let snap = self.state.read(|s| {
-            let mut list: Vec<_> = s
-                .intentions()
-                .filter(|i| i.destination == dest || i.destination == "*")
-                .cloned()
-                .collect();
-            sort_by_precedence(&mut list);
+            let intentions = IntentionSet::for_destination(s.intentions(), &dest, default_allow);
             let protocol = s
                 .config_entry("service-defaults", &dest)
                 .and_then(|e| serde_json::from_str::<serde_json::Value>(&e.body_json).ok())
@@ -213,10 +161,7 @@ impl Agent {
                 },
                 leaf: None,
                 roots: roots.clone(),
-                intentions: Intentions {
-                    default_allow,
-                    rules: rules(list),
-                },
+                intentions,
                 upstreams,
                 index,
             }

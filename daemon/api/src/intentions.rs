@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use mesh_state::Table;
-use mesh_types::{decide, sort_by_precedence, Command, Intention};
+use mesh_types::{sort_by_precedence, Command, Intention};
 use serde_json::{json, Value};
 
 use crate::catalog::{json_read, json_read_uncached};
@@ -166,9 +166,9 @@ pub(crate) async fn check(State(api): State<Api>, params: Params) -> Result<Resp
     let (src, dst) = (required(&map, "source")?, required(&map, "destination")?);
     let default_allow = api.agent.intention_default_allow();
     json_read_uncached(&api, &params, Table::Config, |s| {
-        let d = decide(s.intentions(), src, dst, default_allow);
+        let d = l4_verdict(s, src, dst, default_allow);
         (
-            json!({ "Allowed": d.allowed, "Reason": d.reason }),
+            json!({ "Allowed": d.allow, "Reason": d.reason }),
             s.table_index(Table::Config),
         )
     })
@@ -215,6 +215,20 @@ pub(crate) async fn matches(State(api): State<Api>, params: Params) -> Result<Re
     .await
 }
 
+/// Whether `source` may open an L4 connection to `destination`: the same
+/// compiled policy a proxy of `destination` enforces, so an intention with
+/// HTTP permissions denies here as Consul's `intention check` does.
+fn l4_verdict(
+    s: &mesh_state::State,
+    source: &str,
+    destination: &str,
+    default_allow: bool,
+) -> mesh_policy::Verdict {
+    let set =
+        mesh_policy::IntentionSet::for_destination(s.intentions(), destination, default_allow);
+    mesh_policy::Policy::compile(&set).connection(source, mesh_policy::Layer::L4)
+}
+
 pub(crate) async fn authorize(
     State(api): State<Api>,
     Decoded(req): Decoded<AuthorizeRequest>,
@@ -236,6 +250,6 @@ pub(crate) async fn authorize(
     let default_allow = api.agent.intention_default_allow();
     let d = api
         .state
-        .read(|s| decide(s.intentions(), &id.service, &target, default_allow));
-    Ok(Json(json!({ "Authorized": d.allowed, "Reason": d.reason })))
+        .read(|s| l4_verdict(s, &id.service, &target, default_allow));
+    Ok(Json(json!({ "Authorized": d.allow, "Reason": d.reason })))
 }

@@ -106,7 +106,7 @@ async fn handle(
 
     let m = ctx.current.get();
     let protocol = m.snap.public.protocol;
-    let verdict = m.policy.connection(&source, protocol);
+    let verdict = m.policy.connection(&source, protocol.layer());
     if !verdict.allow {
         metrics.denied.fetch_add(1, Relaxed);
         tracing::info!(%peer, %source, reason = %verdict.reason, "inbound connection refused: intention denies");
@@ -196,7 +196,11 @@ pub(crate) async fn guarded<T>(
     loop {
         if recheck {
             recheck = false;
-            let verdict = ctx.current.get().policy.connection(source, protocol);
+            let verdict = ctx
+                .current
+                .get()
+                .policy
+                .connection(source, protocol.layer());
             if !verdict.allow {
                 ctx.metrics.denied.fetch_add(1, Relaxed);
                 ctx.metrics.live_closed.fetch_add(1, Relaxed);

@@ -21,10 +21,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio_rustls::server::TlsStream;
 
-use crate::authz::RequestView;
 use crate::inbound::Wire;
 use crate::proxy::Ctx;
 use crate::snapshot::Protocol;
+use mesh_policy::RequestView;
 
 /// Response body of the L7 path.
 type Body = BoxBody<Bytes, hyper::Error>;

@@ -23,7 +23,6 @@
 
 mod admin;
 mod admin_config;
-pub mod authz;
 mod error;
 mod inbound;
 mod l7;
@@ -39,11 +38,9 @@ mod tls;
 
 pub use admin_config::{admin_bind_addr, ADMIN_KEYS};
 pub use error::Error;
+pub use mesh_policy::{IntentionSet, Layer, Policy, RequestView, Verdict};
 pub use metrics::{Metrics, UpstreamMetrics};
 pub use proxy::{Bound, Proxy, ProxyHandle, DRAIN_TIMEOUT};
 pub use runtime::{runtime, DEFAULT_WORKERS};
-pub use snapshot::{
-    Action, Endpoint, HeaderMatch, HttpMatch, IntentionRule, Intentions, Leaf, Permission,
-    Protocol, ProxySnapshot, PublicListener, Upstream,
-};
+pub use snapshot::{Endpoint, Leaf, Protocol, ProxySnapshot, PublicListener, Upstream};
 pub use source::SourceConfig;

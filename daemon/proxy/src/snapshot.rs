@@ -3,6 +3,7 @@
 //! The agent serves it as JSON with Consul-style PascalCase keys; the only
 //! producer is our own agent, so keys are matched exactly.
 
+use mesh_policy::{IntentionSet, Layer};
 use serde::{Deserialize, Serialize};
 
 /// Everything one sidecar needs: listeners, credentials, intentions, upstreams.
@@ -25,7 +26,7 @@ pub struct ProxySnapshot {
     /// Trust bundle: PEM roots, including cross-signed intermediates.
     pub roots: Vec<String>,
     /// Intentions whose destination is [`ProxySnapshot::service`].
-    pub intentions: Intentions,
+    pub intentions: IntentionSet,
     /// Upstream (outbound) listeners.
     pub upstreams: Vec<Upstream>,
     /// Raft index the snapshot was computed at.
@@ -68,6 +69,15 @@ impl Protocol {
     pub fn is_l7(self) -> bool {
         !matches!(self, Protocol::Tcp)
     }
+
+    /// Where intentions are decided for this listener.
+    pub fn layer(self) -> Layer {
+        if self.is_l7() {
+            Layer::L7
+        } else {
+            Layer::L4
+        }
+    }
 }
 
 /// A leaf certificate and its key, PEM.
@@ -80,100 +90,6 @@ pub struct Leaf {
     /// PKCS#8, SEC1 or PKCS#1 private key.
     #[serde(rename = "PrivateKeyPEM")]
     pub private_key_pem: String,
-}
-
-/// Intentions that apply to this destination.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct Intentions {
-    /// Decision when no rule matches (the ACL default policy).
-    pub default_allow: bool,
-    /// Rules; evaluated by precedence, highest first.
-    pub rules: Vec<IntentionRule>,
-}
-
-impl Default for Intentions {
-    fn default() -> Self {
-        Self {
-            default_allow: true,
-            rules: Vec::new(),
-        }
-    }
-}
-
-/// One intention: a source (or `*`) and what it may do.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct IntentionRule {
-    /// Name used in logs and denials (intention ID or `source => destination`).
-    #[serde(rename = "ID")]
-    pub id: String,
-    /// Source service name, or `*`.
-    pub source: String,
-    /// L4 action; ignored when `permissions` is non-empty.
-    pub action: Action,
-    /// L7 permissions, first match wins; only for `http` listeners.
-    pub permissions: Vec<Permission>,
-    /// Higher wins (Consul: exact→exact 9, *→exact 8).
-    pub precedence: i32,
-}
-
-/// Allow or deny.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    /// Let it through.
-    Allow,
-    /// Refuse it.
-    #[default]
-    Deny,
-}
-
-/// One L7 permission: an action and the requests it applies to.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct Permission {
-    /// What to do with a matching request.
-    pub action: Action,
-    /// The request match; `None` matches every request.
-    #[serde(rename = "HTTP")]
-    pub http: Option<HttpMatch>,
-}
-
-/// HTTP request match; every field set must match.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct HttpMatch {
-    /// Path equals this.
-    pub path_exact: Option<String>,
-    /// Path starts with this.
-    pub path_prefix: Option<String>,
-    /// Path matches this regex entirely.
-    pub path_regex: Option<String>,
-    /// Method is one of these (empty: any).
-    pub methods: Vec<String>,
-    /// Every header matcher matches.
-    pub header: Vec<HeaderMatch>,
-}
-
-/// Match on one request header.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct HeaderMatch {
-    /// Header name, case-insensitive.
-    pub name: String,
-    /// Header is present (any value).
-    pub present: bool,
-    /// Value equals this.
-    pub exact: Option<String>,
-    /// Value starts with this.
-    pub prefix: Option<String>,
-    /// Value ends with this.
-    pub suffix: Option<String>,
-    /// Value matches this regex entirely.
-    pub regex: Option<String>,
-    /// Negate the result.
-    pub invert: bool,
 }
 
 /// One upstream: a local plain-TCP listener that dials the destination with mTLS.
@@ -229,8 +145,8 @@ mod tests {
           "Public": {"BindAddress": "127.0.0.1", "BindPort": 21000,
                      "LocalServiceAddress": "127.0.0.1", "LocalServicePort": 8080, "Protocol": "http"},
           "Leaf": {"CertPEM": "c", "PrivateKeyPEM": "k"}, "Roots": ["r"],
-          "Intentions": {"DefaultAllow": false, "Rules": [{"ID": "i1", "Source": "api",
-             "Action": "allow", "Precedence": 9,
+          "Intentions": {"DefaultAllow": false, "Rules": [{"Source": "api",
+             "Destination": "web",
              "Permissions": [{"Action": "deny", "HTTP": {"PathPrefix": "/admin",
                 "Methods": ["POST"], "Header": [{"Name": "x-debug", "Present": true}]}}]}]},
           "Upstreams": [{"DestinationName": "db", "LocalBindAddress": "127.0.0.1",
@@ -240,7 +156,10 @@ mod tests {
           "Index": 42 }"#;
         let s = ProxySnapshot::from_json(json.as_bytes()).unwrap();
         assert_eq!(s.public.protocol, Protocol::Http);
-        assert_eq!(s.intentions.rules[0].permissions[0].action, Action::Deny);
+        assert_eq!(
+            s.intentions.rules[0].permissions[0].action,
+            mesh_types::IntentionAction::Deny
+        );
         assert_eq!(s.upstreams[0].endpoints[0].port, 21000);
         let back: ProxySnapshot =
             serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();

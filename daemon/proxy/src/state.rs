@@ -13,9 +13,9 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, TrustAnchor};
 use tokio::sync::watch;
 
-use crate::authz::Policy;
 use crate::snapshot::ProxySnapshot;
 use crate::Error;
+use mesh_policy::Policy;
 
 /// Everything derived from one snapshot.
 pub(crate) struct Material {

@@ -9,6 +9,7 @@ use crate::Owner;
 
 /// Allow or deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
 pub enum IntentionAction {
     #[default]
     Allow,
@@ -34,8 +35,12 @@ impl IntentionAction {
     }
 }
 
+// Field names below are Consul's, so proxy snapshots carry these types as
+// JSON unchanged (postcard, the Raft encoding, ignores names).
+
 /// One header condition of an L7 permission.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
 pub struct HeaderMatch {
     pub name: String,
     pub present: bool,
@@ -48,25 +53,31 @@ pub struct HeaderMatch {
 
 /// The HTTP conditions of an L7 permission; every set field must match.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
 pub struct HttpMatch {
     pub path_exact: Option<String>,
     pub path_prefix: Option<String>,
     pub path_regex: Option<String>,
     pub methods: Vec<String>,
+    #[serde(rename = "Header")]
     pub headers: Vec<HeaderMatch>,
 }
 
 /// An L7 permission: the first one whose HTTP conditions match decides.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
 pub struct Permission {
     pub action: IntentionAction,
+    #[serde(rename = "HTTP")]
     pub http: Option<HttpMatch>,
 }
 
 /// An intention from `source` to `destination` ("*" is a wildcard on either side).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
 pub struct Intention {
     /// A stable UUID assigned on creation.
+    #[serde(rename = "ID")]
     pub id: String,
     pub source: String,
     pub destination: String,
@@ -110,70 +121,6 @@ pub fn sort_by_precedence(list: &mut [Intention]) {
     });
 }
 
-/// An L4 authorization decision with its explanation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    pub allowed: bool,
-    /// The intention that decided, if any (else the default did).
-    pub matched: Option<Intention>,
-    /// A sentence a user can read: which intention or default, and why.
-    pub reason: String,
-}
-
-/// Decide whether `source` may connect to `destination`. `candidates` may be
-/// any superset of the relevant intentions; the highest-precedence match
-/// governs the pair. An intention with L7 permissions allows the connection
-/// (its permissions are checked per request by the proxy).
-pub fn decide<'a>(
-    candidates: impl IntoIterator<Item = &'a Intention>,
-    source: &str,
-    destination: &str,
-    default_allow: bool,
-) -> Decision {
-    let mut best: Option<&Intention> = None;
-    for i in candidates
-        .into_iter()
-        .filter(|i| i.matches(source, destination))
-    {
-        let better = match best {
-            None => true,
-            Some(b) => (i.precedence(), &b.destination, &b.source)
-                .cmp(&(b.precedence(), &i.destination, &i.source))
-                .is_gt(),
-        };
-        if better {
-            best = Some(i);
-        }
-    }
-    match best {
-        Some(i) => {
-            let allowed = i.action != Some(IntentionAction::Deny);
-            let what = match i.action {
-                Some(a) => a.as_str().to_string(),
-                None => format!("{} L7 permissions", i.permissions.len()),
-            };
-            Decision {
-                allowed,
-                reason: format!(
-                    "matched intention {} => {} ({what}, precedence {})",
-                    i.source,
-                    i.destination,
-                    i.precedence()
-                ),
-                matched: Some(i.clone()),
-            }
-        }
-        None => Decision {
-            allowed: default_allow,
-            matched: None,
-            reason: format!(
-                "no intention matches {source} => {destination}; default {}",
-                if default_allow { "allow" } else { "deny" }
-            ),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,45 +132,6 @@ mod tests {
             action: Some(action),
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn precedence_and_matching() {
-        use IntentionAction::*;
-        let list = [
-            ixn("*", "*", Deny),
-            ixn("web", "*", Allow),
-            ixn("*", "db", Deny),
-            ixn("web", "db", Allow),
-        ];
-        assert!(decide(&list, "web", "db", false).allowed);
-        assert_eq!(
-            decide(&list, "web", "db", false)
-                .matched
-                .unwrap()
-                .precedence(),
-            9
-        );
-        // *→db (8) beats web→* (6).
-        assert!(!decide(&list, "api", "db", true).allowed);
-        assert!(decide(&list, "web", "cache", false).allowed);
-        let d = decide(&list, "api", "cache", true);
-        assert!(!d.allowed);
-        assert!(d.reason.contains("* => *"), "{}", d.reason);
-        let d = decide(&[], "a", "b", false);
-        assert!(!d.allowed && d.reason.contains("default deny"));
-    }
-
-    #[test]
-    fn l7_intention_allows_the_connection() {
-        let i = Intention {
-            source: "web".into(),
-            destination: "api".into(),
-            action: None,
-            permissions: vec![Permission::default()],
-            ..Default::default()
-        };
-        assert!(decide([&i], "web", "api", false).allowed);
     }
 
     #[test]

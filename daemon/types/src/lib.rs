@@ -26,8 +26,7 @@ pub use command::{
 };
 pub use duration::{format_go_duration, parse_go_duration};
 pub use intention::{
-    decide, sort_by_precedence, Decision, HeaderMatch, HttpMatch, Intention, IntentionAction,
-    Permission,
+    sort_by_precedence, HeaderMatch, HttpMatch, Intention, IntentionAction, Permission,
 };
 pub use kv::{KvEntry, MAX_KV_VALUE_BYTES};
 pub use spiffe::{SpiffeId, DEFAULT_NAMESPACE};

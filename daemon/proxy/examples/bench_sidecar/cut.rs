@@ -38,7 +38,7 @@ pub async fn run(n: usize) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let mut snap = b.snap();
-    snap.intentions.rules = vec![rule("a", false, 9)];
+    snap.intentions.rules = vec![rule("a", false)];
     snap.index += 1;
     let t0 = Instant::now();
     b.tx.send_replace(Arc::new(snap));

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use mesh_proxy::{Endpoint, Intentions, Protocol, ProxySnapshot, PublicListener, Upstream};
+use mesh_proxy::{Endpoint, IntentionSet, Protocol, ProxySnapshot, PublicListener, Upstream};
 
 use crate::pki::Ca;
 
@@ -40,14 +40,13 @@ pub fn generate(
         trust_domain: TD.into(),
         datacenter: DC.into(),
         roots: vec![ca.pem.clone()],
-        intentions: Intentions {
+        intentions: IntentionSet {
             default_allow: false,
-            rules: vec![mesh_proxy::IntentionRule {
-                id: "a-to-b".into(),
+            rules: vec![mesh_types::Intention {
                 source: "a".into(),
-                action: mesh_proxy::Action::Allow,
-                permissions: vec![],
-                precedence: 9,
+                destination: "b".into(),
+                action: Some(mesh_types::IntentionAction::Allow),
+                ..Default::default()
             }],
         },
         index: 1,
@@ -76,9 +75,10 @@ pub fn generate(
         protocol: if l7 { Protocol::Http } else { Protocol::Tcp },
     };
     if l7 {
-        b.intentions.rules[0].permissions = vec![mesh_proxy::Permission {
-            action: mesh_proxy::Action::Allow,
-            http: Some(mesh_proxy::HttpMatch {
+        b.intentions.rules[0].action = None;
+        b.intentions.rules[0].permissions = vec![mesh_types::Permission {
+            action: mesh_types::IntentionAction::Allow,
+            http: Some(mesh_types::HttpMatch {
                 path_prefix: Some("/".into()),
                 methods: vec!["GET".into()],
                 ..Default::default()

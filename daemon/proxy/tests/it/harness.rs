@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mesh_proxy::{
-    Endpoint, IntentionRule, Intentions, Protocol, Proxy, ProxyHandle, ProxySnapshot,
-    PublicListener, Upstream,
+    Endpoint, IntentionSet, Protocol, Proxy, ProxyHandle, ProxySnapshot, PublicListener, Upstream,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -60,7 +59,7 @@ pub fn snapshot(ca: &Ca, service: &str, local: SocketAddr, protocol: Protocol) -
         },
         leaf: Some(ca.leaf(TD, DC, service)),
         roots: vec![ca.pem.clone()],
-        intentions: Intentions {
+        intentions: IntentionSet {
             default_allow: true,
             rules: vec![],
         },
@@ -84,17 +83,17 @@ pub fn upstream(name: &str, target: SocketAddr) -> Upstream {
     }
 }
 
-pub fn rule(source: &str, allow: bool, precedence: i32) -> IntentionRule {
-    IntentionRule {
-        id: format!("{source}-rule"),
+/// An L4 intention from `source` to any destination.
+pub fn rule(source: &str, allow: bool) -> mesh_types::Intention {
+    mesh_types::Intention {
         source: source.into(),
-        action: if allow {
-            mesh_proxy::Action::Allow
+        destination: "*".into(),
+        action: Some(if allow {
+            mesh_types::IntentionAction::Allow
         } else {
-            mesh_proxy::Action::Deny
-        },
-        permissions: vec![],
-        precedence,
+            mesh_types::IntentionAction::Deny
+        }),
+        ..Default::default()
     }
 }
 

@@ -7,7 +7,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use mesh_proxy::{Action, HttpMatch, IntentionRule, Permission, Protocol};
+use mesh_proxy::Protocol;
+use mesh_types::{HttpMatch, Intention, IntentionAction as Action, Permission};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -67,10 +68,10 @@ async fn l7_pair() -> (Sidecar, Sidecar) {
     };
     b.update(|s| {
         s.intentions.default_allow = false;
-        s.intentions.rules = vec![IntentionRule {
-            id: "a-to-b".into(),
+        s.intentions.rules = vec![Intention {
             source: "a".into(),
-            action: Action::Allow,
+            destination: "b".into(),
+            action: None,
             permissions: vec![
                 Permission {
                     action: Action::Deny,
@@ -81,7 +82,7 @@ async fn l7_pair() -> (Sidecar, Sidecar) {
                     http: Some(prefix("/")),
                 },
             ],
-            precedence: 9,
+            ..Default::default()
         }];
     })
     .await;
@@ -164,7 +165,7 @@ async fn a_deny_closes_a_live_http_connection() {
     b.update(|s| s.intentions.rules[0].permissions.clear())
         .await; // plain L4 allow
     assert_eq!(send.send_request(req()).await.unwrap().status(), 200);
-    b.update(|s| s.intentions.rules[0].action = Action::Deny)
+    b.update(|s| s.intentions.rules[0].action = Some(Action::Deny))
         .await;
     tokio::time::timeout(WAIT, conn)
         .await

@@ -18,7 +18,7 @@ async fn a_deny_cuts_a_live_stream_at_once() {
     assert_eq!(roundtrip(&mut s, b"before").await.unwrap(), b"before");
 
     let mut snap = b.snap();
-    snap.intentions.rules = vec![rule("a", false, 9)];
+    snap.intentions.rules = vec![rule("a", false)];
     snap.index += 1;
     let t0 = Instant::now();
     b.tx.send_replace(Arc::new(snap));
@@ -56,12 +56,12 @@ async fn allowed_streams_survive_snapshot_changes() {
     let mut s = TcpStream::connect(a.upstream("b")).await.unwrap();
     assert_eq!(roundtrip(&mut s, b"0").await.unwrap(), b"0");
     // Unrelated deny, explicit allow for a, default flipped to deny, leaf renewed.
-    b.update(|s| s.intentions.rules = vec![rule("c", false, 9)])
+    b.update(|s| s.intentions.rules = vec![rule("c", false)])
         .await;
     assert_eq!(roundtrip(&mut s, b"1").await.unwrap(), b"1");
     b.update(|s| {
         s.intentions.default_allow = false;
-        s.intentions.rules.push(rule("a", true, 9));
+        s.intentions.rules.push(rule("a", true));
     })
     .await;
     assert_eq!(roundtrip(&mut s, b"2").await.unwrap(), b"2");

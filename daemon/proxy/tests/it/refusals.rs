@@ -55,7 +55,7 @@ async fn intention_deny_refuses_after_handshake() {
     let ca = Ca::new("root");
     let mut sb = snapshot(&ca, "b", echo_server().await, Protocol::Tcp);
     sb.intentions.default_allow = false;
-    sb.intentions.rules = vec![rule("c", true, 9), rule("a", false, 9)];
+    sb.intentions.rules = vec![rule("c", true), rule("a", false)];
     let b = Sidecar::start(sb).await;
     let addr = b.public();
     assert!(

@@ -1,20 +1,77 @@
-//! Intention enforcement: per connection (L4) and per request (L7).
+//! Intentions compiled into one decision: whether a source may connect
+//! (L4) and whether it may make an HTTP request (L7). The HTTP API's
+//! `intention check` and `connect/authorize` and every proxy decide with
+//! this one [`Policy`], so they cannot disagree.
 //!
-//! Rules are compiled once per snapshot (sorted, regexes built), so the hot
+//! Rules are compiled once per change (sorted, regexes built), so the hot
 //! path only compares strings.
 
 use std::fmt;
 
+use mesh_types::{HeaderMatch, HttpMatch, Intention, IntentionAction};
 use regex::Regex;
+use serde::{Deserialize, Serialize};
 
-use crate::snapshot::{Action, HeaderMatch, HttpMatch, Intentions, Protocol};
+/// The intentions that govern one destination, and the decision when none
+/// matches: what a proxy's snapshot carries and what a policy compiles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct IntentionSet {
+    /// Decision when no intention matches (the ACL default policy).
+    pub default_allow: bool,
+    /// Intentions whose destination is this one or `*`, by precedence.
+    pub rules: Vec<Intention>,
+}
+
+impl Default for IntentionSet {
+    fn default() -> Self {
+        Self {
+            default_allow: true,
+            rules: Vec::new(),
+        }
+    }
+}
+
+impl IntentionSet {
+    /// The intentions among `all` that govern traffic to `destination`.
+    pub fn for_destination<'a>(
+        all: impl IntoIterator<Item = &'a Intention>,
+        destination: &str,
+        default_allow: bool,
+    ) -> Self {
+        let mut rules: Vec<Intention> = all
+            .into_iter()
+            .filter(|i| i.destination == destination || i.destination == "*")
+            .cloned()
+            .collect();
+        mesh_types::sort_by_precedence(&mut rules);
+        Self {
+            default_allow,
+            rules,
+        }
+    }
+}
+
+/// Where a decision is made: on a connection of an L4 (tcp) listener, where
+/// intentions with HTTP permissions deny as Consul's do, or of an L7
+/// (http, http2, grpc) listener, where they are checked per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// Opaque TCP.
+    L4,
+    /// HTTP-based.
+    L7,
+}
 
 /// The outcome of an authorization, with the reason for logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     /// Whether the connection or request may proceed.
     pub allow: bool,
-    /// Which rule decided (`intention <id>`) or `default allow|deny`.
+    /// The intention that decided (`source => destination`), if any; else
+    /// the default did.
+    pub matched: Option<String>,
+    /// A sentence a user can read: which intention or default, and why.
     pub reason: String,
 }
 
@@ -34,15 +91,18 @@ pub struct Policy {
 
 #[derive(Debug, Clone)]
 struct Rule {
-    id: String,
+    /// `source => destination`.
+    name: String,
     source: String,
-    action: Action,
+    precedence: u32,
+    /// The L4 action; `None` for an intention with HTTP permissions.
+    action: Option<IntentionAction>,
     permissions: Vec<Permission>,
 }
 
 #[derive(Debug, Clone)]
 struct Permission {
-    action: Action,
+    action: IntentionAction,
     http: Option<Http>,
 }
 
@@ -95,25 +155,27 @@ pub trait RequestView {
 }
 
 impl Policy {
-    /// Compiles intentions; rules are sorted by precedence, exact sources first on ties.
-    pub fn compile(intentions: &Intentions) -> Self {
-        let mut sorted: Vec<_> = intentions.rules.iter().collect();
+    /// Compiles a destination's intentions; the highest precedence first.
+    pub fn compile(set: &IntentionSet) -> Self {
+        let mut sorted: Vec<&Intention> = set.rules.iter().collect();
         sorted.sort_by(|a, b| {
-            b.precedence
-                .cmp(&a.precedence)
-                .then_with(|| (a.source == "*").cmp(&(b.source == "*")))
+            b.precedence()
+                .cmp(&a.precedence())
+                .then_with(|| a.destination.cmp(&b.destination))
+                .then_with(|| a.source.cmp(&b.source))
         });
         let rules = sorted
             .into_iter()
-            .map(|r| Rule {
-                id: if r.id.is_empty() {
-                    format!("{} => (this service)", r.source)
+            .map(|i| Rule {
+                name: format!("{} => {}", i.source, i.destination),
+                source: i.source.clone(),
+                precedence: i.precedence(),
+                action: if i.permissions.is_empty() {
+                    Some(i.action.unwrap_or(IntentionAction::Allow))
                 } else {
-                    r.id.clone()
+                    None
                 },
-                source: r.source.clone(),
-                action: r.action,
-                permissions: r
+                permissions: i
                     .permissions
                     .iter()
                     .map(|p| Permission {
@@ -124,7 +186,7 @@ impl Policy {
             })
             .collect();
         Self {
-            default_allow: intentions.default_allow,
+            default_allow: set.default_allow,
             rules,
         }
     }
@@ -138,6 +200,7 @@ impl Policy {
     fn default_verdict(&self) -> Verdict {
         Verdict {
             allow: self.default_allow,
+            matched: None,
             reason: if self.default_allow {
                 "default allow".into()
             } else {
@@ -146,28 +209,44 @@ impl Policy {
         }
     }
 
-    /// Decides whether `source` may open a connection on a listener of `protocol`.
-    pub fn connection(&self, source: &str, protocol: Protocol) -> Verdict {
+    fn by(rule: &Rule, allow: bool, reason: String) -> Verdict {
+        Verdict {
+            allow,
+            matched: Some(rule.name.clone()),
+            reason,
+        }
+    }
+
+    /// Decides whether `source` may open a connection on a listener of `layer`.
+    pub fn connection(&self, source: &str, layer: Layer) -> Verdict {
         let Some(rule) = self.rule_for(source) else {
             return self.default_verdict();
         };
-        if rule.permissions.is_empty() {
-            return Verdict {
-                allow: rule.action == Action::Allow,
-                reason: format!("intention {}", rule.id),
-            };
-        }
-        if protocol.is_l7() {
+        match (rule.action, layer) {
+            (Some(action), _) => Self::by(
+                rule,
+                action == IntentionAction::Allow,
+                format!(
+                    "intention {} ({}, precedence {})",
+                    rule.name,
+                    action.as_str(),
+                    rule.precedence
+                ),
+            ),
             // Requests are checked one by one.
-            Verdict {
-                allow: true,
-                reason: format!("intention {} (L7, checked per request)", rule.id),
-            }
-        } else {
-            Verdict {
-                allow: false,
-                reason: format!("intention {} has L7 permissions on a tcp listener", rule.id),
-            }
+            (None, Layer::L7) => Self::by(
+                rule,
+                true,
+                format!("intention {} (L7, checked per request)", rule.name),
+            ),
+            (None, Layer::L4) => Self::by(
+                rule,
+                false,
+                format!(
+                    "intention {} has HTTP permissions, which deny L4 connections",
+                    rule.name
+                ),
+            ),
         }
     }
 
@@ -176,33 +255,36 @@ impl Policy {
         let Some(rule) = self.rule_for(source) else {
             return self.default_verdict();
         };
-        if rule.permissions.is_empty() {
-            return Verdict {
-                allow: rule.action == Action::Allow,
-                reason: format!("intention {}", rule.id),
-            };
+        if let Some(action) = rule.action {
+            return Self::by(
+                rule,
+                action == IntentionAction::Allow,
+                format!("intention {} ({})", rule.name, action.as_str()),
+            );
         }
         for (i, p) in rule.permissions.iter().enumerate() {
             match p.http.as_ref().map_or(Some(true), |h| h.matches(req)) {
                 Some(true) => {
-                    return Verdict {
-                        allow: p.action == Action::Allow,
-                        reason: format!("intention {} permission {i}", rule.id),
-                    }
+                    return Self::by(
+                        rule,
+                        p.action == IntentionAction::Allow,
+                        format!("intention {} permission {i}", rule.name),
+                    )
                 }
                 Some(false) => {}
                 None => {
-                    return Verdict {
-                        allow: false,
-                        reason: format!("intention {} permission {i} (invalid regex)", rule.id),
-                    }
+                    return Self::by(
+                        rule,
+                        false,
+                        format!("intention {} permission {i} (invalid regex)", rule.name),
+                    )
                 }
             }
         }
         let mut v = self.default_verdict();
         v.reason = format!(
             "{} (no permission of intention {} matched)",
-            v.reason, rule.id
+            v.reason, rule.name
         );
         v
     }
@@ -215,7 +297,7 @@ impl Http {
             path_prefix: m.path_prefix.clone(),
             path_regex: m.path_regex.as_deref().map(Matcher::new),
             methods: m.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
-            headers: m.header.iter().map(Header::compile).collect(),
+            headers: m.headers.iter().map(Header::compile).collect(),
         }
     }
 
@@ -298,5 +380,4 @@ impl Header {
 }
 
 #[cfg(test)]
-#[path = "authz_tests.rs"]
 mod tests;

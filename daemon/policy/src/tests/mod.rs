@@ -1,5 +1,7 @@
 use super::*;
-use crate::snapshot::{IntentionRule, Permission as P};
+use mesh_types::{IntentionAction as Action, Permission as P};
+
+mod agreement;
 
 struct Req {
     path: &'static str,
@@ -31,67 +33,75 @@ fn get(path: &'static str) -> Req {
     }
 }
 
-fn rule(id: &str, source: &str, action: Action, precedence: i32) -> IntentionRule {
-    IntentionRule {
-        id: id.into(),
+/// An L4 intention `source => destination`.
+fn rule(source: &str, destination: &str, action: Action) -> Intention {
+    Intention {
         source: source.into(),
-        action,
-        permissions: vec![],
-        precedence,
+        destination: destination.into(),
+        action: Some(action),
+        ..Default::default()
     }
 }
 
 #[test]
 fn highest_precedence_first_match_decides_and_default_applies() {
-    let intentions = Intentions {
+    let set = IntentionSet {
         default_allow: false,
         // Deliberately unsorted.
         rules: vec![
-            rule("star", "*", Action::Deny, 8),
-            rule("api", "api", Action::Allow, 9),
+            rule("*", "db", Action::Deny),
+            rule("api", "db", Action::Allow),
         ],
     };
-    let p = Policy::compile(&intentions);
-    let v = p.connection("api", Protocol::Tcp);
+    let p = Policy::compile(&set);
+    let v = p.connection("api", Layer::L4);
     assert!(v.allow);
-    assert_eq!(v.reason, "intention api");
-    let v = p.connection("web", Protocol::Tcp);
+    assert_eq!(v.matched.as_deref(), Some("api => db"));
+    assert_eq!(v.reason, "intention api => db (allow, precedence 9)");
+    let v = p.connection("web", Layer::L4);
     assert!(!v.allow);
-    assert_eq!(v.reason, "intention star");
+    assert_eq!(v.matched.as_deref(), Some("* => db"));
 
-    let p = Policy::compile(&Intentions {
+    let p = Policy::compile(&IntentionSet {
         default_allow: false,
         rules: vec![],
     });
-    assert_eq!(p.connection("x", Protocol::Tcp).reason, "default deny");
+    let v = p.connection("x", Layer::L4);
+    assert_eq!((v.reason.as_str(), v.matched), ("default deny", None));
     assert!(
-        Policy::compile(&Intentions::default())
-            .connection("x", Protocol::Tcp)
+        Policy::compile(&IntentionSet::default())
+            .connection("x", Layer::L4)
             .allow
     );
 }
 
 #[test]
-fn exact_source_beats_wildcard_on_equal_precedence() {
-    let p = Policy::compile(&Intentions {
-        default_allow: true,
-        rules: vec![
-            rule("w", "*", Action::Allow, 5),
-            rule("e", "api", Action::Deny, 5),
+fn a_wildcard_destination_ranks_below_an_exact_one() {
+    // web => * (6) loses to * => db (8) for web → db.
+    let set = IntentionSet::for_destination(
+        &[
+            rule("web", "*", Action::Allow),
+            rule("*", "db", Action::Deny),
+            rule("*", "other", Action::Allow),
         ],
-    });
-    assert!(!p.connection("api", Protocol::Tcp).allow);
+        "db",
+        true,
+    );
+    assert_eq!(set.rules.len(), 2, "only db's and *'s intentions");
+    let v = Policy::compile(&set).connection("web", Layer::L4);
+    assert!(!v.allow);
+    assert_eq!(v.matched.as_deref(), Some("* => db"));
 }
 
 fn l7(perms: Vec<P>) -> Policy {
-    Policy::compile(&Intentions {
+    Policy::compile(&IntentionSet {
         default_allow: false,
-        rules: vec![IntentionRule {
-            id: "l7".into(),
+        rules: vec![Intention {
             source: "api".into(),
-            action: Action::Allow,
+            destination: "web".into(),
+            action: None,
             permissions: perms,
-            precedence: 9,
+            ..Default::default()
         }],
     })
 }
@@ -129,8 +139,8 @@ fn l7_paths_and_methods() {
             },
         ),
     ]);
-    assert!(p.connection("api", Protocol::Http).allow);
-    assert!(!p.connection("api", Protocol::Tcp).allow);
+    assert!(p.connection("api", Layer::L7).allow);
+    assert!(!p.connection("api", Layer::L4).allow);
     assert!(!p.request("api", &get("/admin/x")).allow);
     assert!(p.request("api", &get("/health")).allow);
     assert!(!p.request("api", &get("/health/x")).allow);
@@ -154,7 +164,7 @@ fn l7_headers() {
         l7(vec![perm(
             Action::Allow,
             HttpMatch {
-                header: vec![h],
+                headers: vec![h],
                 ..Default::default()
             },
         )])
