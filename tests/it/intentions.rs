@@ -124,32 +124,13 @@ async fn intentions_crud_precedence_and_config_entry_view() {
     // An intention with HTTP permissions denies an L4 check, as Consul's
     // `intention check` does (the proxy decides the same way on a tcp
     // listener); the L4 allow beside it still allows.
-    let check = |s: &str| {
-        a.url(&format!(
-            "/v1/connect/intentions/check?source={s}&destination=db"
-        ))
-    };
-    let l7: Value = c
-        .get(check("admin"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let l7 = crate::fetch_json(&c, check("admin")).await;
     assert_eq!(l7["Allowed"], false, "{l7}");
     assert!(
         l7["Reason"].as_str().unwrap().contains("HTTP permissions"),
         "{l7}"
     );
-    let l4: Value = c
-        .get(check("web"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let l4 = crate::fetch_json(&c, check("web")).await;
     assert_eq!(l4["Allowed"], true, "{l4}");
     let web: Value = c
         .get(exact("web", "db"))
