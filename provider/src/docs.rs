@@ -28,6 +28,14 @@ mod tests {
         out
     }
 
+    /// Every resource has an example, and the docs embed it: a missing
+    /// file fails, naming it (tests/it/terraform.rs validates each one
+    /// with terraform).
+    fn example(root: &Path, rel: &str) -> String {
+        std::fs::read_to_string(root.join(rel))
+            .unwrap_or_else(|e| panic!("{rel}: {e}; every resource needs an example"))
+    }
+
     #[test]
     fn docs_match_the_schema() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -38,19 +46,16 @@ mod tests {
                 "Provider",
                 "mesh",
                 &p.schema(),
-                std::fs::read_to_string(root.join("examples/provider.tf"))
-                    .ok()
-                    .as_deref(),
+                Some(example(root, "examples/provider.tf").as_str()),
             ),
         )];
         for r in p.resources() {
             let name = r.type_name();
-            let ex =
-                std::fs::read_to_string(root.join(format!("examples/resources/{name}.tf"))).ok();
+            let ex = example(root, &format!("examples/resources/{name}.tf"));
             let short = name.trim_start_matches("mesh_");
             pages.push((
                 format!("docs/resources/{short}.md"),
-                page("Resource", name, &r.schema(), ex.as_deref()),
+                page("Resource", name, &r.schema(), Some(ex.as_str())),
             ));
         }
         for d in p.data_sources() {
@@ -65,17 +70,18 @@ mod tests {
         let mut stale = Vec::new();
         for (rel, text) in pages {
             let path = root.join(&rel);
-            if write {
-                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-                std::fs::write(&path, &text).unwrap();
-            }
             if std::fs::read_to_string(&path).unwrap_or_default() != text {
+                if write {
+                    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                    std::fs::write(&path, &text).unwrap();
+                }
                 stale.push(rel);
             }
         }
+        // Rewriting never makes the run pass: a stale page is always a failure.
         assert!(
             stale.is_empty(),
-            "{stale:?} stale: run MESH_DOCS_WRITE=1 cargo test -p terraform-provider-mesh"
+            "{stale:?} stale (rewritten if MESH_DOCS_WRITE was set; review and commit): run MESH_DOCS_WRITE=1 cargo test -p terraform-provider-mesh"
         );
     }
 }

@@ -764,3 +764,24 @@ async fn terraform_examples_and_module_work() {
         }
     }
 }
+
+/// The provider's examples, which its docs embed, are valid Terraform for
+/// this provider's schema: `terraform validate` over all of them together.
+#[tokio::test]
+async fn the_documented_examples_validate() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let examples = repo.join("provider/examples");
+    let root = tempfile::tempdir().unwrap();
+    let tf = Tf::new(root.path(), "examples");
+    let mut files = vec![examples.join("provider.tf")];
+    for entry in std::fs::read_dir(examples.join("resources")).unwrap() {
+        files.push(entry.unwrap().path());
+    }
+    assert!(files.len() > 5, "examples found: {files:?}");
+    for f in &files {
+        std::fs::copy(f, tf.dir.join(f.file_name().unwrap())).unwrap();
+    }
+    let r = tf.run(&["validate"]).await;
+    assert_eq!(r.code, 0, "terraform validate of {files:?}:\n{}", r.out);
+    assert!(r.out.contains("The configuration is valid"), "{}", r.out);
+}

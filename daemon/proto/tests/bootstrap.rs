@@ -18,10 +18,12 @@ fn generated_code_is_current() {
         .expect("protoc failed: apt-get install protobuf-compiler");
     let fresh = std::fs::read_to_string(out.path().join("mesh.raft.v1.rs")).unwrap();
     let checked_in = root.join("src/gen/mesh.raft.v1.rs");
-    if std::env::var_os("MESH_PROTO_WRITE").is_some() {
-        std::fs::write(&checked_in, &fresh).unwrap();
-    }
     let current = std::fs::read_to_string(&checked_in).unwrap_or_default();
+    if current != fresh && std::env::var_os("MESH_PROTO_WRITE").is_some() {
+        std::fs::write(&checked_in, &fresh).unwrap();
+        // Rewriting never makes the run pass: a stale file is always a failure.
+        panic!("src/gen/mesh.raft.v1.rs was stale and has been rewritten; review and commit it");
+    }
     assert!(
         current == fresh,
         "src/gen/mesh.raft.v1.rs is stale: run MESH_PROTO_WRITE=1 cargo test -p mesh-proto"
