@@ -125,22 +125,33 @@ struct Header {
     invert: bool,
 }
 
-/// A compiled regex, or the fact that it did not compile (fails closed).
+/// A regex, compiled at its first use: L4 decisions (the API's checks, tcp
+/// listeners) never pay for it. One that does not compile matches nothing
+/// and fails closed.
 #[derive(Debug, Clone)]
-enum Matcher {
-    Ok(Regex),
-    Invalid,
+struct Matcher {
+    source: String,
+    compiled: std::sync::OnceLock<Option<Regex>>,
 }
 
 impl Matcher {
     fn new(re: &str) -> Self {
-        match Regex::new(&format!("^(?:{re})$")) {
-            Ok(r) => Matcher::Ok(r),
-            Err(e) => {
-                tracing::warn!(regex = re, error = %e, "invalid regex in intention; it matches nothing and its permission denies");
-                Matcher::Invalid
-            }
+        Matcher {
+            source: re.to_string(),
+            compiled: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Whether `text` matches whole; `None` if the regex is invalid.
+    fn is_match(&self, text: &str) -> Option<bool> {
+        let re = self.compiled.get_or_init(|| {
+            Regex::new(&format!("^(?:{})$", self.source))
+                .inspect_err(|e| {
+                    tracing::warn!(regex = %self.source, error = %e, "invalid regex in intention; it matches nothing and its permission denies");
+                })
+                .ok()
+        });
+        re.as_ref().map(|r| r.is_match(text))
     }
 }
 
@@ -312,10 +323,10 @@ impl Http {
         {
             return Some(false);
         }
-        match &self.path_regex {
-            Some(Matcher::Invalid) => return None,
-            Some(Matcher::Ok(re)) if !re.is_match(path) => return Some(false),
-            _ => {}
+        if let Some(re) = &self.path_regex {
+            if !re.is_match(path)? {
+                return Some(false);
+            }
         }
         if !self.methods.is_empty() && !self.methods.iter().any(|m| m == req.method()) {
             return Some(false);
@@ -353,8 +364,7 @@ impl Header {
                     && self.suffix.as_ref().is_none_or(|s| v.ends_with(s.as_str()))
                     && match &self.regex {
                         None => true,
-                        Some(Matcher::Ok(re)) => re.is_match(v),
-                        Some(Matcher::Invalid) => return None,
+                        Some(re) => re.is_match(v)?,
                     },
             )
         };
