@@ -7,8 +7,9 @@ need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 # libclang-dev: rocksdb's bindgen; mold: the linker in .cargo/config.toml;
 # ccache: caches RocksDB's C++ between clean builds; protobuf-compiler: the
-# generated-code drift test; bind9-dnsutils etc. come with the tests that use them.
-for pkg in libclang-dev mold ccache protobuf-compiler bind9-dnsutils python3-venv iptables iproute2 "$@"; do
+# generated-code drift test; strace: the store's fsync-order test;
+# bind9-dnsutils etc. come with the tests that use them.
+for pkg in libclang-dev mold ccache protobuf-compiler bind9-dnsutils python3-venv iptables iproute2 strace "$@"; do
   have "$pkg" || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -21,6 +21,7 @@ mod linearizable;
 mod partition;
 mod proxy;
 mod reload;
+mod snapshots;
 mod storage;
 mod terraform;
 mod terraform_acl;

@@ -71,6 +71,8 @@ pub struct Agent {
     reload_rx: parking::Slot<mpsc::Receiver<crate::reload::ReloadRequest>>,
     /// Signer and leaf cache for the Connect CA (servers).
     pub(crate) ca: crate::connect_ca::CaRuntime,
+    /// Proxy snapshots, computed once per change for all their watchers.
+    pub(crate) snapshots: crate::snapshot_hub::SnapshotHub,
     _dev_dir: Option<tempfile::TempDir>,
     /// Where Raft keeps its log and state (servers).
     pub(crate) raft_dir: Option<PathBuf>,
@@ -254,6 +256,7 @@ impl Agent {
             reload_tx,
             reload_rx: parking::Slot::new(Some(reload_rx)),
             ca: Default::default(),
+            snapshots: crate::snapshot_hub::SnapshotHub::new(tokio::runtime::Handle::current()),
             config,
             node_id,
             state,
@@ -364,6 +367,7 @@ impl Agent {
             tasks.spawn(duties::bootstrap(self.clone()));
             tasks.spawn(duties::membership(self.clone()));
             tasks.spawn(crate::connect_ca::leader_loop(self.clone()));
+            tasks.spawn(crate::snapshot_hub::run(self.clone()));
             tasks.spawn(crate::storage::watch(self.clone()));
         }
         if let Some(updates) = self.check_updates.take() {

@@ -123,6 +123,10 @@ impl AgentHandle for AgentView {
             .map(|s| s.service.name.clone())
     }
 
+    fn metrics_text(&self) -> String {
+        self.agent.snapshots.metrics_text()
+    }
+
     fn config_status(&self) -> serde_json::Value {
         serde_json::to_value(&*self.agent.config_status.lock()).unwrap_or_default()
     }

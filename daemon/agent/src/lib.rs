@@ -22,6 +22,7 @@ mod reconcile;
 #[cfg(test)]
 mod reconcile_fuzz;
 mod reload;
+mod snapshot_hub;
 mod storage;
 mod sync;
 

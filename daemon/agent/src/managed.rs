@@ -1,9 +1,9 @@
 //! Managed sidecars: with `connect { managed_sidecars = true }`, the agent
 //! runs the built-in proxy itself for every sidecar registered through
 //! `connect { sidecar_service {} }`, so users need no second command. Each
-//! one reads its snapshot from this agent like `mesh connect proxy` does,
-//! and runs on a thread of its own with the same one-thread runtime, so its
-//! data path neither waits on the agent's work nor slows it.
+//! one subscribes to its snapshot in the agent's snapshot hub (in process,
+//! no HTTP), and runs on a thread of its own with the same one-thread
+//! runtime, so its data path neither waits on the agent's work nor slows it.
 //!
 //! The sidecar's proxy config may name an admin listener (`/ready`,
 //! `/metrics`): `admin_bind_addr`, or Consul's `envoy_prometheus_bind_addr`.
@@ -13,10 +13,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mesh_proxy::{Proxy, SourceConfig};
-use tokio::sync::oneshot;
+use mesh_proxy::{Proxy, ProxySnapshot};
+use tokio::sync::{oneshot, watch};
 
 use crate::build::{Agent, Stop};
+use crate::snapshot_hub::{self, ProxyKey, Watched};
 
 /// What a sidecar's proxy config says of its admin listener: an address,
 /// none, or why the value is unusable.
@@ -29,7 +30,7 @@ struct Running {
 }
 
 /// Starts one sidecar on its own thread; it drains and ends when `stop` fires.
-fn start(id: &str, source: SourceConfig, setting: &AdminSetting) -> std::io::Result<Running> {
+fn start(agent: &Arc<Agent>, id: &str, setting: &AdminSetting) -> std::io::Result<Running> {
     let admin = match setting {
         Ok(addr) => *addr,
         Err(e) => {
@@ -40,6 +41,7 @@ fn start(id: &str, source: SourceConfig, setting: &AdminSetting) -> std::io::Res
     let (stop, stopped) = oneshot::channel::<()>();
     let runtime = mesh_proxy::runtime(mesh_proxy::DEFAULT_WORKERS)?;
     let name = id.to_string();
+    let agent = agent.clone();
     std::thread::Builder::new()
         .name(format!("sidecar {id}"))
         .spawn(move || {
@@ -48,17 +50,62 @@ fn start(id: &str, source: SourceConfig, setting: &AdminSetting) -> std::io::Res
                     Some(addr) => bind_admin(&name, addr).await,
                     None => None,
                 };
-                let (snapshots, _poller) = mesh_proxy::source::spawn(source);
+                let (tx, snapshots) = watch::channel(Arc::new(ProxySnapshot::default()));
+                let follower = tokio::spawn(follow(agent, name, tx));
                 let handle = Proxy::spawn(snapshots, listener, async move {
                     let _ = stopped.await;
                 });
                 handle.join().await;
+                follower.abort();
             })
         })?;
     Ok(Running {
         admin: setting.clone(),
         stop,
     })
+}
+
+/// Feeds the sidecar its snapshots from the hub. A snapshot that cannot be
+/// served (a leaf the CA cannot sign yet, a server out of reach) is asked
+/// for again after a pause; the sidecar keeps running on the last one.
+async fn follow(agent: Arc<Agent>, id: String, tx: watch::Sender<Arc<ProxySnapshot>>) {
+    let key = match agent.raft {
+        Some(_) => ProxyKey::local(&id),
+        // Relayed from a server, which checks this agent's token.
+        None => ProxyKey {
+            token: agent.live.lock().acl.own_token(),
+            ..ProxyKey::local(&id)
+        },
+    };
+    let mut pause = Duration::from_millis(250);
+    loop {
+        let mut rx = snapshot_hub::subscribe(&agent, key.clone());
+        loop {
+            let seen = rx.borrow_and_update().clone();
+            match seen {
+                Watched::Ready(p) => {
+                    pause = Duration::from_millis(250);
+                    tx.send_if_modified(|cur| {
+                        let changed = **cur != *p.snapshot;
+                        if changed {
+                            *cur = p.snapshot.clone();
+                        }
+                        changed
+                    });
+                }
+                Watched::Failed(f) => {
+                    tracing::warn!(proxy = %id, status = %f.status, error = %f.body.trim(), retry_in = ?pause, "managed sidecar's snapshot");
+                    break;
+                }
+                Watched::Pending => {}
+            }
+            if rx.changed().await.is_err() {
+                break;
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(10));
+    }
 }
 
 /// Binds the admin listener, waiting briefly for a sidecar being replaced to let go of it.
@@ -107,13 +154,6 @@ pub(crate) async fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
     if !agent.config.connect_managed_sidecars {
         return Ok(());
     }
-    let Some(mut http) = agent.http_addr else {
-        tracing::warn!("managed sidecars need the HTTP API (ports.http), none started");
-        return Ok(());
-    };
-    if http.ip().is_unspecified() {
-        http.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
     let mut stop = agent.shutdown.subscribe();
     let mut versions = agent.local.versions.subscribe();
@@ -136,9 +176,7 @@ pub(crate) async fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
             if running.contains_key(id) {
                 continue;
             }
-            let mut source = SourceConfig::new(format!("http://{http}"), id.clone());
-            source.token = agent.live.lock().acl.own_token();
-            match start(id, source, admin) {
+            match start(&agent, id, admin) {
                 Ok(r) => {
                     tracing::info!(proxy = %id, admin = ?admin, "managed sidecar started");
                     running.insert(id.clone(), r);

@@ -218,6 +218,8 @@ impl Agent {
             changed
         });
         *self.live.lock() = new.clone();
+        // The intention default is part of every proxy snapshot.
+        self.snapshots.refresh();
         // The agent token applies live, to the writes this agent forwards.
         self.rpc_network.set_token(new.acl.own_token());
         if let Some(raft) = &self.raft {

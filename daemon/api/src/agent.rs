@@ -65,8 +65,9 @@ pub(crate) async fn metrics(State(api): State<Api>) -> impl axum::response::Into
     let body = format!(
         "# HELP mesh_api_queries_blocking Blocking queries (?index=) open on this agent's HTTP API.\n\
          # TYPE mesh_api_queries_blocking gauge\n\
-         mesh_api_queries_blocking {}\n",
-        api.parked.total()
+         mesh_api_queries_blocking {}\n{}",
+        api.parked.total(),
+        api.agent.metrics_text()
     );
     (
         [(

@@ -104,6 +104,10 @@ pub trait AgentHandle: Send + Sync + 'static {
     fn config_status(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
+    /// The agent's own metrics, in Prometheus' text format.
+    fn metrics_text(&self) -> String {
+        String::new()
+    }
     /// ACL settings (disabled unless configured).
     fn acl(&self) -> AclSettings {
         AclSettings::default()

@@ -1,0 +1,803 @@
+//! The snapshot hub: each proxy's snapshot is computed once per relevant
+//! change and every watcher of that proxy (HTTP blocking queries, managed
+//! sidecars, later the xDS server) shares the result through a
+//! `watch::Receiver`.
+//!
+//! On a server one task recomputes the snapshots of all watched proxies in
+//! one pass when the catalog, health, config entries (intentions), the CA,
+//! this agent's registrations or its live settings change. Parts shared by
+//! many proxies (a destination's intentions and protocol, an upstream's
+//! endpoints) are computed once per pass. A snapshot is published only when
+//! its content differs from the last one, so its version moves only then.
+//!
+//! A client agent holds no catalog and no CA: each watched proxy has one
+//! relay task that long-polls a server for it (with a CSR, so the key stays
+//! here) and publishes what comes back, however many local watchers there
+//! are.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use mesh_proxy::{Endpoint, IntentionSet, Leaf, Protocol, ProxySnapshot, PublicListener, Upstream};
+use mesh_state::{State, Table};
+use mesh_types::{CheckStatus, Service};
+use parking_lot::Mutex;
+use tokio::sync::{watch, Notify};
+
+use crate::build::{Agent, Stop};
+use crate::connect_ca::{CaRequestError, CachedLeaf};
+
+/// How long a proxy nobody watches keeps its slot: blocking queries let go
+/// between polls, and a slot that survives them keeps its version.
+const IDLE_GRACE: Duration = Duration::from_secs(60);
+
+/// How soon a failed leaf signing is retried while the last snapshot stays.
+const LEAF_RETRY_SECS: i64 = 5;
+
+/// The state tables a snapshot is computed from.
+const INPUT_TABLES: [Table; 4] = [Table::Services, Table::Checks, Table::Config, Table::Ca];
+
+/// The newest index among the input tables.
+fn newest_input(s: &State) -> u64 {
+    INPUT_TABLES
+        .map(|t| s.table_index(t))
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+}
+
+/// Longest a relayed blocking query to a server waits.
+const RELAY_WAIT: Duration = Duration::from_secs(300);
+
+/// Which proxy, as seen by whom.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ProxyKey {
+    /// The proxy's service ID.
+    pub id: String,
+    /// On a server: the client agent's node the proxy is registered on
+    /// (`None`: this agent's own registration).
+    pub node: Option<String>,
+    /// On a server: the CSR a client agent sent for the proxy's leaf.
+    pub csr: Option<String>,
+    /// On a client agent: the token the relay presents to the server (the
+    /// server checks the proxy's own token).
+    pub token: Option<String>,
+}
+
+impl ProxyKey {
+    /// This agent's own proxy `id`.
+    pub(crate) fn local(id: &str) -> Self {
+        ProxyKey {
+            id: id.to_string(),
+            node: None,
+            csr: None,
+            token: None,
+        }
+    }
+}
+
+/// What a watcher sees.
+#[derive(Clone, Default)]
+pub(crate) enum Watched {
+    /// The first snapshot is being computed.
+    #[default]
+    Pending,
+    Ready(Arc<Published>),
+    /// No such proxy, or it cannot be served now; the slot is gone and the
+    /// next watcher starts afresh.
+    Failed(Arc<Failure>),
+}
+
+/// A published snapshot and its JSON, rendered once for all HTTP watchers.
+pub(crate) struct Published {
+    pub snapshot: Arc<ProxySnapshot>,
+    json: OnceLock<Bytes>,
+}
+
+impl Published {
+    fn new(snapshot: ProxySnapshot) -> Arc<Self> {
+        Arc::new(Published {
+            snapshot: Arc::new(snapshot),
+            json: OnceLock::new(),
+        })
+    }
+
+    /// The snapshot as the HTTP endpoint sends it.
+    pub(crate) fn json(&self) -> Bytes {
+        self.json
+            .get_or_init(|| {
+                serde_json::to_vec(&*self.snapshot)
+                    .map(Bytes::from)
+                    .unwrap_or_default()
+            })
+            .clone()
+    }
+}
+
+/// Why a proxy's snapshot cannot be served: the HTTP answer to give.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub status: StatusCode,
+    pub body: String,
+}
+
+impl Failure {
+    fn new(status: StatusCode, message: impl std::fmt::Display) -> Arc<Self> {
+        Arc::new(Failure {
+            status,
+            body: format!("{message}\n"),
+        })
+    }
+
+    fn unknown(id: &str) -> Arc<Self> {
+        Failure::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown proxy service ID {id:?} on this agent"),
+        )
+    }
+
+    fn from_ca(e: CaRequestError) -> Arc<Self> {
+        match e {
+            CaRequestError::Bad(m) => Failure::new(StatusCode::BAD_REQUEST, format!("csr: {m}")),
+            CaRequestError::Unavailable(m) => Failure::new(StatusCode::SERVICE_UNAVAILABLE, m),
+            CaRequestError::RateLimited(m) => Failure::new(StatusCode::TOO_MANY_REQUESTS, m),
+        }
+    }
+}
+
+/// The content last published for a proxy, and its version: the version
+/// moves only when the content does.
+#[derive(Default)]
+pub(crate) struct Versioned {
+    content: Option<ProxySnapshot>,
+    version: u64,
+}
+
+impl Versioned {
+    /// Offers freshly computed content (its `index` ignored); returns the
+    /// snapshot to publish, stamped with its version, if it differs from the
+    /// last. `floor` keeps versions above what an earlier slot for the
+    /// same proxy may have handed out.
+    pub(crate) fn offer(
+        &mut self,
+        mut content: ProxySnapshot,
+        floor: u64,
+    ) -> Option<ProxySnapshot> {
+        content.index = 0;
+        if self.content.as_ref() == Some(&content) {
+            return None;
+        }
+        self.version = (self.version + 1).max(floor);
+        let mut out = content.clone();
+        out.index = self.version;
+        self.content = Some(content);
+        Some(out)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.content.is_none()
+    }
+}
+
+struct Slot {
+    tx: Arc<watch::Sender<Watched>>,
+    generation: u64,
+    versioned: Versioned,
+    /// Server: the leaf in the last snapshot and when it next changes.
+    leaf: Option<CachedLeaf>,
+    leaf_due: i64,
+    /// Since when nobody has watched this slot.
+    idle_since: Option<Instant>,
+}
+
+/// Shared by the HTTP endpoint, managed sidecars and the hub's own tasks.
+pub(crate) struct SnapshotHub {
+    /// The agent's runtime: relays run there, whoever subscribes.
+    runtime: tokio::runtime::Handle,
+    slots: Mutex<HashMap<ProxyKey, Slot>>,
+    /// A server slot waits for its first pass.
+    added: Notify,
+    /// Live settings (the intention default) changed.
+    refresh: Notify,
+    generations: AtomicU64,
+    /// A client agent's key and CSR per `<node>/<service>`, made once.
+    client_keys: Mutex<HashMap<String, (mesh_ca::SecretPem, String)>>,
+    /// Recomputations of all watched snapshots (server).
+    passes: AtomicU64,
+    /// Snapshots handed out with a new version.
+    published: AtomicU64,
+    /// The newest catalog, config or CA index the last finished pass read.
+    pass_index: AtomicU64,
+}
+
+impl SnapshotHub {
+    /// A hub whose tasks run on `runtime`.
+    pub(crate) fn new(runtime: tokio::runtime::Handle) -> Self {
+        SnapshotHub {
+            runtime,
+            slots: Default::default(),
+            added: Notify::new(),
+            refresh: Notify::new(),
+            generations: AtomicU64::new(0),
+            client_keys: Default::default(),
+            passes: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            pass_index: AtomicU64::new(0),
+        }
+    }
+
+    /// The hub's counters and gauge, in Prometheus' text format.
+    pub(crate) fn metrics_text(&self) -> String {
+        format!(
+            "# HELP mesh_proxy_snapshot_passes_total Times the watched proxy snapshots were recomputed.\n\
+             # TYPE mesh_proxy_snapshot_passes_total counter\n\
+             mesh_proxy_snapshot_passes_total {}\n\
+             # HELP mesh_proxy_snapshots_published_total Proxy snapshots handed out with a new version.\n\
+             # TYPE mesh_proxy_snapshots_published_total counter\n\
+             mesh_proxy_snapshots_published_total {}\n\
+             # HELP mesh_proxy_snapshot_pass_index The newest catalog, config or CA index the last recomputation read.\n\
+             # TYPE mesh_proxy_snapshot_pass_index gauge\n\
+             mesh_proxy_snapshot_pass_index {}\n\
+             # HELP mesh_proxy_snapshots_watched Proxies whose snapshot the hub keeps.\n\
+             # TYPE mesh_proxy_snapshots_watched gauge\n\
+             mesh_proxy_snapshots_watched {}\n",
+            self.passes.load(Ordering::Relaxed),
+            self.published.load(Ordering::Relaxed),
+            self.pass_index.load(Ordering::Relaxed),
+            self.slots.lock().len()
+        )
+    }
+
+    /// Recompute every watched snapshot (live settings changed).
+    pub(crate) fn refresh(&self) {
+        self.refresh.notify_one();
+    }
+}
+
+/// A receiver of proxy `key`'s snapshot; its first value may be
+/// [`Watched::Pending`].
+pub(crate) fn subscribe(agent: &Arc<Agent>, key: ProxyKey) -> watch::Receiver<Watched> {
+    let hub = &agent.snapshots;
+    let mut slots = hub.slots.lock();
+    if let Some(slot) = slots.get_mut(&key) {
+        slot.idle_since = None;
+        return slot.tx.subscribe();
+    }
+    let (tx, rx) = watch::channel(Watched::Pending);
+    let tx = Arc::new(tx);
+    let generation = hub.generations.fetch_add(1, Ordering::Relaxed);
+    slots.insert(
+        key.clone(),
+        Slot {
+            tx: tx.clone(),
+            generation,
+            versioned: Versioned::default(),
+            leaf: None,
+            leaf_due: 0,
+            idle_since: None,
+        },
+    );
+    drop(slots);
+    if agent.raft.is_some() {
+        hub.added.notify_one();
+    } else {
+        hub.runtime.spawn(relay(agent.clone(), key, generation, tx));
+    }
+    rx
+}
+
+/// Drops slot `key` if it is still generation `generation`.
+fn remove(hub: &SnapshotHub, key: &ProxyKey, generation: u64) {
+    let mut slots = hub.slots.lock();
+    if slots.get(key).is_some_and(|s| s.generation == generation) {
+        slots.remove(key);
+    }
+}
+
+/// The server's hub task: one pass per relevant change.
+pub(crate) async fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
+    let hub = agent.state.hub();
+    let mut watches = INPUT_TABLES.map(|t| hub.subscribe(t));
+    let mut local = agent.local.versions.subscribe();
+    let mut stop = agent.shutdown.subscribe();
+    let mut last_ca = None;
+    loop {
+        for w in &mut watches {
+            w.borrow_and_update();
+        }
+        local.borrow_and_update();
+        let next_due = pass(&agent, &mut last_ca).await;
+        // At least once per grace period, so slots nobody watches go.
+        let until_due = (next_due - mesh_ca::unix_now()).clamp(1, IDLE_GRACE.as_secs() as i64);
+        let wake = tokio::time::Instant::now() + Duration::from_secs(until_due as u64);
+        let [a, b, c, d] = &mut watches;
+        tokio::select! {
+            _ = a.changed() => {}
+            _ = b.changed() => {}
+            _ = c.changed() => {}
+            _ = d.changed() => {}
+            _ = local.changed() => {}
+            _ = agent.snapshots.added.notified() => {}
+            _ = agent.snapshots.refresh.notified() => {}
+            _ = tokio::time::sleep_until(wake) => {}
+            _ = stop.wait_for(|s| *s != Stop::Running) => return Ok(()),
+        }
+    }
+}
+
+/// What one pass needs to know of a slot.
+struct Want {
+    key: ProxyKey,
+    generation: u64,
+    refresh_leaf: bool,
+    leaf: Option<CachedLeaf>,
+}
+
+/// Recompute every slot; publish the ones whose content changed. Returns
+/// when the earliest leaf changes (unix seconds).
+async fn pass(agent: &Arc<Agent>, last_ca: &mut Option<u64>) -> i64 {
+    let hub = &agent.snapshots;
+    hub.passes.fetch_add(1, Ordering::Relaxed);
+    let now = mesh_ca::unix_now();
+    let stored = agent.stored_ca();
+    let ca_index = stored.as_ref().map(|(_, i)| *i);
+    let ca_changed = ca_index != *last_ca;
+    *last_ca = ca_index;
+    let wants: Vec<Want> = {
+        let mut slots = hub.slots.lock();
+        let idle_for = |s: &Slot| s.idle_since.map(|t| t.elapsed());
+        slots.retain(|_, s| {
+            if s.tx.receiver_count() > 0 {
+                s.idle_since = None;
+            } else {
+                s.idle_since.get_or_insert_with(Instant::now);
+            }
+            idle_for(s).is_none_or(|d| d < IDLE_GRACE)
+        });
+        slots
+            .iter()
+            .map(|(key, s)| Want {
+                key: key.clone(),
+                generation: s.generation,
+                refresh_leaf: s.leaf.is_none() || ca_changed || now >= s.leaf_due,
+                leaf: s.leaf.clone(),
+            })
+            .collect()
+    };
+    if wants.is_empty() {
+        let newest = agent.state.read(newest_input);
+        hub.pass_index.store(newest, Ordering::Relaxed);
+        return now + 3600;
+    }
+    // Registrations: this agent's own, or the catalog's for a client's node.
+    let registrations: Vec<Option<Service>> = {
+        let local = agent.local.inner.lock();
+        let own: Vec<Option<Service>> = wants
+            .iter()
+            .map(|w| match w.key.node {
+                None => local.services.get(&w.key.id).map(|s| s.service.clone()),
+                Some(_) => None,
+            })
+            .collect();
+        drop(local);
+        agent.state.read(|s| {
+            wants
+                .iter()
+                .zip(own)
+                .map(|(w, own)| match &w.key.node {
+                    None => own,
+                    Some(node) => s.service(node, &w.key.id).cloned(),
+                })
+                .map(|svc| svc.filter(|s| s.kind == "connect-proxy"))
+                .collect()
+        })
+    };
+    // Leaves, signed or taken from the CA's cache only when due.
+    let mut leaves: Vec<Result<Option<CachedLeaf>, CaRequestError>> =
+        Vec::with_capacity(wants.len());
+    for (w, reg) in wants.iter().zip(&registrations) {
+        let dest = reg
+            .as_ref()
+            .and_then(|s| s.proxy.as_ref())
+            .map(|p| p.destination_service_name.as_str());
+        let leaf = match (&stored, dest, &w.key.node, &w.key.csr) {
+            (None, _, _, _) | (_, None, _, _) | (_, _, Some(_), None) => Ok(None),
+            _ if !w.refresh_leaf => Ok(w.leaf.clone()),
+            (Some(_), Some(dest), None, _) => agent.leaf_for(dest).await.map(Some),
+            (Some(_), Some(dest), Some(node), Some(csr)) => {
+                agent.leaf_for_csr(node, dest, csr).await.map(Some)
+            }
+        };
+        leaves.push(leaf);
+    }
+    let default_allow = agent.live.lock().acl.default_policy == mesh_config::AclPolicy::Allow;
+    let (td, roots) = stored
+        .as_ref()
+        .map(|(s, _)| (s.state.trust_domain.clone(), s.state.trust_bundle()))
+        .unwrap_or_default();
+    let inputs = Inputs {
+        datacenter: &agent.config.datacenter,
+        trust_domain: &td,
+        roots: &roots,
+        default_allow,
+    };
+    let (computed, floor, newest) = agent.state.read(|s| {
+        let mut parts = Parts::default();
+        let computed: Vec<Option<ProxySnapshot>> = wants
+            .iter()
+            .zip(&registrations)
+            .map(|(w, reg)| {
+                reg.as_ref()
+                    .map(|svc| compute(s, &inputs, &mut parts, &w.key.id, svc))
+            })
+            .collect();
+        let floor = INPUT_TABLES.map(|t| s.table_index(t)).iter().sum::<u64>();
+        (computed, floor, newest_input(s))
+    });
+    let floor = floor + agent.local.inner.lock().version;
+    let mut next_due = now + 3600;
+    let mut slots = hub.slots.lock();
+    for ((w, snap), leaf) in wants.iter().zip(computed).zip(leaves) {
+        let Some(slot) = slots
+            .get_mut(&w.key)
+            .filter(|s| s.generation == w.generation)
+        else {
+            continue;
+        };
+        let Some(mut snap) = snap else {
+            slot.tx
+                .send_replace(Watched::Failed(Failure::unknown(&w.key.id)));
+            slots.remove(&w.key);
+            continue;
+        };
+        match leaf {
+            Ok(leaf) => {
+                if w.refresh_leaf {
+                    slot.leaf_due = leaf
+                        .as_ref()
+                        .map_or(now + 3600, |l| agent.leaf_changes_at(l));
+                }
+                slot.leaf = leaf;
+            }
+            Err(e) if slot.versioned.is_empty() => {
+                slot.tx.send_replace(Watched::Failed(Failure::from_ca(e)));
+                slots.remove(&w.key);
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(proxy = %w.key.id, error = %e, "leaf for proxy snapshot; keeping the last one");
+                slot.leaf_due = now + LEAF_RETRY_SECS;
+            }
+        }
+        next_due = next_due.min(slot.leaf_due);
+        snap.leaf = slot.leaf.as_ref().map(|c| Leaf {
+            cert_pem: std::iter::once(c.leaf.cert_pem.as_str())
+                .chain(c.chain.iter().map(String::as_str))
+                .collect(),
+            private_key_pem: c
+                .leaf
+                .private_key_pem
+                .as_ref()
+                .map(|k| k.expose().to_string())
+                .unwrap_or_default(),
+        });
+        if let Some(out) = slot.versioned.offer(snap, floor) {
+            hub.published.fetch_add(1, Ordering::Relaxed);
+            slot.tx.send_replace(Watched::Ready(Published::new(out)));
+        }
+    }
+    drop(slots);
+    hub.pass_index.store(newest, Ordering::Relaxed);
+    next_due
+}
+
+/// What every snapshot of one pass shares.
+struct Inputs<'a> {
+    datacenter: &'a str,
+    trust_domain: &'a str,
+    roots: &'a [String],
+    default_allow: bool,
+}
+
+/// Parts computed once per pass, however many proxies use them.
+#[derive(Default)]
+struct Parts {
+    intentions: HashMap<String, IntentionSet>,
+    protocols: HashMap<String, Protocol>,
+    endpoints: HashMap<String, Vec<Endpoint>>,
+}
+
+/// The snapshot of proxy `id` registered as `svc`, without its leaf.
+fn compute(
+    s: &State,
+    inputs: &Inputs,
+    parts: &mut Parts,
+    id: &str,
+    svc: &Service,
+) -> ProxySnapshot {
+    let proxy = svc.proxy.clone().unwrap_or_default();
+    let dest = proxy.destination_service_name.clone();
+    let intentions = parts
+        .intentions
+        .entry(dest.clone())
+        .or_insert_with(|| {
+            IntentionSet::for_destination(s.intentions(), &dest, inputs.default_allow)
+        })
+        .clone();
+    let protocol = *parts
+        .protocols
+        .entry(dest.clone())
+        .or_insert_with(|| service_protocol(s, &dest));
+    let upstreams = proxy
+        .upstreams
+        .iter()
+        .map(|u| Upstream {
+            destination_name: u.destination_name.clone(),
+            local_bind_address: if u.local_bind_address.is_empty() {
+                "127.0.0.1".into()
+            } else {
+                u.local_bind_address.clone()
+            },
+            local_bind_port: u.local_bind_port,
+            connect_timeout_ms: 5000,
+            endpoints: parts
+                .endpoints
+                .entry(u.destination_name.clone())
+                .or_insert_with(|| healthy_endpoints(s, inputs, &u.destination_name))
+                .clone(),
+        })
+        .collect();
+    ProxySnapshot {
+        proxy_id: id.to_string(),
+        service: dest,
+        trust_domain: inputs.trust_domain.to_string(),
+        datacenter: inputs.datacenter.to_string(),
+        public: PublicListener {
+            bind_address: if svc.address.is_empty() {
+                "0.0.0.0".into()
+            } else {
+                svc.address.clone()
+            },
+            bind_port: svc.port,
+            local_service_address: if proxy.local_service_address.is_empty() {
+                "127.0.0.1".into()
+            } else {
+                proxy.local_service_address.clone()
+            },
+            local_service_port: proxy.local_service_port,
+            protocol,
+        },
+        leaf: None,
+        roots: inputs.roots.to_vec(),
+        intentions,
+        upstreams,
+        index: 0,
+    }
+}
+
+/// `service-defaults` protocol of `service`: http, http2 and grpc are L7.
+fn service_protocol(s: &State, service: &str) -> Protocol {
+    s.config_entry("service-defaults", service)
+        .and_then(|e| serde_json::from_str::<serde_json::Value>(&e.body_json).ok())
+        .and_then(|v| {
+            v.as_object()?
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("protocol"))
+                .and_then(|(_, v)| v.as_str().map(str::to_ascii_lowercase))
+        })
+        .map_or(Protocol::Tcp, |p| {
+            if matches!(p.as_str(), "http" | "http2" | "grpc") {
+                Protocol::Http
+            } else {
+                Protocol::Tcp
+            }
+        })
+}
+
+/// Sidecars of `service` whose own checks and whose app's are not critical.
+fn healthy_endpoints(s: &State, inputs: &Inputs, service: &str) -> Vec<Endpoint> {
+    let spiffe_id =
+        mesh_types::SpiffeId::service(inputs.trust_domain, inputs.datacenter, service).to_string();
+    mesh_api::connect_instances(s, service)
+        .into_iter()
+        .filter(|(node, svc)| {
+            let app = svc
+                .proxy
+                .as_ref()
+                .map(|p| p.destination_service_id.clone())
+                .unwrap_or_default();
+            s.checks_for(&node.name, &svc.id)
+                .into_iter()
+                .chain(s.checks_for(&node.name, &app))
+                .all(|c| c.status != CheckStatus::Critical)
+        })
+        .map(|(node, svc)| Endpoint {
+            address: if svc.address.is_empty() {
+                node.address.clone()
+            } else {
+                svc.address.clone()
+            },
+            port: svc.port,
+            spiffe_id: spiffe_id.clone(),
+        })
+        .collect()
+}
+
+/// Resolves when nobody has watched `tx` for [`IDLE_GRACE`].
+async fn abandoned(tx: &watch::Sender<Watched>) {
+    loop {
+        tx.closed().await;
+        tokio::time::sleep(IDLE_GRACE).await;
+        if tx.receiver_count() == 0 {
+            return;
+        }
+    }
+}
+
+/// A client agent's relay for one proxy: long-polls a server and publishes
+/// what changes. Any error reaches the watchers and ends the relay, so the
+/// next watcher asks afresh (a running sidecar keeps its last snapshot).
+async fn relay(agent: Arc<Agent>, key: ProxyKey, generation: u64, tx: Arc<watch::Sender<Watched>>) {
+    let mut versioned = Versioned::default();
+    let mut index = 0;
+    let mut stop = agent.shutdown.subscribe();
+    loop {
+        let fetched = tokio::select! {
+            r = from_server(&agent, &key, index) => r,
+            _ = abandoned(&tx) => break,
+            _ = stop.wait_for(|s| *s != Stop::Running) => break,
+        };
+        match fetched {
+            Ok(snap) => {
+                // Versions follow the server's where they can; ours never
+                // go back if another server answers with a lower one.
+                index = snap.index;
+                if let Some(out) = versioned.offer(snap, index) {
+                    agent.snapshots.published.fetch_add(1, Ordering::Relaxed);
+                    tx.send_replace(Watched::Ready(Published::new(out)));
+                }
+            }
+            Err(failure) => {
+                tx.send_replace(Watched::Failed(failure));
+                break;
+            }
+        }
+    }
+    remove(&agent.snapshots, &key, generation);
+}
+
+/// One blocking query to a server for `key` (waiting while its version is
+/// `index`), with this agent's private key put into the leaf.
+async fn from_server(
+    agent: &Agent,
+    key: &ProxyKey,
+    index: u64,
+) -> Result<ProxySnapshot, Arc<Failure>> {
+    let id = &key.id;
+    let Some(proxy) = agent.local_proxy(id) else {
+        return Err(Failure::unknown(id));
+    };
+    let unavailable = |what: String| Failure::new(StatusCode::SERVICE_UNAVAILABLE, what);
+    let server = agent.server_http_addr().ok_or_else(|| {
+        unavailable(
+            "No known servers: this client agent has not joined a cluster with servers".into(),
+        )
+    })?;
+    let service = proxy
+        .proxy
+        .map(|p| p.destination_service_name)
+        .unwrap_or_default();
+    let (private_key, csr) = client_key(agent, &server, &service).await?;
+    let query = [
+        ("node", agent.config.node_name.clone()),
+        ("csr", csr),
+        ("index", index.to_string()),
+        ("wait", format!("{}s", RELAY_WAIT.as_secs())),
+    ];
+    let url = reqwest::Url::parse_with_params(
+        &format!("http://{server}/v1/agent/connect/proxy/{id}"),
+        &query,
+    )
+    .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("proxy ID {id:?}: {e}")))?;
+    let mut req = crate::handle::server_http()
+        .get(url)
+        .timeout(RELAY_WAIT + RELAY_WAIT / 16 + Duration::from_secs(10));
+    if let Some(token) = &key.token {
+        // The server checks the proxy's own token, not this agent's.
+        req = req.header("x-consul-token", token);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| unavailable(format!("asking server {server} for proxy {id:?}: {e}")))?;
+    let status = resp.status();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| unavailable(format!("reading proxy {id:?} from server {server}: {e}")))?;
+    if !status.is_success() {
+        let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        return Err(Arc::new(Failure {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }));
+    }
+    let mut snap: ProxySnapshot = serde_json::from_slice(&body)
+        .map_err(|e| unavailable(format!("server {server} sent a bad snapshot: {e}")))?;
+    if let Some(leaf) = &mut snap.leaf {
+        leaf.private_key_pem = private_key.expose().to_string();
+    }
+    Ok(snap)
+}
+
+/// This client agent's key and CSR for `service`, made once per process
+/// (the cluster's trust domain, needed for the SPIFFE ID, from a server).
+async fn client_key(
+    agent: &Agent,
+    server: &str,
+    service: &str,
+) -> Result<(mesh_ca::SecretPem, String), Arc<Failure>> {
+    let keys = &agent.snapshots.client_keys;
+    let slot = format!("{}/{service}", agent.config.node_name);
+    if let Some(k) = keys.lock().get(&slot) {
+        return Ok(k.clone());
+    }
+    let unavailable = |what: String| Failure::new(StatusCode::SERVICE_UNAVAILABLE, what);
+    let roots: serde_json::Value = crate::handle::server_http()
+        .get(format!("http://{server}/v1/connect/ca/roots"))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| unavailable(format!("CA roots from server {server}: {e}")))?
+        .json()
+        .await
+        .map_err(|e| unavailable(format!("CA roots from server {server}: {e}")))?;
+    let trust_domain = roots["TrustDomain"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| unavailable(format!("server {server} has no CA trust domain yet")))?;
+    let id =
+        mesh_types::SpiffeId::service(trust_domain, &agent.config.datacenter, service).to_string();
+    let made = mesh_ca::key_and_csr(&id)
+        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    Ok(keys.lock().entry(slot).or_insert(made).clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(service: &str, index: u64) -> ProxySnapshot {
+        ProxySnapshot {
+            proxy_id: format!("{service}-proxy"),
+            service: service.into(),
+            index,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_version_moves_only_when_the_content_does() {
+        let mut v = Versioned::default();
+        let first = v
+            .offer(snap("web", 0), 10)
+            .expect("first content is published");
+        assert_eq!(first.index, 10, "starts at the floor");
+        assert!(v.offer(snap("web", 0), 11).is_none(), "same content");
+        assert!(
+            v.offer(snap("web", 999), 50).is_none(),
+            "the index is not content"
+        );
+        let second = v.offer(snap("db", 0), 10).expect("new content");
+        assert_eq!(
+            second.index, 11,
+            "one past the last when the floor is behind"
+        );
+        let third = v.offer(snap("web", 0), 40).expect("new content");
+        assert_eq!(third.index, 40, "jumps to a floor ahead of it");
+    }
+}
