@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Catalog reads vs etcd 3.4 range reads, blocking-query fan-out, and 10,000
 # services x 3 instances (memory and write latency). See docs/benchmarks.md.
-#   ./bench/catalog.sh           BENCH_DURATION=10 BENCH_KEEP=1 BENCH_ONLY=fan_out BENCH_RUNS=5
+#   ./bench/catalog.sh           BENCH_DURATION=10 BENCH_KEEP=1 BENCH_ONLY=fan_out|reads|acl BENCH_RUNS=5
 . "$(dirname "$0")/cluster/common.sh"
 bench_need etcd-server etcd-client wrk python3
 bench_mesh_bin

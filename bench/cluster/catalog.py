@@ -196,6 +196,10 @@ def main():
         print(json.dumps({"fan_out": fan_out(agent)}, indent=2))
         return
     out = {"reads": reads(agent)}
+    if os.environ.get("BENCH_ONLY") == "reads":
+        agent.kill()
+        print(json.dumps(out, indent=2))
+        return
     out["fan_out"] = fan_out(agent)
     agent.kill()
     server = Mesh("scale", expect=1, extra=[]).start()

@@ -10,9 +10,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Extension, Json, Router};
-use mesh_api::wire::{check_json, object, service_json};
 use mesh_api::{owner, Api, ApiError, CheckRegistration, Decoded, Params, ServiceRegistration};
 use mesh_types::CheckStatus;
+use mesh_wire::{check_json, object, service_json};
 use serde_json::Value;
 
 use crate::build::Agent;
@@ -44,7 +44,7 @@ pub(crate) fn routes(agent: Arc<Agent>) -> Router<Api> {
 }
 
 fn body_json(body: &Bytes, what: &str) -> Result<Value, ApiError> {
-    mesh_api::wire::decode_json(body, what)
+    Ok(mesh_wire::decode_json(body, what)?)
 }
 
 /// Wait briefly for anti-entropy to push a change, so a read right after a
@@ -178,7 +178,7 @@ async fn update(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let v = mesh_api::wire::fold_keys(body_json(&body, "check update")?);
+    let v = mesh_wire::fold_keys(body_json(&body, "check update")?);
     let status = v["status"].as_str().unwrap_or("");
     let status = CheckStatus::parse(status).ok_or_else(|| {
         ApiError::bad_request(format!(

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use mesh_api::wire::{parse_body, ServiceDef};
 use mesh_api::ApiError;
 use mesh_checks::{CheckDefinition, CheckRunner, CheckUpdate, RunnerOptions};
 use mesh_types::{CheckStatus, HealthCheck, Proxy, Service, Upstream};
+use mesh_wire::{parse_body, ServiceDef};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};

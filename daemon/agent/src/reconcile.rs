@@ -6,10 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use mesh_api::intention_wire::{parse_intention, parse_service_intentions};
-use mesh_api::wire::{parse_body, ServiceDef};
 use mesh_config::{camel_keys, Decl, Loc, ResourceKind};
 use mesh_types::{Command, ConfigEntry, GroupedCommand, Intention, Outcome, CONFIG_KINDS};
+use mesh_wire::intention::{parse_intention, parse_service_intentions};
+use mesh_wire::{parse_declared, ServiceDef};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -80,7 +80,7 @@ fn desired(node: &str, decls: &[Decl]) -> Result<Desired, Vec<String>> {
         };
         match decl.kind {
             ResourceKind::Service => {
-                let parsed = parse_body::<ServiceDef>(decl.value.to_string().as_bytes(), "service")
+                let parsed = parse_declared::<ServiceDef>(decl.value.clone(), "service")
                     .and_then(|def| def.to_service(&owner));
                 match parsed {
                     Err(e) => errors.push(format!("{loc}: service: {}", e.message)),
@@ -172,6 +172,55 @@ fn same_body(a: &str, b: &str) -> bool {
     parse(a) == parse(b)
 }
 
+/// The cluster objects a diff looks at: those this node's files own and
+/// those the files declare (to find collisions), keyed like the state.
+#[derive(Debug, Default)]
+pub(crate) struct ClusterView {
+    intentions: BTreeMap<(String, String), Intention>,
+    entries: BTreeMap<(String, String), ConfigEntry>,
+}
+
+impl ClusterView {
+    fn of(s: &mesh_state::State, prefix: &str, want: &Desired) -> Self {
+        let mut view = ClusterView::default();
+        let intentions = s
+            .intentions()
+            .filter(|i| i.owner.starts_with(prefix))
+            .chain(
+                want.intentions
+                    .keys()
+                    .filter_map(|(src, dst)| s.intention(src, dst)),
+            );
+        for i in intentions {
+            view.intentions
+                .insert((i.source.clone(), i.destination.clone()), i.clone());
+        }
+        let entries = CONFIG_KINDS
+            .iter()
+            .flat_map(|kind| s.config_entries(kind))
+            .filter(|e| e.owner.starts_with(prefix))
+            .chain(
+                want.entries
+                    .keys()
+                    .filter_map(|(kind, name)| s.config_entry(kind, name)),
+            );
+        for e in entries {
+            view.entries
+                .insert((e.kind.clone(), e.name.clone()), e.clone());
+        }
+        view
+    }
+}
+
+/// One of this agent's services as the diff sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct LocalEntry {
+    owner: String,
+    /// The definition it was registered from (null for a sidecar, which
+    /// comes and goes with its service).
+    definition: Value,
+}
+
 /// Compute the changes that make the cluster match `decls`.
 /// Plan against the cluster as it is now: a server's own replica, or, on a
 /// client agent (which holds none), the state fetched from a server, so a
@@ -218,122 +267,22 @@ pub(crate) fn plan(
     let node = &agent.config.node_name;
     let prefix = owner_prefix(node);
     let want = desired(node, decls)?;
-    let mut plan = Plan {
-        ca: want.ca.clone(),
-        ..Default::default()
-    };
-    let mut errors = Vec::new();
-    let change = |plan: &mut Plan, action, resource: String, at: Option<&Loc>| {
-        plan.changes.push(Change {
-            action,
-            resource,
-            at: at.map(ToString::to_string).unwrap_or_default(),
+    let cluster = cluster.read(|s| ClusterView::of(s, &prefix, &want));
+    let local: BTreeMap<String, LocalEntry> = agent
+        .local
+        .inner
+        .lock()
+        .services
+        .iter()
+        .map(|(id, s)| {
+            let entry = LocalEntry {
+                owner: s.service.owner.clone(),
+                definition: s.definition.clone(),
+            };
+            (id.clone(), entry)
         })
-    };
-
-    cluster.read(|s| {
-        for ((src, dst), (i, loc)) in &want.intentions {
-            let what = format!("intention {src} => {dst}");
-            match s.intention(src, dst) {
-                None => {
-                    let mut i = i.clone();
-                    i.id = uuid::Uuid::new_v4().to_string();
-                    plan.raft.push(GroupedCommand::IntentionSet { intention: i, takeover: false });
-                    change(&mut plan, "create", what, Some(loc));
-                }
-                Some(cur) if cur.owner.starts_with(&prefix) => {
-                    if cur.owner != i.owner || !same_intention(cur, i) {
-                        plan.raft.push(GroupedCommand::IntentionSet { intention: i.clone(), takeover: true });
-                        change(&mut plan, "update", what, Some(loc));
-                    }
-                }
-                // Declared identically elsewhere: already true, and not ours to delete later.
-                Some(cur) if same_intention(cur, i) => {}
-                Some(cur) => errors.push(format!(
-                    "{loc}: {what} conflicts with the one managed by {}; change or remove one of them (or take it over through the API)",
-                    cur.owner
-                )),
-            }
-        }
-        for cur in s.intentions().filter(|i| i.owner.starts_with(&prefix)) {
-            if !want.intentions.contains_key(&(cur.source.clone(), cur.destination.clone())) {
-                plan.raft.push(GroupedCommand::IntentionDelete {
-                    source: cur.source.clone(),
-                    destination: cur.destination.clone(),
-                    owner: cur.owner.clone(),
-                    takeover: true,
-                });
-                change(&mut plan, "delete", format!("intention {} => {}", cur.source, cur.destination), None);
-            }
-        }
-        for ((kind, name), (e, loc)) in &want.entries {
-            let what = format!("config_entry {kind}/{name}");
-            match s.config_entry(kind, name) {
-                None => {
-                    plan.raft.push(GroupedCommand::ConfigSet { entry: e.clone(), cas: None, takeover: false });
-                    change(&mut plan, "create", what, Some(loc));
-                }
-                Some(cur) if cur.owner.starts_with(&prefix) => {
-                    if cur.owner != e.owner || !same_body(&cur.body_json, &e.body_json) {
-                        plan.raft.push(GroupedCommand::ConfigSet { entry: e.clone(), cas: None, takeover: true });
-                        change(&mut plan, "update", what, Some(loc));
-                    }
-                }
-                Some(cur) if same_body(&cur.body_json, &e.body_json) => {}
-                Some(cur) => errors.push(format!(
-                    "{loc}: {what} conflicts with the one managed by {}; change or remove one of them",
-                    cur.owner
-                )),
-            }
-        }
-        for kind in CONFIG_KINDS {
-            for cur in s.config_entries(kind).filter(|e| e.owner.starts_with(&prefix)) {
-                if !want.entries.contains_key(&(cur.kind.clone(), cur.name.clone())) {
-                    plan.raft.push(GroupedCommand::ConfigDelete {
-                        kind: cur.kind.clone(),
-                        name: cur.name.clone(),
-                        owner: cur.owner.clone(),
-                        takeover: true,
-                    });
-                    change(&mut plan, "delete", format!("config_entry {}/{}", cur.kind, cur.name), None);
-                }
-            }
-        }
-    });
-
-    let local = agent.local.inner.lock();
-    for (id, (def, owner, loc)) in &want.services {
-        let what = format!("service {id}");
-        match local.services.get(id) {
-            None => {
-                plan.local_add.push((def.clone(), owner.clone()));
-                plan.local_add_at.push(format!("{loc}: service {id}"));
-                change(&mut plan, "create", what, Some(loc));
-            }
-            Some(cur) if cur.service.owner.starts_with(&prefix) => {
-                if cur.definition != *def || cur.service.owner != *owner {
-                    plan.local_add.push((def.clone(), owner.clone()));
-                    plan.local_add_at.push(format!("{loc}: service {id}"));
-                    change(&mut plan, "update", what, Some(loc));
-                }
-            }
-            Some(cur) => errors.push(format!(
-                "{loc}: {what} is already registered on this agent by {}; deregister it first or use another ID",
-                cur.service.owner
-            )),
-        }
-    }
-    for (id, cur) in &local.services {
-        // Sidecars (no definition of their own) come and go with their service.
-        if cur.definition.is_null() || !cur.service.owner.starts_with(&prefix) {
-            continue;
-        }
-        if !want.services.contains_key(id) {
-            plan.local_remove.push(id.clone());
-            change(&mut plan, "delete", format!("service {id}"), None);
-        }
-    }
-    drop(local);
+        .collect();
+    let (plan, mut errors) = diff(&prefix, &want, &cluster, &local);
     // Only what will be registered needs the full check (checks, sidecar);
     // unchanged services passed it when they were applied.
     for ((def, owner), at) in plan.local_add.iter().zip(&plan.local_add_at) {
@@ -346,6 +295,144 @@ pub(crate) fn plan(
     } else {
         Err(errors)
     }
+}
+
+/// The changes that take the cluster and this agent from what the views
+/// show to what `want` declares, and every collision with another owner.
+/// Objects are only ever updated or deleted when `prefix` owns them.
+fn diff(
+    prefix: &str,
+    want: &Desired,
+    cluster: &ClusterView,
+    local: &BTreeMap<String, LocalEntry>,
+) -> (Plan, Vec<String>) {
+    let mut plan = Plan {
+        ca: want.ca.clone(),
+        ..Default::default()
+    };
+    let mut errors = Vec::new();
+    let change = |plan: &mut Plan, action, resource: String, at: Option<&Loc>| {
+        plan.changes.push(Change {
+            action,
+            resource,
+            at: at.map(ToString::to_string).unwrap_or_default(),
+        })
+    };
+    for (key, (i, loc)) in &want.intentions {
+        let what = format!("intention {} => {}", key.0, key.1);
+        match cluster.intentions.get(key) {
+            None => {
+                let mut i = i.clone();
+                i.id = uuid::Uuid::new_v4().to_string();
+                plan.raft.push(GroupedCommand::IntentionSet { intention: i, takeover: false });
+                change(&mut plan, "create", what, Some(loc));
+            }
+            Some(cur) if cur.owner.starts_with(prefix) => {
+                if cur.owner != i.owner || !same_intention(cur, i) {
+                    plan.raft.push(GroupedCommand::IntentionSet { intention: i.clone(), takeover: true });
+                    change(&mut plan, "update", what, Some(loc));
+                }
+            }
+            // Declared identically elsewhere: already true, and not ours to delete later.
+            Some(cur) if same_intention(cur, i) => {}
+            Some(cur) => errors.push(format!(
+                "{loc}: {what} conflicts with the one managed by {}; change or remove one of them (or take it over through the API)",
+                cur.owner
+            )),
+        }
+    }
+    for (key, cur) in &cluster.intentions {
+        if cur.owner.starts_with(prefix) && !want.intentions.contains_key(key) {
+            plan.raft.push(GroupedCommand::IntentionDelete {
+                source: cur.source.clone(),
+                destination: cur.destination.clone(),
+                owner: cur.owner.clone(),
+                takeover: true,
+            });
+            change(
+                &mut plan,
+                "delete",
+                format!("intention {} => {}", key.0, key.1),
+                None,
+            );
+        }
+    }
+    for (key, (e, loc)) in &want.entries {
+        let what = format!("config_entry {}/{}", key.0, key.1);
+        match cluster.entries.get(key) {
+            None => {
+                plan.raft.push(GroupedCommand::ConfigSet {
+                    entry: e.clone(),
+                    cas: None,
+                    takeover: false,
+                });
+                change(&mut plan, "create", what, Some(loc));
+            }
+            Some(cur) if cur.owner.starts_with(prefix) => {
+                if cur.owner != e.owner || !same_body(&cur.body_json, &e.body_json) {
+                    plan.raft.push(GroupedCommand::ConfigSet {
+                        entry: e.clone(),
+                        cas: None,
+                        takeover: true,
+                    });
+                    change(&mut plan, "update", what, Some(loc));
+                }
+            }
+            Some(cur) if same_body(&cur.body_json, &e.body_json) => {}
+            Some(cur) => errors.push(format!(
+                "{loc}: {what} conflicts with the one managed by {}; change or remove one of them",
+                cur.owner
+            )),
+        }
+    }
+    for (key, cur) in &cluster.entries {
+        if cur.owner.starts_with(prefix) && !want.entries.contains_key(key) {
+            plan.raft.push(GroupedCommand::ConfigDelete {
+                kind: cur.kind.clone(),
+                name: cur.name.clone(),
+                owner: cur.owner.clone(),
+                takeover: true,
+            });
+            change(
+                &mut plan,
+                "delete",
+                format!("config_entry {}/{}", key.0, key.1),
+                None,
+            );
+        }
+    }
+    for (id, (def, owner, loc)) in &want.services {
+        let what = format!("service {id}");
+        match local.get(id) {
+            None => {
+                plan.local_add.push((def.clone(), owner.clone()));
+                plan.local_add_at.push(format!("{loc}: service {id}"));
+                change(&mut plan, "create", what, Some(loc));
+            }
+            Some(cur) if cur.owner.starts_with(prefix) => {
+                if cur.definition != *def || cur.owner != *owner {
+                    plan.local_add.push((def.clone(), owner.clone()));
+                    plan.local_add_at.push(format!("{loc}: service {id}"));
+                    change(&mut plan, "update", what, Some(loc));
+                }
+            }
+            Some(cur) => errors.push(format!(
+                "{loc}: {what} is already registered on this agent by {}; deregister it first or use another ID",
+                cur.owner
+            )),
+        }
+    }
+    for (id, cur) in local {
+        // Sidecars (no definition of their own) come and go with their service.
+        if cur.definition.is_null() || !cur.owner.starts_with(prefix) {
+            continue;
+        }
+        if !want.services.contains_key(id) {
+            plan.local_remove.push(id.clone());
+            change(&mut plan, "delete", format!("service {id}"), None);
+        }
+    }
+    (plan, errors)
 }
 
 /// Whether the failure means "try again later" rather than "the files are wrong".
@@ -379,4 +466,237 @@ pub(crate) async fn apply(agent: &Agent, plan: &Plan) -> Result<(), ApplyError> 
         .local
         .apply_batch(&plan.local_remove, &plan.local_add)
         .map_err(|e| ApplyError::Refused(e.message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_types::IntentionAction;
+
+    const PREFIX: &str = "file:n1:";
+    const MINE: &str = "file:n1:/etc/mesh.d/a.hcl";
+
+    fn loc(line: usize) -> Loc {
+        Loc {
+            file: "/etc/mesh.d/a.hcl".into(),
+            pos: mesh_config::Pos { line, col: 1 },
+        }
+    }
+
+    fn intention(src: &str, dst: &str, action: IntentionAction, owner: &str) -> Intention {
+        Intention {
+            source: src.into(),
+            destination: dst.into(),
+            action: Some(action),
+            owner: owner.into(),
+            ..Default::default()
+        }
+    }
+
+    fn entry(name: &str, protocol: &str, owner: &str) -> ConfigEntry {
+        ConfigEntry {
+            kind: "service-defaults".into(),
+            name: name.into(),
+            body_json:
+                serde_json::json!({"Kind": "service-defaults", "Name": name, "Protocol": protocol})
+                    .to_string(),
+            owner: owner.into(),
+            ..Default::default()
+        }
+    }
+
+    /// What a case starts from: declared, in the cluster, on the agent.
+    #[derive(Default)]
+    struct Case {
+        want: Desired,
+        cluster: ClusterView,
+        local: BTreeMap<String, LocalEntry>,
+    }
+
+    impl Case {
+        fn declare_intention(mut self, i: Intention) -> Self {
+            let key = (i.source.clone(), i.destination.clone());
+            self.want.intentions.insert(key, (i, loc(3)));
+            self
+        }
+        fn stored_intention(mut self, i: Intention) -> Self {
+            let key = (i.source.clone(), i.destination.clone());
+            self.cluster.intentions.insert(key, i);
+            self
+        }
+        fn declare_entry(mut self, e: ConfigEntry) -> Self {
+            let key = (e.kind.clone(), e.name.clone());
+            self.want.entries.insert(key, (e, loc(7)));
+            self
+        }
+        fn stored_entry(mut self, e: ConfigEntry) -> Self {
+            let key = (e.kind.clone(), e.name.clone());
+            self.cluster.entries.insert(key, e);
+            self
+        }
+        fn declare_service(mut self, id: &str, port: u16) -> Self {
+            let def = serde_json::json!({"name": id, "port": port});
+            self.want
+                .services
+                .insert(id.into(), (def, MINE.into(), loc(11)));
+            self
+        }
+        fn registered(mut self, id: &str, port: Option<u16>, owner: &str) -> Self {
+            let definition =
+                port.map_or(Value::Null, |p| serde_json::json!({"name": id, "port": p}));
+            let entry = LocalEntry {
+                owner: owner.into(),
+                definition,
+            };
+            self.local.insert(id.into(), entry);
+            self
+        }
+        /// The plan's changes as `action resource`, and the errors.
+        fn diff(&self) -> (Vec<String>, Vec<String>) {
+            let (plan, errors) = diff(PREFIX, &self.want, &self.cluster, &self.local);
+            let changes = plan
+                .changes
+                .iter()
+                .map(|c| format!("{} {}", c.action, c.resource))
+                .collect();
+            assert_eq!(
+                plan.raft.len() + plan.local_add.len() + plan.local_remove.len(),
+                plan.changes.len(),
+                "every listed change is a command"
+            );
+            (changes, errors)
+        }
+    }
+
+    #[test]
+    fn the_diff_makes_only_the_changes_needed() {
+        use IntentionAction::{Allow, Deny};
+        let theirs = "file:n2:/etc/mesh.d/b.hcl";
+        let cases: Vec<(&str, Case, &[&str])> = vec![
+            ("nothing declared, nothing owned", Case::default(), &[]),
+            (
+                "a new intention is created",
+                Case::default().declare_intention(intention("web", "api", Allow, MINE)),
+                &["create intention web => api"],
+            ),
+            (
+                "an unchanged intention is left alone",
+                Case::default()
+                    .declare_intention(intention("web", "api", Allow, MINE))
+                    .stored_intention(intention("web", "api", Allow, MINE)),
+                &[],
+            ),
+            (
+                "a changed action is an update",
+                Case::default()
+                    .declare_intention(intention("web", "api", Deny, MINE))
+                    .stored_intention(intention("web", "api", Allow, MINE)),
+                &["update intention web => api"],
+            ),
+            (
+                "a declaration moved to another of this node's files is an update",
+                Case::default()
+                    .declare_intention(intention("web", "api", Allow, MINE))
+                    .stored_intention(intention(
+                        "web",
+                        "api",
+                        Allow,
+                        "file:n1:/etc/mesh.d/old.hcl",
+                    )),
+                &["update intention web => api"],
+            ),
+            (
+                "an intention no file declares any more is deleted",
+                Case::default().stored_intention(intention("web", "api", Allow, MINE)),
+                &["delete intention web => api"],
+            ),
+            (
+                "another node's intention is never deleted",
+                Case::default().stored_intention(intention("web", "api", Allow, theirs)),
+                &[],
+            ),
+            (
+                "one declared identically elsewhere is already true",
+                Case::default()
+                    .declare_intention(intention("web", "api", Allow, MINE))
+                    .stored_intention(intention("web", "api", Allow, theirs)),
+                &[],
+            ),
+            (
+                "config entries: create, update, delete",
+                Case::default()
+                    .declare_entry(entry("api", "http", MINE))
+                    .declare_entry(entry("db", "tcp", MINE))
+                    .stored_entry(entry("db", "http", MINE))
+                    .stored_entry(entry("old", "http", MINE))
+                    .stored_entry(entry("other", "http", theirs)),
+                &[
+                    "create config_entry service-defaults/api",
+                    "update config_entry service-defaults/db",
+                    "delete config_entry service-defaults/old",
+                ],
+            ),
+            (
+                "services: create, update, delete; sidecars and others' services stay",
+                Case::default()
+                    .declare_service("web", 80)
+                    .declare_service("api", 81)
+                    .registered("api", Some(80), MINE)
+                    .registered("gone", Some(82), MINE)
+                    .registered("web-sidecar-proxy", None, MINE)
+                    .registered("by-hand", Some(83), "api"),
+                // In ID order.
+                &[
+                    "update service api",
+                    "create service web",
+                    "delete service gone",
+                ],
+            ),
+        ];
+        for (name, case, expected) in cases {
+            let (changes, errors) = case.diff();
+            assert!(errors.is_empty(), "{name}: {errors:?}");
+            assert_eq!(changes, expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn collisions_with_other_owners_are_errors_that_say_where() {
+        use IntentionAction::{Allow, Deny};
+        let theirs = "file:n2:/etc/mesh.d/b.hcl";
+        let cases: Vec<(&str, Case, &str)> = vec![
+            (
+                "an intention another owner manages differently",
+                Case::default()
+                    .declare_intention(intention("web", "api", Deny, MINE))
+                    .stored_intention(intention("web", "api", Allow, theirs)),
+                "/etc/mesh.d/a.hcl:3:1: intention web => api conflicts with the one managed by file:n2:",
+            ),
+            (
+                "a config entry another owner manages differently",
+                Case::default()
+                    .declare_entry(entry("api", "http", MINE))
+                    .stored_entry(entry("api", "grpc", "api")),
+                "/etc/mesh.d/a.hcl:7:1: config_entry service-defaults/api conflicts with the one managed by api",
+            ),
+            (
+                "a service ID registered through the API",
+                Case::default()
+                    .declare_service("web", 80)
+                    .registered("web", Some(80), "api"),
+                "/etc/mesh.d/a.hcl:11:1: service web is already registered on this agent by api",
+            ),
+        ];
+        for (name, case, expected) in cases {
+            let (changes, errors) = case.diff();
+            assert!(
+                errors.iter().any(|e| e.starts_with(expected)),
+                "{name}: {errors:?}"
+            );
+            assert!(
+                changes.is_empty(),
+                "{name}: nothing else changes: {changes:?}"
+            );
+        }
+    }
 }

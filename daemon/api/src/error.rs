@@ -39,6 +39,12 @@ impl ApiError {
     }
 }
 
+impl From<mesh_wire::WireError> for ApiError {
+    fn from(e: mesh_wire::WireError) -> Self {
+        ApiError::bad_request(e.message)
+    }
+}
+
 impl From<mesh_raft::ProposeError> for ApiError {
     fn from(e: mesh_raft::ProposeError) -> Self {
         let status = match e {
@@ -61,7 +67,7 @@ pub(crate) fn json_body(body: &[u8], what: &str) -> Result<serde_json::Value, Ap
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(serde_json::json!({}));
     }
-    crate::wire::decode_json(body, what)
+    Ok(crate::wire::decode_json(body, what)?)
 }
 
 impl IntoResponse for ApiError {

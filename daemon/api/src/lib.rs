@@ -18,7 +18,6 @@ mod forward;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 mod health;
-pub mod intention_wire;
 mod intentions;
 mod kv;
 mod params;
@@ -26,7 +25,6 @@ mod query;
 mod snapshot;
 mod status;
 mod txn;
-pub mod wire;
 mod write;
 
 use std::sync::Arc;
@@ -44,6 +42,9 @@ pub use catalog::connect_instances;
 use decoded::MAX_JSON_BODY_BYTES;
 pub use decoded::{read_limited, CheckRegistration, Decoded, ServiceRegistration};
 pub use error::ApiError;
+/// Consul's JSON shapes, shared with mesh.d and the agent.
+pub use mesh_wire as wire;
+pub use mesh_wire::intention as intention_wire;
 pub use params::Params;
 pub use query::{parse_duration, QueryOptions};
 pub use write::{owner, takeover, Written};

@@ -9,7 +9,23 @@ use mesh_types::{HealthCheck, Node, Proxy, Service, Upstream, Weights};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::ApiError;
+pub mod intention;
+
+/// A body or declaration that does not decode: what is wrong and where.
+/// The HTTP API answers it as a 400.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct WireError {
+    pub message: String,
+}
+
+impl WireError {
+    pub fn new(message: impl Into<String>) -> Self {
+        WireError {
+            message: message.into(),
+        }
+    }
+}
 
 /// Keys whose values are maps with user-chosen keys.
 const USER_MAPS: &[&str] = &[
@@ -54,11 +70,11 @@ pub fn fold_keys(value: Value) -> Value {
 /// one object that name the same field (`Key` and `key`, or `Key` twice) are
 /// an error, so no reader can see one and another reader the other. Nesting
 /// is bounded by serde_json's recursion limit (128).
-pub fn decode_json(body: &[u8], what: &str) -> Result<Value, ApiError> {
+pub fn decode_json(body: &[u8], what: &str) -> Result<Value, WireError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde::de::DeserializeSeed::deserialize(Strict { user_map: false }, &mut de)
         .and_then(|v| de.end().map(|()| v))
-        .map_err(|e| ApiError::bad_request(format!("Request decode failed: {what}: {e}")))?;
+        .map_err(|e| WireError::new(format!("Request decode failed: {what}: {e}")))?;
     Ok(value)
 }
 
@@ -139,19 +155,31 @@ impl<'de> serde::de::Visitor<'de> for Strict {
 }
 
 /// Parse a request body into `T` after folding its keys; errors are 400s.
-pub fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<T, ApiError> {
+pub fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<T, WireError> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(ApiError::bad_request(format!(
+        return Err(WireError::new(format!(
             "Request decode failed: {what}: empty body"
         )));
     }
     parse_value(decode_json(body, what)?, what)
 }
 
+/// Decode `T` from a declaration already parsed into a value (mesh.d's
+/// HCL or JSON), with the checks [`decode_json`] makes on a body: two keys
+/// that name one field are an error.
+pub fn parse_declared<T: for<'de> Deserialize<'de>>(
+    value: Value,
+    what: &str,
+) -> Result<T, WireError> {
+    let checked = serde::de::DeserializeSeed::deserialize(Strict { user_map: false }, value)
+        .map_err(|e| WireError::new(format!("{what}: {e}")))?;
+    parse_value(checked, what)
+}
+
 /// Decode `T` from a value of [`decode_json`], keys folded; errors are 400s.
-pub fn parse_value<T: for<'de> Deserialize<'de>>(value: Value, what: &str) -> Result<T, ApiError> {
+pub fn parse_value<T: for<'de> Deserialize<'de>>(value: Value, what: &str) -> Result<T, WireError> {
     serde_json::from_value(fold_keys(value))
-        .map_err(|e| ApiError::bad_request(format!("Request decode failed: {what}: {e}")))
+        .map_err(|e| WireError::new(format!("Request decode failed: {what}: {e}")))
 }
 
 // === input ===
@@ -254,14 +282,14 @@ pub fn sidecar_name(service: &Service, sidecar: &ServiceDef) -> String {
 
 impl ServiceDef {
     /// The stored service (without checks or sidecar, which register separately).
-    pub fn to_service(&self, owner: &str) -> Result<Service, ApiError> {
+    pub fn to_service(&self, owner: &str) -> Result<Service, WireError> {
         let name = if self.name.is_empty() {
             &self.service
         } else {
             &self.name
         };
         if name.is_empty() {
-            return Err(ApiError::bad_request("Missing service name"));
+            return Err(WireError::new("Missing service name"));
         }
         let kind = self.kind.clone();
         const KINDS: &[&str] = &[
@@ -273,9 +301,7 @@ impl ServiceDef {
             "api-gateway",
         ];
         if !KINDS.contains(&kind.as_str()) {
-            return Err(ApiError::bad_request(format!(
-                "Invalid service kind {kind:?}"
-            )));
+            return Err(WireError::new(format!("Invalid service kind {kind:?}")));
         }
         let proxy = match (&self.proxy, kind.as_str()) {
             (Some(p), _) => Some(Proxy {
@@ -287,24 +313,20 @@ impl ServiceDef {
                 config_json: p.config_json(),
             }),
             (None, "connect-proxy") => {
-                return Err(ApiError::bad_request(
-                    "Proxy is required for kind connect-proxy",
-                ))
+                return Err(WireError::new("Proxy is required for kind connect-proxy"))
             }
             (None, _) => None,
         };
         if let Some(p) = &proxy {
             if kind == "connect-proxy" && p.destination_service_name.is_empty() {
-                return Err(ApiError::bad_request(
+                return Err(WireError::new(
                     "Proxy.DestinationServiceName is required for kind connect-proxy",
                 ));
             }
         }
         let weights = match &self.weights {
             Some(w) if w.passing == 0 => {
-                return Err(ApiError::bad_request(
-                    "Weights.Passing must be greater than 0",
-                ))
+                return Err(WireError::new("Weights.Passing must be greater than 0"))
             }
             Some(w) => Weights {
                 passing: w.passing,
@@ -336,7 +358,11 @@ impl ServiceDef {
 
     /// Like `to_service`, with `default_name` when the definition names none
     /// (a `SidecarService {}` block).
-    pub fn to_service_lenient(&self, default_name: &str, owner: &str) -> Result<Service, ApiError> {
+    pub fn to_service_lenient(
+        &self,
+        default_name: &str,
+        owner: &str,
+    ) -> Result<Service, WireError> {
         if self.name.is_empty() && self.service.is_empty() {
             let named = ServiceDef {
                 name: default_name.to_string(),
@@ -535,6 +561,19 @@ mod tests {
         let b: ServiceDef =
             parse_body(br#"{"Name":"web","ID":"web1","Port":80,"Tags":["a"]}"#, "x").unwrap();
         assert_eq!(a.to_service("api").unwrap(), b.to_service("api").unwrap());
+    }
+
+    #[test]
+    fn declarations_decode_like_bodies() {
+        let def: ServiceDef = parse_declared(
+            json!({"name": "web", "port": 80, "meta": {"A": "1", "a": "2"}}),
+            "x",
+        )
+        .unwrap();
+        assert_eq!(def.to_service("o").unwrap().port, 80);
+        let e = parse_declared::<ServiceDef>(json!({"name": "web", "Name": "api"}), "service")
+            .unwrap_err();
+        assert!(e.message.contains("duplicate key"), "{e}");
     }
 
     #[test]

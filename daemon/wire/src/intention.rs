@@ -7,19 +7,18 @@ use std::collections::BTreeMap;
 use mesh_types::{HeaderMatch, HttpMatch, Intention, IntentionAction, Permission};
 use serde_json::{json, Map, Value};
 
-use crate::wire::fold_keys;
-use crate::ApiError;
+use crate::{fold_keys, WireError};
 
-fn bad(msg: impl Into<String>) -> ApiError {
-    ApiError::bad_request(msg.into())
+fn bad(msg: impl Into<String>) -> WireError {
+    WireError::new(msg.into())
 }
 
-fn obj<'a>(v: &'a Value, what: &str) -> Result<&'a Map<String, Value>, ApiError> {
+fn obj<'a>(v: &'a Value, what: &str) -> Result<&'a Map<String, Value>, WireError> {
     v.as_object()
         .ok_or_else(|| bad(format!("{what} must be a JSON object")))
 }
 
-fn opt_str(m: &Map<String, Value>, key: &str, what: &str) -> Result<Option<String>, ApiError> {
+fn opt_str(m: &Map<String, Value>, key: &str, what: &str) -> Result<Option<String>, WireError> {
     match m.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -27,7 +26,7 @@ fn opt_str(m: &Map<String, Value>, key: &str, what: &str) -> Result<Option<Strin
     }
 }
 
-fn opt_bool(m: &Map<String, Value>, key: &str, what: &str) -> Result<bool, ApiError> {
+fn opt_bool(m: &Map<String, Value>, key: &str, what: &str) -> Result<bool, WireError> {
     match m.get(key) {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
@@ -39,7 +38,7 @@ fn string_map(
     m: &Map<String, Value>,
     key: &str,
     what: &str,
-) -> Result<BTreeMap<String, String>, ApiError> {
+) -> Result<BTreeMap<String, String>, WireError> {
     // Meta keeps its user-chosen keys; look it up case-insensitively.
     let found = m
         .iter()
@@ -61,7 +60,7 @@ fn string_map(
 }
 
 /// Parse an action ("allow"/"deny"), naming where it came from on error.
-pub fn parse_action(v: Option<String>, what: &str) -> Result<Option<IntentionAction>, ApiError> {
+pub fn parse_action(v: Option<String>, what: &str) -> Result<Option<IntentionAction>, WireError> {
     match v {
         None => Ok(None),
         Some(s) if s.is_empty() => Ok(None),
@@ -71,14 +70,14 @@ pub fn parse_action(v: Option<String>, what: &str) -> Result<Option<IntentionAct
     }
 }
 
-fn check_regex(re: &Option<String>, what: &str) -> Result<(), ApiError> {
+fn check_regex(re: &Option<String>, what: &str) -> Result<(), WireError> {
     if let Some(re) = re {
         regex::Regex::new(re).map_err(|e| bad(format!("{what}: invalid regex {re:?}: {e}")))?;
     }
     Ok(())
 }
 
-fn parse_header(v: &Value, what: &str) -> Result<HeaderMatch, ApiError> {
+fn parse_header(v: &Value, what: &str) -> Result<HeaderMatch, WireError> {
     let folded = fold_keys(v.clone());
     let m = obj(&folded, what)?;
     let h = HeaderMatch {
@@ -110,7 +109,7 @@ fn parse_header(v: &Value, what: &str) -> Result<HeaderMatch, ApiError> {
     Ok(h)
 }
 
-fn parse_http(v: &Value, what: &str) -> Result<HttpMatch, ApiError> {
+fn parse_http(v: &Value, what: &str) -> Result<HttpMatch, WireError> {
     let m = obj(v, what)?;
     let methods = match m.get("methods") {
         None | Some(Value::Null) => Vec::new(),
@@ -155,7 +154,7 @@ fn parse_http(v: &Value, what: &str) -> Result<HttpMatch, ApiError> {
 }
 
 /// Parse a folded `Permissions` list.
-pub fn parse_permissions(v: Option<&Value>, what: &str) -> Result<Vec<Permission>, ApiError> {
+pub fn parse_permissions(v: Option<&Value>, what: &str) -> Result<Vec<Permission>, WireError> {
     let list = match v {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(a)) => a,
@@ -178,7 +177,7 @@ pub fn parse_permissions(v: Option<&Value>, what: &str) -> Result<Vec<Permission
 }
 
 /// Check what state would refuse, so the API answers 400 before proposing.
-pub fn validate(i: &Intention) -> Result<(), ApiError> {
+pub fn validate(i: &Intention) -> Result<(), WireError> {
     let what = format!("intention {} => {}", i.source, i.destination);
     if i.source.is_empty() || i.destination.is_empty() {
         return Err(bad("SourceName and DestinationName are required"));
@@ -199,7 +198,7 @@ pub fn parse_intention(
     source: Option<&str>,
     destination: Option<&str>,
     owner: &str,
-) -> Result<Intention, ApiError> {
+) -> Result<Intention, WireError> {
     let folded = fold_keys(body.clone());
     let m = obj(&folded, "intention")?;
     let i = Intention {
@@ -228,7 +227,7 @@ pub fn parse_intention(
 pub fn parse_service_intentions(
     entry: &Value,
     owner: &str,
-) -> Result<(String, Vec<Intention>), ApiError> {
+) -> Result<(String, Vec<Intention>), WireError> {
     let folded = fold_keys(entry.clone());
     let m = obj(&folded, "service-intentions")?;
     let dest = opt_str(m, "name", "service-intentions")?
