@@ -274,19 +274,25 @@ impl Agent {
     }
 
     /// Apply a `ca { provider = ..., config { } }` block from a config file.
-    pub(crate) async fn apply_ca_block(&self, block: &Value, loc: &Loc) -> Result<(), String> {
+    pub(crate) async fn apply_ca_block(
+        &self,
+        block: &Value,
+        loc: &Loc,
+    ) -> Result<(), crate::reconcile::ReloadError> {
+        use crate::reconcile::ReloadError;
+        let invalid = |e: String| ReloadError::Invalid(vec![format!("{loc}: ca: {e}")]);
         if !self.config.server {
             // Servers apply cluster-wide CA settings; a client's block is checked only.
             return parse_config(&mesh_config::camel_keys(block.clone()))
                 .map(|_| ())
-                .map_err(|e| format!("{loc}: ca: {e}"));
+                .map_err(|e| invalid(e.to_string()));
         }
         let body = mesh_config::camel_keys(block.clone());
         match self.set_ca_config(&body).await {
             Ok(_) => Ok(()),
-            Err(CaRequestError::Bad(e)) => Err(format!("{loc}: ca: {e}")),
+            Err(CaRequestError::Bad(e)) => Err(invalid(e)),
             Err(CaRequestError::Unavailable(e) | CaRequestError::RateLimited(e)) => {
-                Err(format!("unavailable: {e}"))
+                Err(ReloadError::Unavailable(e))
             }
         }
     }

@@ -265,7 +265,7 @@ async fn plan(Extension(agent): A, body: Bytes) -> Result<Json<Value>, ApiError>
                     serde_json::json!({"Changes": plan.changes, "Errors": []}),
                 ))
             }
-            Err(e) => errors = e,
+            Err(e) => errors = e.errors(),
         }
     }
     Ok(Json(serde_json::json!({"Changes": [], "Errors": errors})))

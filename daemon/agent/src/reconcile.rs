@@ -225,15 +225,15 @@ pub(crate) struct LocalEntry {
 /// Plan against the cluster as it is now: a server's own replica, or, on a
 /// client agent (which holds none), the state fetched from a server, so a
 /// client's files can update and delete what they declared before. A server
-/// that cannot be reached is an `unavailable:` error (retried).
-pub(crate) async fn plan_now(agent: &Agent, decls: &[Decl]) -> Result<Plan, Vec<String>> {
+/// that cannot be reached is [`ReloadError::Unavailable`] (retried).
+pub(crate) async fn plan_now(agent: &Agent, decls: &[Decl]) -> Result<Plan, ReloadError> {
     if agent.raft.is_some() {
-        return plan(agent, &agent.state, decls);
+        return plan(agent, &agent.state, decls).map_err(ReloadError::Invalid);
     }
     let fetched = fetch_cluster_state(agent)
         .await
-        .map_err(|e| vec![format!("unavailable: {e}")])?;
-    plan(agent, &fetched, decls)
+        .map_err(ReloadError::Unavailable)?;
+    plan(agent, &fetched, decls).map_err(ReloadError::Invalid)
 }
 
 async fn fetch_cluster_state(agent: &Agent) -> Result<mesh_state::StateStore, String> {
@@ -435,28 +435,50 @@ fn diff(
     (plan, errors)
 }
 
-/// Whether the failure means "try again later" rather than "the files are wrong".
-#[derive(Debug)]
-pub(crate) enum ApplyError {
-    /// No leader or no server reachable.
+/// Why a reload did not apply.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReloadError {
+    /// The files are wrong (each error with file:line:col): fix them.
+    #[error("{}", .0.join("; "))]
+    Invalid(Vec<String>),
+    /// No leader or no server reachable: retried.
+    #[error("unavailable: {0}")]
     Unavailable(String),
     /// The cluster refused the change (a conflict that appeared since planning).
+    #[error("{0}")]
     Refused(String),
+}
+
+impl ReloadError {
+    /// The errors a reload status lists.
+    pub(crate) fn errors(self) -> Vec<String> {
+        match self {
+            ReloadError::Invalid(errors) => errors,
+            ReloadError::Unavailable(why) => vec![format!("unavailable: {why}")],
+            ReloadError::Refused(why) => vec![why],
+        }
+    }
 }
 
 /// Apply a plan: cluster-wide objects in one all-or-nothing Raft entry, then
 /// this agent's services.
-pub(crate) async fn apply(agent: &Agent, plan: &Plan) -> Result<(), ApplyError> {
+pub(crate) async fn apply(agent: &Agent, plan: &Plan) -> Result<(), ReloadError> {
     if !plan.raft.is_empty() {
         let commands = plan.raft.clone();
         match agent.propose(&Command::AllOrNothing { commands }).await {
             Ok(Outcome::Done) => {}
             Ok(Outcome::Conflict { what, owner }) => {
-                return Err(ApplyError::Refused(format!("{what} is managed by {owner}")))
+                return Err(ReloadError::Refused(format!(
+                    "{what} is managed by {owner}"
+                )))
             }
-            Ok(Outcome::Rejected(why)) => return Err(ApplyError::Refused(why)),
-            Ok(other) => return Err(ApplyError::Refused(format!("unexpected outcome {other:?}"))),
-            Err(e) => return Err(ApplyError::Unavailable(format!("{e:#}"))),
+            Ok(Outcome::Rejected(why)) => return Err(ReloadError::Refused(why)),
+            Ok(other) => {
+                return Err(ReloadError::Refused(format!(
+                    "unexpected outcome {other:?}"
+                )))
+            }
+            Err(e) => return Err(ReloadError::Unavailable(format!("{e:#}"))),
         }
     }
     if plan.local_remove.is_empty() && plan.local_add.is_empty() {
@@ -465,7 +487,7 @@ pub(crate) async fn apply(agent: &Agent, plan: &Plan) -> Result<(), ApplyError> 
     agent
         .local
         .apply_batch(&plan.local_remove, &plan.local_add)
-        .map_err(|e| ApplyError::Refused(e.message))
+        .map_err(|e| ReloadError::Refused(e.message))
 }
 
 #[cfg(test)]

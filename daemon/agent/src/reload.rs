@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::build::{Agent, Stop};
-use crate::reconcile::{self, ApplyError, Change};
+use crate::reconcile::{self, Change, ReloadError};
 
 /// Files change in bursts (editors write, rename, chmod): wait this long for
 /// quiet. A burst from one save lasts a few milliseconds; 50 ms covers it and
@@ -170,20 +170,14 @@ impl Agent {
             trigger: trigger.into(),
             ..Default::default()
         };
-        let result: Result<(), Vec<String>> = async {
-            let loaded = load(&source).map_err(|e| vec![e])?;
+        let result: Result<(), ReloadError> = async {
+            let loaded = load(&source).map_err(|e| ReloadError::Invalid(vec![e]))?;
             let plan = reconcile::plan_now(self, &loaded.decls).await?;
             let live = self.live.lock().clone();
             status.needs_restart = needs_restart(&live, &loaded.config);
-            match reconcile::apply(self, &plan).await {
-                Ok(()) => {}
-                Err(ApplyError::Refused(why)) => return Err(vec![why]),
-                Err(ApplyError::Unavailable(why)) => {
-                    return Err(vec![format!("unavailable: {why}")])
-                }
-            }
+            reconcile::apply(self, &plan).await?;
             if let Some((ca, loc)) = &plan.ca {
-                self.apply_ca_block(ca, loc).await.map_err(|e| vec![e])?;
+                self.apply_ca_block(ca, loc).await?;
             }
             self.apply_live_settings(&source, &live, &loaded.config);
             status.changes = plan.changes;
@@ -192,10 +186,8 @@ impl Agent {
         .await;
         match result {
             Ok(()) => status.ok = true,
-            Err(errors) if errors.iter().any(|e| e.starts_with("unavailable: ")) => {
-                return Err(errors.join("; "))
-            }
-            Err(errors) => status.errors = errors,
+            Err(e @ ReloadError::Unavailable(_)) => return Err(e.to_string()),
+            Err(e) => status.errors = e.errors(),
         }
         status.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         status.finished_at_ms = now_ms();

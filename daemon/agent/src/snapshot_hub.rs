@@ -15,7 +15,7 @@
 //! here) and publishes what comes back, however many local watchers there
 //! are.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -40,15 +40,6 @@ const LEAF_RETRY_SECS: i64 = 5;
 
 /// The state tables a snapshot is computed from.
 const INPUT_TABLES: [Table; 4] = [Table::Services, Table::Checks, Table::Config, Table::Ca];
-
-/// The newest index among the input tables.
-fn newest_input(s: &State) -> u64 {
-    INPUT_TABLES
-        .map(|t| s.table_index(t))
-        .into_iter()
-        .max()
-        .unwrap_or(0)
-}
 
 /// Longest a relayed blocking query to a server waits.
 const RELAY_WAIT: Duration = Duration::from_secs(300);
@@ -192,6 +183,8 @@ struct Slot {
     leaf_due: i64,
     /// Since when nobody has watched this slot.
     idle_since: Option<Instant>,
+    /// The service the proxy stands for, as of its last snapshot.
+    destination: Option<String>,
 }
 
 /// Shared by the HTTP endpoint, managed sidecars and the hub's own tasks.
@@ -279,6 +272,7 @@ pub(crate) fn subscribe(agent: &Arc<Agent>, key: ProxyKey) -> watch::Receiver<Wa
             leaf: None,
             leaf_due: 0,
             idle_since: None,
+            destination: None,
         },
     );
     drop(slots);
@@ -304,13 +298,14 @@ pub(crate) async fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
     let mut watches = INPUT_TABLES.map(|t| hub.subscribe(t));
     let mut local = agent.local.versions.subscribe();
     let mut stop = agent.shutdown.subscribe();
-    let mut last_ca = None;
+    let mut state = PassState::default();
+    let mut everything = true;
     loop {
         for w in &mut watches {
             w.borrow_and_update();
         }
         local.borrow_and_update();
-        let next_due = pass(&agent, &mut last_ca).await;
+        let next_due = pass(&agent, &mut state, std::mem::take(&mut everything)).await;
         // At least once per grace period, so slots nobody watches go.
         let until_due = (next_due - mesh_ca::unix_now()).clamp(1, IDLE_GRACE.as_secs() as i64);
         let wake = tokio::time::Instant::now() + Duration::from_secs(until_due as u64);
@@ -322,11 +317,22 @@ pub(crate) async fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
             _ = d.changed() => {}
             _ = local.changed() => {}
             _ = agent.snapshots.added.notified() => {}
-            _ = agent.snapshots.refresh.notified() => {}
+            _ = agent.snapshots.refresh.notified() => everything = true,
             _ = tokio::time::sleep_until(wake) => {}
             _ = stop.wait_for(|s| *s != Stop::Running) => return Ok(()),
         }
     }
+}
+
+/// What a pass remembers for the next one.
+#[derive(Default)]
+struct PassState {
+    /// The stored CA's modify index.
+    ca: Option<u64>,
+    /// The input tables' indexes and the local version last read.
+    seen: Option<([u64; 4], u64)>,
+    /// Each watched destination's intentions and protocol, as last computed.
+    destinations: HashMap<String, (IntentionSet, Protocol)>,
 }
 
 /// What one pass needs to know of a slot.
@@ -334,19 +340,59 @@ struct Want {
     key: ProxyKey,
     generation: u64,
     refresh_leaf: bool,
-    leaf: Option<CachedLeaf>,
 }
 
-/// Recompute every slot; publish the ones whose content changed. Returns
-/// when the earliest leaf changes (unix seconds).
-async fn pass(agent: &Arc<Agent>, last_ca: &mut Option<u64>) -> i64 {
+/// A slot's leaf after a pass.
+enum LeafUpdate {
+    Keep,
+    Set(Option<Box<CachedLeaf>>),
+    Failed(CaRequestError),
+}
+
+/// Recompute the slots whose inputs may have changed (all of them unless
+/// only intentions or config entries did, then those of the destinations
+/// whose intentions or protocol changed); publish the ones whose content
+/// changed. Returns when the earliest leaf changes (unix seconds).
+async fn pass(agent: &Arc<Agent>, st: &mut PassState, everything: bool) -> i64 {
     let hub = &agent.snapshots;
     hub.passes.fetch_add(1, Ordering::Relaxed);
     let now = mesh_ca::unix_now();
     let stored = agent.stored_ca();
     let ca_index = stored.as_ref().map(|(_, i)| *i);
-    let ca_changed = ca_index != *last_ca;
-    *last_ca = ca_index;
+    let ca_changed = ca_index != st.ca;
+    st.ca = ca_index;
+    let default_allow = agent.live.lock().acl.default_policy == mesh_config::AclPolicy::Allow;
+    let tables = agent.state.read(|s| INPUT_TABLES.map(|t| s.table_index(t)));
+    let local_version = agent.local.inner.lock().version;
+    // Only config entries changed (or nothing: a new slot, a leaf due)?
+    let config_only = !everything
+        && !ca_changed
+        && st.seen.is_some_and(|(t, v)| {
+            v == local_version && t[0] == tables[0] && t[1] == tables[1] && t[3] == tables[3]
+        });
+    st.seen = Some((tables, local_version));
+    let changed_destinations: Option<HashSet<String>> = config_only.then(|| {
+        let watched: HashSet<String> = hub
+            .slots
+            .lock()
+            .values()
+            .filter_map(|s| s.destination.clone())
+            .collect();
+        agent.state.read(|s| {
+            watched
+                .into_iter()
+                .filter(|dest| {
+                    let now = (
+                        IntentionSet::for_destination(s.intentions(), dest, default_allow),
+                        service_protocol(s, dest),
+                    );
+                    let changed = st.destinations.get(dest) != Some(&now);
+                    st.destinations.insert(dest.clone(), now);
+                    changed
+                })
+                .collect()
+        })
+    });
     let wants: Vec<Want> = {
         let mut slots = hub.slots.lock();
         let idle_for = |s: &Slot| s.idle_since.map(|t| t.elapsed());
@@ -360,19 +406,49 @@ async fn pass(agent: &Arc<Agent>, last_ca: &mut Option<u64>) -> i64 {
         });
         slots
             .iter()
+            .filter(|(_, s)| {
+                let affected = match (&changed_destinations, &s.destination) {
+                    (Some(changed), Some(dest)) => changed.contains(dest),
+                    _ => true,
+                };
+                affected || s.versioned.is_empty() || now >= s.leaf_due
+            })
             .map(|(key, s)| Want {
                 key: key.clone(),
                 generation: s.generation,
                 refresh_leaf: s.leaf.is_none() || ca_changed || now >= s.leaf_due,
-                leaf: s.leaf.clone(),
             })
             .collect()
     };
-    if wants.is_empty() {
-        let newest = agent.state.read(newest_input);
-        hub.pass_index.store(newest, Ordering::Relaxed);
-        return now + 3600;
+    if !wants.is_empty() {
+        recompute(agent, st, &wants, stored, now, default_allow).await;
     }
+    hub.pass_index
+        .store(tables.into_iter().max().unwrap_or(0), Ordering::Relaxed);
+    let slots = hub.slots.lock();
+    let watched: HashSet<&String> = slots
+        .values()
+        .filter_map(|s| s.destination.as_ref())
+        .collect();
+    st.destinations.retain(|d, _| watched.contains(d));
+    slots
+        .values()
+        .map(|s| s.leaf_due)
+        .min()
+        .unwrap_or(now + 3600)
+        .max(now)
+}
+
+/// Recompute `wants` and publish the changed ones.
+async fn recompute(
+    agent: &Arc<Agent>,
+    st: &mut PassState,
+    wants: &[Want],
+    stored: Option<(crate::connect_ca::StoredCa, u64)>,
+    now: i64,
+    default_allow: bool,
+) {
+    let hub = &agent.snapshots;
     // Registrations: this agent's own, or the catalog's for a client's node.
     let registrations: Vec<Option<Service>> = {
         let local = agent.local.inner.lock();
@@ -397,8 +473,7 @@ async fn pass(agent: &Arc<Agent>, last_ca: &mut Option<u64>) -> i64 {
         })
     };
     // Leaves, signed or taken from the CA's cache only when due.
-    let mut leaves: Vec<Result<Option<CachedLeaf>, CaRequestError>> =
-        Vec::with_capacity(wants.len());
+    let mut leaves = Vec::with_capacity(wants.len());
     for (w, reg) in wants.iter().zip(&registrations) {
         let dest = reg
             .as_ref()
@@ -406,15 +481,20 @@ async fn pass(agent: &Arc<Agent>, last_ca: &mut Option<u64>) -> i64 {
             .map(|p| p.destination_service_name.as_str());
         let leaf = match (&stored, dest, &w.key.node, &w.key.csr) {
             (None, _, _, _) | (_, None, _, _) | (_, _, Some(_), None) => Ok(None),
-            _ if !w.refresh_leaf => Ok(w.leaf.clone()),
+            _ if !w.refresh_leaf => {
+                leaves.push(LeafUpdate::Keep);
+                continue;
+            }
             (Some(_), Some(dest), None, _) => agent.leaf_for(dest).await.map(Some),
             (Some(_), Some(dest), Some(node), Some(csr)) => {
                 agent.leaf_for_csr(node, dest, csr).await.map(Some)
             }
         };
-        leaves.push(leaf);
+        leaves.push(match leaf {
+            Ok(leaf) => LeafUpdate::Set(leaf.map(Box::new)),
+            Err(e) => LeafUpdate::Failed(e),
+        });
     }
-    let default_allow = agent.live.lock().acl.default_policy == mesh_config::AclPolicy::Allow;
     let (td, roots) = stored
         .as_ref()
         .map(|(s, _)| (s.state.trust_domain.clone(), s.state.trust_bundle()))
@@ -425,7 +505,7 @@ async fn pass(agent: &Arc<Agent>, last_ca: &mut Option<u64>) -> i64 {
         roots: &roots,
         default_allow,
     };
-    let (computed, floor, newest) = agent.state.read(|s| {
+    let (computed, floor) = agent.state.read(|s| {
         let mut parts = Parts::default();
         let computed: Vec<Option<ProxySnapshot>> = wants
             .iter()
@@ -435,11 +515,14 @@ async fn pass(agent: &Arc<Agent>, last_ca: &mut Option<u64>) -> i64 {
                     .map(|svc| compute(s, &inputs, &mut parts, &w.key.id, svc))
             })
             .collect();
+        for (dest, intentions) in parts.intentions {
+            let protocol = parts.protocols.get(&dest).copied().unwrap_or_default();
+            st.destinations.insert(dest, (intentions, protocol));
+        }
         let floor = INPUT_TABLES.map(|t| s.table_index(t)).iter().sum::<u64>();
-        (computed, floor, newest_input(s))
+        (computed, floor)
     });
     let floor = floor + agent.local.inner.lock().version;
-    let mut next_due = now + 3600;
     let mut slots = hub.slots.lock();
     for ((w, snap), leaf) in wants.iter().zip(computed).zip(leaves) {
         let Some(slot) = slots
@@ -454,26 +537,25 @@ async fn pass(agent: &Arc<Agent>, last_ca: &mut Option<u64>) -> i64 {
             slots.remove(&w.key);
             continue;
         };
+        slot.destination = Some(snap.service.clone());
         match leaf {
-            Ok(leaf) => {
-                if w.refresh_leaf {
-                    slot.leaf_due = leaf
-                        .as_ref()
-                        .map_or(now + 3600, |l| agent.leaf_changes_at(l));
-                }
-                slot.leaf = leaf;
+            LeafUpdate::Keep => {}
+            LeafUpdate::Set(leaf) => {
+                slot.leaf_due = leaf
+                    .as_ref()
+                    .map_or(now + 3600, |l| agent.leaf_changes_at(l));
+                slot.leaf = leaf.map(|l| *l);
             }
-            Err(e) if slot.versioned.is_empty() => {
+            LeafUpdate::Failed(e) if slot.versioned.is_empty() => {
                 slot.tx.send_replace(Watched::Failed(Failure::from_ca(e)));
                 slots.remove(&w.key);
                 continue;
             }
-            Err(e) => {
+            LeafUpdate::Failed(e) => {
                 tracing::warn!(proxy = %w.key.id, error = %e, "leaf for proxy snapshot; keeping the last one");
                 slot.leaf_due = now + LEAF_RETRY_SECS;
             }
         }
-        next_due = next_due.min(slot.leaf_due);
         snap.leaf = slot.leaf.as_ref().map(|c| Leaf {
             cert_pem: std::iter::once(c.leaf.cert_pem.as_str())
                 .chain(c.chain.iter().map(String::as_str))
@@ -490,9 +572,6 @@ async fn pass(agent: &Arc<Agent>, last_ca: &mut Option<u64>) -> i64 {
             slot.tx.send_replace(Watched::Ready(Published::new(out)));
         }
     }
-    drop(slots);
-    hub.pass_index.store(newest, Ordering::Relaxed);
-    next_due
 }
 
 /// What every snapshot of one pass shares.
@@ -505,17 +584,19 @@ struct Inputs<'a> {
 
 /// Parts computed once per pass, however many proxies use them.
 #[derive(Default)]
-struct Parts {
+struct Parts<'s> {
     intentions: HashMap<String, IntentionSet>,
     protocols: HashMap<String, Protocol>,
     endpoints: HashMap<String, Vec<Endpoint>>,
+    /// Every service's Connect instances, from one scan of the catalog.
+    instances: Option<HashMap<&'s str, Vec<(&'s mesh_types::Node, &'s Service)>>>,
 }
 
 /// The snapshot of proxy `id` registered as `svc`, without its leaf.
-fn compute(
-    s: &State,
+fn compute<'s>(
+    s: &'s State,
     inputs: &Inputs,
-    parts: &mut Parts,
+    parts: &mut Parts<'s>,
     id: &str,
     svc: &Service,
 ) -> ProxySnapshot {
@@ -544,11 +625,20 @@ fn compute(
             },
             local_bind_port: u.local_bind_port,
             connect_timeout_ms: 5000,
-            endpoints: parts
-                .endpoints
-                .entry(u.destination_name.clone())
-                .or_insert_with(|| healthy_endpoints(s, inputs, &u.destination_name))
-                .clone(),
+            endpoints: match parts.endpoints.get(&u.destination_name) {
+                Some(known) => known.clone(),
+                None => {
+                    let instances = parts
+                        .instances
+                        .get_or_insert_with(|| mesh_api::connect_instances_by_service(s));
+                    let found = instances.get(u.destination_name.as_str());
+                    let endpoints = healthy_endpoints(s, inputs, &u.destination_name, found);
+                    parts
+                        .endpoints
+                        .insert(u.destination_name.clone(), endpoints.clone());
+                    endpoints
+                }
+            },
         })
         .collect();
     ProxySnapshot {
@@ -599,11 +689,18 @@ fn service_protocol(s: &State, service: &str) -> Protocol {
 }
 
 /// Sidecars of `service` whose own checks and whose app's are not critical.
-fn healthy_endpoints(s: &State, inputs: &Inputs, service: &str) -> Vec<Endpoint> {
+fn healthy_endpoints(
+    s: &State,
+    inputs: &Inputs,
+    service: &str,
+    instances: Option<&Vec<(&mesh_types::Node, &Service)>>,
+) -> Vec<Endpoint> {
     let spiffe_id =
         mesh_types::SpiffeId::service(inputs.trust_domain, inputs.datacenter, service).to_string();
-    mesh_api::connect_instances(s, service)
+    instances
         .into_iter()
+        .flatten()
+        .copied()
         .filter(|(node, svc)| {
             let app = svc
                 .proxy

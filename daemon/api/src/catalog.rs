@@ -1,6 +1,6 @@
 //! `/v1/catalog/*`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -305,22 +305,43 @@ pub(crate) async fn service(
 
 /// Proxies for `name` (and instances that speak Connect natively).
 pub fn connect_instances<'a>(s: &'a Catalog, name: &'a str) -> Vec<(&'a Node, &'a Service)> {
-    let proxies = s.services().filter_map(move |(node, svc)| {
-        let is_proxy = svc.kind == "connect-proxy"
-            && svc
-                .proxy
-                .as_ref()
-                .is_some_and(|p| p.destination_service_name == name);
-        if is_proxy {
-            Some((s.node(node)?, svc))
-        } else {
-            None
-        }
-    });
+    let proxies = s
+        .services()
+        .filter(move |(_, svc)| svc.kind == "connect-proxy" && proxied(svc) == Some(name))
+        .filter_map(|(node, svc)| Some((s.node(node)?, svc)));
     let native = s
         .service_instances(name)
         .filter(|(_, svc)| svc.connect_native);
     proxies.chain(native).collect()
+}
+
+/// [`connect_instances`] of every service at once, in one scan of the
+/// catalog: for callers that need many of them (proxy snapshots).
+pub fn connect_instances_by_service(s: &Catalog) -> HashMap<&str, Vec<(&Node, &Service)>> {
+    let mut out: HashMap<&str, Vec<(&Node, &Service)>> = HashMap::new();
+    for (node, svc) in s.services() {
+        let Some(node) = s.node(node) else { continue };
+        if svc.kind == "connect-proxy" {
+            if let Some(name) = proxied(svc) {
+                out.entry(name).or_default().push((node, svc));
+            }
+        }
+    }
+    for (node, svc) in s.services() {
+        if svc.connect_native {
+            if let Some(node) = s.node(node) {
+                out.entry(svc.name.as_str()).or_default().push((node, svc));
+            }
+        }
+    }
+    out
+}
+
+/// The service a proxy stands for.
+fn proxied(svc: &Service) -> Option<&str> {
+    svc.proxy
+        .as_ref()
+        .map(|p| p.destination_service_name.as_str())
 }
 
 pub(crate) async fn connect(

@@ -38,7 +38,7 @@ use serde::Serialize;
 
 pub use acl_caller::{request_secret, resolve_in, AclSettings, Caller};
 pub use acl_commands::command_allowed;
-pub use catalog::connect_instances;
+pub use catalog::{connect_instances, connect_instances_by_service};
 use decoded::MAX_JSON_BODY_BYTES;
 pub use decoded::{read_limited, CheckRegistration, Decoded, ServiceRegistration};
 pub use error::ApiError;

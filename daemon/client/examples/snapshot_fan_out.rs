@@ -123,7 +123,10 @@ async fn main() {
     let proxies: usize = args.get(3).map_or(1000, |s| s.parse().expect("PROXIES"));
     let services: usize = args.get(4).map_or(100, |s| s.parse().expect("SERVICES"));
     let rounds: usize = args.get(5).map_or(5, |s| s.parse().expect("ROUNDS"));
+    // reqwest is built with rustls and no default crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
+        .no_proxy()
         .pool_max_idle_per_host(proxies + 16)
         .tcp_nodelay(true)
         .build()
