@@ -392,3 +392,43 @@ async fn a_client_agents_files_create_update_and_delete_cluster_objects() {
     let status = config_status(&c, &cluster.agents[3]).await;
     assert_eq!(status["Ok"], true, "{status}");
 }
+
+/// Signals are the binary's: SIGHUP reloads (the status names it), and
+/// SIGTERM stops the agent cleanly.
+#[tokio::test]
+async fn sighup_reloads_and_sigterm_stops_the_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("conf");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(conf.join("agent.hcl"), "log_level = \"info\"\n").unwrap();
+    let mut spec = AgentSpec::server("node1", 1);
+    spec.extra = vec!["-dev".into(), format!("-config-dir={}", conf.display())];
+    let mut a = TestAgent::start(spec, &dir.path().join("data"))
+        .await
+        .unwrap();
+    let c = http();
+    let first = eventually("start reload", WAIT, || async {
+        let s = config_status(&c, &a).await;
+        (s["Ok"] == true).then_some(s)
+    })
+    .await;
+    let pid = a.pid().unwrap().to_string();
+    let kill = |signal: &str| {
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
+    };
+    kill("-HUP");
+    let after = eventually("a reload started by SIGHUP", WAIT, || async {
+        let s = config_status(&c, &a).await;
+        (s["Trigger"] == "SIGHUP").then_some(s)
+    })
+    .await;
+    assert!(after["Count"].as_u64() > first["Count"].as_u64(), "{after}");
+    assert_eq!(after["Ok"], true, "{after}");
+    kill("-TERM");
+    let status = a.wait_exit(WAIT).await.expect("the agent exits on SIGTERM");
+    assert!(status.success(), "a clean stop: {status}");
+}

@@ -71,6 +71,8 @@ pub struct Agent {
     reload_rx: parking::Slot<mpsc::Receiver<crate::reload::ReloadRequest>>,
     /// Signer and leaf cache for the Connect CA (servers).
     pub(crate) ca: crate::connect_ca::CaRuntime,
+    /// Requests to servers (a client agent's relays and reload reads).
+    pub(crate) server_http: reqwest::Client,
     /// Proxy snapshots, computed once per change for all their watchers.
     pub(crate) snapshots: crate::snapshot_hub::SnapshotHub,
     _dev_dir: Option<tempfile::TempDir>,
@@ -256,6 +258,7 @@ impl Agent {
             reload_tx,
             reload_rx: parking::Slot::new(Some(reload_rx)),
             ca: Default::default(),
+            server_http: crate::handle::server_client(),
             snapshots: crate::snapshot_hub::SnapshotHub::new(tokio::runtime::Handle::current()),
             config,
             node_id,
@@ -297,7 +300,12 @@ impl Agent {
     }
 
     /// Serve until a signal or a leave; then stop every task.
-    pub async fn run(self: Arc<Self>) -> anyhow::Result<()> {
+    /// Runs until `shutdown` resolves (the binary's signals), the agent is
+    /// asked to leave, or a task fails.
+    pub async fn run(
+        self: Arc<Self>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
         // Writes this agent forwards on its own behalf carry its token; the
         // RPC port checks what peers send (see `Agent::check_proposal`).
@@ -363,9 +371,9 @@ impl Agent {
             });
         }
         tasks.spawn(duties::retry_join(self.clone()));
-        if self.raft.is_some() {
-            tasks.spawn(duties::bootstrap(self.clone()));
-            tasks.spawn(duties::membership(self.clone()));
+        if let Some(raft) = &self.raft {
+            tasks.spawn(duties::bootstrap(self.clone(), raft.clone()));
+            tasks.spawn(duties::membership(self.clone(), raft.clone()));
             tasks.spawn(crate::connect_ca::leader_loop(self.clone()));
             tasks.spawn(crate::snapshot_hub::run(self.clone()));
             tasks.spawn(crate::storage::watch(self.clone()));
@@ -397,11 +405,10 @@ impl Agent {
             tasks.spawn(crate::reload::reload_loop(self.clone(), rx));
         }
         tasks.spawn(crate::reload::watch_files(self.clone()));
-        tasks.spawn(crate::reload::on_sighup(self.clone()));
         tasks.spawn(crate::managed::run(self.clone()));
         tasks.spawn(duties::announce_ready(self.clone()));
 
-        let reason = self.wait_for_stop(&mut tasks).await?;
+        let reason = self.wait_for_stop(&mut tasks, shutdown).await?;
         if reason == Stop::Leave || (reason == Stop::Signal && !self.config.server) {
             self.leave().await;
         }
@@ -418,13 +425,13 @@ impl Agent {
     async fn wait_for_stop(
         &self,
         tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+        shutdown: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<Stop> {
         let mut stop = self.shutdown.subscribe();
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => return Ok(Stop::Signal),
-                _ = term.recv() => return Ok(Stop::Signal),
+                _ = &mut shutdown => return Ok(Stop::Signal),
                 reason = stop.wait_for(|s| *s != Stop::Running) => {
                     return Ok(reason.map(|r| *r).unwrap_or(Stop::Signal));
                 }
@@ -435,6 +442,17 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// Asks for a config reload (what SIGHUP does); it runs in the
+    /// background and its outcome shows in `/v1/agent/self`.
+    pub fn reload_soon(&self, trigger: &'static str) {
+        let request = crate::reload::ReloadRequest {
+            trigger,
+            reply: None,
+        };
+        // A full queue already holds a reload that will read the same files.
+        let _ = self.reload_tx.try_send(request);
     }
 
     /// Graceful leave: a leader hands its seat back first, then gossip says goodbye.

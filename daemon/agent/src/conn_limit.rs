@@ -18,6 +18,8 @@ use tokio::net::TcpStream;
 pub(crate) struct PerClient {
     open: Arc<Mutex<HashMap<IpAddr, u32>>>,
     limit: u32,
+    /// Says, at most once a second, that connections are being refused.
+    pub(crate) refused: Arc<RateLimitedLog>,
 }
 
 /// One counted connection; the count drops with it.
@@ -31,6 +33,7 @@ impl PerClient {
         PerClient {
             open: Arc::default(),
             limit,
+            refused: Arc::new(RateLimitedLog::new()),
         }
     }
 
@@ -84,8 +87,6 @@ impl RateLimitedLog {
     }
 }
 
-static RPC_REFUSED: RateLimitedLog = RateLimitedLog::new();
-
 /// The server RPC port's connections: Nagle off (Raft RPCs are small and
 /// latency-bound), at most `limit` per client IP (more are closed at once).
 pub(crate) fn rpc_incoming(
@@ -99,7 +100,7 @@ pub(crate) fn rpc_incoming(
                 Err(e) => return Some((Err(e), (listener, limit))),
             };
             let Some(slot) = limit.acquire(peer.ip()) else {
-                RPC_REFUSED.warn("limits.rpc_max_conns_per_client", peer);
+                limit.refused.warn("limits.rpc_max_conns_per_client", peer);
                 continue;
             };
             let _ = tcp.set_nodelay(true);

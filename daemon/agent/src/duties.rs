@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mesh_gossip::{Member, MemberStatus, Role};
-use mesh_raft::MeshNode;
+use mesh_raft::{MeshNode, RaftNode};
 use mesh_types::{CheckStatus, Command, HealthCheck, Node};
 use tokio::net::lookup_host;
 
@@ -69,8 +69,7 @@ fn server_of(member: &Member, dc: &str) -> Option<(u64, MeshNode)> {
 /// With `bootstrap_expect = N`, wait until N servers (none of them part of
 /// a cluster yet) see each other, then all initialise Raft with that same
 /// set. A node with Raft state never bootstraps again.
-pub(crate) async fn bootstrap(agent: Arc<Agent>) -> anyhow::Result<()> {
-    let raft = agent.raft.clone().expect("bootstrap runs on servers");
+pub(crate) async fn bootstrap(agent: Arc<Agent>, raft: RaftNode) -> anyhow::Result<()> {
     let expect = agent.config.bootstrap_expect as usize;
     let mut members = agent.gossip.subscribe();
     let mut stop = agent.shutdown.subscribe();
@@ -140,8 +139,7 @@ fn mark_initialized(agent: &Agent) {
 /// On the leader: servers that gossip shows alive become voters; servers
 /// that left gracefully are removed. Failed servers stay voters (they may
 /// come back), as Consul does without autopilot cleanup.
-pub(crate) async fn membership(agent: Arc<Agent>) -> anyhow::Result<()> {
-    let raft = agent.raft.clone().expect("membership runs on servers");
+pub(crate) async fn membership(agent: Arc<Agent>, raft: RaftNode) -> anyhow::Result<()> {
     let mut members = agent.gossip.subscribe();
     let mut metrics = raft.raft().metrics();
     let mut stop = agent.shutdown.subscribe();
@@ -180,7 +178,7 @@ pub(crate) async fn membership(agent: Arc<Agent>) -> anyhow::Result<()> {
                 mark_initialized(&agent);
             }
             reconcile_catalog(&agent, &view).await;
-            store_initial_management(&agent).await;
+            store_initial_management(&agent, &raft).await;
         } else if metrics
             .borrow_and_update()
             .membership_config
@@ -201,7 +199,7 @@ pub(crate) async fn membership(agent: Arc<Agent>) -> anyhow::Result<()> {
 
 /// On the leader: a configured `initial_management` token is stored, so it
 /// is listed, survives a config change, and closes `acl bootstrap`.
-async fn store_initial_management(agent: &Agent) {
+async fn store_initial_management(agent: &Agent, raft: &RaftNode) {
     let acl = agent.live.lock().acl.clone();
     let (Some(secret), true) = (acl.initial_management_token, acl.enabled) else {
         return;
@@ -228,7 +226,6 @@ async fn store_initial_management(agent: &Agent) {
     } else {
         mesh_types::Command::AclBootstrap { token }
     };
-    let raft = agent.raft.as_ref().expect("leader duties run on servers");
     match raft.propose(&cmd).await {
         Ok((_, mesh_types::Outcome::Rejected(why))) => {
             tracing::warn!("storing the initial management token: {why}")

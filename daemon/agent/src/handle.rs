@@ -183,14 +183,11 @@ impl Agent {
     }
 }
 
-/// One connection pool for agent-to-server requests (relayed snapshots,
-/// cluster state for a client's reload); no timeout, as a blocking
-/// query's own wait bounds it.
-pub(crate) fn server_http() -> &'static reqwest::Client {
-    static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    HTTP.get_or_init(|| {
-        // reqwest is built with rustls and no default crypto provider: use ring.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        reqwest::Client::new()
-    })
+/// The client for agent-to-server requests (relayed snapshots, cluster
+/// state for a client's reload): one connection pool per agent, no
+/// timeout, as a blocking query's own wait bounds it.
+pub(crate) fn server_client() -> reqwest::Client {
+    // reqwest is built with rustls and no default crypto provider: use ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }

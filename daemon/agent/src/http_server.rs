@@ -25,12 +25,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::conn_limit::{PerClient, RateLimitedLog};
+use crate::conn_limit::PerClient;
 
 /// How long open connections get to finish their requests at shutdown.
 const DRAIN: Duration = Duration::from_secs(5);
-
-static HTTP_REFUSED: RateLimitedLog = RateLimitedLog::new();
 
 /// What the server needs besides its listener.
 pub(crate) struct HttpServer {
@@ -66,7 +64,9 @@ impl HttpServer {
             };
             let _ = tcp.set_nodelay(true);
             let Some(slot) = this.per_client.acquire(peer.ip()) else {
-                HTTP_REFUSED.warn("limits.http_max_conns_per_client", peer);
+                this.per_client
+                    .refused
+                    .warn("limits.http_max_conns_per_client", peer);
                 tokio::spawn(refuse(tcp));
                 continue;
             };

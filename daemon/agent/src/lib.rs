@@ -1,6 +1,8 @@
 //! The mesh agent: binds its listeners, opens the Raft store, joins gossip,
 //! and runs the leader duties (bootstrap, membership from gossip).
-//! `Agent::build(config)` then `agent.run()`; `run(config)` does both.
+//! `Agent::build(config)`, then `Arc::new(agent).run(shutdown)`.
+//! Signals belong to the binary: it resolves `shutdown` on SIGINT or
+//! SIGTERM and calls `Agent::reload_soon` on SIGHUP.
 
 #![forbid(unsafe_code)]
 
@@ -26,18 +28,6 @@ mod snapshot_hub;
 mod storage;
 mod sync;
 
-use std::sync::Arc;
-
 pub use build::Agent;
-use mesh_config::RuntimeConfig;
 pub use reconcile::{check_declarations, Change};
 pub use reload::{ConfigSource, ConfigStatus};
-
-/// Build and run an agent until it is signalled, leaves, or fails.
-pub async fn run(config: RuntimeConfig, source: Option<ConfigSource>) -> anyhow::Result<()> {
-    let mut agent = Agent::build(config).await?;
-    if let Some(source) = source {
-        agent = agent.with_config_source(source);
-    }
-    Arc::new(agent).run().await
-}

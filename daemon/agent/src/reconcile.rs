@@ -240,7 +240,9 @@ async fn fetch_cluster_state(agent: &Agent) -> Result<mesh_state::StateStore, St
     let server = agent
         .server_http_addr()
         .ok_or("no known servers: this client agent has not joined a cluster with servers")?;
-    let mut req = crate::handle::server_http().get(format!("http://{server}/v1/snapshot"));
+    let mut req = agent
+        .server_http
+        .get(format!("http://{server}/v1/snapshot"));
     if let Some(token) = agent.live.lock().acl.own_token() {
         req = req.header("x-consul-token", token);
     }

@@ -384,18 +384,3 @@ pub(crate) async fn watch_files(agent: Arc<Agent>) -> anyhow::Result<()> {
             .await;
     }
 }
-
-/// SIGHUP asks for a reload, as with Consul.
-pub(crate) async fn on_sighup(agent: Arc<Agent>) -> anyhow::Result<()> {
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    while hup.recv().await.is_some() {
-        let _ = agent
-            .reload_tx
-            .send(ReloadRequest {
-                trigger: "SIGHUP",
-                reply: None,
-            })
-            .await;
-    }
-    Ok(())
-}

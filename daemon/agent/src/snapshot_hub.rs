@@ -800,7 +800,8 @@ async fn from_server(
         &query,
     )
     .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("proxy ID {id:?}: {e}")))?;
-    let mut req = crate::handle::server_http()
+    let mut req = agent
+        .server_http
         .get(url)
         .timeout(RELAY_WAIT + RELAY_WAIT / 16 + Duration::from_secs(10));
     if let Some(token) = &key.token {
@@ -844,7 +845,8 @@ async fn client_key(
         return Ok(k.clone());
     }
     let unavailable = |what: String| Failure::new(StatusCode::SERVICE_UNAVAILABLE, what);
-    let roots: serde_json::Value = crate::handle::server_http()
+    let roots: serde_json::Value = agent
+        .server_http
         .get(format!("http://{server}/v1/connect/ca/roots"))
         .send()
         .await

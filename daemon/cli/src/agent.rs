@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{ArgMatches, Args};
 use mesh_config::{Origin, RawConfig, RawPerformance, RawPorts, RuntimeConfig, Source};
+use tokio::signal::unix::{signal, SignalKind};
 
 /// Flags of `mesh agent`, named as Consul's.
 #[derive(Debug, Clone, Default, Args)]
@@ -185,7 +186,27 @@ pub async fn run(args: &AgentArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
         overlay: args.overlay(),
         set_log_level,
     };
-    mesh_agent::run(config, Some(source)).await
+    let agent = std::sync::Arc::new(
+        mesh_agent::Agent::build(config)
+            .await?
+            .with_config_source(source),
+    );
+    // Signals are the binary's: SIGHUP reloads, SIGINT and SIGTERM stop.
+    let mut hangup = signal(SignalKind::hangup())?;
+    let reloads = agent.clone();
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            reloads.reload_soon("SIGHUP");
+        }
+    });
+    let mut terminate = signal(SignalKind::terminate())?;
+    let stop = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    };
+    agent.run(stop).await
 }
 
 type SetLevel = std::sync::Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
