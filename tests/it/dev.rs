@@ -21,11 +21,7 @@ async fn dev_agent_serves_kv_with_cas_and_flags() {
 
     let got = c.get(agent.url("/v1/kv/app/config")).send().await.unwrap();
     assert_eq!(got.status(), 200);
-    let index: u64 = got.headers()["X-Consul-Index"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let index = crate::consul_index(&got);
     let body: serde_json::Value = got.json().await.unwrap();
     assert_eq!(body[0]["Key"], "app/config");
     assert_eq!(body[0]["Value"], "aGVsbG8="); // base64("hello")
@@ -130,11 +126,7 @@ async fn blocking_query_wakes_on_change_and_times_out_without_one() {
         .await
         .unwrap();
     let first = c.get(agent.url("/v1/kv/watched")).send().await.unwrap();
-    let index: u64 = first.headers()["X-Consul-Index"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let index = crate::consul_index(&first);
 
     // Times out (with no change) after about the wait, returning the same index.
     let started = Instant::now();
@@ -155,11 +147,7 @@ async fn blocking_query_wakes_on_change_and_times_out_without_one() {
         let c = c.clone();
         async move {
             let resp = c.get(url).send().await.unwrap();
-            let idx: u64 = resp.headers()["X-Consul-Index"]
-                .to_str()
-                .unwrap()
-                .parse()
-                .unwrap();
+            let idx = crate::consul_index(&resp);
             let body: serde_json::Value = resp.json().await.unwrap();
             (idx, body)
         }

@@ -56,6 +56,15 @@ pub async fn mesh_cli(agent: &mesh_testkit::TestAgent, args: &[&str]) -> (i32, S
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// The `X-Consul-Index` of an answer.
+pub fn consul_index(r: &reqwest::Response) -> u64 {
+    r.headers()["X-Consul-Index"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// An HTTP client with a bounded timeout for every request.
 pub fn http() -> reqwest::Client {
     // reqwest is built with rustls and no default crypto provider: use ring.

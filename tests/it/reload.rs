@@ -45,6 +45,13 @@ async fn config_status(c: &reqwest::Client, a: &TestAgent) -> Value {
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// A `-dev` agent named node1 whose config dir is `conf`.
+async fn dev_agent_reading(conf: &Path, data: &Path) -> TestAgent {
+    let mut spec = AgentSpec::server("node1", 1);
+    spec.extra = vec!["-dev".into(), format!("-config-dir={}", conf.display())];
+    TestAgent::start(spec, data).await.unwrap()
+}
+
 #[tokio::test]
 async fn files_are_the_truth_and_a_bad_file_keeps_the_last_good_config() {
     let dir = tempfile::tempdir().unwrap();
@@ -76,11 +83,7 @@ config_entry {
 "#,
     )
     .unwrap();
-    let mut spec = AgentSpec::server("node1", 1);
-    spec.extra = vec!["-dev".into(), format!("-config-dir={}", conf.display())];
-    let mut a = TestAgent::start(spec, &dir.path().join("data"))
-        .await
-        .unwrap();
+    let mut a = dev_agent_reading(&conf, &dir.path().join("data")).await;
     let c = http();
 
     // Applied at start: the intention, the config entry (CamelCase), the service with its sidecar.
@@ -401,11 +404,7 @@ async fn sighup_reloads_and_sigterm_stops_the_agent() {
     let conf = dir.path().join("conf");
     std::fs::create_dir_all(&conf).unwrap();
     std::fs::write(conf.join("agent.hcl"), "log_level = \"info\"\n").unwrap();
-    let mut spec = AgentSpec::server("node1", 1);
-    spec.extra = vec!["-dev".into(), format!("-config-dir={}", conf.display())];
-    let mut a = TestAgent::start(spec, &dir.path().join("data"))
-        .await
-        .unwrap();
+    let mut a = dev_agent_reading(&conf, &dir.path().join("data")).await;
     let c = http();
     let first = eventually("start reload", WAIT, || async {
         let s = config_status(&c, &a).await;

@@ -30,11 +30,7 @@ async fn snapshot(c: &Client, a: &TestAgent, index: Option<u64>) -> (u64, Value)
     };
     let r = c.get(url).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let version: u64 = r.headers()["X-Consul-Index"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let version = crate::consul_index(&r);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["Index"], version, "the body carries the same version");
     (version, body)
@@ -74,11 +70,7 @@ async fn agent_with_web_sidecar(dir: &std::path::Path) -> (TestAgent, Client) {
 /// intentions' current index.
 async fn hub_caught_up(c: &Client, a: &TestAgent) {
     let r = c.get(a.url("/v1/connect/intentions")).send().await.unwrap();
-    let index: u64 = r.headers()["X-Consul-Index"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let index = crate::consul_index(&r);
     eventually(
         "the hub's pass over the latest writes",
         Duration::from_secs(10),
@@ -120,15 +112,7 @@ async fn a_snapshot_version_moves_only_when_its_content_does() {
     // A write that does change it: an intention for web.
     let parked = tokio::spawn({
         let (c, url) = (c.clone(), a.url(&format!("{PROXY}?index={v0}&wait=20s")));
-        async move {
-            c.get(url)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
+        async move { crate::fetch_json(&c, url).await }
     });
     wait_parked(&c, &a, 1).await;
     put(
