@@ -428,6 +428,112 @@ async fn body_targets_are_checked_in_every_spelling() {
     assert!(text.contains("web-sidecar-proxy"), "{text}");
 }
 
+/// `POST /v1/internal/mesh.d/view` under default-deny: a token without
+/// management is refused in every spelling of the body, the management
+/// token gets the same answer in every spelling (owned objects and the
+/// named ones, nothing else), and a duplicated key, a prefix that is not a
+/// node's files and too many keys are 400s that say why.
+#[tokio::test]
+async fn the_mesh_d_view_is_management_only_and_reads_one_body_one_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = acl_config(dir.path());
+    let mut spec = mesh_testkit::AgentSpec::server("acl1", 1);
+    spec.extra.push("-dev".into());
+    spec.extra.push(format!("-config-file={}", conf.display()));
+    let agent = TestAgent::start(spec, &dir.path().join("a")).await.unwrap();
+    let m = Some(MANAGEMENT);
+    use crate::acl::call;
+    eventually("ACLs bootstrapped", Duration::from_secs(10), || async {
+        let (st, _) = call(Method::GET, &agent, "/v1/acl/tokens", m, None).await;
+        (st == 200).then_some(())
+    })
+    .await;
+    // Three intentions: one owned by n1's files, one by n2's, one by the API.
+    for (src, owner) in [
+        ("a", "file:n1:/etc/mesh.d/a.hcl"),
+        ("b", "file:n2:/etc/mesh.d/b.hcl"),
+        ("c", "api"),
+    ] {
+        let r = http()
+            .put(agent.url(&format!(
+                "/v1/connect/intentions/exact?source={src}&destination=db"
+            )))
+            .header("X-Consul-Token", MANAGEMENT)
+            .header("X-Mesh-Owner", owner)
+            .json(&json!({"Action": "allow"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let (st, text) = call(
+        Method::PUT,
+        &agent,
+        "/v1/acl/token",
+        m,
+        Some(json!({"ServiceIdentities": [{"ServiceName": "db"}]})),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    let narrow: Value = serde_json::from_str(&text).unwrap();
+    let narrow = narrow["SecretID"].as_str().unwrap().to_string();
+    let path = "/v1/internal/mesh.d/view";
+    let spellings = [
+        r#"{"OwnerPrefix":"file:n1:","Intentions":[{"Source":"c","Destination":"db"}]}"#,
+        r#"{"ownerprefix":"file:n1:","intentions":[{"source":"c","destination":"db"}]}"#,
+        r#"{"owner_prefix":"file:n1:","INTENTIONS":[{"SOURCE":"c","DESTINATION":"db"}],"config_entries":[]}"#,
+    ];
+    let mut answers = Vec::new();
+    for body in spellings {
+        let (st, text) = raw_call(&agent, Method::POST, path, &narrow, body).await;
+        assert_eq!(st, 403, "{body}: {text}");
+        assert!(text.contains("Permission denied"), "{body}: {text}");
+        let (st, text) = raw_call(&agent, Method::POST, path, MANAGEMENT, body).await;
+        assert_eq!(st, 200, "{body}: {text}");
+        answers.push(serde_json::from_str::<Value>(&text).unwrap());
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
+    let mut sources: Vec<&str> = answers[0]["Intentions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["Source"].as_str().unwrap())
+        .collect();
+    sources.sort();
+    assert_eq!(
+        sources,
+        ["a", "c"],
+        "n1's own and the named one: {}",
+        answers[0]
+    );
+    let bad = [
+        (
+            r#"{"OwnerPrefix":"file:n1:","ownerprefix":"file:n2:"}"#.to_string(),
+            "duplicate key",
+        ),
+        (
+            r#"{"OwnerPrefix":""}"#.to_string(),
+            "OwnerPrefix must be file:<node>:",
+        ),
+        (
+            r#"{"OwnerPrefix":"api"}"#.to_string(),
+            "OwnerPrefix must be file:<node>:",
+        ),
+        (
+            format!(
+                r#"{{"OwnerPrefix":"file:n1:","ConfigEntries":[{}]}}"#,
+                vec![r#"{"Kind":"service-defaults","Name":"x"}"#; 10_001].join(",")
+            ),
+            "MAX_VIEW_KEYS",
+        ),
+    ];
+    for (body, why) in bad {
+        let (st, text) = raw_call(&agent, Method::POST, path, MANAGEMENT, &body).await;
+        assert_eq!(st, 400, "{}: {text}", &body[..body.len().min(80)]);
+        assert!(text.contains(why), "{why}: {text}");
+    }
+}
+
 /// Resident memory of a process, from /proc.
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

@@ -181,34 +181,29 @@ pub(crate) struct ClusterView {
 }
 
 impl ClusterView {
-    fn of(s: &mesh_state::State, prefix: &str, want: &Desired) -> Self {
-        let mut view = ClusterView::default();
-        let intentions = s
-            .intentions()
-            .filter(|i| i.owner.starts_with(prefix))
-            .chain(
-                want.intentions
-                    .keys()
-                    .filter_map(|(src, dst)| s.intention(src, dst)),
-            );
-        for i in intentions {
-            view.intentions
-                .insert((i.source.clone(), i.destination.clone()), i.clone());
+    fn from_view(view: mesh_api::DeclaredView) -> Self {
+        let mut out = ClusterView::default();
+        for i in view.intentions {
+            out.intentions
+                .insert((i.source.clone(), i.destination.clone()), i);
         }
-        let entries = CONFIG_KINDS
-            .iter()
-            .flat_map(|kind| s.config_entries(kind))
-            .filter(|e| e.owner.starts_with(prefix))
-            .chain(
-                want.entries
-                    .keys()
-                    .filter_map(|(kind, name)| s.config_entry(kind, name)),
-            );
-        for e in entries {
-            view.entries
-                .insert((e.kind.clone(), e.name.clone()), e.clone());
+        for e in view.config_entries {
+            out.entries.insert((e.kind.clone(), e.name.clone()), e);
         }
-        view
+        out
+    }
+}
+
+/// Keys of stored objects: (source, destination) or (kind, name).
+type Keys = Vec<(String, String)>;
+
+impl Desired {
+    /// The keys of what the files declare, as a view asks for them.
+    fn keys(&self) -> (Keys, Keys) {
+        (
+            self.intentions.keys().cloned().collect(),
+            self.entries.keys().cloned().collect(),
+        )
     }
 }
 
@@ -221,55 +216,71 @@ pub(crate) struct LocalEntry {
     definition: Value,
 }
 
-/// Compute the changes that make the cluster match `decls`.
-/// Plan against the cluster as it is now: a server's own replica, or, on a
-/// client agent (which holds none), the state fetched from a server, so a
-/// client's files can update and delete what they declared before. A server
-/// that cannot be reached is [`ReloadError::Unavailable`] (retried).
+/// Compute the changes that make the cluster match `decls`, against the
+/// cluster as it is now: a server's own replica, or, on a client agent
+/// (which holds none), the objects a server says its files own or declare,
+/// so a client's files can update and delete what they declared before. A
+/// server that cannot be reached is [`ReloadError::Unavailable`] (retried).
 pub(crate) async fn plan_now(agent: &Agent, decls: &[Decl]) -> Result<Plan, ReloadError> {
-    if agent.raft.is_some() {
-        return plan(agent, &agent.state, decls).map_err(ReloadError::Invalid);
-    }
-    let fetched = fetch_cluster_state(agent)
-        .await
-        .map_err(ReloadError::Unavailable)?;
-    plan(agent, &fetched, decls).map_err(ReloadError::Invalid)
+    let node = &agent.config.node_name;
+    let prefix = owner_prefix(node);
+    let want = desired(node, decls).map_err(ReloadError::Invalid)?;
+    let (intentions, entries) = want.keys();
+    let view = if agent.raft.is_some() {
+        agent
+            .state
+            .read(|s| mesh_api::declared_view(s, &prefix, &intentions, &entries))
+    } else {
+        fetch_view(agent, &prefix, &intentions, &entries)
+            .await
+            .map_err(ReloadError::Unavailable)?
+    };
+    plan(agent, &prefix, &want, ClusterView::from_view(view)).map_err(ReloadError::Invalid)
 }
 
-async fn fetch_cluster_state(agent: &Agent) -> Result<mesh_state::StateStore, String> {
+/// A client agent's view of the cluster, from a server.
+async fn fetch_view(
+    agent: &Agent,
+    prefix: &str,
+    intentions: &[(String, String)],
+    entries: &[(String, String)],
+) -> Result<mesh_api::DeclaredView, String> {
     let server = agent
         .server_http_addr()
         .ok_or("no known servers: this client agent has not joined a cluster with servers")?;
+    let body = serde_json::json!({
+        "OwnerPrefix": prefix,
+        "Intentions": intentions.iter()
+            .map(|(s, d)| serde_json::json!({"Source": s, "Destination": d}))
+            .collect::<Vec<_>>(),
+        "ConfigEntries": entries.iter()
+            .map(|(k, n)| serde_json::json!({"Kind": k, "Name": n}))
+            .collect::<Vec<_>>(),
+    });
     let mut req = agent
         .server_http
-        .get(format!("http://{server}/v1/snapshot"));
+        .post(format!("http://{server}/v1/internal/mesh.d/view"))
+        .json(&body);
     if let Some(token) = agent.live.lock().acl.own_token() {
         req = req.header("x-consul-token", token);
     }
-    let bytes = req
-        .send()
+    let what =
+        |e: reqwest::Error| format!("reading the cluster's objects from server {server}: {e}");
+    req.send()
         .await
         .and_then(|r| r.error_for_status())
-        .map_err(|e| format!("reading the cluster state from server {server}: {e}"))?
-        .bytes()
+        .map_err(what)?
+        .json()
         .await
-        .map_err(|e| format!("reading the cluster state from server {server}: {e}"))?;
-    let store = mesh_state::StateStore::new();
-    store
-        .restore(&bytes)
-        .map_err(|e| format!("the cluster state from server {server}: {e}"))?;
-    Ok(store)
+        .map_err(what)
 }
 
-pub(crate) fn plan(
+fn plan(
     agent: &Agent,
-    cluster: &mesh_state::StateStore,
-    decls: &[Decl],
+    prefix: &str,
+    want: &Desired,
+    cluster: ClusterView,
 ) -> Result<Plan, Vec<String>> {
-    let node = &agent.config.node_name;
-    let prefix = owner_prefix(node);
-    let want = desired(node, decls)?;
-    let cluster = cluster.read(|s| ClusterView::of(s, &prefix, &want));
     let local: BTreeMap<String, LocalEntry> = agent
         .local
         .inner
@@ -284,7 +295,7 @@ pub(crate) fn plan(
             (id.clone(), entry)
         })
         .collect();
-    let (plan, mut errors) = diff(&prefix, &want, &cluster, &local);
+    let (plan, mut errors) = diff(prefix, want, &cluster, &local);
     // Only what will be registered needs the full check (checks, sidecar);
     // unchanged services passed it when they were applied.
     for ((def, owner), at) in plan.local_add.iter().zip(&plan.local_add_at) {

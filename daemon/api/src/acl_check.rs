@@ -65,6 +65,9 @@ fn body_route(method: &axum::http::Method, path: &str) -> Option<BodyRoute> {
         (&Method::POST, "/v1/agent/connect/authorize") => decode_as::<AuthorizeRequest>,
         (&Method::PUT, "/v1/agent/service/register") => decode_as::<ServiceRegistration>,
         (&Method::PUT, "/v1/agent/check/register") => decode_as::<CheckRegistration>,
+        (&Method::POST, "/v1/internal/mesh.d/view") => {
+            decode_as::<crate::declared_view::ViewRequest>
+        }
         _ => return None,
     })
 }

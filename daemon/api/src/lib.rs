@@ -12,6 +12,7 @@ mod agent;
 mod blocking_limit;
 mod catalog;
 mod config_entries;
+mod declared_view;
 mod decoded;
 mod error;
 mod forward;
@@ -39,6 +40,7 @@ use serde::Serialize;
 pub use acl_caller::{request_secret, resolve_in, AclSettings, Caller};
 pub use acl_commands::command_allowed;
 pub use catalog::{connect_instances, connect_instances_by_service};
+pub use declared_view::{declared_view, DeclaredView, MAX_VIEW_KEYS};
 use decoded::MAX_JSON_BODY_BYTES;
 pub use decoded::{read_limited, CheckRegistration, Decoded, ServiceRegistration};
 pub use error::ApiError;
@@ -241,6 +243,7 @@ impl Api {
             )
             .route("/v1/agent/connect/authorize", post(intentions::authorize))
             .route("/v1/snapshot", get(snapshot::save).put(snapshot::restore))
+            .route("/v1/internal/mesh.d/view", post(declared_view::handler))
             .route("/v1/acl/bootstrap", put(acl::bootstrap))
             .route("/v1/acl/policy", put(acl::policy_create))
             .route(
