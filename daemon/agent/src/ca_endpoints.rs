@@ -142,7 +142,7 @@ async fn get_config(Extension(agent): A) -> Result<Json<Value>, ApiError> {
     })?;
     let mut v = stored.config.clone();
     if let Some(m) = v.as_object_mut() {
-        if !m.keys().any(|k| k.eq_ignore_ascii_case("provider")) {
+        if mesh_wire::field(m, "Provider").is_none() {
             m.insert("Provider".into(), "consul".into());
         }
         m.insert(

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mesh_ca::{CaConfig, CaState, Leaf, LeafRequest, RootCa, Signer, Stage};
+use mesh_ca::{CaState, Leaf, LeafRequest, RootCa, Signer, Stage};
 use mesh_config::Loc;
 use mesh_state::Table;
 use mesh_types::{Command, Outcome};
@@ -17,12 +17,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::build::{Agent, Stop};
-
-/// How long a new root stays pending (trusted, not signing) before it
-/// signs, unless the configuration says otherwise.
-const DEFAULT_PENDING: Duration = Duration::from_secs(5);
-/// Window over which leaves are re-issued after a new root activates.
-const DEFAULT_SPREAD: Duration = Duration::from_secs(30);
 
 /// What the cluster stores: the CA state, and the configuration that made it
 /// (its private key removed: the key lives only in the root itself).
@@ -89,60 +83,13 @@ pub(crate) struct CaRuntime {
 /// caller gets 429 (sidecars and leaf watchers retry).
 const CSR_WAIT: Duration = Duration::from_secs(2);
 
-/// `Config.CSRMaxPerSecond` of a stored configuration: Consul's default 50,
-/// and 0 (or less) turns the limit off.
-fn csr_max_per_second(config: &Value) -> f64 {
-    let field = |v: &Value, name: &str| {
-        v.as_object().and_then(|m| {
-            m.iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.clone())
-        })
-    };
-    field(config, "Config")
-        .and_then(|c| field(&c, "CSRMaxPerSecond"))
-        .and_then(|v| v.as_f64())
-        .unwrap_or(50.0)
-}
-
 fn now() -> i64 {
     mesh_ca::unix_now()
 }
 
-/// Split off our extension keys, parse the rest as Consul's CA configuration.
-fn parse_config(body: &Value) -> Result<(CaConfig, Value, Duration, Duration), CaRequestError> {
-    let mut top = body
-        .as_object()
-        .cloned()
-        .ok_or_else(|| CaRequestError::Bad("CA configuration must be a JSON object".into()))?;
-    let mut take_duration = |name: &str, default: Duration| -> Result<Duration, CaRequestError> {
-        let key = top
-            .keys()
-            .find(|k| k.replace('_', "").eq_ignore_ascii_case(name))
-            .cloned();
-        match key.and_then(|k| top.remove(&k)) {
-            None | Some(Value::Null) => Ok(default),
-            Some(Value::String(s)) => mesh_ca::parse_go_duration(&s)
-                .map_err(|e| CaRequestError::Bad(format!("{name}: {e}"))),
-            Some(other) => Err(CaRequestError::Bad(format!(
-                "{name} must be a duration string, got {other}"
-            ))),
-        }
-    };
-    let pending = take_duration("RotationPendingPeriod", DEFAULT_PENDING)?;
-    let spread = take_duration("RotationSpreadWindow", DEFAULT_SPREAD)?;
-    let cfg = CaConfig::from_json(&Value::Object(top.clone()).to_string())
-        .map_err(|e| CaRequestError::Bad(e.to_string()))?;
-    // What GET /v1/connect/ca/configuration echoes: never the private key.
-    let mut shown = Value::Object(top);
-    if let Some(config) = shown
-        .as_object_mut()
-        .and_then(|m| m.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case("config")))
-        .and_then(|(_, v)| v.as_object_mut())
-    {
-        config.retain(|k, _| !k.replace('_', "").eq_ignore_ascii_case("privatekey"));
-    }
-    Ok((cfg, shown, pending, spread))
+/// Parses a CA configuration request (API, `ca { }` block, agent config).
+fn parse_config(body: &Value) -> Result<mesh_ca::CaConfigRequest, CaRequestError> {
+    mesh_ca::CaConfigRequest::parse(body).map_err(CaRequestError::Bad)
 }
 
 impl Agent {
@@ -202,7 +149,12 @@ impl Agent {
     /// Apply a CA configuration (API, `ca { }` block, agent config): a key or
     /// root change starts a staged rotation; a TTL change applies in place.
     pub(crate) async fn set_ca_config(&self, body: &Value) -> Result<bool, CaRequestError> {
-        let (cfg, shown, pending, spread) = parse_config(body)?;
+        let mesh_ca::CaConfigRequest {
+            config: cfg,
+            shown,
+            pending,
+            spread,
+        } = parse_config(body)?;
         let valid = cfg
             .validate()
             .map_err(|e| CaRequestError::Bad(e.to_string()))?;
@@ -319,7 +271,7 @@ impl Agent {
     /// one leaf; a burst of one second's worth passes at once.
     async fn csr_permit(&self, stored: &StoredCa) -> Result<(), CaRequestError> {
         use governor::clock::{Clock, DefaultClock};
-        let rate = csr_max_per_second(&stored.config);
+        let rate = mesh_ca::csr_max_per_second(&stored.config);
         // Configs are validated when written; a stored value from before
         // that check, if out of range, turns the limit off, never panics.
         if rate <= 0.0 || !mesh_ca::csr_rate_ok(rate) {
@@ -585,7 +537,12 @@ async fn create_ca(agent: &Agent) -> Result<(), CaRequestError> {
         .connect_ca
         .clone()
         .unwrap_or_else(|| serde_json::json!({"Provider": "consul", "Config": {}}));
-    let (cfg, shown, pending, spread) = parse_config(&body)?;
+    let mesh_ca::CaConfigRequest {
+        config: cfg,
+        shown,
+        pending,
+        spread,
+    } = parse_config(&body)?;
     let valid = cfg
         .validate()
         .map_err(|e| CaRequestError::Bad(e.to_string()))?;

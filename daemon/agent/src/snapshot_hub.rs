@@ -674,10 +674,9 @@ fn service_protocol(s: &State, service: &str) -> Protocol {
     s.config_entry("service-defaults", service)
         .and_then(|e| serde_json::from_str::<serde_json::Value>(&e.body_json).ok())
         .and_then(|v| {
-            v.as_object()?
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case("protocol"))
-                .and_then(|(_, v)| v.as_str().map(str::to_ascii_lowercase))
+            mesh_wire::field(v.as_object()?, "Protocol")?
+                .as_str()
+                .map(str::to_ascii_lowercase)
         })
         .map_or(Protocol::Tcp, |p| {
             if matches!(p.as_str(), "http" | "http2" | "grpc") {

@@ -102,12 +102,7 @@ const CONFIG_KNOWN: &str =
 PrivateKey, RootCert, RotationPeriod, ForceWithoutCrossSigning, CSRMaxPerSecond, CSRMaxConcurrent";
 
 /// Key comparison as Consul's decoder does it: case-insensitive, `_` ignored.
-fn norm(key: &str) -> String {
-    key.chars()
-        .filter(|c| *c != '_')
-        .flat_map(char::to_lowercase)
-        .collect()
-}
+use mesh_wire::fold_key as norm;
 
 // === impl CaConfig ===
 

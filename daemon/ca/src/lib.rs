@@ -39,6 +39,7 @@ mod der;
 mod error;
 mod inspect;
 mod key;
+mod request;
 mod root;
 mod rotation;
 mod signer;
@@ -51,6 +52,10 @@ pub use config::{
 pub use error::{CaError, ConfigError, RotationError};
 pub use key::{KeyType, SecretPem};
 pub use mesh_types::{format_go_duration, parse_go_duration};
+pub use request::{
+    csr_max_per_second, CaConfigRequest, DEFAULT_CSR_MAX_PER_SECOND, DEFAULT_PENDING,
+    DEFAULT_SPREAD,
+};
 pub use root::RootCa;
 pub use rotation::{cross_sign, preflight, prepare_rotation};
 pub use signer::{default_dns_san, key_and_csr, Leaf, LeafRequest, Signer};

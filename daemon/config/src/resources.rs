@@ -171,12 +171,7 @@ impl Found<'_> {
             return Ok(());
         };
         for key in map.keys() {
-            let folded: String = key
-                .chars()
-                .filter(|c| *c != '_')
-                .flat_map(char::to_lowercase)
-                .collect();
-            if known.iter().any(|k| k.replace('_', "") == folded) {
+            if known.iter().any(|k| mesh_wire::same_key(k, key)) {
                 continue;
             }
             let loc = self.loc(&format!("{path}.{key}"));

@@ -39,12 +39,8 @@ fn string_map(
     key: &str,
     what: &str,
 ) -> Result<BTreeMap<String, String>, WireError> {
-    // Meta keeps its user-chosen keys; look it up case-insensitively.
-    let found = m
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-        .map(|(_, v)| v);
-    match found {
+    // Meta keeps its user-chosen keys; look it up in any spelling.
+    match crate::field(m, key) {
         None | Some(Value::Null) => Ok(BTreeMap::new()),
         Some(Value::Object(o)) => o
             .iter()

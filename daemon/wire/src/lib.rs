@@ -37,11 +37,36 @@ const USER_MAPS: &[&str] = &[
     "config",
 ];
 
-fn fold_key(k: &str) -> String {
+/// A key as every decoder compares it: lowercase, without `_`.
+pub fn fold_key(k: &str) -> String {
     k.chars()
         .filter(|c| *c != '_')
         .flat_map(char::to_lowercase)
         .collect()
+}
+
+/// Whether two keys name one field: case and `_` aside, as every body is
+/// read.
+pub fn same_key(a: &str, b: &str) -> bool {
+    fold_key(a) == fold_key(b)
+}
+
+/// The value of the field `name` in `map`, however its key is spelled.
+pub fn field<'a>(map: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    map.iter().find(|(k, _)| same_key(k, name)).map(|(_, v)| v)
+}
+
+/// [`field`], to change in place.
+pub fn field_mut<'a>(map: &'a mut Map<String, Value>, name: &str) -> Option<&'a mut Value> {
+    map.iter_mut()
+        .find(|(k, _)| same_key(k, name))
+        .map(|(_, v)| v)
+}
+
+/// Removes the field `name` from `map`, however its key is spelled.
+pub fn take_field(map: &mut Map<String, Value>, name: &str) -> Option<Value> {
+    let key = map.keys().find(|k| same_key(k, name)).cloned()?;
+    map.remove(&key)
 }
 
 /// Lowercase every object key and drop underscores, except inside user maps.
@@ -561,6 +586,21 @@ mod tests {
         let b: ServiceDef =
             parse_body(br#"{"Name":"web","ID":"web1","Port":80,"Tags":["a"]}"#, "x").unwrap();
         assert_eq!(a.to_service("api").unwrap(), b.to_service("api").unwrap());
+    }
+
+    #[test]
+    fn fields_are_found_in_any_spelling() {
+        let mut m = json!({"private_key": 1, "CSRMaxPerSecond": 2, "Service_ID": 3})
+            .as_object()
+            .cloned()
+            .unwrap();
+        assert_eq!(field(&m, "PrivateKey"), Some(&json!(1)));
+        assert_eq!(field(&m, "csr_max_per_second"), Some(&json!(2)));
+        assert_eq!(field(&m, "ServiceID"), Some(&json!(3)));
+        assert_eq!(field(&m, "Private"), None);
+        *field_mut(&mut m, "serviceid").unwrap() = json!(4);
+        assert_eq!(take_field(&mut m, "SERVICE_ID"), Some(json!(4)));
+        assert_eq!(m.len(), 2);
     }
 
     #[test]
