@@ -50,7 +50,7 @@ fn body_json(body: &Bytes, what: &str) -> Result<Value, ApiError> {
 /// Wait briefly for anti-entropy to push a change, so a read right after a
 /// registration usually sees it (Consul syncs in the background too).
 async fn settle(agent: &Agent) {
-    let target = agent.local.inner.lock().version;
+    let target = agent.local.version();
     let mut rx = agent.synced.subscribe();
     let _ = tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|v| *v >= target)).await;
 }
@@ -80,21 +80,17 @@ async fn deregister_service(
 }
 
 async fn services(Extension(agent): A) -> Json<Value> {
-    let inner = agent.local.inner.lock();
+    let services = agent.local.services();
     Json(object(
-        inner
-            .services
-            .iter()
-            .map(|(id, s)| (id.clone(), service_json(&s.service))),
+        services.iter().map(|(id, s)| (id.clone(), service_json(s))),
     ))
 }
 
 async fn service(Extension(agent): A, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let inner = agent.local.inner.lock();
-    inner
-        .services
-        .get(&id)
-        .map(|s| Json(service_json(&s.service)))
+    agent
+        .local
+        .service(&id)
+        .map(|s| Json(service_json(&s)))
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("unknown service ID: {id}")))
 }
 
@@ -191,14 +187,9 @@ async fn update(
 
 async fn checks(Extension(agent): A) -> Json<Value> {
     let node = agent.config.node_name.clone();
-    let inner = agent.local.inner.lock();
-    Json(object(inner.checks.iter().map(|(id, c)| {
-        let tags = inner
-            .services
-            .get(&c.check.service_id)
-            .map(|s| s.service.tags.clone())
-            .unwrap_or_default();
-        (id.clone(), check_json(&node, &c.check, &tags))
+    let checks = agent.local.checks_with_tags();
+    Json(object(checks.iter().map(|(id, check, tags)| {
+        (id.clone(), check_json(&node, check, tags))
     })))
 }
 
@@ -222,8 +213,7 @@ async fn join(Extension(agent): A, Path(addr): Path<String>) -> Result<Response,
 
 async fn reload(Extension(agent): A) -> Response {
     // Also re-push everything to the catalog, as Consul's reload does.
-    agent.local.inner.lock().dirty.insert(None);
-    agent.local.changed.notify_one();
+    agent.local.mark_all_dirty();
     match agent.request_reload("API").await {
         Some(status) if status.ok => Json(status).into_response(),
         Some(status) => (

@@ -104,23 +104,16 @@ impl AgentHandle for AgentView {
     }
 
     fn local_service_name(&self, id: &str) -> Option<String> {
-        let inner = self.agent.local.inner.lock();
-        inner.services.get(id).map(|s| s.service.name.clone())
+        self.agent.local.service(id).map(|s| s.name)
     }
 
     fn local_proxy_destination(&self, id: &str) -> Option<String> {
-        let inner = self.agent.local.inner.lock();
-        let proxy = inner.services.get(id)?.service.proxy.as_ref()?;
-        Some(proxy.destination_service_name.clone())
+        let proxy = self.agent.local.service(id)?.proxy?;
+        Some(proxy.destination_service_name)
     }
 
     fn local_check_service(&self, check_id: &str) -> Option<String> {
-        let inner = self.agent.local.inner.lock();
-        let service_id = &inner.checks.get(check_id)?.check.service_id;
-        inner
-            .services
-            .get(service_id)
-            .map(|s| s.service.name.clone())
+        self.agent.local.check_service_name(check_id)
     }
 
     fn metrics_text(&self) -> String {

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use mesh_api::ApiError;
 use mesh_checks::{CheckDefinition, CheckRunner, CheckUpdate, RunnerOptions};
-use mesh_types::{CheckStatus, HealthCheck, Proxy, Service, Upstream};
+use mesh_types::{CheckStatus, Command, HealthCheck, Node, Proxy, Service, Upstream};
 use mesh_wire::{parse_body, ServiceDef};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -53,8 +53,17 @@ pub(crate) struct Inner {
     pub version: u64,
 }
 
+/// What one anti-entropy pass pushes.
+pub(crate) struct SyncBatch {
+    pub commands: Vec<Command>,
+    /// What it covers (None: the node and its own checks).
+    pub dirty: BTreeSet<Option<String>>,
+    /// The local version it brings the catalog to.
+    pub version: u64,
+}
+
 pub(crate) struct LocalState {
-    pub inner: Mutex<Inner>,
+    inner: Mutex<Inner>,
     /// Wakes anti-entropy.
     pub changed: Notify,
     /// The version after every local change, for any number of watchers
@@ -448,6 +457,166 @@ impl LocalState {
         if let Err(e) = std::fs::write(&tmp, body).and_then(|_| std::fs::rename(&tmp, path)) {
             tracing::error!(path = %path.display(), error = %e, "saving local services");
         }
+    }
+
+    /// Bumped on every local change.
+    pub(crate) fn version(&self) -> u64 {
+        self.inner.lock().version
+    }
+
+    /// The registration of service `id`.
+    pub(crate) fn service(&self, id: &str) -> Option<Service> {
+        self.inner
+            .lock()
+            .services
+            .get(id)
+            .map(|s| s.service.clone())
+    }
+
+    /// The registrations of `ids`, in order, holding the lock once.
+    pub(crate) fn services_of<'a>(
+        &self,
+        ids: impl Iterator<Item = Option<&'a str>>,
+    ) -> Vec<Option<Service>> {
+        let inner = self.inner.lock();
+        ids.map(|id| inner.services.get(id?).map(|s| s.service.clone()))
+            .collect()
+    }
+
+    /// Every registered service, by ID.
+    pub(crate) fn services(&self) -> BTreeMap<String, Service> {
+        let inner = self.inner.lock();
+        inner
+            .services
+            .iter()
+            .map(|(id, s)| (id.clone(), s.service.clone()))
+            .collect()
+    }
+
+    /// Every check, with the tags of the service it belongs to.
+    pub(crate) fn checks_with_tags(&self) -> Vec<(String, HealthCheck, Vec<String>)> {
+        let inner = self.inner.lock();
+        inner
+            .checks
+            .iter()
+            .map(|(id, c)| {
+                let tags = inner
+                    .services
+                    .get(&c.check.service_id)
+                    .map(|s| s.service.tags.clone())
+                    .unwrap_or_default();
+                (id.clone(), c.check.clone(), tags)
+            })
+            .collect()
+    }
+
+    /// The name of the service check `check_id` belongs to, if any.
+    pub(crate) fn check_service_name(&self, check_id: &str) -> Option<String> {
+        let inner = self.inner.lock();
+        let service_id = &inner.checks.get(check_id)?.check.service_id;
+        inner
+            .services
+            .get(service_id)
+            .map(|s| s.service.name.clone())
+    }
+
+    /// Each service's owner and the definition it was registered from
+    /// (null for a sidecar, which comes and goes with its service).
+    pub(crate) fn owners_and_definitions(&self) -> BTreeMap<String, (String, Value)> {
+        let inner = self.inner.lock();
+        inner
+            .services
+            .iter()
+            .map(|(id, s)| (id.clone(), (s.service.owner.clone(), s.definition.clone())))
+            .collect()
+    }
+
+    /// Sidecars registered from a `sidecar_service` block, with the
+    /// proxy config (JSON text) of each.
+    pub(crate) fn sidecars(&self) -> BTreeMap<String, Option<String>> {
+        let inner = self.inner.lock();
+        inner
+            .services
+            .iter()
+            .filter(|(_, s)| s.service.kind == "connect-proxy" && s.definition.is_null())
+            .map(|(id, s)| {
+                let config = s.service.proxy.as_ref().map(|p| p.config_json.clone());
+                (id.clone(), config)
+            })
+            .collect()
+    }
+
+    /// Marks everything for the next anti-entropy pass.
+    pub(crate) fn mark_all_dirty(&self) {
+        self.inner.lock().dirty.insert(None);
+        self.changed.notify_one();
+    }
+
+    /// What the next anti-entropy pass pushes for `node` (everything when
+    /// `full`, else what changed), and the version it brings the catalog to.
+    /// What it takes is handed back with [`LocalState::retry_sync`] if the
+    /// push fails.
+    pub(crate) fn take_sync(&self, node: &Node, full: bool) -> SyncBatch {
+        let mut inner = self.inner.lock();
+        let version = inner.version;
+        let dirty: BTreeSet<Option<String>> = if full {
+            std::iter::once(None)
+                .chain(inner.services.keys().cloned().map(Some))
+                .collect()
+        } else {
+            std::mem::take(&mut inner.dirty)
+        };
+        let mut commands = Vec::new();
+        for (id, owner) in &inner.removed_services {
+            commands.push(Command::ServiceDeregister {
+                node: node.name.clone(),
+                service_id: id.clone(),
+                owner: owner.clone(),
+                takeover: false,
+            });
+        }
+        for id in &inner.removed_checks {
+            commands.push(Command::CheckDeregister {
+                node: node.name.clone(),
+                check_id: id.clone(),
+            });
+        }
+        for what in &dirty {
+            let checks_of = |service_id: &str| -> Vec<HealthCheck> {
+                inner
+                    .checks
+                    .values()
+                    .filter(|c| c.check.service_id == service_id)
+                    .map(|c| c.check.clone())
+                    .collect()
+            };
+            let (service, checks) = match what {
+                None => (None, checks_of("")),
+                Some(id) => match inner.services.get(id) {
+                    Some(s) => (Some(s.service.clone()), checks_of(id)),
+                    None => continue,
+                },
+            };
+            commands.push(Command::Register {
+                node: node.clone(),
+                skip_node_update: what.is_some(),
+                service,
+                checks,
+                takeover: false,
+            });
+        }
+        inner.removed_services.clear();
+        inner.removed_checks.clear();
+        SyncBatch {
+            commands,
+            dirty,
+            version,
+        }
+    }
+
+    /// A failed push: everything it carried goes out again next time.
+    pub(crate) fn retry_sync(&self, dirty: BTreeSet<Option<String>>) {
+        self.inner.lock().dirty.extend(dirty);
     }
 
     /// Re-register what was persisted before a restart.

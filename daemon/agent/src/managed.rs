@@ -137,15 +137,9 @@ fn admin_setting(config_json: &str) -> AdminSetting {
 fn managed(agent: &Agent) -> BTreeMap<String, AdminSetting> {
     agent
         .local
-        .inner
-        .lock()
-        .services
-        .iter()
-        .filter(|(_, s)| s.service.kind == "connect-proxy" && s.definition.is_null())
-        .map(|(id, s)| {
-            let config = s.service.proxy.as_ref().map(|p| p.config_json.as_str());
-            (id.clone(), config.map_or(Ok(None), admin_setting))
-        })
+        .sidecars()
+        .into_iter()
+        .map(|(id, config)| (id, config.as_deref().map_or(Ok(None), admin_setting)))
         .collect()
 }
 

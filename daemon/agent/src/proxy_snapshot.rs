@@ -23,13 +23,7 @@ const FIRST_SNAPSHOT_WAIT: Duration = Duration::from_secs(30);
 impl Agent {
     /// This agent's own registration of proxy `id`, if it has one.
     pub(crate) fn local_proxy(&self, id: &str) -> Option<Service> {
-        self.local
-            .inner
-            .lock()
-            .services
-            .get(id)
-            .map(|s| s.service.clone())
-            .filter(|s| s.kind == "connect-proxy")
+        self.local.service(id).filter(|s| s.kind == "connect-proxy")
     }
 }
 

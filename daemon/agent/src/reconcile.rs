@@ -283,17 +283,9 @@ fn plan(
 ) -> Result<Plan, Vec<String>> {
     let local: BTreeMap<String, LocalEntry> = agent
         .local
-        .inner
-        .lock()
-        .services
-        .iter()
-        .map(|(id, s)| {
-            let entry = LocalEntry {
-                owner: s.service.owner.clone(),
-                definition: s.definition.clone(),
-            };
-            (id.clone(), entry)
-        })
+        .owners_and_definitions()
+        .into_iter()
+        .map(|(id, (owner, definition))| (id, LocalEntry { owner, definition }))
         .collect();
     let (plan, mut errors) = diff(prefix, want, &cluster, &local);
     // Only what will be registered needs the full check (checks, sidecar);

@@ -363,7 +363,7 @@ async fn pass(agent: &Arc<Agent>, st: &mut PassState, everything: bool) -> i64 {
     st.ca = ca_index;
     let default_allow = agent.live.lock().acl.default_policy == mesh_config::AclPolicy::Allow;
     let tables = agent.state.read(|s| INPUT_TABLES.map(|t| s.table_index(t)));
-    let local_version = agent.local.inner.lock().version;
+    let local_version = agent.local.version();
     // Only config entries changed (or nothing: a new slot, a leaf due)?
     let config_only = !everything
         && !ca_changed
@@ -451,15 +451,11 @@ async fn recompute(
     let hub = &agent.snapshots;
     // Registrations: this agent's own, or the catalog's for a client's node.
     let registrations: Vec<Option<Service>> = {
-        let local = agent.local.inner.lock();
-        let own: Vec<Option<Service>> = wants
-            .iter()
-            .map(|w| match w.key.node {
-                None => local.services.get(&w.key.id).map(|s| s.service.clone()),
-                Some(_) => None,
-            })
-            .collect();
-        drop(local);
+        let own = agent.local.services_of(
+            wants
+                .iter()
+                .map(|w| w.key.node.is_none().then_some(w.key.id.as_str())),
+        );
         agent.state.read(|s| {
             wants
                 .iter()
@@ -522,7 +518,7 @@ async fn recompute(
         let floor = INPUT_TABLES.map(|t| s.table_index(t)).iter().sum::<u64>();
         (computed, floor)
     });
-    let floor = floor + agent.local.inner.lock().version;
+    let floor = floor + agent.local.version();
     let mut slots = hub.slots.lock();
     for ((w, snap), leaf) in wants.iter().zip(computed).zip(leaves) {
         let Some(slot) = slots

@@ -2,7 +2,7 @@
 //! pushed to the catalog as they happen; everything is re-pushed every
 //! minute (unchanged registrations are no-ops in the state machine).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,67 +34,11 @@ impl Agent {
     /// One anti-entropy pass; `full` pushes everything, else only what changed.
     async fn sync_once(&self, full: bool) -> anyhow::Result<u64> {
         let node = self.catalog_node();
-        let (commands, dirty, version) = {
-            let mut inner = self.local.inner.lock();
-            let version = inner.version;
-            let dirty: BTreeSet<Option<String>> = if full {
-                std::iter::once(None)
-                    .chain(inner.services.keys().cloned().map(Some))
-                    .collect()
-            } else {
-                std::mem::take(&mut inner.dirty)
-            };
-            let mut cmds = Vec::new();
-            for (id, owner) in &inner.removed_services {
-                cmds.push(Command::ServiceDeregister {
-                    node: node.name.clone(),
-                    service_id: id.clone(),
-                    owner: owner.clone(),
-                    takeover: false,
-                });
-            }
-            for id in &inner.removed_checks {
-                cmds.push(Command::CheckDeregister {
-                    node: node.name.clone(),
-                    check_id: id.clone(),
-                });
-            }
-            for what in &dirty {
-                let (service, checks) = match what {
-                    None => (
-                        None,
-                        inner
-                            .checks
-                            .values()
-                            .filter(|c| c.check.service_id.is_empty())
-                            .map(|c| c.check.clone())
-                            .collect(),
-                    ),
-                    Some(id) => match inner.services.get(id) {
-                        Some(s) => (
-                            Some(s.service.clone()),
-                            inner
-                                .checks
-                                .values()
-                                .filter(|c| &c.check.service_id == id)
-                                .map(|c| c.check.clone())
-                                .collect(),
-                        ),
-                        None => continue,
-                    },
-                };
-                cmds.push(Command::Register {
-                    node: node.clone(),
-                    skip_node_update: what.is_some(),
-                    service,
-                    checks,
-                    takeover: false,
-                });
-            }
-            inner.removed_services.clear();
-            inner.removed_checks.clear();
-            (cmds, dirty, version)
-        };
+        let crate::local::SyncBatch {
+            commands,
+            dirty,
+            version,
+        } = self.local.take_sync(&node, full);
         let mut failed = None;
         for cmd in commands {
             match self.propose(&cmd).await {
@@ -113,7 +57,7 @@ impl Agent {
         }
         if let Some(e) = failed {
             // Push it all again next time.
-            self.local.inner.lock().dirty.extend(dirty);
+            self.local.retry_sync(dirty);
             return Err(e);
         }
         Ok(version)
