@@ -259,6 +259,16 @@ async fn live_settings_change_and_others_say_they_need_a_restart() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert_eq!(restart, ["datacenter (dc1 -> east)"], "{status}");
+    // A second reload of the same files still says so: the running agent
+    // keeps dc1 until it restarts.
+    let (code, out) = crate::mesh_cli(&a, &["reload"]).await;
+    assert_eq!(code, 0, "{out}");
+    let again = config_status(&c, &a).await;
+    assert!(
+        again["Count"].as_u64() > status["Count"].as_u64(),
+        "{again}"
+    );
+    assert_eq!(again["NeedsRestart"], status["NeedsRestart"], "{again}");
     // The DNS domain changed live: the node answers under `.mesh`.
     let dns = a.dns.unwrap();
     let out = tokio::process::Command::new(mesh_testkit::require_tool(

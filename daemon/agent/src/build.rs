@@ -61,8 +61,10 @@ pub struct Agent {
     pub dns_addr: Option<SocketAddr>,
     /// Where the config came from, for reloads (none: nothing to re-read).
     pub(crate) config_source: Option<crate::reload::ConfigSource>,
-    /// The config in force: `config` at start, then each applied reload.
-    pub(crate) live: parking_lot::Mutex<RuntimeConfig>,
+    /// The settings reloads change in place: from `config` at start, then
+    /// from each applied reload. Everything else of `config` holds until a
+    /// restart.
+    pub(crate) live: watch::Sender<Arc<mesh_config::LiveConfig>>,
     /// DNS settings, changed live by reloads.
     pub(crate) dns_settings: watch::Sender<mesh_dns::DnsConfig>,
     /// The outcome of the last reload.
@@ -251,8 +253,9 @@ impl Agent {
         );
         let (reload_tx, reload_rx) = mpsc::channel(16);
         Ok(Agent {
-            live: parking_lot::Mutex::new(config.clone()),
-            dns_settings: watch::channel(crate::dns::settings(&config)).0,
+            live: watch::Sender::new(Arc::new(config.live())),
+            dns_settings: watch::channel(crate::dns::settings(&config.datacenter, &config.live()))
+                .0,
             config_source: None,
             config_status: Default::default(),
             reload_tx,
@@ -309,7 +312,7 @@ impl Agent {
         let mut tasks = tokio::task::JoinSet::new();
         // Writes this agent forwards on its own behalf carry its token; the
         // RPC port checks what peers send (see `Agent::check_proposal`).
-        let agent_token = self.live.lock().acl.own_token();
+        let agent_token = self.live.borrow().acl.own_token();
         self.rpc_network.set_token(agent_token.clone());
         if let Some(raft) = &self.raft {
             raft.network().set_token(agent_token);

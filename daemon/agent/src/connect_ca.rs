@@ -455,7 +455,7 @@ pub(crate) async fn leader_loop(agent: Arc<Agent>) -> anyhow::Result<()> {
             _ = ca_changes.changed() => {}
             _ = stop.wait_for(|s| *s != Stop::Running) => return Ok(()),
         }
-        if !raft.is_leader() || !agent.live.lock().connect_enabled {
+        if !raft.is_leader() || !agent.live.borrow().connect_enabled {
             continue;
         }
         if let Err(e) = leader_step(&agent).await {
@@ -533,7 +533,7 @@ async fn leader_step(agent: &Agent) -> Result<(), CaRequestError> {
 async fn create_ca(agent: &Agent) -> Result<(), CaRequestError> {
     let body = agent
         .live
-        .lock()
+        .borrow()
         .connect_ca
         .clone()
         .unwrap_or_else(|| serde_json::json!({"Provider": "consul", "Config": {}}));

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use mesh_config::RuntimeConfig;
 use tokio::net::{TcpListener, UdpSocket};
 
 use crate::build::{Agent, Stop};
@@ -39,12 +38,12 @@ pub(crate) async fn bind(addr: SocketAddr) -> anyhow::Result<DnsListeners> {
 }
 
 /// The DNS server's settings from the agent config.
-pub(crate) fn settings(config: &RuntimeConfig) -> mesh_dns::DnsConfig {
+pub(crate) fn settings(datacenter: &str, config: &mesh_config::LiveConfig) -> mesh_dns::DnsConfig {
     let d = &config.dns;
     mesh_dns::DnsConfig {
         domain: d.domain.clone(),
         alt_domain: d.alt_domain.clone(),
-        datacenter: config.datacenter.clone(),
+        datacenter: datacenter.to_string(),
         node_ttl: d.node_ttl,
         service_ttl: d.service_ttl.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         udp_answer_limit: d.udp_answer_limit as usize,

@@ -200,7 +200,7 @@ pub(crate) async fn membership(agent: Arc<Agent>, raft: RaftNode) -> anyhow::Res
 /// On the leader: a configured `initial_management` token is stored, so it
 /// is listed, survives a config change, and closes `acl bootstrap`.
 async fn store_initial_management(agent: &Agent, raft: &RaftNode) {
-    let acl = agent.live.lock().acl.clone();
+    let acl = agent.live.borrow().acl.clone();
     let (Some(secret), true) = (acl.initial_management_token, acl.enabled) else {
         return;
     };

@@ -96,11 +96,11 @@ impl AgentHandle for AgentView {
     }
 
     fn intention_default_allow(&self) -> bool {
-        self.agent.live.lock().acl.default_policy == mesh_config::AclPolicy::Allow
+        self.agent.live.borrow().acl.default_policy == mesh_config::AclPolicy::Allow
     }
 
     fn acl(&self) -> mesh_api::AclSettings {
-        acl_settings(&self.agent.live.lock().acl)
+        acl_settings(&self.agent.live.borrow().acl)
     }
 
     fn local_service_name(&self, id: &str) -> Option<String> {
@@ -159,7 +159,7 @@ impl Agent {
         token: Option<&str>,
         cmd: &mesh_types::Command,
     ) -> Result<(), String> {
-        let settings = acl_settings(&self.live.lock().acl);
+        let settings = acl_settings(&self.live.borrow().acl);
         if !settings.enabled {
             return Ok(());
         }

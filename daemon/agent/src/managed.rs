@@ -73,7 +73,7 @@ async fn follow(agent: Arc<Agent>, id: String, tx: watch::Sender<Arc<ProxySnapsh
         Some(_) => ProxyKey::local(&id),
         // Relayed from a server, which checks this agent's token.
         None => ProxyKey {
-            token: agent.live.lock().acl.own_token(),
+            token: agent.live.borrow().acl.own_token(),
             ..ProxyKey::local(&id)
         },
     };

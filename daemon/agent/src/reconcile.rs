@@ -261,7 +261,7 @@ async fn fetch_view(
         .server_http
         .post(format!("http://{server}/v1/internal/mesh.d/view"))
         .json(&body);
-    if let Some(token) = agent.live.lock().acl.own_token() {
+    if let Some(token) = agent.live.borrow().acl.own_token() {
         req = req.header("x-consul-token", token);
     }
     let what =

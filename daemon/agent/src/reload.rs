@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mesh_config::{RawConfig, RuntimeConfig, Source};
+use mesh_config::{LiveConfig, RawConfig, RuntimeConfig, Source};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
@@ -173,13 +173,14 @@ impl Agent {
         let result: Result<(), ReloadError> = async {
             let loaded = load(&source).map_err(|e| ReloadError::Invalid(vec![e]))?;
             let plan = reconcile::plan_now(self, &loaded.decls).await?;
-            let live = self.live.lock().clone();
-            status.needs_restart = needs_restart(&live, &loaded.config);
+            // Against the settings the agent started with: those are the
+            // ones in force until a restart, however many reloads since.
+            status.needs_restart = needs_restart(&self.config, &loaded.config);
             reconcile::apply(self, &plan).await?;
             if let Some((ca, loc)) = &plan.ca {
                 self.apply_ca_block(ca, loc).await?;
             }
-            self.apply_live_settings(&source, &live, &loaded.config);
+            self.apply_live_settings(&source, loaded.config.live());
             status.changes = plan.changes;
             Ok(())
         }
@@ -194,8 +195,10 @@ impl Agent {
         Ok(status)
     }
 
-    /// Log level, DNS settings and the intention default change in place.
-    fn apply_live_settings(&self, source: &ConfigSource, old: &RuntimeConfig, new: &RuntimeConfig) {
+    /// Log level, DNS settings, ACL settings (the intention default, the
+    /// agent's token) and the CA settings change in place.
+    fn apply_live_settings(&self, source: &ConfigSource, new: LiveConfig) {
+        let old = self.live.borrow().clone();
         if old.log_level != new.log_level {
             if let Some(set) = &source.set_log_level {
                 if let Err(e) = set(&new.log_level) {
@@ -203,20 +206,23 @@ impl Agent {
                 }
             }
         }
-        let dns = crate::dns::settings(new);
+        let dns = crate::dns::settings(&self.config.datacenter, &new);
         self.dns_settings.send_if_modified(|current| {
             let changed = *current != dns;
             *current = dns;
             changed
         });
-        *self.live.lock() = new.clone();
-        // The intention default is part of every proxy snapshot.
-        self.snapshots.refresh();
         // The agent token applies live, to the writes this agent forwards.
         self.rpc_network.set_token(new.acl.own_token());
         if let Some(raft) = &self.raft {
             raft.network().set_token(new.acl.own_token());
         }
+        // Watchers (the snapshot hub: the intention default) wake on a change.
+        self.live.send_if_modified(|current| {
+            let changed = **current != new;
+            *current = Arc::new(new);
+            changed
+        });
     }
 
     /// Ask for a reload and wait for its status.

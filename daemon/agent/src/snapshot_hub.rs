@@ -194,8 +194,6 @@ pub(crate) struct SnapshotHub {
     slots: Mutex<HashMap<ProxyKey, Slot>>,
     /// A server slot waits for its first pass.
     added: Notify,
-    /// Live settings (the intention default) changed.
-    refresh: Notify,
     generations: AtomicU64,
     /// A client agent's key and CSR per `<node>/<service>`, made once.
     client_keys: Mutex<HashMap<String, (mesh_ca::SecretPem, String)>>,
@@ -214,7 +212,6 @@ impl SnapshotHub {
             runtime,
             slots: Default::default(),
             added: Notify::new(),
-            refresh: Notify::new(),
             generations: AtomicU64::new(0),
             client_keys: Default::default(),
             passes: AtomicU64::new(0),
@@ -243,11 +240,6 @@ impl SnapshotHub {
             self.pass_index.load(Ordering::Relaxed),
             self.slots.lock().len()
         )
-    }
-
-    /// Recompute every watched snapshot (live settings changed).
-    pub(crate) fn refresh(&self) {
-        self.refresh.notify_one();
     }
 }
 
@@ -297,6 +289,8 @@ pub(crate) async fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
     let hub = agent.state.hub();
     let mut watches = INPUT_TABLES.map(|t| hub.subscribe(t));
     let mut local = agent.local.versions.subscribe();
+    // Live settings carry the intention default every snapshot holds.
+    let mut live = agent.live.subscribe();
     let mut stop = agent.shutdown.subscribe();
     let mut state = PassState::default();
     let mut everything = true;
@@ -305,6 +299,7 @@ pub(crate) async fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
             w.borrow_and_update();
         }
         local.borrow_and_update();
+        live.borrow_and_update();
         let next_due = pass(&agent, &mut state, std::mem::take(&mut everything)).await;
         // At least once per grace period, so slots nobody watches go.
         let until_due = (next_due - mesh_ca::unix_now()).clamp(1, IDLE_GRACE.as_secs() as i64);
@@ -317,7 +312,7 @@ pub(crate) async fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
             _ = d.changed() => {}
             _ = local.changed() => {}
             _ = agent.snapshots.added.notified() => {}
-            _ = agent.snapshots.refresh.notified() => everything = true,
+            _ = live.changed() => everything = true,
             _ = tokio::time::sleep_until(wake) => {}
             _ = stop.wait_for(|s| *s != Stop::Running) => return Ok(()),
         }
@@ -361,7 +356,7 @@ async fn pass(agent: &Arc<Agent>, st: &mut PassState, everything: bool) -> i64 {
     let ca_index = stored.as_ref().map(|(_, i)| *i);
     let ca_changed = ca_index != st.ca;
     st.ca = ca_index;
-    let default_allow = agent.live.lock().acl.default_policy == mesh_config::AclPolicy::Allow;
+    let default_allow = agent.live.borrow().acl.default_policy == mesh_config::AclPolicy::Allow;
     let tables = agent.state.read(|s| INPUT_TABLES.map(|t| s.table_index(t)));
     let local_version = agent.local.version();
     // Only config entries changed (or nothing: a new slot, a leaf due)?

@@ -29,5 +29,5 @@ pub use resources::{
     camel_keys, load_all, load_resources, parse_resources, Decl, Loc, ResourceKind,
 };
 pub use runtime::{
-    AclConfig, AclPolicy, Addresses, DnsConfig, Limits, Ports, RuntimeConfig, TlsFiles,
+    AclConfig, AclPolicy, Addresses, DnsConfig, Limits, LiveConfig, Ports, RuntimeConfig, TlsFiles,
 };

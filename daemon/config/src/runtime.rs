@@ -5,6 +5,20 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The settings a reload applies in place; every other setting of
+/// [`RuntimeConfig`] takes effect at the next start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveConfig {
+    pub log_level: String,
+    pub dns: DnsConfig,
+    /// ACL settings: the default policy (the intention default) and the tokens.
+    pub acl: AclConfig,
+    /// The leader creates the CA only while this is on.
+    pub connect_enabled: bool,
+    /// The CA configuration a new CA is created with.
+    pub connect_ca: Option<serde_json::Value>,
+}
+
 /// Everything `mesh agent` needs to start, after files and flags are merged and checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuntimeConfig {
@@ -215,6 +229,19 @@ impl Default for Ports {
             dns: Some(8600),
             serf_lan: Some(8301),
             server: Some(8300),
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// The part of these settings a reload applies in place.
+    pub fn live(&self) -> LiveConfig {
+        LiveConfig {
+            log_level: self.log_level.clone(),
+            dns: self.dns.clone(),
+            acl: self.acl.clone(),
+            connect_enabled: self.connect_enabled,
+            connect_ca: self.connect_ca.clone(),
         }
     }
 }
