@@ -260,23 +260,36 @@ async fn raw_call(
     (status, r.text().await.unwrap())
 }
 
+/// A `-dev` agent with ACLs on, default deny, once its management token works.
+async fn default_deny_agent(dir: &std::path::Path) -> TestAgent {
+    let conf = acl_config(dir);
+    let mut spec = mesh_testkit::AgentSpec::server("acl1", 1);
+    spec.extra.push("-dev".into());
+    spec.extra.push(format!("-config-file={}", conf.display()));
+    let agent = TestAgent::start(spec, &dir.join("a")).await.unwrap();
+    eventually("ACLs bootstrapped", Duration::from_secs(10), || async {
+        let (st, _) = crate::acl::call(
+            Method::GET,
+            &agent,
+            "/v1/acl/tokens",
+            Some(MANAGEMENT),
+            None,
+        )
+        .await;
+        (st == 200).then_some(())
+    })
+    .await;
+    agent
+}
+
 /// Every route whose target is in its body, under default-deny, with the
 /// target spelled canonically, in lower case, snake case, and twice.
 #[tokio::test]
 async fn body_targets_are_checked_in_every_spelling() {
     let dir = tempfile::tempdir().unwrap();
-    let conf = acl_config(dir.path());
-    let mut spec = mesh_testkit::AgentSpec::server("acl1", 1);
-    spec.extra.push("-dev".into());
-    spec.extra.push(format!("-config-file={}", conf.display()));
-    let agent = TestAgent::start(spec, &dir.path().join("a")).await.unwrap();
+    let agent = default_deny_agent(dir.path()).await;
     let m = Some(MANAGEMENT);
     use crate::acl::call;
-    eventually("ACLs bootstrapped", Duration::from_secs(10), || async {
-        let (st, _) = call(Method::GET, &agent, "/v1/acl/tokens", m, None).await;
-        (st == 200).then_some(())
-    })
-    .await;
     let rules = r#"
         key_prefix "ok/" { policy = "write" }
         node "n1" { policy = "write" }
@@ -436,18 +449,9 @@ async fn body_targets_are_checked_in_every_spelling() {
 #[tokio::test]
 async fn the_mesh_d_view_is_management_only_and_reads_one_body_one_way() {
     let dir = tempfile::tempdir().unwrap();
-    let conf = acl_config(dir.path());
-    let mut spec = mesh_testkit::AgentSpec::server("acl1", 1);
-    spec.extra.push("-dev".into());
-    spec.extra.push(format!("-config-file={}", conf.display()));
-    let agent = TestAgent::start(spec, &dir.path().join("a")).await.unwrap();
+    let agent = default_deny_agent(dir.path()).await;
     let m = Some(MANAGEMENT);
     use crate::acl::call;
-    eventually("ACLs bootstrapped", Duration::from_secs(10), || async {
-        let (st, _) = call(Method::GET, &agent, "/v1/acl/tokens", m, None).await;
-        (st == 200).then_some(())
-    })
-    .await;
     // Three intentions: one owned by n1's files, one by n2's, one by the API.
     for (src, owner) in [
         ("a", "file:n1:/etc/mesh.d/a.hcl"),

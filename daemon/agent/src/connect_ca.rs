@@ -30,24 +30,17 @@ pub(crate) struct StoredCa {
 }
 
 /// Why a CA request was refused; the text is what the user sees.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum CaRequestError {
     /// The request is wrong (400).
+    #[error("{0}")]
     Bad(String),
     /// The CA cannot serve it now (503).
+    #[error("{0}")]
     Unavailable(String),
     /// Over `CSRMaxPerSecond`: try again shortly (429).
+    #[error("{0}")]
     RateLimited(String),
-}
-
-impl std::fmt::Display for CaRequestError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CaRequestError::Bad(s)
-            | CaRequestError::Unavailable(s)
-            | CaRequestError::RateLimited(s) => f.write_str(s),
-        }
-    }
 }
 
 /// A cached leaf and when it should be replaced.
