@@ -71,8 +71,8 @@ pub struct Agent {
     pub(crate) config_status: parking_lot::Mutex<crate::reload::ConfigStatus>,
     pub(crate) reload_tx: mpsc::Sender<crate::reload::ReloadRequest>,
     reload_rx: parking::Slot<mpsc::Receiver<crate::reload::ReloadRequest>>,
-    /// Signer and leaf cache for the Connect CA (servers).
-    pub(crate) ca: crate::connect_ca::CaRuntime,
+    /// The Connect CA: stored state, signer, leaf cache (servers).
+    pub(crate) ca: Arc<crate::connect_ca::ConnectCa>,
     /// Requests to servers (a client agent's relays and reload reads).
     pub(crate) server_http: reqwest::Client,
     /// Proxy snapshots, computed once per change for all their watchers.
@@ -80,8 +80,8 @@ pub struct Agent {
     _dev_dir: Option<tempfile::TempDir>,
     /// Where Raft keeps its log and state (servers).
     pub(crate) raft_dir: Option<PathBuf>,
-    /// `limits.rpc_rate` on what a client agent sends to servers.
-    pub(crate) rpc_limiter: Option<governor::DefaultDirectRateLimiter>,
+    /// This agent's own writes (through its Raft node, or a server's).
+    pub(crate) writes: Arc<crate::writes::Writes>,
 }
 
 /// Why the agent stops.
@@ -252,15 +252,29 @@ impl Agent {
             "agent built"
         );
         let (reload_tx, reload_rx) = mpsc::channel(16);
+        let rpc_network = mesh_raft::Network::default();
+        let writes = Arc::new(crate::writes::Writes::new(
+            raft.clone(),
+            rpc_network.clone(),
+            rpc_limiter,
+            gossip.clone(),
+        ));
+        let live = watch::Sender::new(Arc::new(config.live()));
+        let ca = Arc::new(crate::connect_ca::ConnectCa::new(
+            &config,
+            state.clone(),
+            writes.clone(),
+            live.subscribe(),
+        ));
         Ok(Agent {
-            live: watch::Sender::new(Arc::new(config.live())),
+            live,
             dns_settings: watch::channel(crate::dns::settings(&config.datacenter, &config.live()))
                 .0,
             config_source: None,
             config_status: Default::default(),
             reload_tx,
             reload_rx: parking::Slot::new(Some(reload_rx)),
-            ca: Default::default(),
+            ca,
             server_http: crate::handle::server_client(),
             snapshots: crate::snapshot_hub::SnapshotHub::new(tokio::runtime::Handle::current()),
             config,
@@ -277,13 +291,13 @@ impl Agent {
             shutdown: watch::channel(Stop::Running).0,
             local,
             synced: watch::channel(0).0,
-            rpc_network: mesh_raft::Network::default(),
+            rpc_network,
             check_updates: parking::Slot::new(Some(updates_rx)),
             dns: parking::Slot::new(dns),
             dns_addr,
             _dev_dir: dev_dir,
             raft_dir,
-            rpc_limiter,
+            writes,
         })
     }
 
@@ -377,7 +391,11 @@ impl Agent {
         if let Some(raft) = &self.raft {
             tasks.spawn(duties::bootstrap(self.clone(), raft.clone()));
             tasks.spawn(duties::membership(self.clone(), raft.clone()));
-            tasks.spawn(crate::connect_ca::leader_loop(self.clone()));
+            tasks.spawn(crate::connect_ca::leader_loop(
+                self.ca.clone(),
+                raft.clone(),
+                self.shutdown.subscribe(),
+            ));
             tasks.spawn(crate::snapshot_hub::run(self.clone()));
             tasks.spawn(crate::storage::watch(self.clone()));
         }
@@ -471,16 +489,6 @@ impl Agent {
         if let Err(e) = self.gossip.leave(Duration::from_secs(5)).await {
             tracing::warn!(error = %e, "gossip leave");
         }
-    }
-
-    /// Server RPC addresses of alive servers, from gossip.
-    pub(crate) fn server_rpc_addrs(&self) -> Vec<String> {
-        self.gossip
-            .members()
-            .into_iter()
-            .filter(|m| m.role == Role::Server && m.status == mesh_gossip::MemberStatus::Alive)
-            .filter_map(|m| m.tags.get(tags::RPC).cloned())
-            .collect()
     }
 
     /// Ask the agent to leave and stop.

@@ -89,7 +89,7 @@ async fn roots(Extension(agent): A, params: Params) -> Result<Response, ApiError
     // Wait (blocking query) on the CA table, then render from the stored state.
     wait_for_ca(&agent).await;
     let index = wait_ca(&agent, &opts).await;
-    let Some((stored, ca_index)) = agent.stored_ca() else {
+    let Some((stored, ca_index)) = agent.ca.stored_ca() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the Connect CA is not initialised yet (is connect enabled?)",
@@ -128,14 +128,14 @@ async fn wait_for_ca(agent: &Agent) {
     let mut rx = agent.state.hub().subscribe(Table::Ca);
     let _ = tokio::time::timeout(
         Duration::from_secs(10),
-        rx.wait_for(|_| agent.stored_ca().is_some()),
+        rx.wait_for(|_| agent.ca.stored_ca().is_some()),
     )
     .await;
 }
 
 async fn get_config(Extension(agent): A) -> Result<Json<Value>, ApiError> {
     wait_for_ca(&agent).await;
-    let (stored, index) = agent.stored_ca().ok_or_else(|| {
+    let (stored, index) = agent.ca.stored_ca().ok_or_else(|| {
         api_error(CaRequestError::Unavailable(
             "the Connect CA is not initialised yet".into(),
         ))
@@ -166,7 +166,7 @@ async fn put_config(Extension(agent): A, body: Bytes) -> Result<Json<Value>, Api
     // A configuration sent right after the cluster formed (terraform often
     // does) waits for the leader to create the CA instead of failing.
     wait_for_ca(&agent).await;
-    let rotating = agent.set_ca_config(&v).await.map_err(api_error)?;
+    let rotating = agent.ca.set_ca_config(&v).await.map_err(api_error)?;
     Ok(Json(json!({ "Rotating": rotating })))
 }
 
@@ -174,7 +174,7 @@ async fn rotation(Extension(agent): A, params: Params) -> Result<Response, ApiEr
     let opts = QueryOptions::parse(&params.map())?;
     wait_for_ca(&agent).await;
     let index = wait_ca(&agent, &opts).await;
-    let Some((stored, _)) = agent.stored_ca() else {
+    let Some((stored, _)) = agent.ca.stored_ca() else {
         return Err(api_error(CaRequestError::Unavailable(
             "the Connect CA is not initialised yet".into(),
         )));
@@ -217,7 +217,7 @@ async fn rotation(Extension(agent): A, params: Params) -> Result<Response, ApiEr
 }
 
 async fn retire(Extension(agent): A) -> Result<Json<Value>, ApiError> {
-    let gone = agent.retire_now().await.map_err(api_error)?;
+    let gone = agent.ca.retire_now().await.map_err(api_error)?;
     Ok(Json(json!({ "Retired": gone })))
 }
 
@@ -228,7 +228,7 @@ async fn leaf(
 ) -> Result<Response, ApiError> {
     let opts = QueryOptions::parse(&params.map())?;
     wait_for_ca(&agent).await;
-    let mut cached = agent.leaf_for(&service).await.map_err(api_error)?;
+    let mut cached = agent.ca.leaf_for(&service).await.map_err(api_error)?;
     // Blocking: hold the answer until this leaf is replaced (renewal, or a
     // re-issue after the root changes) or the wait ends.
     if opts.index > 0 && opts.index >= cached.index {
@@ -236,14 +236,14 @@ async fn leaf(
         let deadline = tokio::time::Instant::now() + opts.wait;
         let mut ca = agent.state.hub().subscribe(Table::Ca);
         while cached.index <= min {
-            let until = agent.leaf_changes_at(&cached);
+            let until = agent.ca.leaf_changes_at(&cached);
             let secs = (until - mesh_ca::unix_now()).clamp(0, 3600) as u64;
             let wake = (tokio::time::Instant::now() + Duration::from_secs(secs)).min(deadline);
             tokio::select! {
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = ca.changed() => {}
             }
-            cached = agent.leaf_for(&service).await.map_err(api_error)?;
+            cached = agent.ca.leaf_for(&service).await.map_err(api_error)?;
             if tokio::time::Instant::now() >= deadline {
                 break;
             }

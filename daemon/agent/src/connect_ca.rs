@@ -9,14 +9,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mesh_ca::{CaState, Leaf, LeafRequest, RootCa, Signer, Stage};
-use mesh_config::Loc;
-use mesh_state::Table;
+use mesh_config::{LiveConfig, Loc, RuntimeConfig};
+use mesh_raft::RaftNode;
+use mesh_state::{StateStore, Table};
 use mesh_types::{Command, Outcome};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::sync::watch;
 
-use crate::build::{Agent, Stop};
+use crate::build::Stop;
+use crate::writes::Writes;
 
 /// What the cluster stores: the CA state, and the configuration that made it
 /// (its private key removed: the key lives only in the root itself).
@@ -62,14 +65,47 @@ pub(crate) struct CachedLeaf {
     pub csr: Option<String>,
 }
 
-/// Per-server CA runtime: a signer cached by state epoch and the leaf cache.
-#[derive(Default)]
-pub(crate) struct CaRuntime {
+/// The Connect CA as one component: the stored CA state (read from the
+/// replicated state, changed by compare-and-set through Raft), a signer
+/// cached by state epoch, the leaf cache with the `CSRMaxPerSecond` budget,
+/// and the leader's rotation duties.
+pub(crate) struct ConnectCa {
+    state: Arc<StateStore>,
+    node_name: String,
+    datacenter: String,
+    server: bool,
+    dev: bool,
+    writes: Arc<Writes>,
+    /// The CA settings a new CA is created with, and whether connect is on.
+    live: watch::Receiver<Arc<LiveConfig>>,
     signer: Mutex<Option<(u64, String, Arc<Signer>)>>,
     pub(crate) leaves: Mutex<HashMap<String, CachedLeaf>>,
     next_index: std::sync::atomic::AtomicU64,
     /// The `CSRMaxPerSecond` budget of this server, rebuilt when the rate changes.
     csr_limit: Mutex<Option<(u64, Arc<governor::DefaultDirectRateLimiter>)>>,
+}
+
+impl ConnectCa {
+    pub(crate) fn new(
+        config: &RuntimeConfig,
+        state: Arc<StateStore>,
+        writes: Arc<Writes>,
+        live: watch::Receiver<Arc<LiveConfig>>,
+    ) -> Self {
+        ConnectCa {
+            state,
+            node_name: config.node_name.clone(),
+            datacenter: config.datacenter.clone(),
+            server: config.server,
+            dev: config.dev,
+            writes,
+            live,
+            signer: Mutex::default(),
+            leaves: Mutex::default(),
+            next_index: Default::default(),
+            csr_limit: Mutex::default(),
+        }
+    }
 }
 
 /// Longest a signing waits for the `CSRMaxPerSecond` budget before the
@@ -85,7 +121,7 @@ fn parse_config(body: &Value) -> Result<mesh_ca::CaConfigRequest, CaRequestError
     mesh_ca::CaConfigRequest::parse(body).map_err(CaRequestError::Bad)
 }
 
-impl Agent {
+impl ConnectCa {
     /// The stored CA and its modify index, if the CA exists.
     pub(crate) fn stored_ca(&self) -> Option<(StoredCa, u64)> {
         self.state.read(|s| {
@@ -99,6 +135,7 @@ impl Agent {
         let json = serde_json::to_string(stored)
             .map_err(|e| CaRequestError::Unavailable(e.to_string()))?;
         match self
+            .writes
             .propose(&Command::CaSet {
                 state_json: json,
                 cas: Some(cas),
@@ -123,7 +160,7 @@ impl Agent {
             .active()
             .map(|r| r.id.clone())
             .unwrap_or_default();
-        let mut cache = self.ca.signer.lock();
+        let mut cache = self.signer.lock();
         if let Some((epoch, id, signer)) = cache.as_ref() {
             if *epoch == stored.state.epoch && *id == active_id {
                 return Ok((signer.clone(), stored));
@@ -226,7 +263,7 @@ impl Agent {
     ) -> Result<(), crate::reconcile::ReloadError> {
         use crate::reconcile::ReloadError;
         let invalid = |e: String| ReloadError::Invalid(vec![format!("{loc}: ca: {e}")]);
-        if !self.config.server {
+        if !self.server {
             // Servers apply cluster-wide CA settings; a client's block is checked only.
             return parse_config(&mesh_config::camel_keys(block.clone()))
                 .map(|_| ())
@@ -244,7 +281,7 @@ impl Agent {
 
     /// The leaf for `service`, from the cache or freshly signed.
     pub(crate) async fn leaf_for(&self, service: &str) -> Result<CachedLeaf, CaRequestError> {
-        let node = self.config.node_name.clone();
+        let node = self.node_name.clone();
         self.issue_leaf(&node, service, None).await
     }
 
@@ -271,7 +308,7 @@ impl Agent {
             return Ok(());
         }
         let limiter = {
-            let mut slot = self.ca.csr_limit.lock();
+            let mut slot = self.csr_limit.lock();
             match slot.as_ref() {
                 Some((bits, l)) if *bits == rate.to_bits() => l.clone(),
                 _ => {
@@ -308,7 +345,7 @@ impl Agent {
     /// The cache slot of a leaf: this agent's own by service name, a client
     /// agent's by `<node>/<service>` (service names cannot hold a `/`).
     pub(crate) fn leaf_slot(&self, node: &str, service: &str) -> String {
-        if node == self.config.node_name {
+        if node == self.node_name {
             service.to_string()
         } else {
             format!("{node}/{service}")
@@ -338,7 +375,7 @@ impl Agent {
             };
             t >= activated + self.reissue_offset(&key, rot.spread_window_secs).as_secs() as i64
         };
-        if let Some(c) = self.ca.leaves.lock().get(&slot) {
+        if let Some(c) = self.leaves.lock().get(&slot) {
             if t < c.renew_at
                 && !due_reissue(c)
                 && t < c.leaf.valid_before
@@ -349,7 +386,7 @@ impl Agent {
         }
         self.csr_permit(&stored).await?;
         let ttl = Duration::from_secs(stored.state.leaf_ttl_secs);
-        let request = LeafRequest::new(service, &self.config.datacenter, ttl);
+        let request = LeafRequest::new(service, &self.datacenter, ttl);
         let leaf = match csr {
             // A CSR that does not verify or names another identity is the caller's fault.
             Some(csr) => signer
@@ -371,7 +408,6 @@ impl Agent {
         let cached = CachedLeaf {
             chain,
             index: self
-                .ca
                 .next_index
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                 + 1,
@@ -380,7 +416,7 @@ impl Agent {
             holder: key.clone(),
             csr: csr.map(str::to_string),
         };
-        self.ca.leaves.lock().insert(slot, cached.clone());
+        self.leaves.lock().insert(slot, cached.clone());
         // Progress bookkeeping: one write per leaf and root, not per request.
         let recorded = self.state.read(|s| s.ca_leaves().get(&key).cloned());
         if recorded.as_deref() != Some(signer.root_id()) {
@@ -388,7 +424,7 @@ impl Agent {
                 key,
                 root_id: signer.root_id().to_string(),
             };
-            if let Err(e) = self.propose(&cmd).await {
+            if let Err(e) = self.writes.propose(&cmd).await {
                 tracing::debug!(error = %e, "recording leaf progress");
             }
         }
@@ -431,36 +467,36 @@ impl Agent {
 
 /// The leader's CA duties: create the CA once, move rotations along, retire
 /// old roots when due, and keep the progress figures current.
-pub(crate) async fn leader_loop(agent: Arc<Agent>) -> anyhow::Result<()> {
-    let Some(raft) = agent.raft.clone() else {
-        return Ok(());
-    };
-    let tick = if agent.config.dev {
+pub(crate) async fn leader_loop(
+    ca: Arc<ConnectCa>,
+    raft: RaftNode,
+    mut stop: watch::Receiver<Stop>,
+) -> anyhow::Result<()> {
+    let tick = if ca.dev {
         Duration::from_millis(200)
     } else {
         Duration::from_millis(500)
     };
-    let mut stop = agent.shutdown.subscribe();
-    let mut ca_changes = agent.state.hub().subscribe(Table::Ca);
+    let mut ca_changes = ca.state.hub().subscribe(Table::Ca);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
             _ = ca_changes.changed() => {}
             _ = stop.wait_for(|s| *s != Stop::Running) => return Ok(()),
         }
-        if !raft.is_leader() || !agent.live.borrow().connect_enabled {
+        if !raft.is_leader() || !ca.live.borrow().connect_enabled {
             continue;
         }
-        if let Err(e) = leader_step(&agent).await {
+        if let Err(e) = leader_step(&ca).await {
             tracing::warn!("connect CA: {e}");
         }
     }
 }
 
-async fn leader_step(agent: &Agent) -> Result<(), CaRequestError> {
+async fn leader_step(ca: &ConnectCa) -> Result<(), CaRequestError> {
     let t = now();
-    let Some((mut stored, index)) = agent.stored_ca() else {
-        return create_ca(agent).await;
+    let Some((mut stored, index)) = ca.stored_ca() else {
+        return create_ca(ca).await;
     };
     let mut changed = false;
     if let Some(p) = stored
@@ -474,7 +510,7 @@ async fn leader_step(agent: &Agent) -> Result<(), CaRequestError> {
                 .state
                 .activate(t)
                 .map_err(|e| CaRequestError::Unavailable(e.to_string()))?;
-            let total = agent.state.read(|s| s.ca_leaves().len()) as u64;
+            let total = ca.state.read(|s| s.ca_leaves().len()) as u64;
             stored.state.set_total(total);
             tracing::info!(total, "connect CA: new root active; re-issuing leaves");
             changed = true;
@@ -491,7 +527,7 @@ async fn leader_step(agent: &Agent) -> Result<(), CaRequestError> {
             .active()
             .map(|r| r.id.clone())
             .unwrap_or_default();
-        let (done, total) = agent.state.read(|s| {
+        let (done, total) = ca.state.read(|s| {
             let leaves = s.ca_leaves();
             (
                 leaves.values().filter(|r| **r == active).count() as u64,
@@ -518,13 +554,13 @@ async fn leader_step(agent: &Agent) -> Result<(), CaRequestError> {
         changed = true;
     }
     if changed {
-        agent.propose_ca(&stored, index).await?;
+        ca.propose_ca(&stored, index).await?;
     }
     Ok(())
 }
 
-async fn create_ca(agent: &Agent) -> Result<(), CaRequestError> {
-    let body = agent
+async fn create_ca(ca: &ConnectCa) -> Result<(), CaRequestError> {
+    let body = ca
         .live
         .borrow()
         .connect_ca
@@ -550,7 +586,7 @@ async fn create_ca(agent: &Agent) -> Result<(), CaRequestError> {
         pending_secs: pending.as_secs(),
         spread_secs: spread.as_secs(),
     };
-    if agent.propose_ca(&stored, 0).await? {
+    if ca.propose_ca(&stored, 0).await? {
         tracing::info!(%trust_domain, "connect CA initialised");
     }
     Ok(())

@@ -82,10 +82,7 @@ impl AgentHandle for AgentView {
     }
 
     fn rpc_permit(&self) -> bool {
-        self.agent
-            .rpc_limiter
-            .as_ref()
-            .is_none_or(|l| l.check().is_ok())
+        self.agent.writes.permit()
     }
 
     fn max_blocking_queries_per_client(&self) -> u32 {

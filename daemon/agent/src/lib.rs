@@ -27,6 +27,7 @@ mod reload;
 mod snapshot_hub;
 mod storage;
 mod sync;
+mod writes;
 
 pub use build::Agent;
 pub use reconcile::{check_declarations, Change};

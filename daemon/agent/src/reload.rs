@@ -178,7 +178,7 @@ impl Agent {
             status.needs_restart = needs_restart(&self.config, &loaded.config);
             reconcile::apply(self, &plan).await?;
             if let Some((ca, loc)) = &plan.ca {
-                self.apply_ca_block(ca, loc).await?;
+                self.ca.apply_ca_block(ca, loc).await?;
             }
             self.apply_live_settings(&source, loaded.config.live());
             status.changes = plan.changes;

@@ -352,7 +352,7 @@ async fn pass(agent: &Arc<Agent>, st: &mut PassState, everything: bool) -> i64 {
     let hub = &agent.snapshots;
     hub.passes.fetch_add(1, Ordering::Relaxed);
     let now = mesh_ca::unix_now();
-    let stored = agent.stored_ca();
+    let stored = agent.ca.stored_ca();
     let ca_index = stored.as_ref().map(|(_, i)| *i);
     let ca_changed = ca_index != st.ca;
     st.ca = ca_index;
@@ -476,9 +476,9 @@ async fn recompute(
                 leaves.push(LeafUpdate::Keep);
                 continue;
             }
-            (Some(_), Some(dest), None, _) => agent.leaf_for(dest).await.map(Some),
+            (Some(_), Some(dest), None, _) => agent.ca.leaf_for(dest).await.map(Some),
             (Some(_), Some(dest), Some(node), Some(csr)) => {
-                agent.leaf_for_csr(node, dest, csr).await.map(Some)
+                agent.ca.leaf_for_csr(node, dest, csr).await.map(Some)
             }
         };
         leaves.push(match leaf {
@@ -534,7 +534,7 @@ async fn recompute(
             LeafUpdate::Set(leaf) => {
                 slot.leaf_due = leaf
                     .as_ref()
-                    .map_or(now + 3600, |l| agent.leaf_changes_at(l));
+                    .map_or(now + 3600, |l| agent.ca.leaf_changes_at(l));
                 slot.leaf = leaf.map(|l| *l);
             }
             LeafUpdate::Failed(e) if slot.versioned.is_empty() => {

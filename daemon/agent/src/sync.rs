@@ -65,23 +65,7 @@ impl Agent {
 
     /// Propose through Raft here, or through a server on a client agent.
     pub(crate) async fn propose(&self, cmd: &Command) -> anyhow::Result<Outcome> {
-        if let Some(raft) = &self.raft {
-            return Ok(raft.propose(cmd).await?.1);
-        }
-        let server = self
-            .server_rpc_addrs()
-            .into_iter()
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("no known servers"))?;
-        // The agent's own writes wait for room under limits.rpc_rate.
-        if let Some(limiter) = &self.rpc_limiter {
-            limiter.until_ready().await;
-        }
-        Ok(
-            mesh_raft::propose_via_server(&self.rpc_network, &server, cmd)
-                .await?
-                .1,
-        )
+        self.writes.propose(cmd).await
     }
 }
 

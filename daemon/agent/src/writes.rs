@@ -1,0 +1,67 @@
+//! Writes through Raft: a server proposes to its own node (which forwards
+//! to the leader); a client agent sends its writes to a server, within
+//! `limits.rpc_rate`.
+
+use mesh_gossip::{Gossip, Role};
+use mesh_raft::RaftNode;
+use mesh_types::{Command, Outcome};
+
+use crate::build::tags;
+
+/// The one way this agent's own writes reach the log.
+pub(crate) struct Writes {
+    raft: Option<RaftNode>,
+    network: mesh_raft::Network,
+    limiter: Option<governor::DefaultDirectRateLimiter>,
+    gossip: Gossip,
+}
+
+impl Writes {
+    pub(crate) fn new(
+        raft: Option<RaftNode>,
+        network: mesh_raft::Network,
+        limiter: Option<governor::DefaultDirectRateLimiter>,
+        gossip: Gossip,
+    ) -> Self {
+        Writes {
+            raft,
+            network,
+            limiter,
+            gossip,
+        }
+    }
+
+    /// Server RPC addresses of alive servers, from gossip.
+    pub(crate) fn server_rpc_addrs(&self) -> Vec<String> {
+        self.gossip
+            .members()
+            .into_iter()
+            .filter(|m| m.role == Role::Server && m.status == mesh_gossip::MemberStatus::Alive)
+            .filter_map(|m| m.tags.get(tags::RPC).cloned())
+            .collect()
+    }
+
+    /// Whether a write relayed for an HTTP caller fits `limits.rpc_rate` now.
+    pub(crate) fn permit(&self) -> bool {
+        self.limiter.as_ref().is_none_or(|l| l.check().is_ok())
+    }
+
+    /// Proposes `cmd` and returns its outcome once applied.
+    pub(crate) async fn propose(&self, cmd: &Command) -> anyhow::Result<Outcome> {
+        if let Some(raft) = &self.raft {
+            return Ok(raft.propose(cmd).await?.1);
+        }
+        let server = self
+            .server_rpc_addrs()
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("no known servers"))?;
+        // The agent's own writes wait for room under limits.rpc_rate.
+        if let Some(limiter) = &self.limiter {
+            limiter.until_ready().await;
+        }
+        Ok(mesh_raft::propose_via_server(&self.network, &server, cmd)
+            .await?
+            .1)
+    }
+}
