@@ -20,19 +20,9 @@ use crate::local::LocalState;
 use uuid::Uuid;
 
 use crate::handle::AgentView;
+use crate::stop::Stop;
+use crate::tags;
 use crate::{duties, identity};
-
-/// Gossip tag names other agents read.
-pub(crate) mod tags {
-    pub const NODE_ID: &str = "id";
-    pub const RAFT_ID: &str = "raft_id";
-    pub const RPC: &str = "rpc_addr";
-    pub const HTTP: &str = "http_addr";
-    pub const EXPECT: &str = "expect";
-    pub const INIT: &str = "raft_init";
-    pub const VERSION: &str = "version";
-    pub const DNS: &str = "dns_addr";
-}
 
 /// A built agent: listeners bound, store open, gossip started.
 pub struct Agent {
@@ -82,14 +72,6 @@ pub struct Agent {
     pub(crate) raft_dir: Option<PathBuf>,
     /// This agent's own writes (through its Raft node, or a server's).
     pub(crate) writes: Arc<crate::writes::Writes>,
-}
-
-/// Why the agent stops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stop {
-    Running,
-    Leave,
-    Signal,
 }
 
 mod parking {

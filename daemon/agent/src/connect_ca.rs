@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::build::Stop;
+use crate::stop::Stop;
 use crate::writes::Writes;
 
 /// What the cluster stores: the CA state, and the configuration that made it

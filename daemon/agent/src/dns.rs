@@ -7,7 +7,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::{TcpListener, UdpSocket};
 
-use crate::build::{Agent, Stop};
+use crate::build::Agent;
+use crate::stop::Stop;
 
 /// UDP and TCP sockets on one port.
 pub(crate) struct DnsListeners {
@@ -67,7 +68,7 @@ fn server_dns(agent: &Agent) -> Option<SocketAddr> {
         .filter(|m| {
             m.role == mesh_gossip::Role::Server && m.status == mesh_gossip::MemberStatus::Alive
         })
-        .filter_map(|m| m.tags.get(crate::build::tags::DNS)?.parse().ok())
+        .filter_map(|m| m.tags.get(crate::tags::DNS)?.parse().ok())
         .next()
 }
 

@@ -11,7 +11,9 @@ use mesh_raft::{MeshNode, RaftNode};
 use mesh_types::{CheckStatus, Command, HealthCheck, Node};
 use tokio::net::lookup_host;
 
-use crate::build::{tags, Agent, Stop};
+use crate::build::Agent;
+use crate::stop::Stop;
+use crate::tags;
 
 /// Join the addresses in `retry_join`, retrying until one answers.
 pub(crate) async fn retry_join(agent: Arc<Agent>) -> anyhow::Result<()> {

@@ -6,7 +6,8 @@ use futures::future::BoxFuture;
 use mesh_api::{AgentHandle, MemberView};
 use mesh_gossip::{MemberStatus, Role};
 
-use crate::build::{tags, Agent};
+use crate::build::Agent;
+use crate::tags;
 
 pub(crate) struct AgentView {
     agent: Arc<Agent>,

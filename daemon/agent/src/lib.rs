@@ -25,8 +25,10 @@ mod reconcile;
 mod reconcile_fuzz;
 mod reload;
 mod snapshot_hub;
+mod stop;
 mod storage;
 mod sync;
+mod tags;
 mod writes;
 
 pub use build::Agent;

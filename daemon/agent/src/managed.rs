@@ -16,8 +16,9 @@ use std::time::Duration;
 use mesh_proxy::{Proxy, ProxySnapshot};
 use tokio::sync::{oneshot, watch};
 
-use crate::build::{Agent, Stop};
+use crate::build::Agent;
 use crate::snapshot_hub::{self, ProxyKey, Watched};
+use crate::stop::Stop;
 
 /// What a sidecar's proxy config says of its admin listener: an address,
 /// none, or why the value is unusable.

@@ -12,8 +12,9 @@ use mesh_config::{LiveConfig, RawConfig, RuntimeConfig, Source};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::build::{Agent, Stop};
+use crate::build::Agent;
 use crate::reconcile::{self, Change, ReloadError};
+use crate::stop::Stop;
 
 /// Files change in bursts (editors write, rename, chmod): wait this long for
 /// quiet. A burst from one save lasts a few milliseconds; 50 ms covers it and

@@ -28,8 +28,9 @@ use mesh_types::{CheckStatus, Service};
 use parking_lot::Mutex;
 use tokio::sync::{watch, Notify};
 
-use crate::build::{Agent, Stop};
+use crate::build::Agent;
 use crate::connect_ca::{CaRequestError, CachedLeaf};
+use crate::stop::Stop;
 
 /// How long a proxy nobody watches keeps its slot: blocking queries let go
 /// between polls, and a slot that survives them keeps its version.

@@ -24,9 +24,9 @@ pub(crate) async fn watch(agent: Arc<Agent>) -> anyhow::Result<()> {
     let mut stop = agent.shutdown.subscribe();
     let fault = tokio::select! {
         fault = raft.stopped() => fault,
-        _ = stop.wait_for(|s| *s != crate::build::Stop::Running) => return Ok(()),
+        _ = stop.wait_for(|s| *s != crate::stop::Stop::Running) => return Ok(()),
     };
-    if *agent.shutdown.borrow() != crate::build::Stop::Running {
+    if *agent.shutdown.borrow() != crate::stop::Stop::Running {
         return Ok(());
     }
     tracing::error!(
@@ -38,7 +38,7 @@ pub(crate) async fn watch(agent: Arc<Agent>) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(PROBE_EVERY) => {}
-            _ = stop.wait_for(|s| *s != crate::build::Stop::Running) => return Ok(()),
+            _ = stop.wait_for(|s| *s != crate::stop::Stop::Running) => return Ok(()),
         }
         let probe_dir = dir.clone();
         let room = tokio::task::spawn_blocking(move || probe(&probe_dir))

@@ -10,7 +10,8 @@ use tokio::time::Instant as TokioInstant;
 
 use mesh_types::{Command, Node, Outcome};
 
-use crate::build::{Agent, Stop};
+use crate::build::Agent;
+use crate::stop::Stop;
 
 const FULL_SYNC: Duration = Duration::from_secs(60);
 const RETRY: Duration = Duration::from_secs(1);

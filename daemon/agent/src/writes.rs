@@ -6,7 +6,7 @@ use mesh_gossip::{Gossip, Role};
 use mesh_raft::RaftNode;
 use mesh_types::{Command, Outcome};
 
-use crate::build::tags;
+use crate::tags;
 
 /// The one way this agent's own writes reach the log.
 pub(crate) struct Writes {
