@@ -40,7 +40,7 @@ pub struct Agent {
     pub rpc_addr: Option<SocketAddr>,
     pub(crate) shutdown: watch::Sender<Stop>,
     /// Services and checks this agent is authoritative for.
-    pub(crate) local: LocalState,
+    pub(crate) local: Arc<LocalState>,
     /// Counts completed anti-entropy passes.
     pub(crate) synced: watch::Sender<u64>,
     /// Client agents propose through servers over this.
@@ -66,7 +66,7 @@ pub struct Agent {
     /// Requests to servers (a client agent's relays and reload reads).
     pub(crate) server_http: reqwest::Client,
     /// Proxy snapshots, computed once per change for all their watchers.
-    pub(crate) snapshots: crate::snapshot_hub::SnapshotHub,
+    pub(crate) snapshots: Arc<crate::snapshot_hub::SnapshotHub>,
     _dev_dir: Option<tempfile::TempDir>,
     /// Where Raft keeps its log and state (servers).
     pub(crate) raft_dir: Option<PathBuf>,
@@ -248,6 +248,23 @@ impl Agent {
             writes.clone(),
             live.subscribe(),
         ));
+        let local = Arc::new(local);
+        let shutdown = watch::channel(Stop::Running).0;
+        let server_http = crate::handle::server_client();
+        let snapshots = Arc::new(crate::snapshot_hub::SnapshotHub::new(
+            crate::snapshot_hub::HubInputs {
+                state: state.clone(),
+                local: local.clone(),
+                ca: ca.clone(),
+                live: live.subscribe(),
+                shutdown: shutdown.subscribe(),
+                node_name: config.node_name.clone(),
+                datacenter: config.datacenter.clone(),
+                server: config.server,
+                writes: writes.clone(),
+                http: server_http.clone(),
+            },
+        ));
         Ok(Agent {
             live,
             dns_settings: watch::channel(crate::dns::settings(&config.datacenter, &config.live()))
@@ -257,8 +274,8 @@ impl Agent {
             reload_tx,
             reload_rx: parking::Slot::new(Some(reload_rx)),
             ca,
-            server_http: crate::handle::server_client(),
-            snapshots: crate::snapshot_hub::SnapshotHub::new(tokio::runtime::Handle::current()),
+            server_http,
+            snapshots,
             config,
             node_id,
             state,
@@ -270,7 +287,7 @@ impl Agent {
             http_addr,
             https_addr,
             rpc_addr,
-            shutdown: watch::channel(Stop::Running).0,
+            shutdown,
             local,
             synced: watch::channel(0).0,
             rpc_network,
@@ -378,7 +395,7 @@ impl Agent {
                 raft.clone(),
                 self.shutdown.subscribe(),
             ));
-            tasks.spawn(crate::snapshot_hub::run(self.clone()));
+            tasks.spawn(crate::snapshot_hub::run(self.snapshots.clone()));
             tasks.spawn(crate::storage::watch(self.clone()));
         }
         if let Some(updates) = self.check_updates.take() {

@@ -7,7 +7,6 @@ use mesh_api::{AgentHandle, MemberView};
 use mesh_gossip::{MemberStatus, Role};
 
 use crate::build::Agent;
-use crate::tags;
 
 pub(crate) struct AgentView {
     agent: Arc<Agent>,
@@ -131,11 +130,7 @@ impl AgentHandle for AgentView {
 impl Agent {
     /// The HTTP address of a live server, from gossip tags.
     pub(crate) fn server_http_addr(&self) -> Option<String> {
-        self.gossip
-            .members()
-            .into_iter()
-            .filter(|m| m.role == Role::Server && m.status == MemberStatus::Alive)
-            .find_map(|m| m.tags.get(tags::HTTP).cloned())
+        self.writes.server_http_addr()
     }
 }
 

@@ -80,7 +80,7 @@ async fn follow(agent: Arc<Agent>, id: String, tx: watch::Sender<Arc<ProxySnapsh
     };
     let mut pause = Duration::from_millis(250);
     loop {
-        let mut rx = snapshot_hub::subscribe(&agent, key.clone());
+        let mut rx = snapshot_hub::subscribe(&agent.snapshots, key.clone());
         loop {
             let seen = rx.borrow_and_update().clone();
             match seen {

@@ -11,7 +11,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use mesh_api::{ApiError, Params, QueryOptions};
-use mesh_types::Service;
 
 use crate::build::Agent;
 use crate::snapshot_hub::{self, ProxyKey, Watched};
@@ -19,13 +18,6 @@ use crate::snapshot_hub::{self, ProxyKey, Watched};
 /// How long past its wait a query may stay for a first snapshot still
 /// being computed (a relayed one waits on a server).
 const FIRST_SNAPSHOT_WAIT: Duration = Duration::from_secs(30);
-
-impl Agent {
-    /// This agent's own registration of proxy `id`, if it has one.
-    pub(crate) fn local_proxy(&self, id: &str) -> Option<Service> {
-        self.local.service(id).filter(|s| s.kind == "connect-proxy")
-    }
-}
 
 /// The handler: answers at once without `?index`, else when the snapshot's
 /// version differs from it (or the wait ends).
@@ -55,7 +47,7 @@ pub(crate) async fn handler(
             ..ProxyKey::local(&id)
         }
     };
-    let mut rx = snapshot_hub::subscribe(&agent, key);
+    let mut rx = snapshot_hub::subscribe(&agent.snapshots, key);
     let deadline = tokio::time::Instant::now() + opts.wait;
     loop {
         let seen = rx.borrow_and_update().clone();

@@ -22,15 +22,17 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::StatusCode;
+use mesh_config::LiveConfig;
 use mesh_proxy::{Endpoint, IntentionSet, Leaf, Protocol, ProxySnapshot, PublicListener, Upstream};
-use mesh_state::{State, Table};
+use mesh_state::{State, StateStore, Table};
 use mesh_types::{CheckStatus, Service};
 use parking_lot::Mutex;
 use tokio::sync::{watch, Notify};
 
-use crate::build::Agent;
-use crate::connect_ca::{CaRequestError, CachedLeaf};
+use crate::connect_ca::{CaRequestError, CachedLeaf, ConnectCa};
+use crate::local::LocalState;
 use crate::stop::Stop;
+use crate::writes::Writes;
 
 /// How long a proxy nobody watches keeps its slot: blocking queries let go
 /// between polls, and a slot that survives them keeps its version.
@@ -188,10 +190,29 @@ struct Slot {
     destination: Option<String>,
 }
 
+/// What snapshots are computed from: this agent's state, its registrations,
+/// the CA and the live settings, and (client agents) the way to a server.
+pub(crate) struct HubInputs {
+    pub state: Arc<StateStore>,
+    pub local: Arc<LocalState>,
+    pub ca: Arc<ConnectCa>,
+    pub live: watch::Receiver<Arc<LiveConfig>>,
+    pub shutdown: watch::Receiver<Stop>,
+    pub node_name: String,
+    pub datacenter: String,
+    /// Servers compute snapshots; client agents relay them.
+    pub server: bool,
+    /// A client agent's way to find servers.
+    pub writes: Arc<Writes>,
+    /// Requests to servers.
+    pub http: reqwest::Client,
+}
+
 /// Shared by the HTTP endpoint, managed sidecars and the hub's own tasks.
 pub(crate) struct SnapshotHub {
     /// The agent's runtime: relays run there, whoever subscribes.
     runtime: tokio::runtime::Handle,
+    inputs: HubInputs,
     slots: Mutex<HashMap<ProxyKey, Slot>>,
     /// A server slot waits for its first pass.
     added: Notify,
@@ -207,10 +228,11 @@ pub(crate) struct SnapshotHub {
 }
 
 impl SnapshotHub {
-    /// A hub whose tasks run on `runtime`.
-    pub(crate) fn new(runtime: tokio::runtime::Handle) -> Self {
+    /// A hub whose tasks run on the current runtime.
+    pub(crate) fn new(inputs: HubInputs) -> Self {
         SnapshotHub {
-            runtime,
+            runtime: tokio::runtime::Handle::current(),
+            inputs,
             slots: Default::default(),
             added: Notify::new(),
             generations: AtomicU64::new(0),
@@ -246,8 +268,7 @@ impl SnapshotHub {
 
 /// A receiver of proxy `key`'s snapshot; its first value may be
 /// [`Watched::Pending`].
-pub(crate) fn subscribe(agent: &Arc<Agent>, key: ProxyKey) -> watch::Receiver<Watched> {
-    let hub = &agent.snapshots;
+pub(crate) fn subscribe(hub: &Arc<SnapshotHub>, key: ProxyKey) -> watch::Receiver<Watched> {
     let mut slots = hub.slots.lock();
     if let Some(slot) = slots.get_mut(&key) {
         slot.idle_since = None;
@@ -269,10 +290,10 @@ pub(crate) fn subscribe(agent: &Arc<Agent>, key: ProxyKey) -> watch::Receiver<Wa
         },
     );
     drop(slots);
-    if agent.raft.is_some() {
+    if hub.inputs.server {
         hub.added.notify_one();
     } else {
-        hub.runtime.spawn(relay(agent.clone(), key, generation, tx));
+        hub.runtime.spawn(relay(hub.clone(), key, generation, tx));
     }
     rx
 }
@@ -286,13 +307,13 @@ fn remove(hub: &SnapshotHub, key: &ProxyKey, generation: u64) {
 }
 
 /// The server's hub task: one pass per relevant change.
-pub(crate) async fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
-    let hub = agent.state.hub();
-    let mut watches = INPUT_TABLES.map(|t| hub.subscribe(t));
-    let mut local = agent.local.versions.subscribe();
+pub(crate) async fn run(hub: Arc<SnapshotHub>) -> anyhow::Result<()> {
+    let inputs = &hub.inputs;
+    let mut watches = INPUT_TABLES.map(|t| inputs.state.hub().subscribe(t));
+    let mut local = inputs.local.versions.subscribe();
     // Live settings carry the intention default every snapshot holds.
-    let mut live = agent.live.subscribe();
-    let mut stop = agent.shutdown.subscribe();
+    let mut live = inputs.live.clone();
+    let mut stop = inputs.shutdown.clone();
     let mut state = PassState::default();
     let mut everything = true;
     loop {
@@ -301,7 +322,7 @@ pub(crate) async fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
         }
         local.borrow_and_update();
         live.borrow_and_update();
-        let next_due = pass(&agent, &mut state, std::mem::take(&mut everything)).await;
+        let next_due = pass(&hub, &mut state, std::mem::take(&mut everything)).await;
         // At least once per grace period, so slots nobody watches go.
         let until_due = (next_due - mesh_ca::unix_now()).clamp(1, IDLE_GRACE.as_secs() as i64);
         let wake = tokio::time::Instant::now() + Duration::from_secs(until_due as u64);
@@ -312,7 +333,7 @@ pub(crate) async fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
             _ = c.changed() => {}
             _ = d.changed() => {}
             _ = local.changed() => {}
-            _ = agent.snapshots.added.notified() => {}
+            _ = hub.added.notified() => {}
             _ = live.changed() => everything = true,
             _ = tokio::time::sleep_until(wake) => {}
             _ = stop.wait_for(|s| *s != Stop::Running) => return Ok(()),
@@ -349,8 +370,8 @@ enum LeafUpdate {
 /// only intentions or config entries did, then those of the destinations
 /// whose intentions or protocol changed); publish the ones whose content
 /// changed. Returns when the earliest leaf changes (unix seconds).
-async fn pass(agent: &Arc<Agent>, st: &mut PassState, everything: bool) -> i64 {
-    let hub = &agent.snapshots;
+async fn pass(hub: &SnapshotHub, st: &mut PassState, everything: bool) -> i64 {
+    let agent = &hub.inputs;
     hub.passes.fetch_add(1, Ordering::Relaxed);
     let now = mesh_ca::unix_now();
     let stored = agent.ca.stored_ca();
@@ -417,7 +438,7 @@ async fn pass(agent: &Arc<Agent>, st: &mut PassState, everything: bool) -> i64 {
             .collect()
     };
     if !wants.is_empty() {
-        recompute(agent, st, &wants, stored, now, default_allow).await;
+        recompute(hub, st, &wants, stored, now, default_allow).await;
     }
     hub.pass_index
         .store(tables.into_iter().max().unwrap_or(0), Ordering::Relaxed);
@@ -437,14 +458,14 @@ async fn pass(agent: &Arc<Agent>, st: &mut PassState, everything: bool) -> i64 {
 
 /// Recompute `wants` and publish the changed ones.
 async fn recompute(
-    agent: &Arc<Agent>,
+    hub: &SnapshotHub,
     st: &mut PassState,
     wants: &[Want],
     stored: Option<(crate::connect_ca::StoredCa, u64)>,
     now: i64,
     default_allow: bool,
 ) {
-    let hub = &agent.snapshots;
+    let agent = &hub.inputs;
     // Registrations: this agent's own, or the catalog's for a client's node.
     let registrations: Vec<Option<Service>> = {
         let own = agent.local.services_of(
@@ -492,7 +513,7 @@ async fn recompute(
         .map(|(s, _)| (s.state.trust_domain.clone(), s.state.trust_bundle()))
         .unwrap_or_default();
     let inputs = Inputs {
-        datacenter: &agent.config.datacenter,
+        datacenter: &agent.datacenter,
         trust_domain: &td,
         roots: &roots,
         default_allow,
@@ -729,13 +750,18 @@ async fn abandoned(tx: &watch::Sender<Watched>) {
 /// A client agent's relay for one proxy: long-polls a server and publishes
 /// what changes. Any error reaches the watchers and ends the relay, so the
 /// next watcher asks afresh (a running sidecar keeps its last snapshot).
-async fn relay(agent: Arc<Agent>, key: ProxyKey, generation: u64, tx: Arc<watch::Sender<Watched>>) {
+async fn relay(
+    hub: Arc<SnapshotHub>,
+    key: ProxyKey,
+    generation: u64,
+    tx: Arc<watch::Sender<Watched>>,
+) {
     let mut versioned = Versioned::default();
     let mut index = 0;
-    let mut stop = agent.shutdown.subscribe();
+    let mut stop = hub.inputs.shutdown.clone();
     loop {
         let fetched = tokio::select! {
-            r = from_server(&agent, &key, index) => r,
+            r = from_server(&hub, &key, index) => r,
             _ = abandoned(&tx) => break,
             _ = stop.wait_for(|s| *s != Stop::Running) => break,
         };
@@ -745,7 +771,7 @@ async fn relay(agent: Arc<Agent>, key: ProxyKey, generation: u64, tx: Arc<watch:
                 // go back if another server answers with a lower one.
                 index = snap.index;
                 if let Some(out) = versioned.offer(snap, index) {
-                    agent.snapshots.published.fetch_add(1, Ordering::Relaxed);
+                    hub.published.fetch_add(1, Ordering::Relaxed);
                     tx.send_replace(Watched::Ready(Published::new(out)));
                 }
             }
@@ -755,22 +781,27 @@ async fn relay(agent: Arc<Agent>, key: ProxyKey, generation: u64, tx: Arc<watch:
             }
         }
     }
-    remove(&agent.snapshots, &key, generation);
+    remove(&hub, &key, generation);
 }
 
 /// One blocking query to a server for `key` (waiting while its version is
 /// `index`), with this agent's private key put into the leaf.
 async fn from_server(
-    agent: &Agent,
+    hub: &SnapshotHub,
     key: &ProxyKey,
     index: u64,
 ) -> Result<ProxySnapshot, Arc<Failure>> {
     let id = &key.id;
-    let Some(proxy) = agent.local_proxy(id) else {
+    let agent = &hub.inputs;
+    let Some(proxy) = agent
+        .local
+        .service(id)
+        .filter(|s| s.kind == "connect-proxy")
+    else {
         return Err(Failure::unknown(id));
     };
     let unavailable = |what: String| Failure::new(StatusCode::SERVICE_UNAVAILABLE, what);
-    let server = agent.server_http_addr().ok_or_else(|| {
+    let server = agent.writes.server_http_addr().ok_or_else(|| {
         unavailable(
             "No known servers: this client agent has not joined a cluster with servers".into(),
         )
@@ -779,9 +810,9 @@ async fn from_server(
         .proxy
         .map(|p| p.destination_service_name)
         .unwrap_or_default();
-    let (private_key, csr) = client_key(agent, &server, &service).await?;
+    let (private_key, csr) = client_key(hub, &server, &service).await?;
     let query = [
-        ("node", agent.config.node_name.clone()),
+        ("node", agent.node_name.clone()),
         ("csr", csr),
         ("index", index.to_string()),
         ("wait", format!("{}s", RELAY_WAIT.as_secs())),
@@ -792,7 +823,7 @@ async fn from_server(
     )
     .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("proxy ID {id:?}: {e}")))?;
     let mut req = agent
-        .server_http
+        .http
         .get(url)
         .timeout(RELAY_WAIT + RELAY_WAIT / 16 + Duration::from_secs(10));
     if let Some(token) = &key.token {
@@ -826,18 +857,19 @@ async fn from_server(
 /// This client agent's key and CSR for `service`, made once per process
 /// (the cluster's trust domain, needed for the SPIFFE ID, from a server).
 async fn client_key(
-    agent: &Agent,
+    hub: &SnapshotHub,
     server: &str,
     service: &str,
 ) -> Result<(mesh_ca::SecretPem, String), Arc<Failure>> {
-    let keys = &agent.snapshots.client_keys;
-    let slot = format!("{}/{service}", agent.config.node_name);
+    let agent = &hub.inputs;
+    let keys = &hub.client_keys;
+    let slot = format!("{}/{service}", agent.node_name);
     if let Some(k) = keys.lock().get(&slot) {
         return Ok(k.clone());
     }
     let unavailable = |what: String| Failure::new(StatusCode::SERVICE_UNAVAILABLE, what);
     let roots: serde_json::Value = agent
-        .server_http
+        .http
         .get(format!("http://{server}/v1/connect/ca/roots"))
         .send()
         .await
@@ -850,8 +882,7 @@ async fn client_key(
         .as_str()
         .filter(|t| !t.is_empty())
         .ok_or_else(|| unavailable(format!("server {server} has no CA trust domain yet")))?;
-    let id =
-        mesh_types::SpiffeId::service(trust_domain, &agent.config.datacenter, service).to_string();
+    let id = mesh_types::SpiffeId::service(trust_domain, &agent.datacenter, service).to_string();
     let made = mesh_ca::key_and_csr(&id)
         .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     Ok(keys.lock().entry(slot).or_insert(made).clone())

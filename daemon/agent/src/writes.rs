@@ -41,6 +41,15 @@ impl Writes {
             .collect()
     }
 
+    /// The HTTP address of an alive server, from gossip.
+    pub(crate) fn server_http_addr(&self) -> Option<String> {
+        self.gossip
+            .members()
+            .into_iter()
+            .filter(|m| m.role == Role::Server && m.status == mesh_gossip::MemberStatus::Alive)
+            .find_map(|m| m.tags.get(tags::HTTP).cloned())
+    }
+
     /// Whether a write relayed for an HTTP caller fits `limits.rpc_rate` now.
     pub(crate) fn permit(&self) -> bool {
         self.limiter.as_ref().is_none_or(|l| l.check().is_ok())
