@@ -425,7 +425,15 @@ impl Agent {
             tasks.spawn(crate::reload::reload_loop(self.clone(), rx));
         }
         tasks.spawn(crate::reload::watch_files(self.clone()));
-        tasks.spawn(crate::managed::run(self.clone()));
+        if self.config.connect_managed_sidecars {
+            tasks.spawn(crate::managed::run(crate::managed::Sidecars {
+                hub: self.snapshots.clone(),
+                local: self.local.clone(),
+                server: self.raft.is_some(),
+                live: self.live.subscribe(),
+                shutdown: self.shutdown.subscribe(),
+            }));
+        }
         tasks.spawn(duties::announce_ready(self.clone()));
 
         let reason = self.wait_for_stop(&mut tasks, shutdown).await?;

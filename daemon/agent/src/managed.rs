@@ -16,13 +16,24 @@ use std::time::Duration;
 use mesh_proxy::{Proxy, ProxySnapshot};
 use tokio::sync::{oneshot, watch};
 
-use crate::build::Agent;
-use crate::snapshot_hub::{self, ProxyKey, Watched};
+use crate::local::LocalState;
+use crate::snapshot_hub::{self, ProxyKey, SnapshotHub, Watched};
 use crate::stop::Stop;
 
 /// What a sidecar's proxy config says of its admin listener: an address,
 /// none, or why the value is unusable.
 type AdminSetting = Result<Option<SocketAddr>, String>;
+
+/// What managed sidecars need of the agent.
+pub(crate) struct Sidecars {
+    pub hub: Arc<SnapshotHub>,
+    pub local: Arc<LocalState>,
+    /// On a client agent snapshots are relayed from a server, which checks
+    /// this agent's token (a live setting).
+    pub server: bool,
+    pub live: watch::Receiver<Arc<mesh_config::LiveConfig>>,
+    pub shutdown: watch::Receiver<Stop>,
+}
 
 /// A sidecar's thread; firing `stop` starts its graceful shutdown.
 struct Running {
@@ -31,7 +42,7 @@ struct Running {
 }
 
 /// Starts one sidecar on its own thread; it drains and ends when `stop` fires.
-fn start(agent: &Arc<Agent>, id: &str, setting: &AdminSetting) -> std::io::Result<Running> {
+fn start(sidecars: &Arc<Sidecars>, id: &str, setting: &AdminSetting) -> std::io::Result<Running> {
     let admin = match setting {
         Ok(addr) => *addr,
         Err(e) => {
@@ -42,7 +53,7 @@ fn start(agent: &Arc<Agent>, id: &str, setting: &AdminSetting) -> std::io::Resul
     let (stop, stopped) = oneshot::channel::<()>();
     let runtime = mesh_proxy::runtime(mesh_proxy::DEFAULT_WORKERS)?;
     let name = id.to_string();
-    let agent = agent.clone();
+    let sidecars = sidecars.clone();
     std::thread::Builder::new()
         .name(format!("sidecar {id}"))
         .spawn(move || {
@@ -52,7 +63,7 @@ fn start(agent: &Arc<Agent>, id: &str, setting: &AdminSetting) -> std::io::Resul
                     None => None,
                 };
                 let (tx, snapshots) = watch::channel(Arc::new(ProxySnapshot::default()));
-                let follower = tokio::spawn(follow(agent, name, tx));
+                let follower = tokio::spawn(follow(sidecars, name, tx));
                 let handle = Proxy::spawn(snapshots, listener, async move {
                     let _ = stopped.await;
                 });
@@ -69,18 +80,18 @@ fn start(agent: &Arc<Agent>, id: &str, setting: &AdminSetting) -> std::io::Resul
 /// Feeds the sidecar its snapshots from the hub. A snapshot that cannot be
 /// served (a leaf the CA cannot sign yet, a server out of reach) is asked
 /// for again after a pause; the sidecar keeps running on the last one.
-async fn follow(agent: Arc<Agent>, id: String, tx: watch::Sender<Arc<ProxySnapshot>>) {
-    let key = match agent.raft {
-        Some(_) => ProxyKey::local(&id),
+async fn follow(sidecars: Arc<Sidecars>, id: String, tx: watch::Sender<Arc<ProxySnapshot>>) {
+    let key = match sidecars.server {
+        true => ProxyKey::local(&id),
         // Relayed from a server, which checks this agent's token.
-        None => ProxyKey {
-            token: agent.live.borrow().acl.own_token(),
+        false => ProxyKey {
+            token: sidecars.live.borrow().acl.own_token(),
             ..ProxyKey::local(&id)
         },
     };
     let mut pause = Duration::from_millis(250);
     loop {
-        let mut rx = snapshot_hub::subscribe(&agent.snapshots, key.clone());
+        let mut rx = snapshot_hub::subscribe(&sidecars.hub, key.clone());
         loop {
             let seen = rx.borrow_and_update().clone();
             match seen {
@@ -135,9 +146,8 @@ fn admin_setting(config_json: &str) -> AdminSetting {
 
 /// Sidecar services this agent manages (registered from a `sidecar_service`
 /// block), with the admin address each one's config asks for.
-fn managed(agent: &Agent) -> BTreeMap<String, AdminSetting> {
-    agent
-        .local
+fn managed(local: &LocalState) -> BTreeMap<String, AdminSetting> {
+    local
         .sidecars()
         .into_iter()
         .map(|(id, config)| (id, config.as_deref().map_or(Ok(None), admin_setting)))
@@ -145,16 +155,14 @@ fn managed(agent: &Agent) -> BTreeMap<String, AdminSetting> {
 }
 
 /// Start and stop in-process sidecars as local registrations come and go.
-pub(crate) async fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
-    if !agent.config.connect_managed_sidecars {
-        return Ok(());
-    }
+pub(crate) async fn run(sidecars: Sidecars) -> anyhow::Result<()> {
+    let sidecars = Arc::new(sidecars);
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
-    let mut stop = agent.shutdown.subscribe();
-    let mut versions = agent.local.versions.subscribe();
+    let mut stop = sidecars.shutdown.clone();
+    let mut versions = sidecars.local.versions.subscribe();
     loop {
         versions.borrow_and_update();
-        let wanted = managed(&agent);
+        let wanted = managed(&sidecars.local);
         // Gone, or re-registered with another admin address: stop (and restart below).
         let stale: Vec<String> = running
             .iter()
@@ -171,7 +179,7 @@ pub(crate) async fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
             if running.contains_key(id) {
                 continue;
             }
-            match start(&agent, id, admin) {
+            match start(&sidecars, id, admin) {
                 Ok(r) => {
                     tracing::info!(proxy = %id, admin = ?admin, "managed sidecar started");
                     running.insert(id.clone(), r);
