@@ -63,8 +63,8 @@ pub struct Agent {
     reload_rx: parking::Slot<mpsc::Receiver<crate::reload::ReloadRequest>>,
     /// The Connect CA: stored state, signer, leaf cache (servers).
     pub(crate) ca: Arc<crate::connect_ca::ConnectCa>,
-    /// Requests to servers (a client agent's relays and reload reads).
-    pub(crate) server_http: reqwest::Client,
+    /// The mesh.d reconciler.
+    pub(crate) reconciler: crate::reconcile::Reconciler,
     /// Proxy snapshots, computed once per change for all their watchers.
     pub(crate) snapshots: Arc<crate::snapshot_hub::SnapshotHub>,
     _dev_dir: Option<tempfile::TempDir>,
@@ -265,7 +265,17 @@ impl Agent {
                 http: server_http.clone(),
             },
         ));
+        let reconciler = crate::reconcile::Reconciler {
+            node_name: config.node_name.clone(),
+            server: config.server,
+            state: state.clone(),
+            local: local.clone(),
+            writes: writes.clone(),
+            http: server_http.clone(),
+            live: live.subscribe(),
+        };
         Ok(Agent {
+            reconciler,
             live,
             dns_settings: watch::channel(crate::dns::settings(&config.datacenter, &config.live()))
                 .0,
@@ -274,7 +284,6 @@ impl Agent {
             reload_tx,
             reload_rx: parking::Slot::new(Some(reload_rx)),
             ca,
-            server_http,
             snapshots,
             config,
             node_id,

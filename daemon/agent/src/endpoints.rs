@@ -249,7 +249,7 @@ async fn plan(Extension(agent): A, body: Bytes) -> Result<Json<Value>, ApiError>
         }
     }
     if errors.is_empty() {
-        match crate::reconcile::plan_now(&agent, &decls).await {
+        match crate::reconcile::plan_now(&agent.reconciler, &decls).await {
             Ok(plan) => {
                 return Ok(Json(
                     serde_json::json!({"Changes": plan.changes, "Errors": []}),

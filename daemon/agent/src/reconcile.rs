@@ -5,15 +5,19 @@
 //! owner's object refuses the whole reload.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use mesh_config::{camel_keys, Decl, Loc, ResourceKind};
+use mesh_config::{camel_keys, Decl, LiveConfig, Loc, ResourceKind};
+use mesh_state::StateStore;
 use mesh_types::{Command, ConfigEntry, GroupedCommand, Intention, Outcome, CONFIG_KINDS};
 use mesh_wire::intention::{parse_intention, parse_service_intentions};
 use mesh_wire::{parse_declared, ServiceDef};
 use serde::Serialize;
 use serde_json::Value;
+use tokio::sync::watch;
 
-use crate::build::Agent;
+use crate::local::LocalState;
+use crate::writes::Writes;
 
 /// One change a reload makes (or, for a plan, would make).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -216,17 +220,31 @@ pub(crate) struct LocalEntry {
     definition: Value,
 }
 
+/// What the reconciler needs of the agent: the node it plans for, the
+/// replicated state (servers) or the way to a server (client agents), this
+/// agent's registrations and its one way to write.
+pub(crate) struct Reconciler {
+    pub node_name: String,
+    pub server: bool,
+    pub state: Arc<StateStore>,
+    pub local: Arc<LocalState>,
+    pub writes: Arc<Writes>,
+    pub http: reqwest::Client,
+    /// The agent token a client agent presents to a server.
+    pub live: watch::Receiver<Arc<LiveConfig>>,
+}
+
 /// Compute the changes that make the cluster match `decls`, against the
 /// cluster as it is now: a server's own replica, or, on a client agent
 /// (which holds none), the objects a server says its files own or declare,
 /// so a client's files can update and delete what they declared before. A
 /// server that cannot be reached is [`ReloadError::Unavailable`] (retried).
-pub(crate) async fn plan_now(agent: &Agent, decls: &[Decl]) -> Result<Plan, ReloadError> {
-    let node = &agent.config.node_name;
+pub(crate) async fn plan_now(agent: &Reconciler, decls: &[Decl]) -> Result<Plan, ReloadError> {
+    let node = &agent.node_name;
     let prefix = owner_prefix(node);
     let want = desired(node, decls).map_err(ReloadError::Invalid)?;
     let (intentions, entries) = want.keys();
-    let view = if agent.raft.is_some() {
+    let view = if agent.server {
         agent
             .state
             .read(|s| mesh_api::declared_view(s, &prefix, &intentions, &entries))
@@ -240,12 +258,13 @@ pub(crate) async fn plan_now(agent: &Agent, decls: &[Decl]) -> Result<Plan, Relo
 
 /// A client agent's view of the cluster, from a server.
 async fn fetch_view(
-    agent: &Agent,
+    agent: &Reconciler,
     prefix: &str,
     intentions: &[(String, String)],
     entries: &[(String, String)],
 ) -> Result<mesh_api::DeclaredView, String> {
     let server = agent
+        .writes
         .server_http_addr()
         .ok_or("no known servers: this client agent has not joined a cluster with servers")?;
     let body = serde_json::json!({
@@ -258,7 +277,7 @@ async fn fetch_view(
             .collect::<Vec<_>>(),
     });
     let mut req = agent
-        .server_http
+        .http
         .post(format!("http://{server}/v1/internal/mesh.d/view"))
         .json(&body);
     if let Some(token) = agent.live.borrow().acl.own_token() {
@@ -276,7 +295,7 @@ async fn fetch_view(
 }
 
 fn plan(
-    agent: &Agent,
+    agent: &Reconciler,
     prefix: &str,
     want: &Desired,
     cluster: ClusterView,
@@ -467,10 +486,14 @@ impl ReloadError {
 
 /// Apply a plan: cluster-wide objects in one all-or-nothing Raft entry, then
 /// this agent's services.
-pub(crate) async fn apply(agent: &Agent, plan: &Plan) -> Result<(), ReloadError> {
+pub(crate) async fn apply(agent: &Reconciler, plan: &Plan) -> Result<(), ReloadError> {
     if !plan.raft.is_empty() {
         let commands = plan.raft.clone();
-        match agent.propose(&Command::AllOrNothing { commands }).await {
+        match agent
+            .writes
+            .propose(&Command::AllOrNothing { commands })
+            .await
+        {
             Ok(Outcome::Done) => {}
             Ok(Outcome::Conflict { what, owner }) => {
                 return Err(ReloadError::Refused(format!(

@@ -173,11 +173,11 @@ impl Agent {
         };
         let result: Result<(), ReloadError> = async {
             let loaded = load(&source).map_err(|e| ReloadError::Invalid(vec![e]))?;
-            let plan = reconcile::plan_now(self, &loaded.decls).await?;
+            let plan = reconcile::plan_now(&self.reconciler, &loaded.decls).await?;
             // Against the settings the agent started with: those are the
             // ones in force until a restart, however many reloads since.
             status.needs_restart = needs_restart(&self.config, &loaded.config);
-            reconcile::apply(self, &plan).await?;
+            reconcile::apply(&self.reconciler, &plan).await?;
             if let Some((ca, loc)) = &plan.ca {
                 self.ca.apply_ca_block(ca, loc).await?;
             }
