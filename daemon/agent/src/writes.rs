@@ -31,23 +31,24 @@ impl Writes {
         }
     }
 
-    /// Server RPC addresses of alive servers, from gossip.
-    pub(crate) fn server_rpc_addrs(&self) -> Vec<String> {
+    /// The tag `tag` of every alive server, from gossip.
+    fn server_tags(&self, tag: &str) -> Vec<String> {
         self.gossip
             .members()
             .into_iter()
             .filter(|m| m.role == Role::Server && m.status == mesh_gossip::MemberStatus::Alive)
-            .filter_map(|m| m.tags.get(tags::RPC).cloned())
+            .filter_map(|m| m.tags.get(tag).cloned())
             .collect()
     }
 
-    /// The HTTP address of an alive server, from gossip.
+    /// Server RPC addresses of alive servers.
+    pub(crate) fn server_rpc_addrs(&self) -> Vec<String> {
+        self.server_tags(tags::RPC)
+    }
+
+    /// The HTTP address of an alive server.
     pub(crate) fn server_http_addr(&self) -> Option<String> {
-        self.gossip
-            .members()
-            .into_iter()
-            .filter(|m| m.role == Role::Server && m.status == mesh_gossip::MemberStatus::Alive)
-            .find_map(|m| m.tags.get(tags::HTTP).cloned())
+        self.server_tags(tags::HTTP).into_iter().next()
     }
 
     /// Whether a write relayed for an HTTP caller fits `limits.rpc_rate` now.
