@@ -42,7 +42,7 @@ pub struct Agent {
     /// Services and checks this agent is authoritative for.
     pub(crate) local: Arc<LocalState>,
     /// Counts completed anti-entropy passes.
-    pub(crate) synced: watch::Sender<u64>,
+    pub(crate) synced: Arc<watch::Sender<u64>>,
     /// Client agents propose through servers over this.
     pub(crate) rpc_network: mesh_raft::Network,
     check_updates: parking::Slot<mpsc::Receiver<mesh_checks::CheckUpdate>>,
@@ -298,7 +298,7 @@ impl Agent {
             rpc_addr,
             shutdown,
             local,
-            synced: watch::channel(0).0,
+            synced: Arc::new(watch::channel(0).0),
             rpc_network,
             check_updates: parking::Slot::new(Some(updates_rx)),
             dns: parking::Slot::new(dns),
@@ -408,9 +408,19 @@ impl Agent {
             tasks.spawn(crate::storage::watch(self.clone()));
         }
         if let Some(updates) = self.check_updates.take() {
-            tasks.spawn(crate::sync::check_results(self.clone(), updates));
+            tasks.spawn(crate::sync::check_results(self.local.clone(), updates));
         }
-        tasks.spawn(crate::sync::anti_entropy(self.clone()));
+        tasks.spawn(crate::sync::anti_entropy(crate::sync::AntiEntropy {
+            local: self.local.clone(),
+            writes: self.writes.clone(),
+            node: crate::sync::catalog_node(
+                &self.node_id,
+                &self.config,
+                self.gossip.local_addr().ip(),
+            ),
+            synced: self.synced.clone(),
+            shutdown: self.shutdown.subscribe(),
+        }));
         if !self.config.server {
             if let Some(listeners) = self.dns.take() {
                 tasks.spawn(crate::dns::relay(self.clone(), listeners));

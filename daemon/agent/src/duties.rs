@@ -290,7 +290,7 @@ async fn reconcile_catalog(agent: &Agent, members: &[Member]) {
                 }
             }
         };
-        if let Err(e) = agent.propose(&cmd).await {
+        if let Err(e) = agent.writes.propose(&cmd).await {
             tracing::debug!(node = %m.name, error = %e, "catalog reconcile: will retry");
             return;
         }
