@@ -405,7 +405,13 @@ impl Agent {
                 self.shutdown.subscribe(),
             ));
             tasks.spawn(crate::snapshot_hub::run(self.snapshots.clone()));
-            tasks.spawn(crate::storage::watch(self.clone()));
+            if let Some(dir) = self.raft_dir.clone() {
+                tasks.spawn(crate::storage::watch(
+                    raft.clone(),
+                    dir,
+                    self.shutdown.subscribe(),
+                ));
+            }
         }
         if let Some(updates) = self.check_updates.take() {
             tasks.spawn(crate::sync::check_results(self.local.clone(), updates));
@@ -423,7 +429,11 @@ impl Agent {
         }));
         if !self.config.server {
             if let Some(listeners) = self.dns.take() {
-                tasks.spawn(crate::dns::relay(self.clone(), listeners));
+                tasks.spawn(crate::dns::relay(
+                    self.writes.clone(),
+                    listeners,
+                    self.shutdown.subscribe(),
+                ));
             }
         }
         if let Some(listeners) = self.dns.take() {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::{TcpListener, UdpSocket};
 
-use crate::build::Agent;
 use crate::stop::Stop;
+use crate::writes::Writes;
 
 /// UDP and TCP sockets on one port.
 pub(crate) struct DnsListeners {
@@ -60,16 +60,11 @@ pub(crate) fn settings(datacenter: &str, config: &mesh_config::LiveConfig) -> me
 }
 
 /// A server's DNS address, from the gossip tags.
-fn server_dns(agent: &Agent) -> Option<SocketAddr> {
-    agent
-        .gossip
-        .members()
+fn server_dns(writes: &Writes) -> Option<SocketAddr> {
+    writes
+        .server_tags(crate::tags::DNS)
         .into_iter()
-        .filter(|m| {
-            m.role == mesh_gossip::Role::Server && m.status == mesh_gossip::MemberStatus::Alive
-        })
-        .filter_map(|m| m.tags.get(crate::tags::DNS)?.parse().ok())
-        .next()
+        .find_map(|a| a.parse().ok())
 }
 
 /// SERVFAIL for `query` (no server to ask): the query's header and question,
@@ -94,10 +89,13 @@ const TCP_RELAY_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3
 
 /// Client agents hold no catalog: they relay DNS to a server, over UDP and
 /// TCP, so `dig @<client>:8600` works as it does with Consul.
-pub(crate) async fn relay(agent: Arc<Agent>, listeners: DnsListeners) -> anyhow::Result<()> {
+pub(crate) async fn relay(
+    writes: Arc<Writes>,
+    listeners: DnsListeners,
+    mut stop: tokio::sync::watch::Receiver<Stop>,
+) -> anyhow::Result<()> {
     let udp = Arc::new(listeners.udp);
     let tcp = listeners.tcp;
-    let mut stop = agent.shutdown.subscribe();
     let mut buf = vec![0u8; 4096];
     let udp_slots = Arc::new(tokio::sync::Semaphore::new(MAX_UDP_RELAYS));
     let tcp_slots = Arc::new(tokio::sync::Semaphore::new(MAX_TCP_RELAYS));
@@ -111,10 +109,10 @@ pub(crate) async fn relay(agent: Arc<Agent>, listeners: DnsListeners) -> anyhow:
                     continue;
                 };
                 let query = buf[..n].to_vec();
-                let (agent, udp) = (agent.clone(), udp.clone());
+                let (writes, udp) = (writes.clone(), udp.clone());
                 tokio::spawn(async move {
                     let _slot = slot;
-                    let answer = match server_dns(&agent) {
+                    let answer = match server_dns(&writes) {
                         Some(server) => udp_exchange(server, &query).await.ok(),
                         None => None,
                     };
@@ -126,7 +124,7 @@ pub(crate) async fn relay(agent: Arc<Agent>, listeners: DnsListeners) -> anyhow:
             conn = tcp.accept() => {
                 let Ok((mut client, _)) = conn else { continue };
                 let Ok(slot) = tcp_slots.clone().try_acquire_owned() else { continue };
-                let Some(server) = server_dns(&agent) else { continue };
+                let Some(server) = server_dns(&writes) else { continue };
                 tokio::spawn(async move {
                     let _slot = slot;
                     let relay = async {

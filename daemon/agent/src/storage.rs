@@ -5,11 +5,12 @@
 //! takes writes again, exits with a clear message: a restart replays the
 //! durable log, which holds every acknowledged write.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::build::Agent;
+use mesh_raft::RaftNode;
+
+use crate::stop::Stop;
 
 /// How often a faulted server checks whether its disk has room again.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -17,16 +18,16 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 const PROBE_BYTES: usize = 4 << 20;
 
 /// Wait for a storage fault; then wait for the disk and end the agent.
-pub(crate) async fn watch(agent: Arc<Agent>) -> anyhow::Result<()> {
-    let (Some(raft), Some(dir)) = (agent.raft.clone(), agent.raft_dir.clone()) else {
-        return Ok(());
-    };
-    let mut stop = agent.shutdown.subscribe();
+pub(crate) async fn watch(
+    raft: RaftNode,
+    dir: PathBuf,
+    mut stop: tokio::sync::watch::Receiver<Stop>,
+) -> anyhow::Result<()> {
     let fault = tokio::select! {
         fault = raft.stopped() => fault,
-        _ = stop.wait_for(|s| *s != crate::stop::Stop::Running) => return Ok(()),
+        _ = stop.wait_for(|s| *s != Stop::Running) => return Ok(()),
     };
-    if *agent.shutdown.borrow() != crate::stop::Stop::Running {
+    if *stop.borrow() != Stop::Running {
         return Ok(());
     }
     tracing::error!(
@@ -38,7 +39,7 @@ pub(crate) async fn watch(agent: Arc<Agent>) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(PROBE_EVERY) => {}
-            _ = stop.wait_for(|s| *s != crate::stop::Stop::Running) => return Ok(()),
+            _ = stop.wait_for(|s| *s != Stop::Running) => return Ok(()),
         }
         let probe_dir = dir.clone();
         let room = tokio::task::spawn_blocking(move || probe(&probe_dir))

@@ -32,7 +32,7 @@ impl Writes {
     }
 
     /// The tag `tag` of every alive server, from gossip.
-    fn server_tags(&self, tag: &str) -> Vec<String> {
+    pub(crate) fn server_tags(&self, tag: &str) -> Vec<String> {
         self.gossip
             .members()
             .into_iter()
