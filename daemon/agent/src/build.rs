@@ -324,7 +324,6 @@ impl Agent {
         })
     }
 
-    /// Serve until a signal or a leave; then stop every task.
     /// Runs until `shutdown` resolves (the binary's signals), the agent is
     /// asked to leave, or a task fails.
     pub async fn run(
@@ -397,8 +396,20 @@ impl Agent {
         }
         tasks.spawn(duties::retry_join(self.clone()));
         if let Some(raft) = &self.raft {
-            tasks.spawn(duties::bootstrap(self.clone(), raft.clone()));
-            tasks.spawn(duties::membership(self.clone(), raft.clone()));
+            let server = Arc::new(duties::ServerDuties {
+                raft: raft.clone(),
+                gossip: self.gossip.clone(),
+                state: self.state.clone(),
+                writes: self.writes.clone(),
+                live: self.live.subscribe(),
+                shutdown: self.shutdown.subscribe(),
+                node_name: self.config.node_name.clone(),
+                datacenter: self.config.datacenter.clone(),
+                bootstrap_expect: self.config.bootstrap_expect as usize,
+                me: self.mesh_node(),
+            });
+            tasks.spawn(duties::bootstrap(server.clone()));
+            tasks.spawn(duties::membership(server));
             tasks.spawn(crate::connect_ca::leader_loop(
                 self.ca.clone(),
                 raft.clone(),

@@ -6,14 +6,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mesh_gossip::{Member, MemberStatus, Role};
+use mesh_config::LiveConfig;
+use mesh_gossip::{Gossip, Member, MemberStatus, Role};
 use mesh_raft::{MeshNode, RaftNode};
+use mesh_state::StateStore;
 use mesh_types::{CheckStatus, Command, HealthCheck, Node};
 use tokio::net::lookup_host;
+use tokio::sync::watch;
 
 use crate::build::Agent;
 use crate::stop::Stop;
 use crate::tags;
+use crate::writes::Writes;
 
 /// Join the addresses in `retry_join`, retrying until one answers.
 pub(crate) async fn retry_join(agent: Arc<Agent>) -> anyhow::Result<()> {
@@ -68,16 +72,33 @@ fn server_of(member: &Member, dc: &str) -> Option<(u64, MeshNode)> {
     ))
 }
 
+/// What a server's own duties need: its Raft node, gossip (who the
+/// servers are), the state, its way to write, the ACL settings.
+pub(crate) struct ServerDuties {
+    pub raft: RaftNode,
+    pub gossip: Gossip,
+    pub state: Arc<StateStore>,
+    pub writes: Arc<Writes>,
+    pub live: watch::Receiver<Arc<LiveConfig>>,
+    pub shutdown: watch::Receiver<Stop>,
+    pub node_name: String,
+    pub datacenter: String,
+    pub bootstrap_expect: usize,
+    /// This server's Raft membership entry.
+    pub me: Option<MeshNode>,
+}
+
 /// With `bootstrap_expect = N`, wait until N servers (none of them part of
 /// a cluster yet) see each other, then all initialise Raft with that same
 /// set. A node with Raft state never bootstraps again.
-pub(crate) async fn bootstrap(agent: Arc<Agent>, raft: RaftNode) -> anyhow::Result<()> {
-    let expect = agent.config.bootstrap_expect as usize;
-    let mut members = agent.gossip.subscribe();
-    let mut stop = agent.shutdown.subscribe();
+pub(crate) async fn bootstrap(d: Arc<ServerDuties>) -> anyhow::Result<()> {
+    let raft = d.raft.clone();
+    let expect = d.bootstrap_expect;
+    let mut members = d.gossip.subscribe();
+    let mut stop = d.shutdown.clone();
     if expect == 1 && !raft.is_initialized().await {
         // A single server needs no gossip round to know it is alone.
-        if let Some(me) = agent.mesh_node() {
+        if let Some(me) = d.me.clone() {
             raft.bootstrap(BTreeMap::from([(raft.id(), me)]))
                 .await
                 .map_err(|e| anyhow::anyhow!("raft bootstrap failed: {e}"))?;
@@ -85,7 +106,7 @@ pub(crate) async fn bootstrap(agent: Arc<Agent>, raft: RaftNode) -> anyhow::Resu
     }
     loop {
         if raft.is_initialized().await {
-            mark_initialized(&agent);
+            mark_initialized(&d);
             return Ok(());
         }
         if expect > 0 {
@@ -99,7 +120,7 @@ pub(crate) async fn bootstrap(agent: Arc<Agent>, raft: RaftNode) -> anyhow::Resu
             });
             let servers: BTreeMap<u64, MeshNode> = alive
                 .iter()
-                .filter_map(|m| server_of(m, &agent.config.datacenter))
+                .filter_map(|m| server_of(m, &d.datacenter))
                 .collect();
             if !joined_cluster_exists && servers.len() == expect {
                 tracing::info!(servers = ?servers.values().map(|n| &n.name).collect::<Vec<_>>(), "bootstrapping raft");
@@ -125,33 +146,34 @@ pub(crate) async fn bootstrap(agent: Arc<Agent>, raft: RaftNode) -> anyhow::Resu
     }
 }
 
-fn mark_initialized(agent: &Agent) {
-    let me = agent
+fn mark_initialized(d: &ServerDuties) {
+    let me = d
         .gossip
         .members()
         .into_iter()
-        .find(|m| m.name == agent.config.node_name);
+        .find(|m| m.name == d.node_name);
     let mut local = me.map(|m| m.tags).unwrap_or_default();
     if local.get(tags::INIT).map(String::as_str) != Some("1") {
         local.insert(tags::INIT.into(), "1".into());
-        agent.gossip.set_tags(local);
+        d.gossip.set_tags(local);
     }
 }
 
 /// On the leader: servers that gossip shows alive become voters; servers
 /// that left gracefully are removed. Failed servers stay voters (they may
 /// come back), as Consul does without autopilot cleanup.
-pub(crate) async fn membership(agent: Arc<Agent>, raft: RaftNode) -> anyhow::Result<()> {
-    let mut members = agent.gossip.subscribe();
+pub(crate) async fn membership(d: Arc<ServerDuties>) -> anyhow::Result<()> {
+    let raft = d.raft.clone();
+    let mut members = d.gossip.subscribe();
     let mut metrics = raft.raft().metrics();
-    let mut stop = agent.shutdown.subscribe();
+    let mut stop = d.shutdown.clone();
     loop {
         if raft.is_leader() {
             let view = members.borrow_and_update().clone();
             let (servers, _) = raft.servers();
             let known: BTreeSet<u64> = servers.iter().filter(|s| s.voter).map(|s| s.id).collect();
             for m in &view {
-                let Some((id, node)) = server_of(m, &agent.config.datacenter) else {
+                let Some((id, node)) = server_of(m, &d.datacenter) else {
                     continue;
                 };
                 match m.status {
@@ -177,10 +199,10 @@ pub(crate) async fn membership(agent: Arc<Agent>, raft: RaftNode) -> anyhow::Res
                 }
             }
             if !servers.is_empty() {
-                mark_initialized(&agent);
+                mark_initialized(&d);
             }
-            reconcile_catalog(&agent, &view).await;
-            store_initial_management(&agent, &raft).await;
+            reconcile_catalog(&d, &view).await;
+            store_initial_management(&d).await;
         } else if metrics
             .borrow_and_update()
             .membership_config
@@ -188,7 +210,7 @@ pub(crate) async fn membership(agent: Arc<Agent>, raft: RaftNode) -> anyhow::Res
             .next()
             .is_some()
         {
-            mark_initialized(&agent);
+            mark_initialized(&d);
         }
         tokio::select! {
             _ = members.changed() => {}
@@ -201,12 +223,13 @@ pub(crate) async fn membership(agent: Arc<Agent>, raft: RaftNode) -> anyhow::Res
 
 /// On the leader: a configured `initial_management` token is stored, so it
 /// is listed, survives a config change, and closes `acl bootstrap`.
-async fn store_initial_management(agent: &Agent, raft: &RaftNode) {
-    let acl = agent.live.borrow().acl.clone();
+async fn store_initial_management(d: &ServerDuties) {
+    let raft = &d.raft;
+    let acl = d.live.borrow().acl.clone();
     let (Some(secret), true) = (acl.initial_management_token, acl.enabled) else {
         return;
     };
-    let (stored, bootstrapped) = agent.state.read(|s| {
+    let (stored, bootstrapped) = d.state.read(|s| {
         (
             s.acl_token_by_secret(&secret).is_some(),
             s.acl_bootstrap_index().is_some(),
@@ -242,9 +265,9 @@ const SERF_CHECK: &str = "serfHealth";
 /// On the leader: gossip membership drives the nodes table. Alive members
 /// get a passing `serfHealth` check, failed ones a critical one (so their
 /// services leave `?passing` answers), and members that left are removed.
-async fn reconcile_catalog(agent: &Agent, members: &[Member]) {
+async fn reconcile_catalog(d: &ServerDuties, members: &[Member]) {
     for m in members {
-        let (node_exists, current) = agent.state.read(|s| {
+        let (node_exists, current) = d.state.read(|s| {
             let check = s
                 .node_checks(&m.name)
                 .find(|c| c.check_id == SERF_CHECK)
@@ -290,7 +313,7 @@ async fn reconcile_catalog(agent: &Agent, members: &[Member]) {
                 }
             }
         };
-        if let Err(e) = agent.writes.propose(&cmd).await {
+        if let Err(e) = d.writes.propose(&cmd).await {
             tracing::debug!(node = %m.name, error = %e, "catalog reconcile: will retry");
             return;
         }
