@@ -38,6 +38,9 @@ use crate::writes::Writes;
 /// between polls, and a slot that survives them keeps its version.
 const IDLE_GRACE: Duration = Duration::from_secs(60);
 
+/// The most proxies one agent keeps snapshots for at once.
+pub(crate) const MAX_WATCHED_PROXIES: usize = 50_000;
+
 /// How soon a failed leaf signing is retried while the last snapshot stays.
 const LEAF_RETRY_SECS: i64 = 5;
 
@@ -274,6 +277,15 @@ pub(crate) fn subscribe(hub: &Arc<SnapshotHub>, key: ProxyKey) -> watch::Receive
         slot.idle_since = None;
         return slot.tx.subscribe();
     }
+    if slots.len() >= MAX_WATCHED_PROXIES {
+        // Each slot holds a snapshot (and, for a client's CSR, a leaf) for
+        // a while after its last watcher: refuse rather than grow.
+        let failure = Failure::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("this agent already watches {MAX_WATCHED_PROXIES} proxies (MAX_WATCHED_PROXIES); retry once some are gone"),
+        );
+        return watch::channel(Watched::Failed(failure)).1;
+    }
     let (tx, rx) = watch::channel(Watched::Pending);
     let tx = Arc::new(tx);
     let generation = hub.generations.fetch_add(1, Ordering::Relaxed);
@@ -384,8 +396,12 @@ async fn pass(hub: &SnapshotHub, st: &mut PassState, everything: bool) -> i64 {
     // Only config entries changed (or nothing: a new slot, a leaf due)?
     let config_only = !everything
         && !ca_changed
-        && st.seen.is_some_and(|(t, v)| {
-            v == local_version && t[0] == tables[0] && t[1] == tables[1] && t[3] == tables[3]
+        && st.seen.is_some_and(|(seen, v)| {
+            let others_same = INPUT_TABLES
+                .iter()
+                .zip(seen.iter().zip(&tables))
+                .all(|(table, (a, b))| *table == Table::Config || a == b);
+            v == local_version && others_same
         });
     st.seen = Some((tables, local_version));
     let changed_destinations: Option<HashSet<String>> = config_only.then(|| {
