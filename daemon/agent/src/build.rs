@@ -1,112 +1,113 @@
-//! Building an agent from its config, and running it.
+//! Building an agent from its config (`Config::build`: listeners bound,
+//! store open, gossip started) and running it (`Built::spawn`: every
+//! component's tasks, until shutdown).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use mesh_checks::{CheckUpdate, RunnerOptions};
 use mesh_config::RuntimeConfig;
 use mesh_gossip::{Gossip, GossipConfig, Keyring, Role, Timing};
-use mesh_raft::{MeshNode, RaftNode, RaftTiming};
+use mesh_raft::{RaftNode, RaftTiming};
 use mesh_state::StateStore;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
 
-use mesh_checks::RunnerOptions;
-
+use crate::dns::DnsListeners;
+use crate::handle::AgentView;
 use crate::local::LocalState;
+use crate::node::{Addrs, Node};
+use crate::reload::{ConfigSource, ReloadInputs, ReloadRequest, Reloads};
+use crate::stop::Stop;
+use crate::{duties, identity, tags};
 use uuid::Uuid;
 
-use crate::handle::AgentView;
-use crate::stop::Stop;
-use crate::tags;
-use crate::{duties, identity};
-
-/// A built agent: listeners bound, store open, gossip started.
-pub struct Agent {
-    pub(crate) config: RuntimeConfig,
-    pub(crate) node_id: Uuid,
-    pub(crate) state: Arc<StateStore>,
-    pub(crate) raft: Option<RaftNode>,
-    pub(crate) gossip: Gossip,
-    http: parking::Slot<TcpListener>,
-    https: parking::Slot<(TcpListener, Arc<rustls::ServerConfig>)>,
-    rpc: parking::Slot<TcpListener>,
-    /// Actual addresses after binding (port 0 resolved).
-    pub http_addr: Option<SocketAddr>,
-    pub https_addr: Option<SocketAddr>,
-    pub rpc_addr: Option<SocketAddr>,
-    pub(crate) shutdown: watch::Sender<Stop>,
-    /// Services and checks this agent is authoritative for.
-    pub(crate) local: Arc<LocalState>,
-    /// Counts completed anti-entropy passes.
-    pub(crate) synced: Arc<watch::Sender<u64>>,
-    /// Client agents propose through servers over this.
-    pub(crate) rpc_network: mesh_raft::Network,
-    check_updates: parking::Slot<mpsc::Receiver<mesh_checks::CheckUpdate>>,
-    dns: parking::Slot<crate::dns::DnsListeners>,
-    /// Where DNS answers (servers only: client agents hold no catalog).
-    pub dns_addr: Option<SocketAddr>,
-    /// Where the config came from, for reloads (none: nothing to re-read).
-    pub(crate) config_source: Option<crate::reload::ConfigSource>,
-    /// The settings reloads change in place: from `config` at start, then
-    /// from each applied reload. Everything else of `config` holds until a
-    /// restart.
-    pub(crate) live: watch::Sender<Arc<mesh_config::LiveConfig>>,
-    /// DNS settings, changed live by reloads.
-    pub(crate) dns_settings: watch::Sender<mesh_dns::DnsConfig>,
-    /// The outcome of the last reload.
-    pub(crate) config_status: parking_lot::Mutex<crate::reload::ConfigStatus>,
-    pub(crate) reload_tx: mpsc::Sender<crate::reload::ReloadRequest>,
-    reload_rx: parking::Slot<mpsc::Receiver<crate::reload::ReloadRequest>>,
-    /// The Connect CA: stored state, signer, leaf cache (servers).
-    pub(crate) ca: Arc<crate::connect_ca::ConnectCa>,
-    /// The mesh.d reconciler.
-    pub(crate) reconciler: crate::reconcile::Reconciler,
-    /// Proxy snapshots, computed once per change for all their watchers.
-    pub(crate) snapshots: Arc<crate::snapshot_hub::SnapshotHub>,
-    _dev_dir: Option<tempfile::TempDir>,
-    /// Where Raft keeps its log and state (servers).
-    pub(crate) raft_dir: Option<PathBuf>,
-    /// This agent's own writes (through its Raft node, or a server's).
-    pub(crate) writes: Arc<crate::writes::Writes>,
+/// What an agent is built from: its settings and where they came from.
+pub struct Config {
+    runtime: RuntimeConfig,
+    source: Option<ConfigSource>,
 }
 
-mod parking {
-    /// A value taken once at `run`.
-    pub struct Slot<T>(std::sync::Mutex<Option<T>>);
-    impl<T> Slot<T> {
-        pub fn new(v: Option<T>) -> Self {
-            Slot(std::sync::Mutex::new(v))
-        }
-        pub fn take(&self) -> Option<T> {
-            self.0.lock().expect("slot lock").take()
-        }
+/// A built agent: listeners bound, store open, gossip started; no task
+/// runs until `spawn`.
+pub struct Built {
+    node: Arc<Node>,
+    http: Option<TcpListener>,
+    https: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+    dns: Option<DnsListeners>,
+    /// Only servers have one.
+    server: Option<ServerParts>,
+    check_updates: mpsc::Receiver<CheckUpdate>,
+    reload_requests: mpsc::Receiver<ReloadRequest>,
+    /// Client agents propose through servers over this.
+    rpc_network: mesh_raft::Network,
+    _dev_dir: Option<tempfile::TempDir>,
+}
+
+/// What exists only on a server.
+struct ServerParts {
+    raft: RaftNode,
+    rpc: TcpListener,
+    /// Where Raft keeps its log and state.
+    dir: PathBuf,
+}
+
+/// A running agent: wait for it to finish, or ask it to reload.
+pub struct Drain {
+    reloads: Reloader,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Asks a running agent to reload (what SIGHUP does).
+#[derive(Clone)]
+pub struct Reloader(Arc<Reloads>);
+
+impl Reloader {
+    /// A reload runs in the background; its outcome shows in `/v1/agent/self`.
+    pub fn reload_soon(&self, trigger: &'static str) {
+        self.0.soon(trigger);
     }
 }
 
-async fn bind(
-    addr: Option<SocketAddr>,
-    what: &str,
-    flag: &str,
-) -> anyhow::Result<Option<TcpListener>> {
-    let Some(addr) = addr else { return Ok(None) };
-    TcpListener::bind(addr).await.map(Some).with_context(|| {
-        format!("cannot listen for {what} on {addr} (port in use? choose another with {flag})")
-    })
+impl Drain {
+    pub fn reloader(&self) -> Reloader {
+        self.reloads.clone()
+    }
+
+    /// Waits until the agent has stopped: after the shutdown future
+    /// resolved, a leave, or a failed task (its error).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("the agent's task panicked")?
+    }
 }
 
-fn advertised(ip: IpAddr, fallback: IpAddr, port: u16) -> SocketAddr {
-    let ip = if ip.is_unspecified() { fallback } else { ip };
-    SocketAddr::new(ip, port)
-}
+impl Config {
+    pub fn new(runtime: RuntimeConfig) -> Config {
+        Config {
+            runtime,
+            source: None,
+        }
+    }
 
-impl Agent {
+    /// Where the config came from, so reloads can read it again.
+    pub fn with_source(mut self, source: ConfigSource) -> Config {
+        self.source = Some(source);
+        self
+    }
+
     /// Bind listeners, open storage and start gossip and Raft. Nothing is
     /// written to the data dir until every listener is bound.
-    pub async fn build(config: RuntimeConfig) -> anyhow::Result<Agent> {
+    pub async fn build(self) -> anyhow::Result<Built> {
+        let Config {
+            runtime: config,
+            source,
+        } = self;
         let started = Instant::now();
         let http = bind(config.http_addr(), "HTTP", "-http-port").await?;
         // Certificate problems stop the start, naming the file.
@@ -148,30 +149,25 @@ impl Agent {
         };
 
         let rpc_limiter = rpc_limiter(&config.limits);
-        let raft_dir = config
-            .server
-            .then(|| data_dir.as_ref().map(|d| d.join("raft")))
-            .flatten();
         let state = Arc::new(StateStore::new());
-        let raft = if config.server {
-            let dir = data_dir
-                .as_ref()
-                .expect("servers have a data dir")
-                .join("raft");
-            let (log, sm) = mesh_store::open(&dir, state.clone())?;
-            let timing = if config.dev {
-                RaftTiming::dev()
-            } else {
-                RaftTiming::lan(config.raft_multiplier)
-            };
-            let node = RaftNode::start(identity::raft_id(&node_id), timing, log, sm, state.clone())
-                .await
-                .context("starting raft")?;
-            Some(node)
-        } else {
-            None
+        let raft = match (config.server, &data_dir) {
+            (false, _) => None,
+            (true, None) => bail!("a server needs a data dir"),
+            (true, Some(data)) => {
+                let dir = data.join("raft");
+                let (log, sm) = mesh_store::open(&dir, state.clone())?;
+                let timing = if config.dev {
+                    RaftTiming::dev()
+                } else {
+                    RaftTiming::lan(config.raft_multiplier)
+                };
+                let node =
+                    RaftNode::start(identity::raft_id(&node_id), timing, log, sm, state.clone())
+                        .await
+                        .context("starting raft")?;
+                Some((node, dir))
+            }
         };
-
         let mut gossip_tags = BTreeMap::new();
         gossip_tags.insert(tags::NODE_ID.into(), node_id.to_string());
         gossip_tags.insert(tags::VERSION.into(), env!("CARGO_PKG_VERSION").into());
@@ -187,7 +183,7 @@ impl Agent {
                 advertised(addr.ip(), config.advertise_addr, addr.port()).to_string(),
             );
         }
-        if let (Some(raft), Some(rpc)) = (&raft, rpc_addr) {
+        if let (Some((raft, _)), Some(rpc)) = (&raft, rpc_addr) {
             gossip_tags.insert(tags::RAFT_ID.into(), raft.id().to_string());
             gossip_tags.insert(tags::RPC.into(), rpc.to_string());
             gossip_tags.insert(tags::EXPECT.into(), config.bootstrap_expect.to_string());
@@ -233,10 +229,9 @@ impl Agent {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "agent built"
         );
-        let (reload_tx, reload_rx) = mpsc::channel(16);
         let rpc_network = mesh_raft::Network::default();
         let writes = Arc::new(crate::writes::Writes::new(
-            raft.clone(),
+            raft.as_ref().map(|(r, _)| r.clone()),
             rpc_network.clone(),
             rpc_limiter,
             gossip.clone(),
@@ -274,94 +269,114 @@ impl Agent {
             http: server_http.clone(),
             live: live.subscribe(),
         };
-        Ok(Agent {
-            reconciler,
+        let mut networks = vec![rpc_network.clone()];
+        networks.extend(raft.as_ref().map(|(r, _)| r.network().clone()));
+        let (reloads, reload_requests) = Reloads::new(ReloadInputs {
+            source,
+            started_with: config.clone(),
+            reconciler: reconciler.clone(),
+            ca: ca.clone(),
             live,
-            dns_settings: watch::channel(crate::dns::settings(&config.datacenter, &config.live()))
-                .0,
-            config_source: None,
-            config_status: Default::default(),
-            reload_tx,
-            reload_rx: parking::Slot::new(Some(reload_rx)),
-            ca,
-            snapshots,
+            networks,
+            shutdown: shutdown.subscribe(),
+        });
+        let server = match (raft.clone(), rpc) {
+            (Some((raft, dir)), Some(rpc)) => Some(ServerParts { raft, rpc, dir }),
+            _ => None,
+        };
+        let live = reloads.live();
+        let node = Arc::new(Node {
+            addrs: Addrs {
+                http: http_addr,
+                https: https_addr,
+                rpc: rpc_addr,
+                dns: dns_addr,
+            },
+            raft: raft.map(|(r, _)| r),
             config,
             node_id,
             state,
-            raft,
             gossip,
-            http: parking::Slot::new(http),
-            https: parking::Slot::new(https),
-            rpc: parking::Slot::new(rpc),
-            http_addr,
-            https_addr,
-            rpc_addr,
-            shutdown,
             local,
             synced: Arc::new(watch::channel(0).0),
-            rpc_network,
-            check_updates: parking::Slot::new(Some(updates_rx)),
-            dns: parking::Slot::new(dns),
-            dns_addr,
-            _dev_dir: dev_dir,
-            raft_dir,
             writes,
+            ca,
+            snapshots,
+            reconciler,
+            reloads: Arc::new(reloads),
+            live,
+            shutdown,
+        });
+        Ok(Built {
+            node,
+            http,
+            https,
+            dns,
+            server,
+            check_updates: updates_rx,
+            reload_requests,
+            rpc_network,
+            _dev_dir: dev_dir,
         })
     }
+}
 
-    /// Remember where the config came from, so reloads can read it again.
-    pub fn with_config_source(mut self, source: crate::reload::ConfigSource) -> Agent {
-        self.config_source = Some(source);
-        self
+impl Built {
+    /// Starts every component's tasks and returns at once; the agent runs
+    /// until `shutdown` resolves (the binary's signals), it is asked to
+    /// leave, or a task fails.
+    pub fn spawn(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Drain {
+        let reloads = Reloader(self.node.reloads.clone());
+        let task = tokio::spawn(self.run(shutdown));
+        Drain { reloads, task }
     }
 
-    /// This server's Raft membership entry.
-    pub(crate) fn mesh_node(&self) -> Option<MeshNode> {
-        Some(MeshNode {
-            name: self.config.node_name.clone(),
-            rpc_addr: self.rpc_addr?.to_string(),
-            http_addr: self.http_addr.map(|a| a.to_string()).unwrap_or_default(),
-        })
-    }
-
-    /// Runs until `shutdown` resolves (the binary's signals), the agent is
-    /// asked to leave, or a task fails.
-    pub async fn run(
-        self: Arc<Self>,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) -> anyhow::Result<()> {
-        let mut tasks = tokio::task::JoinSet::new();
-        // Writes this agent forwards on its own behalf carry its token; the
-        // RPC port checks what peers send (see `Agent::check_proposal`).
-        let agent_token = self.live.borrow().acl.own_token();
-        self.rpc_network.set_token(agent_token.clone());
-        if let Some(raft) = &self.raft {
-            raft.network().set_token(agent_token);
-            let agent = Arc::downgrade(&self);
-            raft.set_propose_guard(Arc::new(move |token, cmd| match agent.upgrade() {
-                Some(agent) => agent.check_proposal(token, cmd),
-                None => Err("the agent is stopping".into()),
-            }));
+    async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let node = self.node.clone();
+        let mut tasks = JoinSet::new();
+        self.spawn_tasks(&mut tasks);
+        let reason = wait_for_stop(&node, &mut tasks, shutdown).await?;
+        if reason == Stop::Leave || (reason == Stop::Signal && !node.config.server) {
+            node.leave().await;
         }
+        let _ = node.shutdown.send(Stop::Signal);
+        if let Some(raft) = &node.raft {
+            raft.shutdown().await;
+        }
+        node.gossip.shutdown().await;
+        tasks.abort_all();
+        tracing::info!("agent stopped");
+        Ok(())
+    }
+
+    fn spawn_tasks(self, tasks: &mut JoinSet<anyhow::Result<()>>) {
+        let node = self.node;
+        let stopping = || {
+            let mut stop = node.shutdown.subscribe();
+            async move {
+                let _ = stop.wait_for(|s| *s != Stop::Running).await;
+            }
+        };
+        // Writes this agent forwards on its own behalf carry its token; the
+        // RPC port checks what peers send (see `Node::check_proposal`).
+        let agent_token = node.live.borrow().acl.own_token();
+        self.rpc_network.set_token(agent_token.clone());
         let router = mesh_api::Api::new(
-            self.raft.clone(),
-            self.state.clone(),
-            Arc::new(AgentView::new(self.clone())),
+            node.raft.clone(),
+            node.state.clone(),
+            Arc::new(AgentView::new(node.clone())),
         )
         .router(
-            crate::endpoints::routes(self.clone()),
-            crate::ca_endpoints::routes(self.clone()),
+            crate::endpoints::routes(node.clone()),
+            crate::ca_endpoints::routes(node.clone()),
         );
-        let limits = self.config.limits;
+        let limits = node.config.limits;
         let per_client = crate::conn_limit::PerClient::new(limits.http_max_conns_per_client);
         let servers = [
-            self.https
-                .take()
-                .map(|(l, tls)| (l, Some(tls), "HTTPS server")),
-            self.http.take().map(|l| (l, None, "HTTP server")),
+            self.https.map(|(l, tls)| (l, Some(tls), "HTTPS server")),
+            self.http.map(|l| (l, None, "HTTP server")),
         ];
         for (listener, tls, name) in servers.into_iter().flatten() {
-            let mut stop = self.shutdown.subscribe();
             let server = crate::http_server::HttpServer {
                 router: router.clone(),
                 tls,
@@ -369,179 +384,181 @@ impl Agent {
                 per_client: per_client.clone(),
                 header_timeout: limits.http_read_header_timeout,
             };
-            tasks.spawn(async move {
-                server
-                    .serve(listener, async move {
-                        let _ = stop.wait_for(|s| *s != Stop::Running).await;
-                    })
-                    .await
-                    .context(name)
-            });
+            let stop = stopping();
+            tasks.spawn(async move { server.serve(listener, stop).await.context(name) });
         }
-        if let (Some(listener), Some(raft)) = (self.rpc.take(), self.raft.clone()) {
-            let mut stop = self.shutdown.subscribe();
-            let rpc_limit = crate::conn_limit::PerClient::new(limits.rpc_max_conns_per_client);
-            tasks.spawn(async move {
-                tonic::transport::Server::builder()
-                    .add_service(raft.service().into_server())
-                    .serve_with_incoming_shutdown(
-                        crate::conn_limit::rpc_incoming(listener, rpc_limit),
-                        async move {
-                            let _ = stop.wait_for(|s| *s != Stop::Running).await;
-                        },
-                    )
-                    .await
-                    .context("server RPC")
-            });
+        if let Some(server) = self.server {
+            spawn_server(&node, server, tasks);
         }
-        tasks.spawn(duties::retry_join(self.clone()));
-        if let Some(raft) = &self.raft {
-            let server = Arc::new(duties::ServerDuties {
-                raft: raft.clone(),
-                gossip: self.gossip.clone(),
-                state: self.state.clone(),
-                writes: self.writes.clone(),
-                live: self.live.subscribe(),
-                shutdown: self.shutdown.subscribe(),
-                node_name: self.config.node_name.clone(),
-                datacenter: self.config.datacenter.clone(),
-                bootstrap_expect: self.config.bootstrap_expect as usize,
-                me: self.mesh_node(),
-            });
-            tasks.spawn(duties::bootstrap(server.clone()));
-            tasks.spawn(duties::membership(server));
-            tasks.spawn(crate::connect_ca::leader_loop(
-                self.ca.clone(),
-                raft.clone(),
-                self.shutdown.subscribe(),
-            ));
-            tasks.spawn(crate::snapshot_hub::run(self.snapshots.clone()));
-            if let Some(dir) = self.raft_dir.clone() {
-                tasks.spawn(crate::storage::watch(
-                    raft.clone(),
-                    dir,
-                    self.shutdown.subscribe(),
-                ));
-            }
-        }
-        if let Some(updates) = self.check_updates.take() {
-            tasks.spawn(crate::sync::check_results(self.local.clone(), updates));
-        }
+        tasks.spawn(duties::retry_join(
+            node.gossip.clone(),
+            node.config.retry_join.clone(),
+            node.config.retry_interval,
+            node.shutdown.subscribe(),
+        ));
+        tasks.spawn(crate::sync::check_results(
+            node.local.clone(),
+            self.check_updates,
+        ));
         tasks.spawn(crate::sync::anti_entropy(crate::sync::AntiEntropy {
-            local: self.local.clone(),
-            writes: self.writes.clone(),
+            local: node.local.clone(),
+            writes: node.writes.clone(),
             node: crate::sync::catalog_node(
-                &self.node_id,
-                &self.config,
-                self.gossip.local_addr().ip(),
+                &node.node_id,
+                &node.config,
+                node.gossip.local_addr().ip(),
             ),
-            synced: self.synced.clone(),
-            shutdown: self.shutdown.subscribe(),
+            synced: node.synced.clone(),
+            shutdown: node.shutdown.subscribe(),
         }));
-        if !self.config.server {
-            if let Some(listeners) = self.dns.take() {
+        if let Some(listeners) = self.dns {
+            if node.config.server {
+                let server =
+                    mesh_dns::DnsServer::new(node.state.clone(), node.reloads.dns_settings());
+                let stop = stopping();
+                tasks.spawn(async move {
+                    server
+                        .serve(listeners.udp, listeners.tcp, stop)
+                        .await
+                        .context("DNS server")
+                });
+            } else {
+                // Client agents hold no catalog: they relay to a server.
                 tasks.spawn(crate::dns::relay(
-                    self.writes.clone(),
+                    node.writes.clone(),
                     listeners,
-                    self.shutdown.subscribe(),
+                    node.shutdown.subscribe(),
                 ));
             }
         }
-        if let Some(listeners) = self.dns.take() {
-            let server =
-                mesh_dns::DnsServer::new(self.state.clone(), self.dns_settings.subscribe());
-            let mut stop = self.shutdown.subscribe();
-            tasks.spawn(async move {
-                server
-                    .serve(listeners.udp, listeners.tcp, async move {
-                        let _ = stop.wait_for(|s| *s != Stop::Running).await;
-                    })
-                    .await
-                    .context("DNS server")
-            });
-        }
-        self.local.restore();
-        if let Some(rx) = self.reload_rx.take() {
-            tasks.spawn(crate::reload::reload_loop(self.clone(), rx));
-        }
-        tasks.spawn(crate::reload::watch_files(self.clone()));
-        if self.config.connect_managed_sidecars {
+        node.local.restore();
+        tasks.spawn(crate::reload::reload_loop(
+            node.reloads.clone(),
+            self.reload_requests,
+        ));
+        tasks.spawn(crate::reload::watch_files(node.reloads.clone()));
+        if node.config.connect_managed_sidecars {
             tasks.spawn(crate::managed::run(crate::managed::Sidecars {
-                hub: self.snapshots.clone(),
-                local: self.local.clone(),
-                server: self.raft.is_some(),
-                live: self.live.subscribe(),
-                shutdown: self.shutdown.subscribe(),
+                hub: node.snapshots.clone(),
+                local: node.local.clone(),
+                server: node.raft.is_some(),
+                live: node.live.clone(),
+                shutdown: node.shutdown.subscribe(),
             }));
         }
-        tasks.spawn(duties::announce_ready(self.clone()));
-
-        let reason = self.wait_for_stop(&mut tasks, shutdown).await?;
-        if reason == Stop::Leave || (reason == Stop::Signal && !self.config.server) {
-            self.leave().await;
-        }
-        let _ = self.shutdown.send(Stop::Signal);
-        if let Some(raft) = &self.raft {
-            raft.shutdown().await;
-        }
-        self.gossip.shutdown().await;
-        tasks.abort_all();
-        tracing::info!("agent stopped");
-        Ok(())
+        tasks.spawn(announce_ready(node));
     }
+}
 
-    async fn wait_for_stop(
-        &self,
-        tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) -> anyhow::Result<Stop> {
-        let mut stop = self.shutdown.subscribe();
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => return Ok(Stop::Signal),
-                reason = stop.wait_for(|s| *s != Stop::Running) => {
-                    return Ok(reason.map(|r| *r).unwrap_or(Stop::Signal));
-                }
-                Some(done) = tasks.join_next() => {
-                    if let Ok(Err(e)) = done {
-                        return Err(e);
-                    }
+/// A server's own tasks: the RPC port, bootstrap and membership, the CA's
+/// leader loop, the snapshot hub, the storage watch.
+fn spawn_server(node: &Arc<Node>, server: ServerParts, tasks: &mut JoinSet<anyhow::Result<()>>) {
+    let ServerParts { raft, rpc, dir } = server;
+    raft.network().set_token(node.live.borrow().acl.own_token());
+    let guard = Arc::downgrade(node);
+    raft.set_propose_guard(Arc::new(move |token, cmd| match guard.upgrade() {
+        Some(node) => node.check_proposal(token, cmd),
+        None => Err("the agent is stopping".into()),
+    }));
+    let rpc_limit = crate::conn_limit::PerClient::new(node.config.limits.rpc_max_conns_per_client);
+    let mut stop = node.shutdown.subscribe();
+    let service = raft.service().into_server();
+    tasks.spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(
+                crate::conn_limit::rpc_incoming(rpc, rpc_limit),
+                async move {
+                    let _ = stop.wait_for(|s| *s != Stop::Running).await;
+                },
+            )
+            .await
+            .context("server RPC")
+    });
+    let duties = Arc::new(duties::ServerDuties {
+        raft: raft.clone(),
+        gossip: node.gossip.clone(),
+        state: node.state.clone(),
+        writes: node.writes.clone(),
+        live: node.live.clone(),
+        shutdown: node.shutdown.subscribe(),
+        node_name: node.config.node_name.clone(),
+        datacenter: node.config.datacenter.clone(),
+        bootstrap_expect: node.config.bootstrap_expect as usize,
+        me: node.mesh_node(),
+    });
+    tasks.spawn(duties::bootstrap(duties.clone()));
+    tasks.spawn(duties::membership(duties));
+    tasks.spawn(crate::connect_ca::leader_loop(
+        node.ca.clone(),
+        raft.clone(),
+        node.shutdown.subscribe(),
+    ));
+    tasks.spawn(crate::snapshot_hub::run(node.snapshots.clone()));
+    tasks.spawn(crate::storage::watch(raft, dir, node.shutdown.subscribe()));
+}
+
+async fn wait_for_stop(
+    node: &Node,
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<Stop> {
+    let mut stop = node.shutdown.subscribe();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return Ok(Stop::Signal),
+            reason = stop.wait_for(|s| *s != Stop::Running) => {
+                return Ok(reason.map(|r| *r).unwrap_or(Stop::Signal));
+            }
+            Some(done) = tasks.join_next() => {
+                if let Ok(Err(e)) = done {
+                    return Err(e);
                 }
             }
         }
     }
+}
 
-    /// Asks for a config reload (what SIGHUP does); it runs in the
-    /// background and its outcome shows in `/v1/agent/self`.
-    pub fn reload_soon(&self, trigger: &'static str) {
-        let request = crate::reload::ReloadRequest {
-            trigger,
-            reply: None,
-        };
-        // A full queue already holds a reload that will read the same files.
-        let _ = self.reload_tx.try_send(request);
-    }
-
-    /// Graceful leave: a leader hands its seat back first, then gossip says goodbye.
-    async fn leave(&self) {
-        tracing::info!("leaving the cluster");
-        if let Some(raft) = &self.raft {
-            if raft.is_leader() {
-                if let Err(e) = raft.remove_server(raft.id()).await {
-                    tracing::warn!(error = %e, "removing self from raft configuration");
-                }
-            }
-        }
-        if let Err(e) = self.gossip.leave(Duration::from_secs(5)).await {
-            tracing::warn!(error = %e, "gossip leave");
+/// Print one line once the agent serves: for people, and for tests that
+/// started it on port 0 to learn its addresses.
+async fn announce_ready(node: Arc<Node>) -> anyhow::Result<()> {
+    // A single-server cluster is ready once it leads; larger ones once serving.
+    if let Some(raft) = &node.raft {
+        if node.config.bootstrap_expect == 1 {
+            let mut m = raft.raft().metrics();
+            let _ = m.wait_for(|m| m.current_leader.is_some()).await;
         }
     }
+    let fmt = |a: Option<SocketAddr>| a.map_or("-".to_string(), |a| a.to_string());
+    println!(
+        "==> mesh agent ready: node={} dc={} server={} http={} https={} rpc={} serf_lan={} dns={}",
+        node.config.node_name,
+        node.config.datacenter,
+        node.config.server,
+        fmt(node.addrs.http),
+        fmt(node.addrs.https),
+        fmt(node.addrs.rpc),
+        node.gossip.local_addr(),
+        fmt(node.addrs.dns),
+    );
+    Ok(())
+}
 
-    /// Ask the agent to leave and stop.
-    pub fn request_leave(&self) {
-        let _ = self.shutdown.send(Stop::Leave);
-    }
+async fn bind(
+    addr: Option<SocketAddr>,
+    what: &str,
+    flag: &str,
+) -> anyhow::Result<Option<TcpListener>> {
+    let Some(addr) = addr else { return Ok(None) };
+    TcpListener::bind(addr).await.map(Some).with_context(|| {
+        format!("cannot listen for {what} on {addr} (port in use? choose another with {flag})")
+    })
+}
+
+fn advertised(ip: IpAddr, fallback: IpAddr, port: u16) -> SocketAddr {
+    let ip = if ip.is_unspecified() { fallback } else { ip };
+    SocketAddr::new(ip, port)
 }
 
 /// The data dir to use: the configured one, or a temp dir for `-dev`.

@@ -16,13 +16,13 @@ use mesh_ca::{rfc3339, Stage};
 use mesh_state::Table;
 use serde_json::{json, Value};
 
-use crate::build::Agent;
 use crate::connect_ca::{CaRequestError, StoredCa};
+use crate::node::Node;
 
-type A = Extension<Arc<Agent>>;
+type A = Extension<Arc<Node>>;
 
 /// The CA routes (mounted where client agents forward them).
-pub(crate) fn routes(agent: Arc<Agent>) -> Router<Api> {
+pub(crate) fn routes(agent: Arc<Node>) -> Router<Api> {
     Router::new()
         .route("/v1/connect/ca/roots", get(roots))
         .route("/v1/agent/connect/ca/roots", get(roots))
@@ -112,7 +112,7 @@ async fn roots(Extension(agent): A, params: Params) -> Result<Response, ApiError
 }
 
 /// Block until the CA table passes `opts.index` or the wait ends; the index now.
-async fn wait_ca(agent: &Agent, opts: &QueryOptions) -> u64 {
+async fn wait_ca(agent: &Node, opts: &QueryOptions) -> u64 {
     let mut rx = agent.state.hub().subscribe(Table::Ca);
     let current = || agent.state.read(|s| s.table_index(Table::Ca));
     if opts.index > 0 {
@@ -124,7 +124,7 @@ async fn wait_ca(agent: &Agent, opts: &QueryOptions) -> u64 {
 
 /// A fresh cluster creates its CA moments after electing a leader: give
 /// sidecars that start with it a short wait instead of an error.
-async fn wait_for_ca(agent: &Agent) {
+async fn wait_for_ca(agent: &Node) {
     let mut rx = agent.state.hub().subscribe(Table::Ca);
     let _ = tokio::time::timeout(
         Duration::from_secs(10),

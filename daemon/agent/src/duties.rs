@@ -14,18 +14,20 @@ use mesh_types::{CheckStatus, Command, HealthCheck, Node};
 use tokio::net::lookup_host;
 use tokio::sync::watch;
 
-use crate::build::Agent;
 use crate::stop::Stop;
 use crate::tags;
 use crate::writes::Writes;
 
 /// Join the addresses in `retry_join`, retrying until one answers.
-pub(crate) async fn retry_join(agent: Arc<Agent>) -> anyhow::Result<()> {
-    let targets = agent.config.retry_join.clone();
+pub(crate) async fn retry_join(
+    gossip: Gossip,
+    targets: Vec<String>,
+    wait: Duration,
+    mut stop: watch::Receiver<Stop>,
+) -> anyhow::Result<()> {
     if targets.is_empty() {
         return Ok(());
     }
-    let mut stop = agent.shutdown.subscribe();
     loop {
         let mut addrs: Vec<SocketAddr> = Vec::new();
         for target in &targets {
@@ -40,14 +42,13 @@ pub(crate) async fn retry_join(agent: Arc<Agent>) -> anyhow::Result<()> {
                 Err(e) => tracing::warn!(%target, error = %e, "retry_join: cannot resolve"),
             }
         }
-        match agent.gossip.join(&addrs).await {
+        match gossip.join(&addrs).await {
             Ok(n) => {
                 tracing::info!(joined = n, "retry_join: joined the cluster");
                 return Ok(());
             }
             Err(e) => tracing::warn!(error = %e, "retry_join: no agent answered; retrying"),
         }
-        let wait = agent.config.retry_interval;
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.wait_for(|s| *s != Stop::Running) => return Ok(()),
@@ -318,29 +319,4 @@ async fn reconcile_catalog(d: &ServerDuties, members: &[Member]) {
             return;
         }
     }
-}
-
-/// Print one line once the agent serves: for people, and for tests that
-/// started it on port 0 to learn its addresses.
-pub(crate) async fn announce_ready(agent: Arc<Agent>) -> anyhow::Result<()> {
-    // A single-server cluster is ready once it leads; larger ones once serving.
-    if let Some(raft) = &agent.raft {
-        if agent.config.bootstrap_expect == 1 {
-            let mut m = raft.raft().metrics();
-            let _ = m.wait_for(|m| m.current_leader.is_some()).await;
-        }
-    }
-    let fmt = |a: Option<SocketAddr>| a.map_or("-".to_string(), |a| a.to_string());
-    println!(
-        "==> mesh agent ready: node={} dc={} server={} http={} https={} rpc={} serf_lan={} dns={}",
-        agent.config.node_name,
-        agent.config.datacenter,
-        agent.config.server,
-        fmt(agent.http_addr),
-        fmt(agent.https_addr),
-        fmt(agent.rpc_addr),
-        agent.gossip.local_addr(),
-        fmt(agent.dns_addr),
-    );
-    Ok(())
 }

@@ -15,12 +15,12 @@ use mesh_types::CheckStatus;
 use mesh_wire::{check_json, object, service_json};
 use serde_json::Value;
 
-use crate::build::Agent;
+use crate::node::Node;
 
-type A = Extension<Arc<Agent>>;
+type A = Extension<Arc<Node>>;
 
 /// The agent's own routes, merged into the API router.
-pub(crate) fn routes(agent: Arc<Agent>) -> Router<Api> {
+pub(crate) fn routes(agent: Arc<Node>) -> Router<Api> {
     Router::new()
         .route("/v1/agent/service/register", put(register_service))
         .route("/v1/agent/service/deregister/{id}", put(deregister_service))
@@ -49,7 +49,7 @@ fn body_json(body: &Bytes, what: &str) -> Result<Value, ApiError> {
 
 /// Wait briefly for anti-entropy to push a change, so a read right after a
 /// registration usually sees it (Consul syncs in the background too).
-async fn settle(agent: &Agent) {
+async fn settle(agent: &Node) {
     let target = agent.local.version();
     let mut rx = agent.synced.subscribe();
     let _ = tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|v| *v >= target)).await;
@@ -118,7 +118,7 @@ async fn deregister_check(
 }
 
 async fn ttl(
-    agent: &Agent,
+    agent: &Node,
     id: &str,
     status: CheckStatus,
     note: String,
@@ -214,7 +214,7 @@ async fn join(Extension(agent): A, Path(addr): Path<String>) -> Result<Response,
 async fn reload(Extension(agent): A) -> Response {
     // Also re-push everything to the catalog, as Consul's reload does.
     agent.local.mark_all_dirty();
-    match agent.request_reload("API").await {
+    match agent.reloads.request("API").await {
         Some(status) if status.ok => Json(status).into_response(),
         Some(status) => (
             StatusCode::BAD_REQUEST,

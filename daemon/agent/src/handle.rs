@@ -6,14 +6,14 @@ use futures::future::BoxFuture;
 use mesh_api::{AgentHandle, MemberView};
 use mesh_gossip::{MemberStatus, Role};
 
-use crate::build::Agent;
+use crate::node::{acl_settings, Node};
 
 pub(crate) struct AgentView {
-    agent: Arc<Agent>,
+    agent: Arc<Node>,
 }
 
 impl AgentView {
-    pub(crate) fn new(agent: Arc<Agent>) -> Self {
+    pub(crate) fn new(agent: Arc<Node>) -> Self {
         AgentView { agent }
     }
 }
@@ -118,54 +118,12 @@ impl AgentHandle for AgentView {
     }
 
     fn config_status(&self) -> serde_json::Value {
-        serde_json::to_value(&*self.agent.config_status.lock()).unwrap_or_default()
+        serde_json::to_value(self.agent.reloads.status()).unwrap_or_default()
     }
 
     fn leave(&self) -> BoxFuture<'static, ()> {
         let agent = self.agent.clone();
         Box::pin(async move { agent.request_leave() })
-    }
-}
-
-impl Agent {
-    /// The HTTP address of a live server, from gossip tags.
-    pub(crate) fn server_http_addr(&self) -> Option<String> {
-        self.writes.server_http_addr()
-    }
-}
-
-/// The API's view of the `acl { }` settings.
-pub(crate) fn acl_settings(acl: &mesh_config::AclConfig) -> mesh_api::AclSettings {
-    mesh_api::AclSettings {
-        enabled: acl.enabled,
-        default_allow: acl.default_policy == mesh_config::AclPolicy::Allow,
-        initial_management: acl.initial_management_token.clone(),
-        default_token: acl.default_token.clone(),
-    }
-}
-
-impl Agent {
-    /// The RPC guard: with ACLs on, a write that arrives over the server
-    /// RPC port needs a token allowed to make it.
-    pub(crate) fn check_proposal(
-        &self,
-        token: Option<&str>,
-        cmd: &mesh_types::Command,
-    ) -> Result<(), String> {
-        let settings = acl_settings(&self.live.borrow().acl);
-        if !settings.enabled {
-            return Ok(());
-        }
-        self.state.read(|s| {
-            let resolved = mesh_api::resolve_in(s, &settings, token)
-                .ok_or_else(|| "ACL not found: the write's token is unknown".to_string())?;
-            let authz = mesh_acl::Authorizer::from_rule_texts(
-                resolved.management,
-                &resolved.rules,
-                settings.default_allow,
-            );
-            mesh_api::command_allowed(&authz, s, cmd)
-        })
     }
 }
 

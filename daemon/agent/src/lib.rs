@@ -1,8 +1,9 @@
 //! The mesh agent: binds its listeners, opens the Raft store, joins gossip,
 //! and runs the leader duties (bootstrap, membership from gossip).
-//! `Agent::build(config)`, then `Arc::new(agent).run(shutdown)`.
-//! Signals belong to the binary: it resolves `shutdown` on SIGINT or
-//! SIGTERM and calls `Agent::reload_soon` on SIGHUP.
+//! `Config::new(runtime).build()` binds and opens everything, then
+//! `Built::spawn(shutdown)` starts each component's tasks and returns a
+//! `Drain` to wait on. Signals belong to the binary: it resolves `shutdown`
+//! on SIGINT or SIGTERM and calls `Reloader::reload_soon` on SIGHUP.
 
 #![forbid(unsafe_code)]
 
@@ -19,6 +20,7 @@ mod https;
 mod identity;
 mod local;
 mod managed;
+mod node;
 mod proxy_snapshot;
 mod reconcile;
 #[cfg(test)]
@@ -31,6 +33,6 @@ mod sync;
 mod tags;
 mod writes;
 
-pub use build::Agent;
+pub use build::{Built, Config, Drain, Reloader};
 pub use reconcile::{check_declarations, Change};
 pub use reload::{ConfigSource, ConfigStatus};

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use mesh_api::{ApiError, Params, QueryOptions};
 
-use crate::build::Agent;
+use crate::node::Node;
 use crate::snapshot_hub::{self, ProxyKey, Watched};
 
 /// How long past its wait a query may stay for a first snapshot still
@@ -22,7 +22,7 @@ const FIRST_SNAPSHOT_WAIT: Duration = Duration::from_secs(30);
 /// The handler: answers at once without `?index`, else when the snapshot's
 /// version differs from it (or the wait ends).
 pub(crate) async fn handler(
-    Extension(agent): Extension<Arc<Agent>>,
+    Extension(agent): Extension<Arc<Node>>,
     Path(id): Path<String>,
     Extension(caller): Extension<mesh_api::Caller>,
     params: Params,

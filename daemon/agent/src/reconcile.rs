@@ -223,6 +223,7 @@ pub(crate) struct LocalEntry {
 /// What the reconciler needs of the agent: the node it plans for, the
 /// replicated state (servers) or the way to a server (client agents), this
 /// agent's registrations and its one way to write.
+#[derive(Clone)]
 pub(crate) struct Reconciler {
     pub node_name: String,
     pub server: bool,

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use mesh_config::{LiveConfig, RawConfig, RuntimeConfig, Source};
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::build::Agent;
-use crate::reconcile::{self, Change, ReloadError};
+use crate::connect_ca::ConnectCa;
+use crate::reconcile::{self, Change, Reconciler, ReloadError};
 use crate::stop::Stop;
 
 /// Files change in bursts (editors write, rename, chmod): wait this long for
@@ -161,12 +161,86 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-impl Agent {
+/// The reload component: it owns the live settings (the only writer of
+/// the `watch` that every other component reads) and the status of the
+/// last reload.
+pub(crate) struct Reloads {
+    /// Where the config came from (none: nothing to re-read).
+    source: Option<ConfigSource>,
+    /// The settings the agent started with: everything that is not live
+    /// holds until a restart.
+    started_with: RuntimeConfig,
+    status: parking_lot::Mutex<ConfigStatus>,
+    requests: mpsc::Sender<ReloadRequest>,
+    reconciler: Reconciler,
+    ca: Arc<ConnectCa>,
+    live: watch::Sender<Arc<LiveConfig>>,
+    dns_settings: watch::Sender<mesh_dns::DnsConfig>,
+    /// Where the agent's own token goes when it changes.
+    networks: Vec<mesh_raft::Network>,
+    shutdown: watch::Receiver<Stop>,
+}
+
+/// What `Reloads::new` takes.
+pub(crate) struct ReloadInputs {
+    pub source: Option<ConfigSource>,
+    pub started_with: RuntimeConfig,
+    pub reconciler: Reconciler,
+    pub ca: Arc<ConnectCa>,
+    pub live: watch::Sender<Arc<LiveConfig>>,
+    pub networks: Vec<mesh_raft::Network>,
+    pub shutdown: watch::Receiver<Stop>,
+}
+
+impl Reloads {
+    /// The component and the queue its task serves (`reload_loop`).
+    pub(crate) fn new(inputs: ReloadInputs) -> (Reloads, mpsc::Receiver<ReloadRequest>) {
+        let (requests, rx) = mpsc::channel(16);
+        let dns = crate::dns::settings(&inputs.started_with.datacenter, &inputs.live.borrow());
+        let reloads = Reloads {
+            source: inputs.source,
+            started_with: inputs.started_with,
+            status: Default::default(),
+            requests,
+            reconciler: inputs.reconciler,
+            ca: inputs.ca,
+            live: inputs.live,
+            dns_settings: watch::Sender::new(dns),
+            networks: inputs.networks,
+            shutdown: inputs.shutdown,
+        };
+        (reloads, rx)
+    }
+
+    /// The live settings, as reloads change them.
+    pub(crate) fn live(&self) -> watch::Receiver<Arc<LiveConfig>> {
+        self.live.subscribe()
+    }
+
+    /// DNS settings as reloads change them.
+    pub(crate) fn dns_settings(&self) -> watch::Receiver<mesh_dns::DnsConfig> {
+        self.dns_settings.subscribe()
+    }
+
+    /// The outcome of the last reload.
+    pub(crate) fn status(&self) -> ConfigStatus {
+        self.status.lock().clone()
+    }
+
+    /// Asks for a reload without waiting (SIGHUP, a file change).
+    pub(crate) fn soon(&self, trigger: &'static str) {
+        // A full queue already holds a reload that will read the same files.
+        let _ = self.requests.try_send(ReloadRequest {
+            trigger,
+            reply: None,
+        });
+    }
+
     /// Read, plan and apply once. `Err` only when the cluster could not be
     /// reached (worth retrying); a bad file is an `Ok` status with errors.
     async fn reload_once(&self, trigger: &'static str) -> Result<ConfigStatus, String> {
         let started = Instant::now();
-        let source = self.config_source.clone().unwrap_or_default();
+        let source = self.source.clone().unwrap_or_default();
         let mut status = ConfigStatus {
             trigger: trigger.into(),
             ..Default::default()
@@ -176,7 +250,7 @@ impl Agent {
             let plan = reconcile::plan_now(&self.reconciler, &loaded.decls).await?;
             // Against the settings the agent started with: those are the
             // ones in force until a restart, however many reloads since.
-            status.needs_restart = needs_restart(&self.config, &loaded.config);
+            status.needs_restart = needs_restart(&self.started_with, &loaded.config);
             reconcile::apply(&self.reconciler, &plan).await?;
             if let Some((ca, loc)) = &plan.ca {
                 self.ca.apply_ca_block(ca, loc).await?;
@@ -207,16 +281,15 @@ impl Agent {
                 }
             }
         }
-        let dns = crate::dns::settings(&self.config.datacenter, &new);
+        let dns = crate::dns::settings(&self.started_with.datacenter, &new);
         self.dns_settings.send_if_modified(|current| {
             let changed = *current != dns;
             *current = dns;
             changed
         });
         // The agent token applies live, to the writes this agent forwards.
-        self.rpc_network.set_token(new.acl.own_token());
-        if let Some(raft) = &self.raft {
-            raft.network().set_token(new.acl.own_token());
+        for network in &self.networks {
+            network.set_token(new.acl.own_token());
         }
         // Watchers (the snapshot hub: the intention default) wake on a change.
         self.live.send_if_modified(|current| {
@@ -227,9 +300,9 @@ impl Agent {
     }
 
     /// Ask for a reload and wait for its status.
-    pub(crate) async fn request_reload(&self, trigger: &'static str) -> Option<ConfigStatus> {
+    pub(crate) async fn request(&self, trigger: &'static str) -> Option<ConfigStatus> {
         let (tx, rx) = oneshot::channel();
-        self.reload_tx
+        self.requests
             .send(ReloadRequest {
                 trigger,
                 reply: Some(tx),
@@ -243,7 +316,7 @@ impl Agent {
 /// The single task that performs reloads, one at a time; requests that
 /// arrive during one are answered by the next.
 pub(crate) async fn reload_loop(
-    agent: Arc<Agent>,
+    reloads: Arc<Reloads>,
     mut rx: mpsc::Receiver<ReloadRequest>,
 ) -> anyhow::Result<()> {
     let mut pending: Vec<ReloadRequest> = vec![ReloadRequest {
@@ -251,7 +324,7 @@ pub(crate) async fn reload_loop(
         reply: None,
     }];
     let mut backoff = Duration::from_millis(200);
-    let mut stop = agent.shutdown.subscribe();
+    let mut stop = reloads.shutdown.clone();
     loop {
         if pending.is_empty() {
             tokio::select! {
@@ -266,11 +339,11 @@ pub(crate) async fn reload_loop(
             pending.push(req);
         }
         let trigger = pending.last().map_or("start", |r| r.trigger);
-        match agent.reload_once(trigger).await {
+        match reloads.reload_once(trigger).await {
             Ok(mut status) => {
                 backoff = Duration::from_millis(200);
                 {
-                    let mut current = agent.config_status.lock();
+                    let mut current = reloads.status.lock();
                     status.count = current.count + 1;
                     if status.ok {
                         tracing::info!(
@@ -336,9 +409,9 @@ fn watch_targets(sources: &[Source]) -> (BTreeSet<PathBuf>, BTreeSet<PathBuf>) {
 }
 
 /// Watch the config files and ask for a reload after each burst of changes.
-pub(crate) async fn watch_files(agent: Arc<Agent>) -> anyhow::Result<()> {
+pub(crate) async fn watch_files(reloads: Arc<Reloads>) -> anyhow::Result<()> {
     use notify::Watcher;
-    let Some(source) = agent.config_source.clone() else {
+    let Some(source) = reloads.source.clone() else {
         return Ok(());
     };
     let (dirs, files) = watch_targets(&source.sources);
@@ -374,7 +447,7 @@ pub(crate) async fn watch_files(agent: Arc<Agent>) -> anyhow::Result<()> {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot watch config directory; use SIGHUP or `mesh reload`");
         }
     }
-    let mut stop = agent.shutdown.subscribe();
+    let mut stop = reloads.shutdown.clone();
     loop {
         tokio::select! {
             got = rx.recv() => if got.is_none() { return Ok(()) },
@@ -382,8 +455,8 @@ pub(crate) async fn watch_files(agent: Arc<Agent>) -> anyhow::Result<()> {
         }
         // Debounce: wait until the burst is over.
         while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
-        let _ = agent
-            .reload_tx
+        let _ = reloads
+            .requests
             .send(ReloadRequest {
                 trigger: "file change",
                 reply: None,

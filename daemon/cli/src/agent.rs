@@ -186,19 +186,12 @@ pub async fn run(args: &AgentArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
         overlay: args.overlay(),
         set_log_level,
     };
-    let agent = std::sync::Arc::new(
-        mesh_agent::Agent::build(config)
-            .await?
-            .with_config_source(source),
-    );
+    let built = mesh_agent::Config::new(config)
+        .with_source(source)
+        .build()
+        .await?;
     // Signals are the binary's: SIGHUP reloads, SIGINT and SIGTERM stop.
     let mut hangup = signal(SignalKind::hangup())?;
-    let reloads = agent.clone();
-    tokio::spawn(async move {
-        while hangup.recv().await.is_some() {
-            reloads.reload_soon("SIGHUP");
-        }
-    });
     let mut terminate = signal(SignalKind::terminate())?;
     let stop = async move {
         tokio::select! {
@@ -206,7 +199,14 @@ pub async fn run(args: &AgentArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
             _ = terminate.recv() => {}
         }
     };
-    agent.run(stop).await
+    let running = built.spawn(stop);
+    let reloads = running.reloader();
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            reloads.reload_soon("SIGHUP");
+        }
+    });
+    running.wait().await
 }
 
 type SetLevel = std::sync::Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;

@@ -1,0 +1,124 @@
+//! The running agent as its HTTP endpoints see it: the components they
+//! call into, and the addresses the agent listens on. Built by `build.rs`;
+//! nothing here starts a task.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_config::{LiveConfig, RuntimeConfig};
+use mesh_gossip::Gossip;
+use mesh_raft::{MeshNode, RaftNode};
+use mesh_state::StateStore;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::connect_ca::ConnectCa;
+use crate::local::LocalState;
+use crate::reconcile::Reconciler;
+use crate::reload::Reloads;
+use crate::snapshot_hub::SnapshotHub;
+use crate::stop::Stop;
+use crate::writes::Writes;
+
+/// Where the agent listens, after binding (port 0 resolved).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Addrs {
+    pub http: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
+    /// The advertised server RPC address (servers).
+    pub rpc: Option<SocketAddr>,
+    pub dns: Option<SocketAddr>,
+}
+
+pub(crate) struct Node {
+    /// The settings the agent started with; live ones are in `live`.
+    pub config: RuntimeConfig,
+    pub node_id: Uuid,
+    pub addrs: Addrs,
+    pub state: Arc<StateStore>,
+    /// This server's Raft node; client agents have none.
+    pub raft: Option<RaftNode>,
+    pub gossip: Gossip,
+    /// Services and checks this agent is authoritative for.
+    pub local: Arc<LocalState>,
+    /// Counts completed anti-entropy passes.
+    pub synced: Arc<watch::Sender<u64>>,
+    pub writes: Arc<Writes>,
+    pub ca: Arc<ConnectCa>,
+    pub snapshots: Arc<SnapshotHub>,
+    pub reconciler: Reconciler,
+    pub reloads: Arc<Reloads>,
+    /// The settings reloads change in place.
+    pub live: watch::Receiver<Arc<LiveConfig>>,
+    pub shutdown: watch::Sender<Stop>,
+}
+
+impl Node {
+    /// This server's Raft membership entry.
+    pub(crate) fn mesh_node(&self) -> Option<MeshNode> {
+        Some(MeshNode {
+            name: self.config.node_name.clone(),
+            rpc_addr: self.addrs.rpc?.to_string(),
+            http_addr: self.addrs.http.map(|a| a.to_string()).unwrap_or_default(),
+        })
+    }
+
+    /// The HTTP address of a live server, from gossip tags.
+    pub(crate) fn server_http_addr(&self) -> Option<String> {
+        self.writes.server_http_addr()
+    }
+
+    /// Ask the agent to leave and stop.
+    pub(crate) fn request_leave(&self) {
+        let _ = self.shutdown.send(Stop::Leave);
+    }
+
+    /// Graceful leave: a leader hands its seat back first, then gossip says goodbye.
+    pub(crate) async fn leave(&self) {
+        tracing::info!("leaving the cluster");
+        if let Some(raft) = &self.raft {
+            if raft.is_leader() {
+                if let Err(e) = raft.remove_server(raft.id()).await {
+                    tracing::warn!(error = %e, "removing self from raft configuration");
+                }
+            }
+        }
+        if let Err(e) = self.gossip.leave(Duration::from_secs(5)).await {
+            tracing::warn!(error = %e, "gossip leave");
+        }
+    }
+
+    /// The RPC guard: with ACLs on, a write that arrives over the server
+    /// RPC port needs a token allowed to make it.
+    pub(crate) fn check_proposal(
+        &self,
+        token: Option<&str>,
+        cmd: &mesh_types::Command,
+    ) -> Result<(), String> {
+        let settings = acl_settings(&self.live.borrow().acl);
+        if !settings.enabled {
+            return Ok(());
+        }
+        self.state.read(|s| {
+            let resolved = mesh_api::resolve_in(s, &settings, token)
+                .ok_or_else(|| "ACL not found: the write's token is unknown".to_string())?;
+            let authz = mesh_acl::Authorizer::from_rule_texts(
+                resolved.management,
+                &resolved.rules,
+                settings.default_allow,
+            );
+            mesh_api::command_allowed(&authz, s, cmd)
+        })
+    }
+}
+
+/// The API's view of the `acl { }` settings.
+pub(crate) fn acl_settings(acl: &mesh_config::AclConfig) -> mesh_api::AclSettings {
+    mesh_api::AclSettings {
+        enabled: acl.enabled,
+        default_allow: acl.default_policy == mesh_config::AclPolicy::Allow,
+        initial_management: acl.initial_management_token.clone(),
+        default_token: acl.default_token.clone(),
+    }
+}
