@@ -176,3 +176,62 @@ async fn watchers_of_one_proxy_share_one_computed_snapshot() {
         "one new snapshot for one proxy, however many watch it"
     );
 }
+
+/// Past `limits.proxy_snapshots_max_watched`, a new proxy's snapshot is
+/// refused with 429 naming the limit; the proxies already watched are
+/// still served.
+#[tokio::test]
+async fn proxies_past_the_watched_limit_get_429_and_the_others_keep_theirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("conf");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(
+        conf.join("limits.hcl"),
+        "limits { proxy_snapshots_max_watched = 2 }\n",
+    )
+    .unwrap();
+    let mut spec = mesh_testkit::AgentSpec::server("limited", 1);
+    spec.extra = vec!["-dev".into(), format!("-config-dir={}", conf.display())];
+    let a = TestAgent::start(spec, &dir.path().join("data"))
+        .await
+        .unwrap();
+    let c = http();
+    for name in ["web", "api", "db"] {
+        put(
+            &c,
+            a.url("/v1/agent/service/register"),
+            json!({"Name": name, "ID": name, "Port": 8080,
+                   "Connect": {"SidecarService": {"Port": 0}}}),
+        )
+        .await;
+    }
+    let get = |id: &str| {
+        let url = a.url(&format!("/v1/agent/connect/proxy/{id}-sidecar-proxy"));
+        let c = c.clone();
+        async move { c.get(url).send().await.unwrap() }
+    };
+    for id in ["web", "api"] {
+        eventually(
+            &format!("{id}'s snapshot"),
+            Duration::from_secs(20),
+            || async { (get(id).await.status() == 200).then_some(()) },
+        )
+        .await;
+    }
+    let refused = get("db").await;
+    assert_eq!(refused.status(), 429);
+    let why = refused.text().await.unwrap();
+    assert!(
+        why.contains("limits.proxy_snapshots_max_watched"),
+        "the refusal names the limit: {why}"
+    );
+    assert_eq!(
+        get("web").await.status(),
+        200,
+        "a watched proxy is still served"
+    );
+    assert_eq!(
+        metric(&metrics(&c, &a).await, "mesh_proxy_snapshots_watched"),
+        2
+    );
+}

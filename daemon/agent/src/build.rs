@@ -258,6 +258,7 @@ impl Config {
                 server: config.server,
                 writes: writes.clone(),
                 http: server_http.clone(),
+                max_watched: config.limits.proxy_snapshots_max_watched as usize,
             },
         ));
         let reconciler = crate::reconcile::Reconciler {

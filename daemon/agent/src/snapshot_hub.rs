@@ -38,9 +38,6 @@ use crate::writes::Writes;
 /// between polls, and a slot that survives them keeps its version.
 const IDLE_GRACE: Duration = Duration::from_secs(60);
 
-/// The most proxies one agent keeps snapshots for at once.
-pub(crate) const MAX_WATCHED_PROXIES: usize = 50_000;
-
 /// How soon a failed leaf signing is retried while the last snapshot stays.
 const LEAF_RETRY_SECS: i64 = 5;
 
@@ -209,6 +206,8 @@ pub(crate) struct HubInputs {
     pub writes: Arc<Writes>,
     /// Requests to servers.
     pub http: reqwest::Client,
+    /// The most proxies kept at once (`limits.proxy_snapshots_max_watched`).
+    pub max_watched: usize,
 }
 
 /// Shared by the HTTP endpoint, managed sidecars and the hub's own tasks.
@@ -277,12 +276,15 @@ pub(crate) fn subscribe(hub: &Arc<SnapshotHub>, key: ProxyKey) -> watch::Receive
         slot.idle_since = None;
         return slot.tx.subscribe();
     }
-    if slots.len() >= MAX_WATCHED_PROXIES {
+    if slots.len() >= hub.inputs.max_watched {
         // Each slot holds a snapshot (and, for a client's CSR, a leaf) for
         // a while after its last watcher: refuse rather than grow.
         let failure = Failure::new(
             StatusCode::TOO_MANY_REQUESTS,
-            format!("this agent already watches {MAX_WATCHED_PROXIES} proxies (MAX_WATCHED_PROXIES); retry once some are gone"),
+            format!(
+                "this agent already watches {} proxies (limits.proxy_snapshots_max_watched); retry once some are gone",
+                hub.inputs.max_watched
+            ),
         );
         return watch::channel(Watched::Failed(failure)).1;
     }

@@ -136,6 +136,9 @@ pub struct RawLimits {
     pub http_read_header_timeout: Option<String>,
     /// Blocking queries one IP may have parked at once (default 1024).
     pub http_max_blocking_queries_per_client: Option<u32>,
+    /// Proxies whose snapshots one agent keeps at once (default 50,000);
+    /// past it, a new proxy's snapshot request gets 429.
+    pub proxy_snapshots_max_watched: Option<u32>,
     /// Largest KV value in bytes (Consul: 512 KiB).
     pub kv_max_value_size: Option<u64>,
     /// Largest JSON request body (a transaction, a registration) in bytes

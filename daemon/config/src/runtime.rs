@@ -89,6 +89,8 @@ pub struct Limits {
     pub http_read_header_timeout: Duration,
     /// `http_max_blocking_queries_per_client`.
     pub http_max_blocking_queries_per_client: u32,
+    /// `proxy_snapshots_max_watched`.
+    pub proxy_snapshots_max_watched: u32,
     /// `kv_max_value_size`.
     pub kv_max_value_size: usize,
     /// `txn_max_req_len`.
@@ -106,6 +108,7 @@ impl Default for Limits {
             rpc_max_conns_per_client: 100,
             http_read_header_timeout: Duration::from_secs(10),
             http_max_blocking_queries_per_client: 1024,
+            proxy_snapshots_max_watched: 50_000,
             kv_max_value_size: 512 * 1024,
             txn_max_req_len: 512 * 1024,
             rpc_rate: None,

@@ -231,6 +231,11 @@ impl RuntimeConfig {
                     raw_limits.http_max_blocking_queries_per_client,
                     d.http_max_blocking_queries_per_client,
                 )?,
+                proxy_snapshots_max_watched: positive(
+                    "limits.proxy_snapshots_max_watched",
+                    raw_limits.proxy_snapshots_max_watched,
+                    d.proxy_snapshots_max_watched,
+                )?,
                 http_read_header_timeout: match &raw_limits.http_read_header_timeout {
                     None => d.http_read_header_timeout,
                     Some(text) => match crate::parse_duration(text) {
