@@ -238,7 +238,7 @@ impl Reloads {
 
     /// Read, plan and apply once. `Err` only when the cluster could not be
     /// reached (worth retrying); a bad file is an `Ok` status with errors.
-    async fn reload_once(&self, trigger: &'static str) -> Result<ConfigStatus, String> {
+    async fn reload_once(&self, trigger: &'static str) -> Result<ConfigStatus, ReloadError> {
         let started = Instant::now();
         let source = self.source.clone().unwrap_or_default();
         let mut status = ConfigStatus {
@@ -262,7 +262,7 @@ impl Reloads {
         .await;
         match result {
             Ok(()) => status.ok = true,
-            Err(e @ ReloadError::Unavailable(_)) => return Err(e.to_string()),
+            Err(e @ ReloadError::Unavailable(_)) => return Err(e),
             Err(e) => status.errors = e.errors(),
         }
         status.duration_ms = started.elapsed().as_secs_f64() * 1000.0;

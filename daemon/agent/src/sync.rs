@@ -51,7 +51,7 @@ pub(crate) fn catalog_node(
 
 impl AntiEntropy {
     /// One pass; `full` pushes everything, else only what changed.
-    async fn sync_once(&self, full: bool) -> anyhow::Result<u64> {
+    async fn sync_once(&self, full: bool) -> Result<u64, crate::writes::WriteError> {
         let crate::local::SyncBatch {
             commands,
             dirty,

@@ -3,10 +3,20 @@
 //! `limits.rpc_rate`.
 
 use mesh_gossip::{Gossip, Role};
-use mesh_raft::RaftNode;
+use mesh_raft::{ProposeError, RaftNode};
 use mesh_types::{Command, Outcome};
 
 use crate::tags;
+
+/// Why one of this agent's own writes did not reach the log.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WriteError {
+    /// A client agent knows no alive server (gossip has none yet).
+    #[error("no known servers")]
+    NoServer,
+    #[error(transparent)]
+    Propose(#[from] ProposeError),
+}
 
 /// The one way this agent's own writes reach the log.
 pub(crate) struct Writes {
@@ -57,7 +67,7 @@ impl Writes {
     }
 
     /// Proposes `cmd` and returns its outcome once applied.
-    pub(crate) async fn propose(&self, cmd: &Command) -> anyhow::Result<Outcome> {
+    pub(crate) async fn propose(&self, cmd: &Command) -> Result<Outcome, WriteError> {
         if let Some(raft) = &self.raft {
             return Ok(raft.propose(cmd).await?.1);
         }
@@ -65,7 +75,7 @@ impl Writes {
             .server_rpc_addrs()
             .into_iter()
             .next()
-            .ok_or_else(|| anyhow::anyhow!("no known servers"))?;
+            .ok_or(WriteError::NoServer)?;
         // The agent's own writes wait for room under limits.rpc_rate.
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
