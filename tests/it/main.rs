@@ -13,6 +13,7 @@ mod cluster;
 mod compat;
 mod dev;
 mod dns;
+mod envoy;
 mod faults;
 mod hostile;
 mod https;

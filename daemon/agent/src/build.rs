@@ -41,6 +41,7 @@ pub struct Built {
     http: Option<TcpListener>,
     https: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
     dns: Option<DnsListeners>,
+    grpc: Option<TcpListener>,
     /// Only servers have one.
     server: Option<ServerParts>,
     check_updates: mpsc::Receiver<CheckUpdate>,
@@ -135,6 +136,8 @@ impl Config {
             None => None,
         };
         let dns_addr = dns.as_ref().map(|d| d.udp.local_addr()).transpose()?;
+        let grpc = bind(config.grpc_addr(), "gRPC (xDS)", "-grpc-port").await?;
+        let grpc_addr = grpc.as_ref().map(|l| l.local_addr()).transpose()?;
         let http_addr = http.as_ref().map(|l| l.local_addr()).transpose()?;
         let rpc_addr = rpc
             .as_ref()
@@ -292,6 +295,7 @@ impl Config {
                 https: https_addr,
                 rpc: rpc_addr,
                 dns: dns_addr,
+                grpc: grpc_addr,
             },
             raft: raft.map(|(r, _)| r),
             config,
@@ -305,6 +309,7 @@ impl Config {
             snapshots,
             reconciler,
             reloads: Arc::new(reloads),
+            xds: Default::default(),
             live,
             shutdown,
         });
@@ -313,6 +318,7 @@ impl Config {
             http,
             https,
             dns,
+            grpc,
             server,
             check_updates: updates_rx,
             reload_requests,
@@ -387,6 +393,22 @@ impl Built {
             };
             let stop = stopping();
             tasks.spawn(async move { server.serve(listener, stop).await.context(name) });
+        }
+        if let Some(listener) = self.grpc {
+            let source = Arc::new(crate::xds::XdsSource { node: node.clone() });
+            let service = mesh_xds::service(source, node.xds.clone());
+            let limit = crate::conn_limit::PerClient::new(limits.http_max_conns_per_client);
+            let stop = stopping();
+            tasks.spawn(async move {
+                tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(
+                        crate::conn_limit::rpc_incoming(listener, limit),
+                        stop,
+                    )
+                    .await
+                    .context("gRPC (xDS) server")
+            });
         }
         if let Some(server) = self.server {
             spawn_server(&node, server, tasks);
@@ -533,7 +555,7 @@ async fn announce_ready(node: Arc<Node>) -> anyhow::Result<()> {
     }
     let fmt = |a: Option<SocketAddr>| a.map_or("-".to_string(), |a| a.to_string());
     println!(
-        "==> mesh agent ready: node={} dc={} server={} http={} https={} rpc={} serf_lan={} dns={}",
+        "==> mesh agent ready: node={} dc={} server={} http={} https={} rpc={} serf_lan={} dns={} grpc={}",
         node.config.node_name,
         node.config.datacenter,
         node.config.server,
@@ -542,6 +564,7 @@ async fn announce_ready(node: Arc<Node>) -> anyhow::Result<()> {
         fmt(node.addrs.rpc),
         node.gossip.local_addr(),
         fmt(node.addrs.dns),
+        fmt(node.addrs.grpc),
     );
     Ok(())
 }

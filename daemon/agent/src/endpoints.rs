@@ -40,6 +40,7 @@ pub(crate) fn routes(agent: Arc<Node>) -> Router<Api> {
             "/v1/agent/connect/proxy/{id}",
             get(crate::proxy_snapshot::handler),
         )
+        .route("/v1/agent/connect/proxy/{id}/xds", get(xds_status))
         .layer(Extension(agent))
 }
 
@@ -259,4 +260,16 @@ async fn plan(Extension(agent): A, body: Bytes) -> Result<Json<Value>, ApiError>
         }
     }
     Ok(Json(serde_json::json!({"Changes": [], "Errors": errors})))
+}
+
+/// What a proxy's Envoy was last sent over xDS, per resource type, and
+/// what it answered: the accepted version, or its NACK with Envoy's detail.
+async fn xds_status(Extension(agent): A, Path(id): Path<String>) -> Result<Response, ApiError> {
+    match agent.xds.status(&id) {
+        Some(status) => Ok(Json(status).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no xDS stream has served proxy {id:?} on this agent"),
+        )),
+    }
 }

@@ -35,6 +35,10 @@ impl AgentHandle for AgentView {
         self.agent.config.server
     }
 
+    fn grpc_port(&self) -> Option<u16> {
+        self.agent.addrs.grpc.map(|a| a.port())
+    }
+
     fn members(&self) -> Vec<MemberView> {
         self.agent
             .gossip

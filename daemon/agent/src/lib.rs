@@ -32,6 +32,7 @@ mod storage;
 mod sync;
 mod tags;
 mod writes;
+mod xds;
 
 pub use build::{Built, Config, Drain, Reloader};
 pub use reconcile::{check_declarations, Change};

@@ -29,6 +29,8 @@ pub(crate) struct Addrs {
     /// The advertised server RPC address (servers).
     pub rpc: Option<SocketAddr>,
     pub dns: Option<SocketAddr>,
+    /// xDS (ADS) for Envoy.
+    pub grpc: Option<SocketAddr>,
 }
 
 pub(crate) struct Node {
@@ -49,6 +51,8 @@ pub(crate) struct Node {
     pub snapshots: Arc<SnapshotHub>,
     pub reconciler: Reconciler,
     pub reloads: Arc<Reloads>,
+    /// What each Envoy's xDS streams were sent and what it said (ACK/NACK).
+    pub xds: Arc<mesh_xds::Streams>,
     /// The settings reloads change in place.
     pub live: watch::Receiver<Arc<LiveConfig>>,
     pub shutdown: watch::Sender<Stop>,

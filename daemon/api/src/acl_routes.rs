@@ -182,6 +182,11 @@ pub(crate) fn needs(api: &Api, method: &Method, path: &str, q: &HashMap<String, 
         ["agent", "connect", "ca", "leaf", service] => {
             Needs::one(Named(Resource::Service, decode(service), Write))
         }
+        ["agent", "connect", "proxy", id, "xds"] => {
+            let id = decode(id);
+            let destination = api.agent.local_proxy_destination(&id);
+            Needs::one(Named(Resource::Service, destination.unwrap_or(id), Read))
+        }
         ["agent", "connect", "proxy", id] => {
             // The snapshot carries the leaf (the identity) of the service the
             // proxy stands for: as for the leaf endpoint, that needs write.

@@ -24,6 +24,10 @@ pub(crate) async fn self_info(State(api): State<Api>) -> Json<Value> {
             "Server": agent.is_server(),
             "Version": env!("CARGO_PKG_VERSION"),
         },
+        // Consul's field: `connect envoy` finds the xDS port here.
+        "DebugConfig": {
+            "GRPCPort": agent.grpc_port().map_or(-1, i64::from),
+        },
         "Member": me,
         "ConfigStatus": agent.config_status(),
         "Health": health(&api),

@@ -93,6 +93,10 @@ pub trait AgentHandle: Send + Sync + 'static {
     fn node_id(&self) -> String;
     /// Whether this agent is a server.
     fn is_server(&self) -> bool;
+    /// The port xDS is served on, if any.
+    fn grpc_port(&self) -> Option<u16> {
+        None
+    }
     /// The gossip member list.
     fn members(&self) -> Vec<MemberView>;
     /// The HTTP address of a server to forward to (client agents).

@@ -23,6 +23,8 @@ pub struct ConnectArgs {
 pub enum ConnectCommand {
     /// Run the built-in mTLS sidecar proxy
     Proxy(ProxyArgs),
+    /// Run Envoy as a sidecar, configured by the agent over xDS
+    Envoy(Box<crate::connect_envoy::EnvoyArgs>),
     /// Inspect and configure the Connect CA
     Ca {
         #[command(subcommand)]
@@ -92,6 +94,7 @@ pub enum CaCommand {
 pub async fn run(args: &ConnectArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
         ConnectCommand::Proxy(p) => proxy(p).await,
+        ConnectCommand::Envoy(e) => crate::connect_envoy::run(e).await,
         ConnectCommand::Ca { command } => ca(command).await,
     }
 }

@@ -7,6 +7,7 @@ mod argv;
 mod catalog;
 mod config_cmd;
 mod connect;
+mod connect_envoy;
 mod intention;
 mod kv;
 mod members;

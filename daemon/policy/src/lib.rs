@@ -104,6 +104,21 @@ struct Rule {
 struct Permission {
     action: IntentionAction,
     http: Option<Http>,
+    /// As written, for data planes that evaluate it themselves (Envoy).
+    written: Option<HttpMatch>,
+}
+
+/// How one source is treated, told to a data plane that evaluates
+/// intentions itself (Envoy's RBAC) instead of calling [`Policy`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceRule<'a> {
+    /// Every connection and request is allowed.
+    Allow,
+    /// Every connection and request is denied.
+    Deny,
+    /// (L7 only) the first permission whose match (`None`: any request)
+    /// fits decides (`true`: allow); when none fits, the default does.
+    PerRequest(Vec<(bool, Option<&'a HttpMatch>)>),
 }
 
 #[derive(Debug, Clone)]
@@ -192,6 +207,7 @@ impl Policy {
                     .map(|p| Permission {
                         action: p.action,
                         http: p.http.as_ref().map(Http::compile),
+                        written: p.http.clone(),
                     })
                     .collect(),
             })
@@ -257,6 +273,48 @@ impl Policy {
                     "intention {} has HTTP permissions, which deny L4 connections",
                     rule.name
                 ),
+            ),
+        }
+    }
+
+    /// Whether a request no permission matched, or a source no intention
+    /// names, is allowed.
+    pub fn default_allow(&self) -> bool {
+        self.default_allow
+    }
+
+    /// The sources rules name (not `*`), each once.
+    pub fn named_sources(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .rules
+            .iter()
+            .map(|r| r.source.as_str())
+            .filter(|s| *s != "*")
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// How `source` is treated on a listener of `layer`; `"*"` stands for
+    /// every source no rule names. Agrees with [`Policy::connection`] and
+    /// [`Policy::request`] (see the agreement tests).
+    pub fn source_rule(&self, source: &str, layer: Layer) -> SourceRule<'_> {
+        let Some(rule) = self.rule_for(source) else {
+            return if self.default_allow {
+                SourceRule::Allow
+            } else {
+                SourceRule::Deny
+            };
+        };
+        match (rule.action, layer) {
+            (Some(IntentionAction::Allow), _) => SourceRule::Allow,
+            (Some(IntentionAction::Deny), _) | (None, Layer::L4) => SourceRule::Deny,
+            (None, Layer::L7) => SourceRule::PerRequest(
+                rule.permissions
+                    .iter()
+                    .map(|p| (p.action == IntentionAction::Allow, p.written.as_ref()))
+                    .collect(),
             ),
         }
     }

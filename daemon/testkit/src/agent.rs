@@ -21,6 +21,8 @@ pub struct AgentSpec {
     pub encrypt: Option<String>,
     /// Serve DNS (on a port-0 UDP+TCP port).
     pub dns: bool,
+    /// Serve xDS (on a port-0 gRPC port).
+    pub grpc: bool,
     pub extra: Vec<String>,
 }
 
@@ -34,6 +36,7 @@ impl AgentSpec {
             retry_join: Vec::new(),
             encrypt: None,
             dns: false,
+            grpc: false,
             extra: Vec::new(),
         }
     }
@@ -58,6 +61,8 @@ pub struct TestAgent {
     pub rpc: Option<SocketAddr>,
     pub serf: SocketAddr,
     pub dns: Option<SocketAddr>,
+    /// The xDS (gRPC) address, when the spec asked for one.
+    pub grpc: Option<SocketAddr>,
     pub log: PathBuf,
     child: Option<Child>,
 }
@@ -69,6 +74,7 @@ struct Ready {
     rpc: Option<SocketAddr>,
     serf: SocketAddr,
     dns: Option<SocketAddr>,
+    grpc: Option<SocketAddr>,
 }
 
 fn parse_ready(line: &str) -> Option<Ready> {
@@ -84,6 +90,7 @@ fn parse_ready(line: &str) -> Option<Ready> {
         rpc: field("rpc"),
         serf: field("serf_lan")?,
         dns: field("dns"),
+        grpc: field("grpc"),
     })
 }
 
@@ -115,7 +122,14 @@ impl TestAgent {
                     (true, None) => "0".to_string(),
                 }
             ),
-            "-grpc-port=-1".into(),
+            format!(
+                "-grpc-port={}",
+                match (spec.grpc, ports.and_then(|r| r.grpc)) {
+                    (false, _) => "-1".to_string(),
+                    (true, Some(a)) => a.port().to_string(),
+                    (true, None) => "0".to_string(),
+                }
+            ),
             "-retry-interval=1s".into(),
         ];
         if spec.server {
@@ -191,6 +205,7 @@ impl TestAgent {
             rpc: ready.rpc,
             serf: ready.serf,
             dns: ready.dns,
+            grpc: ready.grpc,
             log,
             child: Some(child),
         })
@@ -238,6 +253,7 @@ impl TestAgent {
             rpc: self.rpc,
             serf: self.serf,
             dns: self.dns,
+            grpc: self.grpc,
         };
         let fresh = Self::launch(self.spec.clone(), &self.data_dir.clone(), Some(ports)).await?;
         *self = fresh;

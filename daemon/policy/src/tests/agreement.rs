@@ -116,3 +116,53 @@ proptest! {
         }
     }
 }
+
+/// What a data plane told `source_rule` decides for `source`: the named
+/// rule if the policy names it, else the one for every other source.
+/// (Permissions here match every request, as the generator writes them.)
+fn projected(policy: &Policy, source: &str, layer: Layer) -> (bool, bool) {
+    let rule = if policy.named_sources().contains(&source) {
+        policy.source_rule(source, layer)
+    } else {
+        policy.source_rule("*", layer)
+    };
+    match rule {
+        SourceRule::Allow => (true, true),
+        SourceRule::Deny => (false, false),
+        SourceRule::PerRequest(permissions) => {
+            assert!(permissions.iter().all(|(_, m)| m.is_none()));
+            let first = permissions.first();
+            (
+                true,
+                first.map_or(policy.default_allow(), |(allow, _)| *allow),
+            )
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    /// Envoy is told per source what `Policy` would decide: the projection
+    /// gives every source (named or not) the connection and request
+    /// decisions of `connection` and `request`.
+    #[test]
+    fn the_projection_for_data_planes_decides_as_the_policy_does(
+        all in intentions(),
+        source in 0..4usize,
+        destination in 0..2usize,
+        default_allow in any::<bool>(),
+    ) {
+        let source = ["a", "b", "c", "d"][source];
+        let destination = DESTINATIONS[destination];
+        let policy = Policy::compile(&IntentionSet::for_destination(&all, destination, default_allow));
+        let req = get("/");
+        for layer in [Layer::L4, Layer::L7] {
+            let (connect, request) = projected(&policy, source, layer);
+            prop_assert_eq!(connect, policy.connection(source, layer).allow, "{:?} connection", layer);
+            if layer == Layer::L7 && connect {
+                prop_assert_eq!(request, policy.request(source, &req).allow, "request");
+            }
+        }
+    }
+}

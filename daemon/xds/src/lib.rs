@@ -1,0 +1,23 @@
+//! The xDS control plane: Envoy resources rendered from the proxy
+//! snapshots the built-in proxy also runs on, served over the Aggregated
+//! Discovery Service (state of the world and delta) on the agent's gRPC
+//! port.
+
+#![forbid(unsafe_code)]
+
+mod ads;
+pub mod bootstrap;
+pub mod render;
+mod status;
+
+pub use ads::{Ads, SnapshotSource, Snapshots, MAX_RESOURCE_NAMES};
+pub use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
+pub use status::{Nack, ProxyStatus, Streams, TypeStatus};
+
+/// The ADS service, ready to add to a tonic server.
+pub fn service(
+    source: std::sync::Arc<dyn SnapshotSource>,
+    streams: std::sync::Arc<Streams>,
+) -> AggregatedDiscoveryServiceServer<Ads> {
+    AggregatedDiscoveryServiceServer::new(Ads::new(source, streams))
+}

@@ -1,0 +1,788 @@
+//! A proxy snapshot rendered as Envoy resources: the same snapshot the
+//! built-in proxy runs on, so both data planes enforce one model.
+//!
+//! Names follow Consul's, so dashboards and habits carry over: the
+//! `public_listener:<addr>:<port>` listener and `local_app` cluster, one
+//! `<upstream>:<addr>:<port>` listener and one
+//! `<service>.default.<dc>.internal.<trust-domain>` cluster per upstream.
+//! Certificates travel by SDS (`leaf`, `roots`), so a rotation changes no
+//! listener or cluster and drains no connection.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
+use envoy_types::pb::envoy::config::core::v3::{
+    address, config_source, socket_address, transport_socket, AggregatedConfigSource, ApiVersion,
+    ConfigSource, DataSource, Http2ProtocolOptions, SocketAddress, TransportSocket,
+};
+use envoy_types::pb::envoy::config::core::v3::{data_source, Address};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
+};
+use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+use envoy_types::pb::envoy::config::rbac::v3 as rbac;
+use envoy_types::pb::envoy::config::route::v3::{
+    header_matcher, route, route_action, route_match, HeaderMatcher, Route, RouteAction,
+    RouteConfiguration, RouteMatch, VirtualHost,
+};
+use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as HttpRbac;
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager, http_filter, HttpConnectionManager, HttpFilter,
+};
+use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy, TcpProxy};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    common_tls_context, secret, subject_alt_name_matcher, CertificateValidationContext,
+    CommonTlsContext, DownstreamTlsContext, SdsSecretConfig, Secret, SubjectAltNameMatcher,
+    TlsCertificate, UpstreamTlsContext,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
+    http_protocol_options, HttpProtocolOptions,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::{
+    path_matcher, string_matcher, PathMatcher, RegexMatcher, StringMatcher,
+};
+use envoy_types::pb::google::protobuf::{Any, BoolValue};
+use envoy_types::util::pack_any;
+use mesh_policy::{Layer, Policy, SourceRule};
+use mesh_proxy::{Protocol, ProxySnapshot};
+use mesh_types::{HeaderMatch, HttpMatch};
+
+/// The xDS resource types mesh serves, by type URL.
+pub mod type_url {
+    pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+    pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+    pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+    pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+    pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+    /// Every type, in the order a change is pushed (clusters before their
+    /// endpoints, listeners before their routes, as ADS wants).
+    pub const ALL: [&str; 5] = [CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET];
+}
+
+/// The SDS names of this proxy's certificate and trust bundle.
+pub const LEAF_SECRET: &str = "leaf";
+pub const ROOTS_SECRET: &str = "roots";
+/// The cluster of the application the sidecar fronts.
+pub const LOCAL_APP: &str = "local_app";
+
+/// One proxy's resources: per type URL, by name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resources {
+    pub by_type: BTreeMap<&'static str, BTreeMap<String, Any>>,
+}
+
+impl Resources {
+    /// The resources of one type (empty if none).
+    pub fn of(&self, type_url: &str) -> Option<&BTreeMap<String, Any>> {
+        self.by_type.get(type_url)
+    }
+
+    fn add(&mut self, type_url: &'static str, name: String, resource: Any) {
+        self.by_type
+            .entry(type_url)
+            .or_default()
+            .insert(name, resource);
+    }
+}
+
+/// Renders every resource of `snapshot`.
+pub fn render(snapshot: &ProxySnapshot) -> Resources {
+    let mut out = Resources::default();
+    for t in type_url::ALL {
+        out.by_type.insert(t, BTreeMap::new());
+    }
+    let public = &snapshot.public;
+    if public.bind_port != 0 {
+        let name = format!(
+            "public_listener:{}:{}",
+            or(&public.bind_address, "0.0.0.0"),
+            public.bind_port
+        );
+        out.add(
+            type_url::LISTENER,
+            name.clone(),
+            pack_any(public_listener(snapshot, &name)),
+        );
+        out.add(
+            type_url::CLUSTER,
+            LOCAL_APP.into(),
+            pack_any(local_app(snapshot)),
+        );
+        if public.protocol.is_l7() {
+            out.add(type_url::ROUTE, LOCAL_APP.into(), pack_any(local_route()));
+        }
+    }
+    for up in &snapshot.upstreams {
+        let cluster = upstream_cluster_name(snapshot, &up.destination_name);
+        let listener = format!(
+            "{}:{}:{}",
+            up.destination_name,
+            or(&up.local_bind_address, "127.0.0.1"),
+            up.local_bind_port
+        );
+        out.add(
+            type_url::LISTENER,
+            listener.clone(),
+            pack_any(upstream_listener(&listener, up, &cluster)),
+        );
+        out.add(
+            type_url::CLUSTER,
+            cluster.clone(),
+            pack_any(upstream_cluster(snapshot, up, &cluster)),
+        );
+        out.add(
+            type_url::ENDPOINT,
+            cluster.clone(),
+            pack_any(load_assignment(&cluster, up)),
+        );
+    }
+    if let Some(leaf) = &snapshot.leaf {
+        let secret = Secret {
+            name: LEAF_SECRET.into(),
+            r#type: Some(secret::Type::TlsCertificate(TlsCertificate {
+                certificate_chain: Some(inline(&leaf.cert_pem)),
+                private_key: Some(inline(&leaf.private_key_pem)),
+                ..Default::default()
+            })),
+        };
+        out.add(type_url::SECRET, LEAF_SECRET.into(), pack_any(secret));
+    }
+    let roots = Secret {
+        name: ROOTS_SECRET.into(),
+        r#type: Some(secret::Type::ValidationContext(
+            CertificateValidationContext {
+                trusted_ca: Some(inline(&snapshot.roots.join("\n"))),
+                ..Default::default()
+            },
+        )),
+    };
+    out.add(type_url::SECRET, ROOTS_SECRET.into(), pack_any(roots));
+    out
+}
+
+/// Consul's name (and SNI) for the cluster of an upstream service.
+pub fn upstream_cluster_name(snapshot: &ProxySnapshot, service: &str) -> String {
+    format!(
+        "{service}.default.{}.internal.{}",
+        snapshot.datacenter, snapshot.trust_domain
+    )
+}
+
+fn or<'a>(value: &'a str, fallback: &'a str) -> &'a str {
+    if value.is_empty() {
+        fallback
+    } else {
+        value
+    }
+}
+
+fn inline(pem: &str) -> DataSource {
+    DataSource {
+        specifier: Some(data_source::Specifier::InlineString(pem.to_string())),
+        ..Default::default()
+    }
+}
+
+fn socket(address: &str, port: u16) -> Address {
+    Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: address.to_string(),
+            port_specifier: Some(socket_address::PortSpecifier::PortValue(port.into())),
+            ..Default::default()
+        })),
+    }
+}
+
+/// Config delivered over the same ADS stream.
+fn ads() -> ConfigSource {
+    ConfigSource {
+        resource_api_version: ApiVersion::V3 as i32,
+        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
+            AggregatedConfigSource {},
+        )),
+        ..Default::default()
+    }
+}
+
+fn sds(name: &str) -> SdsSecretConfig {
+    SdsSecretConfig {
+        name: name.into(),
+        sds_config: Some(ads()),
+    }
+}
+
+fn duration(d: Duration) -> envoy_types::pb::google::protobuf::Duration {
+    envoy_types::pb::google::protobuf::Duration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+fn tls_socket(context: Any) -> TransportSocket {
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".into(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(context)),
+    }
+}
+
+/// Our leaf, and trust in our roots (with a SAN check when `peer` is set).
+fn common_tls(peer: Option<&str>) -> CommonTlsContext {
+    let validation = match peer {
+        None => common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(sds(
+            ROOTS_SECRET,
+        )),
+        Some(spiffe) => common_tls_context::ValidationContextType::CombinedValidationContext(
+            common_tls_context::CombinedCertificateValidationContext {
+                default_validation_context: Some(CertificateValidationContext {
+                    match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
+                        san_type: subject_alt_name_matcher::SanType::Uri as i32,
+                        matcher: Some(exact(spiffe)),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                validation_context_sds_secret_config: Some(sds(ROOTS_SECRET)),
+                ..Default::default()
+            },
+        ),
+    };
+    CommonTlsContext {
+        tls_certificate_sds_secret_configs: vec![sds(LEAF_SECRET)],
+        validation_context_type: Some(validation),
+        ..Default::default()
+    }
+}
+
+fn exact(s: &str) -> StringMatcher {
+    StringMatcher {
+        match_pattern: Some(string_matcher::MatchPattern::Exact(s.to_string())),
+        ..Default::default()
+    }
+}
+
+fn regex(re: String) -> RegexMatcher {
+    RegexMatcher {
+        regex: re,
+        ..Default::default()
+    }
+}
+
+fn network_filter(name: &str, config: Any) -> Filter {
+    Filter {
+        name: name.into(),
+        config_type: Some(filter::ConfigType::TypedConfig(config)),
+    }
+}
+
+fn public_listener(snapshot: &ProxySnapshot, name: &str) -> Listener {
+    let public = &snapshot.public;
+    let policy = Policy::compile(&snapshot.intentions);
+    let tls = DownstreamTlsContext {
+        common_tls_context: Some(common_tls(None)),
+        require_client_certificate: Some(BoolValue { value: true }),
+        ..Default::default()
+    };
+    let filters = if public.protocol.is_l7() {
+        let manager = HttpConnectionManager {
+            stat_prefix: "public_listener".into(),
+            codec_type: http_connection_manager::CodecType::Auto as i32,
+            route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(
+                envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::Rds {
+                    config_source: Some(ads()),
+                    route_config_name: LOCAL_APP.into(),
+                },
+            )),
+            http_filters: vec![
+                HttpFilter {
+                    name: "envoy.filters.http.rbac".into(),
+                    config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(HttpRbac {
+                        rules: Some(l7_rbac(&policy, snapshot)),
+                        ..Default::default()
+                    }))),
+                    ..Default::default()
+                },
+                HttpFilter {
+                    name: "envoy.filters.http.router".into(),
+                    config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
+                        Router::default(),
+                    ))),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        vec![network_filter(
+            "envoy.filters.network.http_connection_manager",
+            pack_any(manager),
+        )]
+    } else {
+        vec![
+            network_filter(
+                "envoy.filters.network.rbac",
+                pack_any(NetworkRbac {
+                    stat_prefix: "connect_authz".into(),
+                    rules: Some(l4_rbac(&policy, snapshot)),
+                    ..Default::default()
+                }),
+            ),
+            network_filter(
+                "envoy.filters.network.tcp_proxy",
+                pack_any(TcpProxy {
+                    stat_prefix: "public_listener".into(),
+                    cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(LOCAL_APP.into())),
+                    ..Default::default()
+                }),
+            ),
+        ]
+    };
+    Listener {
+        name: name.into(),
+        address: Some(socket(
+            or(&public.bind_address, "0.0.0.0"),
+            public.bind_port,
+        )),
+        filter_chains: vec![FilterChain {
+            filters,
+            transport_socket: Some(tls_socket(pack_any(tls))),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn local_app(snapshot: &ProxySnapshot) -> Cluster {
+    let public = &snapshot.public;
+    let mut cluster = Cluster {
+        name: LOCAL_APP.into(),
+        connect_timeout: Some(duration(Duration::from_secs(5))),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Static as i32,
+        )),
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: LOCAL_APP.into(),
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![lb_endpoint_at(
+                    or(&public.local_service_address, "127.0.0.1"),
+                    public.local_service_port,
+                )],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    if matches!(public.protocol, Protocol::Http2 | Protocol::Grpc) {
+        let options = HttpProtocolOptions {
+            upstream_protocol_options: Some(
+                http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+                    http_protocol_options::ExplicitHttpConfig {
+                        protocol_config: Some(
+                            http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+                                Http2ProtocolOptions::default(),
+                            ),
+                        ),
+                    },
+                ),
+            ),
+            ..Default::default()
+        };
+        cluster.typed_extension_protocol_options.insert(
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".into(),
+            pack_any(options),
+        );
+    }
+    cluster
+}
+
+fn local_route() -> RouteConfiguration {
+    RouteConfiguration {
+        name: LOCAL_APP.into(),
+        virtual_hosts: vec![VirtualHost {
+            name: LOCAL_APP.into(),
+            domains: vec!["*".into()],
+            routes: vec![Route {
+                r#match: Some(RouteMatch {
+                    path_specifier: Some(route_match::PathSpecifier::Prefix("/".into())),
+                    ..Default::default()
+                }),
+                action: Some(route::Action::Route(RouteAction {
+                    cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
+                        LOCAL_APP.into(),
+                    )),
+                    // Streams (gRPC, long polls) are the app's to end.
+                    timeout: Some(duration(Duration::ZERO)),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn lb_endpoint_at(address: &str, port: u16) -> LbEndpoint {
+    LbEndpoint {
+        host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+            address: Some(socket(address, port)),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+fn upstream_listener(name: &str, up: &mesh_proxy::Upstream, cluster: &str) -> Listener {
+    Listener {
+        name: name.into(),
+        address: Some(socket(
+            or(&up.local_bind_address, "127.0.0.1"),
+            up.local_bind_port,
+        )),
+        filter_chains: vec![FilterChain {
+            filters: vec![network_filter(
+                "envoy.filters.network.tcp_proxy",
+                pack_any(TcpProxy {
+                    stat_prefix: format!("upstream.{cluster}"),
+                    cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.into())),
+                    ..Default::default()
+                }),
+            )],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn upstream_cluster(snapshot: &ProxySnapshot, up: &mesh_proxy::Upstream, name: &str) -> Cluster {
+    let timeout = match up.connect_timeout_ms {
+        0 => Duration::from_secs(5),
+        ms => Duration::from_millis(ms),
+    };
+    let tls = UpstreamTlsContext {
+        common_tls_context: Some(common_tls(Some(
+            &snapshot.spiffe_id_for(&up.destination_name),
+        ))),
+        sni: name.into(),
+        ..Default::default()
+    };
+    Cluster {
+        name: name.into(),
+        connect_timeout: Some(duration(timeout)),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Eds as i32,
+        )),
+        eds_cluster_config: Some(cluster::EdsClusterConfig {
+            eds_config: Some(ads()),
+            service_name: name.into(),
+        }),
+        transport_socket: Some(tls_socket(pack_any(tls))),
+        ..Default::default()
+    }
+}
+
+fn load_assignment(cluster: &str, up: &mesh_proxy::Upstream) -> ClusterLoadAssignment {
+    ClusterLoadAssignment {
+        cluster_name: cluster.into(),
+        endpoints: vec![LocalityLbEndpoints {
+            lb_endpoints: up
+                .endpoints
+                .iter()
+                .map(|e| lb_endpoint_at(&e.address, e.port))
+                .collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// The peer whose certificate names `source` (any datacenter of our trust domain).
+fn principal(snapshot: &ProxySnapshot, source: &str) -> rbac::Principal {
+    let re = format!(
+        "^spiffe://{}/ns/default/dc/[^/]+/svc/{}$",
+        regex_escape(&snapshot.trust_domain),
+        regex_escape(source)
+    );
+    rbac::Principal {
+        identifier: Some(rbac::principal::Identifier::Authenticated(
+            rbac::principal::Authenticated {
+                principal_name: Some(StringMatcher {
+                    match_pattern: Some(string_matcher::MatchPattern::SafeRegex(regex(re))),
+                    ..Default::default()
+                }),
+            },
+        )),
+    }
+}
+
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn principal_or(ids: Vec<rbac::Principal>) -> rbac::Principal {
+    rbac::Principal {
+        identifier: Some(rbac::principal::Identifier::OrIds(rbac::principal::Set {
+            ids,
+        })),
+    }
+}
+
+fn principal_not(p: rbac::Principal) -> rbac::Principal {
+    rbac::Principal {
+        identifier: Some(rbac::principal::Identifier::NotId(Box::new(p))),
+    }
+}
+
+fn any_permission() -> rbac::Permission {
+    rbac::Permission {
+        rule: Some(rbac::permission::Rule::Any(true)),
+    }
+}
+
+fn any_principal() -> rbac::Principal {
+    rbac::Principal {
+        identifier: Some(rbac::principal::Identifier::Any(true)),
+    }
+}
+
+/// Every peer that is not one of the named sources: the `*` rule's peers.
+fn others(snapshot: &ProxySnapshot, named: &[&str]) -> rbac::Principal {
+    if named.is_empty() {
+        return any_principal();
+    }
+    principal_not(principal_or(
+        named.iter().map(|s| principal(snapshot, s)).collect(),
+    ))
+}
+
+/// L4: one decision per source. The sources that differ from what every
+/// other source gets are listed: denied ones when the rest may connect,
+/// allowed ones when the rest may not.
+fn l4_rbac(policy: &Policy, snapshot: &ProxySnapshot) -> rbac::Rbac {
+    let allowed = |s: &str| policy.source_rule(s, Layer::L4) == SourceRule::Allow;
+    let rest_allowed = allowed("*");
+    let exceptions: Vec<rbac::Principal> = policy
+        .named_sources()
+        .into_iter()
+        .filter(|s| allowed(s) != rest_allowed)
+        .map(|s| principal(snapshot, s))
+        .collect();
+    let action = if rest_allowed {
+        rbac::rbac::Action::Deny
+    } else {
+        rbac::rbac::Action::Allow
+    };
+    let mut policies = std::collections::HashMap::new();
+    if !exceptions.is_empty() {
+        policies.insert(
+            "consul-intentions-layer4".to_string(),
+            rbac::Policy {
+                principals: exceptions,
+                permissions: vec![any_permission()],
+                ..Default::default()
+            },
+        );
+    }
+    rbac::Rbac {
+        action: action as i32,
+        policies,
+        ..Default::default()
+    }
+}
+
+/// L7: an allow list, one policy per source that may make some request,
+/// whose permission is "the first matching permission allows" (or the
+/// default, when none matches).
+fn l7_rbac(policy: &Policy, snapshot: &ProxySnapshot) -> rbac::Rbac {
+    let named = policy.named_sources();
+    let mut policies = std::collections::HashMap::new();
+    let mut add = |key: String, who: rbac::Principal, rule: SourceRule<'_>| {
+        let permission = match rule {
+            SourceRule::Allow => any_permission(),
+            SourceRule::Deny => return,
+            SourceRule::PerRequest(permissions) => {
+                match allowed_requests(&permissions, policy.default_allow()) {
+                    Some(p) => p,
+                    None => return,
+                }
+            }
+        };
+        policies.insert(
+            key,
+            rbac::Policy {
+                principals: vec![who],
+                permissions: vec![permission],
+                ..Default::default()
+            },
+        );
+    };
+    for source in &named {
+        add(
+            format!("source:{source}"),
+            principal(snapshot, source),
+            policy.source_rule(source, Layer::L7),
+        );
+    }
+    add(
+        "source:*".into(),
+        others(snapshot, &named),
+        policy.source_rule("*", Layer::L7),
+    );
+    rbac::Rbac {
+        action: rbac::rbac::Action::Allow as i32,
+        policies,
+        ..Default::default()
+    }
+}
+
+/// The requests a permission list allows: permission i decides when it
+/// matches and none before it did. `None`: no request is allowed.
+fn allowed_requests(
+    permissions: &[(bool, Option<&HttpMatch>)],
+    default_allow: bool,
+) -> Option<rbac::Permission> {
+    let mut allowed = Vec::new();
+    let mut earlier: Vec<rbac::Permission> = Vec::new();
+    for (allow, matcher) in permissions {
+        let this = matcher.map_or_else(any_permission, http_permission);
+        if *allow {
+            let mut all = earlier
+                .iter()
+                .cloned()
+                .map(permission_not)
+                .collect::<Vec<_>>();
+            all.push(this.clone());
+            allowed.push(permission_and(all));
+        }
+        earlier.push(this);
+    }
+    if default_allow {
+        let none = earlier.into_iter().map(permission_not).collect::<Vec<_>>();
+        allowed.push(if none.is_empty() {
+            any_permission()
+        } else {
+            permission_and(none)
+        });
+    }
+    (!allowed.is_empty()).then(|| permission_or(allowed))
+}
+
+fn permission_and(rules: Vec<rbac::Permission>) -> rbac::Permission {
+    rbac::Permission {
+        rule: Some(rbac::permission::Rule::AndRules(rbac::permission::Set {
+            rules,
+        })),
+    }
+}
+
+fn permission_or(rules: Vec<rbac::Permission>) -> rbac::Permission {
+    rbac::Permission {
+        rule: Some(rbac::permission::Rule::OrRules(rbac::permission::Set {
+            rules,
+        })),
+    }
+}
+
+fn permission_not(p: rbac::Permission) -> rbac::Permission {
+    rbac::Permission {
+        rule: Some(rbac::permission::Rule::NotRule(Box::new(p))),
+    }
+}
+
+fn header_permission(matcher: HeaderMatcher) -> rbac::Permission {
+    rbac::Permission {
+        rule: Some(rbac::permission::Rule::Header(matcher)),
+    }
+}
+
+fn path_permission(pattern: string_matcher::MatchPattern) -> rbac::Permission {
+    rbac::Permission {
+        rule: Some(rbac::permission::Rule::UrlPath(PathMatcher {
+            rule: Some(path_matcher::Rule::Path(StringMatcher {
+                match_pattern: Some(pattern),
+                ..Default::default()
+            })),
+        })),
+    }
+}
+
+/// Every set condition of an HTTP match, as one permission.
+fn http_permission(m: &HttpMatch) -> rbac::Permission {
+    let mut all = Vec::new();
+    if let Some(p) = &m.path_exact {
+        all.push(path_permission(string_matcher::MatchPattern::Exact(
+            p.clone(),
+        )));
+    }
+    if let Some(p) = &m.path_prefix {
+        all.push(path_permission(string_matcher::MatchPattern::Prefix(
+            p.clone(),
+        )));
+    }
+    if let Some(p) = &m.path_regex {
+        all.push(path_permission(string_matcher::MatchPattern::SafeRegex(
+            regex(p.clone()),
+        )));
+    }
+    if !m.methods.is_empty() {
+        all.push(permission_or(
+            m.methods
+                .iter()
+                .map(|method| {
+                    header_permission(HeaderMatcher {
+                        name: ":method".into(),
+                        header_match_specifier: Some(
+                            header_matcher::HeaderMatchSpecifier::StringMatch(exact(
+                                &method.to_ascii_uppercase(),
+                            )),
+                        ),
+                        ..Default::default()
+                    })
+                })
+                .collect(),
+        ));
+    }
+    for h in &m.headers {
+        all.push(header_permission(header(h)));
+    }
+    match all.len() {
+        0 => any_permission(),
+        1 => all.remove(0),
+        _ => permission_and(all),
+    }
+}
+
+fn header(h: &HeaderMatch) -> HeaderMatcher {
+    let pattern = if let Some(v) = &h.exact {
+        Some(string_matcher::MatchPattern::Exact(v.clone()))
+    } else if let Some(v) = &h.prefix {
+        Some(string_matcher::MatchPattern::Prefix(v.clone()))
+    } else if let Some(v) = &h.suffix {
+        Some(string_matcher::MatchPattern::Suffix(v.clone()))
+    } else {
+        h.regex
+            .as_ref()
+            .map(|v| string_matcher::MatchPattern::SafeRegex(regex(v.clone())))
+    };
+    HeaderMatcher {
+        name: h.name.to_ascii_lowercase(),
+        invert_match: h.invert,
+        header_match_specifier: Some(match pattern {
+            Some(p) => header_matcher::HeaderMatchSpecifier::StringMatch(StringMatcher {
+                match_pattern: Some(p),
+                ..Default::default()
+            }),
+            None => header_matcher::HeaderMatchSpecifier::PresentMatch(true),
+        }),
+        ..Default::default()
+    }
+}

