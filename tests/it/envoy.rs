@@ -61,10 +61,21 @@ struct Envoy {
 
 impl Envoy {
     async fn start(a: &TestAgent, envoy: &Path, sidecar_for: &str, dir: &Path) -> Envoy {
+        Self::start_with(a, envoy, sidecar_for, dir, &[]).await
+    }
+
+    async fn start_with(
+        a: &TestAgent,
+        envoy: &Path,
+        sidecar_for: &str,
+        dir: &Path,
+        flags: &[&str],
+    ) -> Envoy {
         let admin_file = dir.join(format!("envoy-{sidecar_for}.admin"));
         let log = std::fs::File::create(dir.join(format!("envoy-{sidecar_for}.log"))).unwrap();
         let child = tokio::process::Command::new(mesh_bin())
             .args(["connect", "envoy", "-sidecar-for", sidecar_for])
+            .args(flags)
             .args(["-admin-bind", "127.0.0.1:0", "-envoy-binary"])
             .arg(envoy)
             .arg("--")
@@ -457,4 +468,171 @@ async fn ads_streams_need_service_write_and_outlive_bad_requests() {
     assert_eq!(names.len(), 2, "{names:?}");
     assert_eq!(names[1], "local_app");
     drop(dtx);
+}
+
+/// An HTTP/1.1 app answering 200 "ok" to every request.
+async fn http_app() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// The status of one HTTP/1.1 request sent through `addr`.
+async fn status_of(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    header: Option<&str>,
+) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let extra = header.map(|h| format!("{h}\r\n")).unwrap_or_default();
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: api\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut text = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut text))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&text);
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::test]
+async fn envoy_enforces_l7_permissions_and_interoperates_with_the_builtin_proxy() {
+    let envoy = envoy_bin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = xds_agent(&dir.path().join("data"), &[]).await;
+    let c = http();
+    // api speaks HTTP and is fronted by Envoy; db is fronted by the built-in proxy.
+    let entry = json!({"Kind": "service-defaults", "Name": "api", "Protocol": "http"});
+    let r = c
+        .put(a.url("/v1/config"))
+        .json(&entry)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let permissions = json!([
+        {"Action": "deny", "HTTP": {"PathPrefix": "/admin"}},
+        {"Action": "deny", "HTTP": {"Methods": ["DELETE"]}},
+        {"Action": "deny", "HTTP": {"Header": [{"Name": "x-block", "Present": true}]}},
+        {"Action": "allow", "HTTP": {"PathPrefix": "/"}},
+    ]);
+    for source in ["web", "cli"] {
+        let r = c
+            .put(a.url(&format!(
+                "/v1/connect/intentions/exact?source={source}&destination=api"
+            )))
+            .json(&json!({"Permissions": permissions}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    let api_app = http_app().await;
+    let db_app = echo_server().await;
+    register(
+        &a,
+        sidecar("api", "api", api_app.port(), free_port(), json!([])),
+    )
+    .await;
+    register(
+        &a,
+        sidecar("db", "db", db_app.port(), free_port(), json!([])),
+    )
+    .await;
+    let (web_api, web_db) = (free_port(), free_port());
+    register(
+        &a,
+        sidecar(
+            "web",
+            "web",
+            1,
+            free_port(),
+            json!([{"DestinationName": "api", "LocalBindPort": web_api},
+                   {"DestinationName": "db", "LocalBindPort": web_db}]),
+        ),
+    )
+    .await;
+    let cli_api = free_port();
+    register(
+        &a,
+        sidecar(
+            "cli",
+            "cli",
+            2,
+            free_port(),
+            json!([{"DestinationName": "api", "LocalBindPort": cli_api}]),
+        ),
+    )
+    .await;
+    let _api = Envoy::start(&a, &envoy, "api", dir.path()).await;
+    // web's Envoy speaks state-of-the-world xDS; api's the default, delta.
+    let _web = Envoy::start_with(&a, &envoy, "web", dir.path(), &["-sotw"]).await;
+    let _db = crate::proxy::connect_proxy(&a, &["-sidecar-for", "db"]).await;
+    let _cli = crate::proxy::connect_proxy(&a, &["-sidecar-for", "cli"]).await;
+    assert_eq!(xds_status(&a, "web-sidecar-proxy").await["Mode"], "sotw");
+
+    let via_envoy: SocketAddr = format!("127.0.0.1:{web_api}").parse().unwrap();
+    eventually(
+        "GET / through web's and api's Envoys",
+        Duration::from_secs(30),
+        || async { (status_of(via_envoy, "GET", "/", None).await == Some(200)).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        status_of(via_envoy, "GET", "/admin/x", None).await,
+        Some(403)
+    );
+    assert_eq!(status_of(via_envoy, "DELETE", "/", None).await, Some(403));
+    assert_eq!(
+        status_of(via_envoy, "GET", "/", Some("x-block: 1")).await,
+        Some(403)
+    );
+    assert_eq!(
+        status_of(via_envoy, "POST", "/items", None).await,
+        Some(200)
+    );
+
+    // Envoy → the built-in proxy.
+    let to_db: SocketAddr = format!("127.0.0.1:{web_db}").parse().unwrap();
+    eventually(
+        "echo from web's Envoy to db's built-in proxy",
+        Duration::from_secs(20),
+        || async { roundtrip(to_db, b"envoy to builtin").await.ok() },
+    )
+    .await;
+    // The built-in proxy → Envoy, with api's permissions enforced by Envoy.
+    let from_builtin: SocketAddr = format!("127.0.0.1:{cli_api}").parse().unwrap();
+    eventually(
+        "GET / from cli's built-in proxy to api's Envoy",
+        Duration::from_secs(20),
+        || async { (status_of(from_builtin, "GET", "/", None).await == Some(200)).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        status_of(from_builtin, "GET", "/admin", None).await,
+        Some(403)
+    );
 }

@@ -34,9 +34,9 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy, TcpProxy};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    common_tls_context, secret, subject_alt_name_matcher, CertificateValidationContext,
-    CommonTlsContext, DownstreamTlsContext, SdsSecretConfig, Secret, SubjectAltNameMatcher,
-    TlsCertificate, UpstreamTlsContext,
+    common_tls_context, secret, subject_alt_name_matcher, tls_parameters,
+    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig, Secret,
+    SubjectAltNameMatcher, TlsCertificate, TlsParameters, UpstreamTlsContext,
 };
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     http_protocol_options, HttpProtocolOptions,
@@ -249,7 +249,14 @@ fn common_tls(peer: Option<&str>) -> CommonTlsContext {
             },
         ),
     };
+    // TLS 1.3 only, as the built-in proxy: every hop is between our proxies.
+    let v13 = tls_parameters::TlsProtocol::TlSv13 as i32;
     CommonTlsContext {
+        tls_params: Some(TlsParameters {
+            tls_minimum_protocol_version: v13,
+            tls_maximum_protocol_version: v13,
+            ..Default::default()
+        }),
         tls_certificate_sds_secret_configs: vec![sds(LEAF_SECRET)],
         validation_context_type: Some(validation),
         ..Default::default()
