@@ -467,6 +467,12 @@ async fn ads_streams_need_service_write_and_outlive_bad_requests() {
     names.sort();
     assert_eq!(names.len(), 2, "{names:?}");
     assert_eq!(names[1], "local_app");
+    // The stream status is the proxied service's to read.
+    let path = "/v1/agent/connect/proxy/web-sidecar-proxy/xds";
+    let (st, _) = call(Method::GET, &a, path, None, None).await;
+    assert_eq!(st, 403, "default deny without a token");
+    let status = xds_status(&a, "web-sidecar-proxy").await;
+    assert_eq!(status["Mode"], "delta", "{status}");
     drop(dtx);
 }
 
@@ -635,4 +641,76 @@ async fn envoy_enforces_l7_permissions_and_interoperates_with_the_builtin_proxy(
         status_of(from_builtin, "GET", "/admin", None).await,
         Some(403)
     );
+}
+
+/// Client agents serve xDS for their own proxies from snapshots they relay
+/// from the servers: Envoys on two client agents of a 3-server cluster
+/// carry traffic, and a deny written on a server reaches them.
+#[tokio::test]
+async fn envoys_on_client_agents_of_a_three_server_cluster() {
+    let envoy = envoy_bin().await;
+    let mut cluster = mesh_testkit::TestCluster::start(3).await.unwrap();
+    for name in ["app1", "app2"] {
+        let mut spec = AgentSpec::client(name);
+        spec.grpc = true;
+        cluster.add(spec).await.unwrap();
+    }
+    let (s0, c1, c2) = (&cluster.agents[0], &cluster.agents[3], &cluster.agents[4]);
+    let registered = |a: &TestAgent, body: Value| {
+        let (c, url) = (http(), a.url("/v1/agent/service/register"));
+        async move {
+            eventually(
+                "register on a client agent",
+                Duration::from_secs(15),
+                || async {
+                    let r = c.put(&url).json(&body).send().await.ok()?;
+                    (r.status() == 200).then_some(())
+                },
+            )
+            .await
+        }
+    };
+    let db_app = echo_server().await;
+    registered(
+        c1,
+        sidecar("db", "db", db_app.port(), free_port(), json!([])),
+    )
+    .await;
+    let web_db = free_port();
+    registered(
+        c2,
+        sidecar(
+            "web",
+            "web",
+            1,
+            free_port(),
+            json!([{"DestinationName": "db", "LocalBindPort": web_db}]),
+        ),
+    )
+    .await;
+    let dir = cluster.dir.path().to_path_buf();
+    let _db = Envoy::start(c1, &envoy, "db", &dir).await;
+    let _web = Envoy::start(c2, &envoy, "web", &dir).await;
+    let up: SocketAddr = format!("127.0.0.1:{web_db}").parse().unwrap();
+    eventually(
+        "echo between Envoys on client agents",
+        Duration::from_secs(30),
+        || async { roundtrip(up, b"clients").await.ok() },
+    )
+    .await;
+    let mut live = live_stream(up).await;
+    let r = http()
+        .put(s0.url("/v1/connect/intentions/exact?source=web&destination=db"))
+        .json(&json!({"Action": "deny"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    expect_cut(&mut live, "web => db denied on a server").await;
+    eventually(
+        "new connections refused",
+        Duration::from_secs(10),
+        || async { refused_by_policy(up).await.then_some(()) },
+    )
+    .await;
 }

@@ -793,3 +793,157 @@ fn header(h: &HeaderMatch) -> HeaderMatcher {
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::listener::v3::Listener;
+    use mesh_policy::IntentionSet;
+    use mesh_proxy::{Endpoint, Leaf, PublicListener, Upstream};
+    use mesh_types::{Intention, IntentionAction};
+    use prost::Message;
+
+    fn snapshot(default_allow: bool, rules: Vec<Intention>) -> ProxySnapshot {
+        ProxySnapshot {
+            proxy_id: "db-sidecar-proxy".into(),
+            service: "db".into(),
+            trust_domain: "11111111-2222.consul".into(),
+            datacenter: "dc1".into(),
+            public: PublicListener {
+                bind_address: "127.0.0.1".into(),
+                bind_port: 21000,
+                local_service_port: 5432,
+                ..Default::default()
+            },
+            leaf: Some(Leaf {
+                cert_pem: "CERT".into(),
+                private_key_pem: "KEY".into(),
+            }),
+            roots: vec!["ROOT".into()],
+            intentions: IntentionSet {
+                default_allow,
+                rules,
+            },
+            upstreams: vec![Upstream {
+                destination_name: "cache".into(),
+                local_bind_port: 9191,
+                endpoints: vec![Endpoint {
+                    address: "10.0.0.7".into(),
+                    port: 21001,
+                    spiffe_id: String::new(),
+                }],
+                ..Default::default()
+            }],
+            index: 7,
+        }
+    }
+
+    fn rule(source: &str, action: IntentionAction) -> Intention {
+        Intention {
+            source: source.into(),
+            destination: "db".into(),
+            action: Some(action),
+            ..Default::default()
+        }
+    }
+
+    fn l4_rbac_of(s: &ProxySnapshot) -> rbac::Rbac {
+        let r = render(s);
+        let any = &r.of(type_url::LISTENER).unwrap()["public_listener:127.0.0.1:21000"];
+        let listener = Listener::decode(any.value.as_slice()).unwrap();
+        let filter = &listener.filter_chains[0].filters[0];
+        assert_eq!(filter.name, "envoy.filters.network.rbac");
+        let Some(filter::ConfigType::TypedConfig(config)) = &filter.config_type else {
+            panic!("typed config");
+        };
+        NetworkRbac::decode(config.value.as_slice())
+            .unwrap()
+            .rules
+            .unwrap()
+    }
+
+    fn principals(r: &rbac::Rbac) -> usize {
+        r.policies.values().map(|p| p.principals.len()).sum()
+    }
+
+    #[test]
+    fn resources_carry_consuls_names() {
+        let r = render(&snapshot(true, vec![]));
+        let names = |t| r.of(t).unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(
+            names(type_url::LISTENER),
+            ["cache:127.0.0.1:9191", "public_listener:127.0.0.1:21000"]
+        );
+        assert_eq!(
+            names(type_url::CLUSTER),
+            [
+                "cache.default.dc1.internal.11111111-2222.consul",
+                "local_app"
+            ]
+        );
+        assert_eq!(
+            names(type_url::ENDPOINT),
+            ["cache.default.dc1.internal.11111111-2222.consul"]
+        );
+        assert_eq!(names(type_url::SECRET), ["leaf", "roots"]);
+        assert!(names(type_url::ROUTE).is_empty(), "no HTTP listener");
+    }
+
+    #[test]
+    fn l4_rbac_lists_the_sources_that_differ_from_the_rest() {
+        // Default allow, db denies web: deny web only.
+        let r = l4_rbac_of(&snapshot(true, vec![rule("web", IntentionAction::Deny)]));
+        assert_eq!(r.action, rbac::rbac::Action::Deny as i32);
+        assert_eq!(principals(&r), 1);
+        // Default deny, one allow: allow that one only.
+        let r = l4_rbac_of(&snapshot(false, vec![rule("web", IntentionAction::Allow)]));
+        assert_eq!(r.action, rbac::rbac::Action::Allow as i32);
+        assert_eq!(principals(&r), 1);
+        // `* => db` deny beats the default allow; web is the exception.
+        let r = l4_rbac_of(&snapshot(
+            true,
+            vec![
+                rule("web", IntentionAction::Allow),
+                rule("*", IntentionAction::Deny),
+            ],
+        ));
+        assert_eq!(r.action, rbac::rbac::Action::Allow as i32);
+        assert_eq!(principals(&r), 1);
+        // Default allow and nothing named: no policy, everyone connects.
+        let r = l4_rbac_of(&snapshot(true, vec![]));
+        assert_eq!(r.action, rbac::rbac::Action::Deny as i32);
+        assert!(r.policies.is_empty());
+    }
+
+    #[test]
+    fn principals_match_the_source_in_any_datacenter_of_our_trust_domain() {
+        let s = snapshot(true, vec![]);
+        let p = principal(&s, "web");
+        let Some(rbac::principal::Identifier::Authenticated(a)) = p.identifier else {
+            panic!("authenticated principal");
+        };
+        let Some(string_matcher::MatchPattern::SafeRegex(re)) =
+            a.principal_name.unwrap().match_pattern
+        else {
+            panic!("regex");
+        };
+        assert_eq!(
+            re.regex,
+            r"^spiffe://11111111\-2222\.consul/ns/default/dc/[^/]+/svc/web$"
+        );
+    }
+
+    #[test]
+    fn http_services_get_a_route_and_an_l7_allow_list() {
+        let mut s = snapshot(false, vec![rule("web", IntentionAction::Allow)]);
+        s.public.protocol = Protocol::Http;
+        let r = render(&s);
+        assert!(r.of(type_url::ROUTE).unwrap().contains_key(LOCAL_APP));
+        let policy = Policy::compile(&s.intentions);
+        let rules = l7_rbac(&policy, &s);
+        assert_eq!(rules.action, rbac::rbac::Action::Allow as i32);
+        // web may do anything; nobody else is named and the default denies.
+        assert_eq!(rules.policies.len(), 1);
+        assert!(rules.policies.contains_key("source:web"));
+    }
+}
