@@ -174,15 +174,19 @@ async fn envoy_sidecars_carry_traffic_follow_endpoints_and_cut_denied_streams() 
     .await;
     // Both Envoys accepted what they were sent.
     for proxy in ["web-sidecar-proxy", "db-sidecar-proxy"] {
-        let status = xds_status(&a, proxy).await;
-        let listeners = &status["Types"][LISTENER_TYPE];
-        assert!(
-            listeners["AckedVersion"]
-                .as_str()
-                .is_some_and(|v| !v.is_empty()),
-            "{proxy}: {status}"
-        );
-        assert!(listeners["Nack"].is_null(), "{proxy}: {status}");
+        eventually(
+            &format!("{proxy} ACKs its listeners"),
+            Duration::from_secs(10),
+            || async {
+                let status = xds_status(&a, proxy).await;
+                let listeners = &status["Types"][LISTENER_TYPE];
+                let acked = listeners["AckedVersion"]
+                    .as_str()
+                    .is_some_and(|v| !v.is_empty());
+                (acked && listeners["Nack"].is_null()).then_some(())
+            },
+        )
+        .await;
     }
 
     // EDS: a second instance of db appears in web's Envoy, and goes.
@@ -598,7 +602,12 @@ async fn envoy_enforces_l7_permissions_and_interoperates_with_the_builtin_proxy(
     let _web = Envoy::start_with(&a, &envoy, "web", dir.path(), &["-sotw"]).await;
     let _db = crate::proxy::connect_proxy(&a, &["-sidecar-for", "db"]).await;
     let _cli = crate::proxy::connect_proxy(&a, &["-sidecar-for", "cli"]).await;
-    assert_eq!(xds_status(&a, "web-sidecar-proxy").await["Mode"], "sotw");
+    eventually(
+        "web's Envoy on a state-of-the-world stream",
+        Duration::from_secs(20),
+        || async { (xds_status(&a, "web-sidecar-proxy").await["Mode"] == "sotw").then_some(()) },
+    )
+    .await;
 
     let via_envoy: SocketAddr = format!("127.0.0.1:{web_api}").parse().unwrap();
     eventually(

@@ -8,6 +8,7 @@ use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
 
+use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Resource,
@@ -92,10 +93,6 @@ fn is_wildcard_type(t: &str) -> bool {
     t == type_url::LISTENER || t == type_url::CLUSTER
 }
 
-fn nack_detail(error: &Option<RpcStatus>) -> Option<String> {
-    error.as_ref().map(|e| e.message.clone())
-}
-
 #[tonic::async_trait]
 impl AggregatedDiscoveryService for Ads {
     type StreamAggregatedResourcesStream = Outgoing<DiscoveryResponse>;
@@ -105,43 +102,35 @@ impl AggregatedDiscoveryService for Ads {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let token = token_of(&request);
-        let mut incoming = request.into_inner();
-        let first = incoming
-            .message()
-            .await?
-            .ok_or_else(|| Status::invalid_argument("the stream ended before its first request"))?;
-        let id = proxy_id(first.node.as_ref())?;
-        let snapshots = self.source.watch(&id, token.as_deref())?;
-        let (tx, rx) = mpsc::channel(16);
-        let streams = self.streams.clone();
-        tokio::spawn(async move {
-            let mut stream = Sotw::new(id, streams);
-            if let Err(status) = stream.run(first, incoming, snapshots, &tx).await {
-                let _ = tx.send(Err(status)).await;
-            }
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        self.serve::<SotwType>(request).await
     }
 
     async fn delta_aggregated_resources(
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        self.serve::<DeltaType>(request).await
+    }
+}
+
+impl Ads {
+    /// Reads the first request, checks the caller, and runs the stream in
+    /// its own task.
+    async fn serve<P: Protocol>(
+        &self,
+        request: Request<Streaming<P::Request>>,
+    ) -> Result<Response<Outgoing<P::Response>>, Status> {
         let token = token_of(&request);
         let mut incoming = request.into_inner();
         let first = incoming
             .message()
             .await?
             .ok_or_else(|| Status::invalid_argument("the stream ended before its first request"))?;
-        let id = proxy_id(first.node.as_ref())?;
+        let id = proxy_id(P::node(&first))?;
         let snapshots = self.source.watch(&id, token.as_deref())?;
         let (tx, rx) = mpsc::channel(16);
-        let streams = self.streams.clone();
+        let mut stream = AdsStream::<P>::new(id, self.streams.clone());
         tokio::spawn(async move {
-            let mut stream = Delta::new(id, streams);
             if let Err(status) = stream.run(first, incoming, snapshots, &tx).await {
                 let _ = tx.send(Err(status)).await;
             }
@@ -150,6 +139,137 @@ impl AggregatedDiscoveryService for Ads {
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
     }
+}
+
+/// State of the world or delta: what differs between the two is how a
+/// request changes a type's state and how a change becomes a response.
+trait Protocol: Default + Send + 'static {
+    type Request: prost::Message + Default + Send + 'static;
+    type Response: Send + 'static;
+    /// As the status API shows it.
+    const MODE: &'static str;
+    fn node(request: &Self::Request) -> Option<&Node>;
+    fn type_url(request: &Self::Request) -> &str;
+    /// Applies a request of this type; its ACK or NACK, if it was one.
+    fn apply(&mut self, request: Self::Request) -> Result<Option<TypeReport>, Status>;
+    /// The response that brings Envoy to `want`, if it is not there yet.
+    fn respond(
+        &mut self,
+        type_url: &'static str,
+        want: &Resources,
+        nonce: String,
+    ) -> Option<(Self::Response, TypeReport)>;
+}
+
+/// One ADS stream: the proxy's newest rendered resources and, per type
+/// Envoy asked for, what it holds.
+struct AdsStream<P> {
+    proxy: String,
+    streams: Arc<Streams>,
+    types: HashMap<&'static str, P>,
+    resources: Option<Resources>,
+    nonces: u64,
+}
+
+impl<P: Protocol> AdsStream<P> {
+    fn new(proxy: String, streams: Arc<Streams>) -> Self {
+        AdsStream {
+            proxy,
+            streams,
+            types: HashMap::new(),
+            resources: None,
+            nonces: 0,
+        }
+    }
+
+    async fn run(
+        &mut self,
+        first: P::Request,
+        mut incoming: Streaming<P::Request>,
+        mut snapshots: Snapshots,
+        tx: &mpsc::Sender<Result<P::Response, Status>>,
+    ) -> Result<(), Status> {
+        let _open = self.streams.open(&self.proxy, P::MODE);
+        self.request(first, tx).await?;
+        loop {
+            tokio::select! {
+                next = incoming.message() => match next? {
+                    Some(req) => self.request(req, tx).await?,
+                    None => return Ok(()),
+                },
+                snapshot = snapshots.next() => match snapshot.transpose()? {
+                    Some(s) => {
+                        self.resources = Some(render(&s));
+                        self.streams.snapshot(&self.proxy, s.index);
+                        for t in type_url::ALL {
+                            self.push(t, tx).await?;
+                        }
+                    }
+                    None => return Err(Status::unavailable("the agent stopped watching this proxy")),
+                },
+                _ = tx.closed() => return Ok(()),
+            }
+        }
+    }
+
+    async fn request(
+        &mut self,
+        req: P::Request,
+        tx: &mpsc::Sender<Result<P::Response, Status>>,
+    ) -> Result<(), Status> {
+        let Some(t) = known_type(P::type_url(&req)) else {
+            tracing::warn!(proxy = %self.proxy, type_url = %P::type_url(&req), "xDS: a request for a type mesh does not serve; ignored");
+            return Ok(());
+        };
+        let report = self.types.entry(t).or_default().apply(req)?;
+        if let Some(report) = report {
+            if let TypeReport::Nack { version, detail } = &report {
+                tracing::warn!(proxy = %self.proxy, type_url = t, %version, %detail, "Envoy rejected a config (NACK); it keeps its last accepted one");
+            }
+            self.streams.report(&self.proxy, t, report);
+        }
+        self.push(t, tx).await
+    }
+
+    /// Sends type `t` if what Envoy should hold differs from what it was sent.
+    async fn push(
+        &mut self,
+        t: &'static str,
+        tx: &mpsc::Sender<Result<P::Response, Status>>,
+    ) -> Result<(), Status> {
+        let (Some(resources), Some(state)) = (&self.resources, self.types.get_mut(t)) else {
+            return Ok(());
+        };
+        let nonce = (self.nonces + 1).to_string();
+        let Some((response, sent)) = state.respond(t, resources, nonce) else {
+            return Ok(());
+        };
+        self.nonces += 1;
+        self.streams.report(&self.proxy, t, sent);
+        tx.send(Ok(response))
+            .await
+            .map_err(|_| Status::cancelled("the stream closed"))
+    }
+}
+
+/// The answer to a response, if `nonce` names the last one sent.
+fn answer(
+    nonce: &str,
+    sent: &str,
+    version: String,
+    error: &Option<RpcStatus>,
+) -> Option<TypeReport> {
+    if nonce.is_empty() || nonce != sent {
+        // A first request, or an answer to an older response: a newer one is on its way.
+        return None;
+    }
+    Some(match error {
+        Some(e) => TypeReport::Nack {
+            version,
+            detail: e.message.clone(),
+        },
+        None => TypeReport::Ack { version },
+    })
 }
 
 /// The resources of `type_url` this stream should hold: all of a wildcard
@@ -183,140 +303,64 @@ struct SotwType {
     nonce: String,
 }
 
-struct Sotw {
-    proxy: String,
-    streams: Arc<Streams>,
-    types: HashMap<&'static str, SotwType>,
-    resources: Option<Resources>,
-    nonces: u64,
-}
+impl Protocol for SotwType {
+    type Request = DiscoveryRequest;
+    type Response = DiscoveryResponse;
+    const MODE: &'static str = "sotw";
 
-impl Sotw {
-    fn new(proxy: String, streams: Arc<Streams>) -> Self {
-        Sotw {
-            proxy,
-            streams,
-            types: HashMap::new(),
-            resources: None,
-            nonces: 0,
-        }
+    fn node(request: &DiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
     }
 
-    async fn run(
-        &mut self,
-        first: DiscoveryRequest,
-        mut incoming: Streaming<DiscoveryRequest>,
-        mut snapshots: Snapshots,
-        tx: &mpsc::Sender<Result<DiscoveryResponse, Status>>,
-    ) -> Result<(), Status> {
-        let _open = self.streams.open(&self.proxy, "sotw");
-        self.request(first, tx).await?;
-        loop {
-            tokio::select! {
-                next = incoming.message() => match next? {
-                    Some(req) => self.request(req, tx).await?,
-                    None => return Ok(()),
-                },
-                snapshot = snapshots.next() => match snapshot.transpose()? {
-                    Some(s) => {
-                        self.resources = Some(render(&s));
-                        self.streams.snapshot(&self.proxy, s.index);
-                        for t in type_url::ALL {
-                            self.push(t, tx).await?;
-                        }
-                    }
-                    None => return Err(Status::unavailable("the agent stopped watching this proxy")),
-                },
-                _ = tx.closed() => return Ok(()),
-            }
-        }
+    fn type_url(request: &DiscoveryRequest) -> &str {
+        &request.type_url
     }
 
-    async fn request(
-        &mut self,
-        req: DiscoveryRequest,
-        tx: &mpsc::Sender<Result<DiscoveryResponse, Status>>,
-    ) -> Result<(), Status> {
+    fn apply(&mut self, req: DiscoveryRequest) -> Result<Option<TypeReport>, Status> {
         check_names(&req.resource_names)?;
-        let Some(t) = known_type(&req.type_url) else {
-            tracing::warn!(proxy = %self.proxy, type_url = %req.type_url, "xDS: a request for a type mesh does not serve; ignored");
-            return Ok(());
-        };
-        let state = self.types.entry(t).or_default();
-        if !req.response_nonce.is_empty() {
-            if req.response_nonce != state.nonce {
-                // An answer to an older response: a newer one is on its way.
-                return Ok(());
-            }
-            match nack_detail(&req.error_detail) {
-                Some(detail) => {
-                    tracing::warn!(proxy = %self.proxy, type_url = t, version = state.version, %detail, "Envoy rejected a config (NACK); it keeps its last accepted one");
-                    self.streams.report(
-                        &self.proxy,
-                        t,
-                        TypeReport::Nack {
-                            version: state.version.to_string(),
-                            detail,
-                        },
-                    );
-                }
-                None => self.streams.report(
-                    &self.proxy,
-                    t,
-                    TypeReport::Ack {
-                        version: req.version_info.clone(),
-                    },
-                ),
-            }
+        let report = answer(
+            &req.response_nonce,
+            &self.nonce,
+            self.version.to_string(),
+            &req.error_detail,
+        );
+        if !req.response_nonce.is_empty() && req.response_nonce != self.nonce {
+            return Ok(None);
         }
-        state.wildcard = is_wildcard_type(t)
+        self.wildcard = is_wildcard_type(&req.type_url)
             && (req.resource_names.is_empty() || req.resource_names.iter().any(|n| n == "*"));
-        state.names = req.resource_names.into_iter().collect();
-        // A first request, or a new subscription list, is answered even
-        // when its content equals what was sent.
+        self.names = req.resource_names.into_iter().collect();
+        // A first request is answered even when its content equals what was sent.
         if req.response_nonce.is_empty() {
-            state.sent = None;
+            self.sent = None;
         }
-        self.push(t, tx).await
+        Ok(report)
     }
 
-    /// Sends type `t` if its selection differs from what was last sent.
-    async fn push(
+    fn respond(
         &mut self,
         t: &'static str,
-        tx: &mpsc::Sender<Result<DiscoveryResponse, Status>>,
-    ) -> Result<(), Status> {
-        let Some(resources) = &self.resources else {
-            return Ok(());
-        };
-        let Some(state) = self.types.get_mut(t) else {
-            return Ok(());
-        };
-        let want = selection(resources, t, state.wildcard, &state.names);
-        if state.sent.as_ref() == Some(&want) {
-            return Ok(());
+        resources: &Resources,
+        nonce: String,
+    ) -> Option<(DiscoveryResponse, TypeReport)> {
+        let want = selection(resources, t, self.wildcard, &self.names);
+        if self.sent.as_ref() == Some(&want) {
+            return None;
         }
-        self.nonces += 1;
-        state.version += 1;
-        state.nonce = self.nonces.to_string();
+        self.version += 1;
+        self.nonce = nonce;
         let response = DiscoveryResponse {
-            version_info: state.version.to_string(),
+            version_info: self.version.to_string(),
             resources: want.values().cloned().collect(),
             type_url: t.to_string(),
-            nonce: state.nonce.clone(),
+            nonce: self.nonce.clone(),
             ..Default::default()
         };
-        self.streams.report(
-            &self.proxy,
-            t,
-            TypeReport::Sent {
-                version: state.version.to_string(),
-            },
-        );
-        state.sent = Some(want);
-        tx.send(Ok(response))
-            .await
-            .map_err(|_| Status::cancelled("the stream closed"))
+        self.sent = Some(want);
+        let sent = TypeReport::Sent {
+            version: self.version.to_string(),
+        };
+        Some((response, sent))
     }
 }
 
@@ -332,14 +376,6 @@ struct DeltaType {
     started: bool,
 }
 
-struct Delta {
-    proxy: String,
-    streams: Arc<Streams>,
-    types: HashMap<&'static str, DeltaType>,
-    resources: Option<Resources>,
-    nonces: u64,
-}
-
 /// A resource's version: a digest of its bytes.
 fn version_of(resource: &Any) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -347,164 +383,100 @@ fn version_of(resource: &Any) -> String {
     format!("{:016x}", h.finish())
 }
 
-impl Delta {
-    fn new(proxy: String, streams: Arc<Streams>) -> Self {
-        Delta {
-            proxy,
-            streams,
-            types: HashMap::new(),
-            resources: None,
-            nonces: 0,
-        }
+impl Protocol for DeltaType {
+    type Request = DeltaDiscoveryRequest;
+    type Response = DeltaDiscoveryResponse;
+    const MODE: &'static str = "delta";
+
+    fn node(request: &DeltaDiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
     }
 
-    async fn run(
-        &mut self,
-        first: DeltaDiscoveryRequest,
-        mut incoming: Streaming<DeltaDiscoveryRequest>,
-        mut snapshots: Snapshots,
-        tx: &mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
-    ) -> Result<(), Status> {
-        let _open = self.streams.open(&self.proxy, "delta");
-        self.request(first, tx).await?;
-        loop {
-            tokio::select! {
-                next = incoming.message() => match next? {
-                    Some(req) => self.request(req, tx).await?,
-                    None => return Ok(()),
-                },
-                snapshot = snapshots.next() => match snapshot.transpose()? {
-                    Some(s) => {
-                        self.resources = Some(render(&s));
-                        self.streams.snapshot(&self.proxy, s.index);
-                        for t in type_url::ALL {
-                            self.push(t, tx).await?;
-                        }
-                    }
-                    None => return Err(Status::unavailable("the agent stopped watching this proxy")),
-                },
-                _ = tx.closed() => return Ok(()),
-            }
-        }
+    fn type_url(request: &DeltaDiscoveryRequest) -> &str {
+        &request.type_url
     }
 
-    async fn request(
-        &mut self,
-        req: DeltaDiscoveryRequest,
-        tx: &mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
-    ) -> Result<(), Status> {
+    fn apply(&mut self, req: DeltaDiscoveryRequest) -> Result<Option<TypeReport>, Status> {
         check_names(&req.resource_names_subscribe)?;
         check_names(&req.resource_names_unsubscribe)?;
-        let Some(t) = known_type(&req.type_url) else {
-            tracing::warn!(proxy = %self.proxy, type_url = %req.type_url, "xDS: a request for a type mesh does not serve; ignored");
-            return Ok(());
-        };
-        let state = self.types.entry(t).or_default();
-        if !state.started {
-            state.started = true;
+        if !self.started {
+            self.started = true;
             // A first request with no names subscribes to everything of a wildcard type.
-            state.wildcard = is_wildcard_type(t) && req.resource_names_subscribe.is_empty();
-            state.held = req.initial_resource_versions.clone();
+            self.wildcard =
+                is_wildcard_type(&req.type_url) && req.resource_names_subscribe.is_empty();
+            self.held = req.initial_resource_versions.clone();
         }
-        if !req.response_nonce.is_empty() && req.response_nonce == state.nonce {
-            match nack_detail(&req.error_detail) {
-                Some(detail) => {
-                    tracing::warn!(proxy = %self.proxy, type_url = t, %detail, "Envoy rejected a config (NACK); it keeps its last accepted one");
-                    self.streams.report(
-                        &self.proxy,
-                        t,
-                        TypeReport::Nack {
-                            version: state.nonce.clone(),
-                            detail,
-                        },
-                    );
-                }
-                None => self.streams.report(
-                    &self.proxy,
-                    t,
-                    TypeReport::Ack {
-                        version: state.nonce.clone(),
-                    },
-                ),
-            }
-        }
+        let report = answer(
+            &req.response_nonce,
+            &self.nonce,
+            self.nonce.clone(),
+            &req.error_detail,
+        );
         for name in req.resource_names_subscribe {
             if name == "*" {
-                state.wildcard = true;
+                self.wildcard = true;
             } else {
-                state.names.insert(name);
+                self.names.insert(name);
             }
         }
         for name in req.resource_names_unsubscribe {
             if name == "*" {
-                state.wildcard = false;
+                self.wildcard = false;
             } else {
-                state.names.remove(&name);
-                state.held.remove(&name);
+                self.names.remove(&name);
+                self.held.remove(&name);
             }
         }
-        self.push(t, tx).await
+        Ok(report)
     }
 
-    /// Sends the resources of type `t` Envoy does not hold at their
-    /// current version, and the names of those it holds that are gone.
-    async fn push(
+    /// The resources Envoy does not hold at their current version, and the
+    /// names of those it holds that are gone.
+    fn respond(
         &mut self,
         t: &'static str,
-        tx: &mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
-    ) -> Result<(), Status> {
-        let Some(resources) = &self.resources else {
-            return Ok(());
-        };
-        let Some(state) = self.types.get_mut(t) else {
-            return Ok(());
-        };
-        let want = selection(resources, t, state.wildcard, &state.names);
+        resources: &Resources,
+        nonce: String,
+    ) -> Option<(DeltaDiscoveryResponse, TypeReport)> {
+        let want = selection(resources, t, self.wildcard, &self.names);
         let mut changed = Vec::new();
         for (name, resource) in &want {
             let version = version_of(resource);
-            if state.held.get(name) != Some(&version) {
+            if self.held.get(name) != Some(&version) {
                 changed.push(Resource {
                     name: name.clone(),
-                    version: version.clone(),
+                    version,
                     resource: Some(resource.clone()),
                     ..Default::default()
                 });
             }
         }
-        let removed: Vec<String> = state
+        let removed: Vec<String> = self
             .held
             .keys()
             .filter(|n| !want.contains_key(*n))
             .cloned()
             .collect();
         if changed.is_empty() && removed.is_empty() {
-            return Ok(());
+            return None;
         }
         for r in &changed {
-            state.held.insert(r.name.clone(), r.version.clone());
+            self.held.insert(r.name.clone(), r.version.clone());
         }
         for n in &removed {
-            state.held.remove(n);
+            self.held.remove(n);
         }
-        self.nonces += 1;
-        state.nonce = self.nonces.to_string();
-        self.streams.report(
-            &self.proxy,
-            t,
-            TypeReport::Sent {
-                version: state.nonce.clone(),
-            },
-        );
+        self.nonce = nonce;
         let response = DeltaDiscoveryResponse {
             resources: changed,
             removed_resources: removed,
             type_url: t.to_string(),
-            nonce: state.nonce.clone(),
+            nonce: self.nonce.clone(),
             ..Default::default()
         };
-        tx.send(Ok(response))
-            .await
-            .map_err(|_| Status::cancelled("the stream closed"))
+        let sent = TypeReport::Sent {
+            version: self.nonce.clone(),
+        };
+        Some((response, sent))
     }
 }
