@@ -665,20 +665,7 @@ async fn envoys_on_client_agents_of_a_three_server_cluster() {
         cluster.add(spec).await.unwrap();
     }
     let (s0, c1, c2) = (&cluster.agents[0], &cluster.agents[3], &cluster.agents[4]);
-    let registered = |a: &TestAgent, body: Value| {
-        let (c, url) = (http(), a.url("/v1/agent/service/register"));
-        async move {
-            eventually(
-                "register on a client agent",
-                Duration::from_secs(15),
-                || async {
-                    let r = c.put(&url).json(&body).send().await.ok()?;
-                    (r.status() == 200).then_some(())
-                },
-            )
-            .await
-        }
-    };
+    let registered = crate::proxy::register_on_client;
     let db_app = echo_server().await;
     registered(
         c1,

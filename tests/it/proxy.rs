@@ -29,6 +29,20 @@ pub(crate) async fn echo_server() -> SocketAddr {
     addr
 }
 
+/// Registers `body` on a client agent, retrying while it joins the cluster.
+pub(crate) async fn register_on_client(a: &TestAgent, body: Value) {
+    let (c, url) = (http(), a.url("/v1/agent/service/register"));
+    eventually(
+        "register on a client agent",
+        Duration::from_secs(15),
+        || async {
+            let r = c.put(&url).json(&body).send().await.ok()?;
+            (r.status() == 200).then_some(())
+        },
+    )
+    .await
+}
+
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -721,20 +735,7 @@ async fn sidecars_on_client_agents() {
     }
     let (c1, c2) = (&cluster.agents[3], &cluster.agents[4]);
     let db = echo_server().await;
-    let registered = |a: &TestAgent, body: Value| {
-        let (c, url) = (c.clone(), a.url("/v1/agent/service/register"));
-        async move {
-            eventually(
-                "register on a client agent",
-                Duration::from_secs(15),
-                || async {
-                    let r = c.put(&url).json(&body).send().await.ok()?;
-                    (r.status() == 200).then_some(())
-                },
-            )
-            .await
-        }
-    };
+    let registered = register_on_client;
     registered(
         c1,
         json!({"Name": "db", "ID": "db", "Port": db.port(), "Address": "127.0.0.1",
