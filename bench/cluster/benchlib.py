@@ -159,8 +159,9 @@ class Mesh:
     """One `mesh agent` process. Ports are 0 on first start, then reused."""
 
     def __init__(self, name, server=True, expect=3, join=None, data_dir=None, extra=None,
-                 rust_log=None):
+                 rust_log=None, grpc=False):
         self.name = name
+        self.grpc = grpc
         self.server = server
         self.expect = expect
         self.join = join
@@ -176,7 +177,7 @@ class Mesh:
         a = [MESH, "agent", f"-node={self.name}", f"-data-dir={self.data_dir}",
              "-bind=127.0.0.1", "-client=127.0.0.1",
              f"-http-port={port(self.http)}", f"-serf-lan-port={port(self.serf)}",
-             "-dns-port=-1", "-grpc-port=-1"]
+             "-dns-port=-1", "-grpc-port=0" if self.grpc else "-grpc-port=-1"]
         if self.server:
             a += ["-server", f"-bootstrap-expect={self.expect}", f"-server-port={port(self.rpc)}"]
         if self.join:
@@ -208,6 +209,7 @@ class Mesh:
         self.http = fields["http"]
         self.serf = fields["serf_lan"]
         self.rpc = fields.get("rpc") if fields.get("rpc") not in (None, "-") else None
+        self.grpc_addr = fields.get("grpc") if fields.get("grpc") not in (None, "-") else None
 
     def kill(self):
         kill9(self.proc)
