@@ -200,10 +200,11 @@ impl<P: Protocol> AdsStream<P> {
                 snapshot = snapshots.next() => match snapshot.transpose()? {
                     Some(s) => {
                         self.resources = Some(render(&s));
-                        self.streams.snapshot(&self.proxy, s.index);
                         for t in type_url::ALL {
                             self.push(t, tx).await?;
                         }
+                        // After the pushes: a status at this index has them as sent.
+                        self.streams.snapshot(&self.proxy, s.index);
                     }
                     None => return Err(Status::unavailable("the agent stopped watching this proxy")),
                 },
