@@ -251,3 +251,41 @@ def mesh_leader(servers):
         if s.rpc == rpc:
             return s
     raise RuntimeError(f"leader {rpc} is none of {[s.rpc for s in servers]}")
+
+
+# === TCP ===
+
+
+def echo_server():
+    """A TCP echo server on a loopback port (threads); returns the port."""
+    import threading
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+
+    def serve(c):
+        with c:
+            while True:
+                d = c.recv(4096)
+                if not d:
+                    return
+                c.sendall(d)
+
+    def accept():
+        while True:
+            c, _ = srv.accept()
+            threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return srv.getsockname()[1]
+
+
+def roundtrip(port, timeout=1.0):
+    """One echo round trip through 127.0.0.1:port."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(b"ping")
+            return s.recv(4) == b"ping"
+    except OSError:
+        return False

@@ -8,49 +8,17 @@ bootstrap whose listener proxies straight to the app (no xDS, no TLS).
 
 Env: MESH_BIN, ENVOY_BIN, BENCH_ROUNDS (default 10)."""
 
-import os
-import socket
-import sys
-import threading
 import json
+import os
+import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from benchlib import (Mesh, free_port, kill9, log, median, now, request, spawn,  # noqa: E402
-                      wait_until, WORK)
+from benchlib import (Mesh, echo_server, free_port, kill9, median, now, request,  # noqa: E402
+                      roundtrip, spawn, wait_until, WORK)
 
 ENVOY = os.environ["ENVOY_BIN"]
 MESH = os.environ["MESH_BIN"]
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "10"))
-
-
-def echo_server():
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", 0))
-    s.listen(128)
-
-    def serve(c):
-        with c:
-            while True:
-                d = c.recv(4096)
-                if not d:
-                    return
-                c.sendall(d)
-
-    def accept():
-        while True:
-            c, _ = s.accept()
-            threading.Thread(target=serve, args=(c,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    return s.getsockname()[1]
-
-
-def roundtrip(port):
-    with socket.create_connection(("127.0.0.1", port), timeout=1) as c:
-        c.settimeout(1)
-        c.sendall(b"ping")
-        return c.recv(4) == b"ping"
 
 
 def register(agent, body):

@@ -12,7 +12,8 @@
 import json
 import os
 
-from benchlib import Mesh, free_port, log, median, mesh_cluster, now, request, wait_until, WORK
+from benchlib import (Mesh, echo_server, free_port, log, median, mesh_cluster, now, request,  # noqa: E402
+                      roundtrip, wait_until, WORK)
 
 EDITS = int(os.environ.get("BENCH_EDITS", "100"))
 
@@ -59,41 +60,6 @@ def cpu_secs(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def echo_server():
-    import socket
-    import threading
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(64)
-
-    def serve(c):
-        with c:
-            while True:
-                d = c.recv(4096)
-                if not d:
-                    return
-                c.sendall(d)
-
-    def accept():
-        while True:
-            c, _ = srv.accept()
-            threading.Thread(target=serve, args=(c,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    return srv.getsockname()[1]
-
-
-def roundtrip(port, timeout=1.0):
-    import socket
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            s.sendall(b"ping")
-            return s.recv(4) == b"ping"
-    except OSError:
-        return False
 
 
 def file_to_cut(runs=30):

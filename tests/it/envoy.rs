@@ -783,29 +783,7 @@ async fn a_root_rotation_under_traffic_through_envoys_loses_nothing() {
     let traffic = crate::proxy::Traffic::start(up);
     let config = json!({"Provider": "consul", "Config": {"PrivateKeyType": "ec", "PrivateKeyBits": 384},
                         "RotationPendingPeriod": "2s", "RotationSpreadWindow": "2s"});
-    let r = c
-        .put(a.url("/v1/connect/ca/configuration"))
-        .json(&config)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    eventually("the new root active", Duration::from_secs(20), || async {
-        roots().await.filter(|id| *id != old)
-    })
-    .await;
-    eventually("leaves re-issued", Duration::from_secs(20), || async {
-        let v: Value = c
-            .get(a.url("/v1/connect/ca/rotation"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (v["Total"].as_u64()? > 0 && v["Reissued"] == v["Total"]).then_some(())
-    })
-    .await;
+    crate::proxy::rotate_until_reissued(&c, &a, &config, &old).await;
     // Both Envoys hold their new leaves before the old root goes: the
     // stream has pushed the snapshot carrying it, and Envoy has ACKed.
     for (proxy, before) in [

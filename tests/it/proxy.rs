@@ -210,6 +210,50 @@ pub(crate) async fn expect_cut(live: &mut TcpStream, why: &str) {
     assert!(matches!(n, Ok(0) | Err(_)), "closed, not more data: {why}");
 }
 
+/// Sets CA configuration `config` (a new key: a rotation) and waits until a
+/// root other than `previous` is active and every leaf is re-issued from
+/// it; returns the new root's ID.
+pub(crate) async fn rotate_until_reissued(
+    c: &reqwest::Client,
+    a: &TestAgent,
+    config: &Value,
+    previous: &str,
+) -> String {
+    let r = c
+        .put(a.url("/v1/connect/ca/configuration"))
+        .json(config)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let active = eventually("rotated", Duration::from_secs(20), || async {
+        let v: Value = c
+            .get(a.url("/v1/connect/ca/roots"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let id = v["ActiveRootID"].as_str()?.to_string();
+        (id != previous).then_some(id)
+    })
+    .await;
+    eventually("leaves re-issued", Duration::from_secs(20), || async {
+        let v: Value = c
+            .get(a.url("/v1/connect/ca/rotation"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (v["Total"].as_u64()? > 0 && v["Reissued"] == v["Total"]).then_some(())
+    })
+    .await;
+    active
+}
+
 /// Round trips through `upstream` every 20 ms until stopped.
 pub(crate) struct Traffic {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -336,40 +380,7 @@ async fn sidecars_carry_traffic_enforce_intentions_live_and_survive_rotation() {
     ];
     let mut active = old_id.clone();
     for config in configs {
-        let r = c
-            .put(a.url("/v1/connect/ca/configuration"))
-            .json(&config)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-        let previous = active.clone();
-        active = eventually("rotated", Duration::from_secs(20), || async {
-            let v: Value = c
-                .get(a.url("/v1/connect/ca/roots"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            let id = v["ActiveRootID"].as_str()?.to_string();
-            (id != previous).then_some(id)
-        })
-        .await;
-        // Both sidecars re-issued from the new root, then retire the old one.
-        eventually("leaves re-issued", Duration::from_secs(20), || async {
-            let v: Value = c
-                .get(a.url("/v1/connect/ca/rotation"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (v["Total"].as_u64()? > 0 && v["Reissued"] == v["Total"]).then_some(())
-        })
-        .await;
+        active = rotate_until_reissued(&c, &a, &config, &active).await;
         // Margin for the proxies to apply the snapshots carrying their new
         // leaves; the zero-failure assertion below is what checks it.
         tokio::time::sleep(Duration::from_millis(500)).await;
