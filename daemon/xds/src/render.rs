@@ -759,7 +759,7 @@ fn http_permission(m: &HttpMatch) -> rbac::Permission {
         ));
     }
     for h in &m.headers {
-        all.push(header_permission(header(h)));
+        all.push(header(h));
     }
     match all.len() {
         0 => any_permission(),
@@ -768,32 +768,54 @@ fn http_permission(m: &HttpMatch) -> rbac::Permission {
     }
 }
 
-fn header(h: &HeaderMatch) -> HeaderMatcher {
-    let pattern = if let Some(v) = &h.exact {
-        Some(string_matcher::MatchPattern::Exact(v.clone()))
-    } else if let Some(v) = &h.prefix {
-        Some(string_matcher::MatchPattern::Prefix(v.clone()))
-    } else if let Some(v) = &h.suffix {
-        Some(string_matcher::MatchPattern::Suffix(v.clone()))
-    } else {
+/// A header condition: every value matcher it sets must hold (as mesh's
+/// own proxy checks it), or, with none, the header is present; `Invert`
+/// negates the whole.
+fn header(h: &HeaderMatch) -> rbac::Permission {
+    let patterns: Vec<string_matcher::MatchPattern> = [
+        h.exact.clone().map(string_matcher::MatchPattern::Exact),
+        h.prefix.clone().map(string_matcher::MatchPattern::Prefix),
+        h.suffix.clone().map(string_matcher::MatchPattern::Suffix),
         h.regex
-            .as_ref()
-            .map(|v| string_matcher::MatchPattern::SafeRegex(regex(v.clone())))
+            .clone()
+            .map(|v| string_matcher::MatchPattern::SafeRegex(regex(v))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let on = |spec| {
+        header_permission(HeaderMatcher {
+            name: h.name.to_ascii_lowercase(),
+            header_match_specifier: Some(spec),
+            ..Default::default()
+        })
     };
-    HeaderMatcher {
-        name: h.name.to_ascii_lowercase(),
-        invert_match: h.invert,
-        header_match_specifier: Some(match pattern {
-            Some(p) => header_matcher::HeaderMatchSpecifier::StringMatch(StringMatcher {
-                match_pattern: Some(p),
-                ..Default::default()
-            }),
-            None => header_matcher::HeaderMatchSpecifier::PresentMatch(true),
-        }),
-        ..Default::default()
+    let mut all: Vec<rbac::Permission> = if patterns.is_empty() {
+        vec![on(header_matcher::HeaderMatchSpecifier::PresentMatch(true))]
+    } else {
+        patterns
+            .into_iter()
+            .map(|p| {
+                on(header_matcher::HeaderMatchSpecifier::StringMatch(
+                    StringMatcher {
+                        match_pattern: Some(p),
+                        ..Default::default()
+                    },
+                ))
+            })
+            .collect()
+    };
+    let condition = if all.len() == 1 {
+        all.remove(0)
+    } else {
+        permission_and(all)
+    };
+    if h.invert {
+        permission_not(condition)
+    } else {
+        condition
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -945,5 +967,42 @@ mod tests {
         // web may do anything; nobody else is named and the default denies.
         assert_eq!(rules.policies.len(), 1);
         assert!(rules.policies.contains_key("source:web"));
+    }
+
+    #[test]
+    fn a_header_with_several_matchers_needs_all_of_them_and_invert_negates_the_whole() {
+        let h = HeaderMatch {
+            name: "X-Env".into(),
+            prefix: Some("prod".into()),
+            suffix: Some("-eu".into()),
+            invert: true,
+            ..Default::default()
+        };
+        let Some(rbac::permission::Rule::NotRule(inner)) = header(&h).rule else {
+            panic!("inverted: a not rule");
+        };
+        let Some(rbac::permission::Rule::AndRules(set)) = inner.rule else {
+            panic!("both matchers: an and rule");
+        };
+        assert_eq!(set.rules.len(), 2);
+        for rule in set.rules {
+            let Some(rbac::permission::Rule::Header(m)) = rule.rule else {
+                panic!("a header rule");
+            };
+            assert_eq!(m.name, "x-env");
+            assert!(!m.invert_match, "the negation is outside");
+        }
+        let present = HeaderMatch {
+            name: "x-debug".into(),
+            present: true,
+            ..Default::default()
+        };
+        let Some(rbac::permission::Rule::Header(m)) = header(&present).rule else {
+            panic!("a header rule");
+        };
+        assert_eq!(
+            m.header_match_specifier,
+            Some(header_matcher::HeaderMatchSpecifier::PresentMatch(true))
+        );
     }
 }
