@@ -152,6 +152,9 @@ trait Protocol: Default + Send + 'static {
     fn type_url(request: &Self::Request) -> &str;
     /// Applies a request of this type; its ACK or NACK, if it was one.
     fn apply(&mut self, request: Self::Request) -> Result<Option<TypeReport>, Status>;
+    /// A new snapshot arrived: what Envoy rejected may be accepted now
+    /// (a secret it referenced has changed), so it is offered again.
+    fn retry_rejected(&mut self);
     /// The response that brings Envoy to `want`, if it is not there yet.
     fn respond(
         &mut self,
@@ -198,8 +201,16 @@ impl<P: Protocol> AdsStream<P> {
                     None => return Ok(()),
                 },
                 snapshot = snapshots.next() => match snapshot.transpose()? {
+                    Some(s) if !complete(&s) => {
+                        // Without its leaf and roots, Envoy would get TLS it
+                        // cannot build and RBAC naming no trust domain.
+                        tracing::debug!(proxy = %self.proxy, index = s.index, "xDS: waiting for the proxy's leaf and trust bundle");
+                    }
                     Some(s) => {
                         self.resources = Some(render(&s));
+                        for state in self.types.values_mut() {
+                            state.retry_rejected();
+                        }
                         for t in type_url::ALL {
                             self.push(t, tx).await?;
                         }
@@ -253,6 +264,16 @@ impl<P: Protocol> AdsStream<P> {
     }
 }
 
+/// Whether a snapshot has what every resource needs: the trust domain,
+/// the trust bundle and this proxy's leaf.
+fn complete(s: &ProxySnapshot) -> bool {
+    !s.trust_domain.is_empty()
+        && s.roots.iter().any(|r| !r.trim().is_empty())
+        && s.leaf
+            .as_ref()
+            .is_some_and(|l| !l.cert_pem.is_empty() && !l.private_key_pem.is_empty())
+}
+
 /// The answer to a response, if `nonce` names the last one sent.
 fn answer(
     nonce: &str,
@@ -302,6 +323,8 @@ struct SotwType {
     sent: Option<BTreeMap<String, Any>>,
     version: u64,
     nonce: String,
+    /// Envoy rejected the last response.
+    rejected: bool,
 }
 
 impl Protocol for SotwType {
@@ -328,6 +351,7 @@ impl Protocol for SotwType {
         if !req.response_nonce.is_empty() && req.response_nonce != self.nonce {
             return Ok(None);
         }
+        self.rejected = matches!(report, Some(TypeReport::Nack { .. }));
         self.wildcard = is_wildcard_type(&req.type_url)
             && (req.resource_names.is_empty() || req.resource_names.iter().any(|n| n == "*"));
         self.names = req.resource_names.into_iter().collect();
@@ -336,6 +360,12 @@ impl Protocol for SotwType {
             self.sent = None;
         }
         Ok(report)
+    }
+
+    fn retry_rejected(&mut self) {
+        if std::mem::take(&mut self.rejected) {
+            self.sent = None;
+        }
     }
 
     fn respond(
@@ -375,6 +405,9 @@ struct DeltaType {
     nonce: String,
     /// Whether the first request for this type has been seen.
     started: bool,
+    /// The names in the last response, and those Envoy rejected with it.
+    last_sent: Vec<String>,
+    rejected: Vec<String>,
 }
 
 /// A resource's version: a digest of its bytes.
@@ -413,6 +446,10 @@ impl Protocol for DeltaType {
             self.nonce.clone(),
             &req.error_detail,
         );
+        if let Some(TypeReport::Nack { .. }) = report {
+            // Envoy holds none of them at the versions sent.
+            self.rejected = self.last_sent.clone();
+        }
         for name in req.resource_names_subscribe {
             if name == "*" {
                 self.wildcard = true;
@@ -429,6 +466,12 @@ impl Protocol for DeltaType {
             }
         }
         Ok(report)
+    }
+
+    fn retry_rejected(&mut self) {
+        for name in self.rejected.drain(..) {
+            self.held.remove(&name);
+        }
     }
 
     /// The resources Envoy does not hold at their current version, and the
@@ -464,6 +507,7 @@ impl Protocol for DeltaType {
         for r in &changed {
             self.held.insert(r.name.clone(), r.version.clone());
         }
+        self.last_sent = changed.iter().map(|r| r.name.clone()).collect();
         for n in &removed {
             self.held.remove(n);
         }
@@ -479,5 +523,115 @@ impl Protocol for DeltaType {
             version: self.nonce.clone(),
         };
         Some((response, sent))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_proxy::{Leaf, PublicListener};
+
+    fn snapshot(port: u16) -> ProxySnapshot {
+        ProxySnapshot {
+            proxy_id: "web-sidecar-proxy".into(),
+            service: "web".into(),
+            trust_domain: "td.consul".into(),
+            datacenter: "dc1".into(),
+            public: PublicListener {
+                bind_port: port,
+                local_service_port: 8080,
+                ..Default::default()
+            },
+            leaf: Some(Leaf {
+                cert_pem: "CERT".into(),
+                private_key_pem: "KEY".into(),
+            }),
+            roots: vec!["ROOT".into()],
+            ..Default::default()
+        }
+    }
+
+    fn nack() -> Option<RpcStatus> {
+        Some(RpcStatus {
+            message: "rejected".into(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn an_incomplete_snapshot_is_not_served() {
+        assert!(complete(&snapshot(1)));
+        let mut s = snapshot(1);
+        s.trust_domain.clear();
+        assert!(!complete(&s), "RBAC would name no trust domain");
+        let mut s = snapshot(1);
+        s.roots.clear();
+        assert!(!complete(&s));
+        let mut s = snapshot(1);
+        s.leaf = None;
+        assert!(!complete(&s));
+    }
+
+    #[test]
+    fn delta_offers_a_rejected_resource_again_after_the_next_snapshot_only() {
+        let mut t = DeltaType::default();
+        t.apply(DeltaDiscoveryRequest {
+            type_url: type_url::LISTENER.into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let resources = render(&snapshot(21000));
+        let (first, _) = t
+            .respond(type_url::LISTENER, &resources, "1".into())
+            .unwrap();
+        assert_eq!(first.resources.len(), 1);
+        let report = t
+            .apply(DeltaDiscoveryRequest {
+                type_url: type_url::LISTENER.into(),
+                response_nonce: "1".into(),
+                error_detail: nack(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(matches!(report, Some(TypeReport::Nack { .. })));
+        // Not at once (Envoy would reject the same again) ...
+        assert!(t
+            .respond(type_url::LISTENER, &resources, "2".into())
+            .is_none());
+        // ... but after the next snapshot, even with the same listener.
+        t.retry_rejected();
+        let (again, _) = t
+            .respond(type_url::LISTENER, &resources, "3".into())
+            .unwrap();
+        assert_eq!(again.resources.len(), 1);
+    }
+
+    #[test]
+    fn sotw_offers_a_rejected_version_again_after_the_next_snapshot_only() {
+        let mut t = SotwType::default();
+        t.apply(DiscoveryRequest {
+            type_url: type_url::LISTENER.into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let resources = render(&snapshot(21000));
+        let (first, _) = t
+            .respond(type_url::LISTENER, &resources, "1".into())
+            .unwrap();
+        t.apply(DiscoveryRequest {
+            type_url: type_url::LISTENER.into(),
+            response_nonce: first.nonce.clone(),
+            error_detail: nack(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(t
+            .respond(type_url::LISTENER, &resources, "2".into())
+            .is_none());
+        t.retry_rejected();
+        let (again, _) = t
+            .respond(type_url::LISTENER, &resources, "3".into())
+            .unwrap();
+        assert_ne!(again.version_info, first.version_info);
     }
 }
