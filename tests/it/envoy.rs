@@ -623,6 +623,14 @@ async fn envoy_enforces_l7_permissions_and_interoperates_with_the_builtin_proxy(
         panic!("GET /admin/x: {admin:?}; api's snapshot: {snap}");
     }
     assert_eq!(status_of(via_envoy, "DELETE", "/", None).await, Some(403));
+    // web's upstream to api is HTTP too: routed by RDS, not spliced.
+    let routes = _web
+        .admin("/config_dump?resource=dynamic_route_configs")
+        .await;
+    assert!(
+        routes.contains("\"name\": \"api\""),
+        "web's Envoy has no route api: {routes}"
+    );
     assert_eq!(
         status_of(via_envoy, "GET", "/", Some("x-block: 1")).await,
         Some(403)

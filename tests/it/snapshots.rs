@@ -235,3 +235,28 @@ async fn proxies_past_the_watched_limit_get_429_and_the_others_keep_theirs() {
         2
     );
 }
+
+/// An upstream's protocol (its `service-defaults`) is in the snapshot, and
+/// a change of it alone, a config-only write, reaches the proxies whose
+/// upstream it is.
+#[tokio::test]
+async fn an_upstreams_protocol_change_reaches_the_proxies_that_call_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, c) = agent_with_web_sidecar(dir.path()).await;
+    let (v0, before) = snapshot(&c, &a, None).await;
+    assert_eq!(before["Upstreams"][0]["DestinationName"], "db");
+    assert_eq!(before["Upstreams"][0]["Protocol"], "tcp");
+    put(
+        &c,
+        a.url("/v1/config"),
+        json!({"Kind": "service-defaults", "Name": "db", "Protocol": "grpc"}),
+    )
+    .await;
+    let (v1, after) = snapshot(&c, &a, Some(v0)).await;
+    assert_ne!(v1, v0);
+    assert_eq!(after["Upstreams"][0]["Protocol"], "grpc", "{after}");
+    assert_eq!(
+        after["Public"]["Protocol"], "tcp",
+        "web's own protocol is unchanged"
+    );
+}

@@ -188,6 +188,8 @@ struct Slot {
     idle_since: Option<Instant>,
     /// The service the proxy stands for, as of its last snapshot.
     destination: Option<String>,
+    /// The services its upstreams name, as of its last snapshot.
+    upstreams: Vec<String>,
 }
 
 /// What snapshots are computed from: this agent's state, its registrations,
@@ -301,6 +303,7 @@ pub(crate) fn subscribe(hub: &Arc<SnapshotHub>, key: ProxyKey) -> watch::Receive
             leaf_due: 0,
             idle_since: None,
             destination: None,
+            upstreams: Vec::new(),
         },
     );
     drop(slots);
@@ -364,6 +367,8 @@ struct PassState {
     seen: Option<([u64; 4], u64)>,
     /// Each watched destination's intentions and protocol, as last computed.
     destinations: HashMap<String, (IntentionSet, Protocol)>,
+    /// Each watched upstream's protocol, as last computed.
+    upstreams: HashMap<String, Protocol>,
 }
 
 /// What one pass needs to know of a slot.
@@ -406,15 +411,23 @@ async fn pass(hub: &SnapshotHub, st: &mut PassState, everything: bool) -> i64 {
             v == local_version && others_same
         });
     st.seen = Some((tables, local_version));
-    let changed_destinations: Option<HashSet<String>> = config_only.then(|| {
-        let watched: HashSet<String> = hub
-            .slots
-            .lock()
-            .values()
-            .filter_map(|s| s.destination.clone())
-            .collect();
+    // (destinations whose intentions or protocol changed, upstreams whose protocol did)
+    let changed: Option<(HashSet<String>, HashSet<String>)> = config_only.then(|| {
+        let (watched, upstreams): (HashSet<String>, HashSet<String>) = {
+            let slots = hub.slots.lock();
+            (
+                slots
+                    .values()
+                    .filter_map(|s| s.destination.clone())
+                    .collect(),
+                slots
+                    .values()
+                    .flat_map(|s| s.upstreams.iter().cloned())
+                    .collect(),
+            )
+        };
         agent.state.read(|s| {
-            watched
+            let destinations = watched
                 .into_iter()
                 .filter(|dest| {
                     let now = (
@@ -425,7 +438,15 @@ async fn pass(hub: &SnapshotHub, st: &mut PassState, everything: bool) -> i64 {
                     st.destinations.insert(dest.clone(), now);
                     changed
                 })
-                .collect()
+                .collect();
+            let upstreams = upstreams
+                .into_iter()
+                .filter(|up| {
+                    let now = service_protocol(s, up);
+                    st.upstreams.insert(up.clone(), now) != Some(now)
+                })
+                .collect();
+            (destinations, upstreams)
         })
     });
     let wants: Vec<Want> = {
@@ -442,8 +463,11 @@ async fn pass(hub: &SnapshotHub, st: &mut PassState, everything: bool) -> i64 {
         slots
             .iter()
             .filter(|(_, s)| {
-                let affected = match (&changed_destinations, &s.destination) {
-                    (Some(changed), Some(dest)) => changed.contains(dest),
+                let affected = match (&changed, &s.destination) {
+                    (Some((destinations, upstreams)), Some(dest)) => {
+                        destinations.contains(dest)
+                            || s.upstreams.iter().any(|u| upstreams.contains(u))
+                    }
                     _ => true,
                 };
                 affected || s.versioned.is_empty() || now >= s.leaf_due
@@ -466,6 +490,8 @@ async fn pass(hub: &SnapshotHub, st: &mut PassState, everything: bool) -> i64 {
         .filter_map(|s| s.destination.as_ref())
         .collect();
     st.destinations.retain(|d, _| watched.contains(d));
+    let upstreams: HashSet<&String> = slots.values().flat_map(|s| s.upstreams.iter()).collect();
+    st.upstreams.retain(|u, _| upstreams.contains(u));
     slots
         .values()
         .map(|s| s.leaf_due)
@@ -569,6 +595,11 @@ async fn recompute(
             continue;
         };
         slot.destination = Some(snap.service.clone());
+        slot.upstreams = snap
+            .upstreams
+            .iter()
+            .map(|u| u.destination_name.clone())
+            .collect();
         match leaf {
             LeafUpdate::Keep => {}
             LeafUpdate::Set(leaf) => {
@@ -656,6 +687,10 @@ fn compute<'s>(
             },
             local_bind_port: u.local_bind_port,
             connect_timeout_ms: 5000,
+            protocol: *parts
+                .protocols
+                .entry(u.destination_name.clone())
+                .or_insert_with(|| service_protocol(s, &u.destination_name)),
             endpoints: match parts.endpoints.get(&u.destination_name) {
                 Some(known) => known.clone(),
                 None => {
@@ -709,12 +744,12 @@ fn service_protocol(s: &State, service: &str) -> Protocol {
                 .as_str()
                 .map(str::to_ascii_lowercase)
         })
-        .map_or(Protocol::Tcp, |p| {
-            if matches!(p.as_str(), "http" | "http2" | "grpc") {
-                Protocol::Http
-            } else {
-                Protocol::Tcp
-            }
+        .map_or(Protocol::Tcp, |p| match p.as_str() {
+            "http" => Protocol::Http,
+            // h2 to the app: gRPC needs it, and its trailers.
+            "http2" => Protocol::Http2,
+            "grpc" => Protocol::Grpc,
+            _ => Protocol::Tcp,
         })
 }
 

@@ -104,6 +104,9 @@ pub struct Upstream {
     pub local_bind_port: u16,
     /// Dial + handshake timeout per endpoint attempt (0: 5000 ms).
     pub connect_timeout_ms: u64,
+    /// The destination's protocol (`service-defaults`): the built-in proxy
+    /// splices bytes whatever it is; Envoy routes HTTP ones per request.
+    pub protocol: Protocol,
     /// Healthy sidecars of the destination.
     pub endpoints: Vec<Endpoint>,
 }

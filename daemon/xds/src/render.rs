@@ -112,7 +112,11 @@ pub fn render(snapshot: &ProxySnapshot) -> Resources {
             pack_any(local_app(snapshot)),
         );
         if public.protocol.is_l7() {
-            out.add(type_url::ROUTE, LOCAL_APP.into(), pack_any(local_route()));
+            out.add(
+                type_url::ROUTE,
+                LOCAL_APP.into(),
+                pack_any(route_to(LOCAL_APP, LOCAL_APP)),
+            );
         }
     }
     for up in &snapshot.upstreams {
@@ -128,6 +132,13 @@ pub fn render(snapshot: &ProxySnapshot) -> Resources {
             listener.clone(),
             pack_any(upstream_listener(&listener, up, &cluster)),
         );
+        if up.protocol.is_l7() {
+            out.add(
+                type_url::ROUTE,
+                up.destination_name.clone(),
+                pack_any(route_to(&up.destination_name, &cluster)),
+            );
+        }
         out.add(
             type_url::CLUSTER,
             cluster.clone(),
@@ -381,34 +392,44 @@ fn local_app(snapshot: &ProxySnapshot) -> Cluster {
         }),
         ..Default::default()
     };
-    if matches!(public.protocol, Protocol::Http2 | Protocol::Grpc) {
-        let options = HttpProtocolOptions {
-            upstream_protocol_options: Some(
-                http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
-                    http_protocol_options::ExplicitHttpConfig {
-                        protocol_config: Some(
-                            http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
-                                Http2ProtocolOptions::default(),
-                            ),
-                        ),
-                    },
-                ),
-            ),
-            ..Default::default()
-        };
-        cluster.typed_extension_protocol_options.insert(
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".into(),
-            pack_any(options),
-        );
+    if speaks_h2(public.protocol) {
+        with_http2(&mut cluster);
     }
     cluster
 }
 
-fn local_route() -> RouteConfiguration {
+fn speaks_h2(protocol: Protocol) -> bool {
+    matches!(protocol, Protocol::Http2 | Protocol::Grpc)
+}
+
+/// HTTP/2 to the cluster's hosts (gRPC needs it).
+fn with_http2(cluster: &mut Cluster) {
+    let options = HttpProtocolOptions {
+        upstream_protocol_options: Some(
+            http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+                http_protocol_options::ExplicitHttpConfig {
+                    protocol_config: Some(
+                        http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+                            Http2ProtocolOptions::default(),
+                        ),
+                    ),
+                },
+            ),
+        ),
+        ..Default::default()
+    };
+    cluster.typed_extension_protocol_options.insert(
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".into(),
+        pack_any(options),
+    );
+}
+
+/// Route configuration `name`: every request to `cluster`.
+fn route_to(name: &str, cluster: &str) -> RouteConfiguration {
     RouteConfiguration {
-        name: LOCAL_APP.into(),
+        name: name.into(),
         virtual_hosts: vec![VirtualHost {
-            name: LOCAL_APP.into(),
+            name: name.into(),
             domains: vec!["*".into()],
             routes: vec![Route {
                 r#match: Some(RouteMatch {
@@ -417,7 +438,7 @@ fn local_route() -> RouteConfiguration {
                 }),
                 action: Some(route::Action::Route(RouteAction {
                     cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
-                        LOCAL_APP.into(),
+                        cluster.into(),
                     )),
                     // Streams (gRPC, long polls) are the app's to end.
                     timeout: Some(duration(Duration::ZERO)),
@@ -442,6 +463,40 @@ fn lb_endpoint_at(address: &str, port: u16) -> LbEndpoint {
 }
 
 fn upstream_listener(name: &str, up: &mesh_proxy::Upstream, cluster: &str) -> Listener {
+    let filter = if up.protocol.is_l7() {
+        // Per-request routing (and, later, routers and splitters) by RDS.
+        let manager = HttpConnectionManager {
+            stat_prefix: format!("upstream.{cluster}"),
+            codec_type: http_connection_manager::CodecType::Auto as i32,
+            route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(
+                envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::Rds {
+                    config_source: Some(ads()),
+                    route_config_name: up.destination_name.clone(),
+                },
+            )),
+            http_filters: vec![HttpFilter {
+                name: "envoy.filters.http.router".into(),
+                config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
+                    Router::default(),
+                ))),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        network_filter(
+            "envoy.filters.network.http_connection_manager",
+            pack_any(manager),
+        )
+    } else {
+        network_filter(
+            "envoy.filters.network.tcp_proxy",
+            pack_any(TcpProxy {
+                stat_prefix: format!("upstream.{cluster}"),
+                cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.into())),
+                ..Default::default()
+            }),
+        )
+    };
     Listener {
         name: name.into(),
         address: Some(socket(
@@ -449,14 +504,7 @@ fn upstream_listener(name: &str, up: &mesh_proxy::Upstream, cluster: &str) -> Li
             up.local_bind_port,
         )),
         filter_chains: vec![FilterChain {
-            filters: vec![network_filter(
-                "envoy.filters.network.tcp_proxy",
-                pack_any(TcpProxy {
-                    stat_prefix: format!("upstream.{cluster}"),
-                    cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.into())),
-                    ..Default::default()
-                }),
-            )],
+            filters: vec![filter],
             ..Default::default()
         }],
         ..Default::default()
@@ -475,7 +523,7 @@ fn upstream_cluster(snapshot: &ProxySnapshot, up: &mesh_proxy::Upstream, name: &
         sni: name.into(),
         ..Default::default()
     };
-    Cluster {
+    let mut cluster = Cluster {
         name: name.into(),
         connect_timeout: Some(duration(timeout)),
         cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
@@ -487,7 +535,11 @@ fn upstream_cluster(snapshot: &ProxySnapshot, up: &mesh_proxy::Upstream, name: &
         }),
         transport_socket: Some(tls_socket(pack_any(tls))),
         ..Default::default()
+    };
+    if speaks_h2(up.protocol) {
+        with_http2(&mut cluster);
     }
+    cluster
 }
 
 fn load_assignment(cluster: &str, up: &mesh_proxy::Upstream) -> ClusterLoadAssignment {
@@ -1004,5 +1056,42 @@ mod tests {
             m.header_match_specifier,
             Some(header_matcher::HeaderMatchSpecifier::PresentMatch(true))
         );
+    }
+
+    #[test]
+    fn an_http_upstream_is_routed_by_rds_and_a_grpc_one_speaks_h2() {
+        let mut s = snapshot(true, vec![]);
+        s.upstreams[0].protocol = Protocol::Grpc;
+        let r = render(&s);
+        let cluster_name = "cache.default.dc1.internal.11111111-2222.consul";
+        let route =
+            RouteConfiguration::decode(r.of(type_url::ROUTE).unwrap()["cache"].value.as_slice())
+                .unwrap();
+        let Some(route::Action::Route(action)) = &route.virtual_hosts[0].routes[0].action else {
+            panic!("a route action");
+        };
+        assert_eq!(
+            action.cluster_specifier,
+            Some(route_action::ClusterSpecifier::Cluster(cluster_name.into()))
+        );
+        let listener = Listener::decode(
+            r.of(type_url::LISTENER).unwrap()["cache:127.0.0.1:9191"]
+                .value
+                .as_slice(),
+        )
+        .unwrap();
+        assert_eq!(
+            listener.filter_chains[0].filters[0].name,
+            "envoy.filters.network.http_connection_manager"
+        );
+        let cluster = Cluster::decode(
+            r.of(type_url::CLUSTER).unwrap()[cluster_name]
+                .value
+                .as_slice(),
+        )
+        .unwrap();
+        assert!(cluster
+            .typed_extension_protocol_options
+            .contains_key("envoy.extensions.upstreams.http.v3.HttpProtocolOptions"));
     }
 }

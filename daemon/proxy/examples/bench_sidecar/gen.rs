@@ -59,6 +59,7 @@ pub fn generate(
         local_bind_address: "127.0.0.1".into(),
         local_bind_port: upstream,
         connect_timeout_ms: 1000,
+        protocol: Default::default(),
         endpoints: vec![Endpoint {
             address: "127.0.0.1".into(),
             port: public,

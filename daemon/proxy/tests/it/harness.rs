@@ -75,6 +75,7 @@ pub fn upstream(name: &str, target: SocketAddr) -> Upstream {
         local_bind_address: "127.0.0.1".into(),
         local_bind_port: 0,
         connect_timeout_ms: 2000,
+        protocol: Default::default(),
         endpoints: vec![Endpoint {
             address: target.ip().to_string(),
             port: target.port(),
