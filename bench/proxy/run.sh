@@ -59,6 +59,7 @@ BIN="$CARGO_TARGET_DIR/bench-build/examples/bench_sidecar"
 # Ports: backend 18080 (HTTP) / 18081 (bulk); hop A / hop B per system; +10 for the bulk pair.
 BACKEND=18080 BULK=18081
 MESH_A=18101 MESH_B=18102 HAP_A=18201 HAP_B=18202 ENV_A=18301 ENV_B=18302 RELAY_A=18601 RELAY_B=18602
+ENVX_A=18311 ENVX_B=18312 AGENT_GRPC=18703
 AGENT_HTTP=18700 MANAGED_HTTP=18800 MANAGED_A=18141 EX_A=18151 EX_B=18152
 
 rm -rf "$WORK"; mkdir -p "$WORK"
@@ -93,11 +94,11 @@ fill() { # template out pki app a b admin
 api() { # method http-port path [json body]: fails the run on a non-2xx answer
     curl -sSf -X "$1" "http://127.0.0.1:$2$3" ${4:+-d "$4"} >/dev/null
 }
-agent() { # name http-port [config file]
-    local name=$1 port=$2 conf=${3:-}
+agent() { # name http-port [config file] [grpc port]
+    local name=$1 port=$2 conf=${3:-} grpc=${4:--1}
     start "$name" "$MESH_BIN" agent -node="$name" -data-dir="$WORK/data-$name" -bind=127.0.0.1 \
         -client=127.0.0.1 -server -bootstrap-expect=1 -http-port="$port" -serf-lan-port=$((port + 1)) \
-        -server-port=$((port + 2)) -dns-port=-1 -grpc-port=-1 ${conf:+-config-file="$conf"}
+        -server-port=$((port + 2)) -dns-port=-1 -grpc-port="$grpc" ${conf:+-config-file="$conf"}
     wait_for "agent $name's leader" bash -c "curl -sf http://127.0.0.1:$port/v1/status/leader | grep -q :"
 }
 sidecar_reg() { # name app-port public-port ['"Upstreams": [...]'] ['"Config": {...}']
@@ -108,7 +109,7 @@ upstream() { echo "{\"DestinationName\":\"$1\",\"LocalBindPort\":$2}"; }
 # --- mesh: an agent and `mesh connect proxy` sidecars ------------------------
 start backend "$BIN" backend "127.0.0.1:$BACKEND"
 start bulk "$BIN" bulk-server "127.0.0.1:$BULK" "$BULK_BYTES"
-agent meshd "$AGENT_HTTP"
+agent meshd "$AGENT_HTTP" "" "$AGENT_GRPC"
 # hop B of each mesh row is a destination service's sidecar; hop A is the
 # sidecar of `web` (one-thread default) or `webmt` (`-workers 0`).
 api PUT "$AGENT_HTTP" /v1/config '{"Kind":"service-defaults","Name":"dbl7","Protocol":"http"}'
@@ -127,6 +128,13 @@ start meshl7-b "$MESH_BIN" connect proxy -sidecar-for dbl7
 start meshmt-b "$MESH_BIN" connect proxy -sidecar-for dbmt -workers 0
 start mesh-a "$MESH_BIN" connect proxy -sidecar-for web
 start meshmt-a "$MESH_BIN" connect proxy -sidecar-for webmt -workers 0
+# The same two hops through Envoys configured by the agent over xDS
+# (`mesh connect envoy`), with the static Envoys' concurrency.
+api PUT "$AGENT_HTTP" /v1/agent/service/register "$(sidecar_reg dbx "$BACKEND" "$ENVX_B")"
+api PUT "$AGENT_HTTP" /v1/agent/service/register "$(sidecar_reg webx 1 18310 \
+    "\"Upstreams\":[$(upstream dbx "$ENVX_A")]")"
+start envx-b "$MESH_BIN" connect envoy -sidecar-for dbx -admin-bind 127.0.0.1:18394 -envoy-binary "$ENVOY" -- --concurrency 2 -l warning
+start envx-a "$MESH_BIN" connect envoy -sidecar-for webx -admin-bind 127.0.0.1:18393 -envoy-binary "$ENVOY" -- --concurrency 2 -l warning
 unset MESH_HTTP_ADDR
 
 # --- mesh: the same two sidecars run by a second agent, in its process -------
@@ -163,7 +171,7 @@ for off in 0 10; do
     for p in $HAP_A $HAP_B $ENV_A $ENV_B $RELAY_A $RELAY_B; do wait_port $((p + off)); done
 done
 # mesh is ready when a request goes all the way through each pair.
-for p in $MESH_A $((MESH_A + 20)) $((MESH_A + 30)) $MANAGED_A; do
+for p in $MESH_A $((MESH_A + 20)) $((MESH_A + 30)) $MANAGED_A $ENVX_A; do
     wait_for "traffic through the mesh sidecars on $p" curl -sf -o /dev/null "http://127.0.0.1:$p/"
 done
 wait_port $((MESH_A + 10))
@@ -214,6 +222,7 @@ for r in $(seq "$ROUNDS"); do
     load mesh "$MESH_A" "$r" "$PID_mesh_a" "$PID_mesh_b"
     load haproxy "$HAP_A" "$r" "$PID_hap_a" "$PID_hap_b"
     load envoy "$ENV_A" "$r" "$PID_env_a" "$PID_env_b"
+    load envoy-xds "$ENVX_A" "$r" "$PID_envx_a" "$PID_envx_b"
     load mesh-managed "$MANAGED_A" "$r" "$PID_managed"
     load mesh-l7 $((MESH_A + 20)) "$r" "$PID_mesh_a" "$PID_meshl7_b"
     load mesh-mt $((MESH_A + 30)) "$r" "$PID_meshmt_a" "$PID_meshmt_b"
@@ -246,13 +255,14 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
     echo
     echo "| path | req/s | p99 ms | req/s vs direct | CPU of both hops, us/request | bulk MiB/s |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: |"
-    for n in direct mesh haproxy envoy mesh-managed mesh-l7 mesh-mt example relay; do
+    for n in direct mesh haproxy envoy envoy-xds mesh-managed mesh-l7 mesh-mt example relay; do
         RPS[$n]=$(echo "${RPS[$n]}" | median); P99[$n]=$(echo "${P99[$n]}" | median)
         CPU[$n]=$(echo "${CPU[$n]}" | median)
     done
     for n in direct mesh haproxy envoy; do
         echo "| $n | ${RPS[$n]} | ${P99[$n]} | $(ratio "${RPS[$n]}" "${RPS[direct]}") | ${CPU[$n]} | ${BULK_MIBS[$n]} |"
     done
+    echo "| Envoy configured by mesh over xDS (\`mesh connect envoy\`) | ${RPS[envoy-xds]} | ${P99[envoy-xds]} | $(ratio "${RPS[envoy-xds]}" "${RPS[direct]}") | ${CPU[envoy-xds]} | — |"
     echo "| mesh, managed sidecars (both hops in the agent's process; CPU is the agent's) | ${RPS[mesh-managed]} | ${P99[mesh-managed]} | $(ratio "${RPS[mesh-managed]}" "${RPS[direct]}") | ${CPU[mesh-managed]} | — |"
     echo "| mesh-l7 (hop B: http, permission per request) | ${RPS[mesh-l7]} | ${P99[mesh-l7]} | $(ratio "${RPS[mesh-l7]}" "${RPS[direct]}") | ${CPU[mesh-l7]} | — |"
     echo "| mesh, a worker per core (\`-workers 0\`) | ${RPS[mesh-mt]} | ${P99[mesh-mt]} | $(ratio "${RPS[mesh-mt]}" "${RPS[direct]}") | ${CPU[mesh-mt]} | — |"
@@ -261,6 +271,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
     echo
     echo "- mesh / HAProxy req/s: $(ratio "${RPS[mesh]}" "${RPS[haproxy]}") (target >= 1.2)"
     echo "- mesh / Envoy req/s: $(ratio "${RPS[mesh]}" "${RPS[envoy]}") (target >= 1.5)"
+    echo "- Envoy configured over xDS / the same Envoy on the static config: req/s $(ratio "${RPS[envoy-xds]}" "${RPS[envoy]}"), CPU per request $(ratio "${CPU[envoy-xds]}" "${CPU[envoy]}") (target: req/s within 5%)"
     echo "- CPU per request, HAProxy / mesh: $(ratio "${CPU[haproxy]}" "${CPU[mesh]}"); Envoy / mesh: $(ratio "${CPU[envoy]}" "${CPU[mesh]}") (client, backend and proxies share $(nproc) cores, so req/s is bounded by the whole machine)"
     echo "- bulk, mesh / direct: $(ratio "${BULK_MIBS[mesh]}" "${BULK_MIBS[direct]}") (target >= 0.5); HAProxy / direct $(ratio "${BULK_MIBS[haproxy]}" "${BULK_MIBS[direct]}"), Envoy / direct $(ratio "${BULK_MIBS[envoy]}" "${BULK_MIBS[direct]}")"
     echo "- against the same two hops without TLS (HAProxy relay): mesh req/s $(ratio "${RPS[mesh]}" "${RPS[relay]}"), CPU per request $(ratio "${CPU[mesh]}" "${CPU[relay]}"), bulk $(ratio "${BULK_MIBS[mesh]}" "${BULK_MIBS[relay]}"); the relay's bulk is $(ratio "${BULK_MIBS[relay]}" "${BULK_MIBS[direct]}") of direct"

@@ -58,9 +58,10 @@ fn status_of(code: StatusCode, body: &str) -> Option<Status> {
     match code {
         StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => Some(Status::permission_denied(body)),
         StatusCode::NOT_FOUND => Some(Status::not_found(body)),
-        StatusCode::TOO_MANY_REQUESTS => Some(Status::resource_exhausted(body)),
+        // Server-side trouble passes, and so does a 429 (the CA's signing
+        // budget, or the agent's watched-proxy cap): watch again.
+        StatusCode::TOO_MANY_REQUESTS => None,
         c if c.is_client_error() => Some(Status::invalid_argument(body)),
-        // Server-side trouble passes: watch again.
         _ => None,
     }
 }

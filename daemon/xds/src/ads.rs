@@ -4,7 +4,6 @@
 //! changed; ACKs and NACKs are recorded per type in [`Streams`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -18,6 +17,7 @@ use envoy_types::pb::google::rpc::Status as RpcStatus;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use mesh_proxy::ProxySnapshot;
+use sha2::Digest;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -319,8 +319,9 @@ fn selection(
 struct SotwType {
     wildcard: bool,
     names: BTreeSet<String>,
-    /// What was last sent, its version and nonce.
-    sent: Option<BTreeMap<String, Any>>,
+    /// What was last sent (each resource's digest, not a copy), its
+    /// version and nonce.
+    sent: Option<BTreeMap<String, String>>,
     version: u64,
     nonce: String,
     /// Envoy rejected the last response.
@@ -375,7 +376,11 @@ impl Protocol for SotwType {
         nonce: String,
     ) -> Option<(DiscoveryResponse, TypeReport)> {
         let want = selection(resources, t, self.wildcard, &self.names);
-        if self.sent.as_ref() == Some(&want) {
+        let digests: BTreeMap<String, String> = want
+            .iter()
+            .map(|(n, r)| (n.clone(), version_of(r)))
+            .collect();
+        if self.sent.as_ref() == Some(&digests) {
             return None;
         }
         self.version += 1;
@@ -387,7 +392,7 @@ impl Protocol for SotwType {
             nonce: self.nonce.clone(),
             ..Default::default()
         };
-        self.sent = Some(want);
+        self.sent = Some(digests);
         let sent = TypeReport::Sent {
             version: self.version.to_string(),
         };
@@ -410,11 +415,11 @@ struct DeltaType {
     rejected: Vec<String>,
 }
 
-/// A resource's version: a digest of its bytes.
+/// A resource's version: a digest of its bytes (SHA-256, so no crafted
+/// name or address can make two contents look alike).
 fn version_of(resource: &Any) -> String {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    resource.value.hash(&mut h);
-    format!("{:016x}", h.finish())
+    let digest = sha2::Sha256::digest(&resource.value);
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Protocol for DeltaType {
