@@ -59,7 +59,7 @@ BIN="$CARGO_TARGET_DIR/bench-build/examples/bench_sidecar"
 # Ports: backend 18080 (HTTP) / 18081 (bulk); hop A / hop B per system; +10 for the bulk pair.
 BACKEND=18080 BULK=18081
 MESH_A=18101 MESH_B=18102 HAP_A=18201 HAP_B=18202 ENV_A=18301 ENV_B=18302 RELAY_A=18601 RELAY_B=18602
-ENVX_A=18311 ENVX_B=18312 AGENT_GRPC=18703
+ENVX_A=18331 ENVX_B=18332 AGENT_GRPC=18703
 AGENT_HTTP=18700 MANAGED_HTTP=18800 MANAGED_A=18141 EX_A=18151 EX_B=18152
 
 rm -rf "$WORK"; mkdir -p "$WORK"
@@ -131,7 +131,7 @@ start meshmt-a "$MESH_BIN" connect proxy -sidecar-for webmt -workers 0
 # The same two hops through Envoys configured by the agent over xDS
 # (`mesh connect envoy`), with the static Envoys' concurrency.
 api PUT "$AGENT_HTTP" /v1/agent/service/register "$(sidecar_reg dbx "$BACKEND" "$ENVX_B")"
-api PUT "$AGENT_HTTP" /v1/agent/service/register "$(sidecar_reg webx 1 18310 \
+api PUT "$AGENT_HTTP" /v1/agent/service/register "$(sidecar_reg webx 1 18330 \
     "\"Upstreams\":[$(upstream dbx "$ENVX_A")]")"
 start envx-b "$MESH_BIN" connect envoy -sidecar-for dbx -admin-bind 127.0.0.1:18394 -envoy-binary "$ENVOY" -- --concurrency 2 -l warning
 start envx-a "$MESH_BIN" connect envoy -sidecar-for webx -admin-bind 127.0.0.1:18393 -envoy-binary "$ENVOY" -- --concurrency 2 -l warning
@@ -203,6 +203,10 @@ load() { # name port round [proxy pids...]: req/s, p99 and proxy CPU per request
     set -- "$name" "$port" "$round"
     # An error or a non-2xx answer is not a request served: the run fails.
     if grep -q "Non-2xx\|Socket errors" "$out"; then
+        # Keep the Envoys' counters for the post-mortem.
+        for admin in 18393 18394 18391 18392; do
+            curl -s "http://127.0.0.1:$admin/stats" >"$WORK/stats-$admin.txt" 2>/dev/null || true
+        done
         echo "error: $1 had errors, so its req/s would count failures:" >&2
         grep "Non-2xx\|Socket errors" "$out" >&2
         exit 1

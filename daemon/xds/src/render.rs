@@ -367,8 +367,15 @@ fn public_listener(snapshot: &ProxySnapshot, name: &str) -> Listener {
             transport_socket: Some(tls_socket(pack_any(tls))),
             ..Default::default()
         }],
+        enable_reuse_port: exclusive_port(),
         ..Default::default()
     }
+}
+
+/// No SO_REUSEPORT: a port another process holds is a bind error (a NACK
+/// the API shows), not traffic silently shared with that process.
+fn exclusive_port() -> Option<BoolValue> {
+    Some(BoolValue { value: false })
 }
 
 fn local_app(snapshot: &ProxySnapshot) -> Cluster {
@@ -507,6 +514,7 @@ fn upstream_listener(name: &str, up: &mesh_proxy::Upstream, cluster: &str) -> Li
             filters: vec![filter],
             ..Default::default()
         }],
+        enable_reuse_port: exclusive_port(),
         ..Default::default()
     }
 }
@@ -1093,5 +1101,19 @@ mod tests {
         assert!(cluster
             .typed_extension_protocol_options
             .contains_key("envoy.extensions.upstreams.http.v3.HttpProtocolOptions"));
+    }
+
+    #[test]
+    fn listeners_hold_their_ports_alone() {
+        let r = render(&snapshot(true, vec![]));
+        for any in r.of(type_url::LISTENER).unwrap().values() {
+            let l = Listener::decode(any.value.as_slice()).unwrap();
+            assert_eq!(
+                l.enable_reuse_port,
+                Some(BoolValue { value: false }),
+                "{}",
+                l.name
+            );
+        }
     }
 }
