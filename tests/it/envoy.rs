@@ -215,8 +215,38 @@ async fn envoy_sidecars_carry_traffic_follow_endpoints_and_cut_denied_streams() 
     )
     .await;
 
-    // Live deny: a stream open through both Envoys is closed, new ones refused.
+    // An intention for another destination changes nothing Envoy holds:
+    // a live stream survives it (no listener update, no drain).
     let mut live = live_stream(up).await;
+    let listeners_before =
+        xds_status(&a, "db-sidecar-proxy").await["Types"][LISTENER_TYPE]["SentVersion"].clone();
+    let (st, text) = call(
+        Method::PUT,
+        &a,
+        "/v1/connect/intentions/exact?source=web&destination=billing",
+        Some(MANAGEMENT),
+        Some(json!({"Action": "deny"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    // Past the 1 s drain a listener update would start.
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        live.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        live.read_exact(&mut buf)
+            .await
+            .expect("the live stream survives an unrelated intention");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        xds_status(&a, "db-sidecar-proxy").await["Types"][LISTENER_TYPE]["SentVersion"],
+        listeners_before,
+        "no listener was sent for an unrelated intention"
+    );
+
+    // Live deny: a stream open through both Envoys is closed, new ones refused.
     let denied_at = Instant::now();
     let (st, text) = call(
         Method::PUT,
