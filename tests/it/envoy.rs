@@ -150,29 +150,42 @@ async fn xds_status(a: &TestAgent, proxy: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-#[tokio::test]
-async fn envoy_sidecars_carry_traffic_follow_endpoints_and_cut_denied_streams() {
-    let envoy = envoy_bin().await;
-    let dir = tempfile::tempdir().unwrap();
-    let a = xds_agent(&dir.path().join("data"), &[]).await;
+/// db (an echo app) and web, whose upstream is db, each with an Envoy
+/// sidecar; returns once an echo goes through both, with web's upstream
+/// listener.
+async fn web_calls_db_through_envoys(
+    a: &TestAgent,
+    envoy: &Path,
+    dir: &Path,
+) -> (Envoy, Envoy, SocketAddr) {
     let db_app = echo_server().await;
-    let (db_public, web_upstream) = (free_port(), free_port());
-    register(&a, sidecar("db", "db", db_app.port(), db_public, json!([]))).await;
-    let db_upstream = json!([{"DestinationName": "db", "LocalBindPort": web_upstream}]);
     register(
-        &a,
-        sidecar("web", "web", 1, free_port(), db_upstream.clone()),
+        a,
+        sidecar("db", "db", db_app.port(), free_port(), json!([])),
     )
     .await;
-    let _db = Envoy::start(&a, &envoy, "db", dir.path()).await;
-    let web = Envoy::start(&a, &envoy, "web", dir.path()).await;
-    let up: SocketAddr = format!("127.0.0.1:{web_upstream}").parse().unwrap();
+    let web_db = free_port();
+    let upstreams = json!([{"DestinationName": "db", "LocalBindPort": web_db}]);
+    register(a, sidecar("web", "web", 1, free_port(), upstreams)).await;
+    let db = Envoy::start(a, envoy, "db", dir).await;
+    let web = Envoy::start(a, envoy, "web", dir).await;
+    let up: SocketAddr = format!("127.0.0.1:{web_db}").parse().unwrap();
     eventually(
         "echo through web's and db's Envoys",
         Duration::from_secs(30),
         || async { roundtrip(up, b"through envoy").await.ok() },
     )
     .await;
+    (db, web, up)
+}
+
+#[tokio::test]
+async fn envoy_sidecars_carry_traffic_follow_endpoints_and_cut_denied_streams() {
+    let envoy = envoy_bin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = xds_agent(&dir.path().join("data"), &[]).await;
+    let (_db, web, up) = web_calls_db_through_envoys(&a, &envoy, dir.path()).await;
+    let db_upstream = json!([{"DestinationName": "db", "LocalBindPort": up.port()}]);
     // Both Envoys accepted what they were sent.
     for proxy in ["web-sidecar-proxy", "db-sidecar-proxy"] {
         eventually(
@@ -775,33 +788,7 @@ async fn a_root_rotation_under_traffic_through_envoys_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let a = xds_agent(&dir.path().join("data"), &[]).await;
     let c = http();
-    let db_app = echo_server().await;
-    register(
-        &a,
-        sidecar("db", "db", db_app.port(), free_port(), json!([])),
-    )
-    .await;
-    let web_db = free_port();
-    register(
-        &a,
-        sidecar(
-            "web",
-            "web",
-            1,
-            free_port(),
-            json!([{"DestinationName": "db", "LocalBindPort": web_db}]),
-        ),
-    )
-    .await;
-    let _db = Envoy::start(&a, &envoy, "db", dir.path()).await;
-    let _web = Envoy::start(&a, &envoy, "web", dir.path()).await;
-    let up: SocketAddr = format!("127.0.0.1:{web_db}").parse().unwrap();
-    eventually(
-        "echo through the Envoys",
-        Duration::from_secs(30),
-        || async { roundtrip(up, b"before").await.ok() },
-    )
-    .await;
+    let (_db, _web, up) = web_calls_db_through_envoys(&a, &envoy, dir.path()).await;
     let roots = || async {
         let v: Value = c
             .get(a.url("/v1/connect/ca/roots"))
