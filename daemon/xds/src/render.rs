@@ -666,48 +666,79 @@ fn l4_rbac(policy: &Policy, snapshot: &ProxySnapshot) -> rbac::Rbac {
     }
 }
 
-/// L7: an allow list, one policy per source that may make some request,
-/// whose permission is "the first matching permission allows" (or the
-/// default, when none matches).
+/// L7: an allow list of (source, the requests it may make): the request is
+/// allowed when its peer is a source whose first matching permission
+/// allows it (or, when none matches, the default does). One policy, so the
+/// rendered bytes do not depend on a map's order.
 fn l7_rbac(policy: &Policy, snapshot: &ProxySnapshot) -> rbac::Rbac {
     let named = policy.named_sources();
-    let mut policies = std::collections::HashMap::new();
-    let mut add = |key: String, who: rbac::Principal, rule: SourceRule<'_>| {
-        let permission = match rule {
-            SourceRule::Allow => any_permission(),
-            SourceRule::Deny => return,
+    let sources = named
+        .iter()
+        .map(|s| (principal(snapshot, s), policy.source_rule(s, Layer::L7)))
+        .chain(std::iter::once((
+            others(snapshot, &named),
+            policy.source_rule("*", Layer::L7),
+        )));
+    let mut allowed = Vec::new();
+    for (who, rule) in sources {
+        let requests = match rule {
+            SourceRule::Allow => None,
+            SourceRule::Deny => continue,
             SourceRule::PerRequest(permissions) => {
                 match allowed_requests(&permissions, policy.default_allow()) {
-                    Some(p) => p,
-                    None => return,
+                    Some(p) => Some(as_principal(p)),
+                    None => continue,
                 }
             }
         };
+        allowed.push(match requests {
+            None => who,
+            Some(requests) => rbac::Principal {
+                identifier: Some(rbac::principal::Identifier::AndIds(rbac::principal::Set {
+                    ids: vec![who, requests],
+                })),
+            },
+        });
+    }
+    let mut policies = std::collections::HashMap::new();
+    if !allowed.is_empty() {
         policies.insert(
-            key,
+            "consul-intentions-layer7".to_string(),
             rbac::Policy {
-                principals: vec![who],
-                permissions: vec![permission],
+                principals: allowed,
+                permissions: vec![any_permission()],
                 ..Default::default()
             },
         );
-    };
-    for source in &named {
-        add(
-            format!("source:{source}"),
-            principal(snapshot, source),
-            policy.source_rule(source, Layer::L7),
-        );
     }
-    add(
-        "source:*".into(),
-        others(snapshot, &named),
-        policy.source_rule("*", Layer::L7),
-    );
     rbac::Rbac {
         action: rbac::rbac::Action::Allow as i32,
         policies,
         ..Default::default()
+    }
+}
+
+/// A request condition written as a principal (RBAC principals may look at
+/// the request's headers and path too), so one principal can say "this
+/// source, making one of these requests".
+fn as_principal(p: rbac::Permission) -> rbac::Principal {
+    use rbac::permission::Rule;
+    use rbac::principal::{Identifier as Id, Set};
+    let ids = |rules: Vec<rbac::Permission>| Set {
+        ids: rules.into_iter().map(as_principal).collect(),
+    };
+    let identifier = match p.rule {
+        Some(Rule::Any(any)) => Id::Any(any),
+        Some(Rule::AndRules(set)) => Id::AndIds(ids(set.rules)),
+        Some(Rule::OrRules(set)) => Id::OrIds(ids(set.rules)),
+        Some(Rule::NotRule(inner)) => Id::NotId(Box::new(as_principal(*inner))),
+        Some(Rule::Header(h)) => Id::Header(h),
+        Some(Rule::UrlPath(path)) => Id::UrlPath(path),
+        // Nothing else is rendered; were it, it would match no request.
+        _ => Id::NotId(Box::new(any_principal())),
+    };
+    rbac::Principal {
+        identifier: Some(identifier),
     }
 }
 
@@ -1025,8 +1056,15 @@ mod tests {
         let rules = l7_rbac(&policy, &s);
         assert_eq!(rules.action, rbac::rbac::Action::Allow as i32);
         // web may do anything; nobody else is named and the default denies.
-        assert_eq!(rules.policies.len(), 1);
-        assert!(rules.policies.contains_key("source:web"));
+        assert_eq!(
+            rules.policies.len(),
+            1,
+            "one policy: bytes independent of map order"
+        );
+        let only = &rules.policies["consul-intentions-layer7"];
+        assert_eq!(only.principals, vec![principal(&s, "web")]);
+        // The same snapshot renders to the same bytes.
+        assert_eq!(render(&s), render(&s));
     }
 
     #[test]
@@ -1114,6 +1152,29 @@ mod tests {
                 "{}",
                 l.name
             );
+        }
+    }
+
+    #[test]
+    fn l7_rules_for_several_sources_render_to_the_same_bytes_every_time() {
+        let permissions = vec![mesh_types::Permission {
+            action: IntentionAction::Deny,
+            http: Some(HttpMatch {
+                path_prefix: Some("/admin".into()),
+                ..Default::default()
+            }),
+        }];
+        let l7 = |source: &str| Intention {
+            source: source.into(),
+            destination: "db".into(),
+            permissions: permissions.clone(),
+            ..Default::default()
+        };
+        let mut s = snapshot(true, vec![l7("web"), l7("api"), l7("cli")]);
+        s.public.protocol = Protocol::Http;
+        let first = render(&s);
+        for _ in 0..20 {
+            assert_eq!(render(&s), first);
         }
     }
 }
