@@ -17,7 +17,6 @@ use envoy_types::pb::google::rpc::Status as RpcStatus;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use mesh_proxy::ProxySnapshot;
-use sha2::Digest;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -294,23 +293,29 @@ fn answer(
     })
 }
 
-/// The resources of `type_url` this stream should hold: all of a wildcard
-/// type, else those subscribed by name.
-fn selection(
-    resources: &Resources,
+/// The resources of `type_url` this stream should hold (all of a wildcard
+/// type, else those subscribed by name), by name, with their versions;
+/// nothing is copied until it is sent.
+fn selection<'r>(
+    resources: &'r Resources,
     type_url: &str,
     wildcard: bool,
     names: &BTreeSet<String>,
-) -> BTreeMap<String, Any> {
+) -> BTreeMap<&'r str, (&'r Any, &'r str)> {
     let Some(all) = resources.of(type_url) else {
         return BTreeMap::new();
     };
+    let entry = |(name, any): (&'r String, &'r Any)| {
+        let version = resources.version(type_url, name).unwrap_or_default();
+        (name.as_str(), (any, version))
+    };
     if wildcard {
-        return all.clone();
+        return all.iter().map(entry).collect();
     }
     names
         .iter()
-        .filter_map(|n| all.get(n).map(|r| (n.clone(), r.clone())))
+        .filter_map(|n| all.get_key_value(n))
+        .map(entry)
         .collect()
 }
 
@@ -378,7 +383,7 @@ impl Protocol for SotwType {
         let want = selection(resources, t, self.wildcard, &self.names);
         let digests: BTreeMap<String, String> = want
             .iter()
-            .map(|(n, r)| (n.clone(), version_of(r)))
+            .map(|(n, (_, v))| (n.to_string(), v.to_string()))
             .collect();
         if self.sent.as_ref() == Some(&digests) {
             return None;
@@ -387,7 +392,7 @@ impl Protocol for SotwType {
         self.nonce = nonce;
         let response = DiscoveryResponse {
             version_info: self.version.to_string(),
-            resources: want.values().cloned().collect(),
+            resources: want.values().map(|(any, _)| (*any).clone()).collect(),
             type_url: t.to_string(),
             nonce: self.nonce.clone(),
             ..Default::default()
@@ -413,13 +418,6 @@ struct DeltaType {
     /// The names in the last response, and those Envoy rejected with it.
     last_sent: Vec<String>,
     rejected: Vec<String>,
-}
-
-/// A resource's version: a digest of its bytes (SHA-256, so no crafted
-/// name or address can make two contents look alike).
-fn version_of(resource: &Any) -> String {
-    let digest = sha2::Sha256::digest(&resource.value);
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Protocol for DeltaType {
@@ -489,13 +487,12 @@ impl Protocol for DeltaType {
     ) -> Option<(DeltaDiscoveryResponse, TypeReport)> {
         let want = selection(resources, t, self.wildcard, &self.names);
         let mut changed = Vec::new();
-        for (name, resource) in &want {
-            let version = version_of(resource);
-            if self.held.get(name) != Some(&version) {
+        for (name, (resource, version)) in &want {
+            if self.held.get(*name).map(String::as_str) != Some(*version) {
                 changed.push(Resource {
-                    name: name.clone(),
-                    version,
-                    resource: Some(resource.clone()),
+                    name: name.to_string(),
+                    version: version.to_string(),
+                    resource: Some((*resource).clone()),
                     ..Default::default()
                 });
             }
@@ -503,7 +500,7 @@ impl Protocol for DeltaType {
         let removed: Vec<String> = self
             .held
             .keys()
-            .filter(|n| !want.contains_key(*n))
+            .filter(|n| !want.contains_key(n.as_str()))
             .cloned()
             .collect();
         if changed.is_empty() && removed.is_empty() {

@@ -7,6 +7,7 @@
 
 mod ads;
 pub mod bootstrap;
+mod rbac;
 pub mod render;
 mod status;
 
