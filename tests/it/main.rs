@@ -15,6 +15,7 @@ mod dev;
 mod dns;
 mod envoy;
 mod faults;
+mod grpc_xds;
 mod hostile;
 mod https;
 mod intentions;

@@ -395,7 +395,10 @@ impl Built {
             tasks.spawn(async move { server.serve(listener, stop).await.context(name) });
         }
         if let Some(listener) = self.grpc {
-            let source = Arc::new(crate::xds::XdsSource { node: node.clone() });
+            let source = Arc::new(crate::xds::XdsSource {
+                node: node.clone(),
+                http: crate::handle::server_client(),
+            });
             let service = mesh_xds::service(source, node.xds.clone());
             let limit = crate::conn_limit::PerClient::new(limits.http_max_conns_per_client);
             let stop = stopping();

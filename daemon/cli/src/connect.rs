@@ -25,11 +25,27 @@ pub enum ConnectCommand {
     Proxy(ProxyArgs),
     /// Run Envoy as a sidecar, configured by the agent over xDS
     Envoy(Box<crate::connect_envoy::EnvoyArgs>),
+    /// Print the xDS bootstrap for a proxyless gRPC client (GRPC_XDS_BOOTSTRAP)
+    #[command(name = "grpc-bootstrap")]
+    GrpcBootstrap(GrpcBootstrapArgs),
     /// Inspect and configure the Connect CA
     Ca {
         #[command(subcommand)]
         command: CaCommand,
     },
+}
+
+/// Flags of `mesh connect grpc-bootstrap`.
+#[derive(Debug, Clone, Args)]
+pub struct GrpcBootstrapArgs {
+    /// The client's xDS node ID (any name that is not a proxy registered with the agent)
+    #[arg(long = "node-id", value_name = "ID")]
+    pub node_id: String,
+    /// The agent's gRPC (xDS) address [default: $MESH_GRPC_ADDR, $CONSUL_GRPC_ADDR, or the agent's own]
+    #[arg(long = "grpc-addr", value_name = "ADDR")]
+    pub grpc_addr: Option<String>,
+    #[command(flatten)]
+    pub http: HttpArgs,
 }
 
 /// Flags of `mesh connect proxy`.
@@ -95,6 +111,7 @@ pub async fn run(args: &ConnectArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
         ConnectCommand::Proxy(p) => proxy(p).await,
         ConnectCommand::Envoy(e) => crate::connect_envoy::run(e).await,
+        ConnectCommand::GrpcBootstrap(g) => grpc_bootstrap(g).await,
         ConnectCommand::Ca { command } => ca(command).await,
     }
 }
@@ -303,5 +320,17 @@ async fn proxy(p: &ProxyArgs) -> anyhow::Result<ExitCode> {
             )
             .await;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the bootstrap a proxyless gRPC client needs to reach this agent.
+async fn grpc_bootstrap(args: &GrpcBootstrapArgs) -> anyhow::Result<ExitCode> {
+    if args.node_id.trim().is_empty() {
+        bail!("-node-id: give the client a name (its xDS node ID)");
+    }
+    let client = args.http.client()?;
+    let (host, port) = crate::connect_envoy::grpc_addr(args.grpc_addr.as_deref(), &client).await?;
+    let bootstrap = mesh_xds::bootstrap::grpc_bootstrap(&args.node_id, &host, port);
+    println!("{}", serde_json::to_string_pretty(&bootstrap)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -110,13 +110,12 @@ async fn find_proxy(args: &EnvoyArgs, client: &mesh_client::Client) -> anyhow::R
 
 /// `host:port` of the agent's xDS server: the flag, the environment, or
 /// the port the agent reports on the host the CLI reaches it at.
-async fn grpc_addr(
-    args: &EnvoyArgs,
+pub(crate) async fn grpc_addr(
+    flag: Option<&str>,
     client: &mesh_client::Client,
 ) -> anyhow::Result<(String, u16)> {
-    let given = args
-        .grpc_addr
-        .clone()
+    let given = flag
+        .map(str::to_string)
         .or_else(|| std::env::var("MESH_GRPC_ADDR").ok())
         .or_else(|| std::env::var("CONSUL_GRPC_ADDR").ok());
     if let Some(text) = given {
@@ -153,7 +152,7 @@ async fn grpc_addr(
 pub async fn run(args: &EnvoyArgs) -> anyhow::Result<ExitCode> {
     let client = args.http.client()?;
     let proxy = find_proxy(args, &client).await?;
-    let (grpc_host, grpc_port) = grpc_addr(args, &client).await?;
+    let (grpc_host, grpc_port) = grpc_addr(args.grpc_addr.as_deref(), &client).await?;
     let bootstrap = mesh_xds::bootstrap::Bootstrap {
         proxy_id: proxy.id.clone(),
         service: proxy.destination.clone(),

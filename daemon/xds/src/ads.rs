@@ -20,6 +20,7 @@ use mesh_proxy::ProxySnapshot;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::proxyless::Catalog;
 use crate::render::{render, type_url, Resources};
 use crate::status::{Streams, TypeReport};
 
@@ -33,10 +34,19 @@ pub trait SnapshotSource: Send + Sync + 'static {
     /// `service:write` on the proxied service) or `NotFound`, at once or
     /// (a client agent asks a server) as the stream's first item.
     fn watch(&self, proxy_id: &str, token: Option<&str>) -> Result<Snapshots, Status>;
+
+    /// The healthy instances (passing or warning) of `service`, each new
+    /// set as it changes, for a proxyless gRPC client with `token`;
+    /// refused with `PermissionDenied` (no `service:read`).
+    fn watch_service(&self, service: &str, token: Option<&str>)
+        -> Result<ServiceEndpoints, Status>;
 }
 
 /// A proxy's snapshots as they change; an error ends the stream.
 pub type Snapshots = BoxStream<'static, Result<Arc<ProxySnapshot>, Status>>;
+
+/// A service's healthy instances as they change; an error ends the stream.
+pub type ServiceEndpoints = BoxStream<'static, Result<Vec<mesh_proxy::Endpoint>, Status>>;
 
 /// The ADS service.
 pub struct Ads {
@@ -52,14 +62,26 @@ impl Ads {
 
 type Outgoing<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-/// The token a stream carries, as Consul's Envoy bootstrap sends it.
+/// The token a stream carries: as Consul's Envoy bootstrap sends it, or
+/// as a bearer token (what a gRPC client's call credentials send).
 fn token_of<T>(request: &Request<T>) -> Option<String> {
-    request
-        .metadata()
-        .get("x-consul-token")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+    let metadata = request.metadata();
+    let consul = metadata.get("x-consul-token").and_then(|v| v.to_str().ok());
+    let bearer = || {
+        metadata
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+    };
+    consul
+        .or_else(bearer)
+        .map(|t| t.trim().to_string())
         .filter(|t| !t.is_empty())
+}
+
+/// Envoy says who it is; a gRPC library names itself otherwise.
+fn is_envoy(node: Option<&Node>) -> bool {
+    node.is_some_and(|n| n.user_agent_name == "envoy")
 }
 
 fn proxy_id(
@@ -126,11 +148,23 @@ impl Ads {
             .await?
             .ok_or_else(|| Status::invalid_argument("the stream ended before its first request"))?;
         let id = proxy_id(P::node(&first))?;
-        let snapshots = self.source.watch(&id, token.as_deref())?;
+        let feed = match self.source.watch(&id, token.as_deref()) {
+            Ok(snapshots) => Feed::Proxy(snapshots),
+            // Not a proxy registered here, not Envoy, and asking for
+            // resources by name: a proxyless gRPC client.
+            Err(e)
+                if e.code() == tonic::Code::NotFound
+                    && !is_envoy(P::node(&first))
+                    && P::names_resources(&first) =>
+            {
+                Feed::Catalog(Catalog::new(self.source.clone(), token))
+            }
+            Err(e) => return Err(e),
+        };
         let (tx, rx) = mpsc::channel(16);
         let mut stream = AdsStream::<P>::new(id, self.streams.clone());
         tokio::spawn(async move {
-            if let Err(status) = stream.run(first, incoming, snapshots, &tx).await {
+            if let Err(status) = stream.run(first, incoming, feed, &tx).await {
                 let _ = tx.send(Err(status)).await;
             }
         });
@@ -149,6 +183,10 @@ trait Protocol: Default + Send + 'static {
     const MODE: &'static str;
     fn node(request: &Self::Request) -> Option<&Node>;
     fn type_url(request: &Self::Request) -> &str;
+    /// The names this type is subscribed to (beyond a wildcard).
+    fn names(&self) -> &BTreeSet<String>;
+    /// Whether a request subscribes to resources by name (not wildcard).
+    fn names_resources(request: &Self::Request) -> bool;
     /// Applies a request of this type; its ACK or NACK, if it was one.
     fn apply(&mut self, request: Self::Request) -> Result<Option<TypeReport>, Status>;
     /// A new snapshot arrived: what Envoy rejected may be accepted now
@@ -188,44 +226,53 @@ impl<P: Protocol> AdsStream<P> {
         &mut self,
         first: P::Request,
         mut incoming: Streaming<P::Request>,
-        mut snapshots: Snapshots,
+        mut feed: Feed,
         tx: &mpsc::Sender<Result<P::Response, Status>>,
     ) -> Result<(), Status> {
         let _open = self.streams.open(&self.proxy, P::MODE);
-        self.request(first, tx).await?;
+        self.request(first, &mut feed, tx).await?;
         loop {
             tokio::select! {
                 next = incoming.message() => match next? {
-                    Some(req) => self.request(req, tx).await?,
+                    Some(req) => self.request(req, &mut feed, tx).await?,
                     None => return Ok(()),
                 },
-                snapshot = snapshots.next() => match snapshot.transpose()? {
-                    Some(s) if !complete(&s) => {
-                        // Without its leaf and roots, Envoy would get TLS it
-                        // cannot build and RBAC naming no trust domain.
-                        tracing::debug!(proxy = %self.proxy, index = s.index, "xDS: waiting for the proxy's leaf and trust bundle");
-                    }
-                    Some(s) => {
-                        self.resources = Some(render(&s));
-                        for state in self.types.values_mut() {
-                            state.retry_rejected();
+                update = feed.next(&self.proxy) => match update? {
+                    None => {}
+                    Some((resources, index)) => {
+                        self.update(resources, tx).await?;
+                        if let Some(index) = index {
+                            // After the pushes: a status at this index has them as sent.
+                            self.streams.snapshot(&self.proxy, index);
                         }
-                        for t in type_url::ALL {
-                            self.push(t, tx).await?;
-                        }
-                        // After the pushes: a status at this index has them as sent.
-                        self.streams.snapshot(&self.proxy, s.index);
                     }
-                    None => return Err(Status::unavailable("the agent stopped watching this proxy")),
                 },
                 _ = tx.closed() => return Ok(()),
             }
         }
     }
 
+    /// New resources: every type is pushed where they differ from what
+    /// the client holds.
+    async fn update(
+        &mut self,
+        resources: Resources,
+        tx: &mpsc::Sender<Result<P::Response, Status>>,
+    ) -> Result<(), Status> {
+        self.resources = Some(resources);
+        for state in self.types.values_mut() {
+            state.retry_rejected();
+        }
+        for t in type_url::ALL {
+            self.push(t, tx).await?;
+        }
+        Ok(())
+    }
+
     async fn request(
         &mut self,
         req: P::Request,
+        feed: &mut Feed,
         tx: &mpsc::Sender<Result<P::Response, Status>>,
     ) -> Result<(), Status> {
         let Some(t) = known_type(P::type_url(&req)) else {
@@ -238,6 +285,12 @@ impl<P: Protocol> AdsStream<P> {
                 tracing::warn!(proxy = %self.proxy, type_url = t, %version, %detail, "Envoy rejected a config (NACK); it keeps its last accepted one");
             }
             self.streams.report(&self.proxy, t, report);
+        }
+        if let Feed::Catalog(catalog) = feed {
+            let names = self.types.values().flat_map(|s| s.names()).cloned();
+            if catalog.follow(names.collect())? {
+                return self.update(catalog.render(), tx).await;
+            }
         }
         self.push(t, tx).await
     }
@@ -260,6 +313,38 @@ impl<P: Protocol> AdsStream<P> {
         tx.send(Ok(response))
             .await
             .map_err(|_| Status::cancelled("the stream closed"))
+    }
+}
+
+/// Where a stream's resources come from.
+enum Feed {
+    /// A proxy's snapshots.
+    Proxy(Snapshots),
+    /// The catalog, for a proxyless gRPC client.
+    Catalog(Catalog),
+}
+
+impl Feed {
+    /// The next resources to serve, with the snapshot index they come
+    /// from; `None` while a snapshot is not complete enough to serve.
+    async fn next(&mut self, proxy: &str) -> Result<Option<(Resources, Option<u64>)>, Status> {
+        match self {
+            Feed::Proxy(snapshots) => match snapshots.next().await.transpose()? {
+                Some(s) if !complete(&s) => {
+                    // Without its leaf and roots, Envoy would get TLS it
+                    // cannot build and RBAC naming no trust domain.
+                    tracing::debug!(
+                        proxy,
+                        index = s.index,
+                        "xDS: waiting for the proxy's leaf and trust bundle"
+                    );
+                    Ok(None)
+                }
+                Some(s) => Ok(Some((render(&s), Some(s.index)))),
+                None => Err(Status::unavailable("the agent stopped watching this proxy")),
+            },
+            Feed::Catalog(catalog) => Ok(Some((catalog.next().await?, None))),
+        }
     }
 }
 
@@ -344,6 +429,14 @@ impl Protocol for SotwType {
 
     fn type_url(request: &DiscoveryRequest) -> &str {
         &request.type_url
+    }
+
+    fn names(&self) -> &BTreeSet<String> {
+        &self.names
+    }
+
+    fn names_resources(request: &DiscoveryRequest) -> bool {
+        !request.resource_names.is_empty() && !request.resource_names.iter().any(|n| n == "*")
     }
 
     fn apply(&mut self, req: DiscoveryRequest) -> Result<Option<TypeReport>, Status> {
@@ -431,6 +524,15 @@ impl Protocol for DeltaType {
 
     fn type_url(request: &DeltaDiscoveryRequest) -> &str {
         &request.type_url
+    }
+
+    fn names(&self) -> &BTreeSet<String> {
+        &self.names
+    }
+
+    fn names_resources(request: &DeltaDiscoveryRequest) -> bool {
+        let names = &request.resource_names_subscribe;
+        !names.is_empty() && !names.iter().any(|n| n == "*")
     }
 
     fn apply(&mut self, req: DeltaDiscoveryRequest) -> Result<Option<TypeReport>, Status> {

@@ -113,6 +113,25 @@ impl Bootstrap {
     }
 }
 
+/// The bootstrap a proxyless gRPC client reads (`GRPC_XDS_BOOTSTRAP`):
+/// the agent's xDS server, plaintext as the port is, and who the client is
+/// (its `node.id` must not be a proxy registered with the agent).
+pub fn grpc_bootstrap(node_id: &str, grpc_host: &str, grpc_port: u16) -> Value {
+    let host = if grpc_host.contains(':') {
+        format!("[{grpc_host}]")
+    } else {
+        grpc_host.to_string()
+    };
+    json!({
+        "xds_servers": [{
+            "server_uri": format!("{host}:{grpc_port}"),
+            "channel_creds": [{"type": "insecure"}],
+            "server_features": ["xds_v3"],
+        }],
+        "node": {"id": node_id, "cluster": node_id, "locality": {}},
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +184,13 @@ mod tests {
         assert!(b["dynamic_resources"]["ads_config"]["grpc_services"][0]
             .get("initial_metadata")
             .is_none());
+    }
+
+    #[test]
+    fn a_grpc_bootstrap_names_the_server_and_the_client() {
+        let b = grpc_bootstrap("billing-batch", "::1", 8502);
+        assert_eq!(b["xds_servers"][0]["server_uri"], "[::1]:8502");
+        assert_eq!(b["xds_servers"][0]["channel_creds"][0]["type"], "insecure");
+        assert_eq!(b["node"]["id"], "billing-batch");
     }
 }

@@ -7,12 +7,14 @@
 
 mod ads;
 pub mod bootstrap;
+mod proxyless;
 mod rbac;
 pub mod render;
 mod status;
 
-pub use ads::{Ads, SnapshotSource, Snapshots, MAX_RESOURCE_NAMES};
+pub use ads::{Ads, ServiceEndpoints, SnapshotSource, Snapshots, MAX_RESOURCE_NAMES};
 pub use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
+pub use proxyless::MAX_FOLLOWED_SERVICES;
 pub use status::{Nack, ProxyStatus, Streams, TypeStatus};
 
 /// The ADS service, ready to add to a tonic server.

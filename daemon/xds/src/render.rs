@@ -85,7 +85,16 @@ impl Resources {
         self.versions.get(type_url)?.get(name).map(String::as_str)
     }
 
-    fn add(&mut self, type_url: &'static str, name: String, resource: Any) {
+    /// No resources, with every type present (so each is answered, empty).
+    pub(crate) fn empty() -> Self {
+        let mut out = Resources::default();
+        for t in type_url::ALL {
+            out.by_type.insert(t, BTreeMap::new());
+        }
+        out
+    }
+
+    pub(crate) fn add(&mut self, type_url: &'static str, name: String, resource: Any) {
         self.versions
             .entry(type_url)
             .or_default()
@@ -107,10 +116,7 @@ fn version_of(resource: &Any) -> String {
 
 /// Renders every resource of `snapshot`.
 pub fn render(snapshot: &ProxySnapshot) -> Resources {
-    let mut out = Resources::default();
-    for t in type_url::ALL {
-        out.by_type.insert(t, BTreeMap::new());
-    }
+    let mut out = Resources::empty();
     let public = &snapshot.public;
     if public.bind_port != 0 {
         let name = format!(
@@ -225,7 +231,7 @@ fn socket(address: &str, port: u16) -> Address {
 }
 
 /// Config delivered over the same ADS stream.
-fn ads() -> ConfigSource {
+pub(crate) fn ads() -> ConfigSource {
     ConfigSource {
         resource_api_version: ApiVersion::V3 as i32,
         config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
@@ -242,7 +248,7 @@ fn sds(name: &str) -> SdsSecretConfig {
     }
 }
 
-fn duration(d: Duration) -> envoy_types::pb::google::protobuf::Duration {
+pub(crate) fn duration(d: Duration) -> envoy_types::pb::google::protobuf::Duration {
     envoy_types::pb::google::protobuf::Duration {
         seconds: d.as_secs() as i64,
         nanos: d.subsec_nanos() as i32,
@@ -325,13 +331,7 @@ fn public_listener(snapshot: &ProxySnapshot, name: &str) -> Listener {
                     }))),
                     ..Default::default()
                 },
-                HttpFilter {
-                    name: "envoy.filters.http.router".into(),
-                    config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
-                        Router::default(),
-                    ))),
-                    ..Default::default()
-                },
+                router_filter(),
             ],
             ..Default::default()
         };
@@ -434,8 +434,19 @@ fn with_http2(cluster: &mut Cluster) {
     );
 }
 
+/// The HTTP filter that ends every chain: it sends the request on.
+pub(crate) fn router_filter() -> HttpFilter {
+    HttpFilter {
+        name: "envoy.filters.http.router".into(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
+            Router::default(),
+        ))),
+        ..Default::default()
+    }
+}
+
 /// Route configuration `name`: every request to `cluster`.
-fn route_to(name: &str, cluster: &str) -> RouteConfiguration {
+pub(crate) fn route_to(name: &str, cluster: &str) -> RouteConfiguration {
     RouteConfiguration {
         name: name.into(),
         virtual_hosts: vec![VirtualHost {
@@ -462,7 +473,7 @@ fn route_to(name: &str, cluster: &str) -> RouteConfiguration {
     }
 }
 
-fn lb_endpoint_at(address: &str, port: u16) -> LbEndpoint {
+pub(crate) fn lb_endpoint_at(address: &str, port: u16) -> LbEndpoint {
     LbEndpoint {
         host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
             address: Some(socket(address, port)),
@@ -484,13 +495,7 @@ fn upstream_listener(name: &str, up: &mesh_proxy::Upstream, cluster: &str) -> Li
                     route_config_name: up.destination_name.clone(),
                 },
             )),
-            http_filters: vec![HttpFilter {
-                name: "envoy.filters.http.router".into(),
-                config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
-                    Router::default(),
-                ))),
-                ..Default::default()
-            }],
+            http_filters: vec![router_filter()],
             ..Default::default()
         };
         network_filter(
