@@ -539,6 +539,17 @@ async fn ads_streams_need_service_write_and_outlive_bad_requests() {
     assert_eq!(st, 403, "default deny without a token");
     let status = xds_status(&a, "web-sidecar-proxy").await;
     assert_eq!(status["Mode"], "delta", "{status}");
+
+    // A request past the named size bound ends its own stream only.
+    let mut huge = request(CLUSTER_TYPE, proxy);
+    huge.resource_names = vec!["x".repeat(mesh_xds::MAX_REQUEST_BYTES)];
+    let refused = open(grpc, Some(MANAGEMENT), huge)
+        .await
+        .expect_err("too large");
+    assert_eq!(refused.code(), tonic::Code::OutOfRange, "{refused}");
+    open(grpc, Some(MANAGEMENT), request(CLUSTER_TYPE, proxy))
+        .await
+        .expect("the server still serves");
     drop(dtx);
 }
 

@@ -17,10 +17,16 @@ pub use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_ser
 pub use proxyless::MAX_FOLLOWED_SERVICES;
 pub use status::{Nack, ProxyStatus, Streams, TypeStatus};
 
+/// The largest request one ADS message may be: room for
+/// [`MAX_RESOURCE_NAMES`] names, and a bound on what one stream can make
+/// the agent buffer (a larger one ends the stream with `OutOfRange`).
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+
 /// The ADS service, ready to add to a tonic server.
 pub fn service(
     source: std::sync::Arc<dyn SnapshotSource>,
     streams: std::sync::Arc<Streams>,
 ) -> AggregatedDiscoveryServiceServer<Ads> {
     AggregatedDiscoveryServiceServer::new(Ads::new(source, streams))
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
 }
