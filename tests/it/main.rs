@@ -8,6 +8,7 @@ mod acl;
 mod bad_input;
 mod ca;
 mod catalog;
+mod chains;
 mod cli;
 mod cluster;
 mod compat;

@@ -266,6 +266,7 @@ impl Config {
         ));
         let reconciler = crate::reconcile::Reconciler {
             node_name: config.node_name.clone(),
+            datacenter: config.datacenter.clone(),
             server: config.server,
             state: state.clone(),
             local: local.clone(),

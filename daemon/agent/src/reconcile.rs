@@ -4,7 +4,7 @@
 //! updated or deleted here, and a declaration that collides with another
 //! owner's object refuses the whole reload.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use mesh_config::{camel_keys, Decl, LiveConfig, Loc, ResourceKind};
@@ -226,6 +226,8 @@ pub(crate) struct LocalEntry {
 #[derive(Clone)]
 pub(crate) struct Reconciler {
     pub node_name: String,
+    /// Discovery chains are compiled for this datacenter.
+    pub datacenter: String,
     pub server: bool,
     pub state: Arc<StateStore>,
     pub local: Arc<LocalState>,
@@ -308,6 +310,7 @@ fn plan(
         .map(|(id, (owner, definition))| (id, LocalEntry { owner, definition }))
         .collect();
     let (plan, mut errors) = diff(prefix, want, &cluster, &local);
+    errors.extend(chain_errors(prefix, want, &cluster, &agent.datacenter));
     // Only what will be registered needs the full check (checks, sidecar);
     // unchanged services passed it when they were applied.
     for ((def, owner), at) in plan.local_add.iter().zip(&plan.local_add_at) {
@@ -320,6 +323,64 @@ fn plan(
     } else {
         Err(errors)
     }
+}
+
+/// Entries that are bad on their own, and discovery chains the declared
+/// entries would break, all checked together (a splitter and the resolver
+/// defining its subsets may come in one change), each at its file.
+fn chain_errors(
+    prefix: &str,
+    want: &Desired,
+    cluster: &ClusterView,
+    datacenter: &str,
+) -> Vec<String> {
+    let mut errors = Vec::new();
+    for ((kind, name), (e, loc)) in &want.entries {
+        if let Err(err) = mesh_chain::entries::validate(kind, name, &e.body_json) {
+            errors.push(format!("{loc}: {err}"));
+        }
+    }
+    if !errors.is_empty() {
+        return errors;
+    }
+    let before = |k: &str, n: &str| {
+        cluster
+            .entries
+            .get(&(k.to_string(), n.to_string()))
+            .map(|e| e.body_json.clone())
+    };
+    let after = |k: &str, n: &str| {
+        let key = (k.to_string(), n.to_string());
+        match (want.entries.get(&key), cluster.entries.get(&key)) {
+            (Some((e, _)), _) => Some(e.body_json.clone()),
+            // Ours and no longer declared: deleted by this change.
+            (None, Some(cur)) if cur.owner.starts_with(prefix) => None,
+            (None, cur) => cur.map(|e| e.body_json.clone()),
+        }
+    };
+    let routed = ["service-router", "service-splitter", "service-resolver"];
+    let services: BTreeSet<&str> = want
+        .entries
+        .keys()
+        .chain(cluster.entries.keys())
+        .filter(|(k, _)| routed.contains(&k.as_str()))
+        .map(|(_, n)| n.as_str())
+        .collect();
+    for service in services {
+        let Err(err) = mesh_chain::compile(&after, service, datacenter, "") else {
+            continue;
+        };
+        if mesh_chain::compile(&before, service, datacenter, "").is_err() {
+            continue;
+        }
+        let at = want
+            .entries
+            .get(&(err.kind.clone(), err.name.clone()))
+            .map(|(_, loc)| loc.to_string())
+            .unwrap_or_else(|| "mesh.d".into());
+        errors.push(format!("{at}: {err}"));
+    }
+    errors
 }
 
 /// The changes that take the cluster and this agent from what the views

@@ -367,8 +367,8 @@ struct PassState {
     seen: Option<([u64; 4], u64)>,
     /// Each watched destination's intentions and protocol, as last computed.
     destinations: HashMap<String, (IntentionSet, Protocol)>,
-    /// Each watched upstream's protocol, as last computed.
-    upstreams: HashMap<String, Protocol>,
+    /// Each watched upstream's protocol and discovery chain, as last computed.
+    upstreams: HashMap<String, (Protocol, Option<mesh_chain::CompiledChain>)>,
 }
 
 /// What one pass needs to know of a slot.
@@ -442,8 +442,10 @@ async fn pass(hub: &SnapshotHub, st: &mut PassState, everything: bool) -> i64 {
             let upstreams = upstreams
                 .into_iter()
                 .filter(|up| {
-                    let now = service_protocol(s, up);
-                    st.upstreams.insert(up.clone(), now) != Some(now)
+                    let now = (service_protocol(s, up), chain_of(s, up, &agent.datacenter));
+                    let changed = st.upstreams.get(up) != Some(&now);
+                    st.upstreams.insert(up.clone(), now);
+                    changed
                 })
                 .collect();
             (destinations, upstreams)
@@ -649,7 +651,8 @@ struct Inputs<'a> {
 struct Parts<'s> {
     intentions: HashMap<String, IntentionSet>,
     protocols: HashMap<String, Protocol>,
-    endpoints: HashMap<String, Vec<Endpoint>>,
+    /// Each upstream's endpoints and connect timeout (ms), as its chain resolves.
+    endpoints: HashMap<String, (Vec<Endpoint>, u64)>,
     /// Every service's Connect instances, from one scan of the catalog.
     instances: Option<HashMap<&'s str, Vec<(&'s mesh_types::Node, &'s Service)>>>,
 }
@@ -678,33 +681,35 @@ fn compute<'s>(
     let upstreams = proxy
         .upstreams
         .iter()
-        .map(|u| Upstream {
-            destination_name: u.destination_name.clone(),
-            local_bind_address: if u.local_bind_address.is_empty() {
-                "127.0.0.1".into()
-            } else {
-                u.local_bind_address.clone()
-            },
-            local_bind_port: u.local_bind_port,
-            connect_timeout_ms: 5000,
-            protocol: *parts
-                .protocols
-                .entry(u.destination_name.clone())
-                .or_insert_with(|| service_protocol(s, &u.destination_name)),
-            endpoints: match parts.endpoints.get(&u.destination_name) {
+        .map(|u| {
+            let name = &u.destination_name;
+            let (endpoints, timeout) = match parts.endpoints.get(name) {
                 Some(known) => known.clone(),
                 None => {
+                    let chain = chain_of(s, name, inputs.datacenter);
                     let instances = parts
                         .instances
                         .get_or_insert_with(|| mesh_api::connect_instances_by_service(s));
-                    let found = instances.get(u.destination_name.as_str());
-                    let endpoints = healthy_endpoints(s, inputs, &u.destination_name, found);
-                    parts
-                        .endpoints
-                        .insert(u.destination_name.clone(), endpoints.clone());
-                    endpoints
+                    let found = chain_endpoints(s, inputs, instances, name, chain.as_ref());
+                    parts.endpoints.insert(name.clone(), found.clone());
+                    found
                 }
-            },
+            };
+            Upstream {
+                destination_name: name.clone(),
+                local_bind_address: if u.local_bind_address.is_empty() {
+                    "127.0.0.1".into()
+                } else {
+                    u.local_bind_address.clone()
+                },
+                local_bind_port: u.local_bind_port,
+                connect_timeout_ms: timeout,
+                protocol: *parts
+                    .protocols
+                    .entry(name.clone())
+                    .or_insert_with(|| service_protocol(s, name)),
+                endpoints,
+            }
         })
         .collect();
     ProxySnapshot {
@@ -753,12 +758,68 @@ fn service_protocol(s: &State, service: &str) -> Protocol {
         })
 }
 
-/// Sidecars of `service` whose own checks and whose app's are not critical.
+/// The discovery chain of upstream `service`, if its entries compile
+/// (they were checked when written; a chain that does not compile now
+/// falls back to the service's plain instances).
+fn chain_of(s: &State, service: &str, datacenter: &str) -> Option<mesh_chain::CompiledChain> {
+    let stored = |k: &str, n: &str| s.config_entry(k, n).map(|e| e.body_json.clone());
+    match mesh_chain::compile(&stored, service, datacenter, "") {
+        Ok(chain) => Some(chain),
+        Err(e) => {
+            tracing::warn!(%service, error = %e, "discovery chain does not compile; using the service's instances");
+            None
+        }
+    }
+}
+
+/// Where connections to an upstream go, as its chain resolves them: the
+/// primary target's healthy instances, or else the first failover target
+/// that has some; with that target's connect timeout (ms). Routes and
+/// splits are per request: a chain that starts with them resolves here
+/// by its catch-all route and its heaviest split.
+fn chain_endpoints(
+    s: &State,
+    inputs: &Inputs,
+    instances: &HashMap<&str, Vec<(&mesh_types::Node, &Service)>>,
+    service: &str,
+    chain: Option<&mesh_chain::CompiledChain>,
+) -> (Vec<Endpoint>, u64) {
+    let default_ms = mesh_chain::DEFAULT_CONNECT_TIMEOUT.as_millis() as u64;
+    let Some((primary, failover)) = chain.and_then(|c| c.default_targets()) else {
+        let found = instances.get(service);
+        return (
+            healthy_endpoints(s, inputs, service, found, None),
+            default_ms,
+        );
+    };
+    let timeout = primary.connect_timeout.0.as_millis() as u64;
+    for target in std::iter::once(primary).chain(failover) {
+        let found = instances.get(target.service.as_str());
+        let endpoints = healthy_endpoints(s, inputs, &target.service, found, Some(target));
+        if !endpoints.is_empty() {
+            return (endpoints, target.connect_timeout.0.as_millis() as u64);
+        }
+    }
+    (Vec::new(), timeout)
+}
+
+/// An instance as subset filters see it (Consul's health entry shape).
+fn filter_view(node: &mesh_types::Node, app: &Service) -> serde_json::Value {
+    serde_json::json!({
+        "Node": {"Node": node.name, "Address": node.address, "Datacenter": node.datacenter, "Meta": node.meta},
+        "Service": {"ID": app.id, "Service": app.name, "Tags": app.tags, "Address": app.address,
+                    "Port": app.port, "Meta": app.meta},
+    })
+}
+
+/// Sidecars of `service` whose own checks and whose app's are not
+/// critical, and (with a `target`) whose app is in the target's subset.
 fn healthy_endpoints(
     s: &State,
     inputs: &Inputs,
     service: &str,
     instances: Option<&Vec<(&mesh_types::Node, &Service)>>,
+    target: Option<&mesh_chain::Target>,
 ) -> Vec<Endpoint> {
     let spiffe_id =
         mesh_types::SpiffeId::service(inputs.trust_domain, inputs.datacenter, service).to_string();
@@ -767,15 +828,24 @@ fn healthy_endpoints(
         .flatten()
         .copied()
         .filter(|(node, svc)| {
-            let app = svc
+            let app_id = svc
                 .proxy
                 .as_ref()
                 .map(|p| p.destination_service_id.clone())
                 .unwrap_or_default();
-            s.checks_for(&node.name, &svc.id)
+            let checks: Vec<_> = s
+                .checks_for(&node.name, &svc.id)
                 .into_iter()
-                .chain(s.checks_for(&node.name, &app))
-                .all(|c| c.status != CheckStatus::Critical)
+                .chain(s.checks_for(&node.name, &app_id))
+                .collect();
+            if checks.iter().any(|c| c.status == CheckStatus::Critical) {
+                return false;
+            }
+            let Some(target) = target else { return true };
+            let warning = checks.iter().any(|c| c.status == CheckStatus::Warning);
+            // The app's tags and meta (a connect-native service is its own app).
+            let app = s.service(&node.name, &app_id).unwrap_or(svc);
+            target.admits(&filter_view(node, app), warning)
         })
         .map(|(node, svc)| Endpoint {
             address: if svc.address.is_empty() {

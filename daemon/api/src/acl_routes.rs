@@ -141,6 +141,7 @@ pub(crate) fn needs(api: &Api, method: &Method, path: &str, q: &HashMap<String, 
             Needs::one(Named(Resource::Node, decode(name), Read))
         }
         ["health", "state", _] => Needs::filter(Filter::Checks),
+        ["discovery-chain", name] => Needs::one(Named(Resource::Service, decode(name), Read)),
         ["config", kind] => {
             if *kind == "service-intentions" {
                 Needs::filter(Filter::Array("Name", Resource::Intention))

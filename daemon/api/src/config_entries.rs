@@ -104,6 +104,7 @@ pub(crate) async fn put(
             cas,
             takeover,
         } => {
+            check_chains(&api, &entry.kind, &entry.name, Some(&entry.body_json))?;
             let written = api
                 .apply(Command::ConfigSet {
                     entry,
@@ -187,6 +188,7 @@ pub(crate) async fn delete(
         .await?;
         return Ok(Json(true));
     }
+    check_chains(&api, &kind, &name, None)?;
     let cmd = Command::ConfigDelete {
         kind,
         name,
@@ -195,4 +197,64 @@ pub(crate) async fn delete(
     };
     api.apply(cmd).await?;
     Ok(Json(true))
+}
+
+/// Refuses a write (`Some(body)`) or delete of entry `kind`/`name` that
+/// is bad on its own or breaks a discovery chain that compiled before.
+pub(crate) fn check_chains(
+    api: &Api,
+    kind: &str,
+    name: &str,
+    body: Option<&str>,
+) -> Result<(), ApiError> {
+    let datacenter = api.agent.datacenter();
+    api.state
+        .read(|s| chain_change_allowed(s, kind, name, body, &datacenter))
+        .map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// [`check_chains`] on a state: every service with a router, splitter or
+/// resolver has its chain compiled with and without the change.
+pub fn chain_change_allowed(
+    s: &mesh_state::State,
+    kind: &str,
+    name: &str,
+    body: Option<&str>,
+    datacenter: &str,
+) -> Result<(), mesh_chain::ChainError> {
+    let services = ["service-router", "service-splitter", "service-resolver"]
+        .iter()
+        .flat_map(|k| s.config_entries(k).map(|e| e.name.clone()))
+        .collect();
+    let stored = |k: &str, n: &str| s.config_entry(k, n).map(|e| e.body_json.clone());
+    mesh_chain::check_change(&stored, kind, name, body, &services, datacenter)
+}
+
+/// `GET /v1/discovery-chain/<service>`: the compiled chain, as Consul
+/// answers it (`?compile-dc=` names the datacenter to compile for).
+pub(crate) async fn discovery_chain(
+    State(api): State<Api>,
+    Path(service): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let map = params.map();
+    let opts = QueryOptions::parse(&map)?;
+    let datacenter = map
+        .get("compile-dc")
+        .filter(|dc| !dc.is_empty())
+        .cloned()
+        .unwrap_or_else(|| api.agent.datacenter());
+    let trust_domain = api.agent.trust_domain().unwrap_or_default();
+    let (chain, index) = api
+        .blocking_read(&opts, Table::Config, |s| {
+            let stored = |k: &str, n: &str| s.config_entry(k, n).map(|e| e.body_json.clone());
+            (
+                mesh_chain::compile(&stored, &service, &datacenter, &trust_domain),
+                s.table_index(Table::Config),
+            )
+        })
+        .await?;
+    let chain = chain.map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let headers = api.read_headers(index);
+    Ok((headers, Json(serde_json::json!({ "Chain": chain }))).into_response())
 }

@@ -223,6 +223,10 @@ impl Api {
             .route("/v1/health/node/{name}", get(health::node))
             .route("/v1/health/checks/{service}", get(health::checks))
             .route("/v1/health/state/{state}", get(health::state))
+            .route(
+                "/v1/discovery-chain/{service}",
+                get(config_entries::discovery_chain),
+            )
             .route("/v1/config", put(config_entries::put))
             .route("/v1/config/{kind}", get(config_entries::list))
             .route(

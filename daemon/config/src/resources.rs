@@ -305,7 +305,12 @@ const ACRONYMS: &[(&str, &str)] = &[
 ];
 
 /// Keys whose values are user maps, left as written.
-const USER_MAPS: &[&str] = &["meta", "Meta", "config", "Config"];
+const USER_MAPS: &[&str] = &[
+    "meta", "Meta", "config", "Config", "add", "Add", "set", "Set",
+];
+
+/// Maps keyed by the user (subset names) whose values are ours again.
+const KEYED_MAPS: &[&str] = &["subsets", "Subsets", "failover", "Failover"];
 
 /// `snake_case` keys (as HCL users write them) in Consul's CamelCase, so a
 /// config entry from a file is stored as the API would store it.
@@ -314,10 +319,12 @@ pub fn camel_keys(value: Value) -> Value {
         Value::Object(map) => Value::Object(
             map.into_iter()
                 .map(|(k, v)| {
-                    let v = if USER_MAPS.contains(&k.as_str()) {
-                        v
-                    } else {
-                        camel_keys(v)
+                    let v = match v {
+                        v if USER_MAPS.contains(&k.as_str()) => v,
+                        Value::Object(m) if KEYED_MAPS.contains(&k.as_str()) => {
+                            Value::Object(m.into_iter().map(|(k, v)| (k, camel_keys(v))).collect())
+                        }
+                        v => camel_keys(v),
                     };
                     (camel(&k), v)
                 })

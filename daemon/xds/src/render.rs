@@ -263,19 +263,22 @@ fn tls_socket(context: Any) -> TransportSocket {
 }
 
 /// Our leaf, and trust in our roots (with a SAN check when `peer` is set).
-fn common_tls(peer: Option<&str>) -> CommonTlsContext {
-    let validation = match peer {
-        None => common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(sds(
+fn common_tls(peers: &[String]) -> CommonTlsContext {
+    let validation = match peers {
+        [] => common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(sds(
             ROOTS_SECRET,
         )),
-        Some(spiffe) => common_tls_context::ValidationContextType::CombinedValidationContext(
+        peers => common_tls_context::ValidationContextType::CombinedValidationContext(
             common_tls_context::CombinedCertificateValidationContext {
                 default_validation_context: Some(CertificateValidationContext {
-                    match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
-                        san_type: subject_alt_name_matcher::SanType::Uri as i32,
-                        matcher: Some(exact(spiffe)),
-                        ..Default::default()
-                    }],
+                    match_typed_subject_alt_names: peers
+                        .iter()
+                        .map(|spiffe| SubjectAltNameMatcher {
+                            san_type: subject_alt_name_matcher::SanType::Uri as i32,
+                            matcher: Some(exact(spiffe)),
+                            ..Default::default()
+                        })
+                        .collect(),
                     ..Default::default()
                 }),
                 validation_context_sds_secret_config: Some(sds(ROOTS_SECRET)),
@@ -308,7 +311,7 @@ fn public_listener(snapshot: &ProxySnapshot, name: &str) -> Listener {
     let public = &snapshot.public;
     let policy = Policy::compile(&snapshot.intentions);
     let tls = DownstreamTlsContext {
-        common_tls_context: Some(common_tls(None)),
+        common_tls_context: Some(common_tls(&[])),
         require_client_certificate: Some(BoolValue { value: true }),
         ..Default::default()
     };
@@ -533,9 +536,7 @@ fn upstream_cluster(snapshot: &ProxySnapshot, up: &mesh_proxy::Upstream, name: &
         ms => Duration::from_millis(ms),
     };
     let tls = UpstreamTlsContext {
-        common_tls_context: Some(common_tls(Some(
-            &snapshot.spiffe_id_for(&up.destination_name),
-        ))),
+        common_tls_context: Some(common_tls(&upstream_identities(snapshot, up))),
         sni: name.into(),
         ..Default::default()
     };
@@ -556,6 +557,19 @@ fn upstream_cluster(snapshot: &ProxySnapshot, up: &mesh_proxy::Upstream, name: &
         with_http2(&mut cluster);
     }
     cluster
+}
+
+/// The identities an upstream's endpoints prove: its own service's, or
+/// (a resolver redirected or failed over) those of the services its
+/// endpoints are instances of.
+fn upstream_identities(snapshot: &ProxySnapshot, up: &mesh_proxy::Upstream) -> Vec<String> {
+    let mut ids: Vec<String> = up.endpoints.iter().map(|e| e.spiffe_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    if ids.is_empty() {
+        ids.push(snapshot.spiffe_id_for(&up.destination_name));
+    }
+    ids
 }
 
 fn load_assignment(cluster: &str, up: &mesh_proxy::Upstream) -> ClusterLoadAssignment {

@@ -1,0 +1,426 @@
+//! Discovery chains: bad routers, splitters and resolvers are refused when
+//! written (nothing stored), `/v1/discovery-chain` answers in Consul's
+//! shape under ACLs, and resolvers change where live traffic goes through
+//! the built-in proxy: default subsets, redirects, failover and back.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mesh_testkit::{eventually, TestAgent};
+use reqwest::Method;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::acl::{acl_config, call, MANAGEMENT};
+use crate::proxy::{connect_proxy, free_port};
+
+async fn put_entry(a: &TestAgent, body: Value) -> (u16, String) {
+    let (st, text) = call(Method::PUT, a, "/v1/config", Some(MANAGEMENT), Some(body)).await;
+    (st.as_u16(), text)
+}
+
+async fn stored(a: &TestAgent, kind: &str, name: &str) -> bool {
+    let (st, _) = call(
+        Method::GET,
+        a,
+        &format!("/v1/config/{kind}/{name}"),
+        Some(MANAGEMENT),
+        None,
+    )
+    .await;
+    st == 200
+}
+
+#[tokio::test]
+async fn bad_chains_are_refused_when_written_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = crate::dev_agent("chains", dir.path()).await;
+    let ok = |(st, text): (u16, String)| assert_eq!(st, 200, "{text}");
+    let refused = |(st, text): (u16, String), want: &str| {
+        assert_eq!(st, 400, "{text}");
+        assert!(text.contains(want), "{text:?} should say {want:?}");
+    };
+
+    // A split that sums to 99: the entry and the field are named.
+    ok(put_entry(
+        &a,
+        json!({"Kind": "service-defaults", "Name": "web", "Protocol": "http"}),
+    )
+    .await);
+    refused(
+        put_entry(
+            &a,
+            json!({"Kind": "service-splitter", "Name": "web",
+                   "Splits": [{"Weight": 90}, {"Weight": 9}]}),
+        )
+        .await,
+        "service-splitter \"web\": Splits: the weights sum to 99, not 100",
+    );
+    assert!(!stored(&a, "service-splitter", "web").await);
+
+    // A redirect loop, found across two entries.
+    ok(put_entry(
+        &a,
+        json!({"Kind": "service-resolver", "Name": "a", "Redirect": {"Service": "b"}}),
+    )
+    .await);
+    refused(
+        put_entry(
+            &a,
+            json!({"Kind": "service-resolver", "Name": "b", "Redirect": {"Service": "a"}}),
+        )
+        .await,
+        "redirect loop",
+    );
+    assert!(!stored(&a, "service-resolver", "b").await);
+
+    // Failover to a subset the other service does not define.
+    refused(
+        put_entry(
+            &a,
+            json!({"Kind": "service-resolver", "Name": "db",
+                   "Failover": {"*": {"Service": "db-replica", "ServiceSubset": "v9"}}}),
+        )
+        .await,
+        "service-resolver \"db\": Failover[\"*\"]: service \"db-replica\" has no subset named \"v9\"",
+    );
+    // An unknown protocol, in snake_case keys this time.
+    refused(
+        put_entry(
+            &a,
+            json!({"kind": "service-defaults", "name": "db", "protocol": "udp"}),
+        )
+        .await,
+        "service-defaults \"db\": Protocol: unknown protocol \"udp\"",
+    );
+    assert!(!stored(&a, "service-defaults", "db").await);
+    // Routes on a tcp service.
+    refused(
+        put_entry(
+            &a,
+            json!({"Kind": "service-router", "Name": "db", "Routes": []}),
+        )
+        .await,
+        "speaks tcp",
+    );
+
+    // A change that breaks a chain that works is refused, and so is a
+    // delete: the splitter needs the resolver's subset.
+    ok(put_entry(
+        &a,
+        json!({"Kind": "service-resolver", "Name": "web", "Subsets": {"v1": {"Filter": "Service.Meta.version == v1"}}}),
+    )
+    .await);
+    ok(put_entry(
+        &a,
+        json!({"Kind": "service-splitter", "Name": "web", "Splits": [{"Weight": 100, "ServiceSubset": "v1"}]}),
+    )
+    .await);
+    refused(
+        put_entry(
+            &a,
+            json!({"Kind": "service-resolver", "Name": "web", "Subsets": {}}),
+        )
+        .await,
+        "no subset named \"v1\"",
+    );
+    let (st, text) = call(
+        Method::DELETE,
+        &a,
+        "/v1/config/service-resolver/web",
+        Some(MANAGEMENT),
+        None,
+    )
+    .await;
+    assert_eq!(st, 400, "{text}");
+    assert!(stored(&a, "service-resolver", "web").await);
+    refused(
+        put_entry(
+            &a,
+            json!({"Kind": "service-defaults", "Name": "web", "Protocol": "tcp"}),
+        )
+        .await,
+        "speaks tcp",
+    );
+}
+
+#[tokio::test]
+async fn the_discovery_chain_answers_in_consuls_shape_under_acls() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = acl_config(dir.path());
+    let mut spec = mesh_testkit::AgentSpec::server("chains-acl", 1);
+    spec.extra = vec!["-dev".into(), format!("-config-file={}", conf.display())];
+    let a = TestAgent::start(spec, &dir.path().join("data"))
+        .await
+        .unwrap();
+    for entry in [
+        json!({"Kind": "service-defaults", "Name": "web", "Protocol": "http"}),
+        json!({"Kind": "service-defaults", "Name": "admin", "Protocol": "http"}),
+        json!({"Kind": "service-resolver", "Name": "web", "DefaultSubset": "v1", "ConnectTimeout": "3s",
+               "Subsets": {"v1": {"Filter": "Service.Meta.version == v1"}, "v2": {"Filter": "Service.Meta.version == v2"}}}),
+        // Other key cases than Consul's: the same entry.
+        json!({"kind": "service-splitter", "name": "web",
+               "splits": [{"weight": 90, "service_subset": "v1"}, {"WEIGHT": 10, "ServiceSubset": "v2"}]}),
+        json!({"Kind": "service-router", "Name": "web",
+               "Routes": [{"Match": {"HTTP": {"PathPrefix": "/admin"}}, "Destination": {"Service": "admin"}}]}),
+    ] {
+        let (st, text) = put_entry(&a, entry).await;
+        assert_eq!(st, 200, "{text}");
+    }
+    let path = "/v1/discovery-chain/web";
+    let (st, _) = call(Method::GET, &a, path, None, None).await;
+    assert_eq!(st, 403, "default deny: service:read on web is needed");
+    let (st, text) = call(Method::GET, &a, path, Some(MANAGEMENT), None).await;
+    assert_eq!(st, 200, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let chain = &v["Chain"];
+    assert_eq!(chain["ServiceName"], "web");
+    assert_eq!(chain["Protocol"], "http");
+    assert_eq!(chain["Datacenter"], "dc1");
+    assert_eq!(chain["StartNode"], "router:web.default.default");
+    let nodes = &chain["Nodes"];
+    let routes = nodes["router:web.default.default"]["Routes"]
+        .as_array()
+        .unwrap();
+    assert_eq!(routes.len(), 2, "{routes:?}");
+    assert_eq!(routes[0]["NextNode"], "resolver:admin.default.default.dc1");
+    assert_eq!(
+        routes[0]["Definition"]["Match"]["HTTP"]["PathPrefix"],
+        "/admin"
+    );
+    assert_eq!(routes[1]["NextNode"], "splitter:web.default.default");
+    let splits = nodes["splitter:web.default.default"]["Splits"]
+        .as_array()
+        .unwrap();
+    assert_eq!(splits[0]["Weight"], 90.0);
+    assert_eq!(splits[0]["NextNode"], "resolver:v1.web.default.default.dc1");
+    let v2 = &chain["Targets"]["v2.web.default.default.dc1"];
+    assert_eq!(v2["Service"], "web");
+    assert_eq!(v2["ServiceSubset"], "v2");
+    assert_eq!(v2["Subset"]["Filter"], "Service.Meta.version == v2");
+    assert_eq!(v2["ConnectTimeout"], "3s");
+    assert!(
+        v2["SNI"]
+            .as_str()
+            .unwrap()
+            .starts_with("v2.web.default.dc1.internal."),
+        "{v2}"
+    );
+}
+
+/// A TCP server that answers every connection with its name.
+async fn named_server(name: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = s.write_all(name.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// Who answers through `upstream`, if anyone does.
+async fn answered_by(upstream: SocketAddr) -> Option<String> {
+    let mut s = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(upstream))
+        .await
+        .ok()?
+        .ok()?;
+    let mut name = String::new();
+    tokio::time::timeout(Duration::from_secs(3), s.read_to_string(&mut name))
+        .await
+        .ok()?
+        .ok()?;
+    (!name.is_empty()).then_some(name)
+}
+
+/// Waits until `n` connections in a row are answered by `want`.
+async fn served_by(upstream: SocketAddr, want: &str, why: &str) {
+    eventually(why, Duration::from_secs(20), || async {
+        for _ in 0..5 {
+            if answered_by(upstream).await.as_deref() != Some(want) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn resolvers_pick_subsets_redirect_and_fail_over_live_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = crate::dev_agent("chains-live", dir.path()).await;
+    let register = |body: Value| {
+        let a = &a;
+        async move {
+            let (st, text) = call(
+                Method::PUT,
+                a,
+                "/v1/agent/service/register",
+                Some(MANAGEMENT),
+                Some(body),
+            )
+            .await;
+            assert_eq!(st, 200, "{text}");
+        }
+    };
+    for (id, name, version) in [
+        ("db-v1", named_server("v1").await, "v1"),
+        ("db-v2", named_server("v2").await, "v2"),
+    ] {
+        register(json!({"Name": "db", "ID": id, "Port": name.port(), "Address": "127.0.0.1",
+                        "Meta": {"version": version},
+                        "Check": {"TTL": "600s", "Status": "passing"},
+                        "Connect": {"SidecarService": {"Port": free_port(), "Address": "127.0.0.1"}}}))
+        .await;
+    }
+    register(json!({"Name": "web", "ID": "web", "Port": 1,
+                    "Connect": {"SidecarService": {"Port": free_port(), "Address": "127.0.0.1",
+                        "Proxy": {"Upstreams": [{"DestinationName": "db", "LocalBindPort": 0},
+                                                 {"DestinationName": "legacy-db", "LocalBindPort": 0}]}}}}))
+    .await;
+    let _db1 = connect_proxy(&a, &["-sidecar-for", "db-v1"]).await;
+    let _db2 = connect_proxy(&a, &["-sidecar-for", "db-v2"]).await;
+    let web = connect_proxy(&a, &["-sidecar-for", "web"]).await;
+    let (db, legacy) = (web.upstream("db"), web.upstream("legacy-db"));
+    eventually("db answers", Duration::from_secs(20), || answered_by(db)).await;
+
+    // The default subset: every connection to v1.
+    let (st, text) = put_entry(
+        &a,
+        json!({"Kind": "service-resolver", "Name": "db", "DefaultSubset": "v1",
+               "Subsets": {"v1": {"Filter": "Service.Meta.version == v1"},
+                           "v2": {"Filter": "Service.Meta.version == v2"}},
+               "Failover": {"v1": {"ServiceSubset": "v2"}}}),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    served_by(db, "v1", "the default subset v1").await;
+
+    // A redirect: legacy-db is db (its default subset, v1).
+    let (st, text) = put_entry(
+        &a,
+        json!({"Kind": "service-resolver", "Name": "legacy-db", "Redirect": {"Service": "db"}}),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    served_by(legacy, "v1", "legacy-db redirected to db").await;
+
+    // v1 critical: failover to v2; v1 passing again: back.
+    let (st, text) = call(
+        Method::PUT,
+        &a,
+        "/v1/agent/check/fail/service:db-v1",
+        Some(MANAGEMENT),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    served_by(db, "v2", "failover to v2 while v1 is critical").await;
+    let (st, text) = call(
+        Method::PUT,
+        &a,
+        "/v1/agent/check/pass/service:db-v1",
+        Some(MANAGEMENT),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    served_by(db, "v1", "back to v1 once it passes").await;
+}
+
+fn canary_file(v1: u32, v2: u32) -> String {
+    format!(
+        r#"config_entry {{
+  kind     = "service-defaults"
+  name     = "shop"
+  protocol = "http"
+}}
+
+config_entry {{
+  kind = "service-resolver"
+  name = "shop"
+  subsets = {{
+    v1 = {{ filter = "Service.Meta.version == v1" }}
+    v2 = {{ filter = "Service.Meta.version == v2" }}
+  }}
+}}
+
+config_entry {{
+  kind   = "service-splitter"
+  name   = "shop"
+  splits = [
+    {{ weight = {v1}, service_subset = "v1" }},
+    {{ weight = {v2}, service_subset = "v2" }},
+  ]
+}}
+"#
+    )
+}
+
+#[tokio::test]
+async fn a_chain_declared_in_mesh_d_is_checked_as_a_whole_and_a_bad_edit_keeps_the_last_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("mesh.d");
+    std::fs::create_dir_all(&conf).unwrap();
+    // The splitter needs the resolver's subsets, declared in the same change.
+    std::fs::write(conf.join("shop.hcl"), canary_file(90, 10)).unwrap();
+    let mut spec = mesh_testkit::AgentSpec::server("node1", 1);
+    spec.extra = vec!["-dev".into(), format!("-config-dir={}", conf.display())];
+    let a = TestAgent::start(spec, &dir.path().join("data"))
+        .await
+        .unwrap();
+    let weights = || async {
+        let (st, text) = call(
+            Method::GET,
+            &a,
+            "/v1/discovery-chain/shop",
+            Some(MANAGEMENT),
+            None,
+        )
+        .await;
+        (st == 200).then_some(())?;
+        let v: Value = serde_json::from_str(&text).ok()?;
+        let splits = v["Chain"]["Nodes"]["splitter:shop.default.default"]["Splits"]
+            .as_array()?
+            .clone();
+        Some(
+            splits
+                .iter()
+                .map(|s| s["Weight"].as_f64().unwrap_or(-1.0))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let first = eventually("the canary applied", Duration::from_secs(10), weights).await;
+    assert_eq!(first, vec![90.0, 10.0]);
+
+    // 50/49: refused at the file and field, the 90/10 chain stays.
+    let path = conf.join("shop.hcl");
+    let tmp = conf.join(".shop.hcl.tmp");
+    std::fs::write(&tmp, canary_file(50, 49)).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let status = eventually("the bad edit reported", Duration::from_secs(10), || async {
+        let v = crate::fetch_json(&crate::http(), a.url("/v1/agent/self")).await;
+        (v["ConfigStatus"]["Ok"] == false).then(|| v["ConfigStatus"].clone())
+    })
+    .await;
+    let error = status["Errors"][0].as_str().unwrap_or_default().to_string();
+    assert!(
+        error.contains("shop.hcl:") && error.contains("Splits: the weights sum to 99"),
+        "{status}"
+    );
+    assert_eq!(weights().await.unwrap(), vec![90.0, 10.0]);
+
+    // A good edit applies without a restart.
+    std::fs::write(&tmp, canary_file(50, 50)).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    eventually("50/50 applied", Duration::from_secs(10), || async {
+        (weights().await? == vec![50.0, 50.0]).then_some(())
+    })
+    .await;
+}
