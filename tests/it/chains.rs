@@ -3,6 +3,7 @@
 //! shape under ACLs, and resolvers change where live traffic goes through
 //! the built-in proxy: default subsets, redirects, failover and back.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -423,4 +424,261 @@ async fn a_chain_declared_in_mesh_d_is_checked_as_a_whole_and_a_bad_edit_keeps_t
         (weights().await? == vec![50.0, 50.0]).then_some(())
     })
     .await;
+}
+
+/// How a test HTTP backend answers.
+#[derive(Clone, Copy)]
+enum Behaviour {
+    /// 200 with `<name> <path>`.
+    Normal,
+    /// 503 on every other request.
+    FailEveryOther,
+    /// Answers after this long.
+    Slow(Duration),
+}
+
+/// An HTTP/1.1 backend with keep-alive, answering `<name> <path>`.
+async fn http_backend(name: &'static str, behaviour: Behaviour) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let served = served.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let end = loop {
+                        if let Some(i) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&seen[..end]).to_string();
+                    seen.drain(..end);
+                    let path = head.split_whitespace().nth(1).unwrap_or("?").to_string();
+                    let n = served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let (status, body) = match behaviour {
+                        Behaviour::FailEveryOther if n.is_multiple_of(2) => {
+                            ("503 Service Unavailable", "failed".to_string())
+                        }
+                        Behaviour::Slow(d) => {
+                            tokio::time::sleep(d).await;
+                            ("200 OK", format!("{name} {path}"))
+                        }
+                        _ => ("200 OK", format!("{name} {path}")),
+                    };
+                    let reply = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if s.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Registers `id` of service `name` with a sidecar, and starts the sidecar.
+async fn with_sidecar(
+    a: &TestAgent,
+    name: &str,
+    id: &str,
+    app: SocketAddr,
+    meta: Value,
+) -> crate::proxy::Sidecar {
+    let (st, text) = call(
+        Method::PUT,
+        a,
+        "/v1/agent/service/register",
+        Some(MANAGEMENT),
+        Some(
+            json!({"Name": name, "ID": id, "Port": app.port(), "Address": "127.0.0.1", "Meta": meta,
+                    "Connect": {"SidecarService": {"Port": free_port(), "Address": "127.0.0.1"}}}),
+        ),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    connect_proxy(a, &["-sidecar-for", id]).await
+}
+
+/// The web sidecar, calling `upstream` on a local port.
+async fn caller(a: &TestAgent, upstream: &str) -> (crate::proxy::Sidecar, String) {
+    let (st, text) = call(
+        Method::PUT,
+        a,
+        "/v1/agent/service/register",
+        Some(MANAGEMENT),
+        Some(json!({"Name": "web", "ID": "web", "Port": 1,
+                    "Connect": {"SidecarService": {"Port": free_port(), "Address": "127.0.0.1",
+                        "Proxy": {"Upstreams": [{"DestinationName": upstream, "LocalBindPort": 0}]}}}})),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    let web = connect_proxy(a, &["-sidecar-for", "web"]).await;
+    let base = format!("http://{}", web.upstream(upstream));
+    (web, base)
+}
+
+/// One keep-alive connection's worth of client.
+fn keep_alive_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(1)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+async fn get(c: &reqwest::Client, url: &str, header: Option<(&str, &str)>) -> (u16, String) {
+    let mut r = c.get(url);
+    if let Some((k, v)) = header {
+        r = r.header(k, v);
+    }
+    match r.send().await {
+        Ok(resp) => (
+            resp.status().as_u16(),
+            resp.text().await.unwrap_or_default(),
+        ),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+/// The share of `n` requests answered by a body starting with `who`.
+async fn share(c: &reqwest::Client, url: &str, who: &str, n: usize) -> f64 {
+    let mut hits = 0;
+    for _ in 0..n {
+        let (st, body) = get(c, url, None).await;
+        assert_eq!(st, 200, "{body}");
+        hits += usize::from(body.starts_with(who));
+    }
+    hits as f64 / n as f64
+}
+
+#[tokio::test]
+async fn a_canary_split_holds_its_weights_and_a_mesh_d_change_applies_to_keep_alive_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("mesh.d");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(conf.join("shop.hcl"), canary_file(90, 10)).unwrap();
+    let mut spec = mesh_testkit::AgentSpec::server("node1", 1);
+    spec.extra = vec!["-dev".into(), format!("-config-dir={}", conf.display())];
+    let a = TestAgent::start(spec, &dir.path().join("data"))
+        .await
+        .unwrap();
+    let v1 = http_backend("v1", Behaviour::Normal).await;
+    let v2 = http_backend("v2", Behaviour::Normal).await;
+    let _s1 = with_sidecar(&a, "shop", "shop-v1", v1, json!({"version": "v1"})).await;
+    let _s2 = with_sidecar(&a, "shop", "shop-v2", v2, json!({"version": "v2"})).await;
+    let (_web, base) = caller(&a, "shop").await;
+    let c = keep_alive_client();
+    eventually("both subsets answer", Duration::from_secs(20), || async {
+        let mut seen = BTreeSet::new();
+        for _ in 0..100 {
+            let (st, body) = get(&c, &base, None).await;
+            (st == 200).then_some(())?;
+            seen.insert(body.split(' ').next().unwrap_or_default().to_string());
+        }
+        (seen.len() == 2).then_some(())
+    })
+    .await;
+
+    let v2_share = share(&c, &base, "v2", 10_000).await;
+    assert!(
+        (0.08..=0.12).contains(&v2_share),
+        "v2 got {v2_share:.4} of 10,000 (weight 10)"
+    );
+
+    // 50/50 in the file: the same keep-alive client sees it.
+    let path = conf.join("shop.hcl");
+    let tmp = conf.join(".shop.hcl.tmp");
+    std::fs::write(&tmp, canary_file(50, 50)).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    eventually("the new weights apply", Duration::from_secs(20), || async {
+        let s = share(&c, &base, "v2", 400).await;
+        (0.4..=0.6).contains(&s).then_some(())
+    })
+    .await;
+    let v2_share = share(&c, &base, "v2", 2_000).await;
+    assert!(
+        (0.45..=0.55).contains(&v2_share),
+        "v2 got {v2_share:.4} of 2,000 (weight 50)"
+    );
+}
+
+#[tokio::test]
+async fn routes_by_path_and_header_rewrite_retry_and_time_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = crate::dev_agent("routes", dir.path()).await;
+    let mut sidecars = Vec::new();
+    for (name, behaviour) in [
+        ("api", Behaviour::Normal),
+        ("admin", Behaviour::Normal),
+        ("beta", Behaviour::Normal),
+        ("flaky", Behaviour::FailEveryOther),
+        ("slow", Behaviour::Slow(Duration::from_secs(5))),
+    ] {
+        let (st, text) = put_entry(
+            &a,
+            json!({"Kind": "service-defaults", "Name": name, "Protocol": "http"}),
+        )
+        .await;
+        assert_eq!(st, 200, "{text}");
+        let app = http_backend(name, behaviour).await;
+        sidecars.push(with_sidecar(&a, name, name, app, json!({})).await);
+    }
+    let (st, text) = put_entry(
+        &a,
+        json!({"Kind": "service-router", "Name": "api", "Routes": [
+            {"Match": {"HTTP": {"PathPrefix": "/admin/"}},
+             "Destination": {"Service": "admin", "PrefixRewrite": "/"}},
+            {"Match": {"HTTP": {"Header": [{"Name": "x-beta", "Exact": "1"}]}},
+             "Destination": {"Service": "beta"}},
+            {"Match": {"HTTP": {"PathPrefix": "/flaky"}},
+             "Destination": {"Service": "flaky", "NumRetries": 2, "RetryOnStatusCodes": [503]}},
+            {"Match": {"HTTP": {"PathPrefix": "/slow"}},
+             "Destination": {"Service": "slow", "RequestTimeout": "500ms"}}
+        ]}),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    let (_web, base) = caller(&a, "api").await;
+    let c = keep_alive_client();
+    eventually("the router applies", Duration::from_secs(20), || async {
+        let (st, body) = get(&c, &format!("{base}/admin/users"), None).await;
+        (st == 200 && body == "admin /users").then_some(())
+    })
+    .await;
+    assert_eq!(
+        get(&c, &format!("{base}/home"), None).await,
+        (200, "api /home".into())
+    );
+    assert_eq!(
+        get(&c, &format!("{base}/home"), Some(("x-beta", "1"))).await,
+        (200, "beta /home".into())
+    );
+    // Every other answer of flaky is a 503; with retries the client sees none.
+    for i in 0..20 {
+        let (st, body) = get(&c, &format!("{base}/flaky/{i}"), None).await;
+        assert_eq!(
+            (st, body.as_str()),
+            (200, format!("flaky /flaky/{i}").as_str())
+        );
+    }
+    // The slow backend answers after 5 s; the route's timeout answers 504 first.
+    let started = std::time::Instant::now();
+    let (st, _) = get(&c, &format!("{base}/slow"), None).await;
+    let took = started.elapsed();
+    assert_eq!(st, 504);
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
 }

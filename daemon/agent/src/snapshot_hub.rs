@@ -15,7 +15,7 @@
 //! here) and publishes what comes back, however many local watchers there
 //! are.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -651,8 +651,8 @@ struct Inputs<'a> {
 struct Parts<'s> {
     intentions: HashMap<String, IntentionSet>,
     protocols: HashMap<String, Protocol>,
-    /// Each upstream's endpoints and connect timeout (ms), as its chain resolves.
-    endpoints: HashMap<String, (Vec<Endpoint>, u64)>,
+    /// Each upstream, as its chain resolves it.
+    endpoints: HashMap<String, Resolved>,
     /// Every service's Connect instances, from one scan of the catalog.
     instances: Option<HashMap<&'s str, Vec<(&'s mesh_types::Node, &'s Service)>>>,
 }
@@ -683,14 +683,14 @@ fn compute<'s>(
         .iter()
         .map(|u| {
             let name = &u.destination_name;
-            let (endpoints, timeout) = match parts.endpoints.get(name) {
+            let resolved = match parts.endpoints.get(name) {
                 Some(known) => known.clone(),
                 None => {
                     let chain = chain_of(s, name, inputs.datacenter);
                     let instances = parts
                         .instances
                         .get_or_insert_with(|| mesh_api::connect_instances_by_service(s));
-                    let found = chain_endpoints(s, inputs, instances, name, chain.as_ref());
+                    let found = chain_endpoints(s, inputs, instances, name, chain);
                     parts.endpoints.insert(name.clone(), found.clone());
                     found
                 }
@@ -703,12 +703,14 @@ fn compute<'s>(
                     u.local_bind_address.clone()
                 },
                 local_bind_port: u.local_bind_port,
-                connect_timeout_ms: timeout,
+                connect_timeout_ms: resolved.connect_timeout_ms,
                 protocol: *parts
                     .protocols
                     .entry(name.clone())
                     .or_insert_with(|| service_protocol(s, name)),
-                endpoints,
+                endpoints: resolved.endpoints,
+                chain: resolved.chain,
+                targets: resolved.targets,
             }
         })
         .collect();
@@ -772,35 +774,86 @@ fn chain_of(s: &State, service: &str, datacenter: &str) -> Option<mesh_chain::Co
     }
 }
 
+/// An upstream as its chain resolves it.
+#[derive(Clone, Default)]
+struct Resolved {
+    /// Where a connection goes (see [`chain_endpoints`]).
+    endpoints: Vec<Endpoint>,
+    connect_timeout_ms: u64,
+    /// When routes or splits decide per request: the chain, and the
+    /// endpoints of every resolver's target.
+    chain: Option<mesh_chain::CompiledChain>,
+    targets: BTreeMap<String, Vec<Endpoint>>,
+}
+
 /// Where connections to an upstream go, as its chain resolves them: the
 /// primary target's healthy instances, or else the first failover target
-/// that has some; with that target's connect timeout (ms). Routes and
-/// splits are per request: a chain that starts with them resolves here
-/// by its catch-all route and its heaviest split.
+/// that has some, with that target's connect timeout. A chain that starts
+/// with routes or splits also carries every target's endpoints, for the
+/// proxy to choose per request (connections that are not HTTP resolve by
+/// its catch-all route and heaviest split).
 fn chain_endpoints(
     s: &State,
     inputs: &Inputs,
     instances: &HashMap<&str, Vec<(&mesh_types::Node, &Service)>>,
     service: &str,
-    chain: Option<&mesh_chain::CompiledChain>,
-) -> (Vec<Endpoint>, u64) {
+    chain: Option<mesh_chain::CompiledChain>,
+) -> Resolved {
     let default_ms = mesh_chain::DEFAULT_CONNECT_TIMEOUT.as_millis() as u64;
-    let Some((primary, failover)) = chain.and_then(|c| c.default_targets()) else {
+    let Some(chain) = chain else {
         let found = instances.get(service);
-        return (
-            healthy_endpoints(s, inputs, service, found, None),
-            default_ms,
-        );
+        return Resolved {
+            endpoints: healthy_endpoints(s, inputs, service, found, None),
+            connect_timeout_ms: default_ms,
+            ..Default::default()
+        };
     };
-    let timeout = primary.connect_timeout.0.as_millis() as u64;
-    for target in std::iter::once(primary).chain(failover) {
-        let found = instances.get(target.service.as_str());
-        let endpoints = healthy_endpoints(s, inputs, &target.service, found, Some(target));
-        if !endpoints.is_empty() {
-            return (endpoints, target.connect_timeout.0.as_millis() as u64);
+    let resolve = |primary: &mesh_chain::Target, failover: Vec<&mesh_chain::Target>| {
+        for target in std::iter::once(primary).chain(failover) {
+            let found = instances.get(target.service.as_str());
+            let endpoints = healthy_endpoints(s, inputs, &target.service, found, Some(target));
+            if !endpoints.is_empty() {
+                return (endpoints, target.connect_timeout.0.as_millis() as u64);
+            }
         }
+        (Vec::new(), primary.connect_timeout.0.as_millis() as u64)
+    };
+    let mut out = match chain.default_targets() {
+        Some((primary, failover)) => {
+            let (endpoints, connect_timeout_ms) = resolve(primary, failover);
+            Resolved {
+                endpoints,
+                connect_timeout_ms,
+                ..Default::default()
+            }
+        }
+        None => Resolved {
+            connect_timeout_ms: default_ms,
+            ..Default::default()
+        },
+    };
+    let per_request = chain
+        .nodes
+        .get(&chain.start_node)
+        .is_some_and(|n| n.kind != "resolver");
+    if per_request {
+        for node in chain.nodes.values() {
+            let Some(r) = &node.resolver else { continue };
+            let Some(primary) = chain.targets.get(&r.target) else {
+                continue;
+            };
+            let failover = r
+                .failover
+                .iter()
+                .flat_map(|f| &f.targets)
+                .filter_map(|t| chain.targets.get(t))
+                .collect();
+            out.targets
+                .insert(r.target.clone(), resolve(primary, failover).0);
+        }
+        out.chain = Some(chain);
     }
-    (Vec::new(), timeout)
+    out
 }
 
 /// An instance as subset filters see it (Consul's health entry shape).

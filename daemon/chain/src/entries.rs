@@ -136,8 +136,11 @@ impl ProxyDefaults {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, rename_all(serialize = "PascalCase"))]
 pub struct HeaderMods {
+    #[serde(alias = "Add")]
     pub add: BTreeMap<String, String>,
+    #[serde(alias = "Set")]
     pub set: BTreeMap<String, String>,
+    #[serde(alias = "Remove")]
     pub remove: Vec<String>,
 }
 
@@ -150,77 +153,91 @@ impl HeaderMods {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, rename_all(serialize = "PascalCase"))]
 pub struct HeaderMatch {
+    #[serde(alias = "Name")]
     pub name: String,
+    #[serde(alias = "Present")]
     pub present: bool,
+    #[serde(alias = "Exact")]
     pub exact: String,
+    #[serde(alias = "Prefix")]
     pub prefix: String,
+    #[serde(alias = "Suffix")]
     pub suffix: String,
+    #[serde(alias = "Regex")]
     pub regex: String,
+    #[serde(alias = "Invert")]
     pub invert: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, rename_all(serialize = "PascalCase"))]
 pub struct QueryMatch {
+    #[serde(alias = "Name")]
     pub name: String,
+    #[serde(alias = "Present")]
     pub present: bool,
+    #[serde(alias = "Exact")]
     pub exact: String,
+    #[serde(alias = "Regex")]
     pub regex: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct HttpMatch {
-    #[serde(rename(serialize = "PathExact"))]
+    #[serde(rename(serialize = "PathExact"), alias = "PathExact")]
     pub pathexact: String,
-    #[serde(rename(serialize = "PathPrefix"))]
+    #[serde(rename(serialize = "PathPrefix"), alias = "PathPrefix")]
     pub pathprefix: String,
-    #[serde(rename(serialize = "PathRegex"))]
+    #[serde(rename(serialize = "PathRegex"), alias = "PathRegex")]
     pub pathregex: String,
-    #[serde(rename(serialize = "Header"))]
+    #[serde(rename(serialize = "Header"), alias = "Header")]
     pub header: Vec<HeaderMatch>,
-    #[serde(rename(serialize = "QueryParam"))]
+    #[serde(rename(serialize = "QueryParam"), alias = "QueryParam")]
     pub queryparam: Vec<QueryMatch>,
-    #[serde(rename(serialize = "Methods"))]
+    #[serde(rename(serialize = "Methods"), alias = "Methods")]
     pub methods: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct RouteMatch {
-    #[serde(rename(serialize = "HTTP"))]
+    #[serde(rename(serialize = "HTTP"), alias = "HTTP")]
     pub http: Option<HttpMatch>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct RouteDestination {
-    #[serde(rename(serialize = "Service"))]
+    #[serde(rename(serialize = "Service"), alias = "Service")]
     pub service: String,
-    #[serde(rename(serialize = "ServiceSubset"))]
+    #[serde(rename(serialize = "ServiceSubset"), alias = "ServiceSubset")]
     pub servicesubset: String,
-    #[serde(rename(serialize = "PrefixRewrite"))]
+    #[serde(rename(serialize = "PrefixRewrite"), alias = "PrefixRewrite")]
     pub prefixrewrite: String,
-    #[serde(rename(serialize = "RequestTimeout"))]
+    #[serde(rename(serialize = "RequestTimeout"), alias = "RequestTimeout")]
     pub requesttimeout: GoDuration,
-    #[serde(rename(serialize = "NumRetries"))]
+    #[serde(rename(serialize = "NumRetries"), alias = "NumRetries")]
     pub numretries: u32,
-    #[serde(rename(serialize = "RetryOnConnectFailure"))]
+    #[serde(
+        rename(serialize = "RetryOnConnectFailure"),
+        alias = "RetryOnConnectFailure"
+    )]
     pub retryonconnectfailure: bool,
-    #[serde(rename(serialize = "RetryOnStatusCodes"))]
+    #[serde(rename(serialize = "RetryOnStatusCodes"), alias = "RetryOnStatusCodes")]
     pub retryonstatuscodes: Vec<u16>,
-    #[serde(rename(serialize = "RequestHeaders"))]
+    #[serde(rename(serialize = "RequestHeaders"), alias = "RequestHeaders")]
     pub requestheaders: HeaderMods,
-    #[serde(rename(serialize = "ResponseHeaders"))]
+    #[serde(rename(serialize = "ResponseHeaders"), alias = "ResponseHeaders")]
     pub responseheaders: HeaderMods,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Route {
-    #[serde(rename(serialize = "Match"))]
+    #[serde(rename(serialize = "Match"), alias = "Match")]
     pub r#match: Option<RouteMatch>,
-    #[serde(rename(serialize = "Destination"))]
+    #[serde(rename(serialize = "Destination"), alias = "Destination")]
     pub destination: Option<RouteDestination>,
 }
 
@@ -249,9 +266,9 @@ pub struct ServiceSplitter {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Subset {
-    #[serde(rename(serialize = "Filter"))]
+    #[serde(rename(serialize = "Filter"), alias = "Filter")]
     pub filter: String,
-    #[serde(rename(serialize = "OnlyPassing"))]
+    #[serde(rename(serialize = "OnlyPassing"), alias = "OnlyPassing")]
     pub onlypassing: bool,
 }
 
@@ -283,22 +300,22 @@ pub struct Failover {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct HashPolicy {
-    #[serde(rename(serialize = "Field"))]
+    #[serde(rename(serialize = "Field"), alias = "Field")]
     pub field: String,
-    #[serde(rename(serialize = "FieldValue"))]
+    #[serde(rename(serialize = "FieldValue"), alias = "FieldValue")]
     pub fieldvalue: String,
-    #[serde(rename(serialize = "SourceIP"))]
+    #[serde(rename(serialize = "SourceIP"), alias = "SourceIP")]
     pub sourceip: bool,
-    #[serde(rename(serialize = "Terminal"))]
+    #[serde(rename(serialize = "Terminal"), alias = "Terminal")]
     pub terminal: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct LoadBalancer {
-    #[serde(rename(serialize = "Policy"))]
+    #[serde(rename(serialize = "Policy"), alias = "Policy")]
     pub policy: String,
-    #[serde(rename(serialize = "HashPolicies"))]
+    #[serde(rename(serialize = "HashPolicies"), alias = "HashPolicies")]
     pub hashpolicies: Vec<HashPolicy>,
 }
 

@@ -17,7 +17,7 @@ pub mod entries;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use entries::{
@@ -72,7 +72,7 @@ impl<F: Fn(&str, &str) -> Option<String>> Entries for F {
 }
 
 /// A compiled chain, in the shape of Consul's `/v1/discovery-chain`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct CompiledChain {
     pub service_name: String,
@@ -88,7 +88,7 @@ pub struct CompiledChain {
     pub targets: BTreeMap<String, Target>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ChainNode {
     /// `router`, `splitter` or `resolver`.
@@ -105,14 +105,14 @@ pub struct ChainNode {
     pub load_balancer: Option<LoadBalancer>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ChainRoute {
     pub definition: Route,
     pub next_node: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ChainSplit {
     pub weight: f64,
@@ -121,7 +121,7 @@ pub struct ChainSplit {
     pub response_headers: HeaderMods,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ChainResolver {
     pub connect_timeout: GoDuration,
@@ -133,14 +133,14 @@ pub struct ChainResolver {
     pub failover: Option<ChainFailover>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ChainFailover {
     pub targets: Vec<String>,
 }
 
 /// A service (and subset) in this datacenter that traffic may reach.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Target {
     #[serde(rename = "ID")]

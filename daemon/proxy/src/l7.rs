@@ -115,7 +115,7 @@ const HOP_BY_HOP: [&str; 7] = [
     "upgrade",
 ];
 
-fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
     // Also the headers named by `Connection`.
     let named: Vec<String> = headers
         .get_all(header::CONNECTION)

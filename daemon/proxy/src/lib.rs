@@ -29,6 +29,7 @@ mod l7;
 mod metrics;
 mod outbound;
 mod proxy;
+mod routed;
 mod runtime;
 pub mod snapshot;
 pub mod source;

@@ -32,6 +32,8 @@ struct Listener {
     next: AtomicUsize,
     /// Client configs by expected SPIFFE ID (each carries its own verifier).
     configs: Mutex<HashMap<String, Arc<ClientConfig>>>,
+    /// Pooled clients for connections routed per request.
+    routed: Arc<crate::routed::Routed>,
 }
 
 /// Accepts on one upstream listener until `stop` (this listener's token) fires.
@@ -45,6 +47,7 @@ pub(crate) async fn serve(
         name,
         next: AtomicUsize::new(0),
         configs: Mutex::new(HashMap::new()),
+        routed: Arc::new(crate::routed::Routed::new(&ctx)),
     });
     loop {
         let (tcp, _peer) = tokio::select! {
@@ -69,6 +72,21 @@ async fn handle(ctx: Arc<Ctx>, state: Arc<Listener>, local: TcpStream) {
     um.connections.fetch_add(1, Relaxed);
     let _active = GaugeGuard::inc(&um.active);
     let _ = local.set_nodelay(true);
+    // Routes or splits decide per request: parse the app's HTTP.
+    let routed = {
+        let current = ctx.current.get();
+        current
+            .snap
+            .upstreams
+            .iter()
+            .find(|u| u.destination_name == state.name)
+            .is_some_and(crate::routed::per_request)
+    };
+    if routed {
+        let name: Arc<str> = state.name.as_str().into();
+        crate::routed::serve(ctx.clone(), state.routed.clone(), name, local).await;
+        return;
+    }
 
     let mut remote = match dial(&ctx, &state, &um).await {
         Ok(s) => s,

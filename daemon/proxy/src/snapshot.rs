@@ -3,6 +3,8 @@
 //! The agent serves it as JSON with Consul-style PascalCase keys; the only
 //! producer is our own agent, so keys are matched exactly.
 
+use std::collections::BTreeMap;
+
 use mesh_policy::{IntentionSet, Layer};
 use serde::{Deserialize, Serialize};
 
@@ -93,7 +95,7 @@ pub struct Leaf {
 }
 
 /// One upstream: a local plain-TCP listener that dials the destination with mTLS.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Upstream {
     /// Destination service name; also the upstream's key.
@@ -109,6 +111,14 @@ pub struct Upstream {
     pub protocol: Protocol,
     /// Healthy sidecars of the destination.
     pub endpoints: Vec<Endpoint>,
+    /// The discovery chain, when routes or splits decide per request
+    /// (http, http2, grpc); absent when every connection goes one way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<mesh_chain::CompiledChain>,
+    /// With a chain: the healthy sidecars of each resolver's target (its
+    /// failover's when it has none), by target ID.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub targets: BTreeMap<String, Vec<Endpoint>>,
 }
 
 /// One destination sidecar and the identity it must prove.

@@ -65,6 +65,7 @@ pub fn generate(
             port: public,
             spiffe_id: mesh_types::SpiffeId::service(TD, DC, "b").to_string(),
         }],
+        ..Default::default()
     }];
     let mut b = base("b");
     b.leaf = Some(leaves[1].clone());

@@ -81,6 +81,7 @@ pub fn upstream(name: &str, target: SocketAddr) -> Upstream {
             port: target.port(),
             spiffe_id: spiffe(name),
         }],
+        ..Default::default()
     }
 }
 
