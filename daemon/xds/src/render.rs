@@ -45,6 +45,7 @@ use envoy_types::util::pack_any;
 use mesh_policy::Policy;
 use mesh_proxy::{Protocol, ProxySnapshot};
 
+use crate::chain_routes::{chain_route_config, target_cluster_name};
 use crate::rbac::{exact, l4_rbac, l7_rbac};
 
 /// The xDS resource types mesh serves, by type URL.
@@ -155,6 +156,33 @@ pub fn render(snapshot: &ProxySnapshot) -> Resources {
             listener.clone(),
             pack_any(upstream_listener(&listener, up, &cluster)),
         );
+        if let Some(chain) = up.chain.as_ref().filter(|_| up.protocol.is_l7()) {
+            // Routes and splits: one cluster per target the chain reaches.
+            out.add(
+                type_url::ROUTE,
+                up.destination_name.clone(),
+                pack_any(chain_route_config(&up.destination_name, snapshot, chain)),
+            );
+            for (id, endpoints) in &up.targets {
+                let Some(target) = chain.targets.get(id) else {
+                    continue;
+                };
+                let name = target_cluster_name(snapshot, target);
+                let identity = vec![snapshot.spiffe_id_for(&target.service)];
+                let timeout = target.connect_timeout.0.as_millis() as u64;
+                out.add(
+                    type_url::CLUSTER,
+                    name.clone(),
+                    pack_any(tls_cluster(&name, identity, timeout, up.protocol)),
+                );
+                out.add(
+                    type_url::ENDPOINT,
+                    name.clone(),
+                    pack_any(assignment(&name, endpoints)),
+                );
+            }
+            continue;
+        }
         if up.protocol.is_l7() {
             out.add(
                 type_url::ROUTE,
@@ -170,7 +198,7 @@ pub fn render(snapshot: &ProxySnapshot) -> Resources {
         out.add(
             type_url::ENDPOINT,
             cluster.clone(),
-            pack_any(load_assignment(&cluster, up)),
+            pack_any(assignment(&cluster, &up.endpoints)),
         );
     }
     if let Some(leaf) = &snapshot.leaf {
@@ -531,12 +559,24 @@ fn upstream_listener(name: &str, up: &mesh_proxy::Upstream, cluster: &str) -> Li
 }
 
 fn upstream_cluster(snapshot: &ProxySnapshot, up: &mesh_proxy::Upstream, name: &str) -> Cluster {
-    let timeout = match up.connect_timeout_ms {
+    let identities = upstream_identities(snapshot, up);
+    tls_cluster(name, identities, up.connect_timeout_ms, up.protocol)
+}
+
+/// An EDS cluster of sidecars reached with mTLS: SNI `name`, and a peer
+/// that proves one of `identities`.
+fn tls_cluster(
+    name: &str,
+    identities: Vec<String>,
+    timeout_ms: u64,
+    protocol: Protocol,
+) -> Cluster {
+    let timeout = match timeout_ms {
         0 => Duration::from_secs(5),
         ms => Duration::from_millis(ms),
     };
     let tls = UpstreamTlsContext {
-        common_tls_context: Some(common_tls(&upstream_identities(snapshot, up))),
+        common_tls_context: Some(common_tls(&identities)),
         sni: name.into(),
         ..Default::default()
     };
@@ -553,7 +593,7 @@ fn upstream_cluster(snapshot: &ProxySnapshot, up: &mesh_proxy::Upstream, name: &
         transport_socket: Some(tls_socket(pack_any(tls))),
         ..Default::default()
     };
-    if speaks_h2(up.protocol) {
+    if speaks_h2(protocol) {
         with_http2(&mut cluster);
     }
     cluster
@@ -572,12 +612,11 @@ fn upstream_identities(snapshot: &ProxySnapshot, up: &mesh_proxy::Upstream) -> V
     ids
 }
 
-fn load_assignment(cluster: &str, up: &mesh_proxy::Upstream) -> ClusterLoadAssignment {
+fn assignment(cluster: &str, endpoints: &[mesh_proxy::Endpoint]) -> ClusterLoadAssignment {
     ClusterLoadAssignment {
         cluster_name: cluster.into(),
         endpoints: vec![LocalityLbEndpoints {
-            lb_endpoints: up
-                .endpoints
+            lb_endpoints: endpoints
                 .iter()
                 .map(|e| lb_endpoint_at(&e.address, e.port))
                 .collect(),
