@@ -211,7 +211,7 @@ async fn the_discovery_chain_answers_in_consuls_shape_under_acls() {
 }
 
 /// A TCP server that answers every connection with its name.
-async fn named_server(name: &'static str) -> SocketAddr {
+pub(crate) async fn named_server(name: &'static str) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -428,7 +428,7 @@ async fn a_chain_declared_in_mesh_d_is_checked_as_a_whole_and_a_bad_edit_keeps_t
 
 /// How a test HTTP backend answers.
 #[derive(Clone, Copy)]
-enum Behaviour {
+pub(crate) enum Behaviour {
     /// 200 with `<name> <path>`.
     Normal,
     /// 503 on every other request.
@@ -438,7 +438,7 @@ enum Behaviour {
 }
 
 /// An HTTP/1.1 backend with keep-alive, answering `<name> <path>`.
-async fn http_backend(name: &'static str, behaviour: Behaviour) -> SocketAddr {
+pub(crate) async fn http_backend(name: &'static str, behaviour: Behaviour) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -487,7 +487,7 @@ async fn http_backend(name: &'static str, behaviour: Behaviour) -> SocketAddr {
 }
 
 /// Registers `id` of service `name` with a sidecar, and starts the sidecar.
-async fn with_sidecar(
+pub(crate) async fn with_sidecar(
     a: &TestAgent,
     name: &str,
     id: &str,

@@ -63,6 +63,8 @@ pub(crate) struct CachedLeaf {
     /// The CSR it was signed from, when the holder (a client agent) keeps
     /// its own key; a different CSR means a new key to sign.
     pub csr: Option<String>,
+    /// DNS SANs beyond the SPIFFE ID (a gateway's listener hosts).
+    pub dns: Vec<String>,
 }
 
 /// The Connect CA as one component: the stored CA state (read from the
@@ -282,7 +284,18 @@ impl ConnectCa {
     /// The leaf for `service`, from the cache or freshly signed.
     pub(crate) async fn leaf_for(&self, service: &str) -> Result<CachedLeaf, CaRequestError> {
         let node = self.node_name.clone();
-        self.issue_leaf(&node, service, None).await
+        self.issue_leaf(&node, service, None, &[]).await
+    }
+
+    /// A leaf for gateway `service` that also names `dns` (the hosts its
+    /// TLS listeners answer for); a new set of hosts is a new leaf.
+    pub(crate) async fn leaf_with_dns(
+        &self,
+        service: &str,
+        dns: &[String],
+    ) -> Result<CachedLeaf, CaRequestError> {
+        let node = self.node_name.clone();
+        self.issue_leaf(&node, service, None, dns).await
     }
 
     /// A leaf for `service` on client agent `node`, signed from the CSR that
@@ -294,7 +307,7 @@ impl ConnectCa {
         service: &str,
         csr: &str,
     ) -> Result<CachedLeaf, CaRequestError> {
-        self.issue_leaf(node, service, Some(csr)).await
+        self.issue_leaf(node, service, Some(csr), &[]).await
     }
 
     /// Waits (at most `CSR_WAIT`) for room under `CSRMaxPerSecond` to sign
@@ -357,6 +370,7 @@ impl ConnectCa {
         node: &str,
         service: &str,
         csr: Option<&str>,
+        dns: &[String],
     ) -> Result<CachedLeaf, CaRequestError> {
         let (signer, stored) = self.ca_signer()?;
         let t = now();
@@ -380,13 +394,15 @@ impl ConnectCa {
                 && !due_reissue(c)
                 && t < c.leaf.valid_before
                 && c.csr.as_deref() == csr
+                && c.dns == dns
             {
                 return Ok(c.clone());
             }
         }
         self.csr_permit(&stored).await?;
         let ttl = Duration::from_secs(stored.state.leaf_ttl_secs);
-        let request = LeafRequest::new(service, &self.datacenter, ttl);
+        let mut request = LeafRequest::new(service, &self.datacenter, ttl);
+        request.dns_sans = dns.to_vec();
         let leaf = match csr {
             // A CSR that does not verify or names another identity is the caller's fault.
             Some(csr) => signer
@@ -415,6 +431,7 @@ impl ConnectCa {
             leaf,
             holder: key.clone(),
             csr: csr.map(str::to_string),
+            dns: dns.to_vec(),
         };
         self.leaves.lock().insert(slot, cached.clone());
         // Progress bookkeeping: one write per leaf and root, not per request.

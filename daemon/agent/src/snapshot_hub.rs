@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use mesh_config::LiveConfig;
-use mesh_proxy::{Endpoint, IntentionSet, Leaf, Protocol, ProxySnapshot, PublicListener, Upstream};
+use mesh_proxy::{
+    Endpoint, IngressRoute, IntentionSet, Leaf, Protocol, ProxySnapshot, PublicListener, Upstream,
+};
 use mesh_state::{State, StateStore, Table};
 use mesh_types::{CheckStatus, Service};
 use parking_lot::Mutex;
@@ -43,6 +45,9 @@ const LEAF_RETRY_SECS: i64 = 5;
 
 /// The state tables a snapshot is computed from.
 const INPUT_TABLES: [Table; 4] = [Table::Services, Table::Checks, Table::Config, Table::Ca];
+
+/// The kinds of service a snapshot is computed for.
+const SERVED_KINDS: [&str; 2] = ["connect-proxy", "ingress-gateway"];
 
 /// Longest a relayed blocking query to a server waits.
 const RELAY_WAIT: Duration = Duration::from_secs(300);
@@ -190,6 +195,9 @@ struct Slot {
     destination: Option<String>,
     /// The services its upstreams name, as of its last snapshot.
     upstreams: Vec<String>,
+    /// A gateway: its config entry and the chains of the services behind
+    /// it shape it, so any config change recomputes it.
+    gateway: bool,
 }
 
 /// What snapshots are computed from: this agent's state, its registrations,
@@ -304,6 +312,7 @@ pub(crate) fn subscribe(hub: &Arc<SnapshotHub>, key: ProxyKey) -> watch::Receive
             idle_since: None,
             destination: None,
             upstreams: Vec::new(),
+            gateway: false,
         },
     );
     drop(slots);
@@ -472,12 +481,13 @@ async fn pass(hub: &SnapshotHub, st: &mut PassState, everything: bool) -> i64 {
                     }
                     _ => true,
                 };
-                affected || s.versioned.is_empty() || now >= s.leaf_due
+                affected || s.gateway || s.versioned.is_empty() || now >= s.leaf_due
             })
             .map(|(key, s)| Want {
                 key: key.clone(),
                 generation: s.generation,
-                refresh_leaf: s.leaf.is_none() || ca_changed || now >= s.leaf_due,
+                // A gateway's hosts may have changed: the CA cache answers if not.
+                refresh_leaf: s.leaf.is_none() || ca_changed || now >= s.leaf_due || s.gateway,
             })
             .collect()
     };
@@ -527,22 +537,41 @@ async fn recompute(
                     None => own,
                     Some(node) => s.service(node, &w.key.id).cloned(),
                 })
-                .map(|svc| svc.filter(|s| s.kind == "connect-proxy"))
+                .map(|svc| svc.filter(|s| SERVED_KINDS.contains(&s.kind.as_str())))
                 .collect()
         })
     };
     // Leaves, signed or taken from the CA's cache only when due.
+    let domain = agent.live.borrow().dns.domain.clone();
+    // A gateway is its own identity; its TLS listeners' hosts are DNS SANs.
+    let gateway_hosts: Vec<Vec<String>> = agent.state.read(|s| {
+        registrations
+            .iter()
+            .map(|reg| match reg {
+                Some(svc) if svc.kind == "ingress-gateway" => {
+                    tls_hosts(s, &svc.name, &domain, &agent.datacenter)
+                }
+                _ => Vec::new(),
+            })
+            .collect()
+    });
     let mut leaves = Vec::with_capacity(wants.len());
-    for (w, reg) in wants.iter().zip(&registrations) {
-        let dest = reg
-            .as_ref()
-            .and_then(|s| s.proxy.as_ref())
-            .map(|p| p.destination_service_name.as_str());
+    for ((w, reg), dns) in wants.iter().zip(&registrations).zip(&gateway_hosts) {
+        let dest = reg.as_ref().and_then(|s| match s.kind.as_str() {
+            "connect-proxy" => s
+                .proxy
+                .as_ref()
+                .map(|p| p.destination_service_name.as_str()),
+            _ => Some(s.name.as_str()),
+        });
         let leaf = match (&stored, dest, &w.key.node, &w.key.csr) {
             (None, _, _, _) | (_, None, _, _) | (_, _, Some(_), None) => Ok(None),
             _ if !w.refresh_leaf => {
                 leaves.push(LeafUpdate::Keep);
                 continue;
+            }
+            (Some(_), Some(dest), None, _) if !dns.is_empty() => {
+                agent.ca.leaf_with_dns(dest, dns).await.map(Some)
             }
             (Some(_), Some(dest), None, _) => agent.ca.leaf_for(dest).await.map(Some),
             (Some(_), Some(dest), Some(node), Some(csr)) => {
@@ -560,6 +589,7 @@ async fn recompute(
         .unwrap_or_default();
     let inputs = Inputs {
         datacenter: &agent.datacenter,
+        domain: &domain,
         trust_domain: &td,
         roots: &roots,
         default_allow,
@@ -583,7 +613,10 @@ async fn recompute(
     });
     let floor = floor + agent.local.version();
     let mut slots = hub.slots.lock();
-    for ((w, snap), leaf) in wants.iter().zip(computed).zip(leaves) {
+    let gateways = registrations
+        .iter()
+        .map(|r| r.as_ref().is_some_and(|s| s.kind != "connect-proxy"));
+    for (((w, snap), leaf), gateway) in wants.iter().zip(computed).zip(leaves).zip(gateways) {
         let Some(slot) = slots
             .get_mut(&w.key)
             .filter(|s| s.generation == w.generation)
@@ -597,6 +630,7 @@ async fn recompute(
             continue;
         };
         slot.destination = Some(snap.service.clone());
+        slot.gateway = gateway;
         slot.upstreams = snap
             .upstreams
             .iter()
@@ -641,6 +675,8 @@ async fn recompute(
 /// What every snapshot of one pass shares.
 struct Inputs<'a> {
     datacenter: &'a str,
+    /// The DNS domain (`consul.`): ingress hosts default under it.
+    domain: &'a str,
     trust_domain: &'a str,
     roots: &'a [String],
     default_allow: bool,
@@ -657,6 +693,119 @@ struct Parts<'s> {
     instances: Option<HashMap<&'s str, Vec<(&'s mesh_types::Node, &'s Service)>>>,
 }
 
+/// Upstream `name` as its chain resolves it, once per pass.
+fn resolved_for<'s>(s: &'s State, inputs: &Inputs, parts: &mut Parts<'s>, name: &str) -> Resolved {
+    if let Some(known) = parts.endpoints.get(name) {
+        return known.clone();
+    }
+    let chain = chain_of(s, name, inputs.datacenter);
+    let instances = parts
+        .instances
+        .get_or_insert_with(|| mesh_api::connect_instances_by_service(s));
+    let found = chain_endpoints(s, inputs, instances, name, chain);
+    parts.endpoints.insert(name.to_string(), found.clone());
+    found
+}
+
+/// An ingress gateway's entry, if it has a valid one.
+fn ingress_entry(s: &State, gateway: &str) -> Option<mesh_chain::entries::IngressGateway> {
+    let body = &s.config_entry("ingress-gateway", gateway)?.body_json;
+    mesh_chain::entries::parse("ingress-gateway", gateway, body).ok()
+}
+
+/// The hosts of an ingress gateway's TLS listeners (its leaf's DNS SANs).
+fn tls_hosts(s: &State, gateway: &str, domain: &str, datacenter: &str) -> Vec<String> {
+    let Some(entry) = ingress_entry(s, gateway) else {
+        return Vec::new();
+    };
+    let all_tls = entry.tls.as_ref().is_some_and(|t| t.enabled);
+    let mut hosts: Vec<String> = entry
+        .listeners
+        .iter()
+        .filter(|l| all_tls || l.tls.as_ref().is_some_and(|t| t.enabled))
+        .flat_map(|l| &l.services)
+        .flat_map(|svc| svc.hosts_or_default(domain, datacenter))
+        .filter(|h| h != "*")
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
+}
+
+/// An ingress gateway: one listener per entry listener, on the gateway's
+/// address; a tcp one splices to its service, an http one routes each
+/// request by host to a service and on through its chain.
+fn compute_ingress<'s>(
+    s: &'s State,
+    inputs: &Inputs,
+    parts: &mut Parts<'s>,
+    id: &str,
+    svc: &Service,
+) -> ProxySnapshot {
+    let entry = ingress_entry(s, &svc.name).unwrap_or_default();
+    let all_tls = entry.tls.as_ref().is_some_and(|t| t.enabled);
+    let bind = if svc.address.is_empty() {
+        "0.0.0.0".to_string()
+    } else {
+        svc.address.clone()
+    };
+    let upstreams = entry
+        .listeners
+        .iter()
+        .filter(|l| (1..=u32::from(u16::MAX)).contains(&l.port))
+        .map(|l| {
+            let protocol = l.protocol();
+            let mut up = Upstream {
+                destination_name: format!("{protocol}:{}", l.port),
+                local_bind_address: bind.clone(),
+                local_bind_port: l.port as u16,
+                connect_timeout_ms: mesh_chain::DEFAULT_CONNECT_TIMEOUT.as_millis() as u64,
+                protocol: match protocol.as_str() {
+                    "http" => Protocol::Http,
+                    "http2" => Protocol::Http2,
+                    "grpc" => Protocol::Grpc,
+                    _ => Protocol::Tcp,
+                },
+                tls: all_tls || l.tls.as_ref().is_some_and(|t| t.enabled),
+                ..Default::default()
+            };
+            if up.protocol == Protocol::Tcp {
+                if let Some(service) = l.services.first() {
+                    let resolved = resolved_for(s, inputs, parts, &service.name);
+                    up.endpoints = resolved.endpoints;
+                    up.connect_timeout_ms = resolved.connect_timeout_ms;
+                }
+                return up;
+            }
+            up.ingress = l
+                .services
+                .iter()
+                .map(|service| {
+                    let resolved = resolved_for(s, inputs, parts, &service.name);
+                    IngressRoute {
+                        hosts: service.hosts_or_default(inputs.domain, inputs.datacenter),
+                        service: service.name.clone(),
+                        endpoints: resolved.endpoints,
+                        chain: resolved.chain,
+                        targets: resolved.targets,
+                    }
+                })
+                .collect();
+            up
+        })
+        .collect();
+    ProxySnapshot {
+        proxy_id: id.to_string(),
+        service: svc.name.clone(),
+        trust_domain: inputs.trust_domain.to_string(),
+        datacenter: inputs.datacenter.to_string(),
+        leaf: None,
+        roots: inputs.roots.to_vec(),
+        upstreams,
+        ..Default::default()
+    }
+}
+
 /// The snapshot of proxy `id` registered as `svc`, without its leaf.
 fn compute<'s>(
     s: &'s State,
@@ -665,6 +814,9 @@ fn compute<'s>(
     id: &str,
     svc: &Service,
 ) -> ProxySnapshot {
+    if svc.kind == "ingress-gateway" {
+        return compute_ingress(s, inputs, parts, id, svc);
+    }
     let proxy = svc.proxy.clone().unwrap_or_default();
     let dest = proxy.destination_service_name.clone();
     let intentions = parts
@@ -683,18 +835,7 @@ fn compute<'s>(
         .iter()
         .map(|u| {
             let name = &u.destination_name;
-            let resolved = match parts.endpoints.get(name) {
-                Some(known) => known.clone(),
-                None => {
-                    let chain = chain_of(s, name, inputs.datacenter);
-                    let instances = parts
-                        .instances
-                        .get_or_insert_with(|| mesh_api::connect_instances_by_service(s));
-                    let found = chain_endpoints(s, inputs, instances, name, chain);
-                    parts.endpoints.insert(name.clone(), found.clone());
-                    found
-                }
-            };
+            let resolved = resolved_for(s, inputs, parts, name);
             Upstream {
                 destination_name: name.clone(),
                 local_bind_address: if u.local_bind_address.is_empty() {
@@ -711,6 +852,7 @@ fn compute<'s>(
                 endpoints: resolved.endpoints,
                 chain: resolved.chain,
                 targets: resolved.targets,
+                ..Default::default()
             }
         })
         .collect();
@@ -972,7 +1114,7 @@ async fn from_server(
     let Some(proxy) = agent
         .local
         .service(id)
-        .filter(|s| s.kind == "connect-proxy")
+        .filter(|s| SERVED_KINDS.contains(&s.kind.as_str()))
     else {
         return Err(Failure::unknown(id));
     };
@@ -982,10 +1124,11 @@ async fn from_server(
             "No known servers: this client agent has not joined a cluster with servers".into(),
         )
     })?;
-    let service = proxy
-        .proxy
-        .map(|p| p.destination_service_name)
-        .unwrap_or_default();
+    // A sidecar proves the service it fronts; a gateway, itself.
+    let service = match proxy.proxy {
+        Some(p) if proxy.kind == "connect-proxy" => p.destination_service_name,
+        _ => proxy.name.clone(),
+    };
     let (private_key, csr) = client_key(hub, &server, &service).await?;
     let query = [
         ("node", agent.node_name.clone()),

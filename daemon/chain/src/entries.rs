@@ -513,6 +513,7 @@ pub fn validate(kind: &str, name: &str, body: &str) -> Result<(), ChainError> {
                 }
             }
         }
+        "ingress-gateway" | "terminating-gateway" => validate_gateway(kind, name, body)?,
         _ => {}
     }
     Ok(())
@@ -618,6 +619,186 @@ fn validate_route(route: &Route) -> Result<(), (String, String)> {
                 "needs a PathPrefix or PathExact match".into(),
             );
         }
+    }
+    Ok(())
+}
+
+/// The most listeners one gateway may have, and services one listener.
+pub const MAX_GATEWAY_LISTENERS: usize = 64;
+pub const MAX_LISTENER_SERVICES: usize = 256;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct GatewayTls {
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct IngressService {
+    pub name: String,
+    pub hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct IngressListener {
+    pub port: u32,
+    pub protocol: String,
+    pub services: Vec<IngressService>,
+    pub tls: Option<GatewayTls>,
+}
+
+/// An `ingress-gateway` entry: listeners that let callers outside the
+/// mesh reach services in it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct IngressGateway {
+    pub tls: Option<GatewayTls>,
+    pub listeners: Vec<IngressListener>,
+}
+
+impl IngressListener {
+    pub fn protocol(&self) -> String {
+        if self.protocol.is_empty() {
+            "tcp".into()
+        } else {
+            self.protocol.to_ascii_lowercase()
+        }
+    }
+}
+
+impl IngressService {
+    /// The hosts a request for this service may name: as given, or
+    /// `<service>.ingress.<domain>` and `<service>.ingress.<dc>.<domain>`.
+    pub fn hosts_or_default(&self, domain: &str, datacenter: &str) -> Vec<String> {
+        if !self.hosts.is_empty() {
+            return self.hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+        }
+        let domain = domain.trim_end_matches('.');
+        vec![
+            format!("{}.ingress.{domain}", self.name),
+            format!("{}.ingress.{datacenter}.{domain}", self.name),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct LinkedService {
+    pub name: String,
+    pub cafile: String,
+    pub certfile: String,
+    pub keyfile: String,
+    pub sni: String,
+}
+
+/// A `terminating-gateway` entry: services outside the mesh that mesh
+/// services reach through the gateway.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct TerminatingGateway {
+    pub services: Vec<LinkedService>,
+}
+
+fn host_ok(host: &str) -> bool {
+    host == "*"
+        || (!host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.')))
+}
+
+/// Checks a gateway entry on its own.
+pub fn validate_gateway(kind: &str, name: &str, body: &str) -> Result<(), ChainError> {
+    let err = |field: String, message: String| Err(ChainError::entry(kind, name, &field, message));
+    match kind {
+        "ingress-gateway" => {
+            let e: IngressGateway = parse(kind, name, body)?;
+            if e.listeners.len() > MAX_GATEWAY_LISTENERS {
+                return err(
+                    "Listeners".into(),
+                    format!("at most {MAX_GATEWAY_LISTENERS} (MAX_GATEWAY_LISTENERS)"),
+                );
+            }
+            let mut ports = std::collections::BTreeSet::new();
+            for (i, l) in e.listeners.iter().enumerate() {
+                let at = |f: &str| format!("Listeners[{i}]{f}");
+                if l.port == 0 || l.port > 65535 {
+                    return err(at(".Port"), format!("{} is not a port", l.port));
+                }
+                if !ports.insert(l.port) {
+                    return err(
+                        at(".Port"),
+                        format!("port {} is used by two listeners", l.port),
+                    );
+                }
+                let protocol = l.protocol();
+                if !PROTOCOLS.contains(&protocol.as_str()) {
+                    return err(
+                        at(".Protocol"),
+                        format!(
+                            "unknown protocol {protocol:?} (one of: {})",
+                            PROTOCOLS.join(", ")
+                        ),
+                    );
+                }
+                if l.services.is_empty() || l.services.len() > MAX_LISTENER_SERVICES {
+                    return err(
+                        at(".Services"),
+                        format!("1 to {MAX_LISTENER_SERVICES} services (MAX_LISTENER_SERVICES)"),
+                    );
+                }
+                if protocol == "tcp" && l.services.len() != 1 {
+                    return err(
+                        at(".Services"),
+                        "a tcp listener fronts exactly one service".into(),
+                    );
+                }
+                let mut seen_hosts = std::collections::BTreeSet::new();
+                for (j, s) in l.services.iter().enumerate() {
+                    if s.name.is_empty() || s.name == "*" {
+                        return err(at(&format!(".Services[{j}].Name")), "name a service".into());
+                    }
+                    if protocol == "tcp" && !s.hosts.is_empty() {
+                        return err(
+                            at(&format!(".Services[{j}].Hosts")),
+                            "hosts need an http listener".into(),
+                        );
+                    }
+                    for h in &s.hosts {
+                        if !host_ok(h) {
+                            return err(
+                                at(&format!(".Services[{j}].Hosts")),
+                                format!("{h:?} is not a host name"),
+                            );
+                        }
+                        if !seen_hosts.insert(h.to_ascii_lowercase()) {
+                            return err(
+                                at(&format!(".Services[{j}].Hosts")),
+                                format!("host {h:?} is routed to two services"),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        "terminating-gateway" => {
+            let e: TerminatingGateway = parse(kind, name, body)?;
+            for (i, s) in e.services.iter().enumerate() {
+                if s.name.is_empty() {
+                    return err(format!("Services[{i}].Name"), "name a service".into());
+                }
+                if s.certfile.is_empty() != s.keyfile.is_empty() {
+                    return err(
+                        format!("Services[{i}]"),
+                        "give CertFile and KeyFile together".into(),
+                    );
+                }
+            }
+        }
+        _ => {}
     }
     Ok(())
 }

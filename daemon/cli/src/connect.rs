@@ -73,8 +73,31 @@ pub struct ProxyArgs {
     /// Data-path threads: 1 runs the proxy on one thread, 0 one per core
     #[arg(long, value_name = "N", default_value_t = mesh_proxy::DEFAULT_WORKERS)]
     pub workers: usize,
+    /// Run as a gateway (`ingress`) for the service named by -service
+    #[arg(long, value_enum, requires = "service")]
+    pub gateway: Option<GatewayKind>,
+    /// With -gateway: register the gateway with the agent (and deregister on exit)
+    #[arg(long, requires = "gateway")]
+    pub register: bool,
+    /// With -gateway -register: the address its listeners bind and the catalog shows
+    #[arg(long, value_name = "IP", requires = "register")]
+    pub address: Option<std::net::IpAddr>,
     #[command(flatten)]
     pub http: HttpArgs,
+}
+
+/// Gateways the built-in proxy runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GatewayKind {
+    Ingress,
+}
+
+impl GatewayKind {
+    fn service_kind(self) -> &'static str {
+        match self {
+            GatewayKind::Ingress => "ingress-gateway",
+        }
+    }
 }
 
 /// `mesh connect ca ...`
@@ -243,9 +266,21 @@ async fn register_adhoc(p: &ProxyArgs, client: &mesh_client::Client) -> anyhow::
 
 async fn proxy(p: &ProxyArgs) -> anyhow::Result<ExitCode> {
     let client = p.http.client()?;
-    let (id, adhoc) = match (&p.sidecar_for, &p.service) {
-        (Some(id), None) => (format!("{id}-sidecar-proxy"), false),
-        (None, Some(_)) => (register_adhoc(p, &client).await?, true),
+    let (id, adhoc) = match (&p.sidecar_for, &p.service, p.gateway) {
+        (None, Some(name), Some(kind)) => {
+            if p.register {
+                let mut body = json!({"ID": name, "Name": name, "Kind": kind.service_kind()});
+                if let Some(ip) = p.address {
+                    body["Address"] = json!(ip.to_string());
+                }
+                client
+                    .write_json(Method::PUT, "agent/service/register", &[], Some(&body))
+                    .await?;
+            }
+            (name.clone(), p.register)
+        }
+        (Some(id), None, _) => (format!("{id}-sidecar-proxy"), false),
+        (None, Some(_), None) => (register_adhoc(p, &client).await?, true),
         _ => bail!("give -sidecar-for ID, or -service NAME with -listen and -service-addr"),
     };
     let mut def = client.get_json(&format!("agent/service/{id}"), &[]).await?;
@@ -291,7 +326,10 @@ async fn proxy(p: &ProxyArgs) -> anyhow::Result<ExitCode> {
     let mut bound = handle.bound();
     // Tell people (and tests) where it listens, once the first snapshot applied.
     let _ = bound
-        .wait_for(|b| b.public.is_some() || !b.errors.is_empty())
+        .wait_for(|b| {
+            // A gateway has no public listener: ready once its first snapshot applied.
+            b.public.is_some() || !b.errors.is_empty() || (p.gateway.is_some() && b.index > 0)
+        })
         .await;
     {
         let b = bound.borrow();

@@ -43,5 +43,7 @@ pub use mesh_policy::{IntentionSet, Layer, Policy, RequestView, Verdict};
 pub use metrics::{Metrics, UpstreamMetrics};
 pub use proxy::{Bound, Proxy, ProxyHandle, DRAIN_TIMEOUT};
 pub use runtime::{runtime, DEFAULT_WORKERS};
-pub use snapshot::{Endpoint, Leaf, Protocol, ProxySnapshot, PublicListener, Upstream};
+pub use snapshot::{
+    Endpoint, IngressRoute, Leaf, Protocol, ProxySnapshot, PublicListener, Upstream,
+};
 pub use source::SourceConfig;

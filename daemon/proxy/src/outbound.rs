@@ -12,7 +12,7 @@ use std::time::Duration;
 use rustls::ClientConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::TlsConnector;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::sync::CancellationToken;
 
 use crate::inbound::Wire;
@@ -25,6 +25,8 @@ use crate::Error;
 /// At most this many endpoints are tried for one connection.
 const MAX_ATTEMPTS: usize = 3;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(5000);
+/// How long a gateway listener's caller has to finish its TLS handshake.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// State shared by the connections of one upstream listener.
 struct Listener {
@@ -72,23 +74,48 @@ async fn handle(ctx: Arc<Ctx>, state: Arc<Listener>, local: TcpStream) {
     um.connections.fetch_add(1, Relaxed);
     let _active = GaugeGuard::inc(&um.active);
     let _ = local.set_nodelay(true);
-    // Routes or splits decide per request: parse the app's HTTP.
-    let routed = {
+    // Routes, splits or an ingress gateway's hosts decide per request:
+    // parse the caller's HTTP. A gateway listener may speak TLS first.
+    let (routed, tls) = {
         let current = ctx.current.get();
         current
             .snap
             .upstreams
             .iter()
             .find(|u| u.destination_name == state.name)
-            .is_some_and(crate::routed::per_request)
+            .map_or((false, false), |u| (crate::routed::per_request(u), u.tls))
     };
-    if routed {
-        let name: Arc<str> = state.name.as_str().into();
-        crate::routed::serve(ctx.clone(), state.routed.clone(), name, local).await;
+    let name: Arc<str> = state.name.as_str().into();
+    if tls {
+        let acceptor = TlsAcceptor::from(crate::tls::gateway_server_config(&ctx.current));
+        let stream = match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(local)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(upstream = %state.name, error = %e, "gateway TLS handshake failed");
+                return;
+            }
+            Err(_) => return,
+        };
+        if routed {
+            crate::routed::serve(ctx.clone(), state.routed.clone(), name, stream).await;
+        } else {
+            splice(&ctx, &state, &um, stream).await;
+        }
         return;
     }
+    if routed {
+        crate::routed::serve(ctx.clone(), state.routed.clone(), name, local).await;
+    } else {
+        splice(&ctx, &state, &um, local).await;
+    }
+}
 
-    let mut remote = match dial(&ctx, &state, &um).await {
+/// Copies bytes between the caller and a sidecar of the upstream.
+async fn splice<S>(ctx: &Arc<Ctx>, state: &Listener, um: &crate::metrics::UpstreamMetrics, local: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut remote = match dial(ctx, state, um).await {
         Ok(s) => s,
         Err(e) => {
             um.failures.fetch_add(1, Relaxed);

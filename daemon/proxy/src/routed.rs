@@ -88,7 +88,10 @@ impl Routed {
 }
 
 /// Serves the local app's HTTP on one accepted connection.
-pub(crate) async fn serve(ctx: Arc<Ctx>, routed: Arc<Routed>, name: Arc<str>, local: TcpStream) {
+pub(crate) async fn serve<S>(ctx: Arc<Ctx>, routed: Arc<Routed>, name: Arc<str>, local: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let svc = hyper::service::service_fn(move |req| {
         let (ctx, routed, name) = (ctx.clone(), routed.clone(), name.clone());
         async move { Ok::<_, Infallible>(handle(&ctx, &routed, &name, req).await) }
@@ -290,6 +293,57 @@ impl RetryPolicy {
         }
     }
 }
+/// Where one request may go: an upstream's chain, or the chain of the
+/// service an ingress listener routes its host to.
+struct Way<'u> {
+    chain: Option<&'u CompiledChain>,
+    targets: &'u std::collections::BTreeMap<String, Vec<Endpoint>>,
+    endpoints: &'u [Endpoint],
+}
+
+/// The request's host, lowercase and without a port.
+fn host_of(req: &Request<Incoming>) -> String {
+    let given = req
+        .uri()
+        .host()
+        .map(str::to_string)
+        .or_else(|| {
+            req.headers()
+                .get(hyper::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let host = match given.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => match given.rsplit_once(':') {
+            Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => given.as_str(),
+        },
+    };
+    host.to_ascii_lowercase()
+}
+
+fn way_for<'u>(up: &'u Upstream, req: &Request<Incoming>) -> Option<Way<'u>> {
+    if up.ingress.is_empty() {
+        return Some(Way {
+            chain: up.chain.as_ref(),
+            targets: &up.targets,
+            endpoints: &up.endpoints,
+        });
+    }
+    let host = host_of(req);
+    let route = up
+        .ingress
+        .iter()
+        .find(|r| r.hosts.contains(&host))
+        .or_else(|| up.ingress.iter().find(|r| r.hosts.iter().any(|h| h == "*")))?;
+    Some(Way {
+        chain: route.chain.as_ref(),
+        targets: &route.targets,
+        endpoints: &route.endpoints,
+    })
+}
 
 async fn handle(
     ctx: &Arc<Ctx>,
@@ -309,14 +363,21 @@ async fn handle(
             "upstream no longer in the snapshot\n",
         );
     };
-    let decision = up.chain.as_ref().and_then(|c| decide(routed, c, &req));
+    let Some(way) = way_for(up, &req) else {
+        let host = host_of(&req);
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("no service for host {host:?}\n"),
+        );
+    };
+    let decision = way.chain.and_then(|c| decide(routed, c, &req));
     let endpoints: &[Endpoint] = match &decision {
-        Some(d) => up
+        Some(d) => way
             .targets
             .get(&d.target)
             .map(Vec::as_slice)
             .unwrap_or_default(),
-        None => &up.endpoints,
+        None => way.endpoints,
     };
     if endpoints.is_empty() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream\n");
@@ -431,7 +492,7 @@ async fn handle(
 
 /// Whether connections to `up` are routed per request.
 pub(crate) fn per_request(up: &Upstream) -> bool {
-    up.chain.is_some()
+    up.chain.is_some() || !up.ingress.is_empty()
 }
 
 /// Dials a sidecar with mTLS, checking the identity of the endpoint the

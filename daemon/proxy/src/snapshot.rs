@@ -119,6 +119,29 @@ pub struct Upstream {
     /// failover's when it has none), by target ID.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub targets: BTreeMap<String, Vec<Endpoint>>,
+    /// An ingress gateway's HTTP listener: the services it routes to, by
+    /// the request's host.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ingress: Vec<IngressRoute>,
+    /// TLS on the listener, with this proxy's leaf (an ingress gateway's
+    /// leaf carries the listener's host names as DNS SANs).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
+}
+
+/// One service behind an ingress gateway's HTTP listener.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct IngressRoute {
+    /// Host names (lowercase, no port) this service answers; `*` for any.
+    pub hosts: Vec<String>,
+    pub service: String,
+    /// As [`Upstream::endpoints`], [`Upstream::chain`], [`Upstream::targets`].
+    pub endpoints: Vec<Endpoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<mesh_chain::CompiledChain>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub targets: BTreeMap<String, Vec<Endpoint>>,
 }
 
 /// One destination sidecar and the identity it must prove.

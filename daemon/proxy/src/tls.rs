@@ -39,6 +39,21 @@ pub(crate) fn server_config(current: &Current) -> Arc<ServerConfig> {
     Arc::new(cfg)
 }
 
+/// Server side of a gateway listener that callers outside the mesh reach:
+/// no client certificate, this proxy's current leaf (whose DNS SANs name
+/// the listener's hosts), TLS 1.2 or 1.3 as those callers speak.
+pub(crate) fn gateway_server_config(current: &Current) -> Arc<ServerConfig> {
+    let mut cfg = ServerConfig::builder_with_provider(current.provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports TLS 1.2 and 1.3")
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(LeafResolver {
+            current: current.clone(),
+        }));
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(cfg)
+}
+
 /// Client side of an upstream connection that must reach `expected` (a SPIFFE ID).
 pub(crate) fn client_config(current: &Current, expected: &str) -> Arc<ClientConfig> {
     let mut cfg = ClientConfig::builder_with_provider(current.provider.clone())

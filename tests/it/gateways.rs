@@ -1,0 +1,246 @@
+//! Gateways the built-in proxy runs: an ingress gateway started with
+//! `mesh connect proxy -gateway ingress -register`, reached with curl from
+//! outside the mesh (no client certificate): HTTP routed by host to two
+//! services, TLS on that listener with a certificate from the Connect CA,
+//! and a TCP listener for a third service.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use mesh_testkit::{eventually, mesh_bin, TestAgent};
+use reqwest::Method;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::acl::{call, MANAGEMENT};
+use crate::chains::{http_backend, named_server, with_sidecar, Behaviour};
+use crate::proxy::free_port;
+
+/// `mesh connect proxy -gateway ingress -register -service NAME`, ready.
+async fn ingress_gateway(a: &TestAgent, name: &str) -> tokio::process::Child {
+    let mut child = tokio::process::Command::new(mesh_bin())
+        .args(["connect", "proxy", "-gateway", "ingress", "-register"])
+        .args(["-service", name, "-address", "127.0.0.1"])
+        .env("MESH_HTTP_ADDR", a.http.to_string())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            if l.starts_with("==> mesh connect proxy ready") {
+                return;
+            }
+        }
+        panic!("the gateway exited before it was ready")
+    })
+    .await
+    .expect("gateway ready in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    child
+}
+
+/// curl, as a caller outside the mesh: `(status, body)`.
+async fn curl(args: &[&str]) -> (String, String) {
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "5", "-o", "-", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
+    if !out.status.success() {
+        return (
+            "000".into(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        );
+    }
+    (code.to_string(), body.to_string())
+}
+
+async fn roots_pem(a: &TestAgent, dir: &Path) -> std::path::PathBuf {
+    let v: Value = crate::fetch_json(&crate::http(), a.url("/v1/connect/ca/roots")).await;
+    let pems: Vec<String> = v["Roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["RootCert"].as_str().unwrap().to_string())
+        .collect();
+    let path = dir.join("roots.pem");
+    std::fs::write(&path, pems.join("\n")).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn an_ingress_gateway_routes_by_host_over_tls_and_carries_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = crate::dev_agent("ingress", &dir.path().join("data")).await;
+    for name in ["web", "api"] {
+        let (st, text) = call(
+            Method::PUT,
+            &a,
+            "/v1/config",
+            Some(MANAGEMENT),
+            Some(json!({"Kind": "service-defaults", "Name": name, "Protocol": "http"})),
+        )
+        .await;
+        assert_eq!(st, 200, "{text}");
+    }
+    let _web = with_sidecar(
+        &a,
+        "web",
+        "web",
+        http_backend("web", Behaviour::Normal).await,
+        json!({}),
+    )
+    .await;
+    let _api = with_sidecar(
+        &a,
+        "api",
+        "api",
+        http_backend("api", Behaviour::Normal).await,
+        json!({}),
+    )
+    .await;
+    let _db = with_sidecar(&a, "db", "db", named_server("db").await, json!({})).await;
+    let (https, tcp) = (free_port(), free_port());
+    let (st, text) = call(
+        Method::PUT,
+        &a,
+        "/v1/config",
+        Some(MANAGEMENT),
+        Some(
+            json!({"Kind": "ingress-gateway", "Name": "edge", "Listeners": [
+            {"Port": https, "Protocol": "http", "TLS": {"Enabled": true}, "Services": [
+                {"Name": "web"}, {"Name": "api", "Hosts": ["api.example.test"]}]},
+            {"Port": tcp, "Protocol": "tcp", "Services": [{"Name": "db"}]}]}),
+        ),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    let _gateway = ingress_gateway(&a, "edge").await;
+    let roots = roots_pem(&a, dir.path()).await;
+    let roots = roots.to_str().unwrap();
+
+    // By host, over TLS verified against the Connect CA's roots.
+    let web_host = format!("web.ingress.consul:{https}:127.0.0.1");
+    let web = eventually(
+        "web through the gateway",
+        Duration::from_secs(20),
+        || async {
+            let (code, body) = curl(&[
+                "--cacert",
+                roots,
+                "--resolve",
+                &web_host,
+                &format!("https://web.ingress.consul:{https}/hello"),
+            ])
+            .await;
+            (code == "200").then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(web, "web /hello");
+    let api_host = format!("api.example.test:{https}:127.0.0.1");
+    let (code, body) = curl(&[
+        "--cacert",
+        roots,
+        "--resolve",
+        &api_host,
+        &format!("https://api.example.test:{https}/v1"),
+    ])
+    .await;
+    assert_eq!((code.as_str(), body.as_str()), ("200", "api /v1"));
+    // A host no service answers (and the certificate does not name): 404.
+    let (code, _) = curl(&[
+        "--cacert",
+        roots,
+        "--resolve",
+        &web_host,
+        "-H",
+        "Host: other.example.test",
+        &format!("https://web.ingress.consul:{https}/"),
+    ])
+    .await;
+    assert_eq!(code, "404");
+    let (code, _) = curl(&[&format!("http://127.0.0.1:{https}/")]).await;
+    assert_ne!(code, "200");
+
+    // TCP: the listener splices to db.
+    let mut s = TcpStream::connect(("127.0.0.1", tcp)).await.unwrap();
+    let mut name = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut name))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(name, "db");
+
+    // A new service on the listener applies without a restart.
+    let (st, text) = call(
+        Method::PUT,
+        &a,
+        "/v1/config",
+        Some(MANAGEMENT),
+        Some(json!({"Kind": "ingress-gateway", "Name": "edge", "Listeners": [
+            {"Port": https, "Protocol": "http", "TLS": {"Enabled": true}, "Services": [
+                {"Name": "web"}, {"Name": "api", "Hosts": ["api.example.test", "other.example.test"]}]},
+            {"Port": tcp, "Protocol": "tcp", "Services": [{"Name": "db"}]}]})),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    let other = format!("other.example.test:{https}:127.0.0.1");
+    // Its certificate is re-issued to name the new host, so TLS verifies.
+    eventually("the new host routes", Duration::from_secs(20), || async {
+        let (code, body) = curl(&[
+            "--cacert",
+            roots,
+            "--resolve",
+            &other,
+            &format!("https://other.example.test:{https}/x"),
+        ])
+        .await;
+        (code == "200" && body == "api /x").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_gateway_entries_are_refused_with_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = crate::dev_agent("ingress-bad", &dir.path().join("data")).await;
+    for (body, want) in [
+        (
+            json!({"Kind": "ingress-gateway", "Name": "edge", "Listeners": [
+                {"Port": 8080, "Protocol": "tcp", "Services": [{"Name": "a"}, {"Name": "b"}]}]}),
+            "Listeners[0].Services: a tcp listener fronts exactly one service",
+        ),
+        (
+            json!({"Kind": "ingress-gateway", "Name": "edge", "Listeners": [
+                {"Port": 8080, "Protocol": "http", "Services": [{"Name": "a"}]},
+                {"Port": 8080, "Protocol": "http", "Services": [{"Name": "b"}]}]}),
+            "Listeners[1].Port: port 8080 is used by two listeners",
+        ),
+        (
+            json!({"kind": "ingress-gateway", "name": "edge", "listeners": [
+                {"port": 8080, "protocol": "http", "services": [{"name": "a", "hosts": ["x y"]}]}]}),
+            "is not a host name",
+        ),
+    ] {
+        let (st, text) = call(Method::PUT, &a, "/v1/config", Some(MANAGEMENT), Some(body)).await;
+        assert_eq!(st, 400, "{text}");
+        assert!(text.contains(want), "{text:?} should say {want:?}");
+    }
+    let (st, _) = call(
+        Method::GET,
+        &a,
+        "/v1/config/ingress-gateway/edge",
+        Some(MANAGEMENT),
+        None,
+    )
+    .await;
+    assert_eq!(st, 404, "nothing stored");
+}
