@@ -49,18 +49,24 @@ impl GatewayResource {
     fn body(&self, v: &Value) -> Json {
         match self.kind {
             Kind::Ingress => json!({
-                "Listeners": v.get("listener").items().iter().map(|l| json!({
-                    "Port": n(l, "port"),
-                    "Protocol": s(l, "protocol"),
-                    "Services": l.get("service").items().iter().map(|svc| {
-                        let mut o = json!({"Name": s(svc, "name")});
-                        let hosts = strings(svc.get("hosts"));
-                        if !hosts.is_empty() {
-                            o["Hosts"] = json!(hosts);
-                        }
-                        o
-                    }).collect::<Vec<_>>(),
-                })).collect::<Vec<_>>(),
+                "Listeners": v.get("listener").items().iter().map(|l| {
+                    let mut listener = json!({
+                        "Port": n(l, "port"),
+                        "Protocol": s(l, "protocol"),
+                        "Services": l.get("service").items().iter().map(|svc| {
+                            let mut o = json!({"Name": s(svc, "name")});
+                            let hosts = strings(svc.get("hosts"));
+                            if !hosts.is_empty() {
+                                o["Hosts"] = json!(hosts);
+                            }
+                            o
+                        }).collect::<Vec<_>>(),
+                    });
+                    if l.get("tls").as_bool() == Some(true) {
+                        listener["TLS"] = json!({"Enabled": true});
+                    }
+                    listener
+                }).collect::<Vec<_>>(),
             }),
             Kind::Terminating => json!({
                 "Services": v.get("service").items().iter().map(|svc| {
@@ -106,6 +112,14 @@ impl GatewayResource {
                                     (
                                         "port",
                                         Value::from(get(l, "Port").as_i64().unwrap_or_default()),
+                                    ),
+                                    (
+                                        "tls",
+                                        Value::from(
+                                            get(&get(l, "TLS"), "Enabled")
+                                                .as_bool()
+                                                .unwrap_or(false),
+                                        ),
                                     ),
                                     (
                                         "protocol",
@@ -213,6 +227,11 @@ impl tfplug::Resource for GatewayResource {
                                 .default("tcp")
                                 .validate(Validator::OneOf(["tcp", "http", "http2", "grpc"].map(String::from).to_vec()))
                                 .describe("Listener protocol."),
+                        )
+                        .attr(
+                            Attribute::bool("tls")
+                                .default(false)
+                                .describe("TLS on the listener, with a certificate from the Connect CA naming its hosts."),
                         )
                         .block(NestedBlock::list(
                             "service",

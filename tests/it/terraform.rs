@@ -785,3 +785,129 @@ async fn the_documented_examples_validate() {
     assert_eq!(r.code, 0, "terraform validate of {files:?}:\n{}", r.out);
     assert!(r.out.contains("The configuration is valid"), "{}", r.out);
 }
+
+fn chain_config(v1: u32, v2: u32) -> String {
+    format!(
+        r#"resource "mesh_config_entry" "shop_defaults" {{
+  kind        = "service-defaults"
+  name        = "shop"
+  config_json = jsonencode({{ Protocol = "http" }})
+}}
+
+resource "mesh_config_entry" "shop_resolver" {{
+  kind = "service-resolver"
+  name = "shop"
+  config_json = jsonencode({{
+    DefaultSubset = "v1"
+    Subsets = {{
+      v1 = {{ Filter = "Service.Meta.version == v1" }}
+      v2 = {{ Filter = "Service.Meta.version == v2" }}
+    }}
+  }})
+  depends_on = [mesh_config_entry.shop_defaults]
+}}
+
+resource "mesh_config_entry" "shop_splitter" {{
+  kind = "service-splitter"
+  name = "shop"
+  config_json = jsonencode({{
+    Splits = [
+      {{ Weight = {v1}, ServiceSubset = "v1" }},
+      {{ Weight = {v2}, ServiceSubset = "v2" }},
+    ]
+  }})
+  depends_on = [mesh_config_entry.shop_resolver]
+}}
+
+resource "mesh_config_entry" "shop_router" {{
+  kind = "service-router"
+  name = "shop"
+  config_json = jsonencode({{
+    Routes = [{{
+      Match       = {{ HTTP = {{ PathPrefix = "/beta" }} }}
+      Destination = {{ ServiceSubset = "v2", NumRetries = 2, RetryOnStatusCodes = [503] }}
+    }}]
+  }})
+  depends_on = [mesh_config_entry.shop_splitter]
+}}
+
+resource "mesh_ingress_gateway" "edge" {{
+  name = "edge"
+  listener {{
+    port     = 8443
+    protocol = "http"
+    tls      = true
+    service {{
+      name  = "shop"
+      hosts = ["shop.example.test"]
+    }}
+  }}
+  depends_on = [mesh_config_entry.shop_defaults]
+}}
+"#
+    )
+}
+
+#[tokio::test]
+async fn terraform_declares_chains_and_gateways_and_a_bad_chain_changes_nothing() {
+    terraform();
+    let cluster = TestCluster::start(3).await.expect("cluster");
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let addr = cluster.agents[(leader + 1) % 3].http.to_string();
+    let root = tempfile::tempdir().unwrap();
+    let tf = Tf::new(root.path(), "chains");
+    tf.write(&addr, &chain_config(90, 10));
+    let r = tf.apply().await;
+    assert_eq!(r.code, 0, "{}", r.out);
+    let r = tf.plan().await;
+    assert_eq!(r.code, 0, "no changes expected:\n{}", r.out);
+
+    // The compiled chain, on every server.
+    let c = http();
+    for agent in &cluster.agents {
+        let chain = eventually(
+            "the chain on every server",
+            Duration::from_secs(10),
+            || async {
+                let v = get(&c, agent.url("/v1/discovery-chain/shop")).await?;
+                (v["Chain"]["StartNode"] == "router:shop.default.default").then_some(v)
+            },
+        )
+        .await;
+        let splits = &chain["Chain"]["Nodes"]["splitter:shop.default.default"]["Splits"];
+        assert_eq!(splits[0]["Weight"], 90.0, "{chain}");
+        assert_eq!(
+            splits[1]["NextNode"],
+            "resolver:v2.shop.default.default.dc1"
+        );
+    }
+    let gateway = get(
+        &c,
+        cluster.agents[leader].url("/v1/config/ingress-gateway/edge"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(gateway["Listeners"][0]["TLS"]["Enabled"], true, "{gateway}");
+
+    // Weights that sum to 99: the apply fails naming the field; nothing changes.
+    tf.write(&addr, &chain_config(50, 49));
+    let r = tf.apply().await;
+    assert_ne!(r.code, 0, "{}", r.out);
+    assert!(
+        r.out.contains("Splits: the weights sum to 99, not 100"),
+        "{}",
+        r.out
+    );
+    let splitter = get(
+        &c,
+        cluster.agents[leader].url("/v1/config/service-splitter/shop"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(splitter["Splits"][0]["Weight"], 90, "{splitter}");
+    // Fixed: applies, and the plan is clean again.
+    tf.write(&addr, &chain_config(50, 50));
+    let r = tf.apply().await;
+    assert_eq!(r.code, 0, "{}", r.out);
+    assert_eq!(tf.plan().await.code, 0);
+}
