@@ -20,9 +20,26 @@ use crate::proxy::free_port;
 
 /// `mesh connect proxy -gateway ingress -register -service NAME`, ready.
 async fn ingress_gateway(a: &TestAgent, name: &str) -> tokio::process::Child {
+    gateway(
+        a,
+        &[
+            "-gateway",
+            "ingress",
+            "-register",
+            "-service",
+            name,
+            "-address",
+            "127.0.0.1",
+        ],
+    )
+    .await
+}
+
+/// `mesh connect proxy ARGS` for a gateway, once it is ready.
+async fn gateway(a: &TestAgent, args: &[&str]) -> tokio::process::Child {
     let mut child = tokio::process::Command::new(mesh_bin())
-        .args(["connect", "proxy", "-gateway", "ingress", "-register"])
-        .args(["-service", name, "-address", "127.0.0.1"])
+        .args(["connect", "proxy"])
+        .args(args)
         .env("MESH_HTTP_ADDR", a.http.to_string())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -243,4 +260,136 @@ async fn bad_gateway_entries_are_refused_with_the_field() {
     )
     .await;
     assert_eq!(st, 404, "nothing stored");
+}
+
+/// A TLS echo server outside the mesh, with its own CA: returns the CA's
+/// PEM file and the address.
+async fn external_tls_echo(dir: &Path, name: &str) -> (std::path::PathBuf, std::net::SocketAddr) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let ca_file = dir.join("external-ca.pem");
+    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let (mut r, mut w) = tokio::io::split(tls);
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    (ca_file, addr)
+}
+
+#[tokio::test]
+async fn a_terminating_gateway_carries_mesh_traffic_out_over_tls_and_cuts_it_on_deny() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = crate::dev_agent("terminating", &dir.path().join("data")).await;
+    let (ca_file, external) = external_tls_echo(dir.path(), "billing.external").await;
+    // billing lives outside the mesh, on a node of its own.
+    let (st, text) = call(
+        Method::PUT,
+        &a,
+        "/v1/catalog/register",
+        Some(MANAGEMENT),
+        Some(json!({"Node": "external", "Address": "127.0.0.1",
+                    "Service": {"Service": "billing", "ID": "billing", "Port": external.port()}})),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    let (st, text) = call(
+        Method::PUT,
+        &a,
+        "/v1/config",
+        Some(MANAGEMENT),
+        Some(
+            json!({"Kind": "terminating-gateway", "Name": "egress", "Services": [
+            {"Name": "billing", "CAFile": ca_file.to_str().unwrap(), "SNI": "billing.external"}]}),
+        ),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let _gateway = gateway(
+        &a,
+        &[
+            "-gateway",
+            "terminating",
+            "-register",
+            "-service",
+            "egress",
+            "-listen",
+            &listen,
+        ],
+    )
+    .await;
+    let (st, text) = call(
+        Method::PUT,
+        &a,
+        "/v1/agent/service/register",
+        Some(MANAGEMENT),
+        Some(json!({"Name": "web", "ID": "web", "Port": 1,
+                    "Connect": {"SidecarService": {"Port": free_port(), "Address": "127.0.0.1",
+                        "Proxy": {"Upstreams": [{"DestinationName": "billing", "LocalBindPort": 0}]}}}})),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    let web = crate::proxy::connect_proxy(&a, &["-sidecar-for", "web"]).await;
+    let upstream = web.upstream("billing");
+
+    // web -> its sidecar -> mTLS -> the gateway (as billing) -> TLS -> billing.
+    eventually(
+        "an echo from outside the mesh",
+        Duration::from_secs(20),
+        || async { crate::proxy::roundtrip(upstream, b"invoice").await.ok() },
+    )
+    .await;
+    let mut live = crate::proxy::live_stream(upstream).await;
+    // The gateway enforces billing's intentions, live.
+    let (st, text) = call(
+        Method::PUT,
+        &a,
+        "/v1/connect/intentions/exact?source=web&destination=billing",
+        Some(MANAGEMENT),
+        Some(json!({"Action": "deny"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    crate::proxy::expect_cut(&mut live, "web => billing denied at the gateway").await;
+    eventually(
+        "new connections refused",
+        Duration::from_secs(10),
+        || async {
+            crate::proxy::roundtrip(upstream, b"again")
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
 }

@@ -47,7 +47,7 @@ const LEAF_RETRY_SECS: i64 = 5;
 const INPUT_TABLES: [Table; 4] = [Table::Services, Table::Checks, Table::Config, Table::Ca];
 
 /// The kinds of service a snapshot is computed for.
-const SERVED_KINDS: [&str; 2] = ["connect-proxy", "ingress-gateway"];
+const SERVED_KINDS: [&str; 3] = ["connect-proxy", "ingress-gateway", "terminating-gateway"];
 
 /// Longest a relayed blocking query to a server waits.
 const RELAY_WAIT: Duration = Duration::from_secs(300);
@@ -376,6 +376,8 @@ struct PassState {
     seen: Option<([u64; 4], u64)>,
     /// Each watched destination's intentions and protocol, as last computed.
     destinations: HashMap<String, (IntentionSet, Protocol)>,
+    /// The terminating gateway entries' versions, as last seen.
+    linking: Option<Vec<u64>>,
     /// Each watched upstream's protocol and discovery chain, as last computed.
     upstreams: HashMap<String, (Protocol, Option<mesh_chain::CompiledChain>)>,
 }
@@ -420,6 +422,15 @@ async fn pass(hub: &SnapshotHub, st: &mut PassState, everything: bool) -> i64 {
             v == local_version && others_same
         });
     st.seen = Some((tables, local_version));
+    // Linking a service to a terminating gateway moves every caller's
+    // endpoints to the gateway: recompute them all.
+    let linking: Vec<u64> = agent.state.read(|s| {
+        s.config_entries("terminating-gateway")
+            .map(|e| e.modify_index)
+            .collect()
+    });
+    let config_only = config_only && st.linking.as_ref() == Some(&linking);
+    st.linking = Some(linking);
     // (destinations whose intentions or protocol changed, upstreams whose protocol did)
     let changed: Option<(HashSet<String>, HashSet<String>)> = config_only.then(|| {
         let (watched, upstreams): (HashSet<String>, HashSet<String>) = {
@@ -583,6 +594,32 @@ async fn recompute(
             Err(e) => LeafUpdate::Failed(e),
         });
     }
+    // A terminating gateway presents each linked service's own leaf.
+    let linked_names: Vec<Vec<String>> = agent.state.read(|s| {
+        registrations
+            .iter()
+            .map(|reg| match reg {
+                Some(svc) if svc.kind == "terminating-gateway" => linked_services(s, &svc.name)
+                    .into_iter()
+                    .map(|l| l.name)
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .collect()
+    });
+    let mut linked_leaves: Vec<Vec<(String, CachedLeaf)>> = Vec::with_capacity(wants.len());
+    for names in &linked_names {
+        let mut got = Vec::new();
+        for name in names.iter().filter(|_| stored.is_some()) {
+            match agent.ca.leaf_for(name).await {
+                Ok(leaf) => got.push((name.clone(), leaf)),
+                Err(e) => {
+                    tracing::warn!(service = %name, error = %e, "leaf for a terminating gateway's linked service")
+                }
+            }
+        }
+        linked_leaves.push(got);
+    }
     let (td, roots) = stored
         .as_ref()
         .map(|(s, _)| (s.state.trust_domain.clone(), s.state.trust_bundle()))
@@ -616,7 +653,8 @@ async fn recompute(
     let gateways = registrations
         .iter()
         .map(|r| r.as_ref().is_some_and(|s| s.kind != "connect-proxy"));
-    for (((w, snap), leaf), gateway) in wants.iter().zip(computed).zip(leaves).zip(gateways) {
+    let steps = wants.iter().zip(computed).zip(leaves).zip(gateways);
+    for ((((w, snap), leaf), gateway), linked) in steps.zip(linked_leaves) {
         let Some(slot) = slots
             .get_mut(&w.key)
             .filter(|s| s.generation == w.generation)
@@ -654,21 +692,33 @@ async fn recompute(
                 slot.leaf_due = now + LEAF_RETRY_SECS;
             }
         }
-        snap.leaf = slot.leaf.as_ref().map(|c| Leaf {
-            cert_pem: std::iter::once(c.leaf.cert_pem.as_str())
-                .chain(c.chain.iter().map(String::as_str))
-                .collect(),
-            private_key_pem: c
-                .leaf
-                .private_key_pem
-                .as_ref()
-                .map(|k| k.expose().to_string())
-                .unwrap_or_default(),
-        });
+        snap.leaf = slot.leaf.as_ref().map(leaf_pems);
+        for (name, cached) in &linked {
+            slot.leaf_due = slot.leaf_due.min(agent.ca.leaf_changes_at(cached));
+            for l in snap.linked.iter_mut().filter(|l| l.service == *name) {
+                l.leaf = Some(leaf_pems(cached));
+            }
+        }
         if let Some(out) = slot.versioned.offer(snap, floor) {
             hub.published.fetch_add(1, Ordering::Relaxed);
             slot.tx.send_replace(Watched::Ready(Published::new(out)));
         }
+    }
+}
+
+/// A cached leaf as a snapshot carries it: the certificate with the
+/// chain after it, and the key.
+fn leaf_pems(c: &CachedLeaf) -> Leaf {
+    Leaf {
+        cert_pem: std::iter::once(c.leaf.cert_pem.as_str())
+            .chain(c.chain.iter().map(String::as_str))
+            .collect(),
+        private_key_pem: c
+            .leaf
+            .private_key_pem
+            .as_ref()
+            .map(|k| k.expose().to_string())
+            .unwrap_or_default(),
     }
 }
 
@@ -814,8 +864,10 @@ fn compute<'s>(
     id: &str,
     svc: &Service,
 ) -> ProxySnapshot {
-    if svc.kind == "ingress-gateway" {
-        return compute_ingress(s, inputs, parts, id, svc);
+    match svc.kind.as_str() {
+        "ingress-gateway" => return compute_ingress(s, inputs, parts, id, svc),
+        "terminating-gateway" => return compute_terminating(s, inputs, parts, id, svc),
+        _ => {}
     }
     let proxy = svc.proxy.clone().unwrap_or_default();
     let dest = proxy.destination_service_name.clone();
@@ -880,6 +932,7 @@ fn compute<'s>(
         roots: inputs.roots.to_vec(),
         intentions,
         upstreams,
+        linked: Vec::new(),
         index: 0,
     }
 }
@@ -1050,8 +1103,104 @@ fn healthy_endpoints(
             },
             port: svc.port,
             spiffe_id: spiffe_id.clone(),
+            // A terminating gateway fronts several services: it picks by SNI.
+            sni: if svc.kind == "terminating-gateway" {
+                linked_sni(service, inputs)
+            } else {
+                String::new()
+            },
         })
         .collect()
+}
+
+/// The SNI callers send for a service behind a terminating gateway.
+fn linked_sni(service: &str, inputs: &Inputs) -> String {
+    format!(
+        "{service}.default.{}.internal.{}",
+        inputs.datacenter, inputs.trust_domain
+    )
+}
+
+/// The services a terminating gateway's entry links.
+fn linked_services(s: &State, gateway: &str) -> Vec<mesh_chain::entries::LinkedService> {
+    s.config_entry("terminating-gateway", gateway)
+        .and_then(|e| {
+            mesh_chain::entries::parse::<mesh_chain::entries::TerminatingGateway>(
+                "terminating-gateway",
+                gateway,
+                &e.body_json,
+            )
+            .ok()
+        })
+        .map(|e| e.services)
+        .unwrap_or_default()
+}
+
+/// A terminating gateway: one mTLS listener that presents, per SNI, the
+/// leaf of a linked service, enforces that service's intentions, and
+/// carries the connection on to one of its instances.
+fn compute_terminating<'s>(
+    s: &'s State,
+    inputs: &Inputs,
+    parts: &mut Parts<'s>,
+    id: &str,
+    svc: &Service,
+) -> ProxySnapshot {
+    let linked = linked_services(s, &svc.name)
+        .into_iter()
+        .map(|l| {
+            let intentions = parts
+                .intentions
+                .entry(l.name.clone())
+                .or_insert_with(|| {
+                    IntentionSet::for_destination(s.intentions(), &l.name, inputs.default_allow)
+                })
+                .clone();
+            let endpoints = s
+                .service_health(&l.name)
+                .into_iter()
+                .filter(|h| h.checks.iter().all(|c| c.status != CheckStatus::Critical))
+                .map(|h| Endpoint {
+                    address: if h.service.address.is_empty() {
+                        h.node.address.clone()
+                    } else {
+                        h.service.address.clone()
+                    },
+                    port: h.service.port,
+                    ..Default::default()
+                })
+                .collect();
+            mesh_proxy::LinkedService {
+                sni: linked_sni(&l.name, inputs),
+                service: l.name,
+                endpoints,
+                intentions,
+                leaf: None,
+                ca_file: l.cafile,
+                cert_file: l.certfile,
+                key_file: l.keyfile,
+                tls_server_name: l.sni,
+            }
+        })
+        .collect();
+    ProxySnapshot {
+        proxy_id: id.to_string(),
+        service: svc.name.clone(),
+        trust_domain: inputs.trust_domain.to_string(),
+        datacenter: inputs.datacenter.to_string(),
+        public: PublicListener {
+            bind_address: if svc.address.is_empty() {
+                "0.0.0.0".into()
+            } else {
+                svc.address.clone()
+            },
+            bind_port: svc.port,
+            ..Default::default()
+        },
+        roots: inputs.roots.to_vec(),
+        linked,
+        ..Default::default()
+    }
 }
 
 /// Resolves when nobody has watched `tx` for [`IDLE_GRACE`].

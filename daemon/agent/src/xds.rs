@@ -172,7 +172,7 @@ fn healthy_instances(state: &State, service: &str) -> Vec<Endpoint> {
                 h.service.address.clone()
             },
             port: h.service.port,
-            spiffe_id: String::new(),
+            ..Default::default()
         })
         .collect()
 }
@@ -221,7 +221,7 @@ impl HealthEntry {
         Some(Endpoint {
             address,
             port: self.service.port,
-            spiffe_id: String::new(),
+            ..Default::default()
         })
     }
 }

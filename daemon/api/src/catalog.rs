@@ -312,7 +312,37 @@ pub fn connect_instances<'a>(s: &'a Catalog, name: &'a str) -> Vec<(&'a Node, &'
     let native = s
         .service_instances(name)
         .filter(|(_, svc)| svc.connect_native);
-    proxies.chain(native).collect()
+    let gateways = terminating_gateways_of(s, name);
+    proxies.chain(native).chain(gateways).collect()
+}
+
+/// The services each terminating gateway links, by gateway name.
+fn linked_by_gateway(s: &Catalog) -> HashMap<String, Vec<String>> {
+    s.config_entries("terminating-gateway")
+        .filter_map(|e| {
+            let entry: mesh_chain::entries::TerminatingGateway =
+                mesh_chain::entries::parse(&e.kind, &e.name, &e.body_json).ok()?;
+            Some((
+                e.name.clone(),
+                entry.services.into_iter().map(|l| l.name).collect(),
+            ))
+        })
+        .collect()
+}
+
+/// Instances of the terminating gateways that link service `name`: a
+/// service outside the mesh is reached through them.
+fn terminating_gateways_of<'a>(s: &'a Catalog, name: &str) -> Vec<(&'a Node, &'a Service)> {
+    let linked = linked_by_gateway(s);
+    s.services()
+        .filter(|(_, svc)| svc.kind == "terminating-gateway")
+        .filter(|(_, svc)| {
+            linked
+                .get(&svc.name)
+                .is_some_and(|l| l.iter().any(|n| n == name))
+        })
+        .filter_map(|(node, svc)| Some((s.node(node)?, svc)))
+        .collect()
 }
 
 /// [`connect_instances`] of every service at once, in one scan of the
@@ -331,6 +361,25 @@ pub fn connect_instances_by_service(s: &Catalog) -> HashMap<&str, Vec<(&Node, &S
         if svc.connect_native {
             if let Some(node) = s.node(node) {
                 out.entry(svc.name.as_str()).or_default().push((node, svc));
+            }
+        }
+    }
+    let linked = linked_by_gateway(s);
+    if !linked.is_empty() {
+        for (node, svc) in s.services() {
+            let (Some(names), Some(node)) = (linked.get(&svc.name), s.node(node)) else {
+                continue;
+            };
+            if svc.kind != "terminating-gateway" {
+                continue;
+            }
+            for name in names {
+                // Keyed by the linked service's registered name (borrowed from the catalog).
+                if let Some((_, external)) = s.service_instances(name).next() {
+                    out.entry(external.name.as_str())
+                        .or_default()
+                        .push((node, svc));
+                }
             }
         }
     }

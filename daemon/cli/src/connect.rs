@@ -73,7 +73,7 @@ pub struct ProxyArgs {
     /// Data-path threads: 1 runs the proxy on one thread, 0 one per core
     #[arg(long, value_name = "N", default_value_t = mesh_proxy::DEFAULT_WORKERS)]
     pub workers: usize,
-    /// Run as a gateway (`ingress`) for the service named by -service
+    /// Run as a gateway (`ingress`, `terminating`) for the service named by -service
     #[arg(long, value_enum, requires = "service")]
     pub gateway: Option<GatewayKind>,
     /// With -gateway: register the gateway with the agent (and deregister on exit)
@@ -90,12 +90,14 @@ pub struct ProxyArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum GatewayKind {
     Ingress,
+    Terminating,
 }
 
 impl GatewayKind {
     fn service_kind(self) -> &'static str {
         match self {
             GatewayKind::Ingress => "ingress-gateway",
+            GatewayKind::Terminating => "terminating-gateway",
         }
     }
 }
@@ -272,6 +274,19 @@ async fn proxy(p: &ProxyArgs) -> anyhow::Result<ExitCode> {
                 let mut body = json!({"ID": name, "Name": name, "Kind": kind.service_kind()});
                 if let Some(ip) = p.address {
                     body["Address"] = json!(ip.to_string());
+                }
+                // A terminating gateway's mTLS listener, which mesh services dial.
+                match (kind, p.listen) {
+                    (GatewayKind::Terminating, Some(listen)) => {
+                        body["Address"] = json!(listen.ip().to_string());
+                        body["Port"] = json!(listen.port());
+                    }
+                    (GatewayKind::Terminating, None) => {
+                        bail!(
+                            "-gateway terminating -register needs -listen ADDR (its mTLS listener)"
+                        )
+                    }
+                    _ => {}
                 }
                 client
                     .write_json(Method::PUT, "agent/service/register", &[], Some(&body))

@@ -105,6 +105,10 @@ async fn handle(
     };
 
     let m = ctx.current.get();
+    if !m.linked.is_empty() {
+        drop(m);
+        return crate::terminating::serve(ctx, tls, source, peer).await;
+    }
     let protocol = m.snap.public.protocol;
     let verdict = m.policy.connection(&source, protocol.layer());
     if !verdict.allow {
@@ -132,7 +136,7 @@ pub(crate) fn wire(tcp: TcpStream) -> Wire {
 }
 
 /// Sends close_notify and closes, without waiting on a slow peer.
-async fn close(mut tls: TlsStream<Wire>) {
+pub(crate) async fn close(mut tls: TlsStream<Wire>) {
     let _ = tokio::time::timeout(Duration::from_millis(100), tls.shutdown()).await;
 }
 
@@ -187,6 +191,19 @@ pub(crate) async fn guarded<T>(
     protocol: Protocol,
     work: impl std::future::Future<Output = T>,
 ) -> Option<T> {
+    let check = |m: &crate::state::Material| m.policy.connection(source, protocol.layer());
+    guarded_by(ctx, source, peer, check, work).await
+}
+
+/// [`guarded`], with the decision `check` takes on each snapshot (a
+/// terminating gateway asks its linked service's intentions).
+pub(crate) async fn guarded_by<T>(
+    ctx: &Ctx,
+    source: &str,
+    peer: SocketAddr,
+    check: impl Fn(&crate::state::Material) -> mesh_policy::Verdict,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
     let mut rx = ctx.current.subscribe();
     let mut watching = true;
     // The caller authorized before `subscribe`; a change in between would be
@@ -196,11 +213,7 @@ pub(crate) async fn guarded<T>(
     loop {
         if recheck {
             recheck = false;
-            let verdict = ctx
-                .current
-                .get()
-                .policy
-                .connection(source, protocol.layer());
+            let verdict = check(&ctx.current.get());
             if !verdict.allow {
                 ctx.metrics.denied.fetch_add(1, Relaxed);
                 ctx.metrics.live_closed.fetch_add(1, Relaxed);

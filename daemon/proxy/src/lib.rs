@@ -35,6 +35,7 @@ pub mod snapshot;
 pub mod source;
 pub mod spiffe;
 mod state;
+mod terminating;
 mod tls;
 
 pub use admin_config::{admin_bind_addr, ADMIN_KEYS};
@@ -44,6 +45,6 @@ pub use metrics::{Metrics, UpstreamMetrics};
 pub use proxy::{Bound, Proxy, ProxyHandle, DRAIN_TIMEOUT};
 pub use runtime::{runtime, DEFAULT_WORKERS};
 pub use snapshot::{
-    Endpoint, IngressRoute, Leaf, Protocol, ProxySnapshot, PublicListener, Upstream,
+    Endpoint, IngressRoute, Leaf, LinkedService, Protocol, ProxySnapshot, PublicListener, Upstream,
 };
 pub use source::SourceConfig;

@@ -164,7 +164,7 @@ async fn dial(
     let mut last = String::new();
     for i in 0..n.min(MAX_ATTEMPTS) {
         let ep = &up.endpoints[(start + i) % n];
-        let cfg = client_config(ctx, state, &ep.spiffe_id);
+        let cfg = client_config(ctx, state, &ep.spiffe_id, !ep.sni.is_empty());
         match tokio::time::timeout(timeout, connect(ep, cfg)).await {
             Ok(Ok(s)) => return Ok(s),
             Ok(Err(e)) => {
@@ -187,26 +187,29 @@ async fn dial(
     })
 }
 
-fn client_config(ctx: &Ctx, state: &Listener, expected: &str) -> Arc<ClientConfig> {
+fn client_config(ctx: &Ctx, state: &Listener, expected: &str, sni: bool) -> Arc<ClientConfig> {
+    let key = format!("{}{expected}", if sni { "sni:" } else { "" });
     let mut map = state.configs.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(c) = map.get(expected) {
+    if let Some(c) = map.get(&key) {
         return c.clone();
     }
     if map.len() > 256 {
         map.clear();
     }
-    let cfg = crate::tls::client_config(&ctx.current, expected);
-    map.insert(expected.to_string(), cfg.clone());
+    let cfg = crate::tls::client_config_with_sni(&ctx.current, expected, sni);
+    map.insert(key, cfg.clone());
     cfg
 }
 
 async fn connect(ep: &Endpoint, cfg: Arc<ClientConfig>) -> std::io::Result<TlsStream<Wire>> {
     let tcp = TcpStream::connect((ep.address.as_str(), ep.port)).await?;
     let _ = tcp.set_nodelay(true);
+    let name = if ep.sni.is_empty() {
+        &ep.address
+    } else {
+        &ep.sni
+    };
     TlsConnector::from(cfg)
-        .connect(
-            crate::tls::server_name(&ep.address),
-            crate::inbound::wire(tcp),
-        )
+        .connect(crate::tls::server_name(name), crate::inbound::wire(tcp))
         .await
 }

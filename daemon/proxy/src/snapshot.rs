@@ -31,8 +31,37 @@ pub struct ProxySnapshot {
     pub intentions: IntentionSet,
     /// Upstream (outbound) listeners.
     pub upstreams: Vec<Upstream>,
+    /// A terminating gateway: the services outside the mesh it lets mesh
+    /// services reach, chosen by the SNI callers send.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub linked: Vec<LinkedService>,
     /// Raft index the snapshot was computed at.
     pub index: u64,
+}
+
+/// A service outside the mesh behind a terminating gateway.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct LinkedService {
+    pub service: String,
+    /// The SNI callers send for it (`<service>.default.<dc>.internal.<td>`).
+    #[serde(rename = "SNI")]
+    pub sni: String,
+    /// Its healthy instances (their own addresses; no sidecar).
+    pub endpoints: Vec<Endpoint>,
+    /// Intentions whose destination is this service: the gateway enforces them.
+    pub intentions: IntentionSet,
+    /// The leaf the gateway presents as this service.
+    pub leaf: Option<Leaf>,
+    /// TLS to the service (files on the gateway's host): a CA bundle turns
+    /// it on; a client certificate and key are presented if given.
+    #[serde(rename = "CAFile")]
+    pub ca_file: String,
+    pub cert_file: String,
+    pub key_file: String,
+    /// The server name sent to the service (default: the instance address).
+    #[serde(rename = "TLSServerName")]
+    pub tls_server_name: String,
 }
 
 /// The public listener: where other sidecars dial us with mTLS.
@@ -155,6 +184,10 @@ pub struct Endpoint {
     /// URI SAN the sidecar's certificate must carry.
     #[serde(rename = "SpiffeID")]
     pub spiffe_id: String,
+    /// The server name to send: a terminating gateway picks the service
+    /// by it (empty: none sent).
+    #[serde(rename = "SNI", skip_serializing_if = "String::is_empty")]
+    pub sni: String,
 }
 
 impl ProxySnapshot {

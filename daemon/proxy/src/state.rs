@@ -29,9 +29,29 @@ pub(crate) struct Material {
     pub leaf: Option<Arc<CertifiedKey>>,
     /// Compiled intentions.
     pub policy: Policy,
+    /// A terminating gateway's linked services, by the SNI callers send:
+    /// the leaf it presents and the intentions it enforces for each.
+    pub linked: std::collections::HashMap<String, Arc<Linked>>,
+}
+
+/// What a terminating gateway needs of one linked service.
+pub(crate) struct Linked {
+    /// Its index in the snapshot's `linked`.
+    pub index: usize,
+    pub leaf: Option<Arc<CertifiedKey>>,
+    pub policy: Policy,
 }
 
 impl Material {
+    /// The linked service a caller named by SNI, or the only one there is.
+    pub(crate) fn linked_for(&self, sni: Option<&str>) -> Option<Arc<Linked>> {
+        match sni.and_then(|n| self.linked.get(&n.to_ascii_lowercase())) {
+            Some(l) => Some(l.clone()),
+            None if self.linked.len() == 1 => self.linked.values().next().cloned(),
+            None => None,
+        }
+    }
+
     fn build(snap: Arc<ProxySnapshot>, provider: &CryptoProvider) -> Self {
         let mut roots_der = Vec::new();
         for pem in &snap.roots {
@@ -62,12 +82,32 @@ impl Material {
             }
         });
         let policy = Policy::compile(&snap.intentions);
+        let linked = snap
+            .linked
+            .iter()
+            .enumerate()
+            .map(|(index, l)| {
+                let leaf = l.leaf.as_ref().and_then(|leaf| {
+                    certified_key(&leaf.cert_pem, &leaf.private_key_pem, provider)
+                        .map_err(|e| tracing::error!(service = %l.service, error = %e, "linked service leaf unusable"))
+                        .ok()
+                        .map(Arc::new)
+                });
+                let linked = Linked {
+                    index,
+                    leaf,
+                    policy: Policy::compile(&l.intentions),
+                };
+                (l.sni.to_ascii_lowercase(), Arc::new(linked))
+            })
+            .collect();
         Self {
             snap,
             anchors,
             roots_der,
             leaf,
             policy,
+            linked,
         }
     }
 }

@@ -56,6 +56,16 @@ pub(crate) fn gateway_server_config(current: &Current) -> Arc<ServerConfig> {
 
 /// Client side of an upstream connection that must reach `expected` (a SPIFFE ID).
 pub(crate) fn client_config(current: &Current, expected: &str) -> Arc<ClientConfig> {
+    client_config_with_sni(current, expected, false)
+}
+
+/// [`client_config`], sending SNI when `sni` (to a terminating gateway,
+/// which picks the service by it).
+pub(crate) fn client_config_with_sni(
+    current: &Current,
+    expected: &str,
+    sni: bool,
+) -> Arc<ClientConfig> {
     let mut cfg = ClientConfig::builder_with_provider(current.provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("ring supports TLS 1.3")
@@ -67,7 +77,7 @@ pub(crate) fn client_config(current: &Current, expected: &str) -> Arc<ClientConf
         .with_client_cert_resolver(Arc::new(LeafResolver {
             current: current.clone(),
         }));
-    cfg.enable_sni = false;
+    cfg.enable_sni = sni;
     cfg.resumption = Resumption::disabled();
     Arc::new(cfg)
 }
@@ -258,8 +268,14 @@ struct LeafResolver {
 }
 
 impl ResolvesServerCert for LeafResolver {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.current.get().leaf.clone()
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let m = self.current.get();
+        if m.linked.is_empty() {
+            return m.leaf.clone();
+        }
+        // A terminating gateway answers as the linked service the caller names.
+        m.linked_for(hello.server_name())
+            .and_then(|l| l.leaf.clone())
     }
 }
 

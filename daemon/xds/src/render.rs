@@ -667,11 +667,12 @@ mod tests {
                 endpoints: vec![Endpoint {
                     address: "10.0.0.7".into(),
                     port: 21001,
-                    spiffe_id: String::new(),
+                    ..Default::default()
                 }],
                 ..Default::default()
             }],
             index: 7,
+            ..Default::default()
         }
     }
 

@@ -64,6 +64,7 @@ pub fn generate(
             address: "127.0.0.1".into(),
             port: public,
             spiffe_id: mesh_types::SpiffeId::service(TD, DC, "b").to_string(),
+            ..Default::default()
         }],
         ..Default::default()
     }];

@@ -65,6 +65,7 @@ pub fn snapshot(ca: &Ca, service: &str, local: SocketAddr, protocol: Protocol) -
         },
         upstreams: vec![],
         index: 1,
+        ..Default::default()
     }
 }
 
@@ -80,6 +81,7 @@ pub fn upstream(name: &str, target: SocketAddr) -> Upstream {
             address: target.ip().to_string(),
             port: target.port(),
             spiffe_id: spiffe(name),
+            ..Default::default()
         }],
         ..Default::default()
     }
