@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::http;
 
-async fn dig(server: std::net::SocketAddr, args: &[&str]) -> String {
+pub(crate) async fn dig(server: std::net::SocketAddr, args: &[&str]) -> String {
     let out = tokio::process::Command::new(mesh_testkit::require_tool(
         "dig",
         "scripts/setup.sh installs Debian's bind9-dnsutils",

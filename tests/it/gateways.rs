@@ -95,7 +95,12 @@ async fn roots_pem(a: &TestAgent, dir: &Path) -> std::path::PathBuf {
 #[tokio::test]
 async fn an_ingress_gateway_routes_by_host_over_tls_and_carries_tcp() {
     let dir = tempfile::tempdir().unwrap();
-    let a = crate::dev_agent("ingress", &dir.path().join("data")).await;
+    let mut spec = mesh_testkit::AgentSpec::server("ingress", 1);
+    spec.extra = vec!["-dev".into()];
+    spec.dns = true;
+    let a = TestAgent::start(spec, &dir.path().join("data"))
+        .await
+        .unwrap();
     for name in ["web", "api"] {
         let (st, text) = call(
             Method::PUT,
@@ -186,6 +191,20 @@ async fn an_ingress_gateway_routes_by_host_over_tls_and_carries_tcp() {
     assert_eq!(code, "404");
     let (code, _) = curl(&[&format!("http://127.0.0.1:{https}/")]).await;
     assert_ne!(code, "200");
+
+    // DNS: `<service>.ingress.<domain>` names the gateways exposing it.
+    let dns = a.dns.expect("the agent serves DNS");
+    for service in ["web", "db"] {
+        let name = format!("{service}.ingress.consul");
+        let ips = crate::dns::dig(dns, &["+short", &name, "A"]).await;
+        assert_eq!(ips.trim(), "127.0.0.1", "{name}");
+    }
+    assert_eq!(
+        crate::dns::dig(dns, &["+short", "nope.ingress.consul", "A"])
+            .await
+            .trim(),
+        ""
+    );
 
     // TCP: the listener splices to db.
     let mut s = TcpStream::connect(("127.0.0.1", tcp)).await.unwrap();

@@ -57,6 +57,14 @@ pub(crate) fn answer(zone: &Zone<'_>, lookup: &Lookup<'_>, q: &Question<'_>) -> 
                 .map_or(&[][..], |g| &g.instances[..]);
             instances(zone, q, name, all, None)
         }
+        Lookup::Ingress { name, .. } => {
+            let all = zone
+                .view
+                .ingress
+                .get(name)
+                .map_or(&[][..], |g| &g.instances[..]);
+            instances(zone, q, name, all, None)
+        }
         Lookup::Node { name, .. } => node(zone, q, name),
         Lookup::Addr { ip, .. } => {
             let mut answer = zone.empty();
@@ -75,6 +83,7 @@ fn in_our_dc(zone: &Zone<'_>, lookup: &Lookup<'_>) -> bool {
     let dc = match lookup {
         Lookup::Service { dc, .. }
         | Lookup::Connect { dc, .. }
+        | Lookup::Ingress { dc, .. }
         | Lookup::Node { dc, .. }
         | Lookup::Addr { dc, .. } => *dc,
         _ => None,

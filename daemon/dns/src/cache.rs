@@ -84,7 +84,7 @@ enum Entry {
     Answer(Template),
     /// Not cacheable as of the view built from these table indexes; not
     /// examined again until the view changes.
-    Uncacheable([u64; 4]),
+    Uncacheable([u64; 5]),
 }
 
 /// Encoded answers by query bytes.

@@ -123,6 +123,7 @@ pub(crate) fn lookup_domain(lookup: &Lookup<'_>) -> usize {
         | Lookup::Nameserver { domain }
         | Lookup::Service { domain, .. }
         | Lookup::Connect { domain, .. }
+        | Lookup::Ingress { domain, .. }
         | Lookup::Node { domain, .. }
         | Lookup::Addr { domain, .. }
         | Lookup::Missing { domain } => domain,

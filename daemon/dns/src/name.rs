@@ -28,6 +28,12 @@ pub enum Lookup<'a> {
         name: &'a str,
         dc: Option<&'a str>,
     },
+    /// `<svc>.ingress[.<dc>].<domain>`: the ingress gateways exposing it.
+    Ingress {
+        domain: usize,
+        name: &'a str,
+        dc: Option<&'a str>,
+    },
     /// `<node>.node[.<dc>].<domain>`.
     Node {
         domain: usize,
@@ -109,6 +115,12 @@ fn parse_in_domain<'a>(rest: &[&'a [u8]], domain: usize) -> Option<Lookup<'a>> {
             name: text(one)?,
             dc,
         })
+    } else if kind.eq_ignore_ascii_case(b"ingress") {
+        Some(Lookup::Ingress {
+            domain,
+            name: text(one)?,
+            dc,
+        })
     } else {
         Some(Lookup::Addr {
             domain,
@@ -146,7 +158,7 @@ fn service<'a>(parts: &[&'a [u8]], domain: usize, dc: Option<&'a str>) -> Option
 }
 
 fn is_kind(label: &[u8]) -> bool {
-    [&b"service"[..], b"node", b"connect", b"addr"]
+    [&b"service"[..], b"node", b"connect", b"ingress", b"addr"]
         .iter()
         .any(|k| label.eq_ignore_ascii_case(k))
 }

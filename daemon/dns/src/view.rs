@@ -141,18 +141,21 @@ pub(crate) enum Known {
 pub(crate) struct View {
     /// The node, service and check table indexes it was built from, and
     /// the ACL stamp (0: ACLs off) of what it may show.
-    pub built_from: [u64; 4],
+    pub built_from: [u64; 5],
     /// Keyed by lowercase service name.
     pub services: FxHashMap<Arc<str>, Arc<Group>>,
     /// Connect proxies keyed by the lowercase name of the service they front.
     pub proxies: FxHashMap<Arc<str>, Arc<Group>>,
     /// Keyed by lowercase node name.
     pub nodes: FxHashMap<Arc<str>, Arc<NodeEntry>>,
+    /// Ingress gateways keyed by the lowercase name of a service their
+    /// `ingress-gateway` entry exposes (`<svc>.ingress.<domain>`).
+    pub ingress: FxHashMap<Arc<str>, Arc<Group>>,
 }
 
 /// What a view depends on: the catalog tables, and with ACLs on, the ACL
 /// data and settings (a stamp that changes with either).
-pub(crate) fn built_from(state: &State, acl: Option<&DnsAcl>) -> [u64; 4] {
+pub(crate) fn built_from(state: &State, acl: Option<&DnsAcl>) -> [u64; 5] {
     let stamp = acl.map_or(0, |acl| {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -164,6 +167,8 @@ pub(crate) fn built_from(state: &State, acl: Option<&DnsAcl>) -> [u64; 4] {
         state.table_index(Table::Services),
         state.table_index(Table::Checks),
         stamp,
+        // Ingress entries say which gateways answer `<svc>.ingress`.
+        state.table_index(Table::Config),
     ]
 }
 
@@ -270,6 +275,8 @@ impl View {
         let previous_proxies = previous.map(|p| &p.proxies);
         let mut fresh_proxies = keep_unchanged(proxy_stamps, previous_proxies, &mut view.proxies);
 
+        view.ingress = ingress_groups(state, &by_name, &node_checks, &service_checks, &readable);
+
         // Pass 2: build only the groups that changed.
         if fresh.is_empty() && fresh_proxies.is_empty() {
             return view;
@@ -353,6 +360,66 @@ impl View {
         out.dedup();
         out
     }
+}
+
+/// The ingress gateways exposing each service, by the lowercase service
+/// name: a gateway instance whose entry lists the service on a listener.
+fn ingress_groups(
+    state: &State,
+    by_name: &FxHashMap<&str, (&Node, Arc<NodeEntry>)>,
+    node_checks: &FxHashMap<&str, Health>,
+    service_checks: &FxHashMap<(&str, &str), Health>,
+    readable: &dyn Fn(Resource, &str) -> bool,
+) -> FxHashMap<Arc<str>, Arc<Group>> {
+    let mut exposed: FxHashMap<&str, Vec<String>> = FxHashMap::default();
+    for e in state.config_entries("ingress-gateway") {
+        let Ok(entry) = mesh_chain::entries::parse::<mesh_chain::entries::IngressGateway>(
+            &e.kind,
+            &e.name,
+            &e.body_json,
+        ) else {
+            continue;
+        };
+        let services = entry.listeners.into_iter().flat_map(|l| l.services);
+        exposed.insert(
+            e.name.as_str(),
+            services.map(|s| s.name.to_ascii_lowercase()).collect(),
+        );
+    }
+    let mut groups: FxHashMap<String, Pending> = FxHashMap::default();
+    if exposed.is_empty() {
+        return FxHashMap::default();
+    }
+    for (node_name, service) in state.services() {
+        if service.kind != "ingress-gateway" || !readable(Resource::Service, &service.name) {
+            continue;
+        }
+        let (Some(names), Some((node, entry))) =
+            (exposed.get(service.name.as_str()), by_name.get(node_name))
+        else {
+            continue;
+        };
+        let health = [
+            node_checks.get(node_name),
+            service_checks.get(&(node_name, service.id.as_str())),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|h| h.0)
+        .max()
+        .unwrap_or_default();
+        for name in names.iter().filter(|n| readable(Resource::Service, n)) {
+            let instance = instance(entry.name.clone(), node, service, health);
+            groups
+                .entry(name.clone())
+                .or_default()
+                .push(&service.name, instance);
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(k, pending)| (Arc::from(k.as_str()), Arc::new(pending.finish())))
+        .collect()
 }
 
 /// A group being rebuilt.

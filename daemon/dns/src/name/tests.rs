@@ -173,3 +173,24 @@ fn addr_labels_round_trip() {
         assert_eq!(hex_addr(label.as_bytes()), Some(ip));
     }
 }
+
+#[test]
+fn ingress_names_the_gateways_of_a_service() {
+    assert_eq!(
+        p("web.ingress.consul."),
+        Lookup::Ingress {
+            domain: 0,
+            name: "web",
+            dc: None
+        }
+    );
+    assert_eq!(
+        p("web.ingress.dc1.consul."),
+        Lookup::Ingress {
+            domain: 0,
+            name: "web",
+            dc: Some("dc1")
+        }
+    );
+    assert!(matches!(p("a.b.ingress.consul."), Lookup::Missing { .. }));
+}
