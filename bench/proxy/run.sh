@@ -60,6 +60,7 @@ BIN="$CARGO_TARGET_DIR/bench-build/examples/bench_sidecar"
 BACKEND=18080 BULK=18081
 MESH_A=18101 MESH_B=18102 HAP_A=18201 HAP_B=18202 ENV_A=18301 ENV_B=18302 RELAY_A=18601 RELAY_B=18602
 ENVX_A=18331 ENVX_B=18332 AGENT_GRPC=18703
+ROUTED_A=18161 ROUTED_B1=18162 ROUTED_B2=18163 ENVR_A=18341 ENVR_B1=18342 ENVR_B2=18343
 AGENT_HTTP=18700 MANAGED_HTTP=18800 MANAGED_A=18141 EX_A=18151 EX_B=18152
 
 rm -rf "$WORK"; mkdir -p "$WORK"
@@ -135,6 +136,31 @@ api PUT "$AGENT_HTTP" /v1/agent/service/register "$(sidecar_reg webx 1 18330 \
     "\"Upstreams\":[$(upstream dbx "$ENVX_A")]")"
 start envx-b "$MESH_BIN" connect envoy -sidecar-for dbx -admin-bind 127.0.0.1:18394 -envoy-binary "$ENVOY" -- --concurrency 2 -l warning
 start envx-a "$MESH_BIN" connect envoy -sidecar-for webx -admin-bind 127.0.0.1:18393 -envoy-binary "$ENVOY" -- --concurrency 2 -l warning
+# Routed and split HTTP: a router (every request: a header set, then the
+# splitter) and a 50/50 splitter over two subsets, hop B being one sidecar
+# per subset; the built-in sidecars (shop) and Envoys configured over xDS
+# (shope) follow the same chain.
+instance_reg() { # service id version public-port
+    echo "{\"Name\":\"$1\",\"ID\":\"$2\",\"Port\":$BACKEND,\"Address\":\"127.0.0.1\",\"Meta\":{\"version\":\"$3\"},\"Connect\":{\"SidecarService\":{\"Port\":$4,\"Address\":\"127.0.0.1\"}}}"
+}
+for svc in shop shope; do
+    api PUT "$AGENT_HTTP" /v1/config "{\"Kind\":\"service-defaults\",\"Name\":\"$svc\",\"Protocol\":\"http\"}"
+    api PUT "$AGENT_HTTP" /v1/config "{\"Kind\":\"service-resolver\",\"Name\":\"$svc\",\"Subsets\":{\"v1\":{\"Filter\":\"Service.Meta.version == v1\"},\"v2\":{\"Filter\":\"Service.Meta.version == v2\"}}}"
+    api PUT "$AGENT_HTTP" /v1/config "{\"Kind\":\"service-splitter\",\"Name\":\"$svc\",\"Splits\":[{\"Weight\":50,\"ServiceSubset\":\"v1\"},{\"Weight\":50,\"ServiceSubset\":\"v2\"}]}"
+    api PUT "$AGENT_HTTP" /v1/config "{\"Kind\":\"service-router\",\"Name\":\"$svc\",\"Routes\":[{\"Match\":{\"HTTP\":{\"PathPrefix\":\"/\"}},\"Destination\":{\"Service\":\"$svc\",\"RequestHeaders\":{\"Set\":{\"x-routed\":\"1\"}}}}]}"
+done
+api PUT "$AGENT_HTTP" /v1/agent/service/register "$(instance_reg shop shop-v1 v1 "$ROUTED_B1")"
+api PUT "$AGENT_HTTP" /v1/agent/service/register "$(instance_reg shop shop-v2 v2 "$ROUTED_B2")"
+api PUT "$AGENT_HTTP" /v1/agent/service/register "$(sidecar_reg webr 1 18160 "\"Upstreams\":[$(upstream shop "$ROUTED_A")]")"
+api PUT "$AGENT_HTTP" /v1/agent/service/register "$(instance_reg shope shope-v1 v1 "$ENVR_B1")"
+api PUT "$AGENT_HTTP" /v1/agent/service/register "$(instance_reg shope shope-v2 v2 "$ENVR_B2")"
+api PUT "$AGENT_HTTP" /v1/agent/service/register "$(sidecar_reg webe 1 18340 "\"Upstreams\":[$(upstream shope "$ENVR_A")]")"
+start meshr-b1 "$MESH_BIN" connect proxy -sidecar-for shop-v1
+start meshr-b2 "$MESH_BIN" connect proxy -sidecar-for shop-v2
+start meshr-a "$MESH_BIN" connect proxy -sidecar-for webr
+start envr-b1 "$MESH_BIN" connect envoy -sidecar-for shope-v1 -admin-bind 127.0.0.1:18395 -envoy-binary "$ENVOY" -- --concurrency 2 -l warning
+start envr-b2 "$MESH_BIN" connect envoy -sidecar-for shope-v2 -admin-bind 127.0.0.1:18396 -envoy-binary "$ENVOY" -- --concurrency 2 -l warning
+start envr-a "$MESH_BIN" connect envoy -sidecar-for webe -admin-bind 127.0.0.1:18397 -envoy-binary "$ENVOY" -- --concurrency 2 -l warning
 unset MESH_HTTP_ADDR
 
 # --- mesh: the same two sidecars run by a second agent, in its process -------
@@ -171,7 +197,7 @@ for off in 0 10; do
     for p in $HAP_A $HAP_B $ENV_A $ENV_B $RELAY_A $RELAY_B; do wait_port $((p + off)); done
 done
 # mesh is ready when a request goes all the way through each pair.
-for p in $MESH_A $((MESH_A + 20)) $((MESH_A + 30)) $MANAGED_A $ENVX_A; do
+for p in $MESH_A $((MESH_A + 20)) $((MESH_A + 30)) $MANAGED_A $ENVX_A $ROUTED_A $ENVR_A; do
     wait_for "traffic through the mesh sidecars on $p" curl -sf -o /dev/null "http://127.0.0.1:$p/"
 done
 wait_port $((MESH_A + 10))
@@ -232,6 +258,8 @@ for r in $(seq "$ROUNDS"); do
     load mesh-mt $((MESH_A + 30)) "$r" "$PID_meshmt_a" "$PID_meshmt_b"
     load example "$EX_A" "$r" "$PID_ex_a" "$PID_ex_b"
     load relay "$RELAY_A" "$r" "$PID_relay_a" "$PID_relay_b"
+    load mesh-routed "$ROUTED_A" "$r" "$PID_meshr_a" "$PID_meshr_b1" "$PID_meshr_b2"
+    load envoy-routed "$ENVR_A" "$r" "$PID_envr_a" "$PID_envr_b1" "$PID_envr_b2"
 done
 RSS_LOADED=$(rss_kb "$PID_mesh_b")
 
@@ -259,7 +287,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
     echo
     echo "| path | req/s | p99 ms | req/s vs direct | CPU of both hops, us/request | bulk MiB/s |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: |"
-    for n in direct mesh haproxy envoy envoy-xds mesh-managed mesh-l7 mesh-mt example relay; do
+    for n in direct mesh haproxy envoy envoy-xds mesh-managed mesh-l7 mesh-mt example relay mesh-routed envoy-routed; do
         RPS[$n]=$(echo "${RPS[$n]}" | median); P99[$n]=$(echo "${P99[$n]}" | median)
         CPU[$n]=$(echo "${CPU[$n]}" | median)
     done
@@ -272,9 +300,12 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
     echo "| mesh, a worker per core (\`-workers 0\`) | ${RPS[mesh-mt]} | ${P99[mesh-mt]} | $(ratio "${RPS[mesh-mt]}" "${RPS[direct]}") | ${CPU[mesh-mt]} | — |"
     echo "| bench_sidecar example, static snapshots, no agent (extra row) | ${RPS[example]} | ${P99[example]} | $(ratio "${RPS[example]}" "${RPS[direct]}") | ${CPU[example]} | — |"
     echo "| HAProxy relay, plain TCP, no TLS (for scale) | ${RPS[relay]} | ${P99[relay]} | $(ratio "${RPS[relay]}" "${RPS[direct]}") | ${CPU[relay]} | ${BULK_MIBS[relay]} |"
+    echo "| mesh, routed and split HTTP (router, 50/50 splitter over two hop-B sidecars) | ${RPS[mesh-routed]} | ${P99[mesh-routed]} | $(ratio "${RPS[mesh-routed]}" "${RPS[direct]}") | ${CPU[mesh-routed]} | — |"
+    echo "| Envoy over xDS, the same routed and split HTTP | ${RPS[envoy-routed]} | ${P99[envoy-routed]} | $(ratio "${RPS[envoy-routed]}" "${RPS[direct]}") | ${CPU[envoy-routed]} | — |"
     echo
     echo "- mesh / HAProxy req/s: $(ratio "${RPS[mesh]}" "${RPS[haproxy]}") (target >= 1.2)"
     echo "- mesh / Envoy req/s: $(ratio "${RPS[mesh]}" "${RPS[envoy]}") (target >= 1.5)"
+    echo "- routed and split HTTP, mesh / Envoy over xDS: req/s $(ratio "${RPS[mesh-routed]}" "${RPS[envoy-routed]}") (target >= 1.2), p99 ${P99[mesh-routed]} vs ${P99[envoy-routed]} ms, CPU per request $(ratio "${CPU[mesh-routed]}" "${CPU[envoy-routed]}")"
     echo "- Envoy configured over xDS / the same Envoy on the static config: req/s $(ratio "${RPS[envoy-xds]}" "${RPS[envoy]}"), CPU per request $(ratio "${CPU[envoy-xds]}" "${CPU[envoy]}") (target: req/s within 5%)"
     echo "- CPU per request, HAProxy / mesh: $(ratio "${CPU[haproxy]}" "${CPU[mesh]}"); Envoy / mesh: $(ratio "${CPU[envoy]}" "${CPU[mesh]}") (client, backend and proxies share $(nproc) cores, so req/s is bounded by the whole machine)"
     echo "- bulk, mesh / direct: $(ratio "${BULK_MIBS[mesh]}" "${BULK_MIBS[direct]}") (target >= 0.5); HAProxy / direct $(ratio "${BULK_MIBS[haproxy]}" "${BULK_MIBS[direct]}"), Envoy / direct $(ratio "${BULK_MIBS[envoy]}" "${BULK_MIBS[direct]}")"

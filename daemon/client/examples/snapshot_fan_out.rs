@@ -4,14 +4,16 @@
 //! (each with one upstream), parks one blocking snapshot query per proxy
 //! (`GET /v1/agent/connect/proxy/ID?index=V&wait=120s`), each re-asking at
 //! once when answered as a sidecar does, then makes single intention
-//! changes and reports, per change:
+//! changes (or, with CHANGE `router`, writes one service-router per round
+//! for an upstream service, all services being http) and reports, per
+//! change:
 //! - how long until every proxy whose snapshot content changed has it
 //!   (p50, p99 and max over the changed ones),
 //! - how many answers the server sent in all (unchanged ones included),
 //! - the server's CPU time in the window (summed over its threads, from
 //!   /proc/PID/task/*/schedstat), against the same window with no change.
 //!
-//!   snapshot_fan_out ADDR PID [PROXIES] [SERVICES] [ROUNDS]
+//!   snapshot_fan_out ADDR PID [PROXIES] [SERVICES] [ROUNDS] [intention|router]
 //!
 //! One JSON object per line: `{"round": …}` per change, then a summary.
 
@@ -117,12 +119,13 @@ async fn blocking_parked(client: &reqwest::Client, base: &str) -> u64 {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: snapshot_fan_out ADDR PID [PROXIES] [SERVICES] [ROUNDS]";
+    let usage = "usage: snapshot_fan_out ADDR PID [PROXIES] [SERVICES] [ROUNDS] [intention|router]";
     let base = format!("http://{}", args.get(1).expect(usage));
     let pid: u32 = args.get(2).expect(usage).parse().expect("PID");
     let proxies: usize = args.get(3).map_or(1000, |s| s.parse().expect("PROXIES"));
     let services: usize = args.get(4).map_or(100, |s| s.parse().expect("SERVICES"));
     let rounds: usize = args.get(5).map_or(5, |s| s.parse().expect("ROUNDS"));
+    let routers = args.get(6).is_some_and(|m| m == "router");
     // reqwest is built with rustls and no default crypto provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
@@ -134,6 +137,14 @@ async fn main() {
 
     // Proxy p fronts svc-(p % services) and has svc-(p+1 % services) upstream.
     let service_of = |p: usize| p % services;
+    if routers {
+        // Routes need http services.
+        for s in 0..services {
+            let body =
+                json!({"Kind": "service-defaults", "Name": format!("svc-{s}"), "Protocol": "http"});
+            put(&client, format!("{base}/v1/config"), body).await;
+        }
+    }
     let mut registering = tokio::task::JoinSet::new();
     for p in 0..proxies {
         let s = service_of(p);
@@ -200,25 +211,43 @@ async fn main() {
     };
     let mut changed_lat: Vec<f64> = Vec::new();
     let mut summary = Vec::new();
-    // Rounds 0..rounds-1: one destination each; the last: a wildcard one.
-    for round in 0..=rounds {
+    // Rounds 0..rounds-1: one destination each; the last: a wildcard one
+    // (intentions only).
+    let last_round = if routers { rounds - 1 } else { rounds };
+    for round in 0..=last_round {
         let wildcard = round == rounds;
         let dest = if wildcard {
             "*".to_string()
         } else {
             format!("svc-{}", (round * 37 + 3) % services)
         };
-        let expected: Vec<usize> = (0..proxies)
-            .filter(|&p| wildcard || format!("svc-{}", service_of(p)) == dest)
-            .collect();
+        // A router changes the proxies calling dest; an intention, those fronting it.
+        let affected = |p: usize| {
+            let s = if routers {
+                (service_of(p) + 1) % services
+            } else {
+                service_of(p)
+            };
+            format!("svc-{s}") == dest
+        };
+        let expected: Vec<usize> = (0..proxies).filter(|&p| wildcard || affected(p)).collect();
         let c0 = server_cpu_ns(pid);
         let t0 = Instant::now();
-        put(
-            &client,
-            format!("{base}/v1/connect/intentions/exact?source=bench-{round}&destination={dest}"),
-            json!({"Action": "deny"}),
-        )
-        .await;
+        if routers {
+            let router = json!({"Kind": "service-router", "Name": dest, "Routes": [
+                {"Match": {"HTTP": {"PathPrefix": format!("/r{round}")}},
+                 "Destination": {"Service": dest, "PrefixRewrite": "/"}}]});
+            put(&client, format!("{base}/v1/config"), router).await;
+        } else {
+            put(
+                &client,
+                format!(
+                    "{base}/v1/connect/intentions/exact?source=bench-{round}&destination={dest}"
+                ),
+                json!({"Action": "deny"}),
+            )
+            .await;
+        }
         let mut answers = 0usize;
         let mut got: HashMap<usize, f64> = HashMap::new();
         let end = t0 + WINDOW;
@@ -249,6 +278,9 @@ async fn main() {
         summary.push(line);
     }
     changed_lat.sort_by(f64::total_cmp);
+    if routers {
+        summary.push(json!({"idle_cpu_ms": idle_cpu as f64 / 1e6}));
+    }
     let single: Vec<&Value> = summary[..rounds].iter().collect();
     let mut cpus: Vec<f64> = single
         .iter()
