@@ -20,6 +20,30 @@ pub(crate) fn acl_config(dir: &std::path::Path) -> std::path::PathBuf {
     )
 }
 
+/// A token of one new policy `name` with `rules`, made with the management token.
+pub(crate) async fn token_with_policy(a: &TestAgent, name: &str, rules: &str) -> String {
+    let (st, text) = call(
+        reqwest::Method::PUT,
+        a,
+        "/v1/acl/policy",
+        Some(MANAGEMENT),
+        Some(serde_json::json!({"Name": name, "Rules": rules})),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    let (st, text) = call(
+        reqwest::Method::PUT,
+        a,
+        "/v1/acl/token",
+        Some(MANAGEMENT),
+        Some(serde_json::json!({"Policies": [{"Name": name}]})),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    let token: serde_json::Value = serde_json::from_str(&text).unwrap();
+    token["SecretID"].as_str().unwrap().to_string()
+}
+
 /// `dir/name` holding `acl { }` with ACLs on, default deny, and these tokens.
 pub(crate) fn acl_file(
     dir: &std::path::Path,

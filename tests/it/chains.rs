@@ -313,26 +313,15 @@ async fn resolvers_pick_subsets_redirect_and_fail_over_live_traffic() {
     served_by(legacy, "v1", "legacy-db redirected to db").await;
 
     // v1 critical: failover to v2; v1 passing again: back.
-    let (st, text) = call(
-        Method::PUT,
-        &a,
-        "/v1/agent/check/fail/service:db-v1",
-        Some(MANAGEMENT),
-        None,
-    )
-    .await;
-    assert_eq!(st, 200, "{text}");
-    served_by(db, "v2", "failover to v2 while v1 is critical").await;
-    let (st, text) = call(
-        Method::PUT,
-        &a,
-        "/v1/agent/check/pass/service:db-v1",
-        Some(MANAGEMENT),
-        None,
-    )
-    .await;
-    assert_eq!(st, 200, "{text}");
-    served_by(db, "v1", "back to v1 once it passes").await;
+    for (verb, want, why) in [
+        ("fail", "v2", "failover to v2 while v1 is critical"),
+        ("pass", "v1", "back to v1 once it passes"),
+    ] {
+        let path = format!("/v1/agent/check/{verb}/service:db-v1");
+        let (st, text) = call(Method::PUT, &a, &path, Some(MANAGEMENT), None).await;
+        assert_eq!(st, 200, "{text}");
+        served_by(db, want, why).await;
+    }
 }
 
 fn canary_file(v1: u32, v2: u32) -> String {
@@ -551,6 +540,20 @@ async fn get(c: &reqwest::Client, url: &str, header: Option<(&str, &str)>) -> (u
     }
 }
 
+/// Waits until 100 requests in a row all succeed and reach both subsets.
+async fn both_subsets_answer(c: &reqwest::Client, base: &str) {
+    eventually("both subsets answer", Duration::from_secs(30), || async {
+        let mut seen = BTreeSet::new();
+        for _ in 0..100 {
+            let (st, body) = get(c, base, None).await;
+            (st == 200).then_some(())?;
+            seen.insert(body.split(' ').next().unwrap_or_default().to_string());
+        }
+        (seen.len() == 2).then_some(())
+    })
+    .await;
+}
+
 /// The share of `n` requests answered by a body starting with `who`.
 async fn share(c: &reqwest::Client, url: &str, who: &str, n: usize) -> f64 {
     let mut hits = 0;
@@ -579,16 +582,7 @@ async fn a_canary_split_holds_its_weights_and_a_mesh_d_change_applies_to_keep_al
     let _s2 = with_sidecar(&a, "shop", "shop-v2", v2, json!({"version": "v2"})).await;
     let (_web, base) = caller(&a, "shop").await;
     let c = keep_alive_client();
-    eventually("both subsets answer", Duration::from_secs(20), || async {
-        let mut seen = BTreeSet::new();
-        for _ in 0..100 {
-            let (st, body) = get(&c, &base, None).await;
-            (st == 200).then_some(())?;
-            seen.insert(body.split(' ').next().unwrap_or_default().to_string());
-        }
-        (seen.len() == 2).then_some(())
-    })
-    .await;
+    both_subsets_answer(&c, &base).await;
 
     let v2_share = share(&c, &base, "v2", 10_000).await;
     assert!(
@@ -729,20 +723,7 @@ async fn envoy_follows_the_same_routes_splits_and_retries() {
     let _web = crate::envoy::Envoy::start(&a, &envoy, "web", dir.path()).await;
     let base = format!("http://127.0.0.1:{port}");
     let c = keep_alive_client();
-    eventually(
-        "Envoy routes to both subsets",
-        Duration::from_secs(30),
-        || async {
-            let mut seen = BTreeSet::new();
-            for _ in 0..100 {
-                let (st, body) = get(&c, &base, None).await;
-                (st == 200).then_some(())?;
-                seen.insert(body.split(' ').next().unwrap_or_default().to_string());
-            }
-            (seen.len() == 2).then_some(())
-        },
-    )
-    .await;
+    both_subsets_answer(&c, &base).await;
     let v2_share = share(&c, &base, "v2", 2_000).await;
     assert!(
         (0.07..=0.13).contains(&v2_share),

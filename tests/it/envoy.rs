@@ -436,26 +436,8 @@ async fn ads_streams_need_service_write_and_outlive_bad_requests() {
         .await
         .expect_err("refused");
     assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused}");
-    let (st, text) = call(
-        Method::PUT,
-        &a,
-        "/v1/acl/policy",
-        Some(MANAGEMENT),
-        Some(json!({"Name": "web-read", "Rules": "service \"web\" { policy = \"read\" }"})),
-    )
-    .await;
-    assert_eq!(st, 200, "{text}");
-    let (st, text) = call(
-        Method::PUT,
-        &a,
-        "/v1/acl/token",
-        Some(MANAGEMENT),
-        Some(json!({"Policies": [{"Name": "web-read"}]})),
-    )
-    .await;
-    assert_eq!(st, 200, "{text}");
-    let reader: Value = serde_json::from_str(&text).unwrap();
-    let reader = reader["SecretID"].as_str().unwrap().to_string();
+    let rules = "service \"web\" { policy = \"read\" }";
+    let reader = crate::acl::token_with_policy(&a, "web-read", rules).await;
     let refused = open(grpc, Some(&reader), request(CLUSTER_TYPE, proxy))
         .await
         .expect_err("refused");

@@ -204,26 +204,8 @@ async fn proxyless_streams_need_service_read_and_bound_what_they_follow() {
     assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused}");
     assert!(refused.message().contains("service:read"), "{refused}");
 
-    let (st, text) = call(
-        Method::PUT,
-        &a,
-        "/v1/acl/policy",
-        Some(MANAGEMENT),
-        Some(json!({"Name": "greeter-read", "Rules": "service \"greeter\" { policy = \"read\" }"})),
-    )
-    .await;
-    assert_eq!(st, 200, "{text}");
-    let (st, text) = call(
-        Method::PUT,
-        &a,
-        "/v1/acl/token",
-        Some(MANAGEMENT),
-        Some(json!({"Policies": [{"Name": "greeter-read"}]})),
-    )
-    .await;
-    assert_eq!(st, 200, "{text}");
-    let reader: Value = serde_json::from_str(&text).unwrap();
-    let reader = reader["SecretID"].as_str().unwrap().to_string();
+    let rules = "service \"greeter\" { policy = \"read\" }";
+    let reader = crate::acl::token_with_policy(&a, "greeter-read", rules).await;
 
     // Readable: served, as a bearer token too (gRPC call credentials).
     let bearer = [("authorization", format!("Bearer {reader}"))];

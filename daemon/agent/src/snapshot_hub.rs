@@ -794,11 +794,7 @@ fn compute_ingress<'s>(
 ) -> ProxySnapshot {
     let entry = ingress_entry(s, &svc.name).unwrap_or_default();
     let all_tls = entry.tls.as_ref().is_some_and(|t| t.enabled);
-    let bind = if svc.address.is_empty() {
-        "0.0.0.0".to_string()
-    } else {
-        svc.address.clone()
-    };
+    let bind = or_any(&svc.address);
     let upstreams = entry
         .listeners
         .iter()
@@ -914,11 +910,7 @@ fn compute<'s>(
         trust_domain: inputs.trust_domain.to_string(),
         datacenter: inputs.datacenter.to_string(),
         public: PublicListener {
-            bind_address: if svc.address.is_empty() {
-                "0.0.0.0".into()
-            } else {
-                svc.address.clone()
-            },
+            bind_address: or_any(&svc.address),
             bind_port: svc.port,
             local_service_address: if proxy.local_service_address.is_empty() {
                 "127.0.0.1".into()
@@ -1113,6 +1105,15 @@ fn healthy_endpoints(
         .collect()
 }
 
+/// A registration's address to bind, or every address when it has none.
+fn or_any(address: &str) -> String {
+    if address.is_empty() {
+        "0.0.0.0".into()
+    } else {
+        address.to_string()
+    }
+}
+
 /// The SNI callers send for a service behind a terminating gateway.
 fn linked_sni(service: &str, inputs: &Inputs) -> String {
     format!(
@@ -1156,20 +1157,7 @@ fn compute_terminating<'s>(
                     IntentionSet::for_destination(s.intentions(), &l.name, inputs.default_allow)
                 })
                 .clone();
-            let endpoints = s
-                .service_health(&l.name)
-                .into_iter()
-                .filter(|h| h.checks.iter().all(|c| c.status != CheckStatus::Critical))
-                .map(|h| Endpoint {
-                    address: if h.service.address.is_empty() {
-                        h.node.address.clone()
-                    } else {
-                        h.service.address.clone()
-                    },
-                    port: h.service.port,
-                    ..Default::default()
-                })
-                .collect();
+            let endpoints = crate::xds::healthy_instances(s, &l.name);
             mesh_proxy::LinkedService {
                 sni: linked_sni(&l.name, inputs),
                 service: l.name,
@@ -1189,11 +1177,7 @@ fn compute_terminating<'s>(
         trust_domain: inputs.trust_domain.to_string(),
         datacenter: inputs.datacenter.to_string(),
         public: PublicListener {
-            bind_address: if svc.address.is_empty() {
-                "0.0.0.0".into()
-            } else {
-                svc.address.clone()
-            },
+            bind_address: or_any(&svc.address),
             bind_port: svc.port,
             ..Default::default()
         },

@@ -157,10 +157,10 @@ impl SnapshotSource for XdsSource {
     }
 }
 
-/// The instances a proxyless client may call: those with no critical
-/// check (passing or warning, Consul's rule for proxies), at the service's
-/// address or else its node's.
-fn healthy_instances(state: &State, service: &str) -> Vec<Endpoint> {
+/// The instances a proxyless client (or a terminating gateway) may call:
+/// those with no critical check (passing or warning, Consul's rule for
+/// proxies), at the service's address or else its node's.
+pub(crate) fn healthy_instances(state: &State, service: &str) -> Vec<Endpoint> {
     state
         .service_health(service)
         .into_iter()

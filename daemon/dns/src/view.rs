@@ -294,15 +294,7 @@ impl View {
             if group.is_none() && proxy_group.is_none() {
                 continue;
             }
-            let health = [
-                node_checks.get(node_name),
-                service_checks.get(&(node_name, service.id.as_str())),
-            ]
-            .into_iter()
-            .flatten()
-            .map(|h| h.0)
-            .max()
-            .unwrap_or_default();
+            let health = worst(&node_checks, &service_checks, node_name, &service.id);
             let instance = instance(entry.name.clone(), node, service, health);
             if let Some(g) = proxy_group {
                 g.push(&service.name, instance.clone());
@@ -362,6 +354,24 @@ impl View {
     }
 }
 
+/// The worst status of an instance's node checks and its own.
+fn worst(
+    node_checks: &FxHashMap<&str, Health>,
+    service_checks: &FxHashMap<(&str, &str), Health>,
+    node: &str,
+    service_id: &str,
+) -> CheckStatus {
+    [
+        node_checks.get(node),
+        service_checks.get(&(node, service_id)),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|h| h.0)
+    .max()
+    .unwrap_or_default()
+}
+
 /// The ingress gateways exposing each service, by the lowercase service
 /// name: a gateway instance whose entry lists the service on a listener.
 fn ingress_groups(
@@ -399,15 +409,7 @@ fn ingress_groups(
         else {
             continue;
         };
-        let health = [
-            node_checks.get(node_name),
-            service_checks.get(&(node_name, service.id.as_str())),
-        ]
-        .into_iter()
-        .flatten()
-        .map(|h| h.0)
-        .max()
-        .unwrap_or_default();
+        let health = worst(node_checks, service_checks, node_name, &service.id);
         for name in names.iter().filter(|n| readable(Resource::Service, n)) {
             let instance = instance(entry.name.clone(), node, service, health);
             groups
