@@ -755,3 +755,49 @@ async fn envoy_follows_the_same_routes_splits_and_retries() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_ring_hash_on_a_header_keeps_each_user_on_one_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = crate::dev_agent("ring-hash", dir.path()).await;
+    for entry in [
+        json!({"Kind": "service-defaults", "Name": "cart", "Protocol": "http"}),
+        json!({"Kind": "service-resolver", "Name": "cart", "LoadBalancer": {
+            "Policy": "ring_hash", "HashPolicies": [{"Field": "header", "FieldValue": "x-user"}]}}),
+    ] {
+        let (st, text) = put_entry(&a, entry).await;
+        assert_eq!(st, 200, "{text}");
+    }
+    let one = http_backend("one", Behaviour::Normal).await;
+    let two = http_backend("two", Behaviour::Normal).await;
+    let _s1 = with_sidecar(&a, "cart", "cart-1", one, json!({})).await;
+    let _s2 = with_sidecar(&a, "cart", "cart-2", two, json!({})).await;
+    let (_web, base) = caller(&a, "cart").await;
+    let c = keep_alive_client();
+    let who = |user: usize| {
+        let (c, base) = (&c, &base);
+        async move {
+            let user = format!("u{user}");
+            let (st, body) = get(c, base, Some(("x-user", &user))).await;
+            (st == 200).then(|| body.split(' ').next().unwrap_or_default().to_string())
+        }
+    };
+    eventually("both instances serve", Duration::from_secs(20), || async {
+        let mut seen = BTreeSet::new();
+        for user in 0..40 {
+            seen.insert(who(user).await?);
+        }
+        (seen.len() == 2).then_some(())
+    })
+    .await;
+    for user in 0..40 {
+        let first = who(user).await.expect("answered");
+        for _ in 0..5 {
+            assert_eq!(
+                who(user).await.as_deref(),
+                Some(first.as_str()),
+                "user u{user}"
+            );
+        }
+    }
+}

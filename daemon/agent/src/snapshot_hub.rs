@@ -820,6 +820,7 @@ fn compute_ingress<'s>(
                     let resolved = resolved_for(s, inputs, parts, &service.name);
                     up.endpoints = resolved.endpoints;
                     up.connect_timeout_ms = resolved.connect_timeout_ms;
+                    up.load_balancer = resolved.load_balancer;
                 }
                 return up;
             }
@@ -900,6 +901,7 @@ fn compute<'s>(
                 endpoints: resolved.endpoints,
                 chain: resolved.chain,
                 targets: resolved.targets,
+                load_balancer: resolved.load_balancer,
                 ..Default::default()
             }
         })
@@ -971,6 +973,8 @@ struct Resolved {
     /// endpoints of every resolver's target.
     chain: Option<mesh_chain::CompiledChain>,
     targets: BTreeMap<String, Vec<Endpoint>>,
+    /// The default resolver's load-balancer policy.
+    load_balancer: Option<mesh_chain::entries::LoadBalancer>,
 }
 
 /// Where connections to an upstream go, as its chain resolves them: the
@@ -1019,10 +1023,20 @@ fn chain_endpoints(
             ..Default::default()
         },
     };
-    let per_request = chain
-        .nodes
-        .get(&chain.start_node)
-        .is_some_and(|n| n.kind != "resolver");
+    out.load_balancer = chain
+        .default_resolver()
+        .and_then(|n| n.load_balancer.clone());
+    // Routes, splits, or hashing on a request's header, cookie or query.
+    let hashes_requests = out
+        .load_balancer
+        .as_ref()
+        .is_some_and(|lb| lb.hashpolicies.iter().any(|h| !h.field.is_empty()))
+        && matches!(chain.protocol.as_str(), "http" | "http2" | "grpc");
+    let per_request = hashes_requests
+        || chain
+            .nodes
+            .get(&chain.start_node)
+            .is_some_and(|n| n.kind != "resolver");
     if per_request {
         for node in chain.nodes.values() {
             let Some(r) = &node.resolver else { continue };

@@ -176,10 +176,9 @@ impl Target {
 }
 
 impl CompiledChain {
-    /// The target connections go to when nothing per request decides
-    /// (routes by their catch-all, splits by their heaviest share), then
-    /// its failover targets in order.
-    pub fn default_targets(&self) -> Option<(&Target, Vec<&Target>)> {
+    /// The resolver connections reach when nothing per request decides
+    /// (routes by their catch-all, splits by their heaviest share).
+    pub fn default_resolver(&self) -> Option<&ChainNode> {
         let mut node = self.nodes.get(&self.start_node)?;
         for _ in 0..=self.nodes.len() {
             let next = match node.kind.as_str() {
@@ -192,21 +191,24 @@ impl CompiledChain {
                         .max_by(|a, b| a.weight.total_cmp(&b.weight))?
                         .next_node
                 }
-                _ => {
-                    let resolver = node.resolver.as_ref()?;
-                    let primary = self.targets.get(&resolver.target)?;
-                    let failover = resolver
-                        .failover
-                        .iter()
-                        .flat_map(|f| &f.targets)
-                        .filter_map(|t| self.targets.get(t))
-                        .collect();
-                    return Some((primary, failover));
-                }
+                _ => return node.resolver.is_some().then_some(node),
             };
             node = self.nodes.get(next)?;
         }
         None
+    }
+
+    /// The default resolver's target, then its failover targets in order.
+    pub fn default_targets(&self) -> Option<(&Target, Vec<&Target>)> {
+        let resolver = self.default_resolver()?.resolver.as_ref()?;
+        let primary = self.targets.get(&resolver.target)?;
+        let failover = resolver
+            .failover
+            .iter()
+            .flat_map(|f| &f.targets)
+            .filter_map(|t| self.targets.get(t))
+            .collect();
+        Some((primary, failover))
     }
 }
 

@@ -26,6 +26,7 @@ mod admin_config;
 mod error;
 mod inbound;
 mod l7;
+mod lb;
 mod metrics;
 mod outbound;
 mod proxy;

@@ -36,6 +36,8 @@ struct Listener {
     configs: Mutex<HashMap<String, Arc<ClientConfig>>>,
     /// Pooled clients for connections routed per request.
     routed: Arc<crate::routed::Routed>,
+    /// Connections open per endpoint (least request).
+    active: Arc<crate::lb::Active>,
 }
 
 /// Accepts on one upstream listener until `stop` (this listener's token) fires.
@@ -50,6 +52,7 @@ pub(crate) async fn serve(
         next: AtomicUsize::new(0),
         configs: Mutex::new(HashMap::new()),
         routed: Arc::new(crate::routed::Routed::new(&ctx)),
+        active: Default::default(),
     });
     loop {
         let (tcp, _peer) = tokio::select! {
@@ -86,6 +89,7 @@ async fn handle(ctx: Arc<Ctx>, state: Arc<Listener>, local: TcpStream) {
             .map_or((false, false), |u| (crate::routed::per_request(u), u.tls))
     };
     let name: Arc<str> = state.name.as_str().into();
+    let source = local.peer_addr().ok().map(|a| a.ip());
     if tls {
         let acceptor = TlsAcceptor::from(crate::tls::gateway_server_config(&ctx.current));
         let stream = match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(local)).await {
@@ -97,25 +101,31 @@ async fn handle(ctx: Arc<Ctx>, state: Arc<Listener>, local: TcpStream) {
             Err(_) => return,
         };
         if routed {
-            crate::routed::serve(ctx.clone(), state.routed.clone(), name, stream).await;
+            crate::routed::serve(ctx.clone(), state.routed.clone(), name, stream, source).await;
         } else {
-            splice(&ctx, &state, &um, stream).await;
+            splice(&ctx, &state, &um, stream, source).await;
         }
         return;
     }
     if routed {
-        crate::routed::serve(ctx.clone(), state.routed.clone(), name, local).await;
+        crate::routed::serve(ctx.clone(), state.routed.clone(), name, local, source).await;
     } else {
-        splice(&ctx, &state, &um, local).await;
+        splice(&ctx, &state, &um, local, source).await;
     }
 }
 
 /// Copies bytes between the caller and a sidecar of the upstream.
-async fn splice<S>(ctx: &Arc<Ctx>, state: &Listener, um: &crate::metrics::UpstreamMetrics, local: S)
-where
+async fn splice<S>(
+    ctx: &Arc<Ctx>,
+    state: &Listener,
+    um: &crate::metrics::UpstreamMetrics,
+    local: S,
+    source: Option<std::net::IpAddr>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let mut remote = match dial(ctx, state, um).await {
+    // The connection counts against its endpoint while open (least request).
+    let (mut remote, _in_flight) = match dial(ctx, state, um, source).await {
         Ok(s) => s,
         Err(e) => {
             um.failures.fetch_add(1, Relaxed);
@@ -136,7 +146,8 @@ async fn dial(
     ctx: &Ctx,
     state: &Listener,
     um: &crate::metrics::UpstreamMetrics,
-) -> Result<TlsStream<Wire>, Error> {
+    source: Option<std::net::IpAddr>,
+) -> Result<(TlsStream<Wire>, crate::lb::InFlight), Error> {
     let m = ctx.current.get();
     let Some(up) = m
         .snap
@@ -160,13 +171,22 @@ async fn dial(
         0 => DEFAULT_CONNECT_TIMEOUT,
         ms => Duration::from_millis(ms),
     };
-    let start = state.next.fetch_add(1, Relaxed);
+    // A connection offers only its source address to hash on.
+    let lb = up.load_balancer.as_ref();
+    let key = lb.and_then(|lb| {
+        let inputs = crate::lb::HashInputs {
+            source,
+            ..Default::default()
+        };
+        crate::lb::hash_key(lb, &inputs)
+    });
+    let start = crate::lb::pick(lb, &up.endpoints, &state.next, &state.active, key);
     let mut last = String::new();
     for i in 0..n.min(MAX_ATTEMPTS) {
         let ep = &up.endpoints[(start + i) % n];
         let cfg = client_config(ctx, state, &ep.spiffe_id, !ep.sni.is_empty());
         match tokio::time::timeout(timeout, connect(ep, cfg)).await {
-            Ok(Ok(s)) => return Ok(s),
+            Ok(Ok(s)) => return Ok((s, state.active.start(ep))),
             Ok(Err(e)) => {
                 let reason = crate::tls::failure_reason(&e);
                 last = format!(

@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -47,6 +47,8 @@ pub(crate) struct Routed {
     h1: Client<MeshConnector, Body>,
     h2: Client<MeshConnector, Body>,
     next: AtomicUsize,
+    /// Requests in flight per endpoint (least request).
+    active: Arc<crate::lb::Active>,
     identities: Arc<Mutex<HashMap<String, String>>>,
     regexes: Mutex<HashMap<String, Option<regex::Regex>>>,
 }
@@ -68,6 +70,7 @@ impl Routed {
             h1: client(false),
             h2: client(true),
             next: AtomicUsize::new(0),
+            active: Default::default(),
             identities,
             regexes: Default::default(),
         }
@@ -88,13 +91,18 @@ impl Routed {
 }
 
 /// Serves the local app's HTTP on one accepted connection.
-pub(crate) async fn serve<S>(ctx: Arc<Ctx>, routed: Arc<Routed>, name: Arc<str>, local: S)
-where
+pub(crate) async fn serve<S>(
+    ctx: Arc<Ctx>,
+    routed: Arc<Routed>,
+    name: Arc<str>,
+    local: S,
+    source: Option<std::net::IpAddr>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc = hyper::service::service_fn(move |req| {
         let (ctx, routed, name) = (ctx.clone(), routed.clone(), name.clone());
-        async move { Ok::<_, Infallible>(handle(&ctx, &routed, &name, req).await) }
+        async move { Ok::<_, Infallible>(handle(&ctx, &routed, &name, req, source).await) }
     });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     if let Err(e) = builder.serve_connection(TokioIo::new(local), svc).await {
@@ -120,6 +128,7 @@ struct Decision<'c> {
     matched: Option<&'c str>,
     split_headers: Option<(&'c HeaderMods, &'c HeaderMods)>,
     request_timeout: Option<Duration>,
+    load_balancer: Option<&'c mesh_chain::entries::LoadBalancer>,
 }
 
 fn matches(routed: &Routed, m: &HttpMatch, req: &Request<Incoming>) -> bool {
@@ -189,6 +198,7 @@ fn decide<'c>(
         matched: None,
         split_headers: None,
         request_timeout: None,
+        load_balancer: None,
     };
     let mut node = chain.nodes.get(&chain.start_node)?;
     for _ in 0..=chain.nodes.len() {
@@ -233,6 +243,7 @@ fn decide<'c>(
                 let resolver = node.resolver.as_ref()?;
                 d.target = resolver.target.clone();
                 d.request_timeout = resolver.request_timeout.map(|t| t.0);
+                d.load_balancer = node.load_balancer.as_ref();
                 return Some(d);
             }
         };
@@ -350,6 +361,7 @@ async fn handle(
     routed: &Routed,
     name: &str,
     req: Request<Incoming>,
+    source: Option<std::net::IpAddr>,
 ) -> Response<Body> {
     let current = ctx.current.get();
     let Some(up) = current
@@ -426,10 +438,25 @@ async fn handle(
     } else {
         (&routed.h1, hyper::Version::HTTP_11)
     };
+    // The resolver's policy picks the first endpoint; retries take the next.
+    let lb = decision
+        .as_ref()
+        .and_then(|d| d.load_balancer)
+        .or(up.load_balancer.as_ref());
+    let key = lb.and_then(|lb| {
+        let inputs = crate::lb::HashInputs {
+            headers: Some(&parts.headers),
+            query: parts.uri.query(),
+            source,
+        };
+        crate::lb::hash_key(lb, &inputs)
+    });
+    let first = crate::lb::pick(lb, endpoints, &routed.next, &routed.active, key);
     let attempts = async {
         let mut last = text(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream\n");
         for attempt in 0..policy.attempts {
-            let ep = &endpoints[routed.next.fetch_add(1, Relaxed) % endpoints.len()];
+            let ep = &endpoints[(first + attempt as usize) % endpoints.len()];
+            let _in_flight = routed.active.start(ep);
             let authority = format!("{}:{}", ep.address, ep.port);
             routed
                 .identities

@@ -156,6 +156,10 @@ pub struct Upstream {
     /// leaf carries the listener's host names as DNS SANs).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub tls: bool,
+    /// How connections pick among [`Upstream::endpoints`] (the chain's
+    /// default resolver's policy; none: round robin).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<mesh_chain::entries::LoadBalancer>,
 }
 
 /// One service behind an ingress gateway's HTTP listener.

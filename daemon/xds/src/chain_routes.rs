@@ -17,12 +17,76 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher};
 use envoy_types::pb::google::protobuf::UInt32Value;
-use mesh_chain::entries::{HeaderMods, HttpMatch, RouteDestination};
+use mesh_chain::entries::{HeaderMods, HttpMatch, LoadBalancer, RouteDestination};
 use mesh_chain::{CompiledChain, Target};
 use mesh_proxy::ProxySnapshot;
 
 use crate::rbac::regex;
 use crate::render::duration;
+
+/// Envoy's `lb_policy` for a resolver's load-balancer policy.
+pub(crate) fn lb_policy(lb: Option<&LoadBalancer>) -> i32 {
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::LbPolicy;
+    (match lb.map(|l| l.policy.as_str()) {
+        Some("random") => LbPolicy::Random,
+        Some("least_request") => LbPolicy::LeastRequest,
+        Some("ring_hash") => LbPolicy::RingHash,
+        Some("maglev") => LbPolicy::Maglev,
+        _ => LbPolicy::RoundRobin,
+    }) as i32
+}
+
+/// A resolver's hash policies as a route's.
+fn hash_policies(lb: Option<&LoadBalancer>) -> Vec<route_action::HashPolicy> {
+    use route_action::hash_policy::{
+        ConnectionProperties, Cookie, Header, PolicySpecifier, QueryParameter,
+    };
+    lb.into_iter()
+        .flat_map(|l| &l.hashpolicies)
+        .filter_map(|h| {
+            let specifier = match h.field.as_str() {
+                "header" => PolicySpecifier::Header(Header {
+                    header_name: h.fieldvalue.to_ascii_lowercase(),
+                    ..Default::default()
+                }),
+                "cookie" => PolicySpecifier::Cookie(Cookie {
+                    name: h.fieldvalue.clone(),
+                    ..Default::default()
+                }),
+                "query_parameter" => PolicySpecifier::QueryParameter(QueryParameter {
+                    name: h.fieldvalue.clone(),
+                }),
+                _ if h.sourceip => {
+                    PolicySpecifier::ConnectionProperties(ConnectionProperties { source_ip: true })
+                }
+                _ => return None,
+            };
+            Some(route_action::HashPolicy {
+                policy_specifier: Some(specifier),
+                terminal: h.terminal,
+            })
+        })
+        .collect()
+}
+
+/// The load balancer of the one resolver `node` leads to, if one.
+fn resolver_lb<'c>(chain: &'c CompiledChain, node: &str) -> Option<&'c LoadBalancer> {
+    let n = chain.nodes.get(node)?;
+    match (&n.resolver, &n.splits) {
+        (Some(_), _) => n.load_balancer.as_ref(),
+        (None, Some(splits)) if splits.len() == 1 => resolver_lb(chain, &splits[0].next_node),
+        _ => None,
+    }
+}
+
+/// The load balancer of the resolver whose target is `target`.
+pub(crate) fn target_lb<'c>(chain: &'c CompiledChain, target: &str) -> Option<&'c LoadBalancer> {
+    chain
+        .nodes
+        .values()
+        .find(|n| n.resolver.as_ref().is_some_and(|r| r.target == target))
+        .and_then(|n| n.load_balancer.as_ref())
+}
 
 /// Envoy's name (and SNI) for a target's cluster.
 pub(crate) fn target_cluster_name(snapshot: &ProxySnapshot, target: &Target) -> String {
@@ -274,6 +338,7 @@ pub(crate) fn chain_route_config(
                         prefix_rewrite: d.prefixrewrite.clone(),
                         timeout: Some(duration(timeout)),
                         retry_policy: retry_policy(&d),
+                        hash_policy: hash_policies(resolver_lb(chain, &r.next_node)),
                         ..Default::default()
                     })),
                     request_headers_to_add: headers_to_add(&d.requestheaders),
@@ -289,6 +354,7 @@ pub(crate) fn chain_route_config(
             action: Some(route::Action::Route(RouteAction {
                 cluster_specifier: Some(action_to(chain, snapshot, &chain.start_node)),
                 timeout: Some(duration(Duration::ZERO)),
+                hash_policy: hash_policies(resolver_lb(chain, &chain.start_node)),
                 ..Default::default()
             })),
             ..Default::default()
@@ -355,5 +421,42 @@ mod tests {
                 ("v2.shop.default.dc1.internal.td", 500),
             ])
         );
+    }
+}
+
+#[cfg(test)]
+mod lb_tests {
+    use super::*;
+
+    #[test]
+    fn a_ring_hash_resolver_renders_its_policy_and_the_routes_hash() {
+        let entries = |kind: &str, name: &str| -> Option<String> {
+            let body = match (kind, name) {
+                ("service-defaults", _) => r#"{"Protocol":"http"}"#,
+                ("service-router", "cart") => r#"{"Routes":[]}"#,
+                ("service-resolver", "cart") => {
+                    r#"{"LoadBalancer":{"Policy":"ring_hash","HashPolicies":[{"Field":"cookie","FieldValue":"session"}]}}"#
+                }
+                _ => return None,
+            };
+            Some(body.to_string())
+        };
+        let chain = mesh_chain::compile(&entries, "cart", "dc1", "").unwrap();
+        let target = chain
+            .nodes
+            .values()
+            .find_map(|n| n.resolver.as_ref())
+            .unwrap();
+        use envoy_types::pb::envoy::config::cluster::v3::cluster::LbPolicy;
+        assert_eq!(
+            lb_policy(target_lb(&chain, &target.target)),
+            LbPolicy::RingHash as i32
+        );
+        let snapshot = ProxySnapshot::default();
+        let config = chain_route_config("cart", &snapshot, &chain);
+        let Some(route::Action::Route(action)) = &config.virtual_hosts[0].routes[0].action else {
+            panic!("no action");
+        };
+        assert_eq!(action.hash_policy.len(), 1, "{action:?}");
     }
 }

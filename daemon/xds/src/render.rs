@@ -45,7 +45,7 @@ use envoy_types::util::pack_any;
 use mesh_policy::Policy;
 use mesh_proxy::{Protocol, ProxySnapshot};
 
-use crate::chain_routes::{chain_route_config, target_cluster_name};
+use crate::chain_routes::{chain_route_config, lb_policy, target_cluster_name, target_lb};
 use crate::rbac::{exact, l4_rbac, l7_rbac};
 
 /// The xDS resource types mesh serves, by type URL.
@@ -170,11 +170,9 @@ pub fn render(snapshot: &ProxySnapshot) -> Resources {
                 let name = target_cluster_name(snapshot, target);
                 let identity = vec![snapshot.spiffe_id_for(&target.service)];
                 let timeout = target.connect_timeout.0.as_millis() as u64;
-                out.add(
-                    type_url::CLUSTER,
-                    name.clone(),
-                    pack_any(tls_cluster(&name, identity, timeout, up.protocol)),
-                );
+                let mut cluster = tls_cluster(&name, identity, timeout, up.protocol);
+                cluster.lb_policy = lb_policy(target_lb(chain, id));
+                out.add(type_url::CLUSTER, name.clone(), pack_any(cluster));
                 out.add(
                     type_url::ENDPOINT,
                     name.clone(),
@@ -560,7 +558,9 @@ fn upstream_listener(name: &str, up: &mesh_proxy::Upstream, cluster: &str) -> Li
 
 fn upstream_cluster(snapshot: &ProxySnapshot, up: &mesh_proxy::Upstream, name: &str) -> Cluster {
     let identities = upstream_identities(snapshot, up);
-    tls_cluster(name, identities, up.connect_timeout_ms, up.protocol)
+    let mut cluster = tls_cluster(name, identities, up.connect_timeout_ms, up.protocol);
+    cluster.lb_policy = lb_policy(up.load_balancer.as_ref());
+    cluster
 }
 
 /// An EDS cluster of sidecars reached with mTLS: SNI `name`, and a peer
