@@ -422,6 +422,8 @@ pub(crate) enum Behaviour {
     Normal,
     /// 503 on every other request.
     FailEveryOther,
+    /// 503 on every request.
+    FailAlways,
     /// Answers after this long.
     Slow(Duration),
 }
@@ -455,6 +457,7 @@ pub(crate) async fn http_backend(name: &'static str, behaviour: Behaviour) -> So
                         Behaviour::FailEveryOther if n.is_multiple_of(2) => {
                             ("503 Service Unavailable", "failed".to_string())
                         }
+                        Behaviour::FailAlways => ("503 Service Unavailable", "failed".to_string()),
                         Behaviour::Slow(d) => {
                             tokio::time::sleep(d).await;
                             ("200 OK", format!("{name} {path}"))
@@ -800,4 +803,111 @@ async fn a_ring_hash_on_a_header_keeps_each_user_on_one_instance() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn a_callers_upstream_config_ejects_failing_instances_and_caps_requests_and_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = crate::dev_agent("upstream-config", dir.path()).await;
+    for entry in [
+        json!({"Kind": "service-defaults", "Name": "pay", "Protocol": "http"}),
+        json!({"Kind": "service-defaults", "Name": "slow", "Protocol": "http"}),
+        json!({"Kind": "service-defaults", "Name": "web", "UpstreamConfig": {
+            "Defaults": {"PassiveHealthCheck": {"MaxFailures": 3, "BaseEjectionTime": "60s", "MaxEjectionPercent": 50}},
+            "Overrides": [
+                {"Name": "slow", "Limits": {"MaxConcurrentRequests": 1}},
+                {"Name": "db", "Limits": {"MaxConnections": 1}}]}}),
+    ] {
+        let (st, text) = put_entry(&a, entry).await;
+        assert_eq!(st, 200, "{text}");
+    }
+    let ok = http_backend("ok", Behaviour::Normal).await;
+    let bad = http_backend("bad", Behaviour::FailAlways).await;
+    let slow = http_backend("slow", Behaviour::Slow(Duration::from_millis(800))).await;
+    let _ok = with_sidecar(&a, "pay", "pay-ok", ok, json!({})).await;
+    let _bad = with_sidecar(&a, "pay", "pay-bad", bad, json!({})).await;
+    let _slow = with_sidecar(&a, "slow", "slow", slow, json!({})).await;
+    let _db = with_sidecar(&a, "db", "db", crate::proxy::echo_server().await, json!({})).await;
+    let (st, text) = call(
+        Method::PUT,
+        &a,
+        "/v1/agent/service/register",
+        Some(MANAGEMENT),
+        Some(json!({"Name": "web", "ID": "web", "Port": 1,
+                    "Connect": {"SidecarService": {"Port": free_port(), "Address": "127.0.0.1",
+                        "Proxy": {"Upstreams": [
+                            {"DestinationName": "pay", "LocalBindPort": 0},
+                            {"DestinationName": "slow", "LocalBindPort": 0},
+                            {"DestinationName": "db", "LocalBindPort": 0}]}}}})),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    let web = connect_proxy(&a, &["-sidecar-for", "web"]).await;
+    let c = keep_alive_client();
+
+    // The instance that answers 503 is ejected after 3 in a row.
+    let pay = format!("http://{}", web.upstream("pay"));
+    eventually(
+        "the failing instance is ejected",
+        Duration::from_secs(20),
+        || async {
+            for _ in 0..20 {
+                if get(&c, &pay, None).await != (200, "ok /".to_string()) {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+
+    // One request at a time to slow: of three at once, the others get 503.
+    let slow = format!("http://{}", web.upstream("slow"));
+    let (c1, c2, c3) = (
+        keep_alive_client(),
+        keep_alive_client(),
+        keep_alive_client(),
+    );
+    eventually("slow answers", Duration::from_secs(20), || async {
+        (get(&c1, &slow, None).await.0 == 200).then_some(())
+    })
+    .await;
+    let (r1, r2, r3) = tokio::join!(
+        get(&c1, &slow, None),
+        get(&c2, &slow, None),
+        get(&c3, &slow, None)
+    );
+    let codes = [r1.0, r2.0, r3.0];
+    assert!(codes.contains(&200), "{codes:?}");
+    assert!(codes.contains(&503), "{codes:?}");
+    assert!([r1, r2, r3]
+        .iter()
+        .any(|(_, b)| b.contains("MaxConcurrentRequests")));
+
+    // One connection at a time to db: a second one is closed at once.
+    let db = web.upstream("db");
+    eventually("db echoes", Duration::from_secs(20), || async {
+        crate::proxy::roundtrip(db, b"one").await.ok()
+    })
+    .await;
+    // (The probes' connections may still be closing: wait for a live one.)
+    let _live = eventually("a live connection", Duration::from_secs(10), || async {
+        let mut live = TcpStream::connect(db).await.ok()?;
+        live.write_all(b"ping").await.ok()?;
+        let mut buf = [0u8; 4];
+        live.read_exact(&mut buf).await.ok()?;
+        Some(live)
+    })
+    .await;
+    eventually(
+        "a second connection is refused",
+        Duration::from_secs(10),
+        || async {
+            crate::proxy::roundtrip(db, b"two")
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
 }

@@ -375,7 +375,7 @@ struct PassState {
     /// The input tables' indexes and the local version last read.
     seen: Option<([u64; 4], u64)>,
     /// Each watched destination's intentions and protocol, as last computed.
-    destinations: HashMap<String, (IntentionSet, Protocol)>,
+    destinations: HashMap<String, (IntentionSet, Protocol, String)>,
     /// The terminating gateway entries' versions, as last seen.
     linking: Option<Vec<u64>>,
     /// Each watched upstream's protocol and discovery chain, as last computed.
@@ -453,6 +453,7 @@ async fn pass(hub: &SnapshotHub, st: &mut PassState, everything: bool) -> i64 {
                     let now = (
                         IntentionSet::for_destination(s.intentions(), dest, default_allow),
                         service_protocol(s, dest),
+                        service_defaults_body(s, dest),
                     );
                     let changed = st.destinations.get(dest) != Some(&now);
                     st.destinations.insert(dest.clone(), now);
@@ -643,7 +644,9 @@ async fn recompute(
             .collect();
         for (dest, intentions) in parts.intentions {
             let protocol = parts.protocols.get(&dest).copied().unwrap_or_default();
-            st.destinations.insert(dest, (intentions, protocol));
+            let defaults = service_defaults_body(s, &dest);
+            st.destinations
+                .insert(dest, (intentions, protocol, defaults));
         }
         let floor = INPUT_TABLES.map(|t| s.table_index(t)).iter().sum::<u64>();
         (computed, floor)
@@ -885,6 +888,8 @@ fn compute<'s>(
         .map(|u| {
             let name = &u.destination_name;
             let resolved = resolved_for(s, inputs, parts, name);
+            let (max_connections, max_concurrent_requests, outlier) =
+                upstream_settings(s, &dest, name);
             Upstream {
                 destination_name: name.clone(),
                 local_bind_address: if u.local_bind_address.is_empty() {
@@ -902,6 +907,9 @@ fn compute<'s>(
                 chain: resolved.chain,
                 targets: resolved.targets,
                 load_balancer: resolved.load_balancer,
+                max_connections,
+                max_concurrent_requests,
+                outlier,
                 ..Default::default()
             }
         })
@@ -929,6 +937,53 @@ fn compute<'s>(
         linked: Vec::new(),
         index: 0,
     }
+}
+
+/// The stored service-defaults of `service` (its upstream settings shape
+/// its proxies' snapshots).
+fn service_defaults_body(s: &State, service: &str) -> String {
+    s.config_entry("service-defaults", service)
+        .map(|e| e.body_json.clone())
+        .unwrap_or_default()
+}
+
+/// The calling service's limits and passive health check for `upstream`.
+fn upstream_settings(
+    s: &State,
+    caller: &str,
+    upstream: &str,
+) -> (u32, u32, Option<mesh_proxy::Outlier>) {
+    let Some(entry) = s.config_entry("service-defaults", caller) else {
+        return (0, 0, None);
+    };
+    let Ok(defaults) = mesh_chain::entries::parse::<mesh_chain::entries::ServiceDefaults>(
+        "service-defaults",
+        caller,
+        &entry.body_json,
+    ) else {
+        return (0, 0, None);
+    };
+    let Some(settings) = defaults
+        .upstreamconfig
+        .as_ref()
+        .and_then(|c| c.for_upstream(upstream))
+    else {
+        return (0, 0, None);
+    };
+    let limits = settings.limits.clone().unwrap_or_default();
+    let outlier = settings
+        .passivehealthcheck
+        .as_ref()
+        .filter(|p| p.maxfailures > 0)
+        .map(|p| mesh_proxy::Outlier {
+            max_failures: p.maxfailures,
+            base_ejection_ms: match p.baseejectiontime.0.as_millis() as u64 {
+                0 => 30_000,
+                ms => ms,
+            },
+            max_ejection_percent: p.maxejectionpercent.unwrap_or(10),
+        });
+    (limits.maxconnections, limits.maxconcurrentrequests, outlier)
 }
 
 /// `service-defaults` protocol of `service`: http, http2 and grpc are L7.

@@ -114,6 +114,51 @@ pub fn format_duration(d: Duration) -> String {
 #[serde(default)]
 pub struct ServiceDefaults {
     pub protocol: String,
+    /// How this service's proxies treat their upstreams.
+    pub upstreamconfig: Option<UpstreamConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct UpstreamConfig {
+    pub defaults: Option<UpstreamSettings>,
+    pub overrides: Vec<UpstreamSettings>,
+}
+
+/// Settings for upstreams (`Name` set: an override for that one).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct UpstreamSettings {
+    pub name: String,
+    pub limits: Option<UpstreamLimits>,
+    pub passivehealthcheck: Option<PassiveHealthCheck>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct UpstreamLimits {
+    pub maxconnections: u32,
+    pub maxpendingrequests: u32,
+    pub maxconcurrentrequests: u32,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct PassiveHealthCheck {
+    pub interval: GoDuration,
+    pub maxfailures: u32,
+    pub maxejectionpercent: Option<u32>,
+    pub baseejectiontime: GoDuration,
+}
+
+impl UpstreamConfig {
+    /// The settings for upstream `name`: its override, else the defaults.
+    pub fn for_upstream(&self, name: &str) -> Option<&UpstreamSettings> {
+        self.overrides
+            .iter()
+            .find(|o| o.name == name)
+            .or(self.defaults.as_ref())
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

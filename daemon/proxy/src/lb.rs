@@ -251,3 +251,66 @@ mod tests {
         }
     }
 }
+
+/// Passive health checks: endpoints that failed too often in a row are
+/// left out for a while (outlier ejection).
+#[derive(Default)]
+pub(crate) struct Outliers(Mutex<OutlierState>);
+
+#[derive(Default)]
+struct OutlierState {
+    failures: HashMap<(String, u16), u32>,
+    ejected: HashMap<(String, u16), std::time::Instant>,
+}
+
+impl Outliers {
+    /// `start`, or the first endpoint after it that is not ejected (all
+    /// ejected: `start`, as a request must go somewhere).
+    pub(crate) fn skip_ejected(&self, start: usize, endpoints: &[Endpoint]) -> usize {
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        state.ejected.retain(|_, until| *until > now);
+        if state.ejected.is_empty() {
+            return start;
+        }
+        let n = endpoints.len();
+        (0..n)
+            .map(|i| (start + i) % n)
+            .find(|&i| {
+                let ep = &endpoints[i];
+                !state.ejected.contains_key(&(ep.address.clone(), ep.port))
+            })
+            .unwrap_or(start)
+    }
+
+    /// Records how a connection or request to `ep` went.
+    pub(crate) fn record(
+        &self,
+        ep: &Endpoint,
+        ok: bool,
+        policy: Option<&crate::snapshot::Outlier>,
+        endpoints: usize,
+    ) {
+        let Some(policy) = policy else { return };
+        let key = (ep.address.clone(), ep.port);
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if ok {
+            state.failures.remove(&key);
+            return;
+        }
+        let failures = state.failures.entry(key.clone()).or_default();
+        *failures += 1;
+        if *failures < policy.max_failures {
+            return;
+        }
+        state.failures.remove(&key);
+        let now = std::time::Instant::now();
+        state.ejected.retain(|_, until| *until > now);
+        let cap = (endpoints * policy.max_ejection_percent as usize / 100).max(1);
+        if state.ejected.len() < cap {
+            let until = now + std::time::Duration::from_millis(policy.base_ejection_ms);
+            tracing::info!(endpoint = %format!("{}:{}", key.0, key.1), "ejected after consecutive failures");
+            state.ejected.insert(key, until);
+        }
+    }
+}

@@ -46,6 +46,7 @@ pub use metrics::{Metrics, UpstreamMetrics};
 pub use proxy::{Bound, Proxy, ProxyHandle, DRAIN_TIMEOUT};
 pub use runtime::{runtime, DEFAULT_WORKERS};
 pub use snapshot::{
-    Endpoint, IngressRoute, Leaf, LinkedService, Protocol, ProxySnapshot, PublicListener, Upstream,
+    Endpoint, IngressRoute, Leaf, LinkedService, Outlier, Protocol, ProxySnapshot, PublicListener,
+    Upstream,
 };
 pub use source::SourceConfig;

@@ -38,6 +38,8 @@ struct Listener {
     routed: Arc<crate::routed::Routed>,
     /// Connections open per endpoint (least request).
     active: Arc<crate::lb::Active>,
+    /// Endpoints left out after failing in a row.
+    outliers: crate::lb::Outliers,
 }
 
 /// Accepts on one upstream listener until `stop` (this listener's token) fires.
@@ -53,6 +55,7 @@ pub(crate) async fn serve(
         configs: Mutex::new(HashMap::new()),
         routed: Arc::new(crate::routed::Routed::new(&ctx)),
         active: Default::default(),
+        outliers: Default::default(),
     });
     loop {
         let (tcp, _peer) = tokio::select! {
@@ -79,15 +82,23 @@ async fn handle(ctx: Arc<Ctx>, state: Arc<Listener>, local: TcpStream) {
     let _ = local.set_nodelay(true);
     // Routes, splits or an ingress gateway's hosts decide per request:
     // parse the caller's HTTP. A gateway listener may speak TLS first.
-    let (routed, tls) = {
+    let (routed, tls, max_connections) = {
         let current = ctx.current.get();
         current
             .snap
             .upstreams
             .iter()
             .find(|u| u.destination_name == state.name)
-            .map_or((false, false), |u| (crate::routed::per_request(u), u.tls))
+            .map_or((false, false, 0), |u| {
+                (crate::routed::per_request(u), u.tls, u.max_connections)
+            })
     };
+    // The calling service's limit (service-defaults UpstreamConfig.Limits).
+    if max_connections > 0 && um.active.load(Relaxed) > u64::from(max_connections) {
+        um.failures.fetch_add(1, Relaxed);
+        tracing::info!(upstream = %state.name, max_connections, "connection refused: the upstream's connection limit is reached");
+        return;
+    }
     let name: Arc<str> = state.name.as_str().into();
     let source = local.peer_addr().ok().map(|a| a.ip());
     if tls {
@@ -181,12 +192,16 @@ async fn dial(
         crate::lb::hash_key(lb, &inputs)
     });
     let start = crate::lb::pick(lb, &up.endpoints, &state.next, &state.active, key);
+    let start = state.outliers.skip_ejected(start, &up.endpoints);
     let mut last = String::new();
     for i in 0..n.min(MAX_ATTEMPTS) {
         let ep = &up.endpoints[(start + i) % n];
         let cfg = client_config(ctx, state, &ep.spiffe_id, !ep.sni.is_empty());
         match tokio::time::timeout(timeout, connect(ep, cfg)).await {
-            Ok(Ok(s)) => return Ok((s, state.active.start(ep))),
+            Ok(Ok(s)) => {
+                state.outliers.record(ep, true, up.outlier.as_ref(), n);
+                return Ok((s, state.active.start(ep)));
+            }
             Ok(Err(e)) => {
                 let reason = crate::tls::failure_reason(&e);
                 last = format!(
@@ -199,6 +214,7 @@ async fn dial(
             Err(_) => last = format!("{}:{}: timed out after {timeout:?}", ep.address, ep.port),
         }
         um.attempt_failures.fetch_add(1, Relaxed);
+        state.outliers.record(ep, false, up.outlier.as_ref(), n);
         tracing::info!(upstream = %state.name, attempt = i + 1, error = %last, "upstream endpoint failed");
     }
     Err(Error::NoEndpoint {

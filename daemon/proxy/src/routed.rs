@@ -49,6 +49,10 @@ pub(crate) struct Routed {
     next: AtomicUsize,
     /// Requests in flight per endpoint (least request).
     active: Arc<crate::lb::Active>,
+    /// Requests in flight in all (service-defaults MaxConcurrentRequests).
+    in_flight: Arc<AtomicUsize>,
+    /// Endpoints left out after failing in a row.
+    outliers: crate::lb::Outliers,
     identities: Arc<Mutex<HashMap<String, String>>>,
     regexes: Mutex<HashMap<String, Option<regex::Regex>>>,
 }
@@ -71,6 +75,8 @@ impl Routed {
             h2: client(true),
             next: AtomicUsize::new(0),
             active: Default::default(),
+            in_flight: Default::default(),
+            outliers: Default::default(),
             identities,
             regexes: Default::default(),
         }
@@ -394,6 +400,16 @@ async fn handle(
     if endpoints.is_empty() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream\n");
     }
+    let limit = up.max_concurrent_requests as usize;
+    let _request = InFlightRequest::enter(&routed.in_flight);
+    if limit > 0 && _request.count > limit {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "upstream overflow: {limit} requests already in flight (MaxConcurrentRequests)\n"
+            ),
+        );
+    }
     let destination = decision.as_ref().and_then(|d| d.destination);
     let policy = RetryPolicy::of(destination);
     let timeout = destination
@@ -452,6 +468,8 @@ async fn handle(
         crate::lb::hash_key(lb, &inputs)
     });
     let first = crate::lb::pick(lb, endpoints, &routed.next, &routed.active, key);
+    let first = routed.outliers.skip_ejected(first, endpoints);
+    let outlier = up.outlier.as_ref();
     let attempts = async {
         let mut last = text(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream\n");
         for attempt in 0..policy.attempts {
@@ -479,7 +497,10 @@ async fn handle(
             *out.headers_mut() = parts.headers.clone();
             *out.version_mut() = version;
             let more = attempt + 1 < policy.attempts;
-            match client.request(out).await {
+            let result = client.request(out).await;
+            let ok = result.as_ref().is_ok_and(|r| !r.status().is_server_error());
+            routed.outliers.record(ep, ok, outlier, endpoints.len());
+            match result {
                 Ok(resp) if more && policy.on_status.contains(&resp.status().as_u16()) => {
                     tracing::debug!(upstream = name, status = %resp.status(), "retrying");
                     last = resp.map(|b| b.boxed());
@@ -517,9 +538,34 @@ async fn handle(
     resp
 }
 
+/// One request counted in [`Routed::in_flight`] until dropped.
+struct InFlightRequest {
+    counter: Arc<AtomicUsize>,
+    count: usize,
+}
+
+impl InFlightRequest {
+    fn enter(counter: &Arc<AtomicUsize>) -> Self {
+        let count = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        InFlightRequest {
+            counter: counter.clone(),
+            count,
+        }
+    }
+}
+
+impl Drop for InFlightRequest {
+    fn drop(&mut self) {
+        self.counter
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Whether connections to `up` are routed per request.
 pub(crate) fn per_request(up: &Upstream) -> bool {
-    up.chain.is_some() || !up.ingress.is_empty()
+    // 5xx answers and concurrent requests are counted per request too.
+    let per_request_limits = up.outlier.is_some() || up.max_concurrent_requests > 0;
+    up.chain.is_some() || !up.ingress.is_empty() || (up.protocol.is_l7() && per_request_limits)
 }
 
 /// Dials a sidecar with mTLS, checking the identity of the endpoint the

@@ -160,6 +160,31 @@ pub struct Upstream {
     /// default resolver's policy; none: round robin).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub load_balancer: Option<mesh_chain::entries::LoadBalancer>,
+    /// The calling service's limits for this upstream (0: none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_connections: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_concurrent_requests: u32,
+    /// Passive health checks: an endpoint that fails this many times in a
+    /// row is left out for a while.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outlier: Option<Outlier>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Outlier ejection, from service-defaults `PassiveHealthCheck`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Outlier {
+    /// Consecutive failures (connect errors, 5xx answers) that eject.
+    pub max_failures: u32,
+    /// How long an ejected endpoint stays out.
+    pub base_ejection_ms: u64,
+    /// The most endpoints out at once, in percent (default 10, at least one).
+    pub max_ejection_percent: u32,
 }
 
 /// One service behind an ingress gateway's HTTP listener.

@@ -172,6 +172,7 @@ pub fn render(snapshot: &ProxySnapshot) -> Resources {
                 let timeout = target.connect_timeout.0.as_millis() as u64;
                 let mut cluster = tls_cluster(&name, identity, timeout, up.protocol);
                 cluster.lb_policy = lb_policy(target_lb(chain, id));
+                with_limits(&mut cluster, up);
                 out.add(type_url::CLUSTER, name.clone(), pack_any(cluster));
                 out.add(
                     type_url::ENDPOINT,
@@ -560,7 +561,37 @@ fn upstream_cluster(snapshot: &ProxySnapshot, up: &mesh_proxy::Upstream, name: &
     let identities = upstream_identities(snapshot, up);
     let mut cluster = tls_cluster(name, identities, up.connect_timeout_ms, up.protocol);
     cluster.lb_policy = lb_policy(up.load_balancer.as_ref());
+    with_limits(&mut cluster, up);
     cluster
+}
+
+/// The calling service's limits and passive health check for an upstream.
+fn with_limits(cluster: &mut Cluster, up: &mesh_proxy::Upstream) {
+    use envoy_types::pb::envoy::config::cluster::v3::{
+        circuit_breakers, CircuitBreakers, OutlierDetection,
+    };
+    use envoy_types::pb::google::protobuf::UInt32Value;
+    let limit = |n: u32| (n > 0).then_some(UInt32Value { value: n });
+    if up.max_connections > 0 || up.max_concurrent_requests > 0 {
+        cluster.circuit_breakers = Some(CircuitBreakers {
+            thresholds: vec![circuit_breakers::Thresholds {
+                max_connections: limit(up.max_connections),
+                max_requests: limit(up.max_concurrent_requests),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+    }
+    if let Some(o) = &up.outlier {
+        cluster.outlier_detection = Some(OutlierDetection {
+            consecutive_5xx: limit(o.max_failures),
+            base_ejection_time: Some(duration(Duration::from_millis(o.base_ejection_ms))),
+            max_ejection_percent: Some(UInt32Value {
+                value: o.max_ejection_percent,
+            }),
+            ..Default::default()
+        });
+    }
 }
 
 /// An EDS cluster of sidecars reached with mTLS: SNI `name`, and a peer
