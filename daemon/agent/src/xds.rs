@@ -319,19 +319,15 @@ async fn fetch_instances(
         ("index", index.to_string()),
         ("wait", format!("{}s", INSTANCES_WAIT.as_secs())),
     ];
-    let url = match reqwest::Url::parse(&format!("http://{server}/v1/health/service/"))
-        .and_then(|base| base.join(&percent_encode(service)))
-    {
-        Ok(mut url) => {
-            url.query_pairs_mut().extend_pairs(query);
-            url
-        }
-        Err(e) => {
-            return Fetched::Refused(Status::invalid_argument(format!(
-                "service {service:?}: {e}"
-            )))
-        }
+    let mut url = match reqwest::Url::parse(&format!("http://{server}/v1/health/service")) {
+        Ok(url) => url,
+        Err(e) => return Fetched::Retry(format!("server address {server:?}: {e}")),
     };
+    // The name as one path segment, percent-encoded by the URL itself.
+    if let Ok(mut segments) = url.path_segments_mut() {
+        segments.push(service);
+    }
+    url.query_pairs_mut().extend_pairs(query);
     let mut request = http
         .get(url)
         .timeout(INSTANCES_WAIT + INSTANCES_WAIT / 16 + RETRY * 10);
@@ -370,17 +366,4 @@ async fn fetch_instances(
         ),
         Err(e) => Fetched::Retry(format!("the server's answer: {e}")),
     }
-}
-
-/// A service name as one path segment.
-fn percent_encode(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
