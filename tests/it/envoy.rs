@@ -773,6 +773,43 @@ async fn envoys_on_client_agents_of_a_three_server_cluster() {
         || async { refused_by_policy(up).await.then_some(()) },
     )
     .await;
+
+    // An ingress gateway on a client agent: its leaf, signed by a server
+    // from the client's CSR, names the TLS listener's hosts too.
+    let tls_port = free_port();
+    let r = http()
+        .put(s0.url("/v1/config"))
+        .json(
+            &json!({"Kind": "ingress-gateway", "Name": "edge", "Listeners": [
+            {"Port": tls_port, "Protocol": "tcp", "TLS": {"Enabled": true},
+             "Services": [{"Name": "db"}]}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let _edge = crate::gateways::start_gateway(
+        c1,
+        crate::gateways::Plane::Builtin,
+        "ingress",
+        "edge",
+        "127.0.0.1",
+        &dir,
+    )
+    .await;
+    let roots = crate::gateways::roots_pem(s0, &dir).await;
+    let gateway: SocketAddr = format!("127.0.0.1:{tls_port}").parse().unwrap();
+    let echoed = eventually(
+        "TLS to the client agent's gateway, verified by host name",
+        Duration::from_secs(30),
+        || async {
+            crate::gateways::tls_roundtrip(gateway, "db.ingress.consul", &roots, b"edge")
+                .await
+                .ok()
+        },
+    )
+    .await;
+    assert_eq!(echoed, b"edge");
 }
 
 /// A proxy's current leaf certificate and snapshot version.

@@ -1,14 +1,16 @@
-//! Gateways the built-in proxy runs: an ingress gateway started with
-//! `mesh connect proxy -gateway ingress -register`, reached with curl from
-//! outside the mesh (no client certificate): HTTP routed by host to two
-//! services, TLS on that listener with a certificate from the Connect CA,
-//! and a TCP listener for a third service.
+//! Gateways on both data planes: an ingress and a terminating gateway
+//! started with `mesh connect proxy -gateway ... -register` (the built-in
+//! proxy) or `mesh connect envoy -gateway ... -register` (Envoy over xDS),
+//! or run by the agent itself from its config files. The ingress gateway
+//! is reached with curl from outside the mesh (no client certificate):
+//! HTTP routed by host to two services over TLS with a certificate from
+//! the Connect CA or from files, and a TCP listener for a third service.
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use mesh_testkit::{eventually, mesh_bin, TestAgent};
+use mesh_testkit::{eventually, mesh_bin, AgentSpec, TestAgent};
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -18,21 +20,83 @@ use crate::acl::{call, MANAGEMENT};
 use crate::chains::{http_backend, named_server, with_sidecar, Behaviour};
 use crate::proxy::free_port;
 
-/// `mesh connect proxy -gateway ingress -register -service NAME`, ready.
-async fn ingress_gateway(a: &TestAgent, name: &str) -> tokio::process::Child {
-    gateway(
-        a,
-        &[
-            "-gateway",
-            "ingress",
-            "-register",
-            "-service",
-            name,
-            "-address",
-            "127.0.0.1",
-        ],
-    )
-    .await
+/// The proxy a gateway runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Plane {
+    Builtin,
+    Envoy,
+}
+
+/// A gateway registered and started as users do on `plane`: `kind`
+/// (`ingress`, `terminating`) for service `name` at `address` (an IP for
+/// an ingress gateway, the mTLS listener's IP:PORT for a terminating one).
+pub(crate) async fn start_gateway(
+    a: &TestAgent,
+    plane: Plane,
+    kind: &str,
+    name: &str,
+    address: &str,
+    dir: &Path,
+) -> tokio::process::Child {
+    match plane {
+        Plane::Builtin => {
+            let flag = if kind == "terminating" {
+                "-listen"
+            } else {
+                "-address"
+            };
+            gateway(
+                a,
+                &[
+                    "-gateway",
+                    kind,
+                    "-register",
+                    "-service",
+                    name,
+                    flag,
+                    address,
+                ],
+            )
+            .await
+        }
+        Plane::Envoy => {
+            let envoy = crate::envoy::envoy_bin().await;
+            let admin_file = dir.join(format!("envoy-{name}.admin"));
+            let log = std::fs::File::create(dir.join(format!("envoy-{name}.log"))).unwrap();
+            let child = tokio::process::Command::new(mesh_bin())
+                .args(["connect", "envoy", "-gateway", kind, "-register"])
+                .args(["-service", name, "-address", address])
+                .args(["-admin-bind", "127.0.0.1:0", "-envoy-binary"])
+                .arg(envoy)
+                .arg("--")
+                .arg("--admin-address-path")
+                .arg(&admin_file)
+                .env("MESH_HTTP_ADDR", a.http.to_string())
+                .env("MESH_HTTP_TOKEN", MANAGEMENT)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            eventually("Envoy's admin address", Duration::from_secs(20), || async {
+                std::fs::read_to_string(&admin_file)
+                    .ok()
+                    .filter(|t| !t.trim().is_empty())
+            })
+            .await;
+            child
+        }
+    }
+}
+
+/// A single server with DNS, and xDS for Envoy.
+async fn gateway_agent(name: &str, dir: &Path, extra: &[String]) -> TestAgent {
+    let mut spec = AgentSpec::server(name, 1);
+    spec.extra = vec!["-dev".into()];
+    spec.extra.extend(extra.iter().cloned());
+    spec.dns = true;
+    spec.grpc = true;
+    TestAgent::start(spec, &dir.join("data")).await.unwrap()
 }
 
 /// `mesh connect proxy ARGS` for a gateway, once it is ready.
@@ -79,7 +143,7 @@ async fn curl(args: &[&str]) -> (String, String) {
     (code.to_string(), body.to_string())
 }
 
-async fn roots_pem(a: &TestAgent, dir: &Path) -> std::path::PathBuf {
+pub(crate) async fn roots_pem(a: &TestAgent, dir: &Path) -> std::path::PathBuf {
     let v: Value = crate::fetch_json(&crate::http(), a.url("/v1/connect/ca/roots")).await;
     let pems: Vec<String> = v["Roots"]
         .as_array()
@@ -92,15 +156,88 @@ async fn roots_pem(a: &TestAgent, dir: &Path) -> std::path::PathBuf {
     path
 }
 
+/// Sends `bytes` over TLS to `addr` as `host`, verified against the PEM
+/// roots in `roots`, and returns what comes back before the server closes
+/// (or 2 s pass).
+pub(crate) async fn tls_roundtrip(
+    addr: std::net::SocketAddr,
+    host: &str,
+    roots: &Path,
+    bytes: &[u8],
+) -> std::io::Result<Vec<u8>> {
+    use rustls::pki_types::pem::PemObject;
+    use tokio::io::AsyncWriteExt;
+    let mut store = rustls::RootCertStore::empty();
+    for cert in
+        rustls::pki_types::CertificateDer::pem_file_iter(roots).map_err(std::io::Error::other)?
+    {
+        store
+            .add(cert.map_err(std::io::Error::other)?)
+            .map_err(std::io::Error::other)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    let name =
+        rustls::pki_types::ServerName::try_from(host.to_string()).map_err(std::io::Error::other)?;
+    let tcp = TcpStream::connect(addr).await?;
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await?;
+    tls.write_all(bytes).await?;
+    let mut got = vec![0u8; bytes.len()];
+    tokio::time::timeout(Duration::from_secs(2), tls.read_exact(&mut got))
+        .await
+        .map_err(std::io::Error::other)??;
+    Ok(got)
+}
+
 #[tokio::test]
 async fn an_ingress_gateway_routes_by_host_over_tls_and_carries_tcp() {
+    ingress_gateway_carries_traffic(Plane::Builtin).await;
+}
+
+#[tokio::test]
+async fn envoy_as_an_ingress_gateway_routes_by_host_over_tls_and_carries_tcp() {
+    ingress_gateway_carries_traffic(Plane::Envoy).await;
+}
+
+/// A CA of its own and a certificate it signed for `host`, as PEM files:
+/// `(ca, cert, key)`.
+fn certificate_files(dir: &Path, host: &str) -> [String; 3] {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+    // Names of their own: a leaf named as its issuer looks self-signed.
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{host} test CA"));
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut leaf = rcgen::CertificateParams::new(vec![host.to_string()]).unwrap();
+    leaf.distinguished_name
+        .push(rcgen::DnType::CommonName, host.to_string());
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    let mut paths = Vec::new();
+    for (name, pem) in [
+        ("ca", ca_cert.pem()),
+        ("cert", cert.pem()),
+        ("key", key.serialize_pem()),
+    ] {
+        let path = dir.join(format!("{host}-{name}.pem"));
+        std::fs::write(&path, pem).unwrap();
+        paths.push(path.to_str().unwrap().to_string());
+    }
+    paths.try_into().unwrap()
+}
+
+async fn ingress_gateway_carries_traffic(plane: Plane) {
     let dir = tempfile::tempdir().unwrap();
-    let mut spec = mesh_testkit::AgentSpec::server("ingress", 1);
-    spec.extra = vec!["-dev".into()];
-    spec.dns = true;
-    let a = TestAgent::start(spec, &dir.path().join("data"))
-        .await
-        .unwrap();
+    let a = gateway_agent("ingress", dir.path(), &[]).await;
     for name in ["web", "api"] {
         let (st, text) = call(
             Method::PUT,
@@ -129,7 +266,11 @@ async fn an_ingress_gateway_routes_by_host_over_tls_and_carries_tcp() {
     )
     .await;
     let _db = with_sidecar(&a, "db", "db", named_server("db").await, json!({})).await;
-    let (https, tcp) = (free_port(), free_port());
+    let (https, tcp, files) = (free_port(), free_port(), free_port());
+    let [files_ca, cert, key] = certificate_files(dir.path(), "files.example.test");
+    let files_listener = json!({"Port": files, "Protocol": "http",
+        "TLS": {"Enabled": true, "CertFile": cert, "KeyFile": key},
+        "Services": [{"Name": "web", "Hosts": ["files.example.test"]}]});
     let (st, text) = call(
         Method::PUT,
         &a,
@@ -139,12 +280,13 @@ async fn an_ingress_gateway_routes_by_host_over_tls_and_carries_tcp() {
             json!({"Kind": "ingress-gateway", "Name": "edge", "Listeners": [
             {"Port": https, "Protocol": "http", "TLS": {"Enabled": true}, "Services": [
                 {"Name": "web"}, {"Name": "api", "Hosts": ["api.example.test"]}]},
-            {"Port": tcp, "Protocol": "tcp", "Services": [{"Name": "db"}]}]}),
+            {"Port": tcp, "Protocol": "tcp", "Services": [{"Name": "db"}]},
+            files_listener.clone()]}),
         ),
     )
     .await;
     assert_eq!(st, 200, "{text}");
-    let _gateway = ingress_gateway(&a, "edge").await;
+    let _gateway = start_gateway(&a, plane, "ingress", "edge", "127.0.0.1", dir.path()).await;
     let roots = roots_pem(&a, dir.path()).await;
     let roots = roots.to_str().unwrap();
 
@@ -191,6 +333,16 @@ async fn an_ingress_gateway_routes_by_host_over_tls_and_carries_tcp() {
     assert_eq!(code, "404");
     let (code, _) = curl(&[&format!("http://127.0.0.1:{https}/")]).await;
     assert_ne!(code, "200");
+    // A listener presenting a certificate from files, verified by its own CA.
+    let (code, body) = curl(&[
+        "--cacert",
+        &files_ca,
+        "--resolve",
+        &format!("files.example.test:{files}:127.0.0.1"),
+        &format!("https://files.example.test:{files}/f"),
+    ])
+    .await;
+    assert_eq!((code.as_str(), body.as_str()), ("200", "web /f"));
 
     // DNS: `<service>.ingress.<domain>` names the gateways exposing it.
     let dns = a.dns.expect("the agent serves DNS");
@@ -224,7 +376,8 @@ async fn an_ingress_gateway_routes_by_host_over_tls_and_carries_tcp() {
         Some(json!({"Kind": "ingress-gateway", "Name": "edge", "Listeners": [
             {"Port": https, "Protocol": "http", "TLS": {"Enabled": true}, "Services": [
                 {"Name": "web"}, {"Name": "api", "Hosts": ["api.example.test", "other.example.test"]}]},
-            {"Port": tcp, "Protocol": "tcp", "Services": [{"Name": "db"}]}]})),
+            {"Port": tcp, "Protocol": "tcp", "Services": [{"Name": "db"}]},
+            files_listener]})),
     )
     .await;
     assert_eq!(st, 200, "{text}");
@@ -265,6 +418,18 @@ async fn bad_gateway_entries_are_refused_with_the_field() {
                 {"port": 8080, "protocol": "http", "services": [{"name": "a", "hosts": ["x y"]}]}]}),
             "is not a host name",
         ),
+        (
+            json!({"Kind": "ingress-gateway", "Name": "edge", "Listeners": [
+                {"Port": 8443, "Protocol": "http", "TLS": {"Enabled": true, "CertFile": "/c.pem"},
+                 "Services": [{"Name": "a"}]}]}),
+            "Listeners[0].TLS: give CertFile and KeyFile together",
+        ),
+        (
+            json!({"Kind": "ingress-gateway", "Name": "edge",
+                   "TLS": {"CertFile": "/c.pem", "KeyFile": "/k.pem"}, "Listeners": [
+                {"Port": 8443, "Protocol": "http", "Services": [{"Name": "a"}]}]}),
+            "TLS.CertFile: a certificate needs Enabled = true",
+        ),
     ] {
         let (st, text) = call(Method::PUT, &a, "/v1/config", Some(MANAGEMENT), Some(body)).await;
         assert_eq!(st, 400, "{text}");
@@ -284,29 +449,22 @@ async fn bad_gateway_entries_are_refused_with_the_field() {
 /// A TLS echo server outside the mesh, with its own CA: returns the CA's
 /// PEM file and the address.
 async fn external_tls_echo(dir: &Path, name: &str) -> (std::path::PathBuf, std::net::SocketAddr) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec![name.to_string()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    let ca_file = dir.join("external-ca.pem");
-    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    let [ca_file, cert, key] = certificate_files(dir, name);
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            rustls::pki_types::CertificateDer::pem_file_iter(&cert)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect(),
+            rustls::pki_types::PrivateKeyDer::from_pem_file(&key).unwrap(),
         )
         .unwrap();
+    let ca_file = std::path::PathBuf::from(ca_file);
     let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -327,8 +485,17 @@ async fn external_tls_echo(dir: &Path, name: &str) -> (std::path::PathBuf, std::
 
 #[tokio::test]
 async fn a_terminating_gateway_carries_mesh_traffic_out_over_tls_and_cuts_it_on_deny() {
+    terminating_gateway_carries_traffic(Plane::Builtin).await;
+}
+
+#[tokio::test]
+async fn envoy_as_a_terminating_gateway_carries_mesh_traffic_out_over_tls_and_cuts_it_on_deny() {
+    terminating_gateway_carries_traffic(Plane::Envoy).await;
+}
+
+async fn terminating_gateway_carries_traffic(plane: Plane) {
     let dir = tempfile::tempdir().unwrap();
-    let a = crate::dev_agent("terminating", &dir.path().join("data")).await;
+    let a = gateway_agent("terminating", dir.path(), &[]).await;
     let (ca_file, external) = external_tls_echo(dir.path(), "billing.external").await;
     // billing lives outside the mesh, on a node of its own.
     let (st, text) = call(
@@ -354,19 +521,7 @@ async fn a_terminating_gateway_carries_mesh_traffic_out_over_tls_and_cuts_it_on_
     .await;
     assert_eq!(st, 200, "{text}");
     let listen = format!("127.0.0.1:{}", free_port());
-    let _gateway = gateway(
-        &a,
-        &[
-            "-gateway",
-            "terminating",
-            "-register",
-            "-service",
-            "egress",
-            "-listen",
-            &listen,
-        ],
-    )
-    .await;
+    let _gateway = start_gateway(&a, plane, "terminating", "egress", &listen, dir.path()).await;
     let (st, text) = call(
         Method::PUT,
         &a,
@@ -410,5 +565,93 @@ async fn a_terminating_gateway_carries_mesh_traffic_out_over_tls_and_cuts_it_on_
                 .then_some(())
         },
     )
+    .await;
+}
+
+/// `connect { managed_gateways = true }`: a gateway declared in the
+/// agent's config files runs inside the agent, no second command; its
+/// entry's change applies live, and removing the declaration stops it.
+#[tokio::test]
+async fn the_agent_runs_a_gateway_its_config_files_declare() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("mesh.d");
+    std::fs::create_dir_all(&conf).unwrap();
+    let port = free_port();
+    let declared = |host: &str| {
+        format!(
+            r#"connect {{
+  managed_gateways = true
+}}
+
+service {{
+  name    = "edge"
+  kind    = "ingress-gateway"
+  address = "127.0.0.1"
+}}
+
+config_entry {{
+  kind     = "service-defaults"
+  name     = "web"
+  protocol = "http"
+}}
+
+config_entry {{
+  kind = "ingress-gateway"
+  name = "edge"
+  listeners = [{{
+    port     = {port}
+    protocol = "http"
+    services = [{{ name = "web", hosts = ["{host}"] }}]
+  }}]
+}}
+"#
+        )
+    };
+    std::fs::write(conf.join("edge.hcl"), declared("web.example.test")).unwrap();
+    let a = gateway_agent(
+        "managed-gw",
+        dir.path(),
+        &[format!("-config-dir={}", conf.display())],
+    )
+    .await;
+    let _web = with_sidecar(
+        &a,
+        "web",
+        "web",
+        http_backend("web", Behaviour::Normal).await,
+        json!({}),
+    )
+    .await;
+    let url = format!("http://127.0.0.1:{port}/m");
+    let through = |host: &'static str| {
+        let url = url.clone();
+        async move {
+            let (code, body) = curl(&["-H", &format!("Host: {host}"), &url]).await;
+            (code == "200" && body == "web /m").then_some(())
+        }
+    };
+    eventually(
+        "the managed gateway routes",
+        Duration::from_secs(20),
+        || through("web.example.test"),
+    )
+    .await;
+    // A new host in the file applies without a restart.
+    let tmp = conf.join(".edge.hcl.tmp");
+    std::fs::write(&tmp, declared("www.example.test")).unwrap();
+    std::fs::rename(&tmp, conf.join("edge.hcl")).unwrap();
+    eventually("the new host routes", Duration::from_secs(20), || {
+        through("www.example.test")
+    })
+    .await;
+    // The service gone from the files: the agent stops its gateway.
+    std::fs::write(&tmp, "connect {\n  managed_gateways = true\n}\n").unwrap();
+    std::fs::rename(&tmp, conf.join("edge.hcl")).unwrap();
+    eventually("the gateway stopped", Duration::from_secs(20), || async {
+        TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+            .then_some(())
+    })
     .await;
 }

@@ -464,8 +464,10 @@ impl Built {
             self.reload_requests,
         ));
         tasks.spawn(crate::reload::watch_files(node.reloads.clone()));
-        if node.config.connect_managed_sidecars {
+        if node.config.connect_managed_sidecars || node.config.connect_managed_gateways {
             tasks.spawn(crate::managed::run(crate::managed::Sidecars {
+                sidecars: node.config.connect_managed_sidecars,
+                gateways: node.config.connect_managed_gateways,
                 hub: node.snapshots.clone(),
                 local: node.local.clone(),
                 server: node.raft.is_some(),

@@ -300,14 +300,16 @@ impl ConnectCa {
 
     /// A leaf for `service` on client agent `node`, signed from the CSR that
     /// agent sent: its private key never crosses the network. Cached,
-    /// renewed and re-issued on rotation like this agent's own leaves.
+    /// renewed and re-issued on rotation like this agent's own leaves. A
+    /// gateway's leaf also names `dns`, as [`Self::leaf_with_dns`].
     pub(crate) async fn leaf_for_csr(
         &self,
         node: &str,
         service: &str,
         csr: &str,
+        dns: &[String],
     ) -> Result<CachedLeaf, CaRequestError> {
-        self.issue_leaf(node, service, Some(csr), &[]).await
+        self.issue_leaf(node, service, Some(csr), dns).await
     }
 
     /// Waits (at most `CSR_WAIT`) for room under `CSRMaxPerSecond` to sign

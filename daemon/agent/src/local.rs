@@ -546,6 +546,26 @@ impl LocalState {
             .collect()
     }
 
+    /// Ingress and terminating gateways registered from config files (the
+    /// agent's own, or mesh.d), with the proxy config (JSON text) of each.
+    pub(crate) fn declared_gateways(&self) -> BTreeMap<String, Option<String>> {
+        let inner = self.inner.lock();
+        inner
+            .services
+            .iter()
+            .filter(|(_, s)| {
+                matches!(
+                    s.service.kind.as_str(),
+                    "ingress-gateway" | "terminating-gateway"
+                ) && s.service.owner.starts_with("file:")
+            })
+            .map(|(id, s)| {
+                let config = s.service.proxy.as_ref().map(|p| p.config_json.clone());
+                (id.clone(), config)
+            })
+            .collect()
+    }
+
     /// Marks everything for the next anti-entropy pass.
     pub(crate) fn mark_all_dirty(&self) {
         self.inner.lock().dirty.insert(None);

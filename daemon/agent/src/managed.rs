@@ -26,6 +26,10 @@ type AdminSetting = Result<Option<SocketAddr>, String>;
 
 /// What managed sidecars need of the agent.
 pub(crate) struct Sidecars {
+    /// Run the sidecars of `sidecar_service` blocks.
+    pub sidecars: bool,
+    /// Run the gateways the agent's config files register.
+    pub gateways: bool,
     pub hub: Arc<SnapshotHub>,
     pub local: Arc<LocalState>,
     /// On a client agent snapshots are relayed from a server, which checks
@@ -144,11 +148,18 @@ fn admin_setting(config_json: &str) -> AdminSetting {
     }
 }
 
-/// Sidecar services this agent manages (registered from a `sidecar_service`
-/// block), with the admin address each one's config asks for.
-fn managed(local: &LocalState) -> BTreeMap<String, AdminSetting> {
-    local
-        .sidecars()
+/// Proxies this agent manages (sidecars registered from a
+/// `sidecar_service` block, gateways registered from its config files),
+/// with the admin address each one's config asks for.
+fn managed(sidecars: &Sidecars) -> BTreeMap<String, AdminSetting> {
+    let mut proxies = BTreeMap::new();
+    if sidecars.sidecars {
+        proxies.extend(sidecars.local.sidecars());
+    }
+    if sidecars.gateways {
+        proxies.extend(sidecars.local.declared_gateways());
+    }
+    proxies
         .into_iter()
         .map(|(id, config)| (id, config.as_deref().map_or(Ok(None), admin_setting)))
         .collect()
@@ -162,7 +173,7 @@ pub(crate) async fn run(sidecars: Sidecars) -> anyhow::Result<()> {
     let mut versions = sidecars.local.versions.subscribe();
     loop {
         versions.borrow_and_update();
-        let wanted = managed(&sidecars.local);
+        let wanted = managed(&sidecars);
         // Gone, or re-registered with another admin address: stop (and restart below).
         let stale: Vec<String> = running
             .iter()

@@ -59,11 +59,11 @@ pub(crate) fn tls_hosts(s: &State, gateway: &str, domain: &str, datacenter: &str
     let Some(entry) = ingress_entry(s, gateway) else {
         return Vec::new();
     };
-    let all_tls = entry.tls.as_ref().is_some_and(|t| t.enabled);
+    // Listeners presenting certificates from files need no names in the leaf.
     let mut hosts: Vec<String> = entry
         .listeners
         .iter()
-        .filter(|l| all_tls || l.tls.as_ref().is_some_and(|t| t.enabled))
+        .filter(|l| matches!(entry.tls_of(l), (true, cert, _) if cert.is_empty()))
         .flat_map(|l| &l.services)
         .flat_map(|svc| svc.hosts_or_default(domain, datacenter))
         .filter(|h| h != "*")
@@ -84,7 +84,6 @@ fn compute_ingress<'s>(
     svc: &Service,
 ) -> ProxySnapshot {
     let entry = ingress_entry(s, &svc.name).unwrap_or_default();
-    let all_tls = entry.tls.as_ref().is_some_and(|t| t.enabled);
     let bind = or_any(&svc.address);
     let upstreams = entry
         .listeners
@@ -92,6 +91,7 @@ fn compute_ingress<'s>(
         .filter(|l| (1..=u32::from(u16::MAX)).contains(&l.port))
         .map(|l| {
             let protocol = l.protocol();
+            let (tls, tls_cert_file, tls_key_file) = entry.tls_of(l);
             let mut up = Upstream {
                 destination_name: format!("{protocol}:{}", l.port),
                 local_bind_address: bind.clone(),
@@ -103,7 +103,9 @@ fn compute_ingress<'s>(
                     "grpc" => Protocol::Grpc,
                     _ => Protocol::Tcp,
                 },
-                tls: all_tls || l.tls.as_ref().is_some_and(|t| t.enabled),
+                tls,
+                tls_cert_file,
+                tls_key_file,
                 ..Default::default()
             };
             if up.protocol == Protocol::Tcp {
@@ -112,6 +114,7 @@ fn compute_ingress<'s>(
                     up.endpoints = resolved.endpoints;
                     up.connect_timeout_ms = resolved.connect_timeout_ms;
                     up.load_balancer = resolved.load_balancer;
+                    up.destination_service = service.name.clone();
                 }
                 return up;
             }
@@ -135,6 +138,7 @@ fn compute_ingress<'s>(
     ProxySnapshot {
         proxy_id: id.to_string(),
         service: svc.name.clone(),
+        kind: svc.kind.clone(),
         trust_domain: inputs.trust_domain.to_string(),
         datacenter: inputs.datacenter.to_string(),
         leaf: None,
@@ -205,6 +209,7 @@ pub(crate) fn compute<'s>(
     ProxySnapshot {
         proxy_id: id.to_string(),
         service: dest,
+        kind: String::new(),
         trust_domain: inputs.trust_domain.to_string(),
         datacenter: inputs.datacenter.to_string(),
         public: PublicListener {
@@ -535,6 +540,7 @@ fn compute_terminating<'s>(
     ProxySnapshot {
         proxy_id: id.to_string(),
         service: svc.name.clone(),
+        kind: svc.kind.clone(),
         trust_domain: inputs.trust_domain.to_string(),
         datacenter: inputs.datacenter.to_string(),
         public: PublicListener {

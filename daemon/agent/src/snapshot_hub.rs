@@ -589,7 +589,7 @@ async fn recompute(
             }
             (Some(_), Some(dest), None, _) => agent.ca.leaf_for(dest).await.map(Some),
             (Some(_), Some(dest), Some(node), Some(csr)) => {
-                agent.ca.leaf_for_csr(node, dest, csr).await.map(Some)
+                agent.ca.leaf_for_csr(node, dest, csr, dns).await.map(Some)
             }
         };
         leaves.push(match leaf {

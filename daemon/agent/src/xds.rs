@@ -89,12 +89,16 @@ impl SnapshotSource for XdsSource {
                 "no service with ID {proxy_id:?} is registered with this agent (Envoy's node.id must be the proxy's service ID)"
             ))
         })?;
-        let destination = service
-            .proxy
-            .map(|p| p.destination_service_name)
-            .ok_or_else(|| {
-                Status::invalid_argument(format!("service {proxy_id:?} is not a connect proxy"))
-            })?;
+        // A sidecar needs write on the service it fronts; a gateway, on itself.
+        let destination = match (service.kind.as_str(), service.proxy) {
+            ("ingress-gateway" | "terminating-gateway", _) => service.name,
+            (_, Some(p)) => p.destination_service_name,
+            (_, None) => {
+                return Err(Status::invalid_argument(format!(
+                    "service {proxy_id:?} is not a connect proxy or a gateway"
+                )))
+            }
+        };
         let key = if self.node.raft.is_some() {
             self.authorize(&destination, Access::Write, token)?;
             ProxyKey::local(proxy_id)

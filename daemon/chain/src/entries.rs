@@ -676,6 +676,44 @@ pub const MAX_LISTENER_SERVICES: usize = 256;
 #[serde(default)]
 pub struct GatewayTls {
     pub enabled: bool,
+    /// A certificate and key (PEM files on the gateway's host) presented
+    /// instead of a leaf from the Connect CA (a mesh addition).
+    pub certfile: String,
+    pub keyfile: String,
+}
+
+impl GatewayTls {
+    /// Checks the fields of a `TLS` block at `at`.
+    fn check(&self, at: &str) -> Result<(), (String, String)> {
+        if self.certfile.is_empty() != self.keyfile.is_empty() {
+            return Err((at.into(), "give CertFile and KeyFile together".into()));
+        }
+        if !self.enabled && !self.certfile.is_empty() {
+            return Err((
+                format!("{at}.CertFile"),
+                "a certificate needs Enabled = true".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl IngressGateway {
+    /// Whether listener `l` speaks TLS, and the certificate files it
+    /// presents (empty: the gateway's leaf), the listener's over the
+    /// gateway's.
+    pub fn tls_of(&self, l: &IngressListener) -> (bool, String, String) {
+        let own = l.tls.as_ref().filter(|t| t.enabled);
+        let all = self.tls.as_ref().filter(|t| t.enabled);
+        match own.or(all) {
+            None => (false, String::new(), String::new()),
+            Some(t) if t.certfile.is_empty() => match all.filter(|a| !a.certfile.is_empty()) {
+                Some(a) => (true, a.certfile.clone(), a.keyfile.clone()),
+                None => (true, String::new(), String::new()),
+            },
+            Some(t) => (true, t.certfile.clone(), t.keyfile.clone()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -767,9 +805,19 @@ pub fn validate_gateway(kind: &str, name: &str, body: &str) -> Result<(), ChainE
                     format!("at most {MAX_GATEWAY_LISTENERS} (MAX_GATEWAY_LISTENERS)"),
                 );
             }
+            if let Some(t) = &e.tls {
+                if let Err((f, m)) = t.check("TLS") {
+                    return err(f, m);
+                }
+            }
             let mut ports = std::collections::BTreeSet::new();
             for (i, l) in e.listeners.iter().enumerate() {
                 let at = |f: &str| format!("Listeners[{i}]{f}");
+                if let Some(t) = &l.tls {
+                    if let Err((f, m)) = t.check(&at(".TLS")) {
+                        return err(f, m);
+                    }
+                }
                 if l.port == 0 || l.port > 65535 {
                     return err(at(".Port"), format!("{} is not a port", l.port));
                 }

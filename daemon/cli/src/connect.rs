@@ -94,7 +94,7 @@ pub enum GatewayKind {
 }
 
 impl GatewayKind {
-    fn service_kind(self) -> &'static str {
+    pub(crate) fn service_kind(self) -> &'static str {
         match self {
             GatewayKind::Ingress => "ingress-gateway",
             GatewayKind::Terminating => "terminating-gateway",
@@ -233,6 +233,36 @@ async fn ca(cmd: &CaCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Registers gateway `name` with the agent at `address` (an IP, and for a
+/// terminating gateway the port of its mTLS listener, which mesh services
+/// dial).
+pub(crate) async fn register_gateway(
+    client: &mesh_client::Client,
+    kind: GatewayKind,
+    name: &str,
+    address: Option<(std::net::IpAddr, Option<u16>)>,
+) -> anyhow::Result<()> {
+    let mut body = json!({"ID": name, "Name": name, "Kind": kind.service_kind()});
+    if let Some((ip, _)) = address {
+        body["Address"] = json!(ip.to_string());
+    }
+    match (kind, address.and_then(|(_, port)| port)) {
+        (GatewayKind::Terminating, Some(port)) => body["Port"] = json!(port),
+        (GatewayKind::Terminating, None) => {
+            bail!("-gateway terminating -register needs its mTLS listener's address (IP:PORT)")
+        }
+        (GatewayKind::Ingress, port) => {
+            if let Some(port) = port {
+                body["Port"] = json!(port);
+            }
+        }
+    }
+    client
+        .write_json(Method::PUT, "agent/service/register", &[], Some(&body))
+        .await?;
+    Ok(())
+}
+
 /// Register an ad-hoc proxy service with the agent; returns its ID.
 async fn register_adhoc(p: &ProxyArgs, client: &mesh_client::Client) -> anyhow::Result<String> {
     let name = p.service.clone().expect("clap requires -service");
@@ -271,26 +301,14 @@ async fn proxy(p: &ProxyArgs) -> anyhow::Result<ExitCode> {
     let (id, adhoc) = match (&p.sidecar_for, &p.service, p.gateway) {
         (None, Some(name), Some(kind)) => {
             if p.register {
-                let mut body = json!({"ID": name, "Name": name, "Kind": kind.service_kind()});
-                if let Some(ip) = p.address {
-                    body["Address"] = json!(ip.to_string());
-                }
-                // A terminating gateway's mTLS listener, which mesh services dial.
-                match (kind, p.listen) {
-                    (GatewayKind::Terminating, Some(listen)) => {
-                        body["Address"] = json!(listen.ip().to_string());
-                        body["Port"] = json!(listen.port());
-                    }
-                    (GatewayKind::Terminating, None) => {
-                        bail!(
-                            "-gateway terminating -register needs -listen ADDR (its mTLS listener)"
-                        )
-                    }
-                    _ => {}
-                }
-                client
-                    .write_json(Method::PUT, "agent/service/register", &[], Some(&body))
-                    .await?;
+                let listen = p.listen.map(|a| (a.ip(), Some(a.port())));
+                register_gateway(
+                    &client,
+                    kind,
+                    name,
+                    listen.or(p.address.map(|ip| (ip, None))),
+                )
+                .await?;
             }
             (name.clone(), p.register)
         }

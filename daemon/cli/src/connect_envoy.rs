@@ -41,6 +41,19 @@ pub struct EnvoyArgs {
     /// State-of-the-world xDS instead of incremental (delta)
     #[arg(long = "sotw")]
     pub sotw: bool,
+    /// Run Envoy as a gateway (`ingress`, `terminating`) for the service named by -service
+    #[arg(long, value_enum, requires = "service", conflicts_with = "sidecar_for")]
+    pub gateway: Option<crate::connect::GatewayKind>,
+    /// With -gateway: the gateway's service name (and ID, unless -proxy-id)
+    #[arg(long, value_name = "NAME", requires = "gateway")]
+    pub service: Option<String>,
+    /// With -gateway: register the gateway with the agent first
+    #[arg(long, requires = "gateway")]
+    pub register: bool,
+    /// With -gateway -register: IP[:PORT] the catalog shows; a terminating
+    /// gateway's mTLS listener binds it
+    #[arg(long, value_name = "IP[:PORT]", requires = "register")]
+    pub address: Option<String>,
     #[command(flatten)]
     pub http: HttpArgs,
     /// Passed to Envoy after `--`
@@ -55,7 +68,65 @@ struct Proxy {
     prometheus: Option<(String, u16)>,
 }
 
+/// `-address`: an IP, or IP:PORT.
+fn parse_address(text: &str) -> anyhow::Result<(std::net::IpAddr, Option<u16>)> {
+    if let Ok(ip) = text.parse() {
+        return Ok((ip, None));
+    }
+    let addr: SocketAddr = text
+        .parse()
+        .with_context(|| format!("-address {text:?}: expected IP or IP:PORT"))?;
+    Ok((addr.ip(), Some(addr.port())))
+}
+
+/// The registered gateway to configure, registered first with -register.
+async fn find_gateway(
+    args: &EnvoyArgs,
+    kind: crate::connect::GatewayKind,
+    client: &mesh_client::Client,
+) -> anyhow::Result<Proxy> {
+    let name = args.service.clone().expect("clap requires -service");
+    if args.register {
+        let address = args.address.as_deref().map(parse_address).transpose()?;
+        crate::connect::register_gateway(client, kind, &name, address).await?;
+    }
+    let id = args.proxy_id.clone().unwrap_or(name);
+    let Some(def) = client.get_json(&format!("agent/service/{id}"), &[]).await? else {
+        bail!("no gateway with ID {id:?} is registered with this agent (register it, or give -register)");
+    };
+    if def["Kind"] != kind.service_kind() {
+        bail!(
+            "service {id:?} is of kind {}, not {}",
+            def["Kind"],
+            kind.service_kind()
+        );
+    }
+    Ok(Proxy {
+        id,
+        destination: def["Service"].as_str().unwrap_or_default().to_string(),
+        prometheus: prometheus_addr(&def)?,
+    })
+}
+
+fn prometheus_addr(def: &Value) -> anyhow::Result<Option<(String, u16)>> {
+    match def["Proxy"]["Config"]["envoy_prometheus_bind_addr"].as_str() {
+        None => Ok(None),
+        Some(text) => {
+            let addr: SocketAddr = text.parse().with_context(|| {
+                format!(
+                    "service {}: envoy_prometheus_bind_addr {text:?} is not IP:PORT",
+                    def["ID"]
+                )
+            })?;
+            Ok(Some((addr.ip().to_string(), addr.port())))
+        }
+    }
+}
+
 async fn find_proxy(args: &EnvoyArgs, client: &mesh_client::Client) -> anyhow::Result<Proxy> {
+    if let Some(kind) = args.gateway {
+        return find_gateway(args, kind, client).await;
+    }
     let id = match (&args.proxy_id, &args.sidecar_for) {
         (Some(id), _) => id.clone(),
         (None, Some(service)) => {
@@ -92,19 +163,10 @@ async fn find_proxy(args: &EnvoyArgs, client: &mesh_client::Client) -> anyhow::R
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let prometheus = match def["Proxy"]["Config"]["envoy_prometheus_bind_addr"].as_str() {
-        None => None,
-        Some(text) => {
-            let addr: SocketAddr = text.parse().with_context(|| {
-                format!("service {id:?}: envoy_prometheus_bind_addr {text:?} is not IP:PORT")
-            })?;
-            Some((addr.ip().to_string(), addr.port()))
-        }
-    };
     Ok(Proxy {
+        prometheus: prometheus_addr(&def)?,
         id,
         destination,
-        prometheus,
     })
 }
 

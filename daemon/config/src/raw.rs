@@ -163,6 +163,9 @@ pub struct RawConnect {
     pub ca_config: Option<Value>,
     /// Run the built-in proxy inside the agent for every `sidecar_service`.
     pub managed_sidecars: Option<bool>,
+    /// Run the built-in proxy inside the agent for every ingress or
+    /// terminating gateway registered from the agent's config files.
+    pub managed_gateways: Option<bool>,
 }
 
 /// `dns_config { ... }`.

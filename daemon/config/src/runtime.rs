@@ -64,6 +64,9 @@ pub struct RuntimeConfig {
     pub connect_ca: Option<serde_json::Value>,
     /// `connect { managed_sidecars }`: the agent runs sidecars itself.
     pub connect_managed_sidecars: bool,
+    /// `connect { managed_gateways }`: the agent runs the gateways its
+    /// config files register.
+    pub connect_managed_gateways: bool,
     /// DNS interface settings.
     pub dns: DnsConfig,
     /// ACL settings.

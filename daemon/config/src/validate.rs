@@ -284,6 +284,11 @@ impl RuntimeConfig {
                 .as_ref()
                 .and_then(|c| c.managed_sidecars)
                 .unwrap_or(false),
+            connect_managed_gateways: raw
+                .connect
+                .as_ref()
+                .and_then(|c| c.managed_gateways)
+                .unwrap_or(false),
             connect_ca: raw.connect.as_ref().and_then(|c| {
                 (c.ca_provider.is_some() || c.ca_config.is_some()).then(|| {
                     serde_json::json!({

@@ -82,15 +82,22 @@ async fn handle(ctx: Arc<Ctx>, state: Arc<Listener>, local: TcpStream) {
     let _ = local.set_nodelay(true);
     // Routes, splits or an ingress gateway's hosts decide per request:
     // parse the caller's HTTP. A gateway listener may speak TLS first.
-    let (routed, tls, max_connections) = {
+    let (routed, tls, files, max_connections) = {
         let current = ctx.current.get();
         current
             .snap
             .upstreams
             .iter()
             .find(|u| u.destination_name == state.name)
-            .map_or((false, false, 0), |u| {
-                (crate::routed::per_request(u), u.tls, u.max_connections)
+            .map_or((false, false, None, 0), |u| {
+                let files = (!u.tls_cert_file.is_empty())
+                    .then(|| (u.tls_cert_file.clone(), u.tls_key_file.clone()));
+                (
+                    crate::routed::per_request(u),
+                    u.tls,
+                    files,
+                    u.max_connections,
+                )
             })
     };
     // The calling service's limit (service-defaults UpstreamConfig.Limits).
@@ -102,7 +109,17 @@ async fn handle(ctx: Arc<Ctx>, state: Arc<Listener>, local: TcpStream) {
     let name: Arc<str> = state.name.as_str().into();
     let source = local.peer_addr().ok().map(|a| a.ip());
     if tls {
-        let acceptor = TlsAcceptor::from(crate::tls::gateway_server_config(&ctx.current));
+        let config = match files {
+            None => crate::tls::gateway_server_config(&ctx.current),
+            Some((cert, key)) => match crate::tls::gateway_file_config(&ctx.current, &cert, &key) {
+                Ok(config) => config,
+                Err(e) => {
+                    tracing::warn!(upstream = %state.name, error = %e, "gateway TLS certificate unreadable; connection closed");
+                    return;
+                }
+            },
+        };
+        let acceptor = TlsAcceptor::from(config);
         let stream = match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(local)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {

@@ -53,13 +53,13 @@ pub(crate) struct Routed {
     in_flight: Arc<AtomicUsize>,
     /// Endpoints left out after failing in a row.
     outliers: crate::lb::Outliers,
-    identities: Arc<Mutex<HashMap<String, String>>>,
+    identities: Arc<Mutex<HashMap<String, Dial>>>,
     regexes: Mutex<HashMap<String, Option<regex::Regex>>>,
 }
 
 impl Routed {
     pub(crate) fn new(ctx: &Arc<Ctx>) -> Self {
-        let identities: Arc<Mutex<HashMap<String, String>>> = Default::default();
+        let identities: Arc<Mutex<HashMap<String, Dial>>> = Default::default();
         let connector = MeshConnector {
             ctx: ctx.clone(),
             identities: identities.clone(),
@@ -475,12 +475,12 @@ async fn handle(
         for attempt in 0..policy.attempts {
             let ep = &endpoints[(first + attempt as usize) % endpoints.len()];
             let _in_flight = routed.active.start(ep);
-            let authority = format!("{}:{}", ep.address, ep.port);
+            let authority = Dial::authority(ep);
             routed
                 .identities
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(authority.clone(), ep.spiffe_id.clone());
+                .insert(authority.clone(), Dial::to(ep));
             let Ok(uri) = format!("http://{authority}{path}").parse::<Uri>() else {
                 return text(StatusCode::BAD_REQUEST, "bad request path\n");
             };
@@ -568,12 +568,46 @@ pub(crate) fn per_request(up: &Upstream) -> bool {
     up.chain.is_some() || !up.ingress.is_empty() || (up.protocol.is_l7() && per_request_limits)
 }
 
+/// How to reach the endpoint a pooled connection's authority stands for.
+#[derive(Clone)]
+struct Dial {
+    address: String,
+    port: u16,
+    /// The SPIFFE ID its certificate must carry.
+    expected: String,
+    /// The server name to send (a terminating gateway picks the service by it).
+    sni: String,
+}
+
+impl Dial {
+    fn to(ep: &Endpoint) -> Self {
+        Dial {
+            address: ep.address.clone(),
+            port: ep.port,
+            expected: ep.spiffe_id.clone(),
+            sni: ep.sni.clone(),
+        }
+    }
+
+    /// The authority requests to `ep` are pooled under: its address, or,
+    /// when it is told a service by SNI (a terminating gateway fronting
+    /// several), the address and that name, so each service gets
+    /// connections of its own.
+    fn authority(ep: &Endpoint) -> String {
+        if ep.sni.is_empty() {
+            return format!("{}:{}", ep.address, ep.port);
+        }
+        let address = ep.address.replace(['.', ':', '[', ']'], "-");
+        format!("{address}.{}:{}", ep.sni, ep.port)
+    }
+}
+
 /// Dials a sidecar with mTLS, checking the identity of the endpoint the
 /// request was sent to.
 #[derive(Clone)]
 struct MeshConnector {
     ctx: Arc<Ctx>,
-    identities: Arc<Mutex<HashMap<String, String>>>,
+    identities: Arc<Mutex<HashMap<String, Dial>>>,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -596,18 +630,20 @@ impl tower_service::Service<Uri> for MeshConnector {
                 .trim_matches(['[', ']'])
                 .to_string();
             let port = uri.port_u16().ok_or("no port")?;
-            let expected = this
+            let dial = this
                 .identities
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .get(&format!("{host}:{port}"))
                 .cloned()
                 .ok_or("no identity for this endpoint")?;
-            let cfg = crate::tls::client_config(&this.ctx.current, &expected);
-            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+            let sni = !dial.sni.is_empty();
+            let cfg = crate::tls::client_config_with_sni(&this.ctx.current, &dial.expected, sni);
+            let tcp = TcpStream::connect((dial.address.as_str(), dial.port)).await?;
             let _ = tcp.set_nodelay(true);
+            let name = if sni { &dial.sni } else { &dial.address };
             let tls = TlsConnector::from(cfg)
-                .connect(crate::tls::server_name(&host), crate::inbound::wire(tcp))
+                .connect(crate::tls::server_name(name), crate::inbound::wire(tcp))
                 .await?;
             Ok(MeshConn(TokioIo::new(tls)))
         })
@@ -648,5 +684,38 @@ impl hyper::rt::Write for MeshConn {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(address: &str, sni: &str) -> Endpoint {
+        Endpoint {
+            address: address.into(),
+            port: 8443,
+            spiffe_id: format!("spiffe://td/svc/{sni}"),
+            sni: sni.into(),
+        }
+    }
+
+    #[test]
+    fn each_service_behind_one_gateway_is_pooled_apart() {
+        let billing = Dial::authority(&at("10.0.0.6", "billing.default.dc1.internal.td"));
+        let ledger = Dial::authority(&at("10.0.0.6", "ledger.default.dc1.internal.td"));
+        let other_gateway = Dial::authority(&at("10.0.0.7", "billing.default.dc1.internal.td"));
+        assert_ne!(billing, ledger);
+        assert_ne!(billing, other_gateway);
+        assert_eq!(Dial::authority(&at("10.0.0.6", "")), "10.0.0.6:8443");
+        for authority in [
+            billing,
+            ledger,
+            other_gateway,
+            Dial::authority(&at("::1", "x.td")),
+        ] {
+            let uri: Uri = format!("http://{authority}/").parse().unwrap();
+            assert_eq!(uri.port_u16(), Some(8443), "{authority}");
+        }
     }
 }

@@ -15,8 +15,11 @@ pub struct ProxySnapshot {
     /// ID of the proxy service instance this snapshot is for.
     #[serde(rename = "ProxyID")]
     pub proxy_id: String,
-    /// Name of the destination service this sidecar fronts.
+    /// Name of the destination service this sidecar fronts (a gateway: its own).
     pub service: String,
+    /// Empty for a sidecar; `ingress-gateway` or `terminating-gateway`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub kind: String,
     /// SPIFFE trust domain, e.g. `7f1c….consul`.
     pub trust_domain: String,
     /// Datacenter of this proxy.
@@ -129,6 +132,10 @@ pub struct Leaf {
 pub struct Upstream {
     /// Destination service name; also the upstream's key.
     pub destination_name: String,
+    /// An ingress gateway's tcp listener (keyed `tcp:<port>`): the service
+    /// it splices to.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub destination_service: String,
     /// Local address the app connects to (empty: `127.0.0.1`).
     pub local_bind_address: String,
     /// Local port; 0 picks a free port (see `ProxyHandle::bound`).
@@ -156,6 +163,12 @@ pub struct Upstream {
     /// leaf carries the listener's host names as DNS SANs).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub tls: bool,
+    /// With [`Upstream::tls`]: a certificate and key (PEM files on the
+    /// gateway's host) to present instead of the leaf.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub tls_cert_file: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub tls_key_file: String,
     /// How connections pick among [`Upstream::endpoints`] (the chain's
     /// default resolver's policy; none: round robin).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -169,6 +182,17 @@ pub struct Upstream {
     /// row is left out for a while.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outlier: Option<Outlier>,
+}
+
+impl Upstream {
+    /// The service this upstream reaches (an ingress listener's, or its own name).
+    pub fn service(&self) -> &str {
+        if self.destination_service.is_empty() {
+            &self.destination_name
+        } else {
+            &self.destination_service
+        }
+    }
 }
 
 fn is_zero(n: &u32) -> bool {

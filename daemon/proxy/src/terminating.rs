@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsConnector;
@@ -144,12 +144,7 @@ fn origination(service: &LinkedService) -> std::io::Result<rustls::ClientConfig>
     if service.cert_file.is_empty() {
         return Ok(builder.with_no_client_auth());
     }
-    let chain = CertificateDer::pem_file_iter(&service.cert_file)
-        .map_err(|e| bad("CertFile", &service.cert_file, e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad("CertFile", &service.cert_file, e.to_string()))?;
-    let key = PrivateKeyDer::from_pem_file(&service.key_file)
-        .map_err(|e| bad("KeyFile", &service.key_file, e.to_string()))?;
+    let (chain, key) = crate::tls::certificate_files(&service.cert_file, &service.key_file)?;
     builder
         .with_client_auth_cert(chain, key)
         .map_err(|e| bad("CertFile", &service.cert_file, e.to_string()))

@@ -54,13 +54,48 @@ pub(crate) fn gateway_server_config(current: &Current) -> Arc<ServerConfig> {
     Arc::new(cfg)
 }
 
-/// Client side of an upstream connection that must reach `expected` (a SPIFFE ID).
-pub(crate) fn client_config(current: &Current, expected: &str) -> Arc<ClientConfig> {
-    client_config_with_sni(current, expected, false)
+/// [`gateway_server_config`] presenting a certificate from files instead of
+/// the leaf. The files are read for each connection, so replacing them
+/// needs no restart.
+pub(crate) fn gateway_file_config(
+    current: &Current,
+    cert_file: &str,
+    key_file: &str,
+) -> io::Result<Arc<ServerConfig>> {
+    let (chain, key) = certificate_files(cert_file, key_file)?;
+    let mut cfg = ServerConfig::builder_with_provider(current.provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports TLS 1.2 and 1.3")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| io::Error::other(format!("CertFile {cert_file}: {e}")))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
 }
 
-/// [`client_config`], sending SNI when `sni` (to a terminating gateway,
-/// which picks the service by it).
+/// A PEM certificate chain and its key, read from files; errors name the
+/// field and the file.
+pub(crate) fn certificate_files(
+    cert_file: &str,
+    key_file: &str,
+) -> io::Result<(
+    Vec<CertificateDer<'static>>,
+    rustls_pki_types::PrivateKeyDer<'static>,
+)> {
+    use rustls_pki_types::pem::PemObject;
+    let bad = |what: &str, file: &str, e: String| io::Error::other(format!("{what} {file}: {e}"));
+    let chain = CertificateDer::pem_file_iter(cert_file)
+        .map_err(|e| bad("CertFile", cert_file, e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("CertFile", cert_file, e.to_string()))?;
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key_file)
+        .map_err(|e| bad("KeyFile", key_file, e.to_string()))?;
+    Ok((chain, key))
+}
+
+/// Client side of an upstream connection that must reach `expected` (a
+/// SPIFFE ID), sending SNI when `sni` (to a terminating gateway, which
+/// picks the service by it).
 pub(crate) fn client_config_with_sni(
     current: &Current,
     expected: &str,

@@ -8,6 +8,7 @@
 mod ads;
 pub mod bootstrap;
 mod chain_routes;
+mod gateways;
 mod proxyless;
 mod rbac;
 pub mod render;

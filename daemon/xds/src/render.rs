@@ -119,7 +119,9 @@ fn version_of(resource: &Any) -> String {
 pub fn render(snapshot: &ProxySnapshot) -> Resources {
     let mut out = Resources::empty();
     let public = &snapshot.public;
-    if public.bind_port != 0 {
+    if snapshot.kind == "terminating-gateway" {
+        crate::gateways::terminating(&mut out, snapshot);
+    } else if public.bind_port != 0 {
         let name = format!(
             "public_listener:{}:{}",
             or(&public.bind_address, "0.0.0.0"),
@@ -144,7 +146,7 @@ pub fn render(snapshot: &ProxySnapshot) -> Resources {
         }
     }
     for up in &snapshot.upstreams {
-        let cluster = upstream_cluster_name(snapshot, &up.destination_name);
+        let cluster = upstream_cluster_name(snapshot, up.service());
         let listener = format!(
             "{}:{}:{}",
             up.destination_name,
@@ -156,6 +158,11 @@ pub fn render(snapshot: &ProxySnapshot) -> Resources {
             listener.clone(),
             pack_any(upstream_listener(&listener, up, &cluster)),
         );
+        if !up.ingress.is_empty() {
+            // An ingress gateway's HTTP listener: routed by host.
+            crate::gateways::ingress_routes(&mut out, snapshot, up);
+            continue;
+        }
         if let Some(chain) = up.chain.as_ref().filter(|_| up.protocol.is_l7()) {
             // Routes and splits: one cluster per target the chain reaches.
             out.add(
@@ -163,23 +170,7 @@ pub fn render(snapshot: &ProxySnapshot) -> Resources {
                 up.destination_name.clone(),
                 pack_any(chain_route_config(&up.destination_name, snapshot, chain)),
             );
-            for (id, endpoints) in &up.targets {
-                let Some(target) = chain.targets.get(id) else {
-                    continue;
-                };
-                let name = target_cluster_name(snapshot, target);
-                let identity = vec![snapshot.spiffe_id_for(&target.service)];
-                let timeout = target.connect_timeout.0.as_millis() as u64;
-                let mut cluster = tls_cluster(&name, identity, timeout, up.protocol);
-                cluster.lb_policy = lb_policy(target_lb(chain, id));
-                with_limits(&mut cluster, up);
-                out.add(type_url::CLUSTER, name.clone(), pack_any(cluster));
-                out.add(
-                    type_url::ENDPOINT,
-                    name.clone(),
-                    pack_any(assignment(&name, endpoints)),
-                );
-            }
+            chain_clusters(&mut out, snapshot, up, chain, &up.targets);
             continue;
         }
         if up.protocol.is_l7() {
@@ -201,15 +192,11 @@ pub fn render(snapshot: &ProxySnapshot) -> Resources {
         );
     }
     if let Some(leaf) = &snapshot.leaf {
-        let secret = Secret {
-            name: LEAF_SECRET.into(),
-            r#type: Some(secret::Type::TlsCertificate(TlsCertificate {
-                certificate_chain: Some(inline(&leaf.cert_pem)),
-                private_key: Some(inline(&leaf.private_key_pem)),
-                ..Default::default()
-            })),
-        };
-        out.add(type_url::SECRET, LEAF_SECRET.into(), pack_any(secret));
+        out.add(
+            type_url::SECRET,
+            LEAF_SECRET.into(),
+            pack_any(leaf_secret(LEAF_SECRET, leaf)),
+        );
     }
     let roots = Secret {
         name: ROOTS_SECRET.into(),
@@ -224,6 +211,45 @@ pub fn render(snapshot: &ProxySnapshot) -> Resources {
     out
 }
 
+/// One cluster (and its endpoints) per target a chain reaches.
+pub(crate) fn chain_clusters(
+    out: &mut Resources,
+    snapshot: &ProxySnapshot,
+    up: &mesh_proxy::Upstream,
+    chain: &mesh_chain::CompiledChain,
+    targets: &BTreeMap<String, Vec<mesh_proxy::Endpoint>>,
+) {
+    for (id, endpoints) in targets {
+        let Some(target) = chain.targets.get(id) else {
+            continue;
+        };
+        let name = target_cluster_name(snapshot, target);
+        let identity = vec![snapshot.spiffe_id_for(&target.service)];
+        let timeout = target.connect_timeout.0.as_millis() as u64;
+        let mut cluster = tls_cluster(&name, identity, timeout, up.protocol);
+        cluster.lb_policy = lb_policy(target_lb(chain, id));
+        with_limits(&mut cluster, up);
+        out.add(type_url::CLUSTER, name.clone(), pack_any(cluster));
+        out.add(
+            type_url::ENDPOINT,
+            name.clone(),
+            pack_any(assignment(&name, endpoints)),
+        );
+    }
+}
+
+/// A leaf certificate and key as SDS secret `name`.
+pub(crate) fn leaf_secret(name: &str, leaf: &mesh_proxy::Leaf) -> Secret {
+    Secret {
+        name: name.into(),
+        r#type: Some(secret::Type::TlsCertificate(TlsCertificate {
+            certificate_chain: Some(inline(&leaf.cert_pem)),
+            private_key: Some(inline(&leaf.private_key_pem)),
+            ..Default::default()
+        })),
+    }
+}
+
 /// Consul's name (and SNI) for the cluster of an upstream service.
 pub fn upstream_cluster_name(snapshot: &ProxySnapshot, service: &str) -> String {
     format!(
@@ -232,7 +258,7 @@ pub fn upstream_cluster_name(snapshot: &ProxySnapshot, service: &str) -> String 
     )
 }
 
-fn or<'a>(value: &'a str, fallback: &'a str) -> &'a str {
+pub(crate) fn or<'a>(value: &'a str, fallback: &'a str) -> &'a str {
     if value.is_empty() {
         fallback
     } else {
@@ -240,14 +266,14 @@ fn or<'a>(value: &'a str, fallback: &'a str) -> &'a str {
     }
 }
 
-fn inline(pem: &str) -> DataSource {
+pub(crate) fn inline(pem: &str) -> DataSource {
     DataSource {
         specifier: Some(data_source::Specifier::InlineString(pem.to_string())),
         ..Default::default()
     }
 }
 
-fn socket(address: &str, port: u16) -> Address {
+pub(crate) fn socket(address: &str, port: u16) -> Address {
     Address {
         address: Some(address::Address::SocketAddress(SocketAddress {
             address: address.to_string(),
@@ -268,7 +294,7 @@ pub(crate) fn ads() -> ConfigSource {
     }
 }
 
-fn sds(name: &str) -> SdsSecretConfig {
+pub(crate) fn sds(name: &str) -> SdsSecretConfig {
     SdsSecretConfig {
         name: name.into(),
         sds_config: Some(ads()),
@@ -282,7 +308,7 @@ pub(crate) fn duration(d: Duration) -> envoy_types::pb::google::protobuf::Durati
     }
 }
 
-fn tls_socket(context: Any) -> TransportSocket {
+pub(crate) fn tls_socket(context: Any) -> TransportSocket {
     TransportSocket {
         name: "envoy.transport_sockets.tls".into(),
         config_type: Some(transport_socket::ConfigType::TypedConfig(context)),
@@ -290,7 +316,13 @@ fn tls_socket(context: Any) -> TransportSocket {
 }
 
 /// Our leaf, and trust in our roots (with a SAN check when `peer` is set).
-fn common_tls(peers: &[String]) -> CommonTlsContext {
+pub(crate) fn common_tls(peers: &[String]) -> CommonTlsContext {
+    common_tls_as(LEAF_SECRET, peers)
+}
+
+/// [`common_tls`] presenting the leaf in SDS secret `leaf` (a terminating
+/// gateway presents each linked service's own).
+pub(crate) fn common_tls_as(leaf: &str, peers: &[String]) -> CommonTlsContext {
     let validation = match peers {
         [] => common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(sds(
             ROOTS_SECRET,
@@ -321,13 +353,13 @@ fn common_tls(peers: &[String]) -> CommonTlsContext {
             tls_maximum_protocol_version: v13,
             ..Default::default()
         }),
-        tls_certificate_sds_secret_configs: vec![sds(LEAF_SECRET)],
+        tls_certificate_sds_secret_configs: vec![sds(leaf)],
         validation_context_type: Some(validation),
         ..Default::default()
     }
 }
 
-fn network_filter(name: &str, config: Any) -> Filter {
+pub(crate) fn network_filter(name: &str, config: Any) -> Filter {
     Filter {
         name: name.into(),
         config_type: Some(filter::ConfigType::TypedConfig(config)),
@@ -407,7 +439,7 @@ fn public_listener(snapshot: &ProxySnapshot, name: &str) -> Listener {
 
 /// No SO_REUSEPORT: a port another process holds is a bind error (a NACK
 /// the API shows), not traffic silently shared with that process.
-fn exclusive_port() -> Option<BoolValue> {
+pub(crate) fn exclusive_port() -> Option<BoolValue> {
     Some(BoolValue { value: false })
 }
 
@@ -550,6 +582,8 @@ fn upstream_listener(name: &str, up: &mesh_proxy::Upstream, cluster: &str) -> Li
         )),
         filter_chains: vec![FilterChain {
             filters: vec![filter],
+            // An ingress gateway's listener may speak TLS to its callers.
+            transport_socket: up.tls.then(|| crate::gateways::listener_tls(up)),
             ..Default::default()
         }],
         enable_reuse_port: exclusive_port(),
@@ -566,7 +600,7 @@ fn upstream_cluster(snapshot: &ProxySnapshot, up: &mesh_proxy::Upstream, name: &
 }
 
 /// The calling service's limits and passive health check for an upstream.
-fn with_limits(cluster: &mut Cluster, up: &mesh_proxy::Upstream) {
+pub(crate) fn with_limits(cluster: &mut Cluster, up: &mesh_proxy::Upstream) {
     use envoy_types::pb::envoy::config::cluster::v3::{
         circuit_breakers, CircuitBreakers, OutlierDetection,
     };
@@ -596,7 +630,7 @@ fn with_limits(cluster: &mut Cluster, up: &mesh_proxy::Upstream) {
 
 /// An EDS cluster of sidecars reached with mTLS: SNI `name`, and a peer
 /// that proves one of `identities`.
-fn tls_cluster(
+pub(crate) fn tls_cluster(
     name: &str,
     identities: Vec<String>,
     timeout_ms: u64,
@@ -633,17 +667,23 @@ fn tls_cluster(
 /// The identities an upstream's endpoints prove: its own service's, or
 /// (a resolver redirected or failed over) those of the services its
 /// endpoints are instances of.
-fn upstream_identities(snapshot: &ProxySnapshot, up: &mesh_proxy::Upstream) -> Vec<String> {
+pub(crate) fn upstream_identities(
+    snapshot: &ProxySnapshot,
+    up: &mesh_proxy::Upstream,
+) -> Vec<String> {
     let mut ids: Vec<String> = up.endpoints.iter().map(|e| e.spiffe_id.clone()).collect();
     ids.sort();
     ids.dedup();
     if ids.is_empty() {
-        ids.push(snapshot.spiffe_id_for(&up.destination_name));
+        ids.push(snapshot.spiffe_id_for(up.service()));
     }
     ids
 }
 
-fn assignment(cluster: &str, endpoints: &[mesh_proxy::Endpoint]) -> ClusterLoadAssignment {
+pub(crate) fn assignment(
+    cluster: &str,
+    endpoints: &[mesh_proxy::Endpoint],
+) -> ClusterLoadAssignment {
     ClusterLoadAssignment {
         cluster_name: cluster.into(),
         endpoints: vec![LocalityLbEndpoints {
