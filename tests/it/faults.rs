@@ -389,6 +389,17 @@ async fn kv_stays_linearizable_through_a_leader_kill_and_a_partition() {
         !matches!(&refused, Ok(r) if r.status() == 200),
         "a cut-off server acknowledged a write: {refused:?}"
     );
+    // Refused for sure (no leader), or sent to the leader before the cut
+    // and lost track of: then it may land once the cut heals, and the
+    // server says so.
+    let definitely_refused = match refused {
+        Ok(r) => !r
+            .text()
+            .await
+            .unwrap_or_default()
+            .contains("may or may not"),
+        Err(_) => false,
+    };
     // A third of the requests go to the cut-off server and wait out its
     // leader timeout, so progress is slower here.
     let before = ops_done();
@@ -444,10 +455,15 @@ async fn kv_stays_linearizable_through_a_leader_kill_and_a_partition() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        probe.status(),
-        404,
-        "the refused write must not appear later"
+    assert!(
+        probe.status() == 404 || !definitely_refused,
+        "the refused write must not appear later: {}",
+        probe.status()
+    );
+    assert!(
+        [200, 404].contains(&probe.status().as_u16()),
+        "the probe reads as written or absent: {}",
+        probe.status()
     );
 
     let history = history.lock().unwrap().clone();
