@@ -25,6 +25,7 @@ mod linearizable;
 mod partition;
 mod proxy;
 mod reload;
+mod sessions;
 mod snapshots;
 mod storage;
 mod terraform;

@@ -489,6 +489,14 @@ fn spawn_server(node: &Arc<Node>, server: ServerParts, tasks: &mut JoinSet<anyho
         Some(node) => node.check_proposal(token, cmd),
         None => Err("the agent is stopping".into()),
     }));
+    let timers = crate::session_ttl::SessionTimers::new(node.state.clone());
+    let renewals = timers.clone();
+    raft.set_leader_answer(Arc::new(move |cmd| renewals.renew(cmd)));
+    tasks.spawn(crate::session_ttl::run(
+        timers,
+        raft.clone(),
+        node.shutdown.subscribe(),
+    ));
     let rpc_limit = crate::conn_limit::PerClient::new(node.config.limits.rpc_max_conns_per_client);
     let mut stop = node.shutdown.subscribe();
     let service = raft.service().into_server();

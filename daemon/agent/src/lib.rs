@@ -26,6 +26,7 @@ mod reconcile;
 #[cfg(test)]
 mod reconcile_fuzz;
 mod reload;
+mod session_ttl;
 mod snapshot_compute;
 mod snapshot_hub;
 mod stop;

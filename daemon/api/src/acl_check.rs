@@ -57,6 +57,7 @@ fn body_route(method: &axum::http::Method, path: &str) -> Option<BodyRoute> {
     use axum::http::Method;
     Some(match (method, path) {
         (&Method::PUT, "/v1/txn") => decode_as::<TxnRequest>,
+        (&Method::PUT, "/v1/session/create") => decode_as::<crate::session::SessionCreate>,
         (&Method::PUT, "/v1/catalog/register") => decode_as::<CatalogRegister>,
         (&Method::PUT, "/v1/catalog/deregister") => decode_as::<CatalogDeregister>,
         (&Method::PUT, "/v1/config") => decode_as::<ConfigPut>,

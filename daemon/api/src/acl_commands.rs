@@ -87,6 +87,21 @@ pub fn command_allowed(authz: &Authorizer, state: &State, cmd: &Command) -> Resu
         | Command::AclTokenSet { .. }
         | Command::AclTokenDelete { .. } => global(authz, Global::Acl, Write),
         Command::Restore { .. } => need(false, || "a management token".into()),
+        Command::SessionCreate { session } => named(authz, Resource::Session, &session.node, Write),
+        Command::SessionDestroy { id } | Command::SessionRenew { id } => {
+            // An unknown session changes nothing; its node's write otherwise.
+            match state.session(id) {
+                Some(s) => named(authz, Resource::Session, &s.node, Write),
+                None => Ok(()),
+            }
+        }
+        Command::KvAcquire { key, session, .. } | Command::KvRelease { key, session, .. } => {
+            named(authz, Resource::Key, key, Write)?;
+            match state.session(session) {
+                Some(s) => named(authz, Resource::Session, &s.node, Access::Read),
+                None => Ok(()),
+            }
+        }
         // Groups hold no groups (the type says so): this recurses once at most.
         Command::AllOrNothing { commands } => commands
             .iter()

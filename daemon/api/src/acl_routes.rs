@@ -132,6 +132,16 @@ pub(crate) fn needs(api: &Api, method: &Method, path: &str, q: &HashMap<String, 
                 (false, false, false) => Needs::one(Named(Resource::Key, key, Read)),
             }
         }
+        ["session", "list"] => Needs::filter(Filter::Array("Node", Resource::Session)),
+        ["session", "node", node] => Needs::one(Named(Resource::Session, decode(node), Read)),
+        ["session", "destroy" | "renew" | "info", id] => {
+            // On the session's node; an unknown one changes and shows nothing.
+            let id = decode(id);
+            match api.state.read(|s| s.session(&id).map(|s| s.node.clone())) {
+                Some(node) => Needs::one(Named(Resource::Session, node, access)),
+                None => Needs::default(),
+            }
+        }
         ["catalog", "nodes"] => Needs::filter(Filter::Array("Node", Resource::Node)),
         ["catalog", "services"] => Needs::filter(Filter::Keys(Resource::Service)),
         ["catalog" | "health", "service" | "connect", name] | ["health", "checks", name] => {

@@ -18,6 +18,8 @@ use crate::{Api, ApiError, QueryOptions};
 #[serde(rename_all = "PascalCase")]
 struct KvPair {
     lock_index: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session: Option<String>,
     key: String,
     flags: u64,
     value: Option<String>,
@@ -25,10 +27,12 @@ struct KvPair {
     modify_index: u64,
 }
 
-impl From<&KvEntry> for KvPair {
-    fn from(e: &KvEntry) -> Self {
+impl KvPair {
+    /// `e`, with the session holding its lock (`holder`).
+    fn of(e: &KvEntry, holder: Option<String>) -> Self {
         KvPair {
             lock_index: e.lock_index,
+            session: holder,
             key: e.key.clone(),
             flags: e.flags,
             value: (!e.value.is_empty())
@@ -39,9 +43,12 @@ impl From<&KvEntry> for KvPair {
     }
 }
 
+/// A key and the session holding its lock.
+type Held = (KvEntry, Option<String>);
+
 enum Found {
-    One(Option<KvEntry>),
-    Many(Vec<KvEntry>),
+    One(Option<Held>),
+    Many(Vec<Held>),
     Keys(Vec<String>),
 }
 
@@ -74,8 +81,9 @@ pub(crate) async fn get(
                     s.table_index(Table::Kv),
                 )
             } else if recurse {
+                let held = |e: &KvEntry| (e.clone(), s.lock_holder(&e.key).map(str::to_string));
                 (
-                    Found::Many(s.kv_list(&key).cloned().collect()),
+                    Found::Many(s.kv_list(&key).map(held).collect()),
                     s.table_index(Table::Kv),
                 )
             } else {
@@ -85,7 +93,8 @@ pub(crate) async fn get(
                 let index = entry
                     .as_ref()
                     .map_or(s.table_index(Table::Kv), |e| e.modify_index);
-                (Found::One(entry), index)
+                let holder = s.lock_holder(&key).map(str::to_string);
+                (Found::One(entry.map(|e| (e, holder))), index)
             }
         })
         .await?;
@@ -93,7 +102,7 @@ pub(crate) async fn get(
     let not_found = || (StatusCode::NOT_FOUND, headers.clone()).into_response();
     Ok(match found {
         Found::One(None) => not_found(),
-        Found::One(Some(entry)) if params.contains_key("raw") => {
+        Found::One(Some((entry, _))) if params.contains_key("raw") => {
             let mut resp = (headers, entry.value).into_response();
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -101,10 +110,15 @@ pub(crate) async fn get(
             );
             resp
         }
-        Found::One(Some(entry)) => (headers, Json(vec![KvPair::from(&entry)])).into_response(),
+        Found::One(Some((entry, holder))) => {
+            (headers, Json(vec![KvPair::of(&entry, holder)])).into_response()
+        }
         Found::Many(entries) if entries.is_empty() => not_found(),
         Found::Many(entries) => {
-            let pairs: Vec<KvPair> = entries.iter().map(KvPair::from).collect();
+            let pairs: Vec<KvPair> = entries
+                .into_iter()
+                .map(|(e, holder)| KvPair::of(&e, holder))
+                .collect();
             (headers, Json(pairs)).into_response()
         }
         Found::Keys(list) if list.is_empty() => not_found(),
@@ -142,11 +156,38 @@ pub(crate) async fn put(
     // Refused before it is buffered, as Consul's kv_max_value_size.
     let limit = api.agent.body_limits().kv_max_value_size;
     let body = crate::read_limited(body, &headers, limit, "limits.kv_max_value_size").await?;
-    let cmd = Command::KvSet {
-        key,
-        value: body.to_vec(),
-        flags: parse_u64(&params, "flags")?.unwrap_or(0),
-        cas: parse_u64(&params, "cas")?,
+    let flags = parse_u64(&params, "flags")?.unwrap_or(0);
+    let cmd = match (params.get("acquire"), params.get("release")) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "Conflicting flags: acquire and release in one request",
+            ))
+        }
+        (Some(session), None) => {
+            // A key a lost session held stays out of reach for its lock
+            // delay (kept by each server, so checked before proposing).
+            if api.state.read(|s| s.lock_delay_left(&key)).is_some() {
+                return Ok(Json(false).into_response());
+            }
+            Command::KvAcquire {
+                key,
+                value: body.to_vec(),
+                flags,
+                session: session.clone(),
+            }
+        }
+        (None, Some(session)) => Command::KvRelease {
+            key,
+            value: body.to_vec(),
+            flags,
+            session: session.clone(),
+        },
+        (None, None) => Command::KvSet {
+            key,
+            value: body.to_vec(),
+            flags,
+            cas: parse_u64(&params, "cas")?,
+        },
     };
     write(&api, cmd).await
 }

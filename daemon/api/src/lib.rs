@@ -23,6 +23,7 @@ mod intentions;
 mod kv;
 mod params;
 mod query;
+mod session;
 mod snapshot;
 mod status;
 mod txn;
@@ -210,6 +211,12 @@ impl Api {
             )
             .route("/v1/kv/", get(kv::get_root))
             .route("/v1/txn", put(txn::txn))
+            .route("/v1/session/create", put(session::create))
+            .route("/v1/session/destroy/{id}", put(session::destroy))
+            .route("/v1/session/renew/{id}", put(session::renew))
+            .route("/v1/session/info/{id}", get(session::info))
+            .route("/v1/session/node/{node}", get(session::node))
+            .route("/v1/session/list", get(session::list))
             .route("/v1/catalog/register", put(catalog::register))
             .route("/v1/catalog/deregister", put(catalog::deregister))
             .route("/v1/catalog/nodes", get(catalog::nodes))

@@ -13,8 +13,8 @@ mod types;
 
 pub use network::Network;
 pub use node::{
-    propose_via_server, with_caller_token, ProposeError, ProposeGuard, RaftNode, RaftTiming,
-    ReadError, ReadMode, ServerInfo,
+    propose_via_server, with_caller_token, LeaderAnswer, ProposeError, ProposeGuard, RaftNode,
+    RaftTiming, ReadError, ReadMode, ServerInfo,
 };
 pub use service::RaftService;
 pub use types::{MeshNode, Proposal, TypeConfig};

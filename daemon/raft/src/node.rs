@@ -153,6 +153,10 @@ fn caller_token() -> Option<String> {
 /// decoded command that is then proposed, never the bytes again.
 pub type ProposeGuard = Arc<dyn Fn(Option<&str>, &Command) -> Result<(), String> + Send + Sync>;
 
+/// Answers, on the leader and from memory, a command that is never
+/// written to the log (a session renewal).
+pub type LeaderAnswer = Arc<dyn Fn(&Command) -> Outcome + Send + Sync>;
+
 /// How long a write or read waits for a leader before giving up.
 const LEADER_WAIT: Duration = Duration::from_secs(7);
 
@@ -184,6 +188,7 @@ struct Inner {
     network: Network,
     state: Arc<StateStore>,
     guard: parking_lot::RwLock<Option<ProposeGuard>>,
+    leader_answer: parking_lot::RwLock<Option<LeaderAnswer>>,
     /// Why Raft stopped, once it has.
     fault: std::sync::OnceLock<String>,
 }
@@ -192,6 +197,11 @@ impl RaftNode {
     /// Check every write that arrives over the server RPC port with `guard`.
     pub fn set_propose_guard(&self, guard: ProposeGuard) {
         *self.inner.guard.write() = Some(guard);
+    }
+
+    /// Answer leader-local commands ([`Command::SessionRenew`]) with `answer`.
+    pub fn set_leader_answer(&self, answer: LeaderAnswer) {
+        *self.inner.leader_answer.write() = Some(answer);
     }
 
     pub(crate) fn check_proposal(&self, token: Option<&str>, cmd: &Command) -> Result<(), String> {
@@ -232,6 +242,7 @@ impl RaftNode {
                 network,
                 state,
                 guard: parking_lot::RwLock::new(None),
+                leader_answer: parking_lot::RwLock::new(None),
                 fault: std::sync::OnceLock::new(),
             }),
         };
@@ -425,6 +436,18 @@ impl RaftNode {
         command: Command,
         size: usize,
     ) -> Result<Forwarded<(u64, Outcome)>, ProposeError> {
+        if matches!(command, Command::SessionRenew { .. }) {
+            // Not a log entry: the leader answers it from memory.
+            if !self.is_leader() {
+                return Ok(Forwarded::NotLeader);
+            }
+            let answer = self.inner.leader_answer.read().clone();
+            let outcome = match answer {
+                Some(answer) => answer(&command),
+                None => Outcome::Rejected("this server does not track sessions".into()),
+            };
+            return Ok(Forwarded::Ok((self.inner.state.last_index(), outcome)));
+        }
         let (tx, rx) = oneshot::channel();
         self.inner
             .batcher

@@ -62,6 +62,37 @@ impl State {
     }
 
     fn apply_command(&mut self, index: u64, cmd: Command) -> Applied {
+        // A node's sessions follow its health: find whose node a catalog
+        // command changes, and check its sessions afterwards.
+        let node = match &cmd {
+            Command::NodeRegister { node } | Command::Register { node, .. } => {
+                Some(node.name.clone())
+            }
+            Command::NodeDeregister { node }
+            | Command::ServiceDeregister { node, .. }
+            | Command::CheckRegister { node, .. }
+            | Command::CheckDeregister { node, .. } => Some(node.clone()),
+            _ => None,
+        };
+        let kv_delete = matches!(
+            cmd,
+            Command::KvDelete { .. } | Command::Txn { .. } | Command::Restore { .. }
+        );
+        let (outcome, mut changed) = self.dispatch(index, cmd);
+        if kv_delete {
+            self.forget_locks_of_removed_keys();
+        }
+        if let Some(node) = node.filter(|_| !self.sessions.sessions.is_empty()) {
+            for t in self.sessions_follow_health(index, &node) {
+                if !changed.contains(&t) {
+                    changed.push(t);
+                }
+            }
+        }
+        (outcome, changed)
+    }
+
+    fn dispatch(&mut self, index: u64, cmd: Command) -> Applied {
         match cmd {
             Command::Noop => (Outcome::Done, Vec::new()),
             Command::KvSet {
@@ -138,6 +169,22 @@ impl State {
             Command::AclTokenSet { token } => self.acl_token_set(index, token),
             Command::AclTokenDelete { accessor_id } => self.acl_token_delete(index, &accessor_id),
             Command::AclBootstrap { token } => self.acl_bootstrap(index, token),
+            Command::SessionCreate { session } => self.session_create(index, session),
+            Command::SessionDestroy { id } => self.session_destroy(index, &id),
+            Command::KvAcquire {
+                key,
+                value,
+                flags,
+                session,
+            } => self.kv_acquire(index, key, value, flags, session),
+            Command::KvRelease {
+                key,
+                value,
+                flags,
+                session,
+            } => self.kv_release(index, key, value, flags, session),
+            // Answered by the leader from memory; never in the log.
+            Command::SessionRenew { .. } => rejected("session renewals are not log entries"),
         }
     }
 
@@ -176,6 +223,7 @@ impl State {
                 // Indexes move forward so blocking queries see news.
                 fresh.last_index = index;
                 fresh.acl.index = index;
+                fresh.sessions.index = index;
                 fresh.indexes = crate::tables::TableIndexes {
                     kv: index,
                     nodes: index,
@@ -425,7 +473,7 @@ impl Overlay<'_> {
     }
 }
 
-fn check_kv(key: &str, value: &[u8]) -> Result<(), String> {
+pub(crate) fn check_kv(key: &str, value: &[u8]) -> Result<(), String> {
     if key.is_empty() {
         return Err("KV key must not be empty".into());
     }

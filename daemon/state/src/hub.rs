@@ -11,9 +11,10 @@ pub enum Table {
     Ca,
     /// ACL tokens and policies.
     Acl,
+    Sessions,
 }
 
-const TABLES: [Table; 7] = [
+const TABLES: [Table; 8] = [
     Table::Kv,
     Table::Nodes,
     Table::Services,
@@ -21,12 +22,13 @@ const TABLES: [Table; 7] = [
     Table::Config,
     Table::Ca,
     Table::Acl,
+    Table::Sessions,
 ];
 
 /// Wakes waiters when a table changes or the applied index moves. Waiters
 /// subscribe before reading, so no change between read and wait is missed.
 pub struct WatchHub {
-    tables: [watch::Sender<u64>; 7],
+    tables: [watch::Sender<u64>; 8],
     applied: watch::Sender<u64>,
 }
 

@@ -9,7 +9,9 @@ pub enum SnapshotError {
 }
 
 /// Bumped when the snapshot layout changes incompatibly.
-const FORMAT_VERSION: u8 = 3;
+const FORMAT_VERSION: u8 = 4;
+/// Format 3 had no session tables: appended empty, as for format 2.
+const FORMAT_WITHOUT_SESSIONS: u8 = 3;
 /// Format 2 had no ACL tables; postcard writes fields back to back, so a
 /// format-2 body followed by empty ACL tables is a format-3 body.
 const FORMAT_WITHOUT_ACL: u8 = 2;
@@ -27,15 +29,25 @@ impl State {
             Some((&FORMAT_VERSION, rest)) => {
                 postcard::from_bytes(rest).map_err(|e| SnapshotError::Decode(e.to_string()))
             }
+            Some((&FORMAT_WITHOUT_SESSIONS, rest)) => {
+                let mut body = rest.to_vec();
+                body.extend(no_sessions());
+                postcard::from_bytes(&body).map_err(|e| SnapshotError::Decode(e.to_string()))
+            }
             Some((&FORMAT_WITHOUT_ACL, rest)) => {
                 let mut body = rest.to_vec();
                 body.extend(
                     postcard::to_stdvec(&crate::acl::AclTables::default()).expect("encodes"),
                 );
+                body.extend(no_sessions());
                 postcard::from_bytes(&body).map_err(|e| SnapshotError::Decode(e.to_string()))
             }
             Some((v, _)) => Err(SnapshotError::Decode(format!("format version {v}"))),
             None => Err(SnapshotError::Decode("empty".into())),
         }
     }
+}
+
+fn no_sessions() -> Vec<u8> {
+    postcard::to_stdvec(&crate::sessions::SessionTables::default()).expect("encodes")
 }

@@ -40,8 +40,10 @@ pub struct State {
     pub(crate) service_index: BTreeMap<String, u64>,
     pub(crate) indexes: TableIndexes,
     pub(crate) last_index: u64,
-    /// Must stay the last field (snapshot format 2 compatibility).
+    /// Must stay second to last (snapshot format 2 compatibility).
     pub(crate) acl: crate::acl::AclTables,
+    /// Must stay the last field (snapshot format 3 compatibility).
+    pub(crate) sessions: crate::sessions::SessionTables,
 }
 
 /// The stored CA state and the index that last changed it.
@@ -89,6 +91,7 @@ impl State {
             Table::Config => self.indexes.config,
             Table::Ca => self.indexes.ca,
             Table::Acl => self.acl.index,
+            Table::Sessions => self.sessions.index,
         }
     }
 

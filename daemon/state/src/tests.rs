@@ -536,3 +536,35 @@ fn a_snapshot_from_before_acls_restores_with_empty_acl_tables() {
     );
     assert_eq!(restored.read(|s| s.acl_tokens().count()), 0);
 }
+
+#[test]
+fn a_format_3_snapshot_reads_with_no_sessions_and_sessions_survive_a_snapshot() {
+    let mut f = Fixture::new();
+    f.apply(register("n1", service("web1", "web", ""), vec![]));
+    let snap = f.store.snapshot();
+    assert_eq!(snap[0], 4);
+    // Format 3 was format 4 without the session tables at the end.
+    let empty = postcard::to_stdvec(&crate::sessions::SessionTables::default()).unwrap();
+    let mut old = snap[..snap.len() - empty.len()].to_vec();
+    old[0] = 3;
+    let state = crate::State::from_snapshot(&old).unwrap();
+    assert_eq!(state.sessions().count(), 0);
+    assert_eq!(state.service_health("web").len(), 1);
+
+    let session = mesh_types::Session {
+        id: "s1".into(),
+        node: "n1".into(),
+        ..Default::default()
+    };
+    assert_eq!(f.apply(Command::SessionCreate { session }), Outcome::Done);
+    let acquire = Command::KvAcquire {
+        key: "lock".into(),
+        value: b"me".to_vec(),
+        flags: 0,
+        session: "s1".into(),
+    };
+    assert_eq!(f.apply(acquire), Outcome::Bool(true));
+    let state = crate::State::from_snapshot(&f.store.snapshot()).unwrap();
+    assert_eq!(state.lock_holder("lock"), Some("s1"));
+    assert_eq!(state.session("s1").unwrap().node, "n1");
+}

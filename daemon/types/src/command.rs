@@ -156,6 +156,31 @@ pub enum Command {
     /// bootstrapping. Refused once done, unless the same secret is already
     /// stored (a configured initial management token written again).
     AclBootstrap { token: AclToken },
+    /// Create a session; refused if its node or a bound check is missing,
+    /// or a bound check is critical.
+    SessionCreate { session: crate::Session },
+    /// Invalidate a session: its locks are released or their keys deleted.
+    SessionDestroy { id: String },
+    /// Set a key and take its lock for `session`: `Bool(false)` if another
+    /// session holds it. The same session acquiring again updates the value.
+    KvAcquire {
+        key: String,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+        flags: u64,
+        session: String,
+    },
+    /// Set a key and give up its lock: `Bool(false)` unless `session` holds it.
+    KvRelease {
+        key: String,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+        flags: u64,
+        session: String,
+    },
+    /// Renew a session's TTL. Answered by the leader from memory, never
+    /// written to the log (as in Consul, renewals are not Raft writes).
+    SessionRenew { id: String },
 }
 
 /// The commands an [`Command::AllOrNothing`] group may hold: only these two

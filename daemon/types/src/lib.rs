@@ -10,6 +10,7 @@ mod duration;
 mod intention;
 mod kv;
 mod legacy;
+mod session;
 mod spiffe;
 
 pub use acl::{
@@ -29,4 +30,8 @@ pub use intention::{
     sort_by_precedence, HeaderMatch, HttpMatch, Intention, IntentionAction, Permission,
 };
 pub use kv::{KvEntry, MAX_KV_VALUE_BYTES};
+pub use session::{
+    Session, SessionBehavior, DEFAULT_LOCK_DELAY_MS, MAX_LOCK_DELAY_MS, MAX_SESSION_CHECKS,
+    MAX_SESSION_NAME_BYTES, MAX_SESSION_TTL_MS, MIN_SESSION_TTL_MS,
+};
 pub use spiffe::{SpiffeId, DEFAULT_NAMESPACE};
