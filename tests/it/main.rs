@@ -30,6 +30,7 @@ mod snapshots;
 mod storage;
 mod terraform;
 mod terraform_acl;
+mod terraform_backend;
 mod tools;
 
 use std::time::Duration;
