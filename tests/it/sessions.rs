@@ -439,3 +439,99 @@ async fn a_session_create_is_checked_on_the_body_it_executes_in_any_key_case() {
     .await;
     assert_eq!(st, 403);
 }
+
+/// `mesh lock PREFIX CMD` processes, each appending `start N` and `end N`
+/// around a pause to `log`.
+fn contender(
+    a: &TestAgent,
+    args: &[&str],
+    log: &std::path::Path,
+    n: usize,
+) -> tokio::process::Child {
+    tokio::process::Command::new(mesh_testkit::mesh_bin())
+        .arg("lock")
+        .args(args)
+        .arg(format!(
+            "echo start {n} >> {log}; sleep 1; echo end {n} >> {log}",
+            log = log.display()
+        ))
+        .env("MESH_HTTP_ADDR", a.http.to_string())
+        .env("MESH_HTTP_TOKEN", MANAGEMENT)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// The most commands the log shows running at once, and how many ran.
+fn most_at_once(log: &std::path::Path) -> (usize, usize) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let (mut now, mut most, mut ran) = (0usize, 0usize, 0usize);
+    for line in text.lines() {
+        if line.starts_with("start") {
+            now += 1;
+            ran += 1;
+            most = most.max(now);
+        } else {
+            now -= 1;
+        }
+    }
+    (most, ran)
+}
+
+#[tokio::test]
+async fn mesh_lock_runs_one_holder_at_a_time_and_a_semaphore_n() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = agent(dir.path(), "locker").await;
+    node_ready(&a, "locker").await;
+    for (args, limit) in [(vec!["jobs/one"], 1), (vec!["-n", "2", "jobs/two"], 2)] {
+        let log = dir.path().join(format!("log-{limit}"));
+        let mut children: Vec<_> = (0..4).map(|n| contender(&a, &args, &log, n)).collect();
+        for c in &mut children {
+            let status = tokio::time::timeout(Duration::from_secs(60), c.wait())
+                .await
+                .expect("every contender gets its turn")
+                .unwrap();
+            assert!(status.success(), "{status}");
+        }
+        let (most, ran) = most_at_once(&log);
+        assert_eq!(ran, 4, "every command ran");
+        assert_eq!(most, limit, "{}", std::fs::read_to_string(&log).unwrap());
+        // Released: no session left, the lock key free.
+        assert!(sessions(&a).await.is_empty());
+    }
+
+    // A holder whose session is destroyed loses the lock: its command is killed.
+    let mut holder = tokio::process::Command::new(mesh_testkit::mesh_bin())
+        .args(["lock", "jobs/lost", "sleep 60"])
+        .env("MESH_HTTP_ADDR", a.http.to_string())
+        .env("MESH_HTTP_TOKEN", MANAGEMENT)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let session = eventually("the lock held", Duration::from_secs(20), || async {
+        let (_, text) = call(
+            Method::GET,
+            &a,
+            "/v1/kv/jobs/lost/.lock",
+            Some(MANAGEMENT),
+            None,
+        )
+        .await;
+        let v: Value = serde_json::from_str(&text).ok()?;
+        v[0]["Session"].as_str().map(str::to_string)
+    })
+    .await;
+    call(
+        Method::PUT,
+        &a,
+        &format!("/v1/session/destroy/{session}"),
+        Some(MANAGEMENT),
+        None,
+    )
+    .await;
+    let status = tokio::time::timeout(Duration::from_secs(20), holder.wait())
+        .await
+        .expect("mesh lock ends when the lock is lost")
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+}

@@ -10,6 +10,7 @@ mod connect;
 mod connect_envoy;
 mod intention;
 mod kv;
+mod lock;
 mod members;
 mod misc;
 mod operator;
@@ -38,6 +39,8 @@ enum Command {
     Operator(operator::OperatorArgs),
     /// Read and write the key/value store
     Kv(kv::KvArgs),
+    /// Run a command while holding a lock (or a semaphore slot) in the KV store
+    Lock(Box<lock::LockArgs>),
     /// Query the service catalog
     Catalog(catalog::CatalogArgs),
     /// Register and deregister services with the local agent
@@ -96,6 +99,7 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Members(args) => members::run(&args).await,
         Command::Operator(args) => operator::run(&args).await,
         Command::Kv(args) => kv::run(&args).await,
+        Command::Lock(args) => lock::run(&args).await,
         Command::Catalog(args) => catalog::run(&args).await,
         Command::Services(args) => catalog::run_services(&args).await,
         Command::Snapshot(args) => catalog::run_snapshot(&args).await,

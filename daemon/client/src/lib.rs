@@ -11,6 +11,7 @@ mod connect;
 mod error;
 mod kv;
 mod raw;
+mod session;
 mod types;
 
 use std::time::Duration;
