@@ -72,11 +72,24 @@ impl Envoy {
         dir: &Path,
         flags: &[&str],
     ) -> Envoy {
-        let admin_file = dir.join(format!("envoy-{sidecar_for}.admin"));
-        let log = std::fs::File::create(dir.join(format!("envoy-{sidecar_for}.log"))).unwrap();
+        let args = [&["-sidecar-for", sidecar_for], flags].concat();
+        Self::run(a, envoy, sidecar_for, &args, dir).await
+    }
+
+    /// `mesh connect envoy ARGS` with its admin on a free port and its log
+    /// in `dir/envoy-NAME.log`, once the admin listens.
+    pub(crate) async fn run(
+        a: &TestAgent,
+        envoy: &Path,
+        name: &str,
+        args: &[&str],
+        dir: &Path,
+    ) -> Envoy {
+        let admin_file = dir.join(format!("envoy-{name}.admin"));
+        let log = std::fs::File::create(dir.join(format!("envoy-{name}.log"))).unwrap();
         let child = tokio::process::Command::new(mesh_bin())
-            .args(["connect", "envoy", "-sidecar-for", sidecar_for])
-            .args(flags)
+            .args(["connect", "envoy"])
+            .args(args)
             .args(["-admin-bind", "127.0.0.1:0", "-envoy-binary"])
             .arg(envoy)
             .arg("--")

@@ -20,6 +20,11 @@ use crate::acl::{call, MANAGEMENT};
 use crate::chains::{http_backend, named_server, with_sidecar, Behaviour};
 use crate::proxy::free_port;
 
+/// A running gateway's process, stopped when dropped.
+pub(crate) struct Gateway {
+    _process: Box<dyn Send>,
+}
+
 /// The proxy a gateway runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Plane {
@@ -37,7 +42,7 @@ pub(crate) async fn start_gateway(
     name: &str,
     address: &str,
     dir: &Path,
-) -> tokio::process::Child {
+) -> Gateway {
     match plane {
         Plane::Builtin => {
             let flag = if kind == "terminating" {
@@ -45,48 +50,42 @@ pub(crate) async fn start_gateway(
             } else {
                 "-address"
             };
-            gateway(
-                a,
-                &[
-                    "-gateway",
-                    kind,
-                    "-register",
-                    "-service",
-                    name,
-                    flag,
-                    address,
-                ],
-            )
-            .await
+            let args = [
+                "-gateway",
+                kind,
+                "-register",
+                "-service",
+                name,
+                flag,
+                address,
+            ];
+            Gateway {
+                _process: Box::new(gateway(a, &args).await),
+            }
         }
         Plane::Envoy => {
             let envoy = crate::envoy::envoy_bin().await;
-            let admin_file = dir.join(format!("envoy-{name}.admin"));
-            let log = std::fs::File::create(dir.join(format!("envoy-{name}.log"))).unwrap();
-            let child = tokio::process::Command::new(mesh_bin())
-                .args(["connect", "envoy", "-gateway", kind, "-register"])
-                .args(["-service", name, "-address", address])
-                .args(["-admin-bind", "127.0.0.1:0", "-envoy-binary"])
-                .arg(envoy)
-                .arg("--")
-                .arg("--admin-address-path")
-                .arg(&admin_file)
-                .env("MESH_HTTP_ADDR", a.http.to_string())
-                .env("MESH_HTTP_TOKEN", MANAGEMENT)
-                .stdout(Stdio::null())
-                .stderr(log)
-                .kill_on_drop(true)
-                .spawn()
-                .unwrap();
-            eventually("Envoy's admin address", Duration::from_secs(20), || async {
-                std::fs::read_to_string(&admin_file)
-                    .ok()
-                    .filter(|t| !t.trim().is_empty())
-            })
-            .await;
-            child
+            let args = [
+                "-gateway",
+                kind,
+                "-register",
+                "-service",
+                name,
+                "-address",
+                address,
+            ];
+            let envoy = crate::envoy::Envoy::run(a, &envoy, name, &args, dir).await;
+            Gateway {
+                _process: Box::new(envoy),
+            }
         }
     }
+}
+
+/// An HTTP service `name` answering `name <path>`, behind its sidecar.
+async fn http_service(a: &TestAgent, name: &'static str) -> crate::proxy::Sidecar {
+    let app = http_backend(name, Behaviour::Normal).await;
+    with_sidecar(a, name, name, app, json!({})).await
 }
 
 /// A single server with DNS, and xDS for Envoy.
@@ -249,22 +248,8 @@ async fn ingress_gateway_carries_traffic(plane: Plane) {
         .await;
         assert_eq!(st, 200, "{text}");
     }
-    let _web = with_sidecar(
-        &a,
-        "web",
-        "web",
-        http_backend("web", Behaviour::Normal).await,
-        json!({}),
-    )
-    .await;
-    let _api = with_sidecar(
-        &a,
-        "api",
-        "api",
-        http_backend("api", Behaviour::Normal).await,
-        json!({}),
-    )
-    .await;
+    let _web = http_service(&a, "web").await;
+    let _api = http_service(&a, "api").await;
     let _db = with_sidecar(&a, "db", "db", named_server("db").await, json!({})).await;
     let (https, tcp, files) = (free_port(), free_port(), free_port());
     let [files_ca, cert, key] = certificate_files(dir.path(), "files.example.test");
@@ -614,14 +599,7 @@ config_entry {{
         &[format!("-config-dir={}", conf.display())],
     )
     .await;
-    let _web = with_sidecar(
-        &a,
-        "web",
-        "web",
-        http_backend("web", Behaviour::Normal).await,
-        json!({}),
-    )
-    .await;
+    let _web = http_service(&a, "web").await;
     let url = format!("http://127.0.0.1:{port}/m");
     let through = |host: &'static str| {
         let url = url.clone();

@@ -390,35 +390,20 @@ async fn a_session_create_is_checked_on_the_body_it_executes_in_any_key_case() {
     )
     .await;
     for key in ["Node", "node", "NODE", "n_o_d_e"] {
-        let (st, text) = call(
-            Method::PUT,
-            &a,
-            "/v1/session/create",
-            Some(&token),
-            Some(body(key, "theirs", "nodechecks")),
-        )
-        .await;
+        let create = |b: Value| call(Method::PUT, &a, "/v1/session/create", Some(&token), Some(b));
+        let (st, text) = create(body(key, "theirs", "nodechecks")).await;
         assert_eq!(st, 403, "{key}: {text}");
-        let (st, text) = call(
-            Method::PUT,
-            &a,
-            "/v1/session/create",
-            Some(&token),
-            Some(body(key, "mine", "NodeChecks")),
-        )
-        .await;
+        let (st, text) = create(body(key, "mine", "NodeChecks")).await;
         assert_eq!(st, 200, "{key}: {text}");
     }
     // Two spellings of one field are refused, not read two ways.
+    let twice = r#"{"Node": "mine", "node": "theirs", "NodeChecks": []}"#;
     let (st, text) = call(
         Method::PUT,
         &a,
         "/v1/session/create",
         Some(&token),
-        Some(
-            serde_json::from_str(r#"{"Node": "mine", "node": "theirs", "NodeChecks": []}"#)
-                .unwrap(),
-        ),
+        Some(serde_json::from_str(twice).unwrap()),
     )
     .await;
     assert!(st.is_client_error(), "{st}: {text}");
