@@ -58,7 +58,7 @@ def main():
 
     def etcd_argv(cmd):
         return ["etcdctl", f"--endpoints={etcd_lead.client}", "lock", "bench-lock",
-                "sh", "-c", cmd]
+                "--", "sh", "-c", cmd]
 
     os.environ["MESH_HTTP_ADDR"] = leader.http
     os.environ["ETCDCTL_API"] = "3"
