@@ -16,6 +16,7 @@ mod dev;
 mod dns;
 mod envoy;
 mod faults;
+mod filters;
 mod gateways;
 mod grpc_xds;
 mod hostile;

@@ -15,6 +15,7 @@ mod config_entries;
 mod declared_view;
 mod decoded;
 mod error;
+mod expression_filter;
 mod forward;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
@@ -305,6 +306,7 @@ impl Api {
             .layer(axum::extract::DefaultBodyLimit::max(
                 self.agent.body_limits().txn_max_req_len,
             ))
+            .layer(axum::middleware::from_fn(expression_filter::apply))
             .with_state(self)
     }
 }

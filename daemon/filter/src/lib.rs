@@ -391,9 +391,26 @@ impl Parser {
     }
 }
 
-fn lookup<'v>(value: &'v Value, path: &[String]) -> Option<&'v Value> {
-    path.iter()
-        .try_fold(value, |v, key| v.as_object()?.get(key))
+/// The values `path` names in `value`. A list of objects on the way
+/// (`Checks.Status` over a health entry's checks) names the field in each.
+fn lookup<'v>(value: &'v Value, path: &[String], out: &mut Vec<&'v Value>) {
+    let Some((key, rest)) = path.split_first() else {
+        out.push(value);
+        return;
+    };
+    match value {
+        Value::Object(map) => {
+            if let Some(v) = map.get(key) {
+                lookup(v, rest, out);
+            }
+        }
+        Value::Array(items) => {
+            for item in items.iter().filter(|i| i.is_object()) {
+                lookup(item, path, out);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// A scalar as the filter compares it.
@@ -444,16 +461,22 @@ fn eval(expr: &Expr, value: &Value) -> bool {
             op,
             value: wanted,
         } => {
-            let field = lookup(value, selector);
+            let mut found = Vec::new();
+            lookup(value, selector, &mut found);
+            // Through a list, a field matches if any element's does.
+            let any = |f: &dyn Fn(Option<&Value>) -> bool| match found.as_slice() {
+                [] => f(None),
+                values => values.iter().any(|v| f(Some(v))),
+            };
             match op {
-                Op::Equal => equal(field, wanted),
-                Op::NotEqual => !equal(field, wanted),
-                Op::Contains => contains(field, wanted),
-                Op::NotContains => !contains(field, wanted),
-                Op::Matches(re) => field.and_then(text).is_some_and(|t| re.is_match(&t)),
-                Op::NotMatches(re) => !field.and_then(text).is_some_and(|t| re.is_match(&t)),
-                Op::Empty => is_empty(field),
-                Op::NotEmpty => !is_empty(field),
+                Op::Equal => any(&|f| equal(f, wanted)),
+                Op::NotEqual => !any(&|f| equal(f, wanted)),
+                Op::Contains => any(&|f| contains(f, wanted)),
+                Op::NotContains => !any(&|f| contains(f, wanted)),
+                Op::Matches(re) => any(&|f| f.and_then(text).is_some_and(|t| re.is_match(&t))),
+                Op::NotMatches(re) => !any(&|f| f.and_then(text).is_some_and(|t| re.is_match(&t))),
+                Op::Empty => any(&is_empty),
+                Op::NotEmpty => !any(&is_empty),
             }
         }
     }
@@ -540,5 +563,17 @@ mod tests {
         let long = format!("a == \"{}\"", "x".repeat(MAX_FILTER_LEN));
         let e = Filter::parse(&long).unwrap_err();
         assert!(e.message.contains("MAX_FILTER_LEN"), "{e}");
+    }
+
+    #[test]
+    fn a_field_through_a_list_matches_when_any_element_does() {
+        let entry = json!({"Checks": [{"Status": "passing"}, {"Status": "critical"}]});
+        let f = |e: &str| Filter::parse(e).unwrap().matches(&entry);
+        assert!(f("Checks.Status == critical"));
+        assert!(f("Checks.Status == passing"));
+        assert!(!f("Checks.Status == warning"));
+        assert!(f("Checks.Status != warning"));
+        assert!(!f("Checks.Status != critical"));
+        assert!(!f("Checks.Output == x"));
     }
 }
