@@ -32,6 +32,7 @@ mod storage;
 mod terraform;
 mod terraform_acl;
 mod terraform_backend;
+mod tls;
 mod tools;
 
 use std::time::Duration;

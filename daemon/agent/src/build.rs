@@ -39,7 +39,7 @@ pub struct Config {
 pub struct Built {
     node: Arc<Node>,
     http: Option<TcpListener>,
-    https: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+    https: Option<(TcpListener, Arc<mesh_tls::SurfaceTls>)>,
     dns: Option<DnsListeners>,
     grpc: Option<TcpListener>,
     /// Only servers have one.
@@ -57,6 +57,8 @@ struct ServerParts {
     rpc: TcpListener,
     /// Where Raft keeps its log and state.
     dir: PathBuf,
+    /// `tls.internal_rpc`, when the RPC port speaks TLS.
+    tls: Option<Arc<mesh_tls::SurfaceTls>>,
 }
 
 /// A running agent: wait for it to finish, or ask it to reload.
@@ -112,14 +114,22 @@ impl Config {
         let started = Instant::now();
         let http = bind(config.http_addr(), "HTTP", "-http-port").await?;
         // Certificate problems stop the start, naming the file.
-        let https = match (config.https_addr(), &config.tls) {
-            (Some(addr), Some(files)) => {
-                let tls = crate::https::server_config(files)?;
+        let server_name = mesh_tls::server_name(&config.datacenter, &config.dns.domain);
+        let https = match config.https_addr() {
+            Some(addr) => {
+                let tls = mesh_tls::SurfaceTls::load(&config.tls.https, &server_name)?;
                 bind(Some(addr), "HTTPS", "-https-port")
                     .await?
-                    .map(|l| (l, tls))
+                    .map(|l| (l, Arc::new(tls)))
             }
-            _ => None,
+            None => None,
+        };
+        let rpc_tls = match config.tls.rpc_enabled() {
+            true => Some(Arc::new(mesh_tls::SurfaceTls::load(
+                &config.tls.internal_rpc,
+                &server_name,
+            )?)),
+            false => None,
         };
         let https_addr = https.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
         let rpc = if config.server {
@@ -180,6 +190,12 @@ impl Config {
                 advertised(addr.ip(), config.advertise_addr, addr.port()).to_string(),
             );
         }
+        if let (true, Some(addr)) = (config.server, https_addr) {
+            gossip_tags.insert(
+                tags::HTTPS.into(),
+                advertised(addr.ip(), config.advertise_addr, addr.port()).to_string(),
+            );
+        }
         if let (true, Some(addr)) = (config.server, dns_addr) {
             gossip_tags.insert(
                 tags::DNS.into(),
@@ -232,12 +248,22 @@ impl Config {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "agent built"
         );
+        // The HTTPS surface's CA lets this agent call servers over HTTPS.
+        let https_client = match (&https, config.tls.https.has_ca()) {
+            (Some((_, tls)), true) => Some(tls.clone()),
+            (None, true) => Some(Arc::new(mesh_tls::SurfaceTls::load(
+                &config.tls.https,
+                &server_name,
+            )?)),
+            (_, false) => None,
+        };
         let rpc_network = mesh_raft::Network::default();
         let writes = Arc::new(crate::writes::Writes::new(
             raft.as_ref().map(|(r, _)| r.clone()),
             rpc_network.clone(),
             rpc_limiter,
             gossip.clone(),
+            https_client.is_some(),
         ));
         let live = watch::Sender::new(Arc::new(config.live()));
         let ca = Arc::new(crate::connect_ca::ConnectCa::new(
@@ -248,7 +274,7 @@ impl Config {
         ));
         let local = Arc::new(local);
         let shutdown = watch::channel(Stop::Running).0;
-        let server_http = crate::handle::server_client();
+        let server_http = crate::handle::server_client(https_client.as_deref());
         let snapshots = Arc::new(crate::snapshot_hub::SnapshotHub::new(
             crate::snapshot_hub::HubInputs {
                 state: state.clone(),
@@ -276,6 +302,18 @@ impl Config {
         };
         let mut networks = vec![rpc_network.clone()];
         networks.extend(raft.as_ref().map(|(r, _)| r.network().clone()));
+        if let Some(tls) = &rpc_tls {
+            for network in &networks {
+                network.set_tls(Arc::new(crate::rpc_listener::AgentRpcTls {
+                    tls: tls.clone(),
+                }));
+            }
+        }
+        let tls_surfaces: Vec<_> = rpc_tls
+            .iter()
+            .chain(https.as_ref().map(|(_, tls)| tls))
+            .cloned()
+            .collect();
         let (reloads, reload_requests) = Reloads::new(ReloadInputs {
             source,
             started_with: config.clone(),
@@ -283,10 +321,16 @@ impl Config {
             ca: ca.clone(),
             live,
             networks,
+            tls: tls_surfaces,
             shutdown: shutdown.subscribe(),
         });
         let server = match (raft.clone(), rpc) {
-            (Some((raft, dir)), Some(rpc)) => Some(ServerParts { raft, rpc, dir }),
+            (Some((raft, dir)), Some(rpc)) => Some(ServerParts {
+                raft,
+                rpc,
+                dir,
+                tls: rpc_tls.clone(),
+            }),
             _ => None,
         };
         let live = reloads.live();
@@ -313,6 +357,7 @@ impl Config {
             xds: Default::default(),
             live,
             shutdown,
+            server_http,
         });
         Ok(Built {
             node,
@@ -398,7 +443,7 @@ impl Built {
         if let Some(listener) = self.grpc {
             let source = Arc::new(crate::xds::XdsSource {
                 node: node.clone(),
-                http: crate::handle::server_client(),
+                http: node.server_http.clone(),
             });
             let service = mesh_xds::service(source, node.xds.clone());
             let limit = crate::conn_limit::PerClient::new(limits.http_max_conns_per_client);
@@ -482,7 +527,12 @@ impl Built {
 /// A server's own tasks: the RPC port, bootstrap and membership, the CA's
 /// leader loop, the snapshot hub, the storage watch.
 fn spawn_server(node: &Arc<Node>, server: ServerParts, tasks: &mut JoinSet<anyhow::Result<()>>) {
-    let ServerParts { raft, rpc, dir } = server;
+    let ServerParts {
+        raft,
+        rpc,
+        dir,
+        tls,
+    } = server;
     raft.network().set_token(node.live.borrow().acl.own_token());
     let guard = Arc::downgrade(node);
     raft.set_propose_guard(Arc::new(move |token, cmd| match guard.upgrade() {
@@ -500,11 +550,16 @@ fn spawn_server(node: &Arc<Node>, server: ServerParts, tasks: &mut JoinSet<anyho
     let rpc_limit = crate::conn_limit::PerClient::new(node.config.limits.rpc_max_conns_per_client);
     let mut stop = node.shutdown.subscribe();
     let service = raft.service().into_server();
+    let listener_tls = tls.clone();
     tasks.spawn(async move {
         tonic::transport::Server::builder()
             .add_service(service)
             .serve_with_incoming_shutdown(
-                crate::conn_limit::rpc_incoming(rpc, rpc_limit),
+                crate::rpc_listener::incoming(
+                    rpc,
+                    rpc_limit,
+                    listener_tls.map(|tls| crate::rpc_listener::RpcTlsPolicy { tls }),
+                ),
                 async move {
                     let _ = stop.wait_for(|s| *s != Stop::Running).await;
                 },
@@ -523,6 +578,7 @@ fn spawn_server(node: &Arc<Node>, server: ServerParts, tasks: &mut JoinSet<anyho
         datacenter: node.config.datacenter.clone(),
         bootstrap_expect: node.config.bootstrap_expect as usize,
         me: node.mesh_node(),
+        rpc_tls: tls.as_ref().map(|t| t.surface().clone()),
     });
     tasks.spawn(duties::bootstrap(duties.clone()));
     tasks.spawn(duties::membership(duties));

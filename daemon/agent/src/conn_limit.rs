@@ -77,18 +77,32 @@ impl RateLimitedLog {
         }
     }
 
-    pub(crate) fn warn(&self, limit: &str, peer: SocketAddr) {
+    /// Says why a connection was refused, at most once a second.
+    pub(crate) fn warn_with(&self, why: &str, peer: SocketAddr) {
+        if self.due() {
+            tracing::warn!(%peer, why, "connection refused");
+        }
+    }
+
+    fn due(&self) -> bool {
         let now = tokio::time::Instant::now();
         let mut last = self.last.lock();
         if last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
             *last = Some(now);
+            return true;
+        }
+        false
+    }
+
+    pub(crate) fn warn(&self, limit: &str, peer: SocketAddr) {
+        if self.due() {
             tracing::warn!(%peer, limit, "connection refused: over the per-client limit");
         }
     }
 }
 
-/// The server RPC port's connections: Nagle off (Raft RPCs are small and
-/// latency-bound), at most `limit` per client IP (more are closed at once).
+/// The gRPC (xDS) port's connections: Nagle off, at most `limit` per
+/// client IP (more are closed at once).
 pub(crate) fn rpc_incoming(
     listener: tokio::net::TcpListener,
     limit: PerClient,

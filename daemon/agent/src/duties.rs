@@ -87,6 +87,44 @@ pub(crate) struct ServerDuties {
     pub bootstrap_expect: usize,
     /// This server's Raft membership entry.
     pub me: Option<MeshNode>,
+    /// `tls.internal_rpc` when the RPC port speaks TLS (for the start-up warning).
+    pub rpc_tls: Option<mesh_config::TlsSurface>,
+}
+
+impl ServerDuties {
+    /// Whether the server at `node` proves it is one (its RPC port presents
+    /// a server certificate), before it gets a vote or the state. Without
+    /// RPC TLS there is nothing to prove it with (warned at start). A
+    /// failure is logged once per server until it succeeds.
+    async fn proven(&self, node: &MeshNode, refused: &mut BTreeSet<String>) -> bool {
+        match self.raft.network().prove_server(&node.rpc_addr).await {
+            Ok(()) => {
+                refused.remove(&node.name);
+                true
+            }
+            Err(why) => {
+                if refused.insert(node.name.clone()) {
+                    tracing::warn!(server = %node, %why, "not admitting a server to raft: it did not prove it holds a server certificate");
+                }
+                false
+            }
+        }
+    }
+
+    /// Says at start how servers are admitted to Raft.
+    fn warn_about_admission(&self, tls: Option<&mesh_config::TlsSurface>) {
+        match tls {
+            None => tracing::warn!(
+                "tls.internal_rpc is not configured: servers join raft on gossip's word and raft traffic is plaintext; configure ca_file, cert_file, key_file with verify_incoming, verify_outgoing and verify_server_hostname"
+            ),
+            Some(t) if !t.verify_server_hostname || !t.verify_incoming => tracing::warn!(
+                verify_incoming = t.verify_incoming,
+                verify_server_hostname = t.verify_server_hostname,
+                "without verify_incoming and verify_server_hostname any caller of the RPC port (or any certificate from the CA) can pass for a server"
+            ),
+            Some(_) => {}
+        }
+    }
 }
 
 /// With `bootstrap_expect = N`, wait until N servers (none of them part of
@@ -97,6 +135,7 @@ pub(crate) async fn bootstrap(d: Arc<ServerDuties>) -> anyhow::Result<()> {
     let expect = d.bootstrap_expect;
     let mut members = d.gossip.subscribe();
     let mut stop = d.shutdown.clone();
+    let mut refused = BTreeSet::new();
     if expect == 1 && !raft.is_initialized().await {
         // A single server needs no gossip round to know it is alone.
         if let Some(me) = d.me.clone() {
@@ -123,7 +162,15 @@ pub(crate) async fn bootstrap(d: Arc<ServerDuties>) -> anyhow::Result<()> {
                 .iter()
                 .filter_map(|m| server_of(m, &d.datacenter))
                 .collect();
+            let mut all_proven = true;
             if !joined_cluster_exists && servers.len() == expect {
+                for (id, node) in &servers {
+                    if *id != raft.id() && !d.proven(node, &mut refused).await {
+                        all_proven = false;
+                    }
+                }
+            }
+            if !joined_cluster_exists && servers.len() == expect && all_proven {
                 tracing::info!(servers = ?servers.values().map(|n| &n.name).collect::<Vec<_>>(), "bootstrapping raft");
                 match raft.bootstrap(servers).await {
                     Ok(true) => tracing::info!("raft bootstrapped"),
@@ -168,6 +215,8 @@ pub(crate) async fn membership(d: Arc<ServerDuties>) -> anyhow::Result<()> {
     let mut members = d.gossip.subscribe();
     let mut metrics = raft.raft().metrics();
     let mut stop = d.shutdown.clone();
+    let mut refused = BTreeSet::new();
+    d.warn_about_admission(d.rpc_tls.as_ref());
     loop {
         if raft.is_leader() {
             let view = members.borrow_and_update().clone();
@@ -179,18 +228,31 @@ pub(crate) async fn membership(d: Arc<ServerDuties>) -> anyhow::Result<()> {
                 };
                 match m.status {
                     MemberStatus::Alive if !known.contains(&id) => {
+                        if !d.proven(&node, &mut refused).await {
+                            continue;
+                        }
                         tracing::info!(server = %node, "adding server to raft as a voter");
                         if let Err(e) = raft.add_voter(id, node).await {
                             tracing::warn!(error = %e, "adding voter");
                         }
                     }
                     MemberStatus::Alive if servers.iter().any(|s| s.id == id && s.node != node) => {
+                        if !d.proven(&node, &mut refused).await {
+                            continue;
+                        }
                         tracing::info!(server = %node, "server moved; updating its raft address");
                         if let Err(e) = raft.update_address(id, node).await {
                             tracing::warn!(error = %e, "updating a server's address");
                         }
                     }
                     MemberStatus::Left if servers.iter().any(|s| s.id == id) => {
+                        // A leave said in gossip is not proof: a server
+                        // that still answers as one stays.
+                        if d.raft.network().has_tls()
+                            && d.raft.network().prove_server(&node.rpc_addr).await.is_ok()
+                        {
+                            continue;
+                        }
                         tracing::info!(server = %node, "server left; removing it from raft");
                         if let Err(e) = raft.remove_server(id).await {
                             tracing::warn!(error = %e, "removing server");

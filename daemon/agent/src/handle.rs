@@ -73,8 +73,8 @@ impl AgentHandle for AgentView {
             .collect()
     }
 
-    fn server_http_addr(&self) -> Option<String> {
-        self.agent.server_http_addr()
+    fn server_base_url(&self) -> Option<String> {
+        self.agent.server_base_url()
     }
 
     fn body_limits(&self) -> mesh_api::BodyLimits {
@@ -125,6 +125,10 @@ impl AgentHandle for AgentView {
         serde_json::to_value(self.agent.reloads.status()).unwrap_or_default()
     }
 
+    fn server_client(&self) -> reqwest::Client {
+        self.agent.server_http.clone()
+    }
+
     fn leave(&self) -> BoxFuture<'static, ()> {
         let agent = self.agent.clone();
         Box::pin(async move { agent.request_leave() })
@@ -133,9 +137,20 @@ impl AgentHandle for AgentView {
 
 /// The client for agent-to-server requests (relayed snapshots, cluster
 /// state for a client's reload): one connection pool per agent, no
-/// timeout, as a blocking query's own wait bounds it.
-pub(crate) fn server_client() -> reqwest::Client {
+/// timeout, as a blocking query's own wait bounds it. With the HTTPS
+/// surface's CA it verifies servers against it (chain only: servers are
+/// dialed by IP) and presents this agent's certificate.
+pub(crate) fn server_client(tls: Option<&mesh_tls::SurfaceTls>) -> reqwest::Client {
     // reqwest is built with rustls and no default crypto provider: use ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
+    let Some(config) = tls.and_then(|t| t.current().client.clone()) else {
+        return reqwest::Client::new();
+    };
+    reqwest::Client::builder()
+        .tls_backend_preconfigured((*config).clone())
+        .build()
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "a TLS client for servers: falling back to plain HTTP");
+            reqwest::Client::new()
+        })
 }

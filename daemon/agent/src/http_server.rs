@@ -33,7 +33,8 @@ const DRAIN: Duration = Duration::from_secs(5);
 /// What the server needs besides its listener.
 pub(crate) struct HttpServer {
     pub router: Router,
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The HTTPS surface; each connection takes the certificates in force.
+    pub tls: Option<Arc<mesh_tls::SurfaceTls>>,
     pub per_client: PerClient,
     pub header_timeout: Duration,
 }
@@ -73,10 +74,10 @@ impl HttpServer {
             let (this, watcher) = (this.clone(), graceful.watcher());
             tokio::spawn(async move {
                 let _slot = slot;
-                match &this.tls {
+                match this.tls.as_ref().and_then(|t| t.current().server.clone()) {
                     None => this.connection(tcp, peer, watcher).await,
                     Some(config) => {
-                        let acceptor = TlsAcceptor::from(config.clone());
+                        let acceptor = TlsAcceptor::from(config);
                         match tokio::time::timeout(this.header_timeout, acceptor.accept(tcp)).await
                         {
                             Ok(Ok(tls)) => this.connection(tls, peer, watcher).await,

@@ -16,7 +16,6 @@ mod duties;
 mod endpoints;
 mod handle;
 mod http_server;
-mod https;
 mod identity;
 mod local;
 mod managed;
@@ -26,6 +25,7 @@ mod reconcile;
 #[cfg(test)]
 mod reconcile_fuzz;
 mod reload;
+mod rpc_listener;
 mod session_ttl;
 mod snapshot_compute;
 mod snapshot_hub;

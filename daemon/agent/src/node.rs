@@ -56,6 +56,8 @@ pub(crate) struct Node {
     /// The settings reloads change in place.
     pub live: watch::Receiver<Arc<LiveConfig>>,
     pub shutdown: watch::Sender<Stop>,
+    /// The HTTP client for calls to servers (TLS per `tls.https`).
+    pub server_http: reqwest::Client,
 }
 
 impl Node {
@@ -68,9 +70,9 @@ impl Node {
         })
     }
 
-    /// The HTTP address of a live server, from gossip tags.
-    pub(crate) fn server_http_addr(&self) -> Option<String> {
-        self.writes.server_http_addr()
+    /// The API base URL of a live server, from gossip tags.
+    pub(crate) fn server_base_url(&self) -> Option<String> {
+        self.writes.server_base_url()
     }
 
     /// Ask the agent to leave and stop.

@@ -268,7 +268,7 @@ async fn fetch_view(
 ) -> Result<mesh_api::DeclaredView, String> {
     let server = agent
         .writes
-        .server_http_addr()
+        .server_base_url()
         .ok_or("no known servers: this client agent has not joined a cluster with servers")?;
     let body = serde_json::json!({
         "OwnerPrefix": prefix,
@@ -281,7 +281,7 @@ async fn fetch_view(
     });
     let mut req = agent
         .http
-        .post(format!("http://{server}/v1/internal/mesh.d/view"))
+        .post(format!("{server}/v1/internal/mesh.d/view"))
         .json(&body);
     if let Some(token) = agent.live.borrow().acl.own_token() {
         req = req.header("x-consul-token", token);

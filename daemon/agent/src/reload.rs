@@ -140,6 +140,8 @@ fn needs_restart(old: &RuntimeConfig, new: &RuntimeConfig) -> Vec<String> {
         new.connect_enabled.to_string(),
     );
     cmp("ui", old.ui.to_string(), new.ui.to_string());
+    // Which files and checks: the files' contents reload live.
+    cmp("tls", format!("{:?}", old.tls), format!("{:?}", new.tls));
     cmp(
         "limits",
         format!("{:?}", old.limits),
@@ -178,6 +180,7 @@ pub(crate) struct Reloads {
     dns_settings: watch::Sender<mesh_dns::DnsConfig>,
     /// Where the agent's own token goes when it changes.
     networks: Vec<mesh_raft::Network>,
+    tls: Vec<Arc<mesh_tls::SurfaceTls>>,
     shutdown: watch::Receiver<Stop>,
 }
 
@@ -189,6 +192,8 @@ pub(crate) struct ReloadInputs {
     pub ca: Arc<ConnectCa>,
     pub live: watch::Sender<Arc<LiveConfig>>,
     pub networks: Vec<mesh_raft::Network>,
+    /// The agent's own TLS (RPC, HTTPS): certificates re-read on reload.
+    pub tls: Vec<Arc<mesh_tls::SurfaceTls>>,
     pub shutdown: watch::Receiver<Stop>,
 }
 
@@ -207,6 +212,7 @@ impl Reloads {
             live: inputs.live,
             dns_settings: watch::Sender::new(dns),
             networks: inputs.networks,
+            tls: inputs.tls,
             shutdown: inputs.shutdown,
         };
         (reloads, rx)
@@ -257,6 +263,7 @@ impl Reloads {
             }
             self.apply_live_settings(&source, loaded.config.live());
             status.changes = plan.changes;
+            self.reload_certificates()?;
             Ok(())
         }
         .await;
@@ -268,6 +275,25 @@ impl Reloads {
         status.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         status.finished_at_ms = now_ms();
         Ok(status)
+    }
+
+    /// Re-reads the agent's certificate files; bad ones keep the
+    /// certificates in use and fail the reload, naming the file.
+    fn reload_certificates(&self) -> Result<(), ReloadError> {
+        let mut errors = Vec::new();
+        for tls in &self.tls {
+            match tls.reload() {
+                Ok(true) => {
+                    tracing::info!(surface = %tls.surface().key, "TLS certificates reloaded")
+                }
+                Ok(false) => {}
+                Err(e) => errors.push(format!("{e} (keeping the certificates in use)")),
+            }
+        }
+        match errors.is_empty() {
+            true => Ok(()),
+            false => Err(ReloadError::Invalid(errors)),
+        }
     }
 
     /// Log level, DNS settings, ACL settings (the intention default, the
@@ -414,7 +440,21 @@ pub(crate) async fn watch_files(reloads: Arc<Reloads>) -> anyhow::Result<()> {
     let Some(source) = reloads.source.clone() else {
         return Ok(());
     };
-    let (dirs, files) = watch_targets(&source.sources);
+    let (mut dirs, mut files) = watch_targets(&source.sources);
+    // Certificate files: a renewal on disk applies without a signal.
+    for tls in &reloads.tls {
+        let surface = tls.surface();
+        let named = [&surface.cert_file, &surface.key_file, &surface.ca_file];
+        for file in named.into_iter().flatten() {
+            if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+                dirs.insert(parent.to_path_buf());
+            }
+            files.insert(file.clone());
+        }
+        if let Some(dir) = &surface.ca_path {
+            dirs.insert(dir.clone());
+        }
+    }
     if dirs.is_empty() {
         return Ok(());
     }

@@ -792,7 +792,7 @@ async fn from_server(
         return Err(Failure::unknown(id));
     };
     let unavailable = |what: String| Failure::new(StatusCode::SERVICE_UNAVAILABLE, what);
-    let server = agent.writes.server_http_addr().ok_or_else(|| {
+    let server = agent.writes.server_base_url().ok_or_else(|| {
         unavailable(
             "No known servers: this client agent has not joined a cluster with servers".into(),
         )
@@ -809,11 +809,9 @@ async fn from_server(
         ("index", index.to_string()),
         ("wait", format!("{}s", RELAY_WAIT.as_secs())),
     ];
-    let url = reqwest::Url::parse_with_params(
-        &format!("http://{server}/v1/agent/connect/proxy/{id}"),
-        &query,
-    )
-    .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("proxy ID {id:?}: {e}")))?;
+    let url =
+        reqwest::Url::parse_with_params(&format!("{server}/v1/agent/connect/proxy/{id}"), &query)
+            .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("proxy ID {id:?}: {e}")))?;
     let mut req = agent
         .http
         .get(url)
@@ -862,7 +860,7 @@ async fn client_key(
     let unavailable = |what: String| Failure::new(StatusCode::SERVICE_UNAVAILABLE, what);
     let roots: serde_json::Value = agent
         .http
-        .get(format!("http://{server}/v1/connect/ca/roots"))
+        .get(format!("{server}/v1/connect/ca/roots"))
         .send()
         .await
         .and_then(|r| r.error_for_status())

@@ -4,6 +4,7 @@ pub const NODE_ID: &str = "id";
 pub const RAFT_ID: &str = "raft_id";
 pub const RPC: &str = "rpc_addr";
 pub const HTTP: &str = "http_addr";
+pub const HTTPS: &str = "https_addr";
 pub const EXPECT: &str = "expect";
 pub const INIT: &str = "raft_init";
 pub const VERSION: &str = "version";

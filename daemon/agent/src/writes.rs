@@ -24,6 +24,8 @@ pub(crate) struct Writes {
     network: mesh_raft::Network,
     limiter: Option<governor::DefaultDirectRateLimiter>,
     gossip: Gossip,
+    /// This agent can reach servers' HTTPS (it has their CA): it prefers it.
+    https_to_servers: bool,
 }
 
 impl Writes {
@@ -32,12 +34,14 @@ impl Writes {
         network: mesh_raft::Network,
         limiter: Option<governor::DefaultDirectRateLimiter>,
         gossip: Gossip,
+        https_to_servers: bool,
     ) -> Self {
         Writes {
             raft,
             network,
             limiter,
             gossip,
+            https_to_servers,
         }
     }
 
@@ -56,9 +60,16 @@ impl Writes {
         self.server_tags(tags::RPC)
     }
 
-    /// The HTTP address of an alive server.
-    pub(crate) fn server_http_addr(&self) -> Option<String> {
-        self.server_tags(tags::HTTP).into_iter().next()
+    /// The API base URL of an alive server: `https://` when this agent
+    /// has the servers' CA and the server serves HTTPS, else `http://`.
+    pub(crate) fn server_base_url(&self) -> Option<String> {
+        if self.https_to_servers {
+            if let Some(addr) = self.server_tags(tags::HTTPS).into_iter().next() {
+                return Some(format!("https://{addr}"));
+            }
+        }
+        let addr = self.server_tags(tags::HTTP).into_iter().next()?;
+        Some(format!("http://{addr}"))
     }
 
     /// Whether a write relayed for an HTTP caller fits `limits.rpc_rate` now.

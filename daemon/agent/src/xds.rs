@@ -316,14 +316,14 @@ async fn fetch_instances(
     token: Option<&str>,
     index: u64,
 ) -> Fetched {
-    let Some(server) = node.writes.server_http_addr() else {
+    let Some(server) = node.writes.server_base_url() else {
         return Fetched::Retry("no known server".into());
     };
     let query = [
         ("index", index.to_string()),
         ("wait", format!("{}s", INSTANCES_WAIT.as_secs())),
     ];
-    let mut url = match reqwest::Url::parse(&format!("http://{server}/v1/health/service")) {
+    let mut url = match reqwest::Url::parse(&format!("{server}/v1/health/service")) {
         Ok(url) => url,
         Err(e) => return Fetched::Retry(format!("server address {server:?}: {e}")),
     };

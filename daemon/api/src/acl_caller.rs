@@ -120,15 +120,13 @@ pub(crate) async fn resolve_local(api: &Api, secret: Option<&str>) -> Result<Res
 
 /// On a client agent: ask a server what the secret may do.
 async fn resolve_remote(api: &Api, secret: Option<&str>) -> Result<Resolved, ApiError> {
-    let server = api.agent.server_http_addr().ok_or_else(|| {
+    let server = api.agent.server_base_url().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "cannot check the ACL token: no known servers",
         )
     })?;
-    let mut req = api
-        .http
-        .get(format!("http://{server}/v1/internal/acl/authorizer"));
+    let mut req = api.http.get(format!("{server}/v1/internal/acl/authorizer"));
     if let Some(secret) = secret {
         req = req.header("x-consul-token", secret);
     }

@@ -38,7 +38,7 @@ pub(crate) async fn to_server_if_client(
 }
 
 async fn forward(api: &Api, req: Request) -> Result<Response, ApiError> {
-    let server = api.agent.server_http_addr().ok_or_else(|| {
+    let server = api.agent.server_base_url().ok_or_else(|| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "No known servers: this client agent has not joined a cluster with servers",
@@ -50,7 +50,7 @@ async fn forward(api: &Api, req: Request) -> Result<Response, ApiError> {
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
     let method = req.method().clone();
-    let mut builder = api.http.request(method, format!("http://{server}{path}"));
+    let mut builder = api.http.request(method, format!("{server}{path}"));
     for (name, value) in req.headers() {
         if name == "x-consul-token" || name == "authorization" || name == "content-type" {
             builder = builder.header(name, value);

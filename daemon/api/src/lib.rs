@@ -101,10 +101,16 @@ pub trait AgentHandle: Send + Sync + 'static {
     }
     /// The gossip member list.
     fn members(&self) -> Vec<MemberView>;
-    /// The HTTP address of a server to forward to (client agents).
-    fn server_http_addr(&self) -> Option<String>;
+    /// The API base URL (`http://` or `https://`) of a server to forward
+    /// to (client agents).
+    fn server_base_url(&self) -> Option<String>;
     /// Leave the cluster gracefully and shut the agent down.
     fn leave(&self) -> BoxFuture<'static, ()>;
+    /// The HTTP client for requests to servers (with the agents' CA and
+    /// this agent's certificate when TLS is configured).
+    fn server_client(&self) -> reqwest::Client {
+        reqwest::Client::new()
+    }
     /// What intentions default to when none matches (`acl.default_policy`).
     fn intention_default_allow(&self) -> bool {
         true
@@ -188,8 +194,8 @@ impl Api {
         Api(Arc::new(ApiInner {
             raft,
             state,
+            http: agent.server_client(),
             agent,
-            http: reqwest::Client::new(),
             renders: Default::default(),
             acl_cache: Default::default(),
             parked: Default::default(),

@@ -15,6 +15,7 @@ mod members;
 mod misc;
 mod operator;
 mod output;
+mod tls;
 mod validate;
 
 use std::process::ExitCode;
@@ -61,6 +62,8 @@ enum Command {
     Leave(output::HttpArgs),
     /// Generate a gossip encryption key
     Keygen,
+    /// Create the agents' TLS CA and certificates
+    Tls(tls::TlsArgs),
     /// Check agent config files without starting an agent
     Validate(validate::ValidateArgs),
     /// Print the version
@@ -110,6 +113,7 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Reload(http) => catalog::reload(&http).await,
         Command::Leave(http) => misc::leave(&http).await,
         Command::Keygen => misc::keygen(),
+        Command::Tls(args) => tls::run(&args),
         Command::Validate(args) => Ok(validate::run(&args)),
         Command::Version => misc::version(),
     }

@@ -15,6 +15,12 @@ pub struct HttpArgs {
     /// CA certificates (PEM) to verify an https:// agent with [default: $MESH_CACERT or $CONSUL_CACERT]
     #[arg(long = "ca-file", value_name = "FILE")]
     pub ca_file: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for an agent that verifies callers [default: $MESH_CLIENT_CERT or $CONSUL_CLIENT_CERT]
+    #[arg(long = "client-cert", value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// The client certificate's key [default: $MESH_CLIENT_KEY or $CONSUL_CLIENT_KEY]
+    #[arg(long = "client-key", value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<std::path::PathBuf>,
 }
 
 impl HttpArgs {
@@ -23,12 +29,18 @@ impl HttpArgs {
         let addr = self.http_addr.clone().unwrap_or_else(mesh_client::env_addr);
         let token = self.token.clone().or_else(mesh_client::env_token);
         let client = Client::new(&addr)?.with_token(token);
-        Ok(
-            match self.ca_file.clone().or_else(mesh_client::env_ca_file) {
-                Some(ca) => client.with_ca_file(&ca)?,
-                None => client,
-            },
-        )
+        let ca = self.ca_file.clone().or_else(mesh_client::env_ca_file);
+        let cert = match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            _ => mesh_client::env_client_cert(),
+        };
+        if ca.is_none() && cert.is_none() {
+            return Ok(client);
+        }
+        Ok(client.with_tls_files(
+            ca.as_deref(),
+            cert.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+        )?)
     }
 }
 

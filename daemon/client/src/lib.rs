@@ -85,45 +85,82 @@ impl Client {
 
     /// Trust only the CA certificates in the PEM file `path` for an
     /// `https://` agent (Consul's `-ca-file` / `CONSUL_CACERT`).
-    pub fn with_ca_file(mut self, path: &std::path::Path) -> Result<Client> {
+    pub fn with_ca_file(self, path: &std::path::Path) -> Result<Client> {
+        self.with_tls_files(Some(path), None)
+    }
+
+    /// TLS for an `https://` agent: trust only the CA in `ca_file`, and present `client_cert` (certificate and key
+    /// PEM files; Consul's `-client-cert`/`-client-key`) to an agent that
+    /// verifies its callers.
+    pub fn with_tls_files(
+        mut self,
+        ca_file: Option<&std::path::Path>,
+        client_cert: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Result<Client> {
         use rustls::pki_types::pem::PemObject;
-        let bad = |reason: String| Error::CaFile {
+        let bad = |path: &std::path::Path, reason: String| Error::CaFile {
             path: path.display().to_string(),
             reason,
         };
-        let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
-            .map_err(|e| bad(e.to_string()))?
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| bad(format!("not PEM certificates: {e}")))?;
-        if certs.is_empty() {
-            return Err(bad("no CERTIFICATE block in it".into()));
-        }
+        let read_certs = |path: &std::path::Path| {
+            let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| bad(path, e.to_string()))?
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| bad(path, format!("not PEM certificates: {e}")))?;
+            match certs.is_empty() {
+                true => Err(bad(path, "no CERTIFICATE block in it".into())),
+                false => Ok(certs),
+            }
+        };
+        // An agent that checks client certificates has a private CA.
+        let Some(ca_path) = ca_file else {
+            let (cert, _) = client_cert.expect("called with a CA file or a client certificate");
+            return Err(bad(
+                cert,
+                "a client certificate needs the agents' CA too: set -ca-file or CONSUL_CACERT"
+                    .into(),
+            ));
+        };
         let mut roots = rustls::RootCertStore::empty();
-        for cert in certs {
-            roots.add(cert).map_err(|e| bad(e.to_string()))?;
+        for cert in read_certs(ca_path)? {
+            roots.add(cert).map_err(|e| bad(ca_path, e.to_string()))?;
         }
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
-        .map_err(|e| bad(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .map_err(|e| bad(ca_path, e.to_string()))?
+        .with_root_certificates(roots);
+        let tls = match client_cert {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let chain = read_certs(cert)?;
+                let key_der = rustls::pki_types::PrivateKeyDer::from_pem_file(key)
+                    .map_err(|e| bad(key, format!("no PEM private key in it: {e}")))?;
+                builder
+                    .with_client_auth_cert(chain, key_der)
+                    .map_err(|e| bad(key, format!("does not go with {}: {e}", cert.display())))?
+            }
+        };
         self.http = http_builder()
             .tls_backend_preconfigured(tls)
             .build()
-            .map_err(|e| bad(error::root_cause(&e)))?;
+            .map_err(|e| bad(ca_path, error::root_cause(&e)))?;
         Ok(self)
     }
 
     /// A client configured like Consul's: `MESH_HTTP_ADDR`, else `CONSUL_HTTP_ADDR`, else
     /// 127.0.0.1:8500; token from `MESH_HTTP_TOKEN`, else `CONSUL_HTTP_TOKEN`.
     pub fn from_env() -> Result<Client> {
-        let mut client = Client::new(&env_addr())?.with_token(env_token());
-        if let Some(ca) = env_ca_file() {
-            client = client.with_ca_file(&ca)?;
+        let client = Client::new(&env_addr())?.with_token(env_token());
+        let (ca, cert) = (env_ca_file(), env_client_cert());
+        if ca.is_none() && cert.is_none() {
+            return Ok(client);
         }
-        Ok(client)
+        client.with_tls_files(
+            ca.as_deref(),
+            cert.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+        )
     }
 
     /// Sends `X-Consul-Token` with every request (`None` or empty: no token).
@@ -359,6 +396,14 @@ pub fn env_ca_file() -> Option<std::path::PathBuf> {
     non_empty_var("MESH_CACERT")
         .or_else(|| non_empty_var("CONSUL_CACERT"))
         .map(Into::into)
+}
+
+/// The client certificate and key from the environment:
+/// `MESH_CLIENT_CERT`/`MESH_CLIENT_KEY`, else Consul's names.
+pub fn env_client_cert() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let cert = non_empty_var("MESH_CLIENT_CERT").or_else(|| non_empty_var("CONSUL_CLIENT_CERT"))?;
+    let key = non_empty_var("MESH_CLIENT_KEY").or_else(|| non_empty_var("CONSUL_CLIENT_KEY"))?;
+    Some((cert.into(), key.into()))
 }
 
 /// The ACL token from the environment, as `from_env` uses it.

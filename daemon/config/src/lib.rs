@@ -16,6 +16,7 @@ mod raw;
 mod resources;
 mod runtime;
 mod spans;
+mod tls;
 mod validate;
 
 pub use duration::parse_duration;
@@ -23,11 +24,12 @@ pub use error::{ConfigError, Error, Origin, Pos, ValidationError};
 pub use load::{dir_files, expand, load, load_file, parse_str, Format, Source};
 pub use raw::{
     OneOrMany, RawAcl, RawAclTokens, RawAddresses, RawConfig, RawConfigEntries, RawConnect,
-    RawDnsConfig, RawPerformance, RawPorts, RawTls, RawTlsFiles,
+    RawDnsConfig, RawPerformance, RawPorts,
 };
 pub use resources::{
     camel_keys, load_all, load_resources, parse_resources, Decl, Loc, ResourceKind,
 };
 pub use runtime::{
-    AclConfig, AclPolicy, Addresses, DnsConfig, Limits, LiveConfig, Ports, RuntimeConfig, TlsFiles,
+    AclConfig, AclPolicy, Addresses, DnsConfig, Limits, LiveConfig, Ports, RuntimeConfig,
 };
+pub use tls::{RawTls, RawTlsFiles, TlsConfig, TlsSurface, TlsVersion};

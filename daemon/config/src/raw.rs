@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::Origin;
+use crate::tls::RawTls;
 
 /// Consul agent configuration keys, all optional (`None` = not set by this source).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -69,8 +70,18 @@ pub struct RawConfig {
     pub recursors: Option<Vec<String>>,
     /// `acl { }`.
     pub acl: Option<RawAcl>,
-    /// `tls { defaults { } }`: the HTTPS API's certificate.
+    /// `tls { defaults { } internal_rpc { } https { } }`.
     pub tls: Option<RawTls>,
+    // The top-level TLS keys of Consul before 1.12 (see `tls.rs`).
+    pub ca_file: Option<String>,
+    pub ca_path: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub verify_incoming: Option<bool>,
+    pub verify_outgoing: Option<bool>,
+    pub verify_server_hostname: Option<bool>,
+    pub tls_min_version: Option<String>,
+    pub tls_cipher_suites: Option<String>,
     /// `config_entries { }`.
     pub config_entries: Option<RawConfigEntries>,
     /// `service { }` resource blocks (see `resources`; not agent settings).
@@ -184,25 +195,6 @@ pub struct RawDnsConfig {
     pub enable_truncate: Option<bool>,
     /// Leave out instances with any non-passing check.
     pub only_passing: Option<bool>,
-}
-
-/// `tls { defaults { } }`, as in Consul 1.12+.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawTls {
-    pub defaults: Option<RawTlsFiles>,
-}
-
-/// PEM files for the agent's TLS listeners.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawTlsFiles {
-    /// CA bundle (what clients verify the agent against; kept for reference).
-    pub ca_file: Option<String>,
-    /// The agent's certificate chain.
-    pub cert_file: Option<String>,
-    /// Its private key.
-    pub key_file: Option<String>,
 }
 
 /// `acl { enabled default_policy }`.

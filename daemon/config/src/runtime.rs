@@ -71,8 +71,8 @@ pub struct RuntimeConfig {
     pub dns: DnsConfig,
     /// ACL settings.
     pub acl: AclConfig,
-    /// The HTTPS API's certificate and key (`tls { defaults { } }`).
-    pub tls: Option<TlsFiles>,
+    /// TLS for the server RPC port and the HTTPS API (`tls { }`).
+    pub tls: crate::tls::TlsConfig,
     /// Config entries to write when this server first becomes leader, as JSON objects.
     pub config_entries_bootstrap: Vec<serde_json::Value>,
     /// Whether script checks (`Args`) may run.
@@ -169,14 +169,6 @@ impl Default for DnsConfig {
             only_passing: false,
         }
     }
-}
-
-/// PEM files of the agent's HTTPS listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-    pub ca_file: Option<PathBuf>,
 }
 
 impl AclConfig {

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use crate::duration::parse_duration;
 use crate::error::ValidationError;
 use crate::raw::RawConfig;
-use crate::runtime::{AclConfig, AclPolicy, Addresses, DnsConfig, Ports, RuntimeConfig, TlsFiles};
+use crate::runtime::{AclConfig, AclPolicy, Addresses, DnsConfig, Ports, RuntimeConfig};
 
 impl RuntimeConfig {
     /// Applies defaults to merged files and flags and validates the result.
@@ -299,7 +299,7 @@ impl RuntimeConfig {
             }),
             dns: v.dns()?,
             acl: v.acl()?,
-            tls: v.tls(ports.https.is_some())?,
+            tls: v.tls_config(ports.https.is_some())?,
             config_entries_bootstrap: raw
                 .config_entries
                 .as_ref()
@@ -311,12 +311,12 @@ impl RuntimeConfig {
 }
 
 /// Validation with access to where each key was set.
-struct Check<'a> {
-    raw: &'a RawConfig,
+pub(crate) struct Check<'a> {
+    pub(crate) raw: &'a RawConfig,
 }
 
 impl Check<'_> {
-    fn fail(&self, key: &str, message: impl Into<String>) -> ValidationError {
+    pub(crate) fn fail(&self, key: &str, message: impl Into<String>) -> ValidationError {
         ValidationError {
             key: key.to_string(),
             origin: self.origin(key),
@@ -428,33 +428,6 @@ impl Check<'_> {
             return Err(self.fail(key, format!("{text:?} is not a DNS domain")));
         }
         Ok(format!("{}.", trimmed.to_ascii_lowercase()))
-    }
-
-    fn tls(&self, https: bool) -> Result<Option<TlsFiles>, ValidationError> {
-        let files = self
-            .raw
-            .tls
-            .as_ref()
-            .and_then(|t| t.defaults.clone())
-            .unwrap_or_default();
-        match (files.cert_file, files.key_file) {
-            (Some(cert), Some(key)) => Ok(Some(TlsFiles {
-                cert_file: cert.into(),
-                key_file: key.into(),
-                ca_file: files.ca_file.map(Into::into),
-            })),
-            (None, None) if !https => Ok(None),
-            (None, None) => Err(self.fail(
-                "ports.https",
-                "the HTTPS port needs tls { defaults { cert_file = \"...\" key_file = \"...\" } }",
-            )),
-            (Some(_), None) => {
-                Err(self.fail("tls.defaults.cert_file", "cert_file needs key_file too"))
-            }
-            (None, Some(_)) => {
-                Err(self.fail("tls.defaults.key_file", "key_file needs cert_file too"))
-            }
-        }
     }
 
     fn acl(&self) -> Result<AclConfig, ValidationError> {
@@ -807,19 +780,20 @@ mod tests {
                 https: Some(8501),
                 ..Default::default()
             }),
-            tls: Some(crate::raw::RawTls {
-                defaults: Some(crate::raw::RawTlsFiles {
+            tls: Some(crate::tls::RawTls {
+                defaults: Some(crate::tls::RawTlsFiles {
                     cert_file: Some("/etc/mesh/server.pem".into()),
                     key_file: Some("/etc/mesh/server.key".into()),
-                    ca_file: None,
+                    ..Default::default()
                 }),
+                ..Default::default()
             }),
             ..base()
         };
         let c = RuntimeConfig::build(raw).unwrap();
         assert_eq!(c.https_addr().unwrap().port(), 8501);
         assert_eq!(
-            c.tls.as_ref().unwrap().cert_file.to_str(),
+            c.tls.https.cert_file.as_ref().and_then(|p| p.to_str()),
             Some("/etc/mesh/server.pem")
         );
         assert_eq!(

@@ -9,6 +9,7 @@ mod codec;
 mod network;
 mod node;
 mod service;
+mod tls;
 mod types;
 
 pub use network::Network;
@@ -17,6 +18,7 @@ pub use node::{
     RaftTiming, ReadError, ReadMode, ServerInfo,
 };
 pub use service::RaftService;
+pub use tls::{RpcPeer, RpcTls, PROOF_TIMEOUT};
 pub use types::{MeshNode, Proposal, TypeConfig};
 
 /// openraft's types specialised to mesh.

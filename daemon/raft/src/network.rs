@@ -20,6 +20,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::codec::{decode, encode};
+use crate::tls::RpcTls;
 use crate::{MeshNode, TypeConfig};
 
 /// The largest Raft RPC message either side accepts. A log entry is at most
@@ -34,6 +35,8 @@ pub struct Network {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     /// ACL token for writes forwarded without a caller's own (the agent's).
     token: Arc<Mutex<Option<String>>>,
+    /// TLS for dialing peers, when `tls.internal_rpc` is configured.
+    tls: Arc<Mutex<Option<Arc<dyn RpcTls>>>>,
 }
 
 impl Network {
@@ -46,17 +49,51 @@ impl Network {
         self.token.lock().clone()
     }
 
+    /// Dial peers through `tls` from now on (set once, before any dial).
+    pub fn set_tls(&self, tls: Arc<dyn RpcTls>) {
+        *self.tls.lock() = Some(tls);
+        self.channels.lock().clear();
+    }
+
+    /// Whether peers are dialed through the agent's RPC TLS.
+    pub fn has_tls(&self) -> bool {
+        self.tls.lock().is_some()
+    }
+
+    /// Checks that the server at `addr` holds a server certificate. With
+    /// no RPC TLS configured there is nothing to prove it with: `Ok`.
+    pub async fn prove_server(&self, addr: &str) -> Result<(), String> {
+        let tls = self.tls.lock().clone();
+        match tls {
+            Some(tls) => crate::tls::prove(tls.as_ref(), addr).await,
+            None => Ok(()),
+        }
+    }
+
     /// A client for a peer's Raft service.
     pub fn client(&self, addr: &str) -> Result<RaftClient<Channel>, tonic::transport::Error> {
         let mut channels = self.channels.lock();
         if let Some(ch) = channels.get(addr) {
             return Ok(RaftClient::new(ch.clone()));
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))?
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .connect_lazy();
+            .http2_keep_alive_interval(Duration::from_secs(10));
+        let channel = match self.tls.lock().clone() {
+            None => endpoint.connect_lazy(),
+            Some(tls) => {
+                // Each new connection takes the TLS config in force then.
+                let target = addr.to_string();
+                endpoint.connect_with_connector_lazy(tower::service_fn(
+                    move |_: tonic::codegen::http::Uri| {
+                        let (config, name, target) =
+                            (tls.dial(), tls.server_name(), target.clone());
+                        async move { crate::tls::dial(&target, config, &name).await }
+                    },
+                ))
+            }
+        };
         channels.insert(addr.to_string(), channel.clone());
         Ok(RaftClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)

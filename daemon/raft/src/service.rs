@@ -5,11 +5,14 @@ use mesh_proto::raft::Payload;
 use mesh_types::{decode_command, Outcome};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::Serialize;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 use tonic::{Request, Response, Status};
 
 use crate::codec::{decode, encode};
 use crate::node::{with_caller_token, Forwarded, TOKEN_HEADER};
-use crate::{ProposeError, RaftNode, ReadMode, TypeConfig};
+use crate::{ProposeError, RaftNode, ReadMode, RpcPeer, TypeConfig};
 
 /// Serves Raft messages and forwarded writes and reads for one server.
 pub struct RaftService {
@@ -35,19 +38,52 @@ fn reply<T: Serialize>(value: &T) -> Result<Response<Payload>, Status> {
     }))
 }
 
+/// Raft messages come only from servers: a caller the listener did not
+/// find fit (no server certificate where one is required) is refused
+/// before its message is decoded, so nothing it sent is applied.
+fn from_a_server<T>(req: &Request<T>, what: &str) -> Result<(), Status> {
+    static REFUSALS: Mutex<Option<Instant>> = Mutex::new(None);
+    let peer = req.extensions().get::<RpcPeer>();
+    if peer.is_some_and(|p| p.may_replicate) {
+        return Ok(());
+    }
+    let (remote, identity) = match peer {
+        Some(p) => (p.remote, p.identity.as_str()),
+        None => (None, "a connection the RPC listener did not check"),
+    };
+    let now = Instant::now();
+    let mut last = REFUSALS.lock();
+    // At most one line a second, so a flood cannot fill the log.
+    if last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+        *last = Some(now);
+        tracing::warn!(
+            ?remote,
+            identity,
+            what,
+            "Raft RPC refused: the caller has not proven it is a server"
+        );
+    }
+    Err(Status::permission_denied(format!(
+        "{what} is for servers only; the caller presented {identity}"
+    )))
+}
+
 #[tonic::async_trait]
 impl Raft for RaftService {
     async fn append_entries(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        from_a_server(&req, "AppendEntries")?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&req.into_inner().data)?;
         reply(&self.node.raft().append_entries(rpc).await)
     }
 
     async fn vote(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        from_a_server(&req, "Vote")?;
         let rpc: VoteRequest<u64> = decode(&req.into_inner().data)?;
         reply(&self.node.raft().vote(rpc).await)
     }
 
     async fn install_snapshot(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        from_a_server(&req, "InstallSnapshot")?;
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(&req.into_inner().data)?;
         reply(&self.node.raft().install_snapshot(rpc).await)
     }
@@ -85,6 +121,7 @@ impl Raft for RaftService {
     }
 
     async fn read_index(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        from_a_server(&req, "ReadIndex")?;
         let mode: ReadMode = decode(&req.into_inner().data)?;
         reply(&self.node.read_index_local(mode).await)
     }
