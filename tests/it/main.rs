@@ -22,6 +22,7 @@ mod grpc_xds;
 mod hostile;
 mod https;
 mod intentions;
+mod keyring;
 mod linearizable;
 mod partition;
 mod proxy;

@@ -213,12 +213,23 @@ impl Config {
         let gossip_bind = config
             .serf_lan_addr()
             .context("the LAN gossip port must not be disabled")?;
-        let keyring = config
-            .encrypt
-            .as_deref()
-            .map(Keyring::from_base64)
-            .transpose()
-            .context("invalid -encrypt key")?;
+        // Keys changed with `mesh keyring` persist in the data dir and win
+        // over `encrypt`, as Consul's keyring file does.
+        let keyring_file = data_dir.as_ref().map(|d| d.join("keyring"));
+        let keyring = match &keyring_file {
+            Some(file) if file.exists() => {
+                if config.encrypt.is_some() {
+                    tracing::info!(file = %file.display(), "using the stored gossip keyring; encrypt applies only to a new data dir");
+                }
+                Some(mesh_gossip::load_keyring_file(file)?)
+            }
+            _ => config
+                .encrypt
+                .as_deref()
+                .map(Keyring::from_base64)
+                .transpose()
+                .context("invalid -encrypt key")?,
+        };
         let gossip = Gossip::start(GossipConfig {
             name: config.node_name.clone(),
             bind: gossip_bind,
@@ -231,6 +242,9 @@ impl Config {
             role: if config.server { Role::Server } else { Role::Client },
             tags: gossip_tags,
             keyring,
+            verify_incoming: config.encrypt_verify_incoming,
+            verify_outgoing: config.encrypt_verify_outgoing,
+            keyring_file,
             timing: Timing::lan(),
         })
         .await
@@ -322,6 +336,7 @@ impl Config {
             live,
             networks,
             tls: tls_surfaces,
+            gossip: gossip.clone(),
             shutdown: shutdown.subscribe(),
         });
         let server = match (raft.clone(), rpc) {

@@ -41,6 +41,13 @@ pub(crate) fn routes(agent: Arc<Node>) -> Router<Api> {
             get(crate::proxy_snapshot::handler),
         )
         .route("/v1/agent/connect/proxy/{id}/xds", get(xds_status))
+        .route(
+            "/v1/operator/keyring",
+            get(crate::keyring::keyring)
+                .post(crate::keyring::keyring)
+                .put(crate::keyring::keyring)
+                .delete(crate::keyring::keyring),
+        )
         .layer(Extension(agent))
 }
 

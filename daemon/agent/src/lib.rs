@@ -17,6 +17,7 @@ mod endpoints;
 mod handle;
 mod http_server;
 mod identity;
+mod keyring;
 mod local;
 mod managed;
 mod node;

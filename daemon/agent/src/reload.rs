@@ -123,7 +123,6 @@ fn needs_restart(old: &RuntimeConfig, new: &RuntimeConfig) -> Vec<String> {
         format!("{:?}", old.ports),
         format!("{:?}", new.ports),
     );
-    cmp("encrypt", mask(&old.encrypt), mask(&new.encrypt));
     cmp(
         "performance.raft_multiplier",
         old.raft_multiplier.to_string(),
@@ -150,13 +149,6 @@ fn needs_restart(old: &RuntimeConfig, new: &RuntimeConfig) -> Vec<String> {
     out
 }
 
-fn mask(key: &Option<String>) -> String {
-    match key {
-        Some(_) => "set".into(),
-        None => "unset".into(),
-    }
-}
-
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -181,6 +173,7 @@ pub(crate) struct Reloads {
     /// Where the agent's own token goes when it changes.
     networks: Vec<mesh_raft::Network>,
     tls: Vec<Arc<mesh_tls::SurfaceTls>>,
+    gossip: mesh_gossip::Gossip,
     shutdown: watch::Receiver<Stop>,
 }
 
@@ -194,6 +187,8 @@ pub(crate) struct ReloadInputs {
     pub networks: Vec<mesh_raft::Network>,
     /// The agent's own TLS (RPC, HTTPS): certificates re-read on reload.
     pub tls: Vec<Arc<mesh_tls::SurfaceTls>>,
+    /// Gossip: encryption turned on and the verify flags changed live.
+    pub gossip: mesh_gossip::Gossip,
     pub shutdown: watch::Receiver<Stop>,
 }
 
@@ -213,6 +208,7 @@ impl Reloads {
             dns_settings: watch::Sender::new(dns),
             networks: inputs.networks,
             tls: inputs.tls,
+            gossip: inputs.gossip,
             shutdown: inputs.shutdown,
         };
         (reloads, rx)
@@ -264,6 +260,7 @@ impl Reloads {
             self.apply_live_settings(&source, loaded.config.live());
             status.changes = plan.changes;
             self.reload_certificates()?;
+            self.apply_gossip_encryption(&loaded.config)?;
             Ok(())
         }
         .await;
@@ -294,6 +291,30 @@ impl Reloads {
             true => Ok(()),
             false => Err(ReloadError::Invalid(errors)),
         }
+    }
+
+    /// `encrypt` turns gossip encryption on where it was off (keys already
+    /// in use change through `mesh keyring`); the verify flags apply as set.
+    fn apply_gossip_encryption(&self, new: &RuntimeConfig) -> Result<(), ReloadError> {
+        let fail =
+            |e: mesh_gossip::GossipError| ReloadError::Invalid(vec![format!("encrypt: {e}")]);
+        if let Some(key) = &new.encrypt {
+            let ring = mesh_gossip::Keyring::from_base64(key).map_err(fail)?;
+            let had = self.gossip.encryption().map_err(fail)?;
+            if !self.gossip.enable_encryption(ring).map_err(fail)? {
+                let raw = mesh_gossip::decode_base64(key).map_err(fail)?;
+                if had
+                    .keyring
+                    .as_ref()
+                    .is_some_and(|r| !r.keys().any(|k| k == raw))
+                {
+                    tracing::warn!("encrypt names a key this agent does not have; rotate keys with `mesh keyring -install/-use`");
+                }
+            }
+        }
+        self.gossip
+            .set_verify(new.encrypt_verify_incoming, new.encrypt_verify_outgoing)
+            .map_err(fail)
     }
 
     /// Log level, DNS settings, ACL settings (the intention default, the

@@ -120,6 +120,7 @@ pub(crate) fn needs(api: &Api, method: &Method, path: &str, q: &HashMap<String, 
             Needs::default()
         }
         ["acl", ..] => Needs::one(G(Global::Acl, access)),
+        ["operator", "keyring"] => Needs::one(G(Global::Keyring, access)),
         ["operator", ..] => Needs::one(G(Global::Operator, access)),
         ["snapshot"] => Needs::one(Check::Management),
         ["kv", key @ ..] => {

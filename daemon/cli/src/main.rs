@@ -9,6 +9,7 @@ mod config_cmd;
 mod connect;
 mod connect_envoy;
 mod intention;
+mod keyring;
 mod kv;
 mod lock;
 mod members;
@@ -62,6 +63,8 @@ enum Command {
     Leave(output::HttpArgs),
     /// Generate a gossip encryption key
     Keygen,
+    /// Install, use, remove and list gossip encryption keys on every member
+    Keyring(keyring::KeyringArgs),
     /// Create the agents' TLS CA and certificates
     Tls(tls::TlsArgs),
     /// Check agent config files without starting an agent
@@ -113,6 +116,7 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Reload(http) => catalog::reload(&http).await,
         Command::Leave(http) => misc::leave(&http).await,
         Command::Keygen => misc::keygen(),
+        Command::Keyring(args) => keyring::run(&args).await,
         Command::Tls(args) => tls::run(&args),
         Command::Validate(args) => Ok(validate::run(&args)),
         Command::Version => misc::version(),

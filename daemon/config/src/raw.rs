@@ -40,6 +40,10 @@ pub struct RawConfig {
     pub data_dir: Option<String>,
     /// Gossip key, base64 of 16/24/32 bytes.
     pub encrypt: Option<String>,
+    /// Refuse plaintext gossip (default true); false stages a switch to encryption.
+    pub encrypt_verify_incoming: Option<bool>,
+    /// Encrypt gossip sent (default true).
+    pub encrypt_verify_outgoing: Option<bool>,
     /// Agents to join at start.
     pub retry_join: Option<Vec<String>>,
     /// Go-style duration (`"30s"`).

@@ -48,6 +48,10 @@ pub struct RuntimeConfig {
     pub retry_interval: Duration,
     /// Gossip encryption key (base64, 16/24/32 bytes decoded).
     pub encrypt: Option<String>,
+    /// `encrypt_verify_incoming`: refuse plaintext gossip.
+    pub encrypt_verify_incoming: bool,
+    /// `encrypt_verify_outgoing`: encrypt gossip sent.
+    pub encrypt_verify_outgoing: bool,
     /// Log filter (`trace|debug|info|warn|error`).
     pub log_level: String,
     /// Raft timing multiplier (1 = production timing).

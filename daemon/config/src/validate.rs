@@ -272,6 +272,8 @@ impl RuntimeConfig {
             retry_join: raw.retry_join.clone().unwrap_or_default(),
             retry_interval,
             encrypt: raw.encrypt.as_ref().map(|k| k.trim().to_string()),
+            encrypt_verify_incoming: raw.encrypt_verify_incoming.unwrap_or(true),
+            encrypt_verify_outgoing: raw.encrypt_verify_outgoing.unwrap_or(true),
             log_level,
             raft_multiplier,
             config_files: raw.config_files.clone(),

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::{NonZeroU8, NonZeroUsize};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::{GossipError, Keyring, Role};
@@ -24,6 +25,12 @@ pub struct GossipConfig {
     pub tags: BTreeMap<String, String>,
     /// When set, every packet and push/pull frame is AES-GCM encrypted.
     pub keyring: Option<Keyring>,
+    /// Refuse plaintext from others (`encrypt_verify_incoming`).
+    pub verify_incoming: bool,
+    /// Encrypt what we send (`encrypt_verify_outgoing`).
+    pub verify_outgoing: bool,
+    /// Where key changes persist (the data dir's `keyring`).
+    pub keyring_file: Option<PathBuf>,
     /// Protocol timing.
     pub timing: Timing,
 }
@@ -39,6 +46,9 @@ impl GossipConfig {
             role: Role::Client,
             tags: BTreeMap::new(),
             keyring: None,
+            verify_incoming: true,
+            verify_outgoing: true,
+            keyring_file: None,
             timing: Timing::lan(),
         }
     }

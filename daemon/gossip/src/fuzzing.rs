@@ -22,7 +22,7 @@ fn key() -> Keyring {
 pub fn datagram(data: &[u8]) {
     let ring = key();
     for keyring in [None, Some(&ring)] {
-        if let Ok(plain) = wire::open(keyring, data) {
+        if let Ok(plain) = wire::open(keyring, false, data) {
             deliver(&plain);
         }
     }

@@ -5,14 +5,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::encryption::WarnLimit;
 use crate::identity::{NodeId, MAX_IDENTITY_LEN};
 use crate::node::{self, Command, Node, Shared};
 use crate::{
-    GossipConfig, GossipError, JoinFailure, Member, MemberStatus, NetTransport, Transport,
+    Encryption, GossipConfig, GossipError, JoinFailure, KeyAnswer, KeyOp, Keyring, Member,
+    MemberStatus, NetTransport, NodeAnswer, Transport,
 };
 
 /// A running gossip node; clones share it. Dropping every clone stops it.
@@ -28,6 +30,8 @@ struct Inner {
     shared: Mutex<Option<Arc<Shared>>>,
     gossip_interval: Duration,
     local_addr: SocketAddr,
+    /// The address others reach us at.
+    advertised: SocketAddr,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -80,10 +84,24 @@ impl Gossip {
             )));
         }
 
+        if let (Some(path), Some(ring)) = (&config.keyring_file, &config.keyring) {
+            // Key changes persist from the first: write the starting keys.
+            if !path.exists() {
+                crate::encryption::save_keyring_file(path, ring).map_err(|e| {
+                    GossipError::Config(format!("writing the keyring {}: {e}", path.display()))
+                })?;
+            }
+        }
         let shared = Arc::new(Shared {
             transport,
-            keyring: config.keyring,
+            encryption: RwLock::new(Arc::new(Encryption {
+                keyring: config.keyring,
+                verify_incoming: config.verify_incoming,
+                verify_outgoing: config.verify_outgoing,
+            })),
+            keyring_file: config.keyring_file,
             timing: config.timing,
+            key_warnings: WarnLimit::new(),
         });
         let me = Member {
             name: id.name.clone(),
@@ -97,7 +115,7 @@ impl Gossip {
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let node = Node::new(id, shared.clone(), members_tx, commands.downgrade());
         let task = tokio::spawn(node.run(commands_rx));
-        tracing::info!(%local_addr, advertise = %addr, encrypted = shared.keyring.is_some(), "gossip started");
+        tracing::info!(%local_addr, advertise = %addr, encrypted = shared.encryption().keyring.is_some(), "gossip started");
         Ok(Gossip {
             inner: Arc::new(Inner {
                 commands,
@@ -105,6 +123,7 @@ impl Gossip {
                 gossip_interval: shared.timing.gossip_interval,
                 shared: Mutex::new(Some(shared)),
                 local_addr,
+                advertised: addr,
                 task: Mutex::new(Some(task)),
             }),
         })
@@ -188,6 +207,90 @@ impl Gossip {
         }
     }
 
+    /// The gossip encryption in force.
+    pub fn encryption(&self) -> Result<Arc<Encryption>, GossipError> {
+        Ok(self.shared()?.encryption())
+    }
+
+    /// Changes the staged-switch flags in place.
+    pub fn set_verify(&self, incoming: bool, outgoing: bool) -> Result<(), GossipError> {
+        let shared = self.shared()?;
+        let mut current = shared.encryption.write();
+        if (current.verify_incoming, current.verify_outgoing) != (incoming, outgoing) {
+            tracing::info!(incoming, outgoing, "gossip encryption verify flags changed");
+            *current = Arc::new(Encryption {
+                verify_incoming: incoming,
+                verify_outgoing: outgoing,
+                ..(**current).clone()
+            });
+        }
+        Ok(())
+    }
+
+    /// Turns encryption on with `keyring` where it was off (a key given by
+    /// a config reload); persisted like any key change. A node that already
+    /// has keys keeps them: those change through [`Gossip::key_op`].
+    pub fn enable_encryption(&self, keyring: Keyring) -> Result<bool, GossipError> {
+        let shared = self.shared()?;
+        let mut current = shared.encryption.write();
+        if current.keyring.is_some() {
+            return Ok(false);
+        }
+        if let Some(path) = &shared.keyring_file {
+            crate::encryption::save_keyring_file(path, &keyring).map_err(|e| {
+                GossipError::Config(format!("writing the keyring {}: {e}", path.display()))
+            })?;
+        }
+        tracing::info!("gossip encryption enabled");
+        *current = Arc::new(Encryption {
+            keyring: Some(keyring),
+            ..(**current).clone()
+        });
+        Ok(true)
+    }
+
+    /// Applies `op` on every live member (this one included) and returns
+    /// each member's answer; one that cannot be reached answers with why.
+    pub async fn key_op(&self, op: KeyOp) -> Result<Vec<NodeAnswer>, GossipError> {
+        let shared = self.shared()?;
+        let me = self.inner.local_addr;
+        let own = shared.apply_key_op(&op);
+        let mut answers = Vec::new();
+        let mut asks = JoinSet::new();
+        for member in self.members() {
+            if !matches!(member.status, MemberStatus::Alive | MemberStatus::Suspect) {
+                continue;
+            }
+            if member.addr == me || member.addr == self.advertised() {
+                answers.push(NodeAnswer {
+                    node: member.name,
+                    answer: own.clone(),
+                });
+                continue;
+            }
+            let (shared, op) = (shared.clone(), op.clone());
+            asks.spawn(async move {
+                let answer = node::key_op(&shared, member.addr, &op)
+                    .await
+                    .unwrap_or_else(|why| KeyAnswer {
+                        error: Some(why),
+                        ..Default::default()
+                    });
+                NodeAnswer {
+                    node: member.name,
+                    answer,
+                }
+            });
+        }
+        while let Some(done) = asks.join_next().await {
+            if let Ok(answer) = done {
+                answers.push(answer);
+            }
+        }
+        answers.sort_by(|a, b| a.node.cmp(&b.node));
+        Ok(answers)
+    }
+
     /// Stops every task and closes the sockets without leaving (others will see us fail).
     pub async fn shutdown(&self) {
         let Some(shared) = self.inner.shared.lock().take() else {
@@ -200,6 +303,10 @@ impl Gossip {
         if let Some(task) = task {
             let _ = task.await;
         }
+    }
+
+    fn advertised(&self) -> SocketAddr {
+        self.inner.advertised
     }
 
     fn shared(&self) -> Result<Arc<Shared>, GossipError> {

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod encryption;
 mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
@@ -26,6 +27,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 pub use config::{GossipConfig, Timing};
+pub use encryption::{load_keyring_file, Encryption, KeyAnswer, KeyOp, NodeAnswer};
 pub use error::{GossipError, JoinFailure};
 pub use handle::Gossip;
 pub use keyring::{decode_base64, generate_key, DecryptError, Keyring};

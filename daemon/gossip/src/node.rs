@@ -3,20 +3,22 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use foca::{AccumulatingRuntime, Foca, OwnedNotification, PostcardCodec, Timer};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use rand::Rng as _;
 use rand_foca::rngs::SmallRng;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Duration, Instant, MissedTickBehavior};
 
+use crate::encryption::{self, Encryption, KeyAnswer, KeyOp, WarnLimit};
 use crate::identity::{LeaveHandler, LeaveNotice, LeftSet, NodeId, MAX_IDENTITY_LEN};
 use crate::transport::Transport;
 use crate::wire::{self, OpenError, PushPull, DECRYPT_FAILED};
-use crate::{Keyring, Member, MemberStatus, Timing};
+use crate::{Member, MemberStatus, Timing};
 
 type Swim = Foca<NodeId, PostcardCodec, SmallRng, LeaveHandler>;
 
@@ -35,12 +37,54 @@ pub(crate) enum Command {
     Shutdown,
 }
 
-/// Static settings shared by the node and the handle.
+/// Settings shared by the node, its helper tasks and the handle.
 pub(crate) struct Shared {
     pub transport: Arc<dyn Transport>,
-    pub keyring: Option<Keyring>,
+    /// Swapped whole when keys or the verify flags change.
+    pub encryption: RwLock<Arc<Encryption>>,
+    pub keyring_file: Option<PathBuf>,
     pub timing: Timing,
+    /// Key-mismatch warnings, rate-limited.
+    pub key_warnings: WarnLimit,
 }
+
+impl Shared {
+    /// The encryption in force now.
+    pub fn encryption(&self) -> Arc<Encryption> {
+        self.encryption.read().clone()
+    }
+
+    /// Applies a keyring change here and persists it before it takes effect.
+    pub fn apply_key_op(&self, op: &KeyOp) -> KeyAnswer {
+        let mut current = self.encryption.write();
+        let (next, mut answer) = encryption::apply(current.keyring.as_ref(), op);
+        if let Some(next) = next {
+            if let Some(path) = &self.keyring_file {
+                if let Err(e) = encryption::save_keyring_file(path, &next) {
+                    answer.error = Some(format!("saving the keyring to {}: {e}", path.display()));
+                    return answer;
+                }
+            }
+            tracing::info!(?op, "gossip keyring changed");
+            *current = Arc::new(Encryption {
+                keyring: Some(next),
+                ..(**current).clone()
+            });
+        }
+        answer
+    }
+
+    /// Logs a key mismatch from `from`, at most once per ten seconds.
+    pub fn warn_key_mismatch(&self, from: SocketAddr, what: &str) {
+        if let Some(held) = self.key_warnings.due() {
+            tracing::warn!(%from, held_back = held, "{what}");
+        }
+    }
+}
+
+/// The first byte of what an initiator sends on a TCP stream.
+pub(crate) const STREAM_PUSH_PULL: u8 = 0;
+pub(crate) const STREAM_KEYRING: u8 = 1;
 
 pub(crate) struct Node {
     foca: Swim,
@@ -169,16 +213,17 @@ impl Node {
         if self.left {
             return;
         }
-        let plain = match wire::open(self.shared.keyring.as_ref(), data) {
+        let enc = self.shared.encryption();
+        let plain = match wire::open(enc.keyring.as_ref(), enc.accepts_plaintext(), data) {
             Ok(plain) => plain,
             Err(OpenError::Decrypt | OpenError::Plaintext) => {
-                tracing::warn!(%from, "{DECRYPT_FAILED}");
+                self.shared.warn_key_mismatch(from, DECRYPT_FAILED);
                 return;
             }
             Err(OpenError::Sealed) => {
-                tracing::warn!(
-                    %from,
-                    "gossip packet is encrypted but this node has no -encrypt key; dropped"
+                self.shared.warn_key_mismatch(
+                    from,
+                    "gossip packet is encrypted but this node has no -encrypt key; dropped",
                 );
                 return;
             }
@@ -370,7 +415,8 @@ impl Node {
 
     /// Sends, schedules and reacts to whatever foca asked for.
     fn drain(&mut self) {
-        let keyring = self.shared.keyring.as_ref();
+        let enc = self.shared.encryption();
+        let keyring = enc.sealing();
         while let Some((to, packet)) = self.rt.to_send() {
             self.shared
                 .transport
@@ -594,7 +640,26 @@ async fn accept_streams(shared: Arc<Shared>, commands: mpsc::WeakUnboundedSender
 /// Incoming push/pulls served at once.
 const MAX_PUSH_PULLS: usize = 32;
 
-/// Answers one incoming push/pull: read their state, send ours, merge theirs.
+/// Why a message could not be opened, as told to the other end.
+fn refusal(me: SocketAddr, e: &OpenError) -> String {
+    match e {
+        OpenError::Decrypt => format!(
+            "encryption key mismatch: {me} could not decrypt the push/pull with any installed -encrypt key"
+        ),
+        OpenError::Plaintext => format!(
+            "encryption key mismatch: {me} requires gossip encryption but the sender has no -encrypt key"
+        ),
+        OpenError::Sealed => format!(
+            "encryption key mismatch: {me} has no -encrypt key but the sender encrypts gossip"
+        ),
+        OpenError::Remote(_) | OpenError::Malformed => {
+            format!("{me} did not understand the push/pull")
+        }
+    }
+}
+
+/// Answers one incoming stream: a push/pull (read their state, send ours,
+/// merge theirs) or a keyring change.
 async fn serve_push_pull(
     shared: Arc<Shared>,
     commands: mpsc::WeakUnboundedSender<Command>,
@@ -603,31 +668,49 @@ async fn serve_push_pull(
 ) {
     let me = shared.transport.local_addr();
     let exchange = async {
-        let theirs = match wire::receive(&mut conn, shared.keyring.as_ref()).await? {
-            Ok(plain) => match PushPull::decode(&plain) {
-                Ok(state) => state,
-                Err(e) => {
-                    let reason = format!("{me} could not decode the push/pull: {e}");
-                    wire::write_frame(&mut conn, &wire::error_frame(&reason)).await?;
-                    return Ok(());
-                }
-            },
+        let enc = shared.encryption();
+        let opened =
+            wire::receive_any(&mut conn, enc.keyring.as_ref(), enc.accepts_plaintext()).await?;
+        let (plain, sealed) = match opened {
+            Ok(opened) => opened,
             Err(e) => {
-                let reason = match e {
-                    OpenError::Decrypt => format!(
-                        "encryption key mismatch: {me} could not decrypt the push/pull with any installed -encrypt key"
-                    ),
-                    OpenError::Plaintext => format!(
-                        "encryption key mismatch: {me} requires gossip encryption but the sender has no -encrypt key"
-                    ),
-                    OpenError::Sealed => format!(
-                        "encryption key mismatch: {me} has no -encrypt key but the sender encrypts gossip"
-                    ),
-                    OpenError::Remote(_) | OpenError::Malformed => {
-                        format!("{me} did not understand the push/pull")
-                    }
-                };
-                tracing::warn!(from = %peer, %reason, "{DECRYPT_FAILED}");
+                let reason = refusal(me, &e);
+                shared.warn_key_mismatch(peer, &format!("{DECRYPT_FAILED}: {reason}"));
+                wire::write_frame(&mut conn, &wire::error_frame(&reason)).await?;
+                return Ok(());
+            }
+        };
+        let (kind, body) = plain.split_first().unwrap_or((&u8::MAX, &[]));
+        if *kind == STREAM_KEYRING {
+            let answer = match postcard::from_bytes::<KeyOp>(body) {
+                // Only a holder of an installed key may change the keys.
+                Ok(_) if !sealed => KeyAnswer {
+                    error: Some(format!(
+                        "{me} refuses keyring changes that are not encrypted with an installed key"
+                    )),
+                    ..Default::default()
+                },
+                Ok(op) => shared.apply_key_op(&op),
+                Err(e) => KeyAnswer {
+                    error: Some(format!("{me} could not decode the keyring request: {e}")),
+                    ..Default::default()
+                },
+            };
+            let reply = postcard::to_allocvec(&answer).expect("encoding to a Vec cannot fail");
+            // Sealed with the keys as they are now (a `use` has taken effect).
+            let enc = shared.encryption();
+            wire::send(&mut conn, enc.sealing(), &reply).await?;
+            return Ok(());
+        }
+        let theirs = match (kind, PushPull::decode(body)) {
+            (&STREAM_PUSH_PULL, Ok(state)) => state,
+            (_, Err(e)) => {
+                let reason = format!("{me} could not decode the push/pull: {e}");
+                wire::write_frame(&mut conn, &wire::error_frame(&reason)).await?;
+                return Ok(());
+            }
+            (other, Ok(_)) => {
+                let reason = format!("{me} does not know stream kind {other}");
                 wire::write_frame(&mut conn, &wire::error_frame(&reason)).await?;
                 return Ok(());
             }
@@ -644,7 +727,7 @@ async fn serve_push_pull(
         let _ = tx.send(Command::LocalState(reply));
         match local.await.ok().flatten() {
             Some(local) => {
-                wire::send(&mut conn, shared.keyring.as_ref(), &local).await?;
+                wire::send(&mut conn, enc.sealing(), &local).await?;
             }
             None => {
                 let reason = format!("{me} has left the gossip pool");
@@ -660,35 +743,60 @@ async fn serve_push_pull(
     }
 }
 
-/// One push/pull as the initiator: send our state, return theirs.
-pub(crate) async fn push_pull(
+/// One request over TCP as the initiator: `kind` and `body` out, the
+/// reply's plaintext back.
+async fn exchange(
     shared: &Shared,
     to: SocketAddr,
-    local: &[u8],
-) -> Result<PushPull, String> {
-    let keyring = shared.keyring.as_ref();
+    kind: u8,
+    body: &[u8],
+) -> Result<Vec<u8>, String> {
+    let enc = shared.encryption();
+    let mut message = Vec::with_capacity(1 + body.len());
+    message.push(kind);
+    message.extend_from_slice(body);
     let exchange = async {
         let mut conn = shared
             .transport
             .connect(to)
             .await
             .map_err(|e| format!("unreachable ({e})"))?;
-        wire::send(&mut conn, keyring, local)
+        wire::send(&mut conn, enc.sealing(), &message)
             .await
-            .map_err(|e| format!("sending state failed ({e})"))?;
-        let reply = wire::receive(&mut conn, keyring)
+            .map_err(|e| format!("sending failed ({e})"))?;
+        let reply = wire::receive_any(&mut conn, enc.keyring.as_ref(), enc.accepts_plaintext())
             .await
             .map_err(|e| format!("no reply ({e}); is this a mesh gossip port?"))?;
-        let plain = reply.map_err(|e| match e {
+        reply.map(|(plain, _)| plain).map_err(|e| match e {
             OpenError::Decrypt => "encryption key mismatch: could not decrypt the reply with any installed -encrypt key".to_owned(),
             OpenError::Plaintext => "encryption key mismatch: the remote node does not encrypt gossip but this node has an -encrypt key".to_owned(),
             OpenError::Sealed => "encryption key mismatch: the remote node encrypts gossip but this node has no -encrypt key".to_owned(),
             OpenError::Remote(reason) => reason,
             OpenError::Malformed => "the reply is not mesh gossip".to_owned(),
-        })?;
-        PushPull::decode(&plain).map_err(|e| format!("malformed reply ({e})"))
+        })
     };
     tokio::time::timeout(shared.timing.tcp_timeout, exchange)
         .await
         .unwrap_or_else(|_| Err(format!("timed out after {:?}", shared.timing.tcp_timeout)))
+}
+
+/// One push/pull as the initiator: send our state, return theirs.
+pub(crate) async fn push_pull(
+    shared: &Shared,
+    to: SocketAddr,
+    local: &[u8],
+) -> Result<PushPull, String> {
+    let plain = exchange(shared, to, STREAM_PUSH_PULL, local).await?;
+    PushPull::decode(&plain).map_err(|e| format!("malformed reply ({e})"))
+}
+
+/// Asks the member at `to` to apply a keyring change (or list its keys).
+pub(crate) async fn key_op(
+    shared: &Shared,
+    to: SocketAddr,
+    op: &KeyOp,
+) -> Result<KeyAnswer, String> {
+    let body = postcard::to_allocvec(op).expect("encoding to a Vec cannot fail");
+    let plain = exchange(shared, to, STREAM_KEYRING, &body).await?;
+    postcard::from_bytes(&plain).map_err(|e| format!("malformed keyring reply ({e})"))
 }

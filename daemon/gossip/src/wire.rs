@@ -53,12 +53,19 @@ pub(crate) fn seal(keyring: Option<&Keyring>, plain: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Unwraps the envelope, decrypting if a keyring is set.
-pub(crate) fn open(keyring: Option<&Keyring>, data: &[u8]) -> Result<Vec<u8>, OpenError> {
+/// Unwraps the envelope, decrypting if a keyring is set. Plaintext is
+/// refused when a keyring is set, unless `accept_plain` (the staged
+/// switch to encryption, `encrypt_verify_incoming = false`).
+pub(crate) fn open(
+    keyring: Option<&Keyring>,
+    accept_plain: bool,
+    data: &[u8],
+) -> Result<Vec<u8>, OpenError> {
     let (&kind, body) = data.split_first().ok_or(OpenError::Malformed)?;
     match (kind, keyring) {
         (KIND_SEALED, Some(ring)) => ring.decrypt(body).map_err(|_| OpenError::Decrypt),
         (KIND_SEALED, None) => Err(OpenError::Sealed),
+        (KIND_PLAIN, Some(_)) if accept_plain => Ok(body.to_vec()),
         (KIND_PLAIN, Some(_)) => Err(OpenError::Plaintext),
         (KIND_PLAIN, None) => Ok(body.to_vec()),
         (KIND_ERROR, _) => Err(OpenError::Remote(
@@ -162,13 +169,24 @@ pub(crate) async fn send<S: AsyncWrite + Unpin>(
 /// Receives one message sent by [`send`] (or an error frame). The outer
 /// error is the connection's; the inner one says why the message cannot
 /// be opened.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) async fn receive<S: AsyncRead + Unpin>(
     s: &mut S,
     keyring: Option<&Keyring>,
 ) -> std::io::Result<Result<Vec<u8>, OpenError>> {
+    Ok(receive_any(s, keyring, false).await?.map(|(body, _)| body))
+}
+
+/// [`receive`], letting plaintext in when `accept_plain`; says whether
+/// the message was sealed.
+pub(crate) async fn receive_any<S: AsyncRead + Unpin>(
+    s: &mut S,
+    keyring: Option<&Keyring>,
+    accept_plain: bool,
+) -> std::io::Result<Result<(Vec<u8>, bool), OpenError>> {
     let Some(ring) = keyring else {
         let frame = read_bounded(s, MAX_FRAME).await?;
-        return Ok(open(None, &frame));
+        return Ok(open(None, false, &frame).map(|b| (b, false)));
     };
     // Only the first byte of an over-long head is read: enough to tell a
     // plaintext sender from garbage, and nothing is held for it.
@@ -178,14 +196,29 @@ pub(crate) async fn receive<S: AsyncRead + Unpin>(
     if len > MAX_HEAD {
         let mut kind = [0u8; 1];
         s.read_exact(&mut kind).await?;
-        return Ok(Err(match kind[0] {
-            KIND_PLAIN => OpenError::Plaintext,
-            _ => OpenError::Malformed,
-        }));
+        return Ok(match kind[0] {
+            KIND_PLAIN if accept_plain && len <= MAX_FRAME => {
+                let mut body = Vec::with_capacity((len - 1).min(64 << 10));
+                let got = s.take(len as u64 - 1).read_to_end(&mut body).await?;
+                if got < len - 1 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("push/pull frame ended after {got} of {len} bytes"),
+                    ));
+                }
+                Ok((body, false))
+            }
+            KIND_PLAIN => Err(OpenError::Plaintext),
+            _ => Err(OpenError::Malformed),
+        });
     }
     let mut head = vec![0u8; len];
     s.read_exact(&mut head).await?;
-    let body_len = match open(Some(ring), &head) {
+    // A short plaintext message fits in one frame of its own.
+    if head.first() == Some(&KIND_PLAIN) || head.first() == Some(&KIND_ERROR) {
+        return Ok(open(Some(ring), accept_plain, &head).map(|b| (b, false)));
+    }
+    let body_len = match open(Some(ring), false, &head) {
         Ok(bytes) => match <[u8; 4]>::try_from(bytes.as_slice()) {
             Ok(b) => u32::from_be_bytes(b) as usize,
             Err(_) => return Ok(Err(OpenError::Malformed)),
@@ -205,7 +238,7 @@ pub(crate) async fn receive<S: AsyncRead + Unpin>(
             format!("push/pull frame ended after {got} of {body_len} bytes"),
         ));
     }
-    Ok(open(Some(ring), &body))
+    Ok(open(Some(ring), false, &body).map(|b| (b, true)))
 }
 
 #[cfg(test)]
@@ -216,23 +249,34 @@ mod tests {
     fn envelope_round_trips_and_reports_key_problems() {
         let a = Keyring::new(vec![1; 32]).unwrap();
         let b = Keyring::new(vec![2; 32]).unwrap();
-        assert_eq!(open(None, &seal(None, b"hi")).unwrap(), b"hi");
-        assert_eq!(open(Some(&a), &seal(Some(&a), b"hi")).unwrap(), b"hi");
+        assert_eq!(open(None, false, &seal(None, b"hi")).unwrap(), b"hi");
         assert_eq!(
-            open(Some(&b), &seal(Some(&a), b"hi")),
+            open(Some(&a), false, &seal(Some(&a), b"hi")).unwrap(),
+            b"hi"
+        );
+        assert_eq!(
+            open(Some(&b), false, &seal(Some(&a), b"hi")),
             Err(OpenError::Decrypt)
         );
         assert_eq!(
-            open(Some(&a), &seal(None, b"hi")),
+            open(Some(&a), false, &seal(None, b"hi")),
             Err(OpenError::Plaintext)
         );
-        assert_eq!(open(None, &seal(Some(&a), b"hi")), Err(OpenError::Sealed));
         assert_eq!(
-            open(Some(&a), &error_frame("nope")),
+            open(Some(&a), true, &seal(None, b"hi")).unwrap(),
+            b"hi",
+            "the staged switch lets plaintext in"
+        );
+        assert_eq!(
+            open(None, false, &seal(Some(&a), b"hi")),
+            Err(OpenError::Sealed)
+        );
+        assert_eq!(
+            open(Some(&a), false, &error_frame("nope")),
             Err(OpenError::Remote("nope".into()))
         );
-        assert_eq!(open(None, b""), Err(OpenError::Malformed));
-        assert_eq!(open(None, b"\x09x"), Err(OpenError::Malformed));
+        assert_eq!(open(None, false, b""), Err(OpenError::Malformed));
+        assert_eq!(open(None, false, b"\x09x"), Err(OpenError::Malformed));
     }
 
     #[tokio::test]
@@ -263,6 +307,13 @@ mod tests {
             receive(&mut rx, Some(&a)).await.unwrap(),
             Err(OpenError::Plaintext)
         );
+        // Unless the staged switch lets plaintext in, large or small.
+        for size in [5000, 10] {
+            let (mut tx, mut rx) = tokio::io::duplex(1 << 20);
+            send(&mut tx, None, &vec![1u8; size]).await.unwrap();
+            let (body, sealed) = receive_any(&mut rx, Some(&a), true).await.unwrap().unwrap();
+            assert_eq!((body.len(), sealed), (size, false));
+        }
         // And a sealed sender to a node without a key.
         let (mut tx, mut rx) = tokio::io::duplex(1 << 20);
         send(&mut tx, Some(&a), b"x").await.unwrap();

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use mesh_gossip::{generate_key, Gossip, GossipError, Keyring, MemberStatus};
+use mesh_gossip::{generate_key, Gossip, GossipError, KeyOp, Keyring, MemberStatus};
 
 use crate::support::*;
 
@@ -102,4 +102,162 @@ async fn unspecified_bind_needs_advertise() {
     assert_eq!(me.addr.ip().to_string(), "127.0.0.1");
     assert_eq!(me.addr.port(), node.local_addr().port());
     node.shutdown().await;
+}
+
+/// Watches `pool` until stopped; any member ever seen failed or suspect
+/// is reported by name.
+fn watch_for_failures(
+    pool: &[&Gossip],
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Vec<String>>,
+) {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel();
+    let pool: Vec<Gossip> = pool.iter().map(|g| (*g).clone()).collect();
+    let task = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        loop {
+            for node in &pool {
+                for m in node.members() {
+                    if m.status != MemberStatus::Alive && !seen.contains(&m.name) {
+                        seen.push(format!("{} ({:?})", m.name, m.status));
+                    }
+                }
+            }
+            tokio::select! {
+                _ = &mut stopped => return seen,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(10)) => {}
+            }
+        }
+    });
+    (stop, task)
+}
+
+#[tokio::test]
+async fn keys_rotate_across_the_pool_without_anyone_failing() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let k1 = generate_key();
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c"] {
+        let mut cfg = config(name, loopback());
+        cfg.keyring = Some(Keyring::from_base64(&k1).unwrap());
+        cfg.keyring_file = Some(dir.path().join(format!("{name}.keyring")));
+        nodes.push(Gossip::start(cfg).await.unwrap());
+    }
+    let seed = nodes[0].local_addr();
+    for n in &nodes[1..] {
+        n.join(&[seed]).await.unwrap();
+    }
+    let pool: Vec<&Gossip> = nodes.iter().collect();
+    eventually("three members", || async {
+        all_see(&pool, "c", MemberStatus::Alive)
+    })
+    .await;
+    let (stop, watcher) = watch_for_failures(&pool);
+
+    let k2 = generate_key();
+    let keys_everywhere = |answers: &[mesh_gossip::NodeAnswer], want: &[&str]| {
+        assert_eq!(answers.len(), 3, "{answers:?}");
+        for a in answers {
+            assert_eq!(a.answer.error, None, "{}", a.node);
+            assert_eq!(a.answer.keys, want, "{}", a.node);
+        }
+    };
+    let answers = nodes[1].key_op(KeyOp::Install(k2.clone())).await.unwrap();
+    keys_everywhere(&answers, &[&k1, &k2]);
+    let answers = nodes[2].key_op(KeyOp::Use(k2.clone())).await.unwrap();
+    keys_everywhere(&answers, &[&k2, &k1]);
+    // Gossip keeps flowing under the new primary for a few probe rounds.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let answers = nodes[0].key_op(KeyOp::Remove(k1.clone())).await.unwrap();
+    keys_everywhere(&answers, &[&k2]);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let answers = nodes[0].key_op(KeyOp::List).await.unwrap();
+    keys_everywhere(&answers, &[&k2]);
+    stop.send(()).unwrap();
+    let failures = watcher.await.unwrap();
+    assert!(
+        failures.is_empty(),
+        "members failed during the rotation: {failures:?}"
+    );
+
+    // The keys persisted; an agent with the old key alone is now a stranger.
+    let saved = mesh_gossip::load_keyring_file(&dir.path().join("b.keyring")).unwrap();
+    assert_eq!(saved.keys().count(), 1);
+    let stale = udp_node("stale", Some(&k1)).await;
+    assert!(stale.join(&[seed]).await.is_err());
+    for node in nodes.iter().chain([&stale]) {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_plaintext_pool_switches_to_encryption_in_place() {
+    init_tracing();
+    let nodes = [
+        udp_node("a", None).await,
+        udp_node("b", None).await,
+        udp_node("c", None).await,
+    ];
+    let seed = nodes[0].local_addr();
+    for n in &nodes[1..] {
+        n.join(&[seed]).await.unwrap();
+    }
+    let pool: Vec<&Gossip> = nodes.iter().collect();
+    eventually("three members", || async {
+        all_see(&pool, "c", MemberStatus::Alive)
+    })
+    .await;
+    let (stop, watcher) = watch_for_failures(&pool);
+    let key = generate_key();
+    // 1. Every node gets the key but still sends and accepts plaintext.
+    for n in &nodes {
+        n.set_verify(false, false).unwrap();
+        assert!(n
+            .enable_encryption(Keyring::from_base64(&key).unwrap())
+            .unwrap());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Keyring changes need an encrypted channel even now: the others refuse.
+    let extra = generate_key();
+    let answers = nodes[0]
+        .key_op(KeyOp::Install(extra.clone()))
+        .await
+        .unwrap();
+    assert_eq!(answers.len(), 3);
+    for a in &answers[1..] {
+        let error = a.answer.error.clone().unwrap_or_default();
+        assert!(error.contains("not encrypted"), "{}: {error:?}", a.node);
+    }
+    // 2. Every node sends encrypted; all still accept both.
+    for n in &nodes {
+        n.set_verify(false, true).unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let answers = nodes[0]
+        .key_op(KeyOp::Install(extra.clone()))
+        .await
+        .unwrap();
+    assert!(
+        answers.iter().all(|a| a.answer.error.is_none()),
+        "{answers:?}"
+    );
+    // 3. Plaintext is refused.
+    for n in &nodes {
+        n.set_verify(true, true).unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    stop.send(()).unwrap();
+    let failures = watcher.await.unwrap();
+    assert!(
+        failures.is_empty(),
+        "members failed during the switch: {failures:?}"
+    );
+    let outsider = udp_node("outsider", None).await;
+    let err = outsider.join(&[seed]).await.unwrap_err().to_string();
+    assert!(err.contains("key mismatch"), "{err}");
+    for node in nodes.iter().chain([&outsider]) {
+        node.shutdown().await;
+    }
 }
