@@ -5,6 +5,7 @@
 #![allow(clippy::bool_assert_comparison)]
 
 mod acl;
+mod autopilot;
 mod bad_input;
 mod ca;
 mod catalog;

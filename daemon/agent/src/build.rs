@@ -349,6 +349,13 @@ impl Config {
             _ => None,
         };
         let live = reloads.live();
+        let autopilot = server.as_ref().map(|s| {
+            Arc::new(crate::autopilot::Autopilot::new(
+                s.raft.clone(),
+                gossip.clone(),
+                config.autopilot,
+            ))
+        });
         let node = Arc::new(Node {
             addrs: Addrs {
                 http: http_addr,
@@ -373,6 +380,7 @@ impl Config {
             live,
             shutdown,
             server_http,
+            autopilot,
         });
         Ok(Built {
             node,
@@ -596,6 +604,9 @@ fn spawn_server(node: &Arc<Node>, server: ServerParts, tasks: &mut JoinSet<anyho
         rpc_tls: tls.as_ref().map(|t| t.surface().clone()),
     });
     tasks.spawn(duties::bootstrap(duties.clone()));
+    if let Some(autopilot) = node.autopilot.clone() {
+        tasks.spawn(crate::autopilot::run(autopilot, node.shutdown.subscribe()));
+    }
     tasks.spawn(duties::membership(duties));
     tasks.spawn(crate::connect_ca::leader_loop(
         node.ca.clone(),

@@ -42,6 +42,14 @@ pub(crate) fn routes(agent: Arc<Node>) -> Router<Api> {
         )
         .route("/v1/agent/connect/proxy/{id}/xds", get(xds_status))
         .route(
+            "/v1/operator/autopilot/health",
+            get(crate::operator::autopilot_health),
+        )
+        .route(
+            "/v1/operator/raft/peer",
+            axum::routing::delete(crate::operator::remove_peer),
+        )
+        .route(
             "/v1/operator/keyring",
             get(crate::keyring::keyring)
                 .post(crate::keyring::keyring)

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+mod autopilot;
 mod build;
 mod ca_endpoints;
 mod conn_limit;
@@ -21,6 +22,7 @@ mod keyring;
 mod local;
 mod managed;
 mod node;
+mod operator;
 mod proxy_snapshot;
 mod reconcile;
 #[cfg(test)]

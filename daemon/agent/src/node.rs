@@ -58,6 +58,8 @@ pub(crate) struct Node {
     pub shutdown: watch::Sender<Stop>,
     /// The HTTP client for calls to servers (TLS per `tls.https`).
     pub server_http: reqwest::Client,
+    /// Servers only: server health and dead-server cleanup on the leader.
+    pub autopilot: Option<Arc<crate::autopilot::Autopilot>>,
 }
 
 impl Node {

@@ -142,6 +142,11 @@ fn needs_restart(old: &RuntimeConfig, new: &RuntimeConfig) -> Vec<String> {
     // Which files and checks: the files' contents reload live.
     cmp("tls", format!("{:?}", old.tls), format!("{:?}", new.tls));
     cmp(
+        "autopilot",
+        format!("{:?}", old.autopilot),
+        format!("{:?}", new.autopilot),
+    );
+    cmp(
         "limits",
         format!("{:?}", old.limits),
         format!("{:?}", new.limits),

@@ -1,4 +1,5 @@
-//! `mesh operator raft list-peers`.
+//! `mesh operator raft list-peers | remove-peer` and
+//! `mesh operator autopilot health`.
 
 use std::process::ExitCode;
 
@@ -22,6 +23,21 @@ pub enum OperatorCommand {
         #[command(subcommand)]
         command: RaftCommand,
     },
+    /// Server health as the leader's autopilot sees it
+    Autopilot {
+        #[command(subcommand)]
+        command: AutopilotCommand,
+    },
+}
+
+/// `mesh operator autopilot ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum AutopilotCommand {
+    /// Each server's health and the failure tolerance, as JSON
+    Health {
+        #[command(flatten)]
+        http: HttpArgs,
+    },
 }
 
 /// `mesh operator raft ...`
@@ -35,13 +51,60 @@ pub enum RaftCommand {
         #[command(flatten)]
         http: HttpArgs,
     },
+    /// Remove a server from the Raft configuration (by -id or -address)
+    RemovePeer {
+        /// The server's Raft ID (as list-peers shows it)
+        #[arg(long, conflicts_with = "address", required_unless_present = "address")]
+        id: Option<String>,
+        /// The server's RPC address (as list-peers shows it)
+        #[arg(long)]
+        address: Option<String>,
+        #[command(flatten)]
+        http: HttpArgs,
+    },
 }
 
 /// Runs an operator command.
 pub async fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
-    let OperatorCommand::Raft {
-        command: RaftCommand::ListPeers { format, http },
-    } = &args.command;
+    let (format, http) = match &args.command {
+        OperatorCommand::Raft {
+            command: RaftCommand::ListPeers { format, http },
+        } => (format, http),
+        OperatorCommand::Raft {
+            command: RaftCommand::RemovePeer { id, address, http },
+        } => {
+            let (key, value) = match (id, address) {
+                (Some(id), _) => ("id", id.as_str()),
+                (_, Some(address)) => ("address", address.as_str()),
+                _ => anyhow::bail!("give -id or -address"),
+            };
+            http.client()?
+                .write_json(
+                    mesh_client::Method::DELETE,
+                    "operator/raft/peer",
+                    &[(key, value)],
+                    None,
+                )
+                .await?;
+            println!("Removed peer with {key} {value:?}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        OperatorCommand::Autopilot {
+            command: AutopilotCommand::Health { http },
+        } => {
+            // 429 means unhealthy, with the same body: print it either way.
+            let (status, body) = http
+                .client()?
+                .get_json_with_status("operator/autopilot/health")
+                .await?;
+            print_json(&body)?;
+            return Ok(if status == 200 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            });
+        }
+    };
     let config = http.client()?.raft_configuration().await?;
     match format {
         Format::Json => print_json(&config)?,

@@ -28,6 +28,20 @@ impl Client {
         Ok(Some(self.json(resp).await?))
     }
 
+    /// `GET /v1/<path>` whose answer is JSON whatever the status (as
+    /// autopilot's health, 429 when unhealthy): the status and the body.
+    pub async fn get_json_with_status(&self, path: &str) -> Result<(u16, Value)> {
+        let resp = self
+            .execute(self.request(Method::GET, self.raw_url(path, &[])))
+            .await?;
+        let status = resp.status().as_u16();
+        if resp.status().is_server_error() || resp.status() == StatusCode::FORBIDDEN {
+            self.check(resp).await?;
+            unreachable!("check refuses non-2xx answers");
+        }
+        Ok((status, self.json(resp).await?))
+    }
+
     /// A write (`PUT`, `POST`, `DELETE`) with an optional JSON body; an
     /// empty answer is `Value::Null`.
     pub async fn write_json(

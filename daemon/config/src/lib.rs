@@ -7,6 +7,7 @@
 //! for files, the flag for flags.
 #![forbid(unsafe_code)]
 
+mod autopilot;
 mod duration;
 mod error;
 mod hcl_value;
@@ -19,6 +20,7 @@ mod spans;
 mod tls;
 mod validate;
 
+pub use autopilot::{Autopilot, RawAutopilot};
 pub use duration::parse_duration;
 pub use error::{ConfigError, Error, Origin, Pos, ValidationError};
 pub use load::{dir_files, expand, load, load_file, parse_str, Format, Source};

@@ -62,6 +62,8 @@ pub struct RawConfig {
     pub performance: Option<RawPerformance>,
     /// `limits { }`.
     pub limits: Option<RawLimits>,
+    /// `autopilot { }`.
+    pub autopilot: Option<crate::autopilot::RawAutopilot>,
     /// `connect { }`.
     pub connect: Option<RawConnect>,
     /// `dns_config { }`.

@@ -83,6 +83,8 @@ pub struct RuntimeConfig {
     pub enable_script_checks: bool,
     /// `limits { }`.
     pub limits: Limits,
+    /// `autopilot { }`.
+    pub autopilot: crate::autopilot::Autopilot,
 }
 
 /// Bounds on what one client may hold (`limits { }`).

@@ -259,6 +259,7 @@ impl RuntimeConfig {
 
         Ok(RuntimeConfig {
             limits,
+            autopilot: v.autopilot()?,
             dev,
             node_name,
             datacenter,

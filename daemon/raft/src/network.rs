@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mesh_proto::raft::raft_client::RaftClient;
 use mesh_proto::raft::Payload;
@@ -37,6 +37,8 @@ pub struct Network {
     token: Arc<Mutex<Option<String>>>,
     /// TLS for dialing peers, when `tls.internal_rpc` is configured.
     tls: Arc<Mutex<Option<Arc<dyn RpcTls>>>>,
+    /// When each peer last answered a Raft message (heartbeats included).
+    contacts: Arc<Mutex<HashMap<u64, Instant>>>,
 }
 
 impl Network {
@@ -53,6 +55,12 @@ impl Network {
     pub fn set_tls(&self, tls: Arc<dyn RpcTls>) {
         *self.tls.lock() = Some(tls);
         self.channels.lock().clear();
+    }
+
+    /// How long ago peer `id` last answered a Raft message from this node
+    /// (on the leader: every follower, through heartbeats).
+    pub fn last_contact(&self, id: u64) -> Option<Duration> {
+        self.contacts.lock().get(&id).map(Instant::elapsed)
     }
 
     /// Whether peers are dialed through the agent's RPC TLS.
@@ -168,6 +176,10 @@ impl Connection {
                 RPCError::Network(NetworkError::new(&status))
             }
         })?;
+        self.network
+            .contacts
+            .lock()
+            .insert(self.target, Instant::now());
         let result: Result<Resp, RaftError<u64, E>> = decode(&reply.into_inner().data)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
