@@ -557,3 +557,71 @@ async fn only_proven_servers_vote_the_rpc_port_refuses_the_unproven_and_certific
     )
     .await;
 }
+
+/// The fenced blocks of `lang` in `doc`, in order.
+fn fenced(doc: &str, lang: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in doc.lines() {
+        match (&mut current, line.trim_start()) {
+            (None, l) if l == format!("```{lang}") => current = Some(String::new()),
+            (Some(block), "```") => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            (Some(block), _) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            _ => {}
+        }
+    }
+    blocks
+}
+
+#[tokio::test]
+async fn the_set_up_in_docs_tls_md_works_as_written() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/tls.md"),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The first shell block, each line as a user runs it.
+    let setup = &fenced(&doc, "sh")[0];
+    for line in setup.lines().filter(|l| !l.trim().is_empty()) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words[0], "mesh", "{line}");
+        let out = std::process::Command::new(mesh_bin())
+            .args(&words[1..])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{line}: {out:?}");
+    }
+    // The config block, with its file names found in that directory.
+    let mut config = fenced(&doc, "hcl")[0].clone();
+    for name in ["consul-agent-ca.pem", "dc1-server-consul-0.pem", "dc1-server-consul-0-key.pem"] {
+        let path = dir.path().join(name);
+        assert!(path.exists(), "the set-up wrote {name}");
+        config = config.replace(&format!("\"{name}\""), &format!("\"{}\"", path.display()));
+    }
+    let config_file = dir.path().join("server.hcl");
+    std::fs::write(&config_file, config).unwrap();
+    let mut spec = AgentSpec::server("docs", 1);
+    spec.extra = vec![format!("-config-file={}", config_file.display())];
+    let agent = TestAgent::start(spec, &dir.path().join("data")).await.unwrap();
+    let rpc = agent.rpc.unwrap().to_string();
+    // The RPC port takes only TLS now, and only servers may replicate.
+    assert_eq!(raft_call(&rpc, None, "Vote").await, None);
+    let ca = dir.path().join("consul-agent-ca.pem");
+    let cli = Pair {
+        cert: mesh_tls(dir.path(), &["cert", "create", "-client"])[0].clone(),
+        key: dir.path().join("dc1-client-consul-0-key.pem"),
+    };
+    assert_eq!(
+        raft_call(&rpc, Some(client_tls(&ca, Some(&cli))), "Vote").await,
+        Some(tonic::Code::PermissionDenied)
+    );
+    let log = std::fs::read_to_string(&agent.log).unwrap();
+    assert!(!log.contains("servers join raft on gossip's word"), "TLS is on");
+}
