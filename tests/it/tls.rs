@@ -600,7 +600,11 @@ async fn the_set_up_in_docs_tls_md_works_as_written() {
     }
     // The config block, with its file names found in that directory.
     let mut config = fenced(&doc, "hcl")[0].clone();
-    for name in ["consul-agent-ca.pem", "dc1-server-consul-0.pem", "dc1-server-consul-0-key.pem"] {
+    for name in [
+        "consul-agent-ca.pem",
+        "dc1-server-consul-0.pem",
+        "dc1-server-consul-0-key.pem",
+    ] {
         let path = dir.path().join(name);
         assert!(path.exists(), "the set-up wrote {name}");
         config = config.replace(&format!("\"{name}\""), &format!("\"{}\"", path.display()));
@@ -609,7 +613,9 @@ async fn the_set_up_in_docs_tls_md_works_as_written() {
     std::fs::write(&config_file, config).unwrap();
     let mut spec = AgentSpec::server("docs", 1);
     spec.extra = vec![format!("-config-file={}", config_file.display())];
-    let agent = TestAgent::start(spec, &dir.path().join("data")).await.unwrap();
+    let agent = TestAgent::start(spec, &dir.path().join("data"))
+        .await
+        .unwrap();
     let rpc = agent.rpc.unwrap().to_string();
     // The RPC port takes only TLS now, and only servers may replicate.
     assert_eq!(raft_call(&rpc, None, "Vote").await, None);
@@ -623,5 +629,8 @@ async fn the_set_up_in_docs_tls_md_works_as_written() {
         Some(tonic::Code::PermissionDenied)
     );
     let log = std::fs::read_to_string(&agent.log).unwrap();
-    assert!(!log.contains("servers join raft on gossip's word"), "TLS is on");
+    assert!(
+        !log.contains("servers join raft on gossip's word"),
+        "TLS is on"
+    );
 }
