@@ -162,3 +162,156 @@ async fn remove_peer_takes_out_a_dead_server_when_cleanup_is_off() {
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(!names.contains(&victim_name));
 }
+
+/// The Raft ID of the server named `name`, from the configuration.
+async fn raft_id(agent: &TestAgent, name: &str) -> String {
+    let v: Value =
+        crate::fetch_json(&crate::http(), agent.url("/v1/operator/raft/configuration")).await;
+    let server = v["Servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Node"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {v}"));
+    server["ID"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn transfer_leader_hands_over_to_the_named_server_without_losing_writes() {
+    let (_dir, cluster) = cluster(false).await;
+    let leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
+    let target = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    let target_name = cluster.agents[target].spec.name.clone();
+    let target_id = raft_id(&cluster.agents[leader], &target_name).await;
+
+    // Writes keep coming through the third server while leadership moves.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let url = cluster.agents[other].url("/v1/kv/transfer/");
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let client = crate::http();
+            let mut written = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let resp = client
+                    .put(format!("{url}{written}"))
+                    .body(format!("v{written}"))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = resp.status();
+                let body = resp.text().await.unwrap();
+                assert!(
+                    status.is_success() && body.trim() == "true",
+                    "write {written}: {status} {body}"
+                );
+                written += 1;
+            }
+            written
+        })
+    };
+
+    let start = std::time::Instant::now();
+    let (code, out) = mesh_cli(
+        &cluster.agents[other],
+        &["operator", "raft", "transfer-leader", "-id", &target_id],
+    )
+    .await;
+    let took = start.elapsed();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("server {target_id}")), "{out}");
+    assert_eq!(
+        cluster.wait_for_leader(Duration::from_secs(10)).await,
+        target
+    );
+    // Won by the handover, not by a leader lost to a timeout.
+    let log = std::fs::read_to_string(&cluster.agents[target].log).unwrap();
+    assert!(log.contains("the leader hands over"), "{log}");
+    // Lease (election_timeout_max) plus catch-up: well under one failover.
+    assert!(took < Duration::from_secs(5), "transfer took {took:?}");
+
+    // Without -id: the most caught-up other voter.
+    let (code, out) = mesh_cli(
+        &cluster.agents[leader],
+        &["operator", "raft", "transfer-leader"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let now_index = cluster.wait_for_leader(Duration::from_secs(10)).await;
+    assert_ne!(now_index, target);
+
+    // Refused with the reason: unknown IDs, the leader itself, bad IDs.
+    let now_name = cluster.agents[now_index].spec.name.clone();
+    let now_id = raft_id(&cluster.agents[now_index], &now_name).await;
+    for (id, why) in [
+        ("999", "not a voter"),
+        (now_id.as_str(), "already the leader"),
+        ("not-a-number", "is not a server ID"),
+    ] {
+        let (code, out) = mesh_cli(
+            &cluster.agents[target],
+            &["operator", "raft", "transfer-leader", "-id", id],
+        )
+        .await;
+        assert_ne!(code, 0, "{id}: {out}");
+        assert!(out.contains(why), "{id}: {out}");
+    }
+    assert_eq!(
+        cluster.wait_for_leader(Duration::from_secs(10)).await,
+        now_index
+    );
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.await.unwrap();
+    assert!(written > 0);
+    // Every acknowledged write is there, read through the new leader.
+    let keys = crate::fetch_json(
+        &crate::http(),
+        cluster.agents[now_index].url("/v1/kv/transfer/?keys"),
+    )
+    .await;
+    assert_eq!(
+        keys.as_array().map(Vec::len),
+        Some(written as usize),
+        "{keys}"
+    );
+}
+
+#[tokio::test]
+async fn transfer_leader_needs_operator_write_under_default_deny() {
+    use crate::acl::{acl_config, call, token_with_policy, MANAGEMENT};
+    use reqwest::Method;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = acl_config(dir.path());
+    let mut spec = mesh_testkit::AgentSpec::server("node1", 1);
+    spec.extra = vec!["-dev".into(), format!("-config-file={}", conf.display())];
+    let a = TestAgent::start(spec, &dir.path().join("data"))
+        .await
+        .unwrap();
+    let path = "/v1/operator/raft/transfer-leader";
+    let reader = token_with_policy(&a, "op-read", "operator = \"read\"\n").await;
+    let writer = token_with_policy(&a, "op-write", "operator = \"write\"\n").await;
+    for token in [None, Some(reader.as_str())] {
+        let (st, text) = call(Method::POST, &a, path, token, None).await;
+        assert_eq!(st, 403, "{token:?}: {text}");
+    }
+    // Allowed, and refused for what it is: a lone server has no one to hand over to.
+    for token in [writer.as_str(), MANAGEMENT] {
+        let (st, text) = call(Method::POST, &a, path, Some(token), None).await;
+        assert_eq!(st, 400, "{text}");
+        assert!(text.contains("no other voter"), "{text}");
+    }
+    // The query key in other cases is not the ID (Consul's keys are
+    // lower case): the request means "any voter" and is refused the same way.
+    let (st, text) = call(
+        Method::POST,
+        &a,
+        &format!("{path}?ID=1&Id=1"),
+        Some(MANAGEMENT),
+        None,
+    )
+    .await;
+    assert_eq!(st, 400, "{text}");
+    assert!(text.contains("no other voter"), "{text}");
+}

@@ -359,6 +359,7 @@ async fn raft_call(
         "AppendEntries" => client.append_entries(request()).await,
         "Vote" => client.vote(request()).await,
         "InstallSnapshot" => client.install_snapshot(request()).await,
+        "Propose" => client.propose(request()).await,
         _ => client.read_index(request()).await,
     };
     match result {
@@ -633,4 +634,187 @@ async fn the_set_up_in_docs_tls_md_works_as_written() {
         !log.contains("servers join raft on gossip's word"),
         "TLS is on"
     );
+}
+
+#[tokio::test]
+async fn a_client_agent_gets_its_certificate_by_auto_encrypt_and_follows_a_root_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("pki"));
+    let key = gossip_key();
+    let configs: Vec<PathBuf> = (0..3)
+        .map(|i| {
+            let name = format!("s{i}");
+            let pair = pki.cert(&["-server", "-node", &name]);
+            let path = agent_config(&pki.dir, &name, &pki.ca, &pair, true);
+            let mut text = std::fs::read_to_string(&path).unwrap();
+            text.push_str("auto_encrypt {\n  allow_tls = true\n}\n");
+            std::fs::write(&path, text).unwrap();
+            path
+        })
+        .collect();
+    let mut cluster = TestCluster::start_with(3, |i, spec| {
+        spec.encrypt = Some(key.clone());
+        spec.extra = vec![
+            format!("-config-file={}", configs[i].display()),
+            "-https-port=0".into(),
+        ];
+    })
+    .await
+    .unwrap();
+    // A caller without a certificate gets through the handshake (to ask
+    // for one) and can do nothing else.
+    let rpc = cluster.agents[0].rpc.unwrap().to_string();
+    for which in ["Propose", "Vote", "AppendEntries"] {
+        assert_eq!(
+            raft_call(&rpc, Some(client_tls(&pki.ca, None)), which).await,
+            Some(tonic::Code::PermissionDenied),
+            "{which} without a certificate"
+        );
+    }
+    // The client holds only the servers' CA: no certificate of its own.
+    let client_config = pki.dir.join("c0.hcl");
+    std::fs::write(
+        &client_config,
+        format!(
+            r#"
+acl {{
+  enabled = true
+  default_policy = "deny"
+  tokens {{
+    agent = "{MANAGEMENT}"
+  }}
+}}
+tls {{
+  defaults {{
+    ca_file = "{ca}"
+    verify_outgoing = true
+  }}
+  internal_rpc {{
+    verify_server_hostname = true
+  }}
+}}
+auto_encrypt {{
+  tls = true
+}}
+"#,
+            ca = pki.ca.display()
+        ),
+    )
+    .unwrap();
+    let mut spec = AgentSpec::client("c0");
+    spec.encrypt = Some(key.clone());
+    spec.extra = vec![format!("-config-file={}", client_config.display())];
+    cluster.add(spec).await.unwrap();
+    let http = crate::http();
+    let client_base = format!("http://{}", cluster.agents[3].http);
+    let client_log = cluster.agents[3].log.clone();
+    let signed = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("got this agent's certificate"))
+            .count()
+    };
+    eventually(
+        "the client's certificate",
+        Duration::from_secs(30),
+        || async {
+            let log = std::fs::read_to_string(&client_log).ok()?;
+            (signed(&log) >= 1).then_some(())
+        },
+    )
+    .await;
+    // With it, the client's writes reach the servers (RPC) and its
+    // forwarded requests go over HTTPS, whose servers verify callers.
+    eventually(
+        "a write through the client agent",
+        Duration::from_secs(30),
+        || async {
+            kv_put(&http, &client_base, "ae/one", "1")
+                .await
+                .then_some(())
+        },
+    )
+    .await;
+    eventually("c0 in the catalog", Duration::from_secs(20), || async {
+        let v: serde_json::Value = http
+            .get(format!(
+                "http://{}/v1/catalog/nodes",
+                cluster.agents[0].http
+            ))
+            .header("x-consul-token", MANAGEMENT)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        v.as_array()?
+            .iter()
+            .any(|n| n["Node"] == "c0")
+            .then_some(())
+    })
+    .await;
+
+    // Rotate the Connect CA and retire the old root: the client gets a
+    // certificate from the new root and carries on.
+    let server = cluster.agents[0].url("/");
+    let old_root = fetch_roots(&http, &server).await["ActiveRootID"].clone();
+    let r = http
+        .put(format!("{server}v1/connect/ca/configuration"))
+        .header("x-consul-token", MANAGEMENT)
+        .json(&serde_json::json!({
+            "Provider": "consul",
+            "Config": {"PrivateKeyType": "ec", "PrivateKeyBits": 384},
+            "RotationPendingPeriod": "1s",
+            "RotationSpreadWindow": "1s"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let new_root = eventually("the new root active", Duration::from_secs(30), || async {
+        let v = fetch_roots(&http, &server).await;
+        (v["ActiveRootID"] != old_root && v["ActiveRootID"] != "")
+            .then_some(v["ActiveRootID"].clone())
+    })
+    .await;
+    let r = http
+        .post(format!("{server}v1/connect/ca/rotation/retire"))
+        .header("x-consul-token", MANAGEMENT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let new_root = new_root.as_str().unwrap().to_string();
+    eventually(
+        "the client re-signed by the new root",
+        Duration::from_secs(30),
+        || async {
+            let log = std::fs::read_to_string(&client_log).ok()?;
+            log.lines()
+                .any(|l| l.contains("got this agent's certificate") && l.contains(&new_root))
+                .then_some(())
+        },
+    )
+    .await;
+    eventually(
+        "a write after the rotation",
+        Duration::from_secs(30),
+        || async {
+            kv_put(&http, &client_base, "ae/two", "2")
+                .await
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+async fn fetch_roots(c: &reqwest::Client, base: &str) -> serde_json::Value {
+    c.get(format!("{base}v1/connect/ca/roots"))
+        .header("x-consul-token", MANAGEMENT)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }

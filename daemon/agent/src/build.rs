@@ -48,6 +48,8 @@ pub struct Built {
     reload_requests: mpsc::Receiver<ReloadRequest>,
     /// Client agents propose through servers over this.
     rpc_network: mesh_raft::Network,
+    /// What a client's auto_encrypt certificate goes to: RPC and HTTPS.
+    client_tls: Vec<Arc<mesh_tls::SurfaceTls>>,
     _dev_dir: Option<tempfile::TempDir>,
 }
 
@@ -59,6 +61,8 @@ struct ServerParts {
     dir: PathBuf,
     /// `tls.internal_rpc`, when the RPC port speaks TLS.
     tls: Option<Arc<mesh_tls::SurfaceTls>>,
+    /// `tls.https`, when the HTTPS API is served.
+    https_tls: Option<Arc<mesh_tls::SurfaceTls>>,
 }
 
 /// A running agent: wait for it to finish, or ask it to reload.
@@ -288,7 +292,8 @@ impl Config {
         ));
         let local = Arc::new(local);
         let shutdown = watch::channel(Stop::Running).0;
-        let server_http = crate::handle::server_client(https_client.as_deref());
+        let server_http = crate::handle::server_client(https_client.as_ref());
+        let client_tls: Vec<_> = rpc_tls.iter().chain(&https_client).cloned().collect();
         let snapshots = Arc::new(crate::snapshot_hub::SnapshotHub::new(
             crate::snapshot_hub::HubInputs {
                 state: state.clone(),
@@ -345,6 +350,7 @@ impl Config {
                 rpc,
                 dir,
                 tls: rpc_tls.clone(),
+                https_tls: https.as_ref().map(|(_, t)| t.clone()),
             }),
             _ => None,
         };
@@ -392,6 +398,7 @@ impl Config {
             check_updates: updates_rx,
             reload_requests,
             rpc_network,
+            client_tls,
             _dev_dir: dev_dir,
         })
     }
@@ -437,6 +444,14 @@ impl Built {
         // RPC port checks what peers send (see `Node::check_proposal`).
         let agent_token = node.live.borrow().acl.own_token();
         self.rpc_network.set_token(agent_token.clone());
+        if node.config.tls.auto_encrypt.tls {
+            tasks.spawn(crate::auto_encrypt::client(
+                node.clone(),
+                self.rpc_network.clone(),
+                self.client_tls.clone(),
+                node.shutdown.subscribe(),
+            ));
+        }
         let router = mesh_api::Api::new(
             node.raft.clone(),
             node.state.clone(),
@@ -555,6 +570,7 @@ fn spawn_server(node: &Arc<Node>, server: ServerParts, tasks: &mut JoinSet<anyho
         rpc,
         dir,
         tls,
+        https_tls,
     } = server;
     raft.network().set_token(node.live.borrow().acl.own_token());
     let guard = Arc::downgrade(node);
@@ -570,6 +586,28 @@ fn spawn_server(node: &Arc<Node>, server: ServerParts, tasks: &mut JoinSet<anyho
         raft.clone(),
         node.shutdown.subscribe(),
     ));
+    if let (true, Some(tls)) = (node.config.tls.auto_encrypt.allow_tls, &tls) {
+        // Callers without a certificate get through the handshake (to ask
+        // for one) before the listener starts.
+        if let Err(e) = tls.update_extra(|e| e.unauthenticated_callers = true) {
+            tracing::error!(error = %e, "auto_encrypt: the RPC listener");
+        }
+        let signing = Arc::downgrade(node);
+        raft.set_auto_encrypt(Arc::new(move |token, request| {
+            let node = signing.upgrade();
+            Box::pin(async move {
+                match node {
+                    Some(node) => crate::auto_encrypt::sign(node, token, request).await,
+                    None => Err("the agent is stopping".into()),
+                }
+            })
+        }));
+        tasks.spawn(crate::auto_encrypt::serve_roots(
+            node.clone(),
+            std::iter::once(tls.clone()).chain(https_tls).collect(),
+            node.shutdown.subscribe(),
+        ));
+    }
     let rpc_limit = crate::conn_limit::PerClient::new(node.config.limits.rpc_max_conns_per_client);
     let mut stop = node.shutdown.subscribe();
     let service = raft.service().into_server();

@@ -314,7 +314,7 @@ impl ConnectCa {
 
     /// Waits (at most `CSR_WAIT`) for room under `CSRMaxPerSecond` to sign
     /// one leaf; a burst of one second's worth passes at once.
-    async fn csr_permit(&self, stored: &StoredCa) -> Result<(), CaRequestError> {
+    pub(crate) async fn csr_permit(&self, stored: &StoredCa) -> Result<(), CaRequestError> {
         use governor::clock::{Clock, DefaultClock};
         let rate = mesh_ca::csr_max_per_second(&stored.config);
         // Configs are validated when written; a stored value from before

@@ -50,6 +50,10 @@ pub(crate) fn routes(agent: Arc<Node>) -> Router<Api> {
             axum::routing::delete(crate::operator::remove_peer),
         )
         .route(
+            "/v1/operator/raft/transfer-leader",
+            axum::routing::post(crate::operator::transfer_leader),
+        )
+        .route(
             "/v1/operator/keyring",
             get(crate::keyring::keyring)
                 .post(crate::keyring::keyring)

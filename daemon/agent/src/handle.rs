@@ -140,10 +140,10 @@ impl AgentHandle for AgentView {
 /// timeout, as a blocking query's own wait bounds it. With the HTTPS
 /// surface's CA it verifies servers against it (chain only: servers are
 /// dialed by IP) and presents this agent's certificate.
-pub(crate) fn server_client(tls: Option<&mesh_tls::SurfaceTls>) -> reqwest::Client {
+pub(crate) fn server_client(tls: Option<&Arc<mesh_tls::SurfaceTls>>) -> reqwest::Client {
     // reqwest is built with rustls and no default crypto provider: use ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let Some(config) = tls.and_then(|t| t.current().client.clone()) else {
+    let Some(config) = tls.and_then(mesh_tls::live_client_config) else {
         return reqwest::Client::new();
     };
     reqwest::Client::builder()

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+mod auto_encrypt;
 mod autopilot;
 mod build;
 mod ca_endpoints;

@@ -1,5 +1,6 @@
-//! Operator routes answered by the Raft leader: `/v1/operator/autopilot/health`
-//! and `DELETE /v1/operator/raft/peer` (`mesh operator raft remove-peer`).
+//! Operator routes answered by the Raft leader: `/v1/operator/autopilot/health`,
+//! `DELETE /v1/operator/raft/peer` (`mesh operator raft remove-peer`) and
+//! `POST /v1/operator/raft/transfer-leader`.
 //! Any other agent passes the request on: a follower to the leader, a
 //! client agent to a server.
 
@@ -117,6 +118,43 @@ pub(crate) async fn remove_peer(
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     Ok(StatusCode::OK.into_response())
+}
+
+pub(crate) async fn transfer_leader(
+    Extension(agent): A,
+    Query(q): Query<HashMap<String, String>>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let to = match q.get("id").filter(|id| !id.is_empty()) {
+        None => None,
+        Some(id) => Some(id.parse::<u64>().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("?id={id:?} is not a server ID (mesh operator raft list-peers shows them)"),
+            )
+        })?),
+    };
+    if let Some(base) = leader_url(&agent)? {
+        return pass_on(&agent, &base, req).await;
+    }
+    let raft = agent.raft.as_ref().expect("the leader is a server");
+    tracing::info!(?to, "operator: handing over raft leadership");
+    match raft.transfer_leadership(to).await {
+        Ok(id) => {
+            tracing::info!(to = id, "operator: raft leadership handed over");
+            Ok(Json(serde_json::json!({ "Success": true, "ID": id.to_string() })).into_response())
+        }
+        Err(e) => {
+            use mesh_raft::TransferError as E;
+            let status = match e {
+                E::NotAVoter(_) => StatusCode::NOT_FOUND,
+                E::AlreadyLeader(_) | E::NoOtherVoter => StatusCode::BAD_REQUEST,
+                E::Busy => StatusCode::CONFLICT,
+                E::NotLeader | E::Target(_) | E::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            Err(ApiError::new(status, e.to_string()))
+        }
+    }
 }
 
 enum Target {

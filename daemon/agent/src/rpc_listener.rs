@@ -98,6 +98,7 @@ async fn admit(tcp: TcpStream, slot: Slot, tls: Option<RpcTlsPolicy>) -> Result<
             peer: RpcPeer {
                 remote,
                 may_replicate: true,
+                may_forward: true,
                 identity: "plaintext (no TLS configured)".into(),
             },
         });
@@ -114,6 +115,7 @@ async fn admit(tcp: TcpStream, slot: Slot, tls: Option<RpcTlsPolicy>) -> Result<
             peer: RpcPeer {
                 remote,
                 may_replicate: !policy.verify_server_hostname(),
+                may_forward: true,
                 identity: "no certificate (plaintext)".into(),
             },
         });
@@ -145,7 +147,12 @@ async fn admit(tcp: TcpStream, slot: Slot, tls: Option<RpcTlsPolicy>) -> Result<
         _slot: slot,
         peer: RpcPeer {
             remote,
-            may_replicate: is_server || !policy.verify_server_hostname(),
+            // A caller without a certificate got through the handshake only
+            // to ask for one (auto_encrypt), unless none is required.
+            may_replicate: is_server
+                || (!policy.verify_server_hostname()
+                    && (cert.is_some() || !policy.verify_incoming())),
+            may_forward: cert.is_some() || !policy.verify_incoming(),
             identity,
         },
     })

@@ -28,6 +28,10 @@ pub struct LeafRequest {
     pub ttl: Duration,
     /// Extra DNS SANs, e.g. from [`default_dns_san`]; empty by default.
     pub dns_sans: Vec<String>,
+    /// An agent's certificate (auto_encrypt) rather than a service's: the
+    /// node ID, for `spiffe://<td>/agent/client/dc/<dc>/id/<node id>`.
+    /// Its CSR may ask for no DNS name beyond `dns_sans`.
+    pub agent_id: Option<String>,
 }
 
 impl LeafRequest {
@@ -39,6 +43,7 @@ impl LeafRequest {
             namespace: "default".into(),
             ttl,
             dns_sans: Vec::new(),
+            agent_id: None,
         }
     }
 }
@@ -182,13 +187,30 @@ impl Signer {
                 found: uris.join(","),
             });
         }
+        if req.agent_id.is_some() {
+            // An agent's names are the server's choice, never the CSR's.
+            if let Some(name) = dns.iter().find(|d| !req.dns_sans.contains(d)) {
+                return Err(CaError::CsrIdentity {
+                    expected: format!("DNS names among {:?}", req.dns_sans),
+                    found: name.clone(),
+                });
+            }
+            return self.issue(req, &csr.public_key, Vec::new(), now);
+        }
         self.issue(req, &csr.public_key, dns, now)
     }
 
     /// The SPIFFE ID a request is issued for, after validating its names.
     fn spiffe_id(&self, req: &LeafRequest) -> Result<String, CaError> {
-        check_name("service", &req.service)?;
         check_name("datacenter", &req.datacenter)?;
+        if let Some(id) = &req.agent_id {
+            check_name("node ID", id)?;
+            return Ok(format!(
+                "spiffe://{}/agent/client/dc/{}/id/{id}",
+                self.trust_domain, req.datacenter
+            ));
+        }
+        check_name("service", &req.service)?;
         check_name("namespace", &req.namespace)?;
         Ok(mesh_types::SpiffeId {
             trust_domain: self.trust_domain.clone(),

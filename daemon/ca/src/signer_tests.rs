@@ -231,3 +231,32 @@ fn a_generated_csr_is_signed_for_its_own_identity_only() {
         .unwrap_err();
     assert!(matches!(err, CaError::CsrIdentity { .. }), "{err}");
 }
+
+#[test]
+fn an_agent_csr_gets_the_agent_identity_and_only_the_names_the_server_allows() {
+    let root = root(KeyType::EcP256, 10 * HOUR);
+    let signer = Signer::new(&root).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let id = format!("spiffe://{TD}/agent/client/dc/dc1/id/node-1");
+    let csr_with = |dns: &[&str]| {
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = vec![SanType::URI(id.as_str().try_into().unwrap())];
+        for d in dns {
+            params
+                .subject_alt_names
+                .push(SanType::DnsName((*d).try_into().unwrap()));
+        }
+        params.serialize_request(&key).unwrap().pem().unwrap()
+    };
+    let mut req = LeafRequest::new("c1", "dc1", HOUR);
+    req.agent_id = Some("node-1".into());
+    req.dns_sans = vec!["client.dc1.consul".into(), "localhost".into()];
+    let leaf = signer
+        .sign_csr_at(&csr_with(&["localhost"]), &req, NOW)
+        .unwrap();
+    assert_eq!(leaf.spiffe_id, id);
+    let err = signer
+        .sign_csr_at(&csr_with(&["server.dc1.consul"]), &req, NOW)
+        .unwrap_err();
+    assert!(err.to_string().contains("server.dc1.consul"), "{err}");
+}

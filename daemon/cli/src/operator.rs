@@ -1,4 +1,4 @@
-//! `mesh operator raft list-peers | remove-peer` and
+//! `mesh operator raft list-peers | remove-peer | transfer-leader` and
 //! `mesh operator autopilot health`.
 
 use std::process::ExitCode;
@@ -62,6 +62,14 @@ pub enum RaftCommand {
         #[command(flatten)]
         http: HttpArgs,
     },
+    /// Hand Raft leadership to another server (-id, or the most caught-up)
+    TransferLeader {
+        /// The new leader's Raft ID (as list-peers shows it)
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        http: HttpArgs,
+    },
 }
 
 /// Runs an operator command.
@@ -87,6 +95,23 @@ pub async fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
                 )
                 .await?;
             println!("Removed peer with {key} {value:?}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        OperatorCommand::Raft {
+            command: RaftCommand::TransferLeader { id, http },
+        } => {
+            let query: Vec<(&str, &str)> = id.iter().map(|id| ("id", id.as_str())).collect();
+            let answer = http
+                .client()?
+                .write_json(
+                    mesh_client::Method::POST,
+                    "operator/raft/transfer-leader",
+                    &query,
+                    None,
+                )
+                .await?;
+            let to = answer["ID"].as_str().unwrap_or("another server");
+            println!("Success: leadership transferred to server {to}");
             return Ok(ExitCode::SUCCESS);
         }
         OperatorCommand::Autopilot {

@@ -34,4 +34,6 @@ pub use resources::{
 pub use runtime::{
     AclConfig, AclPolicy, Addresses, DnsConfig, Limits, LiveConfig, Ports, RuntimeConfig,
 };
-pub use tls::{RawTls, RawTlsFiles, TlsConfig, TlsSurface, TlsVersion};
+pub use tls::{
+    AutoEncrypt, RawAutoEncrypt, RawTls, RawTlsFiles, TlsConfig, TlsSurface, TlsVersion,
+};

@@ -78,6 +78,8 @@ pub struct RawConfig {
     pub acl: Option<RawAcl>,
     /// `tls { defaults { } internal_rpc { } https { } }`.
     pub tls: Option<RawTls>,
+    /// `auto_encrypt { allow_tls tls }`.
+    pub auto_encrypt: Option<crate::tls::RawAutoEncrypt>,
     // The top-level TLS keys of Consul before 1.12 (see `tls.rs`).
     pub ca_file: Option<String>,
     pub ca_path: Option<String>,

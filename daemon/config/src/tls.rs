@@ -24,6 +24,28 @@ pub struct RawTls {
     pub grpc: Option<RawTlsFiles>,
 }
 
+/// `auto_encrypt { }`: servers sign client agents' RPC certificates.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAutoEncrypt {
+    /// Servers: sign client agents' certificates with the Connect CA.
+    pub allow_tls: Option<bool>,
+    /// Client agents: get the RPC certificate from a server at start.
+    pub tls: Option<bool>,
+    /// Extra DNS names for the client's certificate.
+    pub dns_san: Option<Vec<String>>,
+    /// Extra IP addresses (accepted; mesh signs DNS names only).
+    pub ip_san: Option<Vec<String>>,
+}
+
+/// The `auto_encrypt` settings in force.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AutoEncrypt {
+    pub allow_tls: bool,
+    pub tls: bool,
+    pub dns_san: Vec<String>,
+}
+
 /// One TLS block: the files and the checks for one kind of listener.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -92,6 +114,8 @@ pub struct TlsConfig {
     pub internal_rpc: TlsSurface,
     /// The HTTPS API, and client agents' HTTP calls to servers.
     pub https: TlsSurface,
+    /// `auto_encrypt { }`.
+    pub auto_encrypt: AutoEncrypt,
 }
 
 impl TlsConfig {
@@ -167,10 +191,61 @@ impl Check<'_> {
                 "the HTTPS port needs tls { defaults { cert_file = \"...\" key_file = \"...\" } }",
             ));
         }
+        let auto_encrypt = self.auto_encrypt(&internal_rpc)?;
         Ok(TlsConfig {
             internal_rpc,
             https,
+            auto_encrypt,
         })
+    }
+
+    fn auto_encrypt(&self, rpc: &TlsSurface) -> Result<AutoEncrypt, ValidationError> {
+        let Some(raw) = &self.raw.auto_encrypt else {
+            return Ok(AutoEncrypt::default());
+        };
+        let server = self.raw.server.unwrap_or(self.raw.dev);
+        let settings = AutoEncrypt {
+            allow_tls: raw.allow_tls.unwrap_or(false),
+            tls: raw.tls.unwrap_or(false),
+            dns_san: raw.dns_san.clone().unwrap_or_default(),
+        };
+        if settings.allow_tls && !server {
+            return Err(self.fail(
+                "auto_encrypt.allow_tls",
+                "allow_tls is for servers; client agents set auto_encrypt { tls = true }",
+            ));
+        }
+        if settings.tls && server {
+            return Err(self.fail(
+                "auto_encrypt.tls",
+                "tls is for client agents; servers set auto_encrypt { allow_tls = true }",
+            ));
+        }
+        if settings.allow_tls && !rpc.has_certificate() {
+            return Err(self.fail(
+                "auto_encrypt.allow_tls",
+                "allow_tls needs the server's own certificate: set tls.defaults (or tls.internal_rpc) cert_file and key_file",
+            ));
+        }
+        if settings.tls && !(rpc.has_ca() && rpc.verify_outgoing) {
+            return Err(self.fail(
+                "auto_encrypt.tls",
+                "tls needs the servers' CA and verify_outgoing = true in tls.defaults (or tls.internal_rpc)",
+            ));
+        }
+        // The server chooses a client's names (client.<dc>.<domain>, localhost).
+        if !settings.dns_san.is_empty() || raw.ip_san.as_ref().is_some_and(|v| !v.is_empty()) {
+            let key = if settings.dns_san.is_empty() {
+                "auto_encrypt.ip_san"
+            } else {
+                "auto_encrypt.dns_san"
+            };
+            return Err(self.fail(
+                key,
+                "extra names in auto_encrypt certificates are not supported yet: the server names a client client.<dc>.<domain> and localhost",
+            ));
+        }
+        Ok(settings)
     }
 
     /// The key a value of `surface` was set under, for errors.

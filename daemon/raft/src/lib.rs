@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+mod auto_encrypt;
 mod codec;
 mod network;
 mod node;
@@ -12,10 +13,11 @@ mod service;
 mod tls;
 mod types;
 
+pub use auto_encrypt::{AutoEncryptReply, AutoEncryptRequest, AutoEncryptSigner};
 pub use network::Network;
 pub use node::{
     propose_via_server, with_caller_token, LeaderAnswer, ProposeError, ProposeGuard, RaftNode,
-    RaftTiming, ReadError, ReadMode, ServerInfo,
+    RaftTiming, ReadError, ReadMode, ServerInfo, TransferError,
 };
 pub use service::RaftService;
 pub use tls::{RpcPeer, RpcTls, PROOF_TIMEOUT};

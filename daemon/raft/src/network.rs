@@ -63,6 +63,12 @@ impl Network {
         self.contacts.lock().get(&id).map(Instant::elapsed)
     }
 
+    /// Drops every peer connection, so the next calls dial again (with a
+    /// certificate assigned since, for one).
+    pub fn reset_connections(&self) {
+        self.channels.lock().clear();
+    }
+
     /// Whether peers are dialed through the agent's RPC TLS.
     pub fn has_tls(&self) -> bool {
         self.tls.lock().is_some()

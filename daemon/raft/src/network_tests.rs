@@ -58,6 +58,12 @@ impl Raft for Peer {
     async fn read_index(&self, _: Request<Payload>) -> Result<Response<Payload>, Status> {
         self.answer().await
     }
+    async fn auto_encrypt_sign(&self, _: Request<Payload>) -> Result<Response<Payload>, Status> {
+        self.answer().await
+    }
+    async fn elect(&self, _: Request<Payload>) -> Result<Response<Payload>, Status> {
+        self.answer().await
+    }
 }
 
 /// A peer answering `answer` on a free loopback port; serves until the test ends.

@@ -160,6 +160,71 @@ pub type LeaderAnswer = Arc<dyn Fn(&Command) -> Outcome + Send + Sync>;
 /// How long a write or read waits for a leader before giving up.
 const LEADER_WAIT: Duration = Duration::from_secs(7);
 
+/// Longest a leadership transfer waits for its target to catch up.
+const TRANSFER_WAIT: Duration = Duration::from_secs(5);
+
+/// Waited past the leader lease so every follower's has run out.
+const LEASE_MARGIN: Duration = Duration::from_millis(50);
+
+/// Why leadership was not handed over.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TransferError {
+    #[error("a leadership transfer is already under way")]
+    Busy,
+    #[error("this server is not the leader")]
+    NotLeader,
+    #[error("server {0} is already the leader")]
+    AlreadyLeader(u64),
+    #[error("server {0} is not a voter in the Raft configuration")]
+    NotAVoter(u64),
+    #[error("there is no other voter to hand leadership to")]
+    NoOtherVoter,
+    #[error("asking the new leader to stand: {0}")]
+    Target(String),
+    #[error("leadership transfer timed out: {0}")]
+    Timeout(String),
+}
+
+/// The leader's request that a follower stand for election.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ElectRequest {
+    pub from: u64,
+    pub term: u64,
+}
+
+/// Pauses writes and heartbeats on the leader for a transfer, and
+/// resumes both when dropped, however the transfer ends.
+struct PauseForTransfer<'a>(&'a RaftNode);
+
+impl<'a> PauseForTransfer<'a> {
+    fn start(node: &'a RaftNode) -> Self {
+        node.inner.writes_paused.send_replace(true);
+        node.inner.raft.runtime_config().heartbeat(false);
+        PauseForTransfer(node)
+    }
+}
+
+impl Drop for PauseForTransfer<'_> {
+    fn drop(&mut self) {
+        self.0.inner.raft.runtime_config().heartbeat(true);
+        self.0.inner.writes_paused.send_replace(false);
+    }
+}
+
+async fn send_elect(network: &Network, addr: &str, req: ElectRequest) -> Result<(), String> {
+    let data = encode(&req).map_err(|e| e.to_string())?;
+    let mut client = network.client(addr).map_err(|e| format!("{addr}: {e}"))?;
+    let mut call = tonic::Request::new(Payload { data });
+    call.set_timeout(Duration::from_secs(2));
+    let reply = client
+        .elect(call)
+        .await
+        .map_err(|s| format!("{addr}: {}", s.message()))?;
+    let answer: Result<(), String> =
+        decode(&reply.into_inner().data).map_err(|e| format!("{addr}: {e}"))?;
+    answer.map_err(|e| format!("{addr}: {e}"))
+}
+
 /// A running Raft server. Cheap to clone.
 #[derive(Clone)]
 pub struct RaftNode {
@@ -189,6 +254,13 @@ struct Inner {
     state: Arc<StateStore>,
     guard: parking_lot::RwLock<Option<ProposeGuard>>,
     leader_answer: parking_lot::RwLock<Option<LeaderAnswer>>,
+    auto_encrypt: parking_lot::RwLock<Option<crate::AutoEncryptSigner>>,
+    timing: RaftTiming,
+    /// Held back while leadership is handed over: a write or a quorum
+    /// check would extend the leader's lease and block the handover.
+    writes_paused: tokio::sync::watch::Sender<bool>,
+    /// One leadership transfer at a time.
+    transfer: tokio::sync::Mutex<()>,
     /// Why Raft stopped, once it has.
     fault: std::sync::OnceLock<String>,
 }
@@ -202,6 +274,16 @@ impl RaftNode {
     /// Answer leader-local commands ([`Command::SessionRenew`]) with `answer`.
     pub fn set_leader_answer(&self, answer: LeaderAnswer) {
         *self.inner.leader_answer.write() = Some(answer);
+    }
+
+    /// Serve auto_encrypt signing requests with `signer` (servers with
+    /// `auto_encrypt { allow_tls = true }`).
+    pub fn set_auto_encrypt(&self, signer: crate::AutoEncryptSigner) {
+        *self.inner.auto_encrypt.write() = Some(signer);
+    }
+
+    pub(crate) fn auto_encrypt_signer(&self) -> Option<crate::AutoEncryptSigner> {
+        self.inner.auto_encrypt.read().clone()
     }
 
     pub(crate) fn check_proposal(&self, token: Option<&str>, cmd: &Command) -> Result<(), String> {
@@ -233,7 +315,8 @@ impl RaftNode {
         let network = Network::default();
         let raft = Raft::new(id, config, network.clone(), log_store, state_machine).await?;
         let (batcher, queue) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(group_commit(raft.clone(), queue));
+        let (writes_paused, paused) = tokio::sync::watch::channel(false);
+        tokio::spawn(group_commit(raft.clone(), queue, paused));
         let node = RaftNode {
             inner: Arc::new(Inner {
                 id,
@@ -243,6 +326,10 @@ impl RaftNode {
                 state,
                 guard: parking_lot::RwLock::new(None),
                 leader_answer: parking_lot::RwLock::new(None),
+                auto_encrypt: parking_lot::RwLock::new(None),
+                timing,
+                writes_paused,
+                transfer: tokio::sync::Mutex::new(()),
                 fault: std::sync::OnceLock::new(),
             }),
         };
@@ -394,6 +481,116 @@ impl RaftNode {
         Ok(())
     }
 
+    /// Hand leadership to `to` (or the best caught-up voter) and return its
+    /// ID; on the leader only (Consul's `operator raft transfer-leader`).
+    ///
+    /// openraft 0.9 has no TimeoutNow message, so the handover is done with
+    /// what it has: writes and heartbeats pause, the target catches up, the
+    /// followers' leader lease runs out, and the target is told to stand
+    /// for election. It wins before any other follower's election timer
+    /// (lease + election timeout) fires. Everything resumes however it ends.
+    pub async fn transfer_leadership(&self, to: Option<u64>) -> Result<u64, TransferError> {
+        let _one = self
+            .inner
+            .transfer
+            .try_lock()
+            .map_err(|_| TransferError::Busy)?;
+        if !self.is_leader() {
+            return Err(TransferError::NotLeader);
+        }
+        let m = self.inner.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let mut voters: Vec<u64> = membership
+            .voter_ids()
+            .filter(|id| *id != self.id())
+            .collect();
+        let matched = |id: &u64| {
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(id).cloned().flatten())
+                .map_or(0, |l| l.index)
+        };
+        let target = match to {
+            Some(id) if id == self.id() => return Err(TransferError::AlreadyLeader(id)),
+            Some(id) if voters.contains(&id) => id,
+            Some(id) => return Err(TransferError::NotAVoter(id)),
+            None => {
+                voters.sort_by_key(|id| std::cmp::Reverse(matched(id)));
+                *voters.first().ok_or(TransferError::NoOtherVoter)?
+            }
+        };
+        let addr = membership
+            .get_node(&target)
+            .map(|n| n.rpc_addr.clone())
+            .ok_or(TransferError::NotAVoter(target))?;
+        let _pause = PauseForTransfer::start(self);
+        let deadline = Instant::now() + TRANSFER_WAIT;
+        let mut metrics = self.inner.raft.metrics();
+        let caught_up = metrics.wait_for(|m| {
+            let matched = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&target).cloned().flatten());
+            matched.map(|l| l.index) >= m.last_log_index
+        });
+        if tokio::time::timeout_at(deadline, caught_up).await.is_err() {
+            return Err(TransferError::Timeout(format!(
+                "server {target} did not catch up with the log"
+            )));
+        }
+        // The last message the followers got is older than now: once the
+        // lease is over they grant votes again.
+        let lease = self.inner.timing.election_max + LEASE_MARGIN;
+        tokio::time::sleep(lease).await;
+        let term = self.inner.raft.metrics().borrow().current_term;
+        send_elect(
+            &self.inner.network,
+            &addr,
+            ElectRequest {
+                from: self.id(),
+                term,
+            },
+        )
+        .await
+        .map_err(TransferError::Target)?;
+        let wait = self.inner.timing.election_max * 2;
+        let settled =
+            metrics.wait_for(|m| m.current_leader == Some(target) || m.current_term > term);
+        let _ = tokio::time::timeout(wait, settled).await;
+        // A new term may first show no leader: give it its election.
+        let leader = metrics.wait_for(|m| m.current_leader.is_some());
+        let _ = tokio::time::timeout(wait, leader).await;
+        match self.leader() {
+            Some((id, _)) if id == target => Ok(target),
+            other => Err(TransferError::Timeout(format!(
+                "server {target} stood for election but the leader is now {}",
+                other.map_or("unknown".to_string(), |(id, _)| format!("server {id}"))
+            ))),
+        }
+    }
+
+    /// On a follower: stand for election now, when the leader (`from`, in
+    /// `term`) asks as it hands over leadership.
+    pub(crate) async fn elect_on_request(&self, req: ElectRequest) -> Result<(), String> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        if m.current_leader != Some(req.from) || m.current_term != req.term {
+            return Err(format!(
+                "server {} is not the leader in term {} here (leader {:?}, term {})",
+                req.from, req.term, m.current_leader, m.current_term
+            ));
+        }
+        tracing::info!(
+            from = req.from,
+            "standing for election: the leader hands over"
+        );
+        self.inner
+            .raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     // === writes ===
 
     /// Replicate a command and return its log index and outcome. Forwards to
@@ -509,12 +706,25 @@ impl RaftNode {
         }
         match mode {
             ReadMode::Stale | ReadMode::Default => Forwarded::Ok(self.inner.state.last_index()),
-            ReadMode::Consistent => match self.inner.raft.ensure_linearizable().await {
+            ReadMode::Consistent => match self.linearizable().await {
                 Ok(read_log_id) => Forwarded::Ok(read_log_id.map_or(0, |l| l.index)),
                 Err(RaftError::APIError(_)) => Forwarded::NotLeader,
                 Err(e) => Forwarded::Failed(e.to_string()),
             },
         }
+    }
+
+    /// A quorum check, held back while leadership is handed over (its
+    /// heartbeats would renew the lease the handover waits out).
+    async fn linearizable(
+        &self,
+    ) -> Result<
+        Option<openraft::LogId<u64>>,
+        RaftError<u64, openraft::error::CheckIsLeaderError<u64, MeshNode>>,
+    > {
+        let mut paused = self.inner.writes_paused.subscribe();
+        let _ = paused.wait_for(|p| !*p).await;
+        self.inner.raft.ensure_linearizable().await
     }
 
     async fn forward_read_index(
@@ -607,7 +817,11 @@ async fn client_write(
 /// finished (up to `MAX_BATCH` of them and `MAX_BATCH_BYTES`) and commit them
 /// as one `LogEntry::Batch`, so N concurrent writers cost one log append
 /// (and one fsync per server), not N.
-async fn group_commit(raft: Raft<TypeConfig>, mut queue: mpsc::Receiver<Queued>) {
+async fn group_commit(
+    raft: Raft<TypeConfig>,
+    mut queue: mpsc::Receiver<Queued>,
+    mut paused: tokio::sync::watch::Receiver<bool>,
+) {
     // A proposal that did not fit the previous entry starts the next one.
     let mut carried: Option<Queued> = None;
     loop {
@@ -618,6 +832,9 @@ async fn group_commit(raft: Raft<TypeConfig>, mut queue: mpsc::Receiver<Queued>)
                 None => return,
             },
         };
+        // A leadership transfer is bounded (TRANSFER_WAIT); afterwards the
+        // write finds the new leader through ForwardToLeader.
+        let _ = paused.wait_for(|p| !*p).await;
         let mut bytes = first.1;
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {

@@ -89,6 +89,16 @@ impl Raft for RaftService {
     }
 
     async fn propose(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        // Unauthenticated TLS is let in only for auto_encrypt signing.
+        if req
+            .extensions()
+            .get::<RpcPeer>()
+            .is_none_or(|p| !p.may_forward)
+        {
+            return Err(Status::permission_denied(
+                "forwarded writes need a certificate from the CA (verify_incoming)",
+            ));
+        }
         let token = req
             .metadata()
             .get(TOKEN_HEADER)
@@ -118,6 +128,27 @@ impl Raft for RaftService {
         })
         .await;
         reply(&result)
+    }
+
+    async fn auto_encrypt_sign(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let Some(signer) = self.node.auto_encrypt_signer() else {
+            return Err(Status::unimplemented(
+                "auto_encrypt is not allowed on this server (auto_encrypt { allow_tls = true })",
+            ));
+        };
+        let token = req
+            .metadata()
+            .get(TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let request: crate::AutoEncryptRequest = decode(&req.into_inner().data)?;
+        reply(&signer(token, request).await)
+    }
+
+    async fn elect(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        from_a_server(&req, "Elect")?;
+        let request: crate::node::ElectRequest = decode(&req.into_inner().data)?;
+        reply(&self.node.elect_on_request(request).await)
     }
 
     async fn read_index(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {

@@ -32,6 +32,9 @@ pub struct RpcPeer {
     pub remote: Option<SocketAddr>,
     /// May send Raft messages (append, vote, snapshot, read index).
     pub may_replicate: bool,
+    /// May forward writes: it presented a certificate the port trusts, or
+    /// the port does not ask for one (no `verify_incoming`).
+    pub may_forward: bool,
     /// Who the caller proved to be, for logs (`server.dc1.consul`, `plaintext`).
     pub identity: String,
 }

@@ -19,6 +19,18 @@ use crate::material::Material;
 use crate::verifier::NameBlind;
 use crate::TlsError;
 
+/// What a surface has beyond its files: a certificate assigned at run
+/// time (auto_encrypt), CA roots its callers may also be signed by (the
+/// Connect CA's, on servers that sign for client agents), and whether
+/// callers without a certificate get through the handshake (to ask for
+/// one; the RPC layer lets them do nothing else).
+#[derive(Clone, Default)]
+pub struct Extra {
+    pub identity: Option<Arc<rustls::sign::CertifiedKey>>,
+    pub caller_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    pub unauthenticated_callers: bool,
+}
+
 /// The configs built from one reading of a surface's files.
 pub struct Configs {
     /// For the surface's listener; present when a certificate is configured.
@@ -39,6 +51,7 @@ impl Configs {
         surface: &TlsSurface,
         material: &Material,
         server_name: &str,
+        extra: &Extra,
     ) -> Result<Configs, TlsError> {
         let fail = |field: &str, reason: String| TlsError {
             key: format!("{}.{field}", surface.key),
@@ -47,18 +60,32 @@ impl Configs {
         };
         let provider = Arc::new(provider(surface).map_err(|e| fail("tls_cipher_suites", e))?);
         let versions = versions(surface.min_version);
-        let server = match &material.identity {
+        let identity = material.identity.clone().or_else(|| extra.identity.clone());
+        let server = match &identity {
             Some(identity) => {
                 let builder = ServerConfig::builder_with_provider(provider.clone())
                     .with_protocol_versions(versions)
                     .map_err(|e| fail("tls_min_version", e.to_string()))?;
-                let builder = match &material.roots {
+                let callers = match (&material.roots, extra.caller_roots.is_empty()) {
+                    (Some(roots), true) => Some(roots.clone()),
+                    (roots, _) => {
+                        let mut all = roots
+                            .as_deref()
+                            .cloned()
+                            .unwrap_or_else(rustls::RootCertStore::empty);
+                        for root in &extra.caller_roots {
+                            all.add(root.clone())
+                                .map_err(|e| fail("ca_file", format!("a Connect CA root: {e}")))?;
+                        }
+                        Some(Arc::new(all))
+                    }
+                };
+                let builder = match callers {
                     Some(roots) => {
-                        let verifier = WebPkiClientVerifier::builder_with_provider(
-                            roots.clone(),
-                            provider.clone(),
-                        );
-                        let verifier = if surface.verify_incoming {
+                        let verifier =
+                            WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
+                        let verifier = if surface.verify_incoming && !extra.unauthenticated_callers
+                        {
                             verifier
                         } else {
                             verifier.allow_unauthenticated()
@@ -94,7 +121,7 @@ impl Configs {
                     .dangerous()
                     .with_custom_certificate_verifier(Arc::new(NameBlind(webpki)))
             };
-            let config = match &material.identity {
+            let config = match &identity {
                 Some(identity) => builder
                     .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(identity.clone()))),
                 None => builder.with_no_client_auth(),

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use mesh_config::TlsSurface;
 use parking_lot::RwLock;
 
-pub use configs::Configs;
+pub use configs::{Configs, Extra};
 pub use material::Material;
 
 /// A TLS file that cannot be used, naming the key and the file.
@@ -50,23 +50,34 @@ pub fn certificate_names(cert: &[u8], name: &str) -> bool {
 }
 
 /// One surface's TLS, reloadable: the settings, and the configs built
-/// from the files as last read successfully.
+/// from the files as last read successfully (and any extras set at run time).
 pub struct SurfaceTls {
     surface: TlsSurface,
     server_name: String,
-    current: RwLock<Arc<Configs>>,
+    state: RwLock<State>,
+}
+
+struct State {
+    material: Arc<Material>,
+    extra: Extra,
+    configs: Arc<Configs>,
 }
 
 impl SurfaceTls {
     /// Loads `surface`'s files; `server_name` is what servers must be
     /// certified for (`server.<dc>.<domain>`).
     pub fn load(surface: &TlsSurface, server_name: &str) -> Result<SurfaceTls, TlsError> {
-        let material = Material::load(surface)?;
-        let configs = Configs::build(surface, &material, server_name)?;
+        let material = Arc::new(Material::load(surface)?);
+        let extra = Extra::default();
+        let configs = Configs::build(surface, &material, server_name, &extra)?;
         Ok(SurfaceTls {
             surface: surface.clone(),
             server_name: server_name.to_string(),
-            current: RwLock::new(Arc::new(configs)),
+            state: RwLock::new(State {
+                material,
+                extra,
+                configs: Arc::new(configs),
+            }),
         })
     }
 
@@ -77,7 +88,7 @@ impl SurfaceTls {
 
     /// The configs in force now; new connections take them.
     pub fn current(&self) -> Arc<Configs> {
-        self.current.read().clone()
+        self.state.read().configs.clone()
     }
 
     /// Re-reads the files. `Ok(true)` when the material changed and the
@@ -87,10 +98,97 @@ impl SurfaceTls {
         if material.digest() == self.current().digest {
             return Ok(false);
         }
-        let configs = Configs::build(&self.surface, &material, &self.server_name)?;
-        *self.current.write() = Arc::new(configs);
+        let mut state = self.state.write();
+        let configs = Configs::build(&self.surface, &material, &self.server_name, &state.extra)?;
+        state.material = Arc::new(material);
+        state.configs = Arc::new(configs);
         Ok(true)
     }
+
+    /// Changes what the surface has beyond its files (see [`Extra`]).
+    pub fn update_extra(&self, change: impl FnOnce(&mut Extra)) -> Result<(), TlsError> {
+        let mut state = self.state.write();
+        let mut extra = state.extra.clone();
+        change(&mut extra);
+        let configs = Configs::build(&self.surface, &state.material, &self.server_name, &extra)?;
+        state.extra = extra;
+        state.configs = Arc::new(configs);
+        Ok(())
+    }
+
+    /// The certificate the surface presents now (from its files, else
+    /// assigned at run time).
+    pub fn identity(&self) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let state = self.state.read();
+        state
+            .material
+            .identity
+            .clone()
+            .or_else(|| state.extra.identity.clone())
+    }
+}
+
+/// A dialer config for servers' HTTPS: the chain checked against the
+/// surface's CA (servers are dialed by IP, so not the name), and as client
+/// certificate whatever `tls` holds when each connection starts, so one
+/// assigned later (auto_encrypt) is used without rebuilding the client.
+pub fn live_client_config(tls: &Arc<SurfaceTls>) -> Option<Arc<rustls::ClientConfig>> {
+    let roots = tls.state.read().material.roots.clone()?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let webpki =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .ok()?;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier::NameBlind(webpki)))
+        .with_client_cert_resolver(Arc::new(LiveIdentity(tls.clone())));
+    Some(Arc::new(config))
+}
+
+#[derive(Debug)]
+struct LiveIdentity(Arc<SurfaceTls>);
+
+impl std::fmt::Debug for SurfaceTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SurfaceTls")
+            .field("surface", &self.surface.key)
+            .finish()
+    }
+}
+
+impl rustls::client::ResolvesClientCert for LiveIdentity {
+    fn resolve(
+        &self,
+        _hints: &[&[u8]],
+        _schemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.0.identity()
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// A certificate chain and key (PEM) as a presentable identity.
+pub fn identity_from_pem(
+    chain_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<rustls::sign::CertifiedKey>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("not PEM certificates: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| format!("no PEM private key: {e}"))?;
+    let provider = rustls::crypto::ring::default_provider();
+    rustls::sign::CertifiedKey::from_der(chain, key, &provider)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -203,6 +203,49 @@ pub mod raft_client {
                 .insert(GrpcMethod::new("mesh.raft.v1.Raft", "ReadIndex"));
             self.inner.unary(req, path, codec).await
         }
+        /// auto_encrypt: a client agent's CSR signed by the Connect CA (or, with
+        /// no CSR, the current roots), authorised by its agent token.
+        pub async fn auto_encrypt_sign(
+            &mut self,
+            request: impl tonic::IntoRequest<super::Payload>,
+        ) -> std::result::Result<tonic::Response<super::Payload>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/mesh.raft.v1.Raft/AutoEncryptSign",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("mesh.raft.v1.Raft", "AutoEncryptSign"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// The leader hands over leadership: the callee starts an election now
+        /// (`mesh operator raft transfer-leader`).
+        pub async fn elect(
+            &mut self,
+            request: impl tonic::IntoRequest<super::Payload>,
+        ) -> std::result::Result<tonic::Response<super::Payload>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/mesh.raft.v1.Raft/Elect");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("mesh.raft.v1.Raft", "Elect"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -240,6 +283,18 @@ pub mod raft_server {
         ) -> std::result::Result<tonic::Response<super::Payload>, tonic::Status>;
         /// The leader's read index, for default and consistent reads elsewhere.
         async fn read_index(
+            &self,
+            request: tonic::Request<super::Payload>,
+        ) -> std::result::Result<tonic::Response<super::Payload>, tonic::Status>;
+        /// auto_encrypt: a client agent's CSR signed by the Connect CA (or, with
+        /// no CSR, the current roots), authorised by its agent token.
+        async fn auto_encrypt_sign(
+            &self,
+            request: tonic::Request<super::Payload>,
+        ) -> std::result::Result<tonic::Response<super::Payload>, tonic::Status>;
+        /// The leader hands over leadership: the callee starts an election now
+        /// (`mesh operator raft transfer-leader`).
+        async fn elect(
             &self,
             request: tonic::Request<super::Payload>,
         ) -> std::result::Result<tonic::Response<super::Payload>, tonic::Status>;
@@ -520,6 +575,92 @@ pub mod raft_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ReadIndexSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/mesh.raft.v1.Raft/AutoEncryptSign" => {
+                    #[allow(non_camel_case_types)]
+                    struct AutoEncryptSignSvc<T: Raft>(pub Arc<T>);
+                    impl<T: Raft> tonic::server::UnaryService<super::Payload>
+                    for AutoEncryptSignSvc<T> {
+                        type Response = super::Payload;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::Payload>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Raft>::auto_encrypt_sign(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = AutoEncryptSignSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/mesh.raft.v1.Raft/Elect" => {
+                    #[allow(non_camel_case_types)]
+                    struct ElectSvc<T: Raft>(pub Arc<T>);
+                    impl<T: Raft> tonic::server::UnaryService<super::Payload>
+                    for ElectSvc<T> {
+                        type Response = super::Payload;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::Payload>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Raft>::elect(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ElectSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
