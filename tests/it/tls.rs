@@ -634,6 +634,28 @@ async fn the_set_up_in_docs_tls_md_works_as_written() {
         !log.contains("servers join raft on gossip's word"),
         "TLS is on"
     );
+    // The auto_encrypt blocks, server and client, are configs mesh takes.
+    let blocks = fenced(&doc, "hcl");
+    assert!(
+        blocks.len() >= 3,
+        "docs/tls.md lost its auto_encrypt blocks"
+    );
+    for (i, block) in blocks[1..3].iter().enumerate() {
+        let file = dir.path().join(format!("auto_encrypt{i}.hcl"));
+        let mut text = block.replace("\"consul-agent-ca.pem\"", &format!("\"{}\"", ca.display()));
+        let data_dir = dir.path().join("validate-data");
+        text = format!("data_dir = \"{}\"\n{text}", data_dir.display());
+        if i == 0 {
+            // A server's: on top of the TLS it already has.
+            let tls = std::fs::read_to_string(&config_file).unwrap();
+            text = format!("server = true\n{tls}\n{text}");
+        }
+        std::fs::write(&file, text).unwrap();
+        let mut validate = std::process::Command::new(mesh_bin());
+        validate.arg("validate").arg(&file);
+        let out = validate.output().unwrap();
+        assert!(out.status.success(), "{block}: {out:?}");
+    }
 }
 
 #[tokio::test]
