@@ -142,7 +142,7 @@ pub(crate) async fn register(a: &TestAgent, body: Value) {
     assert_eq!(st, 200, "{text}");
 }
 
-fn sidecar(name: &str, id: &str, app: u16, public: u16, upstreams: Value) -> Value {
+pub(crate) fn sidecar(name: &str, id: &str, app: u16, public: u16, upstreams: Value) -> Value {
     json!({"Name": name, "ID": id, "Port": app, "Address": "127.0.0.1",
            "Connect": {"SidecarService": {"Port": public, "Address": "127.0.0.1",
                "Proxy": {"Upstreams": upstreams}}}})

@@ -840,3 +840,168 @@ async fn fetch_roots(c: &reqwest::Client, base: &str) -> serde_json::Value {
         .await
         .unwrap()
 }
+
+/// The first answer of an ADS stream for `proxy`'s listeners from the gRPC
+/// TLS port at `addr`, dialed with `tls` (plaintext when none), or why
+/// there was none.
+async fn ads_over(
+    addr: std::net::SocketAddr,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    proxy: &str,
+) -> Result<usize, String> {
+    use envoy_types::pb::envoy::config::core::v3::Node;
+    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5));
+    let channel = match tls {
+        None => endpoint.connect().await,
+        Some(config) => {
+            endpoint
+                .connect_with_connector(tower::service_fn(move |_: tonic::codegen::http::Uri| {
+                    let config = config.clone();
+                    async move {
+                        let tcp = tokio::net::TcpStream::connect(addr).await?;
+                        let name = ServerName::try_from("server.dc1.consul").unwrap();
+                        let tls = tokio_rustls::TlsConnector::from(config)
+                            .connect(name, tcp)
+                            .await?;
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+                    }
+                }))
+                .await
+        }
+    }
+    .map_err(|e| format!("connect: {e:?}"))?;
+    let mut client = AggregatedDiscoveryServiceClient::new(channel);
+    let first = DiscoveryRequest {
+        node: Some(Node {
+            id: proxy.into(),
+            ..Default::default()
+        }),
+        type_url: crate::envoy::LISTENER_TYPE.into(),
+        ..Default::default()
+    };
+    use tokio_stream::StreamExt;
+    let requests = tokio_stream::iter([first]).chain(tokio_stream::pending());
+    let answer = async {
+        let mut stream = client
+            .stream_aggregated_resources(requests)
+            .await?
+            .into_inner();
+        stream.message().await
+    };
+    match tokio::time::timeout(Duration::from_secs(20), answer).await {
+        Ok(Ok(Some(reply))) => Ok(reply.resources.len()),
+        Ok(Ok(None)) => Err("the stream ended".into()),
+        Ok(Err(status)) => Err(format!("{status:?}")),
+        Err(_) => Err("no answer within 20 s".into()),
+    }
+}
+
+#[tokio::test]
+async fn envoy_gets_its_config_over_the_grpc_tls_port_with_a_client_certificate() {
+    use crate::envoy::{envoy_bin, register, sidecar, Envoy};
+    use crate::proxy::{echo_server, free_port, roundtrip};
+    let envoy = envoy_bin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("pki"));
+    let own = pki.cert(&["-server"]);
+    let client = pki.cert(&["-client"]);
+    let config = dir.path().join("grpc.hcl");
+    std::fs::write(
+        &config,
+        format!(
+            "tls {{\n  grpc {{\n    ca_file = \"{}\"\n    cert_file = \"{}\"\n    key_file = \"{}\"\n    verify_incoming = true\n  }}\n}}\n",
+            pki.ca.display(),
+            own.cert.display(),
+            own.key.display()
+        ),
+    )
+    .unwrap();
+    let mut spec = AgentSpec::server("xds", 1);
+    // xDS only over TLS: no plaintext gRPC port.
+    spec.extra = vec![
+        "-dev".into(),
+        format!("-config-file={}", config.display()),
+        "-grpc-tls-port=0".into(),
+    ];
+    let a = TestAgent::start(spec, &dir.path().join("data"))
+        .await
+        .unwrap();
+    let grpc_tls = a.grpc_tls.expect("the ready line names the gRPC TLS port");
+    assert_eq!(a.grpc, None);
+
+    let db_app = echo_server().await;
+    register(
+        &a,
+        sidecar(
+            "db",
+            "db",
+            db_app.port(),
+            free_port(),
+            serde_json::json!([]),
+        ),
+    )
+    .await;
+    let web_db = free_port();
+    let upstreams = serde_json::json!([{"DestinationName": "db", "LocalBindPort": web_db}]);
+    register(&a, sidecar("web", "web", 1, free_port(), upstreams)).await;
+
+    // The port takes TLS from callers with a certificate from the CA only.
+    assert!(ads_over(grpc_tls, None, "db-sidecar-proxy").await.is_err());
+    assert!(ads_over(
+        grpc_tls,
+        Some(client_tls(&pki.ca, None)),
+        "db-sidecar-proxy"
+    )
+    .await
+    .is_err());
+    let other = Pki::new(&dir.path().join("other"));
+    let stranger = other.cert(&["-client"]);
+    assert!(ads_over(
+        grpc_tls,
+        Some(client_tls(&pki.ca, Some(&stranger))),
+        "db-sidecar-proxy"
+    )
+    .await
+    .is_err());
+    let listeners = ads_over(
+        grpc_tls,
+        Some(client_tls(&pki.ca, Some(&client))),
+        "db-sidecar-proxy",
+    )
+    .await
+    .unwrap();
+    assert!(listeners >= 1, "db's public listener");
+
+    // Envoy, started as a user would: the CLI finds the TLS port itself.
+    let (ca, cert, key) = (
+        pki.ca.to_str().unwrap(),
+        client.cert.to_str().unwrap(),
+        client.key.to_str().unwrap(),
+    );
+    let mut envoys = Vec::new();
+    for name in ["db", "web"] {
+        let args = [
+            "-sidecar-for",
+            name,
+            // The CA of the HTTP client serves the gRPC TLS port too.
+            "-ca-file",
+            ca,
+            "-client-cert",
+            cert,
+            "-client-key",
+            key,
+        ];
+        envoys.push(Envoy::run(&a, &envoy, name, &args, dir.path()).await);
+    }
+    let up: std::net::SocketAddr = format!("127.0.0.1:{web_db}").parse().unwrap();
+    eventually(
+        "echo through Envoys configured over TLS",
+        Duration::from_secs(30),
+        || async { roundtrip(up, b"xds over tls").await.ok() },
+    )
+    .await;
+}

@@ -42,6 +42,8 @@ pub struct Built {
     https: Option<(TcpListener, Arc<mesh_tls::SurfaceTls>)>,
     dns: Option<DnsListeners>,
     grpc: Option<TcpListener>,
+    /// `ports.grpc_tls`: xDS over TLS, with `tls.grpc`.
+    grpc_tls: Option<(TcpListener, Arc<mesh_tls::SurfaceTls>)>,
     /// Only servers have one.
     server: Option<ServerParts>,
     check_updates: mpsc::Receiver<CheckUpdate>,
@@ -152,6 +154,16 @@ impl Config {
         let dns_addr = dns.as_ref().map(|d| d.udp.local_addr()).transpose()?;
         let grpc = bind(config.grpc_addr(), "gRPC (xDS)", "-grpc-port").await?;
         let grpc_addr = grpc.as_ref().map(|l| l.local_addr()).transpose()?;
+        let grpc_tls = match config.grpc_tls_addr() {
+            Some(addr) => {
+                let tls = mesh_tls::SurfaceTls::load(&config.tls.grpc, &server_name)?;
+                bind(Some(addr), "gRPC over TLS (xDS)", "-grpc-tls-port")
+                    .await?
+                    .map(|l| (l, Arc::new(tls)))
+            }
+            None => None,
+        };
+        let grpc_tls_addr = grpc_tls.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
         let http_addr = http.as_ref().map(|l| l.local_addr()).transpose()?;
         let rpc_addr = rpc
             .as_ref()
@@ -331,6 +343,7 @@ impl Config {
         let tls_surfaces: Vec<_> = rpc_tls
             .iter()
             .chain(https.as_ref().map(|(_, tls)| tls))
+            .chain(grpc_tls.as_ref().map(|(_, tls)| tls))
             .cloned()
             .collect();
         let (reloads, reload_requests) = Reloads::new(ReloadInputs {
@@ -369,6 +382,7 @@ impl Config {
                 rpc: rpc_addr,
                 dns: dns_addr,
                 grpc: grpc_addr,
+                grpc_tls: grpc_tls_addr,
             },
             raft: raft.map(|(r, _)| r),
             config,
@@ -394,6 +408,7 @@ impl Config {
             https,
             dns,
             grpc,
+            grpc_tls,
             server,
             check_updates: updates_rx,
             reload_requests,
@@ -478,14 +493,18 @@ impl Built {
             let stop = stopping();
             tasks.spawn(async move { server.serve(listener, stop).await.context(name) });
         }
-        if let Some(listener) = self.grpc {
+        let xds = || {
             let source = Arc::new(crate::xds::XdsSource {
                 node: node.clone(),
                 http: node.server_http.clone(),
             });
-            let service = mesh_xds::service(source, node.xds.clone());
-            let limit = crate::conn_limit::PerClient::new(limits.http_max_conns_per_client);
-            let stop = stopping();
+            mesh_xds::service(source, node.xds.clone())
+        };
+        // One per-client budget across the plaintext and TLS ports.
+        let limit = crate::conn_limit::PerClient::new(limits.http_max_conns_per_client);
+        if let Some(listener) = self.grpc {
+            let service = xds();
+            let (limit, stop) = (limit.clone(), stopping());
             tasks.spawn(async move {
                 tonic::transport::Server::builder()
                     .add_service(service)
@@ -495,6 +514,21 @@ impl Built {
                     )
                     .await
                     .context("gRPC (xDS) server")
+            });
+        }
+        if let Some((listener, tls)) = self.grpc_tls {
+            let service = xds();
+            let stop = stopping();
+            let policy = crate::rpc_listener::TlsPolicy::tls_only(tls, "tls.grpc");
+            tasks.spawn(async move {
+                tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(
+                        crate::rpc_listener::incoming(listener, limit, Some(policy)),
+                        stop,
+                    )
+                    .await
+                    .context("gRPC over TLS (xDS) server")
             });
         }
         if let Some(server) = self.server {
@@ -619,7 +653,7 @@ fn spawn_server(node: &Arc<Node>, server: ServerParts, tasks: &mut JoinSet<anyho
                 crate::rpc_listener::incoming(
                     rpc,
                     rpc_limit,
-                    listener_tls.map(|tls| crate::rpc_listener::RpcTlsPolicy { tls }),
+                    listener_tls.map(crate::rpc_listener::TlsPolicy::internal_rpc),
                 ),
                 async move {
                     let _ = stop.wait_for(|s| *s != Stop::Running).await;
@@ -689,7 +723,7 @@ async fn announce_ready(node: Arc<Node>) -> anyhow::Result<()> {
     }
     let fmt = |a: Option<SocketAddr>| a.map_or("-".to_string(), |a| a.to_string());
     println!(
-        "==> mesh agent ready: node={} dc={} server={} http={} https={} rpc={} serf_lan={} dns={} grpc={}",
+        "==> mesh agent ready: node={} dc={} server={} http={} https={} rpc={} serf_lan={} dns={} grpc={} grpc_tls={}",
         node.config.node_name,
         node.config.datacenter,
         node.config.server,
@@ -699,6 +733,7 @@ async fn announce_ready(node: Arc<Node>) -> anyhow::Result<()> {
         node.gossip.local_addr(),
         fmt(node.addrs.dns),
         fmt(node.addrs.grpc),
+        fmt(node.addrs.grpc_tls),
     );
     Ok(())
 }

@@ -39,6 +39,10 @@ impl AgentHandle for AgentView {
         self.agent.addrs.grpc.map(|a| a.port())
     }
 
+    fn grpc_tls_port(&self) -> Option<u16> {
+        self.agent.addrs.grpc_tls.map(|a| a.port())
+    }
+
     fn members(&self) -> Vec<MemberView> {
         self.agent
             .gossip

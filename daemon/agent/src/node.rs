@@ -31,6 +31,8 @@ pub(crate) struct Addrs {
     pub dns: Option<SocketAddr>,
     /// xDS (ADS) for Envoy.
     pub grpc: Option<SocketAddr>,
+    /// xDS over TLS (`ports.grpc_tls`).
+    pub grpc_tls: Option<SocketAddr>,
 }
 
 pub(crate) struct Node {

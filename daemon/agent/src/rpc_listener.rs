@@ -8,6 +8,9 @@
 //! `server.<dc>.<domain>` may send Raft messages. Handshakes run in their
 //! own tasks, bounded by `HANDSHAKE_TIMEOUT`, so a slow caller never holds
 //! up the accept loop.
+//!
+//! The gRPC TLS port (`ports.grpc_tls`, xDS) takes its connections the
+//! same way, TLS only, per `tls.grpc`.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,11 +33,33 @@ const TLS_HANDSHAKE: u8 = 0x16;
 
 /// The TLS side of the listener.
 #[derive(Clone)]
-pub(crate) struct RpcTlsPolicy {
-    pub tls: Arc<SurfaceTls>,
+pub(crate) struct TlsPolicy {
+    tls: Arc<SurfaceTls>,
+    /// Plaintext callers are refused whatever `verify_incoming` says.
+    tls_only: bool,
+    /// The config block, for messages (`tls.internal_rpc`).
+    block: &'static str,
 }
 
-impl RpcTlsPolicy {
+impl TlsPolicy {
+    /// The server RPC port: plaintext still let in without `verify_incoming`.
+    pub(crate) fn internal_rpc(tls: Arc<SurfaceTls>) -> Self {
+        TlsPolicy {
+            tls,
+            tls_only: false,
+            block: "tls.internal_rpc",
+        }
+    }
+
+    /// A port that speaks only TLS, configured by `block`.
+    pub(crate) fn tls_only(tls: Arc<SurfaceTls>, block: &'static str) -> Self {
+        TlsPolicy {
+            tls,
+            tls_only: true,
+            block,
+        }
+    }
+
     fn verify_incoming(&self) -> bool {
         self.tls.surface().verify_incoming
     }
@@ -47,7 +72,7 @@ impl RpcTlsPolicy {
 pub(crate) fn incoming(
     listener: TcpListener,
     limit: PerClient,
-    tls: Option<RpcTlsPolicy>,
+    tls: Option<TlsPolicy>,
 ) -> impl futures::Stream<Item = std::io::Result<RpcConn>> {
     let (ready, rx) = tokio::sync::mpsc::channel(READY_QUEUE);
     tokio::spawn(async move {
@@ -89,7 +114,7 @@ pub(crate) fn incoming(
 
 /// Takes one connection through TLS (when configured) and decides what
 /// the caller may do.
-async fn admit(tcp: TcpStream, slot: Slot, tls: Option<RpcTlsPolicy>) -> Result<RpcConn, String> {
+async fn admit(tcp: TcpStream, slot: Slot, tls: Option<TlsPolicy>) -> Result<RpcConn, String> {
     let remote = tcp.peer_addr().ok();
     let Some(policy) = tls else {
         return Ok(RpcConn {
@@ -106,8 +131,17 @@ async fn admit(tcp: TcpStream, slot: Slot, tls: Option<RpcTlsPolicy>) -> Result<
     let mut first = [0u8; 1];
     let n = tcp.peek(&mut first).await.map_err(|e| e.to_string())?;
     if n == 0 || first[0] != TLS_HANDSHAKE {
+        if policy.tls_only {
+            return Err(format!(
+                "plaintext refused: this port takes TLS ({})",
+                policy.block
+            ));
+        }
         if policy.verify_incoming() {
-            return Err("plaintext refused: tls.internal_rpc.verify_incoming requires TLS".into());
+            return Err(format!(
+                "plaintext refused: {}.verify_incoming requires TLS",
+                policy.block
+            ));
         }
         return Ok(RpcConn {
             io: Box::new(tcp),
@@ -121,7 +155,10 @@ async fn admit(tcp: TcpStream, slot: Slot, tls: Option<RpcTlsPolicy>) -> Result<
         });
     }
     let Some(config) = policy.tls.current().server.clone() else {
-        return Err("TLS refused: no tls.internal_rpc.cert_file to serve with".into());
+        return Err(format!(
+            "TLS refused: no {}.cert_file to serve with",
+            policy.block
+        ));
     };
     let stream = tokio_rustls::TlsAcceptor::from(config)
         .accept(tcp)

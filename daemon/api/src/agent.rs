@@ -27,6 +27,7 @@ pub(crate) async fn self_info(State(api): State<Api>) -> Json<Value> {
         // Consul's field: `connect envoy` finds the xDS port here.
         "DebugConfig": {
             "GRPCPort": agent.grpc_port().map_or(-1, i64::from),
+            "GRPCTLSPort": agent.grpc_tls_port().map_or(-1, i64::from),
         },
         "Member": me,
         "ConfigStatus": agent.config_status(),

@@ -99,6 +99,10 @@ pub trait AgentHandle: Send + Sync + 'static {
     fn grpc_port(&self) -> Option<u16> {
         None
     }
+    /// The port xDS over TLS is served on, if any.
+    fn grpc_tls_port(&self) -> Option<u16> {
+        None
+    }
     /// The gossip member list.
     fn members(&self) -> Vec<MemberView>;
     /// The API base URL (`http://` or `https://`) of a server to forward

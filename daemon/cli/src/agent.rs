@@ -58,6 +58,9 @@ pub struct AgentArgs {
     /// gRPC (xDS) port (-1 disables)
     #[arg(long, value_name = "PORT", allow_negative_numbers = true)]
     pub grpc_port: Option<i64>,
+    /// gRPC (xDS) over TLS port, with tls.grpc (-1 disables)
+    #[arg(long, value_name = "PORT", allow_negative_numbers = true)]
+    pub grpc_tls_port: Option<i64>,
     /// LAN gossip port
     #[arg(long, value_name = "PORT", allow_negative_numbers = true)]
     pub serf_lan_port: Option<i64>,
@@ -89,6 +92,7 @@ impl AgentArgs {
             http: port(self.http_port),
             https: port(self.https_port),
             grpc: port(self.grpc_port),
+            grpc_tls: port(self.grpc_tls_port),
             dns: port(self.dns_port),
             serf_lan: port(self.serf_lan_port),
             server: port(self.server_port),

@@ -38,6 +38,9 @@ pub struct EnvoyArgs {
     /// The agent's gRPC (xDS) address [default: $MESH_GRPC_ADDR, $CONSUL_GRPC_ADDR, or the agent's own]
     #[arg(long = "grpc-addr", value_name = "ADDR")]
     pub grpc_addr: Option<String>,
+    /// CA file for the agent's gRPC TLS port [default: $MESH_GRPC_CACERT, $CONSUL_GRPC_CACERT, or -ca-file]
+    #[arg(long = "grpc-ca-file", value_name = "FILE")]
+    pub grpc_ca_file: Option<PathBuf>,
     /// State-of-the-world xDS instead of incremental (delta)
     #[arg(long = "sotw")]
     pub sotw: bool,
@@ -210,11 +213,91 @@ pub(crate) async fn grpc_addr(
     Ok((host, port as u16))
 }
 
+/// Where Envoy reaches the agent's xDS server, and with what TLS: an
+/// `https://` -grpc-addr (or $CONSUL_GRPC_ADDR) means TLS; asked of the
+/// agent, its gRPC TLS port when it has one and a CA file is known, else
+/// its plaintext gRPC port.
+async fn envoy_grpc(
+    args: &EnvoyArgs,
+    client: &mesh_client::Client,
+) -> anyhow::Result<(String, u16, Option<mesh_xds::bootstrap::GrpcTls>)> {
+    let ca = args
+        .grpc_ca_file
+        .clone()
+        .or_else(|| env_path("MESH_GRPC_CACERT"))
+        .or_else(|| env_path("CONSUL_GRPC_CACERT"))
+        .or_else(|| args.http.ca_file.clone())
+        .or_else(mesh_client::env_ca_file);
+    let given = args
+        .grpc_addr
+        .clone()
+        .or_else(|| std::env::var("MESH_GRPC_ADDR").ok())
+        .or_else(|| std::env::var("CONSUL_GRPC_ADDR").ok());
+    let (host, port, tls) = match given {
+        Some(text) => {
+            let (host, port) = grpc_addr(Some(&text), client).await?;
+            (host, port, text.starts_with("https://"))
+        }
+        None => {
+            let me: Value = client
+                .get_json("agent/self", &[])
+                .await?
+                .unwrap_or_default();
+            let tls_port = me["DebugConfig"]["GRPCTLSPort"].as_i64().unwrap_or(-1);
+            let plain_port = me["DebugConfig"]["GRPCPort"].as_i64().unwrap_or(-1);
+            let host = client
+                .base_url()
+                .host_str()
+                .unwrap_or("127.0.0.1")
+                .trim_matches(['[', ']'])
+                .to_string();
+            match (tls_port > 0, plain_port > 0, ca.is_some()) {
+                (true, _, true) => (host, tls_port as u16, true),
+                (_, true, _) => (host, plain_port as u16, false),
+                (true, false, false) => bail!(
+                    "the agent serves xDS only over TLS (its gRPC TLS port): give -grpc-ca-file with the CA of its certificate"
+                ),
+                _ => bail!("the agent serves no xDS (its gRPC ports are disabled): start it with -grpc-port or -grpc-tls-port, or give -grpc-addr"),
+            }
+        }
+    };
+    if !tls {
+        return Ok((host, port, None));
+    }
+    let Some(ca) = ca else {
+        bail!("-grpc-addr https://…: give -grpc-ca-file (or -ca-file) with the CA of the agent's certificate");
+    };
+    // Envoy reads the files itself, from its own working directory.
+    let absolute = |p: &std::path::Path| -> anyhow::Result<String> {
+        let full = std::fs::canonicalize(p).with_context(|| format!("{}", p.display()))?;
+        Ok(full.to_string_lossy().into_owned())
+    };
+    let client_cert = match (&args.http.client_cert, &args.http.client_key) {
+        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+        _ => mesh_client::env_client_cert(),
+    };
+    let client_cert = match client_cert {
+        Some((cert, key)) => Some((absolute(&cert)?, absolute(&key)?)),
+        None => None,
+    };
+    let grpc_tls = mesh_xds::bootstrap::GrpcTls {
+        ca_file: absolute(&ca)?,
+        client_cert,
+    };
+    Ok((host, port, Some(grpc_tls)))
+}
+
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
 /// Runs `mesh connect envoy`.
 pub async fn run(args: &EnvoyArgs) -> anyhow::Result<ExitCode> {
     let client = args.http.client()?;
     let proxy = find_proxy(args, &client).await?;
-    let (grpc_host, grpc_port) = grpc_addr(args.grpc_addr.as_deref(), &client).await?;
+    let (grpc_host, grpc_port, grpc_tls) = envoy_grpc(args, &client).await?;
     let bootstrap = mesh_xds::bootstrap::Bootstrap {
         proxy_id: proxy.id.clone(),
         service: proxy.destination.clone(),
@@ -225,6 +308,7 @@ pub async fn run(args: &EnvoyArgs) -> anyhow::Result<ExitCode> {
         admin_port: args.admin_bind.port(),
         prometheus: proxy.prometheus,
         delta: !args.sotw,
+        grpc_tls,
     }
     .to_json();
     let text = serde_json::to_string_pretty(&bootstrap)?;

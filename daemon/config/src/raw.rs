@@ -119,6 +119,8 @@ pub struct RawPorts {
     pub http: Option<i64>,
     pub https: Option<i64>,
     pub grpc: Option<i64>,
+    /// xDS over TLS (`tls.grpc`), beside the plaintext `grpc` port.
+    pub grpc_tls: Option<i64>,
     pub dns: Option<i64>,
     pub serf_lan: Option<i64>,
     pub server: Option<i64>,

@@ -219,6 +219,7 @@ pub struct Ports {
     pub http: Option<u16>,
     pub https: Option<u16>,
     pub grpc: Option<u16>,
+    pub grpc_tls: Option<u16>,
     pub dns: Option<u16>,
     pub serf_lan: Option<u16>,
     pub server: Option<u16>,
@@ -230,6 +231,7 @@ impl Default for Ports {
             http: Some(8500),
             https: None,
             grpc: Some(8502),
+            grpc_tls: None,
             dns: Some(8600),
             serf_lan: Some(8301),
             server: Some(8300),
@@ -270,6 +272,11 @@ impl RuntimeConfig {
     pub fn grpc_addr(&self) -> Option<SocketAddr> {
         let ip = self.addresses.grpc.unwrap_or(self.client_addr);
         self.ports.grpc.map(|p| SocketAddr::new(ip, p))
+    }
+    /// gRPC over TLS (xDS) listen address, if enabled (same interface as gRPC).
+    pub fn grpc_tls_addr(&self) -> Option<SocketAddr> {
+        let ip = self.addresses.grpc.unwrap_or(self.client_addr);
+        self.ports.grpc_tls.map(|p| SocketAddr::new(ip, p))
     }
     /// Gossip listen address (UDP and TCP).
     pub fn serf_lan_addr(&self) -> Option<SocketAddr> {

@@ -114,6 +114,8 @@ pub struct TlsConfig {
     pub internal_rpc: TlsSurface,
     /// The HTTPS API, and client agents' HTTP calls to servers.
     pub https: TlsSurface,
+    /// The gRPC TLS port (`ports.grpc_tls`): xDS for Envoy over TLS.
+    pub grpc: TlsSurface,
     /// `auto_encrypt { }`.
     pub auto_encrypt: AutoEncrypt,
 }
@@ -169,17 +171,13 @@ fn resolve(raw: &RawConfig, name: &str, own: Option<&RawTlsFiles>) -> RawTlsFile
 }
 
 impl Check<'_> {
-    pub(crate) fn tls_config(&self, https_port: bool) -> Result<TlsConfig, ValidationError> {
+    pub(crate) fn tls_config(
+        &self,
+        https_port: bool,
+        grpc_tls_port: bool,
+    ) -> Result<TlsConfig, ValidationError> {
         let raw = self.raw;
         let blocks = raw.tls.clone().unwrap_or_default();
-        if let Some(grpc) = &blocks.grpc {
-            if grpc != &RawTlsFiles::default() {
-                return Err(self.fail(
-                    "tls.grpc",
-                    "TLS on the gRPC (xDS) port is not served yet; remove tls.grpc and keep the gRPC port on loopback",
-                ));
-            }
-        }
         let internal_rpc = self.surface(
             "internal_rpc",
             resolve(raw, "internal_rpc", blocks.internal_rpc.as_ref()),
@@ -191,10 +189,18 @@ impl Check<'_> {
                 "the HTTPS port needs tls { defaults { cert_file = \"...\" key_file = \"...\" } }",
             ));
         }
+        let grpc = self.surface("grpc", resolve(raw, "grpc", blocks.grpc.as_ref()))?;
+        if grpc_tls_port && !grpc.has_certificate() {
+            return Err(self.fail(
+                "ports.grpc_tls",
+                "the gRPC TLS port needs tls { grpc { cert_file = \"...\" key_file = \"...\" } } (or tls.defaults)",
+            ));
+        }
         let auto_encrypt = self.auto_encrypt(&internal_rpc)?;
         Ok(TlsConfig {
             internal_rpc,
             https,
+            grpc,
             auto_encrypt,
         })
     }
@@ -407,7 +413,15 @@ tls {
         let err = build("tls_min_version = \"TLSv1_0\"").unwrap_err();
         assert!(err.contains("TLS below 1.2 is refused"), "{err}");
         let err = build("tls {\n  grpc {\n    cert_file = \"/a.pem\"\n  }\n}\n").unwrap_err();
-        assert!(err.contains("tls.grpc"), "{err}");
+        assert!(
+            err.contains("tls.grpc.cert_file") && err.contains("needs key_file"),
+            "{err}"
+        );
+        let err = build("ports {\n  grpc_tls = 8503\n}\n").unwrap_err();
+        assert!(
+            err.contains("ports.grpc_tls") && err.contains("needs tls"),
+            "{err}"
+        );
         assert!(!build("").unwrap().tls.rpc_enabled());
     }
 }

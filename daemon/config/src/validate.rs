@@ -302,7 +302,7 @@ impl RuntimeConfig {
             }),
             dns: v.dns()?,
             acl: v.acl()?,
-            tls: v.tls_config(ports.https.is_some())?,
+            tls: v.tls_config(ports.https.is_some(), ports.grpc_tls.is_some())?,
             config_entries_bootstrap: raw
                 .config_entries
                 .as_ref()
@@ -365,6 +365,7 @@ impl Check<'_> {
             http: port("http", raw.http, defaults.http)?,
             https: port("https", raw.https, defaults.https)?,
             grpc: port("grpc", raw.grpc, defaults.grpc)?,
+            grpc_tls: port("grpc_tls", raw.grpc_tls, defaults.grpc_tls)?,
             dns: port("dns", raw.dns, defaults.dns)?,
             serf_lan: port("serf_lan", raw.serf_lan, defaults.serf_lan)?,
             server: port("server", raw.server, defaults.server)?,

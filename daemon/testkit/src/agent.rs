@@ -63,6 +63,8 @@ pub struct TestAgent {
     pub dns: Option<SocketAddr>,
     /// The xDS (gRPC) address, when the spec asked for one.
     pub grpc: Option<SocketAddr>,
+    /// The xDS-over-TLS address, when the agent serves one.
+    pub grpc_tls: Option<SocketAddr>,
     pub log: PathBuf,
     child: Option<Child>,
 }
@@ -75,6 +77,7 @@ struct Ready {
     serf: SocketAddr,
     dns: Option<SocketAddr>,
     grpc: Option<SocketAddr>,
+    grpc_tls: Option<SocketAddr>,
 }
 
 fn parse_ready(line: &str) -> Option<Ready> {
@@ -91,6 +94,7 @@ fn parse_ready(line: &str) -> Option<Ready> {
         serf: field("serf_lan")?,
         dns: field("dns"),
         grpc: field("grpc"),
+        grpc_tls: field("grpc_tls"),
     })
 }
 
@@ -142,16 +146,22 @@ impl TestAgent {
         if let Some(key) = &spec.encrypt {
             args.push(format!("-encrypt={key}"));
         }
-        // A restart keeps the HTTPS port it had (in place of the spec's).
+        // A restart keeps the HTTPS and gRPC TLS ports it had (in place of
+        // the spec's).
         let https = ports.and_then(|r| r.https);
+        let grpc_tls = ports.and_then(|r| r.grpc_tls);
         args.extend(
             spec.extra
                 .iter()
                 .filter(|a| https.is_none() || !a.starts_with("-https-port"))
+                .filter(|a| grpc_tls.is_none() || !a.starts_with("-grpc-tls-port"))
                 .cloned(),
         );
         if let Some(https) = https {
             args.push(format!("-https-port={}", https.port()));
+        }
+        if let Some(grpc_tls) = grpc_tls {
+            args.push(format!("-grpc-tls-port={}", grpc_tls.port()));
         }
         args
     }
@@ -206,6 +216,7 @@ impl TestAgent {
             serf: ready.serf,
             dns: ready.dns,
             grpc: ready.grpc,
+            grpc_tls: ready.grpc_tls,
             log,
             child: Some(child),
         })
@@ -254,6 +265,7 @@ impl TestAgent {
             serf: self.serf,
             dns: self.dns,
             grpc: self.grpc,
+            grpc_tls: self.grpc_tls,
         };
         let fresh = Self::launch(self.spec.clone(), &self.data_dir.clone(), Some(ports)).await?;
         *self = fresh;

@@ -23,6 +23,40 @@ pub struct Bootstrap {
     pub prometheus: Option<(String, u16)>,
     /// Incremental xDS (the default) or state of the world.
     pub delta: bool,
+    /// Reach the agent's gRPC TLS port (`ports.grpc_tls`) with these.
+    pub grpc_tls: Option<GrpcTls>,
+}
+
+/// How Envoy checks the agent's gRPC TLS port, and the certificate it
+/// shows when the port verifies callers (`tls.grpc.verify_incoming`).
+#[derive(Debug, Clone)]
+pub struct GrpcTls {
+    /// PEM file of the CA that signed the agent's certificate.
+    pub ca_file: String,
+    /// Certificate and key files.
+    pub client_cert: Option<(String, String)>,
+}
+
+impl GrpcTls {
+    fn transport_socket(&self) -> Value {
+        let mut common = json!({
+            "validation_context": {"trusted_ca": {"filename": self.ca_file}},
+            "alpn_protocols": ["h2"],
+        });
+        if let Some((cert, key)) = &self.client_cert {
+            common["tls_certificates"] = json!([{
+                "certificate_chain": {"filename": cert},
+                "private_key": {"filename": key},
+            }]);
+        }
+        json!({
+            "name": "tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "common_tls_context": common,
+            },
+        })
+    }
 }
 
 fn socket(host: &str, port: u16) -> Value {
@@ -58,12 +92,11 @@ impl Bootstrap {
         if let Some(token) = &self.token {
             grpc_service["initial_metadata"] = json!([{"key": "x-consul-token", "value": token}]);
         }
-        let mut clusters = vec![static_cluster(
-            "local_agent",
-            &self.grpc_host,
-            self.grpc_port,
-            true,
-        )];
+        let mut agent = static_cluster("local_agent", &self.grpc_host, self.grpc_port, true);
+        if let Some(tls) = &self.grpc_tls {
+            agent["transport_socket"] = tls.transport_socket();
+        }
+        let mut clusters = vec![agent];
         let mut listeners = vec![];
         if let Some((host, port)) = &self.prometheus {
             clusters.push(static_cluster(
@@ -147,6 +180,7 @@ mod tests {
             admin_port: 19000,
             prometheus: Some(("0.0.0.0".into(), 9102)),
             delta: true,
+            grpc_tls: None,
         }
     }
 
@@ -192,5 +226,28 @@ mod tests {
         assert_eq!(b["xds_servers"][0]["server_uri"], "[::1]:8502");
         assert_eq!(b["xds_servers"][0]["channel_creds"][0]["type"], "insecure");
         assert_eq!(b["node"]["id"], "billing-batch");
+    }
+
+    #[test]
+    fn the_agent_cluster_speaks_tls_when_asked() {
+        let mut b = sample();
+        assert!(b.to_json()["static_resources"]["clusters"][0]
+            .get("transport_socket")
+            .is_none());
+        b.grpc_tls = Some(GrpcTls {
+            ca_file: "/etc/mesh/ca.pem".into(),
+            client_cert: Some(("/c.pem".into(), "/k.pem".into())),
+        });
+        let json = b.to_json();
+        let tls = &json["static_resources"]["clusters"][0]["transport_socket"]["typed_config"];
+        let common = &tls["common_tls_context"];
+        assert_eq!(
+            common["validation_context"]["trusted_ca"]["filename"],
+            "/etc/mesh/ca.pem"
+        );
+        assert_eq!(
+            common["tls_certificates"][0]["private_key"]["filename"],
+            "/k.pem"
+        );
     }
 }
