@@ -224,16 +224,31 @@ async fn concurrent_large_writes_commit_and_replicate() {
     // 120 MB through Raft with fsync on every server: on a loaded 2-core
     // machine the followers can take more than 30 s to apply it all.
     for (i, agent) in cluster.agents.iter().enumerate() {
-        eventually(
-            &format!("s{i} holds all 300 values"),
-            Duration::from_secs(90),
-            || async {
-                let keys: Vec<String> =
-                    crate::try_json(&c, &agent.url("/v1/kv/large/?keys&stale")).await?;
-                (keys.len() == 300).then_some(())
-            },
-        )
-        .await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        let mut held = 0;
+        while held != 300 {
+            let keys: Option<Vec<String>> =
+                crate::try_json(&c, &agent.url("/v1/kv/large/?keys&stale")).await;
+            held = keys.map_or(0, |k| k.len());
+            if std::time::Instant::now() > deadline {
+                // Say where replication stopped, from every server's log.
+                let tails: Vec<String> = cluster
+                    .agents
+                    .iter()
+                    .map(|a| {
+                        let log = std::fs::read_to_string(&a.log).unwrap_or_default();
+                        let lines: Vec<&str> = log.lines().collect();
+                        let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+                        format!("--- {} ---\n{tail}", a.spec.name)
+                    })
+                    .collect();
+                panic!(
+                    "s{i} holds {held} of 300 values after 90 s (leader s{leader})\n{}",
+                    tails.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let r = c
             .get(agent.url("/v1/kv/large/299?raw&stale"))
             .send()
