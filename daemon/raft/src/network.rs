@@ -27,6 +27,29 @@ use crate::{MeshNode, TypeConfig};
 /// `mesh_types::MAX_ENTRY_BYTES` (half of this), so one always fits.
 pub(crate) const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
+/// Most bytes of log entries one AppendEntries carries (a single larger
+/// entry still goes alone). openraft gives each AppendEntries one
+/// heartbeat interval (100 ms at raft_multiplier 1) to be sent, stored and
+/// fsynced by the follower, and sends up to 512 entries at once: with
+/// 1 MB entries a lagging follower was sent tens of MB per try, every try
+/// timed out on a loaded machine, and it never caught up.
+pub(crate) const APPEND_BATCH_BYTES: usize = 2 << 20;
+
+/// How many of `entries`, from the first, fit in `budget` encoded bytes
+/// (at least one).
+fn entries_within(entries: &[openraft::Entry<TypeConfig>], budget: usize) -> u64 {
+    let mut total = 0usize;
+    let mut fit = 0u64;
+    for entry in entries {
+        total += encode(entry).map_or(usize::MAX / 2, |b| b.len());
+        if total > budget {
+            break;
+        }
+        fit += 1;
+    }
+    fit.max(1)
+}
+
 const _: () = assert!(mesh_types::MAX_ENTRY_BYTES + (1 << 20) < MAX_MESSAGE_BYTES);
 
 /// Connects to peers by their server RPC address; channels are shared.
@@ -199,14 +222,15 @@ impl RaftNetwork<TypeConfig> for Connection {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, MeshNode, RaftError<u64>>> {
         let data = encode(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        if data.len() > MAX_MESSAGE_BYTES {
-            // Never send what the peer must refuse: openraft retries at once
-            // with fewer entries. One entry always fits (MAX_ENTRY_BYTES).
-            let hint = (rpc.entries.len() as u64 / 2).max(1);
+        if data.len() > APPEND_BATCH_BYTES && rpc.entries.len() > 1 {
+            // Never send more than a follower can take within openraft's
+            // deadline (or the peer's message limit): openraft retries at
+            // once with as many entries as fit. One entry always goes.
+            let hint = entries_within(&rpc.entries, APPEND_BATCH_BYTES);
             tracing::debug!(
                 bytes = data.len(),
                 hint,
-                "append-entries over the message limit; splitting"
+                "append-entries over the batch budget; splitting"
             );
             return Err(RPCError::PayloadTooLarge(
                 PayloadTooLarge::new_entries_hint(hint),

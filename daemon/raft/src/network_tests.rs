@@ -3,7 +3,6 @@
 //! a real tonic server on loopback whose answers each test scripts.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mesh_proto::raft::raft_server::{Raft, RaftServer};
@@ -181,34 +180,48 @@ async fn a_slow_peer_fails_the_call_at_its_deadline() {
     );
 }
 
+/// An AppendEntries of `count` entries of `size` bytes each.
+fn append_of(count: u64, size: usize) -> AppendEntriesRequest<TypeConfig> {
+    let blob = vec![7u8; size];
+    let entries: Vec<Entry<TypeConfig>> = (1..=count)
+        .map(|i| Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), i),
+            payload: EntryPayload::Normal(Proposal(blob.clone())),
+        })
+        .collect();
+    AppendEntriesRequest {
+        vote: Vote::new_committed(1, 1),
+        prev_log_id: None,
+        entries,
+        leader_commit: None,
+    }
+}
+
 #[tokio::test]
-async fn entries_over_the_message_limit_are_split_before_sending() {
+async fn entries_over_the_batch_budget_are_split_before_sending() {
     // Nothing listens: were it sent, the call would be unreachable instead.
     let addr = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let blob = Arc::new(vec![7u8; 20 << 20]);
-    let entries: Vec<Entry<TypeConfig>> = (1..=4)
-        .map(|i| Entry {
-            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), i),
-            payload: EntryPayload::Normal(Proposal(blob.to_vec())),
-        })
-        .collect();
-    let rpc = AppendEntriesRequest {
-        vote: Vote::new_committed(1, 1),
-        prev_log_id: None,
-        entries,
-        leader_commit: None,
-    };
+    // As many as fit in the budget; a lone entry past it still goes alone.
+    for (count, size, hint) in [(5, 800 << 10, 2), (4, 20 << 20, 1), (3, 3 << 20, 1)] {
+        let rpc = append_of(count, size);
+        let got = connection(3, addr)
+            .await
+            .append_entries(rpc, option())
+            .await;
+        match got {
+            Err(RPCError::PayloadTooLarge(e)) => {
+                assert_eq!(e.entries_hint(), hint, "{count} x {size}: {e}");
+            }
+            other => panic!("want payload-too-large, got {other:?}"),
+        }
+    }
+    // One entry over the budget is sent as it is (here: to no one).
     let got = connection(3, addr)
         .await
-        .append_entries(rpc, option())
+        .append_entries(append_of(1, 3 << 20), option())
         .await;
-    match got {
-        Err(RPCError::PayloadTooLarge(e)) => {
-            assert_eq!(e.entries_hint(), 2, "{e}");
-        }
-        other => panic!("want payload-too-large, got {other:?}"),
-    }
+    assert!(!matches!(got, Err(RPCError::PayloadTooLarge(_))), "{got:?}");
 }
