@@ -93,3 +93,38 @@ async fn catalog_services_and_snapshot_commands() {
     assert_ne!(code, 0);
     assert!(out.contains("cannot reach the agent"), "{out}");
 }
+
+/// A typo is an error (1), never an answer: `intention check` exits 2 for
+/// "denied" and `config plan` for "changes", so scripts could misread it.
+#[test]
+fn a_mistyped_flag_exits_1_and_help_exits_0() {
+    for args in [
+        &["intention", "check", "-bogus", "web", "db"][..],
+        &["config", "plan", "--no-such-flag", "."],
+        &["kv", "get"],
+        &["no-such-command"],
+    ] {
+        let out = std::process::Command::new(mesh_bin())
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.to_lowercase().contains("error"),
+            "{args:?}: {stderr}"
+        );
+    }
+    for args in [
+        &["--help"][..],
+        &["intention", "check", "-h"],
+        &["--version"],
+    ] {
+        let out = std::process::Command::new(mesh_bin())
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(!out.stdout.is_empty(), "{args:?}");
+    }
+}

@@ -73,12 +73,27 @@ enum Command {
     Version,
 }
 
+/// A bad flag or argument exits 1, as any other error does: 2 means an
+/// answer to scripts (`intention check` denied, `config plan` changes).
+/// Help and version are not errors.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    if e.use_stderr() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn main() -> ExitCode {
     let argv = argv::normalise(std::env::args_os());
-    let matches = Cli::command().get_matches_from(argv);
+    let matches = match Cli::command().try_get_matches_from(argv) {
+        Ok(matches) => matches,
+        Err(e) => return usage_error(&e),
+    };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
-        Err(e) => e.exit(),
+        Err(e) => return usage_error(&e),
     };
     let runtime = match &cli.command {
         Command::Connect(connect::ConnectArgs {
