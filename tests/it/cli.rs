@@ -128,3 +128,89 @@ fn a_mistyped_flag_exits_1_and_help_exits_0() {
         assert!(!out.stdout.is_empty(), "{args:?}");
     }
 }
+
+/// The config a Consul user keeps in their notes: `bootstrap` and the
+/// pre-1.4 ACL keys are read, each legacy key with a warning naming its
+/// replacement, and the agent runs with ACLs on.
+#[tokio::test]
+async fn a_consul_config_with_bootstrap_and_legacy_acl_keys_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "5f0c2e8a-7d41-4b9e-a3c6-1e2d3f4a5b6c";
+    let config = dir.path().join("consul.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({
+            "bootstrap": true,
+            "server": true,
+            "data_dir": dir.path().join("data"),
+            "acl_datacenter": "dc1",
+            "acl_default_policy": "deny",
+            "acl_master_token": token,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = std::process::Command::new(mesh_bin())
+        .arg("validate")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for (old, new) in [
+        ("acl_datacenter", "primary_datacenter"),
+        ("acl_default_policy", "acl.default_policy"),
+        ("acl_master_token", "acl.tokens.initial_management"),
+    ] {
+        assert!(
+            stderr.contains(&format!("{old} is deprecated: use {new}")),
+            "{stderr}"
+        );
+    }
+
+    let mut spec = mesh_testkit::AgentSpec::server("legacy", 0);
+    spec.extra = vec![format!("-config-file={}", config.display())];
+    let agent = mesh_testkit::TestAgent::start(spec, &dir.path().join("data"))
+        .await
+        .unwrap();
+    // One server bootstrapped itself; default deny holds and the legacy
+    // management token works.
+    let c = crate::http();
+    mesh_testkit::eventually("a leader", std::time::Duration::from_secs(20), || async {
+        let l = crate::fetch_text(&c, agent.url("/v1/status/leader")).await;
+        (l.trim() != "\"\"").then_some(())
+    })
+    .await;
+    let denied = c.get(agent.url("/v1/acl/tokens")).send().await.unwrap();
+    assert_eq!(denied.status(), 403);
+    let allowed = mesh_testkit::eventually(
+        "the management token",
+        std::time::Duration::from_secs(20),
+        || async {
+            let r = c
+                .get(agent.url("/v1/acl/tokens"))
+                .header("X-Consul-Token", token)
+                .send()
+                .await
+                .ok()?;
+            (r.status() == 200).then_some(r.status())
+        },
+    )
+    .await;
+    assert_eq!(allowed, 200);
+
+    // Two datacenters are not supported yet: a different primary is refused.
+    std::fs::write(
+        &config,
+        r#"{"primary_datacenter": "dc2", "data_dir": "/tmp"}"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(mesh_bin())
+        .arg("validate")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("primary_datacenter"), "{stderr}");
+}

@@ -19,6 +19,9 @@ pub struct AgentArgs {
     /// Servers to wait for before bootstrapping the cluster
     #[arg(long, value_name = "N")]
     pub bootstrap_expect: Option<u32>,
+    /// Bootstrap a single-server cluster (as -bootstrap-expect=1)
+    #[arg(long)]
+    pub bootstrap: bool,
     /// Node name [default: hostname]
     #[arg(long, value_name = "NAME")]
     pub node: Option<String>,
@@ -103,6 +106,7 @@ impl AgentArgs {
             node_name: self.node.clone(),
             server: self.server,
             bootstrap_expect: self.bootstrap_expect,
+            bootstrap: self.bootstrap.then_some(true),
             bind_addr: self.bind.clone(),
             advertise_addr: self.advertise.clone(),
             client_addr: self.client.clone(),
@@ -185,6 +189,9 @@ pub async fn run(args: &AgentArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
         files = ?config.config_files,
         "starting agent"
     );
+    for note in &config.deprecations {
+        tracing::warn!("{note}");
+    }
     let source = mesh_agent::ConfigSource {
         sources: sources(args, matches),
         overlay: args.overlay(),

@@ -67,8 +67,13 @@ pub fn check(args: &ValidateArgs) -> Vec<String> {
         }
     }
     if errors.is_empty() {
-        if let Err(e) = RuntimeConfig::build(merged) {
-            errors.push(e.to_string());
+        match RuntimeConfig::build(merged) {
+            Ok(config) => {
+                for note in &config.deprecations {
+                    eprintln!("warning: {note}");
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
         }
         // Resource blocks: each must parse into what the agent would apply.
         match mesh_config::load_resources(&files) {

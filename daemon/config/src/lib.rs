@@ -12,6 +12,7 @@ mod duration;
 mod error;
 mod hcl_value;
 mod json_value;
+mod legacy;
 mod load;
 mod raw;
 mod resources;

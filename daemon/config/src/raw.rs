@@ -30,6 +30,16 @@ pub struct RawConfig {
     pub server: Option<bool>,
     /// Servers to wait for before bootstrapping.
     pub bootstrap_expect: Option<u32>,
+    /// Single-server bootstrap mode (`bootstrap_expect = 1`).
+    pub bootstrap: Option<bool>,
+    /// The datacenter that holds ACLs and the CA; only this one for now.
+    pub primary_datacenter: Option<String>,
+    // Consul's ACL keys before 1.4 (see `legacy.rs`).
+    pub acl_datacenter: Option<String>,
+    pub acl_default_policy: Option<String>,
+    pub acl_master_token: Option<String>,
+    pub acl_token: Option<String>,
+    pub acl_agent_token: Option<String>,
     /// IP for gossip and server RPC.
     pub bind_addr: Option<String>,
     /// IP other agents use to reach this one.

@@ -22,6 +22,8 @@ pub struct LiveConfig {
 /// Everything `mesh agent` needs to start, after files and flags are merged and checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuntimeConfig {
+    /// Deprecated keys that were read, each with what to write instead.
+    pub deprecations: Vec<String>,
     /// `-dev`: single in-memory-ish server that is its own leader.
     pub dev: bool,
     /// Node name (defaults to the hostname).

@@ -14,7 +14,8 @@ use crate::runtime::{AclConfig, AclPolicy, Addresses, DnsConfig, Ports, RuntimeC
 
 impl RuntimeConfig {
     /// Applies defaults to merged files and flags and validates the result.
-    pub fn build(raw: RawConfig) -> Result<RuntimeConfig, ValidationError> {
+    pub fn build(mut raw: RawConfig) -> Result<RuntimeConfig, ValidationError> {
+        let deprecations = crate::legacy::apply(&mut raw);
         let v = Check { raw: &raw };
         let dev = raw.dev;
 
@@ -42,7 +43,25 @@ impl RuntimeConfig {
         }
 
         let server = raw.server.unwrap_or(dev);
-        let bootstrap_expect = match raw.bootstrap_expect {
+        let bootstrap_expect = match (raw.bootstrap, raw.bootstrap_expect) {
+            (Some(true), Some(n)) if n > 1 => {
+                return Err(v.fail(
+                    "bootstrap",
+                    format!("bootstrap (one server) and bootstrap_expect = {n} cannot both be set; keep one"),
+                ))
+            }
+            (Some(true), _) => Some(1),
+            (_, n) => n,
+        };
+        if let Some(primary) = &raw.primary_datacenter {
+            if primary != &datacenter {
+                return Err(v.fail(
+                    "primary_datacenter",
+                    format!("{primary:?} is not this datacenter ({datacenter:?}); mesh runs one datacenter for now, so the primary is this one"),
+                ));
+            }
+        }
+        let bootstrap_expect = match bootstrap_expect {
             Some(n) if n > 0 && !server => {
                 return Err(v.fail(
                     "bootstrap_expect",
@@ -258,6 +277,7 @@ impl RuntimeConfig {
         };
 
         Ok(RuntimeConfig {
+            deprecations,
             limits,
             autopilot: v.autopilot()?,
             dev,
@@ -743,6 +763,22 @@ mod tests {
                     ..base()
                 },
                 "recursors[1]",
+            ),
+            (
+                RawConfig {
+                    server: Some(true),
+                    bootstrap: Some(true),
+                    bootstrap_expect: Some(3),
+                    ..base()
+                },
+                "bootstrap",
+            ),
+            (
+                RawConfig {
+                    primary_datacenter: Some("dc2".into()),
+                    ..base()
+                },
+                "primary_datacenter",
             ),
         ];
         for (raw, key) in cases {
