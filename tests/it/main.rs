@@ -35,6 +35,7 @@ mod terraform;
 mod terraform_acl;
 mod terraform_backend;
 mod tls;
+mod tls_clients;
 mod tools;
 
 use std::time::Duration;
