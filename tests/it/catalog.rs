@@ -539,3 +539,54 @@ async fn shared_answers_never_hide_a_write() {
     assert_eq!(even.as_array().unwrap().len(), 21);
     assert_eq!(all.as_array().unwrap().len(), 41);
 }
+
+/// A health read blocks on the catalog's joins: an instance with no checks
+/// appearing (no check changes) still wakes it, as Consul's does. mesh sync
+/// and consul-template watch health this way.
+#[tokio::test]
+async fn blocking_health_read_wakes_for_a_checkless_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = crate::dev_agent("node1", &dir.path().join("a")).await;
+    let c = http();
+    let reg = |id: &str| json!({"Name": "solo", "ID": id, "Port": 80});
+    assert_eq!(
+        put(&c, a.url("/v1/agent/service/register"), reg("solo1"))
+            .await
+            .status(),
+        200
+    );
+    let first = c
+        .get(a.url("/v1/health/service/solo"))
+        .send()
+        .await
+        .unwrap();
+    let index = first.headers()["X-Consul-Index"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let url = a.url(&format!("/v1/health/service/solo?index={index}&wait=30s"));
+    let waiter = tokio::spawn({
+        let c = c.clone();
+        async move {
+            c.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    });
+    crate::wait_parked(&c, &a, 1).await;
+    assert_eq!(
+        put(&c, a.url("/v1/agent/service/register"), reg("solo2"))
+            .await
+            .status(),
+        200
+    );
+    let after = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the blocking read woke for the new instance")
+        .unwrap();
+    assert_eq!(after.as_array().unwrap().len(), 2, "{after}");
+}

@@ -63,6 +63,15 @@ impl WatchHub {
         for table in changed {
             self.tables[slot(*table)].send_replace(index);
         }
+        // Health answers (which wait on Checks) join nodes, services and
+        // checks: an instance registered or removed without any check
+        // changing is still a change to them.
+        let joins = changed
+            .iter()
+            .any(|t| matches!(t, Table::Nodes | Table::Services));
+        if joins && !changed.contains(&Table::Checks) {
+            self.tables[slot(Table::Checks)].send_replace(index);
+        }
         self.applied.send_replace(index);
     }
 
