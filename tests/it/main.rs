@@ -31,6 +31,7 @@ mod reload;
 mod sessions;
 mod snapshots;
 mod storage;
+mod sync;
 mod terraform;
 mod terraform_acl;
 mod terraform_backend;

@@ -16,6 +16,7 @@ mod members;
 mod misc;
 mod operator;
 mod output;
+mod sync_cmd;
 mod tls;
 mod validate;
 
@@ -69,6 +70,8 @@ enum Command {
     Tls(tls::TlsArgs),
     /// Check agent config files without starting an agent
     Validate(validate::ValidateArgs),
+    /// Run Terraform modules when the catalog changes (consul-terraform-sync)
+    Sync(Box<sync_cmd::SyncArgs>),
     /// Print the version
     Version,
 }
@@ -134,6 +137,7 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Keyring(args) => keyring::run(&args).await,
         Command::Tls(args) => tls::run(&args),
         Command::Validate(args) => Ok(validate::run(&args)),
+        Command::Sync(args) => sync_cmd::run(&args).await,
         Command::Version => misc::version(),
     }
 }

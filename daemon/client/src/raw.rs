@@ -28,6 +28,17 @@ impl Client {
         Ok(Some(self.json(resp).await?))
     }
 
+    /// A blocking `GET /v1/<path>` (`opts.index`, `opts.wait`): the answer
+    /// (`None` on 404) and the index to block on next.
+    pub async fn get_json_blocking(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        opts: &crate::QueryOptions,
+    ) -> Result<(Option<Value>, crate::QueryMeta)> {
+        self.read(self.raw_url(path, query), opts).await
+    }
+
     /// `GET /v1/<path>` whose answer is JSON whatever the status (as
     /// autopilot's health, 429 when unhealthy): the status and the body.
     pub async fn get_json_with_status(&self, path: &str) -> Result<(u16, Value)> {

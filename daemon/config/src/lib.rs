@@ -24,7 +24,9 @@ mod validate;
 pub use autopilot::{Autopilot, RawAutopilot};
 pub use duration::parse_duration;
 pub use error::{ConfigError, Error, Origin, Pos, ValidationError};
-pub use load::{dir_files, expand, load, load_file, parse_str, Format, Source};
+pub use load::{
+    dir_files, expand, load, load_file, parse_document, parse_str, Document, Format, Source,
+};
 pub use raw::{
     OneOrMany, RawAcl, RawAclTokens, RawAddresses, RawConfig, RawConfigEntries, RawConnect,
     RawDnsConfig, RawPerformance, RawPorts,

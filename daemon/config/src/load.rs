@@ -66,7 +66,7 @@ pub(crate) fn raw_from_value(
     spans: &Spans,
     file: &Path,
 ) -> Result<RawConfig, ConfigError> {
-    let mut raw = deserialize(value, spans, file)?;
+    let mut raw: RawConfig = deserialize(value, spans, file)?;
     for (path, span) in spans.iter() {
         let origin = Origin::File {
             file: file.to_path_buf(),
@@ -76,6 +76,50 @@ pub(crate) fn raw_from_value(
     }
     raw.config_files = vec![file.to_path_buf()];
     Ok(raw)
+}
+
+/// A parsed config file of any shape (the agent's, `mesh sync`'s): it keeps
+/// where each key was, so checks made after decoding can still name
+/// file:line:col.
+#[derive(Debug)]
+pub struct Document {
+    file: PathBuf,
+    spans: Spans,
+}
+
+impl Document {
+    /// The file this document was read from.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// An error at the key `path` (`task[1].condition.services.names`), or at
+    /// its nearest parent that was written in the file.
+    pub fn error_at(&self, path: &str, message: impl Into<String>) -> ConfigError {
+        let pos = self
+            .spans
+            .nearest(path)
+            .map_or(Pos { line: 1, col: 1 }, |s| s.key);
+        ConfigError::at(&self.file, pos, message)
+    }
+}
+
+/// Parses HCL or JSON text into `T`; every syntax, type or unknown-key error
+/// names file:line:col, and the returned [`Document`] places later checks.
+pub fn parse_document<T: serde::de::DeserializeOwned>(
+    text: &str,
+    format: Format,
+    file: &Path,
+) -> Result<(T, Document), ConfigError> {
+    let (value, spans) = parse_value(text, format, file)?;
+    let typed = deserialize(value, &spans, file)?;
+    Ok((
+        typed,
+        Document {
+            file: file.to_path_buf(),
+            spans,
+        },
+    ))
 }
 
 /// Reads and parses one file; its extension must be `.hcl` or `.json`.
@@ -136,8 +180,12 @@ pub fn load(sources: &[Source]) -> Result<RawConfig, Error> {
 
 // === serde errors → positions ===
 
-fn deserialize(value: Value, spans: &Spans, file: &Path) -> Result<RawConfig, ConfigError> {
-    let err = match serde_path_to_error::deserialize::<_, RawConfig>(value) {
+fn deserialize<T: serde::de::DeserializeOwned>(
+    value: Value,
+    spans: &Spans,
+    file: &Path,
+) -> Result<T, ConfigError> {
+    let err = match serde_path_to_error::deserialize::<_, T>(value) {
         Ok(raw) => return Ok(raw),
         Err(err) => err,
     };

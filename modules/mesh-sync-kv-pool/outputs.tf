@@ -1,0 +1,4 @@
+output "pools" {
+  description = "Each service's members, as address:port"
+  value       = local.pools
+}
