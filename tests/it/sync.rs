@@ -314,12 +314,17 @@ async fn sync_loses_nothing_through_kill_9_mid_burst() {
     .unwrap();
     register(base, "n1", "web-0", "web", "10.0.0.100", 80).await;
     let mut sync = Sync::start(root, &config, "a").await;
+    // The start run done and recorded (the module's KV write lands before
+    // terraform exits, so the KV alone is not enough).
     eventually("first apply", Duration::from_secs(60), || async {
-        kv_text(base, "sync/pools/web")
-            .await
-            .filter(|v| v == "10.0.0.100:80")
+        let s = sync.status("pool").await;
+        (s["status"] == "successful").then_some(())
     })
     .await;
+    assert_eq!(
+        kv_text(base, "sync/pools/web").await.as_deref(),
+        Some("10.0.0.100:80")
+    );
 
     // A burst; kill -9 as soon as an apply is seen under way.
     let mut registered = 0u16;
@@ -488,27 +493,47 @@ async fn sync_tasks_through_the_api_and_once_mode() {
     assert_eq!(r.status(), 200);
     assert_eq!(sync.status("dbpool").await["enabled"], false);
     register(&base, "n1", "db-2", "db", "10.0.9.2", 5432).await;
-    // Inspect shows the pending change without applying it.
-    let r = c
-        .patch(sync.url("/v1/tasks/dbpool?run=inspect"))
-        .json(&json!({"enabled": true}))
-        .send()
-        .await
-        .unwrap();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v["inspect"]["changes_present"], true, "{v:#}");
+    // Inspect shows the pending change (once the watch has seen it)
+    // without applying it.
+    eventually(
+        "inspect shows the change",
+        Duration::from_secs(30),
+        || async {
+            let r = c
+                .patch(sync.url("/v1/tasks/dbpool?run=inspect"))
+                .json(&json!({"enabled": true}))
+                .send()
+                .await
+                .ok()?;
+            let v: Value = r.json().await.ok()?;
+            (v["inspect"]["changes_present"] == true).then_some(())
+        },
+    )
+    .await;
     assert_eq!(
         kv_text(&base, "sync/pools/db").await.as_deref(),
         Some("10.0.9.1:5432")
     );
-    // Enabling applies what changed meanwhile.
-    let r = c
-        .patch(sync.url("/v1/tasks/dbpool"))
-        .json(&json!({"enabled": true}))
-        .send()
+    // Enabling (here through the CLI) applies what changed meanwhile.
+    let addr = sync.api.trim_start_matches("http://").to_string();
+    let out = tokio::process::Command::new(mesh_testkit::mesh_bin())
+        .args(["sync", "task", "enable", "-http-addr", &addr, "dbpool"])
+        .output()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = tokio::process::Command::new(mesh_testkit::mesh_bin())
+        .args(["sync", "task", "enable", "-http-addr", &addr, "nosuch"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
     eventually(
         "enabled task catches up",
         Duration::from_secs(60),
@@ -550,6 +575,26 @@ async fn sync_tasks_through_the_api_and_once_mode() {
         ),
     )
     .unwrap();
+    // -inspect: the plan, nothing applied.
+    let out = tokio::process::Command::new(mesh_testkit::mesh_bin())
+        .args(["sync", "-inspect", "-config-file"])
+        .arg(&once_cfg)
+        .env("TF_CLI_CONFIG_FILE", cli_config(root))
+        .env("PATH", path_with_terraform())
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("task oncepool: changes present: true"),
+        "{text}"
+    );
     let out = tokio::process::Command::new(mesh_testkit::mesh_bin())
         .args(["sync", "-once", "-config-file"])
         .arg(&once_cfg)
@@ -663,6 +708,14 @@ async fn kv_and_schedule_conditions_and_drift_checks() {
         "terraform {\n  required_providers {\n    mesh = { source = \"mesh/mesh\" }\n  }\n}\n\nvariable \"consul_kv\" {\n  type = map(string)\n}\n\nresource \"mesh_kv\" \"copy\" {\n  for_each = var.consul_kv\n  path     = \"mirror/${each.key}\"\n  value    = each.value\n}\n",
     )
     .unwrap();
+    // A module on the catalog_services input: one key per matching service.
+    let names = root.join("names-module");
+    std::fs::create_dir_all(&names).unwrap();
+    std::fs::write(
+        names.join("main.tf"),
+        "terraform {\n  required_providers {\n    mesh = { source = \"mesh/mesh\" }\n  }\n}\n\nvariable \"catalog_services\" {\n  type = map(list(string))\n}\n\nresource \"mesh_kv\" \"name\" {\n  for_each = var.catalog_services\n  path     = \"catalog/${each.key}\"\n  value    = join(\",\", each.value)\n}\n",
+    )
+    .unwrap();
     let vars = root.join("sched.tfvars");
     std::fs::write(&vars, "kv_prefix = \"sched\"\n").unwrap();
     let work = root.join("work");
@@ -681,6 +734,17 @@ task {{
   condition "consul-kv" {{
     path    = "cfg"
     recurse = true
+  }}
+}}
+task {{
+  name = "catalog"
+  module = "{}"
+  providers = ["mesh"]
+  buffer_period {{
+    enabled = false
+  }}
+  condition "catalog-services" {{
+    regexp = "^web"
   }}
 }}
 task {{
@@ -709,6 +773,7 @@ task {{
 "#,
             header(&work, &agent.http.to_string()),
             mirror.display(),
+            names.display(),
             pool_module(),
             vars.display(),
             pool_module()
@@ -738,6 +803,31 @@ task {{
         kv_text(&base, "mirror/cfg/b").await.filter(|v| v == "two")
     })
     .await;
+
+    // catalog-services: services matching the regexp, with their tags.
+    eventually("catalog names", Duration::from_secs(60), || async {
+        kv_text(&base, "catalog/web").await.filter(|v| v.is_empty())
+    })
+    .await;
+    let r = c
+        .put(format!("{base}/v1/catalog/register"))
+        .json(&json!({"Node": "n3", "Address": "127.0.0.1",
+            "Service": {"ID": "webapp-1", "Service": "webapp", "Port": 1, "Tags": ["blue"]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    register(&base, "n3", "db-1", "db", "10.0.3.1", 5432).await;
+    eventually("new service listed", Duration::from_secs(60), || async {
+        kv_text(&base, "catalog/webapp")
+            .await
+            .filter(|v| v == "blue")
+    })
+    .await;
+    assert!(
+        kv_text(&base, "catalog/db").await.is_none(),
+        "db does not match ^web"
+    );
 
     // schedule: the next tick applies the module input's change.
     eventually("scheduled pool", Duration::from_secs(60), || async {
@@ -852,4 +942,58 @@ async fn two_sync_daemons_on_one_task_are_serialised_by_the_state_lock() {
         assert_eq!(pair[1], format!("end {who}"), "runs interleaved: {lines:?}");
     }
     assert_ne!(lines[0], lines[2], "both daemons ran: {lines:?}");
+}
+
+/// docs/sync.md stays true: its config blocks validate, and the error it
+/// shows is the one mesh sync prints.
+#[tokio::test]
+async fn the_sync_docs_examples_are_valid() {
+    let docs =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/sync.md"))
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for (i, block) in docs.split("```hcl\n").skip(1).enumerate() {
+        let body = block.split("```").next().unwrap();
+        let file = dir.path().join(format!("doc{i}.hcl"));
+        std::fs::write(&file, body).unwrap();
+        let out = tokio::process::Command::new(mesh_testkit::mesh_bin())
+            .args(["sync", "-validate", "-config-file"])
+            .arg(&file)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "block {i}:\n{body}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 1, "docs/sync.md lost its config example");
+
+    let documented = docs
+        .lines()
+        .find(|l| l.starts_with("sync.hcl:") && l.contains("unknown key"))
+        .expect("the documented error");
+    let (_, message) = documented.split_once(": ").unwrap();
+    let bad = dir.path().join("sync.hcl");
+    std::fs::write(
+        &bad,
+        "task {\n  name   = \"web-pool\"\n  module = \"./m\"\n  condition \"services\" {\n    nmes = [\"web\"]\n  }\n}\n",
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(mesh_testkit::mesh_bin())
+        .args(["sync", "-validate", "-config-file"])
+        .arg(&bad)
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains(message),
+        "documented {message:?}, printed {err}"
+    );
 }

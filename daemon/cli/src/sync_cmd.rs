@@ -180,7 +180,8 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> anyhow::Result<Value> {
-    let client = reqwest::Client::builder().no_proxy().build()?;
+    // mesh-client's HTTP client: rustls with ring, no proxies.
+    let client = mesh_client::Client::new(&base(http))?.http().clone();
     let url = format!("{}{path}", base(http));
     let mut req = client.request(method, &url);
     if let Some(b) = body {
