@@ -81,8 +81,13 @@ impl Sync {
         let log = root.join(format!("sync-{tag}.log"));
         let out = std::fs::File::create(&log).unwrap();
         let err = out.try_clone().unwrap();
+        let flag = if config.is_dir() {
+            "-config-dir"
+        } else {
+            "-config-file"
+        };
         let child = tokio::process::Command::new(mesh_testkit::mesh_bin())
-            .args(["sync", "-config-file"])
+            .args(["sync", flag])
             .arg(config)
             .env("TF_CLI_CONFIG_FILE", cli_config(root))
             .env("PATH", path_with_terraform())
@@ -719,12 +724,23 @@ async fn kv_and_schedule_conditions_and_drift_checks() {
     let vars = root.join("sched.tfvars");
     std::fs::write(&vars, "kv_prefix = \"sched\"\n").unwrap();
     let work = root.join("work");
-    let config = root.join("sync.hcl");
+    // A config directory: settings in one file (terraform named by path,
+    // its output persisted), tasks in another.
+    let config = root.join("sync.d");
+    std::fs::create_dir_all(&config).unwrap();
+    let tf_dir = terraform().parent().unwrap().display().to_string();
     std::fs::write(
-        &config,
+        config.join("00-main.hcl"),
+        header(&work, &agent.http.to_string()).replace(
+            "driver \"terraform\" {\n",
+            &format!("driver \"terraform\" {{\n  path = \"{tf_dir}\"\n  persist_log = true\n"),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        config.join("10-tasks.hcl"),
         format!(
-            r#"{}
-task {{
+            r#"task {{
   name = "mirror"
   module = "{}"
   providers = ["mesh"]
@@ -771,7 +787,6 @@ task {{
   }}
 }}
 "#,
-            header(&work, &agent.http.to_string()),
             mirror.display(),
             names.display(),
             pool_module(),
@@ -883,6 +898,8 @@ task {{
         Some("by-hand")
     );
     assert!(sync.log_text().contains("drift detected"));
+    let tf_log = std::fs::read_to_string(work.join("pool/terraform.log")).unwrap();
+    assert!(tf_log.contains("$ terraform apply"), "{tf_log}");
 }
 
 #[tokio::test]
