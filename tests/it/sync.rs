@@ -133,9 +133,37 @@ impl Sync {
         v[task].clone()
     }
 
+    /// A request to the sync API with a JSON body.
+    async fn send(&self, method: &str, path: &str, body: &Value) -> reqwest::Response {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        http()
+            .request(method, self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+/// `mesh ARGS` with terraform reachable and the provider mirror of `root`:
+/// exit code, stdout, stderr.
+async fn mesh(root: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = tokio::process::Command::new(mesh_testkit::mesh_bin())
+        .args(args)
+        .env("TF_CLI_CONFIG_FILE", cli_config(root))
+        .env("PATH", path_with_terraform())
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// PATH with terraform's directory first (mesh sync finds it there).
@@ -418,12 +446,9 @@ async fn sync_tasks_through_the_api_and_once_mode() {
         "condition": {"services": {"names": ["db"]}}
     });
     // Inspect a task before creating it: a plan, nothing applied.
-    let r = c
-        .post(sync.url("/v1/tasks?run=inspect"))
-        .json(&json!({"task": task}))
-        .send()
-        .await
-        .unwrap();
+    let r = sync
+        .send("POST", "/v1/tasks?run=inspect", &json!({"task": task}))
+        .await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["run"]["changes_present"], true, "{v:#}");
@@ -435,12 +460,7 @@ async fn sync_tasks_through_the_api_and_once_mode() {
         json!({"task": {"Name": "x", "module": "m", "condition": {"services": {"names": ["db"]}}}}),
         json!({"task": {"name": "x", "Module": "m", "condition": {"services": {"names": ["db"]}}}}),
     ] {
-        let r = c
-            .post(sync.url("/v1/tasks"))
-            .json(&bad)
-            .send()
-            .await
-            .unwrap();
+        let r = sync.send("POST", "/v1/tasks", &bad).await;
         assert_eq!(r.status(), 400);
         let v: Value = r.json().await.unwrap();
         assert!(
@@ -462,39 +482,25 @@ async fn sync_tasks_through_the_api_and_once_mode() {
     assert_eq!(list["tasks"].as_array().unwrap().len(), 0);
 
     // Create and run now.
-    let r = c
-        .post(sync.url("/v1/tasks?run=now"))
-        .json(&json!({"task": task}))
-        .send()
-        .await
-        .unwrap();
+    let r = sync
+        .send("POST", "/v1/tasks?run=now", &json!({"task": task}))
+        .await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     assert_eq!(
         kv_text(&base, "sync/pools/db").await.as_deref(),
         Some("10.0.9.1:5432")
     );
-    let r = c
-        .post(sync.url("/v1/tasks"))
-        .json(&json!({"task": task}))
-        .send()
-        .await
-        .unwrap();
+    let r = sync.send("POST", "/v1/tasks", &json!({"task": task})).await;
     assert_eq!(r.status(), 409);
 
     // Disable: changes are not applied. `Enabled` is not `enabled`.
-    let r = c
-        .patch(sync.url("/v1/tasks/dbpool"))
-        .json(&json!({"Enabled": false}))
-        .send()
-        .await
-        .unwrap();
+    let r = sync
+        .send("PATCH", "/v1/tasks/dbpool", &json!({"Enabled": false}))
+        .await;
     assert_eq!(r.status(), 400);
-    let r = c
-        .patch(sync.url("/v1/tasks/dbpool"))
-        .json(&json!({"enabled": false}))
-        .send()
-        .await
-        .unwrap();
+    let r = sync
+        .send("PATCH", "/v1/tasks/dbpool", &json!({"enabled": false}))
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(sync.status("dbpool").await["enabled"], false);
     register(&base, "n1", "db-2", "db", "10.0.9.2", 5432).await;
@@ -521,24 +527,19 @@ async fn sync_tasks_through_the_api_and_once_mode() {
     );
     // Enabling (here through the CLI) applies what changed meanwhile.
     let addr = sync.api.trim_start_matches("http://").to_string();
-    let out = tokio::process::Command::new(mesh_testkit::mesh_bin())
-        .args(["sync", "task", "enable", "-http-addr", &addr, "dbpool"])
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = tokio::process::Command::new(mesh_testkit::mesh_bin())
-        .args(["sync", "task", "enable", "-http-addr", &addr, "nosuch"])
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    let (code, _, err) = mesh(
+        root,
+        &["sync", "task", "enable", "-http-addr", &addr, "dbpool"],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = mesh(
+        root,
+        &["sync", "task", "enable", "-http-addr", &addr, "nosuch"],
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("does not exist"), "{err}");
     eventually(
         "enabled task catches up",
         Duration::from_secs(60),
@@ -567,6 +568,35 @@ async fn sync_tasks_through_the_api_and_once_mode() {
     assert_eq!(r.status(), 202);
     let r = c.get(sync.url("/v1/tasks/dbpool")).send().await.unwrap();
     assert_eq!(r.status(), 404);
+
+    // The CLI creates a task from a file with one task block.
+    let task_file = root.join("task.hcl");
+    std::fs::write(
+        &task_file,
+        format!(
+            "task {{\n  name      = \"clipool\"\n  module    = \"{}\"\n  providers = [\"mesh\"]\n  condition \"services\" {{\n    names = [\"db\"]\n  }}\n  module_input \"consul-kv\" {{\n    path = \"x\"\n  }}\n}}\n",
+            pool_module()
+        ),
+    )
+    .unwrap();
+    let file = task_file.display().to_string();
+    let (code, _, err) = mesh(
+        root,
+        &[
+            "sync",
+            "task",
+            "create",
+            "-http-addr",
+            &addr,
+            "-task-file",
+            &file,
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    let r = c.get(sync.url("/v1/tasks/clipool")).send().await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["task"]["module_input"]["consul-kv"]["path"], "x", "{v}");
     drop(sync);
 
     // -once: one pass over the config's tasks, exit 0.
@@ -581,36 +611,16 @@ async fn sync_tasks_through_the_api_and_once_mode() {
     )
     .unwrap();
     // -inspect: the plan, nothing applied.
-    let out = tokio::process::Command::new(mesh_testkit::mesh_bin())
-        .args(["sync", "-inspect", "-config-file"])
-        .arg(&once_cfg)
-        .env("TF_CLI_CONFIG_FILE", cli_config(root))
-        .env("PATH", path_with_terraform())
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let cfg = once_cfg.display().to_string();
+    let (code, out, err) = mesh(root, &["sync", "-inspect", "-config-file", &cfg]).await;
+    assert_eq!(code, Some(0), "{out}{err}");
     assert!(
-        text.contains("task oncepool: changes present: true"),
-        "{text}"
+        out.contains("task oncepool: changes present: true"),
+        "{out}"
     );
-    let out = tokio::process::Command::new(mesh_testkit::mesh_bin())
-        .args(["sync", "-once", "-config-file"])
-        .arg(&once_cfg)
-        .env("TF_CLI_CONFIG_FILE", cli_config(root))
-        .env("PATH", path_with_terraform())
-        .output()
-        .await
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let (code, out, err) = mesh(root, &["sync", "-once", "-config-file", &cfg]).await;
+    let text = out + &err;
+    assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("task oncepool: Apply complete!"), "{text}");
 }
 
