@@ -8,8 +8,9 @@ have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok ins
 # libclang-dev: rocksdb's bindgen; mold: the linker in .cargo/config.toml;
 # ccache: caches RocksDB's C++ between clean builds; protobuf-compiler: the
 # generated-code drift test; strace: the store's fsync-order test;
-# bind9-dnsutils etc. come with the tests that use them.
-for pkg in libclang-dev mold ccache protobuf-compiler bind9-dnsutils python3-venv iptables iproute2 strace "$@"; do
+# prometheus: scrapes the agents in the telemetry test; chromium and
+# chromium-driver: the UI test; bind9-dnsutils etc. come with the tests that use them.
+for pkg in libclang-dev mold ccache protobuf-compiler bind9-dnsutils python3-venv iptables iproute2 strace prometheus chromium chromium-driver "$@"; do
   have "$pkg" || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -32,6 +32,7 @@ mod sessions;
 mod snapshots;
 mod storage;
 mod sync;
+mod telemetry;
 mod terraform;
 mod terraform_acl;
 mod terraform_backend;
@@ -136,7 +137,7 @@ pub async fn fetch_text(c: &reqwest::Client, url: String) -> String {
 /// that a write which follows wakes parked queries rather than racing ones
 /// still on their way in.
 pub async fn wait_parked(c: &reqwest::Client, agent: &mesh_testkit::TestAgent, n: u64) {
-    let url = agent.url("/v1/agent/metrics");
+    let url = agent.url("/v1/agent/metrics?format=prometheus");
     mesh_testkit::eventually(
         &format!("{n} blocking queries parked"),
         Duration::from_secs(10),

@@ -19,7 +19,7 @@ fn metric(text: &str, name: &str) -> u64 {
 }
 
 async fn metrics(c: &Client, a: &TestAgent) -> String {
-    crate::fetch_text(c, a.url("/v1/agent/metrics")).await
+    crate::fetch_text(c, a.url("/v1/agent/metrics?format=prometheus")).await
 }
 
 /// The snapshot's version and body, optionally waiting past `index`.

@@ -476,6 +476,14 @@ impl Built {
             crate::endpoints::routes(node.clone()),
             crate::ca_endpoints::routes(node.clone()),
         );
+        let router = if node.config.ui {
+            router.merge(mesh_ui::router(
+                &node.config.ui_content_path,
+                node.config.ui_dir.clone(),
+            ))
+        } else {
+            router
+        };
         let limits = node.config.limits;
         let per_client = crate::conn_limit::PerClient::new(limits.http_max_conns_per_client);
         let servers = [

@@ -214,7 +214,9 @@ pub(crate) fn needs(api: &Api, method: &Method, path: &str, q: &HashMap<String, 
             Needs::one(Named(Resource::Service, destination.unwrap_or(id), Write))
         }
         ["agent", "members"] => Needs::filter(Filter::Array("Name", Resource::Node)),
-        ["agent", "self" | "metrics"] => Needs::one(Named(Resource::Agent, node(), Read)),
+        ["agent", "self" | "metrics" | "monitor"] => {
+            Needs::one(Named(Resource::Agent, node(), Read))
+        }
         ["agent", "leave" | "reload" | "join", ..] => {
             Needs::one(Named(Resource::Agent, node(), Write))
         }

@@ -64,27 +64,99 @@ pub(crate) fn storage_refusal(api: &Api, path: &str) -> Option<crate::ApiError> 
     })
 }
 
-/// `/v1/agent/metrics` in Prometheus' text format (what
-/// `?format=prometheus` asks for on Consul; mesh has no other format).
-pub(crate) async fn metrics(State(api): State<Api>) -> impl axum::response::IntoResponse {
-    let body = format!(
+/// `/v1/agent/metrics`: Consul's JSON (Gauges, Counters, Samples), or
+/// Prometheus' text with `?format=prometheus`.
+pub(crate) async fn metrics(
+    State(api): State<Api>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let own = format!(
         "# HELP mesh_api_queries_blocking Blocking queries (?index=) open on this agent's HTTP API.\n\
          # TYPE mesh_api_queries_blocking gauge\n\
          mesh_api_queries_blocking {}\n{}",
         api.parked.total(),
         api.agent.metrics_text()
     );
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
+    match q.get("format").map(String::as_str) {
+        Some("prometheus") => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            format!("{}{own}", mesh_telemetry::prometheus_text()),
+        )
+            .into_response(),
+        None | Some("json") | Some("") => Json(mesh_telemetry::consul_json(&own)).into_response(),
+        Some(other) => crate::ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            format!("format={other:?}: use prometheus, or leave it out for JSON"),
+        )
+        .into_response(),
+    }
 }
 
 pub(crate) async fn leave(State(api): State<Api>) -> Json<bool> {
     // Answer first; the agent shuts down once the leave has propagated.
     tokio::spawn(api.agent.leave());
     Json(true)
+}
+
+/// Most `/v1/agent/monitor` streams open at once on one agent.
+pub const MAX_MONITORS: usize = 32;
+
+/// `/v1/agent/monitor?loglevel=LEVEL[&logjson]`: this agent's log lines
+/// from now on, streamed until the caller hangs up (as Consul's).
+pub(crate) async fn monitor(
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use mesh_telemetry::monitor;
+    let name = q.get("loglevel").map_or("info", String::as_str);
+    let Some(level) = monitor::level_of(name) else {
+        return crate::ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            format!("loglevel={name:?}: use trace, debug, info, warn or error"),
+        )
+        .into_response();
+    };
+    if monitor::watchers() >= MAX_MONITORS {
+        return crate::ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "{MAX_MONITORS} monitors are streaming from this agent (MAX_MONITORS); try later"
+            ),
+        )
+        .into_response();
+    }
+    let json = q.contains_key("logjson");
+    let watch = monitor::watch(level);
+    let stream = futures::stream::unfold(watch, move |mut w| async move {
+        loop {
+            match w.rx.recv().await {
+                Ok(line) if line.level <= w.level => {
+                    let text = if json {
+                        serde_json::json!({"@level": line.level, "@message": line.text}).to_string()
+                    } else {
+                        line.text
+                    };
+                    return Some((Ok::<_, std::convert::Infallible>(format!("{text}\n")), w));
+                }
+                Ok(_) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    let note = format!("[monitor: {n} lines dropped: this reader was too slow]\n");
+                    return Some((Ok(note), w));
+                }
+                Err(_) => return None,
+            }
+        }
+    });
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
 }

@@ -27,6 +27,7 @@ mod query;
 mod session;
 mod snapshot;
 mod status;
+mod telemetry;
 mod txn;
 mod write;
 
@@ -305,6 +306,7 @@ impl Api {
             .route("/v1/agent/members", get(agent::members))
             .route("/v1/agent/self", get(agent::self_info))
             .route("/v1/agent/metrics", get(agent::metrics))
+            .route("/v1/agent/monitor", get(agent::monitor))
             .route("/v1/agent/leave", put(agent::leave))
             .merge(extra)
             .layer(axum::middleware::from_fn_with_state(
@@ -317,6 +319,7 @@ impl Api {
                 self.agent.body_limits().txn_max_req_len,
             ))
             .layer(axum::middleware::from_fn(expression_filter::apply))
+            .route_layer(axum::middleware::from_fn(telemetry::track))
             .with_state(self)
     }
 }

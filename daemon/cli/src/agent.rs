@@ -85,6 +85,12 @@ pub struct AgentArgs {
     /// Serve the web UI
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub ui: Option<bool>,
+    /// Serve the UI's files from this directory instead of the built-in ones
+    #[arg(long, value_name = "DIR")]
+    pub ui_dir: Option<String>,
+    /// The URL path the UI is served under (default /ui/)
+    #[arg(long, value_name = "PATH")]
+    pub ui_content_path: Option<String>,
 }
 
 impl AgentArgs {
@@ -116,6 +122,8 @@ impl AgentArgs {
             retry_interval: self.retry_interval.clone(),
             log_level: self.log_level.clone(),
             ui: self.ui,
+            ui_dir: self.ui_dir.clone(),
+            ui_content_path: self.ui_content_path.clone(),
             ports: (ports != RawPorts::default()).then_some(ports),
             performance: self.raft_multiplier.map(|m| RawPerformance {
                 raft_multiplier: Some(m),
@@ -180,7 +188,13 @@ pub fn config(args: &AgentArgs, matches: Option<&ArgMatches>) -> anyhow::Result<
 /// Runs the agent until it stops.
 pub async fn run(args: &AgentArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> {
     let config = config(args, matches).context("invalid configuration")?;
-    let set_log_level = init_logging(&config.log_level);
+    mesh_telemetry::install(&config.metrics_prefix);
+    let set_log_level = crate::logging::init(&crate::logging::LogSettings {
+        level: &config.log_level,
+        json: config.log_json,
+        file: config.log_file.as_ref(),
+    })
+    .context("log_file")?;
     tracing::info!(
         node = %config.node_name,
         datacenter = %config.datacenter,
@@ -220,38 +234,6 @@ pub async fn run(args: &AgentArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
     running.wait().await
 }
 
-type SetLevel = std::sync::Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
-
-fn filter_for(level: &str) -> tracing_subscriber::EnvFilter {
-    // Library internals stay at warn: at debug, openraft alone logs every heartbeat.
-    tracing_subscriber::EnvFilter::new(format!("warn,mesh={level},mesh_agent={level},mesh_api={level},mesh_raft={level},mesh_store={level},mesh_gossip={level},mesh_checks={level},mesh_dns={level}"))
-}
-
-/// Logs to stderr at `level`, unless `RUST_LOG` says otherwise; returns a
-/// setter that changes the level live (config reload).
-fn init_logging(level: &str) -> Option<SetLevel> {
-    use std::io::IsTerminal;
-    use tracing_subscriber::prelude::*;
-    use tracing_subscriber::{reload, EnvFilter};
-    let from_env = EnvFilter::try_from_default_env().ok();
-    let pinned = from_env.is_some();
-    let (filter, handle) = reload::Layer::new(from_env.unwrap_or_else(|| filter_for(level)));
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    if tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
-        .try_init()
-        .is_err()
-        || pinned
-    {
-        return None;
-    }
-    Some(std::sync::Arc::new(move |level: &str| {
-        handle.reload(filter_for(level)).map_err(|e| e.to_string())
-    }))
-}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -51,6 +51,12 @@ pub struct GrpcBootstrapArgs {
 /// Flags of `mesh connect proxy`.
 #[derive(Debug, Clone, Args)]
 pub struct ProxyArgs {
+    /// Log level: trace, debug, info, warn, error
+    #[arg(long = "log-level", default_value = "info", value_name = "LEVEL")]
+    pub log_level: String,
+    /// Log JSON lines
+    #[arg(long = "log-json")]
+    pub log_json: bool,
     /// Run as the sidecar registered on the agent with this service ID
     #[arg(long = "sidecar-for", value_name = "ID", conflicts_with = "service")]
     pub sidecar_for: Option<String>,
@@ -297,6 +303,12 @@ async fn register_adhoc(p: &ProxyArgs, client: &mesh_client::Client) -> anyhow::
 }
 
 async fn proxy(p: &ProxyArgs) -> anyhow::Result<ExitCode> {
+    // The proxy logs like the agent (RUST_LOG overrides the level).
+    let _ = crate::logging::init(&crate::logging::LogSettings {
+        level: &p.log_level,
+        json: p.log_json,
+        file: None,
+    });
     let client = p.http.client()?;
     let (id, adhoc) = match (&p.sidecar_for, &p.service, p.gateway) {
         (None, Some(name), Some(kind)) => {

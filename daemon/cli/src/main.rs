@@ -12,6 +12,7 @@ mod intention;
 mod keyring;
 mod kv;
 mod lock;
+mod logging;
 mod members;
 mod misc;
 mod operator;
@@ -72,6 +73,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Run Terraform modules when the catalog changes (consul-terraform-sync)
     Sync(Box<sync_cmd::SyncArgs>),
+    /// Stream the agent's log lines
+    Monitor(misc::MonitorArgs),
     /// Print the version
     Version,
 }
@@ -138,6 +141,7 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Tls(args) => tls::run(&args),
         Command::Validate(args) => Ok(validate::run(&args)),
         Command::Sync(args) => sync_cmd::run(&args).await,
+        Command::Monitor(args) => misc::monitor(&args).await,
         Command::Version => misc::version(),
     }
 }

@@ -24,6 +24,44 @@ pub async fn leave(http: &HttpArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Flags of `mesh monitor`.
+#[derive(Debug, clap::Args)]
+pub struct MonitorArgs {
+    /// The most verbose level to show: trace, debug, info, warn, error
+    #[arg(long = "log-level", default_value = "info", value_name = "LEVEL")]
+    pub log_level: String,
+    /// JSON lines
+    #[arg(long = "log-json")]
+    pub log_json: bool,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// `mesh monitor`: streams the agent's log lines until interrupted.
+pub async fn monitor(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    let client = args.http.client()?;
+    let mut query = vec![("loglevel", args.log_level.as_str())];
+    if args.log_json {
+        query.push(("logjson", ""));
+    }
+    let mut resp = client.get_stream("agent/monitor", &query).await?;
+    let mut out = std::io::stdout();
+    loop {
+        tokio::select! {
+            chunk = resp.chunk() => match chunk? {
+                Some(bytes) => {
+                    out.write_all(&bytes)?;
+                    out.flush()?;
+                }
+                None => break,
+            },
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Prints the version.
 pub fn version() -> anyhow::Result<ExitCode> {
     println!("mesh v{}", env!("CARGO_PKG_VERSION"));

@@ -28,6 +28,18 @@ impl Client {
         Ok(Some(self.json(resp).await?))
     }
 
+    /// `GET /v1/<path>` whose body is read as it arrives (`/v1/agent/monitor`).
+    pub async fn get_stream(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<reqwest::Response> {
+        let resp = self
+            .execute(self.request(Method::GET, self.raw_url(path, query)))
+            .await?;
+        self.check(resp).await
+    }
+
     /// A blocking `GET /v1/<path>` (`opts.index`, `opts.wait`): the answer
     /// (`None` on 404) and the index to block on next.
     pub async fn get_json_blocking(

@@ -119,3 +119,46 @@ mod tests {
         assert_eq!(raw, RawConfig::default());
     }
 }
+
+/// Consul keys mesh reads but does not act on: one note each, naming the
+/// key and what mesh does instead.
+pub(crate) fn accepted_only(raw: &RawConfig) -> Vec<String> {
+    let mut notes = Vec::new();
+    let mut say = |key: &str, why: &str| {
+        notes.push(format!(
+            "config key {key} is accepted but has no effect: {why}"
+        ))
+    };
+    if let Some(t) = &raw.telemetry {
+        let push = "mesh does not push metrics; scrape /v1/agent/metrics?format=prometheus";
+        let sinks = [
+            ("telemetry.statsd_address", t.statsd_address.is_some()),
+            ("telemetry.statsite_address", t.statsite_address.is_some()),
+            ("telemetry.dogstatsd_addr", t.dogstatsd_addr.is_some()),
+            (
+                "telemetry.circonus_api_token",
+                t.circonus_api_token.is_some(),
+            ),
+        ];
+        for (key, set) in sinks {
+            if set {
+                say(key, push);
+            }
+        }
+        if t.prefix_filter.is_some() || t.filter_default.is_some() {
+            say("telemetry.prefix_filter", "every metric is served");
+        }
+    }
+    if raw.enable_syslog == Some(true) {
+        say("enable_syslog", "mesh logs to stderr and log_file");
+    }
+    if let Some(ui) = &raw.ui_config {
+        if ui.metrics_provider.is_some() || ui.metrics_proxy.is_some() {
+            say(
+                "ui_config.metrics_provider",
+                "the UI reads metrics from the agent itself",
+            );
+        }
+    }
+    notes
+}

@@ -29,13 +29,13 @@ pub use load::{
 };
 pub use raw::{
     OneOrMany, RawAcl, RawAclTokens, RawAddresses, RawConfig, RawConfigEntries, RawConnect,
-    RawDnsConfig, RawPerformance, RawPorts,
+    RawDnsConfig, RawPerformance, RawPorts, RawTelemetry, RawUiConfig,
 };
 pub use resources::{
     camel_keys, load_all, load_resources, parse_resources, Decl, Loc, ResourceKind,
 };
 pub use runtime::{
-    AclConfig, AclPolicy, Addresses, DnsConfig, Limits, LiveConfig, Ports, RuntimeConfig,
+    AclConfig, AclPolicy, Addresses, DnsConfig, Limits, LiveConfig, LogFile, Ports, RuntimeConfig,
 };
 pub use tls::{
     AutoEncrypt, RawAutoEncrypt, RawTls, RawTlsFiles, TlsConfig, TlsSurface, TlsVersion,

@@ -62,6 +62,27 @@ pub struct RawConfig {
     pub log_level: Option<String>,
     /// Serve the web UI.
     pub ui: Option<bool>,
+    /// `telemetry { }`: the metrics prefix and Consul's sink settings.
+    pub telemetry: Option<RawTelemetry>,
+    /// Logs as JSON lines.
+    pub log_json: Option<bool>,
+    /// Also log to this file (a directory gets `mesh.log` in it).
+    pub log_file: Option<String>,
+    /// Rotate the log file past this many bytes (0: no size limit).
+    pub log_rotate_bytes: Option<u64>,
+    /// Rotate the log file at this age (Go duration; Consul's default 24h).
+    pub log_rotate_duration: Option<String>,
+    /// Rotated files to keep (0: all; -1: none).
+    pub log_rotate_max_files: Option<i64>,
+    /// Consul's syslog keys, accepted with a warning.
+    pub enable_syslog: Option<bool>,
+    pub syslog_facility: Option<String>,
+    /// `ui_config { }` (Consul 1.9+): enabled, dir, content_path.
+    pub ui_config: Option<RawUiConfig>,
+    /// Consul's older `ui_dir`: serve the UI from this directory.
+    pub ui_dir: Option<String>,
+    /// Consul's older `ui_content_path`.
+    pub ui_content_path: Option<String>,
     /// Allow checks that run commands (`Args`); off by default, as in Consul.
     pub enable_script_checks: Option<bool>,
     /// `ports { }`.
@@ -144,6 +165,60 @@ pub struct RawAddresses {
     pub http: Option<String>,
     pub dns: Option<String>,
     pub grpc: Option<String>,
+}
+
+/// `telemetry { }`. mesh serves metrics itself (`/v1/agent/metrics`, JSON
+/// or Prometheus text); Consul's push sinks are accepted with a warning so a
+/// Consul config loads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    /// Replaces `consul` at the start of every metric name.
+    pub metrics_prefix: Option<String>,
+    /// Consul needs it above 0 to serve Prometheus text; mesh always does.
+    pub prometheus_retention_time: Option<String>,
+    /// Consul prefixes gauges with the host name unless set; mesh never does.
+    pub disable_hostname: Option<bool>,
+    pub filter_default: Option<bool>,
+    pub prefix_filter: Option<Vec<String>>,
+    pub disable_per_tenancy_usage_metrics: Option<bool>,
+    pub enable_host_metrics: Option<bool>,
+    pub retry_failed_connection: Option<bool>,
+    pub statsd_address: Option<String>,
+    pub statsite_address: Option<String>,
+    pub dogstatsd_addr: Option<String>,
+    pub dogstatsd_tags: Option<Vec<String>>,
+    pub circonus_api_token: Option<String>,
+    pub circonus_api_app: Option<String>,
+    pub circonus_api_url: Option<String>,
+    pub circonus_submission_interval: Option<String>,
+    pub circonus_submission_url: Option<String>,
+    pub circonus_check_id: Option<String>,
+    pub circonus_check_force_metric_activation: Option<String>,
+    pub circonus_check_instance_id: Option<String>,
+    pub circonus_check_search_tag: Option<String>,
+    pub circonus_check_display_name: Option<String>,
+    pub circonus_check_tags: Option<String>,
+    pub circonus_broker_id: Option<String>,
+    pub circonus_broker_select_tag: Option<String>,
+}
+
+/// `ui_config { }`. The metrics keys are Consul's dashboard settings, kept
+/// so a Consul config loads; mesh's UI reads metrics from the agent itself.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUiConfig {
+    /// Serve the UI.
+    pub enabled: Option<bool>,
+    /// Serve the UI's files from this directory instead of the built-in ones.
+    pub dir: Option<String>,
+    /// The URL path the UI lives under (default `/ui/`).
+    pub content_path: Option<String>,
+    pub metrics_provider: Option<String>,
+    pub metrics_provider_files: Option<Vec<String>>,
+    pub metrics_provider_options_json: Option<String>,
+    pub metrics_proxy: Option<Value>,
+    pub dashboard_url_templates: Option<Value>,
 }
 
 /// `performance { raft_multiplier = N }`.

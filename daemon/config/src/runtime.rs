@@ -60,8 +60,18 @@ pub struct RuntimeConfig {
     pub raft_multiplier: u32,
     /// Files the config was read from, in order (for reload and status).
     pub config_files: Vec<PathBuf>,
+    /// Metric names start with this instead of `consul` (`telemetry.metrics_prefix`).
+    pub metrics_prefix: String,
+    /// Logs as JSON lines.
+    pub log_json: bool,
+    /// The log file and its rotation, when set.
+    pub log_file: Option<LogFile>,
     /// Serve the web UI on the HTTP port.
     pub ui: bool,
+    /// Serve the UI from this directory instead of the built-in files.
+    pub ui_dir: Option<PathBuf>,
+    /// The URL path of the UI, with leading and trailing `/` (`/ui/`).
+    pub ui_content_path: String,
     /// Per-interface overrides of `client_addr` (`addresses { http dns grpc }`).
     pub addresses: Addresses,
     /// Whether Connect (CA, intentions, proxies) is on (`connect { enabled }`).
@@ -292,4 +302,17 @@ impl RuntimeConfig {
             .server
             .map(|p| SocketAddr::new(self.bind_addr, p))
     }
+}
+
+/// `log_file` and its rotation keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFile {
+    /// The file written to; rotated files get a timestamp suffix.
+    pub path: PathBuf,
+    /// Rotate past this size (`None`: no size limit).
+    pub max_bytes: Option<u64>,
+    /// Rotate at this age.
+    pub max_age: Duration,
+    /// Rotated files kept (`None`: all).
+    pub max_files: Option<usize>,
 }

@@ -15,7 +15,8 @@ use crate::runtime::{AclConfig, AclPolicy, Addresses, DnsConfig, Ports, RuntimeC
 impl RuntimeConfig {
     /// Applies defaults to merged files and flags and validates the result.
     pub fn build(mut raw: RawConfig) -> Result<RuntimeConfig, ValidationError> {
-        let deprecations = crate::legacy::apply(&mut raw);
+        let mut deprecations = crate::legacy::apply(&mut raw);
+        deprecations.extend(crate::legacy::accepted_only(&raw));
         let v = Check { raw: &raw };
         let dev = raw.dev;
 
@@ -298,7 +299,22 @@ impl RuntimeConfig {
             log_level,
             raft_multiplier,
             config_files: raw.config_files.clone(),
-            ui: raw.ui.unwrap_or(dev),
+            ui: raw
+                .ui_config
+                .as_ref()
+                .and_then(|u| u.enabled)
+                .or(raw.ui)
+                .unwrap_or(dev),
+            ui_dir: raw
+                .ui_config
+                .as_ref()
+                .and_then(|u| u.dir.clone())
+                .or_else(|| raw.ui_dir.clone())
+                .map(PathBuf::from),
+            ui_content_path: ui_content_path(&v)?,
+            metrics_prefix: metrics_prefix(&v)?,
+            log_json: raw.log_json.unwrap_or(false),
+            log_file: log_file(&v)?,
             enable_script_checks: raw.enable_script_checks.unwrap_or(false),
             addresses,
             connect_enabled: raw.connect.as_ref().and_then(|c| c.enabled).unwrap_or(true),
@@ -491,6 +507,95 @@ impl Check<'_> {
 }
 
 /// 1-63 letters, digits and `-`: what Consul accepts in DNS names.
+fn metrics_prefix(v: &Check) -> Result<String, ValidationError> {
+    let Some(p) = v
+        .raw
+        .telemetry
+        .as_ref()
+        .and_then(|t| t.metrics_prefix.clone())
+    else {
+        return Ok("consul".into());
+    };
+    let ok = p.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok {
+        return Err(v.fail(
+            "telemetry.metrics_prefix",
+            format!("{p:?}: a metric name prefix is a letter then letters, digits or `_`"),
+        ));
+    }
+    Ok(p)
+}
+
+fn log_file(v: &Check) -> Result<Option<crate::runtime::LogFile>, ValidationError> {
+    let Some(path) = v.raw.log_file.clone() else {
+        return Ok(None);
+    };
+    if path.is_empty() {
+        return Err(v.fail("log_file", "give a file or directory path"));
+    }
+    // Consul: a path ending in `/` is a directory, and the file is named for the agent.
+    let path = if path.ends_with('/') || std::path::Path::new(&path).is_dir() {
+        PathBuf::from(path).join("mesh.log")
+    } else {
+        PathBuf::from(path)
+    };
+    let max_age = match &v.raw.log_rotate_duration {
+        Some(d) => parse_duration(d).map_err(|e| v.fail("log_rotate_duration", e))?,
+        None => Duration::from_secs(24 * 3600),
+    };
+    if max_age < Duration::from_secs(1) {
+        return Err(v.fail("log_rotate_duration", "rotate at most once a second"));
+    }
+    let max_files = match v.raw.log_rotate_max_files {
+        None | Some(0) => None,
+        Some(-1) => Some(0),
+        Some(n) if n > 0 => Some(n as usize),
+        Some(n) => {
+            return Err(v.fail(
+                "log_rotate_max_files",
+                format!("{n}: give 0 (keep all), -1 (keep none) or a count"),
+            ))
+        }
+    };
+    Ok(Some(crate::runtime::LogFile {
+        path,
+        max_bytes: v.raw.log_rotate_bytes.filter(|b| *b > 0),
+        max_age,
+        max_files,
+    }))
+}
+
+/// `ui_config.content_path` (or `ui_content_path`) as `/path/`.
+fn ui_content_path(v: &Check) -> Result<String, ValidationError> {
+    let (key, path) = match (
+        v.raw
+            .ui_config
+            .as_ref()
+            .and_then(|u| u.content_path.clone()),
+        v.raw.ui_content_path.clone(),
+    ) {
+        (Some(p), _) => ("ui_config.content_path", p),
+        (None, Some(p)) => ("ui_content_path", p),
+        (None, None) => return Ok("/ui/".into()),
+    };
+    let trimmed = path.trim_matches('/');
+    let ok = !trimmed.is_empty()
+        && !trimmed.starts_with("v1")
+        && trimmed
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/' | '.'));
+    if !ok {
+        return Err(v.fail(
+            key,
+            format!(
+                "{path:?}: give a URL path like \"/ui/\" (letters, digits, - _ . /; not under /v1)"
+            ),
+        ));
+    }
+    Ok(format!("/{trimmed}/"))
+}
+
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty() && s.len() <= 63 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }

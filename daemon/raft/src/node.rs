@@ -317,6 +317,7 @@ impl RaftNode {
         let (batcher, queue) = mpsc::channel(4 * MAX_BATCH);
         let (writes_paused, paused) = tokio::sync::watch::channel(false);
         tokio::spawn(group_commit(raft.clone(), queue, paused));
+        tokio::spawn(raft_gauges(raft.clone()));
         let node = RaftNode {
             inner: Arc::new(Inner {
                 id,
@@ -799,14 +800,57 @@ async fn stop_reason(
     m.running_state.as_ref().err().map(ToString::to_string)
 }
 
+/// Raft's gauges, sampled once a second (cheap, and off the write path),
+/// and Consul's leader/candidate transition counters.
+async fn raft_gauges(raft: Raft<TypeConfig>) {
+    use mesh_telemetry as t;
+    let mut metrics = raft.metrics();
+    let mut last: Option<(ServerState, u64)> = None;
+    loop {
+        {
+            let m = metrics.borrow_and_update();
+            if m.running_state.is_err() {
+                return;
+            }
+            t::gauge!(t::RAFT_LAST_INDEX).set(m.last_log_index.unwrap_or(0) as f64);
+            t::gauge!(t::RAFT_APPLIED_INDEX).set(m.last_applied.map_or(0, |l| l.index) as f64);
+            t::gauge!(t::RAFT_PEERS)
+                .set(m.membership_config.membership().voter_ids().count() as f64);
+            if let Some(ms) = m.millis_since_quorum_ack {
+                t::gauge!(t::RAFT_LEADER_LAST_CONTACT).set(ms as f64);
+            }
+            let now = (m.state, m.current_term);
+            if last != Some(now) {
+                match m.state {
+                    ServerState::Leader => t::counter!(t::RAFT_STATE_LEADER).increment(1),
+                    ServerState::Candidate => t::counter!(t::RAFT_STATE_CANDIDATE).increment(1),
+                    _ => {}
+                }
+                last = Some(now);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// Write one log entry through openraft.
 async fn client_write(
     raft: &Raft<TypeConfig>,
     entry: &LogEntry,
 ) -> Result<Forwarded<(u64, Outcome)>, ProposeError> {
     let bytes = encode_entry(entry).map_err(|e| ProposeError::Encode(e.to_string()))?;
+    let started = Instant::now();
     match raft.client_write(Proposal(bytes)).await {
-        Ok(resp) => Ok(Forwarded::Ok((resp.log_id.index, resp.data))),
+        Ok(resp) => {
+            let commands = match entry {
+                LogEntry::Batch(b) => b.len() as u64,
+                _ => 1,
+            };
+            use mesh_telemetry as t;
+            t::histogram!(t::RAFT_COMMIT_TIME).record(t::ms(started.elapsed()));
+            t::counter!(t::RAFT_APPLY).increment(commands);
+            Ok(Forwarded::Ok((resp.log_id.index, resp.data)))
+        }
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Ok(Forwarded::NotLeader),
         Err(RaftError::APIError(e)) => Ok(Forwarded::Failed(e.to_string())),
         Err(RaftError::Fatal(e)) => Err(ProposeError::Stopped(e.to_string())),

@@ -42,6 +42,8 @@ fn reply<T: Serialize>(value: &T) -> Result<Response<Payload>, Status> {
 /// find fit (no server certificate where one is required) is refused
 /// before its message is decoded, so nothing it sent is applied.
 fn from_a_server<T>(req: &Request<T>, what: &str) -> Result<(), Status> {
+    mesh_telemetry::counter!(mesh_telemetry::RPC_REQUEST, "method" => what.to_string())
+        .increment(1);
     static REFUSALS: Mutex<Option<Instant>> = Mutex::new(None);
     let peer = req.extensions().get::<RpcPeer>();
     if peer.is_some_and(|p| p.may_replicate) {
