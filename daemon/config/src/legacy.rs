@@ -77,49 +77,6 @@ fn move_origin(raw: &mut RawConfig, old: &str, new: &str) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn legacy_keys_move_and_new_keys_win() {
-        let token = "b1e7a0c3-2f5d-4c8e-9a61-3d2f1e0b9c77".to_string();
-        let mut raw = RawConfig {
-            acl_datacenter: Some("dc1".into()),
-            acl_default_policy: Some("deny".into()),
-            acl_master_token: Some(token.clone()),
-            acl_agent_token: Some("c2f8b1d4-3a6e-4d9f-8b72-4e3a2f1c0d88".into()),
-            acl: Some(RawAcl {
-                tokens: Some(RawAclTokens {
-                    agent: Some(token.clone()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let notes = apply(&mut raw);
-        assert_eq!(notes.len(), 4, "{notes:?}");
-        assert!(notes[0].contains("acl_datacenter") && notes[0].contains("primary_datacenter"));
-        let acl = raw.acl.unwrap();
-        assert_eq!(acl.enabled, Some(true));
-        assert_eq!(acl.default_policy.as_deref(), Some("deny"));
-        let tokens = acl.tokens.unwrap();
-        assert_eq!(tokens.initial_management.as_deref(), Some(token.as_str()));
-        // acl.tokens.agent was set: it wins over acl_agent_token.
-        assert_eq!(tokens.agent.as_deref(), Some(token.as_str()));
-        assert_eq!(raw.primary_datacenter.as_deref(), Some("dc1"));
-        assert!(raw.acl_datacenter.is_none() && raw.acl_agent_token.is_none());
-    }
-
-    #[test]
-    fn a_config_without_legacy_keys_is_untouched() {
-        let mut raw = RawConfig::default();
-        assert!(apply(&mut raw).is_empty());
-        assert_eq!(raw, RawConfig::default());
-    }
-}
-
 /// Consul keys mesh reads but does not act on: one note each, naming the
 /// key and what mesh does instead.
 pub(crate) fn accepted_only(raw: &RawConfig) -> Vec<String> {
@@ -161,4 +118,47 @@ pub(crate) fn accepted_only(raw: &RawConfig) -> Vec<String> {
         }
     }
     notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_keys_move_and_new_keys_win() {
+        let token = "b1e7a0c3-2f5d-4c8e-9a61-3d2f1e0b9c77".to_string();
+        let mut raw = RawConfig {
+            acl_datacenter: Some("dc1".into()),
+            acl_default_policy: Some("deny".into()),
+            acl_master_token: Some(token.clone()),
+            acl_agent_token: Some("c2f8b1d4-3a6e-4d9f-8b72-4e3a2f1c0d88".into()),
+            acl: Some(RawAcl {
+                tokens: Some(RawAclTokens {
+                    agent: Some(token.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let notes = apply(&mut raw);
+        assert_eq!(notes.len(), 4, "{notes:?}");
+        assert!(notes[0].contains("acl_datacenter") && notes[0].contains("primary_datacenter"));
+        let acl = raw.acl.unwrap();
+        assert_eq!(acl.enabled, Some(true));
+        assert_eq!(acl.default_policy.as_deref(), Some("deny"));
+        let tokens = acl.tokens.unwrap();
+        assert_eq!(tokens.initial_management.as_deref(), Some(token.as_str()));
+        // acl.tokens.agent was set: it wins over acl_agent_token.
+        assert_eq!(tokens.agent.as_deref(), Some(token.as_str()));
+        assert_eq!(raw.primary_datacenter.as_deref(), Some("dc1"));
+        assert!(raw.acl_datacenter.is_none() && raw.acl_agent_token.is_none());
+    }
+
+    #[test]
+    fn a_config_without_legacy_keys_is_untouched() {
+        let mut raw = RawConfig::default();
+        assert!(apply(&mut raw).is_empty());
+        assert_eq!(raw, RawConfig::default());
+    }
 }
