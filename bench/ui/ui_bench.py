@@ -114,11 +114,16 @@ def measure(args, addr, browser):
 
     # (a) navigation -> rows, five fresh page loads.
     first_rows, with_health, wall = [], [], []
-    for _ in range(5):
+    count_js = f"return document.querySelectorAll('{rows}').length;"
+    for it in range(5):
         browser.get("about:blank")
         t0 = time.monotonic()
         browser.get(ui)
-        wait_until(f"{total} service rows", lambda: browser.run(f"return document.querySelectorAll('{rows}').length;") >= total, timeout=30, interval=0.01)
+        try:
+            wait_until(f"{total} service rows", lambda: browser.run(count_js) >= total, timeout=30, interval=0.05)
+        except Exception:
+            print(f"load {it}: {browser.run(count_js)} rows; page says: {browser.run('return document.body.innerText.slice(0, 300);')!r}")
+            raise
         wall.append((time.monotonic() - t0) * 1000)
         wait_until("health on every row", lambda: browser.run(
             f"return document.querySelectorAll('{rows}[data-status=\"none\"]').length === 0;"), timeout=30, interval=0.01)
@@ -144,7 +149,9 @@ def measure(args, addr, browser):
         if ms < 0:
             raise RuntimeError(f"change {i}: {'registration failed' if ms == -1 else 'row never appeared'}")
         changes.append(ms)
-        time.sleep(0.3)  # let the instance-detail refresh that follows each change finish
+        # The next change waits for this one's follow-up (instance details read node by node).
+        count = f'[data-test="service-row"][data-service="{name}"] td.num'
+        wait_until("the new row's instance count", lambda: browser.run(f"return (document.querySelector('{count}') || {{}}).textContent;") == "1", timeout=30)
 
     med = statistics.median
     print(f"catalog: {total} services, {total * args.per_service} instances on {args.nodes} nodes")

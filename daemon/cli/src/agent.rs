@@ -188,7 +188,11 @@ pub fn config(args: &AgentArgs, matches: Option<&ArgMatches>) -> anyhow::Result<
 /// Runs the agent until it stops.
 pub async fn run(args: &AgentArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> {
     let config = config(args, matches).context("invalid configuration")?;
-    mesh_telemetry::install(&config.metrics_prefix);
+    // MESH_TELEMETRY=off leaves the recorder out: every metric call is a
+    // no-op. For measuring what telemetry costs (bench/telemetry.sh).
+    if std::env::var("MESH_TELEMETRY").as_deref() != Ok("off") {
+        mesh_telemetry::install(&config.metrics_prefix);
+    }
     let set_log_level = crate::logging::init(&crate::logging::LogSettings {
         level: &config.log_level,
         json: config.log_json,

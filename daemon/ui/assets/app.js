@@ -416,7 +416,7 @@ async function watchLoop(scope, path, onData, opts) {
 
 /** An error as a view shows it: a 403 names the permission the token lacks. */
 function errorBlock(err, what) {
-  if (err instanceof ApiError && (err.status === 403 || err.status === 401)) return denied(err, what);
+  if (err instanceof ApiError && err.status === 403) return denied(err, what);
   const text = err instanceof ApiError ? err.text || `HTTP ${err.status}` : String(err && err.message ? err.message : err);
   return h('div', { class: 'error', data: { test: 'error' } }, what ? h('strong', null, `${what}: `) : null, text);
 }
@@ -445,6 +445,7 @@ function denied(err, what) {
 function keyed(container, cache, items, keyOf, sigOf, build) {
   const seen = new Set();
   const els = [];
+  const swaps = [];
   for (const item of items) {
     const key = keyOf(item);
     const sig = sigOf(item);
@@ -452,7 +453,7 @@ function keyed(container, cache, items, keyOf, sigOf, build) {
     let entry = cache.get(key);
     if (!entry || entry.sig !== sig) {
       const el = build(item);
-      if (entry && entry.el.parentNode === container) entry.el.replaceWith(el);
+      if (entry && entry.el.parentNode === container) swaps.push([entry.el, el]);
       entry = { el, sig, item };
       cache.set(key, entry);
     } else {
@@ -460,12 +461,22 @@ function keyed(container, cache, items, keyOf, sigOf, build) {
     }
     els.push(entry.el);
   }
+  const gone = [];
   for (const [key, entry] of cache) {
     if (!seen.has(key)) {
-      entry.el.remove();
+      gone.push(entry.el);
       cache.delete(key);
     }
   }
+  // Many changed rows: one replaceChildren is far cheaper than a DOM edit per row.
+  if (swaps.length > 32) {
+    const frag = document.createDocumentFragment();
+    frag.append(...els);
+    container.replaceChildren(frag);
+    return;
+  }
+  for (const [from, to] of swaps) from.replaceWith(to);
+  for (const el of gone) el.remove();
   // Reorder only when needed: moving every row on each change costs a relayout.
   const kids = container.children;
   let inOrder = kids.length === els.length;
@@ -558,16 +569,21 @@ function viewServices(scope, main) {
     st.inst = await loadInstances(scope);
     render();
   });
+  // On the first load, wait briefly for the checks too, so the rows are built once, with their health.
+  let grace = 0;
   scope.watch('/v1/catalog/services', (d, r) => {
     st.names = d || {};
     st.filtered = r.filtered;
-    render();
+    if (st.checks || grace < 0) render();
+    else if (!grace) grace = setTimeout(() => { grace = -1; render(); }, 400);
     refreshInstances();
   }, { label: 'Services' });
   scope.watch('/v1/health/state/any', (d) => {
     st.checks = d || [];
+    clearTimeout(grace);
+    grace = -1;
     render();
-  }, { label: 'Health' });
+  }, { label: 'Health', onError: () => { clearTimeout(grace); grace = -1; render(); } });
 }
 
 /** One summary per service name, from the catalog, the checks and (when read) the instances. */
@@ -698,7 +714,10 @@ function viewService(scope, main, [name]) {
     await pool(edges, 3, async ([src, dst]) => {
       try {
         const q = `source=${enc(src)}&destination=${enc(dst)}`;
-        next.set(`${src}\n${dst}`, (await api(`/v1/connect/intentions/check?${q}`, { signal: scope.signal })).data);
+        const d = (await api(`/v1/connect/intentions/check?${q}`, { signal: scope.signal })).data;
+        // The check answers for L4; an edge governed by HTTP permissions is decided per request.
+        const by = decidingIntention(st.intentions, src, dst);
+        next.set(`${src}\n${dst}`, { ...d, l7: Boolean(by && by.Permissions) });
       } catch (e) {
         if (!(e instanceof ApiError)) throw e;
         next.set(`${src}\n${dst}`, { error: e });
@@ -830,7 +849,18 @@ function topology(name, st) {
 function edgeState(d) {
   if (!d) return ['unknown', '…'];
   if (d.error) return ['unknown', 'unknown'];
+  if (d.l7) return ['l7', 'L7 rules'];
   return d.Allowed ? ['allow', 'allowed'] : ['deny', 'denied'];
+}
+
+/** The intention that governs src → dst: the most precedent one whose names match (or are *). */
+function decidingIntention(list, src, dst) {
+  let best = null;
+  for (const i of list || []) {
+    if ((i.SourceName !== src && i.SourceName !== '*') || (i.DestinationName !== dst && i.DestinationName !== '*')) continue;
+    if (!best || i.Precedence > best.Precedence) best = i;
+  }
+  return best;
 }
 
 /** The graph: downstreams on the left, the service in the middle, upstreams on the right. */
@@ -846,15 +876,17 @@ function graphSvg(name, topo, decision) {
   const cy = height / 2;
   const yAt = (i, n) => (height - n * rowH) / 2 + i * rowH + rowH / 2;
   const root = svg('svg', { viewBox: `0 0 ${width} ${height}`, class: 'graph', role: 'img', 'aria-label': `Upstreams and downstreams of ${name}` });
-  const edge = (x1, y1, x2, y2, d, src, dst) => {
+  const edge = (x1, y1, x2, y2, d, src, dst, labelAtEnd) => {
     const [cls, word] = edgeState(d);
     const mx = (x1 + x2) / 2;
+    const lx = labelAtEnd ? x2 - 48 : x1 + 48;
+    const ly = (labelAtEnd ? y2 : y1) - 6;
     const g = svg('g', { class: `edge edge-${cls}`, 'data-test': 'graph-edge', 'data-source': src, 'data-destination': dst, 'data-decision': cls });
     append(g, [
       svg('title', null, `${src} → ${dst}: ${d && d.Reason ? d.Reason : word}`),
       svg('path', { d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2 - 6},${y2}` }),
       svg('polygon', { points: `${x2},${y2} ${x2 - 8},${y2 - 4} ${x2 - 8},${y2 + 4}` }),
-      svg('text', { x: mx, y: (y1 + y2) / 2 - 4, 'text-anchor': 'middle' }, word),
+      svg('text', { x: lx, y: ly, 'text-anchor': 'middle' }, word),
     ]);
     root.append(g);
   };
@@ -865,8 +897,8 @@ function graphSvg(name, topo, decision) {
       svg('text', { x: x + boxW / 2, y: y + 4, 'text-anchor': 'middle' }, short)]);
     root.append(g);
   };
-  topo.down.forEach((d, i) => edge(10 + boxW, yAt(i, topo.down.length), cx, cy, decision(d, name), d, name));
-  topo.up.forEach((u, i) => edge(cx + boxW, cy, cx + boxW + gap, yAt(i, topo.up.length), decision(name, u), name, u));
+  topo.down.forEach((d, i) => edge(10 + boxW, yAt(i, topo.down.length), cx, cy, decision(d, name), d, name, false));
+  topo.up.forEach((u, i) => edge(cx + boxW, cy, cx + boxW + gap, yAt(i, topo.up.length), decision(name, u), name, u, true));
   topo.down.forEach((d, i) => box(10, yAt(i, topo.down.length), d, false));
   box(cx, cy, name, true);
   topo.up.forEach((u, i) => box(cx + boxW + gap, yAt(i, topo.up.length), u, false));
@@ -1774,6 +1806,14 @@ window.addEventListener('unhandledrejection', (ev) => {
 document.addEventListener('securitypolicyviolation', (ev) => reportError(new Error(`CSP blocked ${ev.blockedURI || ev.violatedDirective}`)));
 
 window.addEventListener('hashchange', route);
+// A page left for another keeps no blocking queries open: each holds one of the six
+// connections a browser allows per host. A page restored from the back/forward cache starts them again.
+window.addEventListener('pagehide', () => {
+  if (current) current.close();
+});
+window.addEventListener('pageshow', (ev) => {
+  if (ev.persisted) route();
+});
 showWho();
 if (!location.hash || location.hash === '#' || location.hash === '#/') history.replaceState(null, '', '#/services');
 route();
