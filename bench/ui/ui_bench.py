@@ -30,7 +30,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "ui"))
-from webdriver import Browser, http_json, wait_until  # noqa: E402
+from webdriver import Browser, die_with_parent, http_json, wait_until  # noqa: E402
 
 ASSETS = os.path.join(ROOT, "daemon", "ui", "assets")
 FILES = ["index.html", "app.js", "style.css"]
@@ -44,7 +44,7 @@ def start_agent(binary, workdir, ui_dir):
            "-server-port", "0", "-serf-lan-port", "0", "-data-dir", os.path.join(workdir, "data"), "-log-level", "warn"]
     if ui_dir:
         cmd += ["-ui-dir", ui_dir]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent)
 
     def ready():
         if proc.poll() is not None:
@@ -174,6 +174,8 @@ def main():
     p.add_argument("--chromedriver", default="/usr/bin/chromedriver")
     args = p.parse_args()
     binary = os.environ.get("MESH_BIN", "/var/tmp/mesh-target/debug/mesh")
+    # SIGTERM still stops the agent and the browser (the finally below).
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(f"stopped by signal {signum}"))
     work = tempfile.mkdtemp(prefix="mesh-ui-bench-")
     agent = browser = None
     try:

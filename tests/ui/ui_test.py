@@ -13,7 +13,9 @@ Stdlib only: WebDriver is spoken over HTTP to chromedriver (webdriver.py).
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
 import urllib.parse
 import uuid
@@ -316,7 +318,18 @@ def main():
     p.add_argument("--chromium", default="/usr/bin/chromium")
     p.add_argument("--chromedriver", default="/usr/bin/chromedriver")
     p.add_argument("--timeout", type=float, default=15.0, help="seconds any one wait may take")
+    p.add_argument("--deadline", type=float, default=300.0, help="seconds the whole run may take")
     args = p.parse_args()
+
+    # A deadline or a SIGTERM still ends in the cleanup below (browser, chromedriver, test objects).
+    def stop(signum, _frame):
+        raise SystemExit(f"FAIL: stopped by signal {signum} (a --deadline of {args.deadline:.0f}s, or killed)")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    watchdog = threading.Timer(args.deadline, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    watchdog.daemon = True
+    watchdog.start()
 
     status, _ = http_json("GET", f"http://{args.http}/v1/agent/self", headers={"X-Consul-Token": args.token})
     if status != 200:

@@ -6,12 +6,14 @@ chromedriver and the browser it started even after a failure.
 """
 
 import base64
+import ctypes
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -39,6 +41,35 @@ class WebDriverError(Exception):
 
 class Timeout(Exception):
     """A bounded wait that ended before its condition held."""
+
+
+def die_with_parent():
+    """In the child before exec: get SIGKILL if the script that started us dies (Linux prctl)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+# Chromium is started by chromedriver, and a death signal is not inherited across
+# fork: this wrapper sets it for the browser, then becomes the browser (exec).
+WRAPPER = """#!{python}
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+except (OSError, AttributeError):
+    pass
+os.execv({real!r}, [{real!r}] + sys.argv[1:])
+"""
+
+
+def browser_wrapper(real, directory):
+    """An executable that runs `real` so that it dies with chromedriver."""
+    path = os.path.join(directory, "chromium")
+    with open(path, "w") as f:
+        f.write(WRAPPER.format(python=sys.executable, real=real))
+    os.chmod(path, 0o755)
+    return path
 
 
 def free_port():
@@ -145,6 +176,7 @@ class Browser:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         try:
             wait_until("chromedriver to answer /status", self._ready, timeout=start_timeout, interval=0.1)
@@ -155,7 +187,7 @@ class Browser:
                         "pageLoadStrategy": "normal",
                         "timeouts": {"script": 30000, "pageLoad": 30000, "implicit": 0},
                         "goog:chromeOptions": {
-                            "binary": chromium,
+                            "binary": browser_wrapper(chromium, self.profile),
                             "args": CHROME_ARGS + [f"--user-data-dir={os.path.join(self.profile, 'profile')}"],
                         },
                     }

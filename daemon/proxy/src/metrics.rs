@@ -1,7 +1,7 @@
-//! Counters kept with atomics and rendered in Prometheus text format.
+//! Counters kept with atomics, rendered in Prometheus text format by the
+//! metrics crate's renderer.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -80,140 +80,129 @@ impl Metrics {
             .clone()
     }
 
-    /// Renders all counters in Prometheus text exposition format.
+    /// Renders all counters in Prometheus text format, through the
+    /// metrics crate's renderer (a fresh recorder per scrape, fed the
+    /// atomics' current values; the hot path stays plain atomics).
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(2048);
-        let mut one = |name: &str, kind: &str, help: &str, v: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-            );
+        use metrics::{Key, Label, Level, Metadata, Recorder};
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let meta = Metadata::new(module_path!(), Level::INFO, None);
+        let counter = |name: &'static str, help: &'static str, labels: Vec<Label>, v: u64| {
+            recorder.describe_counter(name.into(), None, help.into());
+            recorder
+                .register_counter(&Key::from_parts(name, labels), &meta)
+                .absolute(v);
         };
-        one(
+        let gauge = |name: &'static str, help: &'static str, labels: Vec<Label>, v: u64| {
+            recorder.describe_gauge(name.into(), None, help.into());
+            recorder
+                .register_gauge(&Key::from_parts(name, labels), &meta)
+                .set(v as f64);
+        };
+        let load = |a: &AtomicU64| a.load(Relaxed);
+        counter(
             "mesh_proxy_inbound_connections_accepted_total",
-            "counter",
             "Inbound TCP connections accepted.",
-            self.accepted.load(Relaxed),
+            vec![],
+            load(&self.accepted),
         );
-        one(
+        gauge(
             "mesh_proxy_inbound_connections_active",
-            "gauge",
             "Inbound connections open now.",
-            self.active.load(Relaxed),
+            vec![],
+            load(&self.active),
         );
-        one(
+        counter(
             "mesh_proxy_inbound_connections_denied_total",
-            "counter",
             "Inbound connections denied by intentions.",
-            self.denied.load(Relaxed),
+            vec![],
+            load(&self.denied),
         );
-        one(
+        counter(
             "mesh_proxy_inbound_connections_closed_by_policy_total",
-            "counter",
             "Live inbound connections closed after a snapshot change denied them.",
-            self.live_closed.load(Relaxed),
+            vec![],
+            load(&self.live_closed),
         );
-        one(
+        counter(
             "mesh_proxy_inbound_bytes_received_total",
-            "counter",
             "Bytes received from peers on the public listener.",
-            self.bytes_in.load(Relaxed),
+            vec![],
+            load(&self.bytes_in),
         );
-        one(
+        counter(
             "mesh_proxy_inbound_bytes_sent_total",
-            "counter",
             "Bytes sent to peers on the public listener.",
-            self.bytes_out.load(Relaxed),
+            vec![],
+            load(&self.bytes_out),
         );
-        one(
+        counter(
             "mesh_proxy_http_requests_total",
-            "counter",
             "L7 requests handled.",
-            self.http_requests.load(Relaxed),
+            vec![],
+            load(&self.http_requests),
         );
-        one(
+        counter(
             "mesh_proxy_http_requests_denied_total",
-            "counter",
             "L7 requests denied with 403.",
-            self.http_denied.load(Relaxed),
+            vec![],
+            load(&self.http_denied),
         );
-
-        out.push_str("# HELP mesh_proxy_inbound_handshake_errors_total Failed inbound TLS handshakes by reason.\n");
-        out.push_str("# TYPE mesh_proxy_inbound_handshake_errors_total counter\n");
         for (reason, n) in self
             .handshake_errors
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
         {
-            let _ = writeln!(
-                out,
-                "mesh_proxy_inbound_handshake_errors_total{{reason=\"{reason}\"}} {n}"
+            counter(
+                "mesh_proxy_inbound_handshake_errors_total",
+                "Failed inbound TLS handshakes by reason.",
+                vec![Label::new("reason", *reason)],
+                *n,
             );
         }
-
         let ups = self.upstreams.lock().unwrap_or_else(|p| p.into_inner());
-        let families: [Family; 6] = [
-            (
+        for (up, m) in ups.iter() {
+            let label = || vec![Label::new("upstream", up.clone())];
+            counter(
                 "mesh_proxy_upstream_connections_total",
-                "counter",
                 "Local connections accepted by an upstream listener.",
-                |u| u.connections.load(Relaxed),
-            ),
-            (
+                label(),
+                load(&m.connections),
+            );
+            gauge(
                 "mesh_proxy_upstream_connections_active",
-                "gauge",
                 "Upstream connections open now.",
-                |u| u.active.load(Relaxed),
-            ),
-            (
+                label(),
+                load(&m.active),
+            );
+            counter(
                 "mesh_proxy_upstream_attempt_failures_total",
-                "counter",
                 "Endpoint attempts that failed (connect, timeout, handshake).",
-                |u| u.attempt_failures.load(Relaxed),
-            ),
-            (
+                label(),
+                load(&m.attempt_failures),
+            );
+            counter(
                 "mesh_proxy_upstream_failures_total",
-                "counter",
                 "Upstream connections dropped because no endpoint worked.",
-                |u| u.failures.load(Relaxed),
-            ),
-            (
+                label(),
+                load(&m.failures),
+            );
+            counter(
                 "mesh_proxy_upstream_bytes_sent_total",
-                "counter",
                 "Bytes from the local app to the upstream.",
-                |u| u.bytes_out.load(Relaxed),
-            ),
-            (
+                label(),
+                load(&m.bytes_out),
+            );
+            counter(
                 "mesh_proxy_upstream_bytes_received_total",
-                "counter",
                 "Bytes from the upstream to the local app.",
-                |u| u.bytes_in.load(Relaxed),
-            ),
-        ];
-        for (name, kind, help, get) in families {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (up, m) in ups.iter() {
-                let _ = writeln!(out, "{name}{{upstream=\"{}\"}} {}", escape(up), get(m));
-            }
+                label(),
+                load(&m.bytes_in),
+            );
         }
-        out
+        recorder.handle().render()
     }
-}
-
-/// Name, type, help and getter of one per-upstream metric family.
-type Family = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&UpstreamMetrics) -> u64,
-);
-
-fn escape(label: &str) -> String {
-    label
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Decrements a gauge when dropped.

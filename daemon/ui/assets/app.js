@@ -186,6 +186,14 @@ function relTime(value) {
   return '';
 }
 
+/** A Go duration ("40.358158ms", "1.5s", "0ns") rounded for people. */
+function fmtDuration(text) {
+  const m = /^([\d.]+)(ns|µs|us|ms|s)$/.exec(text || '');
+  if (!m) return text || '';
+  const ms = Number(m[1]) * { ns: 1e-6, µs: 1e-3, us: 1e-3, ms: 1, s: 1e3 }[m[2]];
+  return ms < 1 ? '< 1 ms' : ms < 10000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
 const shortId = (id) => (id && id.length > 16 ? `${id.slice(0, 8)}…` : id || '');
 
 /** KV values are base64; text that is not UTF-8 stays base64 (null here). */
@@ -435,6 +443,11 @@ function denied(err, what) {
     h('div', { class: 'detail' }, link('#/login', 'Log in with another token')));
 }
 
+/** The note a list shows when the server left out what the token may not read. */
+function filteredNote(r, perm) {
+  return r && r.filtered ? h('p', { class: 'filtered', data: { test: 'filtered' } }, `Some entries are hidden: your token lacks ${perm} on them.`) : null;
+}
+
 // === keyed lists ===
 
 /**
@@ -496,9 +509,12 @@ function keyed(container, cache, items, keyOf, sigOf, build) {
  * without node:read gets `denied` instead of failing the view.
  */
 async function loadInstances(scope) {
-  const nodes = (await api('/v1/catalog/nodes', { signal: scope.signal })).data || [];
+  const r = await api('/v1/catalog/nodes', { signal: scope.signal });
+  const nodes = r.data || [];
   const names = nodes.map((n) => n.Node).slice(0, NODE_FETCH_LIMIT);
-  const out = { instances: [], denied: null, partial: nodes.length > names.length };
+  const out = { instances: [], denied: null, partial: nodes.length > names.length, hidden: r.filtered };
+  // A token without node:read gets an empty, filtered node list rather than a 403.
+  if (r.filtered && !nodes.length) out.denied = { text: 'the node list is empty for this token (it lacks node:read).' };
   await pool(names, NODE_FETCH_PARALLEL, async (node) => {
     try {
       const r = await api(`/v1/catalog/node/${enc(node)}`, { signal: scope.signal, notFound: true });
@@ -561,6 +577,7 @@ function viewServices(scope, main) {
     applyFilter();
     renderServicesSummary(summary, rows, st.filtered);
     fill(note, st.inst && st.inst.denied ? ['Instance counts, roles and owners need node:read: ', st.inst.denied.text] : '',
+      st.inst && !st.inst.denied && st.inst.hidden ? 'Some nodes are hidden from this token (node:read), so instance counts may be low.' : '',
       st.inst && st.inst.partial ? `Instance details are read from the first ${NODE_FETCH_LIMIT} nodes only.` : '');
     if (rows.length) mark('mesh:services-rendered');
     if (rows.length && st.checks) mark('mesh:services-health');
@@ -598,6 +615,7 @@ function serviceRows(st) {
   }
   if (st.inst && st.inst.denied) for (const r of rows.values()) r.instances = -1;
   if (st.inst && !st.inst.denied) {
+    for (const r of rows.values()) r.instances = 0;
     for (const { svc } of st.inst.instances) {
       const r = rows.get(svc.Service);
       if (!r) continue;
@@ -624,7 +642,7 @@ function serviceRow(r) {
   const tags = r.tags.slice(0, 6);
   return h('tr', { class: `row status-${r.status}`, data: { test: 'service-row', service: r.name, status: r.status } },
     h('td', null, link(`#/services/${enc(r.name)}`, r.name, { data: { test: 'service-link' } })),
-    h('td', null, badge(r.status, r.status === 'none' ? 'no checks' : r.status), ' ', h('span', { class: 'counts' }, healthSummary(r.counts))),
+    h('td', null, badge(r.status, r.status === 'none' ? 'no checks' : r.status), ' ', r.status === 'none' ? null : h('span', { class: 'counts' }, healthSummary(r.counts))),
     h('td', { class: 'num' }, r.instances === null ? muted('…') : r.instances < 0 ? h('span', { class: 'muted', title: 'needs node:read' }, '—') : String(r.instances)),
     h('td', null, r.role),
     h('td', null, chips(tags), r.tags.length > tags.length ? muted(` +${r.tags.length - tags.length}`) : null),
@@ -643,7 +661,7 @@ function renderServicesSummary(el, rows, filtered) {
 // === one service ===
 
 function viewService(scope, main, [name]) {
-  const st = { health: null, connect: null, inst: null, intentions: null, decisions: new Map() };
+  const st = { health: null, connect: null, inst: null, intentions: null, decisions: new Map(), gateway: null, ingress: [] };
   const head = h('div', { class: 'service-head' });
   const instances = h('div', { class: 'instances', data: { test: 'instances' } }, muted('Loading…'));
   const proxies = h('div', { data: { test: 'proxies' } }, muted('Loading…'));
@@ -682,7 +700,8 @@ function viewService(scope, main, [name]) {
 
   const renderProxies = () => {
     if (!st.connect.length) {
-      fill(proxies, muted(`No sidecar proxy or gateway serves ${name} in the mesh.`));
+      const kind = (st.health || []).map((e) => e.Service.Kind).find((k) => GATEWAY_KINDS.includes(k));
+      fill(proxies, muted(kind ? `${name} is itself a ${kind.replace('-', ' ')}.` : `No sidecar proxy or gateway serves ${name} in the mesh.`));
       return;
     }
     fill(proxies, h('table', { class: 'list' }, thead(['Proxy', 'Role', 'Node', 'Address', 'Health', 'Upstreams', 'Owner']),
@@ -692,11 +711,15 @@ function viewService(scope, main, [name]) {
   const refreshGateway = scope.coalesce('Gateway', async () => {
     const kind = (st.health || []).map((e) => e.Service.Kind).find((k) => GATEWAY_KINDS.includes(k));
     if (!kind) {
+      st.gateway = null;
       gateway.replaceChildren();
       return;
     }
     const r = await api(`/v1/config/${enc(kind)}/${enc(name)}`, { signal: scope.signal, notFound: true });
+    st.gateway = r.data;
     fill(gateway, h('h3', null, `${kind} configuration`), r.data ? gatewayConfig(kind, r.data) : muted(`No ${kind} config entry named ${name}.`));
+    renderGraph();
+    refreshDecisions();
   });
 
   const renderGraph = () => {
@@ -728,7 +751,9 @@ function viewService(scope, main, [name]) {
   });
 
   const refreshInstances = scope.coalesce('Downstreams', async () => {
-    st.inst = await loadInstances(scope);
+    const [inst, ingress] = await Promise.all([loadInstances(scope), listEntries(scope, 'ingress-gateway')]);
+    st.inst = inst;
+    st.ingress = ingress;
     renderGraph();
     refreshDecisions();
   });
@@ -829,13 +854,34 @@ function gatewayConfig(kind, entry) {
   return h('pre', { class: 'output' }, JSON.stringify(entry, null, 2));
 }
 
-/** Upstreams from this service's sidecars (and its own proxy config); downstreams from other sidecars. */
+/** Config entries of one kind; a token that may not read them gets none (the graph is then partial). */
+async function listEntries(scope, kind) {
+  try {
+    return (await api(`/v1/config/${kind}`, { signal: scope.signal, notFound: true })).data || [];
+  } catch (e) {
+    if (e instanceof ApiError) return [];
+    throw e;
+  }
+}
+
+/** The services a gateway entry sends traffic to. */
+function gatewayTargets(entry) {
+  if (!entry) return [];
+  const names = entry.Listeners ? entry.Listeners.flatMap((l) => (l.Services || []).map((s) => s.Name)) : (entry.Services || []).map((s) => s.Name);
+  return names.filter((n) => n && n !== '*');
+}
+
+/**
+ * Upstreams from this service's sidecars (its own proxy config, or its
+ * gateway entry); downstreams from other sidecars and ingress gateways.
+ */
 function topology(name, st) {
-  const up = new Set();
+  const up = new Set(gatewayTargets(st.gateway));
   const down = new Set();
   for (const e of [...(st.connect || []), ...(st.health || [])]) {
     for (const u of (e.Service.Proxy && e.Service.Proxy.Upstreams) || []) up.add(u.DestinationName);
   }
+  for (const g of st.ingress || []) if (gatewayTargets(g).includes(name)) down.add(g.Name);
   for (const { svc } of (st.inst && st.inst.instances) || []) {
     const p = svc.Proxy;
     if (svc.Kind !== 'connect-proxy' || !p || !(p.Upstreams || []).some((u) => u.DestinationName === name)) continue;
@@ -879,8 +925,10 @@ function graphSvg(name, topo, decision) {
   const edge = (x1, y1, x2, y2, d, src, dst, labelAtEnd) => {
     const [cls, word] = edgeState(d);
     const mx = (x1 + x2) / 2;
+    // The label sits at the outer end, on the side the curve does not bend towards.
     const lx = labelAtEnd ? x2 - 48 : x1 + 48;
-    const ly = (labelAtEnd ? y2 : y1) - 6;
+    const [anchor, other] = labelAtEnd ? [y2, y1] : [y1, y2];
+    const ly = other < anchor ? anchor + 15 : anchor - 6;
     const g = svg('g', { class: `edge edge-${cls}`, 'data-test': 'graph-edge', 'data-source': src, 'data-destination': dst, 'data-decision': cls });
     append(g, [
       svg('title', null, `${src} → ${dst}: ${d && d.Reason ? d.Reason : word}`),
@@ -931,7 +979,7 @@ function serviceIntentions(name, list) {
 // === nodes ===
 
 function viewNodes(scope, main) {
-  const st = { nodes: null, checks: [] };
+  const st = { nodes: null, checks: [], filtered: false };
   const body = h('tbody');
   const summary = h('p', { class: 'summary' });
   page(scope, main, 'Nodes', summary, h('table', { class: 'list' }, thead(['Node', 'Address', 'Health', 'Checks', 'Meta']), body));
@@ -946,10 +994,12 @@ function viewNodes(scope, main) {
     const rows = st.nodes.map((n) => ({ n, checks: byNode.get(n.Node) || [] }));
     keyed(body, cache, rows, (r) => r.n.Node, (r) => JSON.stringify(r), nodeRow);
     const crit = rows.filter((r) => worst(r.checks.map((c) => c.Status)) === 'critical').length;
-    fill(summary, `${rows.length} node${rows.length === 1 ? '' : 's'}`, crit ? [' · ', h('span', { class: 'status-text-critical' }, `${crit} critical`)] : '');
+    fill(summary, `${rows.length} node${rows.length === 1 ? '' : 's'}`, crit ? [' · ', h('span', { class: 'status-text-critical' }, `${crit} critical`)] : '',
+      filteredNote({ filtered: st.filtered }, 'node:read'));
   };
-  scope.watch('/v1/catalog/nodes', (d) => {
+  scope.watch('/v1/catalog/nodes', (d, r) => {
     st.nodes = d || [];
+    st.filtered = r.filtered;
     render();
   }, { label: 'Nodes' });
   // Node-level checks only (ServiceID empty): far smaller than every check in the cluster.
@@ -1009,14 +1059,14 @@ function viewCluster(scope, main) {
       st.health ? facts([['Cluster health', badge(st.health.Healthy ? 'passing' : 'critical', st.health.Healthy ? 'healthy' : 'unhealthy')],
         ['Failure tolerance', String(st.health.FailureTolerance)], ['Leader', st.leader]]) : facts([['Leader', st.leader]]),
       h('table', { class: 'list' }, thead(['Node', 'ID', 'Address', 'Role', 'Voter', 'Health', 'Last contact', 'Last term', 'Last index', 'Stable since']),
-        h('tbody', null, (st.config.Servers || []).map((s) => {
+        h('tbody', null, (st.config.Servers || []).slice().sort((a, b) => a.Node.localeCompare(b.Node)).map((s) => {
           const a = byId.get(s.ID) || {};
           const healthy = a.Healthy === undefined ? null : a.Healthy;
           return h('tr', { data: { test: 'raft-peer', node: s.Node, leader: String(Boolean(s.Leader)) } },
             h('td', null, s.Node), h('td', null, h('code', { title: s.ID }, shortId(s.ID))), h('td', null, s.Address),
             h('td', null, s.Leader ? h('strong', null, 'leader') : 'follower'), h('td', null, s.Voter ? 'yes' : 'no'),
             h('td', null, healthy === null ? muted('—') : badge(healthy ? 'passing' : 'critical', healthy ? 'healthy' : 'unhealthy')),
-            h('td', null, a.LastContact ?? muted('—')), h('td', null, a.LastTerm ?? ''), h('td', null, a.LastIndex ?? ''),
+            h('td', null, a.LastContact ? fmtDuration(a.LastContact) : muted('—')), h('td', null, a.LastTerm ?? ''), h('td', null, a.LastIndex ?? ''),
             h('td', null, a.StableSince ? fmtTime(a.StableSince) : ''));
         }))));
   };
@@ -1032,8 +1082,8 @@ function viewCluster(scope, main) {
     st.leader = d || '(none)';
     renderRaft();
   }, { label: 'Leader', poll: true });
-  scope.watch('/v1/agent/members', (d) => {
-    fill(members, h('table', { class: 'list' }, thead(['Name', 'Address', 'Status', 'Role', 'Datacenter', 'Version']),
+  scope.watch('/v1/agent/members', (d, r) => {
+    fill(members, filteredNote(r, 'node:read'), h('table', { class: 'list' }, thead(['Name', 'Address', 'Status', 'Role', 'Datacenter', 'Version']),
       h('tbody', null, (d || []).map((m) => {
         const status = MEMBER_STATUS[m.Status] || m.State || String(m.Status);
         const cls = status === 'alive' ? 'passing' : status === 'failed' ? 'critical' : 'warning';
@@ -1051,7 +1101,13 @@ const kvPath = (key) => key.split('/').map(enc).join('/');
 const kvHref = (key) => `#/kv/${kvPath(key)}`;
 
 function viewKv(scope, main, [rest]) {
-  const key = (rest || '').split('/').map(decodeURIComponent).join('/');
+  let key;
+  try {
+    key = (rest || '').split('/').map(decodeURIComponent).join('/');
+  } catch {
+    page(scope, main, 'Key/Value', h('p', { class: 'error' }, 'That key path is not valid URL encoding.'), link('#/kv/', 'Back to the root'));
+    return;
+  }
   if (key === '' || key.endsWith('/')) kvFolder(scope, main, key);
   else kvKey(scope, main, key);
 }
@@ -1114,7 +1170,7 @@ function kvFolder(scope, main, prefix) {
       }
     }, { data: { test: 'kv-delete-folder' } }), dmsg]);
   }
-  page(scope, main, 'Key/Value', kvCrumbs(prefix), card(null, h('table', { class: 'list kv' }, thead(['Key', '']), list), empty, folderActions), create);
+  page(scope, main, 'Key/Value', kvCrumbs(prefix), card(null, h('table', { class: 'list kv' }, thead(['Key', 'Type']), list), empty, folderActions), create);
   const cache = new Map();
   scope.watch(`/v1/kv/${kvPath(prefix)}?keys&separator=/`, (d) => {
     const keys = (d || []).filter((k) => k !== prefix).sort();
