@@ -20,6 +20,7 @@ import time
 import urllib.parse
 import uuid
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from webdriver import Browser, Timeout, WebDriverError, http_json, wait_until  # noqa: E402
 

@@ -6,10 +6,10 @@ use mesh_client::Client;
 /// How to reach the agent; every client command takes these.
 #[derive(Debug, Clone, Default, Args)]
 pub struct HttpArgs {
-    /// Agent HTTP address [default: $MESH_HTTP_ADDR, $CONSUL_HTTP_ADDR or 127.0.0.1:8500]
+    /// Agent HTTP address [default: $MESH_HTTP_ADDR, $CONSUL_HTTP_ADDR or 127.0.0.1:8500; https:// with $CONSUL_HTTP_SSL=true]
     #[arg(long = "http-addr", value_name = "ADDR")]
     pub http_addr: Option<String>,
-    /// ACL token [default: $MESH_HTTP_TOKEN or $CONSUL_HTTP_TOKEN]
+    /// ACL token [default: $MESH_HTTP_TOKEN, $CONSUL_HTTP_TOKEN, or the file $CONSUL_HTTP_TOKEN_FILE names]
     #[arg(long, value_name = "TOKEN")]
     pub token: Option<String>,
     /// CA certificates (PEM) to verify an https:// agent with [default: $MESH_CACERT or $CONSUL_CACERT]

@@ -374,10 +374,27 @@ fn query_meta(resp: &Response) -> QueryMeta {
 }
 
 /// The agent address from the environment, as `from_env` uses it.
+/// `CONSUL_HTTP_SSL=true` makes a scheme-less address `https://`, as in Consul.
 pub fn env_addr() -> String {
-    non_empty_var("MESH_HTTP_ADDR")
+    let addr = non_empty_var("MESH_HTTP_ADDR")
         .or_else(|| non_empty_var("CONSUL_HTTP_ADDR"))
-        .unwrap_or_else(|| DEFAULT_ADDR.to_string())
+        .unwrap_or_else(|| DEFAULT_ADDR.to_string());
+    with_ssl_scheme(addr, env_ssl())
+}
+
+/// `MESH_HTTP_SSL` / `CONSUL_HTTP_SSL` read as Go's strconv.ParseBool.
+fn env_ssl() -> bool {
+    non_empty_var("MESH_HTTP_SSL")
+        .or_else(|| non_empty_var("CONSUL_HTTP_SSL"))
+        .is_some_and(|v| matches!(v.trim(), "1" | "t" | "T" | "true" | "TRUE" | "True"))
+}
+
+fn with_ssl_scheme(addr: String, ssl: bool) -> String {
+    if ssl && !addr.contains("://") {
+        format!("https://{addr}")
+    } else {
+        addr
+    }
 }
 
 /// The reqwest settings every client shares.
@@ -407,8 +424,23 @@ pub fn env_client_cert() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
 }
 
 /// The ACL token from the environment, as `from_env` uses it.
+/// The token from the environment: `MESH_HTTP_TOKEN`, `CONSUL_HTTP_TOKEN`,
+/// then the first line of the file `MESH_HTTP_TOKEN_FILE` or
+/// `CONSUL_HTTP_TOKEN_FILE` names (as Consul reads it).
 pub fn env_token() -> Option<String> {
-    non_empty_var("MESH_HTTP_TOKEN").or_else(|| non_empty_var("CONSUL_HTTP_TOKEN"))
+    non_empty_var("MESH_HTTP_TOKEN")
+        .or_else(|| non_empty_var("CONSUL_HTTP_TOKEN"))
+        .or_else(|| {
+            let path = non_empty_var("MESH_HTTP_TOKEN_FILE")
+                .or_else(|| non_empty_var("CONSUL_HTTP_TOKEN_FILE"))?;
+            token_from_file(std::path::Path::new(&path))
+        })
+}
+
+fn token_from_file(path: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let token = text.lines().next()?.trim();
+    (!token.is_empty()).then(|| token.to_string())
 }
 
 fn non_empty_var(name: &str) -> Option<String> {

@@ -247,3 +247,22 @@ async fn members_and_raft_configuration() {
     assert_eq!(raft.index, 12);
     assert_eq!(client.status_peers().await.unwrap(), ["10.0.0.1:8300"]);
 }
+
+#[test]
+fn token_files_and_ssl_read_as_consul_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("token");
+    std::fs::write(&f, "  s3cret \nsecond line\n").unwrap();
+    assert_eq!(super::token_from_file(&f).as_deref(), Some("s3cret"));
+    std::fs::write(&f, "\n").unwrap();
+    assert_eq!(super::token_from_file(&f), None);
+    assert_eq!(
+        super::with_ssl_scheme("a:8501".into(), true),
+        "https://a:8501"
+    );
+    assert_eq!(
+        super::with_ssl_scheme("http://a:8500".into(), true),
+        "http://a:8500"
+    );
+    assert_eq!(super::with_ssl_scheme("a:8500".into(), false), "a:8500");
+}
