@@ -39,6 +39,7 @@ mod terraform_backend;
 mod tls;
 mod tls_clients;
 mod tools;
+mod ui;
 
 use std::time::Duration;
 

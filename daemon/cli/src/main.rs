@@ -75,6 +75,10 @@ enum Command {
     Sync(Box<sync_cmd::SyncArgs>),
     /// Stream the agent's log lines
     Monitor(misc::MonitorArgs),
+    /// Tell the agent to join the cluster through other agents' gossip addresses
+    Join(misc::JoinArgs),
+    /// The agent's configuration and runtime figures, by section
+    Info(output::HttpArgs),
     /// Print the version
     Version,
 }
@@ -142,6 +146,8 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => Ok(validate::run(&args)),
         Command::Sync(args) => sync_cmd::run(&args).await,
         Command::Monitor(args) => misc::monitor(&args).await,
+        Command::Join(args) => misc::join(&args).await,
+        Command::Info(http) => misc::info(&http).await,
         Command::Version => misc::version(),
     }
 }

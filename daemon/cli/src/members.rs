@@ -13,6 +13,9 @@ pub struct MembersArgs {
     /// Show every tag instead of the summary columns
     #[arg(long)]
     pub detailed: bool,
+    /// Only members whose status matches this regular expression (alive, left, failed)
+    #[arg(long, value_name = "REGEX")]
+    pub status: Option<String>,
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -24,6 +27,12 @@ pub struct MembersArgs {
 pub async fn run(args: &MembersArgs) -> anyhow::Result<ExitCode> {
     let mut members = args.http.client()?.members().await?;
     members.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(pattern) = &args.status {
+        // Anchored, as Consul matches the whole status.
+        let re = regex::Regex::new(&format!("^(?:{pattern})$"))
+            .map_err(|e| anyhow::anyhow!("-status {pattern:?}: {e}"))?;
+        members.retain(|m| re.is_match(m.status_name()));
+    }
     if args.format == Format::Json {
         print_json(&members)?;
     } else if args.detailed {

@@ -24,6 +24,88 @@ pub async fn leave(http: &HttpArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Flags of `mesh join`.
+#[derive(Debug, clap::Args)]
+pub struct JoinArgs {
+    /// Gossip addresses (host:port) of agents to join
+    #[arg(required = true, value_name = "ADDRESS")]
+    pub addresses: Vec<String>,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// `mesh join ADDR…`: asks the agent to join each address; fails if none worked.
+pub async fn join(args: &JoinArgs) -> anyhow::Result<ExitCode> {
+    let client = args.http.client()?;
+    let mut joined = 0;
+    for addr in &args.addresses {
+        match client
+            .write_json(
+                mesh_client::Method::PUT,
+                &format!("agent/join/{addr}"),
+                &[],
+                None,
+            )
+            .await
+        {
+            Ok(_) => joined += 1,
+            Err(e) => eprintln!("Error joining {addr}: {e}"),
+        }
+    }
+    if joined == 0 {
+        anyhow::bail!("joined none of the {} address(es)", args.addresses.len());
+    }
+    println!("Successfully joined cluster by contacting {joined} nodes.");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mesh info`: the agent's own view, section by section, as `consul info` prints it.
+pub async fn info(http: &HttpArgs) -> anyhow::Result<ExitCode> {
+    let me = http
+        .client()?
+        .get_json("agent/self", &[])
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the agent has no /v1/agent/self"))?;
+    let mut sections: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    let scalar = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    for (section, value) in [
+        ("agent", &me["Config"]),
+        ("stats", &me["Stats"]),
+        ("member", &me["Member"]),
+    ] {
+        if let serde_json::Value::Object(map) = value {
+            let mut rows: Vec<(String, String)> = Vec::new();
+            for (k, v) in map {
+                match v {
+                    serde_json::Value::Object(inner) => {
+                        sections.push((
+                            format!("{section}.{k}"),
+                            inner
+                                .iter()
+                                .map(|(ik, iv)| (ik.clone(), scalar(iv)))
+                                .collect(),
+                        ));
+                    }
+                    serde_json::Value::Array(_) => rows.push((k.clone(), v.to_string())),
+                    _ => rows.push((k.clone(), scalar(v))),
+                }
+            }
+            sections.insert(0, (section.to_string(), rows));
+        }
+    }
+    sections.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, rows) in sections {
+        println!("{name}:");
+        for (k, v) in rows {
+            println!("\t{k} = {v}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Flags of `mesh monitor`.
 #[derive(Debug, clap::Args)]
 pub struct MonitorArgs {
