@@ -590,3 +590,110 @@ async fn blocking_health_read_wakes_for_a_checkless_instance() {
         .unwrap();
     assert_eq!(after.as_array().unwrap().len(), 2, "{after}");
 }
+
+/// `/v1/internal/ui/services`: one summary per service (counts, nodes,
+/// owners, the sidecar link), blocking, filtered by the token's
+/// service:read under default deny.
+#[tokio::test]
+async fn ui_services_summarise_the_catalog() {
+    use crate::acl::{acl_config, token_with_policy, MANAGEMENT};
+    let dir = tempfile::tempdir().unwrap();
+    let acl = acl_config(dir.path());
+    let mut spec = mesh_testkit::AgentSpec::server("node1", 1);
+    spec.extra.push("-dev".into());
+    spec.extra.push(format!("-config-file={}", acl.display()));
+    let a = mesh_testkit::TestAgent::start(spec, &dir.path().join("a"))
+        .await
+        .unwrap();
+    let c = http();
+    for (node, id, name) in [
+        ("n1", "web-1", "web"),
+        ("n2", "web-2", "web"),
+        ("n2", "db-1", "db"),
+    ] {
+        let r = c
+            .put(a.url("/v1/catalog/register"))
+            .header("X-Consul-Token", MANAGEMENT)
+            .json(&json!({"Node": node, "Address": "10.0.0.1",
+                "Service": {"ID": id, "Service": name, "Port": 80, "Tags": ["t"]},
+                "Check": {"CheckID": format!("{id}-c"), "Name": "c", "ServiceID": id,
+                          "Status": if id == "web-2" { "critical" } else { "passing" }}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let get = |token: &'static str| {
+        let c = c.clone();
+        let url = a.url("/v1/internal/ui/services");
+        async move {
+            let r = c
+                .get(url)
+                .header("X-Consul-Token", token)
+                .send()
+                .await
+                .unwrap();
+            let index = r.headers()["X-Consul-Index"].to_str().unwrap().to_string();
+            (r.json::<Value>().await.unwrap(), index)
+        }
+    };
+    let (all, index) = get(MANAGEMENT).await;
+    let web = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Name"] == "web")
+        .unwrap();
+    assert_eq!(web["InstanceCount"], 2);
+    assert_eq!(web["ChecksCritical"], 1);
+    assert_eq!(web["ChecksPassing"], 1);
+    assert_eq!(web["Nodes"], json!(["n1", "n2"]));
+    assert_eq!(web["Owners"], json!(["api"]));
+
+    let only_web = token_with_policy(&a, "web-read", "service \"web\" { policy = \"read\" }").await;
+    let only_web: &'static str = Box::leak(only_web.into_boxed_str());
+    let (seen, _) = get(only_web).await;
+    let names: Vec<&str> = seen
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["Name"].as_str())
+        .collect();
+    assert_eq!(names, ["web"], "db is filtered out");
+
+    // Blocking: a new instance wakes it.
+    let url = a.url(&format!("/v1/internal/ui/services?index={index}&wait=30s"));
+    let waiter = tokio::spawn({
+        let c = c.clone();
+        async move {
+            c.get(url)
+                .header("X-Consul-Token", MANAGEMENT)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    });
+    // Parked or not when the write lands, the answer must carry it.
+    let r = c
+        .put(a.url("/v1/catalog/register"))
+        .header("X-Consul-Token", MANAGEMENT)
+        .json(&json!({"Node": "n3", "Address": "10.0.0.3", "Service": {"ID": "web-3", "Service": "web", "Port": 80}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let after = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    let web = after
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Name"] == "web")
+        .unwrap();
+    assert_eq!(web["InstanceCount"], 3);
+}

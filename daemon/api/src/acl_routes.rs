@@ -214,6 +214,7 @@ pub(crate) fn needs(api: &Api, method: &Method, path: &str, q: &HashMap<String, 
             Needs::one(Named(Resource::Service, destination.unwrap_or(id), Write))
         }
         ["agent", "members"] => Needs::filter(Filter::Array("Name", Resource::Node)),
+        ["internal", "ui", "services"] => Needs::filter(Filter::Array("Name", Resource::Service)),
         ["agent", "self" | "metrics" | "monitor"] => {
             Needs::one(Named(Resource::Agent, node(), Read))
         }

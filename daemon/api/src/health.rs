@@ -137,3 +137,84 @@ pub(crate) async fn state(
     })
     .await
 }
+
+/// One service's summary in `/v1/internal/ui/services`.
+#[derive(Default)]
+struct UiService {
+    kind: String,
+    tags: Vec<String>,
+    nodes: std::collections::BTreeSet<String>,
+    instances: u64,
+    passing: u64,
+    warning: u64,
+    critical: u64,
+    owners: std::collections::BTreeSet<String>,
+    with_proxy: bool,
+}
+
+/// `GET /v1/internal/ui/services`: one summary per service, the shape of
+/// Consul's UI endpoint (instance and check counts, tags, nodes, whether a
+/// sidecar fronts it) plus the owners of its instances, so a UI lists a
+/// large catalog in one blocking read.
+pub(crate) async fn ui_services(
+    State(api): State<Api>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    json_read(&api, &params, Table::Checks, |s| {
+        let mut by: std::collections::BTreeMap<String, UiService> = Default::default();
+        for (node, svc) in s.services() {
+            let a = by.entry(svc.name.clone()).or_default();
+            a.kind = svc.kind.clone();
+            a.instances += 1;
+            a.nodes.insert(node.to_string());
+            a.owners.insert(svc.owner.clone());
+            for t in &svc.tags {
+                if !a.tags.contains(t) {
+                    a.tags.push(t.clone());
+                }
+            }
+            for c in s.checks_for(node, &svc.id) {
+                match c.status {
+                    CheckStatus::Passing => a.passing += 1,
+                    CheckStatus::Warning => a.warning += 1,
+                    _ => a.critical += 1,
+                }
+            }
+            if svc.kind == "connect-proxy" {
+                if let Some(p) = &svc.proxy {
+                    by.entry(p.destination_service_name.clone())
+                        .or_default()
+                        .with_proxy = true;
+                }
+            }
+        }
+        let dc = api.agent.datacenter();
+        let list: Vec<Value> = by
+            .into_iter()
+            // A proxy's destination that has no instances of its own.
+            .filter(|(_, a)| a.instances > 0)
+            .map(|(name, a)| {
+                json!({
+                    "Name": name,
+                    "Datacenter": dc,
+                    "Kind": a.kind,
+                    "Tags": a.tags,
+                    "Nodes": a.nodes,
+                    "InstanceCount": a.instances,
+                    "ChecksPassing": a.passing,
+                    "ChecksWarning": a.warning,
+                    "ChecksCritical": a.critical,
+                    "ConnectedWithProxy": a.with_proxy,
+                    "ConnectedWithGateway": false,
+                    "Owners": a.owners,
+                })
+            })
+            .collect();
+        let index = s
+            .table_index(Table::Checks)
+            .max(s.table_index(Table::Services))
+            .max(s.table_index(Table::Nodes));
+        (Value::Array(list), index)
+    })
+    .await
+}

@@ -233,6 +233,7 @@ impl Api {
             .route("/v1/catalog/deregister", put(catalog::deregister))
             .route("/v1/catalog/nodes", get(catalog::nodes))
             .route("/v1/catalog/services", get(catalog::services))
+            .route("/v1/internal/ui/services", get(health::ui_services))
             .route("/v1/catalog/service/{name}", get(catalog::service))
             .route("/v1/catalog/connect/{name}", get(catalog::connect))
             .route("/v1/catalog/node/{name}", get(catalog::node))
