@@ -133,6 +133,11 @@ def measure(args, addr, browser):
           return [m('mesh:services-rendered'), m('mesh:services-health')];""")
         first_rows.append(marks[0])
         with_health.append(marks[1])
+    # Every row's instance count, as the catalog has it (no node-by-node reads, so no cut-off).
+    counts = browser.run(f"return [...document.querySelectorAll('{rows} td.num')].map((td) => td.textContent);")
+    wrong = [c for c in counts if c != str(args.per_service)]
+    if wrong:
+        raise RuntimeError(f"{len(wrong)} of {len(counts)} rows show an instance count other than {args.per_service}, e.g. {wrong[0]!r}")
 
     # (b) gzip size of the assets.
     raw = sum(os.path.getsize(os.path.join(ASSETS, f)) for f in FILES)
@@ -150,7 +155,7 @@ def measure(args, addr, browser):
         if ms < 0:
             raise RuntimeError(f"change {i}: {'registration failed' if ms == -1 else 'row never appeared'}")
         changes.append(ms)
-        # The next change waits for this one's follow-up (instance details read node by node).
+        # The row comes with its instance count (one summary per service); check it before the next change.
         count = f'[data-test="service-row"][data-service="{name}"] td.num'
         wait_until("the new row's instance count", lambda: browser.run(f"return (document.querySelector('{count}') || {{}}).textContent;") == "1", timeout=30)
 

@@ -153,6 +153,26 @@ config_entry {
             && error.contains("did you mean `action`?"),
         "{error}"
     );
+    // The refusal is visible cluster-wide as this node's `mesh-config`
+    // check, which stays passing so the node's services stay healthy.
+    let check = eventually("the mesh-config check says refused", WAIT, || async {
+        let (_, checks) = get(&c, a.url("/v1/health/node/node1")).await;
+        let check = checks
+            .as_array()?
+            .iter()
+            .find(|k| k["CheckID"] == "mesh-config")?
+            .clone();
+        check["Output"]
+            .as_str()?
+            .starts_with("refused")
+            .then_some(check)
+    })
+    .await;
+    assert_eq!(check["Status"], "passing");
+    assert!(
+        check["Output"].as_str().unwrap().contains("db.hcl:5:3"),
+        "{check}"
+    );
     assert_eq!(
         intention_action(&c, &a, "api", "db").await.as_deref(),
         Some("allow")

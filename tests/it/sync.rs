@@ -411,7 +411,14 @@ async fn sync_loses_nothing_through_kill_9_mid_burst() {
         || async { (kv_text(base, "sync/pools/web").await? == want.join(",")).then_some(()) },
     )
     .await;
-    let status = sync.status("pool").await;
+    // The module's KV write lands before terraform exits: wait for the run
+    // itself to be recorded as finished.
+    let status = eventually("the run recorded", Duration::from_secs(60), || async {
+        let s = sync.status("pool").await;
+        let newest = applies(&s).first().cloned()?;
+        (!newest["end_time"].is_null()).then_some(s)
+    })
+    .await;
     let events = applies(&status);
     assert!(
         events.iter().any(|e| e["error"]["message"]

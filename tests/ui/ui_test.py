@@ -129,7 +129,11 @@ class UiTest:
 
         self.step("2. a service registered after the page loaded appears without reload")
         self.b.set_hash("#/services")
-        self.b.wait_for(f'[data-test="service-row"][data-service="{self.a.owned_service}"]', "the owned service's row")
+        owned_row = f'[data-test="service-row"][data-service="{self.a.owned_service}"]'
+        self.b.wait_for(owned_row, "the owned service's row")
+        owner = self.attr_of(f'{owned_row} [data-test="owner"]', "data-owner") or ""
+        if not owner.startswith("file:") or not owner.endswith(self.a.owned_file):
+            raise Failure(f"the owned service's row shows owner {owner!r}, expected its mesh.d file {self.a.owned_file}")
         self.api.call("PUT", "/v1/agent/service/register", {
             "Name": self.svc, "ID": f"{self.svc}-1", "Port": 9999, "Tags": ["uitest", "v1"], "Meta": {"team": "ui"},
             "Check": {"CheckID": self.check_id, "Name": "ui test ttl", "TTL": "10m", "Status": "passing"},
@@ -137,6 +141,9 @@ class UiTest:
         row = f'[data-test="service-row"][data-service="{self.svc}"]'
         self.b.wait_for(row, f"row of {self.svc} registered after load")
         self.wait("the new row to be passing", lambda: self.attr_of(row, "data-status") == "passing")
+        count = self.b.find(f'{row} [data-test="instance-count"]').text()
+        if count != "1":
+            raise Failure(f"the new row shows {count!r} instances, expected 1")
         self.same_page()
         self.ok(f"{self.svc} appeared live")
         self.shot("services")

@@ -587,6 +587,7 @@ impl Built {
         tasks.spawn(crate::reload::reload_loop(
             node.reloads.clone(),
             self.reload_requests,
+            node.local.clone(),
         ));
         tasks.spawn(crate::reload::watch_files(node.reloads.clone()));
         if node.config.connect_managed_sidecars || node.config.connect_managed_gateways {

@@ -365,6 +365,43 @@ impl LocalState {
         Ok(())
     }
 
+    /// A node check the agent itself keeps (no runner, not persisted: it
+    /// is set again at every start), synced to the catalog like any other.
+    pub(crate) fn set_builtin_check(
+        &self,
+        id: &str,
+        name: &str,
+        status: CheckStatus,
+        output: String,
+    ) {
+        let mut inner = self.inner.lock();
+        if let Some(c) = inner.checks.get(id) {
+            if c.check.status == status && c.check.output == output {
+                return;
+            }
+        }
+        let check = HealthCheck {
+            check_id: id.to_string(),
+            name: name.to_string(),
+            status,
+            output,
+            notes: "kept by the agent itself; informational".into(),
+            check_type: "mesh".into(),
+            ..Default::default()
+        };
+        inner.removed_checks.remove(id);
+        inner.checks.insert(
+            id.to_string(),
+            LocalCheck {
+                check,
+                runner: None,
+                deregister_after: None,
+                definition: None,
+            },
+        );
+        self.mark(&mut inner, None);
+    }
+
     /// Deregister a check.
     pub(crate) fn remove_check(&self, id: &str) -> bool {
         let mut inner = self.inner.lock();

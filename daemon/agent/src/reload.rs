@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mesh_config::{LiveConfig, RawConfig, RuntimeConfig, Source};
+use mesh_types::CheckStatus;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -367,9 +368,42 @@ impl Reloads {
 
 /// The single task that performs reloads, one at a time; requests that
 /// arrive during one are answered by the next.
+/// The node check that carries this agent's last reload.
+pub const CONFIG_CHECK_ID: &str = "mesh-config";
+
+/// The last reload in words, for the check's output: what started it, what
+/// changed, and every error at file:line:col.
+fn status_summary(status: &ConfigStatus) -> String {
+    use std::fmt::Write as _;
+    let mut out = if status.ok {
+        format!(
+            "applied ({}, reload {}): {} change(s)",
+            status.trigger,
+            status.count,
+            status.changes.len()
+        )
+    } else {
+        format!(
+            "refused ({}, reload {}); the last good config stays in force",
+            status.trigger, status.count
+        )
+    };
+    for c in &status.changes {
+        let _ = write!(out, "\n{} {} ({})", c.action, c.resource, c.at);
+    }
+    for e in &status.errors {
+        let _ = write!(out, "\nerror: {e}");
+    }
+    for r in &status.needs_restart {
+        let _ = write!(out, "\nneeds a restart: {r}");
+    }
+    out
+}
+
 pub(crate) async fn reload_loop(
     reloads: Arc<Reloads>,
     mut rx: mpsc::Receiver<ReloadRequest>,
+    local: Arc<crate::local::LocalState>,
 ) -> anyhow::Result<()> {
     let mut pending: Vec<ReloadRequest> = vec![ReloadRequest {
         trigger: "start",
@@ -419,6 +453,23 @@ pub(crate) async fn reload_loop(
                         }
                     }
                     *current = status.clone();
+                }
+                // Every agent's outcome, cluster-wide, as a node check that
+                // the UI's mesh.d view reads from the catalog. Always
+                // passing: a node check's status is every service's on the
+                // node, and a typo in a file must not take them out of
+                // service (the output says "refused"; alert on
+                // mesh.reconcile.refused).
+                local.set_builtin_check(
+                    CONFIG_CHECK_ID,
+                    "mesh.d configuration",
+                    CheckStatus::Passing,
+                    status_summary(&status),
+                );
+                if status.ok {
+                    mesh_telemetry::counter!(mesh_telemetry::MESH_RECONCILE_APPLIED).increment(1);
+                } else {
+                    mesh_telemetry::counter!(mesh_telemetry::MESH_RECONCILE_REFUSED).increment(1);
                 }
                 for req in pending.drain(..) {
                     if let Some(reply) = req.reply {

@@ -8,8 +8,7 @@
 
 const WAIT = '60s';            // blocking-query wait; short enough to notice a dead agent
 const POLL_MS = 3000;          // agent-local endpoints that do not block
-const NODE_FETCH_LIMIT = 128;  // per-node catalog reads (instance counts, kinds, graph)
-const NODE_FETCH_PARALLEL = 3; // a browser opens 6 connections per host; blocking queries hold some
+const FETCH_PARALLEL = 3;      // one-shot reads at a time: a browser opens 6 connections per host and blocking queries hold some
 const TOKEN_KEY = 'mesh.token';
 const GATEWAY_KINDS = ['ingress-gateway', 'terminating-gateway', 'mesh-gateway', 'api-gateway'];
 
@@ -503,25 +502,21 @@ function keyed(container, cache, items, keyOf, sigOf, build) {
 
 // === catalog aggregates ===
 
+/** The summaries of every service this token may read: one blocking read, the list view's only source. */
+const UI_SERVICES = '/v1/internal/ui/services';
+
 /**
- * Every service instance, read node by node: the only aggregate the API has
- * that carries each instance's kind, owner and proxy upstreams. A token
- * without node:read gets `denied` instead of failing the view.
+ * Every sidecar's upstreams, for downstream edges: each connect-proxy
+ * service in the summaries read once (service:read on it is all it takes).
+ * Returns [{from, to: [upstream names]}], `from` being the proxied service.
  */
-async function loadInstances(scope) {
-  const r = await api('/v1/catalog/nodes', { signal: scope.signal });
-  const nodes = r.data || [];
-  const names = nodes.map((n) => n.Node).slice(0, NODE_FETCH_LIMIT);
-  const out = { instances: [], denied: null, partial: nodes.length > names.length, hidden: r.filtered };
-  // A token without node:read gets an empty, filtered node list rather than a 403.
-  if (r.filtered && !nodes.length) out.denied = { text: 'the node list is empty for this token (it lacks node:read).' };
-  await pool(names, NODE_FETCH_PARALLEL, async (node) => {
-    try {
-      const r = await api(`/v1/catalog/node/${enc(node)}`, { signal: scope.signal, notFound: true });
-      for (const svc of Object.values((r.data && r.data.Services) || {})) out.instances.push({ node, svc });
-    } catch (e) {
-      if (e instanceof ApiError && e.status === 403) out.denied = e;
-      else throw e;
+async function loadSidecars(scope, proxies) {
+  const out = [];
+  await pool(proxies, FETCH_PARALLEL, async (proxy) => {
+    const r = await api(`/v1/catalog/service/${enc(proxy)}`, { signal: scope.signal, notFound: true });
+    for (const e of r.data || []) {
+      const p = e.ServiceProxy || {};
+      out.push({ from: p.DestinationServiceName || e.ServiceName, to: (p.Upstreams || []).map((u) => u.DestinationName) });
     }
   });
   return out;
@@ -549,13 +544,11 @@ function breadcrumbs(parts) {
 // === services ===
 
 function viewServices(scope, main) {
-  const st = { names: null, checks: null, inst: null, filtered: false };
   const summary = h('p', { class: 'summary', data: { test: 'services-summary' } }, 'Loading…');
   const filter = h('input', { type: 'search', class: 'filter', placeholder: 'Filter by name, tag or role', 'aria-label': 'Filter services', data: { test: 'services-filter' } });
   const body = h('tbody', { data: { test: 'services-body' } });
-  const note = h('p', { class: 'note muted' });
   page(scope, main, 'Services', summary, h('div', { class: 'toolbar' }, filter),
-    h('table', { class: 'list services' }, thead(['Service', 'Health', 'Instances', 'Mesh', 'Tags', 'Owner']), body), note);
+    h('table', { class: 'list services' }, thead(['Service', 'Health', 'Instances', 'Mesh', 'Tags', 'Owner']), body));
   const cache = new Map();
 
   const applyFilter = () => {
@@ -564,78 +557,33 @@ function viewServices(scope, main) {
   };
   filter.addEventListener('input', applyFilter);
 
-  // Marks for the benchmark: first rows on screen, and first rows with their health.
-  const marks = new Set();
-  const mark = (name) => {
-    if (!marks.has(name)) performance.mark(name);
-    marks.add(name);
-  };
-  const render = () => {
-    if (!st.names) return;
-    const rows = serviceRows(st);
-    keyed(body, cache, rows, (r) => r.name, (r) => r.sig, serviceRow);
+  scope.watch(UI_SERVICES, (d, r) => {
+    const rows = (d || []).map(serviceSummary);
+    keyed(body, cache, rows, (row) => row.name, (row) => row.sig, serviceRow);
     applyFilter();
-    renderServicesSummary(summary, rows, st.filtered);
-    fill(note, st.inst && st.inst.denied ? ['Instance counts, roles and owners need node:read: ', st.inst.denied.text] : '',
-      st.inst && !st.inst.denied && st.inst.hidden ? 'Some nodes are hidden from this token (node:read), so instance counts may be low.' : '',
-      st.inst && st.inst.partial ? `Instance details are read from the first ${NODE_FETCH_LIMIT} nodes only.` : '');
-    if (rows.length) mark('mesh:services-rendered');
-    if (rows.length && st.checks) mark('mesh:services-health');
-  };
-  const refreshInstances = scope.coalesce('Instances', async () => {
-    st.inst = await loadInstances(scope);
-    render();
-  });
-  // On the first load, wait briefly for the checks too, so the rows are built once, with their health.
-  let grace = 0;
-  scope.watch('/v1/catalog/services', (d, r) => {
-    st.names = d || {};
-    st.filtered = r.filtered;
-    if (st.checks || grace < 0) render();
-    else if (!grace) grace = setTimeout(() => { grace = -1; render(); }, 400);
-    refreshInstances();
+    renderServicesSummary(summary, rows, r.filtered);
+    // Marks for the benchmark; the summaries carry health, so rows and colours land together.
+    if (rows.length) markOnce('mesh:services-rendered', 'mesh:services-health');
   }, { label: 'Services' });
-  scope.watch('/v1/health/state/any', (d) => {
-    st.checks = d || [];
-    clearTimeout(grace);
-    grace = -1;
-    render();
-  }, { label: 'Health', onError: () => { clearTimeout(grace); grace = -1; render(); } });
 }
 
-/** One summary per service name, from the catalog, the checks and (when read) the instances. */
-function serviceRows(st) {
-  const rows = new Map();
-  for (const [name, tags] of Object.entries(st.names)) {
-    rows.set(name, { name, tags: tags || [], counts: { passing: 0, warning: 0, critical: 0 }, instances: null, kind: '', dest: '', sidecar: false, owners: [] });
-  }
-  for (const c of st.checks || []) {
-    const r = c.ServiceName && rows.get(c.ServiceName);
-    if (r) r.counts[c.Status in r.counts ? c.Status : 'critical']++;
-  }
-  if (st.inst && st.inst.denied) for (const r of rows.values()) r.instances = -1;
-  if (st.inst && !st.inst.denied) {
-    for (const r of rows.values()) r.instances = 0;
-    for (const { svc } of st.inst.instances) {
-      const r = rows.get(svc.Service);
-      if (!r) continue;
-      r.instances = (r.instances || 0) + 1;
-      if (svc.Kind) r.kind = svc.Kind;
-      if (svc.Proxy && svc.Proxy.DestinationServiceName) r.dest = svc.Proxy.DestinationServiceName;
-      const owner = svc.Owner || 'api';
-      if (!r.owners.includes(owner)) r.owners.push(owner);
-      if (svc.Kind === 'connect-proxy' && r.dest && rows.has(r.dest)) rows.get(r.dest).sidecar = true;
-    }
-  }
-  const out = [...rows.values()];
-  for (const r of out) {
-    const total = r.counts.passing + r.counts.warning + r.counts.critical;
-    r.status = total ? worst(Object.keys(r.counts).filter((k) => r.counts[k])) : 'none';
-    r.role = meshRole(r.kind, r.dest, r.sidecar);
-    r.search = [r.name, r.role, ...r.tags].join(' ').toLowerCase();
-    r.sig = JSON.stringify([r.counts, r.instances, r.role, r.tags, r.owners]);
-  }
-  return out;
+/** performance.mark each name the first time only (later renders are updates, not loads). */
+function markOnce(...names) {
+  for (const n of names) if (!performance.getEntriesByName(n).length) performance.mark(n);
+}
+
+/** One row of the list from a service's summary; `sig` covers only what the row shows. */
+function serviceSummary(s) {
+  const counts = { passing: s.ChecksPassing || 0, warning: s.ChecksWarning || 0, critical: s.ChecksCritical || 0 };
+  const tags = s.Tags || [];
+  const owners = [...new Set((s.Owners || []).map((o) => o || 'api'))];
+  const role = meshRole(s.Kind || '', '', s.ConnectedWithProxy);
+  const status = worst(Object.keys(counts).filter((k) => counts[k]));
+  return {
+    name: s.Name, tags, counts, owners, role, status, instances: s.InstanceCount || 0,
+    search: [s.Name, role, ...tags].join(' ').toLowerCase(),
+    sig: JSON.stringify([counts, s.InstanceCount, role, tags, owners]),
+  };
 }
 
 function serviceRow(r) {
@@ -643,10 +591,10 @@ function serviceRow(r) {
   return h('tr', { class: `row status-${r.status}`, data: { test: 'service-row', service: r.name, status: r.status } },
     h('td', null, link(`#/services/${enc(r.name)}`, r.name, { data: { test: 'service-link' } })),
     h('td', null, badge(r.status, r.status === 'none' ? 'no checks' : r.status), ' ', r.status === 'none' ? null : h('span', { class: 'counts' }, healthSummary(r.counts))),
-    h('td', { class: 'num' }, r.instances === null ? muted('…') : r.instances < 0 ? h('span', { class: 'muted', title: 'needs node:read' }, '—') : String(r.instances)),
+    h('td', { class: 'num', data: { test: 'instance-count' } }, String(r.instances)),
     h('td', null, r.role),
     h('td', null, chips(tags), r.tags.length > tags.length ? muted(` +${r.tags.length - tags.length}`) : null),
-    h('td', null, r.owners.length === 1 ? ownerLabel(r.owners[0]) : r.owners.length ? muted('several') : null));
+    h('td', null, r.owners.length === 1 ? ownerLabel(r.owners[0]) : r.owners.length ? h('span', { class: 'muted', title: r.owners.join('\n') }, 'several') : null));
 }
 
 function renderServicesSummary(el, rows, filtered) {
@@ -661,7 +609,7 @@ function renderServicesSummary(el, rows, filtered) {
 // === one service ===
 
 function viewService(scope, main, [name]) {
-  const st = { health: null, connect: null, inst: null, intentions: null, decisions: new Map(), gateway: null, ingress: [] };
+  const st = { health: null, connect: null, sidecars: [], hidden: false, intentions: null, decisions: new Map(), gateway: null, ingress: [] };
   const head = h('div', { class: 'service-head' });
   const instances = h('div', { class: 'instances', data: { test: 'instances' } }, muted('Loading…'));
   const proxies = h('div', { data: { test: 'proxies' } }, muted('Loading…'));
@@ -727,14 +675,14 @@ function viewService(scope, main, [name]) {
     const decision = (src, dst) => st.decisions.get(`${src}\n${dst}`);
     fill(graph, topo.up.length || topo.down.length ? graphSvg(name, topo, decision) : null,
       edgeList(name, topo, decision),
-      st.inst && st.inst.denied ? h('p', { class: 'muted' }, 'Downstreams need node:read on every node: ', st.inst.denied.text) : null);
+      st.hidden ? h('p', { class: 'muted' }, 'Some services are hidden from this token (service:read), so downstreams may be missing.') : null);
   };
 
   const refreshDecisions = scope.coalesce('Intention decisions', async () => {
     const topo = topology(name, st);
     const edges = [...topo.down.map((d) => [d, name]), ...topo.up.map((u) => [name, u])];
     const next = new Map();
-    await pool(edges, 3, async ([src, dst]) => {
+    await pool(edges, FETCH_PARALLEL, async ([src, dst]) => {
       try {
         const q = `source=${enc(src)}&destination=${enc(dst)}`;
         const d = (await api(`/v1/connect/intentions/check?${q}`, { signal: scope.signal })).data;
@@ -750,9 +698,11 @@ function viewService(scope, main, [name]) {
     renderGraph();
   });
 
-  const refreshInstances = scope.coalesce('Downstreams', async () => {
-    const [inst, ingress] = await Promise.all([loadInstances(scope), listEntries(scope, 'ingress-gateway')]);
-    st.inst = inst;
+  let proxyNames = [];
+  let proxySig = null;
+  const refreshDownstreams = scope.coalesce('Downstreams', async () => {
+    const [sidecars, ingress] = await Promise.all([loadSidecars(scope, proxyNames), listEntries(scope, 'ingress-gateway')]);
+    st.sidecars = sidecars;
     st.ingress = ingress;
     renderGraph();
     refreshDecisions();
@@ -769,8 +719,17 @@ function viewService(scope, main, [name]) {
     renderProxies();
     refreshDecisions();
   }, { label: 'Sidecars', slot: proxies });
-  // Downstreams are other services' sidecars: any catalog change may add or drop one.
-  scope.watch('/v1/catalog/services', () => refreshInstances(), { label: 'Catalog' });
+  // Downstreams are other services' sidecars and ingress gateways. The summaries also change
+  // with every check, so those are read again only when a proxy or gateway comes, goes or moves.
+  scope.watch(UI_SERVICES, (d, r) => {
+    const kinded = (d || []).filter((s) => s.Kind);
+    const sig = JSON.stringify([r.filtered, kinded.map((s) => [s.Name, s.Kind, s.InstanceCount, s.Nodes])]);
+    if (sig === proxySig) return;
+    proxySig = sig;
+    proxyNames = kinded.filter((s) => s.Kind === 'connect-proxy').map((s) => s.Name);
+    st.hidden = r.filtered;
+    refreshDownstreams();
+  }, { label: 'Catalog' });
   scope.watch('/v1/connect/intentions', (d) => {
     st.intentions = d || [];
     fill(ixns, serviceIntentions(name, st.intentions));
@@ -882,11 +841,7 @@ function topology(name, st) {
     for (const u of (e.Service.Proxy && e.Service.Proxy.Upstreams) || []) up.add(u.DestinationName);
   }
   for (const g of st.ingress || []) if (gatewayTargets(g).includes(name)) down.add(g.Name);
-  for (const { svc } of (st.inst && st.inst.instances) || []) {
-    const p = svc.Proxy;
-    if (svc.Kind !== 'connect-proxy' || !p || !(p.Upstreams || []).some((u) => u.DestinationName === name)) continue;
-    down.add(p.DestinationServiceName || svc.Service);
-  }
+  for (const { from, to } of st.sidecars) if (to.includes(name)) down.add(from);
   up.delete('');
   return { up: [...up].sort(), down: [...down].sort() };
 }
