@@ -265,4 +265,14 @@ async fn prometheus_scrapes_three_servers() {
     .await;
     let leaders = query("consul_raft_state_leader").await.unwrap_or_default();
     assert!(!leaders.is_empty(), "a leader transition was counted");
+    // Gossip, autopilot and the leader's reconcile, under Consul's names.
+    eventually("cluster health series", Duration::from_secs(30), || async {
+        let members = query("consul_memberlist_health_members == 3").await?;
+        let healthy = query("consul_autopilot_healthy == 1").await?;
+        let joins = query("consul_serf_member_join").await?;
+        let reconcile = query("consul_leader_reconcile_count").await?;
+        (members.len() == 3 && healthy.len() == 1 && !joins.is_empty() && !reconcile.is_empty())
+            .then_some(())
+    })
+    .await;
 }

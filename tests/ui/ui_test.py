@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from webdriver import Browser, Timeout, WebDriverError, http_json, wait_until  # noqa: E402
 
 CRITICAL_RGB = (198, 40, 40)  # --critical in style.css
+PASSING_RGB = (26, 127, 55)  # --passing in style.css
 
 
 def rgb(css):
@@ -134,6 +135,10 @@ class UiTest:
         owner = self.attr_of(f'{owned_row} [data-test="owner"]', "data-owner") or ""
         if not owner.startswith("file:") or not owner.endswith(self.a.owned_file):
             raise Failure(f"the owned service's row shows owner {owner!r}, expected its mesh.d file {self.a.owned_file}")
+        # file:<node>:<path>: the node whose agent owns (and reloads) the file.
+        self.owning_node = owner[len("file:"):-len(self.a.owned_file)].rstrip(":")
+        if not self.owning_node:
+            raise Failure(f"the owner {owner!r} names no node")
         self.api.call("PUT", "/v1/agent/service/register", {
             "Name": self.svc, "ID": f"{self.svc}-1", "Port": 9999, "Tags": ["uitest", "v1"], "Meta": {"team": "ui"},
             "Check": {"CheckID": self.check_id, "Name": "ui test ttl", "TTL": "10m", "Status": "passing"},
@@ -274,6 +279,8 @@ class UiTest:
         ]:
             self.b.set_hash(hash_)
             self.b.wait_for(ready, f"the {name} view")
+            if name == "config":
+                self.config_all_agents()
             self.no_page_errors()
             self.ok(f"{name} view rendered: {self.shot(name)}")
 
@@ -295,11 +302,36 @@ class UiTest:
             raise Failure(f"KV denial does not name key:read: {denied.text()!r}")
         self.ok(f"KV view: {denied.text().splitlines()[0]!r}")
         self.shot("denied-kv")
+        self.b.set_hash("#/config")
+        denied = self.b.wait_for('[data-test="config-agents"] [data-test="denied"]', "the denied message on the All agents table")
+        if denied.attr("data-permission") != "node:read" or "node:read" not in denied.text():
+            raise Failure(f"All agents denial does not name node:read: {denied.text()!r}")
+        self.ok(f"mesh.d All agents: {denied.text().splitlines()[0]!r}")
+        self.shot("denied-config-agents")
         self.b.set_hash("#/services")
         self.b.wait_for(f'[data-test="service-row"][data-service="{self.svc}"]', "services with service:read")
         self.no_page_errors()
         self.same_page()
         self.ok("services still readable with the limited token")
+
+    def config_all_agents(self):
+        """The mesh.d view's All agents table has the owning node's last reload, applied, in the passing colour."""
+        row = f'[data-test="agent-row"][data-node="{self.owning_node}"]'
+        self.b.wait_for(row, f"the All agents row of {self.owning_node}, which owns {self.a.owned_file}")
+        self.wait(f"{self.owning_node}'s row to show applied", lambda: self.attr_of(row, "data-outcome") == "applied")
+        outcome = self.b.find(f'{row} [data-test="agent-outcome"]')
+        if outcome.text() != "applied":
+            raise Failure(f"{self.owning_node}'s outcome cell shows {outcome.text()!r}, expected 'applied'")
+        colour = self.b.find(f'{row} [data-test="agent-outcome"] .badge').css("background-color")
+        if rgb(colour) != PASSING_RGB:
+            raise Failure(f"the 'applied' badge is {colour}, expected {PASSING_RGB}")
+        count = self.b.find(f'{row} [data-test="agent-count"]').text()
+        if not count.isdigit() or int(count) < 1:
+            raise Failure(f"{self.owning_node}'s reload count is {count!r}")
+        if self.b.find_all(f'{row} [data-test="agent-error"]'):
+            raise Failure(f"{self.owning_node}'s applied reload shows errors")
+        changes = self.b.find(f'{row} [data-test="agent-changes"]').text()
+        self.ok(f"All agents: {self.owning_node} applied (reload {count}, {changes} change(s))")
 
     def cleanup(self):
         """Leave the cluster as found (best effort)."""

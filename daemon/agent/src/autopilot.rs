@@ -216,6 +216,11 @@ pub(crate) async fn run(
             continue;
         }
         let servers = autopilot.observe();
+        let health = autopilot.health();
+        use mesh_telemetry as t;
+        t::gauge!(t::AUTOPILOT_HEALTHY).set(if health["Healthy"] == true { 1.0 } else { 0.0 });
+        t::gauge!(t::AUTOPILOT_FAILURE_TOLERANCE)
+            .set(health["FailureTolerance"].as_f64().unwrap_or(0.0));
         if !autopilot.settings.cleanup_dead_servers {
             continue;
         }

@@ -221,6 +221,7 @@ impl ConnectCa {
                 .state
                 .begin_rotation(new_root, t, spread)
                 .map_err(|e| CaRequestError::Bad(format!("rotation refused: {e}")))?;
+            mesh_telemetry::counter!(mesh_telemetry::MESH_CA_ROTATIONS).increment(1);
         }
         if stored.state.leaf_ttl_secs != valid.leaf_ttl.as_secs() {
             stored.state.set_leaf_ttl(valid.leaf_ttl);

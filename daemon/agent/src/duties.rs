@@ -264,7 +264,10 @@ pub(crate) async fn membership(d: Arc<ServerDuties>) -> anyhow::Result<()> {
             if !servers.is_empty() {
                 mark_initialized(&d);
             }
+            let started = std::time::Instant::now();
             reconcile_catalog(&d, &view).await;
+            mesh_telemetry::histogram!(mesh_telemetry::LEADER_RECONCILE)
+                .record(mesh_telemetry::ms(started.elapsed()));
             store_initial_management(&d).await;
         } else if metrics
             .borrow_and_update()

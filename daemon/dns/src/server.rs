@@ -178,13 +178,25 @@ impl Local {
         reply: Reply,
     ) {
         self.refresh();
+        let started = std::time::Instant::now();
         let udp = protocol == Protocol::Udp;
         if udp {
             if let Some(answer) = self.cache.answer(&bytes, &self.handler) {
                 let _ = reply.send_bytes(answer).await;
+                mesh_telemetry::histogram!(mesh_telemetry::DNS_DOMAIN_QUERY)
+                    .record(mesh_telemetry::ms(started.elapsed()));
                 return;
             }
         }
+        // Timed on every exit below, as Consul times each question.
+        struct Timed(std::time::Instant);
+        impl Drop for Timed {
+            fn drop(&mut self) {
+                mesh_telemetry::histogram!(mesh_telemetry::DNS_DOMAIN_QUERY)
+                    .record(mesh_telemetry::ms(self.0.elapsed()));
+            }
+        }
+        let _timed = Timed(started);
         // Shorter than a header: nothing to answer to.
         let Ok(header) = Header::read(&mut BinDecoder::new(&bytes)) else {
             return;

@@ -540,19 +540,36 @@ fn to_member(id: &NodeId, status: MemberStatus) -> Member {
     }
 }
 
+/// Logs membership changes and counts them under Serf's metric names.
 fn log_changes(before: &[Member], after: &[Member]) {
+    use mesh_telemetry as t;
     let old: HashMap<&str, &Member> = before.iter().map(|m| (m.name.as_str(), m)).collect();
+    let alive = after
+        .iter()
+        .filter(|m| m.status == MemberStatus::Alive)
+        .count();
+    t::gauge!(t::MEMBERLIST_MEMBERS).set(alive as f64);
     for m in after {
         let (name, addr) = (&m.name, m.addr);
         match old.get(name.as_str()) {
             None if m.status == MemberStatus::Alive => {
+                t::counter!(t::SERF_MEMBER_JOIN).increment(1);
                 tracing::info!(member = %name, %addr, "member joined")
             }
             Some(prev) if prev.status != m.status => match m.status {
-                MemberStatus::Alive => tracing::info!(member = %name, %addr, "member alive"),
+                MemberStatus::Alive => {
+                    t::counter!(t::SERF_MEMBER_JOIN).increment(1);
+                    tracing::info!(member = %name, %addr, "member alive")
+                }
                 MemberStatus::Suspect => tracing::debug!(member = %name, %addr, "member suspected"),
-                MemberStatus::Failed => tracing::info!(member = %name, %addr, "member failed"),
-                MemberStatus::Left => tracing::info!(member = %name, %addr, "member left"),
+                MemberStatus::Failed => {
+                    t::counter!(t::SERF_MEMBER_FAILED).increment(1);
+                    tracing::info!(member = %name, %addr, "member failed")
+                }
+                MemberStatus::Left => {
+                    t::counter!(t::SERF_MEMBER_LEFT).increment(1);
+                    tracing::info!(member = %name, %addr, "member left")
+                }
             },
             Some(prev) if prev.tags != m.tags || prev.addr != m.addr => {
                 tracing::info!(member = %name, %addr, "member updated")

@@ -46,7 +46,6 @@ pub const KVS_APPLY: &str = "consul.kvs.apply";
 pub const TXN_APPLY: &str = "consul.txn.apply";
 /// DNS questions answered, timed.
 pub const DNS_DOMAIN_QUERY: &str = "consul.dns.domain_query";
-pub const DNS_PTR_QUERY: &str = "consul.dns.ptr_query";
 /// Autopilot: 1 when every server is healthy; servers that may fail.
 pub const AUTOPILOT_HEALTHY: &str = "consul.autopilot.healthy";
 pub const AUTOPILOT_FAILURE_TOLERANCE: &str = "consul.autopilot.failure_tolerance";
@@ -64,10 +63,8 @@ pub const RUNTIME_NUM_GOROUTINES: &str = "consul.runtime.num_goroutines";
 /// mesh.d: reloads applied and refused.
 pub const MESH_RECONCILE_APPLIED: &str = "mesh.reconcile.applied";
 pub const MESH_RECONCILE_REFUSED: &str = "mesh.reconcile.refused";
-/// Connect CA: rotations started, and the stage of the current one
-/// (0 none, 1 staged, 2 cross-signed, 3 active, 4 retiring).
+/// Connect CA: staged rotations started on this leader.
 pub const MESH_CA_ROTATIONS: &str = "mesh.ca.rotations";
-pub const MESH_CA_ROTATION_STAGE: &str = "mesh.ca.rotation_stage";
 
 /// Every name above, so the JSON format can give each its dotted form back.
 pub const NAMES: &[&str] = &[
@@ -87,7 +84,6 @@ pub const NAMES: &[&str] = &[
     KVS_APPLY,
     TXN_APPLY,
     DNS_DOMAIN_QUERY,
-    DNS_PTR_QUERY,
     AUTOPILOT_HEALTHY,
     AUTOPILOT_FAILURE_TOLERANCE,
     SERF_MEMBER_JOIN,
@@ -100,7 +96,6 @@ pub const NAMES: &[&str] = &[
     MESH_RECONCILE_APPLIED,
     MESH_RECONCILE_REFUSED,
     MESH_CA_ROTATIONS,
-    MESH_CA_ROTATION_STAGE,
 ];
 
 /// Milliseconds, as Consul's timers report.

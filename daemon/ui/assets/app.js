@@ -1585,10 +1585,56 @@ function placed(text, test) {
     h('code', { class: 'where' }, `${m[1]}:${m[2]}:${m[3]}`), m[4] ? [' ', m[4]] : null);
 }
 
+/** Every agent's last reload: the node check `mesh-config` each agent keeps in the catalog. */
+const MESH_CONFIG_CHECKS = `/v1/health/state/any?filter=${enc('CheckID == "mesh-config"')}`;
+const REPORT_HEAD_RE = /^(applied|refused) \((.*), reload (\d+)\)(?:: (\d+) change)?/;
+const REPORT_CHANGE_RE = /^(\S+) (.+) \(([^()]*)\)$/;
+
+/**
+ * A mesh-config check's Output: "applied (<trigger>, reload <n>): <k> change(s)"
+ * or "refused (<trigger>, reload <n>); ...", then lines "<action> <resource>
+ * (<file:line:col>)", "error: <file:line:col: message>", "needs a restart: <setting>".
+ */
+function parseConfigReport(output) {
+  const [head = '', ...rest] = String(output || '').split('\n');
+  const m = REPORT_HEAD_RE.exec(head);
+  const r = { outcome: m ? m[1] : 'unknown', trigger: m ? m[2] : '', count: m ? Number(m[3]) : null, head, changes: [], errors: [], restart: [] };
+  let inError = false; // a line that is none of the three continues an error message of several lines
+  for (const line of rest) {
+    const change = REPORT_CHANGE_RE.exec(line);
+    if (line.startsWith('error: ')) {
+      r.errors.push(line.slice(7));
+      inError = true;
+    } else if (line.startsWith('needs a restart: ')) {
+      r.restart.push(line.slice(17));
+      inError = false;
+    } else if (inError && !change) {
+      r.errors[r.errors.length - 1] += `\n${line}`;
+    } else if (change) {
+      r.changes.push({ action: change[1], resource: change[2], at: change[3] });
+      inError = false;
+    }
+  }
+  r.changeCount = m && m[4] !== undefined ? Number(m[4]) : r.changes.length;
+  return r;
+}
+
+/** The 403 a token without node:read would get: the checks are filtered out, not refused. */
+function nodeReadDenied(path) {
+  return new ApiError(403, "Permission denied: this token lacks permission 'node:read' on the agents' nodes, so their mesh-config checks were left out.", path);
+}
+
 function viewConfig(scope, main) {
   const status = h('div', { data: { test: 'config-status' } }, muted('Loading…'));
   const history = h('div');
-  const agents = h('div');
+  const agents = h('div', { data: { test: 'config-agents' } }, muted('Loading…'));
+  const agentsBody = h('tbody', { data: { test: 'agents-body' } });
+  const agentsTable = h('table', { class: 'list', data: { test: 'config-agents-table' } },
+    thead(['Node', 'Last reload', 'Trigger', 'Reload #', 'Changes', 'Errors', 'Member', 'UI']), agentsBody);
+  const agentsNote = h('div');
+  const membersNote = h('div');
+  const agentsCache = new Map();
+  const st = { checks: null, filtered: false, members: new Map(), self: '' };
   const seen = new Map();
   const msg = message('reload-msg');
   const reload = h('button', { type: 'button', class: 'secondary', data: { test: 'config-reload' } }, 'Reload now');
@@ -1601,11 +1647,42 @@ function viewConfig(scope, main) {
     }
   });
   page(scope, main, 'mesh.d configuration', card('This agent', status, h('div', { class: 'actions' }, reload, msg)),
-    card('Reloads seen since this page opened', history), card('Other agents', agents));
+    card('All agents', agents), card('Reloads seen since this page opened', history));
+
+  const renderAgents = () => {
+    if (!st.checks) return;
+    if (!st.checks.length && st.filtered) {
+      fill(agents, errorBlock(nodeReadDenied(MESH_CONFIG_CHECKS)));
+      return;
+    }
+    const rows = new Map();
+    for (const c of st.checks) rows.set(c.Node, { node: c.Node, report: parseConfigReport(c.Output) });
+    // An agent in the gossip pool without a check has not reported yet (starting, or older than this UI).
+    for (const name of st.members.keys()) if (!rows.has(name)) rows.set(name, { node: name, report: null });
+    const list = [...rows.values()].sort((a, b) => a.node.localeCompare(b.node));
+    for (const r of list) {
+      r.member = st.members.get(r.node) || null;
+      r.self = r.node === st.self;
+    }
+    keyed(agentsBody, agentsCache, list, (r) => r.node, (r) => JSON.stringify(r), agentRow);
+    const refused = list.filter((r) => r.report && r.report.outcome === 'refused').length;
+    fill(agentsNote, list.length ? null : muted('No agent has reported a reload yet.'),
+      refused ? h('p', { class: 'status-text-critical', data: { test: 'agents-refused' } }, `${refused} agent${refused === 1 ? '' : 's'} refused the last reload; each keeps its last good configuration.`) : null,
+      filteredNote({ filtered: st.filtered }, 'node:read'));
+    if (agentsTable.parentNode !== agents) {
+      fill(agents, h('p', { class: 'hint' }, 'Each agent applies its own mesh.d files and publishes its last reload as the node check “mesh.d configuration” (always passing, so it never affects service health).'),
+        agentsTable, agentsNote, membersNote);
+    }
+  };
+
   scope.watch('/v1/agent/self', (d) => {
     const cs = d.ConfigStatus || {};
     const cfg = d.Config || {};
     fill(status, configStatus(cfg, cs));
+    if ((cfg.NodeName || '') !== st.self) {
+      st.self = cfg.NodeName || '';
+      renderAgents();
+    }
     if (cs.Count !== undefined && !seen.has(cs.Count)) {
       seen.set(cs.Count, cs);
       fill(history, h('table', { class: 'list' }, thead(['#', 'When', 'Trigger', 'Result', 'Changes', 'Errors']),
@@ -1615,14 +1692,36 @@ function viewConfig(scope, main) {
           h('td', null, String((s.Changes || []).length)), h('td', null, (s.Errors || []).map((e) => placed(e, 'history-error'))))))));
     }
   }, { label: 'Agent', poll: true, every: 2000, slot: status });
+  scope.watch(MESH_CONFIG_CHECKS, (d, r) => {
+    st.checks = d || [];
+    st.filtered = r.filtered;
+    renderAgents();
+  }, { label: 'All agents', slot: agents });
   scope.watch('/v1/agent/members', (d) => {
-    fill(agents, h('p', { class: 'hint' }, 'Each agent applies its own mesh.d files and reports its last reload itself; open an agent’s UI to see its status.'),
-      h('table', { class: 'list' }, thead(['Agent', 'Role', 'Status', 'UI']), h('tbody', null, (d || []).map((m) => {
-        const addr = (m.Tags || {}).http_addr;
-        return h('tr', null, h('td', null, m.Name), h('td', null, (m.Tags || {}).role === 'consul' ? 'server' : 'client'),
-          h('td', null, MEMBER_STATUS[m.Status] || ''), h('td', null, addr ? link(`http://${addr}/ui/#/config`, addr, { rel: 'noopener' }) : muted('—')));
-      }))));
-  }, { label: 'Members', poll: true, every: 10000, slot: agents });
+    fill(membersNote);
+    st.members = new Map((d || []).map((m) => [m.Name, { status: MEMBER_STATUS[m.Status] || '', addr: (m.Tags || {}).http_addr || '' }]));
+    renderAgents();
+  }, { label: 'Members', poll: true, every: 10000, slot: membersNote });
+}
+
+/** One agent's last reload, from its mesh-config check. */
+function agentRow(r) {
+  const rep = r.report;
+  const outcome = rep ? rep.outcome : 'none';
+  const status = outcome === 'applied' ? 'passing' : outcome === 'refused' ? 'critical' : 'none';
+  const m = r.member;
+  return h('tr', { class: `row status-${status}`, data: { test: 'agent-row', node: r.node, outcome } },
+    h('td', null, link(`#/nodes/${enc(r.node)}`, r.node), r.self ? muted(' (this agent)') : null),
+    h('td', { data: { test: 'agent-outcome' }, title: rep ? rep.head : '' },
+      rep ? badge(status, outcome === 'unknown' ? 'unreadable' : outcome) : muted('not reported')),
+    h('td', null, rep ? rep.trigger : ''),
+    h('td', { class: 'num', data: { test: 'agent-count' } }, rep && rep.count !== null ? String(rep.count) : ''),
+    h('td', { class: 'num', data: { test: 'agent-changes' }, title: rep ? rep.changes.map((c) => `${c.action} ${c.resource} (${c.at})`).join('\n') : '' },
+      rep ? String(rep.changeCount) : ''),
+    h('td', null, rep ? rep.errors.map((e) => placed(e, 'agent-error')) : null,
+      rep ? rep.restart.map((s) => h('div', { class: 'hint', data: { test: 'agent-restart' } }, `needs a restart: ${s}`)) : null),
+    h('td', null, m ? m.status : muted('—')),
+    h('td', null, m && m.addr ? link(`http://${m.addr}/ui/#/config`, m.addr, { rel: 'noopener' }) : muted('—')));
 }
 
 function configStatus(cfg, cs) {
