@@ -93,6 +93,12 @@ config_entry {
     .await;
     let (_, entry) = get(&c, a.url("/v1/config/service-defaults/api")).await;
     assert_eq!(entry["Protocol"], "http");
+    assert!(
+        entry["Owner"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("file:node1:") && o.ends_with("mesh.d/web.hcl")),
+        "config entries show their owner: {entry}"
+    );
     let (_, svcs) = get(&c, a.url("/v1/agent/services")).await;
     assert_eq!(svcs["web-1"]["Service"], "web");
     assert_eq!(

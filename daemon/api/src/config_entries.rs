@@ -23,11 +23,13 @@ pub(crate) fn entry_json(e: &ConfigEntry) -> Value {
         map.retain(|k, _| {
             !matches!(
                 k.to_ascii_lowercase().as_str(),
-                "kind" | "name" | "createindex" | "modifyindex"
+                "kind" | "name" | "createindex" | "modifyindex" | "owner"
             )
         });
         map.insert("Kind".into(), e.kind.clone().into());
         map.insert("Name".into(), e.name.clone().into());
+        // Who manages it (api, terraform, file:<node>:<path>), as on services and intentions.
+        map.insert("Owner".into(), e.owner.clone().into());
         map.insert("CreateIndex".into(), e.create_index.into());
         map.insert("ModifyIndex".into(), e.modify_index.into());
     }

@@ -665,7 +665,8 @@ function viewService(scope, main, [name]) {
     }
     const r = await api(`/v1/config/${enc(kind)}/${enc(name)}`, { signal: scope.signal, notFound: true });
     st.gateway = r.data;
-    fill(gateway, h('h3', null, `${kind} configuration`), r.data ? gatewayConfig(kind, r.data) : muted(`No ${kind} config entry named ${name}.`));
+    fill(gateway, h('h3', null, `${kind} configuration`), r.data ? gatewayConfig(kind, r.data) : muted(`No ${kind} config entry named ${name}.`),
+      r.data ? h('p', null, 'Managed by ', ownerLabel(r.data.Owner)) : null);
     renderGraph();
     refreshDecisions();
   });
