@@ -166,6 +166,20 @@ async fn mesh(root: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
+/// A dev agent in a fresh directory, and its base URL (no trailing `/`).
+async fn dev_setup() -> (tempfile::TempDir, mesh_testkit::TestAgent, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = crate::dev_agent("node1", &dir.path().join("agent")).await;
+    let base = agent.url("").trim_end_matches('/').to_string();
+    (dir, agent, base)
+}
+
+/// A Terraform module directory holding one `main.tf`.
+fn write_module(dir: &Path, main_tf: impl AsRef<[u8]>) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("main.tf"), main_tf).unwrap();
+}
+
 /// PATH with terraform's directory first (mesh sync finds it there).
 fn path_with_terraform() -> String {
     let tf = terraform();
@@ -329,10 +343,8 @@ async fn sync_keeps_a_module_in_step_with_the_catalog_on_a_cluster() {
 
 #[tokio::test]
 async fn sync_loses_nothing_through_kill_9_mid_burst() {
-    let dir = tempfile::tempdir().unwrap();
-    let agent = crate::dev_agent("node1", &dir.path().join("agent")).await;
-    let base = agent.url("");
-    let base = base.trim_end_matches('/');
+    let (dir, agent, base) = dev_setup().await;
+    let base = base.as_str();
     let root = dir.path();
     let work = root.join("work");
     let config = root.join("sync.hcl");
@@ -435,10 +447,7 @@ async fn sync_loses_nothing_through_kill_9_mid_burst() {
 
 #[tokio::test]
 async fn sync_tasks_through_the_api_and_once_mode() {
-    let dir = tempfile::tempdir().unwrap();
-    let agent = crate::dev_agent("node1", &dir.path().join("agent")).await;
-    let base = agent.url("");
-    let base = base.trim_end_matches('/').to_string();
+    let (dir, agent, base) = dev_setup().await;
     let root = dir.path();
     let work = root.join("work");
     let config = root.join("sync.hcl");
@@ -633,18 +642,12 @@ async fn sync_tasks_through_the_api_and_once_mode() {
 
 #[tokio::test]
 async fn a_failing_task_retries_while_others_run_and_bad_config_runs_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let agent = crate::dev_agent("node1", &dir.path().join("agent")).await;
-    let base = agent.url("");
-    let base = base.trim_end_matches('/').to_string();
+    let (dir, agent, base) = dev_setup().await;
     let root = dir.path();
     let failing = root.join("failing-module");
-    std::fs::create_dir_all(&failing).unwrap();
-    std::fs::write(
-        failing.join("main.tf"),
+    write_module(&failing,
         "variable \"services\" {\n  type = any\n}\n\nresource \"terraform_data\" \"boom\" {\n  input = var.services\n  provisioner \"local-exec\" {\n    command = \"echo the load balancer said no; exit 3\"\n  }\n}\n",
-    )
-    .unwrap();
+    );
     let work = root.join("work");
     let config = root.join("sync.hcl");
     std::fs::write(
@@ -717,27 +720,18 @@ async fn a_failing_task_retries_while_others_run_and_bad_config_runs_nothing() {
 
 #[tokio::test]
 async fn kv_and_schedule_conditions_and_drift_checks() {
-    let dir = tempfile::tempdir().unwrap();
-    let agent = crate::dev_agent("node1", &dir.path().join("agent")).await;
-    let base = agent.url("");
-    let base = base.trim_end_matches('/').to_string();
+    let (dir, agent, base) = dev_setup().await;
     let root = dir.path();
     // A module on the consul_kv input: mirrors each key under mirror/.
     let mirror = root.join("mirror-module");
-    std::fs::create_dir_all(&mirror).unwrap();
-    std::fs::write(
-        mirror.join("main.tf"),
+    write_module(&mirror,
         "terraform {\n  required_providers {\n    mesh = { source = \"mesh/mesh\" }\n  }\n}\n\nvariable \"consul_kv\" {\n  type = map(string)\n}\n\nresource \"mesh_kv\" \"copy\" {\n  for_each = var.consul_kv\n  path     = \"mirror/${each.key}\"\n  value    = each.value\n}\n",
-    )
-    .unwrap();
+    );
     // A module on the catalog_services input: one key per matching service.
     let names = root.join("names-module");
-    std::fs::create_dir_all(&names).unwrap();
-    std::fs::write(
-        names.join("main.tf"),
+    write_module(&names,
         "terraform {\n  required_providers {\n    mesh = { source = \"mesh/mesh\" }\n  }\n}\n\nvariable \"catalog_services\" {\n  type = map(list(string))\n}\n\nresource \"mesh_kv\" \"name\" {\n  for_each = var.catalog_services\n  path     = \"catalog/${each.key}\"\n  value    = join(\",\", each.value)\n}\n",
-    )
-    .unwrap();
+    );
     let vars = root.join("sched.tfvars");
     std::fs::write(&vars, "kv_prefix = \"sched\"\n").unwrap();
     let work = root.join("work");
@@ -921,22 +915,16 @@ task {{
 
 #[tokio::test]
 async fn two_sync_daemons_on_one_task_are_serialised_by_the_state_lock() {
-    let dir = tempfile::tempdir().unwrap();
-    let agent = crate::dev_agent("node1", &dir.path().join("agent")).await;
-    let base = agent.url("");
-    let base = base.trim_end_matches('/').to_string();
+    let (dir, agent, base) = dev_setup().await;
     let root = dir.path();
     let trace = root.join("trace.log");
     let module = root.join("slow-module");
-    std::fs::create_dir_all(&module).unwrap();
-    std::fs::write(
-        module.join("main.tf"),
+    write_module(&module,
         format!(
             "variable \"services\" {{\n  type = any\n}}\n\nvariable \"who\" {{\n  type = string\n}}\n\nresource \"terraform_data\" \"slow\" {{\n  triggers_replace = var.who\n  provisioner \"local-exec\" {{\n    command = \"echo start ${{var.who}} >> {t}; sleep 2; echo end ${{var.who}} >> {t}\"\n  }}\n}}\n",
             t = trace.display()
         ),
-    )
-    .unwrap();
+    );
     register(&base, "n1", "web-1", "web", "10.0.0.1", 80).await;
     let mut daemons = Vec::new();
     for who in ["a", "b"] {
