@@ -32,6 +32,7 @@ mod sessions;
 mod snapshots;
 mod storage;
 mod sync;
+mod sync_conditions;
 mod telemetry;
 mod terraform;
 mod terraform_acl;
