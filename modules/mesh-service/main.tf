@@ -1,5 +1,6 @@
-# A service with a Connect sidecar, its upstreams, and the intentions that let
-# the listed sources call it.
+# A service with a Connect sidecar, its upstreams, the intentions that let
+# the listed sources call it and, when `protocol` is set, its
+# service-defaults config entry.
 
 resource "mesh_service" "this" {
   node    = var.node
@@ -18,6 +19,13 @@ resource "mesh_service" "this" {
       }
     }
   }
+}
+
+resource "mesh_config_entry" "defaults" {
+  count       = var.protocol == null ? 0 : 1
+  kind        = "service-defaults"
+  name        = var.name
+  config_json = jsonencode({ Protocol = var.protocol })
 }
 
 resource "mesh_intention" "allow" {

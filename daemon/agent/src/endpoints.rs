@@ -34,6 +34,12 @@ pub(crate) fn routes(agent: Arc<Node>) -> Router<Api> {
         .route("/v1/agent/check/update/{id}", put(update))
         .route("/v1/agent/checks", get(checks))
         .route("/v1/agent/join/{addr}", put(join))
+        .route("/v1/agent/force-leave/{node}", put(force_leave))
+        .route("/v1/agent/maintenance", put(node_maintenance))
+        .route(
+            "/v1/agent/service/maintenance/{id}",
+            put(service_maintenance),
+        )
         .route("/v1/agent/reload", put(reload))
         .route("/v1/agent/config/plan", axum::routing::post(plan))
         .route(
@@ -228,6 +234,85 @@ async fn join(Extension(agent): A, Path(addr): Path<String>) -> Result<Response,
         .join(&addrs)
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(().into_response())
+}
+
+/// `PUT /v1/agent/force-leave/<node>[?prune]`: a failed member becomes
+/// left on every member (so the leader removes it from the catalog and,
+/// for a server, from Raft); `prune` also drops it from the member list.
+async fn force_leave(
+    Extension(agent): A,
+    Path(node): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let prune = params.map().contains_key("prune");
+    match agent.gossip.force_leave(&node, prune).await {
+        Ok(()) => Ok(().into_response()),
+        Err(mesh_gossip::GossipError::ForceLeave(e)) => {
+            let status = match e {
+                mesh_gossip::ForceLeaveError::Unknown(_) => StatusCode::NOT_FOUND,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            Err(ApiError::new(status, e.to_string()))
+        }
+        Err(e) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            e.to_string(),
+        )),
+    }
+}
+
+/// Reads `?enable=true|false&reason=` (Consul requires `enable`).
+fn maintenance_params(params: &Params) -> Result<(bool, String), ApiError> {
+    let map = params.map();
+    let enable = match map.get("enable").map(String::as_str) {
+        Some("true") => true,
+        Some("false") => false,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid value for \"enable\": {other:?} (use true or false)"
+            )))
+        }
+        None => return Err(ApiError::bad_request("Missing value for \"enable\"")),
+    };
+    let reason = map.get("reason").cloned().unwrap_or_default();
+    if reason.len() > MAX_MAINTENANCE_REASON_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "reason is {} bytes; the limit is {MAX_MAINTENANCE_REASON_BYTES} (MAX_MAINTENANCE_REASON_BYTES)",
+            reason.len()
+        )));
+    }
+    Ok((enable, reason))
+}
+
+/// Longest maintenance reason kept (it lands in every health answer).
+const MAX_MAINTENANCE_REASON_BYTES: usize = 1024;
+
+/// `PUT /v1/agent/maintenance?enable=&reason=`.
+async fn node_maintenance(Extension(agent): A, params: Params) -> Result<Response, ApiError> {
+    let (enable, reason) = maintenance_params(&params)?;
+    if enable {
+        agent.local.enable_maintenance(None, &reason)?;
+    } else {
+        agent.local.disable_maintenance(None)?;
+    }
+    settle(&agent).await;
+    Ok(().into_response())
+}
+
+/// `PUT /v1/agent/service/maintenance/<id>?enable=&reason=`.
+async fn service_maintenance(
+    Extension(agent): A,
+    Path(id): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let (enable, reason) = maintenance_params(&params)?;
+    if enable {
+        agent.local.enable_maintenance(Some(&id), &reason)?;
+    } else {
+        agent.local.disable_maintenance(Some(&id))?;
+    }
+    settle(&agent).await;
     Ok(().into_response())
 }
 

@@ -18,6 +18,12 @@ use tokio::sync::{mpsc, Notify};
 
 /// First port handed to a sidecar registered without one (Consul's default range).
 const SIDECAR_MIN_PORT: u16 = 21000;
+/// Consul's check ID for node maintenance mode.
+pub(crate) const NODE_MAINTENANCE: &str = "_node_maintenance";
+/// Consul's check ID prefix for a service's maintenance mode.
+pub(crate) const SERVICE_MAINTENANCE_PREFIX: &str = "_service_maintenance:";
+/// The check's notes when no reason is given.
+const DEFAULT_MAINTENANCE_REASON: &str = "Maintenance mode is on; no reason was given.";
 
 pub(crate) struct LocalService {
     pub service: Service,
@@ -402,6 +408,90 @@ impl LocalState {
         self.mark(&mut inner, None);
     }
 
+    /// Puts the node (no `service_id`) or one service in maintenance mode,
+    /// as Consul does: a critical check that takes it out of healthy
+    /// answers. Persisted, so maintenance survives an agent restart.
+    pub(crate) fn enable_maintenance(
+        &self,
+        service_id: Option<&str>,
+        reason: &str,
+    ) -> Result<(), ApiError> {
+        let (id, name, service_name) = {
+            let inner = self.inner.lock();
+            match service_id {
+                None => (
+                    NODE_MAINTENANCE.to_string(),
+                    "Node Maintenance Mode",
+                    String::new(),
+                ),
+                Some(sid) => {
+                    let service = inner.services.get(sid).ok_or_else(|| {
+                        ApiError::new(
+                            axum::http::StatusCode::NOT_FOUND,
+                            format!("Unknown service ID {sid:?}"),
+                        )
+                    })?;
+                    (
+                        format!("{SERVICE_MAINTENANCE_PREFIX}{sid}"),
+                        "Service Maintenance Mode",
+                        service.service.name.clone(),
+                    )
+                }
+            }
+        };
+        let notes = if reason.is_empty() {
+            DEFAULT_MAINTENANCE_REASON.to_string()
+        } else {
+            reason.to_string()
+        };
+        let mut inner = self.inner.lock();
+        let check = HealthCheck {
+            check_id: id.clone(),
+            name: name.to_string(),
+            status: CheckStatus::Critical,
+            notes,
+            service_id: service_id.unwrap_or_default().to_string(),
+            service_name,
+            check_type: "maintenance".into(),
+            ..Default::default()
+        };
+        let dirty = service_id.map(str::to_string);
+        inner.removed_checks.remove(&id);
+        inner.checks.insert(
+            id,
+            LocalCheck {
+                check,
+                runner: None,
+                deregister_after: None,
+                definition: Some(json!({"Maintenance": {
+                    "ServiceID": service_id.unwrap_or_default(),
+                    "Reason": reason,
+                }})),
+            },
+        );
+        self.mark(&mut inner, dirty);
+        drop(inner);
+        self.persist();
+        Ok(())
+    }
+
+    /// Ends maintenance mode of the node or a service; true if it was on.
+    pub(crate) fn disable_maintenance(&self, service_id: Option<&str>) -> Result<bool, ApiError> {
+        let id = match service_id {
+            None => NODE_MAINTENANCE.to_string(),
+            Some(sid) => {
+                if !self.inner.lock().services.contains_key(sid) {
+                    return Err(ApiError::new(
+                        axum::http::StatusCode::NOT_FOUND,
+                        format!("Unknown service ID {sid:?}"),
+                    ));
+                }
+                format!("{SERVICE_MAINTENANCE_PREFIX}{sid}")
+            }
+        };
+        Ok(self.remove_check(&id))
+    }
+
     /// Deregister a check.
     pub(crate) fn remove_check(&self, id: &str) -> bool {
         let mut inner = self.inner.lock();
@@ -698,6 +788,14 @@ impl LocalState {
             }
         }
         for c in saved["checks"].as_array().into_iter().flatten() {
+            if let Some(m) = c.get("Maintenance") {
+                let service = m["ServiceID"].as_str().filter(|s| !s.is_empty());
+                let reason = m["Reason"].as_str().unwrap_or_default();
+                if let Err(e) = self.enable_maintenance(service, reason) {
+                    tracing::warn!(error = %e, "restoring maintenance mode");
+                }
+                continue;
+            }
             if let Err(e) = self.add_check(c.clone()) {
                 tracing::warn!(error = %e, "restoring a local check");
             }

@@ -221,6 +221,8 @@ pub(crate) fn needs(api: &Api, method: &Method, path: &str, q: &HashMap<String, 
         ["agent", "leave" | "reload" | "join", ..] => {
             Needs::one(Named(Resource::Agent, node(), Write))
         }
+        ["agent", "force-leave", ..] => Needs::one(G(Global::Operator, Write)),
+        ["agent", "maintenance"] => Needs::one(Named(Resource::Node, node(), Write)),
         ["agent", "config", "plan"] => Needs::one(Named(Resource::Agent, node(), Read)),
         ["agent", "services"] => Needs::filter(Filter::Values("Service", Resource::Service)),
         ["agent", "checks"] => Needs::filter(Filter::Checks),

@@ -12,6 +12,7 @@ mod agent;
 mod blocking_limit;
 mod catalog;
 mod config_entries;
+mod datacenter;
 mod declared_view;
 mod decoded;
 mod error;
@@ -320,6 +321,10 @@ impl Api {
                 self.agent.body_limits().txn_max_req_len,
             ))
             .layer(axum::middleware::from_fn(expression_filter::apply))
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                datacenter::only_local,
+            ))
             .route_layer(axum::middleware::from_fn(telemetry::track))
             .with_state(self)
     }

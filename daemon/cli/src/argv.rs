@@ -27,6 +27,31 @@ pub fn normalise(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     out
 }
 
+/// Rewrites clap's `--name` as `-name` in help and usage text, so what
+/// users read is what Consul's habits make them type. A lone `--` (the
+/// end of flags) stays.
+pub fn single_dash_help(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("--") {
+        let (before, after) = rest.split_at(at);
+        out.push_str(before);
+        let preceded_by_word = out
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '-');
+        let names_a_flag = after[2..].starts_with(|c: char| c.is_ascii_alphabetic());
+        if names_a_flag && !preceded_by_word {
+            out.push('-');
+        } else {
+            out.push_str("--");
+        }
+        rest = &after[2..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn is_single_dash_long(arg: &str) -> bool {
     let Some(rest) = arg.strip_prefix('-') else {
         return false;
@@ -69,6 +94,21 @@ mod tests {
                 "--http-addr",
                 "x:1"
             ]
+        );
+    }
+
+    #[test]
+    fn help_text_shows_single_dash_flags() {
+        assert_eq!(
+            single_dash_help(
+                "Usage: mesh kv get [--recurse] [KEY]\n      --http-addr <ADDR>\n  -h, --help\n"
+            ),
+            "Usage: mesh kv get [-recurse] [KEY]\n      -http-addr <ADDR>\n  -h, -help\n"
+        );
+        // The end-of-flags marker, dashes inside words and "---" stay.
+        assert_eq!(
+            single_dash_help("mesh connect envoy -- <ARGS>... a--b ---x 'try --help'"),
+            "mesh connect envoy -- <ARGS>... a--b ---x 'try -help'"
         );
     }
 

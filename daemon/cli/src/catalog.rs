@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use mesh_client::Method;
 use serde_json::Value;
+use sha2::{Digest as _, Sha256};
 
 use crate::output::{print_json, print_table, Format, HttpArgs};
 
@@ -264,7 +265,7 @@ pub async fn run_services(args: &ServicesArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `mesh snapshot save|restore FILE`
+/// `mesh snapshot save|restore|inspect FILE`
 #[derive(Debug, Clone, Args)]
 pub struct SnapshotArgs {
     #[command(subcommand)]
@@ -274,7 +275,7 @@ pub struct SnapshotArgs {
 /// Snapshot commands.
 #[derive(Debug, Clone, Subcommand)]
 pub enum SnapshotCommand {
-    /// Save the cluster state to FILE
+    /// Save the cluster state to FILE, then read it back and check it
     Save {
         file: PathBuf,
         #[command(flatten)]
@@ -286,6 +287,8 @@ pub enum SnapshotCommand {
         #[command(flatten)]
         http: HttpArgs,
     },
+    /// Print what a snapshot FILE holds, without an agent
+    Inspect { file: PathBuf },
 }
 
 /// Runs a snapshot command.
@@ -293,23 +296,74 @@ pub async fn run_snapshot(args: &SnapshotArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
         SnapshotCommand::Save { file, http } => {
             let bytes = http.client()?.get_bytes("snapshot").await?;
-            // Write beside, then rename: a failed save never leaves half a file.
+            let summary = mesh_state::inspect_snapshot(&bytes)
+                .context("the agent sent a snapshot that does not decode; nothing was written")?;
+            let sent = Sha256::digest(&bytes);
+            // Write beside, sync, then rename: a failed save never leaves half a file.
             let tmp = file.with_extension("part");
-            std::fs::write(&tmp, &bytes).with_context(|| format!("write {}", tmp.display()))?;
+            write_synced(&tmp, &bytes).with_context(|| format!("write {}", tmp.display()))?;
             std::fs::rename(&tmp, file).with_context(|| format!("rename to {}", file.display()))?;
+            // Verify what is on disk, not what is in memory.
+            let written =
+                std::fs::read(file).with_context(|| format!("read back {}", file.display()))?;
+            if Sha256::digest(&written) != sent {
+                anyhow::bail!(
+                    "{} does not hold what the agent sent (checksum differs); do not rely on it",
+                    file.display()
+                );
+            }
+            mesh_state::inspect_snapshot(&written)
+                .with_context(|| format!("{} does not decode after writing", file.display()))?;
             println!(
-                "Saved and verified snapshot to {} ({} bytes)",
+                "Saved and verified snapshot to index {} ({}, {} bytes, sha256 {})",
+                summary.index,
                 file.display(),
-                bytes.len()
+                written.len(),
+                hex(&sent)
             );
         }
         SnapshotCommand::Restore { file, http } => {
             let bytes = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
+            mesh_state::inspect_snapshot(&bytes).with_context(|| {
+                format!("{} is not a snapshot mesh can restore", file.display())
+            })?;
             http.client()?.put_bytes("snapshot", bytes).await?;
             println!("Restored snapshot");
         }
+        SnapshotCommand::Inspect { file } => {
+            let bytes = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
+            let summary = mesh_state::inspect_snapshot(&bytes)
+                .with_context(|| format!("{} is not a readable snapshot", file.display()))?;
+            let rows = vec![
+                vec!["Index".to_string(), summary.index.to_string()],
+                vec!["Size".to_string(), bytes.len().to_string()],
+                vec!["Format".to_string(), summary.format.to_string()],
+                vec!["SHA256".to_string(), hex(&Sha256::digest(&bytes))],
+            ];
+            for row in &rows {
+                println!(" {:<10}{}", row[0], row[1]);
+            }
+            println!();
+            let tables: Vec<Vec<String>> = summary
+                .tables
+                .iter()
+                .map(|(name, count)| vec![name.to_string(), count.to_string()])
+                .collect();
+            print_table(&["Type", "Count"], &tables);
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn write_synced(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `mesh reload`: the agent re-reads its config files and applies them.

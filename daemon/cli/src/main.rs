@@ -77,6 +77,10 @@ enum Command {
     Monitor(misc::MonitorArgs),
     /// Tell the agent to join the cluster through other agents' gossip addresses
     Join(misc::JoinArgs),
+    /// Mark a failed node as left, so the cluster stops waiting for it
+    ForceLeave(misc::ForceLeaveArgs),
+    /// Put the node or a service in maintenance mode (out of healthy answers)
+    Maint(misc::MaintArgs),
     /// The agent's configuration and runtime figures, by section
     Info(output::HttpArgs),
     /// Print the version
@@ -87,10 +91,13 @@ enum Command {
 /// answer to scripts (`intention check` denied, `config plan` changes).
 /// Help and version are not errors.
 fn usage_error(e: &clap::Error) -> ExitCode {
-    let _ = e.print();
+    // Shown with single-dash long flags, as Consul users type them.
+    let text = argv::single_dash_help(&e.render().to_string());
     if e.use_stderr() {
+        eprint!("{text}");
         ExitCode::FAILURE
     } else {
+        print!("{text}");
         ExitCode::SUCCESS
     }
 }
@@ -148,6 +155,8 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Monitor(args) => misc::monitor(&args).await,
         Command::Join(args) => misc::join(&args).await,
         Command::Info(http) => misc::info(&http).await,
+        Command::ForceLeave(args) => misc::force_leave(&args).await,
+        Command::Maint(args) => misc::maint(&args).await,
         Command::Version => misc::version(),
     }
 }

@@ -170,3 +170,104 @@ mod tests {
         mesh_config::RuntimeConfig::build(raw).unwrap();
     }
 }
+
+/// Flags of `mesh force-leave`.
+#[derive(Debug, clap::Args)]
+pub struct ForceLeaveArgs {
+    /// Also drop the node from the member list at once
+    #[arg(long)]
+    pub prune: bool,
+    /// The failed node's name
+    pub node: String,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// `mesh force-leave [-prune] NODE`: a failed node becomes left everywhere.
+pub async fn force_leave(args: &ForceLeaveArgs) -> anyhow::Result<ExitCode> {
+    let query: Vec<(&str, &str)> = if args.prune {
+        vec![("prune", "")]
+    } else {
+        Vec::new()
+    };
+    args.http
+        .client()?
+        .write_json(
+            mesh_client::Method::PUT,
+            &format!("agent/force-leave/{}", args.node),
+            &query,
+            None,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("Error force leaving: {e}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Flags of `mesh maint`.
+#[derive(Debug, clap::Args)]
+pub struct MaintArgs {
+    /// Turn maintenance mode on
+    #[arg(long, conflicts_with = "disable")]
+    pub enable: bool,
+    /// Turn maintenance mode off
+    #[arg(long)]
+    pub disable: bool,
+    /// Why (shown in health answers); only with -enable
+    #[arg(long, default_value = "", requires = "enable")]
+    pub reason: String,
+    /// A service ID on this agent, instead of the whole node
+    #[arg(long, default_value = "")]
+    pub service: String,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// `mesh maint [-enable [-reason R] | -disable] [-service ID]`; with
+/// neither flag, lists what is in maintenance on this agent.
+pub async fn maint(args: &MaintArgs) -> anyhow::Result<ExitCode> {
+    let client = args.http.client()?;
+    if !args.enable && !args.disable {
+        let checks = client
+            .get_json("agent/checks", &[])
+            .await?
+            .unwrap_or_default();
+        let node = client
+            .get_json("agent/self", &[])
+            .await?
+            .map(|me| {
+                me["Config"]["NodeName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .unwrap_or_default();
+        for check in checks.as_object().into_iter().flat_map(|m| m.values()) {
+            let id = check["CheckID"].as_str().unwrap_or_default();
+            let reason = check["Notes"].as_str().unwrap_or_default();
+            if id == "_node_maintenance" {
+                println!("Node:\n  Name:   {node}\n  Reason: {reason}");
+            } else if let Some(service) = id.strip_prefix("_service_maintenance:") {
+                println!("Service:\n  ID:     {service}\n  Reason: {reason}");
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let enable = if args.enable { "true" } else { "false" };
+    let query = [("enable", enable), ("reason", args.reason.as_str())];
+    let path = if args.service.is_empty() {
+        "agent/maintenance".to_string()
+    } else {
+        format!("agent/service/maintenance/{}", args.service)
+    };
+    client
+        .write_json(mesh_client::Method::PUT, &path, &query, None)
+        .await?;
+    let what = if args.service.is_empty() {
+        "Node".to_string()
+    } else {
+        format!("Service {:?}", args.service)
+    };
+    let state = if args.enable { "enabled" } else { "disabled" };
+    println!("{what} maintenance is now {state}");
+    Ok(ExitCode::SUCCESS)
+}

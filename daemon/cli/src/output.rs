@@ -21,6 +21,12 @@ pub struct HttpArgs {
     /// The client certificate's key [default: $MESH_CLIENT_KEY or $CONSUL_CLIENT_KEY]
     #[arg(long = "client-key", value_name = "FILE", requires = "client_cert")]
     pub client_key: Option<std::path::PathBuf>,
+    /// Datacenter to ask [default: the agent's]
+    #[arg(long, value_name = "DC")]
+    pub datacenter: Option<String>,
+    /// Let any server answer reads, possibly behind the leader (`?stale`)
+    #[arg(long)]
+    pub stale: bool,
 }
 
 impl HttpArgs {
@@ -28,7 +34,10 @@ impl HttpArgs {
     pub fn client(&self) -> anyhow::Result<Client> {
         let addr = self.http_addr.clone().unwrap_or_else(mesh_client::env_addr);
         let token = self.token.clone().or_else(mesh_client::env_token);
-        let client = Client::new(&addr)?.with_token(token);
+        let client = Client::new(&addr)?
+            .with_token(token)
+            .with_datacenter(self.datacenter.clone())
+            .with_stale_reads(self.stale);
         let ca = self.ca_file.clone().or_else(mesh_client::env_ca_file);
         let cert = match (&self.client_cert, &self.client_key) {
             (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),

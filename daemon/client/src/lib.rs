@@ -39,6 +39,8 @@ pub struct Client {
     token: Option<String>,
     owner: Option<String>,
     datacenter: Option<String>,
+    /// `?stale` on every read that names no consistency mode itself.
+    stale_reads: bool,
 }
 
 impl Client {
@@ -80,6 +82,7 @@ impl Client {
             token: None,
             owner: None,
             datacenter: None,
+            stale_reads: false,
         })
     }
 
@@ -181,6 +184,13 @@ impl Client {
         self
     }
 
+    /// Lets any server answer this client's reads (`-stale`), unless a
+    /// read asks for a consistency mode itself.
+    pub fn with_stale_reads(mut self, stale: bool) -> Client {
+        self.stale_reads = stale;
+        self
+    }
+
     /// The HTTP client underneath (its TLS roots included), for callers
     /// that poll the agent themselves, such as a sidecar's snapshot source.
     pub fn http(&self) -> &reqwest::Client {
@@ -241,7 +251,15 @@ impl Client {
         url
     }
 
-    fn request(&self, method: Method, url: Url) -> RequestBuilder {
+    fn request(&self, method: Method, mut url: Url) -> RequestBuilder {
+        if self.stale_reads
+            && method == Method::GET
+            && !url
+                .query_pairs()
+                .any(|(k, _)| k == "stale" || k == "consistent")
+        {
+            url.query_pairs_mut().append_key_only("stale");
+        }
         let mut req = self.http.request(method, url);
         if let Some(owner) = &self.owner {
             req = req.header("X-Mesh-Owner", owner);

@@ -161,6 +161,35 @@ async fn kv_get_reads_index_and_404() {
 }
 
 #[tokio::test]
+async fn stale_reads_and_datacenter_go_on_every_read() {
+    let (addr, mut seen) = fake_agent(vec![
+        (404, vec![], ""),
+        (404, vec![], ""),
+        (200, vec![], "true"),
+    ])
+    .await;
+    let client = Client::new(&addr)
+        .unwrap()
+        .with_datacenter(Some("dc1".into()))
+        .with_stale_reads(true);
+    let consistent = QueryOptions {
+        consistency: Consistency::Consistent,
+        ..QueryOptions::default()
+    };
+    client.kv_get("a", &QueryOptions::default()).await.unwrap();
+    assert_eq!(seen.recv().await.unwrap().target, "/v1/kv/a?dc=dc1&stale");
+    // A read that names its own mode keeps it.
+    client.kv_get("a", &consistent).await.unwrap();
+    assert_eq!(
+        seen.recv().await.unwrap().target,
+        "/v1/kv/a?dc=dc1&consistent"
+    );
+    // Writes never carry ?stale.
+    client.kv_put("a", b"v".to_vec(), None, None).await.unwrap();
+    assert_eq!(seen.recv().await.unwrap().target, "/v1/kv/a?dc=dc1");
+}
+
+#[tokio::test]
 async fn kv_list_keys_put_delete() {
     let (addr, mut seen) = fake_agent(vec![
         (404, vec![], ""),

@@ -38,6 +38,10 @@ pub enum GossipError {
     #[error("this node has left the gossip pool")]
     Left,
 
+    /// `force-leave` was refused.
+    #[error(transparent)]
+    ForceLeave(ForceLeaveError),
+
     /// The gossip tasks were shut down.
     #[error("gossip is shut down")]
     Shutdown,
@@ -61,4 +65,18 @@ fn join_reasons(failures: &[JoinFailure]) -> String {
         .map(|f| format!("{}: {}", f.addr, f.reason))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// Why `force-leave` refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ForceLeaveError {
+    /// No member by that name is known (or it was already forgotten).
+    #[error("no member named {0:?} in the gossip pool")]
+    Unknown(String),
+    /// The member is alive (or only suspected): it would refute a leave.
+    #[error("member {0:?} is not failed: force-leave removes only failed members")]
+    Alive(String),
+    /// This node has left the pool itself.
+    #[error("this node has left the gossip pool")]
+    Left,
 }

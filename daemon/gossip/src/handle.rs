@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::encryption::WarnLimit;
-use crate::identity::{NodeId, MAX_IDENTITY_LEN};
+use crate::identity::{LeftSet, NodeId, MAX_IDENTITY_LEN};
 use crate::node::{self, Command, Node, Shared};
 use crate::{
     Encryption, GossipConfig, GossipError, JoinFailure, KeyAnswer, KeyOp, Keyring, Member,
@@ -26,6 +26,8 @@ pub struct Gossip {
 struct Inner {
     commands: mpsc::UnboundedSender<Command>,
     members: watch::Receiver<Vec<Member>>,
+    /// Who left, and who was pruned (`force-leave -prune`).
+    left_set: Arc<Mutex<LeftSet>>,
     /// Taken on shutdown so the sockets close.
     shared: Mutex<Option<Arc<Shared>>>,
     gossip_interval: Duration,
@@ -113,13 +115,21 @@ impl Gossip {
         };
         let (members_tx, members) = watch::channel(vec![me]);
         let (commands, commands_rx) = mpsc::unbounded_channel();
-        let node = Node::new(id, shared.clone(), members_tx, commands.downgrade());
+        let left_set = Arc::new(Mutex::new(LeftSet::default()));
+        let node = Node::new(
+            id,
+            shared.clone(),
+            members_tx,
+            commands.downgrade(),
+            left_set.clone(),
+        );
         let task = tokio::spawn(node.run(commands_rx));
         tracing::info!(%local_addr, advertise = %addr, encrypted = shared.encryption().keyring.is_some(), "gossip started");
         Ok(Gossip {
             inner: Arc::new(Inner {
                 commands,
                 members,
+                left_set,
                 gossip_interval: shared.timing.gossip_interval,
                 shared: Mutex::new(Some(shared)),
                 local_addr,
@@ -173,12 +183,21 @@ impl Gossip {
         Ok(joined)
     }
 
-    /// Every known member, ourselves included, sorted by name; failed and left ones stay listed.
+    /// Every known member, ourselves included, sorted by name; failed and
+    /// left ones stay listed, pruned ones do not.
     pub fn members(&self) -> Vec<Member> {
-        self.inner.members.borrow().clone()
+        let left = self.inner.left_set.lock();
+        self.inner
+            .members
+            .borrow()
+            .iter()
+            .filter(|m| !(m.status == MemberStatus::Left && left.is_pruned_name(&m.name)))
+            .cloned()
+            .collect()
     }
 
-    /// A receiver updated on every membership change.
+    /// A receiver updated on every membership change. Pruned members stay
+    /// in it, as left, so the leader still removes them from the catalog.
     pub fn subscribe(&self) -> watch::Receiver<Vec<Member>> {
         self.inner.members.clone()
     }
@@ -205,6 +224,15 @@ impl Gossip {
             // Pace retransmissions like regular gossip rounds.
             tokio::time::sleep(self.inner.gossip_interval).await;
         }
+    }
+
+    /// Marks the failed member `name` as left on every member, so the
+    /// catalog drops it; with `prune` members also stop listing it.
+    pub async fn force_leave(&self, name: &str, prune: bool) -> Result<(), GossipError> {
+        let name = name.to_owned();
+        self.request(|reply| Command::ForceLeave { name, prune, reply })
+            .await?
+            .map_err(GossipError::ForceLeave)
     }
 
     /// The gossip encryption in force.

@@ -67,6 +67,8 @@ pub(crate) const MAX_IDENTITY_LEN: usize = 400;
 #[derive(Default)]
 pub(crate) struct LeftSet {
     versions: HashMap<String, u64>,
+    /// Names force-left with `prune`: dropped from the member list.
+    pruned: HashMap<String, u64>,
     /// Set whenever an entry is added, so the member list is rebuilt.
     pub dirty: bool,
 }
@@ -84,6 +86,31 @@ impl LeftSet {
         }
     }
 
+    /// Records a prune of a node that left; returns false if it was already known.
+    pub fn prune(&mut self, name: &str, version: u64) -> bool {
+        let fresh = self.insert(name, version);
+        match self.pruned.get(name) {
+            Some(&known) if known >= version => fresh,
+            _ => {
+                self.pruned.insert(name.to_owned(), version);
+                self.dirty = true;
+                true
+            }
+        }
+    }
+
+    /// Whether this exact identity was pruned from the member list.
+    #[cfg(test)]
+    pub fn is_pruned(&self, id: &NodeId) -> bool {
+        self.pruned.get(&id.name) == Some(&id.version)
+    }
+
+    /// Whether the node by this name was pruned (entries of identities
+    /// foca has replaced, e.g. by a rejoin, are dropped by `retain`).
+    pub fn is_pruned_name(&self, name: &str) -> bool {
+        self.pruned.contains_key(name)
+    }
+
     /// Whether this exact identity left gracefully.
     pub fn has_left(&self, id: &NodeId) -> bool {
         self.versions.get(&id.name) == Some(&id.version)
@@ -96,6 +123,7 @@ impl LeftSet {
     /// Forgets leaves of identities foca no longer knows, keeping memory bounded.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, u64) -> bool) {
         self.versions.retain(|n, v| keep(n, *v));
+        self.pruned.retain(|n, v| keep(n, *v));
     }
 }
 
@@ -104,6 +132,8 @@ impl LeftSet {
 pub(crate) struct LeaveNotice {
     pub name: String,
     pub version: u64,
+    /// Sent by `force-leave -prune`: members forget the node at once.
+    pub prune: bool,
 }
 
 /// Foca's handle on leave notices: records them and decides whether to keep spreading them.
@@ -133,7 +163,12 @@ impl foca::BroadcastHandler<NodeId> for LeaveHandler {
         _sender: Option<&NodeId>,
     ) -> Result<Option<LeaveKey>, BadNotice> {
         let notice: LeaveNotice = postcard::from_bytes(data).map_err(BadNotice)?;
-        let fresh = self.0.lock().insert(&notice.name, notice.version);
+        let mut left = self.0.lock();
+        let fresh = if notice.prune {
+            left.prune(&notice.name, notice.version)
+        } else {
+            left.insert(&notice.name, notice.version)
+        };
         // Only new information is passed on, otherwise it would circulate forever.
         Ok(fresh.then_some(LeaveKey(notice)))
     }
@@ -172,6 +207,7 @@ mod tests {
         let data = postcard::to_allocvec(&LeaveNotice {
             name: "a".into(),
             version: 5,
+            prune: false,
         })
         .unwrap();
         assert!(h.receive_item(&data, None).unwrap().is_some());
@@ -179,5 +215,15 @@ mod tests {
         assert!(set.lock().has_left(&id(5)));
         assert!(!set.lock().has_left(&id(6)));
         assert!(h.receive_item(b"\xff\xff\xff", None).is_err());
+        let pruned = postcard::to_allocvec(&LeaveNotice {
+            name: "a".into(),
+            version: 5,
+            prune: true,
+        })
+        .unwrap();
+        // A prune of a known leave is news once, then spreads no further.
+        assert!(h.receive_item(&pruned, None).unwrap().is_some());
+        assert!(h.receive_item(&pruned, None).unwrap().is_none());
+        assert!(set.lock().is_pruned(&id(5)));
     }
 }

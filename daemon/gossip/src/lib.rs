@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 pub use config::{GossipConfig, Timing};
 pub use encryption::{load_keyring_file, Encryption, KeyAnswer, KeyOp, NodeAnswer};
-pub use error::{GossipError, JoinFailure};
+pub use error::{ForceLeaveError, GossipError, JoinFailure};
 pub use handle::Gossip;
 pub use keyring::{decode_base64, generate_key, DecryptError, Keyring};
 pub use transport::{BoxFuture, Conn, NetTransport, Transport};

@@ -18,7 +18,7 @@ use crate::encryption::{self, Encryption, KeyAnswer, KeyOp, WarnLimit};
 use crate::identity::{LeaveHandler, LeaveNotice, LeftSet, NodeId, MAX_IDENTITY_LEN};
 use crate::transport::Transport;
 use crate::wire::{self, OpenError, PushPull, DECRYPT_FAILED};
-use crate::{Member, MemberStatus, Timing};
+use crate::{ForceLeaveError, Member, MemberStatus, Timing};
 
 type Swim = Foca<NodeId, PostcardCodec, SmallRng, LeaveHandler>;
 
@@ -31,6 +31,13 @@ pub(crate) enum Command {
     SetTags(BTreeMap<String, String>),
     /// Starts a graceful leave.
     Leave(oneshot::Sender<()>),
+    /// Marks a failed member as left (and with `prune`, forgets it) on
+    /// every member: `force-leave`.
+    ForceLeave {
+        name: String,
+        prune: bool,
+        reply: oneshot::Sender<Result<(), ForceLeaveError>>,
+    },
     /// Gossips the leave again; answers true once nothing is left to send.
     LeaveProgress(oneshot::Sender<bool>),
     /// Stops the node and its helper tasks.
@@ -109,8 +116,8 @@ impl Node {
         shared: Arc<Shared>,
         members: watch::Sender<Vec<Member>>,
         commands: mpsc::WeakUnboundedSender<Command>,
+        left_set: Arc<Mutex<LeftSet>>,
     ) -> Node {
-        let left_set = Arc::new(Mutex::new(LeftSet::default()));
         let foca = new_foca(id, &shared.timing, &left_set);
         Node {
             foca,
@@ -190,6 +197,9 @@ impl Node {
             Command::Leave(reply) => {
                 self.leave();
                 let _ = reply.send(());
+            }
+            Command::ForceLeave { name, prune, reply } => {
+                let _ = reply.send(self.force_leave(&name, prune));
             }
             Command::LeaveProgress(reply) => {
                 // Our leave notice rides with our own down update; once it has been
@@ -349,6 +359,7 @@ impl Node {
         let notice = LeaveNotice {
             name: id.name.clone(),
             version: id.version,
+            prune: false,
         };
         let bytes = postcard::to_allocvec(&notice).expect("encoding to a Vec cannot fail");
         if let Err(e) = self.foca.add_broadcast(&bytes) {
@@ -361,6 +372,44 @@ impl Node {
         tracing::info!(members = self.foca.num_members(), "left the gossip pool");
         self.drain();
         self.publish();
+    }
+
+    /// Spreads a leave notice on behalf of a member that is down. A live
+    /// member is refused: it would only refute the notice (as in Serf).
+    fn force_leave(&mut self, name: &str, prune: bool) -> Result<(), ForceLeaveError> {
+        if self.left {
+            return Err(ForceLeaveError::Left);
+        }
+        if name == self.foca.identity().name {
+            return Err(ForceLeaveError::Alive(name.to_owned()));
+        }
+        let member = self
+            .foca
+            .iter_membership_state()
+            .filter(|m| m.id().name == name)
+            .max_by_key(|m| m.id().version)
+            .cloned()
+            .ok_or_else(|| ForceLeaveError::Unknown(name.to_owned()))?;
+        if member.state() != foca::State::Down {
+            return Err(ForceLeaveError::Alive(name.to_owned()));
+        }
+        let id = member.id();
+        let notice = LeaveNotice {
+            name: id.name.clone(),
+            version: id.version,
+            prune,
+        };
+        // Foca hands the notice to our own LeaveHandler, which records it
+        // here first; recording it before would make it stale news that
+        // foca never spreads.
+        let bytes = postcard::to_allocvec(&notice).expect("encoding to a Vec cannot fail");
+        if let Err(e) = self.foca.add_broadcast(&bytes) {
+            tracing::warn!(error = %e, "could not queue the force-leave notice");
+        }
+        tracing::info!(node = %name, prune, "force-leave: member marked as left");
+        self.drain();
+        self.publish();
+        Ok(())
     }
 
     fn start_push_pull(&mut self) {

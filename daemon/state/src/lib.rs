@@ -19,7 +19,7 @@ mod tests;
 
 pub use acl::ResolvedToken;
 pub use hub::{Table, WatchHub};
-pub use snapshot::SnapshotError;
+pub use snapshot::{inspect_snapshot, SnapshotError, SnapshotSummary};
 pub use tables::{CaRecord, ServiceHealth, State};
 
 use std::sync::atomic::{AtomicU64, Ordering};

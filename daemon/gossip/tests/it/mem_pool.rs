@@ -238,3 +238,46 @@ async fn two_isolated_halves_reconnect_by_push_pull() {
     .await;
     shutdown(&nodes).await;
 }
+
+#[tokio::test]
+async fn force_leave_turns_a_failed_member_into_left_and_prune_forgets_it() {
+    init_tracing();
+    let net = MemNetwork::new();
+    let mut nodes = pool(&net, 5).await;
+
+    // A live member is refused: it would refute the leave.
+    let refused = nodes[0].force_leave("node-04", false).await.unwrap_err();
+    assert!(refused.to_string().contains("not failed"), "{refused}");
+    let unknown = nodes[0].force_leave("node-99", false).await.unwrap_err();
+    assert!(unknown.to_string().contains("no member named"), "{unknown}");
+
+    let dead = nodes.remove(4);
+    dead.shutdown().await;
+    let dead_too = nodes.remove(3);
+    dead_too.shutdown().await;
+    let survivors: Vec<&Gossip> = nodes.iter().collect();
+    for name in ["node-03", "node-04"] {
+        eventually("the survivors to mark the crashed nodes failed", || async {
+            all_see(&survivors, name, MemberStatus::Failed)
+        })
+        .await;
+    }
+
+    nodes[1].force_leave("node-04", false).await.unwrap();
+    eventually("every survivor to see node-04 left", || async {
+        all_see(&survivors, "node-04", MemberStatus::Left)
+    })
+    .await;
+
+    nodes[2].force_leave("node-03", true).await.unwrap();
+    eventually("every survivor to stop listing node-03", || async {
+        survivors.iter().find_map(|n| {
+            status_of(n, "node-03")
+                .map(|s| format!("{} still lists node-03 as {s:?}", n.local_addr()))
+        })
+    })
+    .await;
+    // Prune leaves other members alone.
+    assert_eq!(status_of(&nodes[0], "node-04"), Some(MemberStatus::Left));
+    shutdown(&nodes).await;
+}

@@ -1,0 +1,1 @@
+terraform import mesh_ca_config.ca ca

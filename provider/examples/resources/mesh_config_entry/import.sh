@@ -1,0 +1,1 @@
+terraform import mesh_config_entry.web service-defaults/web

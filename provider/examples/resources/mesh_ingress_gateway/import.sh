@@ -1,0 +1,1 @@
+terraform import mesh_ingress_gateway.edge ingress

@@ -1,0 +1,1 @@
+terraform import mesh_intention.web_to_db web/db

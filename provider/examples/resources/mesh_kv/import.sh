@@ -1,0 +1,1 @@
+terraform import mesh_kv.limit app/config/limit

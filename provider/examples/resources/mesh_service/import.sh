@@ -1,0 +1,1 @@
+terraform import mesh_service.web ext-1/web

@@ -1,0 +1,1 @@
+terraform import mesh_terminating_gateway.egress egress
