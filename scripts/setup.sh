@@ -9,8 +9,8 @@ have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok ins
 # ccache: caches RocksDB's C++ between clean builds; protobuf-compiler: the
 # generated-code drift test; strace: the store's fsync-order test;
 # prometheus: scrapes the agents in the telemetry test; chromium and
-# chromium-driver: the UI test; bind9-dnsutils etc. come with the tests that use them.
-for pkg in libclang-dev mold ccache protobuf-compiler bind9-dnsutils python3-venv iptables iproute2 strace prometheus chromium chromium-driver "$@"; do
+# chromium-driver: the UI test; gnupg: signing the release snapshot; bind9-dnsutils etc. come with the tests that use them.
+for pkg in libclang-dev mold ccache protobuf-compiler bind9-dnsutils python3-venv iptables iproute2 strace prometheus chromium chromium-driver gnupg "$@"; do
   have "$pkg" || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -7,7 +7,7 @@ use serde_json::Value as Json;
 use tfplug::{AttrPath, Attribute, Block, Diagnostics, Plan, Schema, Validator, Value};
 
 use crate::provider::Shared;
-use crate::util::{report, s};
+use crate::util::{self, report, s};
 
 /// `mesh_config_entry`.
 pub struct ConfigEntryResource(pub Arc<Shared>);
@@ -40,11 +40,13 @@ pub async fn put_entry(
     kind: &str,
     name: &str,
     body: &Json,
+    takeover: bool,
     diags: &mut Diagnostics,
 ) -> bool {
     let Some(c) = shared.client(diags) else {
         return false;
     };
+    let c = c.with_takeover(takeover);
     let mut entry = strip(body);
     if let Some(m) = entry.as_object_mut() {
         m.insert("Kind".into(), kind.into());
@@ -84,10 +86,17 @@ pub async fn get_entry(
 }
 
 /// DELETE the entry; a missing one is already deleted.
-pub async fn delete_entry(shared: &Shared, kind: &str, name: &str, diags: &mut Diagnostics) {
+pub async fn delete_entry(
+    shared: &Shared,
+    kind: &str,
+    name: &str,
+    takeover: bool,
+    diags: &mut Diagnostics,
+) {
     let Some(c) = shared.client(diags) else {
         return;
     };
+    let c = c.with_takeover(takeover);
     match c.config_delete(kind, name).await {
         Ok(()) | Err(mesh_client::Error::Status { status: 404, .. }) => {}
         Err(e) => report(
@@ -96,6 +105,27 @@ pub async fn delete_entry(shared: &Shared, kind: &str, name: &str, diags: &mut D
             &format!("delete config entry {kind}/{name}"),
             None,
         ),
+    }
+}
+
+/// At plan: the entry's owner, if another one manages it, is an error
+/// unless `takeover = true` (lookup errors are left to apply).
+pub async fn check_entry_owner(
+    shared: &Shared,
+    kind: &str,
+    value: &Value,
+    diags: &mut Diagnostics,
+) {
+    let Some(name) = value.get("name").as_str() else {
+        return;
+    };
+    let mut ignored = Diagnostics::default();
+    let Some(c) = shared.client(&mut ignored) else {
+        return;
+    };
+    if let Ok(Some(found)) = c.config_get(kind, name, &Default::default()).await {
+        let what = format!("config entry {kind}/{name}");
+        util::check_owner(util::owner_of(&found).as_deref(), value, &what, diags);
     }
 }
 
@@ -132,7 +162,8 @@ impl tfplug::Resource for ConfigEntryResource {
                 .attr(Attribute::string("config_json").required().describe(
                     "The entry's body as a JSON object (use `jsonencode`), without Kind and Name. \
                      Compared semantically: key order, whitespace and server-added fields never show as a diff.",
-                )),
+                ))
+                .attr(util::takeover_attr()),
         )
     }
 
@@ -144,7 +175,21 @@ impl tfplug::Resource for ConfigEntryResource {
         }
     }
 
-    async fn modify_plan(&self, prior: &Value, _: &Value, plan: &mut Plan, _: &mut Diagnostics) {
+    async fn plan_destroy(&self, prior: &Value, diags: &mut Diagnostics) {
+        let kind = s(prior, "kind");
+        check_entry_owner(&self.0, &kind, prior, diags).await;
+    }
+
+    async fn modify_plan(
+        &self,
+        prior: &Value,
+        _: &Value,
+        plan: &mut Plan,
+        diags: &mut Diagnostics,
+    ) {
+        if let Some(kind) = plan.planned.get("kind").as_str().map(str::to_string) {
+            check_entry_owner(&self.0, &kind, &plan.planned, diags).await;
+        }
         // Same meaning as the stored text: keep the stored text, no diff.
         let (Some(old), Some(new)) = (
             prior.get("config_json").as_str(),
@@ -173,6 +218,7 @@ impl tfplug::Resource for ConfigEntryResource {
         };
         let mut out = state.clone();
         out.set("id", format!("{kind}/{name}").into());
+        util::keep_takeover(state, &mut out);
         let same = state
             .get("config_json")
             .as_str()
@@ -185,7 +231,15 @@ impl tfplug::Resource for ConfigEntryResource {
     }
 
     async fn delete(&self, prior: &Value, diags: &mut Diagnostics) {
-        delete_entry(&self.0, &s(prior, "kind"), &s(prior, "name"), diags).await
+        let takeover = util::takeover(prior);
+        delete_entry(
+            &self.0,
+            &s(prior, "kind"),
+            &s(prior, "name"),
+            takeover,
+            diags,
+        )
+        .await
     }
 
     async fn import(&self, id: &str, diags: &mut Diagnostics) -> Value {
@@ -210,7 +264,7 @@ impl ConfigEntryResource {
                 return Value::Null;
             }
         };
-        if !put_entry(&self.0, &kind, &name, &body, diags).await {
+        if !put_entry(&self.0, &kind, &name, &body, util::takeover(planned), diags).await {
             return Value::Null;
         }
         let mut v = planned.clone();

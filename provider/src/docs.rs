@@ -32,8 +32,9 @@ mesh records an owner for every service, intention and config entry, and \
 objects this resource creates are owned by Terraform. When the object \
 already exists and belongs to another owner (a file in a mesh.d directory, \
 or a client of the HTTP API), `terraform plan` reports an error on this \
-resource instead of planning to overwrite it. Set `takeover = true` to let \
-Terraform take the object over when it applies.
+resource instead of planning to overwrite it; a plan to destroy such an \
+object stops the same way. Set `takeover = true` to let Terraform take the \
+object over when it applies.
 
 To hand the object back, take it out of the configuration without \
 destroying it: replace the resource with a `removed` block, or run \

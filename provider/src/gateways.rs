@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value as Json};
-use tfplug::{Attribute, Block, Diagnostics, NestedBlock, Schema, Type, Validator, Value};
+use tfplug::{Attribute, Block, Diagnostics, NestedBlock, Plan, Schema, Type, Validator, Value};
 
-use crate::config_entry::{delete_entry, get_entry, put_entry};
+use crate::config_entry::{check_entry_owner, delete_entry, get_entry, put_entry};
 use crate::provider::Shared;
-use crate::util::{n, s, strings};
+use crate::util::{self, n, s, strings};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
@@ -215,6 +215,7 @@ impl tfplug::Resource for GatewayResource {
                         .requires_replace()
                         .describe("Gateway service name."),
                 )
+                .attr(util::takeover_attr())
         };
         let block = match self.kind {
             Kind::Ingress => base("An `ingress-gateway` config entry: listeners and the services behind them. Import with the name.").block(
@@ -256,6 +257,14 @@ impl tfplug::Resource for GatewayResource {
         Schema::new(block)
     }
 
+    async fn modify_plan(&self, _: &Value, _: &Value, plan: &mut Plan, diags: &mut Diagnostics) {
+        check_entry_owner(&self.shared, self.entry_kind(), &plan.planned, diags).await;
+    }
+
+    async fn plan_destroy(&self, prior: &Value, diags: &mut Diagnostics) {
+        check_entry_owner(&self.shared, self.entry_kind(), prior, diags).await;
+    }
+
     async fn create(&self, planned: &Value, _: &Value, diags: &mut Diagnostics) -> Value {
         self.write(planned, diags).await
     }
@@ -265,12 +274,24 @@ impl tfplug::Resource for GatewayResource {
         match get_entry(&self.shared, self.entry_kind(), &name, diags).await {
             Err(()) => state.clone(),
             Ok(None) => Value::Null,
-            Ok(Some(body)) => self.value_of(&name, &body),
+            Ok(Some(body)) => {
+                let mut out = self.value_of(&name, &body);
+                util::keep_takeover(state, &mut out);
+                out
+            }
         }
     }
 
     async fn delete(&self, prior: &Value, diags: &mut Diagnostics) {
-        delete_entry(&self.shared, self.entry_kind(), &s(prior, "name"), diags).await
+        let takeover = util::takeover(prior);
+        delete_entry(
+            &self.shared,
+            self.entry_kind(),
+            &s(prior, "name"),
+            takeover,
+            diags,
+        )
+        .await
     }
 
     async fn import(&self, id: &str, _: &mut Diagnostics) -> Value {
@@ -286,6 +307,7 @@ impl GatewayResource {
             self.entry_kind(),
             &name,
             &self.body(planned),
+            util::takeover(planned),
             diags,
         )
         .await

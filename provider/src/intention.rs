@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value as Json};
 use tfplug::{
-    AttrPath, Attribute, Block, Diagnostics, NestedBlock, Schema, Type, Validator, Value,
+    AttrPath, Attribute, Block, Diagnostics, NestedBlock, Plan, Schema, Type, Validator, Value,
 };
 
 use crate::provider::Shared;
@@ -115,6 +115,7 @@ impl tfplug::Resource for IntentionResource {
                 .attr(Attribute::string("action").validate(actions()).describe("L4 decision."))
                 .attr(Attribute::string("description").describe("Free text."))
                 .attr(Attribute::new("meta", Type::map(Type::String)).describe("Metadata."))
+                .attr(util::takeover_attr())
                 .block(NestedBlock::list(
                     "permission",
                     Block::new("An L7 rule; the first that matches decides (destination must speak http, http2 or grpc).")
@@ -163,6 +164,14 @@ impl tfplug::Resource for IntentionResource {
         }
     }
 
+    async fn modify_plan(&self, _: &Value, _: &Value, plan: &mut Plan, diags: &mut Diagnostics) {
+        self.check_owner(&plan.planned, diags).await;
+    }
+
+    async fn plan_destroy(&self, prior: &Value, diags: &mut Diagnostics) {
+        self.check_owner(prior, diags).await;
+    }
+
     async fn create(&self, planned: &Value, _: &Value, diags: &mut Diagnostics) -> Value {
         self.write(planned, diags).await
     }
@@ -174,7 +183,11 @@ impl tfplug::Resource for IntentionResource {
         let (src, dst) = (s(state, "source"), s(state, "destination"));
         match c.intention_get(&src, &dst).await {
             Ok(None) => Value::Null,
-            Ok(Some(j)) => from_json(state, &src, &dst, &j),
+            Ok(Some(j)) => {
+                let mut out = from_json(state, &src, &dst, &j);
+                util::keep_takeover(state, &mut out);
+                out
+            }
             Err(e) => {
                 report(diags, e, &format!("read intention {src} => {dst}"), None);
                 state.clone()
@@ -186,6 +199,7 @@ impl tfplug::Resource for IntentionResource {
         let Some(c) = self.0.client(diags) else {
             return;
         };
+        let c = c.with_takeover(util::takeover(prior));
         let (src, dst) = (s(prior, "source"), s(prior, "destination"));
         match c.intention_delete(&src, &dst).await {
             Ok(()) | Err(mesh_client::Error::Status { status: 404, .. }) => {}
@@ -217,10 +231,29 @@ impl tfplug::Resource for IntentionResource {
 }
 
 impl IntentionResource {
+    /// The intention's owner at plan time (errors there are left to apply).
+    async fn check_owner(&self, value: &Value, diags: &mut Diagnostics) {
+        let (Some(src), Some(dst)) = (
+            value.get("source").as_str(),
+            value.get("destination").as_str(),
+        ) else {
+            return;
+        };
+        let mut ignored = Diagnostics::default();
+        let Some(c) = self.0.client(&mut ignored) else {
+            return;
+        };
+        if let Ok(Some(found)) = c.intention_get(src, dst).await {
+            let what = format!("intention {src} => {dst}");
+            util::check_owner(util::owner_of(&found).as_deref(), value, &what, diags);
+        }
+    }
+
     async fn write(&self, planned: &Value, diags: &mut Diagnostics) -> Value {
         let Some(c) = self.0.client(diags) else {
             return Value::Null;
         };
+        let c = c.with_takeover(util::takeover(planned));
         let (src, dst) = (s(planned, "source"), s(planned, "destination"));
         if let Err(e) = c.intention_put(&src, &dst, &body(planned)).await {
             report(

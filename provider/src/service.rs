@@ -45,6 +45,7 @@ impl tfplug::Resource for ServiceResource {
                 .attr(Attribute::string("service_address").describe("Service address, if not the node's."))
                 .attr(Attribute::new("tags", Type::list(Type::String)).describe("Tags."))
                 .attr(Attribute::new("meta", Type::map(Type::String)).describe("Service metadata."))
+                .attr(util::takeover_attr())
                 .block(NestedBlock::list(
                     "check",
                     Block::new("A catalog health check of the service.")
@@ -67,7 +68,7 @@ impl tfplug::Resource for ServiceResource {
         )
     }
 
-    async fn modify_plan(&self, _: &Value, _: &Value, plan: &mut Plan, _: &mut Diagnostics) {
+    async fn modify_plan(&self, _: &Value, _: &Value, plan: &mut Plan, diags: &mut Diagnostics) {
         if plan.planned.get("service_id").is_unknown() {
             if let Some(name) = plan.planned.get("name").as_str().map(str::to_string) {
                 plan.planned.set("service_id", name.into());
@@ -80,6 +81,11 @@ impl tfplug::Resource for ServiceResource {
             let id = format!("{node}/{sid}");
             plan.planned.set("id", id.into());
         }
+        self.check_owner(&plan.planned, diags).await;
+    }
+
+    async fn plan_destroy(&self, prior: &Value, diags: &mut Diagnostics) {
+        self.check_owner(prior, diags).await;
     }
 
     async fn create(&self, planned: &Value, _: &Value, diags: &mut Diagnostics) -> Value {
@@ -121,6 +127,7 @@ impl tfplug::Resource for ServiceResource {
                             &mut out,
                             &["port", "service_address", "tags", "meta"],
                         );
+                        util::keep_takeover(state, &mut out);
                         return out;
                     }
                     // Not under that name: renamed or gone; the node read tells which.
@@ -164,6 +171,7 @@ impl tfplug::Resource for ServiceResource {
             &mut out,
             &["port", "service_address", "tags", "meta"],
         );
+        util::keep_takeover(state, &mut out);
         out
     }
 
@@ -171,6 +179,7 @@ impl tfplug::Resource for ServiceResource {
         let Some(c) = self.0.client(diags) else {
             return;
         };
+        let c = c.with_takeover(util::takeover(prior));
         let (node, sid) = (s(prior, "node"), s(prior, "service_id"));
         for id in [sidecar_id(&sid), sid.clone()] {
             let body = json!({"Node": node, "ServiceID": id});
@@ -304,10 +313,29 @@ fn read_sidecar(svc: &Json) -> Value {
 }
 
 impl ServiceResource {
+    /// The service's owner at plan time (errors there are left to apply).
+    async fn check_owner(&self, value: &Value, diags: &mut Diagnostics) {
+        let (Some(node), Some(sid)) =
+            (value.get("node").as_str(), value.get("service_id").as_str())
+        else {
+            return;
+        };
+        let mut ignored = Diagnostics::default();
+        let Some(c) = self.0.client(&mut ignored) else {
+            return;
+        };
+        if let Ok(Some(found)) = c.catalog_node(node, &Default::default()).await {
+            let owner = util::owner_of(&found["Services"][sid]);
+            let what = format!("service {sid:?} on node {node:?}");
+            util::check_owner(owner.as_deref(), value, &what, diags);
+        }
+    }
+
     async fn write(&self, prior: &Value, planned: &Value, diags: &mut Diagnostics) -> Value {
         let Some(c) = self.0.client(diags) else {
             return Value::Null;
         };
+        let c = c.with_takeover(util::takeover(planned));
         let (node, name, sid) = (
             s(planned, "node"),
             s(planned, "name"),

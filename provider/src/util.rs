@@ -4,10 +4,57 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value as Json;
-use tfplug::{AttrPath, Diagnostics, Value};
+use tfplug::{AttrPath, Attribute, Diagnostics, Value};
 
 /// The owner every write declares (`X-Mesh-Owner`).
 pub const OWNER: &str = "terraform";
+
+/// The argument that lets an apply take an object over from another owner.
+pub fn takeover_attr() -> Attribute {
+    Attribute::bool("takeover").default(false).describe(
+        "Take the object over on apply when another owner (a mesh.d file, or the API) manages it. \
+         Without it, such an object is an error at plan.",
+    )
+}
+
+/// Whether a configuration or state asks to take objects over.
+pub fn takeover(v: &Value) -> bool {
+    v.get("takeover").as_bool() == Some(true)
+}
+
+/// Copies `takeover` from the state into a value read from the agent
+/// (false after an import), so reading never shows it as drift.
+pub fn keep_takeover(state: &Value, read: &mut Value) {
+    if !read.is_null() {
+        read.set("takeover", takeover(state).into());
+    }
+}
+
+/// Who manages an object, from its JSON (`Owner`); `None` when absent.
+pub fn owner_of(object: &Json) -> Option<String> {
+    object["Owner"].as_str().map(str::to_string)
+}
+
+/// At plan: an object another owner manages is an error on this resource
+/// (not a diff that fails at apply), unless `takeover = true`.
+pub fn check_owner(owner: Option<&str>, value: &Value, what: &str, diags: &mut Diagnostics) {
+    let Some(owner) = owner.filter(|o| *o != OWNER) else {
+        return;
+    };
+    if takeover(value) {
+        return;
+    }
+    // One text for plan and destroy: Terraform's destroy runs a normal
+    // plan first, so both reach the user through either path.
+    let detail = format!(
+        "Terraform does not overwrite or destroy objects another owner manages. Set \
+         `takeover = true` on this resource to take it over on the next apply (after which \
+         it can also be destroyed), or leave it to {owner}: remove this resource with a \
+         `removed` block (`lifecycle {{ destroy = false }}`) or `terraform state rm`, or \
+         change it where it is declared."
+    );
+    diags.error(format!("{what} is managed by {owner}"), detail);
+}
 
 /// Reports a failed call; a 409 names the owner that holds the object.
 pub fn report(diags: &mut Diagnostics, err: mesh_client::Error, what: &str, at: Option<AttrPath>) {
@@ -15,13 +62,16 @@ pub fn report(diags: &mut Diagnostics, err: mesh_client::Error, what: &str, at: 
         mesh_client::Error::Status { status: 409, body } => (
             format!("{what} is managed by another owner"),
             format!(
-                "{}\nTerraform does not take objects over implicitly: change it where it is declared, \
-                 or remove it there first.",
+                "{}\nTerraform does not take objects over implicitly: set `takeover = true` on \
+                 this resource, change it where it is declared, or remove it there first.",
                 body.trim()
             ),
         ),
-        mesh_client::Error::Status { status: 400, body } => (format!("The agent rejected {what}"), body.trim().to_string()),
-        _ => (format!("Cannot {what}"), err.to_string()),
+        mesh_client::Error::Status { status: 400, body } => (
+            format!("The agent rejected {what}"),
+            body.trim().to_string(),
+        ),
+        _ => (format!("Request failed: {what}"), err.to_string()),
     };
     match at {
         Some(p) => diags.attr_error(p, summary, detail),

@@ -41,6 +41,8 @@ pub struct Client {
     datacenter: Option<String>,
     /// `?stale` on every read that names no consistency mode itself.
     stale_reads: bool,
+    /// `?takeover=true` on every write.
+    takeover: bool,
 }
 
 impl Client {
@@ -83,6 +85,7 @@ impl Client {
             owner: None,
             datacenter: None,
             stale_reads: false,
+            takeover: false,
         })
     }
 
@@ -191,6 +194,13 @@ impl Client {
         self
     }
 
+    /// Asks every write to take its object over from another owner
+    /// (`?takeover=true`), as Terraform's `takeover = true` does.
+    pub fn with_takeover(mut self, takeover: bool) -> Client {
+        self.takeover = takeover;
+        self
+    }
+
     /// The HTTP client underneath (its TLS roots included), for callers
     /// that poll the agent themselves, such as a sidecar's snapshot source.
     pub fn http(&self) -> &reqwest::Client {
@@ -259,6 +269,9 @@ impl Client {
                 .any(|(k, _)| k == "stale" || k == "consistent")
         {
             url.query_pairs_mut().append_key_only("stale");
+        }
+        if self.takeover && method != Method::GET {
+            url.query_pairs_mut().append_pair("takeover", "true");
         }
         let mut req = self.http.request(method, url);
         if let Some(owner) = &self.owner {

@@ -45,6 +45,8 @@ pub trait Resource: Send + Sync + 'static {
         _diags: &mut Diagnostics,
     ) {
     }
+    /// Checks a planned destroy (`prior` is the state); errors stop the plan.
+    async fn plan_destroy(&self, _prior: &Value, _diags: &mut Diagnostics) {}
     /// Creates the object; returns the new state (no unknowns). `config` carries write-only values.
     async fn create(&self, planned: &Value, config: &Value, diags: &mut Diagnostics) -> Value;
     /// Reads the object; `Value::Null` means it is gone.

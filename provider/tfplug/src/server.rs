@@ -315,6 +315,8 @@ impl pb::provider_server::Provider for ProviderService {
             m.resource
                 .modify_plan(&prior, &config, &mut result, &mut diags)
                 .await;
+        } else if !diags.has_errors() && !prior.is_null() {
+            m.resource.plan_destroy(&prior, &mut diags).await;
         }
         Ok(Response::new(pb::plan_resource_change::Response {
             planned_state: encode(&result.planned, &m.ty),
