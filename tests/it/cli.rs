@@ -146,6 +146,10 @@ async fn a_consul_config_with_bootstrap_and_legacy_acl_keys_runs() {
             "acl_datacenter": "dc1",
             "acl_default_policy": "deny",
             "acl_master_token": token,
+            // Consul settings mesh does not implement: a warning each.
+            "leave_on_terminate": true,
+            "enable_local_script_checks": true,
+            "ports": {"serf_wan": 8302},
         })
         .to_string(),
     )
@@ -164,6 +168,19 @@ async fn a_consul_config_with_bootstrap_and_legacy_acl_keys_runs() {
     ] {
         assert!(
             stderr.contains(&format!("{old} is deprecated: use {new}")),
+            "{stderr}"
+        );
+    }
+
+    for key in [
+        "leave_on_terminate",
+        "enable_local_script_checks",
+        "ports.serf_wan",
+    ] {
+        assert!(
+            stderr.contains(&format!(
+                "config key {key} is a Consul setting mesh does not implement; it is ignored"
+            )),
             "{stderr}"
         );
     }

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod autopilot;
+mod consul_only;
 mod duration;
 mod error;
 mod hcl_value;

@@ -66,7 +66,10 @@ pub(crate) fn raw_from_value(
     spans: &Spans,
     file: &Path,
 ) -> Result<RawConfig, ConfigError> {
-    let mut raw: RawConfig = deserialize(value, spans, file)?;
+    let mut value = value;
+    let ignored = crate::consul_only::strip(&mut value, spans, file);
+    let mut raw: RawConfig = deserialize(value, spans, file, crate::consul_only::CONSUL_ONLY_KEYS)?;
+    raw.ignored = ignored;
     for (path, span) in spans.iter() {
         let origin = Origin::File {
             file: file.to_path_buf(),
@@ -112,7 +115,7 @@ pub fn parse_document<T: serde::de::DeserializeOwned>(
     file: &Path,
 ) -> Result<(T, Document), ConfigError> {
     let (value, spans) = parse_value(text, format, file)?;
-    let typed = deserialize(value, &spans, file)?;
+    let typed = deserialize(value, &spans, file, &[])?;
     Ok((
         typed,
         Document {
@@ -180,10 +183,13 @@ pub fn load(sources: &[Source]) -> Result<RawConfig, Error> {
 
 // === serde errors → positions ===
 
+/// `also_known`: dotted key paths accepted besides `T`'s own (so a typo of
+/// one gets a did-you-mean too).
 fn deserialize<T: serde::de::DeserializeOwned>(
     value: Value,
     spans: &Spans,
     file: &Path,
+    also_known: &[&str],
 ) -> Result<T, ConfigError> {
     let err = match serde_path_to_error::deserialize::<_, T>(value) {
         Ok(raw) => return Ok(raw),
@@ -206,11 +212,16 @@ fn deserialize<T: serde::de::DeserializeOwned>(
     let inner = err.into_inner().to_string();
     let start = Pos { line: 1, col: 1 };
     if let Some((key, expected)) = parse_unknown_field(&inner) {
+        let mut near = expected.clone();
+        near.extend(also_known.iter().filter_map(|known| {
+            let (known_parent, name) = known.rsplit_once('.').unwrap_or(("", known));
+            (known_parent == parent).then(|| name.to_string())
+        }));
         let pos = spans.nearest(&path).map_or(start, |s| s.key);
         return Err(ConfigError::at(
             file,
             pos,
-            unknown_key_message(&key, &parent, &expected),
+            unknown_key_message(&key, &parent, &expected, &near),
         ));
     }
     let pos = spans.nearest(&path).map_or(start, |s| s.value);
@@ -234,13 +245,14 @@ fn parse_unknown_field(message: &str) -> Option<(String, Vec<String>)> {
     Some((key.to_string(), expected))
 }
 
-fn unknown_key_message(key: &str, parent: &str, expected: &[String]) -> String {
+/// `near`: what a typo may be close to (`expected` and keys read but ignored).
+fn unknown_key_message(key: &str, parent: &str, expected: &[String], near: &[String]) -> String {
     let place = if parent.is_empty() {
         String::new()
     } else {
         format!(" in `{parent}`")
     };
-    match closest(key, expected) {
+    match closest(key, near) {
         Some(best) => format!("unknown key `{key}`{place}, did you mean `{best}`?"),
         None => format!(
             "unknown key `{key}`{place}; known keys: {}",

@@ -140,6 +140,10 @@ pub struct RawConfig {
     /// Where each set key came from (`"ports.http"` → file:line:col or flag).
     #[serde(skip)]
     pub origins: BTreeMap<String, Origin>,
+    /// Consul keys mesh does not implement, dropped while reading: one
+    /// warning each, with file:line:col.
+    #[serde(skip)]
+    pub ignored: Vec<String>,
 }
 
 /// `ports { ... }`: `-1` disables a listener, `0` picks a free port.
@@ -351,6 +355,8 @@ impl RawConfig {
         merged.config_files = self.config_files;
         merged.config_files.extend(over.config_files);
         merged.origins = origins;
+        merged.ignored = self.ignored;
+        merged.ignored.extend(over.ignored);
         merged
     }
 

@@ -17,6 +17,7 @@ impl RuntimeConfig {
     pub fn build(mut raw: RawConfig) -> Result<RuntimeConfig, ValidationError> {
         let mut deprecations = crate::legacy::apply(&mut raw);
         deprecations.extend(crate::legacy::accepted_only(&raw));
+        deprecations.extend(raw.ignored.iter().cloned());
         let v = Check { raw: &raw };
         let dev = raw.dev;
 
