@@ -217,3 +217,66 @@ async fn dev_agent_reports_itself_as_leader_and_member() {
         assert_eq!(r.headers()["X-Consul-KnownLeader"], "true");
     }
 }
+
+/// `mesh agent -dev` without `-data-dir` keeps its temporary data dir for
+/// as long as it runs: registering a service persists without errors.
+#[tokio::test]
+async fn a_dev_agent_without_a_data_dir_keeps_its_temp_dir() {
+    use tokio::io::AsyncBufReadExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("dev.log");
+    let mut child = tokio::process::Command::new(mesh_testkit::mesh_bin())
+        .args([
+            "agent",
+            "-dev",
+            "-node=devtemp",
+            "-http-port=0",
+            "-dns-port=-1",
+            "-grpc-port=-1",
+            "-serf-lan-port=0",
+            "-server-port=0",
+        ])
+        .env("TMPDIR", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let http = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.strip_prefix("==> mesh agent ready:") {
+                return rest
+                    .split_whitespace()
+                    .find_map(|kv| kv.strip_prefix("http="))
+                    .map(str::to_string);
+            }
+        }
+        None
+    })
+    .await
+    .unwrap()
+    .expect("ready line");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let c = crate::http();
+    let r = c
+        .put(format!("http://{http}/v1/agent/service/register"))
+        .body(r#"{"Name":"web","Port":80}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    // The temp data dir exists while the agent runs, with the saved services.
+    let saved = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("local-services.json"))
+        .find(|p| p.exists());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        saved.is_some(),
+        "no local-services.json in the dev data dir:\n{text}"
+    );
+    assert!(!text.contains("saving local services"), "{text}");
+    child.kill().await.unwrap();
+}

@@ -467,3 +467,66 @@ async fn sighup_reloads_and_sigterm_stops_the_agent() {
     let status = a.wait_exit(WAIT).await.expect("the agent exits on SIGTERM");
     assert!(status.success(), "a clean stop: {status}");
 }
+
+/// `-config-dir` given as a relative path is watched like an absolute one,
+/// and a service a file declares cannot be replaced or removed through the
+/// agent API without `?takeover=true` (409 naming the file).
+#[tokio::test]
+async fn a_relative_config_dir_is_watched_and_file_services_are_protected() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("mesh.d");
+    std::fs::create_dir_all(&conf).unwrap();
+    // The same directory, as a path relative to where the agent starts.
+    let cwd = std::env::current_dir().unwrap();
+    let up = "../".repeat(cwd.components().count() - 1);
+    let relative = format!("{up}{}", conf.strip_prefix("/").unwrap().display());
+    let mut spec = AgentSpec::server("node1", 1);
+    spec.extra = vec!["-dev".into(), format!("-config-dir={relative}")];
+    let agent = TestAgent::start(spec, &dir.path().join("data"))
+        .await
+        .unwrap();
+    let c = http();
+
+    write_atomic(
+        &conf.join("pay.hcl"),
+        "service {\n  name = \"pay\"\n  port = 7000\n}\n",
+    );
+    let url = agent.url("/v1/agent/service/pay");
+    eventually("the new file applied without a signal", WAIT, || async {
+        (get(&c, url.clone()).await.0 == 200).then_some(())
+    })
+    .await;
+
+    let r = c
+        .put(agent.url("/v1/agent/service/deregister/pay"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("managed by file:") && text.contains("takeover"),
+        "{text}"
+    );
+    let r = c
+        .put(agent.url("/v1/agent/service/register"))
+        .body(r#"{"Name":"pay","Port":9999}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let (_, svc) = get(&c, url.clone()).await;
+    assert_eq!(svc["Port"], 7000, "nothing changed: {svc}");
+
+    // With takeover the API may; the file's next reload then reports the
+    // conflict and keeps the last good config.
+    let r = c
+        .put(agent.url("/v1/agent/service/register?takeover=true"))
+        .body(r#"{"Name":"pay","Port":9999}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let (_, svc) = get(&c, url).await;
+    assert_eq!(svc["Port"], 9999);
+}

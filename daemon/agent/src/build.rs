@@ -52,7 +52,7 @@ pub struct Built {
     rpc_network: mesh_raft::Network,
     /// What a client's auto_encrypt certificate goes to: RPC and HTTPS.
     client_tls: Vec<Arc<mesh_tls::SurfaceTls>>,
-    _dev_dir: Option<tempfile::TempDir>,
+    dev_dir: Option<tempfile::TempDir>,
 }
 
 /// What exists only on a server.
@@ -414,7 +414,7 @@ impl Config {
             reload_requests,
             rpc_network,
             client_tls,
-            _dev_dir: dev_dir,
+            dev_dir,
         })
     }
 }
@@ -429,8 +429,11 @@ impl Built {
         Drain { reloads, task }
     }
 
-    async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    async fn run(mut self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let node = self.node.clone();
+        // A -dev agent's data dir lives as long as the agent, not as long as
+        // start-up: removed once everything has stopped.
+        let _dev_dir = self.dev_dir.take();
         let mut tasks = JoinSet::new();
         self.spawn_tasks(&mut tasks);
         let reason = wait_for_stop(&node, &mut tasks, shutdown).await?;

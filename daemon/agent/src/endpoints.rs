@@ -10,7 +10,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Extension, Json, Router};
-use mesh_api::{owner, Api, ApiError, CheckRegistration, Decoded, Params, ServiceRegistration};
+use mesh_api::{
+    owner, takeover, Api, ApiError, CheckRegistration, Decoded, Params, ServiceRegistration,
+};
 use mesh_types::CheckStatus;
 use mesh_wire::{check_json, object, service_json};
 use serde_json::Value;
@@ -81,20 +83,52 @@ async fn settle(agent: &Node) {
     let _ = tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|v| *v >= target)).await;
 }
 
+/// A service another owner registered (a mesh.d file, say) is theirs:
+/// 409 unless the caller asks to take it over, as catalog writes do.
+fn check_service_owner(
+    agent: &Node,
+    id: &str,
+    caller: &str,
+    params: &Params,
+) -> Result<(), ApiError> {
+    match agent.local.service_owner(id) {
+        Some(owner) if owner != caller && !takeover(&params.map()) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "service {id:?} is managed by {owner}; change it there, or retry with ?takeover=true to take it over"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 async fn register_service(
     Extension(agent): A,
     headers: HeaderMap,
+    params: Params,
     Decoded(reg): Decoded<ServiceRegistration>,
 ) -> Result<Response, ApiError> {
-    agent.local.add_service(reg.definition, &owner(&headers))?;
+    let caller = owner(&headers);
+    // Keys are folded (lowercase) by the decoder; the ID defaults to the name.
+    let id = reg.definition["id"]
+        .as_str()
+        .filter(|id| !id.is_empty())
+        .or_else(|| reg.definition["name"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    check_service_owner(&agent, &id, &caller, &params)?;
+    agent.local.add_service(reg.definition, &caller)?;
     settle(&agent).await;
     Ok(().into_response())
 }
 
 async fn deregister_service(
     Extension(agent): A,
+    headers: HeaderMap,
+    params: Params,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    check_service_owner(&agent, &id, &owner(&headers), &params)?;
     if !agent.local.remove_service(&id) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

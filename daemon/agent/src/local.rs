@@ -263,6 +263,15 @@ impl LocalState {
             .unwrap_or(SIDECAR_MIN_PORT)
     }
 
+    /// Who registered service `id` on this agent (`api`, `file:...`).
+    pub(crate) fn service_owner(&self, id: &str) -> Option<String> {
+        self.inner
+            .lock()
+            .services
+            .get(id)
+            .map(|s| s.service.owner.clone())
+    }
+
     /// Deregister a service, its checks and its managed sidecar.
     pub(crate) fn remove_service(&self, id: &str) -> bool {
         let found = self.remove_service_inner(id);

@@ -493,22 +493,31 @@ pub(crate) async fn reload_loop(
 
 /// Paths to watch: each config dir, and the directory of each config file
 /// (editors replace files by rename, which a watch on the file itself misses).
+/// Directories to watch and files that matter, as absolute paths: the
+/// watcher reports absolute paths, so a relative `-config-dir=mesh.d`
+/// compared as given would never match.
 fn watch_targets(sources: &[Source]) -> (BTreeSet<PathBuf>, BTreeSet<PathBuf>) {
     let mut dirs = BTreeSet::new();
     let mut files = BTreeSet::new();
     for s in sources {
         match s {
             Source::Dir(d) => {
-                dirs.insert(d.clone());
+                dirs.insert(absolute(d));
             }
             Source::File(f) => {
-                let parent = f.parent().filter(|p| !p.as_os_str().is_empty());
-                dirs.insert(parent.map_or_else(|| PathBuf::from("."), PathBuf::from));
-                files.insert(f.clone());
+                let f = absolute(f);
+                if let Some(parent) = f.parent() {
+                    dirs.insert(parent.to_path_buf());
+                }
+                files.insert(f);
             }
         }
     }
     (dirs, files)
+}
+
+fn absolute(path: &std::path::Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Watch the config files and ask for a reload after each burst of changes.
@@ -523,13 +532,14 @@ pub(crate) async fn watch_files(reloads: Arc<Reloads>) -> anyhow::Result<()> {
         let surface = tls.surface();
         let named = [&surface.cert_file, &surface.key_file, &surface.ca_file];
         for file in named.into_iter().flatten() {
-            if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let file = absolute(file);
+            if let Some(parent) = file.parent() {
                 dirs.insert(parent.to_path_buf());
             }
-            files.insert(file.clone());
+            files.insert(file);
         }
         if let Some(dir) = &surface.ca_path {
-            dirs.insert(dir.clone());
+            dirs.insert(absolute(dir));
         }
     }
     if dirs.is_empty() {
@@ -540,7 +550,7 @@ pub(crate) async fn watch_files(reloads: Arc<Reloads>) -> anyhow::Result<()> {
         .sources
         .iter()
         .filter_map(|s| match s {
-            Source::Dir(d) => Some(d.clone()),
+            Source::Dir(d) => Some(absolute(d)),
             Source::File(_) => None,
         })
         .collect();

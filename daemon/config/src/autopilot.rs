@@ -10,6 +10,7 @@ use crate::ValidationError;
 
 /// `autopilot { }` as written.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawAutopilot {
     /// Remove servers gossip has marked failed, after the stabilization time.

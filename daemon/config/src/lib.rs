@@ -16,6 +16,8 @@ mod json_value;
 mod legacy;
 mod load;
 mod raw;
+#[cfg(test)]
+mod reference;
 mod resources;
 mod runtime;
 mod spans;

@@ -17,6 +17,7 @@ use crate::tls::RawTls;
 
 /// Consul agent configuration keys, all optional (`None` = not set by this source).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     /// `-dev` mode; only settable by the flag, as in Consul.
@@ -34,11 +35,15 @@ pub struct RawConfig {
     pub bootstrap: Option<bool>,
     /// The datacenter that holds ACLs and the CA; only this one for now.
     pub primary_datacenter: Option<String>,
-    // Consul's ACL keys before 1.4 (see `legacy.rs`).
+    /// Deprecated (Consul before 1.4): read as `primary_datacenter`, with a warning.
     pub acl_datacenter: Option<String>,
+    /// Deprecated: read as `acl.default_policy` (and turns ACLs on), with a warning.
     pub acl_default_policy: Option<String>,
+    /// Deprecated: read as `acl.tokens.initial_management`, with a warning.
     pub acl_master_token: Option<String>,
+    /// Deprecated: read as `acl.tokens.default`, with a warning.
     pub acl_token: Option<String>,
+    /// Deprecated: read as `acl.tokens.agent`, with a warning.
     pub acl_agent_token: Option<String>,
     /// IP for gossip and server RPC.
     pub bind_addr: Option<String>,
@@ -74,8 +79,9 @@ pub struct RawConfig {
     pub log_rotate_duration: Option<String>,
     /// Rotated files to keep (0: all; -1: none).
     pub log_rotate_max_files: Option<i64>,
-    /// Consul's syslog keys, accepted with a warning.
+    /// Consul's syslog switch: accepted with a warning (mesh logs to stderr and `log_file`).
     pub enable_syslog: Option<bool>,
+    /// Consul's syslog facility: accepted, no effect.
     pub syslog_facility: Option<String>,
     /// `ui_config { }` (Consul 1.9+): enabled, dir, content_path.
     pub ui_config: Option<RawUiConfig>,
@@ -111,27 +117,35 @@ pub struct RawConfig {
     pub tls: Option<RawTls>,
     /// `auto_encrypt { allow_tls tls }`.
     pub auto_encrypt: Option<crate::tls::RawAutoEncrypt>,
-    // The top-level TLS keys of Consul before 1.12 (see `tls.rs`).
+    /// Consul's pre-1.12 form of `tls.defaults.ca_file` (a `tls` block wins).
     pub ca_file: Option<String>,
+    /// Pre-1.12 form of `tls.defaults.ca_path`.
     pub ca_path: Option<String>,
+    /// Pre-1.12 form of `tls.defaults.cert_file`.
     pub cert_file: Option<String>,
+    /// Pre-1.12 form of `tls.defaults.key_file`.
     pub key_file: Option<String>,
+    /// Pre-1.12 form of `tls.defaults.verify_incoming`.
     pub verify_incoming: Option<bool>,
+    /// Pre-1.12 form of `tls.defaults.verify_outgoing`.
     pub verify_outgoing: Option<bool>,
+    /// Pre-1.12 form of `tls.internal_rpc.verify_server_hostname`.
     pub verify_server_hostname: Option<bool>,
+    /// Pre-1.12 form of `tls.defaults.tls_min_version`.
     pub tls_min_version: Option<String>,
+    /// Pre-1.12 form of `tls.defaults.tls_cipher_suites`.
     pub tls_cipher_suites: Option<String>,
     /// `config_entries { }`.
     pub config_entries: Option<RawConfigEntries>,
-    /// `service { }` resource blocks (see `resources`; not agent settings).
+    /// A service registered by this agent (Consul's service definition); a mesh.d resource, applied on every reload.
     pub service: Option<Value>,
-    /// `services = [...]` resource list.
+    /// Several service definitions at once; mesh.d resources.
     pub services: Option<Value>,
-    /// `intention "src" "dst" { }` resource blocks.
+    /// `intention "src" "dst" { action = "allow" }`: a mesh.d resource.
     pub intention: Option<Value>,
-    /// `config_entry { }` resource blocks.
+    /// `config_entry { kind = ... name = ... }`: a mesh.d resource.
     pub config_entry: Option<Value>,
-    /// `ca { }`: the Connect CA as a resource.
+    /// `ca { }`: the Connect CA's settings as a mesh.d resource.
     pub ca: Option<Value>,
 
     /// Files this config was read from, in merge order.
@@ -148,26 +162,35 @@ pub struct RawConfig {
 
 /// `ports { ... }`: `-1` disables a listener, `0` picks a free port.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawPorts {
-    // One field per listener; see `Ports`.
+    /// The HTTP API (default 8500).
     pub http: Option<i64>,
+    /// The HTTPS API (default -1: off; needs `tls.https` certificates).
     pub https: Option<i64>,
+    /// xDS for Envoy and proxyless gRPC, plaintext (default 8502).
     pub grpc: Option<i64>,
     /// xDS over TLS (`tls.grpc`), beside the plaintext `grpc` port.
     pub grpc_tls: Option<i64>,
+    /// DNS, UDP and TCP (default 8600).
     pub dns: Option<i64>,
+    /// LAN gossip, UDP and TCP (default 8301).
     pub serf_lan: Option<i64>,
+    /// Server RPC: Raft and forwarding (default 8300; servers only).
     pub server: Option<i64>,
 }
 
 /// `addresses { ... }`: per-interface overrides of `client_addr`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawAddresses {
-    // One IP per interface.
+    /// The IP the HTTP (and HTTPS) API binds to.
     pub http: Option<String>,
+    /// The IP DNS binds to.
     pub dns: Option<String>,
+    /// The IP xDS binds to.
     pub grpc: Option<String>,
 }
 
@@ -175,6 +198,7 @@ pub struct RawAddresses {
 /// or Prometheus text); Consul's push sinks are accepted with a warning so a
 /// Consul config loads.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawTelemetry {
     /// Replaces `consul` at the start of every metric name.
@@ -183,33 +207,56 @@ pub struct RawTelemetry {
     pub prometheus_retention_time: Option<String>,
     /// Consul prefixes gauges with the host name unless set; mesh never does.
     pub disable_hostname: Option<bool>,
+    /// Consul's metric filter: accepted with a warning (every metric is served).
     pub filter_default: Option<bool>,
+    /// Consul's metric filter: accepted with a warning (every metric is served).
     pub prefix_filter: Option<Vec<String>>,
+    /// Consul setting: accepted, no effect.
     pub disable_per_tenancy_usage_metrics: Option<bool>,
+    /// Consul setting: accepted, no effect.
     pub enable_host_metrics: Option<bool>,
+    /// Consul setting: accepted, no effect.
     pub retry_failed_connection: Option<bool>,
+    /// Push sink: accepted with a warning (scrape `/v1/agent/metrics?format=prometheus`).
     pub statsd_address: Option<String>,
+    /// Push sink: accepted with a warning.
     pub statsite_address: Option<String>,
+    /// Push sink: accepted with a warning.
     pub dogstatsd_addr: Option<String>,
+    /// Push sink setting: accepted, no effect.
     pub dogstatsd_tags: Option<Vec<String>>,
+    /// Circonus sink: accepted with a warning.
     pub circonus_api_token: Option<String>,
+    /// Circonus sink setting: accepted, no effect.
     pub circonus_api_app: Option<String>,
+    /// Circonus sink setting: accepted, no effect.
     pub circonus_api_url: Option<String>,
+    /// Circonus sink setting: accepted, no effect.
     pub circonus_submission_interval: Option<String>,
+    /// Circonus sink setting: accepted, no effect.
     pub circonus_submission_url: Option<String>,
+    /// Circonus sink setting: accepted, no effect.
     pub circonus_check_id: Option<String>,
+    /// Circonus sink setting: accepted, no effect.
     pub circonus_check_force_metric_activation: Option<String>,
+    /// Circonus sink setting: accepted, no effect.
     pub circonus_check_instance_id: Option<String>,
+    /// Circonus sink setting: accepted, no effect.
     pub circonus_check_search_tag: Option<String>,
+    /// Circonus sink setting: accepted, no effect.
     pub circonus_check_display_name: Option<String>,
+    /// Circonus sink setting: accepted, no effect.
     pub circonus_check_tags: Option<String>,
+    /// Circonus sink setting: accepted, no effect.
     pub circonus_broker_id: Option<String>,
+    /// Circonus sink setting: accepted, no effect.
     pub circonus_broker_select_tag: Option<String>,
 }
 
 /// `ui_config { }`. The metrics keys are Consul's dashboard settings, kept
 /// so a Consul config loads; mesh's UI reads metrics from the agent itself.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawUiConfig {
     /// Serve the UI.
@@ -218,15 +265,21 @@ pub struct RawUiConfig {
     pub dir: Option<String>,
     /// The URL path the UI lives under (default `/ui/`).
     pub content_path: Option<String>,
+    /// Consul's UI metrics source: accepted with a warning.
     pub metrics_provider: Option<String>,
+    /// Consul UI setting: accepted, no effect.
     pub metrics_provider_files: Option<Vec<String>>,
+    /// Consul UI setting: accepted, no effect.
     pub metrics_provider_options_json: Option<String>,
+    /// Consul UI setting: accepted with a warning.
     pub metrics_proxy: Option<Value>,
+    /// Consul UI setting: accepted, no effect.
     pub dashboard_url_templates: Option<Value>,
 }
 
 /// `performance { raft_multiplier = N }`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawPerformance {
     /// Raft timing multiplier, 1-10.
@@ -235,6 +288,7 @@ pub struct RawPerformance {
 
 /// `limits { }`: bounds on what one client may hold or send (Consul's names).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     /// Open HTTP(S) connections from one IP (Consul: 200).
@@ -262,6 +316,7 @@ pub struct RawLimits {
 
 /// `connect { enabled = bool }`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawConnect {
     /// Turn Connect on or off.
@@ -280,6 +335,7 @@ pub struct RawConnect {
 
 /// `dns_config { ... }`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawDnsConfig {
     /// Answer from any server's state.
@@ -298,6 +354,7 @@ pub struct RawDnsConfig {
 
 /// `acl { enabled default_policy }`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawAcl {
     /// Check tokens.
@@ -310,6 +367,7 @@ pub struct RawAcl {
 
 /// `acl { tokens { } }`: secrets known from config.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawAclTokens {
     /// A management token every server accepts from the start.
@@ -322,6 +380,7 @@ pub struct RawAclTokens {
 
 /// `config_entries { bootstrap = [...] }`: entries written at first leadership.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawConfigEntries {
     /// Kept as JSON until the config-entry types exist; one block or many.

@@ -16,16 +16,22 @@ use crate::ValidationError;
 
 /// `tls { }`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
+    /// Settings every listener kind starts from.
     pub defaults: Option<RawTlsFiles>,
+    /// Server RPC (Raft, forwarding) and client agents' calls to servers.
     pub internal_rpc: Option<RawTlsFiles>,
+    /// The HTTPS API.
     pub https: Option<RawTlsFiles>,
+    /// xDS over TLS (`ports.grpc_tls`).
     pub grpc: Option<RawTlsFiles>,
 }
 
 /// `auto_encrypt { }`: servers sign client agents' RPC certificates.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawAutoEncrypt {
     /// Servers: sign client agents' certificates with the Connect CA.
@@ -48,6 +54,7 @@ pub struct AutoEncrypt {
 
 /// One TLS block: the files and the checks for one kind of listener.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawTlsFiles {
     /// PEM bundle of the CA(s) that sign the agents' certificates.
