@@ -5,6 +5,7 @@
 #![allow(clippy::bool_assert_comparison)]
 
 mod acl;
+mod api_surface;
 mod autopilot;
 mod bad_input;
 mod ca;
@@ -17,6 +18,7 @@ mod compat;
 mod compat_matrix;
 mod dev;
 mod dns;
+mod docs_walkthroughs;
 mod envoy;
 mod faults;
 mod filters;
