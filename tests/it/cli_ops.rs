@@ -222,8 +222,17 @@ async fn snapshot_save_verifies_and_inspect_reads_the_file() {
     assert_eq!(kv_row.split_whitespace().nth(1), Some("5"), "{out}");
     assert!(out.contains("Index"), "{out}");
 
-    // Truncated: inspect and restore refuse it; the store keeps its keys.
+    // One changed byte inside a value: the checksum catches it.
     let bytes = std::fs::read(&file).unwrap();
+    let mut flipped = bytes.clone();
+    let at = bytes.len() - 10;
+    flipped[at] ^= 0x20;
+    std::fs::write(&file, &flipped).unwrap();
+    let (code, out) = mesh_cli(&agent, &["snapshot", "inspect", path]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("checksum mismatch"), "{out}");
+
+    // Truncated: inspect and restore refuse it; the store keeps its keys.
     std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
     let (code, out) = mesh_cli(&agent, &["snapshot", "inspect", path]).await;
     assert_eq!(code, 1, "{out}");
@@ -283,4 +292,37 @@ fn help_and_usage_errors_show_single_dash_flags() {
     assert_eq!(out.status.code(), Some(1));
     assert!(err.contains("'-bogus'") && err.contains("-help"), "{err}");
     assert!(!err.contains("--"), "{err}");
+}
+
+/// `mesh services register FILE` reads the file as the agent reads mesh.d
+/// (a typo is an error at file:line:col, nothing registered), and
+/// `mesh connect proxy -sidecar-for` a service that is not there fails at
+/// once instead of reporting ready.
+#[tokio::test]
+async fn services_register_checks_keys_and_a_sidecar_needs_its_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = crate::dev_agent("reg1", &dir.path().join("data")).await;
+    let file = dir.path().join("web.hcl");
+    std::fs::write(&file, "service {\n  name = \"web\"\n  prot = 1\n}\n").unwrap();
+    let (code, out) = mesh_cli(&agent, &["services", "register", file.to_str().unwrap()]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("web.hcl:3:3") && out.contains("did you mean `port`"),
+        "{out}"
+    );
+    let services = fetch_json(&http(), agent.url("/v1/agent/services")).await;
+    assert_eq!(services, serde_json::json!({}), "nothing registered");
+
+    let (code, out) = tokio::time::timeout(
+        Duration::from_secs(20),
+        mesh_cli(&agent, &["connect", "proxy", "-sidecar-for", "nosuch"]),
+    )
+    .await
+    .expect("fails at once");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("no sidecar proxy registered for \"nosuch\""),
+        "{out}"
+    );
+    assert!(!out.contains("ready"), "{out}");
 }

@@ -192,24 +192,19 @@ pub enum ServicesCommand {
 }
 
 /// The service definitions in an HCL or JSON file, as JSON objects.
+/// The service definitions in a file, read as the agent reads mesh.d files:
+/// unknown keys and type errors name file:line:col.
 fn service_definitions(path: &PathBuf) -> anyhow::Result<Vec<Value>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-    let v: Value = if path.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))?
-    } else {
-        hcl::from_str(&text).with_context(|| format!("{}: invalid HCL", path.display()))?
-    };
+    let format = mesh_config::Format::from_path(path).unwrap_or(mesh_config::Format::Hcl);
+    let decls = mesh_config::parse_resources(&text, format, path)?;
     let mut out = Vec::new();
-    for (key, value) in v.as_object().into_iter().flatten() {
-        match key.as_str() {
-            "service" | "Service" => match value {
-                Value::Array(items) => out.extend(items.iter().cloned()),
-                other => out.push(other.clone()),
-            },
-            "services" | "Services" => out.extend(value.as_array().into_iter().flatten().cloned()),
+    for decl in decls {
+        match decl.kind {
+            mesh_config::ResourceKind::Service => out.push(decl.value),
             other => bail!(
-                "{}: unexpected top-level key {other:?} (expected service or services)",
-                path.display()
+                "{}: a {other} is not a service; declare it in a config dir (mesh.d) or use its own command",
+                decl.loc
             ),
         }
     }

@@ -339,6 +339,15 @@ async fn proxy(p: &ProxyArgs) -> anyhow::Result<ExitCode> {
         }
         _ => id,
     };
+    // A sidecar for a service this agent does not have would never serve:
+    // say so now rather than report ready and retry forever.
+    if let (None, Some(own)) = (&def, &p.sidecar_for) {
+        bail!(
+            "no sidecar proxy registered for {own:?} on this agent (looked for \
+             \"{own}-sidecar-proxy\" and \"{own}\"): register the service with a \
+             `connect {{ sidecar_service {{}} }}` block first"
+        );
+    }
     // -admin-bind wins; else the registration's proxy config may name one.
     let admin_bind = match (p.admin_bind, &def) {
         (Some(addr), _) => Some(addr),

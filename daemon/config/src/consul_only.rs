@@ -60,6 +60,7 @@ pub(crate) const CONSUL_ONLY_KEYS: &[&str] = &[
     "raft_snapshot_threshold",
     "raft_trailing_logs",
     "read_replica",
+    "rejoin_after_leave",
     "reconnect_timeout",
     "reconnect_timeout_wan",
     "reporting",
@@ -82,6 +83,8 @@ pub(crate) const CONSUL_ONLY_KEYS: &[&str] = &[
     "start_join_wan",
     "translate_wan_addrs",
     "unix_sockets",
+    "verify_incoming_https",
+    "verify_incoming_rpc",
     "watches",
     "xds",
     "ports.serf_wan",
@@ -90,6 +93,7 @@ pub(crate) const CONSUL_ONLY_KEYS: &[&str] = &[
     "ports.expose_min_port",
     "ports.expose_max_port",
     "addresses.grpc_tls",
+    "addresses.https",
     "dns_config.a_record_limit",
     "dns_config.cache_max_age",
     "dns_config.disable_compression",
@@ -104,6 +108,8 @@ pub(crate) const CONSUL_ONLY_KEYS: &[&str] = &[
     "performance.rpc_hold_timeout",
     "limits.http_max_conns_per_client_ip",
     "limits.request_limits",
+    "limits.rpc_client_timeout",
+    "limits.rpc_handshake_timeout",
     "connect.enable_mesh_gateway_wan_federation",
     "acl.enable_key_list_policy",
     "acl.enable_token_persistence",
@@ -117,6 +123,9 @@ pub(crate) const CONSUL_ONLY_KEYS: &[&str] = &[
     "acl.tokens.config_file_service_registration",
     "acl.tokens.dns",
     "acl.tokens.agent_recovery",
+    "acl.tokens.agent_master",
+    "tls.defaults.use_auto_cert",
+    "tls.grpc.use_auto_cert",
 ];
 
 /// Removes every Consul-only key present in `value`, returning one

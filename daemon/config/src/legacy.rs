@@ -57,6 +57,14 @@ pub(crate) fn apply(raw: &mut RawConfig) -> Vec<String> {
             notes.push(note(old, new));
         }
     }
+    // Consul 1.4–1.10 named the management token `master`.
+    if let Some(master) = tokens.master.take() {
+        if tokens.initial_management.is_none() {
+            tokens.initial_management = Some(master);
+            move_origin(raw, "acl.tokens.master", "acl.tokens.initial_management");
+        }
+        notes.push(note("acl.tokens.master", "acl.tokens.initial_management"));
+    }
     if tokens != RawAclTokens::default() {
         acl.tokens = Some(tokens);
     }

@@ -376,6 +376,8 @@ pub struct RawAclTokens {
     pub agent: Option<String>,
     /// Used for requests that carry no token.
     pub default: Option<String>,
+    /// Deprecated (Consul 1.4–1.10): read as `acl.tokens.initial_management`, with a warning.
+    pub master: Option<String>,
 }
 
 /// `config_entries { bootstrap = [...] }`: entries written at first leadership.

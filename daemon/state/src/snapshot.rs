@@ -1,3 +1,5 @@
+use sha2::{Digest as _, Sha256};
+
 use crate::State;
 
 /// A snapshot could not be read.
@@ -8,8 +10,12 @@ pub enum SnapshotError {
     Decode(String),
 }
 
-/// Bumped when the snapshot layout changes incompatibly.
-const FORMAT_VERSION: u8 = 4;
+/// Bumped when the snapshot layout changes incompatibly. Format 5 is
+/// format 4's body behind its SHA-256, so a changed byte anywhere is caught
+/// before anything is restored.
+const FORMAT_VERSION: u8 = 5;
+/// Format 4: the body alone, no checksum.
+const FORMAT_UNCHECKED: u8 = 4;
 /// Format 3 had no session tables: appended empty, as for format 2.
 const FORMAT_WITHOUT_SESSIONS: u8 = 3;
 /// Format 2 had no ACL tables; postcard writes fields back to back, so a
@@ -50,15 +56,32 @@ pub fn inspect_snapshot(bytes: &[u8]) -> Result<SnapshotSummary, SnapshotError> 
 
 impl State {
     pub(crate) fn to_snapshot(&self) -> Vec<u8> {
-        let mut out = vec![FORMAT_VERSION];
         // Encoding plain maps and strings cannot fail.
-        out.extend(postcard::to_stdvec(self).expect("state encodes"));
+        let body = postcard::to_stdvec(self).expect("state encodes");
+        let mut out = Vec::with_capacity(1 + 32 + body.len());
+        out.push(FORMAT_VERSION);
+        out.extend(Sha256::digest(&body));
+        out.extend(body);
         out
     }
 
     pub(crate) fn from_snapshot(bytes: &[u8]) -> Result<State, SnapshotError> {
         match bytes.split_first() {
             Some((&FORMAT_VERSION, rest)) => {
+                if rest.len() < 32 {
+                    return Err(SnapshotError::Decode(
+                        "truncated before its checksum".into(),
+                    ));
+                }
+                let (digest, body) = rest.split_at(32);
+                if Sha256::digest(body).as_slice() != digest {
+                    return Err(SnapshotError::Decode(
+                        "checksum mismatch: the file was changed or damaged".into(),
+                    ));
+                }
+                postcard::from_bytes(body).map_err(|e| SnapshotError::Decode(e.to_string()))
+            }
+            Some((&FORMAT_UNCHECKED, rest)) => {
                 postcard::from_bytes(rest).map_err(|e| SnapshotError::Decode(e.to_string()))
             }
             Some((&FORMAT_WITHOUT_SESSIONS, rest)) => {

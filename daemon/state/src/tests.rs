@@ -216,6 +216,52 @@ fn config_entries_validate_kind_and_honour_cas() {
 }
 
 #[test]
+fn config_cas_writes_only_over_the_modify_index_it_names() {
+    let mut f = Fixture::new();
+    let set = |body: &str, cas: Option<u64>| Command::ConfigSet {
+        entry: ConfigEntry {
+            kind: "service-defaults".into(),
+            name: "web".into(),
+            body_json: body.into(),
+            ..Default::default()
+        },
+        cas,
+        takeover: false,
+    };
+    let stored = |f: &Fixture| {
+        f.store.read(|s| {
+            s.config_entry("service-defaults", "web")
+                .map(|e| (e.body_json.clone(), e.modify_index))
+        })
+    };
+    // Not there: any index but 0 is refused, and nothing is written.
+    assert_eq!(f.apply(set(r#"{"A":1}"#, Some(3))), Outcome::Bool(false));
+    assert_eq!(stored(&f), None);
+    assert_eq!(f.apply(set(r#"{"A":1}"#, Some(0))), Outcome::Bool(true));
+    let (_, first) = stored(&f).unwrap();
+    // A stale index is refused and changes nothing, not even the index.
+    assert_eq!(
+        f.apply(set(r#"{"A":2}"#, Some(first + 7))),
+        Outcome::Bool(false)
+    );
+    assert_eq!(stored(&f), Some((r#"{"A":1}"#.into(), first)));
+    let config_index = f.store.read(|s| s.table_index(Table::Config));
+    assert_eq!(config_index, first);
+    // The current index writes, and moves the index on.
+    assert_eq!(f.apply(set(r#"{"A":2}"#, Some(first))), Outcome::Bool(true));
+    let (body, second) = stored(&f).unwrap();
+    assert_eq!(body, r#"{"A":2}"#);
+    assert!(second > first);
+    // The index it replaced is stale now.
+    assert_eq!(
+        f.apply(set(r#"{"A":3}"#, Some(first))),
+        Outcome::Bool(false)
+    );
+    // Without cas, a write always goes through.
+    assert_eq!(f.apply(set(r#"{"A":3}"#, None)), Outcome::Bool(true));
+}
+
+#[test]
 fn snapshot_round_trip_and_restore_command() {
     let mut f = Fixture::new();
     f.apply(register("n1", service("web1", "web", ""), vec![]));
@@ -523,10 +569,11 @@ fn a_snapshot_from_before_acls_restores_with_empty_acl_tables() {
         cas: None,
     });
     let snap = f.store.snapshot();
-    // A format-2 snapshot is today's body without the trailing ACL tables.
+    // A format-2 snapshot is today's body (after the version byte and the
+    // checksum) without the trailing ACL tables.
     let empty_acl = postcard::to_stdvec(&crate::acl::AclTables::default()).unwrap();
     let mut old = vec![2u8];
-    old.extend_from_slice(&snap[1..snap.len() - empty_acl.len()]);
+    old.extend_from_slice(&snap[33..snap.len() - empty_acl.len()]);
     assert_eq!(&snap[snap.len() - empty_acl.len()..], &empty_acl[..]);
     let restored = StateStore::new();
     restored.restore(&old).unwrap();
@@ -538,14 +585,42 @@ fn a_snapshot_from_before_acls_restores_with_empty_acl_tables() {
 }
 
 #[test]
+fn a_changed_byte_anywhere_in_a_snapshot_is_refused() {
+    let mut f = Fixture::new();
+    f.apply(register("n1", service("web1", "web", ""), vec![]));
+    let snap = f.store.snapshot();
+    for at in [1, 20, 40, snap.len() / 2, snap.len() - 1] {
+        let mut bad = snap.clone();
+        bad[at] ^= 0x01;
+        let err = crate::State::from_snapshot(&bad).unwrap_err().to_string();
+        assert!(err.contains("checksum mismatch"), "byte {at}: {err}");
+    }
+    let err = crate::State::from_snapshot(&snap[..20])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("truncated"), "{err}");
+}
+
+#[test]
 fn a_format_3_snapshot_reads_with_no_sessions_and_sessions_survive_a_snapshot() {
     let mut f = Fixture::new();
     f.apply(register("n1", service("web1", "web", ""), vec![]));
     let snap = f.store.snapshot();
-    assert_eq!(snap[0], 4);
-    // Format 3 was format 4 without the session tables at the end.
+    assert_eq!(snap[0], 5);
+    // Format 4 was format 5's body without the checksum; format 3 was
+    // format 4 without the session tables at the end.
+    let body = &snap[33..];
+    let mut four = vec![4];
+    four.extend_from_slice(body);
+    assert_eq!(
+        crate::State::from_snapshot(&four)
+            .unwrap()
+            .service_health("web")
+            .len(),
+        1
+    );
     let empty = postcard::to_stdvec(&crate::sessions::SessionTables::default()).unwrap();
-    let mut old = snap[..snap.len() - empty.len()].to_vec();
+    let mut old = four[..four.len() - empty.len()].to_vec();
     old[0] = 3;
     let state = crate::State::from_snapshot(&old).unwrap();
     assert_eq!(state.sessions().count(), 0);
