@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Extension, Json, Router};
 use mesh_api::{
-    owner, takeover, Api, ApiError, CheckRegistration, Decoded, Params, ServiceRegistration,
+    owner, takeover, AgentToken, Api, ApiError, CheckRegistration, Decoded, Params,
+    ServiceRegistration,
 };
 use mesh_types::CheckStatus;
 use mesh_wire::{check_json, object, service_json};
@@ -43,6 +44,7 @@ pub(crate) fn routes(agent: Arc<Node>) -> Router<Api> {
             put(service_maintenance),
         )
         .route("/v1/agent/reload", put(reload))
+        .route("/v1/agent/token/{kind}", put(set_token))
         .route("/v1/agent/config/plan", axum::routing::post(plan))
         .route(
             "/v1/agent/connect/proxy/{id}",
@@ -365,6 +367,34 @@ async fn reload(Extension(agent): A) -> Response {
             .into_response(),
         None => (StatusCode::SERVICE_UNAVAILABLE, "agent is shutting down\n").into_response(),
     }
+}
+
+/// `PUT /v1/agent/token/<kind>` with `{"Token": "<SecretID>"}`: sets one of
+/// this agent's ACL tokens in memory, as Consul does (401 with ACLs off,
+/// 404 for a kind Consul does not know). `default` and `agent` apply at
+/// once; the other kinds are kept with no effect.
+async fn set_token(
+    Extension(agent): A,
+    Path(kind): Path<String>,
+    body: Result<Decoded<AgentToken>, ApiError>,
+) -> Result<Response, ApiError> {
+    if !agent.live.borrow().acl.enabled {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "ACL support disabled",
+        ));
+    }
+    let Decoded(AgentToken { token }) = body?;
+    let parsed = crate::reload::TokenKind::parse(&kind).ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, format!("Token {kind:?} is unknown"))
+    })?;
+    agent.reloads.set_token(parsed, token);
+    if parsed.applies() {
+        // What anti-entropy was refused may now go through, as in Consul.
+        agent.local.mark_all_dirty();
+    }
+    tracing::info!(token = %kind, applies = parsed.applies(), "updated the agent's ACL token");
+    Ok(().into_response())
 }
 
 /// `POST /v1/agent/config/plan` with `{"Files": [{"Path", "Content"}]}`: what

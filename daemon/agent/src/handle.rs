@@ -125,6 +125,24 @@ impl AgentHandle for AgentView {
         self.agent.snapshots.metrics_text()
     }
 
+    fn stats(&self) -> mesh_api::AgentStats {
+        let checks = self.agent.local.checks_with_tags();
+        let of_type = |t: &str| checks.iter().filter(|(_, c, _)| c.check_type == t).count();
+        let config = &self.agent.config;
+        mesh_api::AgentStats {
+            services: self.agent.local.services().len(),
+            checks: checks.len(),
+            check_monitors: of_type("script"),
+            check_ttls: of_type("ttl"),
+            gossip_encrypted: self
+                .agent
+                .gossip
+                .encryption()
+                .is_ok_and(|e| e.keyring.is_some()),
+            bootstrap: config.server && config.bootstrap_expect == 1,
+        }
+    }
+
     fn config_status(&self) -> serde_json::Value {
         serde_json::to_value(self.agent.reloads.status()).unwrap_or_default()
     }

@@ -181,7 +181,63 @@ pub(crate) struct Reloads {
     tls: Vec<Arc<mesh_tls::SurfaceTls>>,
     gossip: mesh_gossip::Gossip,
     shutdown: watch::Receiver<Stop>,
+    /// The tokens `PUT /v1/agent/token/<kind>` set since the files were
+    /// last read; held while the live settings are written, so a reload
+    /// and a token change never interleave.
+    api_tokens: parking_lot::Mutex<ApiTokens>,
 }
+
+/// The kinds of `PUT /v1/agent/token/<kind>`: Consul's names, the legacy
+/// ones too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenKind {
+    /// For requests that carry no token (`acl.tokens.default`).
+    Default,
+    /// For the agent's own writes (`acl.tokens.agent`).
+    Agent,
+    /// Kept, no effect: mesh has no agent recovery token.
+    AgentRecovery,
+    /// Kept, no effect: one datacenter, nothing to replicate.
+    Replication,
+    /// Kept, no effect: services from config files are written with the agent token.
+    ConfigFileServiceRegistration,
+    /// Kept, no effect: DNS answers with the default token.
+    Dns,
+}
+
+impl TokenKind {
+    /// The kind a path names, if Consul knows it.
+    pub(crate) fn parse(kind: &str) -> Option<TokenKind> {
+        Some(match kind {
+            "default" | "acl_token" => TokenKind::Default,
+            "agent" | "acl_agent_token" => TokenKind::Agent,
+            "agent_recovery" | "agent_master" | "acl_agent_master_token" => {
+                TokenKind::AgentRecovery
+            }
+            "replication" | "acl_replication_token" => TokenKind::Replication,
+            "config_file_service_registration" => TokenKind::ConfigFileServiceRegistration,
+            "dns" | "dns_token" => TokenKind::Dns,
+            _ => return None,
+        })
+    }
+
+    /// Whether mesh uses a token of this kind.
+    pub(crate) fn applies(self) -> bool {
+        matches!(self, TokenKind::Default | TokenKind::Agent)
+    }
+}
+
+/// Tokens set through the API (`None` inside: cleared).
+#[derive(Default)]
+struct ApiTokens {
+    default: Option<Option<String>>,
+    agent: Option<Option<String>>,
+    /// The kinds mesh keeps without using.
+    unused: std::collections::BTreeMap<&'static str, Option<String>>,
+}
+
+/// The trigger of the reload every agent makes as it starts.
+const START: &str = "start";
 
 /// What `Reloads::new` takes.
 pub(crate) struct ReloadInputs {
@@ -216,6 +272,7 @@ impl Reloads {
             tls: inputs.tls,
             gossip: inputs.gossip,
             shutdown: inputs.shutdown,
+            api_tokens: Default::default(),
         };
         (reloads, rx)
     }
@@ -263,7 +320,7 @@ impl Reloads {
             if let Some((ca, loc)) = &plan.ca {
                 self.ca.apply_ca_block(ca, loc).await?;
             }
-            self.apply_live_settings(&source, loaded.config.live());
+            self.apply_live_settings(&source, loaded.config.live(), trigger);
             status.changes = plan.changes;
             self.reload_certificates()?;
             self.apply_gossip_encryption(&loaded.config)?;
@@ -324,8 +381,22 @@ impl Reloads {
     }
 
     /// Log level, DNS settings, ACL settings (the intention default, the
-    /// agent's token) and the CA settings change in place.
-    fn apply_live_settings(&self, source: &ConfigSource, new: LiveConfig) {
+    /// agent's token) and the CA settings change in place. Tokens set
+    /// through the API give way to the files' (as in Consul without
+    /// `acl.enable_token_persistence`), except at the start reload, which
+    /// may run after the API has set some.
+    fn apply_live_settings(&self, source: &ConfigSource, mut new: LiveConfig, trigger: &str) {
+        let mut api_tokens = self.api_tokens.lock();
+        if trigger == START {
+            if let Some(token) = &api_tokens.default {
+                new.acl.default_token = token.clone();
+            }
+            if let Some(token) = &api_tokens.agent {
+                new.acl.agent_token = token.clone();
+            }
+        } else {
+            *api_tokens = ApiTokens::default();
+        }
         let old = self.live.borrow().clone();
         if old.log_level != new.log_level {
             if let Some(set) = &source.set_log_level {
@@ -334,6 +405,48 @@ impl Reloads {
                 }
             }
         }
+        self.publish(new);
+    }
+
+    /// Sets one of the agent's ACL tokens in memory (`PUT
+    /// /v1/agent/token/<kind>`; `None` clears it) until the next reload or
+    /// restart. Kinds mesh does not use are kept with no effect.
+    pub(crate) fn set_token(&self, kind: TokenKind, token: Option<String>) {
+        let mut api_tokens = self.api_tokens.lock();
+        let mut new = (**self.live.borrow()).clone();
+        match kind {
+            TokenKind::Default => {
+                new.acl.default_token = token.clone();
+                api_tokens.default = Some(token);
+            }
+            TokenKind::Agent => {
+                new.acl.agent_token = token.clone();
+                api_tokens.agent = Some(token);
+            }
+            TokenKind::AgentRecovery => {
+                api_tokens.unused.insert("agent_recovery", token);
+                return;
+            }
+            TokenKind::Replication => {
+                api_tokens.unused.insert("replication", token);
+                return;
+            }
+            TokenKind::ConfigFileServiceRegistration => {
+                let name = "config_file_service_registration";
+                api_tokens.unused.insert(name, token);
+                return;
+            }
+            TokenKind::Dns => {
+                api_tokens.unused.insert("dns", token);
+                return;
+            }
+        }
+        self.publish(new);
+    }
+
+    /// Makes `new` the live settings: the DNS settings, the token on the
+    /// agent's own writes, then every watcher of the live settings.
+    fn publish(&self, new: LiveConfig) {
         let dns = crate::dns::settings(&self.started_with.datacenter, &new);
         self.dns_settings.send_if_modified(|current| {
             let changed = *current != dns;
@@ -406,7 +519,7 @@ pub(crate) async fn reload_loop(
     local: Arc<crate::local::LocalState>,
 ) -> anyhow::Result<()> {
     let mut pending: Vec<ReloadRequest> = vec![ReloadRequest {
-        trigger: "start",
+        trigger: START,
         reply: None,
     }];
     let mut backoff = Duration::from_millis(200);
@@ -424,7 +537,7 @@ pub(crate) async fn reload_loop(
         while let Ok(req) = rx.try_recv() {
             pending.push(req);
         }
-        let trigger = pending.last().map_or("start", |r| r.trigger);
+        let trigger = pending.last().map_or(START, |r| r.trigger);
         match reloads.reload_once(trigger).await {
             Ok(mut status) => {
                 backoff = Duration::from_millis(200);
@@ -589,5 +702,39 @@ pub(crate) async fn watch_files(reloads: Arc<Reloads>) -> anyhow::Result<()> {
                 reply: None,
             })
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_kinds_are_consuls_names_legacy_ones_included() {
+        let cases = [
+            ("default", TokenKind::Default),
+            ("acl_token", TokenKind::Default),
+            ("agent", TokenKind::Agent),
+            ("acl_agent_token", TokenKind::Agent),
+            ("agent_recovery", TokenKind::AgentRecovery),
+            ("agent_master", TokenKind::AgentRecovery),
+            ("acl_agent_master_token", TokenKind::AgentRecovery),
+            ("replication", TokenKind::Replication),
+            ("acl_replication_token", TokenKind::Replication),
+            (
+                "config_file_service_registration",
+                TokenKind::ConfigFileServiceRegistration,
+            ),
+            ("dns", TokenKind::Dns),
+            ("dns_token", TokenKind::Dns),
+        ];
+        for (name, kind) in cases {
+            assert_eq!(TokenKind::parse(name), Some(kind), "{name}");
+        }
+        for unknown in ["", "Default", "master", "recovery", "agent/x"] {
+            assert_eq!(TokenKind::parse(unknown), None, "{unknown}");
+        }
+        assert!(TokenKind::Default.applies() && TokenKind::Agent.applies());
+        assert!(!TokenKind::Dns.applies() && !TokenKind::Replication.applies());
     }
 }

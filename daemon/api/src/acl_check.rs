@@ -225,6 +225,9 @@ fn filter_bytes(bytes: &Bytes, filter: Filter, authz: &Authorizer, kv: bool) -> 
     let before = count(&value);
     match (&mut value, filter) {
         (Value::Array(items), Filter::Array(field, r)) => items.retain(|v| named(v, field, r)),
+        (Value::Array(items), Filter::ArrayNested(outer, field, r)) => {
+            items.retain(|v| v.get(outer).is_some_and(|o| named(o, field, r)))
+        }
         (Value::Array(items), Filter::KeyNames) => {
             items.retain(|k| can_read(Resource::Key, k.as_str().unwrap_or("")))
         }
@@ -251,5 +254,41 @@ fn count(v: &Value) -> usize {
         Value::Array(a) => a.len(),
         Value::Object(o) => o.len(),
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_named_by_a_nested_field_are_cut_to_what_the_token_reads() {
+        let rules = mesh_acl::parse_rules("service \"api\" { policy = \"read\" }").unwrap();
+        let authz = Authorizer::from_rules([&rules], false);
+        let rows = serde_json::json!([
+            {"Gateway": {"Name": "ing"}, "Service": {"Name": "api"}},
+            {"Gateway": {"Name": "ing"}, "Service": {"Name": "db"}},
+            {"Gateway": {"Name": "ing"}, "Service": "api"},
+            {"Gateway": {"Name": "ing"}},
+        ]);
+        let bytes = Bytes::from(rows.to_string());
+        let filter = Filter::ArrayNested("Service", "Name", Resource::Service);
+        let Filtered::Cut(out) = filter_bytes(&bytes, filter, &authz, false) else {
+            panic!("the rows the token may not read were kept");
+        };
+        let out: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            out,
+            serde_json::json!([{"Gateway": {"Name": "ing"}, "Service": {"Name": "api"}}])
+        );
+        let all = Authorizer::from_rules(
+            [&mesh_acl::parse_rules("service_prefix \"\" { policy = \"read\" }").unwrap()],
+            false,
+        );
+        let kept = serde_json::json!([{"Service": {"Name": "api"}}, {"Service": {"Name": "db"}}]);
+        assert!(matches!(
+            filter_bytes(&Bytes::from(kept.to_string()), filter, &all, false),
+            Filtered::Unchanged
+        ));
     }
 }

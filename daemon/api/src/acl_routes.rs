@@ -23,6 +23,9 @@ pub enum Check {
 pub(crate) enum Filter {
     /// An array of objects, each named by a field.
     Array(&'static str, Resource),
+    /// An array of objects, each named by a field of an object field
+    /// (`/v1/catalog/gateway-services`: `Service.Name`).
+    ArrayNested(&'static str, &'static str, Resource),
     /// An object keyed by name (`/v1/catalog/services`).
     Keys(Resource),
     /// An object of objects, each named by a field (`/v1/agent/services`).
@@ -151,6 +154,17 @@ pub(crate) fn needs(api: &Api, method: &Method, path: &str, q: &HashMap<String, 
         ["catalog" | "health", "node", name] => {
             Needs::one(Named(Resource::Node, decode(name), Read))
         }
+        // The gateway's links, each row shown only to who may read its service.
+        ["catalog", "gateway-services", gateway] => Needs {
+            checks: vec![Named(Resource::Service, decode(gateway), Read)],
+            filter: Some(Filter::ArrayNested("Service", "Name", Resource::Service)),
+        },
+        // The ingress gateways exposing a service, each shown only to who
+        // may read the gateway.
+        ["health", "ingress", name] => Needs {
+            checks: vec![Named(Resource::Service, decode(name), Read)],
+            filter: Some(Filter::ArrayNested("Service", "Service", Resource::Service)),
+        },
         ["health", "state", _] => Needs::filter(Filter::Checks),
         ["discovery-chain", name] => Needs::one(Named(Resource::Service, decode(name), Read)),
         ["config", kind] => {
@@ -218,7 +232,7 @@ pub(crate) fn needs(api: &Api, method: &Method, path: &str, q: &HashMap<String, 
         ["agent", "self" | "metrics" | "monitor"] => {
             Needs::one(Named(Resource::Agent, node(), Read))
         }
-        ["agent", "leave" | "reload" | "join", ..] => {
+        ["agent", "leave" | "reload" | "join" | "token", ..] => {
             Needs::one(Named(Resource::Agent, node(), Write))
         }
         ["agent", "force-leave", ..] => Needs::one(G(Global::Operator, Write)),

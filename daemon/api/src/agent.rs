@@ -6,6 +6,23 @@ use serde_json::{json, Value};
 
 use crate::{Api, MemberView};
 
+/// What only the agent knows, for the `Stats` of `/v1/agent/self`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentStats {
+    /// Services registered on this agent.
+    pub services: usize,
+    /// Checks registered on this agent.
+    pub checks: usize,
+    /// Script checks (Consul's "monitors").
+    pub check_monitors: usize,
+    /// TTL checks.
+    pub check_ttls: usize,
+    /// Whether gossip is encrypted.
+    pub gossip_encrypted: bool,
+    /// A server that elects itself alone (`-dev`, `bootstrap_expect = 1`).
+    pub bootstrap: bool,
+}
+
 pub(crate) async fn members(State(api): State<Api>) -> Json<Vec<MemberView>> {
     Json(api.agent.members())
 }
@@ -30,9 +47,107 @@ pub(crate) async fn self_info(State(api): State<Api>) -> Json<Value> {
             "GRPCTLSPort": agent.grpc_tls_port().map_or(-1, i64::from),
         },
         "Member": me,
+        "Stats": stats(&api),
         "ConfigStatus": agent.config_status(),
         "Health": health(&api),
     }))
+}
+
+/// Consul's `Stats` sections, every value a string as Consul gives them:
+/// `agent`, `build`, `consul`, `raft` (servers), `runtime` and `serf_lan`.
+fn stats(api: &Api) -> Value {
+    let agent = &api.agent;
+    let own = agent.stats();
+    let members = agent.members();
+    let with_status = |status: u8| members.iter().filter(|m| m.status == status).count();
+    let mut consul = serde_json::Map::new();
+    consul.insert("server".into(), agent.is_server().to_string().into());
+    let mut out = json!({
+        "agent": {
+            "checks": own.checks.to_string(),
+            "check_monitors": own.check_monitors.to_string(),
+            "check_ttls": own.check_ttls.to_string(),
+            "services": own.services.to_string(),
+        },
+        "build": { "version": env!("CARGO_PKG_VERSION"), "prerelease": "" },
+        "runtime": runtime_stats(),
+        "serf_lan": {
+            "members": members.len().to_string(),
+            "failed": with_status(4).to_string(),
+            "left": with_status(3).to_string(),
+            // mesh's gossip keeps no Lifeguard awareness score: always healthy.
+            "health_score": "0",
+            "encrypted": own.gossip_encrypted.to_string(),
+        },
+    });
+    match &api.raft {
+        Some(raft) => {
+            let leader_addr = raft.leader().map(|(_, n)| n.rpc_addr).unwrap_or_default();
+            consul.insert("leader".into(), raft.is_leader().to_string().into());
+            consul.insert("leader_addr".into(), leader_addr.into());
+            consul.insert("bootstrap".into(), own.bootstrap.to_string().into());
+            // One datacenter: there is no WAN pool.
+            consul.insert("known_datacenters".into(), "1".into());
+            out["raft"] = raft_stats(raft);
+        }
+        None => {
+            let servers = members.iter().filter(|m| {
+                m.status == 1 && m.tags.get("role").map(String::as_str) == Some("consul")
+            });
+            consul.insert("known_servers".into(), servers.count().to_string().into());
+        }
+    }
+    out["consul"] = Value::Object(consul);
+    out
+}
+
+/// Consul's `raft` section from openraft's metrics. openraft reports no
+/// commit index apart from what it applied, so `commit_index` is the
+/// applied index; a follower does not time its leader's contact.
+fn raft_stats(raft: &mesh_raft::RaftNode) -> Value {
+    let m = raft.raft().metrics().borrow().clone();
+    let leader = raft.is_leader();
+    let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+    let others = voters.iter().filter(|id| **id != raft.id()).count();
+    let applied = m.last_applied.map_or(0, |l| l.index);
+    json!({
+        "state": format!("{:?}", m.state),
+        "term": m.current_term.to_string(),
+        "last_log_index": m.last_log_index.unwrap_or(0).to_string(),
+        "applied_index": applied.to_string(),
+        "commit_index": applied.to_string(),
+        "last_snapshot_index": m.snapshot.map_or(0, |l| l.index).to_string(),
+        "num_peers": others.to_string(),
+        "last_contact": if leader { "0" } else { "unknown" },
+    })
+}
+
+/// Consul's `runtime` section: the platform in Go's names, and in place of
+/// Go's goroutines the tokio runtime's tasks and worker threads.
+fn runtime_stats() -> Value {
+    let os = match std::env::consts::OS {
+        "macos" => "darwin",
+        other => other,
+    };
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut out = json!({
+        "os": os,
+        "arch": arch,
+        "cpu_count": cpus.to_string(),
+        "version": concat!("mesh ", env!("CARGO_PKG_VERSION")),
+    });
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        let metrics = handle.metrics();
+        out["tokio_tasks"] = metrics.num_alive_tasks().to_string().into();
+        out["tokio_workers"] = metrics.num_workers().to_string().into();
+    }
+    out
 }
 
 /// This agent's own health: a server whose Raft storage failed is not.

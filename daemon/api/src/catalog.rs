@@ -7,6 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use mesh_chain::entries::IngressGateway;
 use mesh_state::{State as Catalog, Table};
 use mesh_types::{CheckStatus, Command, HealthCheck, Node, Service};
 use serde::Deserialize;
@@ -345,6 +346,31 @@ fn terminating_gateways_of<'a>(s: &'a Catalog, name: &str) -> Vec<(&'a Node, &'a
         .collect()
 }
 
+/// Instances of the ingress gateways whose entry exposes service `name` on
+/// one of its listeners (`/v1/health/ingress`).
+pub(crate) fn ingress_gateways_of<'a>(s: &'a Catalog, name: &str) -> Vec<(&'a Node, &'a Service)> {
+    let exposes = |e: &mesh_types::ConfigEntry| {
+        let parsed = mesh_chain::entries::parse::<IngressGateway>(&e.kind, &e.name, &e.body_json);
+        let Ok(entry) = parsed else {
+            return false;
+        };
+        let mut services = entry.listeners.iter().flat_map(|l| &l.services);
+        services.any(|svc| svc.name == name)
+    };
+    let exposing: std::collections::HashSet<&str> = s
+        .config_entries("ingress-gateway")
+        .filter(|e| exposes(e))
+        .map(|e| e.name.as_str())
+        .collect();
+    if exposing.is_empty() {
+        return Vec::new();
+    }
+    s.services()
+        .filter(|(_, svc)| svc.kind == "ingress-gateway" && exposing.contains(svc.name.as_str()))
+        .filter_map(|(node, svc)| Some((s.node(node)?, svc)))
+        .collect()
+}
+
 /// [`connect_instances`] of every service at once, in one scan of the
 /// catalog: for callers that need many of them (proxy snapshots).
 pub fn connect_instances_by_service(s: &Catalog) -> HashMap<&str, Vec<(&Node, &Service)>> {
@@ -408,6 +434,74 @@ pub(crate) async fn connect(
     .await
 }
 
+/// `GET /v1/catalog/gateway-services/<gateway>`: the services the
+/// gateway's `ingress-gateway` and `terminating-gateway` entries link, in
+/// Consul's shape (one row per listener and service of an ingress gateway).
+pub(crate) async fn gateway_services(
+    State(api): State<Api>,
+    Path(gateway): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    json_read(&api, &params, Table::Config, |s| {
+        (
+            Value::Array(gateway_service_rows(s, &gateway)),
+            s.table_index(Table::Config),
+        )
+    })
+    .await
+}
+
+/// The rows of [`gateway_services`]. A wildcard (`*`) link is left out:
+/// mesh's gateways route named services only, so it links nothing.
+fn gateway_service_rows(s: &Catalog, gateway: &str) -> Vec<Value> {
+    use mesh_chain::entries::{parse, TerminatingGateway};
+    let row = |kind: &str, service: &str, e: &mesh_types::ConfigEntry| {
+        serde_json::json!({
+            "Gateway": { "Name": gateway },
+            "Service": { "Name": service },
+            "GatewayKind": kind,
+            "CreateIndex": e.create_index,
+            "ModifyIndex": e.modify_index,
+        })
+    };
+    let mut rows = Vec::new();
+    if let Some(e) = s.config_entry("ingress-gateway", gateway) {
+        if let Ok(entry) = parse::<IngressGateway>(&e.kind, &e.name, &e.body_json) {
+            for listener in &entry.listeners {
+                for svc in listener.services.iter().filter(|svc| svc.name != "*") {
+                    let mut r = row("ingress-gateway", &svc.name, e);
+                    r["Port"] = listener.port.into();
+                    r["Protocol"] = listener.protocol().into();
+                    if !svc.hosts.is_empty() {
+                        r["Hosts"] = svc.hosts.clone().into();
+                    }
+                    rows.push(r);
+                }
+            }
+        }
+    }
+    if let Some(e) = s.config_entry("terminating-gateway", gateway) {
+        if let Ok(entry) = parse::<TerminatingGateway>(&e.kind, &e.name, &e.body_json) {
+            for linked in entry.services.iter().filter(|l| l.name != "*") {
+                let mut r = row("terminating-gateway", &linked.name, e);
+                // Consul leaves empty ones out.
+                for (key, value) in [
+                    ("CAFile", &linked.cafile),
+                    ("CertFile", &linked.certfile),
+                    ("KeyFile", &linked.keyfile),
+                    ("SNI", &linked.sni),
+                ] {
+                    if !value.is_empty() {
+                        r[key] = value.clone().into();
+                    }
+                }
+                rows.push(r);
+            }
+        }
+    }
+    rows
+}
+
 pub(crate) async fn node(
     State(api): State<Api>,
     Path(name): Path<String>,
@@ -435,4 +529,109 @@ pub(crate) async fn node(
 
 pub(crate) async fn datacenters(State(api): State<Api>) -> Json<Vec<String>> {
     Json(vec![api.agent.datacenter()])
+}
+
+#[cfg(test)]
+mod tests {
+    use mesh_state::StateStore;
+    use mesh_types::{ConfigEntry, Outcome};
+    use serde_json::json;
+
+    use super::*;
+
+    fn set_entry(store: &StateStore, index: u64, kind: &str, name: &str, body: Value) {
+        let entry = ConfigEntry {
+            kind: kind.into(),
+            name: name.into(),
+            body_json: body.to_string(),
+            ..Default::default()
+        };
+        let cmd = Command::ConfigSet {
+            entry,
+            cas: None,
+            takeover: false,
+        };
+        assert_eq!(store.apply_command(index, cmd), Outcome::Bool(true));
+    }
+
+    fn register(store: &StateStore, index: u64, node: &str, id: &str, name: &str, kind: &str) {
+        let cmd = Command::Register {
+            node: Node {
+                name: node.into(),
+                address: "10.0.0.1".into(),
+                ..Default::default()
+            },
+            skip_node_update: false,
+            service: Some(Service {
+                id: id.into(),
+                name: name.into(),
+                kind: kind.into(),
+                owner: "api".into(),
+                ..Default::default()
+            }),
+            checks: Vec::new(),
+            takeover: false,
+        };
+        assert_eq!(store.apply_command(index, cmd), Outcome::Done);
+    }
+
+    #[test]
+    fn gateway_rows_follow_both_entries_and_leave_wildcards_out() {
+        let store = StateStore::new();
+        let listeners = json!({"Listeners": [
+            {"Port": 8080, "Services": [{"Name": "api"}]},
+            {"Port": 8081, "Protocol": "HTTP", "Services": [{"Name": "web", "Hosts": ["web.test"]}]},
+        ]});
+        set_entry(&store, 1, "ingress-gateway", "gw", listeners);
+        let linked = json!({"Services": [{"Name": "*"}, {"Name": "legacy", "SNI": "legacy.test"}]});
+        set_entry(&store, 2, "terminating-gateway", "gw", linked);
+        let rows = store.read(|s| gateway_service_rows(s, "gw"));
+        let ingress = |service: &str, port: u16, protocol: &str| {
+            json!({
+                "Gateway": {"Name": "gw"},
+                "Service": {"Name": service},
+                "GatewayKind": "ingress-gateway",
+                "Port": port,
+                "Protocol": protocol,
+                "CreateIndex": 1,
+                "ModifyIndex": 1,
+            })
+        };
+        let mut web = ingress("web", 8081, "http");
+        web["Hosts"] = json!(["web.test"]);
+        let legacy = json!({
+            "Gateway": {"Name": "gw"},
+            "Service": {"Name": "legacy"},
+            "GatewayKind": "terminating-gateway",
+            "SNI": "legacy.test",
+            "CreateIndex": 2,
+            "ModifyIndex": 2,
+        });
+        assert_eq!(rows, vec![ingress("api", 8080, "tcp"), web, legacy]);
+        assert!(store.read(|s| gateway_service_rows(s, "other")).is_empty());
+    }
+
+    #[test]
+    fn the_ingress_gateways_of_a_service_are_the_instances_of_those_exposing_it() {
+        let store = StateStore::new();
+        let exposes =
+            |name: &str| json!({"Listeners": [{"Port": 80, "Services": [{"Name": name}]}]});
+        set_entry(&store, 1, "ingress-gateway", "ing", exposes("api"));
+        set_entry(&store, 2, "ingress-gateway", "other", exposes("web"));
+        register(&store, 3, "n1", "ing1", "ing", "ingress-gateway");
+        register(&store, 4, "n2", "other1", "other", "ingress-gateway");
+        // A typical service that happens to share the gateway's name.
+        register(&store, 5, "n3", "ing", "ing", "");
+        let of = |service: &str| {
+            store.read(|s| {
+                ingress_gateways_of(s, service)
+                    .iter()
+                    .map(|(node, svc)| format!("{}/{}", node.name, svc.id))
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(of("api"), ["n1/ing1"]);
+        assert_eq!(of("web"), ["n2/other1"]);
+        assert!(of("db").is_empty());
+    }
 }

@@ -430,6 +430,63 @@ impl BodyRequest for AuthorizeRequest {
     }
 }
 
+// === /v1/agent/token/<kind> ===
+
+/// `PUT /v1/agent/token/<kind>`: the token to give the agent.
+pub struct AgentToken {
+    /// The secret; `None` clears the token of that kind.
+    pub token: Option<String>,
+}
+
+impl BodyRequest for AgentToken {
+    const WHAT: &'static str = "agent token";
+    fn decode(_: &Api, _: &Head, body: &Value) -> Result<Self, ApiError> {
+        parse_agent_token(body).map(|token| AgentToken { token })
+    }
+    fn checks(&self, api: &Api) -> Vec<Check> {
+        let node = api.agent.node_name();
+        vec![Check::Named(Resource::Agent, node, Access::Write)]
+    }
+}
+
+/// How much of an unknown key an error shows.
+const KEY_SHOWN_CHARS: usize = 64;
+
+/// The body of `PUT /v1/agent/token/<kind>`: `{"Token": "<SecretID>"}`,
+/// the key in any case (as every body is read) and no other key, so a typo
+/// cannot clear a token; the value a SecretID (a UUID, as every mesh
+/// secret is) or `""` to clear it. Errors never echo the value.
+pub(crate) fn parse_agent_token(body: &Value) -> Result<Option<String>, ApiError> {
+    const SHAPE: &str = "the body is {\"Token\": \"<SecretID>\"}, and \"\" clears the token";
+    let fail = |what: String| {
+        ApiError::bad_request(format!(
+            "Request decode failed: agent token: {what}; {SHAPE}"
+        ))
+    };
+    let Value::Object(map) = body else {
+        return Err(fail("not a JSON object".into()));
+    };
+    if let Some(key) = map.keys().find(|k| !crate::wire::same_key(k, "Token")) {
+        let shown: String = key.chars().take(KEY_SHOWN_CHARS).collect();
+        return Err(fail(format!("unknown key {shown:?}")));
+    }
+    let token = match crate::wire::field(map, "Token") {
+        Some(Value::String(token)) => token,
+        Some(_) => return Err(fail("Token must be a string".into())),
+        None => return Err(fail("Token is missing".into())),
+    };
+    if token.is_empty() {
+        return Ok(None);
+    }
+    if uuid::Uuid::parse_str(token).is_err() {
+        return Err(fail(format!(
+            "Token must be a token's SecretID (a UUID), not {} bytes of something else",
+            token.len()
+        )));
+    }
+    Ok(Some(token.clone()))
+}
+
 // === /v1/agent/service/register and /v1/agent/check/register ===
 
 /// `PUT /v1/agent/service/register`: the definition (keys folded), and
@@ -493,5 +550,39 @@ impl BodyRequest for CheckRegistration {
             Some(name) if !self.service_id.is_empty() => vec![write(Resource::Service, &name)],
             _ => vec![write(Resource::Node, &api.agent.node_name())],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const SECRET: &str = "6d3f6a39-2b1e-4c61-9a51-0e3cbb0f1c11";
+
+    #[test]
+    fn an_agent_token_body_takes_token_in_any_case_and_nothing_else() {
+        for key in ["Token", "token", "TOKEN", "to_ken"] {
+            let body = json!({ key: SECRET });
+            assert_eq!(parse_agent_token(&body).unwrap().as_deref(), Some(SECRET));
+        }
+        assert_eq!(parse_agent_token(&json!({"Token": ""})).unwrap(), None);
+        for (body, says) in [
+            (json!({"Tokn": SECRET}), "unknown key \"Tokn\""),
+            (json!({}), "Token is missing"),
+            (json!({"Token": 7}), "Token must be a string"),
+            (json!({"Token": "not-a-uuid"}), "a UUID"),
+            (json!([SECRET]), "not a JSON object"),
+            (Value::Null, "not a JSON object"),
+        ] {
+            let err = parse_agent_token(&body).unwrap_err();
+            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{body}");
+            assert!(err.message.contains(says), "{body}: {}", err.message);
+            assert!(!err.message.contains("not-a-uuid"), "{}", err.message);
+        }
+        let long = "k".repeat(10_000);
+        let err = parse_agent_token(&json!({ long: SECRET })).unwrap_err();
+        assert!(err.message.len() < 400, "{}", err.message);
     }
 }

@@ -14,12 +14,13 @@ use serde_json::Value;
 use crate::ApiError;
 
 /// The routes whose answers `?filter=` applies to (path prefixes).
-const FILTERED: [&str; 10] = [
+const FILTERED: [&str; 11] = [
     "/v1/catalog/nodes",
     "/v1/catalog/service/",
     "/v1/catalog/connect/",
     "/v1/health/service/",
     "/v1/health/connect/",
+    "/v1/health/ingress/",
     "/v1/health/checks/",
     "/v1/health/node/",
     "/v1/health/state/",

@@ -13,6 +13,7 @@ pub fn json_body(data: &[u8]) {
     let _ = crate::catalog::deregister_command("api", false, &value);
     let _ = crate::intention_wire::parse_intention(&value, None, None, "api");
     let _ = crate::intention_wire::parse_service_intentions(&value, "api");
+    let _ = crate::decoded::parse_agent_token(&value);
     if let Ok(def) = parse_value::<ServiceDef>(value.clone(), "fuzz") {
         let _ = def.to_service("api");
     }

@@ -6,7 +6,7 @@ use mesh_state::{ServiceHealth, State as Catalog, Table};
 use mesh_types::{CheckStatus, HealthCheck};
 use serde_json::{json, Value};
 
-use crate::catalog::{connect_instances, has_tags, json_read, node_matches};
+use crate::catalog::{connect_instances, has_tags, ingress_gateways_of, json_read, node_matches};
 use crate::params::Params;
 use crate::wire::{check_json, node_json, service_json};
 use crate::{Api, ApiError};
@@ -72,6 +72,30 @@ pub(crate) async fn connect(
             })
             .collect();
         (Value::Array(filtered(entries, &p)), s.catalog_index())
+    })
+    .await
+}
+
+/// `GET /v1/health/ingress/<service>`: the instances of the ingress
+/// gateways whose entry exposes the service, as `/v1/health/service` shows
+/// instances (`?passing`, `?tag`, `?node-meta`).
+pub(crate) async fn ingress(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let p = params.clone();
+    json_read(&api, &params, Table::Checks, move |s| {
+        let entries = ingress_gateways_of(s, &name)
+            .into_iter()
+            .map(|(node, service)| ServiceHealth {
+                node,
+                service,
+                checks: s.checks_for(&node.name, &service.id),
+            })
+            .collect();
+        let index = s.catalog_index().max(s.table_index(Table::Config));
+        (Value::Array(filtered(entries, &p)), index)
     })
     .await
 }

@@ -43,10 +43,11 @@ use serde::Serialize;
 
 pub use acl_caller::{request_secret, resolve_in, AclSettings, Caller};
 pub use acl_commands::command_allowed;
+pub use agent::AgentStats;
 pub use catalog::{connect_instances, connect_instances_by_service};
 pub use declared_view::{declared_view, DeclaredView, MAX_VIEW_KEYS};
 use decoded::MAX_JSON_BODY_BYTES;
-pub use decoded::{read_limited, CheckRegistration, Decoded, ServiceRegistration};
+pub use decoded::{read_limited, AgentToken, CheckRegistration, Decoded, ServiceRegistration};
 pub use error::ApiError;
 /// Consul's JSON shapes, shared with mesh.d and the agent.
 pub use mesh_wire as wire;
@@ -120,6 +121,10 @@ pub trait AgentHandle: Send + Sync + 'static {
     /// What intentions default to when none matches (`acl.default_policy`).
     fn intention_default_allow(&self) -> bool {
         true
+    }
+    /// What only the agent knows, for `/v1/agent/self`'s `Stats`.
+    fn stats(&self) -> AgentStats {
+        AgentStats::default()
     }
     /// The outcome of the last config reload, for `/v1/agent/self`.
     fn config_status(&self) -> serde_json::Value {
@@ -218,6 +223,7 @@ impl Api {
                 "/v1/operator/raft/configuration",
                 get(status::raft_configuration),
             )
+            .route("/v1/operator/usage", get(status::usage))
             .route(
                 "/v1/kv/{*key}",
                 get(kv::get).put(kv::put).delete(kv::delete),
@@ -237,10 +243,15 @@ impl Api {
             .route("/v1/internal/ui/services", get(health::ui_services))
             .route("/v1/catalog/service/{name}", get(catalog::service))
             .route("/v1/catalog/connect/{name}", get(catalog::connect))
+            .route(
+                "/v1/catalog/gateway-services/{gateway}",
+                get(catalog::gateway_services),
+            )
             .route("/v1/catalog/node/{name}", get(catalog::node))
             .route("/v1/catalog/datacenters", get(catalog::datacenters))
             .route("/v1/health/service/{name}", get(health::service))
             .route("/v1/health/connect/{name}", get(health::connect))
+            .route("/v1/health/ingress/{name}", get(health::ingress))
             .route("/v1/health/node/{name}", get(health::node))
             .route("/v1/health/checks/{service}", get(health::checks))
             .route("/v1/health/state/{state}", get(health::state))
