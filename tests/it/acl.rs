@@ -83,6 +83,32 @@ pub(crate) async fn call(
     (status, resp.text().await.unwrap())
 }
 
+/// Registers `name` on a client agent with `token`, retrying while the
+/// client cannot resolve tokens yet (503 "no known servers" until gossip
+/// shows it a server); registering is idempotent. The final answer.
+pub(crate) async fn register_on_client(
+    client: &TestAgent,
+    token: Option<&str>,
+    name: &str,
+) -> (StatusCode, String) {
+    eventually(
+        "the client resolves tokens",
+        Duration::from_secs(15),
+        || async {
+            let (st, text) = call(
+                Method::PUT,
+                client,
+                "/v1/agent/service/register",
+                token,
+                Some(json!({"Name": name, "Port": 9000})),
+            )
+            .await;
+            (!(st == 503 && text.contains("no known servers"))).then_some((st, text))
+        },
+    )
+    .await
+}
+
 fn json_of(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
@@ -637,22 +663,7 @@ async fn the_rpc_port_refuses_writes_whose_token_may_not_make_them() {
     let client = &cluster.agents[3];
     // Until gossip has shown the client a server it cannot resolve tokens
     // (503 "no known servers"); registering is idempotent, so retry that.
-    let (st, text) = eventually(
-        "the client resolves tokens",
-        Duration::from_secs(15),
-        || async {
-            let (st, text) = call(
-                Method::PUT,
-                client,
-                "/v1/agent/service/register",
-                m,
-                Some(json!({"Name": "api", "Port": 9000})),
-            )
-            .await;
-            (!(st == 503 && text.contains("no known servers"))).then_some((st, text))
-        },
-    )
-    .await;
+    let (st, text) = register_on_client(client, m, "api").await;
     assert_eq!(st, 200, "{text}");
     let s1 = &cluster.agents[1];
     eventually(

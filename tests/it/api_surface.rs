@@ -10,7 +10,7 @@ use mesh_testkit::{eventually, AgentSpec, TestAgent, TestCluster};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::acl::{acl_config, acl_file, call, token_with_policy, MANAGEMENT};
+use crate::acl::{acl_config, acl_file, call, register_on_client, token_with_policy, MANAGEMENT};
 use crate::http;
 
 fn json_of(text: &str) -> Value {
@@ -870,22 +870,7 @@ async fn the_agent_token_set_through_the_api_carries_a_client_agents_writes() {
         .push(format!("-config-file={}", client_conf.display()));
     cluster.add(spec).await.unwrap();
     let (server, client) = (&cluster.agents[0], &cluster.agents[1]);
-    let (st, text) = eventually(
-        "the client resolves tokens",
-        Duration::from_secs(15),
-        || async {
-            let (st, text) = call(
-                Method::PUT,
-                client,
-                "/v1/agent/service/register",
-                m,
-                Some(json!({"Name": "api7", "Port": 9000})),
-            )
-            .await;
-            (!(st == 503 && text.contains("no known servers"))).then_some((st, text))
-        },
-    )
-    .await;
+    let (st, text) = register_on_client(client, m, "api7").await;
     assert_eq!(st, 200, "{text}");
     let in_catalog = || async {
         let (st, text) = call(Method::GET, server, "/v1/catalog/service/api7", m, None).await;

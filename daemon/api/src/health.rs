@@ -3,7 +3,7 @@
 use axum::extract::{Path, State};
 use axum::response::Response;
 use mesh_state::{ServiceHealth, State as Catalog, Table};
-use mesh_types::{CheckStatus, HealthCheck};
+use mesh_types::{CheckStatus, HealthCheck, Node, Service};
 use serde_json::{json, Value};
 
 use crate::catalog::{connect_instances, has_tags, ingress_gateways_of, json_read, node_matches};
@@ -61,9 +61,25 @@ pub(crate) async fn connect(
     Path(name): Path<String>,
     params: Params,
 ) -> Result<Response, ApiError> {
+    instances_read(&api, &params, name, connect_instances, |s| {
+        s.catalog_index()
+    })
+    .await
+}
+
+/// Some service instances of `name` (connect proxies, ingress gateways)
+/// as a health read: each with its checks, filtered by `?passing`, `?tag`
+/// and `?node-meta`; `index` gives the answer's index.
+async fn instances_read(
+    api: &Api,
+    params: &Params,
+    name: String,
+    pick: for<'s> fn(&'s Catalog, &'s str) -> Vec<(&'s Node, &'s Service)>,
+    index: fn(&Catalog) -> u64,
+) -> Result<Response, ApiError> {
     let p = params.clone();
-    json_read(&api, &params, Table::Checks, move |s| {
-        let entries = connect_instances(s, &name)
+    json_read(api, params, Table::Checks, move |s| {
+        let entries = pick(s, &name)
             .into_iter()
             .map(|(node, service)| ServiceHealth {
                 node,
@@ -71,7 +87,7 @@ pub(crate) async fn connect(
                 checks: s.checks_for(&node.name, &service.id),
             })
             .collect();
-        (Value::Array(filtered(entries, &p)), s.catalog_index())
+        (Value::Array(filtered(entries, &p)), index(s))
     })
     .await
 }
@@ -84,20 +100,9 @@ pub(crate) async fn ingress(
     Path(name): Path<String>,
     params: Params,
 ) -> Result<Response, ApiError> {
-    let p = params.clone();
-    json_read(&api, &params, Table::Checks, move |s| {
-        let entries = ingress_gateways_of(s, &name)
-            .into_iter()
-            .map(|(node, service)| ServiceHealth {
-                node,
-                service,
-                checks: s.checks_for(&node.name, &service.id),
-            })
-            .collect();
-        let index = s.catalog_index().max(s.table_index(Table::Config));
-        (Value::Array(filtered(entries, &p)), index)
-    })
-    .await
+    // An entry edit changes which gateways expose the service.
+    let index = |s: &Catalog| s.catalog_index().max(s.table_index(Table::Config));
+    instances_read(&api, &params, name, ingress_gateways_of, index).await
 }
 
 fn checks_json<'a>(s: &Catalog, checks: impl Iterator<Item = (&'a str, &'a HealthCheck)>) -> Value {
