@@ -22,6 +22,10 @@ use crate::{ForceLeaveError, Member, MemberStatus, Timing};
 
 type Swim = Foca<NodeId, PostcardCodec, SmallRng, LeaveHandler>;
 
+/// Members told of a new identity by push/pull right away (gossip spreads
+/// it to the rest).
+const IDENTITY_PUSH_PEERS: usize = 3;
+
 /// Requests from the `Gossip` handle and from the node's own helper tasks.
 pub(crate) enum Command {
     /// Our full state, encoded for push/pull; `None` once we have left.
@@ -349,6 +353,21 @@ impl Node {
         let _ = self.foca.apply_many(std::iter::empty(), true, &mut self.rt);
         self.drain();
         self.publish();
+        // Foca drops every packet addressed to an identity we no longer
+        // have, sender's news included. When several members change at once
+        // (servers marking themselves initialized) each keeps probing the
+        // others' old identities, and they mark each other failed until the
+        // next periodic push/pull. Exchanging state now spreads the new
+        // identity, and teaches us theirs, at once.
+        use rand::seq::IndexedRandom as _;
+        let alive: Vec<SocketAddr> = self.foca.iter_members().map(|m| m.id().addr).collect();
+        let peers: Vec<SocketAddr> = alive
+            .choose_multiple(&mut rand::rng(), IDENTITY_PUSH_PEERS)
+            .copied()
+            .collect();
+        for peer in peers {
+            self.spawn_push_pull(peer);
+        }
     }
 
     fn leave(&mut self) {

@@ -281,3 +281,69 @@ async fn force_leave_turns_a_failed_member_into_left_and_prune_forgets_it() {
     assert_eq!(status_of(&nodes[0], "node-04"), Some(MemberStatus::Left));
     shutdown(&nodes).await;
 }
+
+/// Members that change identity at the same moment (servers tagging
+/// themselves initialized) learn each other's new identity at once,
+/// without waiting for a periodic push/pull, and never see each other
+/// failed meanwhile.
+#[tokio::test]
+async fn simultaneous_identity_changes_converge_without_false_failures() {
+    init_tracing();
+    let net = MemNetwork::new();
+    let mut nodes = Vec::new();
+    for i in 0..3u8 {
+        let bind: std::net::SocketAddr = format!("10.0.0.{}:8301", i + 1).parse().unwrap();
+        let mut cfg = config(&format!("node-{i:02}"), bind);
+        // Periodic push/pull would hide the bug: only the change itself may heal it.
+        cfg.timing.push_pull_interval = Duration::from_secs(120);
+        nodes.push(
+            Gossip::start_with_transport(cfg, net.bind(bind).unwrap())
+                .await
+                .unwrap(),
+        );
+    }
+    let seed = nodes[0].local_addr();
+    for node in &nodes[1..] {
+        node.join(&[seed]).await.unwrap();
+    }
+    let all: Vec<&Gossip> = nodes.iter().collect();
+    for i in 0..3 {
+        eventually("the pool alive", || async {
+            all_see(&all, &format!("node-{i:02}"), MemberStatus::Alive)
+        })
+        .await;
+    }
+    // Watch for any member seen failed from now on.
+    let failed_seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for node in &nodes {
+        let mut rx = node.subscribe();
+        let flag = failed_seen.clone();
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                if rx.borrow().iter().any(|m| m.status == MemberStatus::Failed) {
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        });
+    }
+    for node in &nodes {
+        node.set_tags(BTreeMap::from([("init".to_string(), "1".to_string())]));
+    }
+    eventually("every member to see every new identity", || async {
+        nodes.iter().find_map(|n| {
+            let members = n.members();
+            let stale: Vec<&str> = members
+                .iter()
+                .filter(|m| m.tags.get("init").map(String::as_str) != Some("1"))
+                .map(|m| m.name.as_str())
+                .collect();
+            (!stale.is_empty()).then(|| format!("{} still has old {stale:?}", n.local_addr()))
+        })
+    })
+    .await;
+    assert!(
+        !failed_seen.load(std::sync::atomic::Ordering::SeqCst),
+        "a live member was seen failed"
+    );
+    shutdown(&nodes).await;
+}
