@@ -103,3 +103,42 @@ async fn filters_select_catalog_health_and_agent_answers() {
     assert_eq!(st, 400, "{text}");
     assert!(text.contains("at offset"), "{text}");
 }
+
+/// A filtered answer is cached like any read of the same state (the filter
+/// is part of the key): a repeat answers the same, and a change to the
+/// catalog is seen by the next read, filtered again.
+#[tokio::test]
+async fn a_filtered_read_follows_catalog_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = crate::dev_agent("filt2", &dir.path().join("data")).await;
+    let c = crate::http();
+    let register = |id: &'static str, env: &'static str| {
+        let c = c.clone();
+        let url = a.url("/v1/catalog/register");
+        async move {
+            let body = json!({"Node": id, "Address": "10.0.0.1",
+                "Service": {"Service": "web", "ID": id, "Meta": {"env": env}}});
+            let r = c.put(url).json(&body).send().await.unwrap();
+            assert!(r.status().is_success());
+        }
+    };
+    register("a", "prod").await;
+    register("b", "dev").await;
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["ServiceID"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let expr = "ServiceMeta.env == prod";
+    let first = filtered(&a, "/v1/catalog/service/web", expr).await;
+    assert_eq!(names(&first), ["a"]);
+    assert_eq!(filtered(&a, "/v1/catalog/service/web", expr).await, first);
+    // The unfiltered read of the same path is its own answer.
+    let all = filtered(&a, "/v1/catalog/service/web", "").await;
+    assert_eq!(names(&all), ["a", "b"]);
+    register("c", "prod").await;
+    let after = filtered(&a, "/v1/catalog/service/web", expr).await;
+    assert_eq!(names(&after), ["a", "c"]);
+}

@@ -197,6 +197,8 @@ pub(crate) async fn json_read(
 ) -> Result<Response, ApiError> {
     let opts = QueryOptions::parse(&params.map())?;
     let key = params.answer_key();
+    // `?filter=` is part of the key: the filtered answer is what is cached.
+    let filter = crate::expression_filter::from_params(params);
     let cache = &api.renders;
     let (answer, index) = api
         .blocking_read_versioned(&opts, table, |s, version| match cache.get(&key, version) {
@@ -209,7 +211,10 @@ pub(crate) async fn json_read(
         .await?;
     let body = match answer {
         Answer::Rendered(body) => body,
-        Answer::Fresh(value, version) => {
+        Answer::Fresh(mut value, version) => {
+            if let Some(filter) = &filter {
+                crate::expression_filter::retain(&mut value, filter);
+            }
             // Rendered outside the state lock; the version says which state it shows.
             let body = Bytes::from(serde_json::to_vec(&value).expect("a JSON value renders"));
             let rendered = Rendered {
@@ -226,7 +231,13 @@ pub(crate) async fn json_read(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    Ok((headers, body).into_response())
+    let mut response = (headers, body).into_response();
+    if filter.is_some() {
+        response
+            .extensions_mut()
+            .insert(crate::expression_filter::FilterApplied);
+    }
+    Ok(response)
 }
 
 /// A read's answer: already rendered by an identical read of the same

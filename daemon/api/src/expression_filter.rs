@@ -38,6 +38,29 @@ fn filter_param(req: &Request) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// Marks an answer the handler has already filtered.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FilterApplied;
+
+/// The request's `?filter=`, parsed; `None` without one (or one that does
+/// not parse: the middleware has already answered 400 for those).
+pub(crate) fn from_params(params: &crate::Params) -> Option<mesh_filter::Filter> {
+    let expression = params.map().remove("filter")?;
+    if expression.trim().is_empty() {
+        return None;
+    }
+    mesh_filter::Filter::parse(&expression).ok()
+}
+
+/// Keeps the items (or, for the agent's maps, the values) that match.
+pub(crate) fn retain(answer: &mut Value, filter: &mesh_filter::Filter) {
+    match answer {
+        Value::Array(items) => items.retain(|i| filter.matches(i)),
+        Value::Object(map) => map.retain(|_, v| filter.matches(v)),
+        _ => {}
+    }
+}
+
 pub(crate) async fn apply(req: Request, next: Next) -> Response {
     let path = req.uri().path();
     if !FILTERED.iter().any(|p| path.starts_with(p)) {
@@ -56,7 +79,9 @@ pub(crate) async fn apply(req: Request, next: Next) -> Response {
         }
     };
     let resp = next.run(req).await;
-    if resp.status() != StatusCode::OK {
+    // Reads through `catalog::json_read` filter before rendering, and cache
+    // the filtered answer.
+    if resp.status() != StatusCode::OK || resp.extensions().get::<FilterApplied>().is_some() {
         return resp;
     }
     let (mut parts, body) = resp.into_parts();
@@ -70,11 +95,7 @@ pub(crate) async fn apply(req: Request, next: Next) -> Response {
     let Ok(mut answer) = serde_json::from_slice::<Value>(&bytes) else {
         return Response::from_parts(parts, Body::from(bytes));
     };
-    match &mut answer {
-        Value::Array(items) => items.retain(|i| filter.matches(i)),
-        Value::Object(map) => map.retain(|_, v| filter.matches(v)),
-        _ => {}
-    }
+    retain(&mut answer, &filter);
     parts.headers.remove(header::CONTENT_LENGTH);
     let body = serde_json::to_vec(&answer).unwrap_or_default();
     Response::from_parts(parts, Body::from(body))
