@@ -903,3 +903,64 @@ async fn the_agent_token_set_through_the_api_carries_a_client_agents_writes() {
     assert_eq!(consul["known_servers"], "1", "{me}");
     assert!(me["Stats"].get("raft").is_none(), "{me}");
 }
+
+/// Force-leave needs operator:write, node maintenance node:write on this
+/// node, service maintenance service:write on the service; without them
+/// each is a 403 and nothing changes.
+#[tokio::test]
+async fn force_leave_and_maintenance_are_checked_under_default_deny() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = default_deny_agent("maint-acl", dir.path()).await;
+    let m = Some(MANAGEMENT);
+    ok(
+        &agent,
+        Method::PUT,
+        "/v1/agent/service/register",
+        m,
+        Some(json!({"Name": "web", "Port": 80})),
+    )
+    .await;
+    let node_writer = token_with_policy(
+        &agent,
+        "node-w",
+        "node \"maint-acl\" { policy = \"write\" }\n",
+    )
+    .await;
+    let web_writer =
+        token_with_policy(&agent, "web-w", "service \"web\" { policy = \"write\" }\n").await;
+    let operator_read = token_with_policy(&agent, "op-r", "operator = \"read\"\n").await;
+
+    let node_on = "/v1/agent/maintenance?enable=true&reason=swap";
+    let web_on = "/v1/agent/service/maintenance/web?enable=true";
+    for (path, token) in [
+        (node_on, None),
+        (node_on, Some(web_writer.as_str())),
+        (web_on, None),
+        (web_on, Some(node_writer.as_str())),
+        ("/v1/agent/force-leave/nobody", None),
+        ("/v1/agent/force-leave/nobody", Some(operator_read.as_str())),
+    ] {
+        let (st, text) = call(Method::PUT, &agent, path, token, None).await;
+        assert_eq!(st, 403, "{path} with {token:?}: {text}");
+    }
+    let checks = ok(&agent, Method::GET, "/v1/agent/checks", m, None).await;
+    let maintenance = checks
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|id| id.contains("maintenance"))
+        .count();
+    assert_eq!(
+        maintenance, 0,
+        "no refused request changed anything: {checks}"
+    );
+
+    ok(&agent, Method::PUT, node_on, Some(&node_writer), None).await;
+    ok(&agent, Method::PUT, web_on, Some(&web_writer), None).await;
+    let checks = ok(&agent, Method::GET, "/v1/agent/checks", m, None).await;
+    assert!(checks["_node_maintenance"].is_object(), "{checks}");
+    assert!(checks["_service_maintenance:web"].is_object(), "{checks}");
+    // With operator:write the request gets through to gossip: no such member.
+    let (st, text) = call(Method::PUT, &agent, "/v1/agent/force-leave/nobody", m, None).await;
+    assert_eq!(st, 404, "{text}");
+}
