@@ -42,6 +42,7 @@ mod telemetry;
 mod terraform;
 mod terraform_acl;
 mod terraform_backend;
+mod terraform_examples;
 mod terraform_owner;
 mod tls;
 mod tls_clients;
