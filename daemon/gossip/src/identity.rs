@@ -136,6 +136,28 @@ pub(crate) struct LeaveNotice {
     pub prune: bool,
 }
 
+/// A leave notice as agents before `force-leave -prune` sent it.
+#[derive(Deserialize)]
+struct LeaveNoticeV1 {
+    name: String,
+    version: u64,
+}
+
+impl LeaveNotice {
+    /// Reads a notice in either layout, so a rolling upgrade still tells
+    /// Left from Failed both ways (older agents ignore the trailing flag).
+    fn decode(data: &[u8]) -> Result<LeaveNotice, BadNotice> {
+        postcard::from_bytes::<LeaveNotice>(data).or_else(|_| {
+            let old: LeaveNoticeV1 = postcard::from_bytes(data).map_err(BadNotice)?;
+            Ok(LeaveNotice {
+                name: old.name,
+                version: old.version,
+                prune: false,
+            })
+        })
+    }
+}
+
 /// Foca's handle on leave notices: records them and decides whether to keep spreading them.
 pub(crate) struct LeaveHandler(pub Arc<Mutex<LeftSet>>);
 
@@ -162,7 +184,7 @@ impl foca::BroadcastHandler<NodeId> for LeaveHandler {
         data: &[u8],
         _sender: Option<&NodeId>,
     ) -> Result<Option<LeaveKey>, BadNotice> {
-        let notice: LeaveNotice = postcard::from_bytes(data).map_err(BadNotice)?;
+        let notice = LeaveNotice::decode(data)?;
         let mut left = self.0.lock();
         let fresh = if notice.prune {
             left.prune(&notice.name, notice.version)
@@ -215,6 +237,19 @@ mod tests {
         assert!(set.lock().has_left(&id(5)));
         assert!(!set.lock().has_left(&id(6)));
         assert!(h.receive_item(b"\xff\xff\xff", None).is_err());
+        // The layout before `prune` still reads, as a plain leave.
+        #[derive(Serialize)]
+        struct Old<'a> {
+            name: &'a str,
+            version: u64,
+        }
+        let old = postcard::to_allocvec(&Old {
+            name: "b",
+            version: 2,
+        })
+        .unwrap();
+        assert!(h.receive_item(&old, None).unwrap().is_some());
+        assert!(set.lock().versions.get("b") == Some(&2));
         let pruned = postcard::to_allocvec(&LeaveNotice {
             name: "a".into(),
             version: 5,
