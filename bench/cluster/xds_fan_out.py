@@ -53,6 +53,10 @@ def main():
     # The floor: as many idle HTTP/2 connections with no stream.
     floor = one("connections", 0)
     log(f"connections: RSS {floor['rss_per_connection_kb']:.1f} KB per idle connection")
+    # The transport's floor per stream: one ADS stream per connection that
+    # has sent nothing, so mesh holds no state for it.
+    bare = one("bare-streams", 0)
+    log(f"bare streams: RSS {bare['rss_per_stream_kb']:.1f} KB per idle stream")
     summary = {mode: {
         "p50_ms": median([r["p50_ms"] for r in rs]),
         "p99_ms": median([r["p99_ms"] for r in rs]),
@@ -61,6 +65,7 @@ def main():
         "rss_per_stream_kb": median([r["rss_per_stream_kb"] for r in rs]),
     } for mode, rs in results.items()}
     summary["floor_rss_per_connection_kb"] = floor["rss_per_connection_kb"]
+    summary["floor_rss_per_bare_stream_kb"] = bare["rss_per_stream_kb"]
     print(json.dumps(summary, indent=1))
 
 

@@ -284,6 +284,23 @@ impl TestAgent {
     }
 }
 
+/// Kill and reap the process before the data dir goes away: an agent still
+/// writing while its temp dir is removed makes the removal fail and leaks it.
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = child.start_kill();
+        for _ in 0..500 {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

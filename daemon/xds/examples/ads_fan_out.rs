@@ -287,11 +287,45 @@ async fn connections_floor(grpc: &str, pid: u32, n: usize) {
     drop(channels);
 }
 
+/// RSS per idle HTTP/2 connection carrying one ADS stream that has sent
+/// nothing yet: what the transport (h2 and tonic) costs per stream before
+/// mesh holds any state for it.
+async fn bare_streams_floor(grpc: &str, pid: u32, n: usize) {
+    let before = rss_kb(pid);
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut client = AggregatedDiscoveryServiceClient::connect(grpc.to_string())
+            .await
+            .expect("connect");
+        let (tx, rx) = mpsc::unbounded_channel::<DeltaDiscoveryRequest>();
+        // The server answers headers only after the first request, so the
+        // call stays pending; the task holds the stream open.
+        let call = tokio::spawn(async move {
+            let _ = client
+                .delta_aggregated_resources(tokio_stream::wrappers::UnboundedReceiverStream::new(
+                    rx,
+                ))
+                .await;
+        });
+        held.push((tx, call));
+    }
+    tokio::time::sleep(WINDOW).await;
+    let open = rss_kb(pid);
+    println!(
+        "{}",
+        json!({"summary": true, "mode": "bare-streams", "streams": n, "rss_before_kb": before,
+               "rss_open_kb": open, "rss_per_stream_kb": open.saturating_sub(before) as f64 / n as f64})
+    );
+    for (_, call) in held {
+        call.abort();
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let usage =
-        "usage: ads_fan_out HTTP_ADDR GRPC_ADDR PID [PROXIES] [SERVICES] [ROUNDS] [delta|sotw]";
+        "usage: ads_fan_out HTTP_ADDR GRPC_ADDR PID [PROXIES] [SERVICES] [ROUNDS] [delta|sotw|connections|bare-streams]";
     let base = format!("http://{}", args.get(1).expect(usage));
     let grpc = format!("http://{}", args.get(2).expect(usage));
     let pid: u32 = args.get(3).expect(usage).parse().expect("PID");
@@ -301,6 +335,9 @@ async fn main() {
     let delta = args.get(7).is_none_or(|m| m != "sotw");
     if args.get(7).is_some_and(|m| m == "connections") {
         return connections_floor(&grpc, pid, proxies).await;
+    }
+    if args.get(7).is_some_and(|m| m == "bare-streams") {
+        return bare_streams_floor(&grpc, pid, proxies).await;
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()

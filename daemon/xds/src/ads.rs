@@ -3,7 +3,7 @@
 //! once per new snapshot, and pushes each resource type whose content
 //! changed; ACKs and NACKs are recorded per type in [`Streams`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -17,12 +17,11 @@ use envoy_types::pb::google::rpc::Status as RpcStatus;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use mesh_proxy::ProxySnapshot;
-use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::proxyless::Catalog;
 use crate::render::{render, type_url, Resources};
-use crate::status::{Streams, TypeReport};
+use crate::status::{OpenStream, Streams, TypeReport};
 
 /// The most resource names one request may subscribe to.
 pub const MAX_RESOURCE_NAMES: usize = 10_000;
@@ -161,16 +160,27 @@ impl Ads {
             }
             Err(e) => return Err(e),
         };
-        let (tx, rx) = mpsc::channel(16);
-        let mut stream = AdsStream::<P>::new(id, self.streams.clone());
-        tokio::spawn(async move {
-            if let Err(status) = stream.run(first, incoming, feed, &tx).await {
-                let _ = tx.send(Err(status)).await;
-            }
+        let open = self.streams.open(&id, P::MODE);
+        let stream = AdsStream::<P> {
+            proxy: id,
+            streams: self.streams.clone(),
+            types: HashMap::new(),
+            resources: None,
+            nonces: 0,
+            outbox: VecDeque::new(),
+            first: Some(first),
+            incoming,
+            feed,
+            ended: false,
+            _open: open,
+        };
+        // The response stream drives the stream itself: no task and no
+        // channel per stream, so an idle stream costs only its state.
+        let responses = futures::stream::unfold(stream, |mut stream| async move {
+            let item = stream.next_response().await?;
+            Some((item, stream))
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Response::new(Box::pin(responses)))
     }
 }
 
@@ -202,79 +212,84 @@ trait Protocol: Default + Send + 'static {
 }
 
 /// One ADS stream: the proxy's newest rendered resources and, per type
-/// Envoy asked for, what it holds.
-struct AdsStream<P> {
+/// Envoy asked for, what it holds; responses wait in `outbox` until the
+/// transport takes them.
+struct AdsStream<P: Protocol> {
     proxy: String,
     streams: Arc<Streams>,
     types: HashMap<&'static str, P>,
     resources: Option<Resources>,
     nonces: u64,
+    outbox: VecDeque<P::Response>,
+    /// The first request, read before the stream was accepted.
+    first: Option<P::Request>,
+    incoming: Streaming<P::Request>,
+    feed: Feed,
+    /// An error was sent: the next poll ends the stream.
+    ended: bool,
+    _open: OpenStream,
 }
 
 impl<P: Protocol> AdsStream<P> {
-    fn new(proxy: String, streams: Arc<Streams>) -> Self {
-        AdsStream {
-            proxy,
-            streams,
-            types: HashMap::new(),
-            resources: None,
-            nonces: 0,
+    /// The next response to send, an error that ends the stream, or
+    /// `None` when Envoy closed its side.
+    async fn next_response(&mut self) -> Option<Result<P::Response, Status>> {
+        if self.ended {
+            return None;
         }
-    }
-
-    async fn run(
-        &mut self,
-        first: P::Request,
-        mut incoming: Streaming<P::Request>,
-        mut feed: Feed,
-        tx: &mpsc::Sender<Result<P::Response, Status>>,
-    ) -> Result<(), Status> {
-        let _open = self.streams.open(&self.proxy, P::MODE);
-        self.request(first, &mut feed, tx).await?;
         loop {
-            tokio::select! {
-                next = incoming.message() => match next? {
-                    Some(req) => self.request(req, &mut feed, tx).await?,
-                    None => return Ok(()),
-                },
-                update = feed.next(&self.proxy) => match update? {
-                    None => {}
-                    Some((resources, index)) => {
-                        self.update(resources, tx).await?;
-                        if let Some(index) = index {
-                            // After the pushes: a status at this index has them as sent.
-                            self.streams.snapshot(&self.proxy, index);
-                        }
-                    }
-                },
-                _ = tx.closed() => return Ok(()),
+            if let Some(response) = self.outbox.pop_front() {
+                return Some(Ok(response));
+            }
+            match self.step().await {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(status) => {
+                    self.ended = true;
+                    return Some(Err(status));
+                }
             }
         }
     }
 
+    /// Handles one request or one new set of resources; `false` when the
+    /// client ended its side.
+    async fn step(&mut self) -> Result<bool, Status> {
+        if let Some(first) = self.first.take() {
+            self.request(first)?;
+            return Ok(true);
+        }
+        tokio::select! {
+            next = self.incoming.message() => match next? {
+                Some(req) => self.request(req)?,
+                None => return Ok(false),
+            },
+            update = self.feed.next(&self.proxy) => {
+                if let Some((resources, index)) = update? {
+                    self.update(resources);
+                    if let Some(index) = index {
+                        // After the pushes: a status at this index has them as sent.
+                        self.streams.snapshot(&self.proxy, index);
+                    }
+                }
+            },
+        }
+        Ok(true)
+    }
+
     /// New resources: every type is pushed where they differ from what
     /// the client holds.
-    async fn update(
-        &mut self,
-        resources: Resources,
-        tx: &mpsc::Sender<Result<P::Response, Status>>,
-    ) -> Result<(), Status> {
+    fn update(&mut self, resources: Resources) {
         self.resources = Some(resources);
         for state in self.types.values_mut() {
             state.retry_rejected();
         }
         for t in type_url::ALL {
-            self.push(t, tx).await?;
+            self.push(t);
         }
-        Ok(())
     }
 
-    async fn request(
-        &mut self,
-        req: P::Request,
-        feed: &mut Feed,
-        tx: &mpsc::Sender<Result<P::Response, Status>>,
-    ) -> Result<(), Status> {
+    fn request(&mut self, req: P::Request) -> Result<(), Status> {
         let Some(t) = known_type(P::type_url(&req)) else {
             tracing::warn!(proxy = %self.proxy, type_url = %P::type_url(&req), "xDS: a request for a type mesh does not serve; ignored");
             return Ok(());
@@ -286,33 +301,30 @@ impl<P: Protocol> AdsStream<P> {
             }
             self.streams.report(&self.proxy, t, report);
         }
-        if let Feed::Catalog(catalog) = feed {
+        if let Feed::Catalog(catalog) = &mut self.feed {
             let names = self.types.values().flat_map(|s| s.names()).cloned();
             if catalog.follow(names.collect())? {
-                return self.update(catalog.render(), tx).await;
+                let resources = catalog.render();
+                self.update(resources);
+                return Ok(());
             }
         }
-        self.push(t, tx).await
+        self.push(t);
+        Ok(())
     }
 
-    /// Sends type `t` if what Envoy should hold differs from what it was sent.
-    async fn push(
-        &mut self,
-        t: &'static str,
-        tx: &mpsc::Sender<Result<P::Response, Status>>,
-    ) -> Result<(), Status> {
+    /// Queues type `t` if what Envoy should hold differs from what it was sent.
+    fn push(&mut self, t: &'static str) {
         let (Some(resources), Some(state)) = (&self.resources, self.types.get_mut(t)) else {
-            return Ok(());
+            return;
         };
         let nonce = (self.nonces + 1).to_string();
         let Some((response, sent)) = state.respond(t, resources, nonce) else {
-            return Ok(());
+            return;
         };
         self.nonces += 1;
         self.streams.report(&self.proxy, t, sent);
-        tx.send(Ok(response))
-            .await
-            .map_err(|_| Status::cancelled("the stream closed"))
+        self.outbox.push_back(response);
     }
 }
 

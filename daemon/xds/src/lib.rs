@@ -12,11 +12,12 @@ mod gateways;
 mod proxyless;
 mod rbac;
 pub mod render;
+mod server;
 mod status;
 
 pub use ads::{Ads, ServiceEndpoints, SnapshotSource, Snapshots, MAX_RESOURCE_NAMES};
-pub use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 pub use proxyless::MAX_FOLLOWED_SERVICES;
+pub use server::{AdsServer, CODEC_BUFFER_BYTES};
 pub use status::{Nack, ProxyStatus, Streams, TypeStatus};
 
 /// The largest request one ADS message may be: room for
@@ -28,7 +29,6 @@ pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 pub fn service(
     source: std::sync::Arc<dyn SnapshotSource>,
     streams: std::sync::Arc<Streams>,
-) -> AggregatedDiscoveryServiceServer<Ads> {
-    AggregatedDiscoveryServiceServer::new(Ads::new(source, streams))
-        .max_decoding_message_size(MAX_REQUEST_BYTES)
+) -> AdsServer {
+    AdsServer::new(Ads::new(source, streams))
 }
