@@ -68,7 +68,7 @@ async fn get_indexed(agent: &TestAgent, path: &str, token: Option<&str>) -> (u16
 }
 
 /// A `-dev` agent with ACLs on, default deny, once its management token works.
-async fn default_deny_agent(name: &str, dir: &std::path::Path) -> TestAgent {
+pub(crate) async fn default_deny_agent(name: &str, dir: &std::path::Path) -> TestAgent {
     let conf = acl_config(dir);
     let mut spec = AgentSpec::server(name, 1);
     spec.extra.push("-dev".into());

@@ -20,6 +20,7 @@ mod dev;
 mod dns;
 mod docs_walkthroughs;
 mod envoy;
+mod events;
 mod faults;
 mod filters;
 mod gateways;

@@ -604,6 +604,11 @@ impl Built {
                 shutdown: node.shutdown.subscribe(),
             }));
         }
+        tasks.spawn(crate::watches::run(
+            node.addrs.http,
+            node.live.clone(),
+            node.shutdown.subscribe(),
+        ));
         tasks.spawn(announce_ready(node));
     }
 }

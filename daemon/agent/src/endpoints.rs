@@ -44,6 +44,8 @@ pub(crate) fn routes(agent: Arc<Node>) -> Router<Api> {
             put(service_maintenance),
         )
         .route("/v1/agent/reload", put(reload))
+        .route("/v1/event/fire/{name}", put(crate::events::fire))
+        .route("/v1/event/list", get(crate::events::list))
         .route("/v1/agent/token/{kind}", put(set_token))
         .route("/v1/agent/config/plan", axum::routing::post(plan))
         .route(

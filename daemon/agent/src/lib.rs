@@ -16,6 +16,7 @@ mod connect_ca;
 mod dns;
 mod duties;
 mod endpoints;
+mod events;
 mod handle;
 mod http_server;
 mod identity;
@@ -37,6 +38,7 @@ mod stop;
 mod storage;
 mod sync;
 mod tags;
+mod watches;
 mod writes;
 mod xds;
 

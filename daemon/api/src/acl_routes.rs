@@ -136,6 +136,8 @@ pub(crate) fn needs(api: &Api, method: &Method, path: &str, q: &HashMap<String, 
                 (false, false, false) => Needs::one(Named(Resource::Key, key, Read)),
             }
         }
+        ["event", "fire", name] => Needs::one(Named(Resource::Event, decode(name), Write)),
+        ["event", "list"] => Needs::filter(Filter::Array("Name", Resource::Event)),
         ["session", "list"] => Needs::filter(Filter::Array("Node", Resource::Session)),
         ["session", "node", node] => Needs::one(Named(Resource::Session, decode(node), Read)),
         ["session", "destroy" | "renew" | "info", id] => {

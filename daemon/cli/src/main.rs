@@ -20,6 +20,7 @@ mod output;
 mod sync_cmd;
 mod tls;
 mod validate;
+mod watch_cmd;
 
 use std::process::ExitCode;
 
@@ -81,6 +82,11 @@ enum Command {
     ForceLeave(misc::ForceLeaveArgs),
     /// Put the node or a service in maintenance mode (out of healthy answers)
     Maint(misc::MaintArgs),
+    /// Fire a user event to every agent (or those its filters pick)
+    Event(watch_cmd::EventArgs),
+    /// Watch a key, prefix, services, nodes, a service, checks or events;
+    /// run a handler on each change
+    Watch(watch_cmd::WatchArgs),
     /// The agent's configuration and runtime figures, by section
     Info(output::HttpArgs),
     /// Print the version
@@ -157,6 +163,8 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Info(http) => misc::info(&http).await,
         Command::ForceLeave(args) => misc::force_leave(&args).await,
         Command::Maint(args) => misc::maint(&args).await,
+        Command::Event(args) => watch_cmd::event(&args).await,
+        Command::Watch(args) => watch_cmd::watch(&args).await,
         Command::Version => misc::version(),
     }
 }

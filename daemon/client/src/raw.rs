@@ -90,6 +90,24 @@ impl Client {
         })
     }
 
+    /// A write whose body is raw bytes (an event's payload); the answer as JSON.
+    pub async fn write_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Value> {
+        let req = self.request(method, self.raw_url(path, query)).body(body);
+        let resp = self.check(self.execute(req).await?).await?;
+        let url = resp.url().to_string();
+        let bytes = resp.bytes().await.map_err(|e| self.transport_error(&e))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
+            url,
+            reason: e.to_string(),
+        })
+    }
+
     /// `GET /v1/<path>` as bytes (snapshots).
     pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>> {
         let resp = self.send(Method::GET, self.raw_url(path, &[])).await?;

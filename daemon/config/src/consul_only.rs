@@ -85,7 +85,6 @@ pub(crate) const CONSUL_ONLY_KEYS: &[&str] = &[
     "unix_sockets",
     "verify_incoming_https",
     "verify_incoming_rpc",
-    "watches",
     "xds",
     "ports.serf_wan",
     "ports.sidecar_min_port",

@@ -39,6 +39,7 @@ pub use resources::{
 };
 pub use runtime::{
     AclConfig, AclPolicy, Addresses, DnsConfig, Limits, LiveConfig, LogFile, Ports, RuntimeConfig,
+    WatchConfig, WatchHandler,
 };
 pub use tls::{
     AutoEncrypt, RawAutoEncrypt, RawTls, RawTlsFiles, TlsConfig, TlsSurface, TlsVersion,

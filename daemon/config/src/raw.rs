@@ -15,6 +15,38 @@ use serde_json::Value;
 use crate::error::Origin;
 use crate::tls::RawTls;
 
+/// One `watches` entry (Consul's keys).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RawWatch {
+    /// key, keyprefix, services, nodes, service, checks or event.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// The key (type key).
+    pub key: Option<String>,
+    /// The key prefix (type keyprefix).
+    pub prefix: Option<String>,
+    /// The service (types service and checks).
+    pub service: Option<String>,
+    /// Only instances with these tags (type service).
+    pub tag: Option<Vec<String>>,
+    /// Only passing instances (type service).
+    pub passingonly: Option<bool>,
+    /// Only checks in this state (type checks).
+    pub state: Option<String>,
+    /// The event name (type event).
+    pub name: Option<String>,
+    /// The handler as a program and its arguments.
+    pub args: Option<Vec<String>>,
+    /// The handler as a shell command line (Consul's older form).
+    pub handler: Option<String>,
+    /// `script` (the only kind mesh runs).
+    pub handler_type: Option<String>,
+    /// The ACL token the watch reads with (default: the agent's default token).
+    pub token: Option<String>,
+}
+
 /// Consul agent configuration keys, all optional (`None` = not set by this source).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
@@ -147,6 +179,9 @@ pub struct RawConfig {
     pub config_entry: Option<Value>,
     /// `ca { }`: the Connect CA's settings as a mesh.d resource.
     pub ca: Option<Value>,
+    /// `watches = [{ type = "key", key = "…", args = ["handler"] }]`: each
+    /// runs its handler on every change, as `mesh watch` does; files append.
+    pub watches: Option<Vec<RawWatch>>,
 
     /// Files this config was read from, in merge order.
     #[serde(skip)]

@@ -97,11 +97,23 @@ fn table(object: &Value, prefix: &str, blocks: &mut Vec<(String, Vec<String>)>, 
         let (ty, def) = type_of(prop);
         let ty = match def {
             Some(def) => {
+                // A list of blocks is described by its element's block.
+                let list = ty.starts_with("list of");
+                let path = if list {
+                    format!("{path}[]")
+                } else {
+                    path.clone()
+                };
                 match blocks.iter_mut().find(|(d, _)| *d == def) {
-                    Some((_, paths)) => paths.push(path.clone()),
-                    None => blocks.push((def, vec![path.clone()])),
+                    Some((_, paths)) => paths.push(path),
+                    None => blocks.push((def, vec![path])),
                 }
-                "block (below)".to_string()
+                if list {
+                    "list of blocks (below)"
+                } else {
+                    "block (below)"
+                }
+                .to_string()
             }
             None => ty,
         };
@@ -141,7 +153,10 @@ fn type_of(prop: &Value) -> (String, Option<String>) {
     };
     let ty = types.into_iter().find(|t| *t != "null");
     let text = match ty {
-        Some("array") => format!("list of {}", type_of(&prop["items"]).0),
+        Some("array") => {
+            let (item, def) = type_of(&prop["items"]);
+            return (format!("list of {item}"), def);
+        }
         Some("object") => format!("map of {}", type_of(&prop["additionalProperties"]).0),
         Some("integer") => "integer".into(),
         Some("number") => "number".into(),

@@ -17,6 +17,25 @@ pub struct LiveConfig {
     pub connect_enabled: bool,
     /// The CA configuration a new CA is created with.
     pub connect_ca: Option<serde_json::Value>,
+    /// `watches`: restarted when they change.
+    pub watches: Vec<WatchConfig>,
+}
+
+/// One checked `watches` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchConfig {
+    pub kind: mesh_types::watch::WatchKind,
+    pub handler: WatchHandler,
+    pub token: Option<String>,
+}
+
+/// How a watch's handler runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchHandler {
+    /// `args`: a program and its arguments.
+    Args(Vec<String>),
+    /// `handler`: a command line for `sh -c`.
+    Shell(String),
 }
 
 /// Everything `mesh agent` needs to start, after files and flags are merged and checked.
@@ -78,6 +97,8 @@ pub struct RuntimeConfig {
     pub connect_enabled: bool,
     /// `connect { ca_provider, ca_config }` as a CA configuration body, if set.
     pub connect_ca: Option<serde_json::Value>,
+    /// `watches`.
+    pub watches: Vec<WatchConfig>,
     /// `connect { managed_sidecars }`: the agent runs sidecars itself.
     pub connect_managed_sidecars: bool,
     /// `connect { managed_gateways }`: the agent runs the gateways its
@@ -260,6 +281,7 @@ impl RuntimeConfig {
             acl: self.acl.clone(),
             connect_enabled: self.connect_enabled,
             connect_ca: self.connect_ca.clone(),
+            watches: self.watches.clone(),
         }
     }
 }

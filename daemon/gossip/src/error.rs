@@ -34,6 +34,11 @@ pub enum GossipError {
     #[error("timed out after {0:?} waiting for the leave message to be gossiped")]
     LeaveTimeout(std::time::Duration),
 
+    /// A user event whose encoding (name, payload, filters) exceeds
+    /// [`crate::MAX_EVENT_BYTES`]; the size is given.
+    #[error("the event takes {0} bytes encoded; gossip allows {max}", max = crate::MAX_EVENT_BYTES)]
+    EventTooLarge(usize),
+
     /// This node has already left the cluster; start a new gossip instance to rejoin.
     #[error("this node has left the gossip pool")]
     Left,

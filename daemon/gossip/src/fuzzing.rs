@@ -39,7 +39,12 @@ fn deliver(plain: &[u8]) {
         tags: BTreeMap::new(),
         version: 1,
     };
-    let mut foca = crate::node::new_foca(id, &Timing::lan(), &left);
+    let mut foca = crate::node::new_foca(
+        id,
+        &Timing::lan(),
+        &left,
+        &Arc::new(Mutex::new(crate::events::EventLog::new())),
+    );
     let mut rt = AccumulatingRuntime::new();
     let _ = foca.handle_data(plain, &mut rt);
     let _ = PushPull::decode(plain);

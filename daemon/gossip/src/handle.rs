@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::encryption::WarnLimit;
+use crate::events::{EventLog, NewEvent, UserEvent, MAX_EVENT_BYTES};
 use crate::identity::{LeftSet, NodeId, MAX_IDENTITY_LEN};
 use crate::node::{self, Command, Node, Shared};
 use crate::{
@@ -28,6 +29,8 @@ struct Inner {
     members: watch::Receiver<Vec<Member>>,
     /// Who left, and who was pruned (`force-leave -prune`).
     left_set: Arc<Mutex<LeftSet>>,
+    /// User events seen (fired here or received).
+    events: Arc<Mutex<EventLog>>,
     /// Taken on shutdown so the sockets close.
     shared: Mutex<Option<Arc<Shared>>>,
     gossip_interval: Duration,
@@ -116,12 +119,14 @@ impl Gossip {
         let (members_tx, members) = watch::channel(vec![me]);
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let left_set = Arc::new(Mutex::new(LeftSet::default()));
+        let events = Arc::new(Mutex::new(EventLog::new()));
         let node = Node::new(
             id,
             shared.clone(),
             members_tx,
             commands.downgrade(),
             left_set.clone(),
+            events.clone(),
         );
         let task = tokio::spawn(node.run(commands_rx));
         tracing::info!(%local_addr, advertise = %addr, encrypted = shared.encryption().keyring.is_some(), "gossip started");
@@ -130,6 +135,7 @@ impl Gossip {
                 commands,
                 members,
                 left_set,
+                events,
                 gossip_interval: shared.timing.gossip_interval,
                 shared: Mutex::new(Some(shared)),
                 local_addr,
@@ -233,6 +239,37 @@ impl Gossip {
         self.request(|reply| Command::ForceLeave { name, prune, reply })
             .await?
             .map_err(GossipError::ForceLeave)
+    }
+
+    /// Fires a user event: recorded here and spread to every member.
+    pub async fn fire_event(&self, new: NewEvent) -> Result<UserEvent, GossipError> {
+        let event = UserEvent {
+            id: random_id(),
+            name: new.name,
+            payload: new.payload,
+            node_filter: new.node_filter,
+            service_filter: new.service_filter,
+            tag_filter: new.tag_filter,
+            ltime: self.inner.events.lock().next_time(),
+        };
+        let size = event.encode().len();
+        if size > MAX_EVENT_BYTES {
+            return Err(GossipError::EventTooLarge(size));
+        }
+        let sent = event.clone();
+        self.request(|reply| Command::FireEvent(sent, reply))
+            .await??;
+        Ok(event)
+    }
+
+    /// The recent user events (at most [`crate::EVENT_BUFFER`]), oldest first.
+    pub fn events(&self) -> Vec<UserEvent> {
+        self.inner.events.lock().recent()
+    }
+
+    /// Changes each time an event is recorded.
+    pub fn subscribe_events(&self) -> watch::Receiver<u64> {
+        self.inner.events.lock().subscribe()
     }
 
     /// The gossip encryption in force.
@@ -356,6 +393,14 @@ impl Gossip {
             .map_err(|_| GossipError::Shutdown)?;
         rx.await.map_err(|_| GossipError::Shutdown)
     }
+}
+
+/// A random version-4 UUID's bytes (Consul's event IDs are UUIDs).
+fn random_id() -> [u8; 16] {
+    let mut id: [u8; 16] = rand::random();
+    id[6] = (id[6] & 0x0f) | 0x40;
+    id[8] = (id[8] & 0x3f) | 0x80;
+    id
 }
 
 impl std::fmt::Debug for Gossip {

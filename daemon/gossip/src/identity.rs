@@ -7,6 +7,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use crate::events::{EventLog, UserEvent};
 use crate::Role;
 
 /// A node's identity as foca sees it.
@@ -158,21 +159,33 @@ impl LeaveNotice {
     }
 }
 
-/// Foca's handle on leave notices: records them and decides whether to keep spreading them.
-pub(crate) struct LeaveHandler(pub Arc<Mutex<LeftSet>>);
+/// Foca's handle on custom broadcasts: leave notices and user events. It
+/// records each and decides whether to keep spreading it.
+pub(crate) struct LeaveHandler {
+    pub left: Arc<Mutex<LeftSet>>,
+    pub events: Arc<Mutex<EventLog>>,
+}
 
-/// A leave notice in foca's broadcast queue; a newer one for the same name replaces it.
-pub(crate) struct LeaveKey(LeaveNotice);
+/// A broadcast in foca's queue: a newer leave notice for the same name
+/// replaces an older one; events are unique by ID.
+pub(crate) enum LeaveKey {
+    Leave(LeaveNotice),
+    Event([u8; 16]),
+}
 
 impl foca::Invalidates for LeaveKey {
     fn invalidates(&self, other: &Self) -> bool {
-        self.0.name == other.0.name && self.0.version >= other.0.version
+        match (self, other) {
+            (LeaveKey::Leave(a), LeaveKey::Leave(b)) => a.name == b.name && a.version >= b.version,
+            (LeaveKey::Event(a), LeaveKey::Event(b)) => a == b,
+            _ => false,
+        }
     }
 }
 
-/// A broadcast that is not a leave notice (a different or newer protocol).
+/// A broadcast that is neither a leave notice nor an event (a different or newer protocol).
 #[derive(Debug, thiserror::Error)]
-#[error("malformed leave notice: {0}")]
+#[error("malformed broadcast: {0}")]
 pub(crate) struct BadNotice(postcard::Error);
 
 impl foca::BroadcastHandler<NodeId> for LeaveHandler {
@@ -184,15 +197,24 @@ impl foca::BroadcastHandler<NodeId> for LeaveHandler {
         data: &[u8],
         _sender: Option<&NodeId>,
     ) -> Result<Option<LeaveKey>, BadNotice> {
+        // Only new information is passed on, otherwise it would circulate forever.
+        if let Some(event) = UserEvent::decode(data) {
+            let event = event.map_err(BadNotice)?;
+            let id = event.id;
+            return Ok(self
+                .events
+                .lock()
+                .record(event)
+                .then_some(LeaveKey::Event(id)));
+        }
         let notice = LeaveNotice::decode(data)?;
-        let mut left = self.0.lock();
+        let mut left = self.left.lock();
         let fresh = if notice.prune {
             left.prune(&notice.name, notice.version)
         } else {
             left.insert(&notice.name, notice.version)
         };
-        // Only new information is passed on, otherwise it would circulate forever.
-        Ok(fresh.then_some(LeaveKey(notice)))
+        Ok(fresh.then_some(LeaveKey::Leave(notice)))
     }
 }
 
@@ -225,7 +247,10 @@ mod tests {
     #[test]
     fn leave_notices_spread_once() {
         let set = Arc::new(Mutex::new(LeftSet::default()));
-        let mut h = LeaveHandler(set.clone());
+        let mut h = LeaveHandler {
+            left: set.clone(),
+            events: Arc::new(Mutex::new(EventLog::new())),
+        };
         let data = postcard::to_allocvec(&LeaveNotice {
             name: "a".into(),
             version: 5,
@@ -260,5 +285,43 @@ mod tests {
         assert!(h.receive_item(&pruned, None).unwrap().is_some());
         assert!(h.receive_item(&pruned, None).unwrap().is_none());
         assert!(set.lock().is_pruned(&id(5)));
+    }
+
+    #[test]
+    fn events_spread_once_and_read_as_nobody_by_older_agents() {
+        let set = Arc::new(Mutex::new(LeftSet::default()));
+        let events = Arc::new(Mutex::new(EventLog::new()));
+        let mut h = LeaveHandler {
+            left: set.clone(),
+            events: events.clone(),
+        };
+        let event = UserEvent {
+            id: [7; 16],
+            name: "deploy".into(),
+            payload: b"v2".to_vec(),
+            node_filter: String::new(),
+            service_filter: "web".into(),
+            tag_filter: String::new(),
+            ltime: 9,
+        };
+        let data = event.encode();
+        assert!(h.receive_item(&data, None).unwrap().is_some());
+        assert!(h.receive_item(&data, None).unwrap().is_none());
+        assert_eq!(events.lock().recent(), vec![event]);
+        assert_eq!(
+            events.lock().next_time(),
+            10,
+            "the clock witnesses received times"
+        );
+        // An agent that predates events decodes one as the empty name (no
+        // member has it) or not at all; either way no member is marked left.
+        if let Ok(notice) = postcard::from_bytes::<LeaveNoticeV1>(&data) {
+            assert_eq!(notice.name, "");
+        }
+        assert!(set.lock().entries().is_empty());
+        assert!(
+            h.receive_item(&[0, 1, 0xff], None).is_err(),
+            "a malformed event is an error"
+        );
     }
 }

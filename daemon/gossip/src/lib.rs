@@ -10,6 +10,7 @@
 mod config;
 mod encryption;
 mod error;
+mod events;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 mod handle;
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 pub use config::{GossipConfig, Timing};
 pub use encryption::{load_keyring_file, Encryption, KeyAnswer, KeyOp, NodeAnswer};
 pub use error::{ForceLeaveError, GossipError, JoinFailure};
+pub use events::{NewEvent, UserEvent, EVENT_BUFFER, MAX_EVENT_BYTES};
 pub use handle::Gossip;
 pub use keyring::{decode_base64, generate_key, DecryptError, Keyring};
 pub use transport::{BoxFuture, Conn, NetTransport, Transport};

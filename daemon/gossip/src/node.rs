@@ -15,10 +15,11 @@ use tokio::task::JoinSet;
 use tokio::time::{Duration, Instant, MissedTickBehavior};
 
 use crate::encryption::{self, Encryption, KeyAnswer, KeyOp, WarnLimit};
+use crate::events::{EventLog, UserEvent};
 use crate::identity::{LeaveHandler, LeaveNotice, LeftSet, NodeId, MAX_IDENTITY_LEN};
 use crate::transport::Transport;
 use crate::wire::{self, OpenError, PushPull, DECRYPT_FAILED};
-use crate::{ForceLeaveError, Member, MemberStatus, Timing};
+use crate::{ForceLeaveError, GossipError, Member, MemberStatus, Timing};
 
 type Swim = Foca<NodeId, PostcardCodec, SmallRng, LeaveHandler>;
 
@@ -42,6 +43,8 @@ pub(crate) enum Command {
         prune: bool,
         reply: oneshot::Sender<Result<(), ForceLeaveError>>,
     },
+    /// Spreads a user event (already recorded by the caller's handler).
+    FireEvent(UserEvent, oneshot::Sender<Result<(), GossipError>>),
     /// Gossips the leave again; answers true once nothing is left to send.
     LeaveProgress(oneshot::Sender<bool>),
     /// Stops the node and its helper tasks.
@@ -102,6 +105,7 @@ pub(crate) struct Node {
     rt: AccumulatingRuntime<NodeId>,
     shared: Arc<Shared>,
     left_set: Arc<Mutex<LeftSet>>,
+    events: Arc<Mutex<EventLog>>,
     timers: BinaryHeap<Reverse<Scheduled>>,
     timer_seq: u64,
     members: watch::Sender<Vec<Member>>,
@@ -121,13 +125,15 @@ impl Node {
         members: watch::Sender<Vec<Member>>,
         commands: mpsc::WeakUnboundedSender<Command>,
         left_set: Arc<Mutex<LeftSet>>,
+        events: Arc<Mutex<EventLog>>,
     ) -> Node {
-        let foca = new_foca(id, &shared.timing, &left_set);
+        let foca = new_foca(id, &shared.timing, &left_set, &events);
         Node {
             foca,
             rt: AccumulatingRuntime::new(),
             shared,
             left_set,
+            events,
             timers: BinaryHeap::new(),
             timer_seq: 0,
             members,
@@ -204,6 +210,9 @@ impl Node {
             }
             Command::ForceLeave { name, prune, reply } => {
                 let _ = reply.send(self.force_leave(&name, prune));
+            }
+            Command::FireEvent(event, reply) => {
+                let _ = reply.send(self.fire_event(event));
             }
             Command::LeaveProgress(reply) => {
                 // Our leave notice rides with our own down update; once it has been
@@ -323,7 +332,12 @@ impl Node {
             .cloned()
             .collect();
         tracing::info!("reconnected after isolation; rejoining the gossip pool");
-        self.foca = new_foca(me.bumped(), &self.shared.timing, &self.left_set);
+        self.foca = new_foca(
+            me.bumped(),
+            &self.shared.timing,
+            &self.left_set,
+            &self.events,
+        );
         // Timers of the old instance must not reach the new one.
         self.timers.clear();
         self.pool_size = 1;
@@ -428,6 +442,25 @@ impl Node {
         tracing::info!(node = %name, prune, "force-leave: member marked as left");
         self.drain();
         self.publish();
+        Ok(())
+    }
+
+    /// Hands the event to foca, which passes it to our handler (recording
+    /// it here) and queues it for gossip.
+    fn fire_event(&mut self, event: UserEvent) -> Result<(), GossipError> {
+        if self.left {
+            return Err(GossipError::Left);
+        }
+        self.foca
+            .add_broadcast(&event.encode())
+            .map_err(|e| GossipError::Config(format!("could not queue the event: {e}")))?;
+        // Send it now rather than at the next gossip round.
+        if self.foca.num_members() > 0 {
+            if let Err(e) = self.foca.gossip(&mut self.rt) {
+                tracing::debug!(error = %e, "gossiping an event failed");
+            }
+        }
+        self.drain();
         Ok(())
     }
 
@@ -586,14 +619,22 @@ impl Node {
     }
 }
 
-pub(crate) fn new_foca(id: NodeId, timing: &Timing, left_set: &Arc<Mutex<LeftSet>>) -> Swim {
+pub(crate) fn new_foca(
+    id: NodeId,
+    timing: &Timing,
+    left_set: &Arc<Mutex<LeftSet>>,
+    events: &Arc<Mutex<EventLog>>,
+) -> Swim {
     use rand_foca::SeedableRng as _;
     Foca::with_custom_broadcast(
         id,
         timing.foca_config(1),
         SmallRng::seed_from_u64(rand::rng().random()),
         PostcardCodec,
-        LeaveHandler(left_set.clone()),
+        LeaveHandler {
+            left: left_set.clone(),
+            events: events.clone(),
+        },
     )
 }
 

@@ -12,6 +12,7 @@ mod kv;
 mod legacy;
 mod session;
 mod spiffe;
+pub mod watch;
 
 pub use acl::{
     AclPolicy, AclToken, ANONYMOUS_TOKEN_ID, GLOBAL_MANAGEMENT_POLICY_ID,

@@ -347,3 +347,68 @@ async fn simultaneous_identity_changes_converge_without_false_failures() {
     );
     shutdown(&nodes).await;
 }
+
+#[tokio::test]
+async fn a_user_event_reaches_every_member_once_and_an_oversized_one_is_refused() {
+    init_tracing();
+    let net = MemNetwork::new();
+    let nodes = pool(&net, 5).await;
+
+    let fired = nodes[2]
+        .fire_event(mesh_gossip::NewEvent {
+            name: "deploy".into(),
+            payload: b"v2".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(fired.ltime, 1);
+    eventually("every member to record the event exactly once", || async {
+        nodes.iter().enumerate().find_map(|(i, n)| {
+            let seen: Vec<_> = n
+                .events()
+                .into_iter()
+                .filter(|e| e.id == fired.id)
+                .collect();
+            (seen.len() != 1 || seen[0] != fired)
+                .then(|| format!("node {i} has {} copies", seen.len()))
+        })
+    })
+    .await;
+
+    // A second event carries a later Lamport time than the first, on any member.
+    let second = nodes[4]
+        .fire_event(mesh_gossip::NewEvent {
+            name: "deploy".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        second.ltime > fired.ltime,
+        "{} after {}",
+        second.ltime,
+        fired.ltime
+    );
+    eventually("every member to list both events in order", || async {
+        nodes.iter().enumerate().find_map(|(i, n)| {
+            let ids: Vec<_> = n.events().into_iter().map(|e| e.id).collect();
+            (ids != vec![fired.id, second.id]).then(|| format!("node {i} lists {ids:?}"))
+        })
+    })
+    .await;
+
+    let too_big = nodes[0]
+        .fire_event(mesh_gossip::NewEvent {
+            name: "big".into(),
+            payload: vec![b'x'; mesh_gossip::MAX_EVENT_BYTES],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(too_big, mesh_gossip::GossipError::EventTooLarge(n) if n > mesh_gossip::MAX_EVENT_BYTES),
+        "{too_big}"
+    );
+    assert!(nodes[0].events().iter().all(|e| e.name != "big"));
+}
