@@ -31,6 +31,7 @@ mod intentions;
 mod keyring;
 mod linearizable;
 mod partition;
+mod prepared_queries;
 mod proxy;
 mod release;
 mod reload;

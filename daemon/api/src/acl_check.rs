@@ -52,12 +52,20 @@ fn decode_as<T: BodyRequest>(api: &Api, mut parts: Parts, body: Body) -> Decodin
 
 type BodyRoute = fn(&Api, Parts, Body) -> Decoding;
 
+/// `/v1/query/<id>`: one query (not its `execute` or `explain`).
+fn is_query_path(path: &str) -> bool {
+    path.strip_prefix("/v1/query/")
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+}
+
 /// The routes whose target is inside the body, and the request each decodes.
 fn body_route(method: &axum::http::Method, path: &str) -> Option<BodyRoute> {
     use axum::http::Method;
     Some(match (method, path) {
         (&Method::PUT, "/v1/txn") => decode_as::<TxnRequest>,
         (&Method::PUT, "/v1/session/create") => decode_as::<crate::session::SessionCreate>,
+        (&Method::POST, "/v1/query") => decode_as::<crate::prepared_query::QueryWrite>,
+        (&Method::PUT, p) if is_query_path(p) => decode_as::<crate::prepared_query::QueryWrite>,
         (&Method::PUT, "/v1/catalog/register") => decode_as::<CatalogRegister>,
         (&Method::PUT, "/v1/catalog/deregister") => decode_as::<CatalogDeregister>,
         (&Method::PUT, "/v1/config") => decode_as::<ConfigPut>,

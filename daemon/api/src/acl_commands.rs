@@ -102,6 +102,19 @@ pub fn command_allowed(authz: &Authorizer, state: &State, cmd: &Command) -> Resu
                 None => Ok(()),
             }
         }
+        Command::QuerySet { query } => {
+            // Write on the new name and on the name it replaces (a query
+            // with no name: on the empty name, `query_prefix ""`).
+            let old = state.prepared_query(&query.id).map(|q| q.name.clone());
+            [Some(query.name.clone()), old]
+                .into_iter()
+                .flatten()
+                .try_for_each(|n| named(authz, Resource::Query, &n, Write))
+        }
+        Command::QueryDelete { id } => match state.prepared_query(id) {
+            Some(q) => named(authz, Resource::Query, &q.name, Write),
+            None => Ok(()),
+        },
         // Groups hold no groups (the type says so): this recurses once at most.
         Command::AllOrNothing { commands } => commands
             .iter()

@@ -138,6 +138,32 @@ pub(crate) fn needs(api: &Api, method: &Method, path: &str, q: &HashMap<String, 
         }
         ["event", "fire", name] => Needs::one(Named(Resource::Event, decode(name), Write)),
         ["event", "list"] => Needs::filter(Filter::Array("Name", Resource::Event)),
+        ["query"] => Needs::filter(Filter::Array("Name", Resource::Query)),
+        ["query", id] => {
+            // Reads and deletes need the query's name; an unknown one is a 404.
+            let id = decode(id);
+            match api
+                .state
+                .read(|s| s.prepared_query(&id).map(|q| q.name.clone()))
+            {
+                Some(name) => Needs::one(Named(Resource::Query, name, access)),
+                None => Needs::default(),
+            }
+        }
+        ["query", key, "execute"] => {
+            let key = decode(key);
+            match api.state.read(|s| s.resolve_query(&key).map(|q| q.service)) {
+                Some(service) => Needs::one(Named(Resource::Service, service, Read)),
+                None => Needs::default(),
+            }
+        }
+        ["query", key, "explain"] => {
+            let key = decode(key);
+            match api.state.read(|s| s.resolve_query(&key).map(|q| q.name)) {
+                Some(name) => Needs::one(Named(Resource::Query, name, Read)),
+                None => Needs::default(),
+            }
+        }
         ["session", "list"] => Needs::filter(Filter::Array("Node", Resource::Session)),
         ["session", "node", node] => Needs::one(Named(Resource::Session, decode(node), Read)),
         ["session", "destroy" | "renew" | "info", id] => {

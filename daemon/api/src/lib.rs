@@ -24,6 +24,7 @@ mod health;
 mod intentions;
 mod kv;
 mod params;
+mod prepared_query;
 mod query;
 mod session;
 mod snapshot;
@@ -236,6 +237,18 @@ impl Api {
             .route("/v1/session/info/{id}", get(session::info))
             .route("/v1/session/node/{node}", get(session::node))
             .route("/v1/session/list", get(session::list))
+            .route(
+                "/v1/query",
+                get(prepared_query::list).post(prepared_query::create),
+            )
+            .route(
+                "/v1/query/{id}",
+                get(prepared_query::get_one)
+                    .put(prepared_query::update)
+                    .delete(prepared_query::delete),
+            )
+            .route("/v1/query/{id}/execute", get(prepared_query::execute))
+            .route("/v1/query/{id}/explain", get(prepared_query::explain))
             .route("/v1/catalog/register", put(catalog::register))
             .route("/v1/catalog/deregister", put(catalog::deregister))
             .route("/v1/catalog/nodes", get(catalog::nodes))

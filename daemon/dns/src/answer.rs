@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hickory_server::proto::rr::rdata::{PTR, SRV, TXT};
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
@@ -65,6 +66,13 @@ pub(crate) fn answer(zone: &Zone<'_>, lookup: &Lookup<'_>, q: &Question<'_>) -> 
                 .map_or(&[][..], |g| &g.instances[..]);
             instances(zone, q, name, all, None)
         }
+        Lookup::Query { .. } => match zone.query {
+            Some(r) => {
+                let picked = r.instances.iter().collect();
+                instances_picked(zone, q, &r.service, picked, r.ttl)
+            }
+            None => zone.nx_domain(),
+        },
         Lookup::Node { name, .. } => node(zone, q, name),
         Lookup::Addr { ip, .. } => {
             let mut answer = zone.empty();
@@ -84,6 +92,7 @@ fn in_our_dc(zone: &Zone<'_>, lookup: &Lookup<'_>) -> bool {
         Lookup::Service { dc, .. }
         | Lookup::Connect { dc, .. }
         | Lookup::Ingress { dc, .. }
+        | Lookup::Query { dc, .. }
         | Lookup::Node { dc, .. }
         | Lookup::Addr { dc, .. } => *dc,
         _ => None,
@@ -174,10 +183,79 @@ fn instances(
     tag: Option<&str>,
 ) -> Answer {
     let only_passing = zone.settings.only_passing;
-    let mut picked: Vec<&Instance> = all
+    let picked: Vec<&Instance> = all
         .iter()
         .filter(|i| i.healthy(only_passing) && tag.is_none_or(|t| i.has_tag(t)))
         .collect();
+    instances_picked(zone, q, service, picked, None)
+}
+
+/// What a prepared query answered, as DNS records need it.
+pub(crate) struct QueryResult {
+    pub service: String,
+    /// Already filtered by the query (health, tags, meta) and by what the
+    /// view may show.
+    pub instances: Vec<Instance>,
+    /// The query's own `DNS.TTL`, if it has one.
+    pub ttl: Option<u32>,
+}
+
+/// Runs prepared query `name` (an ID, a name or a template's match) on the
+/// state; only instances the view shows (readable under DNS's ACL) are kept.
+pub(crate) fn run_query(
+    store: &mesh_state::StateStore,
+    view: &crate::view::View,
+    name: &str,
+) -> Option<QueryResult> {
+    use crate::view::{instance, lower};
+    store.read(|s| {
+        let query = s.resolve_query(name)?;
+        let groups = if query.connect {
+            &view.proxies
+        } else {
+            &view.services
+        };
+        if !groups.contains_key(&*lower(&query.service)) {
+            // Unknown, or not readable with DNS's token: no instances.
+            return Some(QueryResult {
+                service: query.service.clone(),
+                instances: Vec::new(),
+                ttl: None,
+            });
+        }
+        let instances = s
+            .run_query(&query, "")
+            .iter()
+            .filter(|h| view.nodes.contains_key(&*lower(&h.node.name)))
+            .map(|h| {
+                instance(
+                    Arc::from(h.node.name.as_str()),
+                    h.node,
+                    h.service,
+                    h.status(),
+                )
+            })
+            .collect();
+        let ttl = mesh_types::parse_go_duration(&query.dns_ttl)
+            .ok()
+            .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+        Some(QueryResult {
+            service: query.service.clone(),
+            instances,
+            ttl,
+        })
+    })
+}
+
+/// Records for `picked` instances of `service` (shuffled, bounded by the
+/// answer limits); `ttl` overrides the service's TTL.
+fn instances_picked(
+    zone: &Zone<'_>,
+    q: &Question<'_>,
+    service: &str,
+    mut picked: Vec<&Instance>,
+    ttl: Option<u32>,
+) -> Answer {
     if picked.is_empty() {
         return zone.nx_domain();
     }
@@ -185,7 +263,7 @@ fn instances(
 
     let settings = zone.settings;
     let udp_limit = (q.udp && settings.udp_answer_limit > 0).then_some(settings.udp_answer_limit);
-    let ttl = settings.service_ttl(service);
+    let ttl = ttl.unwrap_or_else(|| settings.service_ttl(service));
     let mut answer = zone.empty();
     let cut = match q.qtype {
         RecordType::A | RecordType::AAAA | RecordType::ANY => {

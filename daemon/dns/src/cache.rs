@@ -197,6 +197,7 @@ fn template(request: &Request, handler: &Handler) -> Option<Template> {
     }
     let depends = Dependency::of(&lookup, &handler.view)?;
     let zone = Zone {
+        query: None,
         settings,
         view: &handler.view,
         domain: lookup_domain(&lookup),

@@ -30,6 +30,11 @@ impl Catalog {
         }
     }
 
+    /// The state store the views are built from.
+    pub fn store(&self) -> Arc<StateStore> {
+        self.store.clone()
+    }
+
     /// A view at least as new as every write applied before the call,
     /// showing what `acl` may read (everything when ACLs are off).
     pub fn view(&self, acl: Option<&DnsAcl>) -> Arc<View> {

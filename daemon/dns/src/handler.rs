@@ -32,6 +32,9 @@ pub(crate) struct Handler {
     /// The address the server is bound to, if specific (glue for `ns.`).
     pub own_ip: Option<IpAddr>,
     pub forwarder: Forwarder,
+    /// Prepared queries run against the state itself (templates match
+    /// any name under their prefix, so no view can hold their answers).
+    pub store: Arc<mesh_state::StateStore>,
 }
 
 /// The OPT record we answer an EDNS query with.
@@ -79,11 +82,18 @@ impl RequestHandler for Handler {
         let local = match (query.query_class(), qtype) {
             (DNSClass::IN | DNSClass::ANY, RecordType::AXFR | RecordType::IXFR) => None,
             (DNSClass::IN | DNSClass::ANY, _) => {
+                let query_result = match lookup {
+                    Lookup::Query { name, .. } => {
+                        crate::answer::run_query(&self.store, &self.view, name)
+                    }
+                    _ => None,
+                };
                 let zone = Zone {
                     settings: &self.settings,
                     view: &self.view,
                     domain: lookup_domain(&lookup),
                     own_ip: self.own_ip,
+                    query: query_result.as_ref(),
                 };
                 let question = Question {
                     name: query.original().name(),
@@ -124,6 +134,7 @@ pub(crate) fn lookup_domain(lookup: &Lookup<'_>) -> usize {
         | Lookup::Service { domain, .. }
         | Lookup::Connect { domain, .. }
         | Lookup::Ingress { domain, .. }
+        | Lookup::Query { domain, .. }
         | Lookup::Node { domain, .. }
         | Lookup::Addr { domain, .. }
         | Lookup::Missing { domain } => domain,

@@ -34,6 +34,12 @@ pub enum Lookup<'a> {
         name: &'a str,
         dc: Option<&'a str>,
     },
+    /// `<name or ID>.query[.<dc>].<domain>`: a prepared query's answer.
+    Query {
+        domain: usize,
+        name: &'a str,
+        dc: Option<&'a str>,
+    },
     /// `<node>.node[.<dc>].<domain>`.
     Node {
         domain: usize,
@@ -115,6 +121,12 @@ fn parse_in_domain<'a>(rest: &[&'a [u8]], domain: usize) -> Option<Lookup<'a>> {
             name: text(one)?,
             dc,
         })
+    } else if kind.eq_ignore_ascii_case(b"query") {
+        Some(Lookup::Query {
+            domain,
+            name: text(one)?,
+            dc,
+        })
     } else if kind.eq_ignore_ascii_case(b"ingress") {
         Some(Lookup::Ingress {
             domain,
@@ -158,9 +170,16 @@ fn service<'a>(parts: &[&'a [u8]], domain: usize, dc: Option<&'a str>) -> Option
 }
 
 fn is_kind(label: &[u8]) -> bool {
-    [&b"service"[..], b"node", b"connect", b"ingress", b"addr"]
-        .iter()
-        .any(|k| label.eq_ignore_ascii_case(k))
+    [
+        &b"service"[..],
+        b"node",
+        b"connect",
+        b"ingress",
+        b"query",
+        b"addr",
+    ]
+    .iter()
+    .any(|k| label.eq_ignore_ascii_case(k))
 }
 
 fn ends_with(labels: &[&[u8]], suffix: &[Vec<u8>]) -> bool {

@@ -38,6 +38,8 @@ pub(crate) struct Zone<'a> {
     pub domain: usize,
     /// This server's own address, when bound to a specific one (glue for `ns.`).
     pub own_ip: Option<IpAddr>,
+    /// For a `.query.` name: what the prepared query answered, if it exists.
+    pub query: Option<&'a crate::answer::QueryResult>,
 }
 
 impl Zone<'_> {

@@ -112,6 +112,7 @@ impl DnsServer {
                 view: self.catalog.view(acl.as_ref()),
                 own_ip,
                 forwarder: self.forwarder.clone(),
+                store: self.catalog.store(),
             },
             config,
             acl,

@@ -186,7 +186,7 @@ fn dns_authorizer(state: &State, acl: &DnsAcl) -> Authorizer {
     }
 }
 
-fn lower(s: &str) -> Cow<'_, str> {
+pub(crate) fn lower(s: &str) -> Cow<'_, str> {
     if s.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(s.to_ascii_lowercase())
     } else {
@@ -488,7 +488,12 @@ fn node_entry(node: &Node) -> NodeEntry {
     }
 }
 
-fn instance(node_name: Arc<str>, node: &Node, service: &Service, health: CheckStatus) -> Instance {
+pub(crate) fn instance(
+    node_name: Arc<str>,
+    node: &Node,
+    service: &Service,
+    health: CheckStatus,
+) -> Instance {
     let own = Address::parse(&service.address);
     let (addr, own_address) = match own {
         Address::None => (Address::parse(&node.address), false),

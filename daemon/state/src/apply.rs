@@ -185,6 +185,8 @@ impl State {
             } => self.kv_release(index, key, value, flags, session),
             // Answered by the leader from memory; never in the log.
             Command::SessionRenew { .. } => rejected("session renewals are not log entries"),
+            Command::QuerySet { query } => self.query_set(index, query),
+            Command::QueryDelete { id } => self.query_delete(index, &id),
         }
     }
 

@@ -12,9 +12,11 @@ pub enum Table {
     /// ACL tokens and policies.
     Acl,
     Sessions,
+    /// Prepared queries.
+    Queries,
 }
 
-const TABLES: [Table; 8] = [
+const TABLES: [Table; 9] = [
     Table::Kv,
     Table::Nodes,
     Table::Services,
@@ -23,12 +25,13 @@ const TABLES: [Table; 8] = [
     Table::Ca,
     Table::Acl,
     Table::Sessions,
+    Table::Queries,
 ];
 
 /// Wakes waiters when a table changes or the applied index moves. Waiters
 /// subscribe before reading, so no change between read and wait is missed.
 pub struct WatchHub {
-    tables: [watch::Sender<u64>; 8],
+    tables: [watch::Sender<u64>; TABLES.len()],
     applied: watch::Sender<u64>,
 }
 

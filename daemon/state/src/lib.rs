@@ -11,6 +11,7 @@ mod catalog;
 mod decode_props;
 mod hub;
 mod intentions;
+mod queries;
 mod sessions;
 mod snapshot;
 mod tables;

@@ -114,6 +114,10 @@ impl State {
             return Vec::new();
         };
         self.sessions.index = index;
+        let mut changed = vec![Table::Sessions];
+        if self.drop_queries_of_session(index, id) {
+            changed.push(Table::Queries);
+        }
         let held: Vec<String> = self
             .sessions
             .holders
@@ -139,10 +143,11 @@ impl State {
             }
         }
         if held.is_empty() {
-            return vec![Table::Sessions];
+            return changed;
         }
         self.indexes.kv = index;
-        vec![Table::Sessions, Table::Kv]
+        changed.push(Table::Kv);
+        changed
     }
 
     fn remember_delay(&mut self, key: &str, until: Instant) {

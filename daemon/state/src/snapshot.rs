@@ -10,10 +10,12 @@ pub enum SnapshotError {
     Decode(String),
 }
 
-/// Bumped when the snapshot layout changes incompatibly. Format 5 is
-/// format 4's body behind its SHA-256, so a changed byte anywhere is caught
-/// before anything is restored.
-const FORMAT_VERSION: u8 = 5;
+/// Bumped when the snapshot layout changes incompatibly. Format 6 is
+/// format 5 with the prepared query table appended.
+const FORMAT_VERSION: u8 = 6;
+/// Format 5: format 4's body behind its SHA-256, so a changed byte
+/// anywhere is caught before anything is restored; no prepared queries.
+const FORMAT_WITHOUT_QUERIES: u8 = 5;
 /// Format 4: the body alone, no checksum.
 const FORMAT_UNCHECKED: u8 = 4;
 /// Format 3 had no session tables: appended empty, as for format 2.
@@ -50,6 +52,7 @@ pub fn inspect_snapshot(bytes: &[u8]) -> Result<SnapshotSummary, SnapshotError> 
             ("ACLTokens", state.acl.tokens.len()),
             ("ACLPolicies", state.acl.policies.len()),
             ("Sessions", state.sessions.sessions.len()),
+            ("PreparedQueries", state.queries.queries.len()),
         ],
     })
 }
@@ -67,7 +70,8 @@ impl State {
 
     pub(crate) fn from_snapshot(bytes: &[u8]) -> Result<State, SnapshotError> {
         match bytes.split_first() {
-            Some((&FORMAT_VERSION, rest)) => {
+            Some((&(FORMAT_VERSION | FORMAT_WITHOUT_QUERIES), rest)) => {
+                let appended = bytes[0] == FORMAT_WITHOUT_QUERIES;
                 if rest.len() < 32 {
                     return Err(SnapshotError::Decode(
                         "truncated before its checksum".into(),
@@ -79,15 +83,13 @@ impl State {
                         "checksum mismatch: the file was changed or damaged".into(),
                     ));
                 }
-                postcard::from_bytes(body).map_err(|e| SnapshotError::Decode(e.to_string()))
+                decode(body, appended)
             }
-            Some((&FORMAT_UNCHECKED, rest)) => {
-                postcard::from_bytes(rest).map_err(|e| SnapshotError::Decode(e.to_string()))
-            }
+            Some((&FORMAT_UNCHECKED, rest)) => decode(rest, true),
             Some((&FORMAT_WITHOUT_SESSIONS, rest)) => {
                 let mut body = rest.to_vec();
                 body.extend(no_sessions());
-                postcard::from_bytes(&body).map_err(|e| SnapshotError::Decode(e.to_string()))
+                decode(&body, true)
             }
             Some((&FORMAT_WITHOUT_ACL, rest)) => {
                 let mut body = rest.to_vec();
@@ -95,12 +97,26 @@ impl State {
                     postcard::to_stdvec(&crate::acl::AclTables::default()).expect("encodes"),
                 );
                 body.extend(no_sessions());
-                postcard::from_bytes(&body).map_err(|e| SnapshotError::Decode(e.to_string()))
+                decode(&body, true)
             }
             Some((v, _)) => Err(SnapshotError::Decode(format!("format version {v}"))),
             None => Err(SnapshotError::Decode("empty".into())),
         }
     }
+}
+
+/// Decodes a body; one from before prepared queries gets an empty table
+/// appended (postcard writes fields back to back).
+fn decode(body: &[u8], without_queries: bool) -> Result<State, SnapshotError> {
+    let decoded = if without_queries {
+        let mut whole = body.to_vec();
+        whole
+            .extend(postcard::to_stdvec(&crate::queries::QueryTables::default()).expect("encodes"));
+        postcard::from_bytes(&whole)
+    } else {
+        postcard::from_bytes(body)
+    };
+    decoded.map_err(|e| SnapshotError::Decode(e.to_string()))
 }
 
 fn no_sessions() -> Vec<u8> {

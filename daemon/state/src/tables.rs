@@ -42,8 +42,10 @@ pub struct State {
     pub(crate) last_index: u64,
     /// Must stay second to last (snapshot format 2 compatibility).
     pub(crate) acl: crate::acl::AclTables,
-    /// Must stay the last field (snapshot format 3 compatibility).
+    /// Must stay second to last (snapshot format 3 compatibility).
     pub(crate) sessions: crate::sessions::SessionTables,
+    /// Must stay the last field (snapshot format 5 compatibility).
+    pub(crate) queries: crate::queries::QueryTables,
 }
 
 /// The stored CA state and the index that last changed it.
@@ -92,6 +94,7 @@ impl State {
             Table::Ca => self.indexes.ca,
             Table::Acl => self.acl.index,
             Table::Sessions => self.sessions.index,
+            Table::Queries => self.queries.index,
         }
     }
 

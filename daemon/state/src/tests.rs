@@ -3,6 +3,8 @@ use mesh_types::{
     Outcome, Service, TxnOp,
 };
 
+use sha2::{Digest as _, Sha256};
+
 use crate::{StateStore, Table};
 
 struct Fixture {
@@ -606,10 +608,22 @@ fn a_format_3_snapshot_reads_with_no_sessions_and_sessions_survive_a_snapshot() 
     let mut f = Fixture::new();
     f.apply(register("n1", service("web1", "web", ""), vec![]));
     let snap = f.store.snapshot();
-    assert_eq!(snap[0], 5);
-    // Format 4 was format 5's body without the checksum; format 3 was
+    assert_eq!(snap[0], 6);
+    // Format 5 was format 6 without the prepared query table at the end;
+    // format 4 was format 5's body without the checksum; format 3 was
     // format 4 without the session tables at the end.
-    let body = &snap[33..];
+    let no_queries = postcard::to_stdvec(&crate::queries::QueryTables::default()).unwrap();
+    let body = &snap[33..snap.len() - no_queries.len()];
+    let mut five = vec![5];
+    five.extend_from_slice(&Sha256::digest(body));
+    five.extend_from_slice(body);
+    assert_eq!(
+        crate::State::from_snapshot(&five)
+            .unwrap()
+            .service_health("web")
+            .len(),
+        1
+    );
     let mut four = vec![4];
     four.extend_from_slice(body);
     assert_eq!(
@@ -642,4 +656,99 @@ fn a_format_3_snapshot_reads_with_no_sessions_and_sessions_survive_a_snapshot() 
     let state = crate::State::from_snapshot(&f.store.snapshot()).unwrap();
     assert_eq!(state.lock_holder("lock"), Some("s1"));
     assert_eq!(state.session("s1").unwrap().node, "n1");
+}
+
+#[test]
+fn prepared_queries_resolve_by_id_name_and_template_and_go_with_their_session() {
+    let mut f = Fixture::new();
+    let web = |id: &str, tags: &[&str]| {
+        let mut s = service(id, "web", "");
+        s.tags = tags.iter().map(|t| t.to_string()).collect();
+        s
+    };
+    f.apply(register("n1", web("web1", &["primary"]), vec![]));
+    f.apply(register("n2", web("web2", &["replica"]), vec![]));
+    let session = mesh_types::Session {
+        id: "s1".into(),
+        node: "n1".into(),
+        ..Default::default()
+    };
+    assert_eq!(f.apply(Command::SessionCreate { session }), Outcome::Done);
+    let query = |id: &str, name: &str| mesh_types::PreparedQuery {
+        id: id.into(),
+        name: name.into(),
+        service: "web".into(),
+        tags: vec!["!replica".into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        f.apply(Command::QuerySet {
+            query: query("q1", "web-primary")
+        }),
+        Outcome::Done
+    );
+    // Names are unique; the session must exist.
+    assert!(matches!(
+        f.apply(Command::QuerySet { query: query("q2", "web-primary") }),
+        Outcome::Rejected(e) if e.contains("already exists")
+    ));
+    let mut bound = query("q3", "bound");
+    bound.session = "nope".into();
+    assert!(matches!(
+        f.apply(Command::QuerySet {
+            query: bound.clone()
+        }),
+        Outcome::Rejected(_)
+    ));
+    bound.session = "s1".into();
+    assert_eq!(f.apply(Command::QuerySet { query: bound }), Outcome::Done);
+    let template = mesh_types::PreparedQuery {
+        id: "t1".into(),
+        name: "any-".into(),
+        service: "${name.suffix}".into(),
+        template_type: mesh_types::TEMPLATE_NAME_PREFIX_MATCH.into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        f.apply(Command::QuerySet { query: template }),
+        Outcome::Done
+    );
+
+    f.store.read(|s| {
+        for key in ["q1", "web-primary"] {
+            let q = s.resolve_query(key).unwrap();
+            let nodes: Vec<&str> = s
+                .run_query(&q, "")
+                .iter()
+                .map(|h| h.node.name.as_str())
+                .collect();
+            assert_eq!(nodes, vec!["n1"], "{key}");
+        }
+        let q = s.resolve_query("any-web").unwrap();
+        assert_eq!(q.service, "web");
+        let near: Vec<&str> = s
+            .run_query(&q, "n2")
+            .iter()
+            .map(|h| h.node.name.as_str())
+            .collect();
+        assert_eq!(near, vec!["n2", "n1"], "the near node first");
+        assert!(s.resolve_query("nothing").is_none());
+    });
+    // A snapshot keeps them.
+    let restored = crate::State::from_snapshot(&f.store.snapshot()).unwrap();
+    assert_eq!(restored.prepared_queries().count(), 3);
+    // Destroying the session deletes the query bound to it.
+    assert_eq!(
+        f.apply(Command::SessionDestroy { id: "s1".into() }),
+        Outcome::Done
+    );
+    f.store.read(|s| {
+        assert!(s.prepared_query("q3").is_none());
+        assert!(s.prepared_query("q1").is_some());
+    });
+    assert_eq!(
+        f.apply(Command::QueryDelete { id: "q1".into() }),
+        Outcome::Done
+    );
+    assert!(f.store.read(|s| s.resolve_query("web-primary").is_none()));
 }

@@ -181,6 +181,11 @@ pub enum Command {
     /// Renew a session's TTL. Answered by the leader from memory, never
     /// written to the log (as in Consul, renewals are not Raft writes).
     SessionRenew { id: String },
+    /// Create or replace a prepared query (by ID); its name must be free
+    /// and its session must exist.
+    QuerySet { query: crate::PreparedQuery },
+    /// Delete a prepared query.
+    QueryDelete { id: String },
 }
 
 /// The commands an [`Command::AllOrNothing`] group may hold: only these two

@@ -10,6 +10,7 @@ mod duration;
 mod intention;
 mod kv;
 mod legacy;
+mod query;
 mod session;
 mod spiffe;
 pub mod watch;
@@ -31,6 +32,10 @@ pub use intention::{
     sort_by_precedence, HeaderMatch, HttpMatch, Intention, IntentionAction, Permission,
 };
 pub use kv::{KvEntry, MAX_KV_VALUE_BYTES};
+pub use query::{
+    PreparedQuery, MAX_QUERIES, MAX_QUERY_LIST, MAX_QUERY_NAME_BYTES, MAX_QUERY_REGEXP_BYTES,
+    TEMPLATE_NAME_PREFIX_MATCH,
+};
 pub use session::{
     Session, SessionBehavior, DEFAULT_LOCK_DELAY_MS, MAX_LOCK_DELAY_MS, MAX_SESSION_CHECKS,
     MAX_SESSION_NAME_BYTES, MAX_SESSION_TTL_MS, MIN_SESSION_TTL_MS,

@@ -28,7 +28,10 @@ fuzz_target!(|data: &[u8]| {
                 assert!(!tag.is_empty());
             }
         }
-        Lookup::Node { name, .. } | Lookup::Connect { name, .. } => {
+        Lookup::Node { name, .. }
+        | Lookup::Connect { name, .. }
+        | Lookup::Ingress { name, .. }
+        | Lookup::Query { name, .. } => {
             assert!(all_labels(name));
         }
         Lookup::Apex { domain } => assert_eq!(labels.len(), domains[domain].len()),

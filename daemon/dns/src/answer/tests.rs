@@ -46,6 +46,7 @@ fn ask(
         _ => 0,
     };
     let zone = Zone {
+        query: None,
         settings: &settings,
         view,
         domain,

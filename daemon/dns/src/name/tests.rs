@@ -118,6 +118,26 @@ fn the_longest_domain_wins() {
 }
 
 #[test]
+fn prepared_query_names() {
+    assert_eq!(
+        p("web-primary.query.consul."),
+        Lookup::Query {
+            domain: 0,
+            name: "web-primary",
+            dc: None
+        }
+    );
+    assert_eq!(
+        p("Geo-Web.QUERY.dc1.consul."),
+        Lookup::Query {
+            domain: 0,
+            name: "Geo-Web",
+            dc: Some("dc1")
+        }
+    );
+}
+
+#[test]
 fn names_in_our_domain_that_name_nothing() {
     for name in [
         "foo.consul.",
@@ -127,7 +147,7 @@ fn names_in_our_domain_that_name_nothing() {
         "node.consul.",
         "zz.addr.consul.",
         "0a00000g.addr.consul.",
-        "web.query.consul.",
+        "a.b.query.consul.",
         "web.service.dc1.extra.consul.",
         "_._tcp.service.consul.",
     ] {
