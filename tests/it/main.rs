@@ -49,6 +49,7 @@ mod terraform_owner;
 mod tls;
 mod tls_clients;
 mod tools;
+mod txn_catalog;
 mod ui;
 
 use std::time::Duration;

@@ -45,7 +45,7 @@ pub fn command_allowed(authz: &Authorizer, state: &State, cmd: &Command) -> Resu
             false => named(authz, Resource::Key, key, Write),
         },
         Command::Txn { ops } => ops.iter().try_for_each(|op| {
-            let check = txn_check(op);
+            let check = txn_check(op, state);
             need(routes_allowed(authz, &check), || check_text(&check))
         }),
         // An agent's own node: its anti-entropy writes need node write.

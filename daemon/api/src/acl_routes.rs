@@ -283,10 +283,57 @@ pub(crate) fn needs(api: &Api, method: &Method, path: &str, q: &HashMap<String, 
 }
 
 /// What one transaction operation needs: reads need read, a tree delete
-/// write on the whole prefix, other writes write on the key.
-pub(crate) fn txn_check(op: &mesh_types::TxnOp) -> Check {
-    use mesh_types::TxnOp;
+/// write on the whole prefix, other writes write on the key; catalog
+/// operations what the same change through the catalog API needs, named
+/// by what is stored where the body does not say.
+pub(crate) fn txn_check(op: &mesh_types::TxnOp, state: &mesh_state::State) -> Check {
+    use mesh_types::{TxnCatalogOp as C, TxnOp};
+    let service_name = |node: &str, id: &str| {
+        state
+            .service(node, id)
+            .map_or_else(|| id.to_string(), |s| s.name.clone())
+    };
+    let check_target = |node: &str, check_id: &str, service_id: Option<&str>| {
+        let service_id = service_id
+            .map(str::to_string)
+            .or_else(|| state.check(node, check_id).map(|c| c.service_id.clone()))
+            .filter(|s| !s.is_empty());
+        match service_id {
+            Some(id) => Check::Named(Resource::Service, service_name(node, &id), Access::Write),
+            None => Check::Named(Resource::Node, node.to_string(), Access::Write),
+        }
+    };
     match op {
+        TxnOp::Catalog(c) => match c.as_ref() {
+            C::NodeSet { node, .. } => {
+                Check::Named(Resource::Node, node.name.clone(), Access::Write)
+            }
+            C::NodeGet { node } => Check::Named(Resource::Node, node.clone(), Access::Read),
+            C::NodeDelete { node, .. } => Check::Named(Resource::Node, node.clone(), Access::Write),
+            C::ServiceSet { service, .. } => {
+                Check::Named(Resource::Service, service.name.clone(), Access::Write)
+            }
+            C::ServiceGet { node, service_id } => Check::Named(
+                Resource::Service,
+                service_name(node, service_id),
+                Access::Read,
+            ),
+            C::ServiceDelete {
+                node, service_id, ..
+            } => Check::Named(
+                Resource::Service,
+                service_name(node, service_id),
+                Access::Write,
+            ),
+            C::CheckSet { node, check, .. } => {
+                check_target(node, &check.check_id, Some(&check.service_id))
+            }
+            C::CheckDelete { node, check_id, .. } => check_target(node, check_id, None),
+            C::SessionDelete { id } => match state.session(id) {
+                Some(s) => Check::Named(Resource::Session, s.node.clone(), Access::Write),
+                None => Check::Named(Resource::Session, String::new(), Access::Write),
+            },
+        },
         TxnOp::Get { key }
         | TxnOp::GetTree { key }
         | TxnOp::CheckIndex { key, .. }

@@ -197,11 +197,17 @@ pub struct TxnRequest(pub Vec<TxnOp>);
 
 impl BodyRequest for TxnRequest {
     const WHAT: &'static str = "txn";
-    fn decode(_: &Api, _: &Head, body: &Value) -> Result<Self, ApiError> {
-        crate::txn::decode_ops(body).map(TxnRequest)
+    fn decode(api: &Api, head: &Head, body: &Value) -> Result<Self, ApiError> {
+        let ctx = crate::txn::Context {
+            owner: head.owner(),
+            takeover: head.takeover(),
+            datacenter: api.agent.datacenter(),
+        };
+        crate::txn::decode_ops(body, &ctx).map(TxnRequest)
     }
-    fn checks(&self, _: &Api) -> Vec<Check> {
-        self.0.iter().map(txn_check).collect()
+    fn checks(&self, api: &Api) -> Vec<Check> {
+        api.state
+            .read(|s| self.0.iter().map(|op| txn_check(op, s)).collect())
     }
 }
 

@@ -9,7 +9,12 @@ pub fn json_body(data: &[u8]) {
     let Ok(value) = decode_json(data, "fuzz") else {
         return;
     };
-    let _ = crate::txn::decode_ops(&value);
+    let ctx = crate::txn::Context {
+        owner: "api".into(),
+        takeover: false,
+        datacenter: "dc1".into(),
+    };
+    let _ = crate::txn::decode_ops(&value, &ctx);
     let _ = crate::catalog::deregister_command("api", false, &value);
     let _ = crate::intention_wire::parse_intention(&value, None, None, "api");
     let _ = crate::intention_wire::parse_service_intentions(&value, "api");

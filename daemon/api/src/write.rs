@@ -11,6 +11,8 @@ pub enum Written {
     Done,
     Bool(bool),
     Txn(Vec<KvEntry>),
+    /// A transaction with catalog or session operations.
+    TxnAll(Vec<mesh_types::TxnResult>),
 }
 
 impl Written {
@@ -39,6 +41,10 @@ impl Api {
             )),
             Outcome::Txn { results, errors } if errors.is_empty() => Ok(Written::Txn(results)),
             Outcome::Txn { errors, .. } => Err(ApiError::txn(errors)),
+            Outcome::TxnAll { results, errors } if errors.is_empty() => {
+                Ok(Written::TxnAll(results))
+            }
+            Outcome::TxnAll { errors, .. } => Err(ApiError::txn(errors)),
             // Batches are split into single outcomes inside mesh-raft.
             Outcome::Batch(_) => Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

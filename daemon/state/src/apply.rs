@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use mesh_types::{
-    decode_entry, Command, GroupedCommand, KvEntry, LogEntry, Outcome, TxnOp, MAX_ENTRY_BYTES,
+    decode_entry, Command, GroupedCommand, KvEntry, LogEntry, Outcome, TxnCatalogOp, TxnOp,
+    TxnResult, MAX_ENTRY_BYTES,
 };
 
 /// The largest KV value any configuration allows (`limits.kv_max_value_size`).
@@ -327,6 +328,9 @@ impl State {
     /// Operations run in order against an overlay of the store; only if
     /// every one succeeds is the overlay committed (all or nothing).
     fn txn(&mut self, index: u64, ops: Vec<TxnOp>) -> Applied {
+        if ops.iter().any(|op| matches!(op, TxnOp::Catalog(_))) {
+            return self.txn_all(index, ops);
+        }
         let mut tx = Overlay {
             base: &self.kv,
             changes: BTreeMap::new(),
@@ -355,6 +359,218 @@ impl State {
         }
         let changed = if wrote { vec![Table::Kv] } else { Vec::new() };
         (Outcome::Txn { results, errors }, changed)
+    }
+}
+
+impl State {
+    /// A transaction with catalog or session operations: each runs in
+    /// order on the state itself, and a failure puts back a copy taken
+    /// first. The copy costs a pass over the state, paid only by these
+    /// transactions (KV-only ones keep the overlay above).
+    fn txn_all(&mut self, index: u64, ops: Vec<TxnOp>) -> Applied {
+        let saved = self.clone();
+        let mut results = Vec::new();
+        let mut errors = Vec::new();
+        let mut changed = Vec::new();
+        for (i, op) in ops.into_iter().enumerate() {
+            let ran = match op {
+                TxnOp::Catalog(op) => self.txn_catalog_op(index, *op, &mut results, &mut changed),
+                kv => self.txn_kv_op(index, kv, &mut results, &mut changed),
+            };
+            if let Err(why) = ran {
+                errors.push((i, why));
+            }
+        }
+        if !errors.is_empty() {
+            *self = saved;
+            return (
+                Outcome::TxnAll {
+                    results: Vec::new(),
+                    errors,
+                },
+                Vec::new(),
+            );
+        }
+        changed.sort_by_key(|t| *t as u8);
+        changed.dedup();
+        (Outcome::TxnAll { results, errors }, changed)
+    }
+
+    fn txn_kv_op(
+        &mut self,
+        index: u64,
+        op: TxnOp,
+        results: &mut Vec<TxnResult>,
+        changed: &mut Vec<Table>,
+    ) -> Result<(), String> {
+        let mut tx = Overlay {
+            base: &self.kv,
+            changes: BTreeMap::new(),
+        };
+        let mut entries = Vec::new();
+        tx.run(index, op, &mut entries)?;
+        let changes = std::mem::take(&mut tx.changes);
+        if !changes.is_empty() {
+            for (key, entry) in changes {
+                match entry {
+                    Some(e) => self.kv.insert(key, e),
+                    None => self.kv.remove(&key),
+                };
+            }
+            self.indexes.kv = index;
+            changed.push(Table::Kv);
+        }
+        results.extend(entries.into_iter().map(TxnResult::Kv));
+        Ok(())
+    }
+
+    /// Runs one command of a transaction; its refusal is the op's error.
+    fn txn_command(
+        &mut self,
+        index: u64,
+        cmd: Command,
+        changed: &mut Vec<Table>,
+    ) -> Result<(), String> {
+        let (outcome, tables) = self.apply_command(index, cmd);
+        match outcome {
+            Outcome::Done | Outcome::Bool(true) => {
+                changed.extend(tables);
+                Ok(())
+            }
+            Outcome::Rejected(why) => Err(why),
+            Outcome::Conflict { what, owner } => Err(format!("{what} is managed by {owner}")),
+            other => Err(format!("not applied: {other:?}")),
+        }
+    }
+
+    fn txn_catalog_op(
+        &mut self,
+        index: u64,
+        op: TxnCatalogOp,
+        results: &mut Vec<TxnResult>,
+        changed: &mut Vec<Table>,
+    ) -> Result<(), String> {
+        let expect = |what: &str, have: u64, want: Option<u64>| match want {
+            Some(want) if want != have => {
+                Err(format!("current modify index {have} != {want} for {what}"))
+            }
+            _ => Ok(()),
+        };
+        match op {
+            TxnCatalogOp::NodeSet { node, cas } => {
+                let name = node.name.clone();
+                let have = self.nodes.get(&name).map_or(0, |n| n.modify_index);
+                expect(&format!("node {name:?}"), have, cas)?;
+                self.txn_command(index, Command::NodeRegister { node }, changed)?;
+                results.extend(self.nodes.get(&name).cloned().map(TxnResult::Node));
+            }
+            TxnCatalogOp::NodeGet { node } => {
+                let found = self.nodes.get(&node).cloned();
+                results.push(TxnResult::Node(
+                    found.ok_or_else(|| format!("node {node:?} doesn't exist"))?,
+                ));
+            }
+            TxnCatalogOp::NodeDelete { node, cas } => {
+                let have = self.nodes.get(&node).map_or(0, |n| n.modify_index);
+                expect(&format!("node {node:?}"), have, cas)?;
+                self.txn_command(index, Command::NodeDeregister { node }, changed)?;
+            }
+            TxnCatalogOp::ServiceSet { node, service, cas } => {
+                let key = (node.clone(), service.id.clone());
+                let have = self.services.get(&key).map_or(0, |s| s.modify_index);
+                expect(
+                    &format!("service {:?} on node {node:?}", service.id),
+                    have,
+                    cas,
+                )?;
+                self.txn_command(
+                    index,
+                    Command::ServiceRegister {
+                        node: node.clone(),
+                        service,
+                    },
+                    changed,
+                )?;
+                if let Some(s) = self.services.get(&key) {
+                    results.push(TxnResult::Service {
+                        node,
+                        service: s.clone(),
+                    });
+                }
+            }
+            TxnCatalogOp::ServiceGet { node, service_id } => {
+                let found = self
+                    .services
+                    .get(&(node.clone(), service_id.clone()))
+                    .cloned();
+                let service = found.ok_or_else(|| {
+                    format!("service {service_id:?} on node {node:?} doesn't exist")
+                })?;
+                results.push(TxnResult::Service { node, service });
+            }
+            TxnCatalogOp::ServiceDelete {
+                node,
+                service_id,
+                cas,
+                owner,
+                takeover,
+            } => {
+                let key = (node.clone(), service_id.clone());
+                let have = self.services.get(&key).map_or(0, |s| s.modify_index);
+                expect(
+                    &format!("service {service_id:?} on node {node:?}"),
+                    have,
+                    cas,
+                )?;
+                let cmd = Command::ServiceDeregister {
+                    node,
+                    service_id,
+                    owner,
+                    takeover,
+                };
+                self.txn_command(index, cmd, changed)?;
+            }
+            TxnCatalogOp::CheckSet { node, check, cas } => {
+                let key = (node.clone(), check.check_id.clone());
+                let have = self.checks.get(&key).map_or(0, |c| c.modify_index);
+                expect(
+                    &format!("check {:?} on node {node:?}", check.check_id),
+                    have,
+                    cas,
+                )?;
+                self.txn_command(
+                    index,
+                    Command::CheckRegister {
+                        node: node.clone(),
+                        check,
+                    },
+                    changed,
+                )?;
+                if let Some(c) = self.checks.get(&key) {
+                    results.push(TxnResult::Check {
+                        node,
+                        check: c.clone(),
+                    });
+                }
+            }
+            TxnCatalogOp::CheckDelete {
+                node,
+                check_id,
+                cas,
+            } => {
+                let key = (node.clone(), check_id.clone());
+                let have = self.checks.get(&key).map_or(0, |c| c.modify_index);
+                expect(&format!("check {check_id:?} on node {node:?}"), have, cas)?;
+                self.txn_command(index, Command::CheckDeregister { node, check_id }, changed)?;
+            }
+            TxnCatalogOp::SessionDelete { id } => {
+                if self.session(&id).is_none() {
+                    return Err(format!("session {id:?} doesn't exist"));
+                }
+                self.txn_command(index, Command::SessionDestroy { id }, changed)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -470,6 +686,8 @@ impl Overlay<'_> {
                     self.changes.insert(k, None);
                 }
             }
+            // `txn` sends these through `txn_all`, never here.
+            TxnOp::Catalog(_) => return Err("a catalog operation in a KV overlay".into()),
         }
         Ok(())
     }

@@ -227,6 +227,10 @@ impl State {
     }
 
     /// One service instance.
+    pub fn check(&self, node: &str, id: &str) -> Option<&HealthCheck> {
+        self.checks.get(&(node.to_string(), id.to_string()))
+    }
+
     pub fn service(&self, node: &str, id: &str) -> Option<&Service> {
         self.services.get(&(node.to_string(), id.to_string()))
     }

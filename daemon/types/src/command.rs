@@ -42,6 +42,65 @@ pub enum TxnOp {
         key: String,
         index: u64,
     },
+    /// A node, service, check or session operation (appended: older log
+    /// entries still decode).
+    Catalog(Box<TxnCatalogOp>),
+}
+
+/// A catalog or session operation inside a transaction (Consul's `Node`,
+/// `Service`, `Check` and `Session` verbs). `cas` is Consul's `cas` and
+/// `delete-cas`: the stored modify index must equal it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnCatalogOp {
+    NodeSet {
+        node: Node,
+        cas: Option<u64>,
+    },
+    NodeGet {
+        node: String,
+    },
+    NodeDelete {
+        node: String,
+        cas: Option<u64>,
+    },
+    ServiceSet {
+        node: String,
+        service: Service,
+        cas: Option<u64>,
+    },
+    ServiceGet {
+        node: String,
+        service_id: String,
+    },
+    ServiceDelete {
+        node: String,
+        service_id: String,
+        cas: Option<u64>,
+        owner: String,
+        takeover: bool,
+    },
+    CheckSet {
+        node: String,
+        check: HealthCheck,
+        cas: Option<u64>,
+    },
+    CheckDelete {
+        node: String,
+        check_id: String,
+        cas: Option<u64>,
+    },
+    SessionDelete {
+        id: String,
+    },
+}
+
+/// One result of a transaction with catalog operations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnResult {
+    Kv(KvEntry),
+    Node(Node),
+    Service { node: String, service: Service },
+    Check { node: String, check: HealthCheck },
 }
 
 /// A change to the replicated state. Entries in the Raft log carry a command
@@ -316,6 +375,13 @@ pub enum Outcome {
     },
     /// One outcome per command of a `Batch`.
     Batch(Vec<Outcome>),
+    /// A transaction with catalog or session operations: results of every
+    /// kind, or the errors that rolled it back (appended: a KV-only
+    /// transaction still answers `Txn`, which older servers read).
+    TxnAll {
+        results: Vec<TxnResult>,
+        errors: Vec<(usize, String)>,
+    },
 }
 
 /// A command's bytes could not be decoded or encoded.

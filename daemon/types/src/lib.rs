@@ -25,7 +25,8 @@ pub use catalog::{
 };
 pub use command::{
     command_size, decode_command, decode_entry, encode_command, encode_entry, Command,
-    CommandError, GroupedCommand, LogEntry, Outcome, TxnOp, MAX_ENTRY_BYTES,
+    CommandError, GroupedCommand, LogEntry, Outcome, TxnCatalogOp, TxnOp, TxnResult,
+    MAX_ENTRY_BYTES,
 };
 pub use duration::{format_go_duration, parse_go_duration};
 pub use intention::{
