@@ -74,6 +74,10 @@ it with `?takeover=true`.
         ),
         ("mesh_kv", "The ID is the key's path, as in `path`."),
         (
+            "mesh_prepared_query",
+            "The ID is the query's ID (a UUID), as `GET /v1/query` lists it.",
+        ),
+        (
             "mesh_intention",
             "The ID is `<source>/<destination>`; quote it in the shell when the source is the wildcard (`'*/db'`).",
         ),

@@ -10,6 +10,7 @@ mod docs;
 mod gateways;
 mod intention;
 mod kv;
+mod prepared_query;
 mod provider;
 mod service;
 mod util;

@@ -46,6 +46,7 @@ mod terraform_acl;
 mod terraform_backend;
 mod terraform_examples;
 mod terraform_owner;
+mod terraform_query;
 mod tls;
 mod tls_clients;
 mod tools;

@@ -1,0 +1,143 @@
+//! `mesh_prepared_query` with real terraform against a real agent: apply,
+//! a clean plan, the query running over HTTP, drift repaired, import,
+//! destroy.
+
+use serde_json::Value;
+
+use crate::terraform::{terraform, Tf};
+use crate::{fetch_json, http};
+
+fn config(tags: &str) -> String {
+    format!(
+        r#"resource "mesh_prepared_query" "web" {{
+  name         = "web-primary"
+  service      = "web"
+  only_passing = true
+  tags         = [{tags}]
+  dns_ttl      = "10s"
+}}
+
+resource "mesh_prepared_query" "geo" {{
+  name            = "geo-"
+  service         = "$${{match(1)}}"
+  template_type   = "name_prefix_match"
+  template_regexp = "^geo-(.+)$"
+}}
+"#
+    )
+}
+
+#[tokio::test]
+async fn prepared_queries_apply_plan_clean_repair_drift_import_and_destroy() {
+    terraform();
+    let root = tempfile::tempdir().unwrap();
+    let agent = crate::dev_agent("tfq", &root.path().join("data")).await;
+    let addr = agent.http.to_string();
+    let c = http();
+    for (id, tag) in [("web1", "primary"), ("web2", "replica")] {
+        let r = c
+            .put(agent.url("/v1/agent/service/register"))
+            .json(&serde_json::json!({"Name": "web", "ID": id, "Port": 80, "Tags": [tag]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let tf = Tf::new(root.path(), "queries");
+    tf.write(&addr, &config(r#""primary""#));
+    let r = tf.apply().await;
+    assert_eq!(r.code, 0, "{}", r.out);
+    let r = tf.plan().await;
+    assert_eq!(r.code, 0, "a fresh apply plans no changes:\n{}", r.out);
+
+    let ran = fetch_json(&c, agent.url("/v1/query/web-primary/execute")).await;
+    let ids: Vec<&str> = ran["Nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["Service"]["ID"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["web1"], "{ran}");
+    let geo = fetch_json(&c, agent.url("/v1/query/geo-web/execute")).await;
+    assert_eq!(geo["Nodes"].as_array().unwrap().len(), 2, "{geo}");
+
+    // A change in the config updates the same query in place.
+    let id_before = fetch_json(&c, agent.url("/v1/query")).await;
+    tf.write(&addr, &config(r#""replica""#));
+    let r = tf.apply().await;
+    assert_eq!(r.code, 0, "{}", r.out);
+    assert!(r.out.contains("1 changed"), "{}", r.out);
+    let ran = fetch_json(&c, agent.url("/v1/query/web-primary/execute")).await;
+    assert_eq!(ran["Nodes"][0]["Service"]["ID"], "web2");
+    let ids = |v: &Value| {
+        let mut ids: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| q["ID"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(
+        ids(&fetch_json(&c, agent.url("/v1/query")).await),
+        ids(&id_before)
+    );
+
+    // Drift: someone deletes a query; plan sees it, apply puts it back.
+    let web_id = fetch_json(&c, agent.url("/v1/query"))
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["Name"] == "web-primary")
+        .unwrap()["ID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = c
+        .delete(agent.url(&format!("/v1/query/{web_id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = tf.plan().await;
+    assert_eq!(r.code, 2, "the deleted query is planned back:\n{}", r.out);
+    let r = tf.apply().await;
+    assert_eq!(r.code, 0, "{}", r.out);
+    let ran = fetch_json(&c, agent.url("/v1/query/web-primary/execute")).await;
+    assert_eq!(ran["Nodes"][0]["Service"]["ID"], "web2");
+
+    // Import into a fresh state, then a clean plan.
+    let new_id = fetch_json(&c, agent.url("/v1/query"))
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["Name"] == "web-primary")
+        .unwrap()["ID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = Tf::new(root.path(), "imported");
+    other.write(
+        &addr,
+        &config(r#""replica""#)
+            .split("resource \"mesh_prepared_query\" \"geo\"")
+            .next()
+            .unwrap()
+            .to_string(),
+    );
+    other
+        .must(&["import", "mesh_prepared_query.web", &new_id])
+        .await;
+    let r = other.plan().await;
+    assert_eq!(r.code, 0, "an imported query plans no changes:\n{}", r.out);
+
+    let r = tf.run(&["destroy", "-auto-approve", "-input=false"]).await;
+    assert_eq!(r.code, 0, "{}", r.out);
+    assert_eq!(
+        fetch_json(&c, agent.url("/v1/query")).await,
+        serde_json::json!([])
+    );
+}
