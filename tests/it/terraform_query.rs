@@ -120,14 +120,12 @@ async fn prepared_queries_apply_plan_clean_repair_drift_import_and_destroy() {
         .unwrap()
         .to_string();
     let other = Tf::new(root.path(), "imported");
-    other.write(
-        &addr,
-        &config(r#""replica""#)
-            .split("resource \"mesh_prepared_query\" \"geo\"")
-            .next()
-            .unwrap()
-            .to_string(),
-    );
+    let full = config(r#""replica""#);
+    let web_only = full
+        .split("resource \"mesh_prepared_query\" \"geo\"")
+        .next()
+        .unwrap();
+    other.write(&addr, web_only);
     other
         .must(&["import", "mesh_prepared_query.web", &new_id])
         .await;
