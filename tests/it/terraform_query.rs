@@ -27,6 +27,16 @@ resource "mesh_prepared_query" "geo" {{
     )
 }
 
+/// The ID of the query named `name`.
+async fn query_id(c: &reqwest::Client, agent: &mesh_testkit::TestAgent, name: &str) -> String {
+    let all = fetch_json(c, agent.url("/v1/query")).await;
+    let found = all.as_array().unwrap().iter().find(|q| q["Name"] == name);
+    found.expect("the query exists")["ID"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 #[tokio::test]
 async fn prepared_queries_apply_plan_clean_repair_drift_import_and_destroy() {
     terraform();
@@ -85,16 +95,7 @@ async fn prepared_queries_apply_plan_clean_repair_drift_import_and_destroy() {
     );
 
     // Drift: someone deletes a query; plan sees it, apply puts it back.
-    let web_id = fetch_json(&c, agent.url("/v1/query"))
-        .await
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|q| q["Name"] == "web-primary")
-        .unwrap()["ID"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let web_id = query_id(&c, &agent, "web-primary").await;
     let r = c
         .delete(agent.url(&format!("/v1/query/{web_id}")))
         .send()
@@ -109,16 +110,7 @@ async fn prepared_queries_apply_plan_clean_repair_drift_import_and_destroy() {
     assert_eq!(ran["Nodes"][0]["Service"]["ID"], "web2");
 
     // Import into a fresh state, then a clean plan.
-    let new_id = fetch_json(&c, agent.url("/v1/query"))
-        .await
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|q| q["Name"] == "web-primary")
-        .unwrap()["ID"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let new_id = query_id(&c, &agent, "web-primary").await;
     let other = Tf::new(root.path(), "imported");
     let full = config(r#""replica""#);
     let web_only = full
