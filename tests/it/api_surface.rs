@@ -964,3 +964,135 @@ async fn force_leave_and_maintenance_are_checked_under_default_deny() {
     let (st, text) = call(Method::PUT, &agent, "/v1/agent/force-leave/nobody", m, None).await;
     assert_eq!(st, 404, "{text}");
 }
+
+#[tokio::test]
+async fn an_acl_token_is_cloned_with_its_policies_in_any_key_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = default_deny_agent("clone", dir.path()).await;
+    let reader = token_with_policy(
+        &agent,
+        "app-read",
+        r#"key_prefix "app/" { policy = "read" }"#,
+    )
+    .await;
+    let (st, text) = call(
+        Method::PUT,
+        &agent,
+        "/v1/kv/app/x",
+        Some(MANAGEMENT),
+        Some(json!("1")),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    let original = ok(
+        &agent,
+        Method::GET,
+        "/v1/acl/token/self",
+        Some(&reader),
+        None,
+    )
+    .await;
+    let accessor = original["AccessorID"].as_str().unwrap().to_string();
+    let clone_path = format!("/v1/acl/token/{accessor}/clone");
+    let count = || async {
+        ok(
+            &agent,
+            Method::GET,
+            "/v1/acl/tokens",
+            Some(MANAGEMENT),
+            None,
+        )
+        .await
+        .as_array()
+        .unwrap()
+        .len()
+    };
+    let before = count().await;
+
+    // Refused without acl:write; a bad body or an unknown token changes nothing.
+    for (token, body, status) in [
+        (None, json!({}), 403),
+        (Some(reader.as_str()), json!({}), 403),
+        (
+            Some(MANAGEMENT),
+            json!({"Description": "x", "Policies": []}),
+            400,
+        ),
+        (Some(MANAGEMENT), json!(["not", "an", "object"]), 400),
+    ] {
+        let (st, text) = call(Method::PUT, &agent, &clone_path, token, Some(body.clone())).await;
+        assert_eq!(st.as_u16(), status, "{body}: {text}");
+    }
+    let (st, _) = call(
+        Method::PUT,
+        &agent,
+        "/v1/acl/token/6f0e4c5e-0000-4000-8000-000000000000/clone",
+        Some(MANAGEMENT),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(st, 404);
+    assert_eq!(count().await, before);
+
+    for (body, want) in [
+        (json!({"description": "copy one"}), "copy one"),
+        (json!({"DESCRIPTION": "copy two"}), "copy two"),
+        (json!({}), original["Description"].as_str().unwrap()),
+    ] {
+        let clone = ok(
+            &agent,
+            Method::PUT,
+            &clone_path,
+            Some(MANAGEMENT),
+            Some(body),
+        )
+        .await;
+        assert_ne!(clone["AccessorID"], original["AccessorID"]);
+        assert_ne!(clone["SecretID"], original["SecretID"]);
+        assert_eq!(clone["Description"], want);
+        assert_eq!(clone["Policies"], original["Policies"]);
+        // The clone's secret reads what the original reads, and no more.
+        let secret = clone["SecretID"].as_str().unwrap();
+        let (st, _) = call(Method::GET, &agent, "/v1/kv/app/x", Some(secret), None).await;
+        assert_eq!(st, 200);
+        let (st, _) = call(
+            Method::PUT,
+            &agent,
+            "/v1/kv/app/x",
+            Some(secret),
+            Some(json!("2")),
+        )
+        .await;
+        assert_eq!(st, 403);
+    }
+    assert_eq!(count().await, before + 3);
+
+    // The CLI does the same.
+    let (code, out) = tokio::process::Command::new(mesh_testkit::mesh_bin())
+        .args([
+            "acl",
+            "token",
+            "clone",
+            "-id",
+            &accessor,
+            "-description",
+            "from the cli",
+            "-format",
+            "json",
+        ])
+        .env("MESH_HTTP_ADDR", agent.http.to_string())
+        .env("MESH_HTTP_TOKEN", MANAGEMENT)
+        .output()
+        .await
+        .map(|o| {
+            (
+                o.status.code(),
+                String::from_utf8_lossy(&o.stdout).into_owned(),
+            )
+        })
+        .unwrap();
+    assert_eq!(code, Some(0), "{out}");
+    let cloned: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(cloned["Description"], "from the cli");
+    assert_eq!(cloned["Policies"], original["Policies"]);
+}

@@ -358,6 +358,49 @@ pub(crate) async fn token_update(
     write_token(&api, token).await
 }
 
+/// `PUT /v1/acl/token/:accessor/clone`: a new token (new accessor and
+/// secret) with the same policies; `Description` from the body, else the
+/// original's.
+pub(crate) async fn token_clone(
+    State(api): State<Api>,
+    Path(accessor): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    enabled(&api)?;
+    let body = json_body(&body, "token clone")?;
+    let Some(map) = body.as_object() else {
+        return Err(ApiError::bad_request(
+            "token clone: the body must be a JSON object",
+        ));
+    };
+    if let Some(other) = map.keys().find(|k| !mesh_wire::same_key(k, "Description")) {
+        return Err(ApiError::bad_request(format!(
+            "token clone takes only Description, not {other:?}"
+        )));
+    }
+    let new_description = mesh_wire::field(map, "Description").and_then(Value::as_str);
+    let old = api
+        .state
+        .read(|s| s.acl_token(&accessor).cloned())
+        .ok_or_else(|| not_found(format!("ACL token {accessor}")))?;
+    if old.accessor_id == mesh_types::ANONYMOUS_TOKEN_ID {
+        return Err(ApiError::bad_request(
+            "the anonymous token cannot be cloned",
+        ));
+    }
+    let description = new_description.map_or_else(|| old.description.clone(), str::to_string);
+    let token = AclToken {
+        accessor_id: new_id(),
+        secret_id: new_id(),
+        description,
+        create_time: now_rfc3339(),
+        create_index: 0,
+        modify_index: 0,
+        ..old
+    };
+    write_token(&api, token).await
+}
+
 pub(crate) async fn token_get(
     State(api): State<Api>,
     Path(accessor): Path<String>,

@@ -315,6 +315,7 @@ impl Api {
                     .put(acl::token_update)
                     .delete(acl::token_delete),
             )
+            .route("/v1/acl/token/{accessor}/clone", put(acl::token_clone))
             .route("/v1/acl/tokens", get(acl::tokens))
             .route("/v1/internal/acl/authorizer", get(acl::resolve))
             .merge(cluster_extra)

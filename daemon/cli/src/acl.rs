@@ -106,6 +106,19 @@ pub enum TokenCommand {
         #[command(flatten)]
         http: HttpArgs,
     },
+    /// Copy a token: a new accessor and secret with the same policies
+    Clone {
+        /// Accessor ID of the token to copy
+        #[arg(long)]
+        id: String,
+        /// Description of the copy [default: the original's]
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        #[command(flatten)]
+        http: HttpArgs,
+    },
     /// List tokens
     List {
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -266,6 +279,28 @@ async fn token(command: &TokenCommand) -> anyhow::Result<()> {
                 },
                 (None, false) => bail!("give -id or -self"),
             };
+            show_token(&t, *format)
+        }
+        TokenCommand::Clone {
+            id,
+            description,
+            format,
+            http,
+        } => {
+            let body = match description {
+                Some(d) => serde_json::json!({ "Description": d }),
+                None => serde_json::json!({}),
+            };
+            let t = http
+                .client()?
+                .write_json(
+                    mesh_client::Method::PUT,
+                    &format!("acl/token/{id}/clone"),
+                    &[],
+                    Some(&body),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("Failed to clone token {id}: {e}"))?;
             show_token(&t, *format)
         }
         TokenCommand::List { format, http } => {
