@@ -73,6 +73,7 @@ it with `?takeover=true`.
             "The ID is the gateway's name, which is also the name of its `terminating-gateway` config entry.",
         ),
         ("mesh_kv", "The ID is the key's path, as in `path`."),
+        ("mesh_key_prefix", "The ID is the prefix, as in `path_prefix`."),
         (
             "mesh_prepared_query",
             "The ID is the query's ID (a UUID), as `GET /v1/query` lists it.",

@@ -9,6 +9,7 @@ mod data;
 mod docs;
 mod gateways;
 mod intention;
+mod key_prefix;
 mod kv;
 mod prepared_query;
 mod provider;

@@ -1,4 +1,5 @@
-//! `mesh_prepared_query` with real terraform against a real agent: apply,
+//! `mesh_prepared_query` and `mesh_key_prefix` with real terraform against
+//! a real agent: apply,
 //! a clean plan, the query running over HTTP, drift repaired, import,
 //! destroy.
 
@@ -130,4 +131,116 @@ async fn prepared_queries_apply_plan_clean_repair_drift_import_and_destroy() {
         fetch_json(&c, agent.url("/v1/query")).await,
         serde_json::json!([])
     );
+}
+
+fn prefix_config(subkeys: &str) -> String {
+    format!(
+        r#"resource "mesh_key_prefix" "app" {{
+  path_prefix = "app/config/"
+  subkeys = {{
+{subkeys}
+  }}
+}}
+"#
+    )
+}
+
+async fn keys_under(c: &reqwest::Client, agent: &mesh_testkit::TestAgent) -> Vec<(String, String)> {
+    use base64::Engine;
+    let r = c
+        .get(agent.url("/v1/kv/app/config/?recurse"))
+        .send()
+        .await
+        .unwrap();
+    if r.status() == 404 {
+        return Vec::new();
+    }
+    let list: Value = r.json().await.unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let v = base64::engine::general_purpose::STANDARD
+                .decode(e["Value"].as_str().unwrap_or_default())
+                .unwrap();
+            (
+                e["Key"].as_str().unwrap().to_string(),
+                String::from_utf8(v).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_key_prefix_owns_its_keys_and_removes_undeclared_ones() {
+    terraform();
+    let root = tempfile::tempdir().unwrap();
+    let agent = crate::dev_agent("tfkp", &root.path().join("data")).await;
+    let addr = agent.http.to_string();
+    let c = http();
+    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+    let tf = Tf::new(root.path(), "prefix");
+    tf.write(
+        &addr,
+        &prefix_config(
+            r#"    "limit" = "100"
+    "feature/new" = "on""#,
+        ),
+    );
+    let r = tf.apply().await;
+    assert_eq!(r.code, 0, "{}", r.out);
+    assert_eq!(
+        keys_under(&c, &agent).await,
+        vec![
+            pair("app/config/feature/new", "on"),
+            pair("app/config/limit", "100")
+        ]
+    );
+    let r = tf.plan().await;
+    assert_eq!(r.code, 0, "a fresh apply plans no changes:\n{}", r.out);
+
+    // A key added by hand under the prefix is drift: the next apply removes it.
+    let r = c
+        .put(agent.url("/v1/kv/app/config/stray"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = tf.plan().await;
+    assert_eq!(r.code, 2, "the stray key is planned away:\n{}", r.out);
+    tf.write(&addr, &prefix_config(r#"    "limit" = "200""#));
+    let r = tf.apply().await;
+    assert_eq!(r.code, 0, "{}", r.out);
+    assert_eq!(
+        keys_under(&c, &agent).await,
+        vec![pair("app/config/limit", "200")]
+    );
+
+    // Too many subkeys for one transaction: refused at plan, nothing written.
+    let many: String = (0..128)
+        .map(|i| format!("    \"k{i}\" = \"v\"\n"))
+        .collect();
+    tf.write(&addr, &prefix_config(&many));
+    let r = tf.plan().await;
+    assert_eq!(r.code, 1, "{}", r.out);
+    assert!(r.out.contains("Too many subkeys"), "{}", r.out);
+    assert_eq!(
+        keys_under(&c, &agent).await,
+        vec![pair("app/config/limit", "200")]
+    );
+
+    // Import, then destroy removes the whole tree.
+    let other = Tf::new(root.path(), "prefix-imported");
+    other.write(&addr, &prefix_config(r#"    "limit" = "200""#));
+    other
+        .must(&["import", "mesh_key_prefix.app", "app/config/"])
+        .await;
+    let r = other.plan().await;
+    assert_eq!(r.code, 0, "an imported prefix plans no changes:\n{}", r.out);
+    let r = other
+        .run(&["destroy", "-auto-approve", "-input=false"])
+        .await;
+    assert_eq!(r.code, 0, "{}", r.out);
+    assert!(keys_under(&c, &agent).await.is_empty());
 }

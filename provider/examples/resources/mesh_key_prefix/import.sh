@@ -1,0 +1,1 @@
+terraform import mesh_key_prefix.app_config app/config/
