@@ -1,7 +1,6 @@
 //! `mesh_prepared_query` and `mesh_key_prefix` with real terraform against
-//! a real agent: apply,
-//! a clean plan, the query running over HTTP, drift repaired, import,
-//! destroy.
+//! a real agent: apply, a clean plan, the result seen over HTTP, drift
+//! repaired, import, destroy.
 
 use serde_json::Value;
 
