@@ -1096,3 +1096,101 @@ async fn an_acl_token_is_cloned_with_its_policies_in_any_key_case() {
     assert_eq!(cloned["Description"], "from the cli");
     assert_eq!(cloned["Policies"], original["Policies"]);
 }
+
+/// GET `path` as text: the status and the body.
+async fn get_text(agent: &TestAgent, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut req = http().get(agent.url(path));
+    if let Some(t) = token {
+        req = req.header("X-Consul-Token", t);
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn agent_service_health_answers_with_the_status_code_of_the_worst_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = default_deny_agent("lh", dir.path()).await;
+    let m = Some(MANAGEMENT);
+    for id in ["web1", "web2"] {
+        let reg = json!({"Name": "web", "ID": id, "Port": 80, "Check": {"CheckID": format!("{id}-ttl"), "TTL": "60s"}});
+        ok(
+            &agent,
+            Method::PUT,
+            "/v1/agent/service/register",
+            m,
+            Some(reg),
+        )
+        .await;
+    }
+    // A TTL check starts critical.
+    let (st, body) = get_text(&agent, "/v1/agent/health/service/id/web1", m).await;
+    assert_eq!(st, 503, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["AggregatedStatus"], "critical");
+    assert_eq!(body["Service"]["ID"], "web1");
+    assert!(body["Checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["CheckID"] == "web1-ttl"));
+
+    for (verb, code, text) in [("pass", 200, "passing"), ("warn", 429, "warning")] {
+        ok(
+            &agent,
+            Method::PUT,
+            &format!("/v1/agent/check/{verb}/web1-ttl"),
+            m,
+            None,
+        )
+        .await;
+        let (st, body) = get_text(&agent, "/v1/agent/health/service/id/web1?format=text", m).await;
+        assert_eq!((st, body.as_str()), (code, text));
+    }
+    // By name: every instance, the worst one's status code.
+    let (st, body) = get_text(&agent, "/v1/agent/health/service/name/web", m).await;
+    assert_eq!(st, 503, "web2 is still critical: {body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    ok(
+        &agent,
+        Method::PUT,
+        "/v1/agent/check/pass/web2-ttl",
+        m,
+        None,
+    )
+    .await;
+    let (st, _) = get_text(&agent, "/v1/agent/health/service/name/web", m).await;
+    assert_eq!(st, 429, "web1 warns");
+    // Maintenance mode is a node check: it makes every service critical.
+    ok(
+        &agent,
+        Method::PUT,
+        "/v1/agent/maintenance?enable=true&reason=upgrade",
+        m,
+        None,
+    )
+    .await;
+    let (st, body) = get_text(&agent, "/v1/agent/health/service/id/web2?format=text", m).await;
+    assert_eq!((st, body.as_str()), (503, "critical"));
+
+    // Unknown, a bad format, and ACLs.
+    let (st, _) = get_text(&agent, "/v1/agent/health/service/id/nope", m).await;
+    assert_eq!(st, 404);
+    let (st, _) = get_text(&agent, "/v1/agent/health/service/name/nope", m).await;
+    assert_eq!(st, 404);
+    let (st, _) = get_text(&agent, "/v1/agent/health/service/id/web1?format=xml", m).await;
+    assert_eq!(st, 400);
+    let (st, _) = get_text(&agent, "/v1/agent/health/service/id/web1", None).await;
+    assert_eq!(st, 403);
+    let reader =
+        token_with_policy(&agent, "web-read", r#"service "web" { policy = "read" }"#).await;
+    let (st, _) = get_text(&agent, "/v1/agent/health/service/name/web", Some(&reader)).await;
+    assert_eq!(st, 503);
+}

@@ -28,6 +28,14 @@ pub(crate) fn routes(agent: Arc<Node>) -> Router<Api> {
         .route("/v1/agent/service/register", put(register_service))
         .route("/v1/agent/service/deregister/{id}", put(deregister_service))
         .route("/v1/agent/services", get(services))
+        .route(
+            "/v1/agent/health/service/id/{id}",
+            get(crate::local_health::by_id),
+        )
+        .route(
+            "/v1/agent/health/service/name/{name}",
+            get(crate::local_health::by_name),
+        )
         .route("/v1/agent/service/{id}", get(service))
         .route("/v1/agent/check/register", put(register_check))
         .route("/v1/agent/check/deregister/{id}", put(deregister_check))

@@ -22,6 +22,7 @@ mod http_server;
 mod identity;
 mod keyring;
 mod local;
+mod local_health;
 mod managed;
 mod node;
 mod operator;

@@ -266,6 +266,14 @@ pub(crate) fn needs(api: &Api, method: &Method, path: &str, q: &HashMap<String, 
         ["agent", "force-leave", ..] => Needs::one(G(Global::Operator, Write)),
         ["agent", "maintenance"] => Needs::one(Named(Resource::Node, node(), Write)),
         ["agent", "config", "plan"] => Needs::one(Named(Resource::Agent, node(), Read)),
+        ["agent", "health", "service", "id", id] => {
+            let id = decode(id);
+            let name = api.agent.local_service_name(&id).unwrap_or(id);
+            Needs::one(Named(Resource::Service, name, Read))
+        }
+        ["agent", "health", "service", "name", name] => {
+            Needs::one(Named(Resource::Service, decode(name), Read))
+        }
         ["agent", "services"] => Needs::filter(Filter::Values("Service", Resource::Service)),
         ["agent", "checks"] => Needs::filter(Filter::Checks),
         ["agent", "service", op @ ..] => {
