@@ -49,6 +49,7 @@ mod terraform_owner;
 mod terraform_query;
 mod tls;
 mod tls_clients;
+mod token_clone_and_health;
 mod tools;
 mod txn_catalog;
 mod ui;

@@ -23,6 +23,7 @@ mod runtime;
 mod spans;
 mod tls;
 mod validate;
+mod watches;
 
 pub use autopilot::{Autopilot, RawAutopilot};
 pub use duration::parse_duration;
