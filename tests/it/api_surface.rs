@@ -351,6 +351,20 @@ async fn health_ingress_lists_the_gateways_exposing_a_service() {
 async fn operator_usage_counts_the_catalog_in_consuls_shape() {
     let dir = tempfile::tempdir().unwrap();
     let agent = crate::dev_agent("surface-usage", &dir.path().join("a")).await;
+    // The agent registers its own node just after it is ready: count from there.
+    eventually(
+        "the agent's own node in the catalog",
+        Duration::from_secs(10),
+        || async {
+            let nodes = ok(&agent, Method::GET, "/v1/catalog/nodes", None, None).await;
+            let own = nodes
+                .as_array()?
+                .iter()
+                .any(|n| n["Node"] == "surface-usage");
+            own.then_some(())
+        },
+    )
+    .await;
     let usage = |v: &Value| v["Usage"]["dc1"].clone();
     let (st, before, _) = get_indexed(&agent, "/v1/operator/usage", None).await;
     assert_eq!(st, 200);
