@@ -16,6 +16,7 @@ mod cli_ops;
 mod cluster;
 mod compat;
 mod compat_matrix;
+mod coordinates;
 mod dev;
 mod dns;
 mod docs_walkthroughs;

@@ -555,6 +555,15 @@ impl Built {
             node.local.clone(),
             self.check_updates,
         ));
+        tasks.spawn(crate::coordinates::run(
+            crate::coordinates::CoordinateReports {
+                node_name: node.config.node_name.clone(),
+                gossip: node.gossip.clone(),
+                writes: node.writes.clone(),
+                synced: node.synced.subscribe(),
+                shutdown: node.shutdown.subscribe(),
+            },
+        ));
         tasks.spawn(crate::sync::anti_entropy(crate::sync::AntiEntropy {
             local: node.local.clone(),
             writes: node.writes.clone(),

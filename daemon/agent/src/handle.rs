@@ -43,6 +43,10 @@ impl AgentHandle for AgentView {
         self.agent.addrs.grpc_tls.map(|a| a.port())
     }
 
+    fn coordinate(&self) -> Option<mesh_types::Coordinate> {
+        Some(self.agent.gossip.coordinate())
+    }
+
     fn members(&self) -> Vec<MemberView> {
         self.agent
             .gossip

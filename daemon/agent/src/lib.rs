@@ -13,6 +13,7 @@ mod build;
 mod ca_endpoints;
 mod conn_limit;
 mod connect_ca;
+mod coordinates;
 mod dns;
 mod duties;
 mod endpoints;

@@ -64,6 +64,7 @@ fn body_route(method: &axum::http::Method, path: &str) -> Option<BodyRoute> {
     Some(match (method, path) {
         (&Method::PUT, "/v1/txn") => decode_as::<TxnRequest>,
         (&Method::PUT, "/v1/session/create") => decode_as::<crate::session::SessionCreate>,
+        (&Method::PUT, "/v1/coordinate/update") => decode_as::<crate::coordinate::CoordinateWrite>,
         (&Method::POST, "/v1/query") => decode_as::<crate::prepared_query::QueryWrite>,
         (&Method::PUT, p) if is_query_path(p) => decode_as::<crate::prepared_query::QueryWrite>,
         (&Method::PUT, "/v1/catalog/register") => decode_as::<CatalogRegister>,

@@ -115,6 +115,9 @@ pub fn command_allowed(authz: &Authorizer, state: &State, cmd: &Command) -> Resu
             Some(q) => named(authz, Resource::Query, &q.name, Write),
             None => Ok(()),
         },
+        Command::CoordinateBatch { updates } => updates
+            .iter()
+            .try_for_each(|u| named(authz, Resource::Node, &u.node, Write)),
         // Groups hold no groups (the type says so): this recurses once at most.
         Command::AllOrNothing { commands } => commands
             .iter()

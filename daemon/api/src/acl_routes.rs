@@ -164,6 +164,9 @@ pub(crate) fn needs(api: &Api, method: &Method, path: &str, q: &HashMap<String, 
                 None => Needs::default(),
             }
         }
+        ["coordinate", "datacenters"] => Needs::default(),
+        ["coordinate", "nodes"] => Needs::filter(Filter::Array("Node", Resource::Node)),
+        ["coordinate", "node", node] => Needs::one(Named(Resource::Node, decode(node), Read)),
         ["session", "list"] => Needs::filter(Filter::Array("Node", Resource::Session)),
         ["session", "node", node] => Needs::one(Named(Resource::Session, decode(node), Read)),
         ["session", "destroy" | "renew" | "info", id] => {

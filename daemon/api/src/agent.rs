@@ -47,6 +47,7 @@ pub(crate) async fn self_info(State(api): State<Api>) -> Json<Value> {
             "GRPCTLSPort": agent.grpc_tls_port().map_or(-1, i64::from),
         },
         "Member": me,
+        "Coord": agent.coordinate(),
         "Stats": stats(&api),
         "ConfigStatus": agent.config_status(),
         "Health": health(&api),

@@ -196,6 +196,7 @@ pub(crate) async fn json_read(
     read: impl Fn(&Catalog) -> (Value, u64),
 ) -> Result<Response, ApiError> {
     let opts = QueryOptions::parse(&params.map())?;
+    let near = near_node(api, params);
     let key = params.answer_key();
     // `?filter=` is part of the key: the filtered answer is what is cached.
     let filter = crate::expression_filter::from_params(params);
@@ -204,7 +205,10 @@ pub(crate) async fn json_read(
         .blocking_read_versioned(&opts, table, |s, version| match cache.get(&key, version) {
             Some(hit) => (Answer::Rendered(hit.body), hit.index),
             None => {
-                let (value, index) = read(s);
+                let (mut value, index) = read(s);
+                if let Some(near) = &near {
+                    sort_near(s, near, &mut value);
+                }
                 (Answer::Fresh(value, version), index)
             }
         })
@@ -238,6 +242,28 @@ pub(crate) async fn json_read(
             .insert(crate::expression_filter::FilterApplied);
     }
     Ok(response)
+}
+
+/// `?near=`: the node a list is sorted around (`_agent`: this agent's).
+fn near_node(api: &Api, params: &Params) -> Option<String> {
+    match params.all("near").first().copied() {
+        Some("_agent") => Some(api.agent.node_name()),
+        Some("") | None => None,
+        Some(n) => Some(n.to_string()),
+    }
+}
+
+/// Sorts a list answer by estimated round trip from `near`, nearest first.
+/// Each element names its node in `Node`, as a name (catalog) or as an
+/// object with one (health).
+fn sort_near(s: &Catalog, near: &str, value: &mut Value) {
+    if let Value::Array(items) = value {
+        s.sort_by_rtt(near, items, |v| {
+            v.get("Node")
+                .and_then(|n| n.as_str().or_else(|| n.get("Node")?.as_str()))
+                .unwrap_or_default()
+        });
+    }
 }
 
 /// A read's answer: already rendered by an identical read of the same

@@ -12,6 +12,7 @@ mod agent;
 mod blocking_limit;
 mod catalog;
 mod config_entries;
+mod coordinate;
 mod datacenter;
 mod declared_view;
 mod decoded;
@@ -109,6 +110,10 @@ pub trait AgentHandle: Send + Sync + 'static {
     }
     /// The gossip member list.
     fn members(&self) -> Vec<MemberView>;
+    /// This agent's network coordinate (`/v1/agent/self` `Coord`).
+    fn coordinate(&self) -> Option<mesh_types::Coordinate> {
+        None
+    }
     /// The API base URL (`http://` or `https://`) of a server to forward
     /// to (client agents).
     fn server_base_url(&self) -> Option<String>;
@@ -237,6 +242,10 @@ impl Api {
             .route("/v1/session/info/{id}", get(session::info))
             .route("/v1/session/node/{node}", get(session::node))
             .route("/v1/session/list", get(session::list))
+            .route("/v1/coordinate/datacenters", get(coordinate::datacenters))
+            .route("/v1/coordinate/nodes", get(coordinate::nodes))
+            .route("/v1/coordinate/node/{node}", get(coordinate::node))
+            .route("/v1/coordinate/update", put(coordinate::update))
             .route(
                 "/v1/query",
                 get(prepared_query::list).post(prepared_query::create),

@@ -17,6 +17,7 @@ mod members;
 mod misc;
 mod operator;
 mod output;
+mod rtt;
 mod sync_cmd;
 mod tls;
 mod validate;
@@ -89,6 +90,8 @@ enum Command {
     Watch(watch_cmd::WatchArgs),
     /// The agent's configuration and runtime figures, by section
     Info(output::HttpArgs),
+    /// Estimate the round trip between two nodes from their network coordinates
+    Rtt(rtt::RttArgs),
     /// Print the version
     Version,
 }
@@ -165,6 +168,7 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Maint(args) => misc::maint(&args).await,
         Command::Event(args) => watch_cmd::event(&args).await,
         Command::Watch(args) => watch_cmd::watch(&args).await,
+        Command::Rtt(args) => rtt::run(&args).await,
         Command::Version => misc::version(),
     }
 }

@@ -5,10 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use mesh_types::Coordinate;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::coordinate::CoordinateView;
 use crate::encryption::WarnLimit;
 use crate::events::{EventLog, NewEvent, UserEvent, MAX_EVENT_BYTES};
 use crate::identity::{LeftSet, NodeId, MAX_IDENTITY_LEN};
@@ -31,6 +33,8 @@ struct Inner {
     left_set: Arc<Mutex<LeftSet>>,
     /// User events seen (fired here or received).
     events: Arc<Mutex<EventLog>>,
+    /// Our network coordinate and our peers' latest.
+    coords: Arc<Mutex<CoordinateView>>,
     /// Taken on shutdown so the sockets close.
     shared: Mutex<Option<Arc<Shared>>>,
     gossip_interval: Duration,
@@ -120,6 +124,7 @@ impl Gossip {
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let left_set = Arc::new(Mutex::new(LeftSet::default()));
         let events = Arc::new(Mutex::new(EventLog::new()));
+        let coords = Arc::new(Mutex::new(CoordinateView::default()));
         let node = Node::new(
             id,
             shared.clone(),
@@ -127,6 +132,7 @@ impl Gossip {
             commands.downgrade(),
             left_set.clone(),
             events.clone(),
+            coords.clone(),
         );
         let task = tokio::spawn(node.run(commands_rx));
         tracing::info!(%local_addr, advertise = %addr, encrypted = shared.encryption().keyring.is_some(), "gossip started");
@@ -136,6 +142,7 @@ impl Gossip {
                 members,
                 left_set,
                 events,
+                coords,
                 gossip_interval: shared.timing.gossip_interval,
                 shared: Mutex::new(Some(shared)),
                 local_addr,
@@ -270,6 +277,20 @@ impl Gossip {
     /// Changes each time an event is recorded.
     pub fn subscribe_events(&self) -> watch::Receiver<u64> {
         self.inner.events.lock().subscribe()
+    }
+
+    /// This node's network coordinate, learned from round-trip probes.
+    pub fn coordinate(&self) -> Coordinate {
+        self.inner.coords.lock().vivaldi.coordinate().clone()
+    }
+
+    /// The latest coordinate each alive member we probed reported.
+    pub fn peer_coordinates(&self) -> BTreeMap<String, Coordinate> {
+        let view = self.inner.coords.lock();
+        view.peers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// The gossip encryption in force.

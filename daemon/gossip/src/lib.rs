@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod coordinate;
 mod encryption;
 mod error;
 mod events;

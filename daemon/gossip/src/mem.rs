@@ -42,6 +42,8 @@ struct NetState {
     next_id: u64,
     /// Directed links that drop everything: (from, to).
     cut: HashSet<(SocketAddr, SocketAddr)>,
+    /// One-way packet delay on directed links: (from, to).
+    delay: HashMap<(SocketAddr, SocketAddr), std::time::Duration>,
 }
 
 struct Endpoint {
@@ -105,6 +107,14 @@ impl MemNetwork {
         state.cut.remove(&(b, a));
     }
 
+    /// Delays packets between `a` and `b` by `one_way` in each direction
+    /// (so the round trip is twice that): distance, for coordinates.
+    pub fn set_delay(&self, a: SocketAddr, b: SocketAddr, one_way: std::time::Duration) {
+        let mut state = self.state.lock();
+        state.delay.insert((a, b), one_way);
+        state.delay.insert((b, a), one_way);
+    }
+
     fn route<T>(
         &self,
         from: SocketAddr,
@@ -138,8 +148,20 @@ impl Transport for MemTransport {
 
     fn send_packet(&self, to: SocketAddr, packet: &[u8]) {
         if let Ok(tx) = self.net.route(self.addr, to, |e| e.packets.clone()) {
-            // A full queue drops the packet, as a real socket buffer would.
-            let _ = tx.try_send((self.addr, packet.to_vec()));
+            let delay = self.net.state.lock().delay.get(&(self.addr, to)).copied();
+            let sent = (self.addr, packet.to_vec());
+            match delay {
+                Some(delay) => {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        let _ = tx.try_send(sent);
+                    });
+                }
+                // A full queue drops the packet, as a real socket buffer would.
+                None => {
+                    let _ = tx.try_send(sent);
+                }
+            }
         }
     }
 

@@ -14,11 +14,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Duration, Instant, MissedTickBehavior};
 
+use crate::coordinate::CoordinateView;
 use crate::encryption::{self, Encryption, KeyAnswer, KeyOp, WarnLimit};
 use crate::events::{EventLog, UserEvent};
 use crate::identity::{LeaveHandler, LeaveNotice, LeftSet, NodeId, MAX_IDENTITY_LEN};
 use crate::transport::Transport;
-use crate::wire::{self, OpenError, PushPull, DECRYPT_FAILED};
+use crate::wire::{self, OpenError, PushPull, RttProbe, DECRYPT_FAILED};
 use crate::{ForceLeaveError, GossipError, Member, MemberStatus, Timing};
 
 type Swim = Foca<NodeId, PostcardCodec, SmallRng, LeaveHandler>;
@@ -116,7 +117,20 @@ pub(crate) struct Node {
     /// Helper tasks (reader, acceptor, push/pull); aborted when the node stops.
     tasks: JoinSet<()>,
     commands: mpsc::WeakUnboundedSender<Command>,
+    coords: Arc<Mutex<CoordinateView>>,
+    /// Round-trip probes awaiting their answer, by sequence number.
+    rtt_pending: HashMap<u64, PendingProbe>,
 }
+
+/// A round-trip probe we sent.
+struct PendingProbe {
+    to: SocketAddr,
+    name: String,
+    sent: Instant,
+}
+
+/// Unanswered probes remembered at most (older ones are dropped first).
+const MAX_PENDING_PROBES: usize = 64;
 
 impl Node {
     pub fn new(
@@ -126,6 +140,7 @@ impl Node {
         commands: mpsc::WeakUnboundedSender<Command>,
         left_set: Arc<Mutex<LeftSet>>,
         events: Arc<Mutex<EventLog>>,
+        coords: Arc<Mutex<CoordinateView>>,
     ) -> Node {
         let foca = new_foca(id, &shared.timing, &left_set, &events);
         Node {
@@ -141,6 +156,8 @@ impl Node {
             left: false,
             tasks: JoinSet::new(),
             commands,
+            coords,
+            rtt_pending: HashMap::new(),
         }
     }
 
@@ -163,6 +180,9 @@ impl Node {
         // Suspect/alive flips raise no foca notification; a periodic refresh catches them.
         let mut refresh = tokio::time::interval(timing.gossip_interval);
         refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Coordinates learn from our own probes, one member per probe interval.
+        let mut rtt_probe = tokio::time::interval(timing.probe_interval);
+        rtt_probe.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
         loop {
             let next_timer = self.timers.peek().map(|Reverse(s)| s.at);
@@ -175,6 +195,7 @@ impl Node {
                 _ = sleep_until(next_timer), if next_timer.is_some() => self.on_timers(),
                 _ = push_pull.tick() => self.start_push_pull(),
                 _ = refresh.tick() => self.publish(),
+                _ = rtt_probe.tick() => self.probe_rtt(),
                 Some(res) = self.tasks.join_next(), if !self.tasks.is_empty() => {
                     if let Err(e) = res {
                         if e.is_panic() {
@@ -237,6 +258,8 @@ impl Node {
             return;
         }
         let enc = self.shared.encryption();
+        let probe = wire::unmark_rtt(data);
+        let data = probe.as_deref().unwrap_or(data);
         let plain = match wire::open(enc.keyring.as_ref(), enc.accepts_plaintext(), data) {
             Ok(plain) => plain,
             Err(OpenError::Decrypt | OpenError::Plaintext) => {
@@ -255,6 +278,10 @@ impl Node {
                 return;
             }
         };
+        if probe.is_some() {
+            self.on_rtt_probe(from, &plain);
+            return;
+        }
         if let Err(e) = self.foca.handle_data(&plain, &mut self.rt) {
             tracing::debug!(%from, error = %e, "gossip packet rejected");
         }
@@ -279,6 +306,84 @@ impl Node {
             }
         }
         self.drain();
+    }
+
+    /// A probe from a member is answered with our coordinate; an answer
+    /// to one of ours becomes a round-trip sample.
+    fn on_rtt_probe(&mut self, from: SocketAddr, plain: &[u8]) {
+        let Some(probe) = RttProbe::decode(plain) else {
+            tracing::debug!(%from, "dropped a malformed round-trip probe");
+            return;
+        };
+        match probe {
+            RttProbe::Ping { seq, coord } => {
+                // Only members are answered: no reflector for strangers.
+                let is_member = self
+                    .foca
+                    .iter_membership_state()
+                    .any(|m| m.id().addr == from);
+                if !is_member || coord.validate().is_err() {
+                    return;
+                }
+                let own = self.coords.lock().vivaldi.coordinate().clone();
+                self.send_rtt(from, &RttProbe::Pong { seq, coord: own });
+            }
+            RttProbe::Pong { seq, coord } => {
+                let Some(pending) = self.rtt_pending.remove(&seq) else {
+                    return;
+                };
+                if pending.to != from || coord.validate().is_err() {
+                    return;
+                }
+                let rtt = pending.sent.elapsed();
+                let mut view = self.coords.lock();
+                if view.vivaldi.observe(&pending.name, &coord, rtt) {
+                    view.peers.insert(pending.name, coord);
+                }
+            }
+        }
+    }
+
+    fn send_rtt(&self, to: SocketAddr, probe: &RttProbe) {
+        let enc = self.shared.encryption();
+        self.shared
+            .transport
+            .send_packet(to, &wire::seal_rtt(enc.sealing(), &probe.encode()));
+    }
+
+    /// Probes one random alive member's round trip.
+    fn probe_rtt(&mut self) {
+        if self.left {
+            return;
+        }
+        let alive: Vec<&NodeId> = self
+            .foca
+            .iter_membership_state()
+            .filter(|m| m.state() == foca::State::Alive)
+            .map(|m| m.id())
+            .collect();
+        if alive.is_empty() {
+            return;
+        }
+        let target = alive[rand::rng().random_range(0..alive.len())].clone();
+        let now = Instant::now();
+        let timeout = self.shared.timing.probe_interval * 2;
+        self.rtt_pending
+            .retain(|_, p| now.duration_since(p.sent) < timeout);
+        if self.rtt_pending.len() >= MAX_PENDING_PROBES {
+            return;
+        }
+        let seq: u64 = rand::rng().random();
+        let own = self.coords.lock().vivaldi.coordinate().clone();
+        self.send_rtt(target.addr, &RttProbe::Ping { seq, coord: own });
+        self.rtt_pending.insert(
+            seq,
+            PendingProbe {
+                to: target.addr,
+                name: target.name,
+                sent: now,
+            },
+        );
     }
 
     // === actions ===
@@ -589,6 +694,24 @@ impl Node {
             list
         };
         list.sort_by(|a, b| a.name.cmp(&b.name));
+        {
+            let mut view = self.coords.lock();
+            let gone: Vec<String> = view
+                .peers
+                .keys()
+                .filter(|name| {
+                    !list.iter().any(|m| {
+                        &m.name == *name
+                            && matches!(m.status, MemberStatus::Alive | MemberStatus::Suspect)
+                    })
+                })
+                .cloned()
+                .collect();
+            for name in gone {
+                view.peers.remove(&name);
+                view.vivaldi.forget(&name);
+            }
+        }
 
         let pool = self.foca.num_members() + 1;
         if pool != self.pool_size {

@@ -1,5 +1,6 @@
 //! Bytes on the wire: the encryption envelope, TCP frames and push/pull state.
 
+use mesh_types::Coordinate;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -11,6 +12,11 @@ const KIND_PLAIN: u8 = 0;
 const KIND_SEALED: u8 = 1;
 /// TCP only: the responder refuses the exchange and says why, in plaintext.
 const KIND_ERROR: u8 = 2;
+/// UDP only: a round-trip probe for network coordinates, not for foca.
+/// Separate kinds (rather than a byte inside the envelope) so an older
+/// member drops them as unknown instead of handing them to foca.
+const KIND_RTT_PLAIN: u8 = 3;
+const KIND_RTT_SEALED: u8 = 4;
 
 /// Largest push/pull frame we read; a few MB covers tens of thousands of members.
 const MAX_FRAME: usize = 16 << 20;
@@ -72,6 +78,47 @@ pub(crate) fn open(
             String::from_utf8_lossy(body).into_owned(),
         )),
         _ => Err(OpenError::Malformed),
+    }
+}
+
+/// Wraps a round-trip probe: the same envelope, marked as a probe.
+pub(crate) fn seal_rtt(keyring: Option<&Keyring>, plain: &[u8]) -> Vec<u8> {
+    let mut out = seal(keyring, plain);
+    out[0] = if out[0] == KIND_SEALED {
+        KIND_RTT_SEALED
+    } else {
+        KIND_RTT_PLAIN
+    };
+    out
+}
+
+/// Whether a packet is a round-trip probe; if so, its envelope with the
+/// probe mark removed, for [`open`].
+pub(crate) fn unmark_rtt(data: &[u8]) -> Option<Vec<u8>> {
+    let kind = match *data.first()? {
+        KIND_RTT_PLAIN => KIND_PLAIN,
+        KIND_RTT_SEALED => KIND_SEALED,
+        _ => return None,
+    };
+    let mut out = data.to_vec();
+    out[0] = kind;
+    Some(out)
+}
+
+/// A round-trip probe and its answer; each carries the sender's coordinate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum RttProbe {
+    Ping { seq: u64, coord: Coordinate },
+    Pong { seq: u64, coord: Coordinate },
+}
+
+impl RttProbe {
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("encoding to a Vec cannot fail")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<RttProbe> {
+        postcard::from_bytes(bytes).ok()
     }
 }
 

@@ -188,6 +188,7 @@ impl State {
             Command::SessionRenew { .. } => rejected("session renewals are not log entries"),
             Command::QuerySet { query } => self.query_set(index, query),
             Command::QueryDelete { id } => self.query_delete(index, &id),
+            Command::CoordinateBatch { updates } => self.coordinate_batch(index, updates),
         }
     }
 

@@ -212,10 +212,11 @@ impl State {
         self.indexes.nodes = index;
         self.indexes.services = index;
         self.indexes.checks = index;
-        (
-            Outcome::Done,
-            vec![Table::Nodes, Table::Services, Table::Checks],
-        )
+        let mut changed = vec![Table::Nodes, Table::Services, Table::Checks];
+        if self.coordinate_forget(index, name) {
+            changed.push(Table::Coordinates);
+        }
+        (Outcome::Done, changed)
     }
 
     pub(crate) fn service_deregister(

@@ -14,9 +14,11 @@ pub enum Table {
     Sessions,
     /// Prepared queries.
     Queries,
+    /// Network coordinates.
+    Coordinates,
 }
 
-const TABLES: [Table; 9] = [
+const TABLES: [Table; 10] = [
     Table::Kv,
     Table::Nodes,
     Table::Services,
@@ -26,6 +28,7 @@ const TABLES: [Table; 9] = [
     Table::Acl,
     Table::Sessions,
     Table::Queries,
+    Table::Coordinates,
 ];
 
 /// Wakes waiters when a table changes or the applied index moves. Waiters

@@ -7,6 +7,7 @@
 mod acl;
 mod apply;
 mod catalog;
+mod coordinates;
 #[cfg(test)]
 mod decode_props;
 mod hub;

@@ -10,8 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::apply::{rejected, Applied};
 use crate::{ServiceHealth, State, Table};
 
-/// The prepared query table. Must stay the last field of [`State`]
-/// (snapshot format 5 compatibility: it is appended).
+/// The prepared query table, appended to [`State`] in snapshot format 6.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct QueryTables {
     pub queries: BTreeMap<String, PreparedQuery>,
@@ -46,7 +45,7 @@ impl State {
     }
 
     /// The instances `query` answers with, before ACL filtering: healthy
-    /// per its `OnlyPassing`, with its tags and meta, `near` first.
+    /// per its `OnlyPassing`, with its tags and meta, nearest to `near` first.
     pub fn run_query<'a>(&'a self, query: &PreparedQuery, near: &str) -> Vec<ServiceHealth<'a>> {
         let instances: Vec<ServiceHealth<'a>> = if query.connect {
             self.connect_proxies_of(&query.service)
@@ -65,8 +64,11 @@ impl State {
         } else {
             near
         };
-        if !near.is_empty() {
-            // Stable: the named node's instances first, the rest in order.
+        if self.coordinate(near).is_some() {
+            // Nearest first by estimated round trip (the near node: zero).
+            self.sort_by_rtt(near, &mut out, |h| &h.node.name);
+        } else if !near.is_empty() {
+            // No coordinate yet: the named node's instances first, stable.
             out.sort_by_key(|h| h.node.name != near);
         }
         out

@@ -10,18 +10,19 @@ pub enum SnapshotError {
     Decode(String),
 }
 
-/// Bumped when the snapshot layout changes incompatibly. Format 6 is
-/// format 5 with the prepared query table appended.
-const FORMAT_VERSION: u8 = 6;
+/// Bumped when the snapshot layout changes incompatibly. Format 7 is
+/// format 6 with the coordinate table appended.
+const FORMAT_VERSION: u8 = 7;
+/// Format 6: format 5 with the prepared query table appended.
+const FORMAT_WITHOUT_COORDINATES: u8 = 6;
 /// Format 5: format 4's body behind its SHA-256, so a changed byte
 /// anywhere is caught before anything is restored; no prepared queries.
 const FORMAT_WITHOUT_QUERIES: u8 = 5;
 /// Format 4: the body alone, no checksum.
 const FORMAT_UNCHECKED: u8 = 4;
-/// Format 3 had no session tables: appended empty, as for format 2.
+/// Format 3 had no session tables.
 const FORMAT_WITHOUT_SESSIONS: u8 = 3;
-/// Format 2 had no ACL tables; postcard writes fields back to back, so a
-/// format-2 body followed by empty ACL tables is a format-3 body.
+/// Format 2 had no ACL tables.
 const FORMAT_WITHOUT_ACL: u8 = 2;
 
 /// What a snapshot holds, table by table (`mesh snapshot inspect`).
@@ -53,6 +54,7 @@ pub fn inspect_snapshot(bytes: &[u8]) -> Result<SnapshotSummary, SnapshotError> 
             ("ACLPolicies", state.acl.policies.len()),
             ("Sessions", state.sessions.sessions.len()),
             ("PreparedQueries", state.queries.queries.len()),
+            ("Coordinates", state.coordinates.by_node.len()),
         ],
     })
 }
@@ -69,9 +71,11 @@ impl State {
     }
 
     pub(crate) fn from_snapshot(bytes: &[u8]) -> Result<State, SnapshotError> {
-        match bytes.split_first() {
-            Some((&(FORMAT_VERSION | FORMAT_WITHOUT_QUERIES), rest)) => {
-                let appended = bytes[0] == FORMAT_WITHOUT_QUERIES;
+        let (&format, rest) = bytes
+            .split_first()
+            .ok_or_else(|| SnapshotError::Decode("empty".into()))?;
+        let body = match format {
+            FORMAT_VERSION | FORMAT_WITHOUT_COORDINATES | FORMAT_WITHOUT_QUERIES => {
                 if rest.len() < 32 {
                     return Err(SnapshotError::Decode(
                         "truncated before its checksum".into(),
@@ -83,42 +87,36 @@ impl State {
                         "checksum mismatch: the file was changed or damaged".into(),
                     ));
                 }
-                decode(body, appended)
+                body
             }
-            Some((&FORMAT_UNCHECKED, rest)) => decode(rest, true),
-            Some((&FORMAT_WITHOUT_SESSIONS, rest)) => {
-                let mut body = rest.to_vec();
-                body.extend(no_sessions());
-                decode(&body, true)
-            }
-            Some((&FORMAT_WITHOUT_ACL, rest)) => {
-                let mut body = rest.to_vec();
-                body.extend(
-                    postcard::to_stdvec(&crate::acl::AclTables::default()).expect("encodes"),
-                );
-                body.extend(no_sessions());
-                decode(&body, true)
-            }
-            Some((v, _)) => Err(SnapshotError::Decode(format!("format version {v}"))),
-            None => Err(SnapshotError::Decode("empty".into())),
-        }
+            FORMAT_WITHOUT_ACL..=FORMAT_UNCHECKED => rest,
+            v => return Err(SnapshotError::Decode(format!("format version {v}"))),
+        };
+        let mut whole = body.to_vec();
+        whole.extend(tables_added_after(format));
+        postcard::from_bytes(&whole).map_err(|e| SnapshotError::Decode(e.to_string()))
     }
 }
 
-/// Decodes a body; one from before prepared queries gets an empty table
-/// appended (postcard writes fields back to back).
-fn decode(body: &[u8], without_queries: bool) -> Result<State, SnapshotError> {
-    let decoded = if without_queries {
-        let mut whole = body.to_vec();
-        whole
-            .extend(postcard::to_stdvec(&crate::queries::QueryTables::default()).expect("encodes"));
-        postcard::from_bytes(&whole)
-    } else {
-        postcard::from_bytes(body)
-    };
-    decoded.map_err(|e| SnapshotError::Decode(e.to_string()))
-}
-
-fn no_sessions() -> Vec<u8> {
-    postcard::to_stdvec(&crate::sessions::SessionTables::default()).expect("encodes")
+/// Empty tables for everything appended to `State` after `format`:
+/// postcard writes fields back to back, so an older body followed by
+/// them is a current body.
+fn tables_added_after(format: u8) -> Vec<u8> {
+    fn empty<T: Default + serde::Serialize>() -> Vec<u8> {
+        postcard::to_stdvec(&T::default()).expect("empty tables encode")
+    }
+    let mut out = Vec::new();
+    if format <= FORMAT_WITHOUT_ACL {
+        out.extend(empty::<crate::acl::AclTables>());
+    }
+    if format <= FORMAT_WITHOUT_SESSIONS {
+        out.extend(empty::<crate::sessions::SessionTables>());
+    }
+    if format <= FORMAT_WITHOUT_QUERIES {
+        out.extend(empty::<crate::queries::QueryTables>());
+    }
+    if format <= FORMAT_WITHOUT_COORDINATES {
+        out.extend(empty::<crate::coordinates::CoordinateTables>());
+    }
+    out
 }

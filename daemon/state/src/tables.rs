@@ -44,8 +44,10 @@ pub struct State {
     pub(crate) acl: crate::acl::AclTables,
     /// Must stay second to last (snapshot format 3 compatibility).
     pub(crate) sessions: crate::sessions::SessionTables,
-    /// Must stay the last field (snapshot format 5 compatibility).
+    /// Must stay second to last (snapshot format 5 compatibility).
     pub(crate) queries: crate::queries::QueryTables,
+    /// Must stay the last field (snapshot format 6 compatibility).
+    pub(crate) coordinates: crate::coordinates::CoordinateTables,
 }
 
 /// The stored CA state and the index that last changed it.
@@ -95,6 +97,7 @@ impl State {
             Table::Acl => self.acl.index,
             Table::Sessions => self.sessions.index,
             Table::Queries => self.queries.index,
+            Table::Coordinates => self.coordinates.index,
         }
     }
 

@@ -608,12 +608,21 @@ fn a_format_3_snapshot_reads_with_no_sessions_and_sessions_survive_a_snapshot() 
     let mut f = Fixture::new();
     f.apply(register("n1", service("web1", "web", ""), vec![]));
     let snap = f.store.snapshot();
-    assert_eq!(snap[0], 6);
-    // Format 5 was format 6 without the prepared query table at the end;
+    assert_eq!(snap[0], 7);
+    // Format 6 was format 7 without the coordinate table at the end;
+    // format 5 was format 6 without the prepared query table;
     // format 4 was format 5's body without the checksum; format 3 was
     // format 4 without the session tables at the end.
+    let no_coords = postcard::to_stdvec(&crate::coordinates::CoordinateTables::default()).unwrap();
+    let six_body = &snap[33..snap.len() - no_coords.len()];
+    let mut six = vec![6];
+    six.extend_from_slice(&Sha256::digest(six_body));
+    six.extend_from_slice(six_body);
+    let state = crate::State::from_snapshot(&six).unwrap();
+    assert_eq!(state.service_health("web").len(), 1);
+    assert_eq!(state.coordinates().count(), 0);
     let no_queries = postcard::to_stdvec(&crate::queries::QueryTables::default()).unwrap();
-    let body = &snap[33..snap.len() - no_queries.len()];
+    let body = &six_body[..six_body.len() - no_queries.len()];
     let mut five = vec![5];
     five.extend_from_slice(&Sha256::digest(body));
     five.extend_from_slice(body);
@@ -751,4 +760,55 @@ fn prepared_queries_resolve_by_id_name_and_template_and_go_with_their_session() 
         Outcome::Done
     );
     assert!(f.store.read(|s| s.resolve_query("web-primary").is_none()));
+}
+
+#[test]
+fn coordinates_are_kept_for_catalog_nodes_only_and_leave_with_their_node() {
+    let mut f = Fixture::new();
+    f.apply(register("n1", service("web1", "web", ""), vec![]));
+    f.apply(register("n2", service("web2", "web", ""), vec![]));
+    f.apply(register("n3", service("web3", "web", ""), vec![]));
+    let at = |x: f64| {
+        let mut c = mesh_types::Coordinate::origin();
+        c.vec[0] = x;
+        c
+    };
+    let update = |node: &str, coord| mesh_types::CoordinateUpdate {
+        node: node.into(),
+        segment: String::new(),
+        coord,
+    };
+    let mut bad = at(0.0);
+    bad.vec[2] = f64::NAN;
+    let updates = vec![
+        update("n1", at(0.0)),
+        update("n2", at(0.050)),
+        update("n3", at(0.010)),
+        update("ghost", at(0.0)),
+        update("n3", bad),
+    ];
+    assert_eq!(f.apply(Command::CoordinateBatch { updates }), Outcome::Done);
+    let state = crate::State::from_snapshot(&f.store.snapshot()).unwrap();
+    assert_eq!(
+        state.coordinates().count(),
+        3,
+        "the unknown node is skipped"
+    );
+    assert_eq!(
+        state.coordinate("n3").unwrap().vec[0],
+        0.010,
+        "a bad coordinate is skipped"
+    );
+    let mut names = vec!["n2", "n1", "n3", "nowhere"];
+    state.sort_by_rtt("n1", &mut names, |n| n);
+    assert_eq!(names, vec!["n1", "n3", "n2", "nowhere"]);
+    let mut unsorted = vec!["n2", "n1"];
+    state.sort_by_rtt("nowhere", &mut unsorted, |n| n);
+    assert_eq!(
+        unsorted,
+        vec!["n2", "n1"],
+        "no coordinate for near: order kept"
+    );
+    f.apply(Command::NodeDeregister { node: "n2".into() });
+    assert!(f.store.read(|s| s.coordinate("n2").is_none()));
 }

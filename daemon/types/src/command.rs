@@ -245,6 +245,18 @@ pub enum Command {
     QuerySet { query: crate::PreparedQuery },
     /// Delete a prepared query.
     QueryDelete { id: String },
+    /// Store nodes' network coordinates (already validated); updates for
+    /// nodes not in the catalog are skipped, as in Consul.
+    CoordinateBatch { updates: Vec<CoordinateUpdate> },
+}
+
+/// One node's coordinate in a [`Command::CoordinateBatch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordinateUpdate {
+    pub node: String,
+    /// Network segment (always empty: mesh has one LAN segment).
+    pub segment: String,
+    pub coord: crate::Coordinate,
 }
 
 /// The commands an [`Command::AllOrNothing`] group may hold: only these two

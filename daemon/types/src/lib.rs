@@ -6,6 +6,7 @@
 mod acl;
 mod catalog;
 mod command;
+mod coordinate;
 mod duration;
 mod intention;
 mod kv;
@@ -25,8 +26,12 @@ pub use catalog::{
 };
 pub use command::{
     command_size, decode_command, decode_entry, encode_command, encode_entry, Command,
-    CommandError, GroupedCommand, LogEntry, Outcome, TxnCatalogOp, TxnOp, TxnResult,
-    MAX_ENTRY_BYTES,
+    CommandError, CoordinateUpdate, GroupedCommand, LogEntry, Outcome, TxnCatalogOp, TxnOp,
+    TxnResult, MAX_ENTRY_BYTES,
+};
+pub use coordinate::{
+    Coordinate, CoordinateError, COORDINATE_DIMENSIONS, COORDINATE_MAX_COMPONENT,
+    COORDINATE_MAX_ERROR, COORDINATE_MIN_HEIGHT, MAX_COORDINATE_BATCH,
 };
 pub use duration::{format_go_duration, parse_go_duration};
 pub use intention::{

@@ -412,3 +412,44 @@ async fn a_user_event_reaches_every_member_once_and_an_oversized_one_is_refused(
     );
     assert!(nodes[0].events().iter().all(|e| e.name != "big"));
 }
+
+#[tokio::test]
+async fn coordinates_learn_that_a_distant_member_is_farther() {
+    let net = MemNetwork::new();
+    let nodes = pool(&net, 3).await;
+    // node-02 sits 20 ms away (one way) from both others; 00 and 01 are close.
+    for near in &nodes[..2] {
+        net.set_delay(
+            near.local_addr(),
+            nodes[2].local_addr(),
+            Duration::from_millis(20),
+        );
+    }
+    eventually(
+        "node-00's coordinates to place node-02 far and node-01 near",
+        || async {
+            let own = nodes[0].coordinate();
+            let peers = nodes[0].peer_coordinates();
+            let (Some(near), Some(far)) = (peers.get("node-01"), peers.get("node-02")) else {
+                return Some(format!(
+                    "peers known: {:?}",
+                    peers.keys().collect::<Vec<_>>()
+                ));
+            };
+            let (near_ms, far_ms) = (own.distance(near) * 1e3, own.distance(far) * 1e3);
+            // The true round trips are ~0 ms and 40 ms.
+            (!(near_ms < 10.0 && (25.0..60.0).contains(&far_ms)))
+                .then(|| format!("estimated node-01 {near_ms:.2} ms, node-02 {far_ms:.2} ms"))
+        },
+    )
+    .await;
+    // A member that leaves is forgotten.
+    nodes[2].leave(Duration::from_secs(5)).await.unwrap();
+    eventually("node-02's coordinate to be dropped", || async {
+        let peers = nodes[0].peer_coordinates();
+        peers
+            .contains_key("node-02")
+            .then(|| "still known".to_string())
+    })
+    .await;
+}
