@@ -5,6 +5,7 @@
 #![allow(clippy::bool_assert_comparison)]
 
 mod acl;
+mod acl_login;
 mod api_surface;
 mod autopilot;
 mod bad_input;

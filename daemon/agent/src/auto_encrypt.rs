@@ -41,7 +41,7 @@ pub(crate) async fn sign(
     token: Option<String>,
     request: AutoEncryptRequest,
 ) -> Result<AutoEncryptReply, String> {
-    let settings = crate::node::acl_settings(&node.live.borrow().acl);
+    let settings = crate::node::acl_settings(&node.live.borrow().acl, &node.config.datacenter);
     if settings.enabled {
         let allowed = node.state.read(|s| {
             let resolved = mesh_api::resolve_in(s, &settings, token.as_deref())?;

@@ -638,6 +638,11 @@ fn spawn_server(node: &Arc<Node>, server: ServerParts, tasks: &mut JoinSet<anyho
         Some(node) => node.check_proposal(token, cmd),
         None => Err("the agent is stopping".into()),
     }));
+    tasks.spawn(crate::acl_expiry::run(
+        node.state.clone(),
+        raft.clone(),
+        node.shutdown.subscribe(),
+    ));
     let timers = crate::session_ttl::SessionTimers::new(node.state.clone());
     let renewals = timers.clone();
     raft.set_leader_answer(Arc::new(move |cmd| renewals.renew(cmd)));

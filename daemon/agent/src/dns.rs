@@ -54,6 +54,7 @@ pub(crate) fn settings(datacenter: &str, config: &mesh_config::LiveConfig) -> me
         acl: config.acl.enabled.then(|| mesh_dns::DnsAcl {
             default_allow: config.acl.default_policy == mesh_config::AclPolicy::Allow,
             token: config.acl.default_token.clone(),
+            datacenter: datacenter.to_string(),
         }),
         ..Default::default()
     }

@@ -109,7 +109,7 @@ impl AgentHandle for AgentView {
     }
 
     fn acl(&self) -> mesh_api::AclSettings {
-        acl_settings(&self.agent.live.borrow().acl)
+        acl_settings(&self.agent.live.borrow().acl, &self.agent.config.datacenter)
     }
 
     fn local_service_name(&self, id: &str) -> Option<String> {

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+mod acl_expiry;
 mod auto_encrypt;
 mod autopilot;
 mod build;

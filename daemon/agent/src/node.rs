@@ -106,7 +106,7 @@ impl Node {
         token: Option<&str>,
         cmd: &mesh_types::Command,
     ) -> Result<(), String> {
-        let settings = acl_settings(&self.live.borrow().acl);
+        let settings = acl_settings(&self.live.borrow().acl, &self.config.datacenter);
         if !settings.enabled {
             return Ok(());
         }
@@ -124,8 +124,12 @@ impl Node {
 }
 
 /// The API's view of the `acl { }` settings.
-pub(crate) fn acl_settings(acl: &mesh_config::AclConfig) -> mesh_api::AclSettings {
+pub(crate) fn acl_settings(
+    acl: &mesh_config::AclConfig,
+    datacenter: &str,
+) -> mesh_api::AclSettings {
     mesh_api::AclSettings {
+        datacenter: datacenter.to_string(),
         enabled: acl.enabled,
         default_allow: acl.default_policy == mesh_config::AclPolicy::Allow,
         initial_management: acl.initial_management_token.clone(),

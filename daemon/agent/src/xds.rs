@@ -38,7 +38,7 @@ impl XdsSource {
     /// On a server, the token is checked here; a client agent's relay
     /// carries it to a server, which checks it the same way.
     fn authorize(&self, service: &str, access: Access, token: Option<&str>) -> Result<(), Status> {
-        let settings = acl_settings(&self.node.live.borrow().acl);
+        let settings = acl_settings(&self.node.live.borrow().acl, &self.node.config.datacenter);
         if !settings.enabled {
             return Ok(());
         }

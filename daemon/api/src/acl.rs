@@ -9,10 +9,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use mesh_acl::{Access, Global};
-use mesh_types::{AclPolicy, AclToken, Command, GLOBAL_MANAGEMENT_POLICY_ID};
+use mesh_types::{AclPolicy, AclToken, AclTokenLinks, Command, GLOBAL_MANAGEMENT_POLICY_ID};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::acl_caller::{request_secret, Caller};
+use crate::acl_links::{LinkBody, NodeIdentityBody, ServiceIdentityBody, TemplatedPolicyBody};
 use crate::error::json_body;
 use crate::{Api, ApiError, Written};
 
@@ -24,7 +26,7 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
@@ -34,7 +36,7 @@ fn not_found(what: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found"))
 }
 
-fn enabled(api: &Api) -> Result<(), ApiError> {
+pub(crate) fn enabled(api: &Api) -> Result<(), ApiError> {
     if api.agent.acl().enabled {
         Ok(())
     } else {
@@ -76,7 +78,7 @@ fn token_json_in(s: &mesh_state::State, t: &AclToken, show_secret: bool) -> Valu
             json!({"ID": id, "Name": name})
         })
         .collect();
-    json!({
+    let mut out = json!({
         "AccessorID": t.accessor_id,
         "SecretID": if show_secret { t.secret_id.as_str() } else { "<hidden>" },
         "Description": t.description,
@@ -85,7 +87,9 @@ fn token_json_in(s: &mesh_state::State, t: &AclToken, show_secret: bool) -> Valu
         "CreateTime": t.create_time,
         "CreateIndex": t.create_index,
         "ModifyIndex": t.modify_index,
-    })
+    });
+    crate::acl_links::add_links_json(s, &mut out, &s.acl_token_links(&t.accessor_id));
+    out
 }
 
 /// Secrets are shown only to callers that may write ACLs (Consul redacts too).
@@ -258,32 +262,108 @@ pub(crate) async fn policies(State(api): State<Api>) -> Result<Response, ApiErro
 
 // === tokens ===
 
-/// `Policies: [{ID}|{Name}]` → policy IDs, each checked to exist.
-fn policy_ids(api: &Api, body: &Value) -> Result<Vec<String>, ApiError> {
-    let Some(list) = body.get("Policies").and_then(Value::as_array) else {
-        return Ok(Vec::new());
-    };
-    let mut ids = Vec::new();
-    for link in list {
-        let found = api
-            .state
-            .read(|s| match (field(link, "ID"), field(link, "Name")) {
-                (Some(id), _) => s.acl_policy(id),
-                (None, Some(name)) => s.acl_policy_by_name(name),
-                (None, None) => None,
-            });
-        match found {
-            Some(p) if !ids.contains(&p.id) => ids.push(p.id),
-            Some(_) => {}
-            None => {
-                return Err(ApiError::bad_request(format!(
-                    "ACL policy {} does not exist",
-                    link
-                )))
-            }
-        }
+/// A token body, keys in any case. Fields Consul's clients send back
+/// from a read (`CreateTime`, indexes, `Hash`) are accepted and ignored.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TokenBody {
+    accessorid: String,
+    secretid: String,
+    description: String,
+    policies: Vec<LinkBody>,
+    roles: Vec<LinkBody>,
+    serviceidentities: Vec<ServiceIdentityBody>,
+    nodeidentities: Vec<NodeIdentityBody>,
+    templatedpolicies: Vec<TemplatedPolicyBody>,
+    local: Option<bool>,
+    /// A Go duration ("1h") or nanoseconds.
+    expirationttl: Value,
+    /// RFC 3339.
+    expirationtime: Option<String>,
+}
+
+/// The shortest and longest `ExpirationTTL` (Consul's defaults for
+/// `token_min_expiration_ttl` and `token_max_expiration_ttl`).
+pub const MIN_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+pub const MAX_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+fn token_body(body: &[u8]) -> Result<TokenBody, ApiError> {
+    let value = json_body(body, "token")?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "Request decode failed: token: a JSON object",
+        ));
     }
-    Ok(ids)
+    Ok(crate::wire::parse_value(value, "token")?)
+}
+
+/// The expiry a body asks for, in Unix milliseconds (0: none).
+fn expiration_ms(b: &TokenBody) -> Result<u64, ApiError> {
+    let ttl = match &b.expirationttl {
+        Value::Null => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::String(s) => Some(
+            mesh_types::parse_go_duration(s)
+                .map_err(|e| ApiError::bad_request(format!("ExpirationTTL {s:?}: {e}")))?,
+        ),
+        Value::Number(n) => n
+            .as_u64()
+            .filter(|n| *n > 0)
+            .map(std::time::Duration::from_nanos),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "ExpirationTTL {other}: a duration such as \"1h\""
+            )))
+        }
+    };
+    let now = mesh_state::now_unix_ms();
+    match (ttl, &b.expirationtime) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "Expiration TTL and Expiration Time cannot both be set",
+        )),
+        (Some(ttl), None) => {
+            if !(MIN_TOKEN_TTL..=MAX_TOKEN_TTL).contains(&ttl) {
+                return Err(ApiError::bad_request(format!(
+                    "ExpirationTTL {}: must be between {} and {} (MIN_TOKEN_TTL, MAX_TOKEN_TTL)",
+                    mesh_types::format_go_duration(ttl),
+                    mesh_types::format_go_duration(MIN_TOKEN_TTL),
+                    mesh_types::format_go_duration(MAX_TOKEN_TTL),
+                )));
+            }
+            Ok(now + ttl.as_millis() as u64)
+        }
+        (None, Some(at)) => {
+            let t = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| ApiError::bad_request(format!("ExpirationTime {at:?}: {e}")))?;
+            let ms = (t.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
+            if ms <= now || ms - now > MAX_TOKEN_TTL.as_millis() as u64 {
+                return Err(ApiError::bad_request(format!(
+                    "ExpirationTime {at:?}: must be in the future, within {} (MAX_TOKEN_TTL)",
+                    mesh_types::format_go_duration(MAX_TOKEN_TTL)
+                )));
+            }
+            Ok(ms)
+        }
+        (None, None) => Ok(0),
+    }
+}
+
+/// The links a body asks for (the expiry and auth method set by the caller).
+fn links_from(api: &Api, b: &TokenBody) -> Result<AclTokenLinks, ApiError> {
+    let ids = crate::acl_links::identities(
+        b.serviceidentities.clone(),
+        b.nodeidentities.clone(),
+        b.templatedpolicies.clone(),
+    )?;
+    Ok(AclTokenLinks {
+        roles: api
+            .state
+            .read(|s| crate::acl_links::role_ids(s, &b.roles))?,
+        service_identities: ids.services,
+        node_identities: ids.nodes,
+        templated_policies: ids.templated,
+        ..Default::default()
+    })
 }
 
 fn check_uuid(what: &str, value: &str) -> Result<(), ApiError> {
@@ -292,9 +372,19 @@ fn check_uuid(what: &str, value: &str) -> Result<(), ApiError> {
         .map_err(|_| ApiError::bad_request(format!("{what} {value:?} is not a UUID")))
 }
 
-async fn write_token(api: &Api, token: AclToken) -> Result<Response, ApiError> {
+pub(crate) async fn write_token(
+    api: &Api,
+    token: AclToken,
+    links: AclTokenLinks,
+) -> Result<Response, ApiError> {
     let accessor = token.accessor_id.clone();
-    api.apply(Command::AclTokenSet { token }).await?;
+    // A token without links keeps the older command, which every server reads.
+    let cmd = if links.is_empty() {
+        Command::AclTokenSet { token }
+    } else {
+        Command::AclTokenSetLinked { token, links }
+    };
+    api.apply(cmd).await?;
     let stored = stored_token(api, &accessor)
         .await
         .ok_or_else(|| not_found(format!("ACL token {accessor}")))?;
@@ -306,9 +396,13 @@ pub(crate) async fn token_create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     enabled(&api)?;
-    let body = json_body(&body, "token")?;
-    let accessor = field(&body, "AccessorID").map_or_else(new_id, str::to_string);
-    let secret = field(&body, "SecretID").map_or_else(new_id, str::to_string);
+    let b = token_body(&body)?;
+    let accessor = Some(b.accessorid.clone())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(new_id);
+    let secret = Some(b.secretid.clone())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(new_id);
     check_uuid("AccessorID", &accessor)?;
     check_uuid("SecretID", &secret)?;
     if api.state.read(|s| s.acl_token(&accessor).is_some()) {
@@ -316,16 +410,20 @@ pub(crate) async fn token_create(
             "a token with AccessorID {accessor} already exists; update it with PUT /v1/acl/token/{accessor}"
         )));
     }
+    let mut links = links_from(&api, &b)?;
+    links.expiration_unix_ms = expiration_ms(&b)?;
     let token = AclToken {
         accessor_id: accessor,
         secret_id: secret,
-        description: field(&body, "Description").unwrap_or("").to_string(),
-        policies: policy_ids(&api, &body)?,
-        local: body.get("Local").and_then(Value::as_bool).unwrap_or(false),
+        description: b.description.clone(),
+        policies: api
+            .state
+            .read(|s| crate::acl_links::policy_ids(s, &b.policies))?,
+        local: b.local.unwrap_or(false),
         create_time: now_rfc3339(),
         ..Default::default()
     };
-    write_token(&api, token).await
+    write_token(&api, token, links).await
 }
 
 pub(crate) async fn token_update(
@@ -334,28 +432,51 @@ pub(crate) async fn token_update(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     enabled(&api)?;
-    let body = json_body(&body, "token")?;
-    let old = api
+    let b = token_body(&body)?;
+    let (old, old_links) = api
         .state
-        .read(|s| s.acl_token(&accessor).cloned())
+        .read(|s| {
+            s.acl_token(&accessor)
+                .cloned()
+                .map(|t| (t, s.acl_token_links(&accessor)))
+        })
         .ok_or_else(|| not_found(format!("ACL token {accessor}")))?;
-    if let Some(secret) = field(&body, "SecretID") {
-        if secret != old.secret_id {
-            return Err(ApiError::bad_request(
-                "a token's SecretID cannot be changed",
-            ));
-        }
+    if !b.secretid.is_empty() && b.secretid != old.secret_id {
+        return Err(ApiError::bad_request(
+            "a token's SecretID cannot be changed",
+        ));
     }
+    if !b.accessorid.is_empty() && b.accessorid != old.accessor_id {
+        return Err(ApiError::bad_request(format!(
+            "AccessorID {:?} in the body is not the token {accessor:?} in the path",
+            b.accessorid
+        )));
+    }
+    // The expiry and the login that made a token never change; a client
+    // may send back the ExpirationTime it read.
+    let ttl_given =
+        !matches!(&b.expirationttl, Value::Null) && b.expirationttl != Value::String(String::new());
+    let time_changed = b.expirationtime.as_deref().is_some_and(|t| {
+        old_links.expiration_unix_ms == 0
+            || crate::acl_links::rfc3339_ms(old_links.expiration_unix_ms) != t
+    });
+    if ttl_given || time_changed {
+        return Err(ApiError::bad_request(
+            "a token's expiration cannot be changed",
+        ));
+    }
+    let mut links = links_from(&api, &b)?;
+    links.expiration_unix_ms = old_links.expiration_unix_ms;
+    links.auth_method = old_links.auth_method;
     let token = AclToken {
-        description: field(&body, "Description").unwrap_or("").to_string(),
-        policies: policy_ids(&api, &body)?,
-        local: body
-            .get("Local")
-            .and_then(Value::as_bool)
-            .unwrap_or(old.local),
+        description: b.description.clone(),
+        policies: api
+            .state
+            .read(|s| crate::acl_links::policy_ids(s, &b.policies))?,
+        local: b.local.unwrap_or(old.local),
         ..old
     };
-    write_token(&api, token).await
+    write_token(&api, token, links).await
 }
 
 /// `PUT /v1/acl/token/:accessor/clone`: a new token (new accessor and
@@ -389,6 +510,7 @@ pub(crate) async fn token_clone(
         ));
     }
     let description = new_description.map_or_else(|| old.description.clone(), str::to_string);
+    let links = api.state.read(|s| s.acl_token_links(&old.accessor_id));
     let token = AclToken {
         accessor_id: new_id(),
         secret_id: new_id(),
@@ -398,7 +520,7 @@ pub(crate) async fn token_clone(
         modify_index: 0,
         ..old
     };
-    write_token(&api, token).await
+    write_token(&api, token, links).await
 }
 
 pub(crate) async fn token_get(
@@ -442,15 +564,28 @@ pub(crate) async fn token_delete(
     Ok(Json(matches!(done, Written::Done) || done.as_bool()).into_response())
 }
 
+/// `GET /v1/acl/tokens`, narrowed by `?policy=`, `?role=` (IDs) and
+/// `?authmethod=`.
 pub(crate) async fn tokens(
     State(api): State<Api>,
     Extension(caller): Extension<Caller>,
+    params: crate::Params,
 ) -> Result<Response, ApiError> {
     enabled(&api)?;
     let show = shows_secrets(&caller);
-    let list: Vec<Value> = api
-        .state
-        .read(|s| s.acl_tokens().map(|t| token_json_in(s, t, show)).collect());
+    let q = params.map();
+    let want = |k: &str| q.get(k).filter(|v| !v.is_empty());
+    let list: Vec<Value> = api.state.read(|s| {
+        s.acl_tokens()
+            .filter(|t| {
+                let links = s.acl_token_links(&t.accessor_id);
+                want("policy").is_none_or(|p| t.policies.contains(p))
+                    && want("role").is_none_or(|r| links.roles.contains(r))
+                    && want("authmethod").is_none_or(|m| links.auth_method == **m)
+            })
+            .map(|t| token_json_in(s, t, show))
+            .collect()
+    });
     Ok(Json(list).into_response())
 }
 
@@ -468,6 +603,7 @@ pub(crate) async fn resolve(
         "AccessorID": resolved.accessor,
         "Management": resolved.management,
         "Rules": resolved.rules,
+        "ExpiresUnixMs": resolved.expires_unix_ms,
     }))
     .into_response())
 }

@@ -26,6 +26,8 @@ pub struct AclSettings {
     pub initial_management: Option<String>,
     /// `acl.tokens.default`: used for requests that carry no token.
     pub default_token: Option<String>,
+    /// This agent's datacenter: where identities scoped to datacenters apply.
+    pub datacenter: String,
 }
 
 /// Who is calling; handlers find it in the request's extensions.
@@ -35,6 +37,9 @@ pub struct Caller {
     /// The secret the request carried, to relay to a server.
     pub secret: Option<String>,
     pub authz: Arc<Authorizer>,
+    /// Unix milliseconds when the token expires (0: never): a cached
+    /// caller is not used past it.
+    pub expires_unix_ms: u64,
 }
 
 impl Caller {
@@ -43,6 +48,7 @@ impl Caller {
             accessor: String::new(),
             secret: None,
             authz: Arc::new(Authorizer::management()),
+            expires_unix_ms: 0,
         }
     }
 }
@@ -99,9 +105,10 @@ pub fn resolve_in(
             accessor: "initial-management".into(),
             management: true,
             rules: Vec::new(),
+            expires_unix_ms: 0,
         });
     }
-    state.acl_resolve(secret)
+    state.acl_resolve(secret, &settings.datacenter)
 }
 
 /// On a server: the secret's token and its policies' rules.
@@ -158,6 +165,7 @@ async fn resolve_remote(api: &Api, secret: Option<&str>) -> Result<Resolved, Api
                     .collect()
             })
             .unwrap_or_default(),
+        expires_unix_ms: v["ExpiresUnixMs"].as_u64().unwrap_or(0),
     })
 }
 
@@ -177,7 +185,8 @@ pub(crate) async fn caller(
             (Stamp::At(t), Stamp::At(_)) => t.elapsed() < CLIENT_TTL,
             _ => false,
         };
-        if fresh && *default_allow == settings.default_allow {
+        let expired = c.expires_unix_ms > 0 && c.expires_unix_ms <= mesh_state::now_unix_ms();
+        if fresh && *default_allow == settings.default_allow && !expired {
             return Ok(c.clone());
         }
     }
@@ -191,6 +200,7 @@ pub(crate) async fn caller(
         accessor: resolved.accessor,
         secret,
         authz: Arc::new(authz),
+        expires_unix_ms: resolved.expires_unix_ms,
     };
     let mut entries = api.acl_cache.entries.lock();
     if entries.len() >= CACHE_MAX {

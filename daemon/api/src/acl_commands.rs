@@ -85,7 +85,15 @@ pub fn command_allowed(authz: &Authorizer, state: &State, cmd: &Command) -> Resu
         Command::AclPolicySet { .. }
         | Command::AclPolicyDelete { .. }
         | Command::AclTokenSet { .. }
-        | Command::AclTokenDelete { .. } => global(authz, Global::Acl, Write),
+        | Command::AclTokenDelete { .. }
+        | Command::AclTokenSetLinked { .. }
+        | Command::AclRoleSet { .. }
+        | Command::AclRoleDelete { .. }
+        | Command::AclAuthMethodSet { .. }
+        | Command::AclAuthMethodDelete { .. }
+        | Command::AclBindingRuleSet { .. }
+        | Command::AclBindingRuleDelete { .. }
+        | Command::AclTokensExpire { .. } => global(authz, Global::Acl, Write),
         Command::Restore { .. } => need(false, || "a management token".into()),
         Command::SessionCreate { session } => named(authz, Resource::Session, &session.node, Write),
         Command::SessionDestroy { id } | Command::SessionRenew { id } => {

@@ -119,6 +119,8 @@ pub(crate) fn needs(api: &Api, method: &Method, path: &str, q: &HashMap<String, 
     match segs.as_slice() {
         ["status", ..] | ["catalog", "datacenters"] => Needs::default(),
         ["connect", "ca", "roots"] | ["agent", "connect", "ca", "roots"] => Needs::default(),
+        // Login's credential is its bearer token; logout's, the token it ends.
+        ["acl", "login" | "logout"] => Needs::default(),
         ["acl", "bootstrap"] | ["acl", "token", "self"] | ["internal", "acl", "authorizer"] => {
             Needs::default()
         }

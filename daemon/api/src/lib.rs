@@ -4,9 +4,12 @@
 #![forbid(unsafe_code)]
 
 mod acl;
+mod acl_auth;
 mod acl_caller;
 mod acl_check;
 mod acl_commands;
+mod acl_links;
+mod acl_roles;
 mod acl_routes;
 mod agent;
 mod blocking_limit;
@@ -326,6 +329,42 @@ impl Api {
             )
             .route("/v1/acl/token/{accessor}/clone", put(acl::token_clone))
             .route("/v1/acl/tokens", get(acl::tokens))
+            .route("/v1/acl/role", put(acl_roles::create))
+            .route(
+                "/v1/acl/role/{id}",
+                get(acl_roles::get)
+                    .put(acl_roles::update)
+                    .delete(acl_roles::delete),
+            )
+            .route("/v1/acl/role/name/{name}", get(acl_roles::by_name))
+            .route("/v1/acl/roles", get(acl_roles::list))
+            .route("/v1/acl/templated-policies", get(acl_roles::templates))
+            .route(
+                "/v1/acl/templated-policy/name/{*name}",
+                get(acl_roles::template),
+            )
+            .route(
+                "/v1/acl/templated-policy/preview/{*name}",
+                post(acl_roles::preview),
+            )
+            .route("/v1/acl/auth-method", put(acl_auth::method_create))
+            .route(
+                "/v1/acl/auth-method/{name}",
+                get(acl_auth::method_get)
+                    .put(acl_auth::method_update)
+                    .delete(acl_auth::method_delete),
+            )
+            .route("/v1/acl/auth-methods", get(acl_auth::methods))
+            .route("/v1/acl/binding-rule", put(acl_auth::rule_create))
+            .route(
+                "/v1/acl/binding-rule/{id}",
+                get(acl_auth::rule_get)
+                    .put(acl_auth::rule_update)
+                    .delete(acl_auth::rule_delete),
+            )
+            .route("/v1/acl/binding-rules", get(acl_auth::rules))
+            .route("/v1/acl/login", post(acl_auth::login))
+            .route("/v1/acl/logout", post(acl_auth::logout))
             .route("/v1/internal/acl/authorizer", get(acl::resolve))
             .merge(cluster_extra)
             .layer(axum::middleware::from_fn_with_state(

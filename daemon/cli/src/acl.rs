@@ -36,6 +36,26 @@ pub enum AclCommand {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Manage roles
+    Role {
+        #[command(subcommand)]
+        command: crate::acl_auth::RoleCommand,
+    },
+    /// Manage auth methods
+    AuthMethod {
+        #[command(subcommand)]
+        command: crate::acl_auth::AuthMethodCommand,
+    },
+    /// Manage binding rules
+    BindingRule {
+        #[command(subcommand)]
+        command: crate::acl_auth::BindingRuleCommand,
+    },
+    /// Show the built-in templated policies
+    TemplatedPolicy {
+        #[command(subcommand)]
+        command: crate::acl_auth::TemplatedPolicyCommand,
+    },
 }
 
 /// `mesh acl policy ...`
@@ -82,11 +102,19 @@ pub enum PolicyCommand {
 /// `mesh acl token ...`
 #[derive(Debug, Clone, Subcommand)]
 pub enum TokenCommand {
-    /// Create a token carrying the named policies
+    /// Create a token carrying the named policies, roles and identities
     Create {
         /// Policy name (repeatable)
         #[arg(long = "policy-name")]
         policy_names: Vec<String>,
+        /// Role name (repeatable)
+        #[arg(long = "role-name")]
+        role_names: Vec<String>,
+        #[command(flatten)]
+        identities: crate::acl_auth::IdentityFlags,
+        /// The token expires after this long (Go duration, 1m to 24h)
+        #[arg(long = "expires-ttl")]
+        expires_ttl: Option<String>,
         #[arg(long, default_value = "")]
         description: String,
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -163,6 +191,28 @@ fn show_token(token: &Value, format: Format) -> anyhow::Result<()> {
             for (k, v) in rows {
                 println!("{k:<13} {v}");
             }
+            if let Some(at) = token["ExpirationTime"].as_str() {
+                println!("{:<13} {at}", "Expiration:");
+            }
+            let names = |key: &str, field: &str| -> Vec<String> {
+                token[key]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| e[field].as_str().unwrap_or_default().to_string())
+                    .collect()
+            };
+            for (label, key, field) in [
+                ("Roles:", "Roles", "Name"),
+                ("Service Identities:", "ServiceIdentities", "ServiceName"),
+                ("Node Identities:", "NodeIdentities", "NodeName"),
+                ("Templated Policies:", "TemplatedPolicies", "TemplateName"),
+            ] {
+                let list = names(key, field);
+                if !list.is_empty() {
+                    println!("{label} {}", list.join(", "));
+                }
+            }
             Ok(())
         }
     }
@@ -198,6 +248,12 @@ pub async fn run(args: &AclArgs) -> anyhow::Result<ExitCode> {
         }
         AclCommand::Policy { command } => policy(command).await?,
         AclCommand::Token { command } => token(command).await?,
+        AclCommand::Role { command } => crate::acl_auth::role(command).await?,
+        AclCommand::AuthMethod { command } => crate::acl_auth::auth_method(command).await?,
+        AclCommand::BindingRule { command } => crate::acl_auth::binding_rule(command).await?,
+        AclCommand::TemplatedPolicy { command } => {
+            crate::acl_auth::templated_policy_cmd(command).await?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -256,12 +312,22 @@ async fn token(command: &TokenCommand) -> anyhow::Result<()> {
     match command {
         TokenCommand::Create {
             policy_names,
+            role_names,
+            identities,
+            expires_ttl,
             description,
             format,
             http,
         } => {
             let policies: Vec<Value> = policy_names.iter().map(|n| json!({"Name": n})).collect();
-            let body = json!({"Description": description, "Policies": policies});
+            let mut body = json!({"Description": description, "Policies": policies});
+            if !role_names.is_empty() {
+                body["Roles"] = role_names.iter().map(|n| json!({"Name": n})).collect();
+            }
+            identities.add_to(&mut body)?;
+            if let Some(ttl) = expires_ttl {
+                body["ExpirationTTL"] = ttl.clone().into();
+            }
             show_token(&http.client()?.acl_token_write(None, &body).await?, *format)
         }
         TokenCommand::Read {

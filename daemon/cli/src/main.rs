@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod acl;
+mod acl_auth;
 mod agent;
 mod argv;
 mod catalog;
@@ -92,6 +93,10 @@ enum Command {
     Info(output::HttpArgs),
     /// Estimate the round trip between two nodes from their network coordinates
     Rtt(rtt::RttArgs),
+    /// Trade a JWT for an ACL token through an auth method
+    Login(acl_auth::LoginArgs),
+    /// Delete the login token in use
+    Logout(output::HttpArgs),
     /// Print the version
     Version,
 }
@@ -169,6 +174,8 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Event(args) => watch_cmd::event(&args).await,
         Command::Watch(args) => watch_cmd::watch(&args).await,
         Command::Rtt(args) => rtt::run(&args).await,
+        Command::Login(args) => acl_auth::login(&args).await,
+        Command::Logout(http) => acl_auth::logout(&http).await,
         Command::Version => misc::version(),
     }
 }

@@ -46,6 +46,8 @@ pub struct DnsAcl {
     pub default_allow: bool,
     /// `acl.tokens.default`.
     pub token: Option<String>,
+    /// Where identities scoped to datacenters apply (this agent's).
+    pub datacenter: String,
 }
 
 impl Default for DnsConfig {

@@ -178,8 +178,8 @@ fn dns_authorizer(state: &State, acl: &DnsAcl) -> Authorizer {
     let token = acl
         .token
         .as_deref()
-        .and_then(|secret| state.acl_resolve(Some(secret)))
-        .or_else(|| state.acl_resolve(None));
+        .and_then(|secret| state.acl_resolve(Some(secret), &acl.datacenter))
+        .or_else(|| state.acl_resolve(None, &acl.datacenter));
     match token {
         Some(t) => Authorizer::from_rule_texts(t.management, &t.rules, acl.default_allow),
         None => Authorizer::from_rules([], acl.default_allow),

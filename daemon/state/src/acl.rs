@@ -31,12 +31,32 @@ pub struct ResolvedToken {
     pub accessor: String,
     pub management: bool,
     pub rules: Vec<String>,
+    /// Unix milliseconds when it stops resolving; 0: never.
+    pub expires_unix_ms: u64,
+}
+
+/// Now, in Unix milliseconds (token expiry is wall-clock time).
+pub fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl State {
     /// The token for `secret` (none: the anonymous token, or nothing
-    /// granted when it does not exist yet); `None` for an unknown secret.
-    pub fn acl_resolve(&self, secret: Option<&str>) -> Option<ResolvedToken> {
+    /// granted when it does not exist yet) with the rules it has in
+    /// datacenter `dc` (empty: any); `None` for an unknown or expired secret.
+    pub fn acl_resolve(&self, secret: Option<&str>, dc: &str) -> Option<ResolvedToken> {
+        self.acl_resolve_at(secret, dc, now_unix_ms())
+    }
+
+    /// [`State::acl_resolve`] at a given time.
+    pub fn acl_resolve_at(
+        &self,
+        secret: Option<&str>,
+        dc: &str,
+        now_unix_ms: u64,
+    ) -> Option<ResolvedToken> {
         let token = match secret {
             Some(secret) => self.acl_token_by_secret(secret)?,
             None => match self.acl_token(ANONYMOUS_TOKEN_ID) {
@@ -46,19 +66,26 @@ impl State {
                         accessor: ANONYMOUS_TOKEN_ID.into(),
                         management: false,
                         rules: Vec::new(),
+                        expires_unix_ms: 0,
                     })
                 }
             },
         };
+        if self.acl_token_expired(&token.accessor_id, now_unix_ms) {
+            return None;
+        }
+        let mut rules: Vec<String> = token
+            .policies
+            .iter()
+            .filter(|id| id.as_str() != GLOBAL_MANAGEMENT_POLICY_ID)
+            .filter_map(|id| self.acl_policy(id).map(|p| p.rules))
+            .collect();
+        rules.extend(self.acl_link_rules(token, dc));
         Some(ResolvedToken {
             accessor: token.accessor_id.clone(),
-            management: token.is_management(),
-            rules: token
-                .policies
-                .iter()
-                .filter(|id| id.as_str() != GLOBAL_MANAGEMENT_POLICY_ID)
-                .filter_map(|id| self.acl_policy(id).map(|p| p.rules))
-                .collect(),
+            management: token.is_management() || self.acl_links_management(token),
+            rules,
+            expires_unix_ms: self.acl_token_links(&token.accessor_id).expiration_unix_ms,
         })
     }
 
@@ -144,6 +171,7 @@ impl State {
             for token in self.acl.tokens.values_mut() {
                 token.policies.retain(|p| p != id);
             }
+            self.acl_roles_drop_policy(id);
             self.acl.index = index;
             return (Outcome::Done, vec![Table::Acl]);
         }
@@ -171,6 +199,8 @@ impl State {
         }
         token.create_index = old.map_or(index, |t| t.create_index);
         token.modify_index = index;
+        // Stored whole: links, if any, are set again by the caller.
+        self.acl_forget_links(&token.accessor_id);
         self.acl
             .by_secret
             .insert(token.secret_id.clone(), token.accessor_id.clone());
@@ -185,6 +215,7 @@ impl State {
         }
         if let Some(token) = self.acl.tokens.remove(accessor) {
             self.acl.by_secret.remove(&token.secret_id);
+            self.acl_forget_links(accessor);
             self.acl.index = index;
             return (Outcome::Done, vec![Table::Acl]);
         }

@@ -189,6 +189,19 @@ impl State {
             Command::QuerySet { query } => self.query_set(index, query),
             Command::QueryDelete { id } => self.query_delete(index, &id),
             Command::CoordinateBatch { updates } => self.coordinate_batch(index, updates),
+            Command::AclTokenSetLinked { token, links } => {
+                self.acl_token_set_linked(index, token, links)
+            }
+            Command::AclRoleSet { role } => self.acl_role_set(index, role),
+            Command::AclRoleDelete { id } => self.acl_role_delete(index, &id),
+            Command::AclAuthMethodSet { method } => self.acl_auth_method_set(index, method),
+            Command::AclAuthMethodDelete { name } => self.acl_auth_method_delete(index, &name),
+            Command::AclBindingRuleSet { rule } => self.acl_binding_rule_set(index, rule),
+            Command::AclBindingRuleDelete { id } => self.acl_binding_rule_delete(index, &id),
+            Command::AclTokensExpire {
+                accessors,
+                now_unix_ms,
+            } => self.acl_tokens_expire(index, &accessors, now_unix_ms),
         }
     }
 

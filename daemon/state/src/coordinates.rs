@@ -9,8 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::apply::Applied;
 use crate::{State, Table};
 
-/// The coordinate table. Must stay the last field of [`State`] (snapshot
-/// format 6 compatibility: it is appended).
+/// The coordinate table, appended to [`State`] in snapshot format 7.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct CoordinateTables {
     pub by_node: BTreeMap<String, Coordinate>,

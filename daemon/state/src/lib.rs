@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod acl;
+mod acl_ext;
 mod apply;
 mod catalog;
 mod coordinates;
@@ -19,7 +20,8 @@ mod tables;
 #[cfg(test)]
 mod tests;
 
-pub use acl::ResolvedToken;
+pub use acl::{now_unix_ms, ResolvedToken};
+pub use acl_ext::BIND_TYPES;
 pub use hub::{Table, WatchHub};
 pub use snapshot::{inspect_snapshot, SnapshotError, SnapshotSummary};
 pub use tables::{CaRecord, ServiceHealth, State};

@@ -10,9 +10,11 @@ pub enum SnapshotError {
     Decode(String),
 }
 
-/// Bumped when the snapshot layout changes incompatibly. Format 7 is
-/// format 6 with the coordinate table appended.
-const FORMAT_VERSION: u8 = 7;
+/// Bumped when the snapshot layout changes incompatibly. Format 8 is
+/// format 7 with roles, token links, auth methods and binding rules appended.
+const FORMAT_VERSION: u8 = 8;
+/// Format 7: format 6 with the coordinate table appended.
+const FORMAT_WITHOUT_ACL_EXT: u8 = 7;
 /// Format 6: format 5 with the prepared query table appended.
 const FORMAT_WITHOUT_COORDINATES: u8 = 6;
 /// Format 5: format 4's body behind its SHA-256, so a changed byte
@@ -52,6 +54,9 @@ pub fn inspect_snapshot(bytes: &[u8]) -> Result<SnapshotSummary, SnapshotError> 
             ("CA", usize::from(state.ca.is_some())),
             ("ACLTokens", state.acl.tokens.len()),
             ("ACLPolicies", state.acl.policies.len()),
+            ("ACLRoles", state.acl_ext.roles.len()),
+            ("ACLAuthMethods", state.acl_ext.auth_methods.len()),
+            ("ACLBindingRules", state.acl_ext.binding_rules.len()),
             ("Sessions", state.sessions.sessions.len()),
             ("PreparedQueries", state.queries.queries.len()),
             ("Coordinates", state.coordinates.by_node.len()),
@@ -75,7 +80,10 @@ impl State {
             .split_first()
             .ok_or_else(|| SnapshotError::Decode("empty".into()))?;
         let body = match format {
-            FORMAT_VERSION | FORMAT_WITHOUT_COORDINATES | FORMAT_WITHOUT_QUERIES => {
+            FORMAT_VERSION
+            | FORMAT_WITHOUT_ACL_EXT
+            | FORMAT_WITHOUT_COORDINATES
+            | FORMAT_WITHOUT_QUERIES => {
                 if rest.len() < 32 {
                     return Err(SnapshotError::Decode(
                         "truncated before its checksum".into(),
@@ -117,6 +125,9 @@ fn tables_added_after(format: u8) -> Vec<u8> {
     }
     if format <= FORMAT_WITHOUT_COORDINATES {
         out.extend(empty::<crate::coordinates::CoordinateTables>());
+    }
+    if format <= FORMAT_WITHOUT_ACL_EXT {
+        out.extend(empty::<crate::acl_ext::AclExtTables>());
     }
     out
 }

@@ -46,8 +46,10 @@ pub struct State {
     pub(crate) sessions: crate::sessions::SessionTables,
     /// Must stay second to last (snapshot format 5 compatibility).
     pub(crate) queries: crate::queries::QueryTables,
-    /// Must stay the last field (snapshot format 6 compatibility).
+    /// Must stay second to last (snapshot format 6 compatibility).
     pub(crate) coordinates: crate::coordinates::CoordinateTables,
+    /// Must stay the last field (snapshot format 7 compatibility).
+    pub(crate) acl_ext: crate::acl_ext::AclExtTables,
 }
 
 /// The stored CA state and the index that last changed it.

@@ -248,6 +248,30 @@ pub enum Command {
     /// Store nodes' network coordinates (already validated); updates for
     /// nodes not in the catalog are skipped, as in Consul.
     CoordinateBatch { updates: Vec<CoordinateUpdate> },
+    /// Create or update a token with its roles, identities, expiry and
+    /// auth method; [`Command::AclTokenSet`] stores a token without them.
+    AclTokenSetLinked {
+        token: AclToken,
+        links: crate::AclTokenLinks,
+    },
+    /// Create or update a role; its name must be unique and its policies exist.
+    AclRoleSet { role: crate::AclRole },
+    /// Delete a role (tokens drop their link to it).
+    AclRoleDelete { id: String },
+    /// Create or update an auth method (by name).
+    AclAuthMethodSet { method: crate::AclAuthMethod },
+    /// Delete an auth method, its binding rules and the tokens its logins made.
+    AclAuthMethodDelete { name: String },
+    /// Create or update a binding rule; its auth method must exist.
+    AclBindingRuleSet { rule: crate::AclBindingRule },
+    /// Delete a binding rule.
+    AclBindingRuleDelete { id: String },
+    /// Delete these expired tokens (the leader's reaper), each only if it
+    /// has expired by `now_unix_ms`.
+    AclTokensExpire {
+        accessors: Vec<String>,
+        now_unix_ms: u64,
+    },
 }
 
 /// One node's coordinate in a [`Command::CoordinateBatch`].

@@ -17,8 +17,10 @@ mod spiffe;
 pub mod watch;
 
 pub use acl::{
-    AclPolicy, AclToken, ANONYMOUS_TOKEN_ID, GLOBAL_MANAGEMENT_POLICY_ID,
-    GLOBAL_MANAGEMENT_POLICY_NAME,
+    node_identity_rules, service_identity_rules, templated_policy_needs_name,
+    templated_policy_rules, AclAuthMethod, AclBindingRule, AclNodeIdentity, AclPolicy, AclRole,
+    AclServiceIdentity, AclTemplatedPolicy, AclToken, AclTokenLinks, ANONYMOUS_TOKEN_ID,
+    GLOBAL_MANAGEMENT_POLICY_ID, GLOBAL_MANAGEMENT_POLICY_NAME, TEMPLATED_POLICY_NAMES,
 };
 pub use catalog::{
     CheckStatus, ConfigEntry, HealthCheck, Node, Owner, Proxy, Service, Upstream, Weights,

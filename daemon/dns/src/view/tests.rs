@@ -170,6 +170,7 @@ fn with_acls_a_view_shows_only_what_the_default_token_may_read() {
     let acl = DnsAcl {
         default_allow: false,
         token: Some("s1".into()),
+        datacenter: "dc1".into(),
     };
     // Built afresh and built from the view without ACLs: the same.
     let fresh = f.store.read(|state| View::build(state, None, Some(&acl)));
@@ -185,6 +186,7 @@ fn with_acls_a_view_shows_only_what_the_default_token_may_read() {
     let nobody = DnsAcl {
         default_allow: false,
         token: None,
+        datacenter: "dc1".into(),
     };
     let none = f
         .store
@@ -193,6 +195,7 @@ fn with_acls_a_view_shows_only_what_the_default_token_may_read() {
     let allow = DnsAcl {
         default_allow: true,
         token: None,
+        datacenter: "dc1".into(),
     };
     let all = f.store.read(|state| View::build(state, None, Some(&allow)));
     assert_eq!(all.services.len(), open.services.len());
