@@ -74,6 +74,7 @@ it with `?takeover=true`.
         ),
         ("mesh_kv", "The ID is the key's path, as in `path`."),
         ("mesh_key_prefix", "The ID is the prefix, as in `path_prefix`."),
+        ("mesh_keys", "The ID is the key paths, comma-separated; imported keys have `delete = false`."),
         (
             "mesh_prepared_query",
             "The ID is the query's ID (a UUID), as `GET /v1/query` lists it.",

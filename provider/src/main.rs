@@ -10,6 +10,7 @@ mod docs;
 mod gateways;
 mod intention;
 mod key_prefix;
+mod keys;
 mod kv;
 mod prepared_query;
 mod provider;

@@ -60,6 +60,7 @@ impl tfplug::Provider for MeshProvider {
             Arc::new(crate::gateways::GatewayResource::terminating(s.clone())),
             Arc::new(crate::kv::KvResource(s.clone())),
             Arc::new(crate::key_prefix::KeyPrefixResource(s.clone())),
+            Arc::new(crate::keys::KeysResource(s.clone())),
             Arc::new(crate::prepared_query::PreparedQueryResource(s.clone())),
             Arc::new(crate::intention::IntentionResource(s.clone())),
             Arc::new(crate::ca_config::CaConfigResource(s.clone())),

@@ -243,3 +243,118 @@ async fn a_key_prefix_owns_its_keys_and_removes_undeclared_ones() {
     assert_eq!(r.code, 0, "{}", r.out);
     assert!(keys_under(&c, &agent).await.is_empty());
 }
+
+fn keys_config(blocks: &[(&str, &str, bool)]) -> String {
+    let body: String = blocks
+        .iter()
+        .map(|(path, value, delete)| {
+            format!("  key {{\n    path   = \"{path}\"\n    value  = \"{value}\"\n    delete = {delete}\n  }}\n")
+        })
+        .collect();
+    format!("resource \"mesh_keys\" \"app\" {{\n{body}}}\n")
+}
+
+#[tokio::test]
+async fn mesh_keys_write_together_repair_drift_and_delete_only_what_is_marked() {
+    terraform();
+    let root = tempfile::tempdir().unwrap();
+    let agent = crate::dev_agent("tfkeys", &root.path().join("data")).await;
+    let addr = agent.http.to_string();
+    let c = http();
+    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+    let tf = Tf::new(root.path(), "keys");
+    tf.write(
+        &addr,
+        &keys_config(&[
+            ("app/config/limit", "100", false),
+            ("app/config/mode", "fast", true),
+        ]),
+    );
+    let r = tf.apply().await;
+    assert_eq!(r.code, 0, "{}", r.out);
+    assert_eq!(
+        keys_under(&c, &agent).await,
+        vec![
+            pair("app/config/limit", "100"),
+            pair("app/config/mode", "fast")
+        ]
+    );
+    let r = tf.plan().await;
+    assert_eq!(r.code, 0, "a fresh apply plans no changes:\n{}", r.out);
+
+    // A value changed by hand, and a key deleted by hand: drift, repaired.
+    let put = c
+        .put(agent.url("/v1/kv/app/config/limit"))
+        .body("7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let del = c
+        .delete(agent.url("/v1/kv/app/config/mode"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 200);
+    // A key nobody declared is not this resource's.
+    let put = c
+        .put(agent.url("/v1/kv/app/config/other"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let r = tf.plan().await;
+    assert_eq!(r.code, 2, "drift is planned back:\n{}", r.out);
+    let r = tf.apply().await;
+    assert_eq!(r.code, 0, "{}", r.out);
+    assert_eq!(
+        keys_under(&c, &agent).await,
+        vec![
+            pair("app/config/limit", "100"),
+            pair("app/config/mode", "fast"),
+            pair("app/config/other", "x")
+        ]
+    );
+
+    // Dropping keys: the one marked `delete` goes, the other stays.
+    tf.write(&addr, &keys_config(&[("app/config/new", "1", true)]));
+    let r = tf.apply().await;
+    assert_eq!(r.code, 0, "{}", r.out);
+    assert_eq!(
+        keys_under(&c, &agent).await,
+        vec![
+            pair("app/config/limit", "100"),
+            pair("app/config/new", "1"),
+            pair("app/config/other", "x")
+        ]
+    );
+
+    // A key declared twice is refused at plan.
+    tf.write(
+        &addr,
+        &keys_config(&[("app/config/new", "1", true), ("app/config/new", "2", true)]),
+    );
+    let r = tf.plan().await;
+    assert_eq!(r.code, 1, "{}", r.out);
+    assert!(r.out.contains("Duplicate key"), "{}", r.out);
+
+    // Import by paths; destroy deletes only keys marked `delete`.
+    let other = Tf::new(root.path(), "keys-imported");
+    other.write(&addr, &keys_config(&[("app/config/limit", "100", false)]));
+    other
+        .must(&["import", "mesh_keys.app", "app/config/limit"])
+        .await;
+    let r = other.plan().await;
+    assert_eq!(r.code, 0, "an imported key plans no changes:\n{}", r.out);
+    tf.write(&addr, &keys_config(&[("app/config/new", "1", true)]));
+    let r = tf.run(&["destroy", "-auto-approve", "-input=false"]).await;
+    assert_eq!(r.code, 0, "{}", r.out);
+    assert_eq!(
+        keys_under(&c, &agent).await,
+        vec![
+            pair("app/config/limit", "100"),
+            pair("app/config/other", "x")
+        ]
+    );
+}

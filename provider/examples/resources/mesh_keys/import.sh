@@ -1,0 +1,1 @@
+terraform import mesh_keys.app app/config/limit,app/config/mode
