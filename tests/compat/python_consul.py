@@ -246,6 +246,27 @@ assert c.query.delete(qid)
 # py-consul reads Consul's 404 as None.
 assert c.query.execute(qid) is None, "a deleted query still runs"
 
+# Network coordinates: the agent reports its own; one set by hand sorts
+# ?near= answers.
+deadline = time.time() + 15
+while True:
+    _, coords = c.coordinate.nodes()
+    if coords:
+        break
+    assert time.time() < deadline, "no coordinate reported"
+me = coords[0]["Node"]
+assert len(coords[0]["Coord"]["Vec"]) == 8, coords
+dcs = c.coordinate.datacenters()
+assert dcs[0]["Coordinates"][0]["Node"].startswith(me), dcs
+far = dict(coords[0]["Coord"], Vec=[0.2] + [0.0] * 7)
+c.catalog.register("far-node", "127.0.0.9", service={"Service": "web", "ID": "web-far"})
+assert c.coordinate.update("far-node", far)
+_, one = c.coordinate.node("far-node")
+assert one[0]["Coord"]["Vec"][0] == 0.2, one
+_, near = c.catalog.service("web", near="far-node")
+assert near[0]["Node"] == "far-node", near
+c.catalog.deregister("far-node")
+
 c.agent.service.deregister("web1")
 c.agent.service.deregister("web2")
 _, nodes = c.catalog.service("web")

@@ -50,6 +50,11 @@ const RESOURCES: [(&str, Resource); 7] = [
 
 /// Parse a policy's rules. Every error names its line and column.
 pub fn parse_rules(text: &str) -> Result<Rules, RulesError> {
+    if text.trim_start().starts_with('{') {
+        // JSON rules, as Consul's HCL 1 parser takes them (and clients
+        // such as python-consul send): the same rules, written as HCL.
+        return parse_rules(&json_rules_to_hcl(text)?);
+    }
     let at = |offset: usize, message: String| {
         // Parser offsets may fall inside a multi-byte character.
         let before = &text[..text.floor_char_boundary(offset)];
@@ -255,4 +260,74 @@ impl Rules {
             })
             .map(|(_, a)| *a)
     }
+}
+
+/// JSON rules as HCL text: `"operator": "read"` becomes an attribute,
+/// `"key_prefix": {"app/": {"policy": "write"}}` (or a list of such
+/// objects) becomes labelled blocks. The HCL parser then checks them.
+fn json_rules_to_hcl(text: &str) -> Result<String, RulesError> {
+    use serde_json::Value;
+    let err = |line: usize, column: usize, message: String| RulesError {
+        line,
+        column,
+        message,
+    };
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| err(e.line(), e.column(), format!("JSON rules: {e}")))?;
+    let Value::Object(top) = value else {
+        return Err(err(1, 1, "JSON rules: an object".into()));
+    };
+    let quote = |s: &str| serde_json::to_string(s).expect("a string encodes");
+    // Keys become HCL names unquoted: only identifiers pass.
+    let ident = |k: &str| {
+        if !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            Ok(())
+        } else {
+            Err(err(1, 1, format!("JSON rules: {k:?} is not a rule name")))
+        }
+    };
+    let mut out = String::new();
+    for (kind, v) in &top {
+        ident(kind)?;
+        let labelled: Vec<&serde_json::Map<String, Value>> = match v {
+            Value::String(s) => {
+                out.push_str(&format!("{kind} = {}\n", quote(s)));
+                continue;
+            }
+            Value::Object(m) => vec![m],
+            Value::Array(items) => items.iter().filter_map(Value::as_object).collect(),
+            _ => {
+                return Err(err(
+                    1,
+                    1,
+                    format!("JSON rules: {kind:?} must be a string or an object"),
+                ))
+            }
+        };
+        for map in labelled {
+            for (name, body) in map {
+                let Value::Object(fields) = body else {
+                    return Err(err(
+                        1,
+                        1,
+                        format!("JSON rules: {kind} {name:?} must be an object"),
+                    ));
+                };
+                out.push_str(&format!("{kind} {} {{\n", quote(name)));
+                for (field, fv) in fields {
+                    ident(field)?;
+                    let Value::String(fv) = fv else {
+                        return Err(err(
+                            1,
+                            1,
+                            format!("JSON rules: {kind} {name:?}: {field} must be a string"),
+                        ));
+                    };
+                    out.push_str(&format!("  {field} = {}\n", quote(fv)));
+                }
+                out.push_str("}\n");
+            }
+        }
+    }
+    Ok(out)
 }

@@ -148,3 +148,30 @@ fn mutated_rules_are_errors_not_panics() {
         let _ = parse_rules(&text);
     }
 }
+
+#[test]
+fn json_rules_mean_what_the_same_hcl_rules_mean() {
+    let json = r#"{"key_prefix": {"app/": {"policy": "write"}}, "operator": "read",
+        "service": [{"web": {"policy": "write", "intentions": "read"}}]}"#;
+    let hcl = "key_prefix \"app/\" { policy = \"write\" }\noperator = \"read\"\nservice \"web\" {\n  policy = \"write\"\n  intentions = \"read\"\n}\n";
+    let a = Authorizer::from_rules([&parse_rules(json).unwrap()], false);
+    let b = Authorizer::from_rules([&parse_rules(hcl).unwrap()], false);
+    for (r, name, need) in [
+        (Resource::Key, "app/x", Access::Write),
+        (Resource::Key, "other", Access::Read),
+        (Resource::Service, "web", Access::Write),
+        (Resource::Intention, "web", Access::Read),
+        (Resource::Intention, "web", Access::Write),
+    ] {
+        assert_eq!(
+            a.allows(r, name, need),
+            b.allows(r, name, need),
+            "{r:?} {name} {need:?}"
+        );
+    }
+    assert!(a.allows_global(Global::Operator, Access::Read));
+    let err = parse_rules(r#"{"key_prefix": {"a": {"policy": "write"}},"#).unwrap_err();
+    assert!(err.to_string().contains("JSON rules"), "{err}");
+    let err = parse_rules(r#"{"key_prefix\" {}\nacl = \"write": "x"}"#).unwrap_err();
+    assert!(err.to_string().contains("not a rule name"), "{err}");
+}

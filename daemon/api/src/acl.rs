@@ -18,8 +18,15 @@ use crate::acl_links::{LinkBody, NodeIdentityBody, ServiceIdentityBody, Template
 use crate::error::json_body;
 use crate::{Api, ApiError, Written};
 
+/// A body field, its key in any case (`name` and `Name` alike).
+fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    v.as_object().and_then(|m| mesh_wire::field(m, key))
+}
+
 fn field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+    get(v, key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 fn new_id() -> String {
@@ -150,15 +157,13 @@ fn policy_from(body: &Value, id: String) -> Result<AclPolicy, ApiError> {
             "ACL policy Name {name:?} is invalid: use up to 128 letters, digits, '-' and '_'"
         )));
     }
-    let rules = body
-        .get("Rules")
+    let rules = get(body, "Rules")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
     mesh_acl::parse_rules(&rules)
         .map_err(|e| ApiError::bad_request(format!("ACL policy {name:?}: {e}")))?;
-    let datacenters = body
-        .get("Datacenters")
+    let datacenters = get(body, "Datacenters")
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
