@@ -95,6 +95,9 @@ it with `?takeover=true`.
             "mesh_acl_token",
             "The ID is the token's accessor ID (a UUID), never its secret.",
         ),
+        ("mesh_acl_role", "The ID is the role's ID (a UUID)."),
+        ("mesh_acl_auth_method", "The ID is the auth method's name."),
+        ("mesh_acl_binding_rule", "The ID is the binding rule's ID (a UUID)."),
     ];
 
     fn page(kind: &str, name: &str, schema: &Schema, example: &str) -> String {

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod acl;
+mod acl_roles;
 mod ca_config;
 mod config_entry;
 mod data;

@@ -66,6 +66,9 @@ impl tfplug::Provider for MeshProvider {
             Arc::new(crate::ca_config::CaConfigResource(s.clone())),
             Arc::new(crate::acl::AclPolicyResource(s.clone())),
             Arc::new(crate::acl::AclTokenResource(s.clone())),
+            Arc::new(crate::acl_roles::AclRoleResource(s.clone())),
+            Arc::new(crate::acl_roles::AclAuthMethodResource(s.clone())),
+            Arc::new(crate::acl_roles::AclBindingRuleResource(s.clone())),
         ]
     }
 

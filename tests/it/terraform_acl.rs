@@ -246,3 +246,180 @@ resource "mesh_acl_token" "ops" {
         .must(&["destroy", "-auto-approve", "-input=false"])
         .await;
 }
+
+fn login_config(public_pem: &str, bind_name: &str) -> String {
+    format!(
+        r#"
+resource "mesh_acl_policy" "team" {{
+  name  = "team-kv"
+  rules = "key_prefix \"team/\" {{ policy = \"write\" }}"
+}}
+
+resource "mesh_acl_role" "team" {{
+  name     = "team"
+  policies = [mesh_acl_policy.team.name]
+  service_identity {{
+    service_name = "web"
+  }}
+  templated_policy {{
+    template_name = "builtin/node"
+    name          = "n1"
+  }}
+}}
+
+resource "mesh_acl_token" "ops" {{
+  description = "ops"
+  roles       = [mesh_acl_role.team.name]
+  node_identity {{
+    node_name  = "edge"
+    datacenter = "dc1"
+  }}
+}}
+
+resource "mesh_acl_auth_method" "idp" {{
+  name          = "idp"
+  type          = "jwt"
+  max_token_ttl = "10m"
+  config_json = jsonencode({{
+    JWTValidationPubKeys = [{public_pem:?}]
+    JWTSupportedAlgs     = ["ES256"]
+    ClaimMappings        = {{ team = "team" }}
+  }})
+}}
+
+resource "mesh_acl_binding_rule" "team" {{
+  auth_method = mesh_acl_auth_method.idp.name
+  bind_type   = "role"
+  bind_name   = "{bind_name}"
+  selector    = "value.team == \"blue\""
+}}
+"#
+    )
+}
+
+#[tokio::test]
+async fn terraform_manages_roles_auth_methods_and_binding_rules_that_logins_use() {
+    crate::terraform::terraform();
+    let root = tempfile::tempdir().unwrap();
+    let a = crate::api_surface::default_deny_agent("tfroles", root.path()).await;
+    let addr = a.http.to_string();
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap();
+    let tf = Tf::new(root.path(), "roles");
+    tf.write_with_token(
+        &addr,
+        Some(MANAGEMENT),
+        &login_config(&pair.public_key_pem(), "team"),
+    );
+    let r = tf.apply().await;
+    assert_eq!(r.code, 0, "{}", r.out);
+    let r = tf.plan().await;
+    assert_eq!(r.code, 0, "a fresh apply plans no changes:\n{}", r.out);
+
+    // A login through the method gets the role, and with it the policy.
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let jwt = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+        &json!({"team": "blue", "exp": exp}),
+        &key,
+    )
+    .unwrap();
+    let body = json!({"AuthMethod": "idp", "BearerToken": jwt});
+    let (st, text) = call(Method::POST, &a, "/v1/acl/login", None, Some(body.clone())).await;
+    assert_eq!(st, 200, "{text}");
+    let token: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(token["Roles"][0]["Name"], "team", "{token}");
+    let secret = token["SecretID"].as_str().unwrap();
+    let (st, _) = call(
+        Method::PUT,
+        &a,
+        "/v1/kv/team/a",
+        Some(secret),
+        Some(json!("v")),
+    )
+    .await;
+    assert_eq!(st, 200);
+
+    // Drift: the role deleted by hand is planned back.
+    let (st, text) = call(
+        Method::GET,
+        &a,
+        "/v1/acl/role/name/team",
+        Some(MANAGEMENT),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    let role: Value = serde_json::from_str(&text).unwrap();
+    let role_id = role["ID"].as_str().unwrap().to_string();
+    let (st, _) = call(
+        Method::DELETE,
+        &a,
+        &format!("/v1/acl/role/{role_id}"),
+        Some(MANAGEMENT),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    let r = tf.plan().await;
+    assert_eq!(r.code, 2, "the deleted role is planned back:\n{}", r.out);
+    let r = tf.apply().await;
+    assert_eq!(r.code, 0, "{}", r.out);
+    let r = tf.plan().await;
+    assert_eq!(r.code, 0, "{}", r.out);
+
+    // A binding rule pointing at a claim that is not mapped: refused, with the reason.
+    tf.write_with_token(
+        &addr,
+        Some(MANAGEMENT),
+        &login_config(&pair.public_key_pem(), "${value.nope}"),
+    );
+    let r = tf.apply().await;
+    assert_ne!(r.code, 0);
+    assert!(r.out.contains("value.nope"), "{}", r.out);
+
+    // Import, then destroy removes everything (and the login's token with its method).
+    tf.write_with_token(
+        &addr,
+        Some(MANAGEMENT),
+        &login_config(&pair.public_key_pem(), "team"),
+    );
+    let other = Tf::new(root.path(), "roles-imported");
+    other.write_with_token(
+        &addr,
+        Some(MANAGEMENT),
+        "resource \"mesh_acl_auth_method\" \"idp\" {\n  name = \"idp\"\n  type = \"jwt\"\n  max_token_ttl = \"10m\"\n  config_json = \"{}\"\n}\n",
+    );
+    other
+        .must(&["import", "mesh_acl_auth_method.idp", "idp"])
+        .await;
+    let r = other.plan().await;
+    assert_eq!(
+        r.code, 2,
+        "a differing config_json shows as a change:\n{}",
+        r.out
+    );
+    let r = tf.run(&["destroy", "-auto-approve", "-input=false"]).await;
+    assert_eq!(r.code, 0, "{}", r.out);
+    for path in [
+        "/v1/acl/roles",
+        "/v1/acl/auth-methods",
+        "/v1/acl/binding-rules",
+    ] {
+        let (_, text) = call(Method::GET, &a, path, Some(MANAGEMENT), None).await;
+        assert_eq!(text.trim(), "[]", "{path}: {text}");
+    }
+    let (st, _) = call(
+        Method::PUT,
+        &a,
+        "/v1/kv/team/b",
+        Some(secret),
+        Some(json!("v")),
+    )
+    .await;
+    assert_eq!(st, 403, "the login's token went with its method");
+}

@@ -1,0 +1,1 @@
+terraform import mesh_acl_auth_method.idp idp
