@@ -89,7 +89,7 @@ pub(crate) async fn fire(
 /// matches, and some local service matches with, if given, one of its tags).
 fn for_this_agent(agent: &Node, event: &UserEvent) -> bool {
     let matches = |pattern: &str, text: &str| {
-        pattern.is_empty() || Regex::new(pattern).is_ok_and(|r| r.is_match(text))
+        pattern.is_empty() || mesh_state::cached_regex(pattern).is_some_and(|r| r.is_match(text))
     };
     if !matches(&event.node_filter, &agent.config.node_name) {
         return false;

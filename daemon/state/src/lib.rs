@@ -23,6 +23,7 @@ mod tests;
 pub use acl::{now_unix_ms, ResolvedToken};
 pub use acl_ext::BIND_TYPES;
 pub use hub::{Table, WatchHub};
+pub use queries::cached_regex;
 pub use snapshot::{inspect_snapshot, SnapshotError, SnapshotSummary};
 pub use tables::{CaRecord, ServiceHealth, State};
 

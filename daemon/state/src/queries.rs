@@ -127,6 +127,29 @@ fn meta_matches(meta: &BTreeMap<String, String>, wanted: &BTreeMap<String, Strin
     wanted.iter().all(|(k, v)| meta.get(k) == Some(v))
 }
 
+/// Patterns compiled at most once while in the cache (templates resolve on
+/// every `.query.` DNS lookup; event filters on every list).
+const REGEX_CACHE_ENTRIES: usize = 256;
+
+/// `pattern` compiled, from a process-wide cache; `None` if it does not
+/// compile. Bounded: the cache is emptied when full.
+pub fn cached_regex(pattern: &str) -> Option<regex::Regex> {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    static CACHE: LazyLock<Mutex<HashMap<String, Option<regex::Regex>>>> =
+        LazyLock::new(Default::default);
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(hit) = cache.get(pattern) {
+        return hit.clone();
+    }
+    let compiled = regex::Regex::new(pattern).ok();
+    if cache.len() >= REGEX_CACHE_ENTRIES {
+        cache.clear();
+    }
+    cache.insert(pattern.to_string(), compiled.clone());
+    compiled
+}
+
 /// A template's fields with `${name.full}`, `${name.prefix}`,
 /// `${name.suffix}` and `${match(N)}` filled in for the name it runs as;
 /// any other query is returned as is.
@@ -135,8 +158,8 @@ fn render_template(q: &PreparedQuery, name: &str) -> PreparedQuery {
         return q.clone();
     }
     let suffix = name.strip_prefix(q.name.as_str()).unwrap_or_default();
-    let groups: Vec<String> = match regex::Regex::new(&q.template_regexp) {
-        Ok(re) if !q.template_regexp.is_empty() => re
+    let groups: Vec<String> = match cached_regex(&q.template_regexp) {
+        Some(re) if !q.template_regexp.is_empty() => re
             .captures(name)
             .map(|c| {
                 c.iter()

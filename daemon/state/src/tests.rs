@@ -988,3 +988,21 @@ fn roles_identities_and_expiry_resolve_into_rules_and_deletes_leave_no_dangling_
         AclTokenLinks::default()
     );
 }
+
+#[test]
+fn cached_regexes_compile_once_and_bad_ones_stay_refused() {
+    let a = crate::cached_regex("^web-(.*)$").unwrap();
+    let b = crate::cached_regex("^web-(.*)$").unwrap();
+    assert!(a.is_match("web-1") && b.is_match("web-2"));
+    assert!(crate::cached_regex("(unclosed").is_none());
+    assert!(
+        crate::cached_regex("(unclosed").is_none(),
+        "a cached refusal"
+    );
+    // Past the bound the cache starts over and still answers.
+    for i in 0..300 {
+        assert!(crate::cached_regex(&format!("^n{i}$"))
+            .unwrap()
+            .is_match(&format!("n{i}")));
+    }
+}

@@ -102,3 +102,25 @@ impl TestCluster {
         .await
     }
 }
+
+impl Drop for TestCluster {
+    /// Stops every agent (each kill waits for its process) before the
+    /// directory goes, and removes it with a few retries: a removal that
+    /// races a file still being closed fails once and leaves the whole tree.
+    fn drop(&mut self) {
+        self.agents.clear();
+        let path = self.dir.path().to_path_buf();
+        let mut last = None;
+        for _ in 0..20 {
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => return,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Some(e) = last {
+            eprintln!("testkit: could not remove {}: {e}", path.display());
+        }
+    }
+}
