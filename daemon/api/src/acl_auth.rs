@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::acl::enabled;
+use crate::acl_links::{shown, written_then_shown};
 use crate::error::json_body;
 use crate::{Api, ApiError};
 
@@ -419,14 +420,11 @@ fn method_from(body: &[u8], path_name: Option<&str>) -> Result<AclAuthMethod, Ap
 
 async fn write_method(api: &Api, method: AclAuthMethod) -> Result<Response, ApiError> {
     let name = method.name.clone();
-    api.apply(Command::AclAuthMethodSet { method }).await?;
-    if let Some(raft) = &api.raft {
-        raft.read_barrier(mesh_raft::ReadMode::Default).await?;
-    }
-    api.state
-        .read(|s| s.acl_auth_method(&name).map(method_json))
-        .map(|v| Json(v).into_response())
-        .ok_or_else(|| not_found(format!("ACL auth method {name:?}")))
+    let show = |s: &Catalog| s.acl_auth_method(&name).map(method_json);
+    written_then_shown(api, Command::AclAuthMethodSet { method }, show, || {
+        format!("ACL auth method {name:?}")
+    })
+    .await
 }
 
 /// `PUT /v1/acl/auth-method`.
@@ -467,10 +465,11 @@ pub(crate) async fn method_get(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     enabled(&api)?;
-    api.state
-        .read(|s| s.acl_auth_method(&name).map(method_json))
-        .map(|v| Json(v).into_response())
-        .ok_or_else(|| not_found(format!("ACL auth method {name:?}")))
+    shown(
+        &api,
+        |s| s.acl_auth_method(&name).map(method_json),
+        || format!("ACL auth method {name:?}"),
+    )
 }
 
 pub(crate) async fn method_delete(
@@ -627,14 +626,11 @@ fn stored_config(method: &AclAuthMethod) -> Result<JwtConfig, ApiError> {
 
 async fn write_rule(api: &Api, rule: AclBindingRule) -> Result<Response, ApiError> {
     let id = rule.id.clone();
-    api.apply(Command::AclBindingRuleSet { rule }).await?;
-    if let Some(raft) = &api.raft {
-        raft.read_barrier(mesh_raft::ReadMode::Default).await?;
-    }
-    api.state
-        .read(|s| s.acl_binding_rule(&id).map(rule_json))
-        .map(|v| Json(v).into_response())
-        .ok_or_else(|| not_found(format!("ACL binding rule {id}")))
+    let show = |s: &Catalog| s.acl_binding_rule(&id).map(rule_json);
+    written_then_shown(api, Command::AclBindingRuleSet { rule }, show, || {
+        format!("ACL binding rule {id}")
+    })
+    .await
 }
 
 pub(crate) async fn rule_create(State(api): State<Api>, body: Bytes) -> Result<Response, ApiError> {
@@ -661,10 +657,11 @@ pub(crate) async fn rule_get(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     enabled(&api)?;
-    api.state
-        .read(|s| s.acl_binding_rule(&id).map(rule_json))
-        .map(|v| Json(v).into_response())
-        .ok_or_else(|| not_found(format!("ACL binding rule {id}")))
+    shown(
+        &api,
+        |s| s.acl_binding_rule(&id).map(rule_json),
+        || format!("ACL binding rule {id}"),
+    )
 }
 
 pub(crate) async fn rule_delete(

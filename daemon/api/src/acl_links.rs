@@ -242,6 +242,34 @@ pub(crate) fn add_links_json(s: &Catalog, out: &mut Value, links: &AclTokenLinks
     }
 }
 
+/// Answers with what `show` reads from the state, or a 404 naming `what`.
+pub(crate) fn shown(
+    api: &crate::Api,
+    show: impl Fn(&Catalog) -> Option<Value>,
+    what: impl FnOnce() -> String,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    api.state
+        .read(show)
+        .map(|v| axum::Json(v).into_response())
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("{} not found", what())))
+}
+
+/// Proposes `cmd`, waits until this server has applied it, and answers
+/// with what `show` reads back.
+pub(crate) async fn written_then_shown(
+    api: &crate::Api,
+    cmd: mesh_types::Command,
+    show: impl Fn(&Catalog) -> Option<Value>,
+    what: impl FnOnce() -> String,
+) -> Result<axum::response::Response, ApiError> {
+    api.apply(cmd).await?;
+    if let Some(raft) = &api.raft {
+        raft.read_barrier(mesh_raft::ReadMode::Default).await?;
+    }
+    shown(api, show, what)
+}
+
 /// Unix milliseconds as RFC 3339.
 pub(crate) fn rfc3339_ms(ms: u64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::acl_links::{
-    add_identities_json, identities, policies_json, policy_ids, LinkBody, NodeIdentityBody,
-    ServiceIdentityBody, TemplatedPolicyBody,
+    add_identities_json, identities, policies_json, policy_ids, shown, written_then_shown,
+    LinkBody, NodeIdentityBody, ServiceIdentityBody, TemplatedPolicyBody,
 };
 use crate::error::json_body;
 use crate::{Api, ApiError};
@@ -98,14 +98,11 @@ fn role_from(api: &Api, body: &[u8], id: String) -> Result<AclRole, ApiError> {
 
 async fn write_role(api: &Api, role: AclRole) -> Result<Response, ApiError> {
     let id = role.id.clone();
-    api.apply(Command::AclRoleSet { role }).await?;
-    if let Some(raft) = &api.raft {
-        raft.read_barrier(mesh_raft::ReadMode::Default).await?;
-    }
-    api.state
-        .read(|s| s.acl_role(&id).map(|r| role_json(s, r)))
-        .map(|v| Json(v).into_response())
-        .ok_or_else(|| not_found(format!("ACL role {id}")))
+    let show = |s: &Catalog| s.acl_role(&id).map(|r| role_json(s, r));
+    written_then_shown(api, Command::AclRoleSet { role }, show, || {
+        format!("ACL role {id}")
+    })
+    .await
 }
 
 /// `PUT /v1/acl/role`.
@@ -134,10 +131,11 @@ pub(crate) async fn get(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     crate::acl::enabled(&api)?;
-    api.state
-        .read(|s| s.acl_role(&id).map(|r| role_json(s, r)))
-        .map(|v| Json(v).into_response())
-        .ok_or_else(|| not_found(format!("ACL role {id}")))
+    shown(
+        &api,
+        |s| s.acl_role(&id).map(|r| role_json(s, r)),
+        || format!("ACL role {id}"),
+    )
 }
 
 pub(crate) async fn by_name(
@@ -145,10 +143,8 @@ pub(crate) async fn by_name(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     crate::acl::enabled(&api)?;
-    api.state
-        .read(|s| s.acl_role_by_name(&name).map(|r| role_json(s, r)))
-        .map(|v| Json(v).into_response())
-        .ok_or_else(|| not_found(format!("ACL role named {name:?}")))
+    let show = |s: &Catalog| s.acl_role_by_name(&name).map(|r| role_json(s, r));
+    shown(&api, show, || format!("ACL role named {name:?}"))
 }
 
 pub(crate) async fn delete(
