@@ -383,6 +383,51 @@ query_prefix "web-" { policy = "read" }"#,
     .await;
     assert_eq!(st, 200, "{ran}");
     assert_eq!(nodes_of(&ran), vec!["web1", "web2"]);
+
+    // A query with its own token runs with that token's rights: anyone may
+    // run it, and it shows what the token may read (a node it may not read
+    // is left out).
+    let (st, text) = send(&agent, Method::GET, "/v1/query/web-any/execute", None, None).await;
+    assert_eq!(st, 403, "no token of its own: the caller's rights: {text}");
+    let one_node = token_with_policy(
+        &agent,
+        "web-one-node",
+        r#"service "web" { policy = "read" }
+node "n-web1" { policy = "read" }"#,
+    )
+    .await;
+    let (st, created) = send(
+        &agent,
+        Method::POST,
+        "/v1/query",
+        Some(&writer),
+        Some(json!({"Name": "web-tok", "Token": one_node, "Service": {"Service": "web"}})),
+    )
+    .await;
+    assert_eq!(st, 200, "{created}");
+    let (st, ran) = send(&agent, Method::GET, "/v1/query/web-tok/execute", None, None).await;
+    assert_eq!(st, 200, "{ran}");
+    assert_eq!(
+        nodes_of(&ran),
+        vec!["web1"],
+        "only n-web1's instance: {ran}"
+    );
+    let (_, shown) = send(&agent, Method::GET, "/v1/query", Some(MANAGEMENT), None).await;
+    assert!(
+        !shown.to_string().contains(&one_node),
+        "the stored token is never shown: {shown}"
+    );
+    let tok_id = created["ID"].as_str().unwrap().to_string();
+    let (st, _) = send(
+        &agent,
+        Method::DELETE,
+        &format!("/v1/query/{tok_id}"),
+        Some(&writer),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+
     let (st, listed) = send(&agent, Method::GET, "/v1/query", None, None).await;
     assert_eq!((st, listed), (200, json!([])));
     let (st, listed) = send(&agent, Method::GET, "/v1/query", Some(&runner), None).await;

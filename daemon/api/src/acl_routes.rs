@@ -153,10 +153,15 @@ pub(crate) fn needs(api: &Api, method: &Method, path: &str, q: &HashMap<String, 
             }
         }
         ["query", key, "execute"] => {
+            // A query with its own token runs with that token's rights
+            // (checked when it runs): anyone may call it, as in Consul.
             let key = decode(key);
-            match api.state.read(|s| s.resolve_query(&key).map(|q| q.service)) {
-                Some(service) => Needs::one(Named(Resource::Service, service, Read)),
-                None => Needs::default(),
+            match api.state.read(|s| {
+                s.resolve_query(&key)
+                    .map(|q| (q.service, q.token.is_empty()))
+            }) {
+                Some((service, true)) => Needs::one(Named(Resource::Service, service, Read)),
+                _ => Needs::default(),
             }
         }
         ["query", key, "explain"] => {

@@ -359,11 +359,43 @@ fn entry_json(h: &ServiceHealth<'_>) -> Value {
     })
 }
 
-/// `GET /v1/query/:id_or_name/execute?near=&limit=`.
+/// Whose rights a query runs with: its stored token's if it has one, else
+/// the caller's; `None` with ACLs off.
+fn runner(
+    api: &Api,
+    caller: &crate::Caller,
+    query_token: &str,
+) -> Result<Option<mesh_acl::Authorizer>, ApiError> {
+    let settings = api.agent.acl();
+    if !settings.enabled {
+        return Ok(None);
+    }
+    if query_token.is_empty() {
+        return Ok(Some((*caller.authz).clone()));
+    }
+    let resolved = api
+        .state
+        .read(|s| crate::acl_caller::resolve_in(s, &settings, Some(query_token)))
+        .ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "Permission denied: the prepared query's token no longer exists",
+            )
+        })?;
+    Ok(Some(mesh_acl::Authorizer::from_rule_texts(
+        resolved.management,
+        &resolved.rules,
+        settings.default_allow,
+    )))
+}
+
+/// `GET /v1/query/:id_or_name/execute?near=&limit=`: instances the runner
+/// (the query's token, else the caller) may read, service and node.
 pub(crate) async fn execute(
     State(api): State<Api>,
     Path(key): Path<String>,
     Query(params): Query<HashMap<String, String>>,
+    axum::Extension(caller): axum::Extension<crate::Caller>,
 ) -> Result<Response, ApiError> {
     let limit = match params.get("limit") {
         Some(v) => Some(
@@ -383,6 +415,11 @@ pub(crate) async fn execute(
         s.table_index(Table::Checks)
             .max(s.table_index(Table::Queries))
     });
+    let token = api
+        .state
+        .read(|s| s.resolve_query(&key).map(|q| q.token))
+        .unwrap_or_default();
+    let authz = runner(&api, &caller, &token)?;
     let body = api.state.read(|s| {
         let query = s.resolve_query(&key)?;
         let near = match (near.as_str(), query.near.as_str()) {
@@ -391,6 +428,12 @@ pub(crate) async fn execute(
             (n, _) => n.to_string(),
         };
         let mut found = s.run_query(&query, &near);
+        if let Some(a) = &authz {
+            found.retain(|h| {
+                a.allows(Resource::Service, &h.service.name, Access::Read)
+                    && a.allows(Resource::Node, &h.node.name, Access::Read)
+            });
+        }
         if near.is_empty() {
             // Spread the load, as Consul does when nothing sorts the list.
             use rand::seq::SliceRandom;
