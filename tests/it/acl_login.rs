@@ -546,6 +546,19 @@ async fn a_jwt_logs_in_through_binding_rules_and_logs_out() {
     )
     .await;
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    let tokens_for = |service: &'static str| {
+        let a = &a;
+        async move {
+            let path = format!("/v1/acl/tokens?servicename={service}");
+            ok(a, Method::GET, &path, Value::Null)
+                .await
+                .as_array()
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(tokens_for("web").await, 1, "the login's service identity");
+    assert_eq!(tokens_for("db").await, 0);
 
     // Logout ends only login tokens.
     let (st, _) = status(&a, Method::POST, "/v1/acl/logout", MANAGEMENT, None).await;

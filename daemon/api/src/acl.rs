@@ -569,8 +569,8 @@ pub(crate) async fn token_delete(
     Ok(Json(matches!(done, Written::Done) || done.as_bool()).into_response())
 }
 
-/// `GET /v1/acl/tokens`, narrowed by `?policy=`, `?role=` (IDs) and
-/// `?authmethod=`.
+/// `GET /v1/acl/tokens`, narrowed by `?policy=`, `?role=` (IDs),
+/// `?authmethod=` and `?servicename=` (a service identity's name).
 pub(crate) async fn tokens(
     State(api): State<Api>,
     Extension(caller): Extension<Caller>,
@@ -587,6 +587,12 @@ pub(crate) async fn tokens(
                 want("policy").is_none_or(|p| t.policies.contains(p))
                     && want("role").is_none_or(|r| links.roles.contains(r))
                     && want("authmethod").is_none_or(|m| links.auth_method == **m)
+                    && want("servicename").is_none_or(|n| {
+                        links
+                            .service_identities
+                            .iter()
+                            .any(|i| i.service_name == **n)
+                    })
             })
             .map(|t| token_json_in(s, t, show))
             .collect()
