@@ -396,3 +396,59 @@ async fn event_endpoints_check_acls_and_refuse_bad_input_under_default_deny() {
     assert_ne!(new_index, index);
     assert_eq!(events.as_array().unwrap().last().unwrap()["Name"], "late");
 }
+
+/// Whether an event is for this agent is decided when it arrives, as in
+/// Consul: registering a matching service later does not pull it in, and
+/// deregistering one later does not drop an event already taken.
+#[tokio::test]
+async fn an_event_is_taken_or_not_when_it_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = crate::dev_agent("intake1", dir.path()).await;
+    let names = |agent: &TestAgent| {
+        let url = agent.url("/v1/event/list?name=deploy");
+        async move {
+            let list = crate::fetch_json(&http(), url).await;
+            list.as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["Payload"].as_str().unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let (st, _) = fire(&agent, "/v1/event/fire/deploy?service=^late$", "early").await;
+    assert_eq!(st, 200);
+    // Wait until the agent has seen (and decided on) it: an event for
+    // every node, fired after it, arrives after it.
+    let (st, _) = fire(&agent, "/v1/event/fire/deploy", "marker").await;
+    assert_eq!(st, 200);
+    eventually("the marker event", WAIT, || async {
+        (names(&agent).await == ["bWFya2Vy"]).then_some(())
+    })
+    .await;
+    let reg = http()
+        .put(agent.url("/v1/agent/service/register"))
+        .json(&serde_json::json!({"Name": "late"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reg.status(), 200);
+    let (st, _) = fire(&agent, "/v1/event/fire/deploy?service=^late$", "now").await;
+    assert_eq!(st, 200);
+    eventually(
+        "the event fired after the service was registered",
+        WAIT,
+        || async { (names(&agent).await == ["bWFya2Vy", "bm93"]).then_some(()) },
+    )
+    .await;
+    let dereg = http()
+        .put(agent.url("/v1/agent/service/deregister/late"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dereg.status(), 200);
+    assert_eq!(
+        names(&agent).await,
+        ["bWFya2Vy", "bm93"],
+        "an event taken stays"
+    );
+}

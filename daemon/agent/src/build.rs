@@ -389,6 +389,7 @@ impl Config {
             node_id,
             state,
             gossip,
+            event_intake: Default::default(),
             local,
             synced: Arc::new(watch::channel(0).0),
             writes,
@@ -613,6 +614,10 @@ impl Built {
                 shutdown: node.shutdown.subscribe(),
             }));
         }
+        tasks.spawn(crate::events::intake(
+            node.clone(),
+            node.shutdown.subscribe(),
+        ));
         tasks.spawn(crate::watches::run(
             node.addrs.http,
             node.live.clone(),

@@ -103,6 +103,51 @@ fn for_this_agent(agent: &Node, event: &UserEvent) -> bool {
     })
 }
 
+/// Whether each user event is meant for this agent, decided once, when it
+/// arrives (as Consul does): a service registered later does not pull in
+/// an old event, and one deregistered later does not drop it. Bounded like
+/// the gossip's own event buffer.
+#[derive(Default)]
+pub(crate) struct Intake {
+    decided: parking_lot::Mutex<std::collections::HashMap<[u8; 16], bool>>,
+}
+
+impl Intake {
+    /// The decision for `event`, made now if it is new.
+    fn accepts(&self, agent: &Node, event: &UserEvent) -> bool {
+        let mut decided = self.decided.lock();
+        if let Some(&yes) = decided.get(&event.id) {
+            return yes;
+        }
+        let yes = for_this_agent(agent, event);
+        if decided.len() >= 4 * mesh_gossip::EVENT_BUFFER {
+            // Keep only what gossip still holds.
+            let held: std::collections::HashSet<[u8; 16]> =
+                agent.gossip.events().iter().map(|e| e.id).collect();
+            decided.retain(|id, _| held.contains(id));
+        }
+        decided.insert(event.id, yes);
+        yes
+    }
+}
+
+/// Decides on each event as it arrives, until the agent stops.
+pub(crate) async fn intake(
+    agent: Arc<Node>,
+    mut stop: tokio::sync::watch::Receiver<crate::stop::Stop>,
+) -> anyhow::Result<()> {
+    let mut arrived = agent.gossip.subscribe_events();
+    loop {
+        for e in agent.gossip.events() {
+            agent.event_intake.accepts(&agent, &e);
+        }
+        tokio::select! {
+            changed = arrived.changed() => if changed.is_err() { return Ok(()) },
+            _ = stop.wait_for(|s| *s != crate::stop::Stop::Running) => return Ok(()),
+        }
+    }
+}
+
 /// The events for this agent, optionally of one name; their index.
 fn listed(agent: &Node, name: Option<&str>) -> (Vec<UserEvent>, u64) {
     let events: Vec<UserEvent> = agent
@@ -110,7 +155,7 @@ fn listed(agent: &Node, name: Option<&str>) -> (Vec<UserEvent>, u64) {
         .events()
         .into_iter()
         .filter(|e| name.is_none_or(|n| e.name == n))
-        .filter(|e| for_this_agent(agent, e))
+        .filter(|e| agent.event_intake.accepts(agent, e))
         .collect();
     let index = events.last().map_or(0, UserEvent::index);
     (events, index)

@@ -44,6 +44,9 @@ pub(crate) struct Node {
     /// This server's Raft node; client agents have none.
     pub raft: Option<RaftNode>,
     pub gossip: Gossip,
+    /// Which user events were meant for this agent, decided when each
+    /// arrived (`events.rs`).
+    pub event_intake: crate::events::Intake,
     /// Services and checks this agent is authoritative for.
     pub local: Arc<LocalState>,
     /// Counts completed anti-entropy passes.
